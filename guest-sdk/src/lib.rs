@@ -1,0 +1,1 @@
+//! Guest SDK for rtscore scoring plugins (in progress).

@@ -1,0 +1,39 @@
+//! Command-line interface: flags in the seed's spelling, each with an environment variable.
+
+pub mod run_args;
+
+use clap::{Parser, Subcommand};
+
+pub use run_args::{RunArgs, ViewMode};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # Embedded default: scenarios from examples/scenarios, generated events, live terminal view
+  rtscore
+
+  # Offline replay / backtest of a recorded file into a JSON-lines sink
+  rtscore run --events-file events.jsonl --scenarios-dir examples/scenarios --jsonl-out out.jsonl
+
+  # Production: Kafka in, MongoDB configs, Redis out
+  rtscore run --job all --kafka-servers 127.0.0.1:19092 \\
+      --mongodb-url mongodb://127.0.0.1:27018 --redis-url redis://127.0.0.1:16379
+
+  # Isolated instance for one important scenario (its own consumer group)
+  rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...";
+
+#[derive(Debug, Parser)]
+#[command(name = "rtscore", version, about = "WebAssembly-pluggable, config-driven real-time scoring runtime for recommender systems", after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, `rtscore` runs the job (same flags as `rtscore run`).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scoring job: read events, keep windows, score, write results.
+    #[command(after_help = AFTER_HELP)]
+    Run(RunArgs),
+}

@@ -1,0 +1,118 @@
+//! Flags of `rtscore run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::pipeline::JobSelection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewMode {
+    /// Redraw each scenario's hot list in the terminal.
+    Live,
+    /// One log line per emitted window.
+    Log,
+    /// Nothing but warnings and errors.
+    Off,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Which computation(s) to run.
+    #[arg(long, value_enum, default_value = "item_hot_score", env = "RTSCORE_JOB")]
+    pub job: JobSelection,
+
+    /// Only process this tenant (an isolated instance; with --scenario-id, one scenario).
+    #[arg(long, env = "RTSCORE_TENANT_ID")]
+    pub tenant_id: Option<String>,
+    /// Only process this scenario (use with --tenant-id).
+    #[arg(long, env = "RTSCORE_SCENARIO_ID", requires = "tenant_id")]
+    pub scenario_id: Option<String>,
+
+    // ---- event source (one of: file, Kafka, generator) ----
+    /// Read events from a JSONL file (`-` for stdin); the run ends after the last window.
+    #[arg(long, value_name = "PATH", help_heading = "Events", conflicts_with = "kafka_servers")]
+    pub events_file: Option<PathBuf>,
+    /// Kafka bootstrap servers; consume events from --topic in consumer group --group-id.
+    #[arg(long, value_name = "HOSTS", env = "KAFKA_SERVERS", help_heading = "Events")]
+    pub kafka_servers: Option<String>,
+    /// Events topic.
+    #[arg(long, default_value = "behavior-events", env = "RTSCORE_TOPIC", help_heading = "Events")]
+    pub topic: String,
+    /// Dead-letter topic for rejected events (Kafka mode).
+    #[arg(long, default_value = "behavior-events-dlq", env = "RTSCORE_DLQ_TOPIC", help_heading = "Events")]
+    pub dlq_topic: String,
+    /// Consumer group [default: rtscore, or rtscore-<tenant>-<scenario> for an isolated instance].
+    #[arg(long, env = "RTSCORE_GROUP_ID", help_heading = "Events")]
+    pub group_id: Option<String>,
+    /// Write rejected events (original bytes + reason) to this JSONL file. Without it, and
+    /// outside Kafka mode, rejects are logged.
+    #[arg(long, value_name = "PATH", help_heading = "Events")]
+    pub dead_letter_file: Option<PathBuf>,
+    /// Generated events per second (embedded default, no --events-file or --kafka-servers).
+    #[arg(long, default_value_t = 5000, help_heading = "Events")]
+    pub generate_rate: u32,
+    /// Event-time speed-up of the generator: 60 plays one minute of event time per second, so
+    /// 15-minute slides emit every 15 s.
+    #[arg(long, default_value_t = 60.0, help_heading = "Events")]
+    pub generate_time_scale: f64,
+    /// Stop the generator after this many events.
+    #[arg(long, help_heading = "Events")]
+    pub generate_limit: Option<u64>,
+    /// How far the watermark trails the max event time seen, in ms.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Events")]
+    pub allowed_lateness_ms: i64,
+
+    // ---- configuration ----
+    /// MongoDB URL for scenario documents (collection `scenarios`). Without it, documents are
+    /// read from --scenarios-dir.
+    #[arg(long, value_name = "URL", env = "MONGODB_URL", help_heading = "Configuration")]
+    pub mongodb_url: Option<String>,
+    /// MongoDB database.
+    #[arg(long, default_value = "rtscore", env = "MONGODB_DATABASE", help_heading = "Configuration")]
+    pub mongodb_database: String,
+    /// Directory of scenario documents, one JSON document per *.json file, watched for edits.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "examples/scenarios",
+        env = "RTSCORE_SCENARIOS_DIR",
+        help_heading = "Configuration"
+    )]
+    pub scenarios_dir: PathBuf,
+    /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "target/plugins",
+        env = "RTSCORE_PLUGINS_DIR",
+        help_heading = "Configuration"
+    )]
+    pub plugins_dir: PathBuf,
+
+    // ---- outputs ----
+    /// Redis URL for results (DESIGN §6 keys).
+    #[arg(long, value_name = "URL", env = "REDIS_URL", help_heading = "Outputs")]
+    pub redis_url: Option<String>,
+    /// Write every emitted result as JSON lines to PATH (`-` for stdout).
+    #[arg(long, value_name = "PATH", help_heading = "Outputs")]
+    pub jsonl_out: Option<PathBuf>,
+    /// Terminal output [default: live on a terminal, else log].
+    #[arg(long, value_enum, help_heading = "Outputs")]
+    pub view: Option<ViewMode>,
+    /// Serve /healthz, /readyz and Prometheus /metrics on this address.
+    #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", help_heading = "Outputs")]
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl RunArgs {
+    pub fn consumer_group(&self) -> String {
+        match (&self.group_id, &self.tenant_id, &self.scenario_id) {
+            (Some(g), _, _) => g.clone(),
+            (None, Some(t), Some(s)) => format!("rtscore-{t}-{s}"),
+            (None, Some(t), None) => format!("rtscore-{t}"),
+            _ => "rtscore".to_string(),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The embedded default config store: a local directory with one scenario document per
+//! `*.json` file, watched with `notify` so an edit takes effect within about a second.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// The documents of a scenarios directory, and the files that could not be read as JSON.
+#[derive(Debug, Default)]
+pub struct DirDocuments {
+    /// `(document, file path)`.
+    pub docs: Vec<(Value, String)>,
+    pub errors: Vec<String>,
+}
+
+/// Reads every `*.json` document of `dir`. Unreadable or non-JSON files are returned as errors
+/// beside the good documents so one bad file never hides the others.
+pub fn read_dir_documents(dir: &Path) -> anyhow::Result<DirDocuments> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read --scenarios-dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let origin = p.display().to_string();
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) => docs.push((v, origin)),
+            Err(e) => errors.push(format!("{origin}: {e}")),
+        }
+    }
+    Ok(DirDocuments { docs, errors })
+}
+
+/// Watches `dir` and sends `()` (debounced) whenever something in it changes; the receiver
+/// re-reads the directory. The returned watcher must be kept alive.
+pub fn watch_dir(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = raw_tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            // Editors write in several steps: wait for the burst to end.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while raw_rx.try_recv().is_ok() {}
+            if tx.send(()).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(watcher)
+}

@@ -1,0 +1,11 @@
+//! Scenario configuration: the document model, its validation, and the stores it is read from.
+
+pub mod dir_store;
+pub mod model;
+pub mod mongo;
+pub mod registry;
+pub mod validate;
+
+pub use model::{HotScoreConfig, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry};
+pub use registry::{ConfigChange, ScenarioRegistry};
+pub use validate::{ConfigError, FieldError, parse_scenario};

@@ -1,0 +1,138 @@
+//! Validated scenario configuration (DESIGN §3). Values of these types have passed
+//! [`super::validate::parse_scenario`]; code past that point never re-checks them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds per minute: window sizes and slides are whole minutes.
+pub const MS_PER_MINUTE: i64 = 60_000;
+
+/// `(tenant_id, scenario_id)`, the unit of configuration and of output keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ScenarioKey {
+    pub tenant_id: Arc<str>,
+    pub scenario_id: Arc<str>,
+}
+
+impl ScenarioKey {
+    pub fn new(tenant_id: &str, scenario_id: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            scenario_id: scenario_id.into(),
+        }
+    }
+}
+
+impl fmt::Display for ScenarioKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant_id, self.scenario_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioStatus {
+    Active,
+    Inactive,
+}
+
+/// One scenario's validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioConfig {
+    pub key: ScenarioKey,
+    pub scenario_type: Option<String>,
+    pub status: ScenarioStatus,
+    pub revision: i64,
+    pub hot_score: HotScoreConfig,
+    pub user_profile: UserProfileConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Sliding window geometry, both in ms and whole minutes; `size_ms` is a multiple of `slide_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WindowGeometry {
+    pub size_ms: i64,
+    pub slide_ms: i64,
+}
+
+impl WindowGeometry {
+    pub fn from_minutes(size: i64, slide: i64) -> Self {
+        Self {
+            size_ms: size * MS_PER_MINUTE,
+            slide_ms: slide * MS_PER_MINUTE,
+        }
+    }
+
+    /// The smallest window end whose window contains `ts`.
+    pub fn first_end_containing(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.slide_ms) * self.slide_ms + self.slide_ms
+    }
+
+    /// The first window end strictly after `t` (a multiple of the slide).
+    pub fn next_end_after(&self, t: i64) -> i64 {
+        self.first_end_containing(t)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotScoreConfig {
+    pub enabled: bool,
+    /// Weight per action; actions absent from the map weigh 0.
+    pub action_weights: BTreeMap<String, f64>,
+    /// Exponential decay per hour of event age.
+    pub decay_lambda: f64,
+    pub window: WindowGeometry,
+    pub top_n: usize,
+    pub plugin: Option<PluginRef>,
+}
+
+impl HotScoreConfig {
+    pub fn weight(&self, action: &str) -> f64 {
+        self.action_weights.get(action).copied().unwrap_or(0.0)
+    }
+}
+
+/// A scenario's reference to a scoring plugin module (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    /// Lower-case hex sha256 of the module bytes. `None` is an unpinned development reference:
+    /// the newest module with that name and version is used, and a warning is reported.
+    pub sha256: Option<String>,
+    /// Plugin parameters, handed to the module as JSON.
+    pub params: serde_json::Value,
+}
+
+impl PluginRef {
+    /// `name@version`, as reported in outputs and status.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserProfileConfig {
+    pub enabled: bool,
+    pub update_frequency_ms: i64,
+    pub interest_decay_days: f64,
+    pub behavior_weights: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Ctr,
+    Cvr,
+    WatchTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub window_size_ms: i64,
+    pub metrics_to_calculate: Vec<MetricKind>,
+}

@@ -1,0 +1,1 @@
+//! MongoDB scenario store (in progress).

@@ -1,0 +1,129 @@
+//! The host's view of every scenario: the last valid config of each, and the last error.
+//! A document that fails validation never replaces a valid config (DESIGN §3); a full resync
+//! removes scenarios whose documents are gone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{ScenarioConfig, ScenarioKey, parse_scenario};
+
+/// What a document did to the registry; the runtime forwards `Applied`/`Removed` to the jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigChange {
+    Applied(Arc<ScenarioConfig>),
+    /// Invalid document: the previous valid config (if any) stays in force.
+    Rejected {
+        key: Option<ScenarioKey>,
+        error: String,
+        origin: String,
+    },
+    Removed(ScenarioKey),
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioEntry {
+    pub applied: Option<Arc<ScenarioConfig>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ScenarioRegistry {
+    entries: BTreeMap<ScenarioKey, ScenarioEntry>,
+}
+
+impl ScenarioRegistry {
+    /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it.
+    pub fn apply_document(&mut self, doc: &Value, origin: &str) -> ConfigChange {
+        match parse_scenario(doc) {
+            Ok(cfg) => {
+                let entry = self.entries.entry(cfg.key.clone()).or_default();
+                entry.last_error = None;
+                if entry.applied.as_deref() == Some(&cfg) {
+                    return ConfigChange::Unchanged;
+                }
+                let cfg = Arc::new(cfg);
+                entry.applied = Some(cfg.clone());
+                ConfigChange::Applied(cfg)
+            }
+            Err(err) => {
+                let key = match (
+                    doc.get("tenant_id").and_then(Value::as_str),
+                    doc.get("scenario_id").and_then(Value::as_str),
+                ) {
+                    (Some(t), Some(s)) if super::validate::is_valid_id(t) && super::validate::is_valid_id(s) => {
+                        Some(ScenarioKey::new(t, s))
+                    }
+                    _ => None,
+                };
+                let error = err.to_string();
+                if let Some(k) = &key {
+                    self.entries.entry(k.clone()).or_default().last_error = Some(error.clone());
+                }
+                ConfigChange::Rejected {
+                    key,
+                    error,
+                    origin: origin.to_string(),
+                }
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &ScenarioKey) -> ConfigChange {
+        match self.entries.remove(key) {
+            Some(e) if e.applied.is_some() => ConfigChange::Removed(key.clone()),
+            _ => ConfigChange::Unchanged,
+        }
+    }
+
+    /// Applies a complete set of documents: every scenario not among them is removed.
+    pub fn resync(&mut self, docs: &[(Value, String)]) -> Vec<ConfigChange> {
+        let mut changes: Vec<ConfigChange> = docs.iter().map(|(d, origin)| self.apply_document(d, origin)).collect();
+        let present: HashSet<ScenarioKey> = docs
+            .iter()
+            .filter_map(|(d, _)| Some(ScenarioKey::new(d.get("tenant_id")?.as_str()?, d.get("scenario_id")?.as_str()?)))
+            .collect();
+        let gone: Vec<ScenarioKey> = self.entries.keys().filter(|k| !present.contains(*k)).cloned().collect();
+        changes.extend(gone.iter().map(|k| self.remove(k)));
+        changes.retain(|c| *c != ConfigChange::Unchanged);
+        changes
+    }
+
+    pub fn get(&self, key: &ScenarioKey) -> Option<&ScenarioEntry> {
+        self.entries.get(key)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&ScenarioKey, &ScenarioEntry)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn invalid_document_keeps_last_valid_config() {
+        let mut reg = ScenarioRegistry::default();
+        let good = json!({"tenant_id": "t", "scenario_id": "s", "revision": 1});
+        assert!(matches!(reg.apply_document(&good, "a.json"), ConfigChange::Applied(_)));
+        let bad = json!({"tenant_id": "t", "scenario_id": "s", "revision": 2, "config": {"realtime_compute": {"hot_score": {"decay_lambda": "fast"}}}});
+        assert!(matches!(reg.apply_document(&bad, "a.json"), ConfigChange::Rejected { .. }));
+        let e = reg.get(&ScenarioKey::new("t", "s")).unwrap();
+        assert_eq!(e.applied.as_ref().unwrap().revision, 1);
+        assert!(e.last_error.as_ref().unwrap().contains("decay_lambda"));
+        assert_eq!(reg.apply_document(&good, "a.json"), ConfigChange::Unchanged);
+    }
+
+    #[test]
+    fn resync_removes_missing_scenarios() {
+        let mut reg = ScenarioRegistry::default();
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "x");
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b"}), "x");
+        let changes = reg.resync(&[(json!({"tenant_id": "t", "scenario_id": "a"}), "x".into())]);
+        assert_eq!(changes, vec![ConfigChange::Removed(ScenarioKey::new("t", "b"))]);
+    }
+}

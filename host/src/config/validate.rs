@@ -1,0 +1,452 @@
+//! Parse, don't validate: one fallible conversion from a raw scenario document (JSON, or BSON
+//! turned into JSON) to a [`ScenarioConfig`]. Every error names the field path and the rule.
+//! Missing fields take the seed's defaults; a map that is present is taken whole; unknown fields
+//! are ignored (the raw document keeps them).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::model::*;
+
+/// One rule a document broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path from the document root, e.g. `config.realtime_compute.hot_score.decay_lambda`.
+    pub path: String,
+    pub rule: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+/// A scenario document that failed validation, with every rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid scenario document{}: {}", .scenario.as_ref().map(|s| format!(" {s}")).unwrap_or_default(), .errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct ConfigError {
+    /// `tenant/scenario` when the ids themselves were readable.
+    pub scenario: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+pub const DEFAULT_ACTION_WEIGHTS: [(&str, f64); 8] = [
+    ("impression", 0.5),
+    ("view", 1.0),
+    ("click", 2.0),
+    ("like", 3.0),
+    ("favorite", 4.0),
+    ("comment", 5.0),
+    ("share", 6.0),
+    ("purchase", 10.0),
+];
+pub const DEFAULT_BEHAVIOR_WEIGHTS: [(&str, f64); 4] = [("view", 1.0), ("like", 3.0), ("favorite", 5.0), ("purchase", 10.0)];
+
+/// Largest accepted `decay_lambda` (per hour). Above it a one-minute bucket is too coarse to
+/// hold the 1e-3 accuracy promise (see `scoring::builtin`), and the half-life is under 4 minutes.
+pub const MAX_DECAY_LAMBDA: f64 = 10.0;
+pub const MAX_WINDOW_MINUTES: i64 = 7 * 24 * 60;
+/// Most windows one event may belong to (window / slide).
+pub const MAX_WINDOWS_PER_EVENT: i64 = 1440;
+pub const MAX_TOP_N: i64 = 10_000;
+pub const MAX_ABS_WEIGHT: f64 = 1e6;
+
+/// `[A-Za-z0-9_-]{1,64}`: tenant and scenario ids.
+pub fn is_valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `[a-z_]{1,32}`: action names.
+pub fn is_valid_action(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// Collects errors while walking a document.
+struct Walker {
+    errors: Vec<FieldError>,
+}
+
+impl Walker {
+    fn err(&mut self, path: &str, rule: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.to_string(),
+            rule: rule.into(),
+        });
+    }
+
+    fn object<'v>(&mut self, parent: Option<&'v Map<String, Value>>, key: &str, path: &str) -> Option<&'v Map<String, Value>> {
+        match parent?.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                self.err(path, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, default: bool) -> bool {
+        match obj.and_then(|o| o.get(key)) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.err(path, "must be true or false");
+                default
+            }
+        }
+    }
+
+    fn number(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, default: f64, min: f64, max: f64) -> f64 {
+        match obj.and_then(|o| o.get(key)) {
+            None | Some(Value::Null) => default,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(x) if x.is_finite() && (min..=max).contains(&x) => x,
+                _ => {
+                    self.err(path, format!("must be a finite number in [{min}, {max}], got {n}"));
+                    default
+                }
+            },
+            Some(v) => {
+                self.err(path, format!("must be a number, got {}", type_name(v)));
+                default
+            }
+        }
+    }
+
+    fn integer(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, default: i64, min: i64, max: i64) -> i64 {
+        match obj.and_then(|o| o.get(key)) {
+            None | Some(Value::Null) => default,
+            Some(Value::Number(n)) => {
+                let as_int = n
+                    .as_i64()
+                    .or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9e15).map(|x| x as i64));
+                match as_int {
+                    Some(x) if (min..=max).contains(&x) => x,
+                    _ => {
+                        self.err(path, format!("must be an integer in [{min}, {max}], got {n}"));
+                        default
+                    }
+                }
+            }
+            Some(v) => {
+                self.err(path, format!("must be an integer, got {}", type_name(v)));
+                default
+            }
+        }
+    }
+
+    fn weights(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, default: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        match obj.and_then(|o| o.get(key)) {
+            None | Some(Value::Null) => default.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            Some(Value::Object(m)) => {
+                let mut out = BTreeMap::new();
+                for (action, w) in m {
+                    let p = format!("{path}.{action}");
+                    if !is_valid_action(action) {
+                        self.err(&p, "action names must match [a-z_]{1,32}");
+                        continue;
+                    }
+                    match w.as_f64() {
+                        Some(x) if x.is_finite() && x.abs() <= MAX_ABS_WEIGHT => {
+                            out.insert(action.clone(), x);
+                        }
+                        _ => self.err(&p, format!("must be a finite number in [-{MAX_ABS_WEIGHT}, {MAX_ABS_WEIGHT}]")),
+                    }
+                }
+                out
+            }
+            Some(v) => {
+                self.err(path, format!("must be an object of action -> weight, got {}", type_name(v)));
+                default.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+            }
+        }
+    }
+
+    fn id(&mut self, doc: &Map<String, Value>, key: &str) -> Option<String> {
+        match doc.get(key) {
+            Some(Value::String(s)) if is_valid_id(s) => Some(s.clone()),
+            Some(Value::String(_)) => {
+                self.err(key, "must match [A-Za-z0-9_-]{1,64}");
+                None
+            }
+            None | Some(Value::Null) => {
+                self.err(key, "is required");
+                None
+            }
+            Some(v) => {
+                self.err(key, format!("must be a string, got {}", type_name(v)));
+                None
+            }
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Turns a raw scenario document into a validated [`ScenarioConfig`].
+pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
+    let Some(doc) = doc.as_object() else {
+        return Err(ConfigError {
+            scenario: None,
+            errors: vec![FieldError {
+                path: "$".into(),
+                rule: "a scenario document must be a JSON object".into(),
+            }],
+        });
+    };
+    let mut w = Walker { errors: Vec::new() };
+    let tenant = w.id(doc, "tenant_id");
+    let scenario = w.id(doc, "scenario_id");
+    let label = match (&tenant, &scenario) {
+        (Some(t), Some(s)) => Some(format!("{t}/{s}")),
+        _ => None,
+    };
+
+    let status = match doc.get("status") {
+        None | Some(Value::Null) => ScenarioStatus::Active,
+        Some(Value::String(s)) if s == "active" => ScenarioStatus::Active,
+        Some(Value::String(s)) if s == "inactive" => ScenarioStatus::Inactive,
+        Some(_) => {
+            w.err("status", "must be \"active\" or \"inactive\"");
+            ScenarioStatus::Inactive
+        }
+    };
+    let revision = w.integer(Some(doc), "revision", "revision", 0, 0, i64::MAX);
+    let scenario_type = doc.get("scenario_type").and_then(Value::as_str).map(str::to_string);
+
+    let config = w.object(Some(doc), "config", "config");
+    let rc = w.object(config, "realtime_compute", "config.realtime_compute");
+
+    // hot_score
+    let p = "config.realtime_compute.hot_score";
+    let hot = w.object(rc, "hot_score", p);
+    let window = w.integer(
+        hot,
+        "window_size_minutes",
+        &format!("{p}.window_size_minutes"),
+        60,
+        1,
+        MAX_WINDOW_MINUTES,
+    );
+    let slide = w.integer(
+        hot,
+        "window_slide_minutes",
+        &format!("{p}.window_slide_minutes"),
+        15,
+        1,
+        MAX_WINDOW_MINUTES,
+    );
+    if slide > window {
+        w.err(
+            &format!("{p}.window_slide_minutes"),
+            format!("must not exceed window_size_minutes ({slide} > {window})"),
+        );
+    } else if window % slide != 0 {
+        w.err(
+            &format!("{p}.window_size_minutes"),
+            format!("must be a multiple of window_slide_minutes ({window} is not a multiple of {slide})"),
+        );
+    } else if window / slide > MAX_WINDOWS_PER_EVENT {
+        w.err(
+            &format!("{p}.window_slide_minutes"),
+            format!("window_size_minutes / window_slide_minutes must be at most {MAX_WINDOWS_PER_EVENT}"),
+        );
+    }
+    let hot_score = HotScoreConfig {
+        enabled: w.bool(hot, "enabled", &format!("{p}.enabled"), true),
+        action_weights: w.weights(hot, "action_weights", &format!("{p}.action_weights"), &DEFAULT_ACTION_WEIGHTS),
+        decay_lambda: w.number(hot, "decay_lambda", &format!("{p}.decay_lambda"), 0.1, 0.0, MAX_DECAY_LAMBDA),
+        window: WindowGeometry::from_minutes(window, slide),
+        top_n: w.integer(hot, "top_n", &format!("{p}.top_n"), 100, 1, MAX_TOP_N) as usize,
+        plugin: parse_plugin_ref(&mut w, hot, &format!("{p}.plugin")),
+    };
+
+    // user_profile
+    let p = "config.realtime_compute.user_profile";
+    let up = w.object(rc, "user_profile", p);
+    let user_profile = UserProfileConfig {
+        enabled: w.bool(up, "enabled", &format!("{p}.enabled"), true),
+        update_frequency_ms: w.integer(
+            up,
+            "update_frequency_minutes",
+            &format!("{p}.update_frequency_minutes"),
+            5,
+            1,
+            24 * 60,
+        ) * MS_PER_MINUTE,
+        interest_decay_days: w.number(up, "interest_decay_days", &format!("{p}.interest_decay_days"), 30.0, 0.001, 3650.0),
+        behavior_weights: w.weights(up, "behavior_weights", &format!("{p}.behavior_weights"), &DEFAULT_BEHAVIOR_WEIGHTS),
+    };
+
+    // metrics
+    let p = "config.realtime_compute.metrics";
+    let m = w.object(rc, "metrics", p);
+    let metrics_to_calculate = match m.and_then(|m| m.get("metrics_to_calculate")) {
+        None | Some(Value::Null) => vec![MetricKind::Ctr, MetricKind::Cvr, MetricKind::WatchTime],
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                match it.as_str() {
+                    Some("ctr") => out.push(MetricKind::Ctr),
+                    Some("cvr") => out.push(MetricKind::Cvr),
+                    Some("watch_time") => out.push(MetricKind::WatchTime),
+                    _ => w.err(
+                        &format!("{p}.metrics_to_calculate[{i}]"),
+                        format!("unknown metric {it}; known: \"ctr\", \"cvr\", \"watch_time\""),
+                    ),
+                }
+            }
+            out.sort();
+            out.dedup();
+            out
+        }
+        Some(v) => {
+            w.err(
+                &format!("{p}.metrics_to_calculate"),
+                format!("must be a list of metric names, got {}", type_name(v)),
+            );
+            Vec::new()
+        }
+    };
+    let metrics = MetricsConfig {
+        enabled: w.bool(m, "enabled", &format!("{p}.enabled"), true),
+        window_size_ms: w.integer(
+            m,
+            "window_size_minutes",
+            &format!("{p}.window_size_minutes"),
+            30,
+            1,
+            MAX_WINDOW_MINUTES,
+        ) * MS_PER_MINUTE,
+        metrics_to_calculate,
+    };
+
+    match (tenant, scenario) {
+        (Some(t), Some(s)) if w.errors.is_empty() => Ok(ScenarioConfig {
+            key: ScenarioKey::new(&t, &s),
+            scenario_type,
+            status,
+            revision,
+            hot_score,
+            user_profile,
+            metrics,
+        }),
+        _ => Err(ConfigError {
+            scenario: label,
+            errors: w.errors,
+        }),
+    }
+}
+
+fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
+    let obj = w.object(hot, "plugin", path)?;
+    let mut text = |key: &str, rule: &str, ok: &dyn Fn(&str) -> bool| -> Option<String> {
+        match obj.get(key) {
+            Some(Value::String(s)) if ok(s) => Some(s.clone()),
+            None | Some(Value::Null) if key == "sha256" => None,
+            _ => {
+                w.err(&format!("{path}.{key}"), rule);
+                None
+            }
+        }
+    };
+    let name = text("name", "is required and must match [a-z0-9_-]{1,64}", &|s| {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    });
+    let version = text(
+        "version",
+        "is required and must be a version like 1.2.0 ([0-9A-Za-z.+-]{1,32})",
+        &|s| (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b)),
+    );
+    let sha256 = text("sha256", "must be 64 lower-case hex digits", &|s| {
+        s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    let params = obj.get("params").cloned().unwrap_or(Value::Object(Map::new()));
+    if !params.is_object() {
+        w.err(&format!("{path}.params"), "must be an object");
+    }
+    Some(PluginRef {
+        name: name?,
+        version: version?,
+        sha256,
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn minimal_document_takes_seed_defaults() {
+        let cfg = parse_scenario(&json!({"tenant_id": "t1", "scenario_id": "home"})).unwrap();
+        assert_eq!(cfg.status, ScenarioStatus::Active);
+        assert_eq!(cfg.hot_score.window, WindowGeometry::from_minutes(60, 15));
+        assert_eq!(cfg.hot_score.weight("purchase"), 10.0);
+        assert_eq!(cfg.hot_score.top_n, 100);
+        assert_eq!(cfg.hot_score.decay_lambda, 0.1);
+        assert_eq!(cfg.user_profile.update_frequency_ms, 5 * 60_000);
+        assert_eq!(cfg.metrics.metrics_to_calculate.len(), 3);
+    }
+
+    #[test]
+    fn present_weight_map_is_taken_whole() {
+        let doc =
+            json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"action_weights": {"click": 3}}}}});
+        let cfg = parse_scenario(&doc).unwrap();
+        assert_eq!(cfg.hot_score.weight("click"), 3.0);
+        assert_eq!(cfg.hot_score.weight("view"), 0.0);
+    }
+
+    #[test]
+    fn errors_name_path_and_rule() {
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {
+            "decay_lambda": -1, "window_size_minutes": 60, "window_slide_minutes": 25,
+            "action_weights": {"Click": 1, "view": "x"}}}}});
+        let err = parse_scenario(&doc).unwrap_err();
+        let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"config.realtime_compute.hot_score.decay_lambda"), "{err}");
+        assert!(paths.contains(&"config.realtime_compute.hot_score.window_size_minutes"), "{err}");
+        assert!(paths.contains(&"config.realtime_compute.hot_score.action_weights.Click"), "{err}");
+        assert!(paths.contains(&"config.realtime_compute.hot_score.action_weights.view"), "{err}");
+        assert_eq!(err.scenario.as_deref(), Some("t/s"));
+    }
+
+    #[test]
+    fn slide_larger_than_window_is_rejected() {
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 20}}}});
+        assert!(parse_scenario(&doc).unwrap_err().to_string().contains("must not exceed"));
+    }
+
+    #[test]
+    fn plugin_reference_is_checked() {
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"plugin": {"name": "decay-weighted", "version": "0.1.0", "sha256": "XYZ"}}}}});
+        let err = parse_scenario(&doc).unwrap_err();
+        assert_eq!(err.errors[0].path, "config.realtime_compute.hot_score.plugin.sha256");
+        let ok = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"plugin": {"name": "decay-weighted", "version": "0.1.0", "params": {"a": 1}}}}}});
+        let cfg = parse_scenario(&ok).unwrap();
+        assert_eq!(cfg.hot_score.plugin.unwrap().label(), "decay-weighted@0.1.0");
+    }
+
+    #[test]
+    fn bad_ids_and_metric_names() {
+        let doc = json!({"tenant_id": "bad id", "scenario_id": 3, "config": {"realtime_compute": {"metrics": {"metrics_to_calculate": ["ctr", "ndcg"]}}}});
+        let err = parse_scenario(&doc).unwrap_err();
+        assert_eq!(err.errors.len(), 3, "{err}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Behaviour events (DESIGN §2): parsing and validation of one JSON object into an [`Event`],
+//! or a [`RejectReason`] that goes to the dead-letter sink with the original bytes.
+
+mod parse;
+mod reject;
+
+pub use parse::{Event, parse_event};
+pub use reject::RejectReason;

@@ -1,0 +1,27 @@
+//! Why an event was rejected. The reason travels with the original bytes to the dead-letter
+//! sink, and its [`RejectReason::kind`] labels the rejection counter.
+
+/// A rule of DESIGN §2 that an event broke.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` {rule}")]
+    Invalid { field: &'static str, rule: &'static str },
+    #[error("field `ts`: {0}")]
+    Timestamp(String),
+}
+
+impl RejectReason {
+    /// Short stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RejectReason::Json(_) => "json",
+            RejectReason::Missing(_) => "missing_field",
+            RejectReason::Invalid { .. } => "invalid_field",
+            RejectReason::Timestamp(_) => "timestamp",
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! rtscore: a WebAssembly-pluggable, config-driven real-time scoring runtime.
+//!
+//! Data flows `sources -> event (validation) -> window (state) -> scoring -> sinks`; the config
+//! store and the plugin registry are side inputs. See `docs/architecture.md`.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod output;
+pub mod pipeline;
+pub mod plugin;
+pub mod runtime;
+pub mod scoring;
+pub mod sinks;
+pub mod sources;
+pub mod window;

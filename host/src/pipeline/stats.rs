@@ -1,0 +1,24 @@
+//! Counters the pipeline keeps for the status key, the terminal view and the metrics endpoint.
+
+/// Host-wide event counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub events_in: u64,
+    pub rejected: u64,
+    /// Events of scenarios outside this instance's `--tenant-id/--scenario-id`.
+    pub filtered: u64,
+    /// Events of scenarios with no document, or an inactive or disabled one.
+    pub unknown_scenario: u64,
+    pub late: u64,
+    pub duplicates: u64,
+}
+
+/// Per-scenario counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScenarioCounters {
+    pub events: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub windows_emitted: u64,
+    pub plugin_failures: u64,
+}

@@ -1,0 +1,1 @@
+//! Plugin engine: runs a scenario's scoring formula as a sandboxed WebAssembly component.

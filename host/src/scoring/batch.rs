@@ -1,0 +1,78 @@
+//! The columnar window batch: what a scorer (built-in or plugin) sees of one emitted window.
+//!
+//! It mirrors `record window-batch` in `wit/scoring.wit` field for field, so the plugin engine
+//! hands it across the component boundary without reshaping it.
+
+/// One emitted window of one scenario: per item, its (one-minute bucket, action) cells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowBatch {
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    /// Action names; `row_action` indexes this.
+    pub actions: Vec<String>,
+    /// Configured weight per action index (0 for unweighted actions).
+    pub weights: Vec<f64>,
+    /// Configured decay, per hour.
+    pub decay_lambda: f64,
+    /// CSR offsets: rows of item `k` are `item_offsets[k]..item_offsets[k + 1]`.
+    pub item_offsets: Vec<u32>,
+    pub row_action: Vec<u16>,
+    pub row_count: Vec<u32>,
+    /// Mean age of the row's events, `window_end_ms - ts`, in ms.
+    pub row_age_mean_ms: Vec<f64>,
+    /// Variance of the row's event ages, in ms².
+    pub row_age_var_ms2: Vec<f64>,
+}
+
+impl WindowBatch {
+    /// An empty batch for a window; items are appended with [`WindowBatch::push_row`] and
+    /// [`WindowBatch::finish_item`].
+    pub fn new(window_start_ms: i64, window_end_ms: i64, actions: Vec<String>, weights: Vec<f64>, decay_lambda: f64) -> Self {
+        Self {
+            window_start_ms,
+            window_end_ms,
+            actions,
+            weights,
+            decay_lambda,
+            item_offsets: vec![0],
+            ..Self::default()
+        }
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.item_offsets.len().saturating_sub(1)
+    }
+
+    pub fn row_count(&self) -> usize {
+        self.row_action.len()
+    }
+
+    pub fn push_row(&mut self, action: u16, count: u32, age_mean_ms: f64, age_var_ms2: f64) {
+        self.row_action.push(action);
+        self.row_count.push(count);
+        self.row_age_mean_ms.push(age_mean_ms);
+        self.row_age_var_ms2.push(age_var_ms2);
+    }
+
+    /// Closes the current item: the rows pushed since the previous call belong to it.
+    pub fn finish_item(&mut self) {
+        self.item_offsets.push(self.row_action.len() as u32);
+    }
+
+    /// Row range of item `k`.
+    pub fn item_rows(&self, k: usize) -> std::ops::Range<usize> {
+        self.item_offsets[k] as usize..self.item_offsets[k + 1] as usize
+    }
+
+    /// Empties the batch for reuse, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        self.weights.clear();
+        self.item_offsets.clear();
+        self.item_offsets.push(0);
+        self.row_action.clear();
+        self.row_count.clear();
+        self.row_age_mean_ms.clear();
+        self.row_age_var_ms2.clear();
+    }
+}

@@ -1,0 +1,7 @@
+//! Scoring of emitted windows: the columnar batch, the built-in formula and top-N selection.
+
+pub mod batch;
+pub mod builtin;
+pub mod topn;
+
+pub use batch::WindowBatch;

@@ -1,0 +1,41 @@
+//! JSON-lines sink (`--jsonl-out`): every emitted result, one object per line, in the DESIGN §6
+//! shape. `-` writes to standard output.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::output::{HotRecord, Output};
+
+pub struct JsonlSink {
+    out: BufWriter<Box<dyn Write + Send>>,
+}
+
+impl JsonlSink {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let w: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            Box::new(std::fs::File::create(path).with_context(|| format!("cannot create --jsonl-out {}", path.display()))?)
+        };
+        Ok(Self {
+            out: BufWriter::with_capacity(1 << 16, w),
+        })
+    }
+
+    pub fn write(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
+        for o in outputs {
+            match o {
+                Output::Hot(h) => serde_json::to_writer(&mut self.out, &HotRecord::from(h))?,
+            }
+            self.out.write_all(b"\n")?;
+        }
+        // Each call is one pipeline step: make it visible to readers (tail -f, tests) now.
+        self.out.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! Sinks: where emitted results and rejected events go (Redis, JSON lines, the terminal view,
+//! the dead-letter topic or file).
+
+pub mod dead_letter;
+pub mod jsonl;
+pub mod redis;
+pub mod terminal;

@@ -1,0 +1,54 @@
+//! JSONL file source: one event per line, sent in batches, then [`SourceMessage::End`] so the
+//! pipeline emits every remaining window (DESIGN §7: a complete offline replay).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::{RecordBatch, SourceMessage};
+
+const BATCH_RECORDS: usize = 4096;
+
+/// Reads `path` on a blocking thread and sends its lines. `-` reads standard input.
+pub fn spawn_file_source(path: PathBuf, tx: mpsc::Sender<SourceMessage>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::task::spawn_blocking(move || {
+        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(BufReader::new(std::io::stdin()))
+        } else {
+            let f = std::fs::File::open(&path).with_context(|| format!("cannot open --events-file {}", path.display()))?;
+            Box::new(BufReader::with_capacity(1 << 20, f))
+        };
+        read_lines(reader, &tx).with_context(|| format!("reading {}", path.display()))?;
+        let _ = tx.blocking_send(SourceMessage::End);
+        Ok(())
+    })
+}
+
+fn read_lines(mut reader: impl BufRead, tx: &mpsc::Sender<SourceMessage>) -> anyhow::Result<()> {
+    let mut batch = RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256);
+    let mut line = Vec::with_capacity(512);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let rec = line.strip_suffix(b"\n").unwrap_or(&line);
+        let rec = rec.strip_suffix(b"\r").unwrap_or(rec);
+        if rec.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        batch.push(rec);
+        if batch.len() >= BATCH_RECORDS {
+            let full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+            if tx.blocking_send(SourceMessage::Records(full)).is_err() {
+                return Ok(()); // the pipeline stopped
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(SourceMessage::Records(batch));
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Duplicate suppression for events that carry an `event_id` (DESIGN §2: counted once).
+//! Ids are remembered as 64-bit hashes with their event time, and forgotten once every window
+//! that could contain them has closed, so memory follows the window length, not the stream.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub struct SeenEventIds {
+    seen: HashMap<u64, i64, ahash::RandomState>,
+    hasher: ahash::RandomState,
+}
+
+impl SeenEventIds {
+    pub fn new() -> Self {
+        // Fixed keys: the same ids hash the same way in every run and on every host.
+        Self {
+            seen: HashMap::default(),
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+        }
+    }
+
+    /// True the first time an id is seen.
+    pub fn first_time(&mut self, event_id: &str, ts: i64) -> bool {
+        let h = self.hasher.hash_one(event_id);
+        self.seen.insert(h, ts).is_none()
+    }
+
+    /// Forgets ids of events older than `t`.
+    pub fn forget_before(&mut self, t: i64) {
+        self.seen.retain(|_, ts| *ts >= t);
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}

@@ -1,0 +1,1 @@
+//! decay-weighted reference plugin (in progress).
