@@ -20,6 +20,10 @@ pub struct ScenarioHot {
     pub counters: ScenarioCounters,
     /// Last emitted window end, for status.
     pub last_window_end: Option<i64>,
+    /// The watermark at which the next window end is passed; checked after every event so
+    /// windows close at the same event whatever the batching (results depend on event order
+    /// only).
+    close_at: i64,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
@@ -32,6 +36,7 @@ impl ScenarioHot {
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
             last_window_end: None,
+            close_at: i64::MIN,
             batch: WindowBatch::default(),
             scores: Vec::new(),
         }
@@ -78,6 +83,7 @@ impl ScenarioHot {
         }
         if !end_of_input {
             self.windows.close_to_watermark(wm, g);
+            self.close_at = g.next_end_after(wm);
         }
         if let Some(open) = self.windows.max_ts().map(|m| m - lateness_ms - g.size_ms) {
             self.seen.forget_before(open);
@@ -126,7 +132,8 @@ impl HotScoreJob {
         }
     }
 
-    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) {
+    /// Adds one event; windows its watermark passes are emitted into `out` right away.
+    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats, out: &mut Vec<Output>) {
         let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
             stats.unknown_scenario += 1;
             return;
@@ -144,6 +151,9 @@ impl HotScoreJob {
                 stats.late += 1;
                 s.counters.late += 1;
             }
+        }
+        if s.windows.watermark(self.lateness_ms).is_some_and(|wm| wm >= s.close_at) {
+            s.emit_due(self.lateness_ms, false, out);
         }
     }
 

@@ -117,10 +117,9 @@ impl Pipeline {
                 continue;
             }
             if self.opts.jobs.hot_score() {
-                self.hot.on_event(&ev, &mut self.stats);
+                self.hot.on_event(&ev, &mut self.stats, out);
             }
         }
-        self.hot.emit_due(false, out);
     }
 
     /// End of a finite input: emits every window that holds events (DESIGN §4).
@@ -130,5 +129,126 @@ impl Pipeline {
 
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_scenario;
+    use crate::output::HotList;
+    use crate::scoring::reference::{RefEvent, hot_lists};
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_767_225_600_000;
+    const ACTIONS: [&str; 5] = ["impression", "view", "click", "purchase", "dislike"];
+
+    fn scenario(window: i64, slide: i64, lambda: f64, top_n: i64) -> Arc<ScenarioConfig> {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 3, "config": {"realtime_compute": {"hot_score": {
+            "action_weights": {"impression": 0.5, "view": 1.0, "click": 2.0, "purchase": 10.0, "dislike": -3.0},
+            "decay_lambda": lambda, "window_size_minutes": window, "window_slide_minutes": slide, "top_n": top_n}}}});
+        Arc::new(parse_scenario(&doc).unwrap())
+    }
+
+    fn run(cfg: &Arc<ScenarioConfig>, lines: &[String], chunk: usize) -> Vec<HotList> {
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.apply_config(&cfg.key, Some(cfg.clone()));
+        let mut out = Vec::new();
+        let mut rejects = Vec::new();
+        for part in lines.chunks(chunk.max(1)) {
+            let mut batch = RecordBatch::default();
+            part.iter().for_each(|l| batch.push(l.as_bytes()));
+            p.process(&batch, &mut out, &mut rejects);
+        }
+        p.finish(&mut out);
+        assert!(rejects.is_empty());
+        out.into_iter().map(|Output::Hot(h)| h).collect()
+    }
+
+    fn assert_close(got: &[HotList], want: &std::collections::BTreeMap<i64, Vec<(String, f64)>>) -> Result<(), TestCaseError> {
+        let got_nonempty: Vec<&HotList> = got.iter().filter(|h| !h.items.is_empty()).collect();
+        let want_nonempty = want.values().filter(|v| !v.is_empty()).count();
+        prop_assert_eq!(got_nonempty.len(), want_nonempty);
+        for h in got {
+            let w = want.get(&h.window_end).cloned().unwrap_or_default();
+            prop_assert_eq!(h.items.len(), w.len(), "window {}", h.window_end);
+            for (g, (wi, ws)) in h.items.iter().zip(&w) {
+                prop_assert!(
+                    (g.score - ws).abs() <= 1e-6 * ws.abs().max(1.0),
+                    "window {} {}: {} vs {} {}",
+                    h.window_end,
+                    g.item_id,
+                    g.score,
+                    wi,
+                    ws
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// In-order-within-lateness streams, any geometry and decay, any batching: the pipeline
+        /// emits exactly the windows and scores of the per-event reference.
+        #[test]
+        fn pipeline_matches_per_event_reference(
+            (slide, ratio) in (1i64..20, 1i64..6),
+            lambda in prop_oneof![Just(0.0), 0.0f64..10.0],
+            top_n in 1i64..30,
+            raw in proptest::collection::vec((0u32..40, 0usize..5, 0i64..(6 * 3_600_000), 0i64..9_000), 1..400),
+            chunk in 1usize..64,
+        ) {
+            let cfg = scenario(slide * ratio, slide, lambda, top_n);
+            // Event time increases along the stream, each event displaced by up to 9 s (< the
+            // 10 s lateness), so no event is late and every event counts.
+            let mut base: Vec<i64> = raw.iter().map(|r| r.2).collect();
+            base.sort();
+            let events: Vec<RefEvent> = raw.iter().zip(&base).map(|((item, a, _, jitter), b)| RefEvent { item_id: format!("i{item}"), action: ACTIONS[*a].into(), ts: T0 + b - jitter }).collect();
+            let lines: Vec<String> = events.iter().map(|e| format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"{}","action":"{}","ts":{}}}"#, e.item_id, e.action, e.ts)).collect();
+            let got = run(&cfg, &lines, chunk);
+            prop_assert!(got.iter().all(|h| h.config_revision == 3));
+            assert_close(&got, &hot_lists(&events, &cfg.hot_score))?;
+        }
+    }
+
+    #[test]
+    fn duplicate_event_ids_count_once_and_late_events_are_dropped() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let ev = |id: &str, ts: i64| {
+            format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"a","action":"click","ts":{ts},"event_id":"{id}"}}"#)
+        };
+        let lines = [ev("e1", T0), ev("e1", T0), ev("e2", T0 + 3_600_000), ev("e3", T0 + 1)];
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.apply_config(&cfg.key, Some(cfg.clone()));
+        let (mut out, mut rejects) = (Vec::new(), Vec::new());
+        let mut batch = RecordBatch::default();
+        lines.iter().for_each(|l| batch.push(l.as_bytes()));
+        p.process(&batch, &mut out, &mut rejects);
+        assert_eq!(p.stats().duplicates, 1);
+        assert_eq!(p.stats().late, 1);
+        let Output::Hot(first) = &out[0];
+        assert_eq!(first.items[0].score, 2.0, "e1 counted once (twice would score 4)");
+    }
+
+    #[test]
+    fn unknown_and_filtered_scenarios_are_counted() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let mut p = Pipeline::new(PipelineOptions {
+            filter: ScenarioFilter {
+                tenant_id: Some("t".into()),
+                scenario_id: None,
+            },
+            ..PipelineOptions::default()
+        });
+        p.apply_config(&cfg.key, Some(cfg.clone()));
+        let mut batch = RecordBatch::default();
+        batch.push(br#"{"tenant_id":"t","scenario_id":"other","user_id":"u","item_id":"a","action":"click","ts":1767225600000}"#);
+        batch.push(br#"{"tenant_id":"x","scenario_id":"s","user_id":"u","item_id":"a","action":"click","ts":1767225600000}"#);
+        batch.push(b"garbage");
+        let (mut out, mut rejects) = (Vec::new(), Vec::new());
+        p.process(&batch, &mut out, &mut rejects);
+        assert_eq!((p.stats().unknown_scenario, p.stats().filtered, p.stats().rejected), (1, 1, 1));
+        assert_eq!(rejects[0].index, 2);
     }
 }

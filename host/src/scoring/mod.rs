@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod builtin;
+pub mod reference;
 pub mod topn;
 
 pub use batch::WindowBatch;

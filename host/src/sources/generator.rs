@@ -57,6 +57,7 @@ pub struct EventMaker {
     zipf: Zipf<f64>,
     scenarios: Vec<ScenarioKey>,
     cumulative: [f64; 8],
+    items: u64,
     line: Vec<u8>,
 }
 
@@ -73,14 +74,20 @@ impl EventMaker {
             zipf,
             scenarios,
             cumulative,
+            items: items.max(1),
             line: Vec::with_capacity(256),
         }
     }
 
     /// One event as a JSON line (without newline) at event time about `ts`.
     pub fn next_event(&mut self, ts: i64) -> &[u8] {
-        let key = &self.scenarios[self.rng.random_range(0..self.scenarios.len())];
-        let item = self.zipf.sample(&mut self.rng) as u64;
+        let scenario = self.rng.random_range(0..self.scenarios.len());
+        let key = &self.scenarios[scenario];
+        // Each scenario ranks items differently, and the ranking drifts every 20 minutes of
+        // event time, so hot lists differ between scenarios and change as the demo runs.
+        let rank = self.zipf.sample(&mut self.rng) as u64;
+        let drift = ts.div_euclid(20 * 60_000) as u64;
+        let item = (rank * 7_919 + scenario as u64 * 104_729 + drift * 31) % self.items;
         let user = self.rng.random_range(0..50_000u32);
         let p: f64 = self.rng.random();
         let action = self.cumulative.iter().position(|&c| p < c).map_or("purchase", |i| ACTION_MIX[i].0);
