@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;

@@ -1,6 +1,7 @@
 //! Scenario configuration: the document model, its validation, and the stores it is read from.
 
 pub mod dir_store;
+pub mod edit;
 pub mod model;
 pub mod mongo;
 pub mod registry;

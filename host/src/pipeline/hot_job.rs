@@ -42,6 +42,11 @@ impl ScenarioHot {
         }
     }
 
+    /// The scorer's state for status: `builtin` until plugins are wired.
+    pub fn plugin_state(&self) -> String {
+        "builtin".to_string()
+    }
+
     /// Emits every due window into `out`. `end_of_input` treats the watermark as infinite.
     fn emit_due(&mut self, lateness_ms: i64, end_of_input: bool, out: &mut Vec<Output>) {
         let Some(wm) = (if end_of_input {

@@ -2,6 +2,7 @@
 //! runs until the input ends or the process is told to stop.
 
 mod outputs;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
+use crate::http;
 use crate::pipeline::{Pipeline, PipelineOptions, ScenarioFilter};
 use crate::sources::{self, SourceMessage};
 use outputs::Outputs;
@@ -33,6 +35,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut pipeline = Pipeline::new(opts);
     let mut registry = ScenarioRegistry::default();
+    let (health, health_view) = http::health();
+    if let Some(addr) = args.http_addr {
+        let metrics = http::install_metrics()?;
+        http::serve(addr, health_view, Some(metrics)).await?;
+    }
 
     // Configuration: everything is loaded before the first event is processed.
     let (dir_tx, mut dir_rx) = mpsc::channel::<()>(4);
@@ -44,6 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let mut outputs = Outputs::open(&args, view).await?;
+    health.set_ready(true);
 
     // Source.
     let (tx, mut rx) = mpsc::channel::<SourceMessage>(8);
@@ -80,7 +88,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             },
             Some(()) = dir_rx.recv() => reload_dir(&args, &mut registry, &mut pipeline)?,
-            _ = tick.tick() => outputs.tick(pipeline.stats()),
+            _ = tick.tick() => {
+                let rows = status::snapshot(&registry, &pipeline);
+                status::export_metrics(pipeline.stats(), &rows);
+                health.set_status(serde_json::json!({ "scenarios": rows, "stats": {
+                    "events_in": pipeline.stats().events_in, "rejected": pipeline.stats().rejected,
+                    "late": pipeline.stats().late, "unknown_scenario": pipeline.stats().unknown_scenario } }));
+                outputs.tick(pipeline.stats());
+            }
             _ = &mut shutdown => {
                 tracing::info!("shutting down");
                 break;

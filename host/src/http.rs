@@ -1,0 +1,104 @@
+//! Operations endpoint: `/healthz` (the process is up), `/readyz` (configs loaded and sinks
+//! reachable), `/metrics` (Prometheus text format), `/status` (what this host applies, as JSON).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+
+/// State shared between the runtime and the HTTP server.
+#[derive(Clone)]
+pub struct Health {
+    ready: Arc<AtomicBool>,
+    status: watch::Receiver<serde_json::Value>,
+}
+
+/// The runtime's side of [`Health`].
+pub struct HealthReporter {
+    ready: Arc<AtomicBool>,
+    status: watch::Sender<serde_json::Value>,
+}
+
+impl HealthReporter {
+    pub fn set_ready(&self, ready: bool) {
+        if self.ready.swap(ready, Ordering::Relaxed) != ready {
+            tracing::info!(ready, "readiness changed");
+        }
+    }
+
+    pub fn set_status(&self, status: serde_json::Value) {
+        self.status.send_replace(status);
+    }
+}
+
+pub fn health() -> (HealthReporter, Health) {
+    let ready = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = watch::channel(serde_json::Value::Null);
+    (
+        HealthReporter {
+            ready: ready.clone(),
+            status: tx,
+        },
+        Health { ready, status: rx },
+    )
+}
+
+/// Installs the global Prometheus recorder (once per process).
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus metrics recorder")
+}
+
+#[derive(Clone)]
+struct AppState {
+    health: Health,
+    metrics: Option<PrometheusHandle>,
+}
+
+/// Binds `addr` and serves the operations endpoints until the process exits.
+pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .route("/status", get(status))
+        .with_state(AppState { health, metrics });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind --http-addr {addr}"))?;
+    tracing::info!(%addr, "serving /healthz /readyz /metrics /status");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "operations endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
+    match &s.metrics {
+        Some(h) => (StatusCode::OK, h.render()),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n".to_string()),
+    }
+}
+
+async fn status(State(s): State<AppState>) -> impl IntoResponse {
+    axum::Json(s.health.status.borrow().clone())
+}
