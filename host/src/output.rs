@@ -1,5 +1,7 @@
 //! Results the runtime emits (DESIGN §6). Every sink receives these same values.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::config::ScenarioKey;
@@ -24,16 +26,101 @@ pub struct HotList {
     pub items: Vec<ScoredItem>,
 }
 
+/// A user's profile as written (DESIGN §4), decayed to `updated_at`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserProfile {
+    #[serde(skip)]
+    pub key: ScenarioKey,
+    pub user_id: String,
+    /// Top interests (category or tag) by decayed score, descending.
+    pub interests: Vec<Interest>,
+    /// Most recent items first.
+    pub recent_items: Vec<RecentItem>,
+    /// Events per action since the profile's state was created.
+    pub counts: BTreeMap<String, u64>,
+    /// Event time the profile was computed at, epoch ms.
+    pub updated_at: i64,
+    pub config_revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interest {
+    pub name: String,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecentItem {
+    pub item_id: String,
+    pub action: String,
+    pub ts: i64,
+}
+
+/// Watch time over a metrics window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WatchTime {
+    /// Mean `watch_time_ms` of the events that carry one; `None` when none did.
+    pub mean_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// One tumbling metrics window of one scenario (DESIGN §4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsWindow {
+    pub key: ScenarioKey,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub config_revision: i64,
+    pub counts: BTreeMap<String, u64>,
+    /// Present when listed in `metrics_to_calculate`; inner `None` on a zero denominator.
+    pub ctr: Option<Option<f64>>,
+    pub cvr: Option<Option<f64>>,
+    pub watch_time: Option<WatchTime>,
+}
+
 /// Anything the runtime emits.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Hot(HotList),
+    Profile(UserProfile),
+    Metrics(MetricsWindow),
 }
 
 impl Output {
     pub fn key(&self) -> &ScenarioKey {
         match self {
             Output::Hot(h) => &h.key,
+            Output::Profile(p) => &p.key,
+            Output::Metrics(m) => &m.key,
+        }
+    }
+
+    /// The JSONL sink record (DESIGN §6).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Output::Hot(h) => serde_json::to_value(HotRecord::from(h)).unwrap_or_default(),
+            Output::Profile(p) => serde_json::json!({
+                "kind": "profile", "tenant_id": p.key.tenant_id.as_ref(), "scenario_id": p.key.scenario_id.as_ref(),
+                "user_id": p.user_id, "interests": p.interests, "recent_items": p.recent_items, "counts": p.counts,
+                "updated_at": p.updated_at, "config_revision": p.config_revision,
+            }),
+            Output::Metrics(m) => {
+                let mut v = serde_json::json!({
+                    "kind": "metrics", "tenant_id": m.key.tenant_id.as_ref(), "scenario_id": m.key.scenario_id.as_ref(),
+                    "window_start": m.window_start, "window_end": m.window_end, "config_revision": m.config_revision,
+                    "counts": m.counts,
+                });
+                if let Some(ctr) = m.ctr {
+                    v["ctr"] = serde_json::json!(ctr);
+                }
+                if let Some(cvr) = m.cvr {
+                    v["cvr"] = serde_json::json!(cvr);
+                }
+                if let Some(w) = m.watch_time {
+                    v["watch_time"] = serde_json::json!({"mean_ms": w.mean_ms, "total_ms": w.total_ms});
+                }
+                v
+            }
         }
     }
 }

@@ -49,11 +49,7 @@ impl ScenarioHot {
 
     /// Emits every due window into `out`. `end_of_input` treats the watermark as infinite.
     fn emit_due(&mut self, lateness_ms: i64, end_of_input: bool, out: &mut Vec<Output>) {
-        let Some(wm) = (if end_of_input {
-            Some(i64::MAX)
-        } else {
-            self.windows.watermark(lateness_ms)
-        }) else {
+        let Some(wm) = (if end_of_input { Some(i64::MAX) } else { self.windows.watermark(lateness_ms) }) else {
             return;
         };
         let cfg = &self.config.hot_score;
@@ -69,10 +65,7 @@ impl ScenarioHot {
             builtin::score_batch(&self.batch, &mut self.scores);
             let items = topn::top_n(self.scores.iter().copied().zip(ids), cfg.top_n)
                 .into_iter()
-                .map(|(score, id)| ScoredItem {
-                    item_id: id.to_string(),
-                    score,
-                })
+                .map(|(score, id)| ScoredItem { item_id: id.to_string(), score })
                 .collect();
             out.push(Output::Hot(HotList {
                 key: self.config.key.clone(),
@@ -105,10 +98,7 @@ pub struct HotScoreJob {
 
 impl HotScoreJob {
     pub fn new(lateness_ms: i64) -> Self {
-        Self {
-            lateness_ms,
-            scenarios: HashMap::new(),
-        }
+        Self { lateness_ms, scenarios: HashMap::new() }
     }
 
     /// Installs, replaces or (with `None`, an inactive document or a disabled hot score)
@@ -138,17 +128,17 @@ impl HotScoreJob {
     }
 
     /// Adds one event; windows its watermark passes are emitted into `out` right away.
-    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats, out: &mut Vec<Output>) {
+    /// Returns false when the scenario has no active hot-score config.
+    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats, out: &mut Vec<Output>) -> bool {
         let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
-            stats.unknown_scenario += 1;
-            return;
+            return false;
         };
         if let Some(id) = &ev.event_id
             && !s.seen.first_time(id, ev.ts)
         {
             stats.duplicates += 1;
             s.counters.duplicates += 1;
-            return;
+            return true;
         }
         match s.windows.add(&ev.item_id, &ev.action, ev.ts, s.config.hot_score.window) {
             AddOutcome::Accepted => s.counters.events += 1,
@@ -160,6 +150,7 @@ impl HotScoreJob {
         if s.windows.watermark(self.lateness_ms).is_some_and(|wm| wm >= s.close_at) {
             s.emit_due(self.lateness_ms, false, out);
         }
+        true
     }
 
     pub fn emit_due(&mut self, end_of_input: bool, out: &mut Vec<Output>) {

@@ -3,9 +3,13 @@
 //! file replay, the Kafka runtime, unit tests and benchmarks.
 
 mod hot_job;
+mod metrics_job;
+mod profile_job;
 mod stats;
 
 pub use hot_job::HotScoreJob;
+pub use metrics_job::MetricsJob;
+pub use profile_job::ProfileJob;
 pub use stats::{PipelineStats, ScenarioCounters};
 
 use std::sync::Arc;
@@ -28,6 +32,14 @@ pub enum JobSelection {
 impl JobSelection {
     pub fn hot_score(self) -> bool {
         matches!(self, JobSelection::ItemHotScore | JobSelection::All)
+    }
+
+    pub fn user_profile(self) -> bool {
+        matches!(self, JobSelection::UserProfile | JobSelection::All)
+    }
+
+    pub fn metrics(self) -> bool {
+        matches!(self, JobSelection::Metrics | JobSelection::All)
     }
 }
 
@@ -57,6 +69,8 @@ pub struct PipelineOptions {
     pub filter: ScenarioFilter,
     /// How far behind the max event time the watermark trails.
     pub allowed_lateness_ms: i64,
+    /// Users idle this long (event time) are forgotten; matches the profile key's TTL.
+    pub profile_idle_ms: i64,
 }
 
 impl Default for PipelineOptions {
@@ -65,6 +79,7 @@ impl Default for PipelineOptions {
             jobs: JobSelection::ItemHotScore,
             filter: ScenarioFilter::default(),
             allowed_lateness_ms: 10_000,
+            profile_idle_ms: 7 * 86_400_000,
         }
     }
 }
@@ -73,23 +88,34 @@ impl Default for PipelineOptions {
 pub struct Pipeline {
     opts: PipelineOptions,
     hot: HotScoreJob,
+    profiles: ProfileJob,
+    metrics: MetricsJob,
     stats: PipelineStats,
 }
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
         let hot = HotScoreJob::new(opts.allowed_lateness_ms);
-        Self {
-            opts,
-            hot,
-            stats: PipelineStats::default(),
-        }
+        let profiles = ProfileJob::new(opts.allowed_lateness_ms, opts.profile_idle_ms);
+        let metrics = MetricsJob::new(opts.allowed_lateness_ms);
+        Self { opts, hot, profiles, metrics, stats: PipelineStats::default() }
     }
 
     /// Installs or replaces a scenario's config (or removes it when `None`).
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         let cfg = cfg.filter(|c| self.opts.filter.admits(&c.key.tenant_id, &c.key.scenario_id));
-        self.hot.apply_config(key, cfg.filter(|_| self.opts.jobs.hot_score()));
+        let jobs = self.opts.jobs;
+        self.hot.apply_config(key, cfg.clone().filter(|_| jobs.hot_score()));
+        self.profiles.apply_config(key, cfg.clone().filter(|_| jobs.user_profile()));
+        self.metrics.apply_config(key, cfg.filter(|_| jobs.metrics()));
+    }
+
+    pub fn profile_job(&self) -> &ProfileJob {
+        &self.profiles
+    }
+
+    pub fn metrics_job(&self) -> &MetricsJob {
+        &self.metrics
     }
 
     pub fn hot_job_mut(&mut self) -> &mut HotScoreJob {
@@ -116,8 +142,11 @@ impl Pipeline {
                 self.stats.filtered += 1;
                 continue;
             }
-            if self.opts.jobs.hot_score() {
-                self.hot.on_event(&ev, &mut self.stats, out);
+            let hot = self.hot.on_event(&ev, &mut self.stats, out);
+            let profile = self.profiles.on_event(&ev, out);
+            let metrics = self.metrics.on_event(&ev, out);
+            if !(hot || profile || metrics) {
+                self.stats.unknown_scenario += 1;
             }
         }
     }
@@ -125,6 +154,8 @@ impl Pipeline {
     /// End of a finite input: emits every window that holds events (DESIGN §4).
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.hot.emit_due(true, out);
+        self.profiles.finish(out);
+        self.metrics.finish(out);
     }
 
     pub fn stats(&self) -> &PipelineStats {
@@ -162,7 +193,7 @@ mod tests {
         }
         p.finish(&mut out);
         assert!(rejects.is_empty());
-        out.into_iter().map(|Output::Hot(h)| h).collect()
+        out.into_iter().filter_map(|o| if let Output::Hot(h) = o { Some(h) } else { None }).collect()
     }
 
     fn assert_close(got: &[HotList], want: &std::collections::BTreeMap<i64, Vec<(String, f64)>>) -> Result<(), TestCaseError> {
@@ -227,7 +258,7 @@ mod tests {
         p.process(&batch, &mut out, &mut rejects);
         assert_eq!(p.stats().duplicates, 1);
         assert_eq!(p.stats().late, 1);
-        let Output::Hot(first) = &out[0];
+        let Output::Hot(first) = &out[0] else { panic!("expected a hot list") };
         assert_eq!(first.items[0].score, 2.0, "e1 counted once (twice would score 4)");
     }
 
@@ -235,10 +266,7 @@ mod tests {
     fn unknown_and_filtered_scenarios_are_counted() {
         let cfg = scenario(10, 5, 0.0, 10);
         let mut p = Pipeline::new(PipelineOptions {
-            filter: ScenarioFilter {
-                tenant_id: Some("t".into()),
-                scenario_id: None,
-            },
+            filter: ScenarioFilter { tenant_id: Some("t".into()), scenario_id: None },
             ..PipelineOptions::default()
         });
         p.apply_config(&cfg.key, Some(cfg.clone()));

@@ -18,20 +18,17 @@ use outputs::Outputs;
 
 /// Runs the job described by `args` to completion.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let view = args.view.unwrap_or(
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) && args.jsonl_out.as_deref() != Some("-".as_ref()) {
+    let view =
+        args.view.unwrap_or(if std::io::IsTerminal::is_terminal(&std::io::stdout()) && args.jsonl_out.as_deref() != Some("-".as_ref()) {
             ViewMode::Live
         } else {
             ViewMode::Log
-        },
-    );
+        });
     let opts = PipelineOptions {
         jobs: args.job,
-        filter: ScenarioFilter {
-            tenant_id: args.tenant_id.clone(),
-            scenario_id: args.scenario_id.clone(),
-        },
+        filter: ScenarioFilter { tenant_id: args.tenant_id.clone(), scenario_id: args.scenario_id.clone() },
         allowed_lateness_ms: args.allowed_lateness_ms,
+        ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(opts);
     let mut registry = ScenarioRegistry::default();
@@ -60,10 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else if args.kafka_servers.is_some() {
         anyhow::bail!("--kafka-servers is not wired yet");
     } else {
-        let keys: Vec<_> = registry
-            .entries()
-            .filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone()))
-            .collect();
+        let keys: Vec<_> = registry.entries().filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone())).collect();
         sources::generator::spawn_generator(sources::generator::GeneratorConfig::from_args(&args, keys), tx)
     };
 

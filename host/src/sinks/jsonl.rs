@@ -22,15 +22,15 @@ impl JsonlSink {
             }
             Box::new(std::fs::File::create(path).with_context(|| format!("cannot create --jsonl-out {}", path.display()))?)
         };
-        Ok(Self {
-            out: BufWriter::with_capacity(1 << 16, w),
-        })
+        Ok(Self { out: BufWriter::with_capacity(1 << 16, w) })
     }
 
     pub fn write(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
         for o in outputs {
             match o {
+                // The hot list is the hottest path: serialize it without an intermediate Value.
                 Output::Hot(h) => serde_json::to_writer(&mut self.out, &HotRecord::from(h))?,
+                other => serde_json::to_writer(&mut self.out, &other.to_json())?,
             }
             self.out.write_all(b"\n")?;
         }

@@ -22,18 +22,12 @@ pub struct TerminalView {
 impl TerminalView {
     /// `live`: redraw in place (for a terminal); otherwise log a line per window.
     pub fn new(live: bool) -> Self {
-        Self {
-            live,
-            latest: BTreeMap::new(),
-            started: Instant::now(),
-            last_events: 0,
-            last_draw: Instant::now(),
-        }
+        Self { live, latest: BTreeMap::new(), started: Instant::now(), last_events: 0, last_draw: Instant::now() }
     }
 
     pub fn record(&mut self, outputs: &[Output]) {
         for o in outputs {
-            let Output::Hot(h) = o;
+            let Output::Hot(h) = o else { continue };
             if !self.live {
                 let top: Vec<String> = h.items.iter().take(3).map(|i| format!("{}={:.3}", i.item_id, i.score)).collect();
                 tracing::info!(scenario = %h.key, window_end = h.window_end, items = h.items.len(), revision = h.config_revision, plugin = h.plugin.as_deref().unwrap_or("builtin"), top = %top.join(" "), "hot list");
@@ -66,9 +60,8 @@ impl TerminalView {
             s += "waiting for the first window to close (watermark = max event time - allowed lateness)...\n";
         }
         for (key, h) in &self.latest {
-            let end = chrono::DateTime::from_timestamp_millis(h.window_end)
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_default();
+            let end =
+                chrono::DateTime::from_timestamp_millis(h.window_end).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
             s += &format!(
                 "\x1b[1m{key}\x1b[0m  window ending {end}  rev {}  {}  ({} items)\n",
                 h.config_revision,

@@ -1,0 +1,263 @@
+//! The recommendation metrics job (DESIGN §4): per scenario, tumbling windows of
+//! `window_size_minutes` with counts per action (always) and the listed metrics: `ctr` (click /
+//! impression), `cvr` (purchase / click), `watch_time` (mean and total). State is one bucket per
+//! minute, so a window-size change applies at the next window end of the new size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::config::model::MetricKind;
+use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
+use crate::event::Event;
+use crate::output::{MetricsWindow, Output, WatchTime};
+use crate::window::BUCKET_MS;
+
+/// Distinct actions counted per scenario minute.
+const MAX_ACTIONS: usize = 256;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct MinuteTotals {
+    counts: Vec<(Box<str>, u64)>,
+    watch_total_ms: f64,
+    watch_events: u64,
+}
+
+/// One scenario's metrics state.
+pub struct ScenarioMetrics {
+    pub config: Arc<ScenarioConfig>,
+    minutes: BTreeMap<i64, MinuteTotals>,
+    max_ts: Option<i64>,
+    closed_through: Option<i64>,
+    pub windows_emitted: u64,
+    pub late: u64,
+}
+
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+impl ScenarioMetrics {
+    fn new(config: Arc<ScenarioConfig>) -> Self {
+        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0 }
+    }
+
+    fn geometry(&self) -> WindowGeometry {
+        let w = self.config.metrics.window_size_ms;
+        WindowGeometry { size_ms: w, slide_ms: w }
+    }
+
+    fn on_event(&mut self, ev: &Event<'_>) -> bool {
+        let g = self.geometry();
+        if self.closed_through.is_some_and(|c| ev.ts < g.next_end_after(c) - g.size_ms) {
+            self.late += 1;
+            return false;
+        }
+        let m = self.minutes.entry(ev.ts.div_euclid(BUCKET_MS)).or_default();
+        match m.counts.iter().position(|(a, _)| **a == *ev.action) {
+            Some(i) => m.counts[i].1 += 1,
+            None if m.counts.len() < MAX_ACTIONS => m.counts.push((ev.action.as_ref().into(), 1)),
+            None => {}
+        }
+        if let Some(w) = ev.watch_time_ms {
+            m.watch_total_ms += w;
+            m.watch_events += 1;
+        }
+        self.max_ts = Some(self.max_ts.map_or(ev.ts, |t| t.max(ev.ts)));
+        true
+    }
+
+    fn window(&self, end: i64) -> MetricsWindow {
+        let g = self.geometry();
+        let start = end - g.size_ms;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut watch_total, mut watch_n) = (0.0, 0u64);
+        for m in self.minutes.range(start.div_euclid(BUCKET_MS)..end.div_euclid(BUCKET_MS)).map(|(_, m)| m) {
+            for (a, n) in &m.counts {
+                *counts.entry(a.to_string()).or_default() += n;
+            }
+            watch_total += m.watch_total_ms;
+            watch_n += m.watch_events;
+        }
+        let count = |a: &str| counts.get(a).copied().unwrap_or(0);
+        let wanted = &self.config.metrics.metrics_to_calculate;
+        MetricsWindow {
+            key: self.config.key.clone(),
+            window_start: start,
+            window_end: end,
+            config_revision: self.config.revision,
+            ctr: wanted.contains(&MetricKind::Ctr).then(|| ratio(count("click"), count("impression"))),
+            cvr: wanted.contains(&MetricKind::Cvr).then(|| ratio(count("purchase"), count("click"))),
+            watch_time: wanted
+                .contains(&MetricKind::WatchTime)
+                .then_some(WatchTime { mean_ms: (watch_n > 0).then(|| watch_total / watch_n as f64), total_ms: watch_total }),
+            counts,
+        }
+    }
+
+    fn emit_due(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        let g = self.geometry();
+        while let Some((&first, _)) = self.minutes.first_key_value() {
+            let mut end = g.first_end_containing(first * BUCKET_MS);
+            if let Some(c) = self.closed_through {
+                end = end.max(g.next_end_after(c));
+            }
+            if end > watermark {
+                break;
+            }
+            out.push(Output::Metrics(self.window(end)));
+            self.windows_emitted += 1;
+            self.closed_through = Some(end);
+            self.minutes = self.minutes.split_off(&end.div_euclid(BUCKET_MS));
+        }
+        if watermark != i64::MAX {
+            let last_end = watermark.div_euclid(g.slide_ms) * g.slide_ms;
+            if self.closed_through.is_none_or(|c| c < last_end) {
+                self.closed_through = Some(last_end);
+                self.minutes = self.minutes.split_off(&(last_end.div_euclid(BUCKET_MS)));
+            }
+        }
+    }
+}
+
+/// All scenarios' metrics.
+pub struct MetricsJob {
+    lateness_ms: i64,
+    scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioMetrics>>,
+}
+
+impl MetricsJob {
+    pub fn new(lateness_ms: i64) -> Self {
+        Self { lateness_ms, scenarios: HashMap::new() }
+    }
+
+    /// A new metrics list applies to the next emitted window; a new window size to the next
+    /// window end of the new size.
+    pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
+        match cfg.filter(|c| c.status == ScenarioStatus::Active && c.metrics.enabled) {
+            Some(cfg) => {
+                let t = self.scenarios.entry(key.tenant_id.clone()).or_default();
+                match t.get_mut(&*key.scenario_id) {
+                    Some(s) => s.config = cfg,
+                    None => {
+                        t.insert(key.scenario_id.clone(), ScenarioMetrics::new(cfg));
+                    }
+                }
+            }
+            None => {
+                if let Some(t) = self.scenarios.get_mut(&*key.tenant_id) {
+                    t.remove(&*key.scenario_id);
+                }
+            }
+        }
+    }
+
+    /// Returns false when the scenario has no active metrics config.
+    pub fn on_event(&mut self, ev: &Event<'_>, out: &mut Vec<Output>) -> bool {
+        let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
+            return false;
+        };
+        let before = s.max_ts;
+        s.on_event(ev);
+        if s.max_ts != before
+            && let Some(m) = s.max_ts
+        {
+            s.emit_due(m - self.lateness_ms, out);
+        }
+        true
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+            s.emit_due(i64::MAX, out);
+        }
+    }
+
+    pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioMetrics> {
+        self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_scenario;
+    use crate::event::parse_event;
+
+    const T0: i64 = 1_767_225_600_000;
+    const MIN: i64 = 60_000;
+
+    fn cfg(window: i64, list: serde_json::Value, revision: i64) -> Arc<ScenarioConfig> {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": revision,
+            "config": {"realtime_compute": {"metrics": {"window_size_minutes": window, "metrics_to_calculate": list}}}});
+        Arc::new(parse_scenario(&doc).unwrap())
+    }
+
+    fn ev(action: &str, ts: i64, watch: Option<f64>) -> String {
+        let w = watch.map(|w| format!(r#","watch_time_ms":{w}"#)).unwrap_or_default();
+        format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"{action}","ts":{ts}{w}}}"#)
+    }
+
+    fn run(job: &mut MetricsJob, lines: &[String], out: &mut Vec<Output>) {
+        for l in lines {
+            job.on_event(&parse_event(l.as_bytes()).unwrap(), out);
+        }
+    }
+
+    fn windows(out: Vec<Output>) -> Vec<MetricsWindow> {
+        out.into_iter().filter_map(|o| if let Output::Metrics(m) = o { Some(m) } else { None }).collect()
+    }
+
+    #[test]
+    fn ratios_counts_and_watch_time() {
+        let c = cfg(30, serde_json::json!(["ctr", "cvr", "watch_time"]), 1);
+        let mut job = MetricsJob::new(0);
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut lines: Vec<String> = (0..10).map(|k| ev("impression", T0 + k * MIN, None)).collect();
+        lines.extend([ev("click", T0 + MIN, None), ev("click", T0 + 2 * MIN, None), ev("purchase", T0 + 3 * MIN, None)]);
+        lines.extend([ev("view", T0 + 4 * MIN, Some(1000.0)), ev("view", T0 + 5 * MIN, Some(3000.0)), ev("view", T0 + 6 * MIN, None)]);
+        // The next window: clicks without impressions.
+        lines.push(ev("click", T0 + 31 * MIN, None));
+        let mut out = Vec::new();
+        run(&mut job, &lines, &mut out);
+        job.finish(&mut out);
+        let w = windows(out);
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].window_start, w[0].window_end), (T0, T0 + 30 * MIN));
+        assert_eq!(w[0].counts["impression"], 10);
+        assert_eq!(w[0].ctr, Some(Some(0.2)));
+        assert_eq!(w[0].cvr, Some(Some(0.5)));
+        assert_eq!(w[0].watch_time, Some(WatchTime { mean_ms: Some(2000.0), total_ms: 4000.0 }));
+        assert_eq!(w[1].ctr, Some(None), "zero impressions give null, not NaN");
+        assert_eq!(w[1].cvr, Some(Some(0.0)));
+        assert_eq!(w[1].watch_time, Some(WatchTime { mean_ms: None, total_ms: 0.0 }));
+    }
+
+    #[test]
+    fn metrics_list_change_applies_to_the_next_window() {
+        let c1 = cfg(10, serde_json::json!(["ctr", "cvr", "watch_time"]), 1);
+        let mut job = MetricsJob::new(0);
+        job.apply_config(&c1.key, Some(c1.clone()));
+        let mut out = Vec::new();
+        run(&mut job, &[ev("impression", T0, None), ev("click", T0 + 11 * MIN, None)], &mut out);
+        job.apply_config(&c1.key, Some(cfg(10, serde_json::json!(["cvr"]), 2)));
+        run(&mut job, &[ev("impression", T0 + 21 * MIN, None)], &mut out);
+        job.finish(&mut out);
+        let w = windows(out);
+        assert_eq!(w.len(), 3);
+        assert!(w[0].ctr.is_some() && w[0].watch_time.is_some());
+        assert_eq!((w[1].ctr, w[1].watch_time, w[1].config_revision), (None, None, 2));
+        assert!(w[1].cvr.is_some());
+        assert_eq!(w[1].counts["click"], 1, "counts are always computed");
+    }
+
+    #[test]
+    fn late_events_are_counted_not_added() {
+        let c = cfg(10, serde_json::json!([]), 1);
+        let mut job = MetricsJob::new(0);
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut out = Vec::new();
+        run(&mut job, &[ev("view", T0, None), ev("view", T0 + 25 * MIN, None), ev("view", T0 + MIN, None)], &mut out);
+        assert_eq!(job.scenario(&c.key).unwrap().late, 1);
+        assert_eq!(windows(out)[0].counts["view"], 1);
+    }
+}
