@@ -88,12 +88,7 @@ fn replay_of_shared_vectors_matches_expected_hot_lists() {
     let got = load(&sink);
     assert_eq!(want.len(), 45, "the vectors hold 45 windows");
     let diffs = differences(&want, &got);
-    assert!(
-        diffs.is_empty(),
-        "{} differences, first: {:#?}",
-        diffs.len(),
-        &diffs[..diffs.len().min(10)]
-    );
+    assert!(diffs.is_empty(), "{} differences, first: {:#?}", diffs.len(), &diffs[..diffs.len().min(10)]);
 }
 
 #[test]

@@ -42,20 +42,12 @@ impl HealthReporter {
 pub fn health() -> (HealthReporter, Health) {
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = watch::channel(serde_json::Value::Null);
-    (
-        HealthReporter {
-            ready: ready.clone(),
-            status: tx,
-        },
-        Health { ready, status: rx },
-    )
+    (HealthReporter { ready: ready.clone(), status: tx }, Health { ready, status: rx })
 }
 
 /// Installs the global Prometheus recorder (once per process).
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the Prometheus metrics recorder")
+    PrometheusBuilder::new().install_recorder().context("installing the Prometheus metrics recorder")
 }
 
 #[derive(Clone)]
@@ -72,9 +64,7 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
         .route("/metrics", get(render_metrics))
         .route("/status", get(status))
         .with_state(AppState { health, metrics });
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot bind --http-addr {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind --http-addr {addr}"))?;
     tracing::info!(%addr, "serving /healthz /readyz /metrics /status");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -85,11 +75,7 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    if s.health.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

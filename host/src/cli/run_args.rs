@@ -73,22 +73,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "rtscore", env = "MONGODB_DATABASE", help_heading = "Configuration")]
     pub mongodb_database: String,
     /// Directory of scenario documents, one JSON document per *.json file, watched for edits.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "examples/scenarios",
-        env = "RTSCORE_SCENARIOS_DIR",
-        help_heading = "Configuration"
-    )]
+    #[arg(long, value_name = "DIR", default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR", help_heading = "Configuration")]
     pub scenarios_dir: PathBuf,
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "target/plugins",
-        env = "RTSCORE_PLUGINS_DIR",
-        help_heading = "Configuration"
-    )]
+    #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
 
     // ---- outputs ----

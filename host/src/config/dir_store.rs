@@ -30,10 +30,7 @@ pub fn read_dir_documents(dir: &Path) -> anyhow::Result<DirDocuments> {
     paths.sort();
     for p in paths {
         let origin = p.display().to_string();
-        match std::fs::read(&p)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
-        {
+        match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string())) {
             Ok(v) => docs.push((v, origin)),
             Err(e) => errors.push(format!("{origin}: {e}")),
         }
@@ -51,9 +48,7 @@ pub fn watch_dir(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::Rec
         }
     })
     .context("starting the file watcher")?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
+    watcher.watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
     tokio::spawn(async move {
         while raw_rx.recv().await.is_some() {
             // Editors write in several steps: wait for the burst to end.

@@ -55,10 +55,7 @@ mod tests {
         let mut doc = json!({"tenant_id": "t", "scenario_id": "s", "owner": "team-a", "revision": 4, "config": {"realtime_compute": {"hot_score": {
             "action_weights": {"view": 1.0, "click": 2.0, "purchase": 10.0}, "decay_lambda": 0.1}}}});
         let before = doc.clone();
-        deep_merge(
-            &mut doc,
-            &json!({"config": {"realtime_compute": {"hot_score": {"action_weights": {"purchase": 15.0}}}}}),
-        );
+        deep_merge(&mut doc, &json!({"config": {"realtime_compute": {"hot_score": {"action_weights": {"purchase": 15.0}}}}}));
         let hot = &doc["config"]["realtime_compute"]["hot_score"];
         assert_eq!(hot["action_weights"], json!({"view": 1.0, "click": 2.0, "purchase": 15.0}));
         assert_eq!(hot["decay_lambda"], 0.1);

@@ -19,10 +19,7 @@ pub struct ScenarioKey {
 
 impl ScenarioKey {
     pub fn new(tenant_id: &str, scenario_id: &str) -> Self {
-        Self {
-            tenant_id: tenant_id.into(),
-            scenario_id: scenario_id.into(),
-        }
+        Self { tenant_id: tenant_id.into(), scenario_id: scenario_id.into() }
     }
 }
 
@@ -60,10 +57,7 @@ pub struct WindowGeometry {
 
 impl WindowGeometry {
     pub fn from_minutes(size: i64, slide: i64) -> Self {
-        Self {
-            size_ms: size * MS_PER_MINUTE,
-            slide_ms: slide * MS_PER_MINUTE,
-        }
+        Self { size_ms: size * MS_PER_MINUTE, slide_ms: slide * MS_PER_MINUTE }
     }
 
     /// The smallest window end whose window contains `ts`.

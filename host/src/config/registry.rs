@@ -49,10 +49,7 @@ impl ScenarioRegistry {
                 ConfigChange::Applied(cfg)
             }
             Err(err) => {
-                let key = match (
-                    doc.get("tenant_id").and_then(Value::as_str),
-                    doc.get("scenario_id").and_then(Value::as_str),
-                ) {
+                let key = match (doc.get("tenant_id").and_then(Value::as_str), doc.get("scenario_id").and_then(Value::as_str)) {
                     (Some(t), Some(s)) if super::validate::is_valid_id(t) && super::validate::is_valid_id(s) => {
                         Some(ScenarioKey::new(t, s))
                     }
@@ -62,11 +59,7 @@ impl ScenarioRegistry {
                 if let Some(k) = &key {
                     self.entries.entry(k.clone()).or_default().last_error = Some(error.clone());
                 }
-                ConfigChange::Rejected {
-                    key,
-                    error,
-                    origin: origin.to_string(),
-                }
+                ConfigChange::Rejected { key, error, origin: origin.to_string() }
             }
         }
     }

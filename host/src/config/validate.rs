@@ -71,10 +71,7 @@ struct Walker {
 
 impl Walker {
     fn err(&mut self, path: &str, rule: impl Into<String>) {
-        self.errors.push(FieldError {
-            path: path.to_string(),
-            rule: rule.into(),
-        });
+        self.errors.push(FieldError { path: path.to_string(), rule: rule.into() });
     }
 
     fn object<'v>(&mut self, parent: Option<&'v Map<String, Value>>, key: &str, path: &str) -> Option<&'v Map<String, Value>> {
@@ -120,9 +117,7 @@ impl Walker {
         match obj.and_then(|o| o.get(key)) {
             None | Some(Value::Null) => default,
             Some(Value::Number(n)) => {
-                let as_int = n
-                    .as_i64()
-                    .or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9e15).map(|x| x as i64));
+                let as_int = n.as_i64().or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9e15).map(|x| x as i64));
                 match as_int {
                     Some(x) if (min..=max).contains(&x) => x,
                     _ => {
@@ -200,10 +195,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     let Some(doc) = doc.as_object() else {
         return Err(ConfigError {
             scenario: None,
-            errors: vec![FieldError {
-                path: "$".into(),
-                rule: "a scenario document must be a JSON object".into(),
-            }],
+            errors: vec![FieldError { path: "$".into(), rule: "a scenario document must be a JSON object".into() }],
         });
     };
     let mut w = Walker { errors: Vec::new() };
@@ -232,27 +224,10 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     // hot_score
     let p = "config.realtime_compute.hot_score";
     let hot = w.object(rc, "hot_score", p);
-    let window = w.integer(
-        hot,
-        "window_size_minutes",
-        &format!("{p}.window_size_minutes"),
-        60,
-        1,
-        MAX_WINDOW_MINUTES,
-    );
-    let slide = w.integer(
-        hot,
-        "window_slide_minutes",
-        &format!("{p}.window_slide_minutes"),
-        15,
-        1,
-        MAX_WINDOW_MINUTES,
-    );
+    let window = w.integer(hot, "window_size_minutes", &format!("{p}.window_size_minutes"), 60, 1, MAX_WINDOW_MINUTES);
+    let slide = w.integer(hot, "window_slide_minutes", &format!("{p}.window_slide_minutes"), 15, 1, MAX_WINDOW_MINUTES);
     if slide > window {
-        w.err(
-            &format!("{p}.window_slide_minutes"),
-            format!("must not exceed window_size_minutes ({slide} > {window})"),
-        );
+        w.err(&format!("{p}.window_slide_minutes"), format!("must not exceed window_size_minutes ({slide} > {window})"));
     } else if window % slide != 0 {
         w.err(
             &format!("{p}.window_size_minutes"),
@@ -278,14 +253,8 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     let up = w.object(rc, "user_profile", p);
     let user_profile = UserProfileConfig {
         enabled: w.bool(up, "enabled", &format!("{p}.enabled"), true),
-        update_frequency_ms: w.integer(
-            up,
-            "update_frequency_minutes",
-            &format!("{p}.update_frequency_minutes"),
-            5,
-            1,
-            24 * 60,
-        ) * MS_PER_MINUTE,
+        update_frequency_ms: w.integer(up, "update_frequency_minutes", &format!("{p}.update_frequency_minutes"), 5, 1, 24 * 60)
+            * MS_PER_MINUTE,
         interest_decay_days: w.number(up, "interest_decay_days", &format!("{p}.interest_decay_days"), 30.0, 0.001, 3650.0),
         behavior_weights: w.weights(up, "behavior_weights", &format!("{p}.behavior_weights"), &DEFAULT_BEHAVIOR_WEIGHTS),
     };
@@ -313,40 +282,21 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
             out
         }
         Some(v) => {
-            w.err(
-                &format!("{p}.metrics_to_calculate"),
-                format!("must be a list of metric names, got {}", type_name(v)),
-            );
+            w.err(&format!("{p}.metrics_to_calculate"), format!("must be a list of metric names, got {}", type_name(v)));
             Vec::new()
         }
     };
     let metrics = MetricsConfig {
         enabled: w.bool(m, "enabled", &format!("{p}.enabled"), true),
-        window_size_ms: w.integer(
-            m,
-            "window_size_minutes",
-            &format!("{p}.window_size_minutes"),
-            30,
-            1,
-            MAX_WINDOW_MINUTES,
-        ) * MS_PER_MINUTE,
+        window_size_ms: w.integer(m, "window_size_minutes", &format!("{p}.window_size_minutes"), 30, 1, MAX_WINDOW_MINUTES) * MS_PER_MINUTE,
         metrics_to_calculate,
     };
 
     match (tenant, scenario) {
-        (Some(t), Some(s)) if w.errors.is_empty() => Ok(ScenarioConfig {
-            key: ScenarioKey::new(&t, &s),
-            scenario_type,
-            status,
-            revision,
-            hot_score,
-            user_profile,
-            metrics,
-        }),
-        _ => Err(ConfigError {
-            scenario: label,
-            errors: w.errors,
-        }),
+        (Some(t), Some(s)) if w.errors.is_empty() => {
+            Ok(ScenarioConfig { key: ScenarioKey::new(&t, &s), scenario_type, status, revision, hot_score, user_profile, metrics })
+        }
+        _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
 }
 
@@ -363,15 +313,11 @@ fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str
         }
     };
     let name = text("name", "is required and must match [a-z0-9_-]{1,64}", &|s| {
-        (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     });
-    let version = text(
-        "version",
-        "is required and must be a version like 1.2.0 ([0-9A-Za-z.+-]{1,32})",
-        &|s| (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b)),
-    );
+    let version = text("version", "is required and must be a version like 1.2.0 ([0-9A-Za-z.+-]{1,32})", &|s| {
+        (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+    });
     let sha256 = text("sha256", "must be 64 lower-case hex digits", &|s| {
         s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     });
@@ -379,12 +325,7 @@ fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str
     if !params.is_object() {
         w.err(&format!("{path}.params"), "must be an object");
     }
-    Some(PluginRef {
-        name: name?,
-        version: version?,
-        sha256,
-        params,
-    })
+    Some(PluginRef { name: name?, version: version?, sha256, params })
 }
 
 #[cfg(test)]

@@ -73,11 +73,7 @@ fn opaque_id_ok(s: &str) -> bool {
 
 fn check<'a>(field: &'static str, v: Option<Text<'a>>, ok: fn(&str) -> bool, rule: &'static str) -> Result<Cow<'a, str>, RejectReason> {
     let v = v.ok_or(RejectReason::Missing(field))?.0;
-    if ok(&v) {
-        Ok(v)
-    } else {
-        Err(RejectReason::Invalid { field, rule })
-    }
+    if ok(&v) { Ok(v) } else { Err(RejectReason::Invalid { field, rule }) }
 }
 
 fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
@@ -92,9 +88,7 @@ fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
     if (MIN_TS..MAX_TS).contains(&ts) {
         Ok(ts)
     } else {
-        Err(RejectReason::Timestamp(format!(
-            "{ts} is outside 2000-01-01..2100-01-01 in epoch milliseconds"
-        )))
+        Err(RejectReason::Timestamp(format!("{ts} is outside 2000-01-01..2100-01-01 in epoch milliseconds")))
     }
 }
 
@@ -111,55 +105,29 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
     let ts = parse_ts(raw.ts.ok_or(RejectReason::Missing("ts"))?)?;
     let category = match raw.category.map(|t| t.0) {
         Some(c) if !opaque_id_ok(&c) => {
-            return Err(RejectReason::Invalid {
-                field: "category",
-                rule: OPAQUE_RULE,
-            });
+            return Err(RejectReason::Invalid { field: "category", rule: OPAQUE_RULE });
         }
         c => c,
     };
     let tags: Vec<Cow<'_, str>> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
     if tags.len() > MAX_TAGS {
-        return Err(RejectReason::Invalid {
-            field: "tags",
-            rule: "must hold at most 64 tags",
-        });
+        return Err(RejectReason::Invalid { field: "tags", rule: "must hold at most 64 tags" });
     }
     if !tags.iter().all(|t| opaque_id_ok(t)) {
-        return Err(RejectReason::Invalid {
-            field: "tags",
-            rule: "each tag must be 1..128 bytes without control characters",
-        });
+        return Err(RejectReason::Invalid { field: "tags", rule: "each tag must be 1..128 bytes without control characters" });
     }
     if let Some(w) = raw.watch_time_ms
         && !(w.is_finite() && w >= 0.0)
     {
-        return Err(RejectReason::Invalid {
-            field: "watch_time_ms",
-            rule: "must be a finite number >= 0",
-        });
+        return Err(RejectReason::Invalid { field: "watch_time_ms", rule: "must be a finite number >= 0" });
     }
     let event_id = match raw.event_id.map(|t| t.0) {
         Some(e) if !opaque_id_ok(&e) => {
-            return Err(RejectReason::Invalid {
-                field: "event_id",
-                rule: OPAQUE_RULE,
-            });
+            return Err(RejectReason::Invalid { field: "event_id", rule: OPAQUE_RULE });
         }
         e => e,
     };
-    Ok(Event {
-        tenant_id,
-        scenario_id,
-        user_id,
-        item_id,
-        action,
-        ts,
-        category,
-        tags,
-        watch_time_ms: raw.watch_time_ms,
-        event_id,
-    })
+    Ok(Event { tenant_id, scenario_id, user_id, item_id, action, ts, category, tags, watch_time_ms: raw.watch_time_ms, event_id })
 }
 
 #[cfg(test)]
@@ -230,10 +198,7 @@ mod tests {
             reason(
                 r#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"watch_time_ms":-1}"#
             ),
-            RejectReason::Invalid {
-                field: "watch_time_ms",
-                ..
-            }
+            RejectReason::Invalid { field: "watch_time_ms", .. }
         ));
         assert_eq!(reason(r#"{"tenant_id":5,"scenario_id":"s"}"#).kind(), "json");
     }

@@ -28,15 +28,7 @@ impl WindowBatch {
     /// An empty batch for a window; items are appended with [`WindowBatch::push_row`] and
     /// [`WindowBatch::finish_item`].
     pub fn new(window_start_ms: i64, window_end_ms: i64, actions: Vec<String>, weights: Vec<f64>, decay_lambda: f64) -> Self {
-        Self {
-            window_start_ms,
-            window_end_ms,
-            actions,
-            weights,
-            decay_lambda,
-            item_offsets: vec![0],
-            ..Self::default()
-        }
+        Self { window_start_ms, window_end_ms, actions, weights, decay_lambda, item_offsets: vec![0], ..Self::default() }
     }
 
     pub fn item_count(&self) -> usize {

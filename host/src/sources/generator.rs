@@ -69,14 +69,7 @@ impl EventMaker {
             acc
         });
         let zipf = Zipf::new(items.max(1) as f64, 1.1).expect("valid Zipf parameters");
-        Self {
-            rng: SmallRng::seed_from_u64(seed),
-            zipf,
-            scenarios,
-            cumulative,
-            items: items.max(1),
-            line: Vec::with_capacity(256),
-        }
+        Self { rng: SmallRng::seed_from_u64(seed), zipf, scenarios, cumulative, items: items.max(1), line: Vec::with_capacity(256) }
     }
 
     /// One event as a JSON line (without newline) at event time about `ts`.

@@ -24,11 +24,7 @@ pub struct RecordBatch {
 
 impl RecordBatch {
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self {
-            data: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(records),
-            positions: Vec::new(),
-        }
+        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new() }
     }
 
     pub fn push(&mut self, record: &[u8]) {

@@ -52,20 +52,11 @@ impl ItemBuckets {
         let (idx, opened) = match pos {
             Some(i) if self.buckets[i].minute == minute => (i, false),
             Some(i) => {
-                self.buckets.insert(
-                    i + 1,
-                    Bucket {
-                        minute,
-                        cells: SmallVec::new(),
-                    },
-                );
+                self.buckets.insert(i + 1, Bucket { minute, cells: SmallVec::new() });
                 (i + 1, true)
             }
             None => {
-                self.buckets.push_front(Bucket {
-                    minute,
-                    cells: SmallVec::new(),
-                });
+                self.buckets.push_front(Bucket { minute, cells: SmallVec::new() });
                 (0, true)
             }
         };
@@ -86,11 +77,7 @@ impl ItemBuckets {
     /// Drops buckets that start before `t` (ms); returns how many were dropped.
     pub fn evict_before(&mut self, t: i64) -> usize {
         let min_minute = t.div_euclid(BUCKET_MS);
-        let keep_from = self
-            .buckets
-            .iter()
-            .position(|b| b.minute >= min_minute)
-            .unwrap_or(self.buckets.len());
+        let keep_from = self.buckets.iter().position(|b| b.minute >= min_minute).unwrap_or(self.buckets.len());
         self.buckets.drain(..keep_from);
         keep_from
     }
@@ -121,12 +108,7 @@ impl ItemBuckets {
     /// Approximate heap bytes held, for the state-size gauge and benchmarks.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<Bucket>()
-            + self
-                .buckets
-                .iter()
-                .filter(|b| b.cells.spilled())
-                .map(|b| b.cells.capacity() * std::mem::size_of::<Cell>())
-                .sum::<usize>()
+            + self.buckets.iter().filter(|b| b.cells.spilled()).map(|b| b.cells.capacity() * std::mem::size_of::<Cell>()).sum::<usize>()
     }
 }
 

@@ -13,10 +13,7 @@ pub struct SeenEventIds {
 impl SeenEventIds {
     pub fn new() -> Self {
         // Fixed keys: the same ids hash the same way in every run and on every host.
-        Self {
-            seen: HashMap::default(),
-            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
-        }
+        Self { seen: HashMap::default(), hasher: ahash::RandomState::with_seeds(1, 2, 3, 4) }
     }
 
     /// True the first time an id is seen.
