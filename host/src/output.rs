@@ -99,11 +99,7 @@ impl Output {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Output::Hot(h) => serde_json::to_value(HotRecord::from(h)).unwrap_or_default(),
-            Output::Profile(p) => serde_json::json!({
-                "kind": "profile", "tenant_id": p.key.tenant_id.as_ref(), "scenario_id": p.key.scenario_id.as_ref(),
-                "user_id": p.user_id, "interests": p.interests, "recent_items": p.recent_items, "counts": p.counts,
-                "updated_at": p.updated_at, "config_revision": p.config_revision,
-            }),
+            Output::Profile(p) => serde_json::to_value(ProfileRecord::from(p)).unwrap_or_default(),
             Output::Metrics(m) => {
                 let mut v = serde_json::json!({
                     "kind": "metrics", "tenant_id": m.key.tenant_id.as_ref(), "scenario_id": m.key.scenario_id.as_ref(),
@@ -136,6 +132,36 @@ pub struct HotRecord<'a> {
     pub config_revision: i64,
     pub plugin: Option<&'a str>,
     pub items: &'a [ScoredItem],
+}
+
+/// The JSONL sink record of a profile.
+#[derive(Serialize)]
+pub struct ProfileRecord<'a> {
+    pub kind: &'static str,
+    pub tenant_id: &'a str,
+    pub scenario_id: &'a str,
+    pub user_id: &'a str,
+    pub interests: &'a [Interest],
+    pub recent_items: &'a [RecentItem],
+    pub counts: &'a BTreeMap<String, u64>,
+    pub updated_at: i64,
+    pub config_revision: i64,
+}
+
+impl<'a> From<&'a UserProfile> for ProfileRecord<'a> {
+    fn from(p: &'a UserProfile) -> Self {
+        ProfileRecord {
+            kind: "profile",
+            tenant_id: &p.key.tenant_id,
+            scenario_id: &p.key.scenario_id,
+            user_id: &p.user_id,
+            interests: &p.interests,
+            recent_items: &p.recent_items,
+            counts: &p.counts,
+            updated_at: p.updated_at,
+            config_revision: p.config_revision,
+        }
+    }
 }
 
 impl<'a> From<&'a HotList> for HotRecord<'a> {

@@ -219,7 +219,9 @@ impl ProfileJob {
         if s.max_ts > before {
             let now = s.max_ts - self.lateness_ms;
             s.flush_due(now, out);
-            if s.max_ts / 60_000 != before / 60_000 {
+            // Idle users are few and the horizon is days: scanning once an event-time hour
+            // keeps the scan off the per-event cost.
+            if s.max_ts / 3_600_000 != before / 3_600_000 {
                 s.evict_idle(now, self.idle_ms);
             }
         }

@@ -1,0 +1,131 @@
+//! `cargo bench -p rtscore --bench throughput`: one run, side by side, printing a table.
+//!
+//! Rows: the parse-and-validate ceiling (no state), and the full pipeline from memory (parse +
+//! window + score + top-N + JSONL serialisation to a null writer), for `--job item_hot_score`
+//! and `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
+//! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
+//! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtscore::config::{ScenarioConfig, ScenarioKey, parse_scenario};
+use rtscore::event::parse_event;
+use rtscore::output::Output;
+use rtscore::pipeline::{JobSelection, Pipeline, PipelineOptions};
+use rtscore::sinks::jsonl::JsonlSink;
+use rtscore::sources::RecordBatch;
+use rtscore::sources::generator::EventMaker;
+
+const T0: i64 = 1_767_225_600_000;
+const ITEMS: u64 = 1_000_000;
+const BATCH: usize = 4096;
+
+fn scenarios() -> Vec<Arc<ScenarioConfig>> {
+    let specs = [
+        ("shop", "home", 60, 15, 0.1),
+        ("shop", "search", 30, 10, 0.0),
+        ("shop", "cart", 120, 30, 0.7),
+        ("video", "feed", 60, 5, 2.0),
+        ("video", "trending", 20, 5, 5.0),
+        ("video", "related", 240, 60, 0.05),
+    ];
+    specs
+        .iter()
+        .map(|(t, s, w, sl, l)| {
+            let doc = serde_json::json!({"tenant_id": t, "scenario_id": s, "config": {"realtime_compute": {"hot_score": {
+                "window_size_minutes": w, "window_slide_minutes": sl, "decay_lambda": l, "top_n": 100}}}});
+            Arc::new(parse_scenario(&doc).expect("valid bench scenario"))
+        })
+        .collect()
+}
+
+fn workload(n: usize, keys: Vec<ScenarioKey>) -> Vec<RecordBatch> {
+    let mut maker = EventMaker::new(keys, ITEMS, 7);
+    // Six hours of event time across the run.
+    let span = 6 * 3_600_000i64;
+    let mut batches = Vec::new();
+    let mut batch = RecordBatch::with_capacity(BATCH, BATCH * 220);
+    for i in 0..n {
+        batch.push(maker.next_event(T0 + span * i as i64 / n as i64));
+        if batch.len() == BATCH {
+            batches.push(std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH, BATCH * 220)));
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Row {
+    name: String,
+    events_per_s: f64,
+    note: String,
+}
+
+fn parse_only(batches: &[RecordBatch]) -> Row {
+    let start = Instant::now();
+    let mut ok = 0usize;
+    for b in batches {
+        for rec in b.iter() {
+            ok += usize::from(parse_event(rec).is_ok());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Row { name: "parse + validate only (ceiling)".into(), events_per_s: ok as f64 / secs, note: String::new() }
+}
+
+fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelection, label: &str) -> Row {
+    let mut p = Pipeline::new(PipelineOptions { jobs, ..PipelineOptions::default() });
+    for c in cfgs {
+        p.apply_config(&c.key, Some(c.clone()));
+    }
+    let mut sink = JsonlSink::create("/dev/null".as_ref()).expect("open /dev/null");
+    let (mut out, mut rejects) = (Vec::new(), Vec::new());
+    let mut emitted = 0usize;
+    let mut max_buckets = 0usize;
+    let start = Instant::now();
+    for b in batches {
+        p.process(b, &mut out, &mut rejects);
+        emitted += out.iter().filter(|o| matches!(o, Output::Hot(_))).count();
+        sink.write(&out).expect("write sink");
+        out.clear();
+        let buckets: usize = p.hot_job().scenarios().map(|s| s.windows.bucket_count()).sum();
+        max_buckets = max_buckets.max(buckets);
+    }
+    p.finish(&mut out);
+    sink.write(&out).expect("write sink");
+    let secs = start.elapsed().as_secs_f64();
+    let events = p.stats().events_in as f64;
+    Row { name: label.into(), events_per_s: events / secs, note: format!("{emitted} hot windows, peak {max_buckets} (item, bucket) pairs") }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; this binary takes no flags.
+    let n: usize = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let cfgs = scenarios();
+    let keys: Vec<ScenarioKey> = cfgs.iter().map(|c| c.key.clone()).collect();
+    eprintln!("generating {n} events ...");
+    let batches = workload(n, keys);
+    let bytes: usize = batches.iter().map(RecordBatch::bytes_len).sum();
+    eprintln!("{:.1} MB of JSON; running ...", bytes as f64 / 1e6);
+
+    let ceiling = parse_only(&batches);
+    let hot = full(&batches, &cfgs, JobSelection::ItemHotScore, "full pipeline, item_hot_score (built-in)");
+    let all = full(&batches, &cfgs, JobSelection::All, "full pipeline, --job all");
+
+    println!("\n| path | events/s (1 core) | vs ceiling | notes |");
+    println!("|---|---:|---:|---|");
+    for r in [&ceiling, &hot, &all] {
+        println!("| {} | {:.0} | {:.0}% | {} |", r.name, r.events_per_s, 100.0 * r.events_per_s / ceiling.events_per_s, r.note);
+    }
+    println!("\n{n} events, {:.1} MB JSON, peak RSS {:.0} MB (includes the in-memory workload)", bytes as f64 / 1e6, peak_rss_mb());
+}
