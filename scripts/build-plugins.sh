@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds every plugin crate (plugins/*/, tests/plugins/*/) as a wasm32-wasip2 component and
+# places each in $RTSCORE_PLUGINS_OUT (default <repo>/target/plugins, the runtime's default
+# --plugins-dir) as <name>@<version>.wasm, printing its sha256 for scenario references.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+out="${RTSCORE_PLUGINS_OUT:-$ROOT/target/plugins}"
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+mkdir -p "$out"
+crates=()
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+  [ -f "$manifest" ] || continue
+  crates+=("$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)")
+done
+[ ${#crates[@]} -gt 0 ] || { log "no plugin crates found"; exit 0; }
+args=(); for c in "${crates[@]}"; do args+=(-p "$c"); done
+cargo build --quiet --release --target wasm32-wasip2 "${args[@]}"
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+  [ -f "$manifest" ] || continue
+  name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)"
+  version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)"
+  [ -n "$version" ] || version="0.1.0"
+  wasm="$target_dir/wasm32-wasip2/release/${name//-/_}.wasm"
+  [ -f "$wasm" ] || die "expected $wasm after the build"
+  dest="$out/$name@$version.wasm"
+  # Copy through a temp file and rename, so a watching host never reads half a module.
+  cp "$wasm" "$dest.tmp" && mv "$dest.tmp" "$dest"
+  printf '%-28s %s\n' "$name@$version" "$(sha256sum "$dest" | cut -d' ' -f1)"
+done

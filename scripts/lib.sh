@@ -1,0 +1,18 @@
+# Shared settings for the project's scripts (sourced, not run).
+# Everything installed or run lives outside the repo, under $RTSCORE_CACHE.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RTSCORE_CACHE="${RTSCORE_CACHE:-$HOME/.cache/rtscore}"
+STACK_DIR="${RTSCORE_STACK_DIR:-$RTSCORE_CACHE/stack}"
+KAFKA_VERSION="4.1.0"
+FERRETDB_VERSION="v1.24.0"
+KAFKA_LIBS="$RTSCORE_CACHE/kafka-$KAFKA_VERSION/libs"
+FERRETDB_BIN="$RTSCORE_CACHE/bin/ferretdb-$FERRETDB_VERSION"
+KAFKA_PORT="${KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+FERRETDB_PORT="${FERRETDB_PORT:-27018}"
+REDIS_PORT="${REDIS_PORT:-16379}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+toolchain_channel() { sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml"; }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one command that installs what the project needs, starts the local stack and runs every
+# test. CI runs exactly this (.ci/run). Services are left running for the next run unless
+# RTSCORE_STOP_STACK=1.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+start=$SECONDS
+bash scripts/setup.sh
+bash scripts/stack.sh start
+eval "$(bash scripts/stack.sh env)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
+export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
+log "building plugins (wasm32-wasip2) ..."
+bash scripts/build-plugins.sh
+log "running the test suite ..."
+status=0
+cargo test --workspace --no-fail-fast 2>&1 || status=$?
+[ "${RTSCORE_STOP_STACK:-0}" = 1 ] && bash scripts/stack.sh stop
+log "scripts/test.sh: exit $status after $((SECONDS - start))s"
+exit $status
