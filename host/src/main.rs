@@ -19,7 +19,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Some(Command::Run(args)) => rtscore::runtime::run(args).await,
+            Some(Command::Run(args)) => rtscore::runtime::run(*args).await,
+            Some(Command::Scenario(args)) => rtscore::cli::scenario::run(args).await,
             None => rtscore::runtime::run(cli.run).await,
         }
     });

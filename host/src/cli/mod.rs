@@ -1,6 +1,7 @@
 //! Command-line interface: flags in the seed's spelling, each with an environment variable.
 
 pub mod run_args;
+pub mod scenario;
 
 use clap::{Parser, Subcommand};
 
@@ -35,5 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the scoring job: read events, keep windows, score, write results.
     #[command(after_help = AFTER_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Manage scenario documents: validate, list, get, set, patch (deep merge), delete.
+    Scenario(scenario::ScenarioArgs),
 }

@@ -5,6 +5,7 @@ pub mod edit;
 pub mod model;
 pub mod mongo;
 pub mod registry;
+pub mod store;
 pub mod validate;
 
 pub use model::{HotScoreConfig, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry};

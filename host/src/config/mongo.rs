@@ -1,1 +1,107 @@
-//! MongoDB scenario store (in progress).
+//! MongoDB scenario store (collection `scenarios`, unique on `(tenant_id, scenario_id)`).
+//! Documents cross this boundary as JSON: `_id` is dropped and `updated_at` becomes epoch ms.
+//! FerretDB v1 (the local stack) speaks the same protocol; it has no change streams, so the
+//! runtime polls `changed_since` on the `updated_at` index.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bson::{Bson, Document, doc};
+use futures::TryStreamExt;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, IndexModel};
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct MongoScenarioStore {
+    scenarios: Collection<Document>,
+    url: String,
+}
+
+fn to_json(mut d: Document) -> Value {
+    d.remove("_id");
+    if let Some(Bson::DateTime(t)) = d.get("updated_at") {
+        let ms = t.timestamp_millis();
+        d.insert("updated_at", ms);
+    }
+    Bson::Document(d).into_relaxed_extjson()
+}
+
+impl MongoScenarioStore {
+    /// Connects, checks the server answers, and ensures the indexes. Fails within a few seconds
+    /// when the server is down, naming the URL.
+    pub async fn connect(url: &str, database: &str) -> anyhow::Result<Self> {
+        let mut opts = ClientOptions::parse(url).await.with_context(|| format!("invalid --mongodb-url {url}"))?;
+        opts.server_selection_timeout = Some(Duration::from_secs(3));
+        opts.connect_timeout = Some(Duration::from_secs(3));
+        opts.app_name = Some("rtscore".into());
+        let client = Client::with_options(opts).with_context(|| format!("invalid MongoDB options for {url}"))?;
+        let db = client.database(database);
+        db.run_command(doc! {"ping": 1}).await.with_context(|| format!("MongoDB at {url} is not reachable"))?;
+        let scenarios = db.collection::<Document>("scenarios");
+        let unique = IndexModel::builder()
+            .keys(doc! {"tenant_id": 1, "scenario_id": 1})
+            .options(IndexOptions::builder().unique(true).name("tenant_scenario".to_string()).build())
+            .build();
+        let by_time = IndexModel::builder()
+            .keys(doc! {"updated_at": 1})
+            .options(IndexOptions::builder().name("updated_at".to_string()).build())
+            .build();
+        // FerretDB v1.24 panics on a createIndexes whose indexes already exist: create only the
+        // missing ones, one per call.
+        let existing = scenarios.list_index_names().await.unwrap_or_default();
+        for index in [unique, by_time] {
+            let name = index.options.as_ref().and_then(|o| o.name.clone()).unwrap_or_default();
+            if !existing.contains(&name) {
+                scenarios.create_index(index).await.with_context(|| format!("creating the scenarios index {name}"))?;
+            }
+        }
+        Ok(Self { scenarios, url: url.to_string() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every scenario document, active or not.
+    pub async fn load_all(&self) -> anyhow::Result<Vec<Value>> {
+        let cursor = self.scenarios.find(doc! {}).await.with_context(|| format!("reading scenarios from {}", self.url))?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("reading scenarios")?;
+        Ok(docs.into_iter().map(to_json).collect())
+    }
+
+    /// Documents updated at or after `after_ms` (epoch ms), for the poll loop.
+    pub async fn changed_since(&self, after_ms: i64) -> anyhow::Result<Vec<Value>> {
+        // `$gte`: a document written in the same millisecond as the last one seen is not missed;
+        // re-reading an unchanged document is a no-op in the registry.
+        let filter = doc! {"updated_at": {"$gte": bson::DateTime::from_millis(after_ms)}};
+        let cursor = self.scenarios.find(filter).await.context("polling scenarios")?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("polling scenarios")?;
+        Ok(docs.into_iter().map(to_json).collect())
+    }
+
+    pub async fn get(&self, tenant: &str, scenario: &str) -> anyhow::Result<Option<Value>> {
+        let d = self.scenarios.find_one(doc! {"tenant_id": tenant, "scenario_id": scenario}).await.context("reading a scenario")?;
+        Ok(d.map(to_json))
+    }
+
+    /// Replaces (or creates) a scenario document; `updated_at` is set to the server-side now.
+    pub async fn upsert(&self, doc: &Value) -> anyhow::Result<()> {
+        let mut d = bson::to_document(doc).context("scenario document is not representable as BSON")?;
+        d.remove("_id");
+        d.insert("updated_at", bson::DateTime::now());
+        let tenant = d.get_str("tenant_id").context("tenant_id missing")?.to_string();
+        let scenario = d.get_str("scenario_id").context("scenario_id missing")?.to_string();
+        self.scenarios
+            .replace_one(doc! {"tenant_id": &tenant, "scenario_id": &scenario}, d)
+            .upsert(true)
+            .await
+            .with_context(|| format!("storing scenario {tenant}/{scenario}"))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, tenant: &str, scenario: &str) -> anyhow::Result<bool> {
+        let r = self.scenarios.delete_one(doc! {"tenant_id": tenant, "scenario_id": scenario}).await.context("deleting a scenario")?;
+        Ok(r.deleted_count > 0)
+    }
+}

@@ -20,10 +20,6 @@ pub struct ScenarioHot {
     pub counters: ScenarioCounters,
     /// Last emitted window end, for status.
     pub last_window_end: Option<i64>,
-    /// The watermark at which the next window end is passed; checked after every event so
-    /// windows close at the same event whatever the batching (results depend on event order
-    /// only).
-    close_at: i64,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
@@ -36,7 +32,6 @@ impl ScenarioHot {
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
             last_window_end: None,
-            close_at: i64::MIN,
             batch: WindowBatch::default(),
             scores: Vec::new(),
         }
@@ -47,11 +42,10 @@ impl ScenarioHot {
         "builtin".to_string()
     }
 
-    /// Emits every due window into `out`. `end_of_input` treats the watermark as infinite.
-    fn emit_due(&mut self, lateness_ms: i64, end_of_input: bool, out: &mut Vec<Output>) {
-        let Some(wm) = (if end_of_input { Some(i64::MAX) } else { self.windows.watermark(lateness_ms) }) else {
-            return;
-        };
+    /// Emits every window ending at or before `watermark` into `out`. `end_of_input` emits
+    /// every window that holds events.
+    fn emit_due(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
+        let wm = if end_of_input { i64::MAX } else { watermark };
         let cfg = &self.config.hot_score;
         let g = cfg.window;
         while let Some(end) = self.windows.next_due(g, wm) {
@@ -81,24 +75,22 @@ impl ScenarioHot {
         }
         if !end_of_input {
             self.windows.close_to_watermark(wm, g);
-            self.close_at = g.next_end_after(wm);
-        }
-        if let Some(open) = self.windows.max_ts().map(|m| m - lateness_ms - g.size_ms) {
-            self.seen.forget_before(open);
+            // Ids of events older than every open window cannot recur as counted events.
+            self.seen.forget_before(wm - g.size_ms);
         }
     }
 }
 
 /// All scenarios' hot-score state, indexed by tenant then scenario so events are routed without
 /// allocating a key.
+#[derive(Default)]
 pub struct HotScoreJob {
-    lateness_ms: i64,
     scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioHot>>,
 }
 
 impl HotScoreJob {
-    pub fn new(lateness_ms: i64) -> Self {
-        Self { lateness_ms, scenarios: HashMap::new() }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Installs, replaces or (with `None`, an inactive document or a disabled hot score)
@@ -127,9 +119,8 @@ impl HotScoreJob {
         }
     }
 
-    /// Adds one event; windows its watermark passes are emitted into `out` right away.
-    /// Returns false when the scenario has no active hot-score config.
-    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats, out: &mut Vec<Output>) -> bool {
+    /// Adds one event. Returns false when the scenario has no active hot-score config.
+    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) -> bool {
         let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
             return false;
         };
@@ -147,16 +138,14 @@ impl HotScoreJob {
                 s.counters.late += 1;
             }
         }
-        if s.windows.watermark(self.lateness_ms).is_some_and(|wm| wm >= s.close_at) {
-            s.emit_due(self.lateness_ms, false, out);
-        }
         true
     }
 
-    pub fn emit_due(&mut self, end_of_input: bool, out: &mut Vec<Output>) {
+    /// Emits every window the watermark has passed (every window, at the end of input).
+    pub fn advance(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
         for tenant in self.scenarios.values_mut() {
             for s in tenant.values_mut() {
-                s.emit_due(self.lateness_ms, end_of_input, out);
+                s.emit_due(watermark, end_of_input, out);
             }
         }
     }

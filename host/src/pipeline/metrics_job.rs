@@ -120,14 +120,14 @@ impl ScenarioMetrics {
 }
 
 /// All scenarios' metrics.
+#[derive(Default)]
 pub struct MetricsJob {
-    lateness_ms: i64,
     scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioMetrics>>,
 }
 
 impl MetricsJob {
-    pub fn new(lateness_ms: i64) -> Self {
-        Self { lateness_ms, scenarios: HashMap::new() }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// A new metrics list applies to the next emitted window; a new window size to the next
@@ -152,18 +152,19 @@ impl MetricsJob {
     }
 
     /// Returns false when the scenario has no active metrics config.
-    pub fn on_event(&mut self, ev: &Event<'_>, out: &mut Vec<Output>) -> bool {
+    pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
         let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
             return false;
         };
-        let before = s.max_ts;
         s.on_event(ev);
-        if s.max_ts != before
-            && let Some(m) = s.max_ts
-        {
-            s.emit_due(m - self.lateness_ms, out);
-        }
         true
+    }
+
+    /// Emits every window the watermark has passed.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+            s.emit_due(watermark, out);
+        }
     }
 
     pub fn finish(&mut self, out: &mut Vec<Output>) {
@@ -199,7 +200,9 @@ mod tests {
 
     fn run(job: &mut MetricsJob, lines: &[String], out: &mut Vec<Output>) {
         for l in lines {
-            job.on_event(&parse_event(l.as_bytes()).unwrap(), out);
+            let ev = parse_event(l.as_bytes()).unwrap();
+            job.on_event(&ev);
+            job.advance(ev.ts, out);
         }
     }
 
@@ -210,7 +213,7 @@ mod tests {
     #[test]
     fn ratios_counts_and_watch_time() {
         let c = cfg(30, serde_json::json!(["ctr", "cvr", "watch_time"]), 1);
-        let mut job = MetricsJob::new(0);
+        let mut job = MetricsJob::new();
         job.apply_config(&c.key, Some(c.clone()));
         let mut lines: Vec<String> = (0..10).map(|k| ev("impression", T0 + k * MIN, None)).collect();
         lines.extend([ev("click", T0 + MIN, None), ev("click", T0 + 2 * MIN, None), ev("purchase", T0 + 3 * MIN, None)]);
@@ -235,7 +238,7 @@ mod tests {
     #[test]
     fn metrics_list_change_applies_to_the_next_window() {
         let c1 = cfg(10, serde_json::json!(["ctr", "cvr", "watch_time"]), 1);
-        let mut job = MetricsJob::new(0);
+        let mut job = MetricsJob::new();
         job.apply_config(&c1.key, Some(c1.clone()));
         let mut out = Vec::new();
         run(&mut job, &[ev("impression", T0, None), ev("click", T0 + 11 * MIN, None)], &mut out);
@@ -253,7 +256,7 @@ mod tests {
     #[test]
     fn late_events_are_counted_not_added() {
         let c = cfg(10, serde_json::json!([]), 1);
-        let mut job = MetricsJob::new(0);
+        let mut job = MetricsJob::new();
         job.apply_config(&c.key, Some(c.clone()));
         let mut out = Vec::new();
         run(&mut job, &[ev("view", T0, None), ev("view", T0 + 25 * MIN, None), ev("view", T0 + MIN, None)], &mut out);

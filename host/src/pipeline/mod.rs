@@ -2,11 +2,13 @@
 //! scenario's jobs, results out. No I/O and no async here, so the same code runs under the
 //! file replay, the Kafka runtime, unit tests and benchmarks.
 
+mod clock;
 mod hot_job;
 mod metrics_job;
 mod profile_job;
 mod stats;
 
+pub use clock::{InputClock, SINGLE_PARTITION};
 pub use hot_job::HotScoreJob;
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
@@ -71,6 +73,8 @@ pub struct PipelineOptions {
     pub allowed_lateness_ms: i64,
     /// Users idle this long (event time) are forgotten; matches the profile key's TTL.
     pub profile_idle_ms: i64,
+    /// Wall time after which a silent input partition stops holding the watermark back.
+    pub partition_idle_ms: i64,
 }
 
 impl Default for PipelineOptions {
@@ -80,6 +84,7 @@ impl Default for PipelineOptions {
             filter: ScenarioFilter::default(),
             allowed_lateness_ms: 10_000,
             profile_idle_ms: 7 * 86_400_000,
+            partition_idle_ms: 5_000,
         }
     }
 }
@@ -90,15 +95,25 @@ pub struct Pipeline {
     hot: HotScoreJob,
     profiles: ProfileJob,
     metrics: MetricsJob,
+    clock: InputClock,
+    /// The watermark the jobs were last advanced to.
+    watermark: Option<i64>,
     stats: PipelineStats,
 }
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
-        let hot = HotScoreJob::new(opts.allowed_lateness_ms);
-        let profiles = ProfileJob::new(opts.allowed_lateness_ms, opts.profile_idle_ms);
-        let metrics = MetricsJob::new(opts.allowed_lateness_ms);
-        Self { opts, hot, profiles, metrics, stats: PipelineStats::default() }
+        let profiles = ProfileJob::new(opts.profile_idle_ms);
+        let clock = InputClock::new(opts.partition_idle_ms);
+        Self {
+            opts,
+            hot: HotScoreJob::new(),
+            profiles,
+            metrics: MetricsJob::new(),
+            clock,
+            watermark: None,
+            stats: PipelineStats::default(),
+        }
     }
 
     /// Installs or replaces a scenario's config (or removes it when `None`).
@@ -127,7 +142,13 @@ impl Pipeline {
     }
 
     /// Processes a batch of raw records; due windows go to `out`, rejects to `rejects`.
+    /// For sources without partitions and wall clock (file replay, tests).
     pub fn process(&mut self, batch: &RecordBatch, out: &mut Vec<Output>, rejects: &mut Vec<Reject>) {
+        self.process_at(batch, 0, out, rejects);
+    }
+
+    /// Like [`Self::process`], with the wall time the batch arrived at (for idle partitions).
+    pub fn process_at(&mut self, batch: &RecordBatch, wall_ms: i64, out: &mut Vec<Output>, rejects: &mut Vec<Reject>) {
         for (index, raw) in batch.iter().enumerate() {
             self.stats.events_in += 1;
             let ev = match parse_event(raw) {
@@ -138,22 +159,59 @@ impl Pipeline {
                     continue;
                 }
             };
+            let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
+            self.clock.observe(partition, ev.ts, wall_ms);
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
-                continue;
+            } else {
+                let hot = self.hot.on_event(&ev, &mut self.stats);
+                let profile = self.profiles.on_event(&ev);
+                let metrics = self.metrics.on_event(&ev);
+                if !(hot || profile || metrics) {
+                    self.stats.unknown_scenario += 1;
+                }
             }
-            let hot = self.hot.on_event(&ev, &mut self.stats, out);
-            let profile = self.profiles.on_event(&ev, out);
-            let metrics = self.metrics.on_event(&ev, out);
-            if !(hot || profile || metrics) {
-                self.stats.unknown_scenario += 1;
-            }
+            // Windows are closed after every event that moves the watermark into a new minute
+            // (window ends are whole minutes), so results depend on event order only, never on
+            // how events were batched.
+            self.advance(wall_ms, out);
         }
+    }
+
+    /// Re-evaluates the watermark without new events (a partition may have gone idle).
+    pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        self.advance(wall_ms, out);
+    }
+
+    /// Partitions assigned to this instance (Kafka rebalance).
+    pub fn assign_partitions(&mut self, partitions: &[i32], wall_ms: i64) {
+        self.clock.assign(partitions, wall_ms);
+    }
+
+    pub fn revoke_partitions(&mut self, partitions: &[i32]) {
+        self.clock.revoke(partitions);
+    }
+
+    #[inline]
+    fn advance(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        let Some(wm) = self.clock.event_time(wall_ms).map(|t| t - self.opts.allowed_lateness_ms) else { return };
+        if self.watermark.is_some_and(|prev| wm.div_euclid(60_000) <= prev.div_euclid(60_000)) {
+            return;
+        }
+        self.watermark = Some(wm);
+        self.hot.advance(wm, false, out);
+        self.profiles.advance(wm, out);
+        self.metrics.advance(wm, out);
+    }
+
+    /// The watermark the windows were last closed at.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
     }
 
     /// End of a finite input: emits every window that holds events (DESIGN §4).
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        self.hot.emit_due(true, out);
+        self.hot.advance(i64::MAX, true, out);
         self.profiles.finish(out);
         self.metrics.finish(out);
     }

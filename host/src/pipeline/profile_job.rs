@@ -109,11 +109,19 @@ pub struct ScenarioProfiles {
     timers: BTreeMap<i64, Vec<Box<str>>>,
     max_ts: i64,
     pub profiles_written: u64,
+    last_eviction_hour: i64,
 }
 
 impl ScenarioProfiles {
     fn new(config: Arc<ScenarioConfig>) -> Self {
-        Self { config, users: HashMap::default(), timers: BTreeMap::new(), max_ts: i64::MIN, profiles_written: 0 }
+        Self {
+            config,
+            users: HashMap::default(),
+            timers: BTreeMap::new(),
+            max_ts: i64::MIN,
+            profiles_written: 0,
+            last_eviction_hour: i64::MIN,
+        }
     }
 
     fn on_event(&mut self, ev: &Event<'_>) {
@@ -176,15 +184,14 @@ impl ScenarioProfiles {
 
 /// All scenarios' profiles.
 pub struct ProfileJob {
-    lateness_ms: i64,
     /// Users idle longer than this are forgotten (their Redis profile expires with its TTL).
     idle_ms: i64,
     scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioProfiles>>,
 }
 
 impl ProfileJob {
-    pub fn new(lateness_ms: i64, idle_ms: i64) -> Self {
-        Self { lateness_ms, idle_ms, scenarios: HashMap::new() }
+    pub fn new(idle_ms: i64) -> Self {
+        Self { idle_ms, scenarios: HashMap::new() }
     }
 
     /// New behaviour weights and half-life apply to events after the change; state is kept.
@@ -208,24 +215,26 @@ impl ProfileJob {
     }
 
     /// Returns false when the scenario has no active profile config.
-    pub fn on_event(&mut self, ev: &Event<'_>, out: &mut Vec<Output>) -> bool {
+    pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
         let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
             return false;
         };
-        let before = s.max_ts;
         s.on_event(ev);
-        // Timers fire as event time advances; checking on a new maximum keeps this off the
-        // common path.
-        if s.max_ts > before {
-            let now = s.max_ts - self.lateness_ms;
-            s.flush_due(now, out);
+        true
+    }
+
+    /// Writes every user whose timer the watermark has passed.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+            s.flush_due(watermark, out);
             // Idle users are few and the horizon is days: scanning once an event-time hour
             // keeps the scan off the per-event cost.
-            if s.max_ts / 3_600_000 != before / 3_600_000 {
-                s.evict_idle(now, self.idle_ms);
+            let hour = watermark.div_euclid(3_600_000);
+            if hour != s.last_eviction_hour {
+                s.last_eviction_hour = hour;
+                s.evict_idle(watermark, self.idle_ms);
             }
         }
-        true
     }
 
     /// End of a finite input: writes every user with unwritten events.
@@ -254,7 +263,7 @@ mod tests {
             "update_frequency_minutes": freq_min, "interest_decay_days": half_life_days,
             "behavior_weights": {"view": 1.0, "like": 3.0, "purchase": 10.0}}}}});
         let cfg = Arc::new(parse_scenario(&doc).unwrap());
-        let mut j = ProfileJob::new(0, 30 * DAY);
+        let mut j = ProfileJob::new(30 * DAY);
         j.apply_config(&cfg.key, Some(cfg.clone()));
         (j, cfg)
     }
@@ -266,7 +275,9 @@ mod tests {
     fn feed(j: &mut ProfileJob, lines: &[String]) -> Vec<UserProfile> {
         let mut out = Vec::new();
         for l in lines {
-            assert!(j.on_event(&parse_event(l.as_bytes()).unwrap(), &mut out));
+            let ev = parse_event(l.as_bytes()).unwrap();
+            assert!(j.on_event(&ev));
+            j.advance(ev.ts, &mut out);
         }
         j.finish(&mut out);
         out.into_iter().filter_map(|o| if let Output::Profile(p) = o { Some(p) } else { None }).collect()

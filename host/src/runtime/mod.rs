@@ -1,19 +1,22 @@
-//! The async runtime: wires a source, the config store, the pipeline and the sinks together and
+//! The async runtime: wires a source, the config feed, the pipeline and the sinks together and
 //! runs until the input ends or the process is told to stop.
 
+mod config_feed;
 mod outputs;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::cli::{RunArgs, ViewMode};
-use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
+use crate::config::{ConfigChange, ScenarioRegistry};
 use crate::http;
 use crate::pipeline::{Pipeline, PipelineOptions, ScenarioFilter};
+use crate::sources::kafka::{KafkaSourceConfig, PartitionChange, spawn_kafka_source};
 use crate::sources::{self, SourceMessage};
+use config_feed::ConfigFeed;
 use outputs::Outputs;
 
 /// Runs the job described by `args` to completion.
@@ -37,41 +40,66 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let metrics = http::install_metrics()?;
         http::serve(addr, health_view, Some(metrics)).await?;
     }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
 
-    // Configuration: everything is loaded before the first event is processed.
-    let (dir_tx, mut dir_rx) = mpsc::channel::<()>(4);
-    let _watcher = if args.mongodb_url.is_none() {
-        reload_dir(&args, &mut registry, &mut pipeline)?;
-        Some(dir_store::watch_dir(&args.scenarios_dir, dir_tx)?)
-    } else {
-        anyhow::bail!("--mongodb-url is not wired yet");
+    // Configuration: the first complete set is applied before any event is processed.
+    let (cfg_tx, mut cfg_rx) = mpsc::channel::<ConfigFeed>(16);
+    let _watcher = match &args.mongodb_url {
+        None => Some(config_feed::start_dir(args.scenarios_dir.clone(), cfg_tx)?),
+        Some(url) => {
+            let connect = config_feed::connect_mongo(url.clone(), args.mongodb_database.clone(), cfg_tx, shutdown_rx.clone());
+            tokio::select! {
+                r = connect => r?,
+                _ = &mut shutdown => return Ok(()),
+            }
+            None
+        }
     };
+    let mut store_error: Option<String> = None;
+    if let Some(feed) = cfg_rx.recv().await {
+        apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
+    }
 
     let mut outputs = Outputs::open(&args, view).await?;
-    health.set_ready(true);
+    let mut committer = None;
+    let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 
     // Source.
     let (tx, mut rx) = mpsc::channel::<SourceMessage>(8);
     let source_task = if let Some(path) = &args.events_file {
         sources::file::spawn_file_source(path.clone(), tx)
-    } else if args.kafka_servers.is_some() {
-        anyhow::bail!("--kafka-servers is not wired yet");
+    } else if let Some(brokers) = &args.kafka_servers {
+        let cfg = KafkaSourceConfig {
+            brokers: brokers.clone(),
+            topic: args.topic.clone(),
+            group_id: args.consumer_group(),
+            client_id: format!("rtscore-{}", std::process::id()),
+        };
+        let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
+        committer = Some(source.committer);
+        partition_changes = source.partition_changes;
+        source.task
     } else {
         let keys: Vec<_> = registry.entries().filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone())).collect();
         sources::generator::spawn_generator(sources::generator::GeneratorConfig::from_args(&args, keys), tx)
     };
+    health.set_ready(true);
 
     let mut out = Vec::new();
     let mut rejects = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(SourceMessage::Records(batch)) => {
-                    pipeline.process(&batch, &mut out, &mut rejects);
+                    pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
                     outputs.dead_letters(&batch, &rejects).await?;
                     outputs.write(&out).await?;
+                    // Offsets move only after the outputs covering these events are written.
+                    if let Some(c) = &committer {
+                        c.commit(&batch.positions)?;
+                    }
                     out.clear();
                     rejects.clear();
                 }
@@ -81,13 +109,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     break;
                 }
             },
-            Some(()) = dir_rx.recv() => reload_dir(&args, &mut registry, &mut pipeline)?,
+            Some(feed) = cfg_rx.recv() => apply_feed(feed, &mut registry, &mut pipeline, &mut store_error),
+            Some(change) = partition_changes.recv() => match change {
+                PartitionChange::Assigned(p) => pipeline.assign_partitions(&p, wall_ms()),
+                PartitionChange::Revoked(p) => pipeline.revoke_partitions(&p),
+            },
             _ = tick.tick() => {
+                // A partition that went quiet may release the watermark.
+                pipeline.tick(wall_ms(), &mut out);
+                outputs.write(&out).await?;
+                out.clear();
                 let rows = status::snapshot(&registry, &pipeline);
                 status::export_metrics(pipeline.stats(), &rows);
-                health.set_status(serde_json::json!({ "scenarios": rows, "stats": {
+                health.set_status(serde_json::json!({ "scenarios": &rows, "config_store_error": &store_error, "stats": {
                     "events_in": pipeline.stats().events_in, "rejected": pipeline.stats().rejected,
                     "late": pipeline.stats().late, "unknown_scenario": pipeline.stats().unknown_scenario } }));
+                outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats());
             }
             _ = &mut shutdown => {
@@ -96,6 +133,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let _ = shutdown_tx.send(true);
+    let rows = status::snapshot(&registry, &pipeline);
+    outputs.status(&rows).await?;
     outputs.close().await?;
     let stats = pipeline.stats();
     tracing::info!(
@@ -111,33 +151,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload_dir(args: &RunArgs, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline) -> anyhow::Result<()> {
-    let read = dir_store::read_dir_documents(&args.scenarios_dir)?;
-    for e in read.errors {
-        tracing::error!(error = %e, "scenario file is not a JSON document; ignored");
-    }
-    let changes = registry.resync(&read.docs);
-    apply_changes(&changes, pipeline);
-    Ok(())
-}
-
-fn apply_changes(changes: &[ConfigChange], pipeline: &mut Pipeline) {
-    for c in changes {
+fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline, store_error: &mut Option<String>) {
+    let changes = match feed {
+        ConfigFeed::Snapshot(docs) => registry.resync(&docs),
+        ConfigFeed::Changed(docs) => docs.iter().map(|(d, origin)| registry.apply_document(d, origin)).collect(),
+        ConfigFeed::Unavailable(e) => {
+            tracing::error!(error = %e, "config store unavailable; running on the last valid configs");
+            *store_error = Some(e);
+            return;
+        }
+        ConfigFeed::Recovered => {
+            tracing::info!("config store reachable again");
+            *store_error = None;
+            return;
+        }
+    };
+    for c in &changes {
         match c {
             ConfigChange::Applied(cfg) => {
                 tracing::info!(scenario = %cfg.key, revision = cfg.revision, "config applied");
                 pipeline.apply_config(&cfg.key, Some(Arc::clone(cfg)));
             }
             ConfigChange::Removed(key) => {
-                tracing::info!(scenario = %key, "scenario removed");
+                tracing::info!(scenario = %key, "scenario removed; its state is freed");
                 pipeline.apply_config(key, None);
             }
             ConfigChange::Rejected { key, error, origin } => {
-                tracing::error!(scenario = key.as_ref().map(|k| k.to_string()).unwrap_or_default(), %origin, %error, "invalid scenario document; keeping the last valid config");
+                let scenario = key.as_ref().map(|k| k.to_string()).unwrap_or_default();
+                tracing::error!(%scenario, %origin, %error, "invalid scenario document; keeping the last valid config");
             }
             ConfigChange::Unchanged => {}
         }
     }
+}
+
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 async fn shutdown_signal() {

@@ -1,31 +1,56 @@
-//! Fan-out of emitted results and rejected events to the configured sinks.
+//! Fan-out of emitted results, status and rejected events to the configured sinks.
 
+use std::collections::HashMap;
+
+use super::status::ScenarioStatusRow;
 use crate::cli::{RunArgs, ViewMode};
+use crate::config::ScenarioKey;
 use crate::output::Output;
 use crate::pipeline::{PipelineStats, Reject};
+use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::jsonl::JsonlSink;
+use crate::sinks::redis::{RedisSink, RedisTtl};
 use crate::sinks::terminal::TerminalView;
 use crate::sources::RecordBatch;
 
+/// Status hashes are rewritten when they change, and at least this often (ms) as a heartbeat.
+const STATUS_REFRESH_MS: i64 = 10_000;
+
 pub struct Outputs {
     jsonl: Option<JsonlSink>,
+    redis: Option<RedisSink>,
     view: Option<TerminalView>,
+    dead_letter: DeadLetterSink,
+    /// Last written status per scenario, and when.
+    status_written: HashMap<ScenarioKey, (ScenarioStatusRow, i64)>,
 }
 
 impl Outputs {
     pub async fn open(args: &RunArgs, view: ViewMode) -> anyhow::Result<Self> {
         let jsonl = args.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
+        let redis = match &args.redis_url {
+            Some(url) => Some(RedisSink::connect(url, RedisTtl::default()).await?),
+            None => None,
+        };
         let view = match view {
             ViewMode::Off => None,
             ViewMode::Live => Some(TerminalView::new(true)),
             ViewMode::Log => Some(TerminalView::new(false)),
         };
-        Ok(Self { jsonl, view })
+        let dead_letter = match (&args.dead_letter_file, &args.kafka_servers) {
+            (Some(path), _) => DeadLetterSink::file(path)?,
+            (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic)?,
+            (None, None) => DeadLetterSink::log(),
+        };
+        Ok(Self { jsonl, redis, view, dead_letter, status_written: HashMap::new() })
     }
 
     pub async fn write(&mut self, out: &[Output]) -> anyhow::Result<()> {
         if out.is_empty() {
             return Ok(());
+        }
+        if let Some(r) = &mut self.redis {
+            r.write(out).await?;
         }
         if let Some(j) = &mut self.jsonl {
             j.write(out)?;
@@ -38,9 +63,27 @@ impl Outputs {
 
     pub async fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
         for r in rejects {
-            tracing::warn!(reason = %r.reason, "event rejected");
+            let raw = batch.get(r.index).unwrap_or_default();
+            self.dead_letter.send(raw, &r.reason, batch.position(r.index)).await?;
         }
-        let _ = batch;
+        if !rejects.is_empty() {
+            self.dead_letter.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `rt:{t}:{s}:status` for scenarios whose status changed (or on the heartbeat).
+    pub async fn status(&mut self, rows: &[ScenarioStatusRow]) -> anyhow::Result<()> {
+        let Some(redis) = &mut self.redis else { return Ok(()) };
+        let now = chrono::Utc::now().timestamp_millis();
+        for row in rows {
+            let key = row.key();
+            let fresh = self.status_written.get(&key).is_some_and(|(r, at)| r == row && now - at < STATUS_REFRESH_MS);
+            if !fresh {
+                redis.write_status(&key, &row.redis_fields(now)).await?;
+                self.status_written.insert(key, (row.clone(), now));
+            }
+        }
         Ok(())
     }
 
@@ -51,6 +94,6 @@ impl Outputs {
     }
 
     pub async fn close(&mut self) -> anyhow::Result<()> {
-        Ok(())
+        self.dead_letter.flush()
     }
 }

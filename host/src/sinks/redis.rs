@@ -1,1 +1,172 @@
-//! Redis sink (in progress).
+//! Redis sink: the DESIGN §6 keys. Each scenario's hot list is replaced atomically (one
+//! MULTI/EXEC with the meta hash), every output of a step goes out in one pipelined round trip,
+//! and keys carry TTLs. Writes are idempotent: the same outputs leave the same values.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::ConnectionManager;
+
+use crate::config::ScenarioKey;
+use crate::output::{MetricsWindow, Output, UserProfile};
+
+/// Key lifetimes, so abandoned scenarios clean themselves up.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisTtl {
+    pub hot_ms: u64,
+    pub profile_ms: u64,
+    pub metrics_ms: u64,
+    pub status_ms: u64,
+}
+
+impl Default for RedisTtl {
+    fn default() -> Self {
+        const DAY: u64 = 86_400_000;
+        Self { hot_ms: 7 * DAY, profile_ms: 7 * DAY, metrics_ms: 30 * DAY, status_ms: 7 * DAY }
+    }
+}
+
+pub fn key_prefix(k: &ScenarioKey) -> String {
+    format!("rt:{}:{}", k.tenant_id, k.scenario_id)
+}
+
+pub struct RedisSink {
+    conn: ConnectionManager,
+    ttl: RedisTtl,
+    url: String,
+}
+
+impl RedisSink {
+    pub async fn connect(url: &str, ttl: RedisTtl) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).with_context(|| format!("invalid --redis-url {url}"))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
+            .await
+            .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
+            .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        Ok(Self { conn, ttl, url: url.to_string() })
+    }
+
+    fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
+        let p = key_prefix(&h.key);
+        let (hot, meta) = (format!("{p}:hot"), format!("{p}:hot:meta"));
+        pipe.cmd("MULTI").ignore();
+        pipe.del(&hot).ignore();
+        if !h.items.is_empty() {
+            let members: Vec<(f64, &str)> = h.items.iter().map(|i| (i.score, i.item_id.as_str())).collect();
+            pipe.zadd_multiple(&hot, &members).ignore();
+            pipe.pexpire(&hot, self.ttl.hot_ms as i64).ignore();
+        }
+        pipe.del(&meta).ignore();
+        pipe.hset_multiple(
+            &meta,
+            &[
+                ("window_start", h.window_start.to_string()),
+                ("window_end", h.window_end.to_string()),
+                ("config_revision", h.config_revision.to_string()),
+                ("plugin", h.plugin.clone().unwrap_or_default()),
+                ("item_count", h.items.len().to_string()),
+                ("computed_at", now_ms.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.pexpire(&meta, self.ttl.hot_ms as i64).ignore();
+        pipe.cmd("EXEC").ignore();
+    }
+
+    fn add_profile(&self, pipe: &mut redis::Pipeline, p: &UserProfile) {
+        let key = format!("{}:profile:{}", key_prefix(&p.key), p.user_id);
+        pipe.del(&key).ignore();
+        pipe.hset_multiple(
+            &key,
+            &[
+                ("interests", serde_json::to_string(&p.interests).unwrap_or_default()),
+                ("recent_items", serde_json::to_string(&p.recent_items).unwrap_or_default()),
+                ("counts", serde_json::to_string(&p.counts).unwrap_or_default()),
+                ("updated_at", p.updated_at.to_string()),
+                ("config_revision", p.config_revision.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.pexpire(&key, self.ttl.profile_ms as i64).ignore();
+    }
+
+    fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
+        let key = format!("{}:metrics:{}", key_prefix(&m.key), m.window_start);
+        let mut fields: Vec<(String, String)> = vec![
+            ("window_start".into(), m.window_start.to_string()),
+            ("window_end".into(), m.window_end.to_string()),
+            ("config_revision".into(), m.config_revision.to_string()),
+            ("counts".into(), serde_json::to_string(&m.counts).unwrap_or_default()),
+        ];
+        fields.extend(m.counts.iter().map(|(a, n)| (format!("count:{a}"), n.to_string())));
+        let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), |x| x.to_string());
+        if let Some(ctr) = m.ctr {
+            fields.push(("ctr".into(), opt(ctr)));
+        }
+        if let Some(cvr) = m.cvr {
+            fields.push(("cvr".into(), opt(cvr)));
+        }
+        if let Some(w) = m.watch_time {
+            fields.push(("watch_time_mean_ms".into(), opt(w.mean_ms)));
+            fields.push(("watch_time_total_ms".into(), w.total_ms.to_string()));
+        }
+        pipe.del(&key).ignore();
+        pipe.hset_multiple(&key, &fields).ignore();
+        pipe.pexpire(&key, self.ttl.metrics_ms as i64).ignore();
+    }
+
+    /// Writes one step's outputs. Transient failures are retried with backoff until they
+    /// succeed: the caller waits (backpressure) rather than dropping results.
+    pub async fn write(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut pipe = redis::pipe();
+        for o in outputs {
+            match o {
+                Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
+                Output::Profile(p) => self.add_profile(&mut pipe, p),
+                Output::Metrics(m) => self.add_metrics(&mut pipe, m),
+            }
+        }
+        self.run(&pipe, "write results").await
+    }
+
+    /// Replaces a scenario's status hash.
+    pub async fn write_status(&mut self, key: &ScenarioKey, fields: &[(&str, String)]) -> anyhow::Result<()> {
+        let k = format!("{}:status", key_prefix(key));
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
+        self.run(&pipe, "write status").await
+    }
+
+    async fn run(&mut self, pipe: &redis::Pipeline, what: &str) -> anyhow::Result<()> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            match pipe.query_async::<()>(&mut self.conn).await {
+                Ok(()) => {
+                    if attempt > 0 {
+                        tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
+                    }
+                    return Ok(());
+                }
+                Err(e) if is_transient(&e) => {
+                    attempt += 1;
+                    metrics::counter!("rtscore_redis_retries_total").increment(1);
+                    if attempt == 1 || attempt.is_multiple_of(10) {
+                        tracing::warn!(url = %self.url, error = %e, attempt, "Redis unavailable; retrying ({what})");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("Redis refused to {what}"))),
+            }
+        }
+    }
+}
+
+fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}

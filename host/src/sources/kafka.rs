@@ -1,1 +1,184 @@
-//! Kafka source (in progress).
+//! Kafka source: a consumer-group member on the events topic. Messages are packed into
+//! [`RecordBatch`]es with their positions; offsets are committed only for events whose outputs
+//! have been written (the runtime calls [`KafkaCommitter::commit`] after its sinks).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use super::{Position, RecordBatch, SourceMessage};
+
+const BATCH_RECORDS: usize = 2048;
+/// How long a partial batch waits for more messages before it is handed over.
+const LINGER: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub client_id: String,
+}
+
+/// A change in the partitions this instance reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Logs partition assignment and revocation and tells the runtime, whose watermark is the
+/// minimum over the partitions it reads.
+pub struct GroupContext {
+    changes: mpsc::UnboundedSender<PartitionChange>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                PartitionChange::Assigned(partitions(tpl))
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                PartitionChange::Revoked(partitions(tpl))
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        let _ = self.changes.send(change);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed; will retry with the next commit");
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Commits consumed positions once their outputs are durable.
+#[derive(Clone)]
+pub struct KafkaCommitter {
+    consumer: Arc<GroupConsumer>,
+    topic: String,
+}
+
+impl KafkaCommitter {
+    /// Marks every message up to and including each position as processed; the consumer's
+    /// auto-commit sends the marks to Kafka.
+    pub fn commit(&self, processed: &[Position]) -> anyhow::Result<()> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in processed {
+            let e = next.entry(p.partition).or_insert(p.offset + 1);
+            *e = (*e).max(p.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).context("building the offset list")?;
+        }
+        match self.consumer.store_offsets(&tpl) {
+            Ok(()) => Ok(()),
+            // A partition revoked by a rebalance cannot be stored any more; its new owner
+            // re-reads from the last commit, so nothing is lost.
+            Err(e) => {
+                tracing::debug!(error = %e, "storing offsets failed (partition revoked?)");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A running Kafka source.
+pub struct KafkaSource {
+    pub committer: KafkaCommitter,
+    pub partition_changes: mpsc::UnboundedReceiver<PartitionChange>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Subscribes and spawns the consuming task.
+pub fn spawn_kafka_source(
+    cfg: KafkaSourceConfig,
+    tx: mpsc::Sender<SourceMessage>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<KafkaSource> {
+    let (changes, partition_changes) = mpsc::unbounded_channel();
+    let consumer: GroupConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("client.id", &cfg.client_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(GroupContext { changes })
+        .with_context(|| format!("cannot create a Kafka consumer for {}", cfg.brokers))?;
+    consumer.subscribe(&[&cfg.topic]).with_context(|| format!("cannot subscribe to topic {}", cfg.topic))?;
+    let consumer = Arc::new(consumer);
+    let committer = KafkaCommitter { consumer: consumer.clone(), topic: cfg.topic.clone() };
+    tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group_id, "consuming");
+    let task = tokio::spawn(async move {
+        let mut batch = RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256);
+        let mut errors = 0u64;
+        loop {
+            // Wait for the first message of a batch (or shutdown), then linger briefly for more.
+            let first = tokio::select! {
+                m = consumer.recv() => m,
+                _ = shutdown.changed() => break,
+            };
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Ok(m) => {
+                        let pos = Position { partition: m.partition(), offset: m.offset() };
+                        // A null payload is still a record: it is rejected downstream with a reason.
+                        batch.push_at(m.payload().unwrap_or_default(), pos);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors == 1 || errors.is_multiple_of(100) {
+                            tracing::warn!(error = %e, errors, "Kafka consumer error; retrying");
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                if batch.len() >= BATCH_RECORDS {
+                    break;
+                }
+                if let Ok(m) = tokio::time::timeout(LINGER, consumer.recv()).await {
+                    next = Some(m);
+                }
+            }
+            if !batch.is_empty() {
+                let full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+                if tx.send(SourceMessage::Records(full)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    });
+    Ok(KafkaSource { committer, partition_changes, task })
+}

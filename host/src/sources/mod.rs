@@ -58,6 +58,13 @@ impl RecordBatch {
         })
     }
 
+    /// Record `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.data[start..end])
+    }
+
     pub fn position(&self, i: usize) -> Option<Position> {
         self.positions.get(i).copied()
     }

@@ -1,0 +1,151 @@
+//! Delivers scenario documents to the runtime: from a watched directory (the embedded default)
+//! or from MongoDB, polled on the `updated_at` index every `POLL` with a full resync every
+//! `RESYNC` that also catches deletes and writes that skipped `updated_at`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::dir_store;
+use crate::config::mongo::MongoScenarioStore;
+
+pub const POLL: Duration = Duration::from_millis(250);
+pub const RESYNC: Duration = Duration::from_secs(10);
+
+/// What the feed hands the runtime.
+#[derive(Debug)]
+pub enum ConfigFeed {
+    /// Every document there is: scenarios not among them are removed.
+    Snapshot(Vec<(Value, String)>),
+    /// Documents that changed.
+    Changed(Vec<(Value, String)>),
+    /// The store cannot be read; the runtime keeps its last valid configs.
+    Unavailable(String),
+    /// The store answers again after an outage.
+    Recovered,
+}
+
+/// Reads the directory now, then re-reads it on every change. Keep the watcher alive.
+pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<notify::RecommendedWatcher> {
+    let read = move |dir: &PathBuf| -> ConfigFeed {
+        match dir_store::read_dir_documents(dir) {
+            Ok(read) => {
+                for e in &read.errors {
+                    tracing::error!(error = %e, "scenario file is not a JSON document; ignored");
+                }
+                ConfigFeed::Snapshot(read.docs)
+            }
+            Err(e) => ConfigFeed::Unavailable(format!("{e:#}")),
+        }
+    };
+    let first = read(&dir);
+    if let ConfigFeed::Unavailable(e) = &first {
+        anyhow::bail!("{e}");
+    }
+    tx.try_send(first).map_err(|_| anyhow::anyhow!("config channel closed"))?;
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(4);
+    let watcher = dir_store::watch_dir(&dir, changed_tx)?;
+    tokio::spawn(async move {
+        while changed_rx.recv().await.is_some() {
+            if tx.send(read(&dir)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+fn origin_of(doc: &Value) -> String {
+    format!("mongodb scenarios {}/{}", doc["tenant_id"].as_str().unwrap_or("?"), doc["scenario_id"].as_str().unwrap_or("?"))
+}
+
+fn tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
+    docs.into_iter()
+        .map(|d| {
+            let origin = origin_of(&d);
+            (d, origin)
+        })
+        .collect()
+}
+
+/// Connects to MongoDB, retrying with backoff while it is down, sends the first snapshot, then
+/// polls until shutdown.
+pub async fn connect_mongo(
+    url: String,
+    database: String,
+    tx: mpsc::Sender<ConfigFeed>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(500);
+    let store = loop {
+        match MongoScenarioStore::connect(&url, &database).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), retry_in = ?delay, "cannot load scenario documents from MongoDB; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => anyhow::bail!("stopped while waiting for MongoDB at {url}"),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let docs = loop {
+        match store.load_all().await {
+            Ok(d) => break d,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read scenarios; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!(%url, %database, scenarios = docs.len(), "scenario documents loaded from MongoDB");
+    let mut since = max_updated_at(&docs).unwrap_or(0);
+    tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
+    tokio::spawn(async move {
+        let mut poll = tokio::time::interval(POLL);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.tick().await;
+        let mut down = false;
+        loop {
+            let result = tokio::select! {
+                _ = poll.tick() => store.changed_since(since).await.map(|d| (false, d)),
+                _ = resync.tick() => store.load_all().await.map(|d| (true, d)),
+                _ = shutdown.changed() => break,
+            };
+            let msg = match result {
+                Ok((full, docs)) => {
+                    if down {
+                        down = false;
+                        if tx.send(ConfigFeed::Recovered).await.is_err() {
+                            break;
+                        }
+                    }
+                    since = since.max(max_updated_at(&docs).unwrap_or(0));
+                    if full {
+                        ConfigFeed::Snapshot(tagged(docs))
+                    } else if docs.is_empty() {
+                        continue;
+                    } else {
+                        ConfigFeed::Changed(tagged(docs))
+                    }
+                }
+                Err(e) if !down => {
+                    down = true;
+                    ConfigFeed::Unavailable(format!("{e:#}"))
+                }
+                Err(_) => continue,
+            };
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn max_updated_at(docs: &[Value]) -> Option<i64> {
+    docs.iter().filter_map(|d| d.get("updated_at")?.as_i64()).max()
+}
