@@ -1,0 +1,114 @@
+//! Malformed events go to the dead-letter topic with their original bytes and a reason, and
+//! never stop the runtime: good events after them are still scored (DESIGN §2).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const T0: i64 = 1_767_225_600_000;
+
+#[test]
+fn malformed_events_reach_the_dead_letter_topic_and_processing_continues() {
+    let stack = Stack::ensure();
+    let tenant = unique("dl");
+    let topic = unique("events-");
+    let dlq = format!("{topic}-dlq");
+    let database = unique("db");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("out.jsonl");
+    stack.put_scenarios(
+        &database,
+        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}})],
+    );
+    stack.create_topic(&topic, 1);
+    stack.create_topic(&dlq, 1);
+
+    let good = |item: &str, ts: i64| {
+        format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"{item}","action":"click","ts":{ts}}}"#).into_bytes()
+    };
+    // (bytes, what the reason must mention)
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "not valid JSON"),
+        (format!(r#"{{"scenario_id":"s","user_id":"u","item_id":"i","action":"click","ts":{T0}}}"#).into_bytes(), "tenant_id"),
+        (
+            format!(r#"{{"tenant_id":"bad tenant!","scenario_id":"s","user_id":"u","item_id":"i","action":"click","ts":{T0}}}"#)
+                .into_bytes(),
+            "tenant_id",
+        ),
+        (
+            format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"","action":"click","ts":{T0}}}"#).into_bytes(),
+            "item_id",
+        ),
+        (
+            format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"i","action":"Click!","ts":{T0}}}"#).into_bytes(),
+            "action",
+        ),
+        (
+            format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"i","action":"click","ts":"yesterday"}}"#)
+                .into_bytes(),
+            "ts",
+        ),
+        (
+            format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"i","action":"click","ts":1767225600}}"#)
+                .into_bytes(),
+            "ts",
+        ),
+        (
+            format!(
+                r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":{T0},"watch_time_ms":-5}}"#
+            )
+            .into_bytes(),
+            "watch_time_ms",
+        ),
+        (vec![0xff, 0xfe, b'{', 0x80], "not valid JSON"),
+    ];
+    let mut records = vec![good("before", T0)];
+    records.extend(bad.iter().map(|(b, _)| b.clone()));
+    // After the bad ones: more good events, then one that closes their window.
+    records.push(good("after", T0 + 60_000));
+    records.push(good("after", T0 + 61_000));
+    records.push(good("closer", T0 + 3_600_000));
+    stack.produce(&topic, 1, &records);
+
+    let mut host = HostProcess::start(&[
+        "run",
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--group-id",
+        &unique("g"),
+        "--dlq-topic",
+        &dlq,
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--jsonl-out",
+        sink.to_str().unwrap(),
+        "--view",
+        "off",
+    ]);
+
+    let dead = stack.consume(&dlq, bad.len(), Duration::from_secs(60));
+    assert_eq!(dead.len(), bad.len(), "dead letters received\n{}", host.log());
+    for ((payload, headers), (original, mention)) in dead.iter().zip(&bad) {
+        assert_eq!(payload, original, "the original bytes, unchanged");
+        let reason = headers.get("rtscore-reason").expect("reason header");
+        assert!(reason.contains(mention), "reason {reason:?} should mention {mention:?}");
+        assert!(headers.contains_key("rtscore-reason-kind") && headers.contains_key("rtscore-source-offset"), "{headers:?}");
+    }
+
+    // The window holding the good events before and after the bad ones was emitted.
+    let key = format!("{tenant}/s");
+    let emitted = wait_until(Duration::from_secs(30), || {
+        read_hot_sink(&sink)
+            .0
+            .iter()
+            .any(|((k, _), items)| *k == key && items.iter().any(|(i, _)| i == "after") && items.iter().any(|(i, _)| i == "before"))
+    });
+    assert!(emitted, "good events around the bad ones were not scored\n{}", host.log());
+    assert!(host.stop().success());
+}

@@ -1,0 +1,263 @@
+//! Shared harness for integration tests on the real local stack (Kafka, FerretDB, Redis).
+//! Each test gets unique topic, database and tenant names, so tests run in any order and in
+//! parallel; waits poll a condition until a deadline, never sleep a fixed time.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Addresses of the local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub kafka: String,
+    pub mongodb_url: String,
+    pub redis_url: String,
+}
+
+impl Stack {
+    /// Starts the stack once per test process (idempotent: running services are reused),
+    /// unless `RTSCORE_STACK=external` says the caller manages it.
+    pub fn ensure() -> Stack {
+        static STARTED: OnceLock<()> = OnceLock::new();
+        STARTED.get_or_init(|| {
+            if std::env::var("RTSCORE_STACK").as_deref() != Ok("external") {
+                let status =
+                    Command::new("bash").arg(repo_root().join("scripts/stack.sh")).arg("start").status().expect("run scripts/stack.sh");
+                assert!(status.success(), "scripts/stack.sh start failed");
+            }
+        });
+        Stack {
+            kafka: std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
+            mongodb_url: std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27018".into()),
+            redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into()),
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &self.kafka).create().expect("admin client");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let res = rt
+            .block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+            .expect("create topic");
+        for r in res {
+            if let Err((t, e)) = r {
+                assert!(format!("{e}").contains("TopicAlreadyExists"), "creating topic {t}: {e}");
+            }
+        }
+    }
+
+    /// Produces records in order, round-robin over `partitions`, and waits until delivered.
+    pub fn produce(&self, topic: &str, partitions: i32, records: &[Vec<u8>]) {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", &self.kafka).set("linger.ms", "5").create().expect("producer");
+        for (i, r) in records.iter().enumerate() {
+            let partition = (i as i32) % partitions;
+            let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(r.as_slice()).partition(partition);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        assert!(format!("{e}").contains("Queue full"), "produce: {e}");
+                        producer.poll(Duration::from_millis(10));
+                        rec = back;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush producer");
+    }
+
+    /// Every message of `topic` (payload and headers) until `expect` arrived or the deadline.
+    pub fn consume(&self, topic: &str, expect: usize, deadline: Duration) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.kafka)
+            .set("group.id", unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let end = Instant::now() + deadline;
+        let mut out = Vec::new();
+        while out.len() < expect && Instant::now() < end {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for hd in h.iter() {
+                        headers.insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+                    }
+                }
+                out.push((m.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str()).expect("redis url").get_connection().expect("redis connection")
+    }
+
+    /// Stores scenario documents in `database` (through the runtime's own store).
+    pub fn put_scenarios(&self, database: &str, docs: &[serde_json::Value]) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = rtscore::config::mongo::MongoScenarioStore::connect(&self.mongodb_url, database).await.expect("connect MongoDB");
+            for d in docs {
+                store.upsert(d).await.expect("store scenario");
+            }
+        });
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The runtime binary, running; stopped with SIGTERM (then killed) when dropped. Its stderr
+/// goes to a file that is printed if the test fails.
+pub struct HostProcess {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostProcess {
+    pub fn start(args: &[&str]) -> HostProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("host.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+            .args(args)
+            .env("RTSCORE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rtscore");
+        HostProcess { child, log, _dir: dir }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit (the runtime flushes on SIGTERM).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- rtscore log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Hot lists of a JSONL sink, by (tenant/scenario, window_end), in emission order.
+pub type SinkWindows = BTreeMap<(String, i64), Vec<(String, f64)>>;
+
+pub fn read_hot_sink(path: &Path) -> (SinkWindows, Vec<serde_json::Value>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut windows = SinkWindows::new();
+    let mut records = Vec::new();
+    // Only complete lines: the host may be mid-write.
+    for line in text.lines().filter(|l| l.ends_with('}')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["kind"] == "hot" {
+            let key = format!("{}/{}", v["tenant_id"].as_str().unwrap(), v["scenario_id"].as_str().unwrap());
+            let items = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["item_id"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap()))
+                .collect();
+            windows.insert((key, v["window_end"].as_i64().unwrap()), items);
+        }
+        records.push(v);
+    }
+    (windows, records)
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-9)
+}
+
+/// Differences between expected and actual hot lists at relative tolerance `rel`; ties at the
+/// top-N cut are accepted. Windows whose expected list is empty may be absent.
+pub fn hot_differences(want: &SinkWindows, got: &SinkWindows, rel: f64) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (key, w) in want {
+        let Some(g) = got.get(key) else {
+            if !w.is_empty() {
+                diffs.push(format!("missing window {key:?}"));
+            }
+            continue;
+        };
+        let cut = w.last().map_or(0.0, |x| x.1);
+        let gm: BTreeMap<_, _> = g.iter().cloned().collect();
+        let wm: BTreeMap<_, _> = w.iter().cloned().collect();
+        for (item, s) in w {
+            match gm.get(item) {
+                Some(gs) if !close(*gs, *s, rel) => diffs.push(format!("{key:?} {item}: got {gs} want {s}")),
+                None if !close(*s, cut, rel) => diffs.push(format!("{key:?} {item} absent (want {s})")),
+                _ => {}
+            }
+        }
+        for (item, s) in g {
+            if !wm.contains_key(item) && !close(*s, cut, rel) {
+                diffs.push(format!("{key:?} {item} extra ({s})"));
+            }
+        }
+    }
+    for (key, g) in got {
+        if !want.contains_key(key) && !g.is_empty() {
+            diffs.push(format!("extra window {key:?}"));
+        }
+    }
+    diffs
+}
