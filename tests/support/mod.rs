@@ -261,3 +261,34 @@ pub fn hot_differences(want: &SinkWindows, got: &SinkWindows, rel: f64) -> Vec<S
     }
     diffs
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Body of `GET http://127.0.0.1:{port}{path}`, if the server answers 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Runs `rtscore <args>` to completion; panics with its output if it fails.
+pub fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtscore")).args(args).output().expect("run rtscore");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "rtscore {args:?} failed:\n{text}");
+    text
+}
+
+/// One JSON event line.
+pub fn event_line(tenant: &str, scenario: &str, item: &str, action: &str, ts: i64) -> Vec<u8> {
+    format!(r#"{{"tenant_id":"{tenant}","scenario_id":"{scenario}","user_id":"u","item_id":"{item}","action":"{action}","ts":{ts}}}"#)
+        .into_bytes()
+}

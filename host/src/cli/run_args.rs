@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// MongoDB database.
     #[arg(long, default_value = "rtscore", env = "MONGODB_DATABASE", help_heading = "Configuration")]
     pub mongodb_database: String,
+    /// How often MongoDB is polled for changed scenario documents (ms).
+    #[arg(long, default_value_t = 250, value_name = "MS", help_heading = "Configuration")]
+    pub config_poll_ms: u64,
+    /// How often every scenario document is re-read from MongoDB, which also notices deletes (ms).
+    #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Configuration")]
+    pub config_resync_ms: u64,
     /// Directory of scenario documents, one JSON document per *.json file, watched for edits.
     #[arg(long, value_name = "DIR", default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR", help_heading = "Configuration")]
     pub scenarios_dir: PathBuf,

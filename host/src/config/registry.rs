@@ -26,6 +26,8 @@ pub enum ConfigChange {
 #[derive(Debug, Clone, Default)]
 pub struct ScenarioEntry {
     pub applied: Option<Arc<ScenarioConfig>>,
+    /// Wall time (epoch ms) the applied config took effect on this host.
+    pub applied_at_ms: Option<i64>,
     pub last_error: Option<String>,
 }
 
@@ -35,8 +37,9 @@ pub struct ScenarioRegistry {
 }
 
 impl ScenarioRegistry {
-    /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it.
-    pub fn apply_document(&mut self, doc: &Value, origin: &str) -> ConfigChange {
+    /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it at wall
+    /// time `now_ms`.
+    pub fn apply_document(&mut self, doc: &Value, origin: &str, now_ms: i64) -> ConfigChange {
         match parse_scenario(doc) {
             Ok(cfg) => {
                 let entry = self.entries.entry(cfg.key.clone()).or_default();
@@ -46,6 +49,7 @@ impl ScenarioRegistry {
                 }
                 let cfg = Arc::new(cfg);
                 entry.applied = Some(cfg.clone());
+                entry.applied_at_ms = Some(now_ms);
                 ConfigChange::Applied(cfg)
             }
             Err(err) => {
@@ -72,8 +76,8 @@ impl ScenarioRegistry {
     }
 
     /// Applies a complete set of documents: every scenario not among them is removed.
-    pub fn resync(&mut self, docs: &[(Value, String)]) -> Vec<ConfigChange> {
-        let mut changes: Vec<ConfigChange> = docs.iter().map(|(d, origin)| self.apply_document(d, origin)).collect();
+    pub fn resync(&mut self, docs: &[(Value, String)], now_ms: i64) -> Vec<ConfigChange> {
+        let mut changes: Vec<ConfigChange> = docs.iter().map(|(d, origin)| self.apply_document(d, origin, now_ms)).collect();
         let present: HashSet<ScenarioKey> = docs
             .iter()
             .filter_map(|(d, _)| Some(ScenarioKey::new(d.get("tenant_id")?.as_str()?, d.get("scenario_id")?.as_str()?)))
@@ -102,21 +106,21 @@ mod tests {
     fn invalid_document_keeps_last_valid_config() {
         let mut reg = ScenarioRegistry::default();
         let good = json!({"tenant_id": "t", "scenario_id": "s", "revision": 1});
-        assert!(matches!(reg.apply_document(&good, "a.json"), ConfigChange::Applied(_)));
+        assert!(matches!(reg.apply_document(&good, "a.json", 0), ConfigChange::Applied(_)));
         let bad = json!({"tenant_id": "t", "scenario_id": "s", "revision": 2, "config": {"realtime_compute": {"hot_score": {"decay_lambda": "fast"}}}});
-        assert!(matches!(reg.apply_document(&bad, "a.json"), ConfigChange::Rejected { .. }));
+        assert!(matches!(reg.apply_document(&bad, "a.json", 0), ConfigChange::Rejected { .. }));
         let e = reg.get(&ScenarioKey::new("t", "s")).unwrap();
         assert_eq!(e.applied.as_ref().unwrap().revision, 1);
         assert!(e.last_error.as_ref().unwrap().contains("decay_lambda"));
-        assert_eq!(reg.apply_document(&good, "a.json"), ConfigChange::Unchanged);
+        assert_eq!(reg.apply_document(&good, "a.json", 0), ConfigChange::Unchanged);
     }
 
     #[test]
     fn resync_removes_missing_scenarios() {
         let mut reg = ScenarioRegistry::default();
-        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "x");
-        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b"}), "x");
-        let changes = reg.resync(&[(json!({"tenant_id": "t", "scenario_id": "a"}), "x".into())]);
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "x", 0);
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b"}), "x", 0);
+        let changes = reg.resync(&[(json!({"tenant_id": "t", "scenario_id": "a"}), "x".into())], 0);
         assert_eq!(changes, vec![ConfigChange::Removed(ScenarioKey::new("t", "b"))]);
     }
 }

@@ -1,6 +1,6 @@
 //! Delivers scenario documents to the runtime: from a watched directory (the embedded default)
-//! or from MongoDB, polled on the `updated_at` index every `POLL` with a full resync every
-//! `RESYNC` that also catches deletes and writes that skipped `updated_at`.
+//! or from MongoDB, polled on the `updated_at` index (`--config-poll-ms`) with a periodic full
+//! resync (`--config-resync-ms`) that also catches deletes and writes that skipped `updated_at`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,8 +11,12 @@ use tokio::sync::{mpsc, watch};
 use crate::config::dir_store;
 use crate::config::mongo::MongoScenarioStore;
 
-pub const POLL: Duration = Duration::from_millis(250);
-pub const RESYNC: Duration = Duration::from_secs(10);
+/// How often MongoDB is asked for changed documents, and for all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct PollIntervals {
+    pub poll: Duration,
+    pub resync: Duration,
+}
 
 /// What the feed hands the runtime.
 #[derive(Debug)]
@@ -75,6 +79,7 @@ fn tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
 pub async fn connect_mongo(
     url: String,
     database: String,
+    intervals: PollIntervals,
     tx: mpsc::Sender<ConfigFeed>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -105,8 +110,8 @@ pub async fn connect_mongo(
     let mut since = max_updated_at(&docs).unwrap_or(0);
     tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
     tokio::spawn(async move {
-        let mut poll = tokio::time::interval(POLL);
-        let mut resync = tokio::time::interval(RESYNC);
+        let mut poll = tokio::time::interval(intervals.poll);
+        let mut resync = tokio::time::interval(intervals.resync);
         resync.tick().await;
         let mut down = false;
         loop {

@@ -48,7 +48,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _watcher = match &args.mongodb_url {
         None => Some(config_feed::start_dir(args.scenarios_dir.clone(), cfg_tx)?),
         Some(url) => {
-            let connect = config_feed::connect_mongo(url.clone(), args.mongodb_database.clone(), cfg_tx, shutdown_rx.clone());
+            let intervals = config_feed::PollIntervals {
+                poll: Duration::from_millis(args.config_poll_ms.max(10)),
+                resync: Duration::from_millis(args.config_resync_ms.max(100)),
+            };
+            let connect = config_feed::connect_mongo(url.clone(), args.mongodb_database.clone(), intervals, cfg_tx, shutdown_rx.clone());
             tokio::select! {
                 r = connect => r?,
                 _ = &mut shutdown => return Ok(()),
@@ -153,8 +157,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline, store_error: &mut Option<String>) {
     let changes = match feed {
-        ConfigFeed::Snapshot(docs) => registry.resync(&docs),
-        ConfigFeed::Changed(docs) => docs.iter().map(|(d, origin)| registry.apply_document(d, origin)).collect(),
+        ConfigFeed::Snapshot(docs) => registry.resync(&docs, wall_ms()),
+        ConfigFeed::Changed(docs) => docs.iter().map(|(d, origin)| registry.apply_document(d, origin, wall_ms())).collect(),
         ConfigFeed::Unavailable(e) => {
             tracing::error!(error = %e, "config store unavailable; running on the last valid configs");
             *store_error = Some(e);

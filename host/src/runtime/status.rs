@@ -18,6 +18,8 @@ pub struct ScenarioStatusRow {
     pub plugin_state: String,
     pub last_error: Option<String>,
     pub last_window_end: Option<i64>,
+    /// Wall time the applied config took effect here.
+    pub applied_at: Option<i64>,
     pub events: u64,
     pub late: u64,
     pub duplicates: u64,
@@ -29,8 +31,8 @@ impl ScenarioStatusRow {
         ScenarioKey::new(&self.tenant_id, &self.scenario_id)
     }
 
-    /// Fields of the Redis status hash (DESIGN §6).
-    pub fn redis_fields(&self, applied_at_ms: i64) -> Vec<(&'static str, String)> {
+    /// Fields of the Redis status hash (DESIGN §6); `written_at_ms` is the heartbeat.
+    pub fn redis_fields(&self, written_at_ms: i64) -> Vec<(&'static str, String)> {
         vec![
             ("config_revision", self.config_revision.map(|r| r.to_string()).unwrap_or_default()),
             ("active", self.active.to_string()),
@@ -40,7 +42,8 @@ impl ScenarioStatusRow {
             ("last_window_end", self.last_window_end.map(|e| e.to_string()).unwrap_or_default()),
             ("events", self.events.to_string()),
             ("late", self.late.to_string()),
-            ("applied_at", applied_at_ms.to_string()),
+            ("applied_at", self.applied_at.map(|a| a.to_string()).unwrap_or_default()),
+            ("updated_at", written_at_ms.to_string()),
         ]
     }
 }
@@ -62,6 +65,7 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 plugin_state: hot.map_or_else(|| "none".to_string(), |h| h.plugin_state()),
                 last_error: entry.last_error.clone(),
                 last_window_end: hot.and_then(|h| h.last_window_end),
+                applied_at: entry.applied_at_ms,
                 events: counters.events,
                 late: counters.late,
                 duplicates: counters.duplicates,

@@ -1,0 +1,218 @@
+//! Config changes reach a running host without restart (DESIGN §3, §4, §7), on the real stack.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use redis::Commands;
+use rtscore::config::HotScoreConfig;
+use rtscore::config::parse_scenario;
+use rtscore::scoring::reference::{RefEvent, hot_lists};
+use support::*;
+
+const T0: i64 = 1_767_225_600_000;
+const MIN: i64 = 60_000;
+const ACTIONS: [&str; 4] = ["view", "click", "like", "purchase"];
+
+fn traffic(seed: u64, from: i64, to: i64) -> Vec<RefEvent> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let n = ((to - from) / 2_000) as usize;
+    (0..n)
+        .map(|i| RefEvent {
+            item_id: format!("i{}", (rng.random::<f64>().powi(2) * 40.0) as u32),
+            action: ACTIONS[rng.random_range(0..ACTIONS.len())].into(),
+            ts: from + i as i64 * 2_000,
+        })
+        .collect()
+}
+
+fn hot_cfg(doc: &serde_json::Value) -> HotScoreConfig {
+    parse_scenario(doc).unwrap().hot_score
+}
+
+#[test]
+fn weight_change_applies_to_the_whole_next_window_and_invalid_documents_keep_the_last_valid() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("cr"), unique("events-"), unique("db"));
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("out.jsonl");
+    let doc_v1 = serde_json::json!({"tenant_id": tenant, "scenario_id": "feed", "revision": 1, "config": {"realtime_compute": {"hot_score": {
+        "action_weights": {"view": 1.0, "click": 2.0, "like": 3.0, "purchase": 10.0},
+        "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+    stack.put_scenarios(&database, std::slice::from_ref(&doc_v1));
+    stack.create_topic(&topic, 1);
+    let mut host = HostProcess::start(&[
+        "run",
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--group-id",
+        &unique("g"),
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--redis-url",
+        &stack.redis_url,
+        "--jsonl-out",
+        sink.to_str().unwrap(),
+        "--view",
+        "off",
+        "--config-poll-ms",
+        "100",
+    ]);
+    let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
+    let mut redis = stack.redis();
+    let status = |redis: &mut redis::Connection| -> BTreeMap<String, String> {
+        redis.hgetall(format!("rt:{tenant}:feed:status")).unwrap_or_default()
+    };
+
+    // Phase 1 under revision 1: windows up to about T0 + 30 min close.
+    let phase1 = traffic(1, T0, T0 + 32 * MIN);
+    stack.produce(&topic, 1, &phase1.iter().map(line).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 30 * MIN)), "{}", host.log());
+
+    // Raise the click weight with the CLI while the host runs (deep merge: only click changes).
+    cli(&[
+        "scenario",
+        "patch",
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--tenant-id",
+        &tenant,
+        "--scenario-id",
+        "feed",
+        "--body",
+        r#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"click":20}}}}}"#,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || status(&mut redis).get("config_revision").map(String::as_str) == Some("2")),
+        "revision 2 not applied\n{}",
+        host.log()
+    );
+    let mut doc_v2 = doc_v1.clone();
+    doc_v2["config"]["realtime_compute"]["hot_score"]["action_weights"]["click"] = 20.into();
+
+    // Phase 2, then an invalid document written straight into MongoDB (as another tool might).
+    let phase2 = traffic(2, T0 + 32 * MIN, T0 + 52 * MIN);
+    stack.produce(&topic, 1, &phase2.iter().map(line).collect::<Vec<_>>());
+    let mut bad = doc_v2.clone();
+    bad["revision"] = 3.into();
+    bad["config"]["realtime_compute"]["hot_score"]["decay_lambda"] = "fast".into();
+    stack.put_scenarios(&database, &[bad]);
+    assert!(
+        wait_until(Duration::from_secs(10), || status(&mut redis).get("last_error").is_some_and(|e| e.contains("hot_score.decay_lambda"))),
+        "status does not report the invalid document: {:?}\n{}",
+        status(&mut redis),
+        host.log()
+    );
+    assert_eq!(status(&mut redis).get("config_revision").map(String::as_str), Some("2"), "the last valid revision stays in force");
+    let phase3 = traffic(3, T0 + 52 * MIN, T0 + 70 * MIN);
+    stack.produce(&topic, 1, &phase3.iter().map(line).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 65 * MIN)), "{}", host.log());
+    assert!(host.stop().success());
+
+    // Every window equals the reference computed with the weights of the revision it reports,
+    // over all of its events: a new weight applies in full, including to events before it.
+    let all: Vec<RefEvent> = phase1.iter().chain(&phase2).chain(&phase3).cloned().collect();
+    let (want_v1, want_v2) = (hot_lists(&all, &hot_cfg(&doc_v1)), hot_lists(&all, &hot_cfg(&doc_v2)));
+    let (_, records) = read_hot_sink(&sink);
+    let mut spanning_v2 = 0;
+    for r in records.iter().filter(|r| r["kind"] == "hot") {
+        let (end, rev) = (r["window_end"].as_i64().unwrap(), r["config_revision"].as_i64().unwrap());
+        let want = match rev {
+            1 => &want_v1[&end],
+            2 => &want_v2[&end],
+            other => panic!("unexpected revision {other}"),
+        };
+        if rev == 2 && end - 10 * MIN < T0 + 32 * MIN {
+            spanning_v2 += 1;
+        }
+        let got: Vec<(String, f64)> =
+            r["items"].as_array().unwrap().iter().map(|i| (i["item_id"].as_str().unwrap().into(), i["score"].as_f64().unwrap())).collect();
+        let diffs =
+            hot_differences(&BTreeMap::from([(("w".into(), end), want.clone())]), &BTreeMap::from([(("w".into(), end), got)]), 1e-3);
+        assert!(diffs.is_empty(), "window {end} (revision {rev}): {diffs:?}");
+    }
+    assert!(spanning_v2 > 0, "some revision-2 window holds events from before the change");
+    assert!(records.iter().any(|r| r["config_revision"] == 1) && records.iter().any(|r| r["config_revision"] == 2));
+}
+
+#[test]
+fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenarios() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("del"), unique("events-"), unique("db"));
+    let dir = tempfile::tempdir().unwrap();
+    let (sink_all, sink_iso) = (dir.path().join("all.jsonl"), dir.path().join("iso.jsonl"));
+    let doc = |s: &str| serde_json::json!({"tenant_id": tenant, "scenario_id": s, "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}});
+    stack.put_scenarios(&database, &[doc("a"), doc("b")]);
+    stack.create_topic(&topic, 2);
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let group = unique("g");
+    let common = [
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--view",
+        "off",
+    ];
+    let mut all_args =
+        vec!["run", "--group-id", &group, "--jsonl-out", sink_all.to_str().unwrap(), "--config-resync-ms", "300", "--http-addr", &http];
+    all_args.extend(common);
+    let mut host = HostProcess::start(&all_args);
+    let mut iso_args = vec!["run", "--tenant-id", &tenant, "--scenario-id", "a", "--jsonl-out", sink_iso.to_str().unwrap()];
+    iso_args.extend(common);
+    let mut isolated = HostProcess::start(&iso_args);
+
+    let batch = |from: i64, to: i64| -> Vec<Vec<u8>> {
+        (from..to)
+            .step_by(5_000)
+            .flat_map(|ts| [event_line(&tenant, "a", "x", "click", ts), event_line(&tenant, "b", "y", "click", ts)])
+            .collect()
+    };
+    stack.produce(&topic, 2, &batch(T0, T0 + 21 * MIN));
+    let seen = |path: &std::path::Path, s: &str| read_hot_sink(path).0.keys().filter(|(k, _)| k.ends_with(&format!("/{s}"))).count();
+    assert!(wait_until(Duration::from_secs(30), || seen(&sink_all, "a") >= 3 && seen(&sink_all, "b") >= 3), "{}", host.log());
+    assert!(wait_until(Duration::from_secs(30), || seen(&sink_iso, "a") >= 3), "{}", isolated.log());
+    assert_eq!(seen(&sink_iso, "b"), 0, "the isolated instance ignores scenario b");
+
+    cli(&[
+        "scenario",
+        "delete",
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--tenant-id",
+        &tenant,
+        "--scenario-id",
+        "b",
+    ]);
+    let gone =
+        wait_until(Duration::from_secs(10), || http_get(port, "/status").is_some_and(|s| !s.contains(&format!("\"scenario_id\":\"b\""))));
+    assert!(gone, "host still applies the deleted scenario: {:?}", http_get(port, "/status"));
+    let b_before = seen(&sink_all, "b");
+    stack.produce(&topic, 2, &batch(T0 + 21 * MIN, T0 + 41 * MIN));
+    assert!(
+        wait_until(Duration::from_secs(30), || read_hot_sink(&sink_all).0.keys().any(|(k, e)| k.ends_with("/a") && *e >= T0 + 35 * MIN)),
+        "{}",
+        host.log()
+    );
+    assert_eq!(seen(&sink_all, "b"), b_before, "no windows for a deleted scenario");
+    let metrics = http_get(port, "/metrics").unwrap_or_default();
+    assert!(metrics.contains("rtscore_events_unknown_scenario_total"), "events of the deleted scenario are counted");
+    assert!(host.stop().success());
+    assert!(isolated.stop().success());
+}
