@@ -28,6 +28,8 @@ pub struct ScenarioEntry {
     pub applied: Option<Arc<ScenarioConfig>>,
     /// Wall time (epoch ms) the applied config took effect on this host.
     pub applied_at_ms: Option<i64>,
+    /// How long the applied change took from its write (`updated_at`) to taking effect here.
+    pub propagation_ms: Option<i64>,
     pub last_error: Option<String>,
 }
 
@@ -50,6 +52,7 @@ impl ScenarioRegistry {
                 let cfg = Arc::new(cfg);
                 entry.applied = Some(cfg.clone());
                 entry.applied_at_ms = Some(now_ms);
+                entry.propagation_ms = doc.get("updated_at").and_then(Value::as_i64).map(|w| now_ms - w);
                 ConfigChange::Applied(cfg)
             }
             Err(err) => {

@@ -113,7 +113,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     break;
                 }
             },
-            Some(feed) = cfg_rx.recv() => apply_feed(feed, &mut registry, &mut pipeline, &mut store_error),
+            Some(feed) = cfg_rx.recv() => {
+                apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
+                // Operators see a change at once, not at the next tick.
+                publish_status(&health, &registry, &pipeline, &store_error);
+            }
             Some(change) = partition_changes.recv() => match change {
                 PartitionChange::Assigned(p) => pipeline.assign_partitions(&p, wall_ms()),
                 PartitionChange::Revoked(p) => pipeline.revoke_partitions(&p),
@@ -123,11 +127,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 pipeline.tick(wall_ms(), &mut out);
                 outputs.write(&out).await?;
                 out.clear();
-                let rows = status::snapshot(&registry, &pipeline);
+                let rows = publish_status(&health, &registry, &pipeline, &store_error);
                 status::export_metrics(pipeline.stats(), &rows);
-                health.set_status(serde_json::json!({ "scenarios": &rows, "config_store_error": &store_error, "stats": {
-                    "events_in": pipeline.stats().events_in, "rejected": pipeline.stats().rejected,
-                    "late": pipeline.stats().late, "unknown_scenario": pipeline.stats().unknown_scenario } }));
                 outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats());
             }
@@ -173,7 +174,11 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
     for c in &changes {
         match c {
             ConfigChange::Applied(cfg) => {
-                tracing::info!(scenario = %cfg.key, revision = cfg.revision, "config applied");
+                let lag = registry.get(&cfg.key).and_then(|e| e.propagation_ms);
+                if let Some(ms) = lag {
+                    metrics::histogram!("rtscore_config_propagation_seconds").record(ms as f64 / 1000.0);
+                }
+                tracing::info!(scenario = %cfg.key, revision = cfg.revision, propagation_ms = lag, "config applied");
                 pipeline.apply_config(&cfg.key, Some(Arc::clone(cfg)));
             }
             ConfigChange::Removed(key) => {
@@ -187,6 +192,25 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
             ConfigChange::Unchanged => {}
         }
     }
+}
+
+/// Updates `/status` and returns the rows.
+fn publish_status(
+    health: &http::HealthReporter,
+    registry: &ScenarioRegistry,
+    pipeline: &Pipeline,
+    store_error: &Option<String>,
+) -> Vec<status::ScenarioStatusRow> {
+    let rows = status::snapshot(registry, pipeline);
+    let stats = pipeline.stats();
+    health.set_status(serde_json::json!({
+        "scenarios": &rows,
+        "config_store_error": store_error,
+        "watermark": pipeline.watermark(),
+        "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
+                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered },
+    }));
+    rows
 }
 
 fn wall_ms() -> i64 {

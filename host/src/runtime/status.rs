@@ -20,6 +20,8 @@ pub struct ScenarioStatusRow {
     pub last_window_end: Option<i64>,
     /// Wall time the applied config took effect here.
     pub applied_at: Option<i64>,
+    /// From the document's `updated_at` to `applied_at`, when the store records it.
+    pub config_propagation_ms: Option<i64>,
     pub events: u64,
     pub late: u64,
     pub duplicates: u64,
@@ -66,6 +68,7 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 last_error: entry.last_error.clone(),
                 last_window_end: hot.and_then(|h| h.last_window_end),
                 applied_at: entry.applied_at_ms,
+                config_propagation_ms: entry.propagation_ms,
                 events: counters.events,
                 late: counters.late,
                 duplicates: counters.duplicates,
