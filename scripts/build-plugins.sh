@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds every plugin crate (plugins/*/, tests/plugins/*/) as a wasm32-wasip2 component and
-# places each in $RTSCORE_PLUGINS_OUT (default <repo>/target/plugins, the runtime's default
-# --plugins-dir) as <name>@<version>.wasm, printing its sha256 for scenario references.
+# places each as <name>@<version>.wasm, printing its sha256 for scenario references: reference
+# plugins in $RTSCORE_PLUGINS_OUT (default <repo>/target/plugins, the runtime's default
+# --plugins-dir), the deliberately broken test plugins in $RTSCORE_TEST_PLUGINS_OUT (default
+# <repo>/target/test-plugins), so they never sit in a real plugins directory.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 out="${RTSCORE_PLUGINS_OUT:-$ROOT/target/plugins}"
+test_out="${RTSCORE_TEST_PLUGINS_OUT:-$ROOT/target/test-plugins}"
 target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
-mkdir -p "$out"
+mkdir -p "$out" "$test_out"
 crates=()
 for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   [ -f "$manifest" ] || continue
@@ -23,7 +26,7 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   [ -n "$version" ] || version="0.1.0"
   wasm="$target_dir/wasm32-wasip2/release/${name//-/_}.wasm"
   [ -f "$wasm" ] || die "expected $wasm after the build"
-  dest="$out/$name@$version.wasm"
+  case "$manifest" in tests/*) dest="$test_out/$name@$version.wasm" ;; *) dest="$out/$name@$version.wasm" ;; esac
   # Copy through a temp file and rename, so a watching host never reads half a module.
   cp "$wasm" "$dest.tmp" && mv "$dest.tmp" "$dest"
   printf '%-28s %s\n' "$name@$version" "$(sha256sum "$dest" | cut -d' ' -f1)"

@@ -11,6 +11,9 @@ bash scripts/stack.sh start
 eval "$(bash scripts/stack.sh env)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
 export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
+export RTSCORE_TEST_PLUGINS_OUT="${RTSCORE_TEST_PLUGINS_OUT:-$CARGO_TARGET_DIR/test-plugins}"
+# The plugin tests reuse these builds instead of building the wasm modules again.
+export RTSCORE_TEST_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 log "building plugins (wasm32-wasip2) ..."
 bash scripts/build-plugins.sh
 log "running the test suite ..."

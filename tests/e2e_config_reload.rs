@@ -200,8 +200,7 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
         "--scenario-id",
         "b",
     ]);
-    let gone =
-        wait_until(Duration::from_secs(10), || http_get(port, "/status").is_some_and(|s| !s.contains("\"scenario_id\":\"b\"")));
+    let gone = wait_until(Duration::from_secs(10), || http_get(port, "/status").is_some_and(|s| !s.contains("\"scenario_id\":\"b\"")));
     assert!(gone, "host still applies the deleted scenario: {:?}", http_get(port, "/status"));
     let b_before = seen(&sink_all, "b");
     stack.produce(&topic, 2, &batch(T0 + 21 * MIN, T0 + 41 * MIN));

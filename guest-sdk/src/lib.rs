@@ -1,1 +1,192 @@
-//! Guest SDK for rtscore scoring plugins (in progress).
+//! Guest SDK for rtscore scoring plugins: write a [`Scorer`] in plain Rust, export it with
+//! [`export_scorer!`], build for `wasm32-wasip2`.
+//!
+//! ```
+//! use rtscore_guest::{Item, NoParams, Scorer};
+//!
+//! pub struct DecayWeighted;
+//!
+//! impl Scorer for DecayWeighted {
+//!     type Params = NoParams;
+//!     fn new(_: NoParams) -> Result<Self, String> {
+//!         Ok(Self)
+//!     }
+//!     fn score_item(&self, item: &Item<'_>) -> f64 {
+//!         item.decayed_score()
+//!     }
+//! }
+//!
+//! rtscore_guest::export_scorer!(DecayWeighted);
+//! ```
+//!
+//! The same scorer runs natively in unit tests through [`testing`]. Everything that touches the
+//! component ABI lives in this crate; see `docs/plugins.md` for the whole loop.
+
+// The bindings and the export macro name this crate by path; this makes the path resolve inside
+// the crate too (its own tests and doc tests).
+extern crate self as rtscore_guest;
+
+mod batch;
+pub mod decay;
+pub mod math;
+pub mod testing;
+pub mod time;
+
+pub use batch::{Batch, Item, Items, Row, Rows};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Generated from `wit/scoring.wit` (world `scorer`). Plugin authors never need it directly.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "scorer",
+        pub_export_macro: true,
+        export_macro_name: "__export_scorer_world",
+        default_bindings_module: "rtscore_guest::bindings",
+        runtime_path: "rtscore_guest::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The window batch exactly as it crosses the component boundary (WIT `window-batch`). Read it
+/// through [`Batch`]; build one in tests with [`testing::BatchBuilder`].
+pub use bindings::rtscore::scoring::types::WindowBatch as RawBatch;
+
+/// A scoring formula. One value is built per plugin instance from the scenario's
+/// `plugin.params`, then scores every emitted window of that scenario.
+pub trait Scorer: Sized + 'static {
+    /// Parameters, deserialized from the scenario's `plugin.params` JSON. Absent or `null`
+    /// params give `Default::default()`; put `#[serde(default, deny_unknown_fields)]` on the
+    /// struct so missing fields take defaults and typos are rejected.
+    type Params: DeserializeOwned + Default;
+
+    /// Validates the parameters; an `Err` rejects the scenario's plugin reference (the host
+    /// reports it and keeps scoring with the last good module or the built-in formula).
+    fn new(params: Self::Params) -> Result<Self, String>;
+
+    /// The score of one item of the window. Scores `<= 0` keep the item off the hot list;
+    /// NaN or infinite scores make the host reject the whole batch.
+    fn score_item(&self, item: &Item<'_>) -> f64;
+
+    /// Scores the whole window into `out` (empty on entry, one push per item, in item order).
+    /// Override it for formulas that look across items, such as a normalisation.
+    fn score(&self, batch: &Batch<'_>, out: &mut Vec<f64>) -> Result<(), String> {
+        out.extend(batch.items().map(|item| self.score_item(&item)));
+        Ok(())
+    }
+}
+
+/// Params of a scorer that takes none: accepts absent, `null` or `{}` and rejects anything else,
+/// so a misspelt parameter is an error rather than silently ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Parses `plugin.params` JSON into typed params; absent (empty) or `null` means the default.
+pub fn parse_params<P: DeserializeOwned + Default>(params_json: &str) -> Result<P, String> {
+    let trimmed = params_json.trim();
+    if trimmed.is_empty() || trimmed == "null" {
+        return Ok(P::default());
+    }
+    serde_json::from_str(trimmed).map_err(|e| format!("invalid plugin params {trimmed}: {e}"))
+}
+
+/// Builds a scorer from `plugin.params` JSON, as the host's `configure` call does.
+pub fn build_scorer<S: Scorer>(params_json: &str) -> Result<S, String> {
+    S::new(parse_params(params_json)?)
+}
+
+/// Runs a scorer on a raw batch, as the host's `score` call does: checks the batch layout, then
+/// collects one score per item.
+pub fn run_scorer<S: Scorer>(scorer: &S, raw: &RawBatch) -> Result<Vec<f64>, String> {
+    let batch = Batch::new(raw)?;
+    let mut out = Vec::with_capacity(batch.len());
+    scorer.score(&batch, &mut out)?;
+    Ok(out)
+}
+
+/// Exports a [`Scorer`] as the plugin's component interface (`configure` and `score` of WIT
+/// world `rtscore:scoring/scorer`). Use it once, in the plugin crate's `lib.rs`.
+#[macro_export]
+#[rustfmt::skip] // rustfmt cannot settle on the `with_types_in` invocation's indentation
+macro_rules! export_scorer {
+    ($scorer:ty) => {
+        const _: () = {
+            struct __RtscoreExport;
+
+            impl $crate::bindings::Guest for __RtscoreExport {
+                fn configure(params_json: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__private::configure::<$scorer>(&params_json)
+                }
+
+                fn score(batch: $crate::RawBatch) -> ::std::result::Result<::std::vec::Vec<f64>, ::std::string::String> {
+                    $crate::__private::score::<$scorer>(&batch)
+                }
+            }
+
+            $crate::bindings::__export_scorer_world!(__RtscoreExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Support for [`export_scorer!`]; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::any::Any;
+    use std::cell::RefCell;
+
+    pub use wit_bindgen;
+
+    use crate::{RawBatch, Scorer};
+
+    // A component instance is single-threaded and owns exactly one configured scorer; the host
+    // never shares an instance between scenarios.
+    thread_local! {
+        static SCORER: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    }
+
+    pub fn configure<S: Scorer>(params_json: &str) -> Result<(), String> {
+        let scorer: S = crate::build_scorer(params_json)?;
+        SCORER.with(|slot| *slot.borrow_mut() = Some(Box::new(scorer)));
+        Ok(())
+    }
+
+    pub fn score<S: Scorer>(batch: &RawBatch) -> Result<Vec<f64>, String> {
+        SCORER.with(|slot| {
+            let slot = slot.borrow();
+            let scorer = slot.as_ref().and_then(|s| s.downcast_ref::<S>()).ok_or_else(|| "score called before configure".to_string())?;
+            crate::run_scorer(scorer, batch)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct P {
+        gravity: f64,
+        name: String,
+    }
+
+    #[test]
+    fn params_default_when_absent_or_null() {
+        assert_eq!(parse_params::<P>("").unwrap(), P::default());
+        assert_eq!(parse_params::<P>(" null ").unwrap(), P::default());
+        assert_eq!(parse_params::<P>("{}").unwrap(), P::default());
+        let p: P = parse_params(r#"{"gravity": 1.5}"#).unwrap();
+        assert_eq!(p.gravity, 1.5);
+    }
+
+    #[test]
+    fn params_errors_name_the_input() {
+        let err = parse_params::<P>(r#"{"gravty": 1.5}"#).unwrap_err();
+        assert!(err.contains("gravty"), "{err}");
+        let err = parse_params::<NoParams>(r#"{"x": 1}"#).unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

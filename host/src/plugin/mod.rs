@@ -1,1 +1,31 @@
 //! Plugin engine: runs a scenario's scoring formula as a sandboxed WebAssembly component.
+//!
+//! - [`registry`]: where modules come from (a watched directory, MongoDB), by name, version
+//!   and sha256;
+//! - [`engine`]: the shared wasmtime engine, compiled components cached by sha256;
+//! - [`sandbox`]: what an instance may use (CPU budget, memory cap, a WASI context granting
+//!   nothing);
+//! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
+//! - [`scorer`]: the per-scenario state machine on the event path that never fails (fallback
+//!   and quarantine);
+//! - [`manager`]: async glue that prepares instances off the event path.
+//!
+//! See `docs/plugins.md`.
+
+mod bindings;
+pub mod engine;
+pub mod error;
+mod executor;
+pub mod instance;
+pub mod manager;
+pub mod registry;
+pub mod sandbox;
+pub mod scorer;
+
+pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
+pub use error::PluginError;
+pub use instance::PluginInstance;
+pub use manager::PluginManager;
+pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo};
+pub use sandbox::{BudgetMode, Grants, SandboxLimits};
+pub use scorer::{DEFAULT_QUARANTINE_AFTER, PluginState, ScenarioScorer, ScoreOutcome, ScorerUsed};

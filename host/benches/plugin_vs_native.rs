@@ -1,0 +1,102 @@
+//! ns per scored item: the decay-weighted plugin through wasmtime vs `builtin::score_batch`,
+//! and the plugin under epoch vs fuel budgets. Prints a table (docs/plugins.md quotes it).
+//!
+//! `cargo bench -p rtscore --bench plugin_vs_native`
+
+#[path = "../../tests/plugin_support.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use rtscore::plugin::{BudgetMode, PluginEngine, PluginInstance, SandboxLimits};
+use rtscore::scoring::{WindowBatch, builtin};
+
+const SIZES: &[usize] = &[1, 100, 1_000, 10_000, 100_000];
+const ROWS_PER_ITEM: usize = 3;
+
+/// A batch of `items` items with exactly [`ROWS_PER_ITEM`] rows each.
+fn batch(items: usize) -> WindowBatch {
+    let end = 1_767_225_600_000_i64;
+    let actions: Vec<String> = ["impression", "view", "click", "like"].iter().map(|s| s.to_string()).collect();
+    let mut b = WindowBatch::new(end - 3_600_000, end, actions, vec![0.5, 1.0, 2.0, 3.0], 0.1);
+    for k in 0..items {
+        for r in 0..ROWS_PER_ITEM {
+            b.push_row(((k + r) % 4) as u16, 1 + (k % 7) as u32, ((k * 7 + r * 13) % 3_600) as f64 * 1_000.0, 1.0e8);
+        }
+        b.finish_item();
+    }
+    b
+}
+
+/// Median ns per item over repeated runs of `f`, about `budget` of wall time in total.
+fn ns_per_item(items: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < 5 || (started.elapsed() < budget && samples.len() < 10_000) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_nanos() as f64 / items.max(1) as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn plugin(mode: BudgetMode) -> PluginInstance {
+    let limits =
+        SandboxLimits { budget_mode: mode, call_budget: Duration::from_secs(5), memory_bytes: 512 << 20, ..SandboxLimits::default() };
+    let engine = PluginEngine::new(limits, Default::default()).expect("engine");
+    let compiled = engine.compile(&support::module("decay-weighted")).expect("compile decay-weighted");
+    engine.instantiate(compiled, "decay-weighted@0.1.0", &serde_json::Value::Null).expect("instantiate")
+}
+
+/// One-off costs: compiling the component (cached by sha256 afterwards) and instantiating it.
+fn setup_costs() {
+    let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("engine");
+    let bytes = support::module("decay-weighted");
+    let t = Instant::now();
+    let compiled = engine.compile(&bytes).expect("compile decay-weighted");
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let n = 20;
+    for _ in 0..n {
+        black_box(engine.instantiate(compiled.clone(), "decay-weighted@0.1.0", &serde_json::Value::Null).expect("instantiate"));
+    }
+    let instantiate = t.elapsed() / n;
+    println!(
+        "module {} KiB: compile {:.0} ms, instantiate + configure {:.0} µs",
+        bytes.len() / 1024,
+        compile.as_secs_f64() * 1e3,
+        instantiate.as_secs_f64() * 1e6
+    );
+}
+
+fn main() {
+    setup_costs();
+    let mut epoch = plugin(BudgetMode::Epoch { tick: Duration::from_millis(2) });
+    let mut fuel = plugin(BudgetMode::Fuel { units_per_ms: 1_000_000 });
+    let budget = Duration::from_millis(700);
+    println!("decay-weighted plugin vs builtin::score_batch, {ROWS_PER_ITEM} rows per item, median ns per item");
+    println!("| items | builtin | plugin (epoch) | plugin (fuel) | epoch / builtin |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut out = Vec::new();
+    for &n in SIZES {
+        let b = batch(n);
+        let native = ns_per_item(n, budget, || {
+            builtin::score_batch(black_box(&b), &mut out);
+            black_box(&out);
+        });
+        let mut check = Vec::new();
+        epoch.score(&b, &mut check).expect("plugin scores");
+        builtin::score_batch(&b, &mut out);
+        assert!(check.iter().zip(&out).all(|(a, e)| (a - e).abs() <= 1e-9 * e.abs().max(1e-300)), "plugin and builtin disagree");
+        let with_epoch = ns_per_item(n, budget, || {
+            epoch.score(black_box(&b), &mut out).expect("plugin scores");
+        });
+        let with_fuel = ns_per_item(n, budget, || {
+            fuel.score(black_box(&b), &mut out).expect("plugin scores");
+        });
+        println!("| {n} | {native:.1} | {with_epoch:.1} | {with_fuel:.1} | {:.1}x |", with_epoch / native);
+    }
+}

@@ -1,0 +1,203 @@
+//! The one wasmtime `Engine` of the process: compiles plugin components (cached by sha256) and
+//! hands out sandboxed instances. Compiled code is shared; stores never are.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+
+use super::bindings::ScorerPre;
+use super::error::PluginError;
+use super::instance::PluginInstance;
+use super::sandbox::{BudgetMode, Grants, HostState, SandboxLimits};
+
+/// Lower-case hex sha256 of module bytes, the form plugin references pin.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A compiled plugin component, ready to instantiate cheaply any number of times.
+pub struct CompiledPlugin {
+    sha256: String,
+    size: usize,
+    pub(crate) pre: ScorerPre<HostState>,
+    pub(crate) score_export: ComponentExportIndex,
+}
+
+impl CompiledPlugin {
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Size of the module it was compiled from, in bytes.
+    pub fn module_size(&self) -> usize {
+        self.size
+    }
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin").field("sha256", &self.sha256).field("size", &self.size).finish()
+    }
+}
+
+/// Shared plugin engine: clone it freely (it is an `Arc`).
+#[derive(Clone)]
+pub struct PluginEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: SandboxLimits,
+    grants: Grants,
+    cache: Mutex<HashMap<String, Arc<CompiledPlugin>>>,
+}
+
+impl PluginEngine {
+    /// An engine whose instances get `limits` and the capabilities in `grants` (none by
+    /// default). With [`BudgetMode::Epoch`] this starts the epoch ticker thread, which stops
+    /// once the engine and every store made from it are dropped.
+    pub fn new(limits: SandboxLimits, grants: Grants) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Plugins are plain synchronous components; component-model async is not part of the
+        // contract, and leaving it off keeps calls on wasmtime's simple path.
+        config.concurrency_support(false);
+        config.cranelift_opt_level(OptLevel::Speed);
+        config.max_wasm_stack(1 << 20);
+        match limits.budget_mode {
+            BudgetMode::Epoch { .. } => {
+                config.epoch_interruption(true);
+            }
+            BudgetMode::Fuel { .. } => {
+                config.consume_fuel(true);
+            }
+        }
+        let engine = Engine::new(&config).map_err(|e| PluginError::Instantiate(format!("wasmtime engine: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        // WASI is linked for the Rust standard library's sake; the context in each store
+        // (`HostState::new`) grants nothing.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Instantiate(format!("linking WASI: {e}")))?;
+        if let BudgetMode::Epoch { tick } = limits.budget_mode {
+            spawn_ticker(&engine, tick);
+        }
+        Ok(Self { inner: Arc::new(EngineInner { engine, linker, limits, grants, cache: Mutex::new(HashMap::new()) }) })
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.inner.limits
+    }
+
+    pub fn grants(&self) -> Grants {
+        self.inner.grants
+    }
+
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The compiled component for `sha256`, if cached.
+    pub fn compiled(&self, sha256: &str) -> Option<Arc<CompiledPlugin>> {
+        self.cache().get(sha256).cloned()
+    }
+
+    /// Compiles module bytes into a component checked against the `rtscore:scoring/scorer`
+    /// world, or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
+    /// ms): call it from a blocking thread (`tokio::task::spawn_blocking`), not the event path.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledPlugin>, PluginError> {
+        let sha256 = sha256_hex(bytes);
+        if let Some(hit) = self.compiled(&sha256) {
+            return Ok(hit);
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.inner.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Instantiate(format!("the module imports something the sandbox does not provide: {e:#}")))?;
+        let pre =
+            ScorerPre::new(instance_pre).map_err(|e| PluginError::Compile(format!("not an rtscore:scoring/scorer component: {e:#}")))?;
+        let score_export = component
+            .get_export_index(None, "score")
+            .ok_or_else(|| PluginError::Compile("the component exports no `score` function".into()))?;
+        let compiled = Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), pre, score_export });
+        tracing::info!(%sha256, size = bytes.len(), ms = started.elapsed().as_millis() as u64, "compiled plugin component");
+        // Two threads may race to compile the same module; either result is the same code.
+        Ok(self.cache().entry(sha256).or_insert(compiled).clone())
+    }
+
+    /// A new sandboxed instance of `compiled`, configured with `params` (the scenario's
+    /// `plugin.params`). Runs guest code under the call budget; call it off the event path.
+    pub fn instantiate(
+        &self,
+        compiled: Arc<CompiledPlugin>,
+        label: impl Into<String>,
+        params: &serde_json::Value,
+    ) -> Result<PluginInstance, PluginError> {
+        PluginInstance::new(self.clone(), compiled, label.into(), params)
+    }
+
+    /// Drops compiled components no instance uses any more (after hot swaps); returns how many.
+    pub fn purge_unused(&self) -> usize {
+        let mut cache = self.cache();
+        let before = cache.len();
+        cache.retain(|_, c| Arc::strong_count(c) > 1);
+        before - cache.len()
+    }
+
+    /// Number of cached compiled components.
+    pub fn cached(&self) -> usize {
+        self.cache().len()
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Arc<CompiledPlugin>>> {
+        // The map stays consistent even if a holder panicked: entries are inserted whole.
+        self.inner.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Advances the engine's epoch every `tick` until the engine is gone.
+fn spawn_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("rtscore-plugin-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(tick);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without a ticker, epochs never advance and the deadline never fires; the executor's
+        // wall-clock deadline still ends runaway calls (see `instance.rs`).
+        tracing::error!(error = %e, "could not start the plugin epoch ticker thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bytes_that_are_not_a_component() {
+        let engine = PluginEngine::new(SandboxLimits::default(), Grants::default()).unwrap();
+        let err = engine.compile(b"definitely not wasm").unwrap_err();
+        assert!(matches!(err, PluginError::Compile(_)), "{err}");
+        // A core module is not a component either.
+        let core = b"\0asm\x01\0\0\0";
+        assert!(matches!(engine.compile(core), Err(PluginError::Compile(_))));
+        assert_eq!(engine.cached(), 0);
+    }
+
+    #[test]
+    fn sha256_is_lower_hex() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,91 @@
+//! Everything that can go wrong with a plugin, from finding its module to checking its scores.
+
+use thiserror::Error;
+
+/// A plugin failure. Each one is contained to its scenario: the caller falls back to the last
+/// good module or the built-in formula and reports the error (see `ScenarioScorer`).
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum PluginError {
+    #[error("plugin module {reference} not found in the registry; publish it as {reference}.wasm")]
+    NotFound { reference: String },
+
+    #[error(
+        "plugin module {reference} has sha256 {actual}, but the scenario pins {expected}; publish the pinned module or update the reference"
+    )]
+    HashMismatch { reference: String, expected: String, actual: String },
+
+    #[error("invalid plugin {field} {value:?}: {rule}")]
+    InvalidName { field: &'static str, value: String, rule: &'static str },
+
+    #[error("plugin registry: {0}")]
+    Registry(String),
+
+    #[error("plugin module does not compile as an rtscore:scoring component: {0}")]
+    Compile(String),
+
+    #[error("plugin module cannot be instantiated in the sandbox: {0}")]
+    Instantiate(String),
+
+    #[error("plugin rejected its params: {0}")]
+    Configure(String),
+
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+
+    #[error("plugin exceeded its CPU budget of {budget_ms} ms for one call")]
+    BudgetExhausted { budget_ms: u64 },
+
+    #[error("plugin exceeded its memory cap of {cap_bytes} bytes")]
+    MemoryExhausted { cap_bytes: usize },
+
+    #[error("plugin returned {got} scores for {expected} items")]
+    WrongLength { expected: usize, got: usize },
+
+    #[error("plugin returned a non-finite score {value} for item {index}")]
+    NonFinite { index: usize, value: f64 },
+
+    #[error("plugin returned an error: {0}")]
+    Guest(String),
+
+    #[error(
+        "plugin {label} is quarantined after {failures} consecutive failures (last: {reason}); it stays off until its reference or module changes"
+    )]
+    Quarantined { label: String, failures: u32, reason: String },
+}
+
+impl PluginError {
+    /// A short stable name for metrics labels and status (`kind` of
+    /// `rtscore_plugin_failures_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::NotFound { .. } => "not_found",
+            PluginError::HashMismatch { .. } => "hash_mismatch",
+            PluginError::InvalidName { .. } => "invalid_name",
+            PluginError::Registry(_) => "registry",
+            PluginError::Compile(_) => "compile",
+            PluginError::Instantiate(_) => "instantiate",
+            PluginError::Configure(_) => "configure",
+            PluginError::Trap(_) => "trap",
+            PluginError::BudgetExhausted { .. } => "budget_exhausted",
+            PluginError::MemoryExhausted { .. } => "memory_exhausted",
+            PluginError::WrongLength { .. } => "wrong_length",
+            PluginError::NonFinite { .. } => "non_finite",
+            PluginError::Guest(_) => "guest_error",
+            PluginError::Quarantined { .. } => "quarantined",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_values() {
+        let e = PluginError::HashMismatch { reference: "gravity@0.1.0".into(), expected: "ab".into(), actual: "cd".into() };
+        let msg = e.to_string();
+        assert!(msg.contains("gravity@0.1.0") && msg.contains("ab") && msg.contains("cd"), "{msg}");
+        assert_eq!(PluginError::WrongLength { expected: 3, got: 2 }.to_string(), "plugin returned 2 scores for 3 items");
+        assert_eq!(PluginError::NonFinite { index: 1, value: f64::NAN }.kind(), "non_finite");
+    }
+}

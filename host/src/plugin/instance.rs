@@ -1,0 +1,268 @@
+//! One sandboxed plugin instance: its own store (never shared across scenarios), the
+//! `configure` and `score` calls, and the checks on what comes back.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Func, TypedFunc};
+use wasmtime::{Store, Trap};
+
+use super::bindings::{ScoreParams, ScoreResults, Scorer, WindowBatchView};
+use super::engine::{CompiledPlugin, PluginEngine};
+use super::error::PluginError;
+use super::executor::run_until;
+use super::sandbox::{BudgetMode, HostState};
+use crate::scoring::WindowBatch;
+
+/// A configured plugin instance, owned by one scenario.
+///
+/// After a trap wasmtime leaves the instance unusable; the next call transparently
+/// re-instantiates it from the cached compiled component and re-applies the params.
+pub struct PluginInstance {
+    engine: PluginEngine,
+    compiled: Arc<CompiledPlugin>,
+    label: String,
+    params_json: String,
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<HostState>,
+    /// The `score` export, type-checked against [`ScoreParams`] / [`ScoreResults`] once.
+    score: Func,
+}
+
+/// Which call failed, for error mapping.
+#[derive(Clone, Copy)]
+enum Stage {
+    Instantiate,
+    Configure,
+    Score,
+}
+
+impl PluginInstance {
+    pub(crate) fn new(
+        engine: PluginEngine,
+        compiled: Arc<CompiledPlugin>,
+        label: String,
+        params: &serde_json::Value,
+    ) -> Result<Self, PluginError> {
+        let mut instance = Self { engine, compiled, label, params_json: String::new(), live: None };
+        instance.configure(params)?;
+        Ok(instance)
+    }
+
+    /// `name@version` of the plugin reference this instance serves.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// sha256 of the module it runs.
+    pub fn sha256(&self) -> &str {
+        self.compiled.sha256()
+    }
+
+    /// (Re)configures the instance with new params. On error the instance keeps no params and
+    /// must not be used; prepare a new one.
+    pub fn configure(&mut self, params: &serde_json::Value) -> Result<(), PluginError> {
+        self.params_json = params.to_string();
+        // Configure runs once per instance: a fresh one gives the guest a clean slate.
+        self.live = None;
+        self.ensure_live().map(|_| ())
+    }
+
+    /// Scores every item of `batch` into `out` (replaced), one finite score per item.
+    pub fn score(&mut self, batch: &WindowBatch, out: &mut Vec<f64>) -> Result<(), PluginError> {
+        out.clear();
+        let items = batch.item_count();
+        let budget = self.engine.limits().budget_for(items);
+        let mode = self.engine.limits().budget_mode;
+        let live = self.ensure_live()?;
+        // SAFETY: `score` was type-checked against `ScoreParams<'static>` / `ScoreResults` when
+        // the instance was created; the view type differs only in its borrow's lifetime.
+        let typed: TypedFunc<ScoreParams<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+        let result =
+            call(&mut live.store, budget, mode, move |store| async move { typed.call_async(store, (WindowBatchView::from(batch),)).await });
+        let scores = match result {
+            Ok((Ok(scores),)) => scores,
+            Ok((Err(message),)) => return Err(PluginError::Guest(message)),
+            Err(e) => return Err(self.poison(e, Stage::Score, budget)),
+        };
+        if scores.len() != items {
+            return Err(PluginError::WrongLength { expected: items, got: scores.len() });
+        }
+        if let Some((index, &value)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
+            return Err(PluginError::NonFinite { index, value });
+        }
+        *out = scores;
+        Ok(())
+    }
+
+    /// The live instance, instantiating and configuring a new one if there is none.
+    fn ensure_live(&mut self) -> Result<&mut Live, PluginError> {
+        if self.live.is_none() {
+            let live = self.instantiate()?;
+            self.live = Some(live);
+        }
+        self.live.as_mut().ok_or_else(|| PluginError::Instantiate("instance vanished".into()))
+    }
+
+    fn instantiate(&mut self) -> Result<Live, PluginError> {
+        let limits = self.engine.limits();
+        let budget = limits.call_budget;
+        let mut store = Store::new(self.engine.wasmtime(), HostState::new(limits, self.engine.grants()));
+        store.limiter(|s| &mut s.limiter);
+        if matches!(limits.budget_mode, BudgetMode::Epoch { .. }) {
+            store.epoch_deadline_trap();
+        }
+        let pre = self.compiled.pre.clone();
+        let (bindings, instance) = call(&mut store, budget, limits.budget_mode, |store| async move {
+            let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+            let bindings = Scorer::new(&mut *store, &instance)?;
+            Ok((bindings, instance))
+        })
+        .map_err(|e| classify(e, &store, Stage::Instantiate, budget, limits.memory_bytes))?;
+        let score = instance
+            .get_func(&mut store, self.compiled.score_export)
+            .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
+        score
+            .typed::<ScoreParams<'static>, ScoreResults>(&store)
+            .map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@0.1.0: {e:#}")))?;
+        let params = self.params_json.clone();
+        let configured = call(&mut store, budget, limits.budget_mode, |store| bindings.call_configure(store, &params));
+        match configured {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(PluginError::Configure(message)),
+            Err(e) => return Err(classify(e, &store, Stage::Configure, budget, limits.memory_bytes)),
+        }
+        tracing::debug!(plugin = %self.label, sha256 = %self.compiled.sha256(), "plugin instance ready");
+        Ok(Live { store, score })
+    }
+
+    /// Drops the live instance after a failed call and maps the failure.
+    fn poison(&mut self, e: wasmtime::Error, stage: Stage, budget: Duration) -> PluginError {
+        let cap = self.engine.limits().memory_bytes;
+        let err = match &self.live {
+            Some(live) => classify(e, &live.store, stage, budget, cap),
+            None => PluginError::Trap(format!("{e:#}")),
+        };
+        self.live = None;
+        err
+    }
+}
+
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("label", &self.label)
+            .field("sha256", &self.compiled.sha256())
+            .field("live", &self.live.is_some())
+            .finish()
+    }
+}
+
+/// Why a call ended early, recorded on the error so `classify` can name it.
+#[derive(Debug)]
+struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("call deadline passed while the guest was waiting")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// Runs one guest call under the CPU budget: arms the epoch deadline or fuel, clears the
+/// per-call trackers, and drives the call on this thread. A host panic while serving the
+/// guest becomes an error instead of unwinding into the caller.
+fn call<'s, T, F, Fut>(store: &'s mut Store<HostState>, budget: Duration, mode: BudgetMode, f: F) -> wasmtime::Result<T>
+where
+    F: FnOnce(&'s mut Store<HostState>) -> Fut,
+    Fut: std::future::Future<Output = wasmtime::Result<T>>,
+{
+    let grace = match mode {
+        BudgetMode::Epoch { tick } => {
+            store.set_epoch_deadline(ticks(budget, tick));
+            tick * 2
+        }
+        BudgetMode::Fuel { units_per_ms } => {
+            let fuel = (budget.as_millis() as u64).max(1).saturating_mul(units_per_ms);
+            store.set_fuel(fuel)?;
+            Duration::ZERO
+        }
+    };
+    store.data().limiter.reset();
+    store.data().stderr.clear();
+    // The executor's deadline backs up the epoch: it ends calls blocked in a host wait, where
+    // no wasm runs to notice the epoch.
+    let deadline = Instant::now() + budget + grace + Duration::from_millis(10);
+    let fut = f(store);
+    match catch_unwind(AssertUnwindSafe(move || run_until(fut, deadline))) {
+        Ok(Some(out)) => out,
+        Ok(None) => Err(wasmtime::Error::new(DeadlinePassed)),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            Err(wasmtime::format_err!("host panicked while serving the plugin: {msg}"))
+        }
+    }
+}
+
+/// Epoch ticks covering `budget`, plus one for the tick already in progress.
+fn ticks(budget: Duration, tick: Duration) -> u64 {
+    let tick_ns = tick.as_nanos().max(1);
+    (budget.as_nanos().div_ceil(tick_ns) as u64).saturating_add(1)
+}
+
+/// Maps a failed call to the error a scenario reports.
+fn classify(e: wasmtime::Error, store: &Store<HostState>, stage: Stage, budget: Duration, cap_bytes: usize) -> PluginError {
+    let budget_ms = budget.as_millis() as u64;
+    if e.downcast_ref::<DeadlinePassed>().is_some() {
+        return PluginError::BudgetExhausted { budget_ms };
+    }
+    let trap = e.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt | Trap::OutOfFuel) => return PluginError::BudgetExhausted { budget_ms },
+        _ if store.data().limiter.hit_cap() => return PluginError::MemoryExhausted { cap_bytes },
+        _ => {}
+    }
+    let what = match trap {
+        Some(t) => t.to_string(),
+        // Not a wasm trap: the root cause, without wasmtime's backtrace.
+        None => e.root_cause().to_string(),
+    };
+    let stderr = store.data().stderr.text();
+    let msg = if stderr.is_empty() { what } else { format!("{what}; guest stderr: {}", last_lines(&stderr, 3)) };
+    match (stage, trap) {
+        (Stage::Instantiate, None) => PluginError::Instantiate(msg),
+        _ => PluginError::Trap(msg),
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up_and_add_one() {
+        assert_eq!(ticks(Duration::from_millis(10), Duration::from_millis(2)), 6);
+        assert_eq!(ticks(Duration::from_millis(11), Duration::from_millis(2)), 7);
+        assert_eq!(ticks(Duration::ZERO, Duration::from_millis(2)), 1);
+    }
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\n\nb\nc\nd\n", 2), "c | d");
+        assert_eq!(last_lines("only", 3), "only");
+    }
+}

@@ -1,0 +1,66 @@
+//! Prepares plugin instances off the event path: resolve the reference in the registry, verify
+//! its hash, compile (cached) and instantiate on a blocking thread, configure with the params.
+
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::instance::PluginInstance;
+use super::registry::{PluginRegistry, RegistryChange};
+use crate::config::{PluginRef, ScenarioKey};
+
+/// The engine and the registry, for the runtime.
+#[derive(Clone)]
+pub struct PluginManager {
+    engine: PluginEngine,
+    registry: PluginRegistry,
+}
+
+impl PluginManager {
+    pub fn new(engine: PluginEngine, registry: PluginRegistry) -> Self {
+        Self { engine, registry }
+    }
+
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.registry
+    }
+
+    /// Announcements of changed modules (see [`PluginRegistry::subscribe`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistryChange> {
+        self.registry.subscribe()
+    }
+
+    /// A ready instance for scenario `key`'s reference `r`, for
+    /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). A pinned module
+    /// already compiled is reused without reading it again.
+    pub async fn prepare(&self, key: &ScenarioKey, r: &PluginRef) -> Result<PluginInstance, PluginError> {
+        let started = Instant::now();
+        let label = r.label();
+        let info = self.registry.lookup(r)?;
+        let compiled = match self.engine.compiled(&info.sha256).filter(|_| r.sha256.is_some()) {
+            Some(hit) => hit,
+            None => {
+                let module = self.registry.resolve(r).await?;
+                let engine = self.engine.clone();
+                tokio::task::spawn_blocking(move || engine.compile(&module.bytes))
+                    .await
+                    .map_err(|e| PluginError::Compile(format!("compile task failed: {e}")))??
+            }
+        };
+        let engine = self.engine.clone();
+        let params = r.params.clone();
+        let instance_label = label.clone();
+        let instance = tokio::task::spawn_blocking(move || engine.instantiate(compiled, instance_label, &params))
+            .await
+            .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
+        tracing::info!(scenario = %key, plugin = %label, sha256 = %instance.sha256(), ms = started.elapsed().as_millis() as u64,
+            "plugin prepared");
+        Ok(instance)
+    }
+}

@@ -1,0 +1,207 @@
+//! Plugins through wasmtime: the reference plugins reproduce their formulas, broken plugins are
+//! contained with the right error, the sandbox denies what it should.
+
+#[path = "plugin_support.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtscore::plugin::{CompiledPlugin, PluginEngine, PluginError, PluginInstance, SandboxLimits};
+use rtscore::scoring::{WindowBatch, builtin};
+use serde_json::json;
+use support::{module, random_batch, rel_diff, simple_batch};
+
+fn test_limits() -> SandboxLimits {
+    SandboxLimits { call_budget: Duration::from_millis(100), memory_bytes: 32 << 20, ..SandboxLimits::default() }
+}
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(test_limits(), Default::default()).expect("engine")
+}
+
+fn compile(engine: &PluginEngine, crate_name: &str) -> Arc<CompiledPlugin> {
+    engine.compile(&module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"))
+}
+
+fn instance(engine: &PluginEngine, crate_name: &str, params: serde_json::Value) -> PluginInstance {
+    let compiled = compile(engine, crate_name);
+    engine.instantiate(compiled, format!("{crate_name}@0.1.0"), &params).unwrap_or_else(|e| panic!("instantiate {crate_name}: {e}"))
+}
+
+fn score(inst: &mut PluginInstance, batch: &WindowBatch) -> Result<Vec<f64>, PluginError> {
+    let mut out = vec![123.0];
+    inst.score(batch, &mut out).map(|()| out)
+}
+
+#[test]
+fn decay_weighted_matches_the_builtin_formula_on_random_batches() {
+    let engine = engine();
+    let mut inst = instance(&engine, "decay-weighted", json!(null));
+    let mut expected = Vec::new();
+    for seed in 0..40u64 {
+        let items = [0, 1, 7, 100, 1000][seed as usize % 5];
+        let batch = random_batch(seed, items, 6);
+        builtin::score_batch(&batch, &mut expected);
+        let got = score(&mut inst, &batch).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(got.len(), expected.len(), "seed {seed}");
+        for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(rel_diff(*g, *e) <= 1e-9, "seed {seed} item {k}: plugin {g} vs builtin {e}");
+        }
+    }
+}
+
+#[test]
+fn gravity_produces_its_formula() {
+    let engine = engine();
+    let mut inst = instance(&engine, "gravity", json!({"gravity": 1.5}));
+    let batch = random_batch(7, 200, 5);
+    let got = score(&mut inst, &batch).unwrap();
+    assert_eq!(got.len(), batch.item_count());
+    for (k, &got) in got.iter().enumerate() {
+        let (mut n, mut age_sum, mut points) = (0.0, 0.0, 0.0);
+        for r in batch.item_rows(k) {
+            let w = batch.weights[batch.row_action[r] as usize];
+            if w != 0.0 {
+                let c = f64::from(batch.row_count[r]);
+                n += c;
+                age_sum += c * batch.row_age_mean_ms[r];
+                points += w * c;
+            }
+        }
+        let want = if n == 0.0 { 0.0 } else { points / (age_sum / n / 3_600_000.0 + 2.0).powf(1.5) };
+        assert!(rel_diff(got, want) < 1e-12, "item {k}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn wilson_ctr_produces_its_formula() {
+    let engine = engine();
+    let mut inst = instance(&engine, "wilson-ctr", json!({"min_impressions": 5}));
+    let batch = random_batch(11, 300, 6);
+    let got = score(&mut inst, &batch).unwrap();
+    let (imp, click) = (0u16, 2u16); // "impression", "click" in random_batch's action list
+    assert_eq!(got.len(), batch.item_count());
+    for (k, &got) in got.iter().enumerate() {
+        let count = |a: u16| batch.item_rows(k).filter(|&r| batch.row_action[r] == a).map(|r| f64::from(batch.row_count[r])).sum::<f64>();
+        let (n, c) = (count(imp), count(click));
+        let want = if n < 5.0 || n == 0.0 {
+            0.0
+        } else {
+            let (p, z) = ((c / n).min(1.0), 1.96_f64);
+            let centre = p + z * z / (2.0 * n);
+            let margin = z * ((p * (1.0 - p) + z * z / (4.0 * n)) / n).sqrt();
+            ((centre - margin) / (1.0 + z * z / n)).max(0.0)
+        };
+        assert!(rel_diff(got, want) < 1e-12, "item {k}: {got} vs {want} ({c} clicks / {n} impressions)");
+    }
+}
+
+#[test]
+fn trapping_plugin_is_reported_with_its_panic_message_and_recovers() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-trap", json!({"ok_calls": 1}));
+    let batch = simple_batch(3);
+    assert_eq!(score(&mut inst, &batch).unwrap(), vec![1.0, 2.0, 3.0]);
+    match score(&mut inst, &batch) {
+        Err(PluginError::Trap(msg)) => assert!(msg.contains("deliberate panic on call 2"), "{msg}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    // The poisoned instance is replaced by a fresh one (its call counter starts again).
+    assert_eq!(score(&mut inst, &batch).unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn spinning_plugin_exhausts_its_budget() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-spin", json!(null));
+    let started = Instant::now();
+    let err = score(&mut inst, &simple_batch(2)).unwrap_err();
+    assert!(matches!(err, PluginError::BudgetExhausted { .. }), "{err}");
+    // 100 ms budget, 2 ms ticks: stopped well before a second.
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
+
+#[test]
+fn allocating_plugin_hits_the_memory_cap() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-oom", json!(null));
+    let err = score(&mut inst, &simple_batch(2)).unwrap_err();
+    assert_eq!(err, PluginError::MemoryExhausted { cap_bytes: 32 << 20 });
+}
+
+#[test]
+fn malformed_results_are_rejected() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-wrong-len", json!(null));
+    assert_eq!(score(&mut inst, &simple_batch(4)).unwrap_err(), PluginError::WrongLength { expected: 4, got: 3 });
+    assert_eq!(score(&mut inst, &simple_batch(0)).unwrap_err(), PluginError::WrongLength { expected: 0, got: 1 });
+    let mut inst = instance(&engine, "test-nan", json!(null));
+    match score(&mut inst, &simple_batch(3)) {
+        Err(PluginError::NonFinite { index: 2, value }) => assert!(value.is_nan()),
+        other => panic!("expected NonFinite at 2, got {other:?}"),
+    }
+}
+
+#[test]
+fn configure_errors_reject_the_instance() {
+    let engine = engine();
+    let compiled = compile(&engine, "test-bad-params");
+    let err = engine.instantiate(compiled, "test-bad-params@0.1.0", &json!({"a": 1})).unwrap_err();
+    match err {
+        PluginError::Configure(msg) => assert!(msg.contains("rejects every params value"), "{msg}"),
+        other => panic!("expected Configure, got {other:?}"),
+    }
+    let compiled = compile(&engine, "gravity");
+    let err = engine.instantiate(compiled, "gravity@0.1.0", &json!({"gravty": 1})).unwrap_err();
+    assert!(matches!(&err, PluginError::Configure(m) if m.contains("gravty")), "{err}");
+}
+
+#[test]
+fn the_sandbox_denies_files_network_env_and_clocks() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-probe", json!(null));
+    let got = score(&mut inst, &simple_batch(8)).unwrap();
+    assert_eq!(got[0], 0.0, "read_dir(\"/\") must fail");
+    assert_eq!(got[1], 0.0, "reading /etc/hostname must fail");
+    assert_eq!(got[2], 0.0, "the wall clock is frozen at the epoch");
+    assert_eq!(got[3], 0.0, "the monotonic clock does not advance");
+    assert_eq!(got[4], 0.0, "no environment variables");
+    assert_eq!(got[5], 0.0, "TCP connect must fail");
+    assert_eq!(got[6], 0.0, "no arguments");
+    // Randomness is seeded: a second instance hashes the same.
+    let mut again = instance(&engine, "test-probe", json!(null));
+    assert_eq!(score(&mut again, &simple_batch(8)).unwrap()[7], got[7]);
+
+    let mut report = instance(&engine, "test-probe", json!({"report": true}));
+    match score(&mut report, &simple_batch(1)) {
+        Err(PluginError::Guest(msg)) => assert!(msg.contains("read_dir(\"/\") failed"), "{msg}"),
+        other => panic!("expected the guest's read_dir error, got {other:?}"),
+    }
+}
+
+#[test]
+fn instances_do_not_share_state() {
+    let engine = engine();
+    // Two scenarios' instances of one compiled module: one trapping does not disturb the other.
+    let mut a = instance(&engine, "test-trap", json!({"ok_calls": 1}));
+    let mut b = instance(&engine, "test-trap", json!({"ok_calls": 2}));
+    let batch = simple_batch(1);
+    assert!(score(&mut a, &batch).is_ok());
+    assert!(score(&mut a, &batch).is_err());
+    assert!(score(&mut b, &batch).is_ok());
+    assert!(score(&mut b, &batch).is_ok());
+    assert_eq!(engine.cached(), 1);
+}
+
+/// The event path is a tokio task: a guest writing to stderr (every panic does) must not make
+/// WASI block on the runtime from inside it.
+#[tokio::test(flavor = "current_thread")]
+async fn calls_from_inside_an_async_task_are_safe() {
+    let engine = engine();
+    let mut inst = instance(&engine, "test-trap", json!({"ok_calls": 0}));
+    let err = score(&mut inst, &simple_batch(1)).unwrap_err();
+    assert!(matches!(&err, PluginError::Trap(m) if m.contains("deliberate panic")), "{err}");
+    let mut spin = instance(&engine, "test-spin", json!(null));
+    assert!(matches!(score(&mut spin, &simple_batch(1)), Err(PluginError::BudgetExhausted { .. })));
+}
