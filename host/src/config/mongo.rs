@@ -15,6 +15,7 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct MongoScenarioStore {
     scenarios: Collection<Document>,
+    plugins: Collection<Document>,
     url: String,
 }
 
@@ -56,7 +57,12 @@ impl MongoScenarioStore {
                 scenarios.create_index(index).await.with_context(|| format!("creating the scenarios index {name}"))?;
             }
         }
-        Ok(Self { scenarios, url: url.to_string() })
+        Ok(Self { scenarios, plugins: db.collection::<Document>("plugins"), url: url.to_string() })
+    }
+
+    /// The fleet's plugin module collection in the same database.
+    pub fn plugins(&self) -> Collection<Document> {
+        self.plugins.clone()
     }
 
     pub fn url(&self) -> &str {

@@ -9,7 +9,8 @@ use super::stats::{PipelineStats, ScenarioCounters};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::Event;
 use crate::output::{HotList, Output, ScoredItem};
-use crate::scoring::{WindowBatch, builtin, topn};
+use crate::plugin::ScenarioScorer;
+use crate::scoring::{WindowBatch, topn};
 use crate::window::{AddOutcome, HotWindows, SeenEventIds};
 
 /// One scenario's hot-score state.
@@ -20,26 +21,36 @@ pub struct ScenarioHot {
     pub counters: ScenarioCounters,
     /// Last emitted window end, for status.
     pub last_window_end: Option<i64>,
+    /// Scores windows with the scenario's plugin, falling back to the built-in formula.
+    pub scorer: ScenarioScorer,
+    /// The last plugin failure, for status.
+    pub last_plugin_error: Option<String>,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
 
 impl ScenarioHot {
     fn new(config: Arc<ScenarioConfig>) -> Self {
+        let scorer = ScenarioScorer::new(config.key.clone());
         Self {
             config,
             windows: HotWindows::default(),
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
             last_window_end: None,
+            scorer,
+            last_plugin_error: None,
             batch: WindowBatch::default(),
             scores: Vec::new(),
         }
     }
 
-    /// The scorer's state for status: `builtin` until plugins are wired.
+    /// The scorer's state for status, e.g. `active gravity@0.1.0` or `builtin`.
     pub fn plugin_state(&self) -> String {
-        "builtin".to_string()
+        match self.scorer.state().name() {
+            "none" => "builtin".to_string(),
+            _ => self.scorer.state().to_string(),
+        }
     }
 
     /// Emits every window ending at or before `watermark` into `out`. `end_of_input` emits
@@ -56,7 +67,11 @@ impl ScenarioHot {
             self.batch = WindowBatch::new(start, end, actions, weights, cfg.decay_lambda);
             let mut ids = Vec::new();
             self.windows.build_batch(end, g, &mut self.batch, &mut ids);
-            builtin::score_batch(&self.batch, &mut self.scores);
+            let outcome = self.scorer.score(&self.batch, &mut self.scores);
+            if let Some(e) = &outcome.error {
+                self.counters.plugin_failures += 1;
+                self.last_plugin_error = Some(e.to_string());
+            }
             let items = topn::top_n(self.scores.iter().copied().zip(ids), cfg.top_n)
                 .into_iter()
                 .map(|(score, id)| ScoredItem { item_id: id.to_string(), score })
@@ -66,7 +81,7 @@ impl ScenarioHot {
                 window_start: start,
                 window_end: end,
                 config_revision: self.config.revision,
-                plugin: None,
+                plugin: outcome.used.label().map(str::to_string),
                 items,
             }));
             self.counters.windows_emitted += 1;
@@ -152,6 +167,10 @@ impl HotScoreJob {
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioHot> {
         self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
+    }
+
+    pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioHot> {
+        self.scenarios.get_mut(&*key.tenant_id)?.get_mut(&*key.scenario_id)
     }
 
     pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioHot> {

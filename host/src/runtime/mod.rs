@@ -3,6 +3,7 @@
 
 mod config_feed;
 mod outputs;
+mod plugins;
 pub mod status;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::{RunArgs, ViewMode};
+use crate::config::mongo::MongoScenarioStore;
 use crate::config::{ConfigChange, ScenarioRegistry};
 use crate::http;
 use crate::pipeline::{Pipeline, PipelineOptions, ScenarioFilter};
@@ -18,6 +20,7 @@ use crate::sources::kafka::{KafkaSourceConfig, PartitionChange, spawn_kafka_sour
 use crate::sources::{self, SourceMessage};
 use config_feed::ConfigFeed;
 use outputs::Outputs;
+use plugins::PluginCoordinator;
 
 /// Runs the job described by `args` to completion.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -65,6 +68,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
     }
 
+    // Plugins: every referenced module is loaded before the first event.
+    let plugin_mongo = match &args.mongodb_url {
+        Some(url) => Some(MongoScenarioStore::connect(url, &args.mongodb_database).await?),
+        None => None,
+    };
+    let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
+    plugins.sync(&mut pipeline, true).await;
+
     let mut outputs = Outputs::open(&args, view).await?;
     let mut committer = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
@@ -93,6 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut out = Vec::new();
     let mut rejects = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut registry_closed = false;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -115,9 +127,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             Some(feed) = cfg_rx.recv() => {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
+                plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
                 publish_status(&health, &registry, &pipeline, &store_error);
             }
+            Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
+            change = plugins.changes.recv(), if !registry_closed => match change {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => registry_closed = true,
+                change => plugins.registry_changed(change, &mut pipeline).await,
+            },
             Some(change) = partition_changes.recv() => match change {
                 PartitionChange::Assigned(p) => pipeline.assign_partitions(&p, wall_ms()),
                 PartitionChange::Revoked(p) => pipeline.revoke_partitions(&p),

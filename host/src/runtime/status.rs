@@ -16,7 +16,9 @@ pub struct ScenarioStatusRow {
     /// `name@version`, or `builtin`.
     pub plugin: String,
     pub plugin_state: String,
+    /// The config error if the latest document was refused, else the last plugin failure.
     pub last_error: Option<String>,
+    pub plugin_error: Option<String>,
     pub last_window_end: Option<i64>,
     /// Wall time the applied config took effect here.
     pub applied_at: Option<i64>,
@@ -41,6 +43,7 @@ impl ScenarioStatusRow {
             ("plugin", self.plugin.clone()),
             ("plugin_state", self.plugin_state.clone()),
             ("last_error", self.last_error.clone().unwrap_or_default()),
+            ("plugin_error", self.plugin_error.clone().unwrap_or_default()),
             ("last_window_end", self.last_window_end.map(|e| e.to_string()).unwrap_or_default()),
             ("events", self.events.to_string()),
             ("late", self.late.to_string()),
@@ -65,7 +68,8 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 active: hot.is_some(),
                 plugin: plugin_ref.map_or_else(|| "builtin".to_string(), |p| p.label()),
                 plugin_state: hot.map_or_else(|| "none".to_string(), |h| h.plugin_state()),
-                last_error: entry.last_error.clone(),
+                last_error: entry.last_error.clone().or_else(|| hot.and_then(|h| h.last_plugin_error.clone())),
+                plugin_error: hot.and_then(|h| h.last_plugin_error.clone()),
                 last_window_end: hot.and_then(|h| h.last_window_end),
                 applied_at: entry.applied_at_ms,
                 config_propagation_ms: entry.propagation_ms,
