@@ -16,3 +16,7 @@ log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 toolchain_channel() { sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml"; }
+# A MONGODB_URL that is not the local FerretDB means a real MongoDB: FerretDB is not managed.
+external_mongo() {
+  [ -n "${MONGODB_URL:-}" ] && [[ "$MONGODB_URL" != *"127.0.0.1:$FERRETDB_PORT"* ]] && [[ "$MONGODB_URL" != *"localhost:$FERRETDB_PORT"* ]]
+}

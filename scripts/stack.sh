@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local service stack on 127.0.0.1: Kafka (KRaft, single node), FerretDB (MongoDB wire
-# protocol, SQLite backend; skipped when MONGODB_URL is set) and Redis.
+# protocol, SQLite backend; skipped when MONGODB_URL points at another MongoDB) and Redis.
 #
 #   scripts/stack.sh start|stop|restart|status [kafka|mongo|redis ...]
 #   scripts/stack.sh env                      # eval "$(scripts/stack.sh env)"
@@ -96,7 +96,7 @@ services() {
   for s in "${list[@]}"; do
     case $s in
       kafka|redis) echo "$s" ;;
-      mongo) [ -n "${MONGODB_URL:-}" ] || echo mongo ;;
+      mongo) external_mongo || echo mongo ;;
       *) die "unknown service '$s' (kafka, mongo, redis)" ;;
     esac
   done

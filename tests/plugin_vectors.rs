@@ -7,7 +7,6 @@ mod plugin_support;
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rtscore::plugin::sha256_hex;
@@ -37,7 +36,7 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
     let module = plugin_support::module("decay-weighted");
     std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
     scenarios_with_plugin(&scenarios, &sha256_hex(&module));
-    let out = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+    let out = support::rtscore_command()
         .args(["run", "--view", "off", "--events-file"])
         .arg(vectors().join("events.jsonl"))
         .arg("--scenarios-dir")
@@ -57,7 +56,7 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
 
     // A wrong pin is refused: the scenario falls back to the built-in formula (same scores), and says so.
     scenarios_with_plugin(&scenarios, &"0".repeat(64));
-    let out = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+    let out = support::rtscore_command()
         .args(["run", "--view", "off", "--events-file"])
         .arg(vectors().join("events.jsonl"))
         .args([
@@ -142,4 +141,30 @@ fn publishing_a_module_switches_a_live_scenario_without_restart() {
         host.log()
     );
     assert!(host.stop().success());
+}
+
+#[test]
+fn plugin_test_command_prints_the_hot_lists_a_host_would_emit() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("decay-weighted.wasm");
+    std::fs::write(&module, plugin_support::module("decay-weighted")).unwrap();
+    let (want, _) = read_hot_sink(&vectors().join("expected.jsonl"));
+    let sink = dir.path().join("stdout.jsonl");
+    let mut got = SinkWindows::new();
+    for scenario in std::fs::read_dir(vectors().join("scenarios")).unwrap() {
+        let out = support::rtscore_command()
+            .args(["plugin", "test"])
+            .arg(&module)
+            .arg("--scenario")
+            .arg(scenario.unwrap().path())
+            .arg("--events-file")
+            .arg(vectors().join("events.jsonl"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&sink, &out.stdout).unwrap();
+        got.extend(read_hot_sink(&sink).0);
+    }
+    let diffs = hot_differences(&want, &got, 1e-3);
+    assert!(diffs.is_empty(), "{} differences, first: {:?}", diffs.len(), &diffs[..diffs.len().min(5)]);
 }

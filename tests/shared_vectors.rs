@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use support::{SinkWindows, hot_differences, read_hot_sink};
 
@@ -22,7 +21,7 @@ fn load(path: &Path) -> SinkWindows {
 fn replay_of_shared_vectors_matches_expected_hot_lists() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+    let status = support::rtscore_command()
         .args(["run", "--job", "item_hot_score", "--view", "off", "--events-file"])
         .arg(vectors().join("events.jsonl"))
         .arg("--scenarios-dir")

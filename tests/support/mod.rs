@@ -146,6 +146,18 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// `rtscore` with none of the environment defaults (KAFKA_SERVERS, MONGODB_URL, REDIS_URL,
+/// RTSCORE_*) that a developer's shell or scripts/test.sh exports: tests pass every flag.
+pub fn rtscore_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rtscore"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RTSCORE_") || ["KAFKA_SERVERS", "MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL"].contains(&k.as_str()) {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// The runtime binary, running; stopped with SIGTERM (then killed) when dropped. Its stderr
 /// goes to a file that is printed if the test fails.
 pub struct HostProcess {
@@ -158,7 +170,7 @@ impl HostProcess {
     pub fn start(args: &[&str]) -> HostProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("host.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+        let child = rtscore_command()
             .args(args)
             .env("RTSCORE_LOG", "info")
             .stdout(Stdio::null())
@@ -281,7 +293,7 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// Runs `rtscore <args>` to completion; panics with its output if it fails.
 pub fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rtscore")).args(args).output().expect("run rtscore");
+    let out = rtscore_command().args(args).output().expect("run rtscore");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "rtscore {args:?} failed:\n{text}");
     text

@@ -1,5 +1,6 @@
 //! Command-line interface: flags in the seed's spelling, each with an environment variable.
 
+pub mod plugin;
 pub mod run_args;
 pub mod scenario;
 
@@ -39,4 +40,17 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Manage scenario documents: validate, list, get, set, patch (deep merge), delete.
     Scenario(scenario::ScenarioArgs),
+    /// Test, publish and list scoring plugins (WebAssembly components).
+    Plugin(plugin::PluginArgs),
+}
+
+impl Cli {
+    /// Parses an argument list (used by commands that re-enter the runtime).
+    pub fn try_parse_from_args<I, T>(args: I) -> anyhow::Result<Cli>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(<Cli as Parser>::try_parse_from(args)?)
+    }
 }

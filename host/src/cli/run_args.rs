@@ -17,6 +17,13 @@ pub enum ViewMode {
     Off,
 }
 
+/// See [`RunArgs::config_source`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Dir(PathBuf),
+    Mongo(String),
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Which computation(s) to run.
@@ -31,8 +38,9 @@ pub struct RunArgs {
     pub scenario_id: Option<String>,
 
     // ---- event source (one of: file, Kafka, generator) ----
-    /// Read events from a JSONL file (`-` for stdin); the run ends after the last window.
-    #[arg(long, value_name = "PATH", help_heading = "Events", conflicts_with = "kafka_servers")]
+    /// Read events from a JSONL file (`-` for stdin); the run ends after the last window. Takes
+    /// precedence over --kafka-servers / KAFKA_SERVERS.
+    #[arg(long, value_name = "PATH", help_heading = "Events")]
     pub events_file: Option<PathBuf>,
     /// Kafka bootstrap servers; consume events from --topic in consumer group --group-id.
     #[arg(long, value_name = "HOSTS", env = "KAFKA_SERVERS", help_heading = "Events")]
@@ -78,9 +86,10 @@ pub struct RunArgs {
     /// How often every scenario document is re-read from MongoDB, which also notices deletes (ms).
     #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Configuration")]
     pub config_resync_ms: u64,
-    /// Directory of scenario documents, one JSON document per *.json file, watched for edits.
-    #[arg(long, value_name = "DIR", default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR", help_heading = "Configuration")]
-    pub scenarios_dir: PathBuf,
+    /// Directory of scenario documents, one JSON document per *.json file, watched for edits
+    /// [default: examples/scenarios]. Given explicitly, it takes precedence over MONGODB_URL.
+    #[arg(long, value_name = "DIR", env = "RTSCORE_SCENARIOS_DIR", help_heading = "Configuration")]
+    pub scenarios_dir: Option<PathBuf>,
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
     #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
@@ -101,6 +110,16 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Where scenario documents come from: an explicit directory, else MongoDB when a URL is
+    /// set, else the bundled examples.
+    pub fn config_source(&self) -> ConfigSource {
+        match (&self.scenarios_dir, &self.mongodb_url) {
+            (Some(dir), _) => ConfigSource::Dir(dir.clone()),
+            (None, Some(url)) => ConfigSource::Mongo(url.clone()),
+            (None, None) => ConfigSource::Dir(PathBuf::from("examples/scenarios")),
+        }
+    }
+
     pub fn consumer_group(&self) -> String {
         match (&self.group_id, &self.tenant_id, &self.scenario_id) {
             (Some(g), _, _) => g.clone(),

@@ -19,6 +19,7 @@ pub struct ScenarioArgs {
     pub mongodb_url: Option<String>,
     #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
     pub mongodb_database: String,
+    /// Directory of scenario documents (used when no MongoDB URL is set).
     #[arg(long, global = true, default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR")]
     pub scenarios_dir: PathBuf,
 }

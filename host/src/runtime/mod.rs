@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::cli::run_args::ConfigSource;
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::mongo::MongoScenarioStore;
 use crate::config::{ConfigChange, ScenarioRegistry};
@@ -48,9 +49,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Configuration: the first complete set is applied before any event is processed.
     let (cfg_tx, mut cfg_rx) = mpsc::channel::<ConfigFeed>(16);
-    let _watcher = match &args.mongodb_url {
-        None => Some(config_feed::start_dir(args.scenarios_dir.clone(), cfg_tx)?),
-        Some(url) => {
+    let config_source = args.config_source();
+    let _watcher = match &config_source {
+        ConfigSource::Dir(dir) => Some(config_feed::start_dir(dir.clone(), cfg_tx)?),
+        ConfigSource::Mongo(url) => {
             let intervals = config_feed::PollIntervals {
                 poll: Duration::from_millis(args.config_poll_ms.max(10)),
                 resync: Duration::from_millis(args.config_resync_ms.max(100)),
@@ -69,9 +71,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     // Plugins: every referenced module is loaded before the first event.
-    let plugin_mongo = match &args.mongodb_url {
-        Some(url) => Some(MongoScenarioStore::connect(url, &args.mongodb_database).await?),
-        None => None,
+    let plugin_mongo = match &config_source {
+        ConfigSource::Mongo(url) => Some(MongoScenarioStore::connect(url, &args.mongodb_database).await?),
+        ConfigSource::Dir(_) => None,
     };
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
     plugins.sync(&mut pipeline, true).await;

@@ -37,7 +37,9 @@ impl Outputs {
             ViewMode::Live => Some(TerminalView::new(true)),
             ViewMode::Log => Some(TerminalView::new(false)),
         };
-        let dead_letter = match (&args.dead_letter_file, &args.kafka_servers) {
+        // Kafka mode only: a file replay never writes into a live dead-letter topic.
+        let kafka_mode = args.events_file.is_none().then_some(args.kafka_servers.as_ref()).flatten();
+        let dead_letter = match (&args.dead_letter_file, kafka_mode) {
             (Some(path), _) => DeadLetterSink::file(path)?,
             (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic)?,
             (None, None) => DeadLetterSink::log(),

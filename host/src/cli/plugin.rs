@@ -1,0 +1,154 @@
+//! `rtscore plugin ...`: the plugin author's loop — test a module on recorded events, publish
+//! it to a plugins directory or a fleet's MongoDB, list what is published.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::config::mongo::MongoScenarioStore;
+use crate::plugin::{Grants, PluginEngine, PluginRegistry, SandboxLimits, publish_to_dir, publish_to_mongo, sha256_hex};
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    pub command: PluginCommand,
+    /// Publish to / list the fleet's MongoDB `plugins` collection instead of --plugins-dir.
+    #[arg(long, global = true, env = "MONGODB_URL")]
+    pub mongodb_url: Option<String>,
+    #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
+    pub mongodb_database: String,
+    /// The plugins directory hosts watch.
+    #[arg(long, global = true, default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR")]
+    pub plugins_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check that a module loads in the sandbox, then publish it as <name>@<version>; prints the
+    /// reference to put in a scenario's hot_score.plugin.
+    Publish {
+        /// The component (e.g. target/wasm32-wasip2/release/my_plugin.wasm).
+        module: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// List published modules with their sha256.
+    List,
+    /// Run a module over recorded events with a scenario document and print every hot list
+    /// (JSON lines), exactly as a host would emit them.
+    Test {
+        module: PathBuf,
+        /// A scenario document; its hot_score.plugin is replaced by this module.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Events, one JSON object per line.
+        #[arg(long)]
+        events_file: PathBuf,
+        /// Plugin parameters as JSON (default: the document's, or {}).
+        #[arg(long)]
+        params: Option<String>,
+    },
+}
+
+fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))
+}
+
+pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    match args.command {
+        PluginCommand::Publish { module, name, version } => {
+            let bytes = read_module(&module)?;
+            // Refuse what a host could not load, before any host sees it.
+            let engine = PluginEngine::new(SandboxLimits::default(), Grants::default())?;
+            let compiled = { tokio::task::spawn_blocking(move || engine.compile(&bytes).map(|c| (c, bytes))).await? };
+            let (_, bytes) = compiled.with_context(|| format!("{} is not a loadable rtscore plugin", module.display()))?;
+            let info = match &args.mongodb_url {
+                Some(url) => {
+                    publish_to_mongo(&MongoScenarioStore::connect(url, &args.mongodb_database).await?.plugins(), &name, &version, &bytes)
+                        .await?
+                }
+                None => {
+                    std::fs::create_dir_all(&args.plugins_dir).with_context(|| format!("creating {}", args.plugins_dir.display()))?;
+                    publish_to_dir(&args.plugins_dir, &name, &version, &bytes).await?
+                }
+            };
+            println!(
+                "published {}@{} ({} bytes) to {}",
+                info.id.name,
+                info.id.version,
+                info.size,
+                args.mongodb_url.as_deref().map_or_else(|| args.plugins_dir.display().to_string(), |_| "MongoDB".into())
+            );
+            println!(
+                "reference: {}",
+                serde_json::json!({"plugin": {"name": info.id.name, "version": info.id.version, "sha256": info.sha256, "params": {}}})
+            );
+        }
+        PluginCommand::List => {
+            let registry = PluginRegistry::new();
+            match &args.mongodb_url {
+                Some(url) => {
+                    let store = MongoScenarioStore::connect(url, &args.mongodb_database).await?;
+                    registry.poll_mongo(store.plugins(), std::time::Duration::from_secs(3600)).await?
+                }
+                None => registry.watch_dir(&args.plugins_dir).await?,
+            }
+            let mut modules = registry.modules();
+            modules.sort_by(|a, b| (&a.id.name, &a.id.version).cmp(&(&b.id.name, &b.id.version)));
+            println!("{:<28} {:>10}  sha256", "module", "bytes");
+            for m in modules {
+                println!("{:<28} {:>10}  {}", format!("{}@{}", m.id.name, m.id.version), m.size, m.sha256);
+            }
+        }
+        PluginCommand::Test { module, scenario, events_file, params } => {
+            let bytes = read_module(&module)?;
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&scenario).with_context(|| format!("cannot read {}", scenario.display()))?)
+                    .with_context(|| format!("{} is not JSON", scenario.display()))?;
+            let params = match params {
+                Some(p) => serde_json::from_str(&p).context("--params is not valid JSON")?,
+                None => doc.pointer("/config/realtime_compute/hot_score/plugin/params").cloned().unwrap_or_else(|| serde_json::json!({})),
+            };
+            let hot = doc.pointer_mut("/config/realtime_compute/hot_score").filter(|h| h.is_object());
+            let Some(hot) = hot else { bail!("{} has no config.realtime_compute.hot_score object", scenario.display()) };
+            hot["plugin"] = serde_json::json!({"name": "under-test", "version": "0.0.0", "sha256": sha256_hex(&bytes), "params": params});
+            // The same runtime path as a host: a scenarios dir, a plugins dir, a replay.
+            let dir = tempfile_dir()?;
+            let (scen_dir, plug_dir) = (dir.join("scenarios"), dir.join("plugins"));
+            std::fs::create_dir_all(&scen_dir)?;
+            std::fs::create_dir_all(&plug_dir)?;
+            std::fs::write(scen_dir.join("scenario.json"), serde_json::to_vec(&doc)?)?;
+            std::fs::write(plug_dir.join("under-test@0.0.0.wasm"), &bytes)?;
+            let cli = super::Cli::try_parse_from_args([
+                "rtscore",
+                "run",
+                "--view",
+                "off",
+                "--jsonl-out",
+                "-",
+                "--events-file",
+                &events_file.to_string_lossy(),
+                "--scenarios-dir",
+                &scen_dir.to_string_lossy(),
+                "--plugins-dir",
+                &plug_dir.to_string_lossy(),
+            ])?;
+            let result = match cli.command {
+                Some(super::Command::Run(run)) => crate::runtime::run(*run).await,
+                _ => unreachable!("parsed a run command"),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rtscore-plugin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
