@@ -34,7 +34,7 @@ if [ -f "$KAFKA_LIBS/.complete" ]; then
 else
   log "kafka $KAFKA_VERSION: downloading jars from Maven Central"
   mkdir -p "$KAFKA_LIBS"
-  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" -Dkafka.version="$KAFKA_VERSION"
+  mvn -q -B -Dstyle.color=never -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS" -Dkafka.version="$KAFKA_VERSION"
   touch "$KAFKA_LIBS/.complete"
 fi
 

@@ -91,21 +91,35 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
     let mut sink = JsonlSink::create("/dev/null".as_ref()).expect("open /dev/null");
     let (mut out, mut rejects) = (Vec::new(), Vec::new());
     let mut emitted = 0usize;
+    let mut profiles = 0usize;
     let mut max_buckets = 0usize;
+    let mut bytes_at_max = 0usize;
     let start = Instant::now();
     for b in batches {
         p.process(b, &mut out, &mut rejects);
         emitted += out.iter().filter(|o| matches!(o, Output::Hot(_))).count();
+        profiles += out.iter().filter(|o| matches!(o, Output::Profile(_))).count();
         sink.write(&out).expect("write sink");
         out.clear();
         let buckets: usize = p.hot_job().scenarios().map(|s| s.windows.bucket_count()).sum();
-        max_buckets = max_buckets.max(buckets);
+        if buckets > max_buckets {
+            max_buckets = buckets;
+            bytes_at_max = p.hot_job().scenarios().map(|s| s.windows.state_bytes()).sum();
+        }
     }
+    let (users, user_bytes) = p.profile_job().totals();
     p.finish(&mut out);
     sink.write(&out).expect("write sink");
     let secs = start.elapsed().as_secs_f64();
     let events = p.stats().events_in as f64;
-    Row { name: label.into(), events_per_s: events / secs, note: format!("{emitted} hot windows, peak {max_buckets} (item, bucket) pairs") }
+    let mut note = format!(
+        "{emitted} hot windows; peak {max_buckets} (item, bucket) pairs at {:.0} B each",
+        bytes_at_max as f64 / max_buckets.max(1) as f64
+    );
+    if users > 0 {
+        note += &format!("; {profiles} profile writes; {users} users at {:.0} B each", user_bytes as f64 / users as f64);
+    }
+    Row { name: label.into(), events_per_s: events / secs, note }
 }
 
 fn main() {

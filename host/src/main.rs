@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Run(args)) => rtscore::runtime::run(*args).await,
             Some(Command::Scenario(args)) => rtscore::cli::scenario::run(args).await,
             Some(Command::Plugin(args)) => rtscore::cli::plugin::run(args).await,
+            Some(Command::Status(args)) => rtscore::cli::status::run(args).await,
             None => rtscore::runtime::run(cli.run).await,
         }
     });

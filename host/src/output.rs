@@ -1,6 +1,7 @@
 //! Results the runtime emits (DESIGN §6). Every sink receives these same values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -37,7 +38,7 @@ pub struct UserProfile {
     /// Most recent items first.
     pub recent_items: Vec<RecentItem>,
     /// Events per action since the profile's state was created.
-    pub counts: BTreeMap<String, u64>,
+    pub counts: BTreeMap<Arc<str>, u64>,
     /// Event time the profile was computed at, epoch ms.
     pub updated_at: i64,
     pub config_revision: i64,
@@ -45,14 +46,14 @@ pub struct UserProfile {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interest {
-    pub name: String,
+    pub name: Arc<str>,
     pub score: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecentItem {
-    pub item_id: String,
-    pub action: String,
+    pub item_id: Arc<str>,
+    pub action: Arc<str>,
     pub ts: i64,
 }
 
@@ -143,7 +144,7 @@ pub struct ProfileRecord<'a> {
     pub user_id: &'a str,
     pub interests: &'a [Interest],
     pub recent_items: &'a [RecentItem],
-    pub counts: &'a BTreeMap<String, u64>,
+    pub counts: &'a BTreeMap<Arc<str>, u64>,
     pub updated_at: i64,
     pub config_revision: i64,
 }

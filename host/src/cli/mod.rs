@@ -3,6 +3,7 @@
 pub mod plugin;
 pub mod run_args;
 pub mod scenario;
+pub mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,8 @@ pub enum Command {
     Scenario(scenario::ScenarioArgs),
     /// Test, publish and list scoring plugins (WebAssembly components).
     Plugin(plugin::PluginArgs),
+    /// Show what the running hosts apply per scenario (from their Redis status keys).
+    Status(status::StatusArgs),
 }
 
 impl Cli {

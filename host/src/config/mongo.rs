@@ -60,6 +60,29 @@ impl MongoScenarioStore {
         Ok(Self { scenarios, plugins: db.collection::<Document>("plugins"), url: url.to_string() })
     }
 
+    /// Opens a change stream on `scenarios` and sends `()` for every change, until the stream
+    /// ends. Fails at once when the server offers no change streams (FerretDB, a standalone
+    /// mongod): the caller then relies on polling alone.
+    pub async fn watch_changes(&self, tx: tokio::sync::mpsc::Sender<()>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let mut stream = self.scenarios.watch().await.context("change streams are not available on this server")?;
+        Ok(tokio::spawn(async move {
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(_)) => {
+                        if tx.send(()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scenario change stream ended; polling continues");
+                        break;
+                    }
+                }
+            }
+        }))
+    }
+
     /// The fleet's plugin module collection in the same database.
     pub fn plugins(&self) -> Collection<Document> {
         self.plugins.clone()

@@ -36,6 +36,8 @@ pub struct ScenarioEntry {
 #[derive(Debug, Default)]
 pub struct ScenarioRegistry {
     entries: BTreeMap<ScenarioKey, ScenarioEntry>,
+    /// Set after the first complete load: only changes after it have a propagation time.
+    loaded: bool,
 }
 
 impl ScenarioRegistry {
@@ -52,7 +54,7 @@ impl ScenarioRegistry {
                 let cfg = Arc::new(cfg);
                 entry.applied = Some(cfg.clone());
                 entry.applied_at_ms = Some(now_ms);
-                entry.propagation_ms = doc.get("updated_at").and_then(Value::as_i64).map(|w| now_ms - w);
+                entry.propagation_ms = if self.loaded { doc.get("updated_at").and_then(Value::as_i64).map(|w| now_ms - w) } else { None };
                 ConfigChange::Applied(cfg)
             }
             Err(err) => {
@@ -88,6 +90,7 @@ impl ScenarioRegistry {
         let gone: Vec<ScenarioKey> = self.entries.keys().filter(|k| !present.contains(*k)).cloned().collect();
         changes.extend(gone.iter().map(|k| self.remove(k)));
         changes.retain(|c| *c != ConfigChange::Unchanged);
+        self.loaded = true;
         changes
     }
 

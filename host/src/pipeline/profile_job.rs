@@ -23,11 +23,12 @@ const MS_PER_DAY: f64 = 86_400_000.0;
 /// One user's profile state.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserState {
-    /// Interest scores as of `as_of`.
-    interests: Vec<(Box<str>, f64)>,
+    /// Interest scores as of `as_of`. Names and actions are shared `Arc<str>`s, so writing a
+    /// profile copies pointers, not strings.
+    interests: Vec<(Arc<str>, f64)>,
     as_of: i64,
     recent: VecDeque<RecentItem>,
-    counts: Vec<(Box<str>, u64)>,
+    counts: Vec<(Arc<str>, u64)>,
     last_event: i64,
     last_write: Option<i64>,
     /// Due time when the user has unwritten events.
@@ -40,7 +41,7 @@ impl UserState {
     }
 
     /// Adds an event's interest weight, decayed to the state's time base.
-    fn add_interests(&mut self, ev: &Event<'_>, weight: f64, half_life_days: f64) {
+    fn add_interests(&mut self, ev: &Event<'_>, weight: f64, half_life_days: f64, names: &mut Interner) {
         if ev.ts > self.as_of {
             let f = Self::decay_factor(ev.ts - self.as_of, half_life_days);
             self.interests.iter_mut().for_each(|(_, s)| *s *= f);
@@ -50,7 +51,7 @@ impl UserState {
         for name in ev.category.iter().chain(ev.tags.iter()) {
             match self.interests.iter_mut().find(|(n, _)| **n == **name) {
                 Some((_, s)) => *s += w,
-                None => self.interests.push((name.as_ref().into(), w)),
+                None => self.interests.push((names.get(name), w)),
             }
         }
         if self.interests.len() > MAX_INTERESTS {
@@ -59,18 +60,18 @@ impl UserState {
         }
     }
 
-    fn add_recent(&mut self, ev: &Event<'_>) {
+    fn add_recent(&mut self, ev: &Event<'_>, action: &Arc<str>) {
         let pos = self.recent.iter().position(|r| r.ts <= ev.ts).unwrap_or(self.recent.len());
         if pos < MAX_RECENT_ITEMS {
-            self.recent.insert(pos, RecentItem { item_id: ev.item_id.to_string(), action: ev.action.to_string(), ts: ev.ts });
+            self.recent.insert(pos, RecentItem { item_id: ev.item_id.as_ref().into(), action: action.clone(), ts: ev.ts });
             self.recent.truncate(MAX_RECENT_ITEMS);
         }
     }
 
-    fn count(&mut self, action: &str) {
-        match self.counts.iter().position(|(a, _)| **a == *action) {
+    fn count(&mut self, action: &Arc<str>) {
+        match self.counts.iter().position(|(a, _)| a == action) {
             Some(i) => self.counts[i].1 += 1,
-            None if self.counts.len() < MAX_COUNTED_ACTIONS => self.counts.push((action.into(), 1)),
+            None if self.counts.len() < MAX_COUNTED_ACTIONS => self.counts.push((action.clone(), 1)),
             None => {}
         }
     }
@@ -78,7 +79,7 @@ impl UserState {
     /// The profile as of event time `at`.
     fn profile(&self, key: &ScenarioKey, user: &str, at: i64, half_life_days: f64, revision: i64) -> UserProfile {
         let f = Self::decay_factor((at - self.as_of).max(0), half_life_days);
-        let mut interests: Vec<Interest> = self.interests.iter().map(|(n, s)| Interest { name: n.to_string(), score: s * f }).collect();
+        let mut interests: Vec<Interest> = self.interests.iter().map(|(n, s)| Interest { name: n.clone(), score: s * f }).collect();
         interests.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
         interests.truncate(WRITTEN_INTERESTS);
         UserProfile {
@@ -86,7 +87,7 @@ impl UserState {
             user_id: user.to_string(),
             interests,
             recent_items: self.recent.iter().cloned().collect(),
-            counts: self.counts.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
+            counts: self.counts.iter().map(|(a, n)| (a.clone(), *n)).collect(),
             updated_at: at,
             config_revision: revision,
         }
@@ -101,6 +102,28 @@ impl UserState {
     }
 }
 
+/// Shares one allocation per distinct string (actions, categories, tags) within a scenario.
+#[derive(Default)]
+struct Interner {
+    strings: std::collections::HashSet<Arc<str>, ahash::RandomState>,
+}
+
+/// Distinct interned strings kept per scenario; beyond it strings are not shared (still correct).
+const MAX_INTERNED: usize = 100_000;
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        if self.strings.len() < MAX_INTERNED {
+            self.strings.insert(a.clone());
+        }
+        a
+    }
+}
+
 /// One scenario's profiles.
 pub struct ScenarioProfiles {
     pub config: Arc<ScenarioConfig>,
@@ -110,6 +133,7 @@ pub struct ScenarioProfiles {
     max_ts: i64,
     pub profiles_written: u64,
     last_eviction_hour: i64,
+    names: Interner,
 }
 
 impl ScenarioProfiles {
@@ -121,6 +145,7 @@ impl ScenarioProfiles {
             max_ts: i64::MIN,
             profiles_written: 0,
             last_eviction_hour: i64::MIN,
+            names: Interner::default(),
         }
     }
 
@@ -133,10 +158,11 @@ impl ScenarioProfiles {
         if let Some(&w) = cfg.behavior_weights.get(&*ev.action)
             && w != 0.0
         {
-            user.add_interests(ev, w, cfg.interest_decay_days);
+            user.add_interests(ev, w, cfg.interest_decay_days, &mut self.names);
         }
-        user.add_recent(ev);
-        user.count(&ev.action);
+        let action = self.names.get(&ev.action);
+        user.add_recent(ev, &action);
+        user.count(&action);
         user.last_event = user.last_event.max(ev.ts);
         if user.due.is_none() {
             let due = user.last_write.map_or(ev.ts, |w| (w + cfg.update_frequency_ms).max(ev.ts));
@@ -244,6 +270,11 @@ impl ProfileJob {
         }
     }
 
+    /// (users held, approximate bytes of their state) over all scenarios.
+    pub fn totals(&self) -> (usize, usize) {
+        self.scenarios.values().flat_map(|t| t.values()).fold((0, 0), |(u, b), s| (u + s.user_count(), b + s.state_bytes()))
+    }
+
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioProfiles> {
         self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
     }
@@ -298,7 +329,7 @@ mod tests {
         let decay = |ts: i64| 0.5f64.powf((at - ts) as f64 / (30.0 * DAY as f64));
         let want_shoes = 10.0 * decay(T0) + 1.0 * decay(T0 + 30 * DAY);
         let want_red = 10.0 * decay(T0) + 3.0 * decay(T0 + 60 * DAY);
-        let got = |n: &str| last.interests.iter().find(|i| i.name == n).map(|i| i.score).unwrap_or(0.0);
+        let got = |n: &str| last.interests.iter().find(|i| &*i.name == n).map(|i| i.score).unwrap_or(0.0);
         assert!((got("shoes") - want_shoes).abs() < 1e-9 * want_shoes, "{} vs {want_shoes}", got("shoes"));
         assert!((got("red") - want_red).abs() < 1e-9 * want_red);
         assert_eq!(got("bags"), 0.0, "click has no behavior weight");
@@ -314,7 +345,7 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert!(p[0].interests.is_empty());
         assert_eq!(p[0].counts.get("view"), Some(&1));
-        assert_eq!(p[0].recent_items[0].item_id, "i9");
+        assert_eq!(&*p[0].recent_items[0].item_id, "i9");
     }
 
     #[test]
@@ -335,7 +366,7 @@ mod tests {
         let p = feed(&mut j, &lines);
         let last = p.last().unwrap();
         assert_eq!(last.recent_items.len(), MAX_RECENT_ITEMS);
-        assert_eq!(last.recent_items[0].item_id, "i99");
+        assert_eq!(&*last.recent_items[0].item_id, "i99");
         assert!(last.interests.len() <= WRITTEN_INTERESTS);
         assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.interests.len() <= MAX_INTERESTS));
     }

@@ -109,6 +109,14 @@ pub async fn connect_mongo(
     tracing::info!(%url, %database, scenarios = docs.len(), "scenario documents loaded from MongoDB");
     let mut since = max_updated_at(&docs).unwrap_or(0);
     tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
+    // Change streams (a replica set) make a change visible at once; polling stays the safety net.
+    let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
+    match store.watch_changes(nudge_tx).await {
+        Ok(_) => tracing::info!("watching scenario changes with a MongoDB change stream"),
+        Err(e) => {
+            tracing::info!(reason = %format!("{e:#}"), "no change streams on this server; polling scenarios every {:?}", intervals.poll)
+        }
+    }
     tokio::spawn(async move {
         let mut poll = tokio::time::interval(intervals.poll);
         let mut resync = tokio::time::interval(intervals.resync);
@@ -117,6 +125,8 @@ pub async fn connect_mongo(
         loop {
             let result = tokio::select! {
                 _ = poll.tick() => store.changed_since(since).await.map(|d| (false, d)),
+                // A change stream event: re-read everything (this also sees deletes).
+                Some(()) = nudges.recv() => store.load_all().await.map(|d| (true, d)),
                 _ = resync.tick() => store.load_all().await.map(|d| (true, d)),
                 _ = shutdown.changed() => break,
             };

@@ -158,6 +158,15 @@ impl HotWindows {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// Approximate bytes of state: item keys, per-item buckets, the hash tables and the minute
+    /// index.
+    pub fn state_bytes(&self) -> usize {
+        let per_entry = std::mem::size_of::<(Box<str>, ItemBuckets)>() + 8;
+        self.items.iter().map(|(k, b)| k.len() + b.heap_bytes()).sum::<usize>()
+            + self.items.capacity() * per_entry
+            + self.minutes.len() * (std::mem::size_of::<(i64, u32)>() + 16)
+    }
 }
 
 #[cfg(test)]

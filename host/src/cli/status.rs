@@ -1,0 +1,72 @@
+//! `rtscore status`: what the running hosts apply, per scenario, from the status keys they
+//! write to Redis (`rt:{tenant}:{scenario}:status`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use clap::Args;
+use redis::AsyncCommands;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:16379")]
+    pub redis_url: String,
+    /// Only this tenant's scenarios.
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// Print the raw status hashes as JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let client = redis::Client::open(args.redis_url.as_str()).with_context(|| format!("invalid --redis-url {}", args.redis_url))?;
+    let mut conn =
+        client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {}", args.redis_url))?;
+    let pattern = format!("rt:{}:*:status", args.tenant_id.as_deref().unwrap_or("*"));
+    let mut keys: Vec<String> = {
+        let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            keys.push(k?);
+        }
+        keys
+    };
+    keys.sort();
+    if keys.is_empty() {
+        println!("no status keys in {} (no host has run with --redis-url there, or they expired)", args.redis_url);
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    if !args.json {
+        println!("{:<34} {:>8} {:<36} {:>8} {:>8} {:>9}  last error", "scenario", "revision", "plugin", "events", "late", "seen");
+    }
+    for key in keys {
+        let h: BTreeMap<String, String> = conn.hgetall(&key).await?;
+        let scenario = key.trim_start_matches("rt:").trim_end_matches(":status").replacen(':', "/", 1);
+        if args.json {
+            println!("{}", serde_json::json!({"scenario": scenario, "status": h}));
+            continue;
+        }
+        let get = |f: &str| h.get(f).cloned().unwrap_or_default();
+        let seen = h
+            .get("updated_at")
+            .and_then(|t| t.parse::<i64>().ok())
+            .map_or("-".to_string(), |t| format!("{}s ago", (now - t).max(0) / 1000));
+        let plugin = match get("plugin_state").as_str() {
+            "" | "builtin" => "built-in formula".to_string(),
+            s => s.chars().take(36).collect(),
+        };
+        println!(
+            "{:<34} {:>8} {:<36} {:>8} {:>8} {:>9}  {}",
+            scenario,
+            get("config_revision"),
+            plugin,
+            get("events"),
+            get("late"),
+            seen,
+            get("last_error")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! User profiles and recommendation metrics end to end (DESIGN §4, §6): events through Kafka,
+//! `--job all`, results in Redis compared with references computed here.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::Commands;
+use support::*;
+
+const T0: i64 = 1_767_225_600_000;
+const MIN: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+
+struct Ev {
+    user: &'static str,
+    action: &'static str,
+    ts: i64,
+    category: Option<&'static str>,
+    tags: &'static [&'static str],
+    watch: Option<f64>,
+}
+
+fn line(tenant: &str, e: &Ev) -> Vec<u8> {
+    let mut v = serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user_id": e.user, "item_id": format!("i{}", e.ts % 5), "action": e.action, "ts": e.ts});
+    if let Some(c) = e.category {
+        v["category"] = c.into();
+    }
+    if !e.tags.is_empty() {
+        v["tags"] = serde_json::json!(e.tags);
+    }
+    if let Some(w) = e.watch {
+        v["watch_time_ms"] = w.into();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn profiles_and_metrics_reach_redis_and_match_the_references() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("pm"), unique("events-"), unique("db"));
+    let weights = BTreeMap::from([("view", 1.0), ("like", 3.0), ("purchase", 10.0)]);
+    let half_life_days = 1.0;
+    stack.put_scenarios(
+        &database,
+        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 4, "config": {"realtime_compute": {
+        "user_profile": {"update_frequency_minutes": 5, "interest_decay_days": half_life_days, "behavior_weights": weights},
+        "metrics": {"window_size_minutes": 10, "metrics_to_calculate": ["ctr", "cvr", "watch_time"]}}}})],
+    );
+    stack.create_topic(&topic, 1);
+
+    let mut evs = vec![
+        // u1: interests across three days, so decay over days matters.
+        Ev { user: "u1", action: "purchase", ts: T0, category: Some("shoes"), tags: &["red"], watch: None },
+        Ev { user: "u1", action: "view", ts: T0 + DAY, category: Some("shoes"), tags: &[], watch: Some(30_000.0) },
+        Ev { user: "u1", action: "like", ts: T0 + 2 * DAY, category: Some("bags"), tags: &["red", "sale"], watch: None },
+        // u2: no category and no tags: counts and recent items only.
+        Ev { user: "u2", action: "view", ts: T0 + 2 * DAY + MIN, category: None, tags: &[], watch: Some(10_000.0) },
+        Ev { user: "u2", action: "click", ts: T0 + 2 * DAY + 2 * MIN, category: None, tags: &[], watch: None },
+    ];
+    // A metrics window with impressions, clicks and a purchase, and one with clicks but no impressions.
+    for k in 0..8 {
+        evs.push(Ev { user: "u3", action: "impression", ts: T0 + 3 * DAY + k * MIN, category: Some("c"), tags: &[], watch: None });
+    }
+    evs.push(Ev { user: "u3", action: "click", ts: T0 + 3 * DAY + 2 * MIN, category: Some("c"), tags: &[], watch: None });
+    evs.push(Ev { user: "u3", action: "click", ts: T0 + 3 * DAY + 3 * MIN, category: Some("c"), tags: &[], watch: None });
+    evs.push(Ev { user: "u3", action: "purchase", ts: T0 + 3 * DAY + 4 * MIN, category: Some("c"), tags: &[], watch: None });
+    evs.push(Ev { user: "u3", action: "click", ts: T0 + 3 * DAY + 12 * MIN, category: None, tags: &[], watch: None });
+    // Far later: closes every window and fires every profile timer.
+    evs.push(Ev { user: "zz", action: "noop", ts: T0 + 4 * DAY, category: None, tags: &[], watch: None });
+    stack.produce(&topic, 1, &evs.iter().map(|e| line(&tenant, e)).collect::<Vec<_>>());
+
+    let mut host = HostProcess::start(&[
+        "run",
+        "--job",
+        "all",
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--group-id",
+        &unique("g"),
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--redis-url",
+        &stack.redis_url,
+        "--view",
+        "off",
+    ]);
+    let mut redis = stack.redis();
+    let metrics_key = |start: i64| format!("rt:{tenant}:s:metrics:{start}");
+    let profile_key = |u: &str| format!("rt:{tenant}:s:profile:{u}");
+    let ready = wait_until(Duration::from_secs(30), || {
+        redis.exists::<_, bool>(metrics_key(T0 + 3 * DAY + 10 * MIN)).unwrap_or(false)
+            && redis.exists::<_, bool>(profile_key("u3")).unwrap_or(false)
+    });
+    assert!(ready, "metrics and profiles did not reach Redis\n{}", host.log());
+
+    // Metrics: window [3d, 3d+10m): 8 impressions, 2 clicks, 1 purchase.
+    let m: BTreeMap<String, String> = redis.hgetall(metrics_key(T0 + 3 * DAY)).unwrap();
+    assert_eq!(m["count:impression"], "8");
+    assert_eq!(m["count:click"], "2");
+    assert_eq!(m["ctr"].parse::<f64>().unwrap(), 0.25);
+    assert_eq!(m["cvr"].parse::<f64>().unwrap(), 0.5);
+    assert_eq!(m["config_revision"], "4");
+    // The next window has a click and no impressions: ctr is null, never NaN.
+    let m2: BTreeMap<String, String> = redis.hgetall(metrics_key(T0 + 3 * DAY + 10 * MIN)).unwrap();
+    assert_eq!(m2["ctr"], "null");
+    assert_eq!(m2["cvr"], "0");
+    // Watch time of the window holding u1's view.
+    let mw: BTreeMap<String, String> = redis.hgetall(metrics_key(T0 + DAY)).unwrap();
+    assert_eq!(mw["watch_time_total_ms"].parse::<f64>().unwrap(), 30_000.0);
+    assert_eq!(mw["watch_time_mean_ms"].parse::<f64>().unwrap(), 30_000.0);
+    assert!(redis.pttl::<_, i64>(metrics_key(T0 + 3 * DAY)).unwrap() > 0, "metrics keys carry a TTL");
+
+    // Profiles: u1's interests decayed to the profile's write time.
+    assert!(wait_until(Duration::from_secs(10), || redis.hget::<_, _, Option<String>>(profile_key("u1"), "updated_at").unwrap().is_some()));
+    let p: BTreeMap<String, String> = redis.hgetall(profile_key("u1")).unwrap();
+    let at: i64 = p["updated_at"].parse().unwrap();
+    let decay = |ts: i64| 0.5f64.powf((at - ts) as f64 / (half_life_days * DAY as f64));
+    let mut want: BTreeMap<&str, f64> = BTreeMap::new();
+    for e in evs.iter().filter(|e| e.user == "u1") {
+        if let Some(w) = weights.get(e.action) {
+            for name in e.category.iter().chain(e.tags.iter()) {
+                *want.entry(name).or_default() += w * decay(e.ts);
+            }
+        }
+    }
+    let interests: Vec<serde_json::Value> = serde_json::from_str(&p["interests"]).unwrap();
+    assert_eq!(interests.len(), want.len(), "{interests:?}");
+    for i in &interests {
+        let (name, score) = (i["name"].as_str().unwrap(), i["score"].as_f64().unwrap());
+        assert!((score - want[name]).abs() <= 1e-9 * want[name], "{name}: {score} vs {}", want[name]);
+    }
+    let counts: BTreeMap<String, u64> = serde_json::from_str(&p["counts"]).unwrap();
+    assert_eq!(counts, BTreeMap::from([("purchase".into(), 1), ("view".into(), 1), ("like".into(), 1)]));
+    assert!(redis.pttl::<_, i64>(profile_key("u1")).unwrap() > 0, "profile keys carry a TTL");
+
+    // u2 has no category or tags: no interests, but counts and recent items.
+    let p2: BTreeMap<String, String> = redis.hgetall(profile_key("u2")).unwrap();
+    assert_eq!(p2["interests"], "[]");
+    let recent: Vec<serde_json::Value> = serde_json::from_str(&p2["recent_items"]).unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0]["action"], "click", "most recent first");
+    assert!(host.stop().success());
+}
