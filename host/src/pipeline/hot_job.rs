@@ -2,9 +2,9 @@
 //! the watermark passes window ends, scores each window with the scenario's config in force at
 //! emission time and selects its hot list.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::scenario_map::ScenarioMap;
 use super::stats::{PipelineStats, ScenarioCounters};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::Event;
@@ -100,7 +100,7 @@ impl ScenarioHot {
 /// allocating a key.
 #[derive(Default)]
 pub struct HotScoreJob {
-    scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioHot>>,
+    scenarios: ScenarioMap<ScenarioHot>,
 }
 
 impl HotScoreJob {
@@ -112,31 +112,15 @@ impl HotScoreJob {
     /// removes a scenario. A replaced config keeps the window state: new weights, lambda and
     /// top_n apply in full to the next emitted window.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
-        let cfg = cfg.filter(|c| c.status == ScenarioStatus::Active && c.hot_score.enabled);
-        match cfg {
-            Some(cfg) => {
-                let tenant = self.scenarios.entry(key.tenant_id.clone()).or_default();
-                match tenant.get_mut(&*key.scenario_id) {
-                    Some(s) => s.config = cfg,
-                    None => {
-                        tenant.insert(key.scenario_id.clone(), ScenarioHot::new(cfg));
-                    }
-                }
-            }
-            None => {
-                if let Some(t) = self.scenarios.get_mut(&*key.tenant_id) {
-                    t.remove(&*key.scenario_id);
-                    if t.is_empty() {
-                        self.scenarios.remove(&*key.tenant_id);
-                    }
-                }
-            }
+        match cfg.filter(|c| c.status == ScenarioStatus::Active && c.hot_score.enabled) {
+            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioHot::new(cfg.clone())),
+            None => self.scenarios.remove(key),
         }
     }
 
     /// Adds one event. Returns false when the scenario has no active hot-score config.
     pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) -> bool {
-        let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
+        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
             return false;
         };
         if let Some(id) = &ev.event_id
@@ -158,22 +142,20 @@ impl HotScoreJob {
 
     /// Emits every window the watermark has passed (every window, at the end of input).
     pub fn advance(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
-        for tenant in self.scenarios.values_mut() {
-            for s in tenant.values_mut() {
-                s.emit_due(watermark, end_of_input, out);
-            }
+        for s in self.scenarios.values_mut() {
+            s.emit_due(watermark, end_of_input, out);
         }
     }
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioHot> {
-        self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
+        self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
 
     pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioHot> {
-        self.scenarios.get_mut(&*key.tenant_id)?.get_mut(&*key.scenario_id)
+        self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
     }
 
     pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioHot> {
-        self.scenarios.values().flat_map(|t| t.values())
+        self.scenarios.values()
     }
 }

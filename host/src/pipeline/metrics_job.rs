@@ -3,9 +3,10 @@
 //! impression), `cvr` (purchase / click), `watch_time` (mean and total). State is one bucket per
 //! minute, so a window-size change applies at the next window end of the new size.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::scenario_map::ScenarioMap;
 use crate::config::model::MetricKind;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
@@ -122,7 +123,7 @@ impl ScenarioMetrics {
 /// All scenarios' metrics.
 #[derive(Default)]
 pub struct MetricsJob {
-    scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioMetrics>>,
+    scenarios: ScenarioMap<ScenarioMetrics>,
 }
 
 impl MetricsJob {
@@ -134,26 +135,14 @@ impl MetricsJob {
     /// window end of the new size.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         match cfg.filter(|c| c.status == ScenarioStatus::Active && c.metrics.enabled) {
-            Some(cfg) => {
-                let t = self.scenarios.entry(key.tenant_id.clone()).or_default();
-                match t.get_mut(&*key.scenario_id) {
-                    Some(s) => s.config = cfg,
-                    None => {
-                        t.insert(key.scenario_id.clone(), ScenarioMetrics::new(cfg));
-                    }
-                }
-            }
-            None => {
-                if let Some(t) = self.scenarios.get_mut(&*key.tenant_id) {
-                    t.remove(&*key.scenario_id);
-                }
-            }
+            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioMetrics::new(cfg.clone())),
+            None => self.scenarios.remove(key),
         }
     }
 
     /// Returns false when the scenario has no active metrics config.
     pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
-        let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
+        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
             return false;
         };
         s.on_event(ev);
@@ -162,19 +151,19 @@ impl MetricsJob {
 
     /// Emits every window the watermark has passed.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+        for s in self.scenarios.values_mut() {
             s.emit_due(watermark, out);
         }
     }
 
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+        for s in self.scenarios.values_mut() {
             s.emit_due(i64::MAX, out);
         }
     }
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioMetrics> {
-        self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
+        self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
 }
 

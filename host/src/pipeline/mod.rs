@@ -6,6 +6,7 @@ mod clock;
 mod hot_job;
 mod metrics_job;
 mod profile_job;
+mod scenario_map;
 mod stats;
 
 pub use clock::{InputClock, SINGLE_PARTITION};

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::scenario_map::ScenarioMap;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::Event;
 use crate::output::{Interest, Output, RecentItem, UserProfile};
@@ -212,37 +213,25 @@ impl ScenarioProfiles {
 pub struct ProfileJob {
     /// Users idle longer than this are forgotten (their Redis profile expires with its TTL).
     idle_ms: i64,
-    scenarios: HashMap<Arc<str>, HashMap<Arc<str>, ScenarioProfiles>>,
+    scenarios: ScenarioMap<ScenarioProfiles>,
 }
 
 impl ProfileJob {
     pub fn new(idle_ms: i64) -> Self {
-        Self { idle_ms, scenarios: HashMap::new() }
+        Self { idle_ms, scenarios: ScenarioMap::default() }
     }
 
     /// New behaviour weights and half-life apply to events after the change; state is kept.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         match cfg.filter(|c| c.status == ScenarioStatus::Active && c.user_profile.enabled) {
-            Some(cfg) => {
-                let t = self.scenarios.entry(key.tenant_id.clone()).or_default();
-                match t.get_mut(&*key.scenario_id) {
-                    Some(s) => s.config = cfg,
-                    None => {
-                        t.insert(key.scenario_id.clone(), ScenarioProfiles::new(cfg));
-                    }
-                }
-            }
-            None => {
-                if let Some(t) = self.scenarios.get_mut(&*key.tenant_id) {
-                    t.remove(&*key.scenario_id);
-                }
-            }
+            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioProfiles::new(cfg.clone())),
+            None => self.scenarios.remove(key),
         }
     }
 
     /// Returns false when the scenario has no active profile config.
     pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
-        let Some(s) = self.scenarios.get_mut(&*ev.tenant_id).and_then(|t| t.get_mut(&*ev.scenario_id)) else {
+        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
             return false;
         };
         s.on_event(ev);
@@ -251,7 +240,7 @@ impl ProfileJob {
 
     /// Writes every user whose timer the watermark has passed.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+        for s in self.scenarios.values_mut() {
             s.flush_due(watermark, out);
             // Idle users are few and the horizon is days: scanning once an event-time hour
             // keeps the scan off the per-event cost.
@@ -265,18 +254,18 @@ impl ProfileJob {
 
     /// End of a finite input: writes every user with unwritten events.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut().flat_map(|t| t.values_mut()) {
+        for s in self.scenarios.values_mut() {
             s.flush_due(i64::MAX, out);
         }
     }
 
     /// (users held, approximate bytes of their state) over all scenarios.
     pub fn totals(&self) -> (usize, usize) {
-        self.scenarios.values().flat_map(|t| t.values()).fold((0, 0), |(u, b), s| (u + s.user_count(), b + s.state_bytes()))
+        self.scenarios.values().fold((0, 0), |(u, b), s| (u + s.user_count(), b + s.state_bytes()))
     }
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioProfiles> {
-        self.scenarios.get(&*key.tenant_id)?.get(&*key.scenario_id)
+        self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
 }
 

@@ -1,0 +1,57 @@
+//! Per-scenario state of a job, indexed by tenant then scenario so an event is routed by its
+//! `&str` ids without building a key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::ScenarioKey;
+
+#[derive(Debug)]
+pub struct ScenarioMap<T> {
+    map: HashMap<Arc<str>, HashMap<Arc<str>, T>>,
+}
+
+impl<T> Default for ScenarioMap<T> {
+    fn default() -> Self {
+        Self { map: HashMap::new() }
+    }
+}
+
+impl<T> ScenarioMap<T> {
+    pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
+        self.map.get(tenant)?.get(scenario)
+    }
+
+    pub fn get_mut(&mut self, tenant: &str, scenario: &str) -> Option<&mut T> {
+        self.map.get_mut(tenant)?.get_mut(scenario)
+    }
+
+    /// Updates the scenario's state in place, or creates it.
+    pub fn upsert(&mut self, key: &ScenarioKey, update: impl FnOnce(&mut T), create: impl FnOnce() -> T) {
+        let tenant = self.map.entry(key.tenant_id.clone()).or_default();
+        match tenant.get_mut(&*key.scenario_id) {
+            Some(existing) => update(existing),
+            None => {
+                tenant.insert(key.scenario_id.clone(), create());
+            }
+        }
+    }
+
+    /// Drops the scenario's state (its memory is freed).
+    pub fn remove(&mut self, key: &ScenarioKey) {
+        if let Some(t) = self.map.get_mut(&*key.tenant_id) {
+            t.remove(&*key.scenario_id);
+            if t.is_empty() {
+                self.map.remove(&*key.tenant_id);
+            }
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.map.values().flat_map(|t| t.values())
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.map.values_mut().flat_map(|t| t.values_mut())
+    }
+}
