@@ -147,3 +147,79 @@ fn profiles_and_metrics_reach_redis_and_match_the_references() {
     assert_eq!(recent[0]["action"], "click", "most recent first");
     assert!(host.stop().success());
 }
+
+#[test]
+fn a_metrics_list_change_mid_run_applies_to_later_windows() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("ml"), unique("events-"), unique("db"));
+    stack.put_scenarios(
+        &database,
+        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+        "metrics": {"window_size_minutes": 10, "metrics_to_calculate": ["ctr", "cvr", "watch_time"]}}}})],
+    );
+    stack.create_topic(&topic, 1);
+    let mut host = HostProcess::start(&[
+        "run",
+        "--job",
+        "metrics",
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--group-id",
+        &unique("g"),
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--redis-url",
+        &stack.redis_url,
+        "--view",
+        "off",
+        "--config-poll-ms",
+        "100",
+    ]);
+    let traffic = |from: i64, to: i64| -> Vec<Vec<u8>> {
+        (from..to)
+            .step_by(30_000)
+            .flat_map(|ts| [event_line(&tenant, "s", "i", "impression", ts), event_line(&tenant, "s", "i", "click", ts + 1)])
+            .collect()
+    };
+    let mut redis = stack.redis();
+    let key = |start: i64| format!("rt:{tenant}:s:metrics:{start}");
+    stack.produce(&topic, 1, &traffic(T0, T0 + 25 * MIN));
+    assert!(wait_until(Duration::from_secs(30), || redis.exists::<_, bool>(key(T0 + 10 * MIN)).unwrap_or(false)), "{}", host.log());
+    let before: BTreeMap<String, String> = redis.hgetall(key(T0)).unwrap();
+    assert!(before.contains_key("ctr") && before.contains_key("watch_time_total_ms"), "{before:?}");
+
+    cli(&[
+        "scenario",
+        "patch",
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--tenant-id",
+        &tenant,
+        "--scenario-id",
+        "s",
+        "--body",
+        r#"{"config":{"realtime_compute":{"metrics":{"metrics_to_calculate":["cvr"]}}}}"#,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || redis
+            .hget::<_, _, Option<String>>(format!("rt:{tenant}:s:status"), "config_revision")
+            .unwrap()
+            .as_deref()
+            == Some("2")),
+        "revision 2 not applied\n{}",
+        host.log()
+    );
+    stack.produce(&topic, 1, &traffic(T0 + 25 * MIN, T0 + 50 * MIN));
+    assert!(wait_until(Duration::from_secs(30), || redis.exists::<_, bool>(key(T0 + 30 * MIN)).unwrap_or(false)), "{}", host.log());
+    let after: BTreeMap<String, String> = redis.hgetall(key(T0 + 30 * MIN)).unwrap();
+    assert_eq!(after["config_revision"], "2");
+    assert!(after.contains_key("cvr") && !after.contains_key("ctr") && !after.contains_key("watch_time_total_ms"), "{after:?}");
+    assert_eq!(after["count:impression"], "20", "counts are always computed");
+    assert!(host.stop().success());
+}
