@@ -18,12 +18,15 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    sinks_ok: Arc<AtomicBool>,
     status: watch::Receiver<serde_json::Value>,
 }
 
 /// The runtime's side of [`Health`].
 pub struct HealthReporter {
     ready: Arc<AtomicBool>,
+    /// Sinks flip this while a dependency is down; ready = started && every sink reachable.
+    sinks_ok: Arc<AtomicBool>,
     status: watch::Sender<serde_json::Value>,
 }
 
@@ -34,6 +37,11 @@ impl HealthReporter {
         }
     }
 
+    /// A flag a sink clears while its service is unreachable (readiness follows it).
+    pub fn sinks_ok_flag(&self) -> Arc<AtomicBool> {
+        self.sinks_ok.clone()
+    }
+
     pub fn set_status(&self, status: serde_json::Value) {
         self.status.send_replace(status);
     }
@@ -41,8 +49,9 @@ impl HealthReporter {
 
 pub fn health() -> (HealthReporter, Health) {
     let ready = Arc::new(AtomicBool::new(false));
+    let sinks_ok = Arc::new(AtomicBool::new(true));
     let (tx, rx) = watch::channel(serde_json::Value::Null);
-    (HealthReporter { ready: ready.clone(), status: tx }, Health { ready, status: rx })
+    (HealthReporter { ready: ready.clone(), sinks_ok: sinks_ok.clone(), status: tx }, Health { ready, sinks_ok, status: rx })
 }
 
 /// Installs the global Prometheus recorder (once per process).
@@ -75,7 +84,13 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    match (s.health.ready.load(Ordering::Relaxed), s.health.sinks_ok.load(Ordering::Relaxed)) {
+        (true, true) => (StatusCode::OK, "ready\n"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n"),
+        (true, false) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: an output (Redis) is unreachable; holding events until it returns\n")
+        }
+    }
 }
 
 async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
     plugins.sync(&mut pipeline, true).await;
 
-    let mut outputs = Outputs::open(&args, view).await?;
+    let mut outputs = Outputs::open(&args, view, &health).await?;
     let mut committer = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use super::status::ScenarioStatusRow;
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::ScenarioKey;
+use crate::http::HealthReporter;
 use crate::output::Output;
 use crate::pipeline::{PipelineStats, Reject};
 use crate::sinks::dead_letter::DeadLetterSink;
@@ -26,10 +27,10 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub async fn open(args: &RunArgs, view: ViewMode) -> anyhow::Result<Self> {
+    pub async fn open(args: &RunArgs, view: ViewMode, health: &HealthReporter) -> anyhow::Result<Self> {
         let jsonl = args.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
         let redis = match &args.redis_url {
-            Some(url) => Some(RedisSink::connect(url, RedisTtl::default()).await?),
+            Some(url) => Some(RedisSink::connect(url, RedisTtl::default()).await?.with_reachability(health.sinks_ok_flag())),
             None => None,
         };
         let view = match view {

@@ -34,6 +34,8 @@ pub struct RedisSink {
     conn: ConnectionManager,
     ttl: RedisTtl,
     url: String,
+    /// Cleared while Redis is unreachable, so readiness reports the outage.
+    reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RedisSink {
@@ -43,7 +45,19 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, url: url.to_string() })
+        Ok(Self { conn, ttl, url: url.to_string(), reachable: None })
+    }
+
+    /// Reports reachability through `flag` (readiness).
+    pub fn with_reachability(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.reachable = Some(flag);
+        self
+    }
+
+    fn set_reachable(&self, ok: bool) {
+        if let Some(f) = &self.reachable {
+            f.store(ok, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
@@ -149,11 +163,13 @@ impl RedisSink {
                 Ok(()) => {
                     if attempt > 0 {
                         tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
+                        self.set_reachable(true);
                     }
                     return Ok(());
                 }
                 Err(e) if is_transient(&e) => {
                     attempt += 1;
+                    self.set_reachable(false);
                     metrics::counter!("rtscore_redis_retries_total").increment(1);
                     if attempt == 1 || attempt.is_multiple_of(10) {
                         tracing::warn!(url = %self.url, error = %e, attempt, "Redis unavailable; retrying ({what})");
