@@ -80,6 +80,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut outputs = Outputs::open(&args, view, &health).await?;
     let mut committer = None;
+    let mut kafka_lag: Option<Arc<std::sync::atomic::AtomicI64>> = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 
     // Source.
@@ -95,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
         committer = Some(source.committer);
+        kafka_lag = Some(source.lag);
         partition_changes = source.partition_changes;
         source.task
     } else {
@@ -131,7 +133,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
-                publish_status(&health, &registry, &pipeline, &store_error);
+                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
             }
             Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
             change = plugins.changes.recv(), if !registry_closed => match change {
@@ -147,7 +149,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 pipeline.tick(wall_ms(), &mut out);
                 outputs.write(&out).await?;
                 out.clear();
-                let rows = publish_status(&health, &registry, &pipeline, &store_error);
+                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats());
@@ -220,13 +222,16 @@ fn publish_status(
     registry: &ScenarioRegistry,
     pipeline: &Pipeline,
     store_error: &Option<String>,
+    kafka_lag: Option<&std::sync::atomic::AtomicI64>,
 ) -> Vec<status::ScenarioStatusRow> {
+    let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
     let rows = status::snapshot(registry, pipeline);
     let stats = pipeline.stats();
     health.set_status(serde_json::json!({
         "scenarios": &rows,
         "config_store_error": store_error,
         "watermark": pipeline.watermark(),
+        "kafka_lag": kafka_lag,
         "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
                    "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered },
     }));

@@ -112,6 +112,8 @@ impl KafkaCommitter {
 /// A running Kafka source.
 pub struct KafkaSource {
     pub committer: KafkaCommitter,
+    /// Messages behind the end of the assigned partitions (refreshed every 5 s; -1 = unknown).
+    pub lag: Arc<std::sync::atomic::AtomicI64>,
     pub partition_changes: mpsc::UnboundedReceiver<PartitionChange>,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -138,6 +140,7 @@ pub fn spawn_kafka_source(
     consumer.subscribe(&[&cfg.topic]).with_context(|| format!("cannot subscribe to topic {}", cfg.topic))?;
     let consumer = Arc::new(consumer);
     let committer = KafkaCommitter { consumer: consumer.clone(), topic: cfg.topic.clone() };
+    let (consumer_for_lag, cfg_topic, lag_shutdown) = (consumer.clone(), cfg.topic.clone(), shutdown.clone());
     tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group_id, "consuming");
     let task = tokio::spawn(async move {
         let mut batch = RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256);
@@ -180,5 +183,51 @@ pub fn spawn_kafka_source(
         }
         Ok(())
     });
-    Ok(KafkaSource { committer, partition_changes, task })
+    let lag = Arc::new(std::sync::atomic::AtomicI64::new(-1));
+    spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), lag_shutdown);
+    Ok(KafkaSource { committer, lag, partition_changes, task })
+}
+
+/// Every 5 s, off the event path: lag per assigned partition = high watermark - position.
+fn spawn_lag_reporter(
+    consumer: Arc<GroupConsumer>,
+    topic: String,
+    total: Arc<std::sync::atomic::AtomicI64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let (c, t) = (consumer.clone(), topic.clone());
+            let lags = tokio::task::spawn_blocking(move || -> Vec<(i32, i64)> {
+                let Ok(positions) = c.position() else { return Vec::new() };
+                positions
+                    .elements_for_topic(&t)
+                    .iter()
+                    .filter_map(|e| {
+                        let high = c.fetch_watermarks(&t, e.partition(), Duration::from_secs(2)).ok()?.1;
+                        let pos = match e.offset() {
+                            Offset::Offset(o) => o,
+                            // Nothing consumed yet on this partition: all of it is lag.
+                            _ => c.fetch_watermarks(&t, e.partition(), Duration::from_secs(2)).ok()?.0,
+                        };
+                        Some((e.partition(), (high - pos).max(0)))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default();
+            if lags.is_empty() {
+                continue;
+            }
+            for (p, lag) in &lags {
+                metrics::gauge!("rtscore_kafka_consumer_lag", "partition" => p.to_string()).set(*lag as f64);
+            }
+            total.store(lags.iter().map(|(_, l)| l).sum(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
 }
