@@ -3,6 +3,7 @@
 //! Data flows `sources -> event (validation) -> window (state) -> scoring -> sinks`; the config
 //! store and the plugin registry are side inputs. See `docs/architecture.md`.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -1,5 +1,6 @@
 //! Command-line interface: flags in the seed's spelling, each with an environment variable.
 
+pub mod diff;
 pub mod plugin;
 pub mod run_args;
 pub mod scenario;
@@ -45,6 +46,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).
     Status(status::StatusArgs),
+    /// Compare two JSONL sinks window by window: top-K overlap, score drift, items moving.
+    Diff(diff::DiffArgs),
 }
 
 impl Cli {

@@ -1,19 +1,21 @@
 //! Per-scenario state of a job, indexed by tenant then scenario so an event is routed by its
-//! `&str` ids without building a key.
+//! `&str` ids without building a key. Ordered maps: scenarios emit in the same order in every
+//! run, so a replay's output is identical byte for byte (scenario counts are small, so the
+//! ordered lookup costs next to nothing).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::ScenarioKey;
 
 #[derive(Debug)]
 pub struct ScenarioMap<T> {
-    map: HashMap<Arc<str>, HashMap<Arc<str>, T>>,
+    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, T>>,
 }
 
 impl<T> Default for ScenarioMap<T> {
     fn default() -> Self {
-        Self { map: HashMap::new() }
+        Self { map: BTreeMap::new() }
     }
 }
 

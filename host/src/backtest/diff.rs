@@ -1,0 +1,197 @@
+//! Window-by-window comparison of two JSONL sinks: per scenario, top-K overlap (Jaccard and
+//! rank-biased overlap), score drift percentiles, and the items that enter and leave the hot
+//! list. Pure: the same two inputs always give the same report, byte for byte.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+/// One hot list: items in hot-list order with their scores.
+pub type HotItems = Vec<(String, f64)>;
+/// Hot lists by (`tenant/scenario`, window end).
+pub type Sink = BTreeMap<(String, i64), HotItems>;
+
+/// Parses the hot lists of a JSONL sink (other kinds and blank lines are skipped).
+pub fn parse_sink(text: &str) -> Result<Sink, String> {
+    let mut out = Sink::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if v["kind"] != "hot" {
+            continue;
+        }
+        let field = |f: &str| v[f].as_str().map(str::to_string).ok_or_else(|| format!("line {}: missing {f}", n + 1));
+        let key = format!("{}/{}", field("tenant_id")?, field("scenario_id")?);
+        let end = v["window_end"].as_i64().ok_or_else(|| format!("line {}: missing window_end", n + 1))?;
+        let items = v["items"]
+            .as_array()
+            .ok_or_else(|| format!("line {}: missing items", n + 1))?
+            .iter()
+            .filter_map(|i| Some((i["item_id"].as_str()?.to_string(), i["score"].as_f64()?)))
+            .collect();
+        out.insert((key, end), items);
+    }
+    Ok(out)
+}
+
+/// Jaccard similarity of the first `k` items.
+pub fn jaccard_at(a: &[(String, f64)], b: &[(String, f64)], k: usize) -> f64 {
+    let sa: BTreeSet<&str> = a.iter().take(k).map(|x| x.0.as_str()).collect();
+    let sb: BTreeSet<&str> = b.iter().take(k).map(|x| x.0.as_str()).collect();
+    let union = sa.union(&sb).count();
+    if union == 0 { 1.0 } else { sa.intersection(&sb).count() as f64 / union as f64 }
+}
+
+/// Extrapolated rank-biased overlap (Webber et al. 2010) of the first `k` items, persistence
+/// `p`: 1 for identical rankings, 0 for disjoint ones; agreement at the top weighs most.
+pub fn rbo_at(a: &[(String, f64)], b: &[(String, f64)], k: usize, p: f64) -> f64 {
+    let depth = k.min(a.len().max(b.len()));
+    if depth == 0 {
+        return 1.0;
+    }
+    // overlap = |A[..d] ∩ B[..d]|, updated as each depth adds one item from either list.
+    let (mut seen_a, mut seen_b) = (BTreeSet::new(), BTreeSet::new());
+    let mut overlap = 0usize;
+    let mut sum = 0.0;
+    for d in 1..=depth {
+        let (x, y) = (a.get(d - 1).map(|i| i.0.as_str()), b.get(d - 1).map(|i| i.0.as_str()));
+        if x.is_some() && x == y {
+            overlap += 1;
+        } else {
+            overlap += usize::from(x.is_some_and(|x| seen_b.contains(x))) + usize::from(y.is_some_and(|y| seen_a.contains(y)));
+        }
+        seen_a.extend(x);
+        seen_b.extend(y);
+        sum += overlap as f64 / d as f64 * p.powi(d as i32);
+    }
+    let x_k = overlap as f64 / depth as f64;
+    x_k * p.powi(depth as i32) + (1.0 - p) / p * sum
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The comparison of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioDiff {
+    pub scenario: String,
+    pub windows_compared: usize,
+    pub windows_only_in_a: usize,
+    pub windows_only_in_b: usize,
+    pub mean_jaccard: f64,
+    pub mean_rbo: f64,
+    /// Relative score drift `|b - a| / |a|` of items in both lists: p50, p90, p99, max.
+    pub drift_p50: f64,
+    pub drift_p90: f64,
+    pub drift_p99: f64,
+    pub drift_max: f64,
+    /// Items most often in B's top-K but not A's (entering), and the reverse, with counts.
+    pub entering: Vec<(String, usize)>,
+    pub leaving: Vec<(String, usize)>,
+}
+
+/// Compares two sinks at depth `k`.
+pub fn diff(a: &Sink, b: &Sink, k: usize) -> Vec<ScenarioDiff> {
+    let scenarios: BTreeSet<&String> = a.keys().chain(b.keys()).map(|(s, _)| s).collect();
+    scenarios
+        .into_iter()
+        .map(|scenario| {
+            let ends_a: BTreeSet<i64> = a.keys().filter(|(s, _)| s == scenario).map(|(_, e)| *e).collect();
+            let ends_b: BTreeSet<i64> = b.keys().filter(|(s, _)| s == scenario).map(|(_, e)| *e).collect();
+            let (mut jac, mut rbo, mut drift) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut entering, mut leaving): (BTreeMap<String, usize>, BTreeMap<String, usize>) = Default::default();
+            for end in ends_a.intersection(&ends_b) {
+                let la = &a[&(scenario.clone(), *end)];
+                let lb = &b[&(scenario.clone(), *end)];
+                jac.push(jaccard_at(la, lb, k));
+                rbo.push(rbo_at(la, lb, k, 0.9));
+                let ta: BTreeMap<&str, f64> = la.iter().take(k).map(|(i, s)| (i.as_str(), *s)).collect();
+                let tb: BTreeMap<&str, f64> = lb.iter().take(k).map(|(i, s)| (i.as_str(), *s)).collect();
+                for (item, sa) in &ta {
+                    match tb.get(item) {
+                        Some(sb) => drift.push((sb - sa).abs() / sa.abs().max(1e-12)),
+                        None => *leaving.entry(item.to_string()).or_default() += 1,
+                    }
+                }
+                for item in tb.keys().filter(|i| !ta.contains_key(*i)) {
+                    *entering.entry(item.to_string()).or_default() += 1;
+                }
+            }
+            drift.sort_by(f64::total_cmp);
+            let mean = |v: &[f64]| if v.is_empty() { 1.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+            let top = |m: BTreeMap<String, usize>| {
+                let mut v: Vec<(String, usize)> = m.into_iter().collect();
+                v.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+                v.truncate(10);
+                v
+            };
+            ScenarioDiff {
+                scenario: scenario.clone(),
+                windows_compared: jac.len(),
+                windows_only_in_a: ends_a.difference(&ends_b).count(),
+                windows_only_in_b: ends_b.difference(&ends_a).count(),
+                mean_jaccard: mean(&jac),
+                mean_rbo: mean(&rbo),
+                drift_p50: percentile(&drift, 0.5),
+                drift_p90: percentile(&drift, 0.9),
+                drift_p99: percentile(&drift, 0.99),
+                drift_max: drift.last().copied().unwrap_or(0.0),
+                entering: top(entering),
+                leaving: top(leaving),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> HotItems {
+        items.iter().enumerate().map(|(i, s)| (s.to_string(), 10.0 - i as f64)).collect()
+    }
+
+    #[test]
+    fn identical_lists_agree_fully() {
+        let a = list(&["a", "b", "c"]);
+        assert_eq!(jaccard_at(&a, &a, 10), 1.0);
+        assert!((rbo_at(&a, &a, 10, 0.9) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn disjoint_lists_do_not_agree_and_top_swaps_cost_more() {
+        let (a, b) = (list(&["a", "b", "c"]), list(&["x", "y", "z"]));
+        assert_eq!(jaccard_at(&a, &b, 10), 0.0);
+        assert_eq!(rbo_at(&a, &b, 10, 0.9), 0.0);
+        let top_swap = rbo_at(&list(&["a", "b", "c", "d"]), &list(&["x", "b", "c", "d"]), 4, 0.9);
+        let tail_swap = rbo_at(&list(&["a", "b", "c", "d"]), &list(&["a", "b", "c", "x"]), 4, 0.9);
+        assert!(top_swap < tail_swap, "{top_swap} vs {tail_swap}");
+    }
+
+    #[test]
+    fn report_counts_windows_drift_and_movers() {
+        let mut a = Sink::new();
+        let mut b = Sink::new();
+        a.insert(("t/s".into(), 1), vec![("i1".into(), 10.0), ("i2".into(), 5.0)]);
+        b.insert(("t/s".into(), 1), vec![("i1".into(), 11.0), ("i3".into(), 4.0)]);
+        a.insert(("t/s".into(), 2), vec![("i1".into(), 1.0)]);
+        let r = diff(&a, &b, 10);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].windows_compared, r[0].windows_only_in_a, r[0].windows_only_in_b), (1, 1, 0));
+        assert!((r[0].drift_max - 0.1).abs() < 1e-12);
+        assert_eq!(r[0].entering, vec![("i3".to_string(), 1)]);
+        assert_eq!(r[0].leaving, vec![("i2".to_string(), 1)]);
+        assert!((r[0].mean_jaccard - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn parses_sink_lines_and_skips_other_kinds() {
+        let text = "{\"kind\":\"hot\",\"tenant_id\":\"t\",\"scenario_id\":\"s\",\"window_end\":5,\"items\":[{\"item_id\":\"a\",\"score\":1.5}]}\n{\"kind\":\"metrics\"}\n\n";
+        let s = parse_sink(text).unwrap();
+        assert_eq!(s[&("t/s".to_string(), 5)], vec![("a".to_string(), 1.5)]);
+        assert!(parse_sink("{oops").is_err());
+    }
+}
