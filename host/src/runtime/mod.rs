@@ -152,7 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
-                outputs.tick(pipeline.stats());
+                outputs.tick(pipeline.stats(), &rows);
             }
             _ = &mut shutdown => {
                 tracing::info!("shutting down");

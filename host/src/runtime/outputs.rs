@@ -90,9 +90,10 @@ impl Outputs {
         Ok(())
     }
 
-    pub fn tick(&mut self, stats: &PipelineStats) {
+    pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
         if let Some(v) = &mut self.view {
-            v.draw(stats);
+            let problems = rows.iter().filter_map(|r| Some((r.key(), r.last_error.clone()?))).collect();
+            v.draw(stats, &problems);
         }
     }
 

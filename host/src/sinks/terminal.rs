@@ -36,8 +36,8 @@ impl TerminalView {
         }
     }
 
-    /// Redraws the live view (called about once a second).
-    pub fn draw(&mut self, stats: &PipelineStats) {
+    /// Redraws the live view (called about once a second); `problems` are scenarios' last errors.
+    pub fn draw(&mut self, stats: &PipelineStats, problems: &BTreeMap<ScenarioKey, String>) {
         if !self.live {
             return;
         }
@@ -59,6 +59,10 @@ impl TerminalView {
         if self.latest.is_empty() {
             s += "waiting for the first window to close (watermark = max event time - allowed lateness)...\n";
         }
+        // Scenarios with a problem but no window yet still show it.
+        for (key, p) in problems.iter().filter(|(k, _)| !self.latest.contains_key(*k)) {
+            s += &format!("\x1b[1m{key}\x1b[0m  \x1b[33m! {}\x1b[0m\n\n", p.chars().take(150).collect::<String>());
+        }
         for (key, h) in &self.latest {
             let end =
                 chrono::DateTime::from_timestamp_millis(h.window_end).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
@@ -68,6 +72,9 @@ impl TerminalView {
                 h.plugin.as_deref().unwrap_or("built-in formula"),
                 h.items.len()
             );
+            if let Some(p) = problems.get(key) {
+                s += &format!("  \x1b[33m! {}\x1b[0m\n", p.chars().take(150).collect::<String>());
+            }
             for (rank, it) in h.items.iter().take(SHOWN_ITEMS).enumerate() {
                 s += &format!("  {:>2}. {:<24} {:>12.3}\n", rank + 1, it.item_id, it.score);
             }
