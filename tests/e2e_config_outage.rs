@@ -74,20 +74,7 @@ fn host_runs_on_last_configs_while_mongodb_is_down_and_catches_up_after() {
     assert!(http_get(port, "/readyz").is_some(), "still ready: it serves on its last configs");
 
     // Back: a change is picked up again.
-    cli(&[
-        "scenario",
-        "patch",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--tenant-id",
-        &tenant,
-        "--scenario-id",
-        "s",
-        "--body",
-        r#"{"config":{"realtime_compute":{"hot_score":{"top_n":5}}}}"#,
-    ]);
+    stack.patch_scenario(&database, &tenant, "s", r#"{"config":{"realtime_compute":{"hot_score":{"top_n":5}}}}"#);
     let applied = wait_until(Duration::from_secs(20), || {
         http_get(port, "/status").is_some_and(|s| s.contains("\"config_revision\":2") && s.contains("\"config_store_error\":null"))
     });

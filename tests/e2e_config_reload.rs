@@ -77,20 +77,7 @@ fn weight_change_applies_to_the_whole_next_window_and_invalid_documents_keep_the
     assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 30 * MIN)), "{}", host.log());
 
     // Raise the click weight with the CLI while the host runs (deep merge: only click changes).
-    cli(&[
-        "scenario",
-        "patch",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--tenant-id",
-        &tenant,
-        "--scenario-id",
-        "feed",
-        "--body",
-        r#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"click":20}}}}}"#,
-    ]);
+    stack.patch_scenario(&database, &tenant, "feed", r#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"click":20}}}}}"#);
     assert!(
         wait_until(Duration::from_secs(10), || status(&mut redis).get("config_revision").map(String::as_str) == Some("2")),
         "revision 2 not applied\n{}",

@@ -192,20 +192,7 @@ fn a_metrics_list_change_mid_run_applies_to_later_windows() {
     let before: BTreeMap<String, String> = redis.hgetall(key(T0)).unwrap();
     assert!(before.contains_key("ctr") && before.contains_key("watch_time_total_ms"), "{before:?}");
 
-    cli(&[
-        "scenario",
-        "patch",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--tenant-id",
-        &tenant,
-        "--scenario-id",
-        "s",
-        "--body",
-        r#"{"config":{"realtime_compute":{"metrics":{"metrics_to_calculate":["cvr"]}}}}"#,
-    ]);
+    stack.patch_scenario(&database, &tenant, "s", r#"{"config":{"realtime_compute":{"metrics":{"metrics_to_calculate":["cvr"]}}}}"#);
     assert!(
         wait_until(Duration::from_secs(10), || redis
             .hget::<_, _, Option<String>>(format!("rt:{tenant}:s:status"), "config_revision")

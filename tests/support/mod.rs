@@ -125,6 +125,26 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Deep-merges `body` into a stored scenario through the real CLI (`rtscore scenario patch`).
+    pub fn patch_scenario(&self, database: &str, tenant: &str, scenario: &str, body: &str) {
+        cli(&[
+            "scenario",
+            "patch",
+            "--mongodb-url",
+            &self.mongodb_url,
+            "--mongodb-database",
+            database,
+            "--tenant-id",
+            tenant,
+            "--scenario-id",
+            scenario,
+            "--body",
+            body,
+        ]);
+    }
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
