@@ -45,78 +45,94 @@ impl<'a> Batch<'a> {
     }
 
     /// The batch exactly as received.
+    #[inline]
     pub fn raw(&self) -> &'a RawBatch {
         self.raw
     }
 
+    #[inline]
     pub fn window_start_ms(&self) -> i64 {
         self.raw.window_start_ms
     }
 
+    #[inline]
     pub fn window_end_ms(&self) -> i64 {
         self.raw.window_end_ms
     }
 
     /// Window length in milliseconds.
+    #[inline]
     pub fn window_ms(&self) -> i64 {
         self.raw.window_end_ms - self.raw.window_start_ms
     }
 
     /// The scenario's `decay_lambda`, per hour.
+    #[inline]
     pub fn decay_lambda(&self) -> f64 {
         self.raw.decay_lambda
     }
 
     /// Action names; [`Row::action_index`] indexes this.
+    #[inline]
     pub fn actions(&self) -> &'a [String] {
         &self.raw.actions
     }
 
     /// The scenario's weight per action index.
+    #[inline]
     pub fn weights(&self) -> &'a [f64] {
         &self.raw.weights
     }
 
     /// Index of an action name in this batch; resolve names once per batch, compare indexes per
     /// row.
+    #[inline]
     pub fn action_index(&self, name: &str) -> Option<u16> {
         self.raw.actions.iter().position(|a| a == name).and_then(|i| u16::try_from(i).ok())
     }
 
     /// The scenario's weight for an action name (0 when it does not weight it).
+    #[inline]
     pub fn weight_of(&self, name: &str) -> f64 {
         self.action_index(name).map_or(0.0, |i| self.raw.weights[usize::from(i)])
     }
 
     /// Number of items.
+    #[inline]
     pub fn len(&self) -> usize {
         self.raw.item_offsets.len().saturating_sub(1)
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Number of rows over all items.
+    #[inline]
     pub fn row_len(&self) -> usize {
         self.raw.row_action.len()
     }
 
     /// The items, in the order scores are expected.
+    #[inline]
     pub fn items(&self) -> Items<'a> {
         Items { batch: *self, next: 0, end: self.len() }
     }
 
     /// Item `index`, if in range.
+    #[inline]
     pub fn item(&self, index: usize) -> Option<Item<'a>> {
         (index < self.len()).then(|| self.item_unchecked(index))
     }
 
+    #[inline]
     fn item_unchecked(&self, index: usize) -> Item<'a> {
         let offsets = &self.raw.item_offsets;
         Item { batch: *self, index, rows: offsets[index] as usize..offsets[index + 1] as usize }
     }
 
+    #[inline]
     fn row(&self, r: usize) -> Row<'a> {
         let action_index = self.raw.row_action[r];
         let a = usize::from(action_index);
@@ -142,6 +158,7 @@ pub struct Items<'a> {
 impl<'a> Iterator for Items<'a> {
     type Item = Item<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Item<'a>> {
         (self.next < self.end).then(|| {
             self.next += 1;
@@ -149,6 +166,7 @@ impl<'a> Iterator for Items<'a> {
         })
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.end - self.next;
         (n, Some(n))
@@ -168,44 +186,53 @@ pub struct Item<'a> {
 
 impl<'a> Item<'a> {
     /// Position of the item in the batch (and of its score in the output).
+    #[inline]
     pub fn index(&self) -> usize {
         self.index
     }
 
     /// The window this item belongs to.
+    #[inline]
     pub fn batch(&self) -> Batch<'a> {
         self.batch
     }
 
     /// The scenario's `decay_lambda`, per hour.
+    #[inline]
     pub fn decay_lambda(&self) -> f64 {
         self.batch.decay_lambda()
     }
 
+    #[inline]
     pub fn rows(&self) -> Rows<'a> {
         Rows { batch: self.batch, rows: self.rows.clone() }
     }
 
+    #[inline]
     pub fn row_len(&self) -> usize {
         self.rows.len()
     }
 
     /// Number of events of the item, all actions.
+    #[inline]
     pub fn count(&self) -> u64 {
         self.rows().map(|r| u64::from(r.count)).sum()
     }
 
     /// Number of events of one action (by index, see [`Batch::action_index`]).
+    #[inline]
     pub fn count_of(&self, action_index: u16) -> u64 {
         self.rows().filter(|r| r.action_index == action_index).map(|r| u64::from(r.count)).sum()
     }
 
     /// `Σ weight · count`: the undecayed weighted event count.
+    #[inline]
     pub fn weighted_count(&self) -> f64 {
         self.rows().map(|r| r.weighted_count()).sum()
     }
 
     /// The built-in hot score (DESIGN §4): `Σ weight · count · E[exp(-λ·age)]`.
+    #[inline]
     pub fn decayed_score(&self) -> f64 {
         let lambda = self.decay_lambda();
         let mut score = 0.0;
@@ -220,6 +247,7 @@ impl<'a> Item<'a> {
 
     /// Mean age (ms) of the item's weighted events (nonzero weight), each event counted once;
     /// `None` when it has none.
+    #[inline]
     pub fn mean_age_ms(&self) -> Option<f64> {
         let (mut n, mut sum) = (0.0, 0.0);
         for r in self.rows().filter(|r| r.weight != 0.0) {
@@ -240,10 +268,12 @@ pub struct Rows<'a> {
 impl<'a> Iterator for Rows<'a> {
     type Item = Row<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Row<'a>> {
         self.rows.next().map(|r| self.batch.row(r))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.rows.size_hint()
     }
@@ -269,16 +299,19 @@ pub struct Row<'a> {
 
 impl Row<'_> {
     /// `weight · count`.
+    #[inline]
     pub fn weighted_count(&self) -> f64 {
         self.weight * f64::from(self.count)
     }
 
     /// `E[exp(-λ·age)]` over the row's events, λ per hour.
+    #[inline]
     pub fn expected_decay(&self, lambda_per_hour: f64) -> f64 {
         expected_decay(lambda_per_hour, self.age_mean_ms, self.age_var_ms2)
     }
 
     /// `weight · count · E[exp(-λ·age)]`: the row's share of the built-in score.
+    #[inline]
     pub fn decayed(&self, lambda_per_hour: f64) -> f64 {
         self.weight * f64::from(self.count) * self.expected_decay(lambda_per_hour)
     }

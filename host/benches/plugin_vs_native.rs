@@ -1,5 +1,7 @@
 //! ns per scored item: the decay-weighted plugin through wasmtime vs `builtin::score_batch`,
-//! and the plugin under epoch vs fuel budgets. Prints a table (docs/plugins.md quotes it).
+//! the plugin under epoch vs fuel budgets, and the `test-floor` plugin (scores nothing) as the
+//! floor every plugin pays for crossing the component boundary. Prints a table
+//! (docs/benchmarks.md quotes it).
 //!
 //! `cargo bench -p rtscore --bench plugin_vs_native`
 
@@ -43,12 +45,12 @@ fn ns_per_item(items: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn plugin(mode: BudgetMode) -> PluginInstance {
+fn plugin(crate_name: &str, mode: BudgetMode) -> PluginInstance {
     let limits =
         SandboxLimits { budget_mode: mode, call_budget: Duration::from_secs(5), memory_bytes: 512 << 20, ..SandboxLimits::default() };
     let engine = PluginEngine::new(limits, Default::default()).expect("engine");
-    let compiled = engine.compile(&support::module("decay-weighted")).expect("compile decay-weighted");
-    engine.instantiate(compiled, "decay-weighted@0.1.0", &serde_json::Value::Null).expect("instantiate")
+    let compiled = engine.compile(&support::module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"));
+    engine.instantiate(compiled, &format!("{crate_name}@0.1.0"), &serde_json::Value::Null).expect("instantiate")
 }
 
 /// One-off costs: compiling the component (cached by sha256 afterwards) and instantiating it.
@@ -74,12 +76,14 @@ fn setup_costs() {
 
 fn main() {
     setup_costs();
-    let mut epoch = plugin(BudgetMode::Epoch { tick: Duration::from_millis(2) });
-    let mut fuel = plugin(BudgetMode::Fuel { units_per_ms: 1_000_000 });
+    let epoch_mode = BudgetMode::Epoch { tick: Duration::from_millis(2) };
+    let mut epoch = plugin("decay-weighted", epoch_mode);
+    let mut fuel = plugin("decay-weighted", BudgetMode::Fuel { units_per_ms: 1_000_000 });
+    let mut floor = plugin("test-floor", epoch_mode);
     let budget = Duration::from_millis(700);
     println!("decay-weighted plugin vs builtin::score_batch, {ROWS_PER_ITEM} rows per item, median ns per item");
-    println!("| items | builtin | plugin (epoch) | plugin (fuel) | epoch / builtin |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!("| items | builtin | plugin (epoch) | plugin (fuel) | floor (epoch) | epoch / builtin |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     let mut out = Vec::new();
     for &n in SIZES {
         let b = batch(n);
@@ -97,6 +101,9 @@ fn main() {
         let with_fuel = ns_per_item(n, budget, || {
             fuel.score(black_box(&b), &mut out).expect("plugin scores");
         });
-        println!("| {n} | {native:.1} | {with_epoch:.1} | {with_fuel:.1} | {:.1}x |", with_epoch / native);
+        let with_floor = ns_per_item(n, budget, || {
+            floor.score(black_box(&b), &mut out).expect("floor plugin scores");
+        });
+        println!("| {n} | {native:.1} | {with_epoch:.1} | {with_fuel:.1} | {with_floor:.1} | {:.1}x |", with_epoch / native);
     }
 }
