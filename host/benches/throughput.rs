@@ -2,9 +2,13 @@
 //!
 //! Rows: the parse-and-validate ceiling (no state), and the full pipeline from memory (parse +
 //! window + score + top-N + JSONL serialisation to a null writer), for `--job item_hot_score`
-//! and `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
+//! with the built-in formula and with every scenario scored by the `decay-weighted` plugin, and
+//! for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
 //! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000).
+
+#[path = "../../tests/plugin_support.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +17,7 @@ use rtscore::config::{ScenarioConfig, ScenarioKey, parse_scenario};
 use rtscore::event::parse_event;
 use rtscore::output::Output;
 use rtscore::pipeline::{JobSelection, Pipeline, PipelineOptions};
+use rtscore::plugin::{PluginEngine, SandboxLimits};
 use rtscore::sinks::jsonl::JsonlSink;
 use rtscore::sources::RecordBatch;
 use rtscore::sources::generator::EventMaker;
@@ -83,10 +88,27 @@ fn parse_only(batches: &[RecordBatch]) -> Row {
     Row { name: "parse + validate only (ceiling)".into(), events_per_s: ok as f64 / secs, note: String::new() }
 }
 
-fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelection, label: &str) -> Row {
+/// Which formula scores the hot windows.
+#[derive(Clone, Copy, PartialEq)]
+enum Formula {
+    Builtin,
+    /// The `decay-weighted` plugin (same results), one sandboxed instance per scenario.
+    Plugin,
+}
+
+fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelection, formula: Formula, label: &str) -> Row {
     let mut p = Pipeline::new(PipelineOptions { jobs, ..PipelineOptions::default() });
     for c in cfgs {
         p.apply_config(&c.key, Some(c.clone()));
+    }
+    if formula == Formula::Plugin {
+        let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
+        let compiled = engine.compile(&support::module("decay-weighted")).expect("compile decay-weighted");
+        for c in cfgs {
+            let instance =
+                engine.instantiate(compiled.clone(), "decay-weighted@0.1.0", &serde_json::Value::Null).expect("instantiate decay-weighted");
+            p.hot_job_mut().scenario_mut(&c.key).expect("scenario configured").scorer.install(instance);
+        }
     }
     let mut sink = JsonlSink::create("/dev/null".as_ref()).expect("open /dev/null");
     let (mut out, mut rejects) = (Vec::new(), Vec::new());
@@ -109,6 +131,12 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
         if buckets > max_buckets {
             max_buckets = buckets;
             bytes_at_max = p.hot_job().scenarios().map(|s| s.windows.state_bytes()).sum();
+        }
+    }
+    if formula == Formula::Plugin {
+        // A plugin that fell back would make this row the built-in's in disguise.
+        for s in p.hot_job().scenarios() {
+            assert_eq!(s.scorer.state().name(), "active", "plugin not scoring: {:?}", s.scorer.state().reason());
         }
     }
     let (users, user_bytes) = p.profile_job().totals();
@@ -137,13 +165,16 @@ fn main() {
     eprintln!("{:.1} MB of JSON; running ...", bytes as f64 / 1e6);
 
     let ceiling = parse_only(&batches);
-    let hot = full(&batches, &cfgs, JobSelection::ItemHotScore, "full pipeline, item_hot_score (built-in)");
-    let all = full(&batches, &cfgs, JobSelection::All, "full pipeline, --job all");
+    let hot = full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score (built-in)");
+    let plugin =
+        full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Plugin, "full pipeline, item_hot_score (decay-weighted plugin)");
+    let all = full(&batches, &cfgs, JobSelection::All, Formula::Builtin, "full pipeline, --job all");
 
     println!("\n| path | events/s (1 core) | vs ceiling | notes |");
     println!("|---|---:|---:|---|");
-    for r in [&ceiling, &hot, &all] {
+    for r in [&ceiling, &hot, &plugin, &all] {
         println!("| {} | {:.0} | {:.0}% | {} |", r.name, r.events_per_s, 100.0 * r.events_per_s / ceiling.events_per_s, r.note);
     }
+    println!("\nplugin path / built-in: {:.0}% (target >= 85%)", 100.0 * plugin.events_per_s / hot.events_per_s);
     println!("\n{n} events, {:.1} MB JSON, peak RSS {:.0} MB (includes the in-memory workload)", bytes as f64 / 1e6, peak_rss_mb());
 }
