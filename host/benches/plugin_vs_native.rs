@@ -50,7 +50,7 @@ fn plugin(crate_name: &str, mode: BudgetMode) -> PluginInstance {
         SandboxLimits { budget_mode: mode, call_budget: Duration::from_secs(5), memory_bytes: 512 << 20, ..SandboxLimits::default() };
     let engine = PluginEngine::new(limits, Default::default()).expect("engine");
     let compiled = engine.compile(&support::module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"));
-    engine.instantiate(compiled, &format!("{crate_name}@0.1.0"), &serde_json::Value::Null).expect("instantiate")
+    engine.instantiate(compiled, format!("{crate_name}@0.1.0"), &serde_json::Value::Null).expect("instantiate")
 }
 
 /// One-off costs: compiling the component (cached by sha256 afterwards) and instantiating it.
