@@ -5,6 +5,7 @@ pub mod plugin;
 pub mod run_args;
 pub mod scenario;
 pub mod status;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).
     Status(status::StatusArgs),
+    /// Create bearer tokens for the admin API and operator console.
+    Token(token::TokenArgs),
     /// Compare two JSONL sinks window by window: top-K overlap, score drift, items moving.
     Diff(diff::DiffArgs),
 }
