@@ -70,6 +70,14 @@ pub fn request_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)]
         {
             break;
         }
+        // Some servers (chromedriver) keep the connection open despite `Connection: close`.
+        if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| buf.len() - split - 4 >= n) {
+                break;
+            }
+        }
     }
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response head");
     let head = String::from_utf8_lossy(&buf[..split]).to_string();

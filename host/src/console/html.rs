@@ -101,7 +101,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
         let err = st.and_then(|r| r.last_error.as_deref());
         let _ = write!(
             out,
-            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{late}</td><td class="num">{top}</td><td class="{ecls}">{err}</td></tr>"#,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
             t = esc(&k.tenant_id),
             s_ = esc(&k.scenario_id),
             tu = url_segment(&k.tenant_id),
@@ -175,7 +175,7 @@ pub fn hot_list(s: &ScenarioLive) -> String {
     for (n, i) in h.items.iter().take(20).enumerate() {
         let _ = write!(
             rows,
-            r#"<tr><td class="num">{}</td><td class="item">{}</td><td class="num">{:.3}</td><td><div class="bar" style="width:{:.0}%"></div></td></tr>"#,
+            r#"<tr><td class="num">{}</td><td class="item">{}</td><td class="num">{:.3}</td><td class="barcell"><progress max="100" value="{:.0}"></progress></td></tr>"#,
             n + 1,
             esc(&i.item_id),
             i.score,
@@ -202,7 +202,7 @@ pub fn timeline(s: &ScenarioLive) -> String {
     for w in s.timeline.iter().rev() {
         let _ = write!(
             rows,
-            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="item">{}</td><td class="num">{}</td><td><div class="bar" style="width:{:.0}%"></div></td></tr>"#,
+            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="item">{}</td><td class="num">{}</td><td class="barcell"><progress max="100" value="{:.0}"></progress></td></tr>"#,
             time(w.window_end),
             w.config_revision,
             esc(w.plugin.as_deref().unwrap_or("built-in")),
@@ -238,7 +238,8 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
         }
         EditorResult::Invalid { message, errors } => {
             let items: String = errors.iter().map(|e| format!("<li><code>{}</code>: {}</li>", esc(&e.path), esc(&e.rule))).collect();
-            format!(r#"<div class="error" id="editor-result"><p>Not applied: {}</p><ul>{items}</ul></div>"#, esc(message))
+            let summary = if errors.is_empty() { esc(message) } else { format!("{} rule(s) broken", errors.len()) };
+            format!(r#"<div class="error" id="editor-result"><p>Not applied: {summary}</p><ul>{items}</ul></div>"#)
         }
     };
     page(

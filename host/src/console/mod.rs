@@ -64,7 +64,8 @@ async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: that makes browsers send `Origin: null` on the console's own forms.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     r
 }
 
@@ -195,8 +196,8 @@ async fn edit_config(
     same_origin(&headers)?;
     let key = scenario_key(&tenant, &scenario);
     let live = s.live.scenario(&key).unwrap_or_default();
-    let render = |status: StatusCode, result: EditorResult<'_>| {
-        (status, Html(html::scenario_page(&scope, &key, &live, &f.document, result))).into_response()
+    let render = |status: StatusCode, document: &str, result: EditorResult<'_>| {
+        (status, Html(html::scenario_page(&scope, &key, &live, document, result))).into_response()
     };
     let doc: serde_json::Value = match serde_json::from_str(&f.document) {
         Ok(d) => d,
@@ -204,6 +205,7 @@ async fn edit_config(
             let errors = [crate::config::FieldError { path: String::new(), rule: format!("must be a JSON object ({e})") }];
             return Ok(render(
                 StatusCode::UNPROCESSABLE_ENTITY,
+                &f.document,
                 EditorResult::Invalid { message: "the document is not JSON", errors: &errors },
             ));
         }
@@ -216,12 +218,14 @@ async fn edit_config(
     Ok(match result {
         Ok(stored) if f.action == "apply" => {
             tracing::info!(scenario = %key, revision = stored.config.revision, by = %scope, "scenario changed in the console");
-            render(StatusCode::OK, EditorResult::Applied { revision: stored.config.revision })
+            // The editor now shows what was stored, with its new revision.
+            let stored_text = serde_json::to_string_pretty(&stored.document).unwrap_or_default();
+            render(StatusCode::OK, &stored_text, EditorResult::Applied { revision: stored.config.revision })
         }
-        Ok(stored) => render(StatusCode::OK, EditorResult::Valid { revision: stored.config.revision }),
+        Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
         Err(e) => {
             let message = e.to_string();
-            render(StatusCode::UNPROCESSABLE_ENTITY, EditorResult::Invalid { message: &message, errors: e.field_errors() })
+            render(StatusCode::UNPROCESSABLE_ENTITY, &f.document, EditorResult::Invalid { message: &message, errors: e.field_errors() })
         }
     })
 }
