@@ -10,7 +10,7 @@ use std::time::Duration;
 use rtscore::api::{Access, route_specs};
 use serde_json::{Value, json};
 use support::web::{ApiHost, Resp, request, request_raw};
-use support::{event_line, wait_until};
+use support::{Stack, cli, event_line, unique, wait_until};
 
 const XSS_ITEM: &str = "<img src=x onerror=alert(1)>";
 
@@ -345,4 +345,76 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
     );
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(!r.body.contains("<script>") && !r.body.contains("<b>bold") && r.body.contains("&lt;b&gt;bold"), "{}", r.body);
+}
+
+#[test]
+fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
+    let stack = Stack::ensure();
+    let db = unique("api");
+    let api = ApiHost::start_mongo(&stack, &db, &[scenario("acme", "home"), scenario("rival", "feed")]);
+    let (acme, rival) = (api.token("tenant:acme"), api.token("tenant:rival"));
+    let port = api.port;
+    let r = request(
+        port,
+        "PATCH",
+        "/api/v1/tenants/acme/scenarios/home",
+        Some(&acme),
+        br#"{"config":{"realtime_compute":{"hot_score":{"decay_lambda":0.5}}}}"#,
+    );
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(2)), "{}", r.body);
+    let applied = || {
+        let v = request(port, "GET", "/api/v1/tenants/acme/status", Some(&acme), b"").json();
+        v["scenarios"][0]["status"]["config_revision"].as_i64()
+    };
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(2)), "the host polls MongoDB and applies revision 2");
+    // The CLI reads what the API wrote, through the same store.
+    let got = cli(&[
+        "scenario",
+        "get",
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &db,
+        "--tenant-id",
+        "acme",
+        "--scenario-id",
+        "home",
+    ]);
+    assert!(got.contains("\"revision\": 2") && got.contains("0.5"), "{got}");
+    assert_eq!(request(port, "GET", "/api/v1/tenants/rival/scenarios/home", Some(&acme), b"").status, 403);
+    let ids: Vec<_> = request(port, "GET", "/api/v1/tenants/rival/scenarios", Some(&rival), b"").json()["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["scenario_id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("feed")]);
+
+    // Uploads go to the fleet's `plugins` collection, owned by the tenant.
+    let wasm = std::fs::read(
+        std::path::Path::new(&std::env::var("RTSCORE_TEST_WASM_DIR").expect("RTSCORE_TEST_WASM_DIR")).join("decay_weighted.wasm"),
+    )
+    .unwrap();
+    let up = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/acme/plugins?name=acme-decay&version=2.0.0",
+        &[("Authorization", &format!("Bearer {acme}"))],
+        &wasm,
+        None,
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    let listed = cli(&["plugin", "list", "--mongodb-url", &stack.mongodb_url, "--mongodb-database", &db]);
+    let line = listed.lines().find(|l| l.starts_with("acme-decay@2.0.0")).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains(&rtscore::plugin::sha256_hex(&wasm)) && line.trim_end().ends_with("acme"), "{line}");
+    assert!(request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&rival), b"").json()["plugins"].as_array().unwrap().is_empty());
+    let steal = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/rival/plugins?name=acme-decay&version=2.0.0",
+        &[("Authorization", &format!("Bearer {rival}"))],
+        &wasm,
+        None,
+    );
+    assert_eq!(steal.status, 403, "{}", steal.body);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{HostProcess, free_port, rtscore_command, wait_until};
+use super::{HostProcess, Stack, free_port, rtscore_command, wait_until};
 
 /// A response: status, lower-cased headers, body.
 #[derive(Debug)]
@@ -110,40 +110,37 @@ pub struct ApiHost {
 }
 
 impl ApiHost {
-    pub fn scenarios_dir(dir: &Path) -> PathBuf {
-        dir.join("scenarios")
-    }
-
     /// Starts the host over `scenarios` (documents written to a fresh directory).
     pub fn start(scenarios: &[Value]) -> ApiHost {
         let dir = tempfile::tempdir().unwrap();
         let scen = dir.path().join("scenarios");
         std::fs::create_dir_all(&scen).unwrap();
-        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         for d in scenarios {
             let name = format!("{}__{}.json", d["tenant_id"].as_str().unwrap(), d["scenario_id"].as_str().unwrap());
             std::fs::write(scen.join(name), serde_json::to_vec_pretty(d).unwrap()).unwrap();
         }
+        let store = vec!["--scenarios-dir".to_string(), scen.to_string_lossy().into_owned()];
+        Self::start_with(dir, &store)
+    }
+
+    /// Starts the host on the fleet's store: scenario documents and plugins in MongoDB.
+    pub fn start_mongo(stack: &Stack, database: &str, scenarios: &[Value]) -> ApiHost {
+        stack.put_scenarios(database, scenarios);
+        let store = ["--mongodb-url", &stack.mongodb_url, "--mongodb-database", database, "--config-poll-ms", "100"].map(String::from);
+        Self::start_with(tempfile::tempdir().unwrap(), &store)
+    }
+
+    fn start_with(dir: tempfile::TempDir, store: &[String]) -> ApiHost {
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         std::fs::write(dir.path().join("tokens"), "").unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let d = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
-        let (scen_s, plug_s, tok_s) = (d("scenarios"), d("plugins"), d("tokens"));
-        let mut host = HostProcess::start_piped(&[
-            "run",
-            "--events-file",
-            "-",
-            "--view",
-            "off",
-            "--scenarios-dir",
-            &scen_s,
-            "--plugins-dir",
-            &plug_s,
-            "--http-addr",
-            &addr,
-            "--api-tokens-file",
-            &tok_s,
-        ]);
+        let (plug_s, tok_s) = (d("plugins"), d("tokens"));
+        let mut args =
+            vec!["run", "--events-file", "-", "--view", "off", "--plugins-dir", &plug_s, "--http-addr", &addr, "--api-tokens-file", &tok_s];
+        args.extend(store.iter().map(String::as_str));
+        let mut host = HostProcess::start_piped(&args);
         let stdin = host.take_stdin();
         assert!(wait_until(Duration::from_secs(30), || super::http_get(port, "/readyz").is_some()), "host not ready:\n{}", host.log());
         ApiHost { host, port, dir, stdin: Some(stdin) }
