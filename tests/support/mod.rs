@@ -190,26 +190,21 @@ pub struct HostProcess {
 
 impl HostProcess {
     pub fn start(args: &[&str]) -> HostProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("host.log");
-        let child = rtscore_command()
-            .args(args)
-            .env("RTSCORE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rtscore");
-        HostProcess { child, log, _dir: dir }
+        Self::spawn(args, Stdio::inherit())
     }
 
     /// Like [`HostProcess::start`], with stdin a pipe (take it with [`HostProcess::take_stdin`]).
     pub fn start_piped(args: &[&str]) -> HostProcess {
+        Self::spawn(args, Stdio::piped())
+    }
+
+    fn spawn(args: &[&str], stdin: Stdio) -> HostProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("host.log");
         let child = rtscore_command()
             .args(args)
             .env("RTSCORE_LOG", "info")
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

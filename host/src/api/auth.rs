@@ -138,13 +138,20 @@ pub fn create_token(path: &Path, scope: &Scope) -> anyhow::Result<String> {
 /// The tokens file of a running host, re-read when its modification time changes.
 pub struct TokenStore {
     path: Option<PathBuf>,
-    cache: Mutex<(Option<(SystemTime, u64)>, Vec<TokenEntry>)>,
+    cache: Mutex<Cached>,
+}
+
+/// The entries last read, and the file's modification time and length then.
+#[derive(Default)]
+struct Cached {
+    stamp: Option<(SystemTime, u64)>,
+    entries: Vec<TokenEntry>,
 }
 
 impl TokenStore {
     /// `None`: no tokens file, so every request is refused.
     pub fn new(path: Option<PathBuf>) -> Self {
-        Self { path, cache: Mutex::new((None, Vec::new())) }
+        Self { path, cache: Mutex::new(Cached::default()) }
     }
 
     pub fn configured(&self) -> bool {
@@ -156,17 +163,17 @@ impl TokenStore {
         let path = self.path.as_ref()?;
         let modified = std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len()))).ok();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if modified.is_none() || cache.0 != modified {
+        if modified.is_none() || cache.stamp != modified {
             let entries = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| parse_tokens(&t));
             match entries {
-                Ok(e) => *cache = (modified, e),
+                Ok(entries) => *cache = Cached { stamp: modified, entries },
                 Err(e) => {
                     // Keep the last good set: a half-edited file must not lock everyone out.
                     tracing::error!(file = %path.display(), error = %e, "cannot read the API tokens file");
                 }
             }
         }
-        authenticate(&cache.1, presented)
+        authenticate(&cache.entries, presented)
     }
 }
 

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,8 +49,10 @@ pub async fn get_one(
     Ok(Json(s.scenarios.get(&tenant, &scenario).await?))
 }
 
-pub async fn replace(
+/// PUT replaces the document, PATCH deep-merges into it; both validate and bump `revision`.
+pub async fn write(
     State(s): State<AdminState>,
+    method: Method,
     Path((tenant, scenario)): Path<(String, String)>,
     headers: HeaderMap,
     q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
@@ -58,29 +60,13 @@ pub async fn replace(
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
     let opts = options(q)?;
-    let doc = json_body(&body)?;
-    let stored = if opts.dry_run {
-        s.scenarios.prepare_put(&tenant, &scenario, doc).await?
-    } else {
-        s.scenarios.put(&tenant, &scenario, doc).await?
-    };
-    Ok(written(stored, opts.dry_run))
-}
-
-pub async fn merge(
-    State(s): State<AdminState>,
-    Path((tenant, scenario)): Path<(String, String)>,
-    headers: HeaderMap,
-    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    s.authorize(&headers, Some(&tenant))?;
-    let opts = options(q)?;
-    let patch = json_body(&body)?;
-    let stored = if opts.dry_run {
-        s.scenarios.prepare_patch(&tenant, &scenario, &patch, opts.create).await?
-    } else {
-        s.scenarios.patch(&tenant, &scenario, &patch, opts.create).await?
+    let body = json_body(&body)?;
+    let svc = &s.scenarios;
+    let stored = match (method == Method::PATCH, opts.dry_run) {
+        (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,
+        (false, false) => svc.put(&tenant, &scenario, body).await?,
+        (true, true) => svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?,
+        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create).await?,
     };
     Ok(written(stored, opts.dry_run))
 }

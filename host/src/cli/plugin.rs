@@ -56,25 +56,22 @@ pub enum PluginCommand {
 }
 
 /// Where `publish` and `list` work: the fleet's MongoDB, else the plugins directory.
-async fn target(args: &PluginTargetArgs<'_>) -> anyhow::Result<PluginTarget> {
-    Ok(match args.0 {
-        Some(url) => PluginTarget::Mongo(MongoScenarioStore::connect(url, args.1).await?.plugins()),
-        None => PluginTarget::Dir(args.2.clone()),
+async fn target(mongodb_url: Option<&str>, database: &str, plugins_dir: &std::path::Path) -> anyhow::Result<PluginTarget> {
+    Ok(match mongodb_url {
+        Some(url) => PluginTarget::Mongo(MongoScenarioStore::connect(url, database).await?.plugins()),
+        None => PluginTarget::Dir(plugins_dir.to_path_buf()),
     })
 }
-
-type PluginTargetArgs<'a> = (Option<&'a str>, &'a str, &'a PathBuf);
 
 fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))
 }
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
-    let place: PluginTargetArgs<'_> = (args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir);
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
-            let service = PluginService::new(target(&place).await?)?;
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?)?;
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await
@@ -83,7 +80,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             println!("reference: {}", serde_json::json!({"plugin": m.reference()}));
         }
         PluginCommand::List => {
-            let service = PluginService::new(target(&place).await?)?;
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?)?;
             println!("{:<28} {:>10}  {:<64}  owner", "module", "bytes", "sha256");
             for m in service.list(None).await? {
                 println!(

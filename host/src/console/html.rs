@@ -266,8 +266,7 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::ScoredItem;
-    use crate::sinks::live::LiveHotList;
+    use crate::output::{HotList, ScoredItem};
 
     const XSS: &str = "<img src=x onerror=alert(1)>";
 
@@ -281,7 +280,8 @@ mod tests {
     fn tenant_strings_never_reach_the_page_as_markup() {
         let key = ScenarioKey::new("t", "s");
         let mut live = ScenarioLive::default();
-        live.hot = Some(LiveHotList {
+        live.hot = Some(HotList {
+            key: key.clone(),
             window_start: 0,
             window_end: 60_000,
             config_revision: 1,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::ScenarioKey;
-use crate::output::{HotList, Output, ScoredItem};
+use crate::output::{HotList, Output};
 use crate::pipeline::PipelineStats;
 use crate::runtime::status::ScenarioStatusRow;
 
@@ -33,22 +33,13 @@ pub struct WindowSummary {
 pub struct ScenarioLive {
     pub status: Option<ScenarioStatusRow>,
     /// The latest window's hot list.
-    pub hot: Option<LiveHotList>,
+    pub hot: Option<HotList>,
     /// Latest windows, oldest first.
     pub timeline: VecDeque<WindowSummary>,
     /// Events per second over the last status interval.
     pub events_per_s: f64,
     #[serde(skip)]
     last_events: Option<(u64, i64)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LiveHotList {
-    pub window_start: i64,
-    pub window_end: i64,
-    pub config_revision: i64,
-    pub plugin: Option<String>,
-    pub items: Vec<ScoredItem>,
 }
 
 /// Host-wide counters.
@@ -171,18 +162,13 @@ fn record_hot(s: &mut ScenarioLive, h: &HotList) {
     while s.timeline.len() > TIMELINE_LEN {
         s.timeline.pop_front();
     }
-    s.hot = Some(LiveHotList {
-        window_start: h.window_start,
-        window_end: h.window_end,
-        config_revision: h.config_revision,
-        plugin: h.plugin.clone(),
-        items: h.items.clone(),
-    });
+    s.hot = Some(h.clone());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::ScoredItem;
 
     fn hot(end: i64, item: &str) -> Output {
         Output::Hot(HotList {
