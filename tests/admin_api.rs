@@ -122,6 +122,10 @@ fn every_api_route_refuses_missing_bad_and_foreign_tokens() {
         .collect();
     assert!(ids.iter().all(|(t, _)| t == "acme") && ids.len() == 2, "{ids:?}");
     assert_eq!(request(port, "GET", "/api/v1/whoami", Some(&w.rival), b"").json()["scope"], "tenant:rival");
+    // The operations endpoint `/status` shows every tenant: with tokens configured, admin only.
+    refused(&request(port, "GET", "/status", None, b""), 401, "/status without a token");
+    refused(&request(port, "GET", "/status", Some(&w.acme), b""), 403, "/status with a tenant token");
+    assert_eq!(request(port, "GET", "/status", Some(&w.admin), b"").status, 200);
 }
 
 #[test]

@@ -67,6 +67,8 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 struct AppState {
     health: Health,
     metrics: Option<PrometheusHandle>,
+    /// With the admin API on, `/status` (every tenant's rows) needs an admin token.
+    admin: Option<AdminState>,
 }
 
 /// Binds `addr` and serves the operations endpoints (and the admin API and console, with
@@ -77,7 +79,7 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/status", get(status))
-        .with_state(AppState { health, metrics });
+        .with_state(AppState { health, metrics, admin: admin.clone() });
     if let Some(admin) = admin {
         app = app.merge(crate::api::router(admin.clone())).merge(crate::console::router(admin));
     }
@@ -108,6 +110,16 @@ async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn status(State(s): State<AppState>) -> impl IntoResponse {
-    axum::Json(s.health.status.borrow().clone())
+async fn status(State(s): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if let Some(admin) = s.admin.as_ref().filter(|a| a.tokens.configured()) {
+        match admin.authorize(&headers, None) {
+            Ok(crate::api::Scope::Admin) => {}
+            Ok(scope) => {
+                return crate::api::ApiError::forbidden(format!("/status shows every tenant: it needs an admin token, not {scope}"))
+                    .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    axum::Json(s.health.status.borrow().clone()).into_response()
 }
