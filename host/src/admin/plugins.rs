@@ -60,7 +60,8 @@ impl PublishedModule {
 
 pub struct PluginService {
     target: PluginTarget,
-    engine: Arc<PluginEngine>,
+    /// Made on the first publish: most hosts never compile an upload.
+    engine: std::sync::OnceLock<Arc<PluginEngine>>,
 }
 
 /// Sidecar file recording the owner of a module in a plugins directory (hidden, so the
@@ -70,9 +71,16 @@ fn owner_file(dir: &Path, id: &ModuleId) -> PathBuf {
 }
 
 impl PluginService {
-    pub fn new(target: PluginTarget) -> anyhow::Result<Self> {
-        let engine = PluginEngine::new(SandboxLimits::default(), Grants::default()).context("creating the plugin engine")?;
-        Ok(Self { target, engine: Arc::new(engine) })
+    pub fn new(target: PluginTarget) -> Self {
+        Self { target, engine: std::sync::OnceLock::new() }
+    }
+
+    fn engine(&self) -> Result<Arc<PluginEngine>, AdminError> {
+        if let Some(e) = self.engine.get() {
+            return Ok(Arc::clone(e));
+        }
+        let engine = Arc::new(PluginEngine::new(SandboxLimits::default(), Grants::default()).context("creating the plugin engine")?);
+        Ok(Arc::clone(self.engine.get_or_init(|| engine)))
     }
 
     pub fn describe(&self) -> String {
@@ -157,7 +165,7 @@ impl PluginService {
             }
         }
         // Refuse what a host could not load, before any host sees it.
-        let engine = Arc::clone(&self.engine);
+        let engine = self.engine()?;
         let bytes = tokio::task::spawn_blocking(move || {
             let r = engine.compile(&bytes).map(|_| ());
             engine.purge_unused();
@@ -204,7 +212,7 @@ mod tests {
     #[tokio::test]
     async fn quota_names_and_loadability_are_checked_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf())).unwrap();
+        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
         let small = PluginQuota { max_module_bytes: 8, max_modules_per_tenant: Some(1) };
         assert!(matches!(svc.publish(Some("t"), "demo", "1", vec![0; 9], small).await, Err(AdminError::Quota(_))));
         let err = svc.publish(Some("t"), "Demo", "1", vec![0; 4], small).await.unwrap_err();

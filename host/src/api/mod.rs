@@ -57,7 +57,7 @@ impl AdminState {
         }
         Ok(Self {
             scenarios: Arc::new(ScenarioService::new(store)),
-            plugins: Arc::new(PluginService::new(target)?),
+            plugins: Arc::new(PluginService::new(target)),
             tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
             live,
         })

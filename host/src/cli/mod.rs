@@ -24,7 +24,11 @@ Examples:
       --mongodb-url mongodb://127.0.0.1:27018 --redis-url redis://127.0.0.1:16379
 
   # Isolated instance for one important scenario (its own consumer group)
-  rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...";
+  rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...
+
+  # Admin API and operator console on 127.0.0.1:8080 (/api/v1, /console), tenant-scoped tokens
+  rtscore token create --tenant shop --tokens-file tokens
+  rtscore run --http-addr --api-tokens-file tokens ...";
 
 #[derive(Debug, Parser)]
 #[command(name = "rtscore", version, about = "WebAssembly-pluggable, config-driven real-time scoring runtime for recommender systems", after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]

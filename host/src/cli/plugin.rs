@@ -71,7 +71,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
-            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?)?;
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await
@@ -80,7 +80,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             println!("reference: {}", serde_json::json!({"plugin": m.reference()}));
         }
         PluginCommand::List => {
-            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?)?;
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
             println!("{:<28} {:>10}  {:<64}  owner", "module", "bytes", "sha256");
             for m in service.list(None).await? {
                 println!(

@@ -20,8 +20,10 @@ pub struct TokenArgs {
 pub enum TokenCommand {
     /// Create a token for one tenant (or, with --admin, for every tenant) and print it.
     Create {
+        /// The tenant the token may read and change (its scenarios, plugins and status).
         #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
         tenant: Option<String>,
+        /// A token for every tenant (and the host-wide /status).
         #[arg(long)]
         admin: bool,
     },
