@@ -3,6 +3,8 @@
 //! are validated, bump the revision and reach the running host; plugin uploads are checked
 //! and scoped; tenant-supplied strings are escaped in the console.
 
+#[path = "plugin_support.rs"]
+mod plugin_support;
 mod support;
 
 use std::time::Duration;
@@ -245,11 +247,7 @@ fn edits_are_validated_versioned_and_reach_the_host() {
 fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     let w = world();
     let port = w.api.port;
-    let wasm = std::fs::read(
-        std::path::Path::new(&std::env::var("RTSCORE_TEST_WASM_DIR").expect("RTSCORE_TEST_WASM_DIR (see scripts/test.sh)"))
-            .join("gravity.wasm"),
-    )
-    .expect("gravity.wasm built");
+    let wasm = plugin_support::module("gravity");
     let up = |token: &str, name: &str, body: &[u8]| {
         request_raw(
             port,
@@ -395,10 +393,7 @@ fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
     assert_eq!(ids, vec![json!("feed")]);
 
     // Uploads go to the fleet's `plugins` collection, owned by the tenant.
-    let wasm = std::fs::read(
-        std::path::Path::new(&std::env::var("RTSCORE_TEST_WASM_DIR").expect("RTSCORE_TEST_WASM_DIR")).join("decay_weighted.wasm"),
-    )
-    .unwrap();
+    let wasm = plugin_support::module("decay-weighted");
     let up = request_raw(
         port,
         "POST",

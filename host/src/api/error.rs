@@ -44,7 +44,9 @@ impl From<AdminError> for ApiError {
             AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The details (URLs, paths, driver errors) are for operators, not for API callers.
             tracing::error!(error = %e, "admin API: store failure");
+            return Self::new(status, "the scenario or plugin store is unavailable; the host's log has the details");
         }
         Self { status, message: e.to_string(), errors: e.field_errors().to_vec() }
     }

@@ -172,7 +172,10 @@ async fn scenario(
         Err(AdminError::ScenarioNotFound { .. } | AdminError::Rejected(_)) => {
             return Err(Refused::NotFound(format!("No scenario {tenant}/{scenario}.")));
         }
-        Err(e) => return Err(Refused::NotFound(format!("The scenario store is unavailable: {e}"))),
+        Err(e) => {
+            tracing::error!(error = %e, "console: store failure");
+            return Err(Refused::NotFound("The scenario store is unavailable; the host's log has the details.".into()));
+        }
     };
     let key = scenario_key(&tenant, &scenario);
     let live = s.live.scenario(&key).unwrap_or_default();
@@ -224,7 +227,13 @@ async fn edit_config(
         }
         Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
         Err(e) => {
-            let message = e.to_string();
+            let message = match &e {
+                AdminError::Store(err) => {
+                    tracing::error!(error = %err, "console: store failure");
+                    "the scenario store is unavailable; the host's log has the details".to_string()
+                }
+                e => e.to_string(),
+            };
             render(StatusCode::UNPROCESSABLE_ENTITY, &f.document, EditorResult::Invalid { message: &message, errors: e.field_errors() })
         }
     })
