@@ -320,6 +320,8 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
         .into_bytes(),
     );
     lines.push(event_line("acme", "home", "later", "view", t0 + 60_000 + 11_000));
+    // A rejected event is counted against the scenario it names.
+    lines.push(event_line("acme", "home", "y", "NOT-AN-ACTION", t0 + 3_000));
     w.api.send(&lines);
     let live = || request(port, "GET", "/api/v1/tenants/acme/scenarios/home/live", Some(&w.acme), b"");
     assert!(
@@ -327,6 +329,7 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
         "hot list with the item\n{}",
         w.api.host.log()
     );
+    assert!(wait_until(Duration::from_secs(5), || live().json()["rejected"] == 1), "{}", live().body);
     let c = format!("rtscore_token={}", w.acme);
     for url in ["/console", "/console/tenants/acme/scenarios/home"] {
         let page = request_raw(port, "GET", url, &[("Cookie", &c)], b"", None).body;

@@ -92,7 +92,7 @@ fn state_class(state: &str) -> &'static str {
 /// Overview table body: one row per scenario.
 pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
     if scenarios.is_empty() {
-        return r#"<tr><td colspan="10" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
+        return r#"<tr><td colspan="11" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
     }
     let mut out = String::new();
     for (k, s) in scenarios {
@@ -101,7 +101,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
         let err = st.and_then(|r| r.last_error.as_deref());
         let _ = write!(
             out,
-            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
             t = esc(&k.tenant_id),
             s_ = esc(&k.scenario_id),
             tu = url_segment(&k.tenant_id),
@@ -113,6 +113,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
             eps = s.events_per_s,
             events = opt(st.map(|r| r.events)),
             late = opt(st.map(|r| r.late)),
+            rejected = s.rejected,
             top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
             ecls = if err.is_some() { "error" } else { "muted" },
             err = esc(err.unwrap_or("none")),
@@ -123,7 +124,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
 
 pub fn host_counters(h: &HostLive) -> String {
     format!(
-        r#"<span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
+        r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
         h.events_in, h.rejected, h.late, h.unknown_scenario
     )
 }
@@ -139,7 +140,7 @@ pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: 
         Some("/console/events"),
         &format!(
             r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
-<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>late</th><th>top item</th><th>last error</th></tr></thead>
+<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th></tr></thead>
 <tbody id="scenarios">{rows}</tbody></table>"#,
             host = host_counters(host),
             rows = overview_rows(scenarios)
@@ -151,7 +152,7 @@ pub fn status_card(s: &ScenarioLive) -> String {
     let Some(r) = &s.status else { return r#"<p class="muted">This host has not reported this scenario yet.</p>"#.to_string() };
     format!(
         r#"<dl class="card"><dt>applied revision</dt><dd id="applied-revision">{rev}</dd><dt>plugin</dt><dd>{plugin}</dd><dt>state</dt><dd><span class="state {cls}">{state}</span></dd>
-<dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>windows</dt><dd>{windows}</dd>
+<dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>rejected</dt><dd>{rejected}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>windows</dt><dd>{windows}</dd>
 <dt>applied at</dt><dd>{applied}</dd><dt>last error</dt><dd class="{ecls}">{err}</dd></dl>"#,
         rev = opt(r.config_revision),
         plugin = esc(&r.plugin),
@@ -160,6 +161,7 @@ pub fn status_card(s: &ScenarioLive) -> String {
         eps = s.events_per_s,
         events = r.events,
         late = r.late,
+        rejected = s.rejected,
         dups = r.duplicates,
         windows = r.windows_emitted,
         applied = r.applied_at.map_or_else(|| "–".into(), time),

@@ -82,6 +82,9 @@ impl Outputs {
         }
         if !rejects.is_empty() {
             self.dead_letter.flush()?;
+            if let Some(l) = &self.live {
+                l.rejected(rejects.iter().map(|r| batch.get(r.index).unwrap_or_default()));
+            }
         }
         Ok(())
     }

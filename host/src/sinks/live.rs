@@ -38,6 +38,9 @@ pub struct ScenarioLive {
     pub timeline: VecDeque<WindowSummary>,
     /// Events per second over the last status interval.
     pub events_per_s: f64,
+    /// Events of this scenario refused by validation (counted when the raw event still names
+    /// a scenario this host knows).
+    pub rejected: u64,
     #[serde(skip)]
     last_events: Option<(u64, i64)>,
 }
@@ -100,6 +103,27 @@ impl LiveView {
         for o in out {
             if let Output::Hot(h) = o {
                 record_hot(st.scenarios.entry(h.key.clone()).or_default(), h);
+                any = true;
+            }
+        }
+        drop(st);
+        if any {
+            self.changed();
+        }
+    }
+
+    /// Counts rejected raw events against the scenario they name, if this host knows it
+    /// (unknown or unreadable names are only in the host-wide count).
+    pub fn rejected<'a>(&self, raw_events: impl IntoIterator<Item = &'a [u8]>) {
+        let mut st = self.write();
+        let mut any = false;
+        for raw in raw_events {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) else { continue };
+            let (Some(t), Some(s)) = (v.get("tenant_id").and_then(|x| x.as_str()), v.get("scenario_id").and_then(|x| x.as_str())) else {
+                continue;
+            };
+            if let Some(entry) = st.scenarios.get_mut(&ScenarioKey::new(t, s)) {
+                entry.rejected += 1;
                 any = true;
             }
         }
@@ -194,6 +218,13 @@ mod tests {
         assert_eq!(s.timeline.len(), TIMELINE_LEN);
         assert_eq!(s.hot.unwrap().items[0].item_id, format!("i{}", TIMELINE_LEN + 4));
         assert_eq!(live.scenarios(Some("other")).len(), 0);
+        live.rejected([
+            br#"{"tenant_id":"t","scenario_id":"s","action":"BAD"}"#.as_slice(),
+            b"not json",
+            br#"{"tenant_id":"x","scenario_id":"y"}"#,
+        ]);
+        assert_eq!(live.scenario(&ScenarioKey::new("t", "s")).unwrap().rejected, 1);
+        assert_eq!(live.scenarios(None).len(), 1, "unknown scenarios are not added by rejects");
         // A status tick without the scenario (deleted) drops it.
         live.status(&PipelineStats::default(), &[], 1);
         assert!(live.scenarios(None).is_empty());
