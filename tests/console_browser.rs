@@ -71,7 +71,7 @@ fn a_tenant_logs_in_sees_its_scenarios_and_changes_a_weight() {
 
     b.click(r#"a[href="/console/tenants/acme/scenarios/home"]"#);
     b.wait_for(Duration::from_secs(15), "the hot list", |b| first_item(b) == "much-viewed");
-    assert_eq!(b.text("#applied-revision"), "1");
+    b.wait_for(Duration::from_secs(10), "the applied revision", |b| b.text("#applied-revision") == "1");
     b.wait_for(Duration::from_secs(10), "the status counters", |b| b.text("#status").contains("34"));
     shot(&b, "console-scenario.png");
 

@@ -146,6 +146,8 @@ pub struct TokenStore {
 struct Cached {
     stamp: Option<(SystemTime, u64)>,
     entries: Vec<TokenEntry>,
+    /// The last read error, logged once rather than on every request.
+    error: Option<String>,
 }
 
 impl TokenStore {
@@ -164,12 +166,23 @@ impl TokenStore {
         let modified = std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len()))).ok();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if modified.is_none() || cache.stamp != modified {
-            let entries = std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| parse_tokens(&t));
-            match entries {
-                Ok(entries) => *cache = Cached { stamp: modified, entries },
+            let entries = match std::fs::read_to_string(path) {
+                Ok(text) => parse_tokens(&text),
                 Err(e) => {
-                    // Keep the last good set: a half-edited file must not lock everyone out.
-                    tracing::error!(file = %path.display(), error = %e, "cannot read the API tokens file");
+                    // A removed or unreadable file revokes every token.
+                    cache.entries.clear();
+                    Err(e.to_string())
+                }
+            };
+            match entries {
+                Ok(entries) => *cache = Cached { stamp: modified, entries, error: None },
+                Err(e) => {
+                    // A malformed file keeps the last good set: a half-edited file must not lock
+                    // everyone out.
+                    if cache.error.as_ref() != Some(&e) {
+                        tracing::error!(file = %path.display(), error = %e, "cannot read the API tokens file");
+                        cache.error = Some(e);
+                    }
                 }
             }
         }
@@ -213,5 +226,10 @@ mod tests {
         let t = create_token(&path, &Scope::Tenant("news".into())).unwrap();
         assert_eq!(store.authenticate(&t), Some(Scope::Tenant("news".into())));
         assert_eq!(TokenStore::new(None).authenticate(&t), None);
+        // A malformed edit keeps the last good set; removing the file revokes everything.
+        std::fs::write(&path, format!("{}\nbroken line\n", std::fs::read_to_string(&path).unwrap().trim())).unwrap();
+        assert_eq!(store.authenticate(&t), Some(Scope::Tenant("news".into())));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(store.authenticate(&t), None);
     }
 }
