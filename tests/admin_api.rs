@@ -193,6 +193,31 @@ fn every_console_route_refuses_missing_bad_and_foreign_logins() {
     assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home").is_some()));
     let page = request_raw(port, "GET", "/console", &[("Cookie", &c)], b"", None).body;
     assert!(page.contains("acme/home") && !page.contains("rival"), "{page}");
+
+    // Revoking a token (deleting its line) ends the live stream it opened.
+    use std::io::{Read, Write};
+    let mut sse = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(sse, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {c}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data:") {
+        let n = sse.read(&mut buf).expect("the first live update");
+        assert!(n > 0, "stream closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let tokens = w.api.dir.path().join("tokens");
+    let kept: String =
+        std::fs::read_to_string(&tokens).unwrap().lines().filter(|l| !l.starts_with("tenant:acme ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&tokens, kept).unwrap();
+    loop {
+        match sse.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the stream of a revoked token kept running: {e}"),
+        }
+    }
+    assert_eq!(request(port, "GET", "/api/v1/tenants/acme/scenarios", Some(&w.acme), b"").status, 401, "revoked");
 }
 
 #[test]

@@ -122,6 +122,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Refused> {
     if origin_host == host { Ok(()) } else { Err(Refused::Forbidden("Cross-site request refused.".into())) }
 }
 
+fn login_token(headers: &HeaderMap) -> String {
+    cookie_token(headers).unwrap_or_default().to_string()
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
@@ -240,29 +244,40 @@ async fn edit_config(
 }
 
 /// A stream of rendered fragments, pushed after every change of the live view (at most every
-/// [`PUSH_INTERVAL`]).
+/// [`PUSH_INTERVAL`]). It ends once the login's token no longer grants `scope` (revoked).
 fn live_stream(
     s: AdminState,
+    token: String,
+    scope: Scope,
     render: impl Fn(&AdminState) -> serde_json::Value + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.live.subscribe();
-    let stream = futures::stream::unfold((s, rx, true, render), |(s, mut rx, first, render)| async move {
-        if !first {
-            tokio::time::sleep(PUSH_INTERVAL).await;
-            rx.changed().await.ok()?;
+    let stream = futures::stream::unfold((s, rx, true, render), move |(s, mut rx, first, render)| {
+        let (token, scope) = (token.clone(), scope.clone());
+        async move {
+            if !first {
+                tokio::time::sleep(PUSH_INTERVAL).await;
+                rx.changed().await.ok()?;
+            }
+            if s.tokens.authenticate(&token) != Some(scope) {
+                return None;
+            }
+            rx.mark_unchanged();
+            let event = Event::default().data(render(&s).to_string());
+            Some((Ok(event), (s, rx, false, render)))
         }
-        rx.mark_unchanged();
-        let event = Event::default().data(render(&s).to_string());
-        Some((Ok(event), (s, rx, false, render)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn overview_events(State(s): State<AdminState>, headers: HeaderMap) -> Result<impl IntoResponse, Refused> {
     let scope = login_scope(&s, &headers, None, false)?;
+    let tenant = scope.tenant().map(str::to_string);
     Ok(live_stream(
         s,
-        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(scope.tenant())), "host": html::host_counters(&s.live.host())}),
+        login_token(&headers),
+        scope,
+        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&s.live.host())}),
     ))
 }
 
@@ -271,9 +286,9 @@ async fn scenario_events(
     Path((tenant, scenario)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, Refused> {
-    login_scope(&s, &headers, Some(&tenant), false)?;
+    let scope = login_scope(&s, &headers, Some(&tenant), false)?;
     let key = scenario_key(&tenant, &scenario);
-    Ok(live_stream(s, move |s| {
+    Ok(live_stream(s, login_token(&headers), scope, move |s| {
         let live = s.live.scenario(&key).unwrap_or_default();
         json!({"status": html::status_card(&live), "hot": html::hot_list(&live), "timeline": html::timeline(&live)})
     }))
