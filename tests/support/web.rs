@@ -183,12 +183,23 @@ impl Drop for ApiHost {
     }
 }
 
+/// The chromedriver process, killed when dropped (also when `Browser::start` panics).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A chromedriver process and one headless Chromium session.
 pub struct Browser {
-    driver: Child,
-    port: u16,
     session: String,
+    port: u16,
     _profile: tempfile::TempDir,
+    // Declared last: dropped after the session is deleted.
+    _driver: Driver,
 }
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
@@ -213,6 +224,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
+        let driver = Driver(driver);
         let ready = wait_until(Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok() && wd(port, "GET", "/status", None).1["value"]["ready"] == true
         });
@@ -237,7 +249,7 @@ impl Browser {
         let (status, v) = wd(port, "POST", "/session", Some(&caps));
         let session =
             v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("chromedriver refused a session ({status}): {v}")).to_string();
-        Browser { driver, port, session, _profile: profile }
+        Browser { session, port, _profile: profile, _driver: driver }
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
@@ -303,8 +315,6 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = wd(self.port, "DELETE", &format!("/session/{}", self.session), None);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
