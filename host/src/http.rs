@@ -1,5 +1,7 @@
-//! Operations endpoint: `/healthz` (the process is up), `/readyz` (configs loaded and sinks
-//! reachable), `/metrics` (Prometheus text format), `/status` (what this host applies, as JSON).
+//! The host's HTTP server. Operations endpoints: `/healthz` (the process is up), `/readyz`
+//! (configs loaded and sinks reachable), `/metrics` (Prometheus text format), `/status` (what
+//! this host applies, as JSON); plus, when given an [`AdminState`], the admin API (`/api/v1`,
+//! see `crate::api`) and the operator console (`/console`, see `crate::console`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
+
+use crate::api::AdminState;
 
 /// State shared between the runtime and the HTTP server.
 #[derive(Clone)]
@@ -63,18 +67,24 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 struct AppState {
     health: Health,
     metrics: Option<PrometheusHandle>,
+    /// With the admin API on, `/status` (every tenant's rows) needs an admin token.
+    admin: Option<AdminState>,
 }
 
-/// Binds `addr` and serves the operations endpoints until the process exits.
-pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
-    let app = Router::new()
+/// Binds `addr` and serves the operations endpoints (and the admin API and console, with
+/// `admin`) until the process exits.
+pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusHandle>, admin: Option<AdminState>) -> anyhow::Result<()> {
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/status", get(status))
-        .with_state(AppState { health, metrics });
+        .with_state(AppState { health, metrics, admin: admin.clone() });
+    if let Some(admin) = admin {
+        app = app.merge(crate::api::router(admin.clone())).merge(crate::console::router(admin));
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind --http-addr {addr}"))?;
-    tracing::info!(%addr, "serving /healthz /readyz /metrics /status");
+    tracing::info!(%addr, "serving /healthz /readyz /metrics /status /api/v1 /console");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "operations endpoint stopped");
@@ -100,6 +110,16 @@ async fn render_metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn status(State(s): State<AppState>) -> impl IntoResponse {
-    axum::Json(s.health.status.borrow().clone())
+async fn status(State(s): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if let Some(admin) = s.admin.as_ref().filter(|a| a.tokens.configured()) {
+        match admin.authorize(&headers, None) {
+            Ok(crate::api::Scope::Admin) => {}
+            Ok(scope) => {
+                return crate::api::ApiError::forbidden(format!("/status shows every tenant: it needs an admin token, not {scope}"))
+                    .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    axum::Json(s.health.status.borrow().clone()).into_response()
 }

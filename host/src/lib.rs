@@ -3,9 +3,12 @@
 //! Data flows `sources -> event (validation) -> window (state) -> scoring -> sinks`; the config
 //! store and the plugin registry are side inputs. See `docs/architecture.md`.
 
+pub mod admin;
+pub mod api;
 pub mod backtest;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod event;
 pub mod http;
 pub mod output;

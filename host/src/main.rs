@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Scenario(args)) => rtscore::cli::scenario::run(args).await,
             Some(Command::Plugin(args)) => rtscore::cli::plugin::run(args).await,
             Some(Command::Status(args)) => rtscore::cli::status::run(args).await,
+            Some(Command::Token(args)) => rtscore::cli::token::run(args),
             Some(Command::Diff(args)) => rtscore::cli::diff::run(args),
             None => rtscore::runtime::run(cli.run).await,
         }

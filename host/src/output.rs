@@ -15,7 +15,7 @@ pub struct ScoredItem {
 }
 
 /// One emitted window's hot list for one scenario.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HotList {
     pub key: ScenarioKey,
     pub window_start: i64,

@@ -3,6 +3,8 @@
 //! parallel; waits poll a condition until a deadline, never sleep a fixed time.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod web;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -188,16 +190,30 @@ pub struct HostProcess {
 
 impl HostProcess {
     pub fn start(args: &[&str]) -> HostProcess {
+        Self::spawn(args, Stdio::inherit())
+    }
+
+    /// Like [`HostProcess::start`], with stdin a pipe (take it with [`HostProcess::take_stdin`]).
+    pub fn start_piped(args: &[&str]) -> HostProcess {
+        Self::spawn(args, Stdio::piped())
+    }
+
+    fn spawn(args: &[&str], stdin: Stdio) -> HostProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("host.log");
         let child = rtscore_command()
             .args(args)
             .env("RTSCORE_LOG", "info")
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start rtscore");
         HostProcess { child, log, _dir: dir }
+    }
+
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().expect("started with start_piped")
     }
 
     pub fn log(&self) -> String {

@@ -5,6 +5,7 @@ pub mod plugin;
 pub mod run_args;
 pub mod scenario;
 pub mod status;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -23,7 +24,11 @@ Examples:
       --mongodb-url mongodb://127.0.0.1:27018 --redis-url redis://127.0.0.1:16379
 
   # Isolated instance for one important scenario (its own consumer group)
-  rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...";
+  rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...
+
+  # Admin API and operator console on 127.0.0.1:8080 (/api/v1, /console), tenant-scoped tokens
+  rtscore token create --tenant shop --tokens-file tokens
+  rtscore run --http-addr --api-tokens-file tokens ...";
 
 #[derive(Debug, Parser)]
 #[command(name = "rtscore", version, about = "WebAssembly-pluggable, config-driven real-time scoring runtime for recommender systems", after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
@@ -46,6 +51,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).
     Status(status::StatusArgs),
+    /// Create bearer tokens for the admin API and operator console.
+    Token(token::TokenArgs),
     /// Compare two JSONL sinks window by window: top-K overlap, score drift, items moving.
     Diff(diff::DiffArgs),
 }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use crate::admin::plugins::PluginTarget;
+use crate::admin::{PluginQuota, PluginService};
 use crate::config::mongo::MongoScenarioStore;
-use crate::plugin::{Grants, PluginEngine, PluginRegistry, SandboxLimits, publish_to_dir, publish_to_mongo, sha256_hex};
+use crate::plugin::sha256_hex;
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -53,6 +55,14 @@ pub enum PluginCommand {
     },
 }
 
+/// Where `publish` and `list` work: the fleet's MongoDB, else the plugins directory.
+async fn target(mongodb_url: Option<&str>, database: &str, plugins_dir: &std::path::Path) -> anyhow::Result<PluginTarget> {
+    Ok(match mongodb_url {
+        Some(url) => PluginTarget::Mongo(MongoScenarioStore::connect(url, database).await?.plugins()),
+        None => PluginTarget::Dir(plugins_dir.to_path_buf()),
+    })
+}
+
 fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))
 }
@@ -61,46 +71,25 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
-            // Refuse what a host could not load, before any host sees it.
-            let engine = PluginEngine::new(SandboxLimits::default(), Grants::default())?;
-            let compiled = { tokio::task::spawn_blocking(move || engine.compile(&bytes).map(|c| (c, bytes))).await? };
-            let (_, bytes) = compiled.with_context(|| format!("{} is not a loadable rtscore plugin", module.display()))?;
-            let info = match &args.mongodb_url {
-                Some(url) => {
-                    publish_to_mongo(&MongoScenarioStore::connect(url, &args.mongodb_database).await?.plugins(), &name, &version, &bytes)
-                        .await?
-                }
-                None => {
-                    std::fs::create_dir_all(&args.plugins_dir).with_context(|| format!("creating {}", args.plugins_dir.display()))?;
-                    publish_to_dir(&args.plugins_dir, &name, &version, &bytes).await?
-                }
-            };
-            println!(
-                "published {}@{} ({} bytes) to {}",
-                info.id.name,
-                info.id.version,
-                info.size,
-                args.mongodb_url.as_deref().map_or_else(|| args.plugins_dir.display().to_string(), |_| "MongoDB".into())
-            );
-            println!(
-                "reference: {}",
-                serde_json::json!({"plugin": {"name": info.id.name, "version": info.id.version, "sha256": info.sha256, "params": {}}})
-            );
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
+            let m = service
+                .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
+                .await
+                .with_context(|| format!("{} cannot be published", module.display()))?;
+            println!("published {}@{} ({} bytes) to {}", m.name, m.version, m.size, service.describe());
+            println!("reference: {}", serde_json::json!({"plugin": m.reference()}));
         }
         PluginCommand::List => {
-            let registry = PluginRegistry::new();
-            match &args.mongodb_url {
-                Some(url) => {
-                    let store = MongoScenarioStore::connect(url, &args.mongodb_database).await?;
-                    registry.poll_mongo(store.plugins(), std::time::Duration::from_secs(3600)).await?
-                }
-                None => registry.watch_dir(&args.plugins_dir).await?,
-            }
-            let mut modules = registry.modules();
-            modules.sort_by(|a, b| (&a.id.name, &a.id.version).cmp(&(&b.id.name, &b.id.version)));
-            println!("{:<28} {:>10}  sha256", "module", "bytes");
-            for m in modules {
-                println!("{:<28} {:>10}  {}", format!("{}@{}", m.id.name, m.id.version), m.size, m.sha256);
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
+            println!("{:<28} {:>10}  {:<64}  owner", "module", "bytes", "sha256");
+            for m in service.list(None).await? {
+                println!(
+                    "{:<28} {:>10}  {:<64}  {}",
+                    format!("{}@{}", m.name, m.version),
+                    m.size,
+                    m.sha256,
+                    m.owner.as_deref().unwrap_or("-")
+                );
             }
         }
         PluginCommand::Test { module, scenario, events_file, params } => {

@@ -104,9 +104,14 @@ pub struct RunArgs {
     /// Terminal output [default: live on a terminal, else log].
     #[arg(long, value_enum, help_heading = "Outputs")]
     pub view: Option<ViewMode>,
-    /// Serve /healthz, /readyz and Prometheus /metrics on this address.
-    #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", help_heading = "Outputs")]
+    /// Serve /healthz, /readyz, Prometheus /metrics, the admin API (/api/v1) and the operator
+    /// console (/console) on this address; `--http-addr` alone binds 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080", help_heading = "Outputs")]
     pub http_addr: Option<SocketAddr>,
+    /// Bearer tokens of the admin API and console: lines `tenant:<id> <sha256-hex>` or
+    /// `admin <sha256-hex>` (see `rtscore token create`). Without it every API call is refused.
+    #[arg(long, value_name = "PATH", env = "RTSCORE_API_TOKENS_FILE", help_heading = "Outputs")]
+    pub api_tokens_file: Option<PathBuf>,
 }
 
 impl RunArgs {

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::config::edit::{deep_merge, new_document, next_revision};
+use crate::admin::{AdminError, ScenarioService};
 use crate::config::parse_scenario;
 use crate::config::store::ScenarioStore;
 
@@ -82,10 +82,6 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     if let ScenarioCommand::Validate { files } = &args.command {
         let mut failed = 0;
@@ -104,11 +100,12 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = ScenarioStore::open(args.mongodb_url.as_deref(), &args.mongodb_database, &args.scenarios_dir).await?;
+    let service = ScenarioService::new(store);
+    let place = service.describe();
     match args.command {
         ScenarioCommand::Validate { .. } => unreachable!("handled above"),
         ScenarioCommand::List => {
-            let mut docs = store.list().await?;
-            docs.sort_by_key(|d| (d["tenant_id"].to_string(), d["scenario_id"].to_string()));
+            let docs = service.list(None).await?;
             println!(
                 "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} plugin",
                 "tenant", "scenario", "revision", "status", "window/slide", "lambda", "top_n"
@@ -137,17 +134,13 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        ScenarioCommand::Get(id) => match store.get(&id.tenant_id, &id.scenario_id).await? {
-            Some(doc) => println!("{}", serde_json::to_string_pretty(&doc)?),
-            None => bail!("no scenario {}/{} in {}", id.tenant_id, id.scenario_id, store.describe()),
-        },
+        ScenarioCommand::Get(id) => {
+            let doc = service.get(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
         ScenarioCommand::Set { file } => {
-            let doc = read_json(&file)?;
-            let cfg = parse_scenario(&doc)?;
-            let stored = store.get(&cfg.key.tenant_id, &cfg.key.scenario_id).await?;
-            let (next, cfg) = next_revision(stored.as_ref(), doc, now_ms())?;
-            store.put(&next).await?;
-            println!("stored {} revision {} in {}", cfg.key, cfg.revision, store.describe());
+            let stored = service.put_document(read_json(&file)?).await?;
+            println!("stored {} revision {} in {place}", stored.config.key, stored.config.revision);
         }
         ScenarioCommand::Patch { id, body, file, create } => {
             let patch: Value = match (body, file) {
@@ -155,28 +148,15 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 (None, Some(f)) => read_json(&f)?,
                 (None, None) => bail!("give the partial document with --body JSON or --file PATH"),
             };
-            let stored = store.get(&id.tenant_id, &id.scenario_id).await?;
-            let mut doc = match (&stored, create) {
-                (Some(d), _) => d.clone(),
-                (None, true) => new_document(&id.tenant_id, &id.scenario_id),
-                (None, false) => {
-                    bail!("no scenario {}/{} in {} (use --create to create it)", id.tenant_id, id.scenario_id, store.describe())
-                }
+            let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create).await {
+                Err(e @ AdminError::ScenarioNotFound { .. }) => bail!("{e} in {place} (use --create to create it)"),
+                r => r?,
             };
-            deep_merge(&mut doc, &patch);
-            // The ids are part of the address, not of the patch.
-            doc["tenant_id"] = Value::from(id.tenant_id.as_str());
-            doc["scenario_id"] = Value::from(id.scenario_id.as_str());
-            let (next, cfg) = next_revision(stored.as_ref(), doc, now_ms())?;
-            store.put(&next).await?;
-            println!("patched {} to revision {} in {}", cfg.key, cfg.revision, store.describe());
+            println!("patched {} to revision {} in {place}", stored.config.key, stored.config.revision);
         }
         ScenarioCommand::Delete(id) => {
-            if store.delete(&id.tenant_id, &id.scenario_id).await? {
-                println!("deleted {}/{}", id.tenant_id, id.scenario_id);
-            } else {
-                bail!("no scenario {}/{} in {}", id.tenant_id, id.scenario_id, store.describe());
-            }
+            service.delete(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
+            println!("deleted {}/{}", id.tenant_id, id.scenario_id);
         }
     }
     Ok(())

@@ -40,9 +40,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut pipeline = Pipeline::new(opts);
     let mut registry = ScenarioRegistry::default();
     let (health, health_view) = http::health();
-    if let Some(addr) = args.http_addr {
+    let live = args.http_addr.map(|_| crate::sinks::live::LiveView::new());
+    if let (Some(addr), Some(live)) = (args.http_addr, &live) {
         let metrics = http::install_metrics()?;
-        http::serve(addr, health_view, Some(metrics)).await?;
+        let admin = crate::api::AdminState::open(&args, live.clone()).await?;
+        http::serve(addr, health_view, Some(metrics), Some(admin)).await?;
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -78,7 +80,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
     plugins.sync(&mut pipeline, true).await;
 
-    let mut outputs = Outputs::open(&args, view, &health).await?;
+    let mut outputs = Outputs::open(&args, view, &health).await?.with_live(live);
     let mut committer = None;
     let mut kafka_lag: Option<Arc<std::sync::atomic::AtomicI64>> = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();

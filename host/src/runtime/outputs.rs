@@ -10,6 +10,7 @@ use crate::output::Output;
 use crate::pipeline::{PipelineStats, Reject};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::jsonl::JsonlSink;
+use crate::sinks::live::LiveView;
 use crate::sinks::redis::{RedisSink, RedisTtl};
 use crate::sinks::terminal::TerminalView;
 use crate::sources::RecordBatch;
@@ -21,6 +22,8 @@ pub struct Outputs {
     jsonl: Option<JsonlSink>,
     redis: Option<RedisSink>,
     view: Option<TerminalView>,
+    /// What the console and the API's status route show.
+    live: Option<LiveView>,
     dead_letter: DeadLetterSink,
     /// Last written status per scenario, and when.
     status_written: HashMap<ScenarioKey, (ScenarioStatusRow, i64)>,
@@ -45,7 +48,12 @@ impl Outputs {
             (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic)?,
             (None, None) => DeadLetterSink::log(),
         };
-        Ok(Self { jsonl, redis, view, dead_letter, status_written: HashMap::new() })
+        Ok(Self { jsonl, redis, view, live: None, dead_letter, status_written: HashMap::new() })
+    }
+
+    pub fn with_live(mut self, live: Option<LiveView>) -> Self {
+        self.live = live;
+        self
     }
 
     pub async fn write(&mut self, out: &[Output]) -> anyhow::Result<()> {
@@ -61,6 +69,9 @@ impl Outputs {
         if let Some(v) = &mut self.view {
             v.record(out);
         }
+        if let Some(l) = &self.live {
+            l.record(out);
+        }
         Ok(())
     }
 
@@ -71,6 +82,9 @@ impl Outputs {
         }
         if !rejects.is_empty() {
             self.dead_letter.flush()?;
+            if let Some(l) = &self.live {
+                l.rejected(rejects.iter().map(|r| batch.get(r.index).unwrap_or_default()));
+            }
         }
         Ok(())
     }
@@ -91,6 +105,9 @@ impl Outputs {
     }
 
     pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
+        if let Some(l) = &self.live {
+            l.status(stats, rows, chrono::Utc::now().timestamp_millis());
+        }
         if let Some(v) = &mut self.view {
             let problems = rows.iter().filter_map(|r| Some((r.key(), r.last_error.clone()?))).collect();
             v.draw(stats, &problems);

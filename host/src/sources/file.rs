@@ -1,7 +1,7 @@
 //! JSONL file source: one event per line, sent in batches, then [`SourceMessage::End`] so the
 //! pipeline emits every remaining window (DESIGN §7: a complete offline replay).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,19 +14,22 @@ const BATCH_RECORDS: usize = 4096;
 /// Reads `path` on a blocking thread and sends its lines. `-` reads standard input.
 pub fn spawn_file_source(path: PathBuf, tx: mpsc::Sender<SourceMessage>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(move || {
-        let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-            Box::new(BufReader::new(std::io::stdin()))
+        if path.as_os_str() == "-" {
+            // A pipe may be a live feed: what has arrived is processed without waiting for more.
+            read_lines(BufReader::new(std::io::stdin()), &tx, true)
         } else {
             let f = std::fs::File::open(&path).with_context(|| format!("cannot open --events-file {}", path.display()))?;
-            Box::new(BufReader::with_capacity(1 << 20, f))
-        };
-        read_lines(reader, &tx).with_context(|| format!("reading {}", path.display()))?;
+            read_lines(BufReader::with_capacity(1 << 20, f), &tx, false)
+        }
+        .with_context(|| format!("reading {}", path.display()))?;
         let _ = tx.blocking_send(SourceMessage::End);
         Ok(())
     })
 }
 
-fn read_lines(mut reader: impl BufRead, tx: &mpsc::Sender<SourceMessage>) -> anyhow::Result<()> {
+/// Sends full batches; with `flush_when_drained`, also whatever was read once the input has
+/// nothing more buffered (the next read would wait).
+fn read_lines<R: Read>(mut reader: BufReader<R>, tx: &mpsc::Sender<SourceMessage>, flush_when_drained: bool) -> anyhow::Result<()> {
     let mut batch = RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256);
     let mut line = Vec::with_capacity(512);
     loop {
@@ -40,7 +43,7 @@ fn read_lines(mut reader: impl BufRead, tx: &mpsc::Sender<SourceMessage>) -> any
             continue;
         }
         batch.push(rec);
-        if batch.len() >= BATCH_RECORDS {
+        if batch.len() >= BATCH_RECORDS || (flush_when_drained && reader.buffer().is_empty()) {
             let full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
             if tx.blocking_send(SourceMessage::Records(full)).is_err() {
                 return Ok(()); // the pipeline stopped

@@ -382,6 +382,20 @@ fn check_publishable(name: &str, version: &str, bytes: &[u8]) -> Result<ModuleId
     Ok(id)
 }
 
+/// Every module in a plugins directory, hashed; a missing directory holds none. For listings:
+/// hosts keep a watched index instead.
+pub fn list_dir_modules(dir: &Path) -> Result<Vec<ModuleInfo>, PluginError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(dir::scan(dir, &Index::new())?.into_values().collect())
+}
+
+/// Every module document of a MongoDB `plugins` collection (metadata only).
+pub async fn list_mongo_modules(coll: &mongodb::Collection<bson::Document>) -> Result<Vec<ModuleInfo>, PluginError> {
+    Ok(mongo::list(coll).await?.into_values().collect())
+}
+
 /// Path of a module in a plugin directory.
 pub fn module_path(dir: &Path, id: &ModuleId) -> PathBuf {
     dir.join(id.file_name())

@@ -1,0 +1,44 @@
+//! What an operator action can fail with; the API maps each kind to an HTTP status, the CLI
+//! prints it.
+
+use crate::config::{ConfigError, FieldError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no scenario {tenant}/{scenario}")]
+    ScenarioNotFound { tenant: String, scenario: String },
+
+    /// The document (or the merge result) breaks validation rules; each names its field path.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+
+    /// A request that is not a scenario rule violation (wrong id in the body, bad plugin name,
+    /// a module that does not load): still reported with a field path and the rule.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Rejected(Vec<FieldError>),
+
+    #[error("quota exceeded: {0}")]
+    Quota(String),
+
+    /// The caller may not touch this object (a plugin another tenant published).
+    #[error("{0}")]
+    NotOwner(String),
+
+    #[error("{0:#}")]
+    Store(#[from] anyhow::Error),
+}
+
+impl AdminError {
+    pub fn rejected(path: &str, rule: impl Into<String>) -> Self {
+        AdminError::Rejected(vec![FieldError { path: path.to_string(), rule: rule.into() }])
+    }
+
+    /// The field errors behind this failure, if it is a validation failure.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            AdminError::Invalid(e) => &e.errors,
+            AdminError::Rejected(e) => e,
+            _ => &[],
+        }
+    }
+}

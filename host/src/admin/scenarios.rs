@@ -1,0 +1,174 @@
+//! Scenario documents through the store: get, list, replace, deep-merge patch, delete. Every
+//! write is validated and bumps `revision` (see `config::edit`), whoever calls it.
+
+use serde_json::Value;
+
+use super::AdminError;
+use crate::config::edit::{deep_merge, new_document, next_revision};
+use crate::config::store::ScenarioStore;
+use crate::config::validate::is_valid_id;
+use crate::config::{ScenarioConfig, parse_scenario};
+
+pub struct ScenarioService {
+    store: ScenarioStore,
+}
+
+/// A document as it was (or would be) stored, with its validated config.
+#[derive(Debug)]
+pub struct StoredScenario {
+    pub document: Value,
+    pub config: ScenarioConfig,
+}
+
+fn ids(doc: &Value) -> (Option<&str>, Option<&str>) {
+    (doc.get("tenant_id").and_then(Value::as_str), doc.get("scenario_id").and_then(Value::as_str))
+}
+
+/// `tenant` and `scenario` must be ids a document can carry (`[A-Za-z0-9_-]{1,64}`).
+pub fn check_ids(tenant: &str, scenario: Option<&str>) -> Result<(), AdminError> {
+    if !is_valid_id(tenant) {
+        return Err(AdminError::rejected("tenant_id", "must match [A-Za-z0-9_-]{1,64}"));
+    }
+    if scenario.is_some_and(|s| !is_valid_id(s)) {
+        return Err(AdminError::rejected("scenario_id", "must match [A-Za-z0-9_-]{1,64}"));
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl ScenarioService {
+    pub fn new(store: ScenarioStore) -> Self {
+        Self { store }
+    }
+
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    /// Every document, or one tenant's, ordered by tenant then scenario.
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<Value>, AdminError> {
+        let mut docs: Vec<Value> = self.store.list().await?.into_iter().filter(|d| tenant.is_none_or(|t| ids(d).0 == Some(t))).collect();
+        docs.sort_by(|a, b| ids(a).cmp(&ids(b)));
+        Ok(docs)
+    }
+
+    pub async fn get(&self, tenant: &str, scenario: &str) -> Result<Value, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        self.store
+            .get(tenant, scenario)
+            .await?
+            .ok_or_else(|| AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() })
+    }
+
+    /// The next version of `tenant/scenario` if `doc` replaced it: ids in the body must match
+    /// the address (missing ones are filled in). Nothing is stored.
+    pub async fn prepare_put(&self, tenant: &str, scenario: &str, mut doc: Value) -> Result<StoredScenario, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        let Value::Object(m) = &mut doc else { return Err(AdminError::rejected("", "a scenario document must be a JSON object")) };
+        for (field, want) in [("tenant_id", tenant), ("scenario_id", scenario)] {
+            match m.get(field) {
+                None | Some(Value::Null) => {
+                    m.insert(field.into(), want.into());
+                }
+                Some(v) if v.as_str() == Some(want) => {}
+                Some(_) => return Err(AdminError::rejected(field, format!("must equal {want:?}, the {field} being written"))),
+            }
+        }
+        let stored = self.store.get(tenant, scenario).await?;
+        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        Ok(StoredScenario { document, config })
+    }
+
+    /// Replaces (or creates) a scenario with `doc`.
+    pub async fn put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
+        let next = self.prepare_put(tenant, scenario, doc).await?;
+        self.store.put(&next.document).await?;
+        Ok(next)
+    }
+
+    /// Replaces a scenario with a complete document that names its own ids (`scenario set`).
+    pub async fn put_document(&self, doc: Value) -> Result<StoredScenario, AdminError> {
+        let cfg = parse_scenario(&doc)?;
+        let (tenant, scenario) = (cfg.key.tenant_id.to_string(), cfg.key.scenario_id.to_string());
+        self.put(&tenant, &scenario, doc).await
+    }
+
+    /// The next version of a scenario after deep-merging `patch` into it (the seed's admin API
+    /// semantics; `null` removes a key). With `create`, a missing scenario starts from defaults.
+    pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        if !patch.is_object() {
+            return Err(AdminError::rejected("", "a patch must be a JSON object"));
+        }
+        let stored = self.store.get(tenant, scenario).await?;
+        let mut doc = match (&stored, create) {
+            (Some(d), _) => d.clone(),
+            (None, true) => new_document(tenant, scenario),
+            (None, false) => return Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() }),
+        };
+        deep_merge(&mut doc, patch);
+        // The ids are part of the address, not of the patch.
+        doc["tenant_id"] = Value::from(tenant);
+        doc["scenario_id"] = Value::from(scenario);
+        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        Ok(StoredScenario { document, config })
+    }
+
+    pub async fn patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
+        let next = self.prepare_patch(tenant, scenario, patch, create).await?;
+        self.store.put(&next.document).await?;
+        Ok(next)
+    }
+
+    pub async fn delete(&self, tenant: &str, scenario: &str) -> Result<(), AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        if self.store.delete(tenant, scenario).await? {
+            Ok(())
+        } else {
+            Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service() -> (tempfile::TempDir, ScenarioService) {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = ScenarioService::new(ScenarioStore::Dir(dir.path().to_path_buf()));
+        (dir, svc)
+    }
+
+    #[tokio::test]
+    async fn put_patch_delete_bump_revisions_and_keep_ids_from_the_address() {
+        let (_dir, svc) = service();
+        let first = svc.put("t", "s", json!({"status": "active"})).await.unwrap();
+        assert_eq!(first.config.revision, 1);
+        let patched = svc
+            .patch("t", "s", &json!({"tenant_id": "other", "config": {"realtime_compute": {"hot_score": {"top_n": 5}}}}), false)
+            .await
+            .unwrap();
+        assert_eq!((patched.config.revision, patched.config.hot_score.top_n), (2, 5));
+        assert_eq!(svc.get("t", "s").await.unwrap()["tenant_id"], "t");
+        assert_eq!(svc.list(Some("t")).await.unwrap().len(), 1);
+        assert!(svc.list(Some("other")).await.unwrap().is_empty());
+        svc.delete("t", "s").await.unwrap();
+        assert!(matches!(svc.get("t", "s").await, Err(AdminError::ScenarioNotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn invalid_writes_name_the_field_and_store_nothing() {
+        let (_dir, svc) = service();
+        let err = svc.put("t", "s", json!({"scenario_id": "x"})).await.unwrap_err();
+        assert_eq!(err.field_errors()[0].path, "scenario_id");
+        let err = svc.patch("t", "s", &json!({"config": {"realtime_compute": {"hot_score": {"top_n": 0}}}}), true).await.unwrap_err();
+        assert_eq!(err.field_errors()[0].path, "config.realtime_compute.hot_score.top_n");
+        assert!(matches!(svc.get("t", "s").await, Err(AdminError::ScenarioNotFound { .. })));
+        assert!(matches!(svc.get("t/..", "s").await, Err(AdminError::Rejected(_))));
+    }
+}

@@ -1,0 +1,151 @@
+//! The admin API (`/api/v1/...`, JSON) on the host's HTTP server: scenario documents, plugin
+//! uploads and live status, each scoped to a tenant by bearer token. The handlers only
+//! translate HTTP; the work is done by `crate::admin`, the same code the CLI runs.
+//!
+//! Promote/rollback and revision history (issue #9) plug in as more rows of [`routes`].
+
+pub mod auth;
+mod error;
+mod plugins;
+mod scenarios;
+mod status;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderMap, Method, header};
+use axum::routing::{MethodRouter, delete, get, patch, put};
+
+pub use auth::{Scope, TokenStore};
+pub use error::ApiError;
+
+use crate::admin::plugins::PluginTarget;
+use crate::admin::{PluginService, ScenarioService};
+use crate::cli::RunArgs;
+use crate::cli::run_args::ConfigSource;
+use crate::config::mongo::MongoScenarioStore;
+use crate::config::store::ScenarioStore;
+use crate::sinks::live::LiveView;
+
+/// The OpenAPI description, checked in at `docs/openapi.json` and served as is.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+/// What the API and the console work on.
+#[derive(Clone)]
+pub struct AdminState {
+    pub scenarios: Arc<ScenarioService>,
+    pub plugins: Arc<PluginService>,
+    pub tokens: Arc<TokenStore>,
+    pub live: LiveView,
+}
+
+impl AdminState {
+    /// Opens the stores the runtime reads (`--scenarios-dir` or MongoDB; plugins to MongoDB in
+    /// a fleet, else `--plugins-dir`), with the tokens of `--api-tokens-file`.
+    pub async fn open(args: &RunArgs, live: LiveView) -> anyhow::Result<Self> {
+        let (store, target) = match args.config_source() {
+            ConfigSource::Dir(dir) => (ScenarioStore::Dir(dir), PluginTarget::Dir(args.plugins_dir.clone())),
+            ConfigSource::Mongo(url) => {
+                let m = MongoScenarioStore::connect(&url, &args.mongodb_database).await.context("admin API store")?;
+                let plugins = m.plugins();
+                (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
+            }
+        };
+        if args.api_tokens_file.is_none() {
+            tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
+        }
+        Ok(Self {
+            scenarios: Arc::new(ScenarioService::new(store)),
+            plugins: Arc::new(PluginService::new(target)),
+            tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
+            live,
+        })
+    }
+
+    /// The scope of the request's bearer token, which must allow `tenant` (any tenant with `None`).
+    pub fn authorize(&self, headers: &HeaderMap, tenant: Option<&str>) -> Result<Scope, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+        let scope = self.tokens.authenticate(token).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+        match tenant {
+            Some(t) if !scope.allows(t) => Err(ApiError::forbidden(format!("a {scope} token may not access tenant {t:?}"))),
+            _ => Ok(scope),
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (the OpenAPI description).
+    Public,
+    /// Any valid token.
+    AnyToken,
+    /// A token for the `{tenant}` in the path, or admin.
+    Tenant,
+}
+
+/// One route of the admin API.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AdminState>,
+}
+
+fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AdminState>) -> Route {
+    Route { method, path, access, handler }
+}
+
+/// Every route; the router, the OpenAPI check and the security tests all read this table.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    const SCENARIO: &str = "/api/v1/tenants/{tenant}/scenarios/{scenario}";
+    vec![
+        route(Method::GET, "/api/v1/openapi.json", Public, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) })),
+        route(Method::GET, "/api/v1/whoami", AnyToken, get(status::whoami)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/scenarios", Tenant, get(scenarios::list)),
+        route(Method::GET, SCENARIO, Tenant, get(scenarios::get_one)),
+        route(Method::PUT, SCENARIO, Tenant, put(scenarios::write)),
+        route(Method::PATCH, SCENARIO, Tenant, patch(scenarios::write)),
+        route(Method::DELETE, SCENARIO, Tenant, delete(scenarios::remove)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/live", Tenant, get(status::scenario_live)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/plugins", Tenant, get(plugins::list)),
+        route(Method::POST, "/api/v1/tenants/{tenant}/plugins", Tenant, plugins::upload_route()),
+        route(Method::GET, "/api/v1/tenants/{tenant}/status", Tenant, get(status::tenant_status)),
+    ]
+}
+
+/// `(method, path, access)` of every route, for documentation checks and tests.
+pub fn route_specs() -> Vec<(Method, &'static str, Access)> {
+    routes().into_iter().map(|r| (r.method, r.path, r.access)).collect()
+}
+
+pub fn router(state: AdminState) -> Router {
+    routes().into_iter().fold(Router::new(), |r, rt| r.route(rt.path, rt.handler)).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_description() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("docs/openapi.json is JSON");
+        for (method, path, access) in route_specs() {
+            let op = &doc["paths"][path][method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "docs/openapi.json lacks {method} {path}");
+            let secured = op.get("security").is_none_or(|s| s.as_array().is_none_or(|a| !a.is_empty()));
+            assert_eq!(secured, access != Access::Public, "{method} {path}: security in the description must match the route");
+        }
+        // And nothing documented that the router lacks.
+        let documented: usize =
+            doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().keys().filter(|k| *k != "parameters").count()).sum();
+        assert_eq!(documented, route_specs().len());
+    }
+}

@@ -1,0 +1,82 @@
+//! `/api/v1/tenants/{tenant}/scenarios[/{scenario}]`: list, get, replace (PUT), deep-merge
+//! (PATCH), delete. Writes take `?dry_run=true` to validate without storing.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AdminState, ApiError};
+use crate::admin::StoredScenario;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WriteOptions {
+    /// Validate and report the next revision without storing it.
+    #[serde(default)]
+    dry_run: bool,
+    /// PATCH only: create the scenario from defaults if it does not exist.
+    #[serde(default)]
+    create: bool,
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("", format!("the body must be a JSON object ({e})")))
+}
+
+fn options(q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>) -> Result<WriteOptions, ApiError> {
+    q.map(|Query(o)| o).map_err(|e| ApiError::bad_request("query", e.body_text()))
+}
+
+fn written(s: StoredScenario, dry_run: bool) -> Json<Value> {
+    Json(json!({"tenant_id": &*s.config.key.tenant_id, "scenario_id": &*s.config.key.scenario_id,
+                "revision": s.config.revision, "dry_run": dry_run, "document": s.document}))
+}
+
+pub async fn list(State(s): State<AdminState>, Path(tenant): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    Ok(Json(json!({"scenarios": s.scenarios.list(Some(&tenant)).await?})))
+}
+
+pub async fn get_one(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    Ok(Json(s.scenarios.get(&tenant, &scenario).await?))
+}
+
+/// PUT replaces the document, PATCH deep-merges into it; both validate and bump `revision`.
+pub async fn write(
+    State(s): State<AdminState>,
+    method: Method,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    let opts = options(q)?;
+    let body = json_body(&body)?;
+    let svc = &s.scenarios;
+    let stored = match (method == Method::PATCH, opts.dry_run) {
+        (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,
+        (false, false) => svc.put(&tenant, &scenario, body).await?,
+        (true, true) => svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?,
+        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create).await?,
+    };
+    Ok(written(stored, opts.dry_run))
+}
+
+pub async fn remove(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    s.scenarios.delete(&tenant, &scenario).await?;
+    Ok(Json(json!({"deleted": true, "tenant_id": tenant, "scenario_id": scenario})))
+}

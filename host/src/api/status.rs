@@ -1,0 +1,43 @@
+//! What the host applies for a tenant, live: status rows, events/s and the latest hot lists.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::{AdminState, ApiError};
+use crate::config::ScenarioKey;
+
+pub async fn whoami(State(s): State<AdminState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let scope = s.authorize(&headers, None)?;
+    Ok(Json(json!({"scope": scope.to_string(), "tenant_id": scope.tenant()})))
+}
+
+pub async fn tenant_status(
+    State(s): State<AdminState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    let scenarios: Vec<_> = s
+        .live
+        .scenarios(Some(&tenant))
+        .into_iter()
+        .map(|(k, v)| json!({"scenario_id": &*k.scenario_id, "status": v.status, "events_per_s": v.events_per_s, "hot": v.hot}))
+        .collect();
+    Ok(Json(json!({"tenant_id": tenant, "scenarios": scenarios, "host": s.live.host()})))
+}
+
+pub async fn scenario_live(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    let live = s
+        .live
+        .scenario(&ScenarioKey::new(&tenant, &scenario))
+        .ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, format!("this host runs no scenario {tenant}/{scenario}")))?;
+    Ok(Json(live))
+}

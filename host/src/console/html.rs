@@ -1,0 +1,300 @@
+//! Server-rendered pages and fragments of the console. Every string that comes from a tenant or
+//! from the data (ids, item ids, plugin names, error texts, documents) goes through [`esc`];
+//! literal markup never does.
+
+use std::fmt::Write;
+
+use crate::api::Scope;
+use crate::config::{FieldError, ScenarioKey};
+use crate::sinks::live::{HostLive, ScenarioLive};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment (ids are `[A-Za-z0-9_-]`, but links must never break out).
+pub fn url_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| v.to_string())
+}
+
+/// The page frame. `events` is the SSE URL the page's script subscribes to.
+pub fn page(title: &str, scope: Option<&Scope>, events: Option<&str>, body: &str) -> String {
+    let who = scope.map_or_else(String::new, |s| {
+        format!(
+            r#"<span class="who">{}</span><form method="post" action="/console/logout"><button>Log out</button></form>"#,
+            esc(&s.to_string())
+        )
+    });
+    let events = events.map_or_else(String::new, |e| format!(r#" data-events="{}""#, esc(e)));
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · rtscore console</title><link rel="stylesheet" href="/console/assets/console.css"></head>
+<body{events}><header><a class="brand" href="/console">rtscore console</a>{who}</header>
+<main>{body}</main><script src="/console/assets/console.js"></script></body></html>"#,
+        title = esc(title)
+    )
+}
+
+pub fn login(message: Option<&str>) -> String {
+    let msg = message.map_or_else(String::new, |m| format!(r#"<p class="error">{}</p>"#, esc(m)));
+    page(
+        "Log in",
+        None,
+        None,
+        &format!(
+            r#"<h1>Log in</h1>{msg}<form method="post" action="/console/login" class="login">
+<label for="token">API token (from <code>rtscore token create</code>)</label>
+<input id="token" name="token" type="password" autocomplete="off" autofocus required>
+<button id="login" type="submit">Log in</button></form>"#
+        ),
+    )
+}
+
+pub fn message(title: &str, text: &str) -> String {
+    page(title, None, None, &format!(r#"<h1>{}</h1><p>{}</p><p><a href="/console">Back to the console</a></p>"#, esc(title), esc(text)))
+}
+
+/// CSS class of a plugin state (a fixed set, never tenant text).
+fn state_class(state: &str) -> &'static str {
+    match state.split_whitespace().next().unwrap_or("") {
+        "active" => "ok",
+        "builtin" => "ok",
+        "fallback" => "warn",
+        "loading" => "warn",
+        "quarantined" => "bad",
+        _ => "muted",
+    }
+}
+
+/// Overview table body: one row per scenario.
+pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
+    if scenarios.is_empty() {
+        return r#"<tr><td colspan="11" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
+    }
+    let mut out = String::new();
+    for (k, s) in scenarios {
+        let st = s.status.as_ref();
+        let state = st.map_or("none", |r| r.plugin_state.as_str());
+        let err = st.and_then(|r| r.last_error.as_deref());
+        let _ = write!(
+            out,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
+            t = esc(&k.tenant_id),
+            s_ = esc(&k.scenario_id),
+            tu = url_segment(&k.tenant_id),
+            su = url_segment(&k.scenario_id),
+            rev = opt(st.and_then(|r| r.config_revision)),
+            plugin = esc(st.map_or("–", |r| r.plugin.as_str())),
+            cls = state_class(state),
+            state = esc(state),
+            eps = s.events_per_s,
+            events = opt(st.map(|r| r.events)),
+            late = opt(st.map(|r| r.late)),
+            rejected = s.rejected,
+            top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
+            ecls = if err.is_some() { "error" } else { "muted" },
+            err = esc(err.unwrap_or("none")),
+        );
+    }
+    out
+}
+
+pub fn host_counters(h: &HostLive) -> String {
+    format!(
+        r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
+        h.events_in, h.rejected, h.late, h.unknown_scenario
+    )
+}
+
+pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: &HostLive) -> String {
+    let heading = match scope.tenant() {
+        Some(t) => format!("Tenant {}", esc(t)),
+        None => "All tenants".to_string(),
+    };
+    page(
+        "Scenarios",
+        Some(scope),
+        Some("/console/events"),
+        &format!(
+            r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
+<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th></tr></thead>
+<tbody id="scenarios">{rows}</tbody></table>"#,
+            host = host_counters(host),
+            rows = overview_rows(scenarios)
+        ),
+    )
+}
+
+pub fn status_card(s: &ScenarioLive) -> String {
+    let Some(r) = &s.status else { return r#"<p class="muted">This host has not reported this scenario yet.</p>"#.to_string() };
+    format!(
+        r#"<dl class="card"><dt>applied revision</dt><dd id="applied-revision">{rev}</dd><dt>plugin</dt><dd>{plugin}</dd><dt>state</dt><dd><span class="state {cls}">{state}</span></dd>
+<dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>rejected</dt><dd>{rejected}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>windows</dt><dd>{windows}</dd>
+<dt>applied at</dt><dd>{applied}</dd><dt>last error</dt><dd class="{ecls}">{err}</dd></dl>"#,
+        rev = opt(r.config_revision),
+        plugin = esc(&r.plugin),
+        cls = state_class(&r.plugin_state),
+        state = esc(&r.plugin_state),
+        eps = s.events_per_s,
+        events = r.events,
+        late = r.late,
+        rejected = s.rejected,
+        dups = r.duplicates,
+        windows = r.windows_emitted,
+        applied = r.applied_at.map_or_else(|| "–".into(), time),
+        ecls = if r.last_error.is_some() { "error" } else { "muted" },
+        err = esc(r.last_error.as_deref().unwrap_or("none")),
+    )
+}
+
+pub fn hot_list(s: &ScenarioLive) -> String {
+    let Some(h) = &s.hot else { return r#"<p class="muted">No window emitted yet.</p>"#.to_string() };
+    let max = h.items.first().map_or(1.0, |i| i.score.abs().max(f64::MIN_POSITIVE));
+    let mut rows = String::new();
+    for (n, i) in h.items.iter().take(20).enumerate() {
+        let _ = write!(
+            rows,
+            r#"<tr><td class="num">{}</td><td class="item">{}</td><td class="num">{:.3}</td><td class="barcell"><progress max="100" value="{:.0}"></progress></td></tr>"#,
+            n + 1,
+            esc(&i.item_id),
+            i.score,
+            (i.score / max * 100.0).clamp(0.0, 100.0)
+        );
+    }
+    format!(
+        r#"<p class="muted">window {} – {} · revision <b id="hot-revision">{}</b> · {} · {} items</p>
+<table class="grid"><thead><tr><th>#</th><th>item</th><th>score</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#,
+        time(h.window_start),
+        time(h.window_end),
+        h.config_revision,
+        esc(h.plugin.as_deref().unwrap_or("built-in formula")),
+        h.items.len()
+    )
+}
+
+pub fn timeline(s: &ScenarioLive) -> String {
+    if s.timeline.is_empty() {
+        return r#"<p class="muted">No windows yet.</p>"#.to_string();
+    }
+    let max = s.timeline.iter().filter_map(|w| w.top_score).fold(f64::MIN_POSITIVE, f64::max);
+    let mut rows = String::new();
+    for w in s.timeline.iter().rev() {
+        let _ = write!(
+            rows,
+            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="item">{}</td><td class="num">{}</td><td class="barcell"><progress max="100" value="{:.0}"></progress></td></tr>"#,
+            time(w.window_end),
+            w.config_revision,
+            esc(w.plugin.as_deref().unwrap_or("built-in")),
+            w.items,
+            esc(w.top_item.as_deref().unwrap_or("–")),
+            w.top_score.map_or_else(|| "–".into(), |s| format!("{s:.3}")),
+            (w.top_score.unwrap_or(0.0) / max * 100.0).clamp(0.0, 100.0)
+        );
+    }
+    format!(
+        r#"<table class="grid"><thead><tr><th>window end</th><th>revision</th><th>scored by</th><th>items</th><th>top item</th><th>top score</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
+    )
+}
+
+/// Result of validating or applying the editor's document.
+pub enum EditorResult<'a> {
+    None,
+    Valid { revision: i64 },
+    Applied { revision: i64 },
+    Invalid { message: &'a str, errors: &'a [FieldError] },
+}
+
+pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, document: &str, result: EditorResult<'_>) -> String {
+    let (t, s) = (esc(&key.tenant_id), esc(&key.scenario_id));
+    let base = format!("/console/tenants/{}/scenarios/{}", url_segment(&key.tenant_id), url_segment(&key.scenario_id));
+    let result = match result {
+        EditorResult::None => String::new(),
+        EditorResult::Valid { revision } => {
+            format!(r#"<p class="ok" id="editor-result">Valid: applying it would store revision {revision}.</p>"#)
+        }
+        EditorResult::Applied { revision } => {
+            format!(r#"<p class="ok" id="editor-result">Applied: stored revision {revision}; hosts pick it up within about a second.</p>"#)
+        }
+        EditorResult::Invalid { message, errors } => {
+            let items: String = errors.iter().map(|e| format!("<li><code>{}</code>: {}</li>", esc(&e.path), esc(&e.rule))).collect();
+            let summary = if errors.is_empty() { esc(message) } else { format!("{} rule(s) broken", errors.len()) };
+            format!(r#"<div class="error" id="editor-result"><p>Not applied: {summary}</p><ul>{items}</ul></div>"#)
+        }
+    };
+    page(
+        &format!("{}/{}", key.tenant_id, key.scenario_id),
+        Some(scope),
+        Some(&format!("{base}/events")),
+        &format!(
+            r#"<p><a href="/console">← all scenarios</a></p><h1>{t} / {s}</h1>
+<section><h2>Status</h2><div id="status">{status}</div></section>
+<div class="cols"><section><h2>Hot list</h2><div id="hot">{hot}</div></section>
+<section><h2>Window timeline</h2><div id="timeline">{timeline}</div></section></div>
+<section><h2>Shadow comparison</h2><div id="shadow"><p class="muted">No shadow candidate is running for this scenario.</p></div></section>
+<section><h2>Configuration</h2>{result}
+<form method="post" action="{base}/config" class="editor"><textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
+<div class="buttons"><button id="validate" name="action" value="validate">Validate</button><button id="apply" name="action" value="apply">Validate and apply</button></div></form></section>"#,
+            status = status_card(live),
+            hot = hot_list(live),
+            timeline = timeline(live),
+            doc = esc(document),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{HotList, ScoredItem};
+
+    const XSS: &str = "<img src=x onerror=alert(1)>";
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(url_segment("a b/<c>"), "a%20b%2F%3Cc%3E");
+    }
+
+    #[test]
+    fn tenant_strings_never_reach_the_page_as_markup() {
+        let key = ScenarioKey::new("t", "s");
+        let mut live = ScenarioLive::default();
+        live.hot = Some(HotList {
+            key: key.clone(),
+            window_start: 0,
+            window_end: 60_000,
+            config_revision: 1,
+            plugin: Some(XSS.into()),
+            items: vec![ScoredItem { item_id: XSS.into(), score: 1.0 }],
+        });
+        let errors = [FieldError { path: XSS.into(), rule: XSS.into() }];
+        let html = scenario_page(&Scope::Tenant(XSS.into()), &key, &live, XSS, EditorResult::Invalid { message: XSS, errors: &errors });
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        let rows = overview_rows(&[(key, live)]);
+        assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
+    }
+}

@@ -1,0 +1,319 @@
+//! The operator console (`/console`): server-rendered HTML, live over server-sent events, no
+//! build step. A person logs in with an API token (kept in an HttpOnly, SameSite=Strict
+//! cookie) and sees only the scenarios that token may access. Edits go through
+//! `crate::admin`, validated before they are applied, like the API and the CLI.
+
+pub mod html;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::admin::AdminError;
+use crate::api::{AdminState, Scope};
+use crate::config::ScenarioKey;
+use html::EditorResult;
+
+const COOKIE: &str = "rtscore_token";
+/// At most this many live pushes per second per page.
+const PUSH_INTERVAL: Duration = Duration::from_millis(250);
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; form-action 'self'";
+
+/// Every console route as `(method, path, needs a login)`, for the security tests.
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("GET", "/console", true),
+    ("GET", "/console/events", true),
+    ("GET", "/console/login", false),
+    ("POST", "/console/login", false),
+    ("POST", "/console/logout", false),
+    ("GET", "/console/tenants/{tenant}/scenarios/{scenario}", true),
+    ("GET", "/console/tenants/{tenant}/scenarios/{scenario}/events", true),
+    ("POST", "/console/tenants/{tenant}/scenarios/{scenario}/config", true),
+    ("GET", "/console/assets/console.js", false),
+    ("GET", "/console/assets/console.css", false),
+];
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/console", get(overview))
+        .route("/console/events", get(overview_events))
+        .route("/console/login", get(|| async { Html(html::login(None)) }).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/tenants/{tenant}/scenarios/{scenario}", get(scenario))
+        .route("/console/tenants/{tenant}/scenarios/{scenario}/events", get(scenario_events))
+        .route("/console/tenants/{tenant}/scenarios/{scenario}/config", post(edit_config))
+        .route(
+            "/console/assets/console.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], include_str!("assets/console.js")) }),
+        )
+        .route("/console/assets/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], include_str!("assets/console.css")) }))
+        .layer(middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Not `no-referrer`: that makes browsers send `Origin: null` on the console's own forms.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    r
+}
+
+/// Why a console request is refused.
+enum Refused {
+    /// No or bad login: pages redirect to the login form, other requests get 401.
+    Login {
+        page: bool,
+    },
+    Forbidden(String),
+    NotFound(String),
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Login { page: true } => Redirect::to("/console/login").into_response(),
+            Refused::Login { page: false } => {
+                (StatusCode::UNAUTHORIZED, Html(html::message("Log in first", "This needs a valid token."))).into_response()
+            }
+            Refused::Forbidden(m) => (StatusCode::FORBIDDEN, Html(html::message("Not allowed", &m))).into_response(),
+            Refused::NotFound(m) => (StatusCode::NOT_FOUND, Html(html::message("Not found", &m))).into_response(),
+        }
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter(|t| !t.is_empty())
+}
+
+/// The login's scope, which must allow `tenant` when given. `page`: a page a browser opens
+/// (redirected to the login form when not logged in).
+fn login_scope(state: &AdminState, headers: &HeaderMap, tenant: Option<&str>, page: bool) -> Result<Scope, Refused> {
+    let scope = cookie_token(headers).and_then(|t| state.tokens.authenticate(t)).ok_or(Refused::Login { page })?;
+    match tenant {
+        Some(t) if !scope.allows(t) => Err(Refused::Forbidden(format!("A {scope} login may not see tenant {t}."))),
+        _ => Ok(scope),
+    }
+}
+
+/// Writes only from a page of this console: a foreign `Origin` is refused (the SameSite=Strict
+/// cookie already keeps other sites' requests anonymous; this is the second lock).
+fn same_origin(headers: &HeaderMap) -> Result<(), Refused> {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or("");
+    let host = host.to_str().unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    if origin_host == host { Ok(()) } else { Err(Refused::Forbidden("Cross-site request refused.".into())) }
+}
+
+fn login_token(headers: &HeaderMap) -> String {
+    cookie_token(headers).unwrap_or_default().to_string()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(s): State<AdminState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    if let Err(r) = same_origin(&headers) {
+        return r.into_response();
+    }
+    let token = f.token.trim();
+    // Only a token's own characters go into the cookie header.
+    let plausible = !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !plausible || s.tokens.authenticate(token).is_none() {
+        return (StatusCode::UNAUTHORIZED, Html(html::login(Some("That token is not valid.")))).into_response();
+    }
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/console; Max-Age=43200");
+    let mut r = Redirect::to("/console").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout() -> Response {
+    let mut r = Redirect::to("/console/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static("rtscore_token=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0"));
+    r
+}
+
+async fn overview(State(s): State<AdminState>, headers: HeaderMap) -> Result<Html<String>, Refused> {
+    let scope = login_scope(&s, &headers, None, true)?;
+    Ok(Html(html::overview(&scope, &s.live.scenarios(scope.tenant()), &s.live.host())))
+}
+
+fn scenario_key(tenant: &str, scenario: &str) -> ScenarioKey {
+    ScenarioKey::new(tenant, scenario)
+}
+
+async fn scenario(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Html<String>, Refused> {
+    let scope = login_scope(&s, &headers, Some(&tenant), true)?;
+    let doc = match s.scenarios.get(&tenant, &scenario).await {
+        Ok(d) => d,
+        Err(AdminError::ScenarioNotFound { .. } | AdminError::Rejected(_)) => {
+            return Err(Refused::NotFound(format!("No scenario {tenant}/{scenario}.")));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console: store failure");
+            return Err(Refused::NotFound("The scenario store is unavailable; the host's log has the details.".into()));
+        }
+    };
+    let key = scenario_key(&tenant, &scenario);
+    let live = s.live.scenario(&key).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    Ok(Html(html::scenario_page(&scope, &key, &live, &text, EditorResult::None)))
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    document: String,
+    action: String,
+}
+
+async fn edit_config(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<EditForm>,
+) -> Result<Response, Refused> {
+    let scope = login_scope(&s, &headers, Some(&tenant), false)?;
+    same_origin(&headers)?;
+    let key = scenario_key(&tenant, &scenario);
+    let live = s.live.scenario(&key).unwrap_or_default();
+    let render = |status: StatusCode, document: &str, result: EditorResult<'_>| {
+        (status, Html(html::scenario_page(&scope, &key, &live, document, result))).into_response()
+    };
+    let doc: serde_json::Value = match serde_json::from_str(&f.document) {
+        Ok(d) => d,
+        Err(e) => {
+            let errors = [crate::config::FieldError { path: String::new(), rule: format!("must be a JSON object ({e})") }];
+            return Ok(render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &f.document,
+                EditorResult::Invalid { message: "the document is not JSON", errors: &errors },
+            ));
+        }
+    };
+    let result = if f.action == "apply" {
+        s.scenarios.put(&tenant, &scenario, doc).await
+    } else {
+        s.scenarios.prepare_put(&tenant, &scenario, doc).await
+    };
+    Ok(match result {
+        Ok(stored) if f.action == "apply" => {
+            tracing::info!(scenario = %key, revision = stored.config.revision, by = %scope, "scenario changed in the console");
+            // The editor now shows what was stored, with its new revision.
+            let stored_text = serde_json::to_string_pretty(&stored.document).unwrap_or_default();
+            render(StatusCode::OK, &stored_text, EditorResult::Applied { revision: stored.config.revision })
+        }
+        Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
+        Err(e) => {
+            let message = match &e {
+                AdminError::Store(err) => {
+                    tracing::error!(error = %err, "console: store failure");
+                    "the scenario store is unavailable; the host's log has the details".to_string()
+                }
+                e => e.to_string(),
+            };
+            render(StatusCode::UNPROCESSABLE_ENTITY, &f.document, EditorResult::Invalid { message: &message, errors: e.field_errors() })
+        }
+    })
+}
+
+/// A stream of rendered fragments, pushed after every change of the live view (at most every
+/// [`PUSH_INTERVAL`]). It ends once the login's token no longer grants `scope` (revoked).
+fn live_stream(
+    s: AdminState,
+    token: String,
+    scope: Scope,
+    render: impl Fn(&AdminState) -> serde_json::Value + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.live.subscribe();
+    let stream = futures::stream::unfold((s, rx, true, render), move |(s, mut rx, first, render)| {
+        let (token, scope) = (token.clone(), scope.clone());
+        async move {
+            if !first {
+                tokio::time::sleep(PUSH_INTERVAL).await;
+                rx.changed().await.ok()?;
+            }
+            if s.tokens.authenticate(&token) != Some(scope) {
+                return None;
+            }
+            rx.mark_unchanged();
+            let event = Event::default().data(render(&s).to_string());
+            Some((Ok(event), (s, rx, false, render)))
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn overview_events(State(s): State<AdminState>, headers: HeaderMap) -> Result<impl IntoResponse, Refused> {
+    let scope = login_scope(&s, &headers, None, false)?;
+    let tenant = scope.tenant().map(str::to_string);
+    Ok(live_stream(
+        s,
+        login_token(&headers),
+        scope,
+        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&s.live.host())}),
+    ))
+}
+
+async fn scenario_events(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, Refused> {
+    let scope = login_scope(&s, &headers, Some(&tenant), false)?;
+    let key = scenario_key(&tenant, &scenario);
+    Ok(live_stream(s, login_token(&headers), scope, move |s| {
+        let live = s.live.scenario(&key).unwrap_or_default();
+        json!({"status": html::status_card(&live), "hot": html::hot_list(&live), "timeline": html::timeline(&live)})
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; rtscore_token=rts_abc; b=2"));
+        assert_eq!(cookie_token(&h), Some("rts_abc"));
+        h.insert(header::COOKIE, HeaderValue::from_static("rtscore_token="));
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn foreign_origins_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(same_origin(&h).is_ok());
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(same_origin(&h).is_err());
+    }
+}

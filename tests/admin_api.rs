@@ -1,0 +1,447 @@
+//! The admin API and the console on a real host (`rtscore run` with `--http-addr`): every route
+//! refuses a missing, bad or other tenant's token and serves its own tenant and admin; edits
+//! are validated, bump the revision and reach the running host; plugin uploads are checked
+//! and scoped; tenant-supplied strings are escaped in the console.
+
+#[path = "plugin_support.rs"]
+mod plugin_support;
+mod support;
+
+use std::time::Duration;
+
+use rtscore::api::{Access, route_specs};
+use serde_json::{Value, json};
+use support::web::{ApiHost, Resp, request, request_raw};
+use support::{Stack, cli, event_line, unique, wait_until};
+
+const XSS_ITEM: &str = "<img src=x onerror=alert(1)>";
+
+fn scenario(tenant: &str, id: &str) -> Value {
+    json!({"tenant_id": tenant, "scenario_id": id, "status": "active", "revision": 1, "owner": "platform-team",
+           "config": {"realtime_compute": {"hot_score": {"action_weights": {"view": 1.0, "purchase": 10.0},
+                      "window_size_minutes": 1, "window_slide_minutes": 1, "top_n": 10}}}})
+}
+
+struct World {
+    api: ApiHost,
+    acme: String,
+    rival: String,
+    admin: String,
+}
+
+fn world() -> World {
+    let api = ApiHost::start(&[scenario("acme", "home"), scenario("acme", "search"), scenario("rival", "feed")]);
+    let (acme, rival, admin) = (api.token("tenant:acme"), api.token("tenant:rival"), api.token("admin"));
+    World { api, acme, rival, admin }
+}
+
+fn applied_revision(w: &World, tenant: &str, scenario: &str) -> Option<i64> {
+    let r = request(w.api.port, "GET", &format!("/api/v1/tenants/{tenant}/status"), Some(&w.admin), b"");
+    r.json()["scenarios"].as_array()?.iter().find(|s| s["scenario_id"] == scenario)?["status"]["config_revision"].as_i64()
+}
+
+fn stored_revision(w: &World, tenant: &str, scenario: &str) -> i64 {
+    let r = request(w.api.port, "GET", &format!("/api/v1/tenants/{tenant}/scenarios/{scenario}"), Some(&w.admin), b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["revision"].as_i64().unwrap()
+}
+
+/// A body that the route would accept from an authorised caller.
+fn body_for(method: &str, path: &str) -> Vec<u8> {
+    match (method, path.ends_with("/plugins")) {
+        ("PUT", _) => serde_json::to_vec(&scenario("acme", "home")).unwrap(),
+        ("PATCH", _) => br#"{"config":{"realtime_compute":{"hot_score":{"top_n":11}}}}"#.to_vec(),
+        ("POST", true) => b"\0asm not a component".to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+fn concrete(path: &str, tenant: &str, scenario: &str) -> String {
+    let p = path.replace("{tenant}", tenant).replace("{scenario}", scenario);
+    if p.ends_with("/plugins") { format!("{p}?name=probe&version=1") } else { p }
+}
+
+fn refused(r: &Resp, want: u16, what: &str) {
+    assert_eq!(r.status, want, "{what}: {}", r.body);
+    let v = r.json();
+    assert!(v["error"].is_string() && v["errors"].is_array(), "{what}: errors are JSON: {}", r.body);
+}
+
+#[test]
+fn every_api_route_refuses_missing_bad_and_foreign_tokens() {
+    let w = world();
+    let port = w.api.port;
+    // The scenario each route works on; DELETE works on one made for it.
+    let put = request(
+        port,
+        "PUT",
+        "/api/v1/tenants/acme/scenarios/disposable",
+        Some(&w.acme),
+        &serde_json::to_vec(&scenario("acme", "disposable")).unwrap(),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let before = stored_revision(&w, "acme", "home");
+    let mut checked = 0;
+    for (method, path, access) in route_specs() {
+        let m = method.as_str();
+        let target = if m == "DELETE" { "disposable" } else { "home" };
+        let url = concrete(path, "acme", target);
+        let body = body_for(m, path);
+        let what = |who: &str| format!("{m} {url} with {who}");
+        if access == Access::Public {
+            assert_eq!(request(port, m, &url, None, &body).status, 200, "{}", what("no token"));
+            continue;
+        }
+        checked += 1;
+        refused(&request(port, m, &url, None, &body), 401, &what("no token"));
+        refused(
+            &request(port, m, &url, Some("rts_0000000000000000000000000000000000000000000000000000000000000000"), &body),
+            401,
+            &what("a bad token"),
+        );
+        let no_bearer = request_raw(port, m, &url, &[("Authorization", &w.acme)], &body, None);
+        assert_eq!(no_bearer.status, 401, "{}", what("a token without `Bearer`"));
+        assert!(no_bearer.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
+        if access == Access::Tenant {
+            refused(&request(port, m, &url, Some(&w.rival), &body), 403, &what("another tenant's token"));
+        }
+        for (who, token) in [("admin", &w.admin), ("its tenant", &w.acme)] {
+            let r = request(port, m, &url, Some(token), &body);
+            assert!(![401, 403].contains(&r.status), "{} was refused: {} {}", what(who), r.status, r.body);
+        }
+    }
+    assert!(checked >= 10, "every secured route was exercised ({checked})");
+    // The refused writes changed nothing the allowed ones did not: PUT and PATCH by admin and
+    // acme bumped the revision four times, the refused attempts never.
+    assert_eq!(stored_revision(&w, "acme", "home"), before + 4);
+    // Reads of a tenant show nothing of another.
+    let list = request(port, "GET", "/api/v1/tenants/acme/scenarios", Some(&w.acme), b"").json();
+    let ids: Vec<_> = list["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["tenant_id"].as_str().unwrap().to_string(), d["scenario_id"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(ids.iter().all(|(t, _)| t == "acme") && ids.len() == 2, "{ids:?}");
+    assert_eq!(request(port, "GET", "/api/v1/whoami", Some(&w.rival), b"").json()["scope"], "tenant:rival");
+    // The operations endpoint `/status` shows every tenant: with tokens configured, admin only.
+    refused(&request(port, "GET", "/status", None, b""), 401, "/status without a token");
+    refused(&request(port, "GET", "/status", Some(&w.acme), b""), 403, "/status with a tenant token");
+    assert_eq!(request(port, "GET", "/status", Some(&w.admin), b"").status, 200);
+}
+
+#[test]
+fn every_console_route_refuses_missing_bad_and_foreign_logins() {
+    let w = world();
+    let port = w.api.port;
+    let cookie = |t: &str| format!("rtscore_token={t}");
+    for &(m, path, needs_login) in rtscore::console::ROUTES {
+        let url = concrete(path, "acme", "home");
+        let body: &[u8] = if url.ends_with("/config") { b"action=validate&document=%7B%7D" } else { b"" };
+        let form = ("Content-Type", "application/x-www-form-urlencoded");
+        let send = |c: Option<&str>| {
+            let mut h = vec![form];
+            let c = c.map(cookie);
+            if let Some(c) = &c {
+                h.push(("Cookie", c.as_str()));
+            }
+            request_raw(port, m, &url, &h, body, if url.ends_with("/events") { Some("data:") } else { None })
+        };
+        if !needs_login {
+            continue;
+        }
+        // Pages send a browser to the login form; everything else answers 401.
+        let anonymous = if m == "GET" && !url.ends_with("/events") { 303 } else { 401 };
+        assert_eq!(send(None).status, anonymous, "{m} {url} without a login");
+        assert_eq!(send(Some("rts_bad")).status, anonymous, "{m} {url} with a bad token");
+        if url.contains("/tenants/") {
+            assert_eq!(send(Some(&w.rival)).status, 403, "{m} {url} with another tenant's login");
+        }
+        for t in [&w.acme, &w.admin] {
+            let r = send(Some(t));
+            assert_eq!(r.status, 200, "{m} {url} with an allowed login: {}", r.body);
+            assert!(r.header("content-security-policy").is_some_and(|c| c.contains("script-src 'self'")));
+        }
+    }
+    // Login sets an HttpOnly, SameSite=Strict cookie; a bad token gets none.
+    let ok = request_raw(
+        port,
+        "POST",
+        "/console/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("token={}", w.acme).as_bytes(),
+        None,
+    );
+    assert_eq!(ok.status, 303);
+    let set = ok.header("set-cookie").expect("a cookie");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let bad =
+        request_raw(port, "POST", "/console/login", &[("Content-Type", "application/x-www-form-urlencoded")], b"token=rts_nope", None);
+    assert_eq!((bad.status, bad.header("set-cookie")), (401, None));
+    // A write from a foreign page is refused even with the cookie.
+    let c = cookie(&w.acme);
+    let csrf = request_raw(
+        port,
+        "POST",
+        "/console/tenants/acme/scenarios/home/config",
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &c), ("Origin", "http://evil.example")],
+        b"action=apply&document=%7B%7D",
+        None,
+    );
+    assert_eq!(csrf.status, 403);
+    // The overview of a tenant lists only its scenarios.
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home").is_some()));
+    let page = request_raw(port, "GET", "/console", &[("Cookie", &c)], b"", None).body;
+    assert!(page.contains("acme/home") && !page.contains("rival"), "{page}");
+
+    // Revoking a token (deleting its line) ends the live stream it opened.
+    use std::io::{Read, Write};
+    let mut sse = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(sse, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {c}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data:") {
+        let n = sse.read(&mut buf).expect("the first live update");
+        assert!(n > 0, "stream closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let tokens = w.api.dir.path().join("tokens");
+    let kept: String =
+        std::fs::read_to_string(&tokens).unwrap().lines().filter(|l| !l.starts_with("tenant:acme ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&tokens, kept).unwrap();
+    loop {
+        match sse.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the stream of a revoked token kept running: {e}"),
+        }
+    }
+    assert_eq!(request(port, "GET", "/api/v1/tenants/acme/scenarios", Some(&w.acme), b"").status, 401, "revoked");
+}
+
+#[test]
+fn edits_are_validated_versioned_and_reach_the_host() {
+    let w = world();
+    let port = w.api.port;
+    let path = "/api/v1/tenants/acme/scenarios/home";
+    // The seed's example: only `purchase` changes; the rest and platform fields are kept.
+    let r =
+        request(port, "PATCH", path, Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"purchase":15}}}}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["revision"], 2);
+    let doc = request(port, "GET", path, Some(&w.acme), b"").json();
+    assert_eq!(doc["config"]["realtime_compute"]["hot_score"]["action_weights"], json!({"view": 1.0, "purchase": 15}));
+    assert_eq!(doc["owner"], "platform-team");
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(2)), "the host applies revision 2");
+
+    // Invalid: JSON errors with the field path and the rule; nothing stored.
+    let r = request(port, "PATCH", path, Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"top_n":0,"decay_lambda":-1}}}}"#);
+    refused(&r, 422, "invalid patch");
+    let paths: Vec<_> = r.json()["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string()).collect();
+    assert!(paths.contains(&"config.realtime_compute.hot_score.top_n".to_string()), "{paths:?}");
+    assert!(r.json()["errors"][0]["rule"].as_str().is_some_and(|s| !s.is_empty()));
+    let mut other = scenario("rival", "home");
+    other["scenario_id"] = json!("home");
+    let r = request(port, "PUT", path, Some(&w.acme), &serde_json::to_vec(&other).unwrap());
+    refused(&r, 422, "a document naming another tenant");
+    assert_eq!(r.json()["errors"][0]["path"], "tenant_id");
+    refused(&request(port, "PUT", path, Some(&w.acme), b"{not json"), 400, "a body that is not JSON");
+    refused(&request(port, "GET", "/api/v1/tenants/acme/scenarios/nope", Some(&w.acme), b""), 404, "a missing scenario");
+    let dry = request(port, "PATCH", &format!("{path}?dry_run=true"), Some(&w.acme), br#"{"status":"inactive"}"#);
+    assert_eq!((dry.status, dry.json()["revision"].as_i64()), (200, Some(3)));
+    assert_eq!(stored_revision(&w, "acme", "home"), 2, "a dry run stores nothing");
+    // PATCH ?create=true makes a scenario from defaults; DELETE removes it from the host.
+    let r = request(
+        port,
+        "PATCH",
+        "/api/v1/tenants/acme/scenarios/fresh?create=true",
+        Some(&w.acme),
+        br#"{"config":{"realtime_compute":{"hot_score":{"top_n":3}}}}"#,
+    );
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(1)), "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "fresh") == Some(1)));
+    assert_eq!(request(port, "DELETE", "/api/v1/tenants/acme/scenarios/fresh", Some(&w.acme), b"").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "fresh").is_none()));
+    // OpenAPI is served as checked in.
+    let spec = request(port, "GET", "/api/v1/openapi.json", None, b"").json();
+    assert_eq!(spec, serde_json::from_str::<Value>(rtscore::api::OPENAPI_JSON).unwrap());
+}
+
+#[test]
+fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
+    let w = world();
+    let port = w.api.port;
+    let wasm = plugin_support::module("gravity");
+    let up = |token: &str, name: &str, body: &[u8]| {
+        request_raw(
+            port,
+            "POST",
+            &format!("/api/v1/tenants/acme/plugins?name={name}&version=1.0.0"),
+            &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/wasm")],
+            body,
+            None,
+        )
+    };
+    let r = up(&w.acme, "acme-gravity", &wasm);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sha = rtscore::plugin::sha256_hex(&wasm);
+    assert_eq!(r.json()["plugin"]["sha256"], sha.as_str());
+    assert_eq!(r.json()["reference"]["sha256"], sha.as_str());
+    assert!(w.api.dir.path().join("plugins/acme-gravity@1.0.0.wasm").is_file());
+    refused(&up(&w.acme, "broken", b"\0asm\x0d\0\x01\0 junk"), 422, "a module that does not load");
+    assert_eq!(up(&w.acme, "broken", b"x").json()["errors"][0]["path"], "module");
+    refused(&up(&w.acme, "BadName", &wasm), 422, "an invalid plugin name");
+    let huge = vec![0u8; (16 << 20) + 1];
+    assert_eq!(up(&w.acme, "huge", &huge).status, 413, "above the per-module quota");
+    assert_eq!(up(&w.acme, "huge", &vec![0u8; (16 << 20) + 4096]).status, 413, "far above the quota");
+    // Scoped: the owner lists it, another tenant neither sees nor replaces it.
+    let mine = request(port, "GET", "/api/v1/tenants/acme/plugins", Some(&w.acme), b"").json();
+    assert_eq!(mine["plugins"].as_array().unwrap().len(), 1, "{mine}");
+    let theirs = request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&w.rival), b"").json();
+    assert!(theirs["plugins"].as_array().unwrap().is_empty(), "{theirs}");
+    let steal = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/rival/plugins?name=acme-gravity&version=1.0.0",
+        &[("Authorization", &format!("Bearer {}", w.rival))],
+        &wasm,
+        None,
+    );
+    refused(&steal, 403, "replacing another tenant's module");
+    // The uploaded module is referenced and runs on the host.
+    let patch = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": "acme-gravity", "version": "1.0.0", "sha256": sha, "params": {"gravity": 1.5}}}}}});
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), patch.to_string().as_bytes()).status, 200);
+    let state = || {
+        let r = request(port, "GET", "/api/v1/tenants/acme/status", Some(&w.acme), b"").json();
+        r["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scenario_id"] == "home")
+            .map(|s| s["status"]["plugin_state"].as_str().unwrap_or("").to_string())
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || state().is_some_and(|s| s.starts_with("active"))),
+        "plugin state: {:?}\n{}",
+        state(),
+        w.api.host.log()
+    );
+}
+
+#[test]
+fn tenant_supplied_strings_are_escaped_in_the_console() {
+    let mut w = world();
+    let port = w.api.port;
+    let t0 = 1_700_000_040_000_i64 / 60_000 * 60_000;
+    let mut lines = vec![event_line("acme", "home", "x", "view", t0 + 1_000)];
+    // A JSON-escaped item id carrying markup, then an event that moves the watermark on.
+    lines.push(
+        format!(
+            r#"{{"tenant_id":"acme","scenario_id":"home","user_id":"u","item_id":{},"action":"purchase","ts":{}}}"#,
+            serde_json::to_string(XSS_ITEM).unwrap(),
+            t0 + 2_000
+        )
+        .into_bytes(),
+    );
+    lines.push(event_line("acme", "home", "later", "view", t0 + 60_000 + 11_000));
+    // A rejected event is counted against the scenario it names.
+    lines.push(event_line("acme", "home", "y", "NOT-AN-ACTION", t0 + 3_000));
+    w.api.send(&lines);
+    let live = || request(port, "GET", "/api/v1/tenants/acme/scenarios/home/live", Some(&w.acme), b"");
+    assert!(
+        wait_until(Duration::from_secs(15), || live().status == 200 && live().json()["hot"]["items"][0]["item_id"] == XSS_ITEM),
+        "hot list with the item\n{}",
+        w.api.host.log()
+    );
+    assert!(wait_until(Duration::from_secs(5), || live().json()["rejected"] == 1), "{}", live().body);
+    let c = format!("rtscore_token={}", w.acme);
+    for url in ["/console", "/console/tenants/acme/scenarios/home"] {
+        let page = request_raw(port, "GET", url, &[("Cookie", &c)], b"", None).body;
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{url} shows the item, escaped:\n{page}");
+        assert!(!page.contains("<img"), "{url} must not contain markup from the item id:\n{page}");
+    }
+    let sse = request_raw(port, "GET", "/console/tenants/acme/scenarios/home/events", &[("Cookie", &c)], b"", Some("\n\n"));
+    assert!(sse.body.contains("&lt;img src=x onerror=alert(1)&gt;") && !sse.body.contains("<img"), "{}", sse.body);
+    // An editor error echoing tenant text is escaped too.
+    let form = format!("action=validate&document={}", "%7B%22%3Cscript%3E%22%3A1%2C%22status%22%3A%22%3Cb%3Ebold%3C%2Fb%3E%22%7D");
+    let r = request_raw(
+        port,
+        "POST",
+        "/console/tenants/acme/scenarios/home/config",
+        &[("Cookie", &c), ("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+        None,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(!r.body.contains("<script>") && !r.body.contains("<b>bold") && r.body.contains("&lt;b&gt;bold"), "{}", r.body);
+}
+
+#[test]
+fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
+    let stack = Stack::ensure();
+    let db = unique("api");
+    let api = ApiHost::start_mongo(&stack, &db, &[scenario("acme", "home"), scenario("rival", "feed")]);
+    let (acme, rival) = (api.token("tenant:acme"), api.token("tenant:rival"));
+    let port = api.port;
+    let r = request(
+        port,
+        "PATCH",
+        "/api/v1/tenants/acme/scenarios/home",
+        Some(&acme),
+        br#"{"config":{"realtime_compute":{"hot_score":{"decay_lambda":0.5}}}}"#,
+    );
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(2)), "{}", r.body);
+    let applied = || {
+        let v = request(port, "GET", "/api/v1/tenants/acme/status", Some(&acme), b"").json();
+        v["scenarios"][0]["status"]["config_revision"].as_i64()
+    };
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(2)), "the host polls MongoDB and applies revision 2");
+    // The CLI reads what the API wrote, through the same store.
+    let got = cli(&[
+        "scenario",
+        "get",
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &db,
+        "--tenant-id",
+        "acme",
+        "--scenario-id",
+        "home",
+    ]);
+    assert!(got.contains("\"revision\": 2") && got.contains("0.5"), "{got}");
+    assert_eq!(request(port, "GET", "/api/v1/tenants/rival/scenarios/home", Some(&acme), b"").status, 403);
+    let ids: Vec<_> = request(port, "GET", "/api/v1/tenants/rival/scenarios", Some(&rival), b"").json()["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["scenario_id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!("feed")]);
+
+    // Uploads go to the fleet's `plugins` collection, owned by the tenant.
+    let wasm = plugin_support::module("decay-weighted");
+    let up = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/acme/plugins?name=acme-decay&version=2.0.0",
+        &[("Authorization", &format!("Bearer {acme}"))],
+        &wasm,
+        None,
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    let listed = cli(&["plugin", "list", "--mongodb-url", &stack.mongodb_url, "--mongodb-database", &db]);
+    let line = listed.lines().find(|l| l.starts_with("acme-decay@2.0.0")).unwrap_or_else(|| panic!("{listed}"));
+    assert!(line.contains(&rtscore::plugin::sha256_hex(&wasm)) && line.trim_end().ends_with("acme"), "{line}");
+    assert!(request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&rival), b"").json()["plugins"].as_array().unwrap().is_empty());
+    let steal = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/rival/plugins?name=acme-decay&version=2.0.0",
+        &[("Authorization", &format!("Bearer {rival}"))],
+        &wasm,
+        None,
+    );
+    assert_eq!(steal.status, 403, "{}", steal.body);
+}
