@@ -1,4 +1,5 @@
-//! `rtscore scenario ...`: manage scenario documents without an admin backend.
+//! `rtscore scenario ...`: manage scenario documents without an admin backend, and roll changes
+//! out safely (shadow candidate, promote, rollback, history, event-time switch).
 
 use std::path::PathBuf;
 
@@ -6,9 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::config::edit::{deep_merge, new_document, next_revision};
-use crate::config::parse_scenario;
+use crate::config::edit::{deep_merge, new_document};
 use crate::config::store::ScenarioStore;
+use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
+use crate::config::{ScenarioConfig, history, parse_scenario};
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
@@ -32,6 +34,48 @@ pub struct ScenarioId {
     pub scenario_id: String,
 }
 
+/// When a stored revision takes effect (DESIGN §3 addendum, docs/rollout.md).
+#[derive(Debug, Args)]
+pub struct WhenArgs {
+    /// Take effect from this hot-score window end (epoch ms) on every host; earlier windows keep
+    /// the previous revision.
+    #[arg(long, value_name = "MS", conflicts_with = "immediately")]
+    pub effective_from: Option<i64>,
+    /// Take effect at each host's next window, with no fleet-wide agreement.
+    #[arg(long)]
+    pub immediately: bool,
+    /// Redis the hosts report to: by default the change takes effect from the first window end
+    /// --margin-ms of event time past the furthest progress they report. Without it (and without
+    /// the other two flags) the change applies immediately.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Event-time margin past the hosts' reported progress.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_MARGIN_MS)]
+    pub margin_ms: i64,
+}
+
+impl WhenArgs {
+    fn effective(&self) -> EffectiveFrom {
+        match (self.effective_from, self.immediately, &self.redis_url) {
+            (Some(e), _, _) => EffectiveFrom::At(e),
+            (None, false, Some(url)) => EffectiveFrom::AfterFleetProgress { redis_url: url.clone(), margin_ms: self.margin_ms },
+            _ => EffectiveFrom::Immediately,
+        }
+    }
+}
+
+/// `stored <key> revision <n> in <store>, effective ...`.
+fn report(verb: &str, cfg: &ScenarioConfig, store: &ScenarioStore) {
+    let when = match cfg.effective_from_window_end {
+        Some(e) => format!(
+            "effective from window end {e} ({})",
+            chrono::DateTime::from_timestamp_millis(e).map_or_else(|| "?".into(), |t| t.to_rfc3339())
+        ),
+        None => "effective at each host's next window".to_string(),
+    };
+    println!("{verb} {} revision {} in {}, {when}", cfg.key, cfg.revision, store.describe());
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ScenarioCommand {
     /// Check documents offline; prints every broken rule with its field path.
@@ -48,6 +92,8 @@ pub enum ScenarioCommand {
     Set {
         /// The document (`-` for stdin).
         file: PathBuf,
+        #[command(flatten)]
+        when: WhenArgs,
     },
     /// Deep-merge a partial document into the stored one (validated; revision bumped).
     ///
@@ -66,6 +112,32 @@ pub enum ScenarioCommand {
         /// Create the scenario (with defaults) if it does not exist.
         #[arg(long)]
         create: bool,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// Make the shadow candidate live: merged into the live config, removed, revision bumped.
+    Promote {
+        #[command(flatten)]
+        id: ScenarioId,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// Store the previous revision's content (or --to-revision N) again as a new revision.
+    Rollback {
+        #[command(flatten)]
+        id: ScenarioId,
+        /// The revision to return to (default: the one before the current).
+        #[arg(long)]
+        to_revision: Option<i64>,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// List a scenario's stored revisions, oldest first (`--json` for the documents).
+    History {
+        #[command(flatten)]
+        id: ScenarioId,
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a scenario document; hosts stop emitting for it and free its state.
     Delete(ScenarioId),
@@ -141,15 +213,14 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             Some(doc) => println!("{}", serde_json::to_string_pretty(&doc)?),
             None => bail!("no scenario {}/{} in {}", id.tenant_id, id.scenario_id, store.describe()),
         },
-        ScenarioCommand::Set { file } => {
+        ScenarioCommand::Set { file, when } => {
             let doc = read_json(&file)?;
             let cfg = parse_scenario(&doc)?;
             let stored = store.get(&cfg.key.tenant_id, &cfg.key.scenario_id).await?;
-            let (next, cfg) = next_revision(stored.as_ref(), doc, now_ms())?;
-            store.put(&next).await?;
-            println!("stored {} revision {} in {}", cfg.key, cfg.revision, store.describe());
+            let cfg = history::store_revision(&store, stored.as_ref(), doc, &when.effective(), now_ms()).await?;
+            report("stored", &cfg, &store);
         }
-        ScenarioCommand::Patch { id, body, file, create } => {
+        ScenarioCommand::Patch { id, body, file, create, when } => {
             let patch: Value = match (body, file) {
                 (Some(b), _) => serde_json::from_str(&b).context("--body is not valid JSON")?,
                 (None, Some(f)) => read_json(&f)?,
@@ -167,9 +238,48 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             // The ids are part of the address, not of the patch.
             doc["tenant_id"] = Value::from(id.tenant_id.as_str());
             doc["scenario_id"] = Value::from(id.scenario_id.as_str());
-            let (next, cfg) = next_revision(stored.as_ref(), doc, now_ms())?;
-            store.put(&next).await?;
-            println!("patched {} to revision {} in {}", cfg.key, cfg.revision, store.describe());
+            let cfg = history::store_revision(&store, stored.as_ref(), doc, &when.effective(), now_ms()).await?;
+            report("patched", &cfg, &store);
+        }
+        ScenarioCommand::Promote { id, when } => {
+            let cfg = history::promote(&store, &id.tenant_id, &id.scenario_id, &when.effective(), now_ms()).await?;
+            report("promoted the candidate of", &cfg, &store);
+        }
+        ScenarioCommand::Rollback { id, to_revision, when } => {
+            let cfg = history::rollback(&store, &id.tenant_id, &id.scenario_id, to_revision, &when.effective(), now_ms()).await?;
+            report("rolled back", &cfg, &store);
+        }
+        ScenarioCommand::History { id, json } => {
+            let history = store.history(&id.tenant_id, &id.scenario_id).await?;
+            if history.is_empty() {
+                bail!("no history for {}/{} in {}", id.tenant_id, id.scenario_id, store.describe());
+            }
+            if !json {
+                println!(
+                    "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} candidate",
+                    "revision", "updated_at", "effective_from", "lambda", "top_n", "plugin"
+                );
+            }
+            for d in history {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                    continue;
+                }
+                let at = |v: &Value| v.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map_or("-".into(), |t| t.to_rfc3339());
+                match parse_scenario(&d) {
+                    Ok(c) => println!(
+                        "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} {}",
+                        c.revision,
+                        at(&d["updated_at"]),
+                        c.effective_from_window_end.map_or("next window".into(), |e| e.to_string()),
+                        c.hot_score.decay_lambda,
+                        c.hot_score.top_n,
+                        c.hot_score.plugin.as_ref().map_or("builtin".into(), |p| p.label()),
+                        d.get("candidate").filter(|c| !c.is_null()).map_or("-".into(), |c| c.to_string())
+                    ),
+                    Err(e) => println!("{:>8} {:<25} INVALID: {e}", d["revision"], at(&d["updated_at"])),
+                }
+            }
         }
         ScenarioCommand::Delete(id) => {
             if store.delete(&id.tenant_id, &id.scenario_id).await? {
