@@ -332,3 +332,103 @@ fn failing_candidates_never_touch_the_live_output_and_shadow_backtests_are_deter
     assert!(diffs.is_empty(), "{:?}", &diffs[..diffs.len().min(5)]);
     assert!(records.iter().filter(|r| r["kind"] == "shadow").any(|r| r["overlap_at_k"].as_f64().unwrap() < 1.0));
 }
+
+#[test]
+fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
+    let stack = Stack::ensure();
+    let (q, o, z, topic, database) = (unique("q"), unique("o"), unique("z"), unique("events-"), unique("db"));
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, plugins) = (dir.path().join("out.jsonl"), dir.path().join("plugins"));
+    std::fs::create_dir_all(&plugins).unwrap();
+    let (spin, gravity) = (plugin_support::module("test-spin"), plugin_support::module("gravity"));
+    std::fs::write(plugins.join("test-spin@0.1.0.wasm"), &spin).unwrap();
+    std::fs::write(plugins.join("gravity@0.1.0.wasm"), &gravity).unwrap();
+    scenario_cli(&stack, &database, &["quotas", "--tenant-id", &q, "--body", r#"{"quotas":{"max_scenarios":2,"cpu_ms_per_window":5}}"#]);
+    scenario_cli(&stack, &database, &["quotas", "--tenant-id", &o, "--body", r#"{"quotas":{"max_module_bytes":1000}}"#]);
+    let doc = |t: &str, s: &str, plugin: Option<(&str, &[u8])>| {
+        let mut d = live_doc(t);
+        d["scenario_id"] = s.into();
+        if let Some((name, module)) = plugin {
+            d["config"]["realtime_compute"]["hot_score"]["plugin"] =
+                serde_json::json!({"name": name, "version": "0.1.0", "sha256": sha256_hex(module)});
+        }
+        d
+    };
+    stack.put_scenarios(
+        &database,
+        &[doc(&q, "a", Some(("test-spin", &spin))), doc(&q, "b", None), doc(&o, "a", Some(("gravity", &gravity))), doc(&z, "a", None)],
+    );
+    stack.create_topic(&topic, 1);
+    let port = free_port();
+    let mut host = HostProcess::start(&[
+        "run",
+        "--kafka-servers",
+        &stack.kafka,
+        "--topic",
+        &topic,
+        "--group-id",
+        &unique("g"),
+        "--mongodb-url",
+        &stack.mongodb_url,
+        "--mongodb-database",
+        &database,
+        "--redis-url",
+        &stack.redis_url,
+        "--plugins-dir",
+        plugins.to_str().unwrap(),
+        "--jsonl-out",
+        sink.to_str().unwrap(),
+        "--view",
+        "off",
+        "--config-poll-ms",
+        "100",
+        "--http-addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut redis = stack.redis();
+    assert!(wait_until(Duration::from_secs(15), || !status_of(&mut redis, &q, "b").is_empty()), "{}", host.log());
+    // A third active scenario is one too many for tenant q.
+    stack.put_scenarios(&database, &[doc(&q, "c", None)]);
+    assert!(
+        wait_until(Duration::from_secs(10), || status_of(&mut redis, &q, "c")
+            .get("last_error")
+            .is_some_and(|e| e.contains("max_scenarios"))),
+        "{:?}\n{}",
+        status_of(&mut redis, &q, "c"),
+        host.log()
+    );
+
+    let events: Vec<RefEvent> = traffic(9, T0, T0 + 21 * MIN, &ACTIONS);
+    // In event-time order across scenarios: the watermark is the partition's.
+    let lines: Vec<Vec<u8>> = events
+        .iter()
+        .flat_map(|e| [(&q, "a"), (&q, "b"), (&q, "c"), (&o, "a"), (&z, "a")].map(|(t, s)| event_line(t, s, &e.item_id, &e.action, e.ts)))
+        .collect();
+    stack.produce(&topic, 1, &lines);
+    let seen = |t: &str, s: &str| read_hot_sink(&sink).0.keys().filter(|(k, _)| *k == format!("{t}/{s}")).count();
+    assert!(wait_until(Duration::from_secs(30), || seen(&z, "a") >= 3 && seen(&q, "a") >= 3 && seen(&o, "a") >= 3), "{}", host.log());
+    assert!(
+        wait_until(Duration::from_secs(10), || status_of(&mut redis, &q, "a")
+            .get("plugin_error")
+            .is_some_and(|e| e.contains("CPU budget of 5 ms"))),
+        "the tenant's CPU budget applies: {:?}",
+        status_of(&mut redis, &q, "a")
+    );
+    assert!(status_of(&mut redis, &o, "a")["last_error"].contains("max_module_bytes"), "{:?}", status_of(&mut redis, &o, "a"));
+    let metrics = http_get(port, "/metrics").unwrap_or_default();
+    for (tenant, quota) in [(&q, "max_scenarios"), (&q, "cpu_ms_per_window"), (&o, "max_module_bytes")] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("rtscore_quota_exceeded_total") && l.contains(tenant.as_str()) && l.contains(quota)),
+            "no {quota} metric for {tenant}:\n{}",
+            metrics.lines().filter(|l| l.contains("quota")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert!(host.stop().success());
+
+    // Nothing crashed, the refused scenario emitted nothing, and every emitted list (the
+    // over-budget ones scored by the built-in fallback) matches the reference.
+    assert_eq!(seen(&q, "c"), 0);
+    let want = hot_lists(&events, &hot_cfg(&live_doc(&z)));
+    let (_, records) = read_hot_sink(&sink);
+    assert!(check_against_reference(&records, "hot", |_| &want) >= 12);
+}

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::edit::{deep_merge, new_document};
 use crate::config::store::ScenarioStore;
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
+use crate::config::tenant::parse_tenant;
 use crate::config::{ScenarioConfig, history, parse_scenario};
 
 #[derive(Debug, Args)]
@@ -138,6 +139,17 @@ pub enum ScenarioCommand {
         id: ScenarioId,
         #[arg(long)]
         json: bool,
+    },
+    /// Show a tenant's quotas, or deep-merge --body into its tenant document.
+    ///
+    /// Example: at most 5 scenarios, 20 ms of plugin CPU per window:
+    ///   rtscore scenario quotas --tenant-id shop --body '{"quotas":{"max_scenarios":5,"cpu_ms_per_window":20}}'
+    Quotas {
+        #[arg(long)]
+        tenant_id: String,
+        /// Partial tenant document as JSON text.
+        #[arg(long)]
+        body: Option<String>,
     },
     /// Delete a scenario document; hosts stop emitting for it and free its state.
     Delete(ScenarioId),
@@ -280,6 +292,20 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                     Err(e) => println!("{:>8} {:<25} INVALID: {e}", d["revision"], at(&d["updated_at"])),
                 }
             }
+        }
+        ScenarioCommand::Quotas { tenant_id, body } => {
+            let mut doc = store.tenant(&tenant_id).await?.unwrap_or_else(|| serde_json::json!({"tenant_id": tenant_id}));
+            if let Some(b) = body {
+                deep_merge(&mut doc, &serde_json::from_str(&b).context("--body is not valid JSON")?);
+                doc["tenant_id"] = Value::from(tenant_id.as_str());
+                parse_tenant(&doc)?;
+                store.put_tenant(&doc).await?;
+            }
+            let (_, q) = parse_tenant(&doc)?;
+            println!(
+                "tenant {tenant_id}: max_scenarios {} max_module_bytes {} cpu_ms_per_window {} max_instance_memory_bytes {}",
+                q.max_scenarios, q.max_module_bytes, q.cpu_ms_per_window, q.max_instance_memory_bytes
+            );
         }
         ScenarioCommand::Delete(id) => {
             if store.delete(&id.tenant_id, &id.scenario_id).await? {

@@ -8,6 +8,7 @@ pub mod mongo;
 pub mod registry;
 pub mod store;
 pub mod switch;
+pub mod tenant;
 pub mod validate;
 
 pub use model::{

@@ -17,6 +17,8 @@ pub struct MongoScenarioStore {
     scenarios: Collection<Document>,
     /// Every stored revision, append-only (`scenario history`, `scenario rollback`).
     history: Collection<Document>,
+    /// Tenant documents (quotas), one per tenant.
+    tenants: Collection<Document>,
     plugins: Collection<Document>,
     url: String,
 }
@@ -62,6 +64,7 @@ impl MongoScenarioStore {
         Ok(Self {
             scenarios,
             history: db.collection::<Document>("scenario_history"),
+            tenants: db.collection::<Document>("tenants"),
             plugins: db.collection::<Document>("plugins"),
             url: url.to_string(),
         })
@@ -135,6 +138,21 @@ impl MongoScenarioStore {
             .with_context(|| format!("storing scenario {tenant}/{scenario}"))?;
         d.remove("_id");
         self.history.insert_one(d).await.with_context(|| format!("recording the history of {tenant}/{scenario}"))?;
+        Ok(())
+    }
+
+    /// Every tenant document (collection `tenants`: quotas).
+    pub async fn tenants(&self) -> anyhow::Result<Vec<Value>> {
+        let cursor = self.tenants.find(doc! {}).await.context("reading tenants")?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("reading tenants")?;
+        Ok(docs.into_iter().map(to_json).collect())
+    }
+
+    /// Replaces (or creates) a tenant document.
+    pub async fn put_tenant(&self, doc: &Value) -> anyhow::Result<()> {
+        let d = bson::to_document(doc).context("tenant document is not representable as BSON")?;
+        let tenant = d.get_str("tenant_id").context("tenant_id missing")?.to_string();
+        self.tenants.replace_one(doc! {"tenant_id": &tenant}, d).upsert(true).await.with_context(|| format!("storing tenant {tenant}"))?;
         Ok(())
     }
 

@@ -80,6 +80,28 @@ impl ScenarioStore {
         }
     }
 
+    /// The tenant's document (quotas), if any.
+    pub async fn tenant(&self, tenant: &str) -> anyhow::Result<Option<Value>> {
+        let docs = match self {
+            ScenarioStore::Dir(d) => super::dir_store::read_tenant_documents(d),
+            ScenarioStore::Mongo(m) => m.tenants().await?,
+        };
+        Ok(docs.into_iter().find(|d| d.get("tenant_id").and_then(Value::as_str) == Some(tenant)))
+    }
+
+    /// Stores a tenant document (validate it with `config::tenant::parse_tenant` first).
+    pub async fn put_tenant(&self, doc: &Value) -> anyhow::Result<()> {
+        let tenant = doc.get("tenant_id").and_then(Value::as_str).context("tenant document has no tenant_id")?;
+        match self {
+            ScenarioStore::Dir(d) => {
+                let dir = d.join("tenants");
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                write_atomically(&dir.join(format!("{tenant}.json")), doc)
+            }
+            ScenarioStore::Mongo(m) => m.put_tenant(doc).await,
+        }
+    }
+
     pub async fn delete(&self, tenant: &str, scenario: &str) -> anyhow::Result<bool> {
         match self {
             ScenarioStore::Dir(d) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
 use crate::pipeline::{Pipeline, ScenarioHot};
 use crate::plugin::{
@@ -60,6 +61,8 @@ pub struct PluginCoordinator {
     manager: PluginManager,
     /// The reference each scenario lane's scorer was last asked to run.
     wanted: HashMap<(ScenarioKey, Lane), PluginRef>,
+    /// Tenant quotas the instances are prepared under.
+    tenants: TenantTable,
     done_tx: mpsc::Sender<Prepared>,
     pub done_rx: mpsc::Receiver<Prepared>,
     pub changes: broadcast::Receiver<RegistryChange>,
@@ -76,7 +79,17 @@ impl PluginCoordinator {
         let manager = PluginManager::new(engine, registry);
         let changes = manager.subscribe();
         let (done_tx, done_rx) = mpsc::channel(64);
-        Ok(Self { manager, wanted: HashMap::new(), done_tx, done_rx, changes })
+        Ok(Self { manager, wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes })
+    }
+
+    /// Takes new tenant quotas: the instances of tenants whose quotas changed are prepared
+    /// again at the next [`Self::sync`].
+    pub fn set_tenants(&mut self, tenants: &TenantTable) {
+        if *tenants == self.tenants {
+            return;
+        }
+        let old = std::mem::replace(&mut self.tenants, tenants.clone());
+        self.wanted.retain(|(k, _), _| old.get(&k.tenant_id) == self.tenants.get(&k.tenant_id));
     }
 
     /// Brings every scenario's scorers (live, pending, shadow) in line with its config. With
@@ -152,13 +165,14 @@ impl PluginCoordinator {
             s.set_loading(r.label());
         }
         let manager = self.manager.clone();
+        let quotas = self.tenants.get(&key.tenant_id).clone();
         if wait {
-            let result = manager.prepare(&key, &r).await;
+            let result = manager.prepare_within(&key, &r, &quotas).await;
             self.installed(Prepared { key, lane, reference: r, result }, pipeline);
         } else {
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = manager.prepare(&key, &r).await;
+                let result = manager.prepare_within(&key, &r, &quotas).await;
                 let _ = tx.send(Prepared { key, lane, reference: r, result }).await;
             });
         }
