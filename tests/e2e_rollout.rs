@@ -48,9 +48,11 @@ fn scenario_cli(stack: &Stack, database: &str, args: &[&str]) -> String {
     cli(&all)
 }
 
-fn kafka_host(stack: &Stack, topic: &str, database: &str, sink: &Path) -> HostProcess {
+fn kafka_host(stack: &Stack, topic: &str, database: &str, sink: &Path, plugins: &Path) -> HostProcess {
     HostProcess::start(&[
         "run",
+        "--plugins-dir",
+        plugins.to_str().unwrap(),
         "--kafka-servers",
         &stack.kafka,
         "--topic",
@@ -85,7 +87,7 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
     std::fs::write(&doc_file, serde_json::to_vec(&live_doc(&tenant)).unwrap()).unwrap();
     scenario_cli(&stack, &database, &["set", doc_file.to_str().unwrap()]);
     stack.create_topic(&topic, 1);
-    let mut host = kafka_host(&stack, &topic, &database, &sink);
+    let mut host = kafka_host(&stack, &topic, &database, &sink, dir.path());
     let mut redis = stack.redis();
     let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
     let revision_is = |redis: &mut redis::Connection, r: &str| {
@@ -170,7 +172,13 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
     std::fs::write(&doc_file, serde_json::to_vec(&live_doc(&tenant)).unwrap()).unwrap();
     scenario_cli(&stack, &database, &["set", doc_file.to_str().unwrap()]);
     stack.create_topic(&topic, 1);
-    let mut host = kafka_host(&stack, &topic, &database, &sink);
+    // The new revision also moves to a plugin (one that reproduces the built-in formula): its
+    // module is loaded before the switch, so the first window of the revision is scored by it.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let module = plugin_support::module("decay-weighted");
+    std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
+    let mut host = kafka_host(&stack, &topic, &database, &sink, &plugins);
     let mut redis = stack.redis();
     let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
 
@@ -197,7 +205,10 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
         "--scenario-id",
         "feed",
         "--body",
-        r#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"click":20}}}}}"#,
+        &format!(
+            r#"{{"config":{{"realtime_compute":{{"hot_score":{{"action_weights":{{"click":20}},"plugin":{{"name":"decay-weighted","version":"0.1.0","sha256":"{}"}}}}}}}}}}"#,
+            sha256_hex(&module)
+        ),
     ]);
     let stored = scenario_cli(&stack, &database, &["get", "--tenant-id", &tenant, "--scenario-id", "feed"]);
     let doc_v2: serde_json::Value = serde_json::from_str(&stored).unwrap();
@@ -213,6 +224,15 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
         host.log()
     );
     assert_eq!(status_of(&mut redis, &tenant, "feed")["config_revision"], "1", "revision 1 serves until the effective window");
+    // Its module is prepared ahead of the switch.
+    assert!(
+        wait_until(Duration::from_secs(20), || status_of(&mut redis, &tenant, "feed")
+            .get("pending_plugin_state")
+            .is_some_and(|s| s == "active decay-weighted@0.1.0")),
+        "{:?}\n{}",
+        status_of(&mut redis, &tenant, "feed"),
+        host.log()
+    );
 
     let phase2 = traffic(6, T0 + 23 * MIN, T0 + 45 * MIN, &ACTIONS);
     stack.produce(&topic, 1, &phase2.iter().map(line).collect::<Vec<_>>());
@@ -223,8 +243,10 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
     let (want_v1, want_v2) = (hot_lists(&all, &hot_cfg(&live_doc(&tenant))), hot_lists(&all, &hot_cfg(&doc_v2)));
     let (_, records) = read_hot_sink(&sink);
     for r in records.iter().filter(|r| r["kind"] == "hot") {
-        let expected = if r["window_end"].as_i64().unwrap() < effective { 1 } else { 2 };
+        let (expected, plugin) =
+            if r["window_end"].as_i64().unwrap() < effective { (1, serde_json::Value::Null) } else { (2, "decay-weighted@0.1.0".into()) };
         assert_eq!(r["config_revision"], expected, "window {} switched at the wrong time", r["window_end"]);
+        assert_eq!(r["plugin"], plugin, "window {} scored by the wrong module", r["window_end"]);
     }
     let checked = check_against_reference(&records, "hot", |r| if r["config_revision"] == 1 { &want_v1 } else { &want_v2 });
     assert!(checked >= 8);

@@ -180,15 +180,24 @@ impl PluginCoordinator {
 
     /// Installs a finished preparation, unless the lane has moved on to another reference. A
     /// pending revision may have become live while its module was prepared: it then goes to
-    /// the live scorer.
+    /// the live scorer (which is the pending one, moved).
     pub fn installed(&mut self, p: Prepared, pipeline: &mut Pipeline) {
-        let lane = match p.lane {
-            Lane::Pending if self.wanted.get(&(p.key.clone(), Lane::Pending)) != Some(&p.reference) => Lane::Live,
-            lane => lane,
-        };
-        if self.wanted.get(&(p.key.clone(), lane)) != Some(&p.reference) {
+        if self.wanted.get(&(p.key.clone(), p.lane)) != Some(&p.reference) {
             return;
         }
+        let lane = match p.lane {
+            Lane::Pending if scorer(pipeline, &p.key, Lane::Pending).is_none() => {
+                // The revision switched while its module was prepared: its scorer is live now.
+                let live = pipeline.hot_job().scenario(&p.key).and_then(|s| s.config.hot_score.plugin.as_ref());
+                if live != Some(&p.reference) {
+                    return;
+                }
+                self.wanted.remove(&(p.key.clone(), Lane::Pending));
+                self.wanted.insert((p.key.clone(), Lane::Live), p.reference.clone());
+                Lane::Live
+            }
+            lane => lane,
+        };
         let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
         let error_slot = match lane {
             Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),

@@ -35,6 +35,8 @@ pub struct ScenarioStatusRow {
     /// A stored revision waiting for its effective window end, and that end.
     pub pending_revision: Option<i64>,
     pub effective_from_window_end: Option<i64>,
+    /// The pending revision's plugin scorer, loaded ahead when it references another module.
+    pub pending_plugin_state: Option<String>,
     /// The shadow candidate: `name@version` or `builtin`, its scorer state, why it was refused.
     pub candidate: Option<String>,
     pub candidate_state: Option<String>,
@@ -66,6 +68,7 @@ impl ScenarioStatusRow {
             ("watermark", opt(self.watermark)),
             ("pending_revision", opt(self.pending_revision)),
             ("effective_from_window_end", opt(self.effective_from_window_end)),
+            ("pending_plugin_state", self.pending_plugin_state.clone().unwrap_or_default()),
             ("candidate", self.candidate.clone().unwrap_or_default()),
             ("candidate_state", self.candidate_state.clone().unwrap_or_default()),
             ("candidate_error", self.candidate_error.clone().unwrap_or_default()),
@@ -91,7 +94,8 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
             // The revision in force: the hot job's, which may still wait for a newer one.
             let in_force = hot.map(|h| &h.config).or(entry.applied.as_ref());
             let plugin_ref = in_force.and_then(|c| c.hot_score.plugin.as_ref());
-            let pending = hot.and_then(|h| h.pending.as_ref()).map(|p| &p.config);
+            let pending_lane = hot.and_then(|h| h.pending.as_ref());
+            let pending = pending_lane.map(|p| &p.config);
             let shadow = hot.and_then(|h| h.shadow.as_ref());
             let candidate_error = match entry.applied.as_ref().and_then(|c| c.candidate.as_ref()) {
                 Some(Candidate::Invalid(e)) => Some(e.clone()),
@@ -116,6 +120,13 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 watermark: pipeline.watermark(),
                 pending_revision: pending.map(|c| c.revision),
                 effective_from_window_end: pending.or(in_force).and_then(|c| c.effective_from_window_end),
+                pending_plugin_state: pending_lane.map(|p| {
+                    if p.config.hot_score.plugin == in_force.and_then(|c| c.hot_score.plugin.clone()) {
+                        "same as live".to_string()
+                    } else {
+                        scorer_state(&p.scorer)
+                    }
+                }),
                 candidate: shadow.map(|s| s.hot.plugin.as_ref().map_or_else(|| "builtin".to_string(), |p| p.label())),
                 candidate_state: shadow.map(|s| scorer_state(&s.scorer)),
                 candidate_error,
