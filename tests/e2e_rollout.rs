@@ -7,7 +7,7 @@ mod plugin_support;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::Commands;
@@ -40,38 +40,86 @@ fn candidate_cfg(doc: &serde_json::Value) -> HotScoreConfig {
     }
 }
 
-/// `rtscore scenario <args> --mongodb-url .. --mongodb-database ..`.
-fn scenario_cli(stack: &Stack, database: &str, args: &[&str]) -> String {
-    let mut all = vec!["scenario"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--mongodb-url", &stack.mongodb_url, "--mongodb-database", database]);
-    cli(&all)
+/// One test's world on the stack: unique tenant, topic and database, a temporary directory for
+/// the sink and plugin modules, and scenario `{tenant}/feed` stored through the CLI (revision 1).
+struct World {
+    stack: Stack,
+    tenant: String,
+    topic: String,
+    database: String,
+    sink: PathBuf,
+    plugins: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
-fn kafka_host(stack: &Stack, topic: &str, database: &str, sink: &Path, plugins: &Path) -> HostProcess {
-    HostProcess::start(&[
-        "run",
-        "--plugins-dir",
-        plugins.to_str().unwrap(),
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
-        topic,
-        "--group-id",
-        &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        database,
-        "--redis-url",
-        &stack.redis_url,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--config-poll-ms",
-        "100",
-    ])
+impl World {
+    fn new(prefix: &str) -> World {
+        let stack = Stack::ensure();
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, plugins) = (dir.path().join("out.jsonl"), dir.path().join("plugins"));
+        std::fs::create_dir_all(&plugins).unwrap();
+        let w = World { stack, tenant: unique(prefix), topic: unique("events-"), database: unique("db"), sink, plugins, _dir: dir };
+        let doc_file = w._dir.path().join("feed.json");
+        std::fs::write(&doc_file, serde_json::to_vec(&live_doc(&w.tenant)).unwrap()).unwrap();
+        w.scenario(&["set", doc_file.to_str().unwrap()]);
+        w.stack.create_topic(&w.topic, 1);
+        w
+    }
+
+    /// `rtscore scenario <args>` against this world's database.
+    fn scenario(&self, args: &[&str]) -> String {
+        let mut all = vec!["scenario"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--mongodb-url", &self.stack.mongodb_url, "--mongodb-database", &self.database]);
+        cli(&all)
+    }
+
+    /// Publishes a plugin crate's module into the host's plugins directory; returns its bytes.
+    fn publish(&self, crate_name: &str) -> Vec<u8> {
+        let module = plugin_support::module(crate_name);
+        std::fs::write(self.plugins.join(format!("{crate_name}@0.1.0.wasm")), &module).unwrap();
+        module
+    }
+
+    /// A host on the world's topic, database, Redis and plugins, writing the JSONL sink.
+    fn host(&self, extra: &[&str]) -> HostProcess {
+        let group = unique("g");
+        let mut args = vec![
+            "run",
+            "--kafka-servers",
+            &self.stack.kafka,
+            "--topic",
+            &self.topic,
+            "--group-id",
+            &group,
+            "--mongodb-url",
+            &self.stack.mongodb_url,
+            "--mongodb-database",
+            &self.database,
+            "--redis-url",
+            &self.stack.redis_url,
+            "--plugins-dir",
+            self.plugins.to_str().unwrap(),
+            "--jsonl-out",
+            self.sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--config-poll-ms",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        HostProcess::start(&args)
+    }
+
+    /// Produces `events` for `{tenant}/feed`.
+    fn produce(&self, events: &[RefEvent]) {
+        let lines: Vec<Vec<u8>> = events.iter().map(|e| event_line(&self.tenant, "feed", &e.item_id, &e.action, e.ts)).collect();
+        self.stack.produce(&self.topic, 1, &lines);
+    }
+
+    fn status(&self, redis: &mut redis::Connection) -> BTreeMap<String, String> {
+        status_of(redis, &self.tenant, "feed")
+    }
 }
 
 fn windows_through(sink: &Path, kind: &str, end: i64) -> bool {
@@ -80,32 +128,26 @@ fn windows_through(sink: &Path, kind: &str, end: i64) -> bool {
 
 #[test]
 fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
-    let stack = Stack::ensure();
-    let (tenant, topic, database) = (unique("ro"), unique("events-"), unique("db"));
-    let dir = tempfile::tempdir().unwrap();
-    let (sink, doc_file) = (dir.path().join("out.jsonl"), dir.path().join("feed.json"));
-    std::fs::write(&doc_file, serde_json::to_vec(&live_doc(&tenant)).unwrap()).unwrap();
-    scenario_cli(&stack, &database, &["set", doc_file.to_str().unwrap()]);
-    stack.create_topic(&topic, 1);
-    let mut host = kafka_host(&stack, &topic, &database, &sink, dir.path());
-    let mut redis = stack.redis();
-    let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
+    let w = World::new("ro");
+    let (tenant, sink) = (&w.tenant, &w.sink);
+    let mut host = w.host(&[]);
+    let mut redis = w.stack.redis();
     let revision_is = |redis: &mut redis::Connection, r: &str| {
-        wait_until(Duration::from_secs(10), || status_of(redis, &tenant, "feed").get("config_revision").map(String::as_str) == Some(r))
+        wait_until(Duration::from_secs(10), || w.status(redis).get("config_revision").map(String::as_str) == Some(r))
     };
     let id = ["--tenant-id", tenant.as_str(), "--scenario-id", "feed"];
 
     // Revision 1, live only.
     let phase1 = traffic(1, T0, T0 + 22 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase1.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "hot", T0 + 20 * MIN)), "{}", host.log());
+    w.produce(&phase1);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "hot", T0 + 20 * MIN)), "{}", host.log());
 
     // Revision 2 adds a candidate: it runs in shadow.
-    scenario_cli(&stack, &database, &[&["patch", "--immediately", "--body", CANDIDATE][..], &id].concat());
+    w.scenario(&[&["patch", "--immediately", "--body", CANDIDATE][..], &id].concat());
     assert!(revision_is(&mut redis, "2"), "{}", host.log());
     let phase2 = traffic(2, T0 + 22 * MIN, T0 + 42 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase2.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "shadow", T0 + 40 * MIN)), "{}", host.log());
+    w.produce(&phase2);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "shadow", T0 + 40 * MIN)), "{}", host.log());
     let meta: BTreeMap<String, String> = redis.hgetall(format!("rt:{tenant}:feed:hot:shadow:meta")).unwrap();
     assert!(meta.get("overlap_at_k").and_then(|v| v.parse::<f64>().ok()).is_some(), "shadow meta: {meta:?}");
     let shadow_zset: Vec<(String, f64)> = redis.zrevrange_withscores(format!("rt:{tenant}:feed:hot:shadow"), 0, -1).unwrap();
@@ -113,39 +155,39 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
     // The status key follows within a tick.
     assert!(
         wait_until(Duration::from_secs(5), || {
-            let st = status_of(&mut redis, &tenant, "feed");
+            let st = w.status(&mut redis);
             st.get("shadow_overlap_at_k").is_some_and(|v| !v.is_empty()) && st["candidate"] == "builtin"
         }),
         "status: {:?}",
-        status_of(&mut redis, &tenant, "feed")
+        w.status(&mut redis)
     );
 
     // Revision 3: promoted. Revision 4: rolled back to revision 2 (live weights, candidate in shadow).
-    scenario_cli(&stack, &database, &[&["promote", "--immediately"][..], &id].concat());
+    w.scenario(&[&["promote", "--immediately"][..], &id].concat());
     assert!(revision_is(&mut redis, "3"), "{}", host.log());
     let phase3 = traffic(3, T0 + 42 * MIN, T0 + 62 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase3.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "hot", T0 + 60 * MIN)), "{}", host.log());
-    scenario_cli(&stack, &database, &[&["rollback", "--immediately"][..], &id].concat());
+    w.produce(&phase3);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "hot", T0 + 60 * MIN)), "{}", host.log());
+    w.scenario(&[&["rollback", "--immediately"][..], &id].concat());
     assert!(revision_is(&mut redis, "4"), "{}", host.log());
     let phase4 = traffic(4, T0 + 62 * MIN, T0 + 82 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase4.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "shadow", T0 + 80 * MIN)), "{}", host.log());
+    w.produce(&phase4);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "shadow", T0 + 80 * MIN)), "{}", host.log());
     assert!(host.stop().success());
 
-    let history = scenario_cli(&stack, &database, &[&["history", "--json"][..], &id].concat());
+    let history = w.scenario(&[&["history", "--json"][..], &id].concat());
     let revisions: Vec<i64> =
         history.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["revision"].as_i64()).collect();
     assert_eq!(revisions, vec![1, 2, 3, 4], "{history}");
 
     // Every window matches the reference of what it claims: live lists the live weights of
     // their revision (the candidate's after the promotion), shadow lists the candidate's.
-    let mut with_candidate = live_doc(&tenant);
+    let mut with_candidate = live_doc(tenant);
     with_candidate["candidate"] = serde_json::from_str::<serde_json::Value>(CANDIDATE).unwrap()["candidate"].clone();
     let all: Vec<RefEvent> = phase1.iter().chain(&phase2).chain(&phase3).chain(&phase4).cloned().collect();
-    let live = hot_lists(&all, &hot_cfg(&live_doc(&tenant)));
+    let live = hot_lists(&all, &hot_cfg(&live_doc(tenant)));
     let candidate = hot_lists(&all, &candidate_cfg(&with_candidate));
-    let (_, records) = read_hot_sink(&sink);
+    let (_, records) = read_hot_sink(sink);
     let hot = check_against_reference(&records, "hot", |r| if r["config_revision"] == 3 { &candidate } else { &live });
     let shadow = check_against_reference(&records, "shadow", |r| {
         assert!(r["config_revision"] == 2 || r["config_revision"] == 4, "shadow only while a candidate exists: {r}");
@@ -165,43 +207,29 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
 
 #[test]
 fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
-    let stack = Stack::ensure();
-    let (tenant, topic, database) = (unique("sw"), unique("events-"), unique("db"));
-    let dir = tempfile::tempdir().unwrap();
-    let (sink, doc_file) = (dir.path().join("out.jsonl"), dir.path().join("feed.json"));
-    std::fs::write(&doc_file, serde_json::to_vec(&live_doc(&tenant)).unwrap()).unwrap();
-    scenario_cli(&stack, &database, &["set", doc_file.to_str().unwrap()]);
-    stack.create_topic(&topic, 1);
+    let w = World::new("sw");
+    let (tenant, sink) = (&w.tenant, &w.sink);
     // The new revision also moves to a plugin (one that reproduces the built-in formula): its
     // module is loaded before the switch, so the first window of the revision is scored by it.
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let module = plugin_support::module("decay-weighted");
-    std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
-    let mut host = kafka_host(&stack, &topic, &database, &sink, &plugins);
-    let mut redis = stack.redis();
-    let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
+    let module = w.publish("decay-weighted");
+    let mut host = w.host(&[]);
+    let mut redis = w.stack.redis();
 
     let phase1 = traffic(5, T0, T0 + 23 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase1.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "hot", T0 + 20 * MIN)), "{}", host.log());
-    let progress = |redis: &mut redis::Connection| status_of(redis, &tenant, "feed").get("watermark").and_then(|w| w.parse::<i64>().ok());
+    w.produce(&phase1);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "hot", T0 + 20 * MIN)), "{}", host.log());
+    let progress = |redis: &mut redis::Connection| w.status(redis).get("watermark").and_then(|wm| wm.parse::<i64>().ok());
     assert!(wait_until(Duration::from_secs(10), || progress(&mut redis).is_some_and(|w| w >= T0 + 22 * MIN)), "{}", host.log());
 
     // The default: the writer picks the first window end a margin past what the hosts report.
-    let out = cli(&[
-        "scenario",
+    let out = w.scenario(&[
         "patch",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
         "--redis-url",
-        &stack.redis_url,
+        &w.stack.redis_url,
         "--margin-ms",
         "300000",
         "--tenant-id",
-        &tenant,
+        tenant,
         "--scenario-id",
         "feed",
         "--body",
@@ -210,38 +238,38 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
             sha256_hex(&module)
         ),
     ]);
-    let stored = scenario_cli(&stack, &database, &["get", "--tenant-id", &tenant, "--scenario-id", "feed"]);
+    let stored = w.scenario(&["get", "--tenant-id", tenant, "--scenario-id", "feed"]);
     let doc_v2: serde_json::Value = serde_json::from_str(&stored).unwrap();
     let effective = doc_v2["effective_from_window_end"].as_i64().unwrap_or_else(|| panic!("no effective time: {out}"));
     // Watermark ~T0 + 22:50; + 5 min margin -> the first 5-minute boundary after ~T0 + 27:50.
     assert_eq!(effective, T0 + 30 * MIN, "{out}");
     assert!(out.contains(&format!("effective from window end {effective}")), "{out}");
     assert!(
-        wait_until(Duration::from_secs(10), || status_of(&mut redis, &tenant, "feed").get("pending_revision").map(String::as_str)
-            == Some("2")),
+        wait_until(Duration::from_secs(10), || w.status(&mut redis).get("pending_revision").map(String::as_str) == Some("2")),
         "{:?}\n{}",
-        status_of(&mut redis, &tenant, "feed"),
+        w.status(&mut redis),
         host.log()
     );
-    assert_eq!(status_of(&mut redis, &tenant, "feed")["config_revision"], "1", "revision 1 serves until the effective window");
+    assert_eq!(w.status(&mut redis)["config_revision"], "1", "revision 1 serves until the effective window");
     // Its module is prepared ahead of the switch.
     assert!(
-        wait_until(Duration::from_secs(20), || status_of(&mut redis, &tenant, "feed")
+        wait_until(Duration::from_secs(20), || w
+            .status(&mut redis)
             .get("pending_plugin_state")
             .is_some_and(|s| s == "active decay-weighted@0.1.0")),
         "{:?}\n{}",
-        status_of(&mut redis, &tenant, "feed"),
+        w.status(&mut redis),
         host.log()
     );
 
     let phase2 = traffic(6, T0 + 23 * MIN, T0 + 45 * MIN, &ACTIONS);
-    stack.produce(&topic, 1, &phase2.iter().map(line).collect::<Vec<_>>());
-    assert!(wait_until(Duration::from_secs(30), || windows_through(&sink, "hot", T0 + 40 * MIN)), "{}", host.log());
+    w.produce(&phase2);
+    assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "hot", T0 + 40 * MIN)), "{}", host.log());
     assert!(host.stop().success());
 
     let all: Vec<RefEvent> = phase1.iter().chain(&phase2).cloned().collect();
-    let (want_v1, want_v2) = (hot_lists(&all, &hot_cfg(&live_doc(&tenant))), hot_lists(&all, &hot_cfg(&doc_v2)));
-    let (_, records) = read_hot_sink(&sink);
+    let (want_v1, want_v2) = (hot_lists(&all, &hot_cfg(&live_doc(tenant))), hot_lists(&all, &hot_cfg(&doc_v2)));
+    let (_, records) = read_hot_sink(sink);
     for r in records.iter().filter(|r| r["kind"] == "hot") {
         let (expected, plugin) =
             if r["window_end"].as_i64().unwrap() < effective { (1, serde_json::Value::Null) } else { (2, "decay-weighted@0.1.0".into()) };
@@ -357,16 +385,13 @@ fn failing_candidates_never_touch_the_live_output_and_shadow_backtests_are_deter
 
 #[test]
 fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
-    let stack = Stack::ensure();
-    let (q, o, z, topic, database) = (unique("q"), unique("o"), unique("z"), unique("events-"), unique("db"));
-    let dir = tempfile::tempdir().unwrap();
-    let (sink, plugins) = (dir.path().join("out.jsonl"), dir.path().join("plugins"));
-    std::fs::create_dir_all(&plugins).unwrap();
-    let (spin, gravity) = (plugin_support::module("test-spin"), plugin_support::module("gravity"));
-    std::fs::write(plugins.join("test-spin@0.1.0.wasm"), &spin).unwrap();
-    std::fs::write(plugins.join("gravity@0.1.0.wasm"), &gravity).unwrap();
-    scenario_cli(&stack, &database, &["quotas", "--tenant-id", &q, "--body", r#"{"quotas":{"max_scenarios":2,"cpu_ms_per_window":5}}"#]);
-    scenario_cli(&stack, &database, &["quotas", "--tenant-id", &o, "--body", r#"{"quotas":{"max_module_bytes":1000}}"#]);
+    // Tenant z (the world's, scenario feed) has no quotas of its own; q and o have tight ones.
+    let w = World::new("z");
+    let (stack, z, sink) = (&w.stack, &w.tenant, &w.sink);
+    let (q, o) = (unique("q"), unique("o"));
+    let (spin, gravity) = (w.publish("test-spin"), w.publish("gravity"));
+    w.scenario(&["quotas", "--tenant-id", &q, "--body", r#"{"quotas":{"max_scenarios":2,"cpu_ms_per_window":5}}"#]);
+    w.scenario(&["quotas", "--tenant-id", &o, "--body", r#"{"quotas":{"max_module_bytes":1000}}"#]);
     let doc = |t: &str, s: &str, plugin: Option<(&str, &[u8])>| {
         let mut d = live_doc(t);
         d["scenario_id"] = s.into();
@@ -377,40 +402,15 @@ fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
         d
     };
     stack.put_scenarios(
-        &database,
-        &[doc(&q, "a", Some(("test-spin", &spin))), doc(&q, "b", None), doc(&o, "a", Some(("gravity", &gravity))), doc(&z, "a", None)],
+        &w.database,
+        &[doc(&q, "a", Some(("test-spin", &spin))), doc(&q, "b", None), doc(&o, "a", Some(("gravity", &gravity)))],
     );
-    stack.create_topic(&topic, 1);
     let port = free_port();
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
-        &topic,
-        "--group-id",
-        &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--redis-url",
-        &stack.redis_url,
-        "--plugins-dir",
-        plugins.to_str().unwrap(),
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--config-poll-ms",
-        "100",
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    let mut host = w.host(&["--http-addr", &format!("127.0.0.1:{port}")]);
     let mut redis = stack.redis();
     assert!(wait_until(Duration::from_secs(15), || !status_of(&mut redis, &q, "b").is_empty()), "{}", host.log());
     // A third active scenario is one too many for tenant q.
-    stack.put_scenarios(&database, &[doc(&q, "c", None)]);
+    stack.put_scenarios(&w.database, &[doc(&q, "c", None)]);
     assert!(
         wait_until(Duration::from_secs(10), || status_of(&mut redis, &q, "c")
             .get("last_error")
@@ -424,11 +424,11 @@ fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
     // In event-time order across scenarios: the watermark is the partition's.
     let lines: Vec<Vec<u8>> = events
         .iter()
-        .flat_map(|e| [(&q, "a"), (&q, "b"), (&q, "c"), (&o, "a"), (&z, "a")].map(|(t, s)| event_line(t, s, &e.item_id, &e.action, e.ts)))
+        .flat_map(|e| [(&q, "a"), (&q, "b"), (&q, "c"), (&o, "a"), (z, "feed")].map(|(t, s)| event_line(t, s, &e.item_id, &e.action, e.ts)))
         .collect();
-    stack.produce(&topic, 1, &lines);
-    let seen = |t: &str, s: &str| read_hot_sink(&sink).0.keys().filter(|(k, _)| *k == format!("{t}/{s}")).count();
-    assert!(wait_until(Duration::from_secs(30), || seen(&z, "a") >= 3 && seen(&q, "a") >= 3 && seen(&o, "a") >= 3), "{}", host.log());
+    stack.produce(&w.topic, 1, &lines);
+    let seen = |t: &str, s: &str| read_hot_sink(sink).0.keys().filter(|(k, _)| *k == format!("{t}/{s}")).count();
+    assert!(wait_until(Duration::from_secs(30), || seen(z, "feed") >= 3 && seen(&q, "a") >= 3 && seen(&o, "a") >= 3), "{}", host.log());
     assert!(
         wait_until(Duration::from_secs(10), || status_of(&mut redis, &q, "a")
             .get("plugin_error")
@@ -450,7 +450,7 @@ fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
     // Nothing crashed, the refused scenario emitted nothing, and every emitted list (the
     // over-budget ones scored by the built-in fallback) matches the reference.
     assert_eq!(seen(&q, "c"), 0);
-    let want = hot_lists(&events, &hot_cfg(&live_doc(&z)));
-    let (_, records) = read_hot_sink(&sink);
+    let want = hot_lists(&events, &hot_cfg(&live_doc(z)));
+    let (_, records) = read_hot_sink(sink);
     assert!(check_against_reference(&records, "hot", |_| &want) >= 12);
 }

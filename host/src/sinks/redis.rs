@@ -85,11 +85,11 @@ impl RedisSink {
     fn add_list(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, hot: &str, extra: &[(&str, String)], now_ms: i64) {
         let meta = format!("{hot}:meta");
         pipe.cmd("MULTI").ignore();
-        pipe.del(&hot).ignore();
+        pipe.del(hot).ignore();
         if !h.items.is_empty() {
             let members: Vec<(f64, &str)> = h.items.iter().map(|i| (i.score, i.item_id.as_str())).collect();
-            pipe.zadd_multiple(&hot, &members).ignore();
-            pipe.pexpire(&hot, self.ttl.hot_ms as i64).ignore();
+            pipe.zadd_multiple(hot, &members).ignore();
+            pipe.pexpire(hot, self.ttl.hot_ms as i64).ignore();
         }
         pipe.del(&meta).ignore();
         let mut fields = vec![
