@@ -130,7 +130,8 @@ fn windows_through(sink: &Path, kind: &str, end: i64) -> bool {
 fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
     let w = World::new("ro");
     let (tenant, sink) = (&w.tenant, &w.sink);
-    let mut host = w.host(&[]);
+    let port = free_port();
+    let mut host = w.host(&["--http-addr", &format!("127.0.0.1:{port}")]);
     let mut redis = w.stack.redis();
     let revision_is = |redis: &mut redis::Connection, r: &str| {
         wait_until(Duration::from_secs(10), || w.status(redis).get("config_revision").map(String::as_str) == Some(r))
@@ -161,6 +162,11 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
         "status: {:?}",
         w.status(&mut redis)
     );
+
+    let metrics = http_get(port, "/metrics").unwrap_or_default();
+    for m in ["rtscore_shadow_overlap_at_k", "rtscore_shadow_rbo", "rtscore_shadow_drift_p90"] {
+        assert!(metrics.lines().any(|l| l.starts_with(m) && l.contains(tenant.as_str())), "no {m} in /metrics");
+    }
 
     // Revision 3: promoted. Revision 4: rolled back to revision 2 (live weights, candidate in shadow).
     w.scenario(&[&["promote", "--immediately"][..], &id].concat());
