@@ -174,6 +174,13 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
     let phase3 = traffic(3, T0 + 42 * MIN, T0 + 62 * MIN, &ACTIONS);
     w.produce(&phase3);
     assert!(wait_until(Duration::from_secs(30), || windows_through(sink, "hot", T0 + 60 * MIN)), "{}", host.log());
+    // The promoted candidate has no shadow any more: its keys are gone, the sink says from when.
+    let shadow_keys: i64 = redis.exists(&[format!("rt:{tenant}:feed:hot:shadow"), format!("rt:{tenant}:feed:hot:shadow:meta")]).unwrap();
+    assert_eq!(shadow_keys, 0);
+    let (_, records) = read_hot_sink(sink);
+    let first_rev3 = records.iter().find(|r| r["kind"] == "hot" && r["config_revision"] == 3).map(|r| r["window_end"].clone());
+    let ended: Vec<_> = records.iter().filter(|r| r["kind"] == "shadow_end").map(|r| r["window_end"].clone()).collect();
+    assert_eq!(ended, vec![first_rev3.unwrap()]);
     w.scenario(&[&["rollback", "--immediately"][..], &id].concat());
     assert!(revision_is(&mut redis, "4"), "{}", host.log());
     let phase4 = traffic(4, T0 + 62 * MIN, T0 + 82 * MIN, &ACTIONS);

@@ -107,6 +107,12 @@ pub struct MetricsWindow {
 pub enum Output {
     Hot(HotList),
     Shadow(ShadowList),
+    /// The scenario's candidate was removed (promoted, or edited away): from this window on
+    /// there is no shadow list, and the last one is deleted from Redis.
+    ShadowEnded {
+        key: ScenarioKey,
+        window_end: i64,
+    },
     Profile(UserProfile),
     Metrics(MetricsWindow),
 }
@@ -116,6 +122,7 @@ impl Output {
         match self {
             Output::Hot(h) => &h.key,
             Output::Shadow(s) => &s.list.key,
+            Output::ShadowEnded { key, .. } => key,
             Output::Profile(p) => &p.key,
             Output::Metrics(m) => &m.key,
         }
@@ -126,6 +133,9 @@ impl Output {
         match self {
             Output::Hot(h) => serde_json::to_value(HotRecord::from(h)).unwrap_or_default(),
             Output::Shadow(s) => serde_json::to_value(ShadowRecord::from(s)).unwrap_or_default(),
+            Output::ShadowEnded { key, window_end } => serde_json::json!({
+                "kind": "shadow_end", "tenant_id": key.tenant_id.as_ref(), "scenario_id": key.scenario_id.as_ref(), "window_end": window_end,
+            }),
             Output::Profile(p) => serde_json::to_value(ProfileRecord::from(p)).unwrap_or_default(),
             Output::Metrics(m) => {
                 let mut v = serde_json::json!({

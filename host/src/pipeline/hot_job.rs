@@ -38,6 +38,8 @@ pub struct ScenarioHot {
     pub last_plugin_error: Option<String>,
     /// The candidate of the config in force, scored in shadow.
     pub shadow: Option<ShadowLane>,
+    /// The candidate was removed: the next window says so (`Output::ShadowEnded`).
+    shadow_ended: bool,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
@@ -55,6 +57,7 @@ impl ScenarioHot {
             scorer,
             last_plugin_error: None,
             shadow: None,
+            shadow_ended: false,
             batch: WindowBatch::default(),
             scores: Vec::new(),
         };
@@ -102,6 +105,7 @@ impl ScenarioHot {
             self.scorer = s;
             self.last_plugin_error = None;
         }
+        let had_shadow = self.shadow.is_some();
         self.shadow = match &cfg.candidate {
             Some(Candidate::Valid(hot)) => Some(match self.shadow.take() {
                 Some(mut lane) => {
@@ -112,6 +116,8 @@ impl ScenarioHot {
             }),
             _ => None,
         };
+        // A new candidate overwrites the shadow keys itself.
+        self.shadow_ended = (had_shadow || self.shadow_ended) && self.shadow.is_none();
         self.config = cfg;
     }
 
@@ -183,6 +189,9 @@ impl ScenarioHot {
         });
         out.push(Output::Hot(hot_list(items, outcome.used.label())));
         out.extend(shadow.map(Output::Shadow));
+        if std::mem::take(&mut self.shadow_ended) {
+            out.push(Output::ShadowEnded { key: self.config.key.clone(), window_end: end });
+        }
         self.counters.windows_emitted += 1;
         self.last_window_end = Some(end);
         self.windows.close_through(end, g);

@@ -160,6 +160,10 @@ impl RedisSink {
             match o {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
                 Output::Shadow(sh) => self.add_shadow(&mut pipe, sh, now_ms),
+                Output::ShadowEnded { key, .. } => {
+                    let shadow = format!("{}:hot:shadow", key_prefix(key));
+                    pipe.del(&[format!("{shadow}:meta"), shadow]).ignore();
+                }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }
