@@ -2,8 +2,9 @@
 //!
 //! Rows: the parse-and-validate ceiling (no state), and the full pipeline from memory (parse +
 //! window + score + top-N + JSONL serialisation to a null writer), for `--job item_hot_score`
-//! with the built-in formula and with every scenario scored by the `decay-weighted` plugin, and
-//! for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
+//! with the built-in formula, with every scenario scored by the `decay-weighted` plugin, and with
+//! a shadow candidate on every scenario (each window scored twice and compared, docs/rollout.md),
+//! and for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
 //! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000).
 
@@ -27,6 +28,11 @@ const ITEMS: u64 = 1_000_000;
 const BATCH: usize = 4096;
 
 fn scenarios() -> Vec<Arc<ScenarioConfig>> {
+    scenarios_with(None)
+}
+
+/// The bench scenarios, each with `candidate` (if any) beside its live config.
+fn scenarios_with(candidate: Option<serde_json::Value>) -> Vec<Arc<ScenarioConfig>> {
     let specs = [
         ("shop", "home", 60, 15, 0.1),
         ("shop", "search", 30, 10, 0.0),
@@ -38,8 +44,11 @@ fn scenarios() -> Vec<Arc<ScenarioConfig>> {
     specs
         .iter()
         .map(|(t, s, w, sl, l)| {
-            let doc = serde_json::json!({"tenant_id": t, "scenario_id": s, "config": {"realtime_compute": {"hot_score": {
+            let mut doc = serde_json::json!({"tenant_id": t, "scenario_id": s, "config": {"realtime_compute": {"hot_score": {
                 "window_size_minutes": w, "window_slide_minutes": sl, "decay_lambda": l, "top_n": 100}}}});
+            if let Some(c) = &candidate {
+                doc["candidate"] = c.clone();
+            }
             Arc::new(parse_scenario(&doc).expect("valid bench scenario"))
         })
         .collect()
@@ -168,11 +177,15 @@ fn main() {
     let hot = full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score (built-in)");
     let plugin =
         full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Plugin, "full pipeline, item_hot_score (decay-weighted plugin)");
+    let shadowed =
+        scenarios_with(Some(serde_json::json!({"hot_score": {"action_weights": {"purchase": 30.0, "click": 4.0}, "decay_lambda": 1.0}})));
+    let shadow =
+        full(&batches, &shadowed, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score + shadow candidate");
     let all = full(&batches, &cfgs, JobSelection::All, Formula::Builtin, "full pipeline, --job all");
 
     println!("\n| path | events/s (1 core) | vs ceiling | notes |");
     println!("|---|---:|---:|---|");
-    for r in [&ceiling, &hot, &plugin, &all] {
+    for r in [&ceiling, &hot, &plugin, &shadow, &all] {
         println!("| {} | {:.0} | {:.0}% | {} |", r.name, r.events_per_s, 100.0 * r.events_per_s / ceiling.events_per_s, r.note);
     }
     println!("\nplugin path / built-in: {:.0}% (target >= 85%)", 100.0 * plugin.events_per_s / hot.events_per_s);

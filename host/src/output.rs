@@ -27,6 +27,29 @@ pub struct HotList {
     pub items: Vec<ScoredItem>,
 }
 
+/// How a shadow candidate's hot list compares with the live one of the same window, at depth
+/// `k` (the live `top_n`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ShadowComparison {
+    pub k: usize,
+    /// `|live_k ∩ shadow_k| / max(|live_k|, |shadow_k|)`.
+    pub overlap_at_k: f64,
+    /// Rank-biased overlap (p = 0.9): agreement at the top weighs most.
+    pub rbo: f64,
+    /// Relative score drift `|shadow - live| / |live|` of items in both lists.
+    pub drift_p50: f64,
+    pub drift_p90: f64,
+    pub drift_max: f64,
+}
+
+/// A shadow candidate's hot list for one window: served nowhere, written beside the live one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowList {
+    /// The candidate's list; `config_revision` is the document revision that holds the candidate.
+    pub list: HotList,
+    pub comparison: ShadowComparison,
+}
+
 /// A user's profile as written (DESIGN §4), decayed to `updated_at`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserProfile {
@@ -83,6 +106,13 @@ pub struct MetricsWindow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Hot(HotList),
+    Shadow(ShadowList),
+    /// The scenario's candidate was removed (promoted, or edited away): from this window on
+    /// there is no shadow list, and the last one is deleted from Redis.
+    ShadowEnded {
+        key: ScenarioKey,
+        window_end: i64,
+    },
     Profile(UserProfile),
     Metrics(MetricsWindow),
 }
@@ -91,6 +121,8 @@ impl Output {
     pub fn key(&self) -> &ScenarioKey {
         match self {
             Output::Hot(h) => &h.key,
+            Output::Shadow(s) => &s.list.key,
+            Output::ShadowEnded { key, .. } => key,
             Output::Profile(p) => &p.key,
             Output::Metrics(m) => &m.key,
         }
@@ -100,6 +132,10 @@ impl Output {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Output::Hot(h) => serde_json::to_value(HotRecord::from(h)).unwrap_or_default(),
+            Output::Shadow(s) => serde_json::to_value(ShadowRecord::from(s)).unwrap_or_default(),
+            Output::ShadowEnded { key, window_end } => serde_json::json!({
+                "kind": "shadow_end", "tenant_id": key.tenant_id.as_ref(), "scenario_id": key.scenario_id.as_ref(), "window_end": window_end,
+            }),
             Output::Profile(p) => serde_json::to_value(ProfileRecord::from(p)).unwrap_or_default(),
             Output::Metrics(m) => {
                 let mut v = serde_json::json!({
@@ -133,6 +169,22 @@ pub struct HotRecord<'a> {
     pub config_revision: i64,
     pub plugin: Option<&'a str>,
     pub items: &'a [ScoredItem],
+}
+
+/// The JSONL sink record of a shadow candidate's list: the hot-list fields with
+/// `"kind":"shadow"`, then the comparison with the live list of the same window.
+#[derive(Serialize)]
+pub struct ShadowRecord<'a> {
+    #[serde(flatten)]
+    pub list: HotRecord<'a>,
+    #[serde(flatten)]
+    pub comparison: ShadowComparison,
+}
+
+impl<'a> From<&'a ShadowList> for ShadowRecord<'a> {
+    fn from(s: &'a ShadowList) -> Self {
+        ShadowRecord { list: HotRecord { kind: "shadow", ..HotRecord::from(&s.list) }, comparison: s.comparison }
+    }
 }
 
 /// The JSONL sink record of a profile.

@@ -340,3 +340,45 @@ pub fn event_line(tenant: &str, scenario: &str, item: &str, action: &str, ts: i6
     format!(r#"{{"tenant_id":"{tenant}","scenario_id":"{scenario}","user_id":"u","item_id":"{item}","action":"{action}","ts":{ts}}}"#)
         .into_bytes()
 }
+
+/// Skewed random traffic for one scenario: an event every 2 s from `from` to `to`, items
+/// `i0..i39` (low numbers hotter), actions from `actions`.
+pub fn traffic(seed: u64, from: i64, to: i64, actions: &[&str]) -> Vec<rtscore::scoring::reference::RefEvent> {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let n = ((to - from) / 2_000) as usize;
+    (0..n)
+        .map(|i| rtscore::scoring::reference::RefEvent {
+            item_id: format!("i{}", (rng.random::<f64>().powi(2) * 40.0) as u32),
+            action: actions[rng.random_range(0..actions.len())].into(),
+            ts: from + i as i64 * 2_000,
+        })
+        .collect()
+}
+
+/// Checks every sink record of `kind` (`hot` or `shadow`) against the reference hot lists that
+/// `want(record)` picks (by its revision, say), at relative tolerance 1e-3. Returns how many
+/// records were checked.
+pub fn check_against_reference<'w>(
+    records: &[serde_json::Value],
+    kind: &str,
+    mut want: impl FnMut(&serde_json::Value) -> &'w BTreeMap<i64, Vec<(String, f64)>>,
+) -> usize {
+    let mut checked = 0;
+    for r in records.iter().filter(|r| r["kind"] == kind) {
+        let end = r["window_end"].as_i64().unwrap();
+        let expected = want(r).get(&end).cloned().unwrap_or_default();
+        let got: Vec<(String, f64)> =
+            r["items"].as_array().unwrap().iter().map(|i| (i["item_id"].as_str().unwrap().into(), i["score"].as_f64().unwrap())).collect();
+        let diffs = hot_differences(&BTreeMap::from([(("w".into(), end), expected)]), &BTreeMap::from([(("w".into(), end), got)]), 1e-3);
+        assert!(diffs.is_empty(), "{kind} window {end} (revision {}): {diffs:?}", r["config_revision"]);
+        checked += 1;
+    }
+    checked
+}
+
+/// The status hash a host writes for `tenant/scenario`.
+pub fn status_of(redis: &mut redis::Connection, tenant: &str, scenario: &str) -> BTreeMap<String, String> {
+    redis::Commands::hgetall(redis, format!("rt:{tenant}:{scenario}:status")).unwrap_or_default()
+}

@@ -1,6 +1,7 @@
 //! What an operator action can fail with; the API maps each kind to an HTTP status, the CLI
 //! prints it.
 
+use crate::config::history::RolloutError;
 use crate::config::{ConfigError, FieldError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,18 @@ impl AdminError {
             AdminError::Invalid(e) => &e.errors,
             AdminError::Rejected(e) => e,
             _ => &[],
+        }
+    }
+}
+
+impl From<RolloutError> for AdminError {
+    fn from(e: RolloutError) -> Self {
+        match e {
+            RolloutError::NotFound { tenant, scenario } => AdminError::ScenarioNotFound { tenant, scenario },
+            e @ RolloutError::NoCandidate(_) => AdminError::rejected("candidate", e.to_string()),
+            e @ RolloutError::NoSuchRevision { .. } => AdminError::rejected("revision", e.to_string()),
+            RolloutError::Invalid(e) => AdminError::Invalid(e),
+            RolloutError::Store(e) => AdminError::Store(e),
         }
     }
 }

@@ -1,11 +1,15 @@
-//! Scenario documents through the store: get, list, replace, deep-merge patch, delete. Every
-//! write is validated and bumps `revision` (see `config::edit`), whoever calls it.
+//! Scenario documents through the store: get, list, replace, deep-merge patch, delete, and the
+//! rollout operations (history, promote, rollback). Every write goes through
+//! `config::history::store_revision`: validated, `revision` bumped, the event-time switch
+//! recorded, the revision appended to the history, whoever calls it.
 
 use serde_json::Value;
 
 use super::AdminError;
 use crate::config::edit::{deep_merge, new_document, next_revision};
+use crate::config::history;
 use crate::config::store::ScenarioStore;
+use crate::config::switch::EffectiveFrom;
 use crate::config::validate::is_valid_id;
 use crate::config::{ScenarioConfig, parse_scenario};
 
@@ -48,6 +52,11 @@ impl ScenarioService {
         self.store.describe()
     }
 
+    /// The underlying store (tenant documents live beside the scenarios).
+    pub fn store(&self) -> &ScenarioStore {
+        &self.store
+    }
+
     /// Every document, or one tenant's, ordered by tenant then scenario.
     pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<Value>, AdminError> {
         let mut docs: Vec<Value> = self.store.list().await?.into_iter().filter(|d| tenant.is_none_or(|t| ids(d).0 == Some(t))).collect();
@@ -65,40 +74,55 @@ impl ScenarioService {
 
     /// The next version of `tenant/scenario` if `doc` replaced it: ids in the body must match
     /// the address (missing ones are filled in). Nothing is stored.
-    pub async fn prepare_put(&self, tenant: &str, scenario: &str, mut doc: Value) -> Result<StoredScenario, AdminError> {
-        check_ids(tenant, Some(scenario))?;
-        let Value::Object(m) = &mut doc else { return Err(AdminError::rejected("", "a scenario document must be a JSON object")) };
-        for (field, want) in [("tenant_id", tenant), ("scenario_id", scenario)] {
-            match m.get(field) {
-                None | Some(Value::Null) => {
-                    m.insert(field.into(), want.into());
-                }
-                Some(v) if v.as_str() == Some(want) => {}
-                Some(_) => return Err(AdminError::rejected(field, format!("must equal {want:?}, the {field} being written"))),
-            }
-        }
+    pub async fn prepare_put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
+        let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
         let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
         Ok(StoredScenario { document, config })
     }
 
-    /// Replaces (or creates) a scenario with `doc`.
-    pub async fn put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
-        let next = self.prepare_put(tenant, scenario, doc).await?;
-        self.store.put(&next.document).await?;
-        Ok(next)
+    /// Replaces (or creates) a scenario with `doc`, taking effect from `effective`.
+    pub async fn put(&self, tenant: &str, scenario: &str, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+        let doc = addressed(tenant, scenario, doc)?;
+        let stored = self.store.get(tenant, scenario).await?;
+        self.store_revision(stored.as_ref(), doc, effective).await
+    }
+
+    async fn store_revision(&self, stored: Option<&Value>, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+        let (document, config) = history::store_revision(&self.store, stored, doc, effective, now_ms()).await?;
+        Ok(StoredScenario { document, config })
     }
 
     /// Replaces a scenario with a complete document that names its own ids (`scenario set`).
-    pub async fn put_document(&self, doc: Value) -> Result<StoredScenario, AdminError> {
+    pub async fn put_document(&self, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
         let cfg = parse_scenario(&doc)?;
         let (tenant, scenario) = (cfg.key.tenant_id.to_string(), cfg.key.scenario_id.to_string());
-        self.put(&tenant, &scenario, doc).await
+        self.put(&tenant, &scenario, doc, effective).await
     }
 
     /// The next version of a scenario after deep-merging `patch` into it (the seed's admin API
     /// semantics; `null` removes a key). With `create`, a missing scenario starts from defaults.
+    /// Nothing is stored.
     pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
+        let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
+        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        Ok(StoredScenario { document, config })
+    }
+
+    pub async fn patch(
+        &self,
+        tenant: &str,
+        scenario: &str,
+        patch: &Value,
+        create: bool,
+        effective: &EffectiveFrom,
+    ) -> Result<StoredScenario, AdminError> {
+        let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
+        self.store_revision(stored.as_ref(), doc, effective).await
+    }
+
+    /// The stored document (if any) and the result of merging `patch` into it.
+    async fn merged(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<(Option<Value>, Value), AdminError> {
         check_ids(tenant, Some(scenario))?;
         if !patch.is_object() {
             return Err(AdminError::rejected("", "a patch must be a JSON object"));
@@ -113,14 +137,37 @@ impl ScenarioService {
         // The ids are part of the address, not of the patch.
         doc["tenant_id"] = Value::from(tenant);
         doc["scenario_id"] = Value::from(scenario);
-        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        Ok((stored, doc))
+    }
+
+    /// The shadow candidate becomes live (a new revision without a candidate).
+    pub async fn promote(&self, tenant: &str, scenario: &str, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        let (document, config) = history::promote(&self.store, tenant, scenario, effective, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
 
-    pub async fn patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
-        let next = self.prepare_patch(tenant, scenario, patch, create).await?;
-        self.store.put(&next.document).await?;
-        Ok(next)
+    /// Revision `to` (default: the one before the current) stored again as a new revision.
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        scenario: &str,
+        to: Option<i64>,
+        effective: &EffectiveFrom,
+    ) -> Result<StoredScenario, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        let (document, config) = history::rollback(&self.store, tenant, scenario, to, effective, now_ms()).await?;
+        Ok(StoredScenario { document, config })
+    }
+
+    /// Every stored revision of a scenario, oldest first.
+    pub async fn history(&self, tenant: &str, scenario: &str) -> Result<Vec<Value>, AdminError> {
+        check_ids(tenant, Some(scenario))?;
+        let history = self.store.history(tenant, scenario).await?;
+        if history.is_empty() {
+            return Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() });
+        }
+        Ok(history)
     }
 
     pub async fn delete(&self, tenant: &str, scenario: &str) -> Result<(), AdminError> {
@@ -131,6 +178,25 @@ impl ScenarioService {
             Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() })
         }
     }
+}
+
+/// `doc` addressed to `tenant/scenario`: ids in the body must match the address (missing ones
+/// are filled in).
+fn addressed(tenant: &str, scenario: &str, mut doc: Value) -> Result<Value, AdminError> {
+    {
+        check_ids(tenant, Some(scenario))?;
+        let Value::Object(m) = &mut doc else { return Err(AdminError::rejected("", "a scenario document must be a JSON object")) };
+        for (field, want) in [("tenant_id", tenant), ("scenario_id", scenario)] {
+            match m.get(field) {
+                None | Some(Value::Null) => {
+                    m.insert(field.into(), want.into());
+                }
+                Some(v) if v.as_str() == Some(want) => {}
+                Some(_) => return Err(AdminError::rejected(field, format!("must equal {want:?}, the {field} being written"))),
+            }
+        }
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]
@@ -147,10 +213,16 @@ mod tests {
     #[tokio::test]
     async fn put_patch_delete_bump_revisions_and_keep_ids_from_the_address() {
         let (_dir, svc) = service();
-        let first = svc.put("t", "s", json!({"status": "active"})).await.unwrap();
+        let first = svc.put("t", "s", json!({"status": "active"}), &EffectiveFrom::Immediately).await.unwrap();
         assert_eq!(first.config.revision, 1);
         let patched = svc
-            .patch("t", "s", &json!({"tenant_id": "other", "config": {"realtime_compute": {"hot_score": {"top_n": 5}}}}), false)
+            .patch(
+                "t",
+                "s",
+                &json!({"tenant_id": "other", "config": {"realtime_compute": {"hot_score": {"top_n": 5}}}}),
+                false,
+                &EffectiveFrom::Immediately,
+            )
             .await
             .unwrap();
         assert_eq!((patched.config.revision, patched.config.hot_score.top_n), (2, 5));
@@ -164,9 +236,12 @@ mod tests {
     #[tokio::test]
     async fn invalid_writes_name_the_field_and_store_nothing() {
         let (_dir, svc) = service();
-        let err = svc.put("t", "s", json!({"scenario_id": "x"})).await.unwrap_err();
+        let err = svc.put("t", "s", json!({"scenario_id": "x"}), &EffectiveFrom::Immediately).await.unwrap_err();
         assert_eq!(err.field_errors()[0].path, "scenario_id");
-        let err = svc.patch("t", "s", &json!({"config": {"realtime_compute": {"hot_score": {"top_n": 0}}}}), true).await.unwrap_err();
+        let err = svc
+            .patch("t", "s", &json!({"config": {"realtime_compute": {"hot_score": {"top_n": 0}}}}), true, &EffectiveFrom::Immediately)
+            .await
+            .unwrap_err();
         assert_eq!(err.field_errors()[0].path, "config.realtime_compute.hot_score.top_n");
         assert!(matches!(svc.get("t", "s").await, Err(AdminError::ScenarioNotFound { .. })));
         assert!(matches!(svc.get("t/..", "s").await, Err(AdminError::Rejected(_))));

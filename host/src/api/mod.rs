@@ -38,6 +38,9 @@ pub struct AdminState {
     pub plugins: Arc<PluginService>,
     pub tokens: Arc<TokenStore>,
     pub live: LiveView,
+    /// Where hosts report their progress (`--redis-url`): writes take effect from the first
+    /// window end past it (the fleet-synchronised switch, docs/rollout.md).
+    pub redis_url: Option<String>,
 }
 
 impl AdminState {
@@ -60,6 +63,7 @@ impl AdminState {
             plugins: Arc::new(PluginService::new(target)),
             tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
             live,
+            redis_url: args.redis_url.clone(),
         })
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
 use crate::admin::StoredScenario;
+use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WriteOptions {
@@ -20,6 +21,19 @@ pub struct WriteOptions {
     /// PATCH only: create the scenario from defaults if it does not exist.
     #[serde(default)]
     create: bool,
+    /// Take effect from this hot-score window end (epoch ms) on every host.
+    effective_from: Option<i64>,
+    /// Take effect at each host's next window, with no fleet-wide agreement.
+    #[serde(default)]
+    immediately: bool,
+    /// Event-time margin past the hosts' reported progress (default 30 s).
+    margin_ms: Option<i64>,
+}
+
+impl WriteOptions {
+    fn effective(&self, s: &AdminState) -> EffectiveFrom {
+        EffectiveFrom::choose(self.effective_from, self.immediately, s.redis_url.as_deref(), self.margin_ms.unwrap_or(DEFAULT_MARGIN_MS))
+    }
 }
 
 fn json_body(body: &Bytes) -> Result<Value, ApiError> {
@@ -64,9 +78,9 @@ pub async fn write(
     let svc = &s.scenarios;
     let stored = match (method == Method::PATCH, opts.dry_run) {
         (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,
-        (false, false) => svc.put(&tenant, &scenario, body).await?,
+        (false, false) => svc.put(&tenant, &scenario, body, &opts.effective(&s)).await?,
         (true, true) => svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?,
-        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create).await?,
+        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s)).await?,
     };
     Ok(written(stored, opts.dry_run))
 }

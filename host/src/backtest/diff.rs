@@ -67,7 +67,23 @@ pub fn rbo_at(a: &[(String, f64)], b: &[(String, f64)], k: usize, p: f64) -> f64
     x_k * p.powi(depth as i32) + (1.0 - p) / p * sum
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// Share of the first `k` items the two lists have in common: `|A_k ∩ B_k| / max(|A_k|, |B_k|)`,
+/// 1 when both are empty.
+pub fn overlap_at(a: &[(String, f64)], b: &[(String, f64)], k: usize) -> f64 {
+    let sa: BTreeSet<&str> = a.iter().take(k).map(|x| x.0.as_str()).collect();
+    let sb: BTreeSet<&str> = b.iter().take(k).map(|x| x.0.as_str()).collect();
+    let depth = sa.len().max(sb.len());
+    if depth == 0 { 1.0 } else { sa.intersection(&sb).count() as f64 / depth as f64 }
+}
+
+/// Relative score drift `|b - a| / |a|` of the items in both lists' first `k`, in A's order.
+pub fn drift_ratios(a: &[(String, f64)], b: &[(String, f64)], k: usize) -> Vec<f64> {
+    let tb: BTreeMap<&str, f64> = b.iter().take(k).map(|(i, s)| (i.as_str(), *s)).collect();
+    a.iter().take(k).filter_map(|(i, sa)| tb.get(i.as_str()).map(|sb| (sb - sa).abs() / sa.abs().max(1e-12))).collect()
+}
+
+/// The `q` quantile (nearest rank) of sorted values; 0 when there are none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -108,15 +124,13 @@ pub fn diff(a: &Sink, b: &Sink, k: usize) -> Vec<ScenarioDiff> {
                 let lb = &b[&(scenario.clone(), *end)];
                 jac.push(jaccard_at(la, lb, k));
                 rbo.push(rbo_at(la, lb, k, 0.9));
-                let ta: BTreeMap<&str, f64> = la.iter().take(k).map(|(i, s)| (i.as_str(), *s)).collect();
-                let tb: BTreeMap<&str, f64> = lb.iter().take(k).map(|(i, s)| (i.as_str(), *s)).collect();
-                for (item, sa) in &ta {
-                    match tb.get(item) {
-                        Some(sb) => drift.push((sb - sa).abs() / sa.abs().max(1e-12)),
-                        None => *leaving.entry(item.to_string()).or_default() += 1,
-                    }
+                drift.extend(drift_ratios(la, lb, k));
+                let ta: BTreeSet<&str> = la.iter().take(k).map(|(i, _)| i.as_str()).collect();
+                let tb: BTreeSet<&str> = lb.iter().take(k).map(|(i, _)| i.as_str()).collect();
+                for item in ta.difference(&tb) {
+                    *leaving.entry(item.to_string()).or_default() += 1;
                 }
-                for item in tb.keys().filter(|i| !ta.contains_key(*i)) {
+                for item in tb.difference(&ta) {
                     *entering.entry(item.to_string()).or_default() += 1;
                 }
             }
@@ -185,6 +199,14 @@ mod tests {
         assert_eq!(r[0].entering, vec![("i3".to_string(), 1)]);
         assert_eq!(r[0].leaving, vec![("i2".to_string(), 1)]);
         assert!((r[0].mean_jaccard - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn overlap_and_drift_of_two_lists() {
+        let (a, b) = (list(&["a", "b", "c", "d"]), list(&["b", "a", "x"]));
+        assert_eq!(overlap_at(&a, &b, 3), 2.0 / 3.0);
+        assert_eq!(overlap_at(&[], &[], 3), 1.0);
+        assert_eq!(drift_ratios(&a, &b, 3), vec![1.0 / 10.0, 1.0 / 9.0]);
     }
 
     #[test]

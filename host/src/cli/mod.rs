@@ -45,7 +45,8 @@ pub enum Command {
     /// Run the scoring job: read events, keep windows, score, write results.
     #[command(after_help = AFTER_HELP)]
     Run(Box<RunArgs>),
-    /// Manage scenario documents: validate, list, get, set, patch (deep merge), delete.
+    /// Manage scenario documents: validate, list, get, set, patch (deep merge), promote, rollback,
+    /// history, delete.
     Scenario(scenario::ScenarioArgs),
     /// Test, publish and list scoring plugins (WebAssembly components).
     Plugin(plugin::PluginArgs),

@@ -1,4 +1,5 @@
-//! `rtscore scenario ...`: manage scenario documents without an admin backend.
+//! `rtscore scenario ...`: manage scenario documents without an admin backend, and roll changes
+//! out safely (shadow candidate, promote, rollback, history, event-time switch).
 
 use std::path::PathBuf;
 
@@ -7,8 +8,11 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::admin::{AdminError, ScenarioService};
-use crate::config::parse_scenario;
+use crate::config::edit::deep_merge;
 use crate::config::store::ScenarioStore;
+use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
+use crate::config::tenant::parse_tenant;
+use crate::config::{ScenarioConfig, parse_scenario};
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
@@ -32,6 +36,44 @@ pub struct ScenarioId {
     pub scenario_id: String,
 }
 
+/// When a stored revision takes effect (DESIGN §3 addendum, docs/rollout.md).
+#[derive(Debug, Args)]
+pub struct WhenArgs {
+    /// Take effect from this hot-score window end (epoch ms) on every host; earlier windows keep
+    /// the previous revision.
+    #[arg(long, value_name = "MS", conflicts_with = "immediately")]
+    pub effective_from: Option<i64>,
+    /// Take effect at each host's next window, with no fleet-wide agreement.
+    #[arg(long)]
+    pub immediately: bool,
+    /// Redis the hosts report to: by default the change takes effect from the first window end
+    /// --margin-ms of event time past the furthest progress they report. Without it (and without
+    /// the other two flags) the change applies immediately.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Event-time margin past the hosts' reported progress.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_MARGIN_MS)]
+    pub margin_ms: i64,
+}
+
+impl WhenArgs {
+    fn effective(&self) -> EffectiveFrom {
+        EffectiveFrom::choose(self.effective_from, self.immediately, self.redis_url.as_deref(), self.margin_ms)
+    }
+}
+
+/// `stored <key> revision <n> in <store>, effective ...`.
+fn report(verb: &str, cfg: &ScenarioConfig, place: &str) {
+    let when = match cfg.effective_from_window_end {
+        Some(e) => format!(
+            "effective from window end {e} ({})",
+            chrono::DateTime::from_timestamp_millis(e).map_or_else(|| "?".into(), |t| t.to_rfc3339())
+        ),
+        None => "effective at each host's next window".to_string(),
+    };
+    println!("{verb} {} revision {} in {place}, {when}", cfg.key, cfg.revision);
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ScenarioCommand {
     /// Check documents offline; prints every broken rule with its field path.
@@ -48,6 +90,8 @@ pub enum ScenarioCommand {
     Set {
         /// The document (`-` for stdin).
         file: PathBuf,
+        #[command(flatten)]
+        when: WhenArgs,
     },
     /// Deep-merge a partial document into the stored one (validated; revision bumped).
     ///
@@ -66,6 +110,43 @@ pub enum ScenarioCommand {
         /// Create the scenario (with defaults) if it does not exist.
         #[arg(long)]
         create: bool,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// Make the shadow candidate live: merged into the live config, removed, revision bumped.
+    Promote {
+        #[command(flatten)]
+        id: ScenarioId,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// Store the previous revision's content (or --to-revision N) again as a new revision.
+    Rollback {
+        #[command(flatten)]
+        id: ScenarioId,
+        /// The revision to return to (default: the one before the current).
+        #[arg(long)]
+        to_revision: Option<i64>,
+        #[command(flatten)]
+        when: WhenArgs,
+    },
+    /// List a scenario's stored revisions, oldest first (`--json` for the documents).
+    History {
+        #[command(flatten)]
+        id: ScenarioId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's quotas, or deep-merge --body into its tenant document.
+    ///
+    /// Example: at most 5 scenarios, 20 ms of plugin CPU per window:
+    ///   rtscore scenario quotas --tenant-id shop --body '{"quotas":{"max_scenarios":5,"cpu_ms_per_window":20}}'
+    Quotas {
+        #[arg(long)]
+        tenant_id: String,
+        /// Partial tenant document as JSON text.
+        #[arg(long)]
+        body: Option<String>,
     },
     /// Delete a scenario document; hosts stop emitting for it and free its state.
     Delete(ScenarioId),
@@ -138,21 +219,73 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             let doc = service.get(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        ScenarioCommand::Set { file } => {
-            let stored = service.put_document(read_json(&file)?).await?;
-            println!("stored {} revision {} in {place}", stored.config.key, stored.config.revision);
+        ScenarioCommand::Set { file, when } => {
+            let stored = service.put_document(read_json(&file)?, &when.effective()).await?;
+            report("stored", &stored.config, &place);
         }
-        ScenarioCommand::Patch { id, body, file, create } => {
+        ScenarioCommand::Patch { id, body, file, create, when } => {
             let patch: Value = match (body, file) {
                 (Some(b), _) => serde_json::from_str(&b).context("--body is not valid JSON")?,
                 (None, Some(f)) => read_json(&f)?,
                 (None, None) => bail!("give the partial document with --body JSON or --file PATH"),
             };
-            let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create).await {
+            let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create, &when.effective()).await {
                 Err(e @ AdminError::ScenarioNotFound { .. }) => bail!("{e} in {place} (use --create to create it)"),
                 r => r?,
             };
-            println!("patched {} to revision {} in {place}", stored.config.key, stored.config.revision);
+            report("patched", &stored.config, &place);
+        }
+        ScenarioCommand::Promote { id, when } => {
+            let stored = service.promote(&id.tenant_id, &id.scenario_id, &when.effective()).await?;
+            report("promoted the candidate of", &stored.config, &place);
+        }
+        ScenarioCommand::Rollback { id, to_revision, when } => {
+            let stored = service.rollback(&id.tenant_id, &id.scenario_id, to_revision, &when.effective()).await?;
+            report("rolled back", &stored.config, &place);
+        }
+        ScenarioCommand::History { id, json } => {
+            let history = service.history(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("no history in {place}"))?;
+            if !json {
+                println!(
+                    "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} candidate",
+                    "revision", "updated_at", "effective_from", "lambda", "top_n", "plugin"
+                );
+            }
+            for d in history {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                    continue;
+                }
+                let at = |v: &Value| v.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map_or("-".into(), |t| t.to_rfc3339());
+                match parse_scenario(&d) {
+                    Ok(c) => println!(
+                        "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} {}",
+                        c.revision,
+                        at(&d["updated_at"]),
+                        c.effective_from_window_end.map_or("next window".into(), |e| e.to_string()),
+                        c.hot_score.decay_lambda,
+                        c.hot_score.top_n,
+                        c.hot_score.plugin.as_ref().map_or("builtin".into(), |p| p.label()),
+                        d.get("candidate").filter(|c| !c.is_null()).map_or("-".into(), |c| c.to_string())
+                    ),
+                    Err(e) => println!("{:>8} {:<25} INVALID: {e}", d["revision"], at(&d["updated_at"])),
+                }
+            }
+        }
+        ScenarioCommand::Quotas { tenant_id, body } => {
+            let store = service.store();
+            let mut doc = store.tenant(&tenant_id).await?.unwrap_or_else(|| serde_json::json!({"tenant_id": tenant_id}));
+            if let Some(b) = body {
+                deep_merge(&mut doc, &serde_json::from_str(&b).context("--body is not valid JSON")?);
+                doc["tenant_id"] = Value::from(tenant_id.as_str());
+                parse_tenant(&doc)?;
+                store.put_tenant(&doc).await?;
+            }
+            let (_, q) = parse_tenant(&doc)?;
+            println!(
+                "tenant {tenant_id}: max_scenarios {} max_module_bytes {} cpu_ms_per_window {} max_instance_memory_bytes {}",
+                q.max_scenarios, q.max_module_bytes, q.cpu_ms_per_window, q.max_instance_memory_bytes
+            );
         }
         ScenarioCommand::Delete(id) => {
             service.delete(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;

@@ -39,7 +39,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
     let now = chrono::Utc::now().timestamp_millis();
     if !args.json {
-        println!("{:<34} {:>8} {:<36} {:>8} {:>8} {:>9}  last error", "scenario", "revision", "plugin", "events", "late", "seen");
+        println!(
+            "{:<34} {:>8} {:>14} {:<36} {:>8} {:>8} {:>9} {:>17}  last error",
+            "scenario", "revision", "pending@window", "plugin", "events", "late", "seen", "shadow overlap/rbo"
+        );
     }
     for key in keys {
         let h: BTreeMap<String, String> = conn.hgetall(&key).await?;
@@ -57,15 +60,29 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             "" | "builtin" => "built-in formula".to_string(),
             s => s.chars().take(36).collect(),
         };
+        // A revision waiting for its effective window end, e.g. `5@1767227400000`.
+        let pending = match get("pending_revision").as_str() {
+            "" => "-".to_string(),
+            r => format!("{r}@{}", get("effective_from_window_end")),
+        };
+        let num = |f: &str| h.get(f).and_then(|v| v.parse::<f64>().ok());
+        let shadow = match (num("shadow_overlap_at_k"), num("shadow_rbo"), get("candidate_error")) {
+            (_, _, e) if !e.is_empty() => "candidate refused".to_string(),
+            (Some(o), Some(r), _) => format!("{o:.2}/{r:.2}"),
+            _ => "-".to_string(),
+        };
+        let error = [get("last_error"), get("candidate_error")].into_iter().filter(|e| !e.is_empty()).collect::<Vec<_>>().join("; ");
         println!(
-            "{:<34} {:>8} {:<36} {:>8} {:>8} {:>9}  {}",
+            "{:<34} {:>8} {:>14} {:<36} {:>8} {:>8} {:>9} {:>17}  {}",
             scenario,
             get("config_revision"),
+            pending,
             plugin,
             get("events"),
             get("late"),
             seen,
-            get("last_error")
+            shadow,
+            error
         );
     }
     Ok(())

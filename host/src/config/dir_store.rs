@@ -38,6 +38,27 @@ pub fn read_dir_documents(dir: &Path) -> anyhow::Result<DirDocuments> {
     Ok(DirDocuments { docs, errors })
 }
 
+/// The tenant documents (quotas) of `<dir>/tenants/*.json`; unreadable ones are logged and
+/// skipped (their tenants keep the default quotas).
+pub fn read_tenant_documents(dir: &Path) -> Vec<Value> {
+    let tenants = dir.join("tenants");
+    if !tenants.is_dir() {
+        return Vec::new();
+    }
+    match read_dir_documents(&tenants) {
+        Ok(read) => {
+            for e in &read.errors {
+                tracing::error!(error = %e, "tenant file is not a JSON document; default quotas apply");
+            }
+            read.docs.into_iter().map(|(v, _)| v).collect()
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot read tenant documents; default quotas apply");
+            Vec::new()
+        }
+    }
+}
+
 /// Watches `dir` and sends `()` (debounced) whenever something in it changes; the receiver
 /// re-reads the directory. The returned watcher must be kept alive.
 pub fn watch_dir(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
@@ -48,7 +69,9 @@ pub fn watch_dir(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::Rec
         }
     })
     .context("starting the file watcher")?;
-    watcher.watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
+    // Recursive: tenant documents live in `tenants/` (history writes in `.history/` trigger a
+    // harmless re-read too).
+    watcher.watch(dir, RecursiveMode::Recursive).with_context(|| format!("watching {}", dir.display()))?;
     tokio::spawn(async move {
         while raw_rx.recv().await.is_some() {
             // Editors write in several steps: wait for the burst to end.

@@ -23,6 +23,27 @@ pub fn deep_merge(base: &mut Value, patch: &Value) {
     }
 }
 
+/// The document the scenario's `candidate` describes: its `hot_score` section (and a `plugin`
+/// shorthand for `hot_score.plugin`) deep-merged over the live hot-score config, with the
+/// `candidate` field and any `effective_from_window_end` removed. `None` when there is no
+/// candidate; the result is not validated.
+pub fn candidate_document(doc: &Value) -> Option<Value> {
+    let cand = doc.get("candidate").filter(|c| !c.is_null())?;
+    let mut merged = doc.clone();
+    if let Value::Object(m) = &mut merged {
+        m.remove("candidate");
+        m.remove("effective_from_window_end");
+    }
+    let mut patch = cand.get("hot_score").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    if let (Value::Object(p), Some(plugin)) = (&mut patch, cand.get("plugin")) {
+        p.insert("plugin".into(), plugin.clone());
+    }
+    // Indexing a missing key of an object (or a null) creates it, so a document without a
+    // hot_score section still merges.
+    deep_merge(&mut merged["config"]["realtime_compute"]["hot_score"], &patch);
+    Some(merged)
+}
+
 /// The next version of a stored document: `candidate` validated, with `revision` one above the
 /// stored one (or 1 for a new scenario) and `updated_at` set to `now_ms`. Platform fields of
 /// the document are kept as they are.
@@ -63,6 +84,21 @@ mod tests {
         let (next, cfg) = next_revision(Some(&before), doc, 1_000).unwrap();
         assert_eq!(next["revision"], 5);
         assert_eq!(cfg.hot_score.weight("purchase"), 15.0);
+    }
+
+    #[test]
+    fn candidate_merges_over_live_hot_score() {
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "effective_from_window_end": 5, "config": {"realtime_compute": {"hot_score": {
+            "action_weights": {"view": 1.0, "click": 2.0}, "top_n": 7}}},
+            "candidate": {"hot_score": {"action_weights": {"click": 5.0}}, "plugin": {"name": "gravity", "version": "0.1.0"}}});
+        let c = candidate_document(&doc).unwrap();
+        assert_eq!(c["config"]["realtime_compute"]["hot_score"]["action_weights"], json!({"view": 1.0, "click": 5.0}));
+        assert_eq!(c["config"]["realtime_compute"]["hot_score"]["top_n"], 7);
+        assert_eq!(c["config"]["realtime_compute"]["hot_score"]["plugin"]["name"], "gravity");
+        assert!(c.get("candidate").is_none() && c.get("effective_from_window_end").is_none());
+        assert!(candidate_document(&json!({"tenant_id": "t"})).is_none());
+        let bare = candidate_document(&json!({"tenant_id": "t", "candidate": {"hot_score": {"top_n": 3}}})).unwrap();
+        assert_eq!(bare["config"]["realtime_compute"]["hot_score"]["top_n"], 3);
     }
 
     #[test]

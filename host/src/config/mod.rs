@@ -2,12 +2,17 @@
 
 pub mod dir_store;
 pub mod edit;
+pub mod history;
 pub mod model;
 pub mod mongo;
 pub mod registry;
 pub mod store;
+pub mod switch;
+pub mod tenant;
 pub mod validate;
 
-pub use model::{HotScoreConfig, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry};
+pub use model::{
+    Candidate, HotScoreConfig, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry,
+};
 pub use registry::{ConfigChange, ScenarioRegistry};
 pub use validate::{ConfigError, FieldError, parse_scenario};

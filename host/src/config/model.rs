@@ -46,6 +46,21 @@ pub struct ScenarioConfig {
     pub hot_score: HotScoreConfig,
     pub user_profile: UserProfileConfig,
     pub metrics: MetricsConfig,
+    /// The first hot-score window end (epoch ms) this revision applies to; earlier windows keep
+    /// the previous revision, so every host of a fleet switches at the same event time.
+    /// `None`: from the next emitted window.
+    pub effective_from_window_end: Option<i64>,
+    /// A hot-score candidate evaluated in shadow beside the live one (docs/rollout.md).
+    pub candidate: Option<Candidate>,
+}
+
+/// A scenario's shadow candidate: the live hot-score section with the document's `candidate`
+/// deep-merged over it, validated on its own so a broken candidate never affects the live one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Candidate {
+    Valid(HotScoreConfig),
+    /// Why the candidate was refused (field paths under `candidate.`).
+    Invalid(String),
 }
 
 /// Sliding window geometry, both in ms and whole minutes; `size_ms` is a multiple of `slide_ms`.

@@ -15,6 +15,10 @@ use serde_json::Value;
 #[derive(Clone)]
 pub struct MongoScenarioStore {
     scenarios: Collection<Document>,
+    /// Every stored revision, append-only (`scenario history`, `scenario rollback`).
+    history: Collection<Document>,
+    /// Tenant documents (quotas), one per tenant.
+    tenants: Collection<Document>,
     plugins: Collection<Document>,
     url: String,
 }
@@ -57,7 +61,13 @@ impl MongoScenarioStore {
                 scenarios.create_index(index).await.with_context(|| format!("creating the scenarios index {name}"))?;
             }
         }
-        Ok(Self { scenarios, plugins: db.collection::<Document>("plugins"), url: url.to_string() })
+        Ok(Self {
+            scenarios,
+            history: db.collection::<Document>("scenario_history"),
+            tenants: db.collection::<Document>("tenants"),
+            plugins: db.collection::<Document>("plugins"),
+            url: url.to_string(),
+        })
     }
 
     /// Opens a change stream on `scenarios` and sends `()` for every change, until the stream
@@ -122,11 +132,40 @@ impl MongoScenarioStore {
         let tenant = d.get_str("tenant_id").context("tenant_id missing")?.to_string();
         let scenario = d.get_str("scenario_id").context("scenario_id missing")?.to_string();
         self.scenarios
-            .replace_one(doc! {"tenant_id": &tenant, "scenario_id": &scenario}, d)
+            .replace_one(doc! {"tenant_id": &tenant, "scenario_id": &scenario}, d.clone())
             .upsert(true)
             .await
             .with_context(|| format!("storing scenario {tenant}/{scenario}"))?;
+        d.remove("_id");
+        self.history.insert_one(d).await.with_context(|| format!("recording the history of {tenant}/{scenario}"))?;
         Ok(())
+    }
+
+    /// Every tenant document (collection `tenants`: quotas).
+    pub async fn tenants(&self) -> anyhow::Result<Vec<Value>> {
+        let cursor = self.tenants.find(doc! {}).await.context("reading tenants")?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("reading tenants")?;
+        Ok(docs.into_iter().map(to_json).collect())
+    }
+
+    /// Replaces (or creates) a tenant document.
+    pub async fn put_tenant(&self, doc: &Value) -> anyhow::Result<()> {
+        let d = bson::to_document(doc).context("tenant document is not representable as BSON")?;
+        let tenant = d.get_str("tenant_id").context("tenant_id missing")?.to_string();
+        self.tenants.replace_one(doc! {"tenant_id": &tenant}, d).upsert(true).await.with_context(|| format!("storing tenant {tenant}"))?;
+        Ok(())
+    }
+
+    /// Every stored revision of a scenario, oldest first.
+    pub async fn history(&self, tenant: &str, scenario: &str) -> anyhow::Result<Vec<Value>> {
+        let cursor = self
+            .history
+            .find(doc! {"tenant_id": tenant, "scenario_id": scenario})
+            .sort(doc! {"revision": 1, "updated_at": 1})
+            .await
+            .context("reading scenario history")?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("reading scenario history")?;
+        Ok(docs.into_iter().map(to_json).collect())
     }
 
     pub async fn delete(&self, tenant: &str, scenario: &str) -> anyhow::Result<bool> {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{ScenarioConfig, ScenarioKey, parse_scenario};
+use super::tenant::{TenantTable, count_exceeded};
+use super::{ScenarioConfig, ScenarioKey, ScenarioStatus, parse_scenario};
 
 /// What a document did to the registry; the runtime forwards `Applied`/`Removed` to the jobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,8 @@ pub struct ScenarioEntry {
 #[derive(Debug, Default)]
 pub struct ScenarioRegistry {
     entries: BTreeMap<ScenarioKey, ScenarioEntry>,
+    /// Per-tenant quotas; `max_scenarios` is enforced here.
+    tenants: TenantTable,
     /// Set after the first complete load: only changes after it have a propagation time.
     loaded: bool,
 }
@@ -46,6 +49,16 @@ impl ScenarioRegistry {
     pub fn apply_document(&mut self, doc: &Value, origin: &str, now_ms: i64) -> ConfigChange {
         match parse_scenario(doc) {
             Ok(cfg) => {
+                if let Some(error) = self.over_scenario_quota(&cfg) {
+                    let entry = self.entries.entry(cfg.key.clone()).or_default();
+                    // Polls re-read the latest document: report and count a refusal once.
+                    if entry.last_error.as_ref() == Some(&error) {
+                        return ConfigChange::Unchanged;
+                    }
+                    count_exceeded(&cfg.key.tenant_id, "max_scenarios");
+                    entry.last_error = Some(error.clone());
+                    return ConfigChange::Rejected { key: Some(cfg.key.clone()), error, origin: origin.to_string() };
+                }
                 let entry = self.entries.entry(cfg.key.clone()).or_default();
                 entry.last_error = None;
                 if entry.applied.as_deref() == Some(&cfg) {
@@ -71,6 +84,33 @@ impl ScenarioRegistry {
                 ConfigChange::Rejected { key, error, origin: origin.to_string() }
             }
         }
+    }
+
+    /// A new active scenario beyond its tenant's `max_scenarios` is refused; scenarios already
+    /// running keep running when a quota is lowered.
+    fn over_scenario_quota(&self, cfg: &ScenarioConfig) -> Option<String> {
+        let tenant = &cfg.key.tenant_id;
+        let running = |e: &ScenarioEntry| e.applied.as_ref().is_some_and(|c| c.status == ScenarioStatus::Active);
+        if cfg.status != ScenarioStatus::Active || self.entries.get(&cfg.key).is_some_and(running) {
+            return None;
+        }
+        let max = self.tenants.get(tenant).max_scenarios;
+        let active = self.entries.iter().filter(|(k, e)| k.tenant_id == *tenant && running(e)).count();
+        (active >= max).then(|| {
+            format!(
+                "tenant quota max_scenarios exceeded: tenant {tenant} already runs {active} active scenarios (max {max}); \
+                 raise it in the tenant document or deactivate another scenario"
+            )
+        })
+    }
+
+    /// Replaces the tenant quotas (from the tenant documents).
+    pub fn set_tenants(&mut self, tenants: TenantTable) {
+        self.tenants = tenants;
+    }
+
+    pub fn tenants(&self) -> &TenantTable {
+        &self.tenants
     }
 
     pub fn remove(&mut self, key: &ScenarioKey) -> ConfigChange {
@@ -119,6 +159,26 @@ mod tests {
         assert_eq!(e.applied.as_ref().unwrap().revision, 1);
         assert!(e.last_error.as_ref().unwrap().contains("decay_lambda"));
         assert_eq!(reg.apply_document(&good, "a.json", 0), ConfigChange::Unchanged);
+    }
+
+    #[test]
+    fn scenarios_beyond_the_tenant_quota_are_refused_and_others_unaffected() {
+        let mut reg = ScenarioRegistry::default();
+        let (tenants, _) = TenantTable::from_documents(&[json!({"tenant_id": "t", "quotas": {"max_scenarios": 1}})]);
+        reg.set_tenants(tenants);
+        let doc = |t: &str, s: &str| json!({"tenant_id": t, "scenario_id": s});
+        assert!(matches!(reg.apply_document(&doc("t", "a"), "x", 0), ConfigChange::Applied(_)));
+        let ConfigChange::Rejected { error, .. } = reg.apply_document(&doc("t", "b"), "x", 0) else { panic!("quota not enforced") };
+        assert!(error.contains("max_scenarios"), "{error}");
+        assert!(reg.get(&ScenarioKey::new("t", "b")).unwrap().last_error.is_some());
+        assert!(matches!(reg.apply_document(&doc("other", "b"), "x", 0), ConfigChange::Applied(_)), "other tenants unaffected");
+        let mut a2 = doc("t", "a");
+        a2["revision"] = 2.into();
+        assert!(matches!(reg.apply_document(&a2, "x", 0), ConfigChange::Applied(_)), "a running scenario still takes changes");
+        assert!(matches!(
+            reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "c", "status": "inactive"}), "x", 0),
+            ConfigChange::Applied(_)
+        ));
     }
 
     #[test]

@@ -292,12 +292,56 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
         metrics_to_calculate,
     };
 
+    let effective_from_window_end = doc
+        .get("effective_from_window_end")
+        .filter(|v| !v.is_null())
+        .map(|_| w.integer(Some(doc), "effective_from_window_end", "effective_from_window_end", 0, 0, i64::MAX));
+
     match (tenant, scenario) {
         (Some(t), Some(s)) if w.errors.is_empty() => {
-            Ok(ScenarioConfig { key: ScenarioKey::new(&t, &s), scenario_type, status, revision, hot_score, user_profile, metrics })
+            let candidate = parse_candidate(doc, &hot_score);
+            Ok(ScenarioConfig {
+                key: ScenarioKey::new(&t, &s),
+                scenario_type,
+                status,
+                revision,
+                hot_score,
+                user_profile,
+                metrics,
+                effective_from_window_end,
+                candidate,
+            })
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
+}
+
+/// Validates the document's `candidate` (if any) on its own: the live config stays valid
+/// whatever the candidate holds. The candidate scores the live windows, so it must keep their
+/// geometry.
+fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Candidate> {
+    let raw = doc.get("candidate").filter(|c| !c.is_null())?;
+    let Some(obj) = raw.as_object() else {
+        return Some(Candidate::Invalid("candidate: must be an object like {\"hot_score\": {...}, \"plugin\": {...}}".into()));
+    };
+    if let Some(k) = obj.keys().find(|k| !["hot_score", "plugin"].contains(&k.as_str())) {
+        return Some(Candidate::Invalid(format!("candidate.{k}: unknown field; a candidate holds \"hot_score\" and/or \"plugin\"")));
+    }
+    let merged = super::edit::candidate_document(&Value::Object(doc.clone()))?;
+    Some(match parse_scenario(&merged) {
+        Ok(c) if c.hot_score.window != live.window => Candidate::Invalid(
+            "candidate.hot_score: must keep the live window_size_minutes and window_slide_minutes (the shadow scores the live windows)"
+                .into(),
+        ),
+        Ok(c) => Candidate::Valid(c.hot_score),
+        Err(e) => Candidate::Invalid(
+            e.errors
+                .iter()
+                .map(|f| format!("{}: {}", f.path.replacen("config.realtime_compute.hot_score", "candidate.hot_score", 1), f.rule))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    })
 }
 
 fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
@@ -382,6 +426,27 @@ mod tests {
         let ok = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"plugin": {"name": "decay-weighted", "version": "0.1.0", "params": {"a": 1}}}}}});
         let cfg = parse_scenario(&ok).unwrap();
         assert_eq!(cfg.hot_score.plugin.unwrap().label(), "decay-weighted@0.1.0");
+    }
+
+    #[test]
+    fn candidate_is_validated_apart_from_the_live_config() {
+        let doc = |cand: Value| {
+            json!({"tenant_id": "t", "scenario_id": "s", "effective_from_window_end": 900_000,
+            "config": {"realtime_compute": {"hot_score": {"action_weights": {"click": 2.0}}}}, "candidate": cand})
+        };
+        let cfg = parse_scenario(&doc(json!({"hot_score": {"action_weights": {"click": 4.0}, "decay_lambda": 0.5}}))).unwrap();
+        assert_eq!(cfg.effective_from_window_end, Some(900_000));
+        let Some(Candidate::Valid(h)) = cfg.candidate else { panic!("valid candidate expected") };
+        assert_eq!((h.weight("click"), h.decay_lambda, h.top_n), (4.0, 0.5, 100));
+        assert_eq!(cfg.hot_score.weight("click"), 2.0, "live untouched");
+
+        let bad = parse_scenario(&doc(json!({"hot_score": {"decay_lambda": "fast"}}))).unwrap();
+        assert!(matches!(&bad.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.hot_score.decay_lambda")), "{bad:?}");
+        let geometry = parse_scenario(&doc(json!({"hot_score": {"window_slide_minutes": 5}}))).unwrap();
+        assert!(matches!(&geometry.candidate, Some(Candidate::Invalid(e)) if e.contains("window")));
+        let unknown = parse_scenario(&doc(json!({"weights": 1}))).unwrap();
+        assert!(matches!(&unknown.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.weights")));
+        assert!(parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s", "effective_from_window_end": "soon"})).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::admin::AdminError;
 use crate::api::{AdminState, Scope};
 use crate::config::ScenarioKey;
+use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 use html::EditorResult;
 
 const COOKIE: &str = "rtscore_token";
@@ -218,7 +219,9 @@ async fn edit_config(
         }
     };
     let result = if f.action == "apply" {
-        s.scenarios.put(&tenant, &scenario, doc).await
+        // As from the CLI and the API: from the first window end past the fleet's progress.
+        let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
+        s.scenarios.put(&tenant, &scenario, doc, &effective).await
     } else {
         s.scenarios.prepare_put(&tenant, &scenario, doc).await
     };

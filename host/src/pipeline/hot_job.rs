@@ -1,21 +1,32 @@
 //! The item hot score job (DESIGN §4): routes events to their scenario's window state and, as
 //! the watermark passes window ends, scores each window with the scenario's config in force at
-//! emission time and selects its hot list.
+//! emission time (switching revisions at their effective window end) and selects its hot list;
+//! a scenario's candidate scores the same windows in shadow.
 
 use std::sync::Arc;
 
 use super::scenario_map::ScenarioMap;
+use super::shadow::{self, ShadowLane};
 use super::stats::{PipelineStats, ScenarioCounters};
-use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
+use crate::config::{Candidate, ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::Event;
-use crate::output::{HotList, Output, ScoredItem};
+use crate::output::{HotList, Output, ScoredItem, ShadowList};
 use crate::plugin::ScenarioScorer;
 use crate::scoring::{WindowBatch, topn};
 use crate::window::{AddOutcome, HotWindows, SeenEventIds};
 
+/// A revision waiting for its `effective_from_window_end`, with the scorer prepared for its
+/// plugin reference, so the switch needs no loading.
+pub struct PendingConfig {
+    pub config: Arc<ScenarioConfig>,
+    pub scorer: ScenarioScorer,
+}
+
 /// One scenario's hot-score state.
 pub struct ScenarioHot {
+    /// The config in force: it scores every window up to a pending revision's effective time.
     pub config: Arc<ScenarioConfig>,
+    pub pending: Option<PendingConfig>,
     pub windows: HotWindows,
     pub seen: SeenEventIds,
     pub counters: ScenarioCounters,
@@ -25,6 +36,10 @@ pub struct ScenarioHot {
     pub scorer: ScenarioScorer,
     /// The last plugin failure, for status.
     pub last_plugin_error: Option<String>,
+    /// The candidate of the config in force, scored in shadow.
+    pub shadow: Option<ShadowLane>,
+    /// The candidate was removed: the next window says so (`Output::ShadowEnded`).
+    shadow_ended: bool,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
@@ -32,67 +47,162 @@ pub struct ScenarioHot {
 impl ScenarioHot {
     fn new(config: Arc<ScenarioConfig>) -> Self {
         let scorer = ScenarioScorer::new(config.key.clone());
-        Self {
-            config,
+        let mut s = Self {
+            config: config.clone(),
+            pending: None,
             windows: HotWindows::default(),
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
             last_window_end: None,
             scorer,
             last_plugin_error: None,
+            shadow: None,
+            shadow_ended: false,
             batch: WindowBatch::default(),
             scores: Vec::new(),
-        }
+        };
+        s.switch_to(config, None);
+        s
     }
 
     /// The scorer's state for status, e.g. `active gravity@0.1.0` or `builtin`.
     pub fn plugin_state(&self) -> String {
-        match self.scorer.state().name() {
-            "none" => "builtin".to_string(),
-            _ => self.scorer.state().to_string(),
+        scorer_state(&self.scorer)
+    }
+
+    /// Takes a new revision: at once, or (with `effective_from_window_end` ahead of the last
+    /// emitted window) from that window end on. A revision whose effective window was already
+    /// emitted here applies at once and is counted as late: this host was ahead of the margin.
+    fn apply(&mut self, cfg: Arc<ScenarioConfig>) {
+        match cfg.effective_from_window_end {
+            Some(e) if self.last_window_end.is_some_and(|last| last >= e) => {
+                tracing::warn!(scenario = %cfg.key, revision = cfg.revision, effective_from_window_end = e, last_window_end = self.last_window_end,
+                    "revision arrived after its effective window was emitted here; applying it from the next window");
+                metrics::counter!("rtscore_config_switch_late_total", "tenant" => cfg.key.tenant_id.to_string(),
+                    "scenario" => cfg.key.scenario_id.to_string())
+                .increment(1);
+                self.pending = None;
+                self.switch_to(cfg, None);
+            }
+            Some(_) if cfg.revision != self.config.revision => {
+                // A pending scorer already on the same reference is kept.
+                let scorer = match self.pending.take() {
+                    Some(p) if p.config.hot_score.plugin == cfg.hot_score.plugin => p.scorer,
+                    _ => ScenarioScorer::new(cfg.key.clone()),
+                };
+                self.pending = Some(PendingConfig { config: cfg, scorer });
+            }
+            _ => {
+                self.pending = None;
+                self.switch_to(cfg, None);
+            }
         }
     }
 
-    /// Emits every window ending at or before `watermark` into `out`. `end_of_input` emits
-    /// every window that holds events.
+    /// Puts `cfg` in force, with `scorer` when its plugin reference differs from the current one.
+    fn switch_to(&mut self, cfg: Arc<ScenarioConfig>, scorer: Option<ScenarioScorer>) {
+        if let Some(s) = scorer {
+            self.scorer = s;
+            self.last_plugin_error = None;
+        }
+        let had_shadow = self.shadow.is_some();
+        self.shadow = match &cfg.candidate {
+            Some(Candidate::Valid(hot)) => Some(match self.shadow.take() {
+                Some(mut lane) => {
+                    lane.update(hot.clone());
+                    lane
+                }
+                None => ShadowLane::new(&cfg.key, hot.clone()),
+            }),
+            _ => None,
+        };
+        // A new candidate overwrites the shadow keys itself.
+        self.shadow_ended = (had_shadow || self.shadow_ended) && self.shadow.is_none();
+        self.config = cfg;
+    }
+
+    /// Emits every window ending at or before `watermark` into `out`, switching to a pending
+    /// revision at its effective window end. `end_of_input` emits every window that holds events.
     fn emit_due(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
         let wm = if end_of_input { i64::MAX } else { watermark };
-        let cfg = &self.config.hot_score;
-        let g = cfg.window;
-        while let Some(end) = self.windows.next_due(g, wm) {
-            let start = end - g.size_ms;
-            let actions = self.windows.actions().to_vec();
-            let weights = actions.iter().map(|a| cfg.weight(a)).collect();
-            self.batch.clear();
-            self.batch = WindowBatch::new(start, end, actions, weights, cfg.decay_lambda);
-            let mut ids = Vec::new();
-            self.windows.build_batch(end, g, &mut self.batch, &mut ids);
-            let outcome = self.scorer.score(&self.batch, &mut self.scores);
-            if let Some(e) = &outcome.error {
-                self.counters.plugin_failures += 1;
-                self.last_plugin_error = Some(e.to_string());
+        while let Some(end) = self.windows.next_due(self.config.hot_score.window, wm) {
+            if let Some(p) = self.pending.take_if(|p| p.config.effective_from_window_end.is_none_or(|e| end >= e)) {
+                tracing::info!(scenario = %p.config.key, from = self.config.revision, to = p.config.revision, window_end = end,
+                    "switching revision at its effective window end");
+                let scorer = (p.config.hot_score.plugin != self.config.hot_score.plugin).then_some(p.scorer);
+                self.switch_to(p.config, scorer);
+                // The geometry may have changed: find the next due window again.
+                continue;
             }
-            let items = topn::top_n(self.scores.iter().copied().zip(ids), cfg.top_n)
-                .into_iter()
-                .map(|(score, id)| ScoredItem { item_id: id.to_string(), score })
-                .collect();
-            out.push(Output::Hot(HotList {
-                key: self.config.key.clone(),
-                window_start: start,
-                window_end: end,
-                config_revision: self.config.revision,
-                plugin: outcome.used.label().map(str::to_string),
-                items,
-            }));
-            self.counters.windows_emitted += 1;
-            self.last_window_end = Some(end);
-            self.windows.close_through(end, g);
+            self.emit_window(end, out);
         }
         if !end_of_input {
+            let g = self.config.hot_score.window;
             self.windows.close_to_watermark(wm, g);
             // Ids of events older than every open window cannot recur as counted events.
             self.seen.forget_before(wm - g.size_ms);
         }
+    }
+
+    /// Scores the window ending at `end` with the config in force (and the candidate, if any).
+    fn emit_window(&mut self, end: i64, out: &mut Vec<Output>) {
+        let cfg = &self.config.hot_score;
+        let g = cfg.window;
+        let start = end - g.size_ms;
+        let actions = self.windows.actions().to_vec();
+        let weights = actions.iter().map(|a| cfg.weight(a)).collect();
+        self.batch = WindowBatch::new(start, end, actions, weights, cfg.decay_lambda);
+        let mut ids = Vec::new();
+        self.windows.build_batch(end, g, &mut self.batch, &mut ids);
+        let outcome = self.scorer.score(&self.batch, &mut self.scores);
+        if let Some(e) = &outcome.error {
+            self.counters.plugin_failures += 1;
+            self.last_plugin_error = Some(e.to_string());
+        }
+        let list = |scores: &[f64], top_n: usize| -> Vec<ScoredItem> {
+            topn::top_n(scores.iter().copied().zip(ids.iter().copied()), top_n)
+                .into_iter()
+                .map(|(score, id)| ScoredItem { item_id: id.to_string(), score })
+                .collect()
+        };
+        let items = list(&self.scores, cfg.top_n);
+        let hot_list = |items: Vec<ScoredItem>, plugin: Option<&str>| HotList {
+            key: self.config.key.clone(),
+            window_start: start,
+            window_end: end,
+            config_revision: self.config.revision,
+            plugin: plugin.map(str::to_string),
+            items,
+        };
+        // The candidate scores the same batch with its own weights and decay.
+        let shadow = self.shadow.as_mut().map(|sh| {
+            self.batch.weights = self.batch.actions.iter().map(|a| sh.hot.weight(a)).collect();
+            self.batch.decay_lambda = sh.hot.decay_lambda;
+            let o = sh.scorer.score(&self.batch, &mut sh.scores);
+            if let Some(e) = &o.error {
+                sh.last_plugin_error = Some(e.to_string());
+            }
+            let shadow_items = list(&sh.scores, sh.hot.top_n);
+            let comparison = shadow::compare(&items, &shadow_items, cfg.top_n);
+            sh.last = Some((end, comparison));
+            ShadowList { list: hot_list(shadow_items, o.used.label()), comparison }
+        });
+        out.push(Output::Hot(hot_list(items, outcome.used.label())));
+        out.extend(shadow.map(Output::Shadow));
+        if std::mem::take(&mut self.shadow_ended) {
+            out.push(Output::ShadowEnded { key: self.config.key.clone(), window_end: end });
+        }
+        self.counters.windows_emitted += 1;
+        self.last_window_end = Some(end);
+        self.windows.close_through(end, g);
+    }
+}
+
+/// A scorer's state for status: `builtin`, `active gravity@0.1.0`, `quarantined ...`.
+pub fn scorer_state(scorer: &ScenarioScorer) -> String {
+    match scorer.state().name() {
+        "none" => "builtin".to_string(),
+        _ => scorer.state().to_string(),
     }
 }
 
@@ -110,10 +220,10 @@ impl HotScoreJob {
 
     /// Installs, replaces or (with `None`, an inactive document or a disabled hot score)
     /// removes a scenario. A replaced config keeps the window state: new weights, lambda and
-    /// top_n apply in full to the next emitted window.
+    /// top_n apply in full to the next emitted window, or from its `effective_from_window_end`.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         match cfg.filter(|c| c.status == ScenarioStatus::Active && c.hot_score.enabled) {
-            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioHot::new(cfg.clone())),
+            Some(cfg) => self.scenarios.upsert(key, |s| s.apply(cfg.clone()), || ScenarioHot::new(cfg.clone())),
             None => self.scenarios.remove(key),
         }
     }
@@ -157,5 +267,9 @@ impl HotScoreJob {
 
     pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioHot> {
         self.scenarios.values()
+    }
+
+    pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioHot> {
+        self.scenarios.values_mut()
     }
 }

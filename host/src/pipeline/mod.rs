@@ -7,10 +7,11 @@ mod hot_job;
 mod metrics_job;
 mod profile_job;
 mod scenario_map;
+pub mod shadow;
 mod stats;
 
 pub use clock::{InputClock, SINGLE_PARTITION};
-pub use hot_job::HotScoreJob;
+pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
 pub use stats::{PipelineStats, ScenarioCounters};
@@ -300,6 +301,100 @@ mod tests {
             prop_assert!(got.iter().all(|h| h.config_revision == 3));
             assert_close(&got, &hot_lists(&events, &cfg.hot_score))?;
         }
+    }
+
+    fn lines_of(events: &[RefEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                format!(
+                    r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"{}","action":"{}","ts":{}}}"#,
+                    e.item_id, e.action, e.ts
+                )
+            })
+            .collect()
+    }
+
+    fn traffic(n: i64) -> Vec<RefEvent> {
+        (0..n)
+            .map(|i| RefEvent { item_id: format!("i{}", (i * 7) % 13), action: ACTIONS[(i % 4) as usize].into(), ts: T0 + i * 20_000 })
+            .collect()
+    }
+
+    fn feed(p: &mut Pipeline, lines: &[String], out: &mut Vec<Output>) {
+        let mut batch = RecordBatch::default();
+        lines.iter().for_each(|l| batch.push(l.as_bytes()));
+        p.process(&batch, out, &mut Vec::new());
+    }
+
+    fn as_map(lists: &[&HotList]) -> std::collections::BTreeMap<i64, Vec<(String, f64)>> {
+        lists.iter().map(|h| (h.window_end, h.items.iter().map(|i| (i.item_id.clone(), i.score)).collect())).collect()
+    }
+
+    #[test]
+    fn a_revision_switches_exactly_at_its_effective_window_end() {
+        let v1 = scenario(10, 5, 0.5, 10);
+        let mut doc2 = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 4, "effective_from_window_end": T0 + 40 * 60_000,
+            "config": {"realtime_compute": {"hot_score": {"action_weights": {"click": 7.0, "view": 1.0},
+            "decay_lambda": 0.2, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+        let v2 = Arc::new(parse_scenario(&doc2).unwrap());
+        let events = traffic(200); // about 66 minutes
+        let lines = lines_of(&events);
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.apply_config(&v1.key, Some(v1.clone()));
+        let mut out = Vec::new();
+        feed(&mut p, &lines[..60], &mut out);
+        // Stored while windows up to ~T0 + 15 min are out: the host holds it until T0 + 40 min.
+        p.apply_config(&v2.key, Some(v2.clone()));
+        assert_eq!(p.hot_job().scenario(&v1.key).unwrap().config.revision, 3);
+        feed(&mut p, &lines[60..], &mut out);
+        p.finish(&mut out);
+        let hot: Vec<&HotList> = out.iter().filter_map(|o| if let Output::Hot(h) = o { Some(h) } else { None }).collect();
+        assert!(hot.iter().all(|h| h.config_revision == if h.window_end < T0 + 40 * 60_000 { 3 } else { 4 }), "{hot:?}");
+        let (r1, r2) = (hot_lists(&events, &v1.hot_score), hot_lists(&events, &v2.hot_score));
+        for (want, rev) in [(r1, 3), (r2, 4)] {
+            let got: Vec<&HotList> = hot.iter().copied().filter(|h| h.config_revision == rev).collect();
+            assert!(!got.is_empty());
+            let want = want.into_iter().filter(|(e, _)| got.iter().any(|h| h.window_end == *e)).collect();
+            assert_close(&got.into_iter().cloned().collect::<Vec<_>>(), &want).unwrap();
+        }
+
+        // Arriving after its window was emitted, a revision applies at the next window.
+        doc2["revision"] = 5.into();
+        doc2["effective_from_window_end"] = T0.into();
+        p.apply_config(&v2.key, Some(Arc::new(parse_scenario(&doc2).unwrap())));
+        assert_eq!(p.hot_job().scenario(&v1.key).unwrap().config.revision, 5);
+    }
+
+    #[test]
+    fn a_candidate_scores_the_same_windows_in_shadow_and_live_is_unchanged() {
+        let live = scenario(10, 5, 0.5, 10);
+        let mut doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 3, "config": {"realtime_compute": {"hot_score": {
+            "action_weights": {"impression": 0.5, "view": 1.0, "click": 2.0, "purchase": 10.0, "dislike": -3.0},
+            "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+        doc["candidate"] =
+            serde_json::json!({"hot_score": {"action_weights": {"click": 9.0, "purchase": 1.0}, "decay_lambda": 2.0, "top_n": 5}});
+        let with_candidate = Arc::new(parse_scenario(&doc).unwrap());
+        let events = traffic(120);
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.apply_config(&with_candidate.key, Some(with_candidate.clone()));
+        let mut out = Vec::new();
+        feed(&mut p, &lines_of(&events), &mut out);
+        p.finish(&mut out);
+        let hot: Vec<HotList> = out.iter().filter_map(|o| if let Output::Hot(h) = o { Some(h.clone()) } else { None }).collect();
+        let shadow: Vec<&crate::output::ShadowList> =
+            out.iter().filter_map(|o| if let Output::Shadow(s) = o { Some(s) } else { None }).collect();
+        assert_eq!(hot.len(), shadow.len());
+        assert_close(&hot, &hot_lists(&events, &live.hot_score)).unwrap();
+        let Some(crate::config::Candidate::Valid(cand)) = &with_candidate.candidate else { panic!() };
+        let lists: Vec<HotList> = shadow.iter().map(|s| s.list.clone()).collect();
+        assert_close(&lists, &hot_lists(&events, cand)).unwrap();
+        for s in &shadow {
+            let h = hot.iter().find(|h| h.window_end == s.list.window_end).unwrap();
+            assert_eq!(s.comparison, shadow::compare(&h.items, &s.list.items, 10));
+        }
+        assert!(shadow.iter().any(|s| s.comparison.overlap_at_k < 1.0));
+        let _ = as_map;
     }
 
     #[test]

@@ -140,7 +140,20 @@ impl PluginEngine {
         label: impl Into<String>,
         params: &serde_json::Value,
     ) -> Result<PluginInstance, PluginError> {
-        PluginInstance::new(self.clone(), compiled, label.into(), params)
+        PluginInstance::new(self.clone(), compiled, label.into(), params, self.inner.limits.clone())
+    }
+
+    /// Like [`Self::instantiate`], with a tenant's CPU budget and memory cap instead of the
+    /// engine's (the budget mode stays the engine's: it is part of the compiled code).
+    pub fn instantiate_with_limits(
+        &self,
+        compiled: Arc<CompiledPlugin>,
+        label: impl Into<String>,
+        params: &serde_json::Value,
+        limits: SandboxLimits,
+    ) -> Result<PluginInstance, PluginError> {
+        let limits = SandboxLimits { budget_mode: self.inner.limits.budget_mode, ..limits };
+        PluginInstance::new(self.clone(), compiled, label.into(), params, limits)
     }
 
     /// Drops compiled components no instance uses any more (after hot swaps); returns how many.

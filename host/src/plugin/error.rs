@@ -47,6 +47,9 @@ pub enum PluginError {
     #[error("plugin returned an error: {0}")]
     Guest(String),
 
+    #[error("tenant quota {quota} exceeded: {detail}; raise it in the tenant document (docs/rollout.md)")]
+    QuotaExceeded { quota: &'static str, detail: String },
+
     #[error(
         "plugin {label} is quarantined after {failures} consecutive failures (last: {reason}); it stays off until its reference or module changes"
     )]
@@ -72,6 +75,18 @@ impl PluginError {
             PluginError::NonFinite { .. } => "non_finite",
             PluginError::Guest(_) => "guest_error",
             PluginError::Quarantined { .. } => "quarantined",
+            PluginError::QuotaExceeded { .. } => "quota_exceeded",
+        }
+    }
+
+    /// The tenant quota this failure hit, if any: the CPU budget and memory cap of an instance
+    /// are the tenant's (`config::tenant`).
+    pub fn quota(&self) -> Option<&'static str> {
+        match self {
+            PluginError::BudgetExhausted { .. } => Some("cpu_ms_per_window"),
+            PluginError::MemoryExhausted { .. } => Some("max_instance_memory_bytes"),
+            PluginError::QuotaExceeded { quota, .. } => Some(quota),
+            _ => None,
         }
     }
 }

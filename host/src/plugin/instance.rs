@@ -12,7 +12,7 @@ use super::bindings::{ScoreParams, ScoreResults, Scorer, WindowBatchView};
 use super::engine::{CompiledPlugin, PluginEngine};
 use super::error::PluginError;
 use super::executor::run_until;
-use super::sandbox::{BudgetMode, HostState};
+use super::sandbox::{BudgetMode, HostState, SandboxLimits};
 use crate::scoring::WindowBatch;
 
 /// A configured plugin instance, owned by one scenario.
@@ -21,6 +21,8 @@ use crate::scoring::WindowBatch;
 /// re-instantiates it from the cached compiled component and re-applies the params.
 pub struct PluginInstance {
     engine: PluginEngine,
+    /// The engine's limits, or a tenant's quotas (`config::tenant`).
+    limits: SandboxLimits,
     compiled: Arc<CompiledPlugin>,
     label: String,
     params_json: String,
@@ -47,8 +49,9 @@ impl PluginInstance {
         compiled: Arc<CompiledPlugin>,
         label: String,
         params: &serde_json::Value,
+        limits: SandboxLimits,
     ) -> Result<Self, PluginError> {
-        let mut instance = Self { engine, compiled, label, params_json: String::new(), live: None };
+        let mut instance = Self { engine, limits, compiled, label, params_json: String::new(), live: None };
         instance.configure(params)?;
         Ok(instance)
     }
@@ -76,8 +79,8 @@ impl PluginInstance {
     pub fn score(&mut self, batch: &WindowBatch, out: &mut Vec<f64>) -> Result<(), PluginError> {
         out.clear();
         let items = batch.item_count();
-        let budget = self.engine.limits().budget_for(items);
-        let mode = self.engine.limits().budget_mode;
+        let budget = self.limits.budget_for(items);
+        let mode = self.limits.budget_mode;
         let live = self.ensure_live()?;
         // SAFETY: `score` was type-checked against `ScoreParams<'static>` / `ScoreResults` when
         // the instance was created; the view type differs only in its borrow's lifetime.
@@ -109,7 +112,7 @@ impl PluginInstance {
     }
 
     fn instantiate(&mut self) -> Result<Live, PluginError> {
-        let limits = self.engine.limits();
+        let limits = &self.limits;
         let budget = limits.call_budget;
         let mut store = Store::new(self.engine.wasmtime(), HostState::new(limits, self.engine.grants()));
         store.limiter(|s| &mut s.limiter);
@@ -142,7 +145,7 @@ impl PluginInstance {
 
     /// Drops the live instance after a failed call and maps the failure.
     fn poison(&mut self, e: wasmtime::Error, stage: Stage, budget: Duration) -> PluginError {
-        let cap = self.engine.limits().memory_bytes;
+        let cap = self.limits.memory_bytes;
         let err = match &self.live {
             Some(live) => classify(e, &live.store, stage, budget, cap),
             None => PluginError::Trap(format!("{e:#}")),

@@ -9,6 +9,7 @@ use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use super::registry::{PluginRegistry, RegistryChange};
+use crate::config::tenant::TenantQuotas;
 use crate::config::{PluginRef, ScenarioKey};
 
 /// The engine and the registry, for the runtime.
@@ -40,9 +41,21 @@ impl PluginManager {
     /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). A pinned module
     /// already compiled is reused without reading it again.
     pub async fn prepare(&self, key: &ScenarioKey, r: &PluginRef) -> Result<PluginInstance, PluginError> {
+        self.prepare_within(key, r, &TenantQuotas::default()).await
+    }
+
+    /// [`Self::prepare`] under the scenario's tenant quotas: module size, CPU budget per
+    /// window and memory per instance.
+    pub async fn prepare_within(&self, key: &ScenarioKey, r: &PluginRef, quotas: &TenantQuotas) -> Result<PluginInstance, PluginError> {
         let started = Instant::now();
         let label = r.label();
         let info = self.registry.lookup(r)?;
+        if info.size > quotas.max_module_bytes as u64 {
+            return Err(PluginError::QuotaExceeded {
+                quota: "max_module_bytes",
+                detail: format!("module {label} is {} bytes, tenant {} allows {}", info.size, key.tenant_id, quotas.max_module_bytes),
+            });
+        }
         let compiled = match self.engine.compiled(&info.sha256).filter(|_| r.sha256.is_some()) {
             Some(hit) => hit,
             None => {
@@ -56,7 +69,8 @@ impl PluginManager {
         let engine = self.engine.clone();
         let params = r.params.clone();
         let instance_label = label.clone();
-        let instance = tokio::task::spawn_blocking(move || engine.instantiate(compiled, instance_label, &params))
+        let limits = quotas.sandbox_limits(engine.limits());
+        let instance = tokio::task::spawn_blocking(move || engine.instantiate_with_limits(compiled, instance_label, &params, limits))
             .await
             .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
         tracing::info!(scenario = %key, plugin = %label, sha256 = %instance.sha256(), ms = started.elapsed().as_millis() as u64,

@@ -26,6 +26,8 @@ pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use instance::PluginInstance;
 pub use manager::PluginManager;
-pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo};
+pub use registry::{
+    MAX_MODULE_BYTES, ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo,
+};
 pub use sandbox::{BudgetMode, Grants, SandboxLimits};
 pub use scorer::{DEFAULT_QUARANTINE_AFTER, PluginState, ScenarioScorer, ScoreOutcome, ScorerUsed};

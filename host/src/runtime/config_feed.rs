@@ -25,6 +25,8 @@ pub enum ConfigFeed {
     Snapshot(Vec<(Value, String)>),
     /// Documents that changed.
     Changed(Vec<(Value, String)>),
+    /// Every tenant document (quotas); sent before each snapshot.
+    Tenants(Vec<Value>),
     /// The store cannot be read; the runtime keeps its last valid configs.
     Unavailable(String),
     /// The store answers again after an outage.
@@ -48,12 +50,13 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
     if let ConfigFeed::Unavailable(e) = &first {
         anyhow::bail!("{e}");
     }
+    tx.try_send(ConfigFeed::Tenants(dir_store::read_tenant_documents(&dir))).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     tx.try_send(first).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(4);
     let watcher = dir_store::watch_dir(&dir, changed_tx)?;
     tokio::spawn(async move {
         while changed_rx.recv().await.is_some() {
-            if tx.send(read(&dir)).await.is_err() {
+            if tx.send(ConfigFeed::Tenants(dir_store::read_tenant_documents(&dir))).await.is_err() || tx.send(read(&dir)).await.is_err() {
                 break;
             }
         }
@@ -108,6 +111,7 @@ pub async fn connect_mongo(
     };
     tracing::info!(%url, %database, scenarios = docs.len(), "scenario documents loaded from MongoDB");
     let mut since = max_updated_at(&docs).unwrap_or(0);
+    tx.send(ConfigFeed::Tenants(store.tenants().await.unwrap_or_default())).await?;
     tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
     // Change streams (a replica set) make a change visible at once; polling stays the safety net.
     let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
@@ -139,6 +143,13 @@ pub async fn connect_mongo(
                         }
                     }
                     since = since.max(max_updated_at(&docs).unwrap_or(0));
+                    // Tenant quotas are re-read with every full resync.
+                    if full
+                        && let Ok(t) = store.tenants().await
+                        && tx.send(ConfigFeed::Tenants(t)).await.is_err()
+                    {
+                        break;
+                    }
                     if full {
                         ConfigFeed::Snapshot(tagged(docs))
                     } else if docs.is_empty() {

@@ -68,8 +68,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let mut store_error: Option<String> = None;
-    if let Some(feed) = cfg_rx.recv().await {
+    // Tenant quotas come first, then the first snapshot of scenarios.
+    while let Some(feed) = cfg_rx.recv().await {
+        let snapshot = matches!(feed, ConfigFeed::Snapshot(_));
         apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
+        if snapshot {
+            break;
+        }
     }
 
     // Plugins: every referenced module is loaded before the first event.
@@ -78,6 +83,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ConfigSource::Dir(_) => None,
     };
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
+    plugins.set_tenants(registry.tenants());
     plugins.sync(&mut pipeline, true).await;
 
     let mut outputs = Outputs::open(&args, view, &health).await?.with_live(live);
@@ -133,6 +139,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             Some(feed) = cfg_rx.recv() => {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
+                plugins.set_tenants(registry.tenants());
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
                 publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
@@ -184,6 +191,14 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
     let changes = match feed {
         ConfigFeed::Snapshot(docs) => registry.resync(&docs, wall_ms()),
         ConfigFeed::Changed(docs) => docs.iter().map(|(d, origin)| registry.apply_document(d, origin, wall_ms())).collect(),
+        ConfigFeed::Tenants(docs) => {
+            let (tenants, errors) = crate::config::tenant::TenantTable::from_documents(&docs);
+            for e in errors {
+                tracing::error!(error = %e, "invalid tenant document; that tenant keeps the default quotas");
+            }
+            registry.set_tenants(tenants);
+            return;
+        }
         ConfigFeed::Unavailable(e) => {
             tracing::error!(error = %e, "config store unavailable; running on the last valid configs");
             *store_error = Some(e);

@@ -9,21 +9,60 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
-use crate::pipeline::Pipeline;
-use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, SandboxLimits};
+use crate::pipeline::{Pipeline, ScenarioHot};
+use crate::plugin::{
+    Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, SandboxLimits, ScenarioScorer,
+};
+
+/// Which of a scenario's scorers a reference is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The config in force.
+    Live,
+    /// A revision waiting for its effective window end (loaded ahead, so the switch is exact).
+    Pending,
+    /// The shadow candidate.
+    Shadow,
+}
+
+/// Each lane's scorer and the plugin reference it should run.
+fn lanes(s: &mut ScenarioHot) -> Vec<(Lane, Option<PluginRef>, &mut ScenarioScorer)> {
+    let live = s.config.hot_score.plugin.clone();
+    let mut v = Vec::new();
+    if let Some(p) = s.pending.as_mut() {
+        // A pending revision on the live reference switches to the live scorer.
+        if p.config.hot_score.plugin != live {
+            v.push((Lane::Pending, p.config.hot_score.plugin.clone(), &mut p.scorer));
+        }
+    }
+    if let Some(sh) = s.shadow.as_mut() {
+        v.push((Lane::Shadow, sh.hot.plugin.clone(), &mut sh.scorer));
+    }
+    v.push((Lane::Live, live, &mut s.scorer));
+    v
+}
+
+fn scorer<'p>(pipeline: &'p mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<&'p mut ScenarioScorer> {
+    let s = pipeline.hot_job_mut().scenario_mut(key)?;
+    lanes(s).into_iter().find(|(l, _, _)| *l == lane).map(|(_, _, sc)| sc)
+}
 
 /// A finished preparation, sent back to the event loop.
 pub struct Prepared {
     key: ScenarioKey,
+    lane: Lane,
     reference: PluginRef,
     result: Result<PluginInstance, PluginError>,
 }
 
 pub struct PluginCoordinator {
     manager: PluginManager,
-    /// The reference each scenario's scorer was last asked to run.
-    wanted: HashMap<ScenarioKey, PluginRef>,
+    /// The reference each scenario lane's scorer was last asked to run.
+    wanted: HashMap<(ScenarioKey, Lane), PluginRef>,
+    /// Tenant quotas the instances are prepared under.
+    tenants: TenantTable,
     done_tx: mpsc::Sender<Prepared>,
     pub done_rx: mpsc::Receiver<Prepared>,
     pub changes: broadcast::Receiver<RegistryChange>,
@@ -40,94 +79,146 @@ impl PluginCoordinator {
         let manager = PluginManager::new(engine, registry);
         let changes = manager.subscribe();
         let (done_tx, done_rx) = mpsc::channel(64);
-        Ok(Self { manager, wanted: HashMap::new(), done_tx, done_rx, changes })
+        Ok(Self { manager, wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes })
     }
 
-    /// Brings every scenario's scorer in line with its config. With `wait`, modules are loaded
-    /// before returning (start-up); otherwise they load in the background and are installed
-    /// by [`Self::installed`] when ready, while the current scorer keeps scoring.
-    pub async fn sync(&mut self, pipeline: &mut Pipeline, wait: bool) {
-        let mut desired: Vec<(ScenarioKey, Option<PluginRef>)> = Vec::new();
-        for s in pipeline.hot_job().scenarios() {
-            desired.push((s.config.key.clone(), s.config.hot_score.plugin.clone()));
+    /// Takes new tenant quotas: the instances of tenants whose quotas changed are prepared
+    /// again at the next [`Self::sync`].
+    pub fn set_tenants(&mut self, tenants: &TenantTable) {
+        if *tenants == self.tenants {
+            return;
         }
-        self.wanted.retain(|k, _| desired.iter().any(|(d, _)| d == k));
-        for (key, reference) in desired {
-            let fresh = pipeline.hot_job().scenario(&key).is_some_and(|s| s.scorer.state().name() == "none");
+        let old = std::mem::replace(&mut self.tenants, tenants.clone());
+        self.wanted.retain(|(k, _), _| old.get(&k.tenant_id) == self.tenants.get(&k.tenant_id));
+    }
+
+    /// Brings every scenario's scorers (live, pending, shadow) in line with its config. With
+    /// `wait`, modules are loaded before returning (start-up); otherwise they load in the
+    /// background and are installed by [`Self::installed`] when ready, while the current scorer
+    /// keeps scoring.
+    pub async fn sync(&mut self, pipeline: &mut Pipeline, wait: bool) {
+        let mut desired: Vec<((ScenarioKey, Lane), Option<PluginRef>, bool)> = Vec::new();
+        for s in pipeline.hot_job_mut().scenarios_mut() {
+            let key = s.config.key.clone();
+            for (lane, reference, scorer) in lanes(s) {
+                // A recreated scenario or lane has a fresh scorer: it needs its module again.
+                let fresh = scorer.state().name() == "none";
+                desired.push(((key.clone(), lane), reference, fresh));
+            }
+        }
+        // A pending revision that became live took its scorer along.
+        let promoted: Vec<(ScenarioKey, PluginRef)> = self
+            .wanted
+            .iter()
+            .filter(|((k, lane), r)| {
+                *lane == Lane::Pending
+                    && !desired.iter().any(|(d, _, _)| d == &(k.clone(), Lane::Pending))
+                    && desired.iter().any(|(d, want, _)| d == &(k.clone(), Lane::Live) && want.as_ref() == Some(*r))
+            })
+            .map(|((k, _), r)| (k.clone(), r.clone()))
+            .collect();
+        for (k, r) in promoted {
+            self.wanted.insert((k, Lane::Live), r);
+        }
+        self.wanted.retain(|k, _| desired.iter().any(|(d, _, _)| d == k));
+        for (slot, reference, fresh) in desired {
             match reference {
                 None => {
-                    if self.wanted.remove(&key).is_some()
-                        && let Some(s) = pipeline.hot_job_mut().scenario_mut(&key)
+                    if self.wanted.remove(&slot).is_some()
+                        && let Some(sc) = scorer(pipeline, &slot.0, slot.1)
                     {
-                        s.scorer.clear();
+                        sc.clear();
                     }
                 }
                 Some(r) => {
-                    // A recreated scenario has a fresh scorer: it needs its module again.
-                    if self.wanted.get(&key) == Some(&r) && !fresh {
+                    if self.wanted.get(&slot) == Some(&r) && !fresh {
                         continue;
                     }
-                    self.load(pipeline, key, r, wait).await;
+                    self.load(pipeline, slot, r, wait).await;
                 }
             }
         }
     }
 
-    /// Re-loads the scenarios whose referenced module changed in the registry.
+    /// Re-loads the scenario lanes whose referenced module changed in the registry.
     pub async fn registry_changed(&mut self, change: Result<RegistryChange, broadcast::error::RecvError>, pipeline: &mut Pipeline) {
-        let affected: Vec<(ScenarioKey, PluginRef)> = self
+        let affected: Vec<((ScenarioKey, Lane), PluginRef)> = self
             .wanted
             .iter()
             .filter(|(_, r)| change.as_ref().map_or(true, |c| c.affects(r)))
             .map(|(k, r)| (k.clone(), r.clone()))
             .collect();
-        for (key, r) in affected {
-            let active = pipeline.hot_job().scenario(&key).and_then(|s| s.scorer.active_sha256().map(str::to_string));
+        for (slot, r) in affected {
+            let active = scorer(pipeline, &slot.0, slot.1).and_then(|s| s.active_sha256().map(str::to_string));
             // A pinned reference already running its module has nothing to gain.
             if r.sha256.is_some() && active.as_deref() == r.sha256.as_deref() {
                 continue;
             }
-            tracing::info!(scenario = %key, plugin = %r.label(), "plugin module changed; reloading");
-            self.load(pipeline, key, r, false).await;
+            tracing::info!(scenario = %slot.0, lane = ?slot.1, plugin = %r.label(), "plugin module changed; reloading");
+            self.load(pipeline, slot, r, false).await;
         }
     }
 
-    async fn load(&mut self, pipeline: &mut Pipeline, key: ScenarioKey, r: PluginRef, wait: bool) {
-        self.wanted.insert(key.clone(), r.clone());
-        if let Some(s) = pipeline.hot_job_mut().scenario_mut(&key) {
-            s.scorer.set_loading(r.label());
+    async fn load(&mut self, pipeline: &mut Pipeline, (key, lane): (ScenarioKey, Lane), r: PluginRef, wait: bool) {
+        self.wanted.insert((key.clone(), lane), r.clone());
+        if let Some(s) = scorer(pipeline, &key, lane) {
+            s.set_loading(r.label());
         }
         let manager = self.manager.clone();
+        let quotas = self.tenants.get(&key.tenant_id).clone();
         if wait {
-            let result = manager.prepare(&key, &r).await;
-            self.installed(Prepared { key, reference: r, result }, pipeline);
+            let result = manager.prepare_within(&key, &r, &quotas).await;
+            self.installed(Prepared { key, lane, reference: r, result }, pipeline);
         } else {
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = manager.prepare(&key, &r).await;
-                let _ = tx.send(Prepared { key, reference: r, result }).await;
+                let result = manager.prepare_within(&key, &r, &quotas).await;
+                let _ = tx.send(Prepared { key, lane, reference: r, result }).await;
             });
         }
     }
 
-    /// Installs a finished preparation, unless the scenario has moved on to another reference.
+    /// Installs a finished preparation, unless the lane has moved on to another reference. A
+    /// pending revision may have become live while its module was prepared: it then goes to
+    /// the live scorer (which is the pending one, moved).
     pub fn installed(&mut self, p: Prepared, pipeline: &mut Pipeline) {
-        if self.wanted.get(&p.key) != Some(&p.reference) {
+        if self.wanted.get(&(p.key.clone(), p.lane)) != Some(&p.reference) {
             return;
         }
+        let lane = match p.lane {
+            Lane::Pending if scorer(pipeline, &p.key, Lane::Pending).is_none() => {
+                // The revision switched while its module was prepared: its scorer is live now.
+                let live = pipeline.hot_job().scenario(&p.key).and_then(|s| s.config.hot_score.plugin.as_ref());
+                if live != Some(&p.reference) {
+                    return;
+                }
+                self.wanted.remove(&(p.key.clone(), Lane::Pending));
+                self.wanted.insert((p.key.clone(), Lane::Live), p.reference.clone());
+                Lane::Live
+            }
+            lane => lane,
+        };
         let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
+        let error_slot = match lane {
+            Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),
+            _ => Some(&mut s.last_plugin_error),
+        };
+        let err = p.result.as_ref().err().map(|e| e.to_string());
+        if let (Some(slot), Some(e)) = (error_slot, err) {
+            *slot = Some(e);
+        }
+        let Some(sc) = scorer(pipeline, &p.key, lane) else { return };
         match p.result {
             Ok(instance) => {
-                tracing::info!(scenario = %p.key, plugin = %p.reference.label(), sha256 = instance.sha256(), "plugin installed");
+                tracing::info!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), sha256 = instance.sha256(), "plugin installed");
                 if p.reference.sha256.is_none() {
                     tracing::warn!(scenario = %p.key, plugin = %p.reference.label(), "unpinned plugin reference (no sha256): fine for development, pin it in production");
                 }
-                s.scorer.install(instance);
+                sc.install(instance);
             }
             Err(e) => {
-                tracing::error!(scenario = %p.key, plugin = %p.reference.label(), error = %e, "plugin could not be loaded; scoring with the previous module or the built-in formula");
-                s.last_plugin_error = Some(e.to_string());
-                s.scorer.load_failed(p.reference.label(), &e);
+                tracing::error!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), error = %e, "plugin could not be loaded; scoring with the previous module or the built-in formula");
+                sc.load_failed(p.reference.label(), &e);
             }
         }
         self.manager.engine().purge_unused();

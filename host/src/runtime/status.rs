@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use crate::config::{ScenarioKey, ScenarioRegistry};
-use crate::pipeline::{Pipeline, PipelineStats};
+use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
+use crate::output::ShadowComparison;
+use crate::pipeline::{Pipeline, PipelineStats, scorer_state};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioStatusRow {
@@ -28,6 +29,21 @@ pub struct ScenarioStatusRow {
     pub late: u64,
     pub duplicates: u64,
     pub windows_emitted: u64,
+    /// This host's watermark (event time): `scenario set|patch|promote|rollback` choose the
+    /// effective window end past it.
+    pub watermark: Option<i64>,
+    /// A stored revision waiting for its effective window end, and that end.
+    pub pending_revision: Option<i64>,
+    pub effective_from_window_end: Option<i64>,
+    /// The pending revision's plugin scorer, loaded ahead when it references another module.
+    pub pending_plugin_state: Option<String>,
+    /// The shadow candidate: `name@version` or `builtin`, its scorer state, why it was refused.
+    pub candidate: Option<String>,
+    pub candidate_state: Option<String>,
+    pub candidate_error: Option<String>,
+    /// The last shadowed window and how its candidate list compared with the live one.
+    pub shadow_window_end: Option<i64>,
+    pub shadow: Option<ShadowComparison>,
 }
 
 impl ScenarioStatusRow {
@@ -49,8 +65,23 @@ impl ScenarioStatusRow {
             ("late", self.late.to_string()),
             ("applied_at", self.applied_at.map(|a| a.to_string()).unwrap_or_default()),
             ("updated_at", written_at_ms.to_string()),
+            ("watermark", opt(self.watermark)),
+            ("pending_revision", opt(self.pending_revision)),
+            ("effective_from_window_end", opt(self.effective_from_window_end)),
+            ("pending_plugin_state", self.pending_plugin_state.clone().unwrap_or_default()),
+            ("candidate", self.candidate.clone().unwrap_or_default()),
+            ("candidate_state", self.candidate_state.clone().unwrap_or_default()),
+            ("candidate_error", self.candidate_error.clone().unwrap_or_default()),
+            ("shadow_window_end", opt(self.shadow_window_end)),
+            ("shadow_overlap_at_k", opt(self.shadow.map(|c| c.overlap_at_k))),
+            ("shadow_rbo", opt(self.shadow.map(|c| c.rbo))),
+            ("shadow_drift_p90", opt(self.shadow.map(|c| c.drift_p90))),
         ]
     }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
 }
 
 /// One row per scenario the registry knows.
@@ -60,11 +91,20 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
         .map(|(key, entry)| {
             let hot = pipeline.hot_job().scenario(key);
             let counters = hot.map(|h| h.counters.clone()).unwrap_or_default();
-            let plugin_ref = entry.applied.as_ref().and_then(|c| c.hot_score.plugin.as_ref());
+            // The revision in force: the hot job's, which may still wait for a newer one.
+            let in_force = hot.map(|h| &h.config).or(entry.applied.as_ref());
+            let plugin_ref = in_force.and_then(|c| c.hot_score.plugin.as_ref());
+            let pending_lane = hot.and_then(|h| h.pending.as_ref());
+            let pending = pending_lane.map(|p| &p.config);
+            let shadow = hot.and_then(|h| h.shadow.as_ref());
+            let candidate_error = match entry.applied.as_ref().and_then(|c| c.candidate.as_ref()) {
+                Some(Candidate::Invalid(e)) => Some(e.clone()),
+                _ => shadow.and_then(|s| s.last_plugin_error.clone()),
+            };
             ScenarioStatusRow {
                 tenant_id: key.tenant_id.to_string(),
                 scenario_id: key.scenario_id.to_string(),
-                config_revision: entry.applied.as_ref().map(|c| c.revision),
+                config_revision: in_force.map(|c| c.revision),
                 active: hot.is_some(),
                 plugin: plugin_ref.map_or_else(|| "builtin".to_string(), |p| p.label()),
                 plugin_state: hot.map_or_else(|| "none".to_string(), |h| h.plugin_state()),
@@ -77,6 +117,21 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 late: counters.late,
                 duplicates: counters.duplicates,
                 windows_emitted: counters.windows_emitted,
+                watermark: pipeline.watermark(),
+                pending_revision: pending.map(|c| c.revision),
+                effective_from_window_end: pending.or(in_force).and_then(|c| c.effective_from_window_end),
+                pending_plugin_state: pending_lane.map(|p| {
+                    if p.config.hot_score.plugin == in_force.and_then(|c| c.hot_score.plugin.clone()) {
+                        "same as live".to_string()
+                    } else {
+                        scorer_state(&p.scorer)
+                    }
+                }),
+                candidate: shadow.map(|s| s.hot.plugin.as_ref().map_or_else(|| "builtin".to_string(), |p| p.label())),
+                candidate_state: shadow.map(|s| scorer_state(&s.scorer)),
+                candidate_error,
+                shadow_window_end: shadow.and_then(|s| s.last.map(|l| l.0)),
+                shadow: shadow.and_then(|s| s.last.map(|l| l.1)),
             }
         })
         .collect()
@@ -97,5 +152,12 @@ pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
         metrics::counter!("rtscore_scenario_events_total", &labels).absolute(r.events);
         metrics::counter!("rtscore_scenario_windows_emitted_total", &labels).absolute(r.windows_emitted);
         metrics::counter!("rtscore_scenario_events_late_total", &labels).absolute(r.late);
+        metrics::gauge!("rtscore_scenario_pending_revision", &labels).set(r.pending_revision.unwrap_or(-1) as f64);
+        if let Some(c) = r.shadow {
+            metrics::gauge!("rtscore_shadow_overlap_at_k", &labels).set(c.overlap_at_k);
+            metrics::gauge!("rtscore_shadow_rbo", &labels).set(c.rbo);
+            metrics::gauge!("rtscore_shadow_drift_p90", &labels).set(c.drift_p90);
+        }
+        metrics::gauge!("rtscore_shadow_candidate_error", &labels).set(if r.candidate_error.is_some() { 1.0 } else { 0.0 });
     }
 }

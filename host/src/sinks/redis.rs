@@ -62,27 +62,46 @@ impl RedisSink {
 
     fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
         let p = key_prefix(&h.key);
-        let (hot, meta) = (format!("{p}:hot"), format!("{p}:hot:meta"));
+        self.add_list(pipe, h, &format!("{p}:hot"), &[], now_ms);
+    }
+
+    /// A shadow candidate's list goes to `hot:shadow` (+ `hot:shadow:meta` with the comparison),
+    /// never to the served `hot` key.
+    fn add_shadow(&self, pipe: &mut redis::Pipeline, s: &crate::output::ShadowList, now_ms: i64) {
+        let p = key_prefix(&s.list.key);
+        let c = &s.comparison;
+        let extra = [
+            ("k", c.k.to_string()),
+            ("overlap_at_k", c.overlap_at_k.to_string()),
+            ("rbo", c.rbo.to_string()),
+            ("drift_p50", c.drift_p50.to_string()),
+            ("drift_p90", c.drift_p90.to_string()),
+            ("drift_max", c.drift_max.to_string()),
+        ];
+        self.add_list(pipe, &s.list, &format!("{p}:hot:shadow"), &extra, now_ms);
+    }
+
+    /// Replaces a hot-list ZSET and its `:meta` hash atomically.
+    fn add_list(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, hot: &str, extra: &[(&str, String)], now_ms: i64) {
+        let meta = format!("{hot}:meta");
         pipe.cmd("MULTI").ignore();
-        pipe.del(&hot).ignore();
+        pipe.del(hot).ignore();
         if !h.items.is_empty() {
             let members: Vec<(f64, &str)> = h.items.iter().map(|i| (i.score, i.item_id.as_str())).collect();
-            pipe.zadd_multiple(&hot, &members).ignore();
-            pipe.pexpire(&hot, self.ttl.hot_ms as i64).ignore();
+            pipe.zadd_multiple(hot, &members).ignore();
+            pipe.pexpire(hot, self.ttl.hot_ms as i64).ignore();
         }
         pipe.del(&meta).ignore();
-        pipe.hset_multiple(
-            &meta,
-            &[
-                ("window_start", h.window_start.to_string()),
-                ("window_end", h.window_end.to_string()),
-                ("config_revision", h.config_revision.to_string()),
-                ("plugin", h.plugin.clone().unwrap_or_default()),
-                ("item_count", h.items.len().to_string()),
-                ("computed_at", now_ms.to_string()),
-            ],
-        )
-        .ignore();
+        let mut fields = vec![
+            ("window_start", h.window_start.to_string()),
+            ("window_end", h.window_end.to_string()),
+            ("config_revision", h.config_revision.to_string()),
+            ("plugin", h.plugin.clone().unwrap_or_default()),
+            ("item_count", h.items.len().to_string()),
+            ("computed_at", now_ms.to_string()),
+        ];
+        fields.extend(extra.iter().cloned());
+        pipe.hset_multiple(&meta, &fields).ignore();
         pipe.pexpire(&meta, self.ttl.hot_ms as i64).ignore();
         pipe.cmd("EXEC").ignore();
     }
@@ -140,6 +159,11 @@ impl RedisSink {
         for o in outputs {
             match o {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
+                Output::Shadow(sh) => self.add_shadow(&mut pipe, sh, now_ms),
+                Output::ShadowEnded { key, .. } => {
+                    let shadow = format!("{}:hot:shadow", key_prefix(key));
+                    pipe.del(&[format!("{shadow}:meta"), shadow]).ignore();
+                }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }

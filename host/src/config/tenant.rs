@@ -1,0 +1,152 @@
+//! Per-tenant quotas (docs/rollout.md): how many scenarios a tenant may run, how large its
+//! plugin modules may be, and the CPU budget per window and memory per instance of its plugins.
+//! Set in a tenant document (`tenants` collection, or `<scenarios-dir>/tenants/<tenant>.json`);
+//! every missing field, and every tenant without a document, takes the default. Exceeding a
+//! quota is reported in the scenario's status and counted in
+//! `rtscore_quota_exceeded_total{tenant,quota}`; it never affects another tenant.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::validate::is_valid_id;
+use super::{ConfigError, FieldError};
+use crate::plugin::SandboxLimits;
+
+/// One tenant's quotas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantQuotas {
+    /// Active scenarios the tenant may run; further ones are refused.
+    pub max_scenarios: usize,
+    /// Largest plugin module the tenant's scenarios may reference.
+    pub max_module_bytes: usize,
+    /// CPU budget of one plugin call (one window's batch), in ms.
+    pub cpu_ms_per_window: u64,
+    /// Linear memory cap of each plugin instance.
+    pub max_instance_memory_bytes: usize,
+}
+
+impl Default for TenantQuotas {
+    fn default() -> Self {
+        let sandbox = SandboxLimits::default();
+        Self {
+            max_scenarios: 100,
+            max_module_bytes: 16 << 20,
+            cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
+            max_instance_memory_bytes: sandbox.memory_bytes,
+        }
+    }
+}
+
+impl TenantQuotas {
+    /// The sandbox limits of this tenant's plugin instances: the host's, with the tenant's CPU
+    /// budget (for the whole window: no per-item allowance) and memory cap.
+    pub fn sandbox_limits(&self, host: &SandboxLimits) -> SandboxLimits {
+        if *self == Self::default() {
+            return host.clone();
+        }
+        SandboxLimits {
+            call_budget: Duration::from_millis(self.cpu_ms_per_window),
+            budget_per_item: Duration::ZERO,
+            memory_bytes: self.max_instance_memory_bytes,
+            ..host.clone()
+        }
+    }
+}
+
+/// Counts a refusal for the `rtscore_quota_exceeded_total{tenant,quota}` metric.
+pub fn count_exceeded(tenant: &str, quota: &'static str) {
+    metrics::counter!("rtscore_quota_exceeded_total", "tenant" => tenant.to_string(), "quota" => quota).increment(1);
+}
+
+/// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
+/// cpu_ms_per_window, max_instance_memory_bytes}}`.
+pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
+    let mut errors = Vec::new();
+    let tenant = match doc.get("tenant_id").and_then(Value::as_str) {
+        Some(t) if is_valid_id(t) => Some(t.to_string()),
+        _ => {
+            errors.push(FieldError { path: "tenant_id".into(), rule: "is required and must match [A-Za-z0-9_-]{1,64}".into() });
+            None
+        }
+    };
+    let d = TenantQuotas::default();
+    let q = doc.get("quotas");
+    let mut field = |name: &str, default: u64, max: u64| -> u64 {
+        match q.and_then(|q| q.get(name)) {
+            None | Some(Value::Null) => default,
+            Some(v) => match v.as_u64() {
+                Some(x) if (1..=max).contains(&x) => x,
+                _ => {
+                    errors.push(FieldError { path: format!("quotas.{name}"), rule: format!("must be an integer in [1, {max}], got {v}") });
+                    default
+                }
+            },
+        }
+    };
+    let quotas = TenantQuotas {
+        max_scenarios: field("max_scenarios", d.max_scenarios as u64, 100_000) as usize,
+        max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, crate::plugin::MAX_MODULE_BYTES as u64) as usize,
+        cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
+        max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
+    };
+    match tenant {
+        Some(t) if errors.is_empty() => Ok((t, quotas)),
+        t => Err(ConfigError { scenario: t.map(|t| format!("tenant {t}")), errors }),
+    }
+}
+
+/// Every tenant's quotas; tenants without a (valid) document get the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantTable {
+    tenants: HashMap<String, TenantQuotas>,
+    default: TenantQuotas,
+}
+
+impl TenantTable {
+    /// Builds the table from tenant documents; invalid ones are returned as errors and their
+    /// tenant keeps the defaults.
+    pub fn from_documents(docs: &[Value]) -> (Self, Vec<ConfigError>) {
+        let mut table = Self::default();
+        let mut errors = Vec::new();
+        for d in docs {
+            match parse_tenant(d) {
+                Ok((t, q)) => {
+                    table.tenants.insert(t, q);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (table, errors)
+    }
+
+    pub fn get(&self, tenant: &str) -> &TenantQuotas {
+        self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn missing_fields_and_tenants_take_defaults() {
+        let (t, errors) = TenantTable::from_documents(&[
+            json!({"tenant_id": "small", "quotas": {"max_scenarios": 2, "cpu_ms_per_window": 5}}),
+            json!({"tenant_id": "bad", "quotas": {"max_scenarios": -1}}),
+        ]);
+        assert_eq!(t.get("small").max_scenarios, 2);
+        assert_eq!(t.get("small").max_module_bytes, TenantQuotas::default().max_module_bytes);
+        assert_eq!(t.get("other"), &TenantQuotas::default());
+        assert_eq!(t.get("bad"), &TenantQuotas::default());
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("quotas.max_scenarios"), "{}", errors[0]);
+
+        let host = SandboxLimits::default();
+        assert_eq!(TenantQuotas::default().sandbox_limits(&host), host);
+        let small = t.get("small").sandbox_limits(&host);
+        assert_eq!((small.call_budget, small.budget_per_item), (Duration::from_millis(5), Duration::ZERO));
+    }
+}
