@@ -264,8 +264,11 @@ mod tests {
             let w = want.get(&h.window_end).cloned().unwrap_or_default();
             prop_assert_eq!(h.items.len(), w.len(), "window {}", h.window_end);
             for (g, (wi, ws)) in h.items.iter().zip(&w) {
+                // The bucket moments approximate E[exp(-k·age)] to second order; the neglected
+                // terms stay below 1e-4 relative for decay_lambda <= 10/h (docs/architecture.md),
+                // ten times inside the contract's 1e-3.
                 prop_assert!(
-                    (g.score - ws).abs() <= 1e-6 * ws.abs().max(1.0),
+                    (g.score - ws).abs() <= 1e-4 * ws.abs() + 1e-12,
                     "window {} {}: {} vs {} {}",
                     h.window_end,
                     g.item_id,
