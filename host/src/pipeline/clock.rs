@@ -42,6 +42,18 @@ impl InputClock {
         }
     }
 
+    /// The max event time partition `p` has delivered, for its snapshot.
+    pub fn max_ts(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.max_ts)
+    }
+
+    /// Restores a partition's progress from its snapshot (never moves it backwards).
+    pub fn restore(&mut self, partition: i32, max_ts: Option<i64>, wall_ms: i64) {
+        let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });
+        p.max_ts = p.max_ts.max(max_ts);
+        p.last_wall_ms = wall_ms;
+    }
+
     #[inline]
     pub fn observe(&mut self, partition: i32, ts: i64, wall_ms: i64) {
         let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });

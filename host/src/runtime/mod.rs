@@ -4,6 +4,7 @@
 mod config_feed;
 mod outputs;
 mod plugins;
+mod snapshots;
 pub mod status;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::sources::{self, SourceMessage};
 use config_feed::ConfigFeed;
 use outputs::Outputs;
 use plugins::PluginCoordinator;
+use snapshots::Snapshots;
 
 /// Runs the job described by `args` to completion.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -35,6 +37,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         jobs: args.job,
         filter: ScenarioFilter { tenant_id: args.tenant_id.clone(), scenario_id: args.scenario_id.clone() },
         allowed_lateness_ms: args.allowed_lateness_ms,
+        partition_idle_ms: args.partition_idle_ms,
         ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(opts);
@@ -79,7 +82,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     plugins.sync(&mut pipeline, true).await;
 
     let mut outputs = Outputs::open(&args, view, &health).await?;
-    let mut committer = None;
+    let mut committer: Option<crate::sources::kafka::KafkaCommitter> = None;
+    // Kafka with Redis: partition state is snapshotted and offsets follow the snapshots.
+    let mut snapshots: Option<Snapshots> = None;
     let mut kafka_lag: Option<Arc<std::sync::atomic::AtomicI64>> = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 
@@ -96,6 +101,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
         committer = Some(source.committer);
+        if outputs.redis_mut().is_some() {
+            let store = crate::snapshot::store::SnapshotStore::new(&args.consumer_group(), &args.topic);
+            snapshots = Some(Snapshots::new(store, Duration::from_millis(args.snapshot_interval_ms.max(100))));
+        }
         kafka_lag = Some(source.lag);
         partition_changes = source.partition_changes;
         source.task
@@ -111,14 +120,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry_closed = false;
     loop {
         tokio::select! {
+            // Partition changes first: a batch after an assignment may hold the new partitions'
+            // records, which must meet their restored state.
+            biased;
+            Some(change) = partition_changes.recv() => match (change, &mut snapshots, outputs.redis_mut()) {
+                (PartitionChange::Assigned(p), Some(s), Some(redis)) => s.assign(&p, &mut pipeline, redis, wall_ms()).await?,
+                (PartitionChange::Revoked(p), Some(s), Some(redis)) => s.revoke(&p, &mut pipeline, redis).await?,
+                (PartitionChange::Assigned(p), _, _) => pipeline.assign_partitions(&p, wall_ms()),
+                (PartitionChange::Revoked(p), _, _) => pipeline.revoke_partitions(&p),
+            },
             msg = rx.recv() => match msg {
                 Some(SourceMessage::Records(batch)) => {
+                    let batch = match &mut snapshots {
+                        Some(s) => s.admit(batch),
+                        None => batch,
+                    };
                     pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
                     outputs.dead_letters(&batch, &rejects).await?;
                     outputs.write(&out).await?;
-                    // Offsets move only after the outputs covering these events are written.
-                    if let Some(c) = &committer {
-                        c.commit(&batch.positions)?;
+                    // Offsets move only after the outputs covering these events are written
+                    // (and, with snapshots, after the state covering them is stored).
+                    match (&mut snapshots, &committer) {
+                        (Some(s), _) => s.processed(&batch),
+                        (None, Some(c)) => c.commit(&batch)?,
+                        (None, None) => {}
                     }
                     out.clear();
                     rejects.clear();
@@ -140,15 +165,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => registry_closed = true,
                 change => plugins.registry_changed(change, &mut pipeline).await,
             },
-            Some(change) = partition_changes.recv() => match change {
-                PartitionChange::Assigned(p) => pipeline.assign_partitions(&p, wall_ms()),
-                PartitionChange::Revoked(p) => pipeline.revoke_partitions(&p),
-            },
             _ = tick.tick() => {
                 // A partition that went quiet may release the watermark.
                 pipeline.tick(wall_ms(), &mut out);
                 outputs.write(&out).await?;
                 out.clear();
+                if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut())
+                    && s.due()
+                {
+                    s.save(&pipeline, redis, c, false).await?;
+                }
+                if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
+                    metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
+                }
                 let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
@@ -161,6 +190,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let _ = shutdown_tx.send(true);
+    // Graceful stop: the state of every owned partition is stored and its offsets committed,
+    // so the next owner (or this host, upgraded) continues without replay.
+    if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut()) {
+        s.save(&pipeline, redis, c, true).await?;
+    }
     let rows = status::snapshot(&registry, &pipeline);
     outputs.status(&rows).await?;
     outputs.close().await?;

@@ -144,7 +144,7 @@ impl RedisSink {
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }
         }
-        self.run(&pipe, "write results").await
+        self.query(&pipe, "write results").await
     }
 
     /// Replaces a scenario's status hash.
@@ -152,20 +152,22 @@ impl RedisSink {
         let k = format!("{}:status", key_prefix(key));
         let mut pipe = redis::pipe();
         pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
-        self.run(&pipe, "write status").await
+        self.query(&pipe, "write status").await
     }
 
-    async fn run(&mut self, pipe: &redis::Pipeline, what: &str) -> anyhow::Result<()> {
+    /// Runs `pipe`, retrying transient failures with backoff until Redis answers (the caller
+    /// waits: backpressure). Other Redis errors are returned.
+    pub async fn query<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline, what: &str) -> anyhow::Result<T> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0u32;
         loop {
-            match pipe.query_async::<()>(&mut self.conn).await {
-                Ok(()) => {
+            match pipe.query_async::<T>(&mut self.conn).await {
+                Ok(v) => {
                     if attempt > 0 {
                         tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
                         self.set_reachable(true);
                     }
-                    return Ok(());
+                    return Ok(v);
                 }
                 Err(e) if is_transient(&e) => {
                     attempt += 1;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
@@ -83,20 +83,12 @@ pub struct KafkaCommitter {
 impl KafkaCommitter {
     /// Marks every message up to and including each position as processed; the consumer's
     /// auto-commit sends the marks to Kafka.
-    pub fn commit(&self, processed: &[Position]) -> anyhow::Result<()> {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in processed {
-            let e = next.entry(p.partition).or_insert(p.offset + 1);
-            *e = (*e).max(p.offset + 1);
-        }
+    pub fn commit(&self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let next = batch.next_offsets();
         if next.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in next {
-            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).context("building the offset list")?;
-        }
-        match self.consumer.store_offsets(&tpl) {
+        match self.consumer.store_offsets(&self.offset_list(&next)?) {
             Ok(()) => Ok(()),
             // A partition revoked by a rebalance cannot be stored any more; its new owner
             // re-reads from the last commit, so nothing is lost.
@@ -105,6 +97,31 @@ impl KafkaCommitter {
                 Ok(())
             }
         }
+    }
+}
+
+impl KafkaCommitter {
+    fn offset_list(&self, next: &BTreeMap<i32, i64>) -> anyhow::Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in next {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).context("building the offset list")?;
+        }
+        Ok(tpl)
+    }
+
+    /// Commits `next` (next offset per partition) now: after a snapshot covering them is
+    /// stored. `wait` blocks until the broker answers (at shutdown).
+    pub fn commit_next(&self, next: &BTreeMap<i32, i64>, wait: bool) -> anyhow::Result<()> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
+        if let Err(e) = self.consumer.commit(&self.offset_list(next)?, mode) {
+            // Revoked meanwhile, or the broker is away: the next snapshot commits again, and
+            // a new owner resumes from the stored snapshot, which is never behind a commit.
+            tracing::warn!(error = %e, "offset commit failed; the next snapshot retries");
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::scoring::WindowBatch;
@@ -11,7 +12,7 @@ pub const BUCKET_MS: i64 = 60_000;
 
 /// Events of one action in one bucket. Offsets are ms from the bucket start (< 60 000), so the
 /// sums are exact integers: results do not depend on the order events arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Cell {
     pub action: u16,
     pub count: u32,
@@ -29,7 +30,7 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     /// Minutes since the Unix epoch.
     minute: i64,
@@ -37,7 +38,7 @@ struct Bucket {
 }
 
 /// One item's buckets, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemBuckets {
     buckets: VecDeque<Bucket>,
 }
