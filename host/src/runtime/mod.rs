@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut rejects = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut registry_closed = false;
+    let mut warned_cross_partition = false;
     loop {
         tokio::select! {
             // Partition changes first: a batch after an assignment may hold the new partitions'
@@ -177,6 +178,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
                     metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
+                }
+                if !warned_cross_partition && pipeline.stats().cross_partition > 0 {
+                    warned_cross_partition = true;
+                    tracing::warn!(
+                        "events of one scenario arrive on several partitions: one host computes them exactly, but several \
+                         hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id \
+                         (docs/operations.md, \"Running a fleet\")"
+                    );
                 }
                 let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
                 status::export_metrics(pipeline.stats(), &rows);
@@ -267,7 +276,8 @@ fn publish_status(
         "watermark": pipeline.watermark(),
         "kafka_lag": kafka_lag,
         "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
-                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered },
+                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
+                   "cross_partition": stats.cross_partition },
     }));
     rows
 }

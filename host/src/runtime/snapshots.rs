@@ -25,6 +25,9 @@ pub struct Snapshots {
     /// What the last stored snapshot covered, and when it was stored.
     saved: BTreeMap<i32, i64>,
     saved_at: Option<Instant>,
+    /// Redis outages seen at the last save: Redis may come back empty, so after an outage
+    /// every partition is stored again even without progress.
+    outages_at_save: u64,
 }
 
 impl Snapshots {
@@ -37,6 +40,7 @@ impl Snapshots {
             restored_to: BTreeMap::new(),
             saved: BTreeMap::new(),
             saved_at: None,
+            outages_at_save: 0,
         }
     }
 
@@ -124,13 +128,14 @@ impl Snapshots {
                 Some(pipeline.export_partition(p, offset))
             })
             .collect();
-        if states.iter().all(|s| self.saved.get(&s.partition) == Some(&s.next_offset)) {
+        if redis.outages() == self.outages_at_save && states.iter().all(|s| self.saved.get(&s.partition) == Some(&s.next_offset)) {
             self.saved_at = Some(Instant::now());
             return Ok(());
         }
         let saved = self.store.save(redis, &states, wall_ms()).await?;
         committer.commit_next(&next, at_shutdown)?;
         self.saved = next;
+        self.outages_at_save = redis.outages();
         self.saved_at = Some(Instant::now());
         metrics::gauge!("rtscore_snapshot_bytes").set(saved.bytes as f64);
         metrics::gauge!("rtscore_snapshot_partitions").set(saved.partitions as f64);

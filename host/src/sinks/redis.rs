@@ -36,6 +36,8 @@ pub struct RedisSink {
     url: String,
     /// Cleared while Redis is unreachable, so readiness reports the outage.
     reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Outages survived; Redis may have restarted empty in one (snapshots are stored again).
+    outages: u64,
 }
 
 impl RedisSink {
@@ -45,13 +47,18 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, url: url.to_string(), reachable: None })
+        Ok(Self { conn, ttl, url: url.to_string(), reachable: None, outages: 0 })
     }
 
     /// Reports reachability through `flag` (readiness).
     pub fn with_reachability(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.reachable = Some(flag);
         self
+    }
+
+    /// How many times Redis was unreachable and came back.
+    pub fn outages(&self) -> u64 {
+        self.outages
     }
 
     fn set_reachable(&self, ok: bool) {
@@ -166,6 +173,7 @@ impl RedisSink {
                     if attempt > 0 {
                         tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
                         self.set_reachable(true);
+                        self.outages += 1;
                     }
                     return Ok(v);
                 }
