@@ -98,6 +98,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             topic: args.topic.clone(),
             group_id: args.consumer_group(),
             client_id: format!("rtscore-{}", std::process::id()),
+            reachable: health.source_ok_flag(),
         };
         let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
         committer = Some(source.committer);

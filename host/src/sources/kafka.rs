@@ -24,6 +24,8 @@ pub struct KafkaSourceConfig {
     pub topic: String,
     pub group_id: String,
     pub client_id: String,
+    /// Cleared while the brokers do not answer (readiness).
+    pub reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A change in the partitions this instance reads.
@@ -203,15 +205,17 @@ pub fn spawn_kafka_source(
         Ok(())
     });
     let lag = Arc::new(std::sync::atomic::AtomicI64::new(-1));
-    spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), lag_shutdown);
+    spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), cfg.reachable.clone(), lag_shutdown);
     Ok(KafkaSource { committer, lag, partition_changes, task })
 }
 
-/// Every 5 s, off the event path: lag per assigned partition = high watermark - position.
+/// Every 5 s, off the event path: whether the brokers answer (readiness), and lag per assigned
+/// partition = high watermark - position.
 fn spawn_lag_reporter(
     consumer: Arc<GroupConsumer>,
     topic: String,
     total: Arc<std::sync::atomic::AtomicI64>,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -221,8 +225,15 @@ fn spawn_lag_reporter(
                 _ = every.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            let (c, t) = (consumer.clone(), topic.clone());
+            let (c, t, up) = (consumer.clone(), topic.clone(), reachable.clone());
             let lags = tokio::task::spawn_blocking(move || -> Vec<(i32, i64)> {
+                let answered = c.fetch_metadata(Some(&t), Duration::from_secs(2)).is_ok();
+                if up.swap(answered, std::sync::atomic::Ordering::Relaxed) != answered {
+                    match answered {
+                        true => tracing::info!("Kafka is reachable again; catching up"),
+                        false => tracing::warn!("Kafka is unreachable; holding state and retrying"),
+                    }
+                }
                 let Ok(positions) = c.position() else { return Vec::new() };
                 positions
                     .elements_for_topic(&t)

@@ -34,7 +34,25 @@ impl Cell {
 struct Bucket {
     /// Minutes since the Unix epoch.
     minute: i64,
+    #[serde(with = "cells_as_seq")]
     cells: SmallVec<[Cell; 2]>,
+}
+
+/// Cells as a plain sequence, so snapshots need no serde feature of `smallvec` (turning one on
+/// would rebuild every crate that shares it, wasmtime included).
+mod cells_as_seq {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use smallvec::SmallVec;
+
+    use super::Cell;
+
+    pub fn serialize<S: Serializer>(cells: &SmallVec<[Cell; 2]>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(cells.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SmallVec<[Cell; 2]>, D::Error> {
+        Vec::<Cell>::deserialize(d).map(SmallVec::from_vec)
+    }
 }
 
 /// One item's buckets, oldest first.
