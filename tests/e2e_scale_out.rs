@@ -35,6 +35,11 @@ fn scenario_doc(tenant: &str, k: usize) -> serde_json::Value {
         "metrics": {"window_size_minutes": 5, "metrics_to_calculate": ["ctr", "cvr"]}}}})
 }
 
+/// Window records by (kind, scenario, window_end).
+type Windows = BTreeMap<(String, String, i64), serde_json::Value>;
+/// Per scenario: the final hot ZSET and the meta's window_end.
+type RedisHot = BTreeMap<String, (Vec<(String, f64)>, Option<String>)>;
+
 /// One event: scenario index, user, and the reference event.
 type Ev = (usize, u32, RefEvent);
 
@@ -111,7 +116,7 @@ fn same(a: &serde_json::Value, b: &serde_json::Value, rel: f64) -> bool {
 /// and the wall-clock fields. A window emitted twice (replay after a restart) must carry the
 /// same content both times (numbers within `rel`); a differing re-emission is returned as a
 /// conflict: a lost or double-counted event would show up here.
-fn windows_within(sinks: &[PathBuf], rel: f64) -> (BTreeMap<(String, String, i64), serde_json::Value>, Vec<String>) {
+fn windows_within(sinks: &[PathBuf], rel: f64) -> (Windows, Vec<String>) {
     let mut all = BTreeMap::new();
     let mut conflicts = Vec::new();
     for path in sinks {
@@ -138,12 +143,12 @@ fn windows_within(sinks: &[PathBuf], rel: f64) -> (BTreeMap<(String, String, i64
 }
 
 /// [`windows_within`], exactly.
-fn windows(sinks: &[PathBuf]) -> (BTreeMap<(String, String, i64), serde_json::Value>, Vec<String>) {
+fn windows(sinks: &[PathBuf]) -> (Windows, Vec<String>) {
     windows_within(sinks, 0.0)
 }
 
 /// Each scenario's final hot ZSET and meta window in Redis.
-fn redis_hot(stack: &Stack, tenant: &str) -> BTreeMap<String, (Vec<(String, f64)>, Option<String>)> {
+fn redis_hot(stack: &Stack, tenant: &str) -> RedisHot {
     let mut redis = stack.redis();
     (0..SCENARIOS)
         .map(|k| {
@@ -252,10 +257,7 @@ impl Run {
 }
 
 /// One host reads everything; the reference for the fleet runs.
-fn single_host_reference(
-    stack: &Stack,
-    evs: &[Ev],
-) -> (BTreeMap<(String, String, i64), serde_json::Value>, BTreeMap<String, (Vec<(String, f64)>, Option<String>)>) {
+fn single_host_reference(stack: &Stack, evs: &[Ev]) -> (Windows, RedisHot) {
     let mut run = Run::new(stack, "one");
     run.produce(stack, evs, true);
     let want = expected_windows(&run.tenant, evs);
@@ -269,11 +271,7 @@ fn single_host_reference(
 }
 
 /// Redis once every scenario's meta shows its last emitted hot window.
-fn wait_redis_final(
-    stack: &Stack,
-    tenant: &str,
-    got: &BTreeMap<(String, String, i64), serde_json::Value>,
-) -> BTreeMap<String, (Vec<(String, f64)>, Option<String>)> {
+fn wait_redis_final(stack: &Stack, tenant: &str, got: &Windows) -> RedisHot {
     let last: BTreeMap<String, i64> = got.keys().filter(|k| k.0 == "hot").map(|k| (k.1.clone(), k.2)).collect();
     let ok = wait_until(Duration::from_secs(20), || {
         redis_hot(stack, tenant).iter().all(|(s, (_, end))| end.as_deref() == last.get(s).map(|e| e.to_string()).as_deref())
@@ -284,10 +282,10 @@ fn wait_redis_final(
 
 /// Whether the host's last "partitions owned" log line lists any.
 fn owns_partitions(log: &str) -> bool {
-    log.lines().filter(|l| l.contains("partitions owned")).last().is_some_and(|l| !l.trim_end().ends_with("{}"))
+    log.lines().rfind(|l| l.contains("partitions owned")).is_some_and(|l| !l.trim_end().ends_with("{}"))
 }
 
-fn assert_same(want: &BTreeMap<(String, String, i64), serde_json::Value>, got: &BTreeMap<(String, String, i64), serde_json::Value>) {
+fn assert_same(want: &Windows, got: &Windows) {
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     let differ: Vec<_> = want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| k).collect();

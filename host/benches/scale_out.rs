@@ -81,7 +81,9 @@ impl Bench {
     fn caught_up(&self, group: &str, ends: &[i64]) -> bool {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.kafka).set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
-        (0..PARTITIONS).for_each(|p| tpl.add_partition(&self.topic, p));
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+        }
         let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
         (0..PARTITIONS).all(
             |p| matches!(committed.find_partition(&self.topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= ends[p as usize]),

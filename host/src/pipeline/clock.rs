@@ -100,4 +100,15 @@ mod tests {
         c.revoke(&[1]);
         assert_eq!(c.event_time(7_002), Some(2_000_000));
     }
+
+    #[test]
+    fn a_restored_partition_holds_the_clock_at_its_snapshot_and_never_moves_back() {
+        let mut c = InputClock::new(5_000);
+        c.observe(0, 5_000_000, 0);
+        c.restore(1, Some(3_000_000), 0);
+        assert_eq!(c.max_ts(1), Some(3_000_000));
+        assert_eq!(c.event_time(0), Some(3_000_000), "the moved partition is where its snapshot left it");
+        c.restore(0, Some(1_000), 0);
+        assert_eq!(c.max_ts(0), Some(5_000_000), "an older snapshot does not move a partition back");
+    }
 }
