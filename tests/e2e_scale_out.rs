@@ -249,6 +249,22 @@ impl Run {
         self.sinks.iter().map(|p| read_hot_sink(Path::new(p)).1.len()).sum()
     }
 
+    /// The group's committed offsets have reached the end of every partition.
+    fn committed_to_end(&self, stack: &Stack) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", &self.group).create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+        }
+        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+        (0..PARTITIONS).all(|p| {
+            let end = c.fetch_watermarks(&self.topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
+            matches!(committed.find_partition(&self.topic, p).map(|e| e.offset()), Some(rdkafka::Offset::Offset(o)) if o >= end)
+        })
+    }
+
     /// Partitions with a stored snapshot.
     fn snapshots(&self, stack: &Stack) -> usize {
         let keys: Vec<String> = stack.redis().keys(format!("rtscore:snapshot:{}:{}:*", self.group, self.topic)).unwrap();
@@ -342,6 +358,9 @@ fn three_hosts_with_one_killed_match_one_host() {
     assert_same(&want, &got);
     let got_redis = wait_redis_final(&stack, &run.tenant, &got);
     assert_eq!(got_redis, want_redis, "final Redis hot lists differ from the single host's");
+    // Offsets follow the snapshots to the end, including partitions taken over from the
+    // killed host with nothing left to read.
+    assert!(wait_until(Duration::from_secs(20), || run.committed_to_end(&stack)), "committed offsets did not reach the end");
     for h in hosts.iter_mut().skip(1) {
         assert!(h.stop().success(), "{}", h.log());
     }

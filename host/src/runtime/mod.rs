@@ -160,7 +160,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
-                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
+                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
             }
             Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
             change = plugins.changes.recv(), if !registry_closed => match change {
@@ -188,7 +188,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                          (docs/operations.md, \"Running a fleet\")"
                     );
                 }
-                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
+                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats(), &rows);
@@ -267,6 +267,7 @@ fn publish_status(
     pipeline: &Pipeline,
     store_error: &Option<String>,
     kafka_lag: Option<&std::sync::atomic::AtomicI64>,
+    snapshots: Option<&Snapshots>,
 ) -> Vec<status::ScenarioStatusRow> {
     let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
     let rows = status::snapshot(registry, pipeline);
@@ -276,6 +277,8 @@ fn publish_status(
         "config_store_error": store_error,
         "watermark": pipeline.watermark(),
         "kafka_lag": kafka_lag,
+        "partitions": snapshots.map(Snapshots::owned),
+        "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
         "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
                    "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
                    "cross_partition": stats.cross_partition },

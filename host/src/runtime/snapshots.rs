@@ -53,8 +53,9 @@ impl Snapshots {
             tracing::info!(partition = p, next_offset = next, scenarios, "restored partition state from its snapshot");
             metrics::counter!("rtscore_snapshot_restores_total").increment(1);
             self.restored_to.insert(p, next);
+            // Not marked saved: the committed offset may be behind the snapshot (the old owner
+            // died between storing and committing), so the next save commits it.
             self.processed.insert(p, next);
-            self.saved.insert(p, next);
         }
         self.assigned.extend(partitions.iter().copied());
         pipeline.assign_partitions(partitions, wall_ms);
@@ -143,6 +144,11 @@ impl Snapshots {
         metrics::histogram!("rtscore_snapshot_write_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(partitions = saved.partitions, bytes = saved.bytes, ms = started.elapsed().as_millis() as u64, "snapshot stored");
         Ok(())
+    }
+
+    /// Partitions this host owns now.
+    pub fn owned(&self) -> Vec<i32> {
+        self.assigned.iter().copied().collect()
     }
 
     /// Seconds since the last stored snapshot (or check that found nothing new).
