@@ -130,6 +130,9 @@ impl Snapshots {
             })
             .collect();
         if redis.outages() == self.outages_at_save && states.iter().all(|s| self.saved.get(&s.partition) == Some(&s.next_offset)) {
+            // Nothing new: commit the stored offsets again, since an asynchronous commit can
+            // fail (a rebalance in progress) and an idle partition would otherwise keep its lag.
+            committer.commit_next(&next, at_shutdown)?;
             self.saved_at = Some(Instant::now());
             return Ok(());
         }
