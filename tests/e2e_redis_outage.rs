@@ -32,6 +32,7 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
     std::fs::write(scenarios.join("s.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
     stack.create_topic(&topic, 1);
     let port = free_port();
+    let group = unique("g");
     let mut host = HostProcess::start(&[
         "run",
         "--kafka-servers",
@@ -39,7 +40,7 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
         "--topic",
         &topic,
         "--group-id",
-        &unique("g"),
+        &group,
         "--scenarios-dir",
         scenarios.to_str().unwrap(),
         "--redis-url",
@@ -102,5 +103,13 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
         "Redis does not hold the last window"
     );
     assert!(wait_until(Duration::from_secs(10), || http_get(port, "/readyz").is_some()), "ready again after the outage");
+    // Redis came back empty (the local stack keeps no data on disk): the host stores its
+    // partition state again, so a crash now would still resume without loss.
+    let snapshot = format!("rtscore:snapshot:{group}:{topic}:0");
+    assert!(
+        wait_until(Duration::from_secs(15), || redis.exists::<_, bool>(&snapshot).unwrap_or(false)),
+        "no snapshot stored after the outage\n{}",
+        host.log()
+    );
     assert!(host.stop().success());
 }

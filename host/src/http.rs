@@ -23,6 +23,7 @@ use crate::api::AdminState;
 pub struct Health {
     ready: Arc<AtomicBool>,
     sinks_ok: Arc<AtomicBool>,
+    source_ok: Arc<AtomicBool>,
     status: watch::Receiver<serde_json::Value>,
 }
 
@@ -31,6 +32,8 @@ pub struct HealthReporter {
     ready: Arc<AtomicBool>,
     /// Sinks flip this while a dependency is down; ready = started && every sink reachable.
     sinks_ok: Arc<AtomicBool>,
+    /// The event source clears this while its broker is unreachable.
+    source_ok: Arc<AtomicBool>,
     status: watch::Sender<serde_json::Value>,
 }
 
@@ -46,6 +49,11 @@ impl HealthReporter {
         self.sinks_ok.clone()
     }
 
+    /// A flag the event source clears while its broker is unreachable (readiness follows it).
+    pub fn source_ok_flag(&self) -> Arc<AtomicBool> {
+        self.source_ok.clone()
+    }
+
     pub fn set_status(&self, status: serde_json::Value) {
         self.status.send_replace(status);
     }
@@ -54,8 +62,12 @@ impl HealthReporter {
 pub fn health() -> (HealthReporter, Health) {
     let ready = Arc::new(AtomicBool::new(false));
     let sinks_ok = Arc::new(AtomicBool::new(true));
+    let source_ok = Arc::new(AtomicBool::new(true));
     let (tx, rx) = watch::channel(serde_json::Value::Null);
-    (HealthReporter { ready: ready.clone(), sinks_ok: sinks_ok.clone(), status: tx }, Health { ready, sinks_ok, status: rx })
+    (
+        HealthReporter { ready: ready.clone(), sinks_ok: sinks_ok.clone(), source_ok: source_ok.clone(), status: tx },
+        Health { ready, sinks_ok, source_ok, status: rx },
+    )
 }
 
 /// Installs the global Prometheus recorder (once per process).
@@ -94,12 +106,17 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match (s.health.ready.load(Ordering::Relaxed), s.health.sinks_ok.load(Ordering::Relaxed)) {
-        (true, true) => (StatusCode::OK, "ready\n"),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n"),
-        (true, false) => {
+    let h = &s.health;
+    match (h.ready.load(Ordering::Relaxed), h.sinks_ok.load(Ordering::Relaxed), h.source_ok.load(Ordering::Relaxed)) {
+        (true, true, true) => (StatusCode::OK, "ready\n"),
+        (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n"),
+        (true, false, _) => {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: an output (Redis) is unreachable; holding events until it returns\n")
         }
+        (true, true, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the event source (Kafka) is unreachable; state is kept, resuming when it returns\n",
+        ),
     }
 }
 

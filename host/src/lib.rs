@@ -17,5 +17,6 @@ pub mod plugin;
 pub mod runtime;
 pub mod scoring;
 pub mod sinks;
+pub mod snapshot;
 pub mod sources;
 pub mod window;

@@ -73,7 +73,7 @@ pub struct Interest {
     pub score: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RecentItem {
     pub item_id: Arc<str>,
     pub action: Arc<str>,

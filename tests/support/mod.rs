@@ -65,13 +65,12 @@ impl Stack {
         }
     }
 
-    /// Produces records in order, round-robin over `partitions`, and waits until delivered.
-    pub fn produce(&self, topic: &str, partitions: i32, records: &[Vec<u8>]) {
+    /// Produces each `(partition, record)` in order and waits until delivered.
+    pub fn produce_to(&self, topic: &str, records: &[(i32, Vec<u8>)]) {
         let producer: BaseProducer =
             ClientConfig::new().set("bootstrap.servers", &self.kafka).set("linger.ms", "5").create().expect("producer");
-        for (i, r) in records.iter().enumerate() {
-            let partition = (i as i32) % partitions;
-            let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(r.as_slice()).partition(partition);
+        for (partition, r) in records {
+            let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(r.as_slice()).partition(*partition);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -84,6 +83,12 @@ impl Stack {
             }
         }
         producer.flush(Duration::from_secs(30)).expect("flush producer");
+    }
+
+    /// Produces records in order, round-robin over `partitions`, and waits until delivered.
+    pub fn produce(&self, topic: &str, partitions: i32, records: &[Vec<u8>]) {
+        let spread: Vec<(i32, Vec<u8>)> = records.iter().enumerate().map(|(i, r)| ((i as i32) % partitions, r.clone())).collect();
+        self.produce_to(topic, &spread);
     }
 
     /// Every message of `topic` (payload and headers) until `expect` arrived or the deadline.
@@ -218,6 +223,12 @@ impl HostProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no flush, no snapshot, no commit (a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM and wait for a clean exit (the runtime flushes on SIGTERM).

@@ -68,9 +68,19 @@ pub struct RunArgs {
     /// Stop the generator after this many events.
     #[arg(long, help_heading = "Events")]
     pub generate_limit: Option<u64>,
+    /// How often (ms) each owned partition's window, profile and metrics state is stored in
+    /// Redis (Kafka mode with --redis-url); offsets are committed only after it. Also stored
+    /// when a partition is revoked and at shutdown.
+    #[arg(long, default_value_t = 5_000, value_name = "MS", env = "RTSCORE_SNAPSHOT_INTERVAL_MS", help_heading = "Events")]
+    pub snapshot_interval_ms: u64,
     /// How far the watermark trails the max event time seen, in ms.
     #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Events")]
     pub allowed_lateness_ms: i64,
+    /// Wall time (ms) after which a partition that delivers nothing stops holding the
+    /// watermark back. Its later events may then be late; raise it where results must not
+    /// depend on timing (see docs/operations.md, "Running a fleet").
+    #[arg(long, default_value_t = 5_000, value_name = "MS", help_heading = "Events")]
+    pub partition_idle_ms: i64,
 
     // ---- configuration ----
     /// MongoDB URL for scenario documents (collection `scenarios`). Without it, documents are

@@ -42,6 +42,18 @@ impl InputClock {
         }
     }
 
+    /// The max event time partition `p` has delivered, for its snapshot.
+    pub fn max_ts(&self, partition: i32) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.max_ts)
+    }
+
+    /// Restores a partition's progress from its snapshot (never moves it backwards).
+    pub fn restore(&mut self, partition: i32, max_ts: Option<i64>, wall_ms: i64) {
+        let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });
+        p.max_ts = p.max_ts.max(max_ts);
+        p.last_wall_ms = wall_ms;
+    }
+
     #[inline]
     pub fn observe(&mut self, partition: i32, ts: i64, wall_ms: i64) {
         let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });
@@ -87,5 +99,16 @@ mod tests {
         assert_eq!(c.event_time(7_001), Some(20));
         c.revoke(&[1]);
         assert_eq!(c.event_time(7_002), Some(2_000_000));
+    }
+
+    #[test]
+    fn a_restored_partition_holds_the_clock_at_its_snapshot_and_never_moves_back() {
+        let mut c = InputClock::new(5_000);
+        c.observe(0, 5_000_000, 0);
+        c.restore(1, Some(3_000_000), 0);
+        assert_eq!(c.max_ts(1), Some(3_000_000));
+        assert_eq!(c.event_time(0), Some(3_000_000), "the moved partition is where its snapshot left it");
+        c.restore(0, Some(1_000), 0);
+        assert_eq!(c.max_ts(0), Some(5_000_000), "an older snapshot does not move a partition back");
     }
 }

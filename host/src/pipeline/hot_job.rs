@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::scenario_map::ScenarioMap;
 use super::shadow::{self, ShadowLane};
 use super::stats::{PipelineStats, ScenarioCounters};
@@ -206,6 +208,15 @@ pub fn scorer_state(scorer: &ScenarioScorer) -> String {
     }
 }
 
+/// What a snapshot carries of one scenario's hot-score state. The config and plugin are
+/// re-derived from the scenario document; counters belong to the host that counted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotState {
+    pub windows: HotWindows,
+    pub seen: SeenEventIds,
+    pub last_window_end: Option<i64>,
+}
+
 /// All scenarios' hot-score state, indexed by tenant then scenario so events are routed without
 /// allocating a key.
 #[derive(Default)]
@@ -263,6 +274,22 @@ impl HotScoreJob {
 
     pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioHot> {
         self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
+    }
+
+    /// A copy of the scenario's window state, if it has a hot-score config.
+    pub fn export_state(&self, key: &ScenarioKey) -> Option<HotState> {
+        let s = self.scenario(key)?;
+        Some(HotState { windows: s.windows.clone(), seen: s.seen.clone(), last_window_end: s.last_window_end })
+    }
+
+    /// Replaces the scenario's window state (`None`: empty). False when it has no config here.
+    pub fn restore_state(&mut self, key: &ScenarioKey, state: Option<HotState>) -> bool {
+        let Some(s) = self.scenario_mut(key) else { return false };
+        let state = state.unwrap_or(HotState { windows: HotWindows::default(), seen: SeenEventIds::new(), last_window_end: None });
+        s.windows = state.windows;
+        s.seen = state.seen;
+        s.last_window_end = state.last_window_end;
+        true
     }
 
     pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioHot> {

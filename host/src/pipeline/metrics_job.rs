@@ -16,7 +16,7 @@ use crate::window::BUCKET_MS;
 /// Distinct actions counted per scenario minute.
 const MAX_ACTIONS: usize = 256;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct MinuteTotals {
     counts: Vec<(Box<str>, u64)>,
     watch_total_ms: f64,
@@ -165,6 +165,30 @@ impl MetricsJob {
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioMetrics> {
         self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
+
+    /// A copy of the scenario's open minutes, if it has a metrics config.
+    pub fn export_state(&self, key: &ScenarioKey) -> Option<MetricsState> {
+        let s = self.scenario(key)?;
+        Some(MetricsState { minutes: s.minutes.clone(), max_ts: s.max_ts, closed_through: s.closed_through })
+    }
+
+    /// Replaces the scenario's open minutes (`None`: empty). False when it has no config here.
+    pub fn restore_state(&mut self, key: &ScenarioKey, state: Option<MetricsState>) -> bool {
+        let Some(s) = self.scenarios.get_mut(&key.tenant_id, &key.scenario_id) else { return false };
+        let state = state.unwrap_or_default();
+        s.minutes = state.minutes;
+        s.max_ts = state.max_ts;
+        s.closed_through = state.closed_through;
+        true
+    }
+}
+
+/// What a snapshot carries of one scenario's metrics state.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct MetricsState {
+    minutes: BTreeMap<i64, MinuteTotals>,
+    max_ts: Option<i64>,
+    closed_through: Option<i64>,
 }
 
 #[cfg(test)]

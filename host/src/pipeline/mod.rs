@@ -8,12 +8,14 @@ mod metrics_job;
 mod profile_job;
 mod scenario_map;
 pub mod shadow;
+mod state;
 mod stats;
 
 pub use clock::{InputClock, SINGLE_PARTITION};
 pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
+pub use state::{PartitionState, ScenarioState};
 pub use stats::{PipelineStats, ScenarioCounters};
 
 use std::sync::Arc;
@@ -98,6 +100,8 @@ pub struct Pipeline {
     profiles: ProfileJob,
     metrics: MetricsJob,
     clock: InputClock,
+    /// The input partition each scenario's state belongs to (see `state.rs`).
+    homes: scenario_map::ScenarioMap<i32>,
     /// The watermark the jobs were last advanced to.
     watermark: Option<i64>,
     stats: PipelineStats,
@@ -113,6 +117,7 @@ impl Pipeline {
             profiles,
             metrics: MetricsJob::new(),
             clock,
+            homes: scenario_map::ScenarioMap::default(),
             watermark: None,
             stats: PipelineStats::default(),
         }
@@ -171,6 +176,8 @@ impl Pipeline {
                 let metrics = self.metrics.on_event(&ev);
                 if !(hot || profile || metrics) {
                     self.stats.unknown_scenario += 1;
+                } else if partition != SINGLE_PARTITION {
+                    self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
                 }
             }
             // Windows are closed after every event that moves the watermark into a new minute
@@ -190,8 +197,12 @@ impl Pipeline {
         self.clock.assign(partitions, wall_ms);
     }
 
+    /// Partitions moved to another host: their progress and their scenarios' state go.
     pub fn revoke_partitions(&mut self, partitions: &[i32]) {
         self.clock.revoke(partitions);
+        for &p in partitions {
+            self.release_partition(p);
+        }
     }
 
     #[inline]

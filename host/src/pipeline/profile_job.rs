@@ -22,7 +22,7 @@ const MAX_COUNTED_ACTIONS: usize = 64;
 const MS_PER_DAY: f64 = 86_400_000.0;
 
 /// One user's profile state.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserState {
     /// Interest scores as of `as_of`. Names and actions are shared `Arc<str>`s, so writing a
     /// profile copies pointers, not strings.
@@ -210,6 +210,15 @@ impl ScenarioProfiles {
 }
 
 /// All scenarios' profiles.
+/// What a snapshot carries of one scenario's profiles (the interned names are rebuilt).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ProfileState {
+    users: HashMap<Box<str>, UserState, ahash::RandomState>,
+    timers: BTreeMap<i64, Vec<Box<str>>>,
+    max_ts: i64,
+    last_eviction_hour: i64,
+}
+
 pub struct ProfileJob {
     /// Users idle longer than this are forgotten (their Redis profile expires with its TTL).
     idle_ms: i64,
@@ -260,6 +269,23 @@ impl ProfileJob {
     }
 
     /// (users held, approximate bytes of their state) over all scenarios.
+    /// A copy of the scenario's profile state, if it has a profile config.
+    pub fn export_state(&self, key: &ScenarioKey) -> Option<ProfileState> {
+        let s = self.scenario(key)?;
+        Some(ProfileState { users: s.users.clone(), timers: s.timers.clone(), max_ts: s.max_ts, last_eviction_hour: s.last_eviction_hour })
+    }
+
+    /// Replaces the scenario's profile state (`None`: empty). False when it has no config here.
+    pub fn restore_state(&mut self, key: &ScenarioKey, state: Option<ProfileState>) -> bool {
+        let Some(s) = self.scenarios.get_mut(&key.tenant_id, &key.scenario_id) else { return false };
+        let state = state.unwrap_or(ProfileState { max_ts: i64::MIN, last_eviction_hour: i64::MIN, ..ProfileState::default() });
+        s.users = state.users;
+        s.timers = state.timers;
+        s.max_ts = state.max_ts;
+        s.last_eviction_hour = state.last_eviction_hour;
+        true
+    }
+
     pub fn totals(&self) -> (usize, usize) {
         self.scenarios.values().fold((0, 0), |(u, b), s| (u + s.user_count(), b + s.state_bytes()))
     }

@@ -49,6 +49,11 @@ impl<T> ScenarioMap<T> {
         }
     }
 
+    /// Every scenario with its key parts, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &T)> {
+        self.map.iter().flat_map(|(t, m)| m.iter().map(move |(s, v)| (t, s, v)))
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.map.values().flat_map(|t| t.values())
     }

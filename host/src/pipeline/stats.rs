@@ -11,6 +11,10 @@ pub struct PipelineStats {
     pub unknown_scenario: u64,
     pub late: u64,
     pub duplicates: u64,
+    /// Events of a scenario that arrived on another partition than its earlier events. Nonzero
+    /// means the topic is not keyed by scenario: several hosts in one group would each see part
+    /// of such a scenario (docs/operations.md, "Running a fleet").
+    pub cross_partition: u64,
 }
 
 /// Per-scenario counters.

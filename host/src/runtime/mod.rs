@@ -4,6 +4,7 @@
 mod config_feed;
 mod outputs;
 mod plugins;
+mod snapshots;
 pub mod status;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::sources::{self, SourceMessage};
 use config_feed::ConfigFeed;
 use outputs::Outputs;
 use plugins::PluginCoordinator;
+use snapshots::Snapshots;
 
 /// Runs the job described by `args` to completion.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -35,6 +37,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         jobs: args.job,
         filter: ScenarioFilter { tenant_id: args.tenant_id.clone(), scenario_id: args.scenario_id.clone() },
         allowed_lateness_ms: args.allowed_lateness_ms,
+        partition_idle_ms: args.partition_idle_ms,
         ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(opts);
@@ -87,7 +90,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     plugins.sync(&mut pipeline, true).await;
 
     let mut outputs = Outputs::open(&args, view, &health).await?.with_live(live);
-    let mut committer = None;
+    let mut committer: Option<crate::sources::kafka::KafkaCommitter> = None;
+    // Kafka with Redis: partition state is snapshotted and offsets follow the snapshots.
+    let mut snapshots: Option<Snapshots> = None;
     let mut kafka_lag: Option<Arc<std::sync::atomic::AtomicI64>> = None;
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 
@@ -101,9 +106,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             topic: args.topic.clone(),
             group_id: args.consumer_group(),
             client_id: format!("rtscore-{}", std::process::id()),
+            reachable: health.source_ok_flag(),
         };
         let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
         committer = Some(source.committer);
+        if outputs.redis_mut().is_some() {
+            let store = crate::snapshot::store::SnapshotStore::new(&args.consumer_group(), &args.topic);
+            snapshots = Some(Snapshots::new(store, Duration::from_millis(args.snapshot_interval_ms.max(100))));
+        }
         kafka_lag = Some(source.lag);
         partition_changes = source.partition_changes;
         source.task
@@ -117,16 +127,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut rejects = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut registry_closed = false;
+    let mut warned_cross_partition = false;
     loop {
         tokio::select! {
+            // Partition changes first: a batch after an assignment may hold the new partitions'
+            // records, which must meet their restored state.
+            biased;
+            Some(change) = partition_changes.recv() => match (change, &mut snapshots, outputs.redis_mut()) {
+                (PartitionChange::Assigned(p), Some(s), Some(redis)) => s.assign(&p, &mut pipeline, redis, wall_ms()).await?,
+                (PartitionChange::Revoked(p), Some(s), Some(redis)) => s.revoke(&p, &mut pipeline, redis).await?,
+                (PartitionChange::Assigned(p), _, _) => pipeline.assign_partitions(&p, wall_ms()),
+                (PartitionChange::Revoked(p), _, _) => pipeline.revoke_partitions(&p),
+            },
             msg = rx.recv() => match msg {
                 Some(SourceMessage::Records(batch)) => {
+                    let batch = match &mut snapshots {
+                        Some(s) => s.admit(batch),
+                        None => batch,
+                    };
                     pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
                     outputs.dead_letters(&batch, &rejects).await?;
                     outputs.write(&out).await?;
-                    // Offsets move only after the outputs covering these events are written.
-                    if let Some(c) = &committer {
-                        c.commit(&batch.positions)?;
+                    // Offsets move only after the outputs covering these events are written
+                    // (and, with snapshots, after the state covering them is stored).
+                    match (&mut snapshots, &committer) {
+                        (Some(s), _) => s.processed(&batch),
+                        (None, Some(c)) => c.commit(&batch)?,
+                        (None, None) => {}
                     }
                     out.clear();
                     rejects.clear();
@@ -142,23 +169,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 plugins.set_tenants(registry.tenants());
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
-                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
+                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
             }
             Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
             change = plugins.changes.recv(), if !registry_closed => match change {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => registry_closed = true,
                 change => plugins.registry_changed(change, &mut pipeline).await,
             },
-            Some(change) = partition_changes.recv() => match change {
-                PartitionChange::Assigned(p) => pipeline.assign_partitions(&p, wall_ms()),
-                PartitionChange::Revoked(p) => pipeline.revoke_partitions(&p),
-            },
             _ = tick.tick() => {
                 // A partition that went quiet may release the watermark.
                 pipeline.tick(wall_ms(), &mut out);
                 outputs.write(&out).await?;
                 out.clear();
-                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref());
+                if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut())
+                    && s.due()
+                {
+                    s.save(&pipeline, redis, c, false).await?;
+                }
+                if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
+                    metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
+                }
+                if !warned_cross_partition && pipeline.stats().cross_partition > 0 {
+                    warned_cross_partition = true;
+                    tracing::warn!(
+                        "events of one scenario arrive on several partitions: one host computes them exactly, but several \
+                         hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id \
+                         (docs/operations.md, \"Running a fleet\")"
+                    );
+                }
+                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats(), &rows);
@@ -170,6 +209,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let _ = shutdown_tx.send(true);
+    // Graceful stop: the state of every owned partition is stored and its offsets committed,
+    // so the next owner (or this host, upgraded) continues without replay.
+    if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut()) {
+        s.save(&pipeline, redis, c, true).await?;
+    }
     let rows = status::snapshot(&registry, &pipeline);
     outputs.status(&rows).await?;
     outputs.close().await?;
@@ -240,6 +284,7 @@ fn publish_status(
     pipeline: &Pipeline,
     store_error: &Option<String>,
     kafka_lag: Option<&std::sync::atomic::AtomicI64>,
+    snapshots: Option<&Snapshots>,
 ) -> Vec<status::ScenarioStatusRow> {
     let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
     let rows = status::snapshot(registry, pipeline);
@@ -249,8 +294,11 @@ fn publish_status(
         "config_store_error": store_error,
         "watermark": pipeline.watermark(),
         "kafka_lag": kafka_lag,
+        "partitions": snapshots.map(Snapshots::owned),
+        "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
         "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
-                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered },
+                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
+                   "cross_partition": stats.cross_partition },
     }));
     rows
 }

@@ -75,6 +75,11 @@ impl Outputs {
         Ok(())
     }
 
+    /// The Redis connection, when results go to Redis (snapshots share it).
+    pub fn redis_mut(&mut self) -> Option<&mut RedisSink> {
+        self.redis.as_mut()
+    }
+
     pub async fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
         for r in rejects {
             let raw = batch.get(r.index).unwrap_or_default();

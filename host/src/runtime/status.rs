@@ -145,6 +145,7 @@ pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
     metrics::counter!("rtscore_events_duplicate_total").absolute(stats.duplicates);
     metrics::counter!("rtscore_events_unknown_scenario_total").absolute(stats.unknown_scenario);
     metrics::counter!("rtscore_events_filtered_total").absolute(stats.filtered);
+    metrics::counter!("rtscore_events_cross_partition_total").absolute(stats.cross_partition);
     for r in rows {
         let labels = [("tenant", r.tenant_id.clone()), ("scenario", r.scenario_id.clone())];
         metrics::gauge!("rtscore_scenario_config_revision", &labels).set(r.config_revision.unwrap_or(-1) as f64);

@@ -36,6 +36,8 @@ pub struct RedisSink {
     url: String,
     /// Cleared while Redis is unreachable, so readiness reports the outage.
     reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Outages survived; Redis may have restarted empty in one (snapshots are stored again).
+    outages: u64,
 }
 
 impl RedisSink {
@@ -45,13 +47,18 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, url: url.to_string(), reachable: None })
+        Ok(Self { conn, ttl, url: url.to_string(), reachable: None, outages: 0 })
     }
 
     /// Reports reachability through `flag` (readiness).
     pub fn with_reachability(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.reachable = Some(flag);
         self
+    }
+
+    /// How many times Redis was unreachable and came back.
+    pub fn outages(&self) -> u64 {
+        self.outages
     }
 
     fn set_reachable(&self, ok: bool) {
@@ -168,7 +175,7 @@ impl RedisSink {
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }
         }
-        self.run(&pipe, "write results").await
+        self.query(&pipe, "write results").await
     }
 
     /// Replaces a scenario's status hash.
@@ -176,20 +183,23 @@ impl RedisSink {
         let k = format!("{}:status", key_prefix(key));
         let mut pipe = redis::pipe();
         pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
-        self.run(&pipe, "write status").await
+        self.query(&pipe, "write status").await
     }
 
-    async fn run(&mut self, pipe: &redis::Pipeline, what: &str) -> anyhow::Result<()> {
+    /// Runs `pipe`, retrying transient failures with backoff until Redis answers (the caller
+    /// waits: backpressure). Other Redis errors are returned.
+    pub async fn query<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline, what: &str) -> anyhow::Result<T> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0u32;
         loop {
-            match pipe.query_async::<()>(&mut self.conn).await {
-                Ok(()) => {
+            match pipe.query_async::<T>(&mut self.conn).await {
+                Ok(v) => {
                     if attempt > 0 {
                         tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
                         self.set_reachable(true);
+                        self.outages += 1;
                     }
-                    return Ok(());
+                    return Ok(v);
                 }
                 Err(e) if is_transient(&e) => {
                     attempt += 1;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
@@ -24,6 +24,8 @@ pub struct KafkaSourceConfig {
     pub topic: String,
     pub group_id: String,
     pub client_id: String,
+    /// Cleared while the brokers do not answer (readiness).
+    pub reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A change in the partitions this instance reads.
@@ -83,20 +85,12 @@ pub struct KafkaCommitter {
 impl KafkaCommitter {
     /// Marks every message up to and including each position as processed; the consumer's
     /// auto-commit sends the marks to Kafka.
-    pub fn commit(&self, processed: &[Position]) -> anyhow::Result<()> {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in processed {
-            let e = next.entry(p.partition).or_insert(p.offset + 1);
-            *e = (*e).max(p.offset + 1);
-        }
+    pub fn commit(&self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let next = batch.next_offsets();
         if next.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in next {
-            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).context("building the offset list")?;
-        }
-        match self.consumer.store_offsets(&tpl) {
+        match self.consumer.store_offsets(&self.offset_list(&next)?) {
             Ok(()) => Ok(()),
             // A partition revoked by a rebalance cannot be stored any more; its new owner
             // re-reads from the last commit, so nothing is lost.
@@ -105,6 +99,31 @@ impl KafkaCommitter {
                 Ok(())
             }
         }
+    }
+}
+
+impl KafkaCommitter {
+    fn offset_list(&self, next: &BTreeMap<i32, i64>) -> anyhow::Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &offset) in next {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset)).context("building the offset list")?;
+        }
+        Ok(tpl)
+    }
+
+    /// Commits `next` (next offset per partition) now: after a snapshot covering them is
+    /// stored. `wait` blocks until the broker answers (at shutdown).
+    pub fn commit_next(&self, next: &BTreeMap<i32, i64>, wait: bool) -> anyhow::Result<()> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
+        if let Err(e) = self.consumer.commit(&self.offset_list(next)?, mode) {
+            // Revoked meanwhile, or the broker is away: the next snapshot commits again, and
+            // a new owner resumes from the stored snapshot, which is never behind a commit.
+            tracing::warn!(error = %e, "offset commit failed; the next snapshot retries");
+        }
+        Ok(())
     }
 }
 
@@ -186,15 +205,17 @@ pub fn spawn_kafka_source(
         Ok(())
     });
     let lag = Arc::new(std::sync::atomic::AtomicI64::new(-1));
-    spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), lag_shutdown);
+    spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), cfg.reachable.clone(), lag_shutdown);
     Ok(KafkaSource { committer, lag, partition_changes, task })
 }
 
-/// Every 5 s, off the event path: lag per assigned partition = high watermark - position.
+/// Every 5 s, off the event path: whether the brokers answer (readiness), and lag per assigned
+/// partition = high watermark - position.
 fn spawn_lag_reporter(
     consumer: Arc<GroupConsumer>,
     topic: String,
     total: Arc<std::sync::atomic::AtomicI64>,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -204,8 +225,15 @@ fn spawn_lag_reporter(
                 _ = every.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            let (c, t) = (consumer.clone(), topic.clone());
+            let (c, t, up) = (consumer.clone(), topic.clone(), reachable.clone());
             let lags = tokio::task::spawn_blocking(move || -> Vec<(i32, i64)> {
+                let answered = c.fetch_metadata(Some(&t), Duration::from_secs(2)).is_ok();
+                if up.swap(answered, std::sync::atomic::Ordering::Relaxed) != answered {
+                    match answered {
+                        true => tracing::info!("Kafka is reachable again; catching up"),
+                        false => tracing::warn!("Kafka is unreachable; holding state and retrying"),
+                    }
+                }
                 let Ok(positions) = c.position() else { return Vec::new() };
                 positions
                     .elements_for_topic(&t)

@@ -6,6 +6,8 @@ pub mod file;
 pub mod generator;
 pub mod kafka;
 
+use std::collections::BTreeMap;
+
 /// Where a record came from, for offset commits and dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -67,6 +69,50 @@ impl RecordBatch {
 
     pub fn position(&self, i: usize) -> Option<Position> {
         self.positions.get(i).copied()
+    }
+
+    /// The records `keep` admits, or `None` when it admits every record (no copy).
+    pub fn filtered(&self, mut keep: impl FnMut(Position) -> bool) -> Option<RecordBatch> {
+        if self.positions.iter().all(|p| keep(*p)) {
+            return None;
+        }
+        let mut out = RecordBatch::with_capacity(self.len(), self.bytes_len());
+        for (i, rec) in self.iter().enumerate() {
+            if let Some(pos) = self.position(i)
+                && keep(pos)
+            {
+                out.push_at(rec, pos);
+            }
+        }
+        Some(out)
+    }
+
+    /// Next offset per partition after this batch's records.
+    pub fn next_offsets(&self) -> BTreeMap<i32, i64> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in &self.positions {
+            let e = next.entry(p.partition).or_insert(p.offset + 1);
+            *e = (*e).max(p.offset + 1);
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtering_keeps_positions_and_bytes_together() {
+        let mut b = RecordBatch::default();
+        for (p, o) in [(0, 5), (1, 9), (0, 6), (1, 10)] {
+            b.push_at(format!("r{p}-{o}").as_bytes(), Position { partition: p, offset: o });
+        }
+        assert!(b.filtered(|_| true).is_none());
+        let kept = b.filtered(|p| p.partition == 0 || p.offset >= 10).unwrap();
+        assert_eq!(kept.iter().collect::<Vec<_>>(), vec![&b"r0-5"[..], b"r0-6", b"r1-10"]);
+        assert_eq!(kept.position(2), Some(Position { partition: 1, offset: 10 }));
+        assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::scoring::WindowBatch;
@@ -11,7 +12,7 @@ pub const BUCKET_MS: i64 = 60_000;
 
 /// Events of one action in one bucket. Offsets are ms from the bucket start (< 60 000), so the
 /// sums are exact integers: results do not depend on the order events arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Cell {
     pub action: u16,
     pub count: u32,
@@ -29,15 +30,33 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Bucket {
     /// Minutes since the Unix epoch.
     minute: i64,
+    #[serde(with = "cells_as_seq")]
     cells: SmallVec<[Cell; 2]>,
 }
 
+/// Cells as a plain sequence, so snapshots need no serde feature of `smallvec` (turning one on
+/// would rebuild every crate that shares it, wasmtime included).
+mod cells_as_seq {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use smallvec::SmallVec;
+
+    use super::Cell;
+
+    pub fn serialize<S: Serializer>(cells: &SmallVec<[Cell; 2]>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(cells.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SmallVec<[Cell; 2]>, D::Error> {
+        Vec::<Cell>::deserialize(d).map(SmallVec::from_vec)
+    }
+}
+
 /// One item's buckets, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemBuckets {
     buckets: VecDeque<Bucket>,
 }

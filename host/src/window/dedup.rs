@@ -4,16 +4,22 @@
 
 use std::collections::HashMap;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeenEventIds {
     seen: HashMap<u64, i64, ahash::RandomState>,
+    /// Not snapshotted: the keys are fixed, so a restored set hashes ids as the old one did.
+    #[serde(skip, default = "fixed_hasher")]
     hasher: ahash::RandomState,
+}
+
+/// Fixed keys: the same ids hash the same way in every run and on every host.
+fn fixed_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(1, 2, 3, 4)
 }
 
 impl SeenEventIds {
     pub fn new() -> Self {
-        // Fixed keys: the same ids hash the same way in every run and on every host.
-        Self { seen: HashMap::default(), hasher: ahash::RandomState::with_seeds(1, 2, 3, 4) }
+        Self { seen: HashMap::default(), hasher: fixed_hasher() }
     }
 
     /// True the first time an id is seen.

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use super::buckets::{BUCKET_MS, ItemBuckets};
 use crate::config::WindowGeometry;
 use crate::scoring::WindowBatch;
@@ -19,8 +21,8 @@ pub enum AddOutcome {
     TooManyActions,
 }
 
-/// Window state of one scenario.
-#[derive(Debug, Default)]
+/// Window state of one scenario (snapshotted as is).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct HotWindows {
     items: HashMap<Box<str>, ItemBuckets, ahash::RandomState>,
     /// Action names by code; codes are stable for the life of the state.

@@ -1,0 +1,195 @@
+//! `cargo bench -p rtscore --bench scale_out`: a fleet on this machine. N events
+//! (`RTSCORE_BENCH_EVENTS`, default 2,000,000) over six scenarios go to a fresh 6-partition
+//! topic keyed by scenario (not timed). Then, each with a fresh consumer group, 1, 2 and 3 host
+//! processes (release): events/s from the moment every host owns partitions (`/status`) until
+//! together they have consumed every event — the first host starts consuming alone while the
+//! others join, so that part is left out — and the wall time from start to done. Finally 3
+//! hosts, one killed with SIGKILL at 40% and a replacement started at once: seconds from the
+//! kill until the group's committed offsets reach the end of every partition (caught up, with
+//! snapshots every second).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rtscore::config::ScenarioKey;
+use rtscore::sources::generator::EventMaker;
+
+const PARTITIONS: i32 = 6;
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    Some(buf.split_once("\r\n\r\n")?.1.to_string())
+}
+
+struct Bench {
+    kafka: String,
+    redis: String,
+    topic: String,
+    scenarios: PathBuf,
+    n: u64,
+}
+
+struct Host {
+    child: Child,
+    port: u16,
+}
+
+impl Bench {
+    fn start_host(&self, group: &str) -> Host {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rtscore"))
+            .args(["run", "--kafka-servers", &self.kafka, "--topic", &self.topic, "--group-id", group])
+            .args(["--scenarios-dir", self.scenarios.to_str().unwrap(), "--redis-url", &self.redis, "--view", "off"])
+            .args(["--snapshot-interval-ms", "1000", "--http-addr", &format!("127.0.0.1:{port}")])
+            .env_remove("MONGODB_URL")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rtscore");
+        Host { child, port }
+    }
+
+    fn statuses(hosts: &[Host]) -> Vec<serde_json::Value> {
+        hosts.iter().filter_map(|h| http_get(h.port, "/status")).filter_map(|s| serde_json::from_str(&s).ok()).collect()
+    }
+
+    fn events_in(hosts: &[Host]) -> u64 {
+        Self::statuses(hosts).iter().filter_map(|v| v["stats"]["events_in"].as_u64()).sum()
+    }
+
+    /// Every host answers and owns at least one partition.
+    fn settled(hosts: &[Host]) -> bool {
+        let s = Self::statuses(hosts);
+        s.len() == hosts.len() && s.iter().all(|v| v["partitions"].as_array().is_some_and(|p| !p.is_empty()))
+    }
+
+    /// (events/s once every host owns partitions, seconds from start to done).
+    fn throughput(&self, hosts: usize) -> (f64, f64) {
+        let group = format!("bench-scale-{}-{hosts}", std::process::id());
+        let started = Instant::now();
+        let mut running: Vec<Host> = (0..hosts).map(|_| self.start_host(&group)).collect();
+        let mut settled: Option<(Instant, u64)> = None;
+        loop {
+            let seen = Self::events_in(&running);
+            if settled.is_none() && Self::settled(&running) {
+                settled = Some((Instant::now(), seen));
+            }
+            if seen >= self.n {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "not done in 10 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let total = started.elapsed().as_secs_f64();
+        let (at, seen) = settled.expect("the group settled before the end");
+        let rate = (self.n - seen) as f64 / at.elapsed().as_secs_f64();
+        running.iter_mut().for_each(stop);
+        (rate, total)
+    }
+
+    /// Committed offsets of `group` have reached the end of every partition.
+    fn caught_up(&self, group: &str, ends: &[i64]) -> bool {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.kafka).set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+        }
+        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+        (0..PARTITIONS).all(
+            |p| matches!(committed.find_partition(&self.topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= ends[p as usize]),
+        )
+    }
+
+    /// Seconds from killing one of 3 hosts at 40% to the group being caught up.
+    fn recovery(&self) -> f64 {
+        let group = format!("bench-scale-{}-kill", std::process::id());
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.kafka).create().unwrap();
+        let ends: Vec<i64> = (0..PARTITIONS).map(|p| c.fetch_watermarks(&self.topic, p, Duration::from_secs(5)).unwrap().1).collect();
+        let mut hosts: Vec<Host> = (0..3).map(|_| self.start_host(&group)).collect();
+        let started = Instant::now();
+        while Self::events_in(&hosts) < self.n * 4 / 10 {
+            assert!(started.elapsed() < Duration::from_secs(600), "not at 40% in 10 minutes");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let killed = Instant::now();
+        let _ = hosts[0].child.kill();
+        let _ = hosts[0].child.wait();
+        hosts[0] = self.start_host(&group);
+        while !self.caught_up(&group, &ends) {
+            assert!(killed.elapsed() < Duration::from_secs(600), "not caught up 10 minutes after the kill");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let secs = killed.elapsed().as_secs_f64();
+        hosts.iter_mut().for_each(stop);
+        secs
+    }
+}
+
+fn stop(h: &mut Host) {
+    let _ = Command::new("kill").arg("-TERM").arg(h.child.id().to_string()).status();
+    let _ = h.child.wait();
+}
+
+fn produce(kafka: &str, topic: &str, n: u64, keys: &[ScenarioKey]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    // One generator per scenario, so each event's partition is its scenario's.
+    let mut makers: Vec<EventMaker> = keys.iter().enumerate().map(|(i, k)| EventMaker::new(vec![k.clone()], 200_000, i as u64)).collect();
+    let t0 = 1_767_225_600_000i64;
+    for i in 0..n {
+        let s = (i % keys.len() as u64) as usize;
+        let line = makers[s].next_event(t0 + (i as i64) * 6 * 3_600_000 / n as i64).to_vec();
+        let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&line[..]).partition(s as i32 % PARTITIONS);
+        while let Err((_, back)) = producer.send(rec) {
+            producer.poll(Duration::from_millis(5));
+            rec = back;
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let stack = |args: &[&str]| assert!(Command::new("bash").arg(root.join("scripts/stack.sh")).args(args).status().unwrap().success());
+    stack(&["start"]);
+    let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let kafka = std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into());
+    let topic = format!("bench-scale-{}", std::process::id());
+    stack(&["topic-create", &topic, &PARTITIONS.to_string()]);
+    let keys: Vec<ScenarioKey> = (0..6).map(|i| ScenarioKey::new("bench", &format!("s{i}"))).collect();
+    let scenarios = std::env::temp_dir().join(format!("rtscore-scale-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scenarios).unwrap();
+    for k in &keys {
+        let doc = serde_json::json!({"tenant_id": "bench", "scenario_id": &*k.scenario_id, "config": {"realtime_compute": {"hot_score": {
+            "window_size_minutes": 60, "window_slide_minutes": 15, "decay_lambda": 0.1}}}});
+        std::fs::write(scenarios.join(format!("{}.json", k.scenario_id)), serde_json::to_vec(&doc).unwrap()).unwrap();
+    }
+    eprintln!("producing {n} events to {topic} ...");
+    produce(&kafka, &topic, n, &keys);
+    let bench = Bench { kafka, redis, topic, scenarios, n };
+
+    println!("\n| hosts (processes, one group) | events | events/s once every host owns partitions | seconds, start to done |");
+    println!("|---:|---:|---:|---:|");
+    for hosts in 1..=3 {
+        let (rate, secs) = bench.throughput(hosts);
+        println!("| {hosts} | {n} | {rate:.0} | {secs:.2} |");
+    }
+    let secs = bench.recovery();
+    println!("\n| recovery: 3 hosts, one SIGKILLed at 40% and replaced | seconds from kill to committed offsets at the end |");
+    println!("|---|---:|");
+    println!("| {n} events, snapshots every 1 s, session timeout 10 s | {secs:.1} |");
+    let _ = std::fs::remove_dir_all(&bench.scenarios);
+}

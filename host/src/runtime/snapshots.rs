@@ -1,0 +1,165 @@
+//! Snapshot-and-commit for the Kafka source: which partitions this host owns, how far each has
+//! been processed, restoring a partition's state when it is assigned and storing it when it is
+//! revoked, every `--snapshot-interval-ms`, and at shutdown. The order is always: outputs
+//! written, then the snapshot stored, then the offsets committed, so a kill at any point
+//! resumes from a state whose events are exactly the ones before its offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::pipeline::Pipeline;
+use crate::sinks::redis::RedisSink;
+use crate::snapshot::store::SnapshotStore;
+use crate::sources::RecordBatch;
+use crate::sources::kafka::KafkaCommitter;
+
+pub struct Snapshots {
+    store: SnapshotStore,
+    interval: Duration,
+    assigned: BTreeSet<i32>,
+    /// Next offset per assigned partition: every record before it is in the pipeline's state.
+    processed: BTreeMap<i32, i64>,
+    /// Records below these offsets are in a restored snapshot already (replayed from an older
+    /// commit) and are skipped.
+    restored_to: BTreeMap<i32, i64>,
+    /// What the last stored snapshot covered, and when it was stored.
+    saved: BTreeMap<i32, i64>,
+    saved_at: Option<Instant>,
+    /// Redis outages seen at the last save: Redis may come back empty, so after an outage
+    /// every partition is stored again even without progress.
+    outages_at_save: u64,
+}
+
+impl Snapshots {
+    pub fn new(store: SnapshotStore, interval: Duration) -> Self {
+        Self {
+            store,
+            interval,
+            assigned: BTreeSet::new(),
+            processed: BTreeMap::new(),
+            restored_to: BTreeMap::new(),
+            saved: BTreeMap::new(),
+            saved_at: None,
+            outages_at_save: 0,
+        }
+    }
+
+    /// New partitions: their stored state (if any) joins the pipeline before their records.
+    pub async fn assign(&mut self, partitions: &[i32], pipeline: &mut Pipeline, redis: &mut RedisSink, wall_ms: i64) -> anyhow::Result<()> {
+        let states = self.store.load(redis, partitions).await?;
+        for state in states {
+            let (p, next) = (state.partition, state.next_offset);
+            let scenarios = pipeline.import_partition(state, wall_ms);
+            tracing::info!(partition = p, next_offset = next, scenarios, "restored partition state from its snapshot");
+            metrics::counter!("rtscore_snapshot_restores_total").increment(1);
+            self.restored_to.insert(p, next);
+            // Not marked saved: the committed offset may be behind the snapshot (the old owner
+            // died between storing and committing), so the next save commits it.
+            self.processed.insert(p, next);
+        }
+        self.assigned.extend(partitions.iter().copied());
+        pipeline.assign_partitions(partitions, wall_ms);
+        tracing::info!(partitions = ?self.assigned, "partitions owned");
+        Ok(())
+    }
+
+    /// Partitions taken away: their state is stored for the next owner, then dropped here. The
+    /// offsets cannot be committed any more (the new owner skips what the snapshot covers).
+    pub async fn revoke(&mut self, partitions: &[i32], pipeline: &mut Pipeline, redis: &mut RedisSink) -> anyhow::Result<()> {
+        let states: Vec<_> = partitions.iter().filter_map(|p| Some(pipeline.export_partition(*p, self.unsaved(*p)?))).collect();
+        self.store.save(redis, &states, wall_ms()).await?;
+        for p in partitions {
+            self.assigned.remove(p);
+            self.processed.remove(p);
+            self.restored_to.remove(p);
+            self.saved.remove(p);
+        }
+        pipeline.revoke_partitions(partitions);
+        tracing::info!(partitions = ?self.assigned, "partitions owned");
+        Ok(())
+    }
+
+    /// The next offset of `p` if records were processed since its last snapshot.
+    fn unsaved(&self, p: i32) -> Option<i64> {
+        let next = *self.processed.get(&p)?;
+        (self.saved.get(&p) != Some(&next)).then_some(next)
+    }
+
+    /// The records to process: those of partitions this host owns that its restored state
+    /// does not already hold.
+    pub fn admit(&mut self, batch: RecordBatch) -> RecordBatch {
+        let (assigned, restored_to) = (&self.assigned, &self.restored_to);
+        match batch.filtered(|pos| assigned.contains(&pos.partition) && restored_to.get(&pos.partition).is_none_or(|&o| pos.offset >= o)) {
+            Some(kept) => kept,
+            None => batch,
+        }
+    }
+
+    /// The batch's outputs are written: its records count as processed.
+    pub fn processed(&mut self, batch: &RecordBatch) {
+        for (p, next) in batch.next_offsets() {
+            let e = self.processed.entry(p).or_insert(next);
+            *e = (*e).max(next);
+            self.restored_to.remove(&p);
+        }
+    }
+
+    pub fn due(&self) -> bool {
+        self.saved_at.is_none_or(|at| at.elapsed() >= self.interval)
+    }
+
+    /// Stores the state of every partition with unsaved progress, then commits their offsets.
+    pub async fn save(
+        &mut self,
+        pipeline: &Pipeline,
+        redis: &mut RedisSink,
+        committer: &KafkaCommitter,
+        at_shutdown: bool,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut next = BTreeMap::new();
+        // A consistent cut: every assigned partition at the same moment, so a scenario whose
+        // events span partitions (unkeyed topic, one host) restores to one point in the stream.
+        let states: Vec<_> = self
+            .assigned
+            .iter()
+            .filter_map(|&p| {
+                let offset = *self.processed.get(&p)?;
+                next.insert(p, offset);
+                Some(pipeline.export_partition(p, offset))
+            })
+            .collect();
+        if redis.outages() == self.outages_at_save && states.iter().all(|s| self.saved.get(&s.partition) == Some(&s.next_offset)) {
+            // Nothing new: commit the stored offsets again, since an asynchronous commit can
+            // fail (a rebalance in progress) and an idle partition would otherwise keep its lag.
+            committer.commit_next(&next, at_shutdown)?;
+            self.saved_at = Some(Instant::now());
+            return Ok(());
+        }
+        let saved = self.store.save(redis, &states, wall_ms()).await?;
+        committer.commit_next(&next, at_shutdown)?;
+        self.saved = next;
+        self.outages_at_save = redis.outages();
+        self.saved_at = Some(Instant::now());
+        metrics::gauge!("rtscore_snapshot_bytes").set(saved.bytes as f64);
+        metrics::gauge!("rtscore_snapshot_partitions").set(saved.partitions as f64);
+        metrics::counter!("rtscore_snapshots_total").increment(1);
+        metrics::histogram!("rtscore_snapshot_write_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(partitions = saved.partitions, bytes = saved.bytes, ms = started.elapsed().as_millis() as u64, "snapshot stored");
+        Ok(())
+    }
+
+    /// Partitions this host owns now.
+    pub fn owned(&self) -> Vec<i32> {
+        self.assigned.iter().copied().collect()
+    }
+
+    /// Seconds since the last stored snapshot (or check that found nothing new).
+    pub fn age_seconds(&self) -> Option<f64> {
+        self.saved_at.map(|at| at.elapsed().as_secs_f64())
+    }
+}
+
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
