@@ -35,7 +35,7 @@ struct Bucket {
     /// Minutes since the Unix epoch.
     minute: i64,
     #[serde(with = "cells_as_seq")]
-    cells: SmallVec<[Cell; 2]>,
+    cells: SmallVec<[Cell; 1]>,
 }
 
 /// Cells as a plain sequence, so snapshots need no serde feature of `smallvec` (turning one on
@@ -46,11 +46,11 @@ mod cells_as_seq {
 
     use super::Cell;
 
-    pub fn serialize<S: Serializer>(cells: &SmallVec<[Cell; 2]>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(cells: &SmallVec<[Cell; 1]>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(cells.iter())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SmallVec<[Cell; 2]>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SmallVec<[Cell; 1]>, D::Error> {
         Vec::<Cell>::deserialize(d).map(SmallVec::from_vec)
     }
 }
@@ -68,6 +68,13 @@ impl ItemBuckets {
         let offset = ts.rem_euclid(BUCKET_MS) as u64;
         // Events arrive nearly in order: search from the newest bucket.
         let pos = self.buckets.iter().rposition(|b| b.minute <= minute);
+        let opens = !matches!(pos, Some(i) if self.buckets[i].minute == minute);
+        if opens && self.buckets.len() == self.buckets.capacity() {
+            // Grow 1, 2, 4, ... instead of the default first allocation of 4 buckets: most
+            // items of a long-tail catalogue hold a single bucket, and three empty slots per
+            // item tripled the state (docs/benchmarks.md, state per (item, bucket)).
+            self.buckets.reserve_exact(self.buckets.len().max(1));
+        }
         let (idx, opened) = match pos {
             Some(i) if self.buckets[i].minute == minute => (i, false),
             Some(i) => {
