@@ -6,7 +6,8 @@
 //! a shadow candidate on every scenario (each window scored twice and compared, docs/rollout.md),
 //! and for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
-//! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000).
+//! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000). The built-in and
+//! plugin rows are medians of three alternated runs each.
 
 #[path = "../../tests/plugin_support.rs"]
 mod support;
@@ -163,6 +164,17 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
     Row { name: label.into(), events_per_s: events / secs, note }
 }
 
+/// Alternated runs of the built-in and plugin rows.
+const ROUNDS: usize = 3;
+
+fn median(mut rows: Vec<Row>) -> Row {
+    rows.sort_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
+    let n = rows.len();
+    let mut row = rows.swap_remove(n / 2);
+    row.name += &format!(" (median of {n})");
+    row
+}
+
 fn main() {
     // `cargo bench` passes --bench; this binary takes no flags.
     let n: usize = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
@@ -174,9 +186,20 @@ fn main() {
     eprintln!("{:.1} MB of JSON; running ...", bytes as f64 / 1e6);
 
     let ceiling = parse_only(&batches);
-    let hot = full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score (built-in)");
-    let plugin =
-        full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Plugin, "full pipeline, item_hot_score (decay-weighted plugin)");
+    // Built-in and plugin alternate, three runs each, medians reported: on a shared machine a
+    // single pair of runs can land in different load and swing the ratio either way.
+    let (mut hots, mut plugins) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        hots.push(full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score (built-in)"));
+        plugins.push(full(
+            &batches,
+            &cfgs,
+            JobSelection::ItemHotScore,
+            Formula::Plugin,
+            "full pipeline, item_hot_score (decay-weighted plugin)",
+        ));
+    }
+    let (hot, plugin) = (median(hots), median(plugins));
     let shadowed =
         scenarios_with(Some(serde_json::json!({"hot_score": {"action_weights": {"purchase": 30.0, "click": 4.0}, "decay_lambda": 1.0}})));
     let shadow =

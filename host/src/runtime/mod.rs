@@ -145,9 +145,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         Some(s) => s.admit(batch),
                         None => batch,
                     };
+                    let started = std::time::Instant::now();
                     pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
                     outputs.dead_letters(&batch, &rejects).await?;
                     outputs.write(&out).await?;
+                    record_emission_delay(&out, started);
                     // Offsets move only after the outputs covering these events are written
                     // (and, with snapshots, after the state covering them is stored).
                     match (&mut snapshots, &committer) {
@@ -301,6 +303,18 @@ fn publish_status(
                    "cross_partition": stats.cross_partition },
     }));
     rows
+}
+
+/// `rtscore_hot_emission_delay_seconds`: from the start of the batch in which the watermark
+/// passed a window's end to its hot list being written to every sink (Redis included). An upper
+/// bound: the watermark passes the end somewhere inside the batch.
+fn record_emission_delay(out: &[crate::output::Output], started: std::time::Instant) {
+    let hot = out.iter().filter(|o| matches!(o, crate::output::Output::Hot(_))).count();
+    if hot > 0 {
+        let delay = started.elapsed().as_secs_f64();
+        let h = metrics::histogram!("rtscore_hot_emission_delay_seconds");
+        (0..hot).for_each(|_| h.record(delay));
+    }
 }
 
 fn wall_ms() -> i64 {
