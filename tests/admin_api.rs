@@ -424,6 +424,11 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
 fn tenant_supplied_strings_are_escaped_in_the_console() {
     let mut w = world();
     let port = w.api.port;
+    // A candidate in shadow, so the item id also reaches the shadow comparison.
+    let cand = br#"{"candidate":{"hot_score":{"action_weights":{"view":5.0}}}}"#;
+    let r = request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home?immediately=true", Some(&w.acme), cand);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(2)), "{}", w.api.host.log());
     let t0 = 1_700_000_040_000_i64 / 60_000 * 60_000;
     let mut lines = vec![event_line("acme", "home", "x", "view", t0 + 1_000)];
     // A JSON-escaped item id carrying markup, then an event that moves the watermark on.
@@ -446,12 +451,22 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
         w.api.host.log()
     );
     assert!(wait_until(Duration::from_secs(5), || live().json()["rejected"] == 1), "{}", live().body);
+    assert!(
+        wait_until(Duration::from_secs(5), || live().json()["shadow"]["list"]["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["item_id"] == XSS_ITEM))),
+        "the shadow list has the item: {}",
+        live().body
+    );
     let c = format!("rtscore_token={}", w.acme);
     for url in ["/console", "/console/tenants/acme/scenarios/home"] {
         let page = request_raw(port, "GET", url, &[("Cookie", &c)], b"", None).body;
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{url} shows the item, escaped:\n{page}");
         assert!(!page.contains("<img"), "{url} must not contain markup from the item id:\n{page}");
     }
+    let page = request_raw(port, "GET", "/console/tenants/acme/scenarios/home", &[("Cookie", &c)], b"", None).body;
+    let shadow = page.split(r#"<div id="shadow">"#).nth(1).unwrap_or("");
+    assert!(shadow.contains("&lt;img src=x onerror=alert(1)&gt;"), "the shadow comparison shows the item, escaped:\n{page}");
     let sse = request_raw(port, "GET", "/console/tenants/acme/scenarios/home/events", &[("Cookie", &c)], b"", Some("\n\n"));
     assert!(sse.body.contains("&lt;img src=x onerror=alert(1)&gt;") && !sse.body.contains("<img"), "{}", sse.body);
     // An editor error echoing tenant text is escaped too.

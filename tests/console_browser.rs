@@ -137,4 +137,10 @@ fn a_tenant_logs_in_sees_its_scenarios_and_changes_a_weight() {
     b.click("#promote");
     b.wait_for(Duration::from_secs(10), "the promotion", |b| b.text("#rollout-result").contains("stored revision 4"));
     assert!(wait_until(Duration::from_secs(10), || applied() == Some(4)), "the host applies revision 4");
+    b.wait_for(Duration::from_secs(10), "the promoted candidate leaving the status", |b| b.text("#candidate") == "none");
+    // Roll back to revision 3 (the old weights with the candidate in shadow again).
+    b.type_into("#to_revision", "3");
+    b.click("#rollback");
+    b.wait_for(Duration::from_secs(10), "the rollback", |b| b.text("#rollout-result").contains("stored revision 5"));
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(5)), "the host applies revision 5");
 }
