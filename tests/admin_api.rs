@@ -464,6 +464,8 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{url} shows the item, escaped:\n{page}");
         assert!(!page.contains("<img"), "{url} must not contain markup from the item id:\n{page}");
     }
+    let overview = request_raw(port, "GET", "/console", &[("Cookie", &c)], b"", None).body;
+    assert!(overview.contains("candidate builtin"), "the overview names the running candidate:\n{overview}");
     let page = request_raw(port, "GET", "/console/tenants/acme/scenarios/home", &[("Cookie", &c)], b"", None).body;
     let shadow = page.split(r#"<div id="shadow">"#).nth(1).unwrap_or("");
     assert!(shadow.contains("&lt;img src=x onerror=alert(1)&gt;"), "the shadow comparison shows the item, escaped:\n{page}");

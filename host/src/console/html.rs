@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use crate::api::Scope;
 use crate::config::{FieldError, ScenarioKey};
+use crate::runtime::status::ScenarioStatusRow;
 use crate::sinks::live::{HostLive, ScenarioLive};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -92,7 +93,7 @@ fn state_class(state: &str) -> &'static str {
 /// Overview table body: one row per scenario.
 pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
     if scenarios.is_empty() {
-        return r#"<tr><td colspan="11" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
+        return r#"<tr><td colspan="12" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
     }
     let mut out = String::new();
     for (k, s) in scenarios {
@@ -101,7 +102,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
         let err = st.and_then(|r| r.last_error.as_deref());
         let _ = write!(
             out,
-            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td><td>{rollout}</td></tr>"#,
             t = esc(&k.tenant_id),
             s_ = esc(&k.scenario_id),
             tu = url_segment(&k.tenant_id),
@@ -117,9 +118,26 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
             top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
             ecls = if err.is_some() { "error" } else { "muted" },
             err = esc(err.unwrap_or("none")),
+            rollout = st.map_or_else(|| "–".to_string(), rollout_cell),
         );
     }
     out
+}
+
+/// A revision waiting for its effective window, and the shadow candidate with its error.
+fn rollout_cell(r: &ScenarioStatusRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = r.pending_revision {
+        let from = r.effective_from_window_end.map_or_else(String::new, |e| format!(" from {}", time(e)));
+        parts.push(format!("pending revision {p}{from}"));
+    }
+    if let Some(c) = &r.candidate {
+        parts.push(format!("candidate {}", esc(c)));
+    }
+    if let Some(e) = &r.candidate_error {
+        parts.push(format!(r#"<span class="error">candidate error: {}</span>"#, esc(e)));
+    }
+    if parts.is_empty() { "–".to_string() } else { parts.join("<br>") }
 }
 
 pub fn host_counters(h: &HostLive) -> String {
@@ -140,7 +158,7 @@ pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: 
         Some("/console/events"),
         &format!(
             r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
-<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th></tr></thead>
+<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th><th>rollout</th></tr></thead>
 <tbody id="scenarios">{rows}</tbody></table>"#,
             host = host_counters(host),
             rows = overview_rows(scenarios)
