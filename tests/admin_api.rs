@@ -111,9 +111,15 @@ fn every_api_route_refuses_missing_bad_and_foreign_tokens() {
         }
     }
     assert!(checked >= 10, "every secured route was exercised ({checked})");
-    // The refused writes changed nothing the allowed ones did not: PUT and PATCH by admin and
-    // acme bumped the revision four times, the refused attempts never.
-    assert_eq!(stored_revision(&w, "acme", "home"), before + 4);
+    // The refused writes changed nothing the allowed ones did not: PUT, PATCH and rollback by
+    // admin and acme bumped the revision six times (promote has no candidate: 422), the
+    // refused attempts never.
+    assert_eq!(stored_revision(&w, "acme", "home"), before + 6);
+    // The rollout routes answer another tenant's token with 403 and change nothing.
+    for suffix in ["promote", "rollback"] {
+        refused(&request(port, "POST", &format!("/api/v1/tenants/acme/scenarios/home/{suffix}"), Some(&w.rival), b""), 403, suffix);
+    }
+    assert_eq!(stored_revision(&w, "acme", "home"), before + 6);
     // Reads of a tenant show nothing of another.
     let list = request(port, "GET", "/api/v1/tenants/acme/scenarios", Some(&w.acme), b"").json();
     let ids: Vec<_> = list["scenarios"]
@@ -157,9 +163,12 @@ fn every_console_route_refuses_missing_bad_and_foreign_logins() {
         if url.contains("/tenants/") {
             assert_eq!(send(Some(&w.rival)).status, 403, "{m} {url} with another tenant's login");
         }
+        // Promote without a candidate (and rollback past the first revision) are refused by
+        // the service, not by access control: the page says why.
+        let allowed: &[u16] = if url.ends_with("/promote") || url.ends_with("/rollback") { &[200, 422] } else { &[200] };
         for t in [&w.acme, &w.admin] {
             let r = send(Some(t));
-            assert_eq!(r.status, 200, "{m} {url} with an allowed login: {}", r.body);
+            assert!(allowed.contains(&r.status), "{m} {url} with an allowed login: {}", r.body);
             assert!(r.header("content-security-policy").is_some_and(|c| c.contains("script-src 'self'")));
         }
     }
@@ -268,6 +277,88 @@ fn edits_are_validated_versioned_and_reach_the_host() {
     assert_eq!(spec, serde_json::from_str::<Value>(rtscore::api::OPENAPI_JSON).unwrap());
 }
 
+/// Sends one tumbling minute of events for `home` from `t`: "bought" purchased once, "viewed"
+/// viewed three times. Live weights (purchase 10, view 1) rank "bought" first, the candidate's
+/// (view 100, purchase 1) "viewed".
+fn window_of_events(w: &mut World, t: i64) {
+    let mut lines = vec![event_line("acme", "home", "bought", "purchase", t + 1_000)];
+    lines.extend((0..3).map(|n| event_line("acme", "home", "viewed", "view", t + 2_000 + n)));
+    w.api.send(&lines);
+}
+
+#[test]
+fn promote_rollback_and_history_through_the_api() {
+    let mut w = world();
+    let port = w.api.port;
+    let path = "/api/v1/tenants/acme/scenarios/home";
+    let live = |w: &World| request(w.api.port, "GET", &format!("{path}/live"), Some(&w.acme), b"").json();
+    // Revision 2 adds a candidate; it runs in shadow beside the live weights.
+    let cand = br#"{"candidate":{"hot_score":{"action_weights":{"view":100.0,"purchase":1.0}}}}"#;
+    let r = request(port, "PATCH", &format!("{path}?immediately=true"), Some(&w.acme), cand);
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(2)), "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(2)), "{}", w.api.host.log());
+    let t0 = 1_700_000_040_000_i64 / 60_000 * 60_000;
+    window_of_events(&mut w, t0);
+    w.api.send(&[event_line("acme", "home", "later", "view", t0 + 60_000 + 11_000)]);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let v = live(&w);
+            v["hot"]["items"][0]["item_id"] == "bought" && v["shadow"]["list"]["items"][0]["item_id"] == "viewed"
+        }),
+        "live and shadow lists rank by their own weights: {}\n{}",
+        live(&w),
+        w.api.host.log()
+    );
+
+    // Another tenant's token is refused on all three routes.
+    for (m, suffix) in [("GET", "history"), ("POST", "promote"), ("POST", "rollback")] {
+        refused(&request(port, m, &format!("{path}/{suffix}"), Some(&w.rival), b""), 403, suffix);
+    }
+
+    // Promote: revision 3 carries the candidate's weights and no candidate.
+    let r = request(port, "POST", &format!("{path}/promote?immediately=true"), Some(&w.acme), b"");
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(3)), "{}", r.body);
+    let doc = &r.json()["document"];
+    assert!(doc.get("candidate").is_none(), "{doc}");
+    assert_eq!(doc["config"]["realtime_compute"]["hot_score"]["action_weights"]["view"], 100.0);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(3)), "{}", w.api.host.log());
+    // The next window's live list ranks as the candidate did; the shadow has ended.
+    window_of_events(&mut w, t0 + 60_000 + 12_000);
+    w.api.send(&[event_line("acme", "home", "later", "view", t0 + 120_000 + 11_000)]);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let v = live(&w);
+            v["hot"]["config_revision"] == 3 && v["hot"]["items"][0]["item_id"] == "viewed" && v["shadow"].is_null()
+        }),
+        "the promoted weights are live: {}",
+        live(&w)
+    );
+    let r = request(port, "POST", &format!("{path}/promote"), Some(&w.acme), b"");
+    refused(&r, 422, "promote without a candidate");
+    assert_eq!(r.json()["errors"][0]["path"], "candidate");
+
+    // Rollback (default: the revision before the current, 2: live weights plus the candidate):
+    // stored as revision 4 and applied. Revision 1 was written by the fixture, not stored
+    // through the service, so the history starts at 2.
+    let r = request(port, "POST", &format!("{path}/rollback?to_revision=99"), Some(&w.acme), b"");
+    refused(&r, 422, "rollback to a revision that never existed");
+    assert_eq!(r.json()["errors"][0]["path"], "revision");
+    refused(&request(port, "POST", &format!("{path}/rollback?to_revision=x"), Some(&w.acme), b""), 400, "a revision that is no number");
+    let r = request(port, "POST", &format!("{path}/rollback?immediately=true"), Some(&w.acme), b"");
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(4)), "{}", r.body);
+    assert_eq!(r.json()["document"]["config"]["realtime_compute"]["hot_score"]["action_weights"]["purchase"], 10.0);
+    assert!(r.json()["document"].get("candidate").is_some(), "the candidate is back in shadow");
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(4)), "{}", w.api.host.log());
+
+    // History lists every revision, oldest first.
+    let h = request(port, "GET", &format!("{path}/history"), Some(&w.acme), b"");
+    assert_eq!(h.status, 200, "{}", h.body);
+    let revisions: Vec<_> = h.json()["revisions"].as_array().unwrap().iter().map(|d| d["revision"].as_i64().unwrap()).collect();
+    assert_eq!(revisions, vec![2, 3, 4]);
+    assert!(h.json()["revisions"][1].get("candidate").is_none(), "revision 3 is the promoted one");
+    refused(&request(port, "GET", "/api/v1/tenants/acme/scenarios/nope/history", Some(&w.acme), b""), 404, "history of nothing");
+}
+
 #[test]
 fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     let w = world();
@@ -333,6 +424,11 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
 fn tenant_supplied_strings_are_escaped_in_the_console() {
     let mut w = world();
     let port = w.api.port;
+    // A candidate in shadow, so the item id also reaches the shadow comparison.
+    let cand = br#"{"candidate":{"hot_score":{"action_weights":{"view":5.0}}}}"#;
+    let r = request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home?immediately=true", Some(&w.acme), cand);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(2)), "{}", w.api.host.log());
     let t0 = 1_700_000_040_000_i64 / 60_000 * 60_000;
     let mut lines = vec![event_line("acme", "home", "x", "view", t0 + 1_000)];
     // A JSON-escaped item id carrying markup, then an event that moves the watermark on.
@@ -355,12 +451,24 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
         w.api.host.log()
     );
     assert!(wait_until(Duration::from_secs(5), || live().json()["rejected"] == 1), "{}", live().body);
+    assert!(
+        wait_until(Duration::from_secs(5), || live().json()["shadow"]["list"]["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["item_id"] == XSS_ITEM))),
+        "the shadow list has the item: {}",
+        live().body
+    );
     let c = format!("rtscore_token={}", w.acme);
     for url in ["/console", "/console/tenants/acme/scenarios/home"] {
         let page = request_raw(port, "GET", url, &[("Cookie", &c)], b"", None).body;
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{url} shows the item, escaped:\n{page}");
         assert!(!page.contains("<img"), "{url} must not contain markup from the item id:\n{page}");
     }
+    let overview = request_raw(port, "GET", "/console", &[("Cookie", &c)], b"", None).body;
+    assert!(overview.contains("candidate builtin"), "the overview names the running candidate:\n{overview}");
+    let page = request_raw(port, "GET", "/console/tenants/acme/scenarios/home", &[("Cookie", &c)], b"", None).body;
+    let shadow = page.split(r#"<div id="shadow">"#).nth(1).unwrap_or("");
+    assert!(shadow.contains("&lt;img src=x onerror=alert(1)&gt;"), "the shadow comparison shows the item, escaped:\n{page}");
     let sse = request_raw(port, "GET", "/console/tenants/acme/scenarios/home/events", &[("Cookie", &c)], b"", Some("\n\n"));
     assert!(sse.body.contains("&lt;img src=x onerror=alert(1)&gt;") && !sse.body.contains("<img"), "{}", sse.body);
     // An editor error echoing tenant text is escaped too.

@@ -1,6 +1,7 @@
 //! The operator console in a real browser (headless Chromium through chromedriver): log in with
 //! a tenant token, see only that tenant's scenarios, change a weight in the editor and watch
-//! the hot list change. The screenshots in `docs/screenshots/` are written by this test.
+//! the hot list change; then a shadow candidate appears beside the live list and is promoted
+//! from the page. The screenshots in `docs/screenshots/` are written by this test.
 
 mod support;
 
@@ -109,4 +110,37 @@ fn a_tenant_logs_in_sees_its_scenarios_and_changes_a_weight() {
     b.wait_for(Duration::from_secs(10), "the status counters of both minutes", |b| b.text("#status").contains("68"));
     b.eval("window.scrollTo(0, 0)", json!([]));
     shot(&b, "console-after-edit.png");
+
+    // A shadow candidate (views weigh ten times more) runs beside the live list: the page shows
+    // both lists of the same window with their agreement, live.
+    let r = request(
+        port,
+        "PATCH",
+        "/api/v1/tenants/acme/scenarios/home?immediately=true",
+        Some(&token),
+        br#"{"candidate":{"hot_score":{"action_weights":{"view":10.0}}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(3)), "the host applies revision 3");
+    let mut third = minute("acme", "home", t0 + 120_000);
+    third.push(event_line("acme", "home", "much-viewed", "view", t0 + 191_000));
+    api.send(&third);
+    b.wait_for(Duration::from_secs(15), "the shadow comparison", |b| {
+        b.text("#shadow-items tbody tr td.item") == "much-viewed" && first_item(b) == "bought-once"
+    });
+    assert!(b.text("#shadow").contains("overlap@10") && b.text("#shadow").contains("RBO"), "{}", b.text("#shadow"));
+    assert!(b.text("#candidate").contains("builtin"), "the status names the candidate: {}", b.text("#status"));
+    b.eval("document.getElementById('shadow').parentElement.scrollIntoView()", json!([]));
+    shot(&b, "console-shadow.png");
+
+    // Promote from the page: the same service as the API, a new revision without a candidate.
+    b.click("#promote");
+    b.wait_for(Duration::from_secs(10), "the promotion", |b| b.text("#rollout-result").contains("stored revision 4"));
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(4)), "the host applies revision 4");
+    b.wait_for(Duration::from_secs(10), "the promoted candidate leaving the status", |b| b.text("#candidate") == "none");
+    // Roll back to revision 3 (the old weights with the candidate in shadow again).
+    b.type_into("#to_revision", "3");
+    b.click("#rollback");
+    b.wait_for(Duration::from_secs(10), "the rollback", |b| b.text("#rollout-result").contains("stored revision 5"));
+    assert!(wait_until(Duration::from_secs(10), || applied() == Some(5)), "the host applies revision 5");
 }

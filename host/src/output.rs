@@ -43,7 +43,7 @@ pub struct ShadowComparison {
 }
 
 /// A shadow candidate's hot list for one window: served nowhere, written beside the live one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowList {
     /// The candidate's list; `config_revision` is the document revision that holds the candidate.
     pub list: HotList,

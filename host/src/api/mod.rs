@@ -1,8 +1,6 @@
 //! The admin API (`/api/v1/...`, JSON) on the host's HTTP server: scenario documents, plugin
 //! uploads and live status, each scoped to a tenant by bearer token. The handlers only
 //! translate HTTP; the work is done by `crate::admin`, the same code the CLI runs.
-//!
-//! Promote/rollback and revision history (issue #9) plug in as more rows of [`routes`].
 
 pub mod auth;
 mod error;
@@ -15,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderMap, Method, header};
-use axum::routing::{MethodRouter, delete, get, patch, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 pub use auth::{Scope, TokenStore};
 pub use error::ApiError;
@@ -118,6 +116,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::PUT, SCENARIO, Tenant, put(scenarios::write)),
         route(Method::PATCH, SCENARIO, Tenant, patch(scenarios::write)),
         route(Method::DELETE, SCENARIO, Tenant, delete(scenarios::remove)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/history", Tenant, get(scenarios::history)),
+        route(Method::POST, "/api/v1/tenants/{tenant}/scenarios/{scenario}/promote", Tenant, post(scenarios::promote)),
+        route(Method::POST, "/api/v1/tenants/{tenant}/scenarios/{scenario}/rollback", Tenant, post(scenarios::rollback)),
         route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/live", Tenant, get(status::scenario_live)),
         route(Method::GET, "/api/v1/tenants/{tenant}/plugins", Tenant, get(plugins::list)),
         route(Method::POST, "/api/v1/tenants/{tenant}/plugins", Tenant, plugins::upload_route()),

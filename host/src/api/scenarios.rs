@@ -1,5 +1,7 @@
 //! `/api/v1/tenants/{tenant}/scenarios[/{scenario}]`: list, get, replace (PUT), deep-merge
-//! (PATCH), delete. Writes take `?dry_run=true` to validate without storing.
+//! (PATCH), delete, and the rollout operations: history, promote, rollback. Writes take
+//! `?dry_run=true` to validate without storing (PUT/PATCH), and the effective-time parameters
+//! (`effective_from`, `immediately`, `margin_ms`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -28,6 +30,9 @@ pub struct WriteOptions {
     immediately: bool,
     /// Event-time margin past the hosts' reported progress (default 30 s).
     margin_ms: Option<i64>,
+    /// Rollback only: the revision to restore (default: the one before the current). A plain
+    /// field rather than a flattened struct: `serde(flatten)` loses the query's number types.
+    to_revision: Option<i64>,
 }
 
 impl WriteOptions {
@@ -93,4 +98,37 @@ pub async fn remove(
     s.authorize(&headers, Some(&tenant))?;
     s.scenarios.delete(&tenant, &scenario).await?;
     Ok(Json(json!({"deleted": true, "tenant_id": tenant, "scenario_id": scenario})))
+}
+
+pub async fn history(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    Ok(Json(json!({"tenant_id": tenant, "scenario_id": scenario, "revisions": s.scenarios.history(&tenant, &scenario).await?})))
+}
+
+/// The shadow candidate becomes the live config (a new revision without a candidate).
+pub async fn promote(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    let opts = options(q)?;
+    Ok(written(s.scenarios.promote(&tenant, &scenario, &opts.effective(&s)).await?, false))
+}
+
+/// An earlier revision (`?to_revision=`, default the previous one) stored again as a new one.
+pub async fn rollback(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.authorize(&headers, Some(&tenant))?;
+    let opts = options(q)?;
+    Ok(written(s.scenarios.rollback(&tenant, &scenario, opts.to_revision, &opts.effective(&s)).await?, false))
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use crate::api::Scope;
 use crate::config::{FieldError, ScenarioKey};
+use crate::runtime::status::ScenarioStatusRow;
 use crate::sinks::live::{HostLive, ScenarioLive};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -92,7 +93,7 @@ fn state_class(state: &str) -> &'static str {
 /// Overview table body: one row per scenario.
 pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
     if scenarios.is_empty() {
-        return r#"<tr><td colspan="11" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
+        return r#"<tr><td colspan="12" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
     }
     let mut out = String::new();
     for (k, s) in scenarios {
@@ -101,7 +102,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
         let err = st.and_then(|r| r.last_error.as_deref());
         let _ = write!(
             out,
-            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td></tr>"#,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td><td>{rollout}</td></tr>"#,
             t = esc(&k.tenant_id),
             s_ = esc(&k.scenario_id),
             tu = url_segment(&k.tenant_id),
@@ -117,9 +118,26 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
             top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
             ecls = if err.is_some() { "error" } else { "muted" },
             err = esc(err.unwrap_or("none")),
+            rollout = st.map_or_else(|| "–".to_string(), rollout_cell),
         );
     }
     out
+}
+
+/// A revision waiting for its effective window, and the shadow candidate with its error.
+fn rollout_cell(r: &ScenarioStatusRow) -> String {
+    let mut parts = Vec::new();
+    if let Some(p) = r.pending_revision {
+        let from = r.effective_from_window_end.map_or_else(String::new, |e| format!(" from {}", time(e)));
+        parts.push(format!("pending revision {p}{from}"));
+    }
+    if let Some(c) = &r.candidate {
+        parts.push(format!("candidate {}", esc(c)));
+    }
+    if let Some(e) = &r.candidate_error {
+        parts.push(format!(r#"<span class="error">candidate error: {}</span>"#, esc(e)));
+    }
+    if parts.is_empty() { "–".to_string() } else { parts.join("<br>") }
 }
 
 pub fn host_counters(h: &HostLive) -> String {
@@ -140,7 +158,7 @@ pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: 
         Some("/console/events"),
         &format!(
             r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
-<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th></tr></thead>
+<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th><th>rollout</th></tr></thead>
 <tbody id="scenarios">{rows}</tbody></table>"#,
             host = host_counters(host),
             rows = overview_rows(scenarios)
@@ -153,7 +171,9 @@ pub fn status_card(s: &ScenarioLive) -> String {
     format!(
         r#"<dl class="card"><dt>applied revision</dt><dd id="applied-revision">{rev}</dd><dt>plugin</dt><dd>{plugin}</dd><dt>state</dt><dd><span class="state {cls}">{state}</span></dd>
 <dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>rejected</dt><dd>{rejected}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>windows</dt><dd>{windows}</dd>
-<dt>applied at</dt><dd>{applied}</dd><dt>last error</dt><dd class="{ecls}">{err}</dd></dl>"#,
+<dt>applied at</dt><dd>{applied}</dd><dt>last error</dt><dd class="{ecls}">{err}</dd>
+<dt>pending revision</dt><dd id="pending-revision">{pending}</dd><dt>effective from window end</dt><dd>{effective}</dd>
+<dt>candidate</dt><dd id="candidate">{cand}</dd><dt>candidate error</dt><dd class="{ccls}">{cerr}</dd></dl>"#,
         rev = opt(r.config_revision),
         plugin = esc(&r.plugin),
         cls = state_class(&r.plugin_state),
@@ -167,14 +187,23 @@ pub fn status_card(s: &ScenarioLive) -> String {
         applied = r.applied_at.map_or_else(|| "–".into(), time),
         ecls = if r.last_error.is_some() { "error" } else { "muted" },
         err = esc(r.last_error.as_deref().unwrap_or("none")),
+        pending = opt(r.pending_revision),
+        effective = r.effective_from_window_end.map_or_else(|| "–".into(), time),
+        cand = esc(&match (&r.candidate, &r.candidate_state) {
+            (Some(c), Some(st)) => format!("{c} ({st})"),
+            (Some(c), None) => c.clone(),
+            _ => "none".into(),
+        }),
+        ccls = if r.candidate_error.is_some() { "error" } else { "muted" },
+        cerr = esc(r.candidate_error.as_deref().unwrap_or("none")),
     )
 }
 
-pub fn hot_list(s: &ScenarioLive) -> String {
-    let Some(h) = &s.hot else { return r#"<p class="muted">No window emitted yet.</p>"#.to_string() };
-    let max = h.items.first().map_or(1.0, |i| i.score.abs().max(f64::MIN_POSITIVE));
+/// The rows of one hot list (at most 20), scores as bars relative to its top.
+fn item_rows(items: &[crate::output::ScoredItem]) -> String {
+    let max = items.first().map_or(1.0, |i| i.score.abs().max(f64::MIN_POSITIVE));
     let mut rows = String::new();
-    for (n, i) in h.items.iter().take(20).enumerate() {
+    for (n, i) in items.iter().take(20).enumerate() {
         let _ = write!(
             rows,
             r#"<tr><td class="num">{}</td><td class="item">{}</td><td class="num">{:.3}</td><td class="barcell"><progress max="100" value="{:.0}"></progress></td></tr>"#,
@@ -184,14 +213,46 @@ pub fn hot_list(s: &ScenarioLive) -> String {
             (i.score / max * 100.0).clamp(0.0, 100.0)
         );
     }
+    format!(r#"<table class="grid"><thead><tr><th>#</th><th>item</th><th>score</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#)
+}
+
+/// The running candidate's latest list beside the live list of the same window, with how
+/// much they agree (overlap@K, RBO) and how far the shared items' scores moved (drift).
+pub fn shadow(s: &ScenarioLive) -> String {
+    let Some(sh) = &s.shadow else { return r#"<p class="muted">No shadow candidate is running for this scenario.</p>"#.to_string() };
+    let c = &sh.comparison;
+    // The live list of the same window, if it is still the latest one.
+    let live = s.hot.as_ref().filter(|h| h.window_end == sh.list.window_end);
     format!(
-        r#"<p class="muted">window {} – {} · revision <b id="hot-revision">{}</b> · {} · {} items</p>
-<table class="grid"><thead><tr><th>#</th><th>item</th><th>score</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#,
+        r#"<p class="counters"><span>window end <b>{end}</b></span><span>overlap@{k} <b id="shadow-overlap">{overlap:.3}</b></span><span>RBO <b id="shadow-rbo">{rbo:.3}</b></span><span>drift p50 <b>{p50:.3}</b></span><span>p90 <b>{p90:.3}</b></span><span>max <b>{max:.3}</b></span></p>
+<div class="cols"><div><h3>live</h3>{live}</div><div><h3>candidate · revision {rev} · {by}</h3><div id="shadow-items">{cand}</div></div></div>"#,
+        end = time(sh.list.window_end),
+        k = c.k,
+        overlap = c.overlap_at_k,
+        rbo = c.rbo,
+        p50 = c.drift_p50,
+        p90 = c.drift_p90,
+        max = c.drift_max,
+        live = live.map_or_else(
+            || r#"<p class="muted">The live list of this window has been replaced by a newer one.</p>"#.to_string(),
+            |h| item_rows(&h.items)
+        ),
+        rev = sh.list.config_revision,
+        by = esc(sh.list.plugin.as_deref().unwrap_or("built-in formula")),
+        cand = item_rows(&sh.list.items),
+    )
+}
+
+pub fn hot_list(s: &ScenarioLive) -> String {
+    let Some(h) = &s.hot else { return r#"<p class="muted">No window emitted yet.</p>"#.to_string() };
+    format!(
+        r#"<p class="muted">window {} – {} · revision <b id="hot-revision">{}</b> · {} · {} items</p>{}"#,
         time(h.window_start),
         time(h.window_end),
         h.config_revision,
         esc(h.plugin.as_deref().unwrap_or("built-in formula")),
-        h.items.len()
+        h.items.len(),
+        item_rows(&h.items)
     )
 }
 
@@ -222,16 +283,42 @@ pub fn timeline(s: &ScenarioLive) -> String {
 /// Result of validating or applying the editor's document.
 pub enum EditorResult<'a> {
     None,
-    Valid { revision: i64 },
-    Applied { revision: i64 },
-    Invalid { message: &'a str, errors: &'a [FieldError] },
+    Valid {
+        revision: i64,
+    },
+    Applied {
+        revision: i64,
+    },
+    Invalid {
+        message: &'a str,
+        errors: &'a [FieldError],
+    },
+    /// A promote or rollback stored `revision`.
+    RolledOut {
+        action: &'a str,
+        revision: i64,
+    },
+    /// A promote or rollback was refused.
+    RolloutRefused {
+        message: &'a str,
+    },
 }
 
 pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, document: &str, result: EditorResult<'_>) -> String {
     let (t, s) = (esc(&key.tenant_id), esc(&key.scenario_id));
     let base = format!("/console/tenants/{}/scenarios/{}", url_segment(&key.tenant_id), url_segment(&key.scenario_id));
+    let rollout = match &result {
+        EditorResult::RolledOut { action, revision } => {
+            format!(
+                r#"<p class="ok" id="rollout-result">{}: stored revision {revision}; hosts switch at its effective window.</p>"#,
+                esc(action)
+            )
+        }
+        EditorResult::RolloutRefused { message } => format!(r#"<p class="error" id="rollout-result">Not done: {}</p>"#, esc(message)),
+        _ => String::new(),
+    };
     let result = match result {
-        EditorResult::None => String::new(),
+        EditorResult::None | EditorResult::RolledOut { .. } | EditorResult::RolloutRefused { .. } => String::new(),
         EditorResult::Valid { revision } => {
             format!(r#"<p class="ok" id="editor-result">Valid: applying it would store revision {revision}.</p>"#)
         }
@@ -253,13 +340,18 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
 <section><h2>Status</h2><div id="status">{status}</div></section>
 <div class="cols"><section><h2>Hot list</h2><div id="hot">{hot}</div></section>
 <section><h2>Window timeline</h2><div id="timeline">{timeline}</div></section></div>
-<section><h2>Shadow comparison</h2><div id="shadow"><p class="muted">No shadow candidate is running for this scenario.</p></div></section>
+<section><h2>Shadow comparison</h2><div id="shadow">{shadow}</div></section>
+<section><h2>Rollout</h2>{rollout}<div class="buttons">
+<form method="post" action="{base}/promote"><button id="promote">Promote the candidate</button></form>
+<form method="post" action="{base}/rollback"><label for="to_revision">to revision</label> <input id="to_revision" name="to_revision" inputmode="numeric" size="6" placeholder="previous"> <button id="rollback">Roll back</button></form>
+</div></section>
 <section><h2>Configuration</h2>{result}
 <form method="post" action="{base}/config" class="editor"><textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
 <div class="buttons"><button id="validate" name="action" value="validate">Validate</button><button id="apply" name="action" value="apply">Validate and apply</button></div></form></section>"#,
             status = status_card(live),
             hot = hot_list(live),
             timeline = timeline(live),
+            shadow = shadow(live),
             doc = esc(document),
         ),
     )
@@ -290,6 +382,13 @@ mod tests {
             plugin: Some(XSS.into()),
             items: vec![ScoredItem { item_id: XSS.into(), score: 1.0 }],
         });
+        let mut cand = live.hot.clone().unwrap();
+        cand.items[0].item_id = format!("shadow {XSS}");
+        let comparison =
+            crate::output::ShadowComparison { k: 10, overlap_at_k: 1.0, rbo: 1.0, drift_p50: 0.0, drift_p90: 0.0, drift_max: 0.0 };
+        live.shadow = Some(crate::output::ShadowList { list: cand, comparison });
+        let shadow_html = shadow(&live);
+        assert!(shadow_html.contains("shadow &lt;img") && !shadow_html.contains("<img"), "{shadow_html}");
         let errors = [FieldError { path: XSS.into(), rule: XSS.into() }];
         let html = scenario_page(&Scope::Tenant(XSS.into()), &key, &live, XSS, EditorResult::Invalid { message: XSS, errors: &errors });
         assert!(!html.contains("<img"), "{html}");

@@ -39,6 +39,8 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/console/tenants/{tenant}/scenarios/{scenario}", true),
     ("GET", "/console/tenants/{tenant}/scenarios/{scenario}/events", true),
     ("POST", "/console/tenants/{tenant}/scenarios/{scenario}/config", true),
+    ("POST", "/console/tenants/{tenant}/scenarios/{scenario}/promote", true),
+    ("POST", "/console/tenants/{tenant}/scenarios/{scenario}/rollback", true),
     ("GET", "/console/assets/console.js", false),
     ("GET", "/console/assets/console.css", false),
 ];
@@ -52,6 +54,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/tenants/{tenant}/scenarios/{scenario}", get(scenario))
         .route("/console/tenants/{tenant}/scenarios/{scenario}/events", get(scenario_events))
         .route("/console/tenants/{tenant}/scenarios/{scenario}/config", post(edit_config))
+        .route("/console/tenants/{tenant}/scenarios/{scenario}/promote", post(promote))
+        .route("/console/tenants/{tenant}/scenarios/{scenario}/rollback", post(rollback))
         .route(
             "/console/assets/console.js",
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], include_str!("assets/console.js")) }),
@@ -234,16 +238,83 @@ async fn edit_config(
         }
         Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
         Err(e) => {
-            let message = match &e {
-                AdminError::Store(err) => {
-                    tracing::error!(error = %err, "console: store failure");
-                    "the scenario store is unavailable; the host's log has the details".to_string()
-                }
-                e => e.to_string(),
-            };
+            let message = shown(&e);
             render(StatusCode::UNPROCESSABLE_ENTITY, &f.document, EditorResult::Invalid { message: &message, errors: e.field_errors() })
         }
     })
+}
+
+/// Where a store failure is reported: the details go to the log, not to the page.
+fn shown(e: &AdminError) -> String {
+    match e {
+        AdminError::Store(err) => {
+            tracing::error!(error = %err, "console: store failure");
+            "the scenario store is unavailable; the host's log has the details".to_string()
+        }
+        e => e.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    /// Empty: the revision before the current one.
+    #[serde(default)]
+    to_revision: String,
+}
+
+async fn promote(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Refused> {
+    rollout_action(s, tenant, scenario, headers, None).await
+}
+
+async fn rollback(
+    State(s): State<AdminState>,
+    Path((tenant, scenario)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<RollbackForm>,
+) -> Result<Response, Refused> {
+    rollout_action(s, tenant, scenario, headers, Some(f.to_revision)).await
+}
+
+/// Promote (`rollback: None`) or roll back to a revision (empty: the previous one), through
+/// the same service as the API and the CLI, then show the scenario page with the outcome.
+async fn rollout_action(
+    s: AdminState,
+    tenant: String,
+    scenario: String,
+    headers: HeaderMap,
+    rollback: Option<String>,
+) -> Result<Response, Refused> {
+    let scope = login_scope(&s, &headers, Some(&tenant), false)?;
+    same_origin(&headers)?;
+    let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
+    let action = if rollback.is_some() { "Rolled back" } else { "Promoted" };
+    let result = match rollback.as_deref().map(str::trim) {
+        None => s.scenarios.promote(&tenant, &scenario, &effective).await,
+        Some("") => s.scenarios.rollback(&tenant, &scenario, None, &effective).await,
+        Some(n) => match n.parse::<i64>() {
+            Ok(to) => s.scenarios.rollback(&tenant, &scenario, Some(to), &effective).await,
+            Err(_) => Err(AdminError::rejected("to_revision", "must be a revision number")),
+        },
+    };
+    let key = scenario_key(&tenant, &scenario);
+    let live = s.live.scenario(&key).unwrap_or_default();
+    let (status, message) = match &result {
+        Ok(stored) => {
+            tracing::info!(scenario = %key, revision = stored.config.revision, by = %scope, "{action} in the console");
+            (StatusCode::OK, String::new())
+        }
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, shown(e)),
+    };
+    let (document, outcome) = match &result {
+        Ok(stored) => (stored.document.clone(), EditorResult::RolledOut { action, revision: stored.config.revision }),
+        Err(_) => (s.scenarios.get(&tenant, &scenario).await.unwrap_or_default(), EditorResult::RolloutRefused { message: &message }),
+    };
+    let text = serde_json::to_string_pretty(&document).unwrap_or_default();
+    Ok((status, Html(html::scenario_page(&scope, &key, &live, &text, outcome))).into_response())
 }
 
 /// A stream of rendered fragments, pushed after every change of the live view (at most every
@@ -293,7 +364,7 @@ async fn scenario_events(
     let key = scenario_key(&tenant, &scenario);
     Ok(live_stream(s, login_token(&headers), scope, move |s| {
         let live = s.live.scenario(&key).unwrap_or_default();
-        json!({"status": html::status_card(&live), "hot": html::hot_list(&live), "timeline": html::timeline(&live)})
+        json!({"status": html::status_card(&live), "hot": html::hot_list(&live), "timeline": html::timeline(&live), "shadow": html::shadow(&live)})
     }))
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::ScenarioKey;
-use crate::output::{HotList, Output};
+use crate::output::{HotList, Output, ShadowList};
 use crate::pipeline::PipelineStats;
 use crate::runtime::status::ScenarioStatusRow;
 
@@ -34,6 +34,9 @@ pub struct ScenarioLive {
     pub status: Option<ScenarioStatusRow>,
     /// The latest window's hot list.
     pub hot: Option<HotList>,
+    /// The running shadow candidate's latest list and its comparison with the live one
+    /// (cleared when the candidate ends: promoted or edited away).
+    pub shadow: Option<ShadowList>,
     /// Latest windows, oldest first.
     pub timeline: VecDeque<WindowSummary>,
     /// Events per second over the last status interval.
@@ -101,10 +104,17 @@ impl LiveView {
         let mut any = false;
         let mut st = self.write();
         for o in out {
-            if let Output::Hot(h) = o {
-                record_hot(st.scenarios.entry(h.key.clone()).or_default(), h);
-                any = true;
+            match o {
+                Output::Hot(h) => record_hot(st.scenarios.entry(h.key.clone()).or_default(), h),
+                Output::Shadow(s) => st.scenarios.entry(s.list.key.clone()).or_default().shadow = Some(s.clone()),
+                Output::ShadowEnded { key, .. } => {
+                    if let Some(s) = st.scenarios.get_mut(key) {
+                        s.shadow = None;
+                    }
+                }
+                Output::Profile(_) | Output::Metrics(_) => continue,
             }
+            any = true;
         }
         drop(st);
         if any {
@@ -192,7 +202,7 @@ fn record_hot(s: &mut ScenarioLive, h: &HotList) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::ScoredItem;
+    use crate::output::{ScoredItem, ShadowComparison};
 
     fn hot(end: i64, item: &str) -> Output {
         Output::Hot(HotList {
@@ -229,5 +239,22 @@ mod tests {
         live.status(&PipelineStats::default(), &[], 1);
         assert!(live.scenarios(None).is_empty());
         assert!(rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn keeps_the_latest_shadow_list_until_the_candidate_ends() {
+        let live = LiveView::new();
+        let key = ScenarioKey::new("t", "s");
+        let Output::Hot(list) = hot(60, "cand") else { unreachable!() };
+        let comparison = ShadowComparison { k: 10, overlap_at_k: 0.5, rbo: 0.4, drift_p50: 0.1, drift_p90: 0.2, drift_max: 0.3 };
+        live.record(&[hot(60, "live"), Output::Shadow(ShadowList { list, comparison })]);
+        let s = live.scenario(&key).unwrap();
+        assert_eq!((s.hot.unwrap().items[0].item_id.as_str(), s.shadow.unwrap().list.items[0].item_id.as_str()), ("live", "cand"));
+        let mut rx = live.subscribe();
+        live.record(&[Output::ShadowEnded { key: key.clone(), window_end: 120 }]);
+        assert!(rx.has_changed().unwrap(), "the console hears of the end");
+        rx.mark_unchanged();
+        assert!(live.scenario(&key).unwrap().shadow.is_none());
+        assert_eq!(live.scenario(&key).unwrap().timeline.len(), 1);
     }
 }
