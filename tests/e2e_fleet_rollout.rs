@@ -6,14 +6,16 @@
 //! MongoDB scenario store and reporting to the same Redis. Every change is made once, through
 //! the real CLI with `--redis-url` (so the default time is chosen: the first window end a margin
 //! past the progress hosts report) and stored with that `effective_from_window_end`; both
-//! fleets read the same stored revisions, so there is nothing to replay and nothing the test
-//! could get subtly different from what a user runs. The comparison is then exact: same window
+//! fleets read the same stored revisions, so there is nothing to replay (a replay would need
+//! every stored revision re-applied with its time, which a host only reading the current
+//! document cannot do) and nothing the test could get subtly different from what a user runs. The comparison is then exact: same window
 //! results (hot, shadow, shadow_end) from the 3 hosts as from the 1 host, each window scored by
 //! one revision (hot and shadow agree), and that revision the one the stored history says is in
 //! force at that window end. Events are produced progressively, so changes land while hosts are
-//! mid-stream; the margin (10 min of event time, about 2 s of wall time at the production rate)
-//! covers the ~1 s a change needs to reach a host. A host that still got one too late says so in
-//! its log, and the test fails on that line rather than on a mismatch.
+//! mid-stream; the margin (15 min of event time, 3 s of wall time at the production rate) covers
+//! the ~1 s a change needs to reach a host, also when a loaded host catches up a backlog. A host
+//! that still got one too late says so in its log, and the test fails on that line rather than
+//! on a mismatch.
 
 mod support;
 
@@ -30,11 +32,11 @@ use support::*;
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
 const SCENARIOS: usize = 4;
-const END: i64 = T0 + 90 * MIN;
+const END: i64 = T0 + 100 * MIN;
 /// Event time produced per batch, one batch per `PACE`: 300 s of event time per second.
 const CHUNK: i64 = 30_000;
 const PACE: Duration = Duration::from_millis(100);
-const MARGIN_MS: &str = "600000";
+const MARGIN_MS: &str = "900000";
 const ACTIONS: [&str; 4] = ["view", "click", "like", "purchase"];
 const CANDIDATE: &str = r#"{"candidate":{"hot_score":{"action_weights":{"click":20},"decay_lambda":1.5,"top_n":8}}}"#;
 
@@ -201,7 +203,7 @@ fn three_hosts_with_changes_at_random_moments_match_one_host() {
         (promoted.clone(), vec!["rollback".into()]),
     ];
     for (scenario, args) in &changes {
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1200)));
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
         all.extend_from_slice(&[
             "--tenant-id",
@@ -257,6 +259,10 @@ fn three_hosts_with_changes_at_random_moments_match_one_host() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .map(|d| (d["revision"].as_i64().unwrap(), d["effective_from_window_end"].as_i64().unwrap_or(i64::MIN)))
             .collect();
+        eprintln!(
+            "{s}: (revision, effective_from_window_end - T0 in min) {:?}",
+            schedule.iter().map(|(r, e)| (*r, (*e > T0).then(|| (e - T0) / MIN))).collect::<Vec<_>>()
+        );
         assert_eq!(schedule.len(), 1 + changes.iter().filter(|(c, _)| *c == s).count(), "{history}");
         let in_force = |end: i64| schedule.iter().filter(|(_, e)| *e <= end).map(|(r, _)| *r).max().unwrap();
         for ((kind, _, end), r) in one.iter().filter(|((kind, sc, _), _)| *sc == s && kind != "shadow_end") {
