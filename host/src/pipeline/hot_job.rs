@@ -29,6 +29,10 @@ pub struct ScenarioHot {
     /// The config in force: it scores every window up to a pending revision's effective time.
     pub config: Arc<ScenarioConfig>,
     pub pending: Option<PendingConfig>,
+    /// Revisions effective after `pending`, by effective time. Several changes stored in quick
+    /// succession each wait for their own window end, so a host that reads them all before the
+    /// first one's switch scores the same windows as one that switched in between.
+    queued: Vec<Arc<ScenarioConfig>>,
     pub windows: HotWindows,
     pub seen: SeenEventIds,
     pub counters: ScenarioCounters,
@@ -52,6 +56,7 @@ impl ScenarioHot {
         let mut s = Self {
             config: config.clone(),
             pending: None,
+            queued: Vec::new(),
             windows: HotWindows::default(),
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
@@ -84,18 +89,35 @@ impl ScenarioHot {
                     "scenario" => cfg.key.scenario_id.to_string())
                 .increment(1);
                 self.pending = None;
+                self.queued.clear();
                 self.switch_to(cfg, None);
             }
-            Some(_) if cfg.revision != self.config.revision => {
+            Some(e) if cfg.revision != self.config.revision => {
+                // Older waiting revisions effective at or after this one's time are superseded
+                // by it; earlier ones keep their windows.
+                let old = self.pending.take();
+                let mut waiting: Vec<Arc<ScenarioConfig>> = old
+                    .iter()
+                    .map(|p| p.config.clone())
+                    .chain(self.queued.drain(..))
+                    .filter(|c| {
+                        c.revision > cfg.revision || (c.revision < cfg.revision && c.effective_from_window_end.is_some_and(|w| w < e))
+                    })
+                    .collect();
+                waiting.push(cfg);
+                waiting.sort_by_key(|c| (c.effective_from_window_end, c.revision));
+                let head = waiting.remove(0);
                 // A pending scorer already on the same reference is kept.
-                let scorer = match self.pending.take() {
-                    Some(p) if p.config.hot_score.plugin == cfg.hot_score.plugin => p.scorer,
-                    _ => ScenarioScorer::new(cfg.key.clone()),
+                let scorer = match old {
+                    Some(p) if p.config.hot_score.plugin == head.hot_score.plugin => p.scorer,
+                    _ => ScenarioScorer::new(head.key.clone()),
                 };
-                self.pending = Some(PendingConfig { config: cfg, scorer });
+                self.pending = Some(PendingConfig { config: head, scorer });
+                self.queued = waiting;
             }
             _ => {
                 self.pending = None;
+                self.queued.clear();
                 self.switch_to(cfg, None);
             }
         }
@@ -133,6 +155,11 @@ impl ScenarioHot {
                     "switching revision at its effective window end");
                 let scorer = (p.config.hot_score.plugin != self.config.hot_score.plugin).then_some(p.scorer);
                 self.switch_to(p.config, scorer);
+                // The next waiting revision's module is prepared from here on (runtime::plugins).
+                if !self.queued.is_empty() {
+                    let next = self.queued.remove(0);
+                    self.pending = Some(PendingConfig { scorer: ScenarioScorer::new(next.key.clone()), config: next });
+                }
                 // The geometry may have changed: find the next due window again.
                 continue;
             }

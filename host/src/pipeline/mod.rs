@@ -381,6 +381,53 @@ mod tests {
     }
 
     #[test]
+    fn revisions_stored_in_quick_succession_each_switch_at_their_own_window_end() {
+        // A fleet host may read revisions 4 and 5 before either is due, or switch to 4 before
+        // reading 5: both must score the same windows with the same revisions.
+        let v3 = scenario(10, 5, 0.5, 10);
+        let at = |revision: i64, minutes: i64, lambda: f64| {
+            Arc::new(
+                parse_scenario(&serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": revision,
+                    "effective_from_window_end": T0 + minutes * 60_000, "config": {"realtime_compute": {"hot_score": {
+                    "decay_lambda": lambda, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}}))
+                .unwrap(),
+            )
+        };
+        let (v4, v5, v6) = (at(4, 30, 0.2), at(5, 45, 0.9), at(6, 40, 0.3));
+        let lines = lines_of(&traffic(200));
+        let revisions = |late_reads: bool| {
+            let mut p = Pipeline::new(PipelineOptions::default());
+            p.apply_config(&v3.key, Some(v3.clone()));
+            let mut out = Vec::new();
+            feed(&mut p, &lines[..60], &mut out);
+            p.apply_config(&v3.key, Some(v4.clone()));
+            p.apply_config(&v3.key, Some(v5.clone()));
+            if late_reads {
+                feed(&mut p, &lines[60..110], &mut out);
+                p.apply_config(&v3.key, Some(v6.clone()));
+                feed(&mut p, &lines[110..], &mut out);
+            } else {
+                p.apply_config(&v3.key, Some(v6.clone()));
+                feed(&mut p, &lines[60..], &mut out);
+            }
+            p.finish(&mut out);
+            out.iter()
+                .filter_map(|o| if let Output::Hot(h) = o { Some((h.window_end, h.config_revision)) } else { None })
+                .collect::<Vec<_>>()
+        };
+        let early = revisions(false);
+        // 6 (from 40 min) is newer than 5 (from 45 min): it supersedes 5.
+        let want = |end: i64| match (end - T0) / 60_000 {
+            ..30 => 3,
+            30..40 => 4,
+            _ => 6,
+        };
+        assert!(early.iter().all(|&(end, rev)| rev == want(end)), "{early:?}");
+        assert!(early.iter().any(|&(_, rev)| rev == 4) && early.iter().any(|&(_, rev)| rev == 6));
+        assert_eq!(revisions(true), early);
+    }
+
+    #[test]
     fn a_candidate_scores_the_same_windows_in_shadow_and_live_is_unchanged() {
         let live = scenario(10, 5, 0.5, 10);
         let mut doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 3, "config": {"realtime_compute": {"hot_score": {
