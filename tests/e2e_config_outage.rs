@@ -4,18 +4,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
-
-fn stack_cmd(args: &[&str]) {
-    let ok = Command::new("bash").arg(repo_root().join("scripts/stack.sh")).args(args).status().unwrap().success();
-    assert!(ok, "scripts/stack.sh {args:?} failed");
-}
 
 #[test]
 fn host_runs_on_last_configs_while_mongodb_is_down_and_catches_up_after() {

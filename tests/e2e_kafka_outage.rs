@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use rtscore::config::parse_scenario;
@@ -13,11 +12,6 @@ use support::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
-
-fn stack_cmd(args: &[&str]) {
-    let ok = Command::new("bash").arg(repo_root().join("scripts/stack.sh")).args(args).status().unwrap().success();
-    assert!(ok, "scripts/stack.sh {args:?} failed");
-}
 
 #[test]
 fn kafka_outage_keeps_state_and_readiness_follows_it() {

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use redis::Commands;
@@ -14,11 +13,6 @@ use support::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
-
-fn stack_cmd(args: &[&str]) {
-    let ok = Command::new("bash").arg(repo_root().join("scripts/stack.sh")).args(args).status().unwrap().success();
-    assert!(ok, "scripts/stack.sh {args:?} failed");
-}
 
 #[test]
 fn redis_outage_loses_no_window_and_readiness_follows_it() {

@@ -23,6 +23,12 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs `scripts/stack.sh` with `args` (the outage tests stop and start services with it).
+pub fn stack_cmd(args: &[&str]) {
+    let ok = Command::new("bash").arg(repo_root().join("scripts/stack.sh")).args(args).status().expect("run scripts/stack.sh").success();
+    assert!(ok, "scripts/stack.sh {args:?} failed");
+}
+
 /// Addresses of the local stack.
 #[derive(Debug, Clone)]
 pub struct Stack {
