@@ -19,11 +19,10 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
     let stack = Stack::ensure();
     let (tenant, topic) = (unique("ro"), unique("events-"));
     let dir = tempfile::tempdir().unwrap();
-    let (scenarios, sink) = (dir.path().join("scenarios"), dir.path().join("out.jsonl"));
-    std::fs::create_dir_all(&scenarios).unwrap();
+    let sink = dir.path().join("out.jsonl");
     let doc = serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {
         "window_size_minutes": 10, "window_slide_minutes": 5, "decay_lambda": 1.0}}}});
-    std::fs::write(scenarios.join("s.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let scenarios = write_scenarios(dir.path(), std::slice::from_ref(&doc));
     stack.create_topic(&topic, 1);
     let port = free_port();
     let group = unique("g");

@@ -23,6 +23,18 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A `scenarios/` directory under `parent` holding `docs`, one `<scenario_id>.json` each, for
+/// hosts run with `--scenarios-dir`.
+pub fn write_scenarios(parent: &Path, docs: &[serde_json::Value]) -> PathBuf {
+    let dir = parent.join("scenarios");
+    std::fs::create_dir_all(&dir).expect("create scenarios dir");
+    for d in docs {
+        let id = d["scenario_id"].as_str().expect("document has a scenario_id");
+        std::fs::write(dir.join(format!("{id}.json")), serde_json::to_vec(d).expect("serialise")).expect("write scenario");
+    }
+    dir
+}
+
 /// Runs `scripts/stack.sh` with `args` (the outage tests stop and start services with it).
 pub fn stack_cmd(args: &[&str]) {
     let ok = Command::new("bash").arg(repo_root().join("scripts/stack.sh")).args(args).status().expect("run scripts/stack.sh").success();
