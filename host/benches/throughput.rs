@@ -6,7 +6,8 @@
 //! a shadow candidate on every scenario (each window scored twice and compared, docs/rollout.md),
 //! and for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
-//! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000). The built-in and
+//! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000); `RTSCORE_BENCH_ONLY`
+//! (builtin, plugin, shadow or all) runs the ceiling and that one row, for profiling. The built-in and
 //! plugin rows are medians of three alternated runs each.
 
 #[path = "../../tests/plugin_support.rs"]
@@ -30,6 +31,11 @@ const BATCH: usize = 4096;
 
 fn scenarios() -> Vec<Arc<ScenarioConfig>> {
     scenarios_with(None)
+}
+
+/// The bench scenarios with a shadow candidate on each.
+fn shadowed_scenarios() -> Vec<Arc<ScenarioConfig>> {
+    scenarios_with(Some(serde_json::json!({"hot_score": {"action_weights": {"purchase": 30.0, "click": 4.0}, "decay_lambda": 1.0}})))
 }
 
 /// The bench scenarios, each with `candidate` (if any) beside its live config.
@@ -186,6 +192,26 @@ fn main() {
     eprintln!("{:.1} MB of JSON; running ...", bytes as f64 / 1e6);
 
     let ceiling = parse_only(&batches);
+    if let Ok(only) = std::env::var("RTSCORE_BENCH_ONLY") {
+        // One row alone, for profiling (`perf record`) without the others mixed in.
+        let cfgs = if only == "shadow" { shadowed_scenarios() } else { cfgs };
+        let (jobs, formula) = match only.as_str() {
+            "builtin" | "shadow" => (JobSelection::ItemHotScore, Formula::Builtin),
+            "plugin" => (JobSelection::ItemHotScore, Formula::Plugin),
+            "all" => (JobSelection::All, Formula::Builtin),
+            other => panic!("RTSCORE_BENCH_ONLY={other}: expected builtin, plugin, shadow or all"),
+        };
+        let row = full(&batches, &cfgs, jobs, formula, &only);
+        println!(
+            "| ceiling | {:.0} |\n| {} | {:.0} | {:.0}% | {} |",
+            ceiling.events_per_s,
+            row.name,
+            row.events_per_s,
+            100.0 * row.events_per_s / ceiling.events_per_s,
+            row.note
+        );
+        return;
+    }
     // Built-in and plugin alternate, three runs each, medians reported: on a shared machine a
     // single pair of runs can land in different load and swing the ratio either way.
     let (mut hots, mut plugins) = (Vec::new(), Vec::new());
@@ -200,8 +226,7 @@ fn main() {
         ));
     }
     let (hot, plugin) = (median(hots), median(plugins));
-    let shadowed =
-        scenarios_with(Some(serde_json::json!({"hot_score": {"action_weights": {"purchase": 30.0, "click": 4.0}, "decay_lambda": 1.0}})));
+    let shadowed = shadowed_scenarios();
     let shadow =
         full(&batches, &shadowed, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score + shadow candidate");
     let all = full(&batches, &cfgs, JobSelection::All, Formula::Builtin, "full pipeline, --job all");

@@ -178,20 +178,22 @@ impl ScenarioHot {
         let cfg = &self.config.hot_score;
         let g = cfg.window;
         let start = end - g.size_ms;
-        let actions = self.windows.actions().to_vec();
-        let weights = actions.iter().map(|a| cfg.weight(a)).collect();
-        self.batch = WindowBatch::new(start, end, actions, weights, cfg.decay_lambda);
-        let mut ids = Vec::new();
-        self.windows.build_batch(end, g, &mut self.batch, &mut ids);
+        // The batch's vectors are reused from window to window: no allocation once warm.
+        self.batch.clear();
+        (self.batch.window_start_ms, self.batch.window_end_ms, self.batch.decay_lambda) = (start, end, cfg.decay_lambda);
+        self.batch.actions.extend_from_slice(self.windows.actions());
+        self.batch.weights.extend(self.batch.actions.iter().map(|a| cfg.weight(a)));
+        self.windows.build_batch(end, g, &mut self.batch);
         let outcome = self.scorer.score(&self.batch, &mut self.scores);
         if let Some(e) = &outcome.error {
             self.counters.plugin_failures += 1;
             self.last_plugin_error = Some(e.to_string());
         }
+        let windows = &self.windows;
         let list = |scores: &[f64], top_n: usize| -> Vec<ScoredItem> {
-            topn::top_n(scores.iter().copied().zip(ids.iter().copied()), top_n)
+            topn::top_n_indexed(scores, top_n, |k| windows.batch_item(k))
                 .into_iter()
-                .map(|(score, id)| ScoredItem { item_id: id.to_string(), score })
+                .map(|(score, k)| ScoredItem { item_id: windows.batch_item(k).to_string(), score })
                 .collect()
         };
         let items = list(&self.scores, cfg.top_n);

@@ -18,6 +18,29 @@ pub fn top_n<'a>(scored: impl IntoIterator<Item = (f64, &'a str)>, n: usize) -> 
     v
 }
 
+/// Like [`top_n`] over `scores[k]` for item `k`, naming items (`name(k)`) only where scores tie
+/// at the cut or in the final order: selecting on `(f64, u32)` pairs instead of `(f64, &str)`
+/// keeps the tens of thousands of candidates of a large window in cache. Returns `(score, k)`.
+pub fn top_n_indexed<'a>(scores: &[f64], n: usize, name: impl Fn(usize) -> &'a str) -> Vec<(f64, usize)> {
+    let mut v: Vec<(f64, u32)> = scores.iter().enumerate().filter(|(_, s)| **s > 0.0).map(|(k, &s)| (s, k as u32)).collect();
+    if v.len() > n {
+        if n == 0 {
+            return Vec::new();
+        }
+        // Scores are finite and positive here, so `total_cmp` orders them as `hot_order` does.
+        v.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0));
+        let cut = v[n - 1].0;
+        // Every item above the cut is in; of those at the cut, the smallest ids fill the rest.
+        let mut ties: Vec<(f64, u32)> = v.iter().filter(|p| p.0 == cut).copied().collect();
+        v.retain(|p| p.0 > cut);
+        ties.sort_unstable_by(|a, b| name(a.1 as usize).cmp(name(b.1 as usize)));
+        ties.truncate(n - v.len());
+        v.extend(ties);
+    }
+    v.sort_unstable_by(|a, b| hot_order(&(a.0, name(a.1 as usize)), &(b.0, name(b.1 as usize))));
+    v.into_iter().map(|(s, k)| (s, k as usize)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,7 +60,10 @@ mod tests {
             let mut full: Vec<_> = pairs.iter().copied().filter(|p| p.0 > 0.0).collect();
             full.sort_by(hot_order);
             full.truncate(n);
-            prop_assert_eq!(top_n(pairs, n), full);
+            prop_assert_eq!(top_n(pairs.clone(), n), full.clone());
+            let scores: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+            let by_index: Vec<(f64, &str)> = top_n_indexed(&scores, n, |k| pairs[k].1).into_iter().map(|(s, k)| (s, pairs[k].1)).collect();
+            prop_assert_eq!(by_index, full);
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
-
-use super::buckets::{BUCKET_MS, ItemBuckets};
+use super::buckets::{BUCKET_MS, age_moments};
+use super::item_ids::ItemIds;
+use super::minute_cells::MinuteCells;
 use crate::config::WindowGeometry;
 use crate::scoring::WindowBatch;
 
@@ -21,18 +21,59 @@ pub enum AddOutcome {
     TooManyActions,
 }
 
-/// Window state of one scenario (snapshotted as is).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// Per interned item: how many minutes hold its cells, and its two newest such minutes with
+/// the index of its head cell there, so an event finds its cell without a lookup unless it is
+/// more than one held minute out of order. 20 bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ItemSlot {
+    held: u32,
+    /// Minutes since the epoch, newest first; [`NO_MINUTE`] when not held.
+    recent_minutes: [i32; 2],
+    recent_heads: [u32; 2],
+}
+
+const NO_MINUTE: i32 = i32::MIN;
+
+impl Default for ItemSlot {
+    fn default() -> Self {
+        ItemSlot { held: 0, recent_minutes: [NO_MINUTE; 2], recent_heads: [0; 2] }
+    }
+}
+
+/// Reused arrays of [`HotWindows::build_batch`]. Not state: a clone starts empty.
+#[derive(Debug, Default)]
+struct BatchScratch {
+    /// Batch item index + 1 by item id; 0 when the item is not in the batch being built.
+    mark: Vec<u32>,
+    /// Item ids in batch order.
+    order: Vec<u32>,
+    /// Rows per batch item, then the next free row of each.
+    rows: Vec<u32>,
+}
+
+impl Clone for BatchScratch {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Window state of one scenario: one-minute buckets stored minute-major (every cell of a
+/// minute in one vector) over interned item ids. Building a window's batch reads its minutes in
+/// order and evicting a closed minute touches only that minute's items; an item-major layout
+/// visited every item of the scenario, a cache miss each, at every slide (docs/benchmarks.md).
+#[derive(Debug, Default, Clone)]
 pub struct HotWindows {
-    items: HashMap<Box<str>, ItemBuckets, ahash::RandomState>,
+    pub(super) ids: ItemIds<ItemSlot>,
+    pub(super) minutes: BTreeMap<i64, MinuteCells>,
     /// Action names by code; codes are stable for the life of the state.
-    actions: Vec<String>,
-    action_codes: HashMap<String, u16, ahash::RandomState>,
-    /// Number of (item, bucket) pairs per bucket minute: finds the windows that hold events.
-    minutes: BTreeMap<i64, u32>,
-    max_ts: Option<i64>,
+    pub(super) actions: Vec<String>,
+    pub(super) action_codes: HashMap<String, u16, ahash::RandomState>,
+    pub(super) max_ts: Option<i64>,
     /// Every window ending at or before this has been emitted or skipped; later ones are open.
-    closed_through: Option<i64>,
+    pub(super) closed_through: Option<i64>,
+    /// Minutes before this were shrunk to fit once the watermark passed them.
+    sealed_before: i64,
+    scratch: BatchScratch,
 }
 
 impl HotWindows {
@@ -42,7 +83,12 @@ impl HotWindows {
     }
 
     fn action_code(&mut self, action: &str) -> Option<u16> {
-        if let Some(&c) = self.action_codes.get(action) {
+        // A scenario usually has a handful of actions: comparing them beats hashing.
+        if self.actions.len() <= 16 {
+            if let Some(c) = self.actions.iter().position(|a| a == action) {
+                return Some(c as u16);
+            }
+        } else if let Some(&c) = self.action_codes.get(action) {
             return Some(c);
         }
         if self.actions.len() >= MAX_ACTIONS {
@@ -63,15 +109,49 @@ impl HotWindows {
         let Some(code) = self.action_code(action) else {
             return AddOutcome::TooManyActions;
         };
-        let buckets = match self.items.get_mut(item) {
-            Some(b) => b,
-            None => self.items.entry(item.into()).or_default(),
+        // Minutes since the epoch fit an i32 until the year 6053; parsing admits 2000..2100.
+        let Ok(minute) = i32::try_from(ts.div_euclid(BUCKET_MS)) else {
+            return AddOutcome::Late;
         };
-        if buckets.add(ts, code) {
-            *self.minutes.entry(ts.div_euclid(BUCKET_MS)).or_default() += 1;
-        }
+        let id = self.intern(item);
+        let offset = ts.rem_euclid(BUCKET_MS) as u64;
+        let cell = self.cell(id, minute, code);
+        cell.count += 1;
+        cell.sum_offset += offset;
+        cell.sum_offset_sq += offset * offset;
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
         AddOutcome::Accepted
+    }
+
+    pub(super) fn intern(&mut self, item: &str) -> u32 {
+        self.ids.intern(item)
+    }
+
+    /// The cell of (item `id`, `minute`, `action`), created empty if missing.
+    pub(super) fn cell(&mut self, id: u32, minute: i32, action: u16) -> &mut super::minute_cells::CellRow {
+        let slot = self.ids.get_mut(id);
+        let cells = self.minutes.entry(i64::from(minute)).or_default();
+        let [newest, older] = slot.recent_minutes;
+        let head = if newest == minute {
+            slot.recent_heads[0]
+        } else if older == minute {
+            slot.recent_heads[1]
+        } else if let Some(h) = (minute < older).then(|| cells.find_head(id)).flatten() {
+            h
+        } else {
+            // Newer than the item's second-newest held minute and not one of the two: the item
+            // holds nothing here yet.
+            let h = cells.push_head(id, action);
+            slot.held += 1;
+            if minute > newest {
+                slot.recent_minutes = [minute, newest];
+                slot.recent_heads = [h, slot.recent_heads[0]];
+            } else if minute > older {
+                (slot.recent_minutes[1], slot.recent_heads[1]) = (minute, h);
+            }
+            h
+        };
+        cells.cell_in_chain(head, action)
     }
 
     /// Max event time seen minus the allowed lateness.
@@ -107,15 +187,68 @@ impl HotWindows {
     }
 
     /// Fills `batch` (already cleared and carrying the window bounds) with the window ending at
-    /// `end`, and `ids` with the item id of each batch item.
-    pub fn build_batch<'s>(&'s self, end: i64, g: WindowGeometry, batch: &mut WindowBatch, ids: &mut Vec<&'s str>) {
-        let start = end - g.size_ms;
-        for (item, buckets) in &self.items {
-            if buckets.push_rows(start, end, batch) {
-                batch.finish_item();
-                ids.push(item);
+    /// `end`: items in order of first appearance, each item's rows by minute then by action in
+    /// arrival order. [`Self::batch_ids`] then names the batch's items.
+    pub fn build_batch(&mut self, end: i64, g: WindowGeometry, batch: &mut WindowBatch) {
+        let (lo, hi) = ((end - g.size_ms).div_euclid(BUCKET_MS), end.div_euclid(BUCKET_MS));
+        let s = &mut self.scratch;
+        s.order.clear();
+        s.rows.clear();
+        s.mark.resize(self.ids.id_bound(), 0);
+        // Pass 1: number the window's items and count their rows.
+        for (_, m) in self.minutes.range(lo..hi) {
+            for c in &m.cells {
+                let k = &mut s.mark[c.item as usize];
+                if *k == 0 {
+                    s.order.push(c.item);
+                    s.rows.push(0);
+                    *k = s.order.len() as u32;
+                }
+                s.rows[*k as usize - 1] += 1;
             }
         }
+        // Row ranges (CSR offsets); `rows` becomes each item's next free row.
+        batch.item_offsets.clear();
+        batch.item_offsets.push(0);
+        let mut total = 0u32;
+        for r in &mut s.rows {
+            let first = total;
+            total += *r;
+            batch.item_offsets.push(total);
+            *r = first;
+        }
+        let total = total as usize;
+        batch.row_action.resize(total, 0);
+        batch.row_count.resize(total, 0);
+        batch.row_age_mean_ms.resize(total, 0.0);
+        batch.row_age_var_ms2.resize(total, 0.0);
+        // Pass 2: each cell to its item's next row.
+        for (&minute, m) in self.minutes.range(lo..hi) {
+            let bucket_start = minute * BUCKET_MS;
+            for c in &m.cells {
+                let k = s.mark[c.item as usize] as usize - 1;
+                let row = s.rows[k] as usize;
+                s.rows[k] += 1;
+                let (mean, var) = age_moments(c.count, c.sum_offset, c.sum_offset_sq, bucket_start, end);
+                batch.row_action[row] = c.action;
+                batch.row_count[row] = c.count;
+                batch.row_age_mean_ms[row] = mean;
+                batch.row_age_var_ms2[row] = var;
+            }
+        }
+        for &id in &s.order {
+            s.mark[id as usize] = 0;
+        }
+    }
+
+    /// The id of item `k` of the last built batch.
+    pub fn batch_item(&self, k: usize) -> &str {
+        self.ids.name(self.scratch.order[k])
+    }
+
+    /// Item ids of the last built batch, in batch order.
+    pub fn batch_ids(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.scratch.order.iter().map(|&id| self.ids.name(id))
     }
 
     /// Action names by code, for the batch header.
@@ -135,39 +268,54 @@ impl HotWindows {
         if self.minutes.first_key_value().is_none_or(|(&m, _)| m >= first_kept_minute) {
             return;
         }
-        self.minutes = self.minutes.split_off(&first_kept_minute);
-        self.items.retain(|_, b| {
-            b.evict_before(keep_from);
-            !b.is_empty()
-        });
+        let kept = self.minutes.split_off(&first_kept_minute);
+        let gone = std::mem::replace(&mut self.minutes, kept);
+        for c in gone.values().flat_map(|m| &m.cells).filter(|c| c.head) {
+            let slot = self.ids.get_mut(c.item);
+            slot.held -= 1;
+            if slot.held == 0 {
+                self.ids.release(c.item);
+            }
+        }
     }
 
     /// Like [`Self::close_through`] for a watermark: closes the last window end `<= watermark`.
     pub fn close_to_watermark(&mut self, watermark: i64, g: WindowGeometry) {
         let last_end = watermark.div_euclid(g.slide_ms) * g.slide_ms;
         self.close_through(last_end, g);
+        // Minutes the watermark has passed rarely grow again: give back their spare capacity
+        // (a vector that doubled holds up to twice its cells).
+        let passed = watermark.div_euclid(BUCKET_MS);
+        let from = self.sealed_before.max(self.minutes.first_key_value().map_or(passed, |(&m, _)| m));
+        if from < passed {
+            for (_, m) in self.minutes.range_mut(from..passed) {
+                m.cells.shrink_to_fit();
+            }
+        }
+        self.sealed_before = self.sealed_before.max(passed);
     }
 
     pub fn item_count(&self) -> usize {
-        self.items.len()
+        self.ids.len()
     }
 
     /// (item, bucket) pairs held.
     pub fn bucket_count(&self) -> usize {
-        self.minutes.values().map(|&n| n as usize).sum()
+        self.minutes.values().map(|m| m.pairs as usize).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.ids.is_empty()
     }
 
-    /// Approximate bytes of state: item keys, per-item buckets, the hash tables and the minute
-    /// index.
+    /// Bytes of state: item names, per-item slots and their table, every minute's cells and
+    /// the batch scratch arrays. O(minutes), so it can be sampled often.
     pub fn state_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<(Box<str>, ItemBuckets)>() + 8;
-        self.items.iter().map(|(k, b)| k.len() + b.heap_bytes()).sum::<usize>()
-            + self.items.capacity() * per_entry
-            + self.minutes.len() * (std::mem::size_of::<(i64, u32)>() + 16)
+        let s = &self.scratch;
+        self.ids.heap_bytes()
+            + self.minutes.values().map(MinuteCells::heap_bytes).sum::<usize>()
+            + self.minutes.len() * (std::mem::size_of::<(i64, MinuteCells)>() + 16)
+            + (s.mark.capacity() + s.order.capacity() + s.rows.capacity()) * 4
     }
 }
 
@@ -208,15 +356,62 @@ mod tests {
     }
 
     #[test]
+    fn out_of_order_events_land_in_their_bucket() {
+        let g = geom(2, 1);
+        let mut w = HotWindows::default();
+        w.add("x", "view", 120_500, g);
+        w.add("x", "click", 60_100, g);
+        w.add("x", "view", 120_900, g);
+        // Two held minutes newer than this one: found through the minute's index.
+        w.add("x", "view", 180_000, g);
+        w.add("x", "click", 60_200, g);
+        w.add("x", "view", 0, g);
+        assert_eq!(w.bucket_count(), 4);
+        let mut batch = WindowBatch::new(60_000, 180_000, vec![], vec![], 0.0);
+        w.build_batch(180_000, g, &mut batch);
+        assert_eq!(batch.row_count, vec![2, 2]);
+        // Second row: events at 120 500 and 120 900, ages 59 500 and 59 100 from 180 000.
+        assert_eq!(batch.row_age_mean_ms[1], 59_300.0);
+        assert_eq!(batch.row_age_var_ms2[1], 40_000.0);
+        w.close_through(180_000, g);
+        assert_eq!(w.bucket_count(), 2);
+        assert_eq!(w.item_count(), 1);
+    }
+
+    #[test]
+    fn rows_keep_minute_then_arrival_order_and_evicted_ids_are_reused() {
+        let g = geom(2, 1);
+        let mut w = HotWindows::default();
+        w.add("a", "click", MIN + 1, g);
+        w.add("b", "view", 1, g);
+        w.add("a", "view", MIN + 2, g);
+        w.add("a", "view", 3, g);
+        let mut batch = WindowBatch::new(0, 2 * MIN, vec![], vec![], 0.0);
+        w.build_batch(2 * MIN, g, &mut batch);
+        assert_eq!(w.batch_ids().collect::<Vec<_>>(), vec!["b", "a"]);
+        // "a": minute 0 view, then minute 1 click and view in arrival order.
+        assert_eq!(batch.item_offsets, vec![0, 1, 4]);
+        assert_eq!(batch.row_action[1..], [1, 0, 1]);
+        w.close_through(2 * MIN, g);
+        // Minute 0 went: "b" with it; "a" keeps minute 1.
+        assert_eq!(w.item_count(), 1);
+        w.add("c", "view", 2 * MIN, g);
+        assert_eq!(w.item_count(), 2);
+        assert_eq!(w.ids.id_bound(), 2, "the id of b is reused");
+        w.build_batch(3 * MIN, g, &mut batch);
+        assert_eq!(w.batch_ids().collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(batch.item_offsets, vec![0, 2, 3]);
+    }
+
+    #[test]
     fn batch_holds_only_the_window() {
         let g = geom(2, 1);
         let mut w = HotWindows::default();
         w.add("a", "view", 0, g);
         w.add("b", "view", 2 * MIN + 5, g);
         let mut batch = WindowBatch::new(0, 2 * MIN, vec![], vec![], 0.0);
-        let mut ids = Vec::new();
-        w.build_batch(2 * MIN, g, &mut batch, &mut ids);
-        assert_eq!(ids, vec!["a"]);
+        w.build_batch(2 * MIN, g, &mut batch);
+        assert_eq!(w.batch_ids().collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(batch.row_age_mean_ms, vec![(2 * MIN) as f64]);
     }
 }
