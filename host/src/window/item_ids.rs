@@ -2,14 +2,16 @@
 //! cells store 4 bytes per item instead of a string and per-window scratch arrays are indexed
 //! by it. Each id carries a value next to its name (one cache line serves an event's lookup and
 //! its per-item state); the table stores only the `u32`s and hashes through the names, so each
-//! name is held once. Released ids are reused.
+//! name is held once. Names up to 24 bytes are stored inline (no allocation, no pointer to
+//! chase on lookup). Released ids are reused.
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 
 #[derive(Debug, Clone, Default)]
 struct Entry<T> {
     /// Empty for a released id (live names are never empty).
-    name: Box<str>,
+    name: CompactString,
     value: T,
 }
 
@@ -19,6 +21,7 @@ pub struct ItemIds<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
     hasher: ahash::RandomState,
+    /// Bytes of names too long to be stored inline.
     name_bytes: usize,
 }
 
@@ -39,11 +42,13 @@ impl<T: Default> ItemIds<T> {
     pub fn intern(&mut self, name: &str) -> u32 {
         let hash = self.hasher.hash_one(name);
         let entries = &self.entries;
-        if let Some(&id) = self.table.find(hash, |&id| *entries[id as usize].name == *name) {
+        if let Some(&id) = self.table.find(hash, |&id| entries[id as usize].name == name) {
             return id;
         }
-        let boxed: Box<str> = name.into();
-        self.name_bytes += boxed.len();
+        let boxed = CompactString::new(name);
+        if boxed.is_heap_allocated() {
+            self.name_bytes += boxed.capacity();
+        }
         let id = match self.free.pop() {
             Some(id) => {
                 self.entries[id as usize].name = boxed;
@@ -59,7 +64,7 @@ impl<T: Default> ItemIds<T> {
             }
         };
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.table.insert_unique(hash, id, |&i| hasher.hash_one(&*entries[i as usize].name));
+        self.table.insert_unique(hash, id, |&i| hasher.hash_one(entries[i as usize].name.as_str()));
         id
     }
 
@@ -76,11 +81,13 @@ impl<T: Default> ItemIds<T> {
         let entry = &mut self.entries[id as usize];
         let name = std::mem::take(&mut entry.name);
         entry.value = T::default();
-        let hash = self.hasher.hash_one(&*name);
+        let hash = self.hasher.hash_one(name.as_str());
         if let Ok(found) = self.table.find_entry(hash, |&i| i == id) {
             found.remove();
         }
-        self.name_bytes -= name.len();
+        if name.is_heap_allocated() {
+            self.name_bytes -= name.capacity();
+        }
         self.free.push(id);
     }
 
@@ -98,7 +105,7 @@ impl<T: Default> ItemIds<T> {
         self.entries.len()
     }
 
-    /// Bytes held: the names, the entries and the table (a `u32` and a control byte a slot).
+    /// Bytes held: long names, the entries and the table (a `u32` and a control byte a slot).
     pub fn heap_bytes(&self) -> usize {
         self.name_bytes
             + self.entries.capacity() * std::mem::size_of::<Entry<T>>()
