@@ -7,7 +7,7 @@
 #     peak RSS), `cargo bench --bench throughput`;
 #   - end to end through Kafka and Redis, built-in and plugin, with the host's emission delay
 #     p50/p99, `cargo bench --bench e2e_kafka`.
-# RTSCORE_BENCH_EVENTS sets the event count of each (defaults: 2,000,000 and 1,000,000).
+# RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
 # About 5 minutes on the 2-core dev machine once built.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
@@ -25,6 +25,7 @@ pub struct Health {
     sinks_ok: Arc<AtomicBool>,
     source_ok: Arc<AtomicBool>,
     status: watch::Receiver<serde_json::Value>,
+    events_in: Arc<AtomicU64>,
 }
 
 /// The runtime's side of [`Health`].
@@ -35,6 +36,9 @@ pub struct HealthReporter {
     /// The event source clears this while its broker is unreachable.
     source_ok: Arc<AtomicBool>,
     status: watch::Sender<serde_json::Value>,
+    /// Events read so far, updated after every source batch: `/status` reports it live while
+    /// the rest of the document refreshes on the runtime's one-second tick.
+    events_in: Arc<AtomicU64>,
 }
 
 impl HealthReporter {
@@ -57,16 +61,27 @@ impl HealthReporter {
     pub fn set_status(&self, status: serde_json::Value) {
         self.status.send_replace(status);
     }
+
+    pub fn set_events_in(&self, n: u64) {
+        self.events_in.store(n, Ordering::Relaxed);
+    }
 }
 
 pub fn health() -> (HealthReporter, Health) {
     let ready = Arc::new(AtomicBool::new(false));
     let sinks_ok = Arc::new(AtomicBool::new(true));
     let source_ok = Arc::new(AtomicBool::new(true));
+    let events_in = Arc::new(AtomicU64::new(0));
     let (tx, rx) = watch::channel(serde_json::Value::Null);
     (
-        HealthReporter { ready: ready.clone(), sinks_ok: sinks_ok.clone(), source_ok: source_ok.clone(), status: tx },
-        Health { ready, sinks_ok, source_ok, status: rx },
+        HealthReporter {
+            ready: ready.clone(),
+            sinks_ok: sinks_ok.clone(),
+            source_ok: source_ok.clone(),
+            status: tx,
+            events_in: events_in.clone(),
+        },
+        Health { ready, sinks_ok, source_ok, status: rx, events_in },
     )
 }
 
@@ -138,5 +153,9 @@ async fn status(State(s): State<AppState>, headers: axum::http::HeaderMap) -> ax
             Err(e) => return e.into_response(),
         }
     }
-    axum::Json(s.health.status.borrow().clone()).into_response()
+    let mut doc = s.health.status.borrow().clone();
+    if let Some(stats) = doc.get_mut("stats").and_then(serde_json::Value::as_object_mut) {
+        stats.insert("events_in".into(), s.health.events_in.load(Ordering::Relaxed).into());
+    }
+    axum::Json(doc).into_response()
 }

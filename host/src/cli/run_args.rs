@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Events topic.
     #[arg(long, default_value = "behavior-events", env = "RTSCORE_TOPIC", help_heading = "Events")]
     pub topic: String,
+    /// A librdkafka consumer property, overriding the host's tuned default (repeatable), e.g.
+    /// `--kafka-option fetch.wait.max.ms=50`. See librdkafka's CONFIGURATION.md.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value, help_heading = "Events")]
+    pub kafka_options: Vec<(String, String)>,
     /// Dead-letter topic for rejected events (Kafka mode).
     #[arg(long, default_value = "behavior-events-dlq", env = "RTSCORE_DLQ_TOPIC", help_heading = "Events")]
     pub dlq_topic: String,
@@ -142,5 +146,26 @@ impl RunArgs {
             (None, Some(t), None) => format!("rtscore-{t}"),
             _ => "rtscore".to_string(),
         }
+    }
+}
+
+/// `KEY=VALUE` for `--kafka-option`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_options_are_key_value_pairs() {
+        assert_eq!(parse_key_value("fetch.wait.max.ms=50"), Ok(("fetch.wait.max.ms".into(), "50".into())));
+        assert_eq!(parse_key_value("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
+        assert!(parse_key_value("fetch.wait.max.ms").is_err());
+        assert!(parse_key_value("=5").is_err());
     }
 }

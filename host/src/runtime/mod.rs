@@ -107,6 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             group_id: args.consumer_group(),
             client_id: format!("rtscore-{}", std::process::id()),
             reachable: health.source_ok_flag(),
+            options: args.kafka_options.clone(),
         };
         let source = spawn_kafka_source(cfg, tx, shutdown_rx.clone())?;
         committer = Some(source.committer);
@@ -147,6 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     };
                     let started = std::time::Instant::now();
                     pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
+                    health.set_events_in(pipeline.stats().events_in);
                     outputs.dead_letters(&batch, &rejects).await?;
                     outputs.write(&out).await?;
                     record_emission_delay(&out, started);

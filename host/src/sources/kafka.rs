@@ -26,6 +26,8 @@ pub struct KafkaSourceConfig {
     pub client_id: String,
     /// Cleared while the brokers do not answer (readiness).
     pub reachable: Arc<std::sync::atomic::AtomicBool>,
+    /// librdkafka properties set after the defaults (`--kafka-option`).
+    pub options: Vec<(String, String)>,
 }
 
 /// A change in the partitions this instance reads.
@@ -143,7 +145,8 @@ pub fn spawn_kafka_source(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<KafkaSource> {
     let (changes, partition_changes) = mpsc::unbounded_channel();
-    let consumer: GroupConsumer = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
         .set("client.id", &cfg.client_id)
@@ -153,9 +156,17 @@ pub fn spawn_kafka_source(
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("session.timeout.ms", "10000")
-        // Larger fetches: fewer round trips while catching up.
+        // Catching up is bound by fetching, not by the pipeline (docs/benchmarks.md): large
+        // fetches per partition, a deep local queue, and a short pause (librdkafka's default
+        // is 1 s) when that queue is full, so the pipeline thread never waits on an empty queue.
         .set("fetch.max.bytes", "52428800")
-        .set("queued.min.messages", "200000")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("queued.min.messages", "1000000")
+        .set("fetch.queue.backoff.ms", "10");
+    for (k, v) in &cfg.options {
+        client.set(k, v);
+    }
+    let consumer: GroupConsumer = client
         .create_with_context(GroupContext { changes })
         .with_context(|| format!("cannot create a Kafka consumer for {}", cfg.brokers))?;
     consumer.subscribe(&[&cfg.topic]).with_context(|| format!("cannot subscribe to topic {}", cfg.topic))?;
