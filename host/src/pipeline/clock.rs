@@ -54,11 +54,17 @@ impl InputClock {
         p.last_wall_ms = wall_ms;
     }
 
+    /// Records an event; true when it raised its partition's maximum event time (only then, or
+    /// when wall time moves, can the watermark move forward).
     #[inline]
-    pub fn observe(&mut self, partition: i32, ts: i64, wall_ms: i64) {
+    pub fn observe(&mut self, partition: i32, ts: i64, wall_ms: i64) -> bool {
         let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });
-        p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
         p.last_wall_ms = wall_ms;
+        if p.max_ts.is_some_and(|m| m >= ts) {
+            return false;
+        }
+        p.max_ts = Some(ts);
+        true
     }
 
     /// The event time every active partition has reached, if any.

@@ -156,6 +156,7 @@ impl Pipeline {
 
     /// Like [`Self::process`], with the wall time the batch arrived at (for idle partitions).
     pub fn process_at(&mut self, batch: &RecordBatch, wall_ms: i64, out: &mut Vec<Output>, rejects: &mut Vec<Reject>) {
+        let mut wall_checked = false;
         for (index, raw) in batch.iter().enumerate() {
             self.stats.events_in += 1;
             let ev = match parse_event(raw) {
@@ -167,7 +168,7 @@ impl Pipeline {
                 }
             };
             let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
-            self.clock.observe(partition, ev.ts, wall_ms);
+            let raised = self.clock.observe(partition, ev.ts, wall_ms);
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
@@ -182,8 +183,13 @@ impl Pipeline {
             }
             // Windows are closed after every event that moves the watermark into a new minute
             // (window ends are whole minutes), so results depend on event order only, never on
-            // how events were batched.
-            self.advance(wall_ms, out);
+            // how events were batched. Within a batch the wall time is fixed, so only an event
+            // that raises its partition's maximum can move the watermark (the batch's first
+            // event re-checks idle partitions).
+            if raised || !wall_checked {
+                wall_checked = true;
+                self.advance(wall_ms, out);
+            }
         }
     }
 
