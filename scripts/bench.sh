@@ -8,7 +8,7 @@
 #   - end to end through Kafka and Redis, built-in and plugin, with the host's emission delay
 #     p50/p99, `cargo bench --bench e2e_kafka`.
 # RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
-# About 5 minutes on the 2-core dev machine once built.
+# About 6 minutes on the 2-core dev machine once built.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
