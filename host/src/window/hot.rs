@@ -322,6 +322,7 @@ impl HotWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::buckets::age_moments;
 
     const MIN: i64 = 60_000;
 
@@ -413,5 +414,82 @@ mod tests {
         w.build_batch(2 * MIN, g, &mut batch);
         assert_eq!(w.batch_ids().collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(batch.row_age_mean_ms, vec![(2 * MIN) as f64]);
+    }
+
+    /// An accepted event of the reference model: (item, action, ts).
+    type Accepted = (u32, u16, i64);
+
+    /// Each window's rows from the accepted events alone: per item, its (action, count, age
+    /// mean, age variance) rows, sorted (the layout's row order is checked elsewhere).
+    fn reference_rows(accepted: &[Accepted], end: i64, g: WindowGeometry) -> BTreeMap<String, Vec<(u16, u32, u64, u64)>> {
+        let mut cells: BTreeMap<(u32, i64, u16), (u32, u64, u64)> = BTreeMap::new();
+        for &(item, action, ts) in accepted.iter().filter(|e| e.2 >= end - g.size_ms && e.2 < end) {
+            let off = ts.rem_euclid(BUCKET_MS) as u64;
+            let c = cells.entry((item, ts.div_euclid(BUCKET_MS), action)).or_default();
+            *c = (c.0 + 1, c.1 + off, c.2 + off * off);
+        }
+        let mut rows: BTreeMap<String, Vec<(u16, u32, u64, u64)>> = BTreeMap::new();
+        for ((item, minute, action), (n, s, sq)) in cells {
+            let (mean, var) = age_moments(n, s, sq, minute * BUCKET_MS, end);
+            rows.entry(format!("i{item}")).or_default().push((action, n, mean.to_bits(), var.to_bits()));
+        }
+        rows.values_mut().for_each(|r| r.sort());
+        rows
+    }
+
+    fn batch_rows(w: &HotWindows, b: &WindowBatch) -> BTreeMap<String, Vec<(u16, u32, u64, u64)>> {
+        let mut rows = BTreeMap::new();
+        for (k, id) in w.batch_ids().enumerate() {
+            let mut r: Vec<_> = b
+                .item_rows(k)
+                .map(|r| (b.row_action[r], b.row_count[r], b.row_age_mean_ms[r].to_bits(), b.row_age_var_ms2[r].to_bits()))
+                .collect();
+            r.sort();
+            assert!(rows.insert(id.to_string(), r).is_none(), "item {id} twice in one batch");
+        }
+        rows
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Events up to 10 minutes out of order (the per-minute index path), a small catalogue
+        /// (ids released and reused as minutes close), watermarks at random points: every
+        /// emitted window holds exactly the accepted events' cells, and state drains at the end.
+        #[test]
+        fn windows_hold_exactly_the_accepted_events(
+            (ratio, slide) in (1i64..6, 1i64..4),
+            ops in proptest::collection::vec((0u32..12, 0u16..3, 0i64..600_000, proptest::bool::weighted(0.1)), 1..300),
+        ) {
+            let g = geom(ratio * slide, slide);
+            let mut w = HotWindows::default();
+            let mut accepted: Vec<Accepted> = Vec::new();
+            let mut batch = WindowBatch::default();
+            let mut max_ts = 0i64;
+            let mut emit = |w: &mut HotWindows, accepted: &[Accepted], wm: i64| -> Result<(), proptest::test_runner::TestCaseError> {
+                while let Some(end) = w.next_due(g, wm) {
+                    w.build_batch(end, g, &mut batch);
+                    proptest::prop_assert_eq!(batch_rows(w, &batch), reference_rows(accepted, end, g), "window ending {}", end);
+                    w.close_through(end, g);
+                }
+                if wm < i64::MAX {
+                    w.close_to_watermark(wm, g);
+                }
+                Ok(())
+            };
+            for (i, &(item, action, back, watermark)) in ops.iter().enumerate() {
+                // Time moves forward 20 s an event; each event lands up to 10 minutes back.
+                let ts = i as i64 * 20_000 + 3_600_000 - back;
+                max_ts = max_ts.max(ts);
+                if w.add(&format!("i{item}"), ["view", "click", "buy"][action as usize], ts, g) == AddOutcome::Accepted {
+                    accepted.push((item, w.action_code(["view", "click", "buy"][action as usize]).unwrap_or(0), ts));
+                }
+                if watermark {
+                    emit(&mut w, &accepted, max_ts - 120_000)?;
+                }
+            }
+            emit(&mut w, &accepted, i64::MAX)?;
+            w.close_through(i64::MAX - g.slide_ms, g);
+            proptest::prop_assert!(w.is_empty() && w.bucket_count() == 0);
+        }
     }
 }
