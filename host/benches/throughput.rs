@@ -8,7 +8,7 @@
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
 //! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000); `RTSCORE_BENCH_ONLY`
 //! (builtin, plugin, shadow or all) runs the ceiling and that one row, for profiling. The built-in and
-//! plugin rows are medians of three alternated runs each.
+//! plugin rows are medians of five alternated runs each.
 
 #[path = "../../tests/plugin_support.rs"]
 mod support;
@@ -155,15 +155,25 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
             assert_eq!(s.scorer.state().name(), "active", "plugin not scoring: {:?}", s.scorer.state().reason());
         }
     }
+    // What a snapshot of the hot-score state costs the pipeline thread at this size (taken
+    // every --snapshot-interval-ms in Kafka mode): export (a copy) and encode, not timed above.
+    let snap_started = Instant::now();
+    let snap_bytes: usize = cfgs
+        .iter()
+        .filter_map(|c| p.hot_job().export_state(&c.key))
+        .map(|st| rtscore::snapshot::codec::encode(&st).expect("encode snapshot").len())
+        .sum();
+    let snap_ms = snap_started.elapsed().as_secs_f64() * 1e3;
     let (users, user_bytes) = p.profile_job().totals();
     p.finish(&mut out);
     sink.write(&out).expect("write sink");
-    let secs = start.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64() - snap_ms / 1e3;
     let events = p.stats().events_in as f64;
     let mut note = format!(
         "{emitted} hot windows; peak {max_buckets} (item, bucket) pairs at {:.0} B each",
         bytes_at_max as f64 / max_buckets.max(1) as f64
     );
+    note += &format!("; hot-state snapshot at the end {:.1} MB in {snap_ms:.0} ms", snap_bytes as f64 / 1e6);
     if users > 0 {
         note += &format!("; {profiles} profile writes; {users} users at {:.0} B each", user_bytes as f64 / users as f64);
     }
@@ -171,7 +181,7 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
 }
 
 /// Alternated runs of the built-in and plugin rows.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(mut rows: Vec<Row>) -> Row {
     rows.sort_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
@@ -212,7 +222,7 @@ fn main() {
         );
         return;
     }
-    // Built-in and plugin alternate, three runs each, medians reported: on a shared machine a
+    // Built-in and plugin alternate, five runs each, medians reported: on a shared machine a
     // single pair of runs can land in different load and swing the ratio either way.
     let (mut hots, mut plugins) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {

@@ -5,34 +5,94 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::buckets::Cell;
 use super::hot::{HotWindows, ItemSlot};
 use super::item_ids::ItemIds;
+use super::minute_cells::MinuteCells;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct PortableItem {
     /// Oldest first.
     buckets: Vec<PortableBucket>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct PortableBucket {
     /// Minutes since the Unix epoch.
     minute: i64,
     cells: Vec<Cell>,
 }
 
-/// Items as a map from name to buckets, written straight from the interned ids.
+/// One (item, bucket) pair of the state: the item, the bucket's minute and cells, and the
+/// item's head cell there.
+type Pair<'a> = (u32, i64, &'a MinuteCells, u32);
+
+/// Items as a map from name to buckets, written straight from the minute-major cells without
+/// building the item-major form: `pairs` is grouped by item, minutes ascending within an item.
 struct ItemsByName<'a> {
     ids: &'a ItemIds<ItemSlot>,
-    items: Vec<(u32, PortableItem)>,
+    pairs: Vec<Pair<'a>>,
 }
 
 impl Serialize for ItemsByName<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.items.iter().map(|(id, item)| (self.ids.name(*id), item)))
+        let items = self.pairs.chunk_by(|a, b| a.0 == b.0);
+        let mut map = s.serialize_map(Some(items.clone().count()))?;
+        for group in items {
+            map.serialize_entry(self.ids.name(group[0].0), &ItemRef(group))?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes as [`PortableItem`].
+struct ItemRef<'a, 'p>(&'p [Pair<'a>]);
+
+impl Serialize for ItemRef<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut item = s.serialize_struct("PortableItem", 1)?;
+        item.serialize_field("buckets", &BucketsRef(self.0))?;
+        item.end()
+    }
+}
+
+struct BucketsRef<'a, 'p>(&'p [Pair<'a>]);
+
+impl Serialize for BucketsRef<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(_, minute, cells, head)| BucketRef { minute, cells, head }))
+    }
+}
+
+/// Serializes as [`PortableBucket`]: the cells of one item's chain in one minute.
+struct BucketRef<'a> {
+    minute: i64,
+    cells: &'a MinuteCells,
+    head: u32,
+}
+
+impl Serialize for BucketRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut bucket = s.serialize_struct("PortableBucket", 2)?;
+        bucket.serialize_field("minute", &self.minute)?;
+        bucket.serialize_field("cells", &ChainRef(self))?;
+        bucket.end()
+    }
+}
+
+struct ChainRef<'a, 'b>(&'b BucketRef<'a>);
+
+impl Serialize for ChainRef<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.0;
+        let mut seq = s.serialize_seq(Some(b.cells.chain(b.head).count()))?;
+        for c in b.cells.chain(b.head) {
+            seq.serialize_element(&c.cell())?;
+        }
+        seq.end()
     }
 }
 
@@ -62,20 +122,14 @@ struct PortableOwned {
 
 impl Serialize for HotWindows {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut by_id: Vec<Option<PortableItem>> = Vec::new();
-        by_id.resize_with(self.ids.id_bound(), || None);
-        for (&minute, m) in &self.minutes {
-            for (head, c) in m.cells.iter().enumerate().filter(|(_, c)| c.head) {
-                let cells = m.chain(head as u32).map(|c| c.cell()).collect();
-                by_id[c.item as usize]
-                    .get_or_insert_with(|| PortableItem { buckets: Vec::new() })
-                    .buckets
-                    .push(PortableBucket { minute, cells });
-            }
-        }
-        let items = by_id.into_iter().enumerate().filter_map(|(id, item)| Some((id as u32, item?))).collect();
+        let mut pairs: Vec<Pair<'_>> = self
+            .minutes
+            .iter()
+            .flat_map(|(&minute, m)| m.cells.iter().enumerate().filter(|(_, c)| c.head).map(move |(i, c)| (c.item, minute, m, i as u32)))
+            .collect();
+        pairs.sort_unstable_by_key(|p| (p.0, p.1));
         PortableRef {
-            items: ItemsByName { ids: &self.ids, items },
+            items: ItemsByName { ids: &self.ids, pairs },
             actions: &self.actions,
             action_codes: &self.action_codes,
             minutes: self.minutes.iter().map(|(&m, c)| (m, c.pairs)).collect(),
