@@ -2,13 +2,14 @@
 # The benchmark command of issue 7: every throughput, latency and memory row side by side in one
 # run, printed as tables (docs/benchmarks.md quotes them). Builds the reference plugins, starts
 # the local stack if needed, then runs, in release:
-#   - the file pipeline (parse-only ceiling; built-in and decay-weighted plugin, medians of three
+#   - the file pipeline (parse-only ceiling; built-in and decay-weighted plugin, medians of five
 #     alternated runs; a shadow candidate; --job all; state bytes per (item, bucket) and per user;
 #     peak RSS), `cargo bench --bench throughput`;
-#   - end to end through Kafka and Redis, built-in and plugin, with the host's emission delay
+#   - end to end through Kafka and Redis, built-in and plugin (medians of three alternated
+#     runs, against a parse-only ceiling on the same events), with the host's emission delay
 #     p50/p99, `cargo bench --bench e2e_kafka`.
 # RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
-# About 6 minutes on the 2-core dev machine once built.
+# About 7 minutes on the 2-core dev machine once built.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
