@@ -3,21 +3,15 @@
 //! apply time minus the document's `updated_at`). Starts the local stack if needed, runs a host
 //! on generated traffic, writes 100 changes at irregular intervals, prints percentiles.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http_get;
 use rtscore::config::mongo::MongoScenarioStore;
 
 const CHANGES: usize = 100;
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf.split_once("\r\n\r\n")?.1.to_string())
-}
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

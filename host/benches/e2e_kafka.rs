@@ -7,10 +7,12 @@
 //! against the parse-only ceiling measured on the same events in the same run. Starts the local
 //! stack if needed.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http_get;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rtscore::config::ScenarioKey;
@@ -19,14 +21,6 @@ use rtscore::sources::generator::EventMaker;
 
 /// Alternated runs of the built-in and plugin hosts.
 const ROUNDS: usize = 3;
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf.split_once("\r\n\r\n")?.1.to_string())
-}
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

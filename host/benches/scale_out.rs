@@ -8,11 +8,13 @@
 //! kill until the group's committed offsets reach the end of every partition (caught up, with
 //! snapshots every second).
 
-use std::io::{Read, Write};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http_get;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -20,14 +22,6 @@ use rtscore::config::ScenarioKey;
 use rtscore::sources::generator::EventMaker;
 
 const PARTITIONS: i32 = 6;
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    Some(buf.split_once("\r\n\r\n")?.1.to_string())
-}
 
 struct Bench {
     kafka: String,

@@ -113,7 +113,7 @@ impl HotWindows {
         let Ok(minute) = i32::try_from(ts.div_euclid(BUCKET_MS)) else {
             return AddOutcome::Late;
         };
-        let id = self.intern(item);
+        let id = self.ids.intern(item);
         let offset = ts.rem_euclid(BUCKET_MS) as u64;
         let cell = self.cell(id, minute, code);
         cell.count += 1;
@@ -121,10 +121,6 @@ impl HotWindows {
         cell.sum_offset_sq += offset * offset;
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
         AddOutcome::Accepted
-    }
-
-    pub(super) fn intern(&mut self, item: &str) -> u32 {
-        self.ids.intern(item)
     }
 
     /// The cell of (item `id`, `minute`, `action`), created empty if missing.

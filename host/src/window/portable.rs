@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for HotWindows {
         let mut w = HotWindows::default();
         (w.actions, w.action_codes, w.max_ts, w.closed_through) = (p.actions, p.action_codes, p.max_ts, p.closed_through);
         for (name, item) in p.items {
-            let id = w.intern(&name);
+            let id = w.ids.intern(&name);
             for b in item.buckets {
                 for c in b.cells {
                     if c.action as usize >= w.actions.len() || c.count == 0 {
