@@ -28,29 +28,26 @@ fn host_runs_on_last_configs_while_mongodb_is_down_and_catches_up_after() {
         &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}})],
     );
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--http-addr",
-        &http,
-        "--config-poll-ms",
-        "100",
-        "--config-resync-ms",
-        "500",
-    ]);
+        &[
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--http-addr",
+            &http,
+            "--config-poll-ms",
+            "100",
+            "--config-resync-ms",
+            "500",
+        ],
+    ));
     let events =
         |from: i64, to: i64| -> Vec<Vec<u8>> { (from..to).step_by(10_000).map(|ts| event_line(&tenant, "s", "x", "click", ts)).collect() };
     stack.produce(&topic, 1, &events(T0, T0 + 12 * MIN));

@@ -34,27 +34,24 @@ fn weight_change_applies_to_the_whole_next_window_and_invalid_documents_keep_the
         "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
     stack.put_scenarios(&database, std::slice::from_ref(&doc_v1));
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--redis-url",
-        &stack.redis_url,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--config-poll-ms",
-        "100",
-    ]);
+        &[
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--redis-url",
+            &stack.redis_url,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--config-poll-ms",
+            "100",
+        ],
+    ));
     let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
     let mut redis = stack.redis();
     let status = |redis: &mut redis::Connection| -> BTreeMap<String, String> {

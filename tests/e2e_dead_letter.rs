@@ -72,25 +72,22 @@ fn malformed_events_reach_the_dead_letter_topic_and_processing_continues() {
     records.push(good("closer", T0 + 3_600_000));
     stack.produce(&topic, 1, &records);
 
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--dlq-topic",
-        &dlq,
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-    ]);
+        &[
+            "--dlq-topic",
+            &dlq,
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+        ],
+    ));
 
     let dead = stack.consume(&dlq, bad.len(), Duration::from_secs(60));
     assert_eq!(dead.len(), bad.len(), "dead letters received\n{}", host.log());

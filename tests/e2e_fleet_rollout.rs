@@ -100,30 +100,27 @@ fn three_hosts_with_changes_at_random_moments_match_one_host() {
 
     let host = |group: &str, n: usize| {
         let sink = dir.path().join(format!("{group}-{n}.jsonl"));
-        let h = HostProcess::start(&[
-            "run",
-            "--kafka-servers",
-            &stack.kafka,
-            "--topic",
+        let h = HostProcess::start(&stack.kafka_run(
             &topic,
-            "--group-id",
             group,
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--config-poll-ms",
-            "100",
-            // Results must not depend on timing: a quiet partition keeps holding its watermark.
-            "--partition-idle-ms",
-            "600000",
-        ]);
+            &[
+                "--mongodb-url",
+                &stack.mongodb_url,
+                "--mongodb-database",
+                &database,
+                "--redis-url",
+                &stack.redis_url,
+                "--jsonl-out",
+                sink.to_str().unwrap(),
+                "--view",
+                "off",
+                "--config-poll-ms",
+                "100",
+                // Results must not depend on timing: a quiet partition keeps holding its watermark.
+                "--partition-idle-ms",
+                "600000",
+            ],
+        ));
         (h, sink)
     };
     let (fleet_group, single_group) = (unique("g3-"), unique("g1-"));

@@ -97,29 +97,26 @@ fn kafka_to_redis_matches_the_reference_for_three_scenarios() {
     assert!(expected_nonempty > 30, "the workload should produce many windows ({expected_nonempty})");
 
     let group = unique("g");
-    let mut host = HostProcess::start(&[
-        "run",
-        "--job",
-        "item_hot_score",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &group,
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--redis-url",
-        &stack.redis_url,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--dlq-topic",
-        &format!("{topic}-dlq"),
-        "--view",
-        "off",
-    ]);
+        &[
+            "--job",
+            "item_hot_score",
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--redis-url",
+            &stack.redis_url,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--dlq-topic",
+            &format!("{topic}-dlq"),
+            "--view",
+            "off",
+        ],
+    ));
     let done = wait_until(Duration::from_secs(90), || {
         let (got, _) = read_hot_sink(&sink);
         want.iter().filter(|(_, l)| !l.is_empty()).all(|(k, _)| got.contains_key(k))

@@ -24,29 +24,26 @@ fn kafka_outage_keeps_state_and_readiness_follows_it() {
     let scenarios = write_scenarios(dir.path(), std::slice::from_ref(&doc));
     stack.create_topic(&topic, 2);
     let port = free_port();
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--scenarios-dir",
-        scenarios.to_str().unwrap(),
-        "--redis-url",
-        &stack.redis_url,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-        "--snapshot-interval-ms",
-        "500",
-        "--partition-idle-ms",
-        "600000",
-    ]);
+        &[
+            "--scenarios-dir",
+            scenarios.to_str().unwrap(),
+            "--redis-url",
+            &stack.redis_url,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--snapshot-interval-ms",
+            "500",
+            "--partition-idle-ms",
+            "600000",
+        ],
+    ));
     let events = |from: i64, to: i64| -> Vec<RefEvent> {
         (from..to).step_by(4_000).map(|ts| RefEvent { item_id: format!("i{}", (ts / 4_000) % 9), action: "click".into(), ts }).collect()
     };

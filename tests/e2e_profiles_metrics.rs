@@ -71,25 +71,22 @@ fn profiles_and_metrics_reach_redis_and_match_the_references() {
     evs.push(Ev { user: "zz", action: "noop", ts: T0 + 4 * DAY, category: None, tags: &[], watch: None });
     stack.produce(&topic, 1, &evs.iter().map(|e| line(&tenant, e)).collect::<Vec<_>>());
 
-    let mut host = HostProcess::start(&[
-        "run",
-        "--job",
-        "all",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--redis-url",
-        &stack.redis_url,
-        "--view",
-        "off",
-    ]);
+        &[
+            "--job",
+            "all",
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--redis-url",
+            &stack.redis_url,
+            "--view",
+            "off",
+        ],
+    ));
     let mut redis = stack.redis();
     let metrics_key = |start: i64| format!("rt:{tenant}:s:metrics:{start}");
     let profile_key = |u: &str| format!("rt:{tenant}:s:profile:{u}");
@@ -158,27 +155,24 @@ fn a_metrics_list_change_mid_run_applies_to_later_windows() {
         "metrics": {"window_size_minutes": 10, "metrics_to_calculate": ["ctr", "cvr", "watch_time"]}}}})],
     );
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&[
-        "run",
-        "--job",
-        "metrics",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--redis-url",
-        &stack.redis_url,
-        "--view",
-        "off",
-        "--config-poll-ms",
-        "100",
-    ]);
+        &[
+            "--job",
+            "metrics",
+            "--mongodb-url",
+            &stack.mongodb_url,
+            "--mongodb-database",
+            &database,
+            "--redis-url",
+            &stack.redis_url,
+            "--view",
+            "off",
+            "--config-poll-ms",
+            "100",
+        ],
+    ));
     let traffic = |from: i64, to: i64| -> Vec<Vec<u8>> {
         (from..to)
             .step_by(30_000)

@@ -26,25 +26,22 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
     stack.create_topic(&topic, 1);
     let port = free_port();
     let group = unique("g");
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &group,
-        "--scenarios-dir",
-        scenarios.to_str().unwrap(),
-        "--redis-url",
-        &stack.redis_url,
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-    ]);
+        &[
+            "--scenarios-dir",
+            scenarios.to_str().unwrap(),
+            "--redis-url",
+            &stack.redis_url,
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    ));
     let events = |from: i64, to: i64| -> Vec<RefEvent> {
         (from..to).step_by(4_000).map(|ts| RefEvent { item_id: format!("i{}", (ts / 4_000) % 9), action: "click".into(), ts }).collect()
     };

@@ -200,33 +200,30 @@ impl Run {
     fn start_host(&mut self, stack: &Stack) -> HostProcess {
         let sink = self.dir.path().join(format!("out-{}.jsonl", self.sinks.len()));
         self.sinks.push(sink.clone());
-        HostProcess::start(&[
-            "run",
-            "--job",
-            "all",
-            "--kafka-servers",
-            &stack.kafka,
-            "--topic",
+        HostProcess::start(&stack.kafka_run(
             &self.topic,
-            "--group-id",
             &self.group,
-            "--dlq-topic",
-            &format!("{}-dlq", self.topic),
-            "--scenarios-dir",
-            self.dir.path().join("scenarios").to_str().unwrap(),
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--snapshot-interval-ms",
-            "500",
-            // Results must not depend on timing here: a partition waiting for its turn never
-            // stops holding the watermark back.
-            "--partition-idle-ms",
-            "600000",
-        ])
+            &[
+                "--job",
+                "all",
+                "--dlq-topic",
+                &format!("{}-dlq", self.topic),
+                "--scenarios-dir",
+                self.dir.path().join("scenarios").to_str().unwrap(),
+                "--redis-url",
+                &stack.redis_url,
+                "--jsonl-out",
+                sink.to_str().unwrap(),
+                "--view",
+                "off",
+                "--snapshot-interval-ms",
+                "500",
+                // Results must not depend on timing here: a partition waiting for its turn never
+                // stops holding the watermark back.
+                "--partition-idle-ms",
+                "600000",
+            ],
+        ))
     }
 
     fn wait_complete(&self, want: &BTreeSet<(String, String, i64)>, deadline: Duration, logs: &dyn Fn() -> String) {

@@ -92,25 +92,22 @@ fn publishing_a_module_switches_a_live_scenario_without_restart() {
     std::fs::write(scenarios.join("s.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
     stack.create_topic(&topic, 1);
     let port = free_port();
-    let mut host = HostProcess::start(&[
-        "run",
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
+    let mut host = HostProcess::start(&stack.kafka_run(
         &topic,
-        "--group-id",
         &unique("g"),
-        "--scenarios-dir",
-        scenarios.to_str().unwrap(),
-        "--plugins-dir",
-        plugins.to_str().unwrap(),
-        "--jsonl-out",
-        sink.to_str().unwrap(),
-        "--view",
-        "off",
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-    ]);
+        &[
+            "--scenarios-dir",
+            scenarios.to_str().unwrap(),
+            "--plugins-dir",
+            plugins.to_str().unwrap(),
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--view",
+            "off",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ],
+    ));
     const T0: i64 = 1_767_225_600_000;
     let events = |from: i64, to: i64| -> Vec<Vec<u8>> {
         (from..to).step_by(7_000).map(|ts| event_line(&tenant, "s", &format!("i{}", ts % 7), "click", ts)).collect()

@@ -50,6 +50,14 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Arguments of `rtscore run` consuming `topic` in consumer group `group` from this stack's
+    /// Kafka, followed by `rest`.
+    pub fn kafka_run<'a>(&'a self, topic: &'a str, group: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["run", "--kafka-servers", self.kafka.as_str(), "--topic", topic, "--group-id", group];
+        args.extend_from_slice(rest);
+        args
+    }
+
     /// Starts the stack once per test process (idempotent: running services are reused),
     /// unless `RTSCORE_STACK=external` says the caller manages it.
     pub fn ensure() -> Stack {
