@@ -17,6 +17,7 @@ bash scripts/setup.sh
 bash scripts/stack.sh start
 eval "$(bash scripts/stack.sh env)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
+prune_target_cache "$CARGO_TARGET_DIR" release
 export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
 export RTSCORE_TEST_PLUGINS_OUT="${RTSCORE_TEST_PLUGINS_OUT:-$CARGO_TARGET_DIR/test-plugins}"
 export RTSCORE_TEST_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"

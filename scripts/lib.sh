@@ -20,3 +20,18 @@ toolchain_channel() { sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchai
 external_mongo() {
   [ -n "${MONGODB_URL:-}" ] && [[ "$MONGODB_URL" != *"127.0.0.1:$FERRETDB_PORT"* ]] && [[ "$MONGODB_URL" != *"localhost:$FERRETDB_PORT"* ]]
 }
+
+# The shared Cargo target outlives clones, and every dependency or flag change leaves a new set
+# of multi-hundred-MB test binaries behind. When it passes the cap, or the disk runs low, drop the
+# profile being built (a cold rebuild, a few minutes) rather than fail the link with a full disk.
+prune_target_cache() {
+  local dir="$1" profile="$2" cap_gb="${RTSCORE_TARGET_CAP_GB:-40}" min_free_gb="${RTSCORE_MIN_FREE_GB:-15}"
+  [ -d "$dir/$profile" ] || return 0
+  local used_gb free_gb
+  used_gb=$(du -s --block-size=1G "$dir" | cut -f1)
+  free_gb=$(df --output=avail --block-size=1G "$dir" | tail -1 | tr -d ' ')
+  if [ "$used_gb" -gt "$cap_gb" ] || [ "$free_gb" -lt "$min_free_gb" ]; then
+    log "target cache $dir: ${used_gb} GB used, ${free_gb} GB free (cap ${cap_gb} GB, floor ${min_free_gb} GB): removing its $profile profile"
+    rm -rf "${dir:?}/$profile"
+  fi
+}

@@ -10,6 +10,7 @@ bash scripts/setup.sh
 bash scripts/stack.sh start
 eval "$(bash scripts/stack.sh env)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
+prune_target_cache "$CARGO_TARGET_DIR" debug
 export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
 export RTSCORE_TEST_PLUGINS_OUT="${RTSCORE_TEST_PLUGINS_OUT:-$CARGO_TARGET_DIR/test-plugins}"
 # The plugin tests reuse these builds instead of building the wasm modules again.
