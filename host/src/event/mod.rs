@@ -2,7 +2,9 @@
 //! or a [`RejectReason`] that goes to the dead-letter sink with the original bytes.
 
 mod parse;
+mod parsed;
 mod reject;
 
 pub use parse::{Event, parse_event};
+pub use parsed::ParsedEvents;
 pub use reject::RejectReason;

@@ -44,7 +44,8 @@ fn read_lines<R: Read>(mut reader: BufReader<R>, tx: &mpsc::Sender<SourceMessage
         }
         batch.push(rec);
         if batch.len() >= BATCH_RECORDS || (flush_when_drained && reader.buffer().is_empty()) {
-            let full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+            let mut full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+            super::parse_if_pipeline_behind(&mut full, tx);
             if tx.blocking_send(SourceMessage::Records(full)).is_err() {
                 return Ok(()); // the pipeline stopped
             }

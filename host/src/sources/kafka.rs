@@ -207,7 +207,8 @@ pub fn spawn_kafka_source(
                 next = consumer.recv().now_or_never();
             }
             if !batch.is_empty() {
-                let full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+                let mut full = std::mem::replace(&mut batch, RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256));
+                super::parse_if_pipeline_behind(&mut full, &tx);
                 if tx.send(SourceMessage::Records(full)).await.is_err() {
                     break;
                 }

@@ -8,6 +8,8 @@ pub mod kafka;
 
 use std::collections::BTreeMap;
 
+use crate::event::{Event, ParsedEvents, RejectReason, parse_event};
+
 /// Where a record came from, for offset commits and dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -22,11 +24,34 @@ pub struct RecordBatch {
     pub ends: Vec<u32>,
     /// Per record, when the source has positions (Kafka); empty otherwise.
     pub positions: Vec<Position>,
+    /// Every record parsed by the source ([`Self::parse_ahead`]); `None` leaves parsing to
+    /// the pipeline.
+    pub parsed: Option<ParsedEvents>,
 }
 
 impl RecordBatch {
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new() }
+        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new(), parsed: None }
+    }
+
+    /// Parses every record now, on the caller's thread, so the pipeline thread does not.
+    /// Sources call it before sending: parsing is about half of the per-event work.
+    pub fn parse_ahead(&mut self) {
+        let mut parsed = ParsedEvents::with_capacity(self.len());
+        for rec in self.iter() {
+            parsed.push(parse_event(rec));
+        }
+        self.parsed = Some(parsed);
+    }
+
+    /// Record `i` as an event, or why it is rejected; parsed now unless parsed ahead.
+    pub fn event(&self, i: usize) -> Result<Event<'_>, RejectReason> {
+        if let Some(parsed) = &self.parsed
+            && let Some(result) = parsed.get(i)
+        {
+            return result.map_err(Clone::clone);
+        }
+        parse_event(self.get(i).unwrap_or_default())
     }
 
     pub fn push(&mut self, record: &[u8]) {
@@ -71,7 +96,8 @@ impl RecordBatch {
         self.positions.get(i).copied()
     }
 
-    /// The records `keep` admits, or `None` when it admits every record (no copy).
+    /// The records `keep` admits, or `None` when it admits every record (no copy). The copy is
+    /// not parsed ahead (it only happens around a rebalance).
     pub fn filtered(&self, mut keep: impl FnMut(Position) -> bool) -> Option<RecordBatch> {
         if self.positions.iter().all(|p| keep(*p)) {
             return None;
@@ -113,6 +139,18 @@ mod tests {
         assert_eq!(kept.iter().collect::<Vec<_>>(), vec![&b"r0-5"[..], b"r0-6", b"r1-10"]);
         assert_eq!(kept.position(2), Some(Position { partition: 1, offset: 10 }));
         assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
+    }
+}
+
+/// Parses `batch` on the source's thread when the pipeline already has batches waiting, i.e.
+/// when the pipeline thread is the bottleneck; otherwise leaves it to the pipeline, which is
+/// idle. The split settles where both threads are busy, whichever of them is faster on the
+/// machine (parsing is about half of the per-event work, docs/benchmarks.md), and a live
+/// stream that the pipeline keeps up with is not delayed by parsing twice over.
+pub fn parse_if_pipeline_behind(batch: &mut RecordBatch, tx: &tokio::sync::mpsc::Sender<SourceMessage>) {
+    if tx.capacity() < tx.max_capacity() {
+        batch.parse_ahead();
+        metrics::counter!("rtscore_events_parsed_by_source_total").increment(batch.len() as u64);
     }
 }
 
