@@ -20,7 +20,7 @@ use rtscore::event::parse_event;
 use rtscore::sources::generator::EventMaker;
 
 /// Alternated runs of the built-in and plugin hosts.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -140,6 +140,22 @@ mod tests {
         assert_eq!(kept.position(2), Some(Position { partition: 1, offset: 10 }));
         assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
     }
+
+    #[test]
+    fn a_batch_is_parsed_ahead_only_while_the_pipeline_has_one_waiting() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let mut batch = RecordBatch::default();
+        batch.push(br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000}"#);
+        batch.push(b"{not json");
+        parse_if_pipeline_behind(&mut batch, &tx);
+        assert!(batch.parsed.is_none(), "an idle pipeline parses itself");
+        tx.try_send(SourceMessage::End).unwrap();
+        parse_if_pipeline_behind(&mut batch, &tx);
+        assert!(batch.parsed.is_some());
+        assert_eq!(batch.event(0).unwrap().item_id, "i");
+        assert_eq!(batch.event(1).unwrap_err().kind(), "json");
+        assert!(matches!(rx.try_recv(), Ok(SourceMessage::End)));
+    }
 }
 
 /// Parses `batch` on the source's thread when the pipeline already has batches waiting, i.e.
