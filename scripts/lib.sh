@@ -35,3 +35,18 @@ prune_target_cache() {
     rm -rf "${dir:?}/$profile"
   fi
 }
+
+# What test.sh and bench.sh both need before building: tools installed, the local stack up and
+# its addresses exported, the shared Cargo target (pruned for `profile`), and where the plugins
+# are built. The plugin tests reuse the wasm builds instead of building the modules again.
+prepare_build_env() {
+  local profile="$1"
+  bash "$ROOT/scripts/setup.sh"
+  bash "$ROOT/scripts/stack.sh" start
+  eval "$(bash "$ROOT/scripts/stack.sh" env)"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
+  prune_target_cache "$CARGO_TARGET_DIR" "$profile"
+  export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
+  export RTSCORE_TEST_PLUGINS_OUT="${RTSCORE_TEST_PLUGINS_OUT:-$CARGO_TARGET_DIR/test-plugins}"
+  export RTSCORE_TEST_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+}

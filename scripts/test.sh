@@ -6,15 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 start=$SECONDS
-bash scripts/setup.sh
-bash scripts/stack.sh start
-eval "$(bash scripts/stack.sh env)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
-prune_target_cache "$CARGO_TARGET_DIR" debug
-export RTSCORE_PLUGINS_OUT="${RTSCORE_PLUGINS_OUT:-$CARGO_TARGET_DIR/plugins}"
-export RTSCORE_TEST_PLUGINS_OUT="${RTSCORE_TEST_PLUGINS_OUT:-$CARGO_TARGET_DIR/test-plugins}"
-# The plugin tests reuse these builds instead of building the wasm modules again.
-export RTSCORE_TEST_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+prepare_build_env debug
 log "building plugins (wasm32-wasip2) ..."
 bash scripts/build-plugins.sh
 log "running the test suite ..."

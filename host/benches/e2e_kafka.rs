@@ -82,7 +82,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     println!("| parse + validate only (ceiling), same events, one core | {n} | | | | {ceiling:.0} | 100% | |");
-    // Built-in and plugin hosts alternate, three runs each, medians reported: on a shared
+    // Built-in and plugin hosts alternate, ROUNDS runs each, medians reported: on a shared
     // 2-core machine the broker, the host and Redis contend, and single runs swing by ~10%.
     let mut runs: Vec<Vec<HostRun>> = vec![Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
