@@ -1,7 +1,9 @@
 //! The operator console in a real browser (headless Chromium through chromedriver): log in with
 //! a tenant token, see only that tenant's scenarios, change a weight in the editor and watch
 //! the hot list change; then a shadow candidate appears beside the live list and is promoted
-//! from the page. The screenshots in `docs/screenshots/` are written by this test.
+//! from the page. The screenshots in `docs/screenshots/` come from this test: it writes them
+//! under Cargo's target directory, and into `docs/screenshots/` only with
+//! `RTSCORE_UPDATE_SCREENSHOTS=1`, so the test command leaves the checkout clean.
 
 mod support;
 
@@ -36,7 +38,12 @@ fn minute(tenant: &str, scenario: &str, start: i64) -> Vec<Vec<u8>> {
 }
 
 fn shot(b: &Browser, name: &str) {
-    b.screenshot(&repo_root().join("docs/screenshots").join(name));
+    let dir = match std::env::var("RTSCORE_UPDATE_SCREENSHOTS").as_deref() {
+        Ok("1") => repo_root().join("docs/screenshots"),
+        _ => std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    b.screenshot(&dir.join(name));
 }
 
 fn first_item(b: &Browser) -> String {

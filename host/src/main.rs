@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(EnvFilter::try_from_env("RTSCORE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // At least four workers, whatever the cores: the pipeline's turns and a source's batch
+    // building are long CPU-bound polls, and the spare workers keep the HTTP server, the config
+    // watcher and the sinks answering meanwhile (docs/operations.md, "Control under load").
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -28,6 +32,9 @@ fn main() -> std::process::ExitCode {
             None => rtscore::runtime::run(cli.run).await,
         }
     });
+    // A source blocked in a read (stdin that stays open, say) must not hold the exit: what had
+    // to be written was written before `block_on` returned.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -77,10 +77,18 @@ impl Stack {
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Like [`Self::create_topic`], with topic configs such as `("max.message.bytes", "4194304")`.
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> =
             ClientConfig::new().set("bootstrap.servers", &self.kafka).create().expect("admin client");
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let res = rt
             .block_on(admin.create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
             .expect("create topic");
@@ -201,8 +209,11 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// `rtscore` with none of the environment defaults (KAFKA_SERVERS, MONGODB_URL, REDIS_URL,
 /// RTSCORE_*) that a developer's shell or scripts/test.sh exports: tests pass every flag.
+/// `RTSCORE_TEST_BIN` runs another build (the release binary, to measure bounds as users run
+/// it); by default it is the binary `cargo test` built.
 pub fn rtscore_command() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rtscore"));
+    let bin = std::env::var_os("RTSCORE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rtscore").into());
+    let mut c = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("RTSCORE_") || ["KAFKA_SERVERS", "MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL"].contains(&k.as_str()) {
             c.env_remove(k);

@@ -2,6 +2,7 @@
 //! runs until the input ends or the process is told to stop.
 
 mod config_feed;
+mod in_flight;
 mod outputs;
 mod plugins;
 mod snapshots;
@@ -19,8 +20,9 @@ use crate::config::{ConfigChange, ScenarioRegistry};
 use crate::http;
 use crate::pipeline::{Pipeline, PipelineOptions, ScenarioFilter};
 use crate::sources::kafka::{KafkaSourceConfig, PartitionChange, spawn_kafka_source};
-use crate::sources::{self, SourceMessage};
+use crate::sources::{self, Backlog, SourceMessage};
 use config_feed::ConfigFeed;
+use in_flight::InFlight;
 use outputs::Outputs;
 use plugins::PluginCoordinator;
 use snapshots::Snapshots;
@@ -97,7 +99,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (_no_partitions_tx, mut partition_changes) = mpsc::unbounded_channel::<PartitionChange>();
 
     // Source.
-    let (tx, mut rx) = mpsc::channel::<SourceMessage>(8);
+    let (tx, mut rx) = sources::channel(8);
+    let backlog = rx.backlog();
     let source_task = if let Some(path) = &args.events_file {
         sources::file::spawn_file_source(path.clone(), tx)
     } else if let Some(brokers) = &args.kafka_servers {
@@ -126,54 +129,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut out = Vec::new();
     let mut rejects = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Half a second: `/status` is never more than a second old.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut registry_closed = false;
     let mut warned_cross_partition = false;
+    let mut in_flight: Option<InFlight> = None;
     loop {
+        // Control first, then data: every arm above the records is rare or cheap, and a batch is
+        // processed in turns of at most `TURN_BUDGET`, so under any backlog a signal, a config
+        // change, a plugin install or a tick waits for one turn at most (docs/operations.md,
+        // "Control under load").
         tokio::select! {
-            // Partition changes first: a batch after an assignment may hold the new partitions'
-            // records, which must meet their restored state.
             biased;
-            Some(change) = partition_changes.recv() => match (change, &mut snapshots, outputs.redis_mut()) {
+            _ = &mut shutdown => {
+                tracing::info!(queued_events = backlog.queued_events(), "shutting down");
+                break;
+            }
+            // Between batches only: a batch's records were admitted under the assignment they
+            // arrived with, and a batch after an assignment may hold the new partitions'
+            // records, which must meet their restored state.
+            Some(change) = partition_changes.recv(), if in_flight.is_none() => match (change, &mut snapshots, outputs.redis_mut()) {
                 (PartitionChange::Assigned(p), Some(s), Some(redis)) => s.assign(&p, &mut pipeline, redis, wall_ms()).await?,
                 (PartitionChange::Revoked(p), Some(s), Some(redis)) => s.revoke(&p, &mut pipeline, redis).await?,
                 (PartitionChange::Assigned(p), _, _) => pipeline.assign_partitions(&p, wall_ms()),
                 (PartitionChange::Revoked(p), _, _) => pipeline.revoke_partitions(&p),
-            },
-            msg = rx.recv() => match msg {
-                Some(SourceMessage::Records(batch)) => {
-                    let batch = match &mut snapshots {
-                        Some(s) => s.admit(batch),
-                        None => batch,
-                    };
-                    let started = std::time::Instant::now();
-                    pipeline.process_at(&batch, wall_ms(), &mut out, &mut rejects);
-                    health.set_events_in(pipeline.stats().events_in);
-                    outputs.dead_letters(&batch, &rejects).await?;
-                    outputs.write(&out).await?;
-                    record_emission_delay(&out, started);
-                    // Offsets move only after the outputs covering these events are written
-                    // (and, with snapshots, after the state covering them is stored).
-                    match (&mut snapshots, &committer) {
-                        (Some(s), _) => s.processed(&batch),
-                        (None, Some(c)) => c.commit(&batch)?,
-                        (None, None) => {}
-                    }
-                    out.clear();
-                    rejects.clear();
-                }
-                Some(SourceMessage::End) | None => {
-                    pipeline.finish(&mut out);
-                    outputs.write(&out).await?;
-                    break;
-                }
             },
             Some(feed) = cfg_rx.recv() => {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
                 plugins.set_tenants(registry.tenants());
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
-                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
+                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref(), &backlog);
             }
             Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
             change = plugins.changes.recv(), if !registry_closed => match change {
@@ -181,18 +168,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 change => plugins.registry_changed(change, &mut pipeline).await,
             },
             _ = tick.tick() => {
-                // A partition that went quiet may release the watermark.
-                pipeline.tick(wall_ms(), &mut out);
-                outputs.write(&out).await?;
-                out.clear();
+                // While a turn's outputs are being written, the state is ahead of the records
+                // marked processed: no new outputs and no snapshot until they are.
+                let consistent = in_flight.as_ref().is_none_or(InFlight::consistent);
+                if consistent {
+                    // A partition that went quiet may release the watermark.
+                    pipeline.tick(wall_ms(), &mut out);
+                    outputs.write(&out).await?;
+                    out.clear();
+                }
                 if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut())
+                    && consistent
                     && s.due()
                 {
+                    // Status on both sides of the store, which may take a while with much state.
+                    publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(&*s), &backlog);
                     s.save(&pipeline, redis, c, false).await?;
                 }
                 if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
                     metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
                 }
+                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref(), &backlog);
                 if !warned_cross_partition && pipeline.stats().cross_partition > 0 {
                     warned_cross_partition = true;
                     tracing::warn!(
@@ -201,21 +197,56 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                          (docs/operations.md, \"Running a fleet\")"
                     );
                 }
-                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref());
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
                 outputs.tick(pipeline.stats(), &rows);
             }
-            _ = &mut shutdown => {
-                tracing::info!("shutting down");
-                break;
+            msg = rx.recv(), if in_flight.is_none() => match msg {
+                Some(SourceMessage::Records(batch)) => {
+                    let batch = match &mut snapshots {
+                        Some(s) => s.admit(batch),
+                        None => batch,
+                    };
+                    in_flight = Some(InFlight::new(batch));
+                }
+                Some(SourceMessage::End) | None => {
+                    pipeline.finish(&mut out);
+                    outputs.write(&out).await?;
+                    break;
+                }
+            },
+            () = std::future::ready(()), if in_flight.is_some() => {
+                let Some(f) = in_flight.as_mut() else { continue };
+                let started = std::time::Instant::now();
+                f.process(&mut pipeline, in_flight::TURN_BUDGET, wall_ms, &mut rejects);
+                health.set_events_in(pipeline.stats().events_in);
+                outputs.dead_letters(f.batch(), &rejects).await?;
+                rejects.clear();
+                // Outputs in pieces too: a window closing over many users' profiles must not
+                // hold control either.
+                while let Some(chunk) = f.unwritten() {
+                    outputs.write(chunk).await?;
+                    if started.elapsed() >= in_flight::TURN_BUDGET {
+                        break;
+                    }
+                }
+                if let Some((done, produced_at, written)) = f.take_written() {
+                    record_emission_delay(written, produced_at);
+                    mark_processed(f.batch(), done, snapshots.as_mut(), committer.as_ref())?;
+                }
+                if f.is_done() {
+                    in_flight = None;
+                }
+                // Other tasks on this worker (HTTP, sinks) get their turn too.
+                tokio::task::yield_now().await;
             }
         }
     }
     let _ = shutdown_tx.send(true);
+    let consistent = finish_outputs(in_flight.as_mut(), &mut outputs, snapshots.as_mut(), committer.as_ref()).await?;
     // Graceful stop: the state of every owned partition is stored and its offsets committed,
     // so the next owner (or this host, upgraded) continues without replay.
-    if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut()) {
+    if let (Some(s), Some(c), Some(redis), true) = (&mut snapshots, &committer, outputs.redis_mut(), consistent) {
         s.save(&pipeline, redis, c, true).await?;
     }
     let rows = status::snapshot(&registry, &pipeline);
@@ -232,6 +263,51 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     drop(rx);
     let _ = source_task.await;
+    // Freeing millions of small allocations (windows, profiles) takes a good part of a second:
+    // off this thread, so the exit does not wait for it.
+    std::thread::spawn(move || drop((pipeline, in_flight, out)));
+    Ok(())
+}
+
+/// At shutdown: writes the outputs of the last turn that are still unwritten, for up to half
+/// a second (the exit stays within its 2 s bound), and marks their records processed. Returns whether the state is consistent with the
+/// records marked processed (a final snapshot may be stored); if not, the next owner resumes
+/// from the last snapshot and reads those records again, so nothing is lost.
+async fn finish_outputs(
+    in_flight: Option<&mut InFlight>,
+    outputs: &mut Outputs,
+    snapshots: Option<&mut Snapshots>,
+    committer: Option<&crate::sources::kafka::KafkaCommitter>,
+) -> anyhow::Result<bool> {
+    let Some(f) = in_flight else { return Ok(true) };
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < deadline
+        && let Some(chunk) = f.unwritten()
+    {
+        outputs.write(chunk).await?;
+    }
+    if let Some((done, _, _)) = f.take_written() {
+        mark_processed(f.batch(), done, snapshots, committer)?;
+    }
+    if !f.consistent() {
+        tracing::warn!("stopped while writing a window's outputs: no final snapshot; the next owner resumes from the last one");
+    }
+    Ok(f.consistent())
+}
+
+/// The records of `batch` in `range` have their outputs written: offsets may move past them
+/// (with snapshots, once the state covering them is stored).
+fn mark_processed(
+    batch: &crate::sources::RecordBatch,
+    range: std::ops::Range<usize>,
+    snapshots: Option<&mut Snapshots>,
+    committer: Option<&crate::sources::kafka::KafkaCommitter>,
+) -> anyhow::Result<()> {
+    match (snapshots, committer) {
+        (Some(s), _) => s.processed(batch, range),
+        (None, Some(c)) => c.commit(batch, range)?,
+        (None, None) => {}
+    }
     Ok(())
 }
 
@@ -289,14 +365,20 @@ fn publish_status(
     store_error: &Option<String>,
     kafka_lag: Option<&std::sync::atomic::AtomicI64>,
     snapshots: Option<&Snapshots>,
+    backlog: &Backlog,
 ) -> Vec<status::ScenarioStatusRow> {
     let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
     let rows = status::snapshot(registry, pipeline);
     let stats = pipeline.stats();
+    let now = wall_ms();
+    let backlog = status::BacklogStatus::read(backlog, kafka_lag, pipeline.watermark(), now);
+    backlog.export_metrics();
     health.set_status(serde_json::json!({
+        "updated_at_ms": now,
         "scenarios": &rows,
         "config_store_error": store_error,
         "watermark": pipeline.watermark(),
+        "backlog": backlog,
         "kafka_lag": kafka_lag,
         "partitions": snapshots.map(Snapshots::owned),
         "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),

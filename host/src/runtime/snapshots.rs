@@ -95,9 +95,9 @@ impl Snapshots {
         }
     }
 
-    /// The batch's outputs are written: its records count as processed.
-    pub fn processed(&mut self, batch: &RecordBatch) {
-        for (p, next) in batch.next_offsets() {
+    /// The outputs of the batch's records in `range` are written: they count as processed.
+    pub fn processed(&mut self, batch: &RecordBatch, range: std::ops::Range<usize>) {
+        for (p, next) in batch.next_offsets_in(range) {
             let e = self.processed.entry(p).or_insert(next);
             *e = (*e).max(next);
             self.restored_to.remove(&p);

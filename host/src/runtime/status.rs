@@ -162,3 +162,38 @@ pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
         metrics::gauge!("rtscore_shadow_candidate_error", &labels).set(if r.candidate_error.is_some() { 1.0 } else { 0.0 });
     }
 }
+
+/// How much input waits and how far behind event time the host is (`/status` `backlog`,
+/// `rtscore_source_*` and `rtscore_event_time_lag_seconds`): a backlog that grows is overload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BacklogStatus {
+    /// Events read by the source and waiting for the pipeline (at most 8 batches).
+    pub queued_events: u64,
+    /// Messages on the assigned Kafka partitions not yet read (refreshed every 5 s).
+    pub kafka_lag: Option<i64>,
+    /// Events the generator is behind its `--generate-rate` schedule.
+    pub generator_behind: u64,
+    /// Wall time minus the watermark: how far behind event time the windows are closed.
+    /// Includes `--allowed-lateness-ms`; large for replays of recorded events, negative when
+    /// the generator runs event time faster than the clock.
+    pub event_time_lag_ms: Option<i64>,
+}
+
+impl BacklogStatus {
+    pub fn read(backlog: &crate::sources::Backlog, kafka_lag: Option<i64>, watermark: Option<i64>, wall_ms: i64) -> Self {
+        Self {
+            queued_events: backlog.queued_events(),
+            kafka_lag,
+            generator_behind: backlog.behind_schedule(),
+            event_time_lag_ms: watermark.map(|w| wall_ms - w),
+        }
+    }
+
+    pub fn export_metrics(&self) {
+        metrics::gauge!("rtscore_source_queued_events").set(self.queued_events as f64);
+        metrics::gauge!("rtscore_generator_behind_events").set(self.generator_behind as f64);
+        if let Some(ms) = self.event_time_lag_ms {
+            metrics::gauge!("rtscore_event_time_lag_seconds").set(ms as f64 / 1000.0);
+        }
+    }
+}

@@ -5,14 +5,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
 
-use super::{RecordBatch, SourceMessage};
+use super::{RecordBatch, SourceMessage, SourceSender};
 
 const BATCH_RECORDS: usize = 4096;
 
 /// Reads `path` on a blocking thread and sends its lines. `-` reads standard input.
-pub fn spawn_file_source(path: PathBuf, tx: mpsc::Sender<SourceMessage>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+pub fn spawn_file_source(path: PathBuf, tx: SourceSender) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::task::spawn_blocking(move || {
         if path.as_os_str() == "-" {
             // A pipe may be a live feed: what has arrived is processed without waiting for more.
@@ -29,7 +28,7 @@ pub fn spawn_file_source(path: PathBuf, tx: mpsc::Sender<SourceMessage>) -> toki
 
 /// Sends full batches; with `flush_when_drained`, also whatever was read once the input has
 /// nothing more buffered (the next read would wait).
-fn read_lines<R: Read>(mut reader: BufReader<R>, tx: &mpsc::Sender<SourceMessage>, flush_when_drained: bool) -> anyhow::Result<()> {
+fn read_lines<R: Read>(mut reader: BufReader<R>, tx: &SourceSender, flush_when_drained: bool) -> anyhow::Result<()> {
     let mut batch = RecordBatch::with_capacity(BATCH_RECORDS, BATCH_RECORDS * 256);
     let mut line = Vec::with_capacity(512);
     loop {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use tokio::sync::mpsc;
 
-use super::{RecordBatch, SourceMessage};
+use super::{RecordBatch, SourceMessage, SourceSender};
 use crate::cli::RunArgs;
 use crate::config::ScenarioKey;
 
@@ -103,8 +102,10 @@ impl EventMaker {
     }
 }
 
-pub fn spawn_generator(cfg: GeneratorConfig, tx: mpsc::Sender<SourceMessage>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(async move {
+/// Runs on a thread of its own, like the file source: building a batch is CPU-bound, and on
+/// the async workers it would delay the tasks that serve control (config watcher, HTTP).
+pub fn spawn_generator(cfg: GeneratorConfig, tx: SourceSender) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::task::spawn_blocking(move || {
         if cfg.scenarios.is_empty() {
             tracing::warn!("no active scenarios: the generator has nothing to generate (add documents to --scenarios-dir)");
             return Ok(());
@@ -113,23 +114,30 @@ pub fn spawn_generator(cfg: GeneratorConfig, tx: mpsc::Sender<SourceMessage>) ->
         let start_wall = Instant::now();
         let start_ts = chrono::Utc::now().timestamp_millis();
         let per_tick = (cfg.events_per_second / 20).max(1) as u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let tick = Duration::from_millis(50);
         let mut sent = 0u64;
-        loop {
-            tick.tick().await;
+        for n in 1u32.. {
             let mut batch = RecordBatch::with_capacity(per_tick as usize, per_tick as usize * 200);
             let ts = start_ts + (start_wall.elapsed().as_millis() as f64 * cfg.time_scale) as i64;
             for _ in 0..per_tick {
                 batch.push(maker.next_event(ts));
             }
             sent += per_tick;
-            if tx.send(SourceMessage::Records(batch)).await.is_err() {
+            if tx.blocking_send(SourceMessage::Records(batch)).is_err() {
                 return Ok(());
             }
+            // A pipeline slower than the rate holds the sends back: the shortfall is the backlog.
+            let scheduled = (start_wall.elapsed().as_secs_f64() * f64::from(cfg.events_per_second)) as u64;
+            tx.backlog().set_behind_schedule(scheduled.saturating_sub(sent));
             if cfg.limit.is_some_and(|l| sent >= l) {
-                let _ = tx.send(SourceMessage::End).await;
+                let _ = tx.blocking_send(SourceMessage::End);
                 return Ok(());
+            }
+            // The next batch is due `n` ticks after the start; a late one is sent at once.
+            if let Some(wait) = (tick * n).checked_sub(start_wall.elapsed()) {
+                std::thread::sleep(wait);
             }
         }
+        Ok(())
     })
 }

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use super::{Position, RecordBatch, SourceMessage};
+use super::{Position, RecordBatch, SourceMessage, SourceSender};
 
 const BATCH_RECORDS: usize = 2048;
 
@@ -85,10 +85,10 @@ pub struct KafkaCommitter {
 }
 
 impl KafkaCommitter {
-    /// Marks every message up to and including each position as processed; the consumer's
+    /// Marks every message of `batch` in `range` (and before it) as processed; the consumer's
     /// auto-commit sends the marks to Kafka.
-    pub fn commit(&self, batch: &RecordBatch) -> anyhow::Result<()> {
-        let next = batch.next_offsets();
+    pub fn commit(&self, batch: &RecordBatch, range: std::ops::Range<usize>) -> anyhow::Result<()> {
+        let next = batch.next_offsets_in(range);
         if next.is_empty() {
             return Ok(());
         }
@@ -139,11 +139,7 @@ pub struct KafkaSource {
 }
 
 /// Subscribes and spawns the consuming task.
-pub fn spawn_kafka_source(
-    cfg: KafkaSourceConfig,
-    tx: mpsc::Sender<SourceMessage>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<KafkaSource> {
+pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<KafkaSource> {
     let (changes, partition_changes) = mpsc::unbounded_channel();
     let mut client = ClientConfig::new();
     client

@@ -7,6 +7,11 @@ pub mod generator;
 pub mod kafka;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
 
 use crate::event::{Event, ParsedEvents, RejectReason, parse_event};
 
@@ -115,8 +120,14 @@ impl RecordBatch {
 
     /// Next offset per partition after this batch's records.
     pub fn next_offsets(&self) -> BTreeMap<i32, i64> {
+        self.next_offsets_in(0..self.len())
+    }
+
+    /// Next offset per partition after the records in `range` (a batch processed in parts).
+    pub fn next_offsets_in(&self, range: Range<usize>) -> BTreeMap<i32, i64> {
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in &self.positions {
+        let end = range.end.min(self.positions.len());
+        for p in &self.positions[range.start.min(end)..end] {
             let e = next.entry(p.partition).or_insert(p.offset + 1);
             *e = (*e).max(p.offset + 1);
         }
@@ -139,22 +150,43 @@ mod tests {
         assert_eq!(kept.iter().collect::<Vec<_>>(), vec![&b"r0-5"[..], b"r0-6", b"r1-10"]);
         assert_eq!(kept.position(2), Some(Position { partition: 1, offset: 10 }));
         assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
+        assert_eq!(b.next_offsets_in(0..2), BTreeMap::from([(0, 6), (1, 10)]));
+        assert_eq!(b.next_offsets_in(2..2), BTreeMap::new());
     }
 
     #[test]
     fn a_batch_is_parsed_ahead_only_while_the_pipeline_has_one_waiting() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let (tx, mut rx) = channel(4);
         let mut batch = RecordBatch::default();
         batch.push(br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000}"#);
         batch.push(b"{not json");
         parse_if_pipeline_behind(&mut batch, &tx);
         assert!(batch.parsed.is_none(), "an idle pipeline parses itself");
-        tx.try_send(SourceMessage::End).unwrap();
+        tx.tx.try_send(SourceMessage::End).unwrap();
         parse_if_pipeline_behind(&mut batch, &tx);
         assert!(batch.parsed.is_some());
         assert_eq!(batch.event(0).unwrap().item_id, "i");
         assert_eq!(batch.event(1).unwrap_err().kind(), "json");
-        assert!(matches!(rx.try_recv(), Ok(SourceMessage::End)));
+        assert!(matches!(rx.rx.try_recv(), Ok(SourceMessage::End)));
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_events_sent_and_not_yet_taken() {
+        let (tx, mut rx) = channel(4);
+        let mut batch = RecordBatch::default();
+        (0..3).for_each(|_| batch.push(b"{}"));
+        tx.send(SourceMessage::Records(batch.clone())).await.unwrap();
+        tx.send(SourceMessage::Records(batch)).await.unwrap();
+        tx.send(SourceMessage::End).await.unwrap();
+        assert_eq!(rx.backlog().queued_events(), 6);
+        assert!(matches!(rx.recv().await, Some(SourceMessage::Records(_))));
+        assert_eq!(rx.backlog().queued_events(), 3);
+        rx.recv().await;
+        rx.recv().await;
+        assert_eq!(rx.backlog().queued_events(), 0);
+        drop(rx);
+        assert!(tx.send(SourceMessage::Records(RecordBatch::default())).await.is_err());
+        assert_eq!(tx.backlog().queued_events(), 0, "a failed send is not counted");
     }
 }
 
@@ -163,8 +195,8 @@ mod tests {
 /// idle. The split settles where both threads are busy, whichever of them is faster on the
 /// machine (parsing is about half of the per-event work, docs/benchmarks.md), and a live
 /// stream that the pipeline keeps up with is not delayed by parsing twice over.
-pub fn parse_if_pipeline_behind(batch: &mut RecordBatch, tx: &tokio::sync::mpsc::Sender<SourceMessage>) {
-    if tx.capacity() < tx.max_capacity() {
+pub fn parse_if_pipeline_behind(batch: &mut RecordBatch, tx: &SourceSender) {
+    if tx.tx.capacity() < tx.tx.max_capacity() {
         batch.parse_ahead();
         metrics::counter!("rtscore_events_parsed_by_source_total").increment(batch.len() as u64);
     }
@@ -176,4 +208,106 @@ pub enum SourceMessage {
     Records(RecordBatch),
     /// A finite source reached its end: the pipeline emits every remaining window (DESIGN §4).
     End,
+}
+
+/// How much input waits for the pipeline, for `/status` and `/metrics`: an operator sees
+/// overload (a backlog that grows) before it bites.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Events sent by the source and not yet taken by the pipeline.
+    queued: AtomicU64,
+    /// Events a rate-driven source (the generator) is behind its schedule.
+    behind: AtomicU64,
+}
+
+impl Backlog {
+    pub fn queued_events(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn behind_schedule(&self) -> u64 {
+        self.behind.load(Ordering::Relaxed)
+    }
+
+    pub fn set_behind_schedule(&self, events: u64) {
+        self.behind.store(events, Ordering::Relaxed);
+    }
+}
+
+/// The bounded hand-over from a source task to the pipeline: `batches` batches at most, so a
+/// slow pipeline pushes back on the source, with the events in flight counted.
+pub fn channel(batches: usize) -> (SourceSender, SourceReceiver) {
+    let (tx, rx) = mpsc::channel(batches);
+    let backlog = Arc::new(Backlog::default());
+    (SourceSender { tx, backlog: backlog.clone() }, SourceReceiver { rx, backlog })
+}
+
+/// A source's end of [`channel`].
+#[derive(Clone)]
+pub struct SourceSender {
+    tx: mpsc::Sender<SourceMessage>,
+    backlog: Arc<Backlog>,
+}
+
+/// The pipeline stopped listening.
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline stopped")]
+pub struct Closed;
+
+impl SourceSender {
+    pub async fn send(&self, msg: SourceMessage) -> Result<(), Closed> {
+        let n = self.count(&msg);
+        let sent = self.tx.send(msg).await.map_err(|_| Closed);
+        self.uncount_if_failed(n, &sent);
+        sent
+    }
+
+    /// For sources on a blocking thread (files, stdin).
+    pub fn blocking_send(&self, msg: SourceMessage) -> Result<(), Closed> {
+        let n = self.count(&msg);
+        let sent = self.tx.blocking_send(msg).map_err(|_| Closed);
+        self.uncount_if_failed(n, &sent);
+        sent
+    }
+
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
+    /// Counted before the send, so the pipeline never takes more than was counted.
+    fn count(&self, msg: &SourceMessage) -> u64 {
+        let n = match msg {
+            SourceMessage::Records(b) => b.len() as u64,
+            SourceMessage::End => 0,
+        };
+        self.backlog.queued.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
+    fn uncount_if_failed(&self, n: u64, sent: &Result<(), Closed>) {
+        if sent.is_err() {
+            self.backlog.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The pipeline's end of [`channel`].
+pub struct SourceReceiver {
+    rx: mpsc::Receiver<SourceMessage>,
+    backlog: Arc<Backlog>,
+}
+
+impl SourceReceiver {
+    /// The next message; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<SourceMessage> {
+        let msg = self.rx.recv().await;
+        if let Some(SourceMessage::Records(b)) = &msg {
+            self.backlog.queued.fetch_sub(b.len() as u64, Ordering::Relaxed);
+        }
+        msg
+    }
+
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
+    }
 }
