@@ -38,6 +38,41 @@ fn replay_of_shared_vectors_matches_expected_hot_lists() {
     assert!(diffs.is_empty(), "{} differences, first: {:#?}", diffs.len(), &diffs[..diffs.len().min(10)]);
 }
 
+/// Three events dated 2099 (two of the vectors' tenants, one of a tenant no scenario has)
+/// change nothing: each is dead-lettered as `ts_in_future` under the default
+/// `--max-event-skew`, and no tenant's windows close early.
+#[test]
+fn far_future_events_mixed_in_change_no_hot_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, sink, dead) = (dir.path().join("events.jsonl"), dir.path().join("out.jsonl"), dir.path().join("dead.jsonl"));
+    let future = |tenant: &str, scenario: &str| {
+        format!(
+            r#"{{"tenant_id":"{tenant}","scenario_id":"{scenario}","user_id":"u","item_id":"i0","action":"purchase","ts":4102444000000}}"#
+        )
+    };
+    let mut lines: Vec<String> = std::fs::read_to_string(vectors().join("events.jsonl")).unwrap().lines().map(String::from).collect();
+    lines.insert(4000, future("video", "feed"));
+    lines.insert(2000, future("nobody", "x"));
+    lines.insert(1000, future("shop", "home"));
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let status = support::rtscore_command()
+        .args(["run", "--job", "item_hot_score", "--view", "off", "--events-file"])
+        .arg(&events)
+        .arg("--scenarios-dir")
+        .arg(vectors().join("scenarios"))
+        .arg("--jsonl-out")
+        .arg(&sink)
+        .arg("--dead-letter-file")
+        .arg(&dead)
+        .status()
+        .expect("run rtscore");
+    assert!(status.success(), "rtscore exited with {status}");
+    let diffs = hot_differences(&load(&vectors().join("expected.jsonl")), &load(&sink), 1e-3);
+    assert!(diffs.is_empty(), "{} differences, first: {:#?}", diffs.len(), &diffs[..diffs.len().min(10)]);
+    let dead = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(dead.lines().filter(|l| l.contains(r#""kind":"ts_in_future""#)).count(), 3, "{dead}");
+}
+
 #[test]
 fn comparison_detects_a_wrong_score() {
     // Guards the guard: a perturbed sink must fail the comparison.

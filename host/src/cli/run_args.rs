@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// depend on timing (see docs/operations.md, "Running a fleet").
     #[arg(long, default_value_t = 5_000, value_name = "MS", help_heading = "Events")]
     pub partition_idle_ms: i64,
+    /// Events dated more than this ahead of the wall clock are dead-lettered (reason
+    /// `ts_in_future`) instead of moving event time for every tenant: `10m`, `90s`, `500ms`,
+    /// `2h`, or `none` to accept any time. The generator's accelerated event time is exempt.
+    #[arg(long, default_value = "10m", value_name = "DURATION|none", value_parser = parse_skew, help_heading = "Events")]
+    pub max_event_skew: MaxEventSkew,
 
     // ---- configuration ----
     /// MongoDB URL for scenario documents (collection `scenarios`). Without it, documents are
@@ -149,6 +154,28 @@ impl RunArgs {
     }
 }
 
+/// `--max-event-skew`: milliseconds, or `None` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxEventSkew(pub Option<i64>);
+
+fn parse_skew(s: &str) -> Result<MaxEventSkew, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(MaxEventSkew(None));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| format!("expected a duration such as 10m, 90s or 500ms, or `none`; got {s:?}"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h (or `none`)")),
+    };
+    n.checked_mul(ms).map(|v| MaxEventSkew(Some(v))).ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// `KEY=VALUE` for `--kafka-option`.
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -167,5 +194,17 @@ mod tests {
         assert_eq!(parse_key_value("sasl.password=a=b"), Ok(("sasl.password".into(), "a=b".into())));
         assert!(parse_key_value("fetch.wait.max.ms").is_err());
         assert!(parse_key_value("=5").is_err());
+    }
+
+    #[test]
+    fn event_skew_takes_units_or_none() {
+        assert_eq!(parse_skew("10m"), Ok(MaxEventSkew(Some(600_000))));
+        assert_eq!(parse_skew("90s"), Ok(MaxEventSkew(Some(90_000))));
+        assert_eq!(parse_skew("500ms"), Ok(MaxEventSkew(Some(500))));
+        assert_eq!(parse_skew("2h"), Ok(MaxEventSkew(Some(7_200_000))));
+        assert_eq!(parse_skew("None"), Ok(MaxEventSkew(None)));
+        assert!(parse_skew("10").unwrap_err().contains("unit"));
+        assert!(parse_skew("ten minutes").is_err());
+        assert!(parse_skew("-5m").is_err());
     }
 }

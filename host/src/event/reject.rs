@@ -12,6 +12,10 @@ pub enum RejectReason {
     Invalid { field: &'static str, rule: &'static str },
     #[error("field `ts`: {0}")]
     Timestamp(String),
+    /// Ahead of the wall clock by more than `--max-event-skew`: accepted, it would close every
+    /// scenario's windows early and make everyone's later events late.
+    #[error("field `ts`: {ts} is more than {skew_ms} ms ahead of the wall clock ({wall_ms}); see --max-event-skew")]
+    InFuture { ts: i64, wall_ms: i64, skew_ms: i64 },
 }
 
 impl RejectReason {
@@ -22,6 +26,7 @@ impl RejectReason {
             RejectReason::Missing(_) => "missing_field",
             RejectReason::Invalid { .. } => "invalid_field",
             RejectReason::Timestamp(_) => "timestamp",
+            RejectReason::InFuture { .. } => "ts_in_future",
         }
     }
 }

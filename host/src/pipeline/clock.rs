@@ -21,11 +21,14 @@ struct Progress {
 pub struct InputClock {
     partitions: BTreeMap<i32, Progress>,
     idle_ms: i64,
+    /// `--max-event-skew`: a restored maximum further ahead of the wall clock than this came
+    /// from an event that would be rejected today, and is held back to it.
+    max_skew_ms: Option<i64>,
 }
 
 impl InputClock {
-    pub fn new(idle_ms: i64) -> Self {
-        Self { partitions: BTreeMap::new(), idle_ms }
+    pub fn new(idle_ms: i64, max_skew_ms: Option<i64>) -> Self {
+        Self { partitions: BTreeMap::new(), idle_ms, max_skew_ms }
     }
 
     /// Partitions this instance now reads: each holds the watermark back until it delivers
@@ -47,8 +50,11 @@ impl InputClock {
         self.partitions.get(&partition).and_then(|p| p.max_ts)
     }
 
-    /// Restores a partition's progress from its snapshot (never moves it backwards).
+    /// Restores a partition's progress from its snapshot (never moves it backwards). A snapshot
+    /// stored before the skew rule, holding a far-future maximum, heals here.
     pub fn restore(&mut self, partition: i32, max_ts: Option<i64>, wall_ms: i64) {
+        let limit = self.max_skew_ms.map_or(i64::MAX, |s| wall_ms.saturating_add(s));
+        let max_ts = max_ts.map(|t| t.min(limit));
         let p = self.partitions.entry(partition).or_insert(Progress { max_ts: None, last_wall_ms: wall_ms });
         p.max_ts = p.max_ts.max(max_ts);
         p.last_wall_ms = wall_ms;
@@ -93,7 +99,7 @@ mod tests {
 
     #[test]
     fn slowest_partition_holds_the_clock_until_idle() {
-        let mut c = InputClock::new(5_000);
+        let mut c = InputClock::new(5_000, None);
         c.assign(&[0, 1], 0);
         c.observe(0, 1_000_000, 0);
         assert_eq!(c.event_time(0), None, "partition 1 has not delivered yet");
@@ -109,12 +115,19 @@ mod tests {
 
     #[test]
     fn a_restored_partition_holds_the_clock_at_its_snapshot_and_never_moves_back() {
-        let mut c = InputClock::new(5_000);
+        let mut c = InputClock::new(5_000, None);
         c.observe(0, 5_000_000, 0);
         c.restore(1, Some(3_000_000), 0);
         assert_eq!(c.max_ts(1), Some(3_000_000));
         assert_eq!(c.event_time(0), Some(3_000_000), "the moved partition is where its snapshot left it");
         c.restore(0, Some(1_000), 0);
         assert_eq!(c.max_ts(0), Some(5_000_000), "an older snapshot does not move a partition back");
+    }
+
+    #[test]
+    fn a_restored_clock_poisoned_by_a_future_event_heals() {
+        let mut c = InputClock::new(5_000, Some(600_000));
+        c.restore(0, Some(4_102_444_800_000), 1_767_225_600_000);
+        assert_eq!(c.max_ts(0), Some(1_767_225_600_000 + 600_000));
     }
 }

@@ -79,6 +79,10 @@ pub struct PipelineOptions {
     pub profile_idle_ms: i64,
     /// Wall time after which a silent input partition stops holding the watermark back.
     pub partition_idle_ms: i64,
+    /// Events more than this ahead of the wall clock are rejected (`ts_in_future`), and a
+    /// restored partition clock is held to it; `None` accepts any time (replays of recorded
+    /// events, the generator, and calls without a wall clock such as [`Pipeline::process`]).
+    pub max_event_skew_ms: Option<i64>,
 }
 
 impl Default for PipelineOptions {
@@ -89,6 +93,7 @@ impl Default for PipelineOptions {
             allowed_lateness_ms: 10_000,
             profile_idle_ms: 7 * 86_400_000,
             partition_idle_ms: 5_000,
+            max_event_skew_ms: None,
         }
     }
 }
@@ -110,7 +115,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
         let profiles = ProfileJob::new(opts.profile_idle_ms);
-        let clock = InputClock::new(opts.partition_idle_ms);
+        let clock = InputClock::new(opts.partition_idle_ms, opts.max_event_skew_ms);
         Self {
             opts,
             hot: HotScoreJob::new(),
@@ -181,8 +186,17 @@ impl Pipeline {
                     continue;
                 }
             };
+            if let Some(skew_ms) = self.opts.max_event_skew_ms
+                && ev.ts > wall_ms.saturating_add(skew_ms)
+            {
+                self.stats.rejected += 1;
+                rejects.push(Reject { index, reason: RejectReason::InFuture { ts: ev.ts, wall_ms, skew_ms } });
+                continue;
+            }
             let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
-            let raised = self.clock.observe(partition, ev.ts, wall_ms);
+            // Only events of this host's configured scenarios move event time: an unknown or
+            // filtered-out tenant's clock must not close anyone's windows.
+            let mut raised = false;
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
@@ -191,8 +205,11 @@ impl Pipeline {
                 let metrics = self.metrics.on_event(&ev);
                 if !(hot || profile || metrics) {
                     self.stats.unknown_scenario += 1;
-                } else if partition != SINGLE_PARTITION {
-                    self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
+                } else {
+                    raised = self.clock.observe(partition, ev.ts, wall_ms);
+                    if partition != SINGLE_PARTITION {
+                        self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
+                    }
                 }
             }
             // Windows are closed after every event that moves the watermark into a new minute
@@ -504,6 +521,39 @@ mod tests {
         assert!(whole.0.len() > 10);
         assert_eq!(whole.1, vec![Reject { index: 300, reason: whole.1[0].reason.clone() }]);
         assert_eq!(run(&[1, 2, 77, 150, 299]), whole);
+    }
+
+    #[test]
+    fn far_future_and_unknown_events_do_not_move_event_time() {
+        let cfg = scenario(10, 5, 0.5, 10);
+        let lines = lines_of(&traffic(200));
+        let wall = T0 + 86_400_000;
+        let future = |tenant: &str| {
+            format!(r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"u","item_id":"x","action":"click","ts":4102444000000}}"#)
+        };
+        let run = |extra: &[String], skew: Option<i64>| {
+            let mut p = Pipeline::new(PipelineOptions { max_event_skew_ms: skew, ..PipelineOptions::default() });
+            p.apply_config(&cfg.key, Some(cfg.clone()));
+            let mut batch = RecordBatch::default();
+            for (i, l) in lines.iter().enumerate() {
+                if i == 50 {
+                    extra.iter().for_each(|e| batch.push(e.as_bytes()));
+                }
+                batch.push(l.as_bytes());
+            }
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            p.process_at(&batch, wall, &mut out, &mut rejects);
+            p.finish(&mut out);
+            let kinds: Vec<&str> = rejects.iter().map(|r| r.reason.kind()).collect();
+            (out.iter().map(|o| o.to_json().to_string()).collect::<Vec<_>>(), kinds.join(","), p.stats().unknown_scenario)
+        };
+        let (clean, _, _) = run(&[], Some(600_000));
+        assert!(clean.len() > 10);
+        // With the skew rule both are dead-lettered; the known tenant's would have closed every
+        // window up to 2099 and made the rest of the stream late.
+        assert_eq!(run(&[future("t"), future("other")], Some(600_000)), (clean.clone(), "ts_in_future,ts_in_future".into(), 0));
+        // Without it (a replay of recorded events), an unknown tenant still moves nothing.
+        assert_eq!(run(&[future("other")], None), (clean, String::new(), 1));
     }
 
     #[test]

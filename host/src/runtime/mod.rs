@@ -40,6 +40,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         filter: ScenarioFilter { tenant_id: args.tenant_id.clone(), scenario_id: args.scenario_id.clone() },
         allowed_lateness_ms: args.allowed_lateness_ms,
         partition_idle_ms: args.partition_idle_ms,
+        // The generator runs event time ahead of the clock on purpose.
+        max_event_skew_ms: if args.events_file.is_none() && args.kafka_servers.is_none() { None } else { args.max_event_skew.0 },
         ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(opts);
