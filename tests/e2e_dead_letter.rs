@@ -109,3 +109,74 @@ fn malformed_events_reach_the_dead_letter_topic_and_processing_continues() {
     assert!(emitted, "good events around the bad ones were not scored\n{}", host.log());
     assert!(host.stop().success());
 }
+
+/// A reject the dead-letter topic cannot take (larger than its producer allows) never stalls
+/// the host: it goes to the fallback file with the topic's error, the events after it are
+/// scored, `/status` stays fresh and SIGTERM ends the host at once.
+#[test]
+fn a_dead_letter_the_topic_refuses_goes_to_the_fallback_file_and_nothing_waits() {
+    let stack = Stack::ensure();
+    let (tenant, topic) = (unique("dlf"), unique("events-"));
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, fallback) = (dir.path().join("out.jsonl"), dir.path().join("fallback.jsonl"));
+    let scenarios = write_scenarios(
+        dir.path(),
+        &[
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}}),
+        ],
+    );
+    // The events topic takes 3 MB records; the dead-letter producer keeps librdkafka's 1 MB limit.
+    stack.create_topic_with(&topic, 1, &[("max.message.bytes", "4194304")]);
+    let good = |item: &str, ts: i64| event_line(&tenant, "s", item, "click", ts);
+    let huge = format!(
+        r#"{{"tenant_id":"{tenant}","scenario_id":"s","user_id":"{}","item_id":"i","action":"click","ts":{T0}}}"#,
+        "u".repeat(3_000_000)
+    );
+    let producer: rdkafka::producer::BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("message.max.bytes", "4194304").create().expect("producer");
+    for record in [good("before", T0), huge.into_bytes(), good("after", T0 + 60_000), good("closer", T0 + 3_600_000)] {
+        producer.send(rdkafka::producer::BaseRecord::<(), [u8]>::to(&topic).payload(&record).partition(0)).expect("produce");
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("flush");
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut host = HostProcess::start(&stack.kafka_run(
+        &topic,
+        &unique("g"),
+        &[
+            "--dlq-topic",
+            &format!("{topic}-dlq"),
+            "--dead-letter-fallback",
+            fallback.to_str().unwrap(),
+            "--scenarios-dir",
+            scenarios.to_str().unwrap(),
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--http-addr",
+            &addr,
+            "--view",
+            "off",
+        ],
+    ));
+    let scored = wait_until(Duration::from_secs(30), || {
+        read_hot_sink(&sink).0.values().any(|items| items.iter().any(|(i, _)| i == "after") && items.iter().any(|(i, _)| i == "before"))
+    });
+    assert!(scored, "events after the oversized reject were not scored\n{}", host.log());
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&fallback).is_ok_and(|f| f.lines().count() == 1)),
+        "{}",
+        host.log()
+    );
+    let kept: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&fallback).unwrap().trim()).unwrap();
+    assert!(kept["raw"].as_str().is_some_and(|r| r.len() > 3_000_000), "the original bytes are kept");
+    assert!(kept["dead_letter_topic_error"].as_str().is_some_and(|e| !e.is_empty()), "{kept:?}");
+    assert!(kept["reason"].is_string(), "{kept:?}");
+    let fresh = http_get(port, "/status")
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|s| s["updated_at_ms"].as_i64());
+    assert!(fresh.is_some_and(|t| chrono::Utc::now().timestamp_millis() - t <= 1_000), "status refreshed");
+    let asked = std::time::Instant::now();
+    assert!(host.stop().success());
+    assert!(asked.elapsed() <= Duration::from_secs(2), "SIGTERM took {:?}", asked.elapsed());
+}

@@ -62,6 +62,17 @@ pub struct RunArgs {
     /// outside Kafka mode, rejects are logged.
     #[arg(long, value_name = "PATH", help_heading = "Events")]
     pub dead_letter_file: Option<PathBuf>,
+    /// Where rejects go that the dead-letter topic does not take (queue full, a permanent
+    /// error such as an oversized record or a missing ACL, undelivered at shutdown): JSON
+    /// lines with the reason and the topic's error. Opened only when needed.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "rtscore-dead-letters.fallback.jsonl",
+        env = "RTSCORE_DEAD_LETTER_FALLBACK",
+        help_heading = "Events"
+    )]
+    pub dead_letter_fallback: PathBuf,
     /// Generated events per second (embedded default, no --events-file or --kafka-servers).
     #[arg(long, default_value_t = 5000, help_heading = "Events")]
     pub generate_rate: u32,

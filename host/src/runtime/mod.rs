@@ -222,7 +222,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let started = std::time::Instant::now();
                 f.process(&mut pipeline, in_flight::TURN_BUDGET, wall_ms, &mut rejects);
                 health.set_events_in(pipeline.stats().events_in);
-                outputs.dead_letters(f.batch(), &rejects).await?;
+                outputs.dead_letters(f.batch(), &rejects)?;
                 rejects.clear();
                 // Outputs in pieces too: a window closing over many users' profiles must not
                 // hold control either.

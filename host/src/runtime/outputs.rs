@@ -45,7 +45,7 @@ impl Outputs {
         let kafka_mode = args.events_file.is_none().then_some(args.kafka_servers.as_ref()).flatten();
         let dead_letter = match (&args.dead_letter_file, kafka_mode) {
             (Some(path), _) => DeadLetterSink::file(path)?,
-            (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic)?,
+            (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic, &args.kafka_options, &args.dead_letter_fallback)?,
             (None, None) => DeadLetterSink::log(),
         };
         Ok(Self { jsonl, redis, view, live: None, dead_letter, status_written: HashMap::new() })
@@ -80,10 +80,10 @@ impl Outputs {
         self.redis.as_mut()
     }
 
-    pub async fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
+    pub fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
         for r in rejects {
             let raw = batch.get(r.index).unwrap_or_default();
-            self.dead_letter.send(raw, &r.reason, batch.position(r.index)).await?;
+            self.dead_letter.send(raw, &r.reason, batch.position(r.index))?;
         }
         if !rejects.is_empty() {
             self.dead_letter.flush()?;
@@ -120,6 +120,6 @@ impl Outputs {
     }
 
     pub async fn close(&mut self) -> anyhow::Result<()> {
-        self.dead_letter.flush()
+        self.dead_letter.close().await
     }
 }
