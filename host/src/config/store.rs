@@ -53,7 +53,7 @@ impl ScenarioStore {
         let (tenant, scenario) = ids(doc).context("document has no tenant_id/scenario_id")?;
         match self {
             ScenarioStore::Dir(d) => {
-                let history = history_dir(d, tenant, scenario);
+                let history = history_dir(d, tenant, scenario)?;
                 std::fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
                 let revision = doc.get("revision").and_then(Value::as_i64).unwrap_or(0);
                 write_atomically(&history.join(format!("{revision}.json")), doc)?;
@@ -67,13 +67,18 @@ impl ScenarioStore {
     pub async fn history(&self, tenant: &str, scenario: &str) -> anyhow::Result<Vec<Value>> {
         match self {
             ScenarioStore::Dir(d) => {
-                let dir = history_dir(d, tenant, scenario);
-                let mut docs = match read_dir_documents(&dir) {
-                    Ok(read) => read.docs.into_iter().map(|(v, _)| v).collect(),
-                    Err(_) if !dir.exists() => Vec::new(),
-                    Err(e) => return Err(e),
-                };
+                let mut docs = Vec::new();
+                // The directory of this layout, then the one before it (`tenant__scenario`),
+                // whose name two scenarios could share: only documents with these ids count.
+                for dir in [history_dir(d, tenant, scenario)?, d.join(".history").join(format!("{tenant}__{scenario}"))] {
+                    match read_dir_documents(&dir) {
+                        Ok(read) => docs.extend(read.docs.into_iter().map(|(v, _)| v).filter(|v| ids(v) == Some((tenant, scenario)))),
+                        Err(_) if !dir.exists() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 docs.sort_by_key(|d: &Value| d.get("revision").and_then(Value::as_i64).unwrap_or(0));
+                docs.dedup_by_key(|d| d.get("revision").and_then(Value::as_i64).unwrap_or(0));
                 Ok(docs)
             }
             ScenarioStore::Mongo(m) => m.history(tenant, scenario).await,
@@ -117,8 +122,10 @@ impl ScenarioStore {
         }
     }
 
-    /// The file holding a scenario: the existing one, else `<tenant>__<scenario>.json`.
+    /// The file holding a scenario: the existing one, else `<tenant>.<scenario>.json` in the
+    /// encoding of [`file_stem`].
     fn dir_file(&self, dir: &Path, tenant: &str, scenario: &str) -> anyhow::Result<PathBuf> {
+        let stem = file_stem(tenant, scenario)?;
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             if path.extension().is_some_and(|x| x == "json")
@@ -128,18 +135,43 @@ impl ScenarioStore {
                 return Ok(path);
             }
         }
-        Ok(dir.join(format!("{tenant}__{scenario}.json")))
+        Ok(dir.join(format!("{stem}.json")))
     }
 }
 
-/// `<scenarios-dir>/.history/<tenant>__<scenario>/`: hidden, and not `*.json`, so the host that
-/// watches the directory never reads it as a scenario.
-fn history_dir(dir: &Path, tenant: &str, scenario: &str) -> PathBuf {
-    dir.join(".history").join(format!("{tenant}__{scenario}"))
+/// The file name of a `(tenant, scenario)`, unambiguous and safe on case-insensitive file
+/// systems: ids are `[A-Za-z0-9_-]`, so `.` separates them, and an upper-case letter is written
+/// `^` and its lower case (`Shop/home` is `^shop.home`). Other ids are refused, so no id can
+/// reach outside the directory.
+fn file_stem(tenant: &str, scenario: &str) -> anyhow::Result<String> {
+    let mut stem = String::with_capacity(tenant.len() + scenario.len() + 4);
+    for (i, id) in [tenant, scenario].into_iter().enumerate() {
+        anyhow::ensure!(super::validate::is_valid_id(id), "{id:?} is not a valid id ([A-Za-z0-9_-]{{1,64}})");
+        if i == 1 {
+            stem.push('.');
+        }
+        for c in id.chars() {
+            if c.is_ascii_uppercase() {
+                stem.push('^');
+            }
+            stem.push(c.to_ascii_lowercase());
+        }
+    }
+    Ok(stem)
 }
 
+/// `<scenarios-dir>/.history/<file stem>/`: hidden, and not `*.json`, so the host that watches
+/// the directory never reads it as a scenario.
+fn history_dir(dir: &Path, tenant: &str, scenario: &str) -> anyhow::Result<PathBuf> {
+    Ok(dir.join(".history").join(file_stem(tenant, scenario)?))
+}
+
+/// Writes through a temporary file of this writer's own (two writers never share one) and an
+/// atomic rename.
 fn write_atomically(path: &Path, doc: &Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?).with_context(|| format!("writing {}", tmp.display()))?;
     // Rename is atomic: the watcher never sees a half-written document.
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
@@ -161,5 +193,38 @@ mod tests {
         assert_eq!(h.iter().map(|d| d["revision"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(store.list().await.unwrap().len(), 1, "history is not read as scenarios");
         assert!(store.history("t", "other").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn file_names_of_different_scenarios_never_collide() {
+        let pairs = [("a", "b__c"), ("a__b", "c"), ("Shop", "home"), ("shop", "home"), ("shop", "Home"), ("a_", "_b")];
+        let stems: std::collections::BTreeSet<String> = pairs.iter().map(|(t, s)| file_stem(t, s).unwrap().to_lowercase()).collect();
+        assert_eq!(stems.len(), pairs.len(), "{stems:?}");
+        assert_eq!(file_stem("Shop", "home").unwrap(), "^shop.home");
+        for bad in ["../x", "a/b", "", "a.b"] {
+            assert!(file_stem(bad, "s").is_err() && file_stem("t", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_tenant_cannot_read_or_overwrite_another_tenants_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ScenarioStore::Dir(dir.path().to_path_buf());
+        store.put(&json!({"tenant_id": "a", "scenario_id": "b__c", "revision": 1, "owner": "a"})).await.unwrap();
+        store.put(&json!({"tenant_id": "a__b", "scenario_id": "c", "revision": 1, "owner": "a__b"})).await.unwrap();
+        assert_eq!(store.list().await.unwrap().len(), 2);
+        assert_eq!(store.get("a", "b__c").await.unwrap().unwrap()["owner"], "a");
+        for (t, s) in [("a", "b__c"), ("a__b", "c")] {
+            let h = store.history(t, s).await.unwrap();
+            assert_eq!(h.len(), 1);
+            assert_eq!(h[0]["owner"], t, "history of {t}/{s}");
+        }
+        // A history written under the old shared name holds only what its ids say.
+        let legacy = dir.path().join(".history").join("a__b__c");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("7.json"), r#"{"tenant_id":"a__b","scenario_id":"c","revision":7}"#).unwrap();
+        assert_eq!(store.history("a", "b__c").await.unwrap().len(), 1);
+        assert_eq!(store.history("a__b", "c").await.unwrap().len(), 2);
+        assert!(store.put(&json!({"tenant_id": "../x", "scenario_id": "s"})).await.is_err());
     }
 }
