@@ -133,6 +133,14 @@ fn job() -> String {
     std::env::var("RTSCORE_TEST_JOB").unwrap_or_else(|_| "all".into())
 }
 
+/// The tests of this file run one at a time: each saturates the machine on purpose, and two
+/// at once would measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A host under test with its working directory.
 struct Loaded {
     host: HostProcess,
@@ -342,6 +350,7 @@ fn check_control(mut l: Loaded, source: &str, behind: impl Fn(&Value) -> bool) {
 
 #[test]
 fn a_file_source_with_a_backlog_still_stops_reloads_and_reports() {
+    let _serial = one_at_a_time();
     let tenant = unique("cf");
     let mut l = Loaded::start(&tenant, &["run", "--events-file", "-"], true);
     let mut stdin = l.host.take_stdin();
@@ -354,6 +363,7 @@ fn a_file_source_with_a_backlog_still_stops_reloads_and_reports() {
 
 #[test]
 fn a_generator_far_above_its_rate_still_stops_reloads_and_reports() {
+    let _serial = one_at_a_time();
     let tenant = unique("cg");
     // Far above what one host runs `--job all` at, in batches (a twentieth of the rate) small
     // enough that event time, which the generator stamps per batch, moves in steps of 3 s.
@@ -363,6 +373,7 @@ fn a_generator_far_above_its_rate_still_stops_reloads_and_reports() {
 
 #[test]
 fn a_kafka_catch_up_still_stops_reloads_snapshots_and_reports() {
+    let _serial = one_at_a_time();
     let stack = Stack::ensure();
     let (tenant, topic) = (unique("ck"), unique("events-"));
     stack.create_topic(&topic, 2);
