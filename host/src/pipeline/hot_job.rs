@@ -165,7 +165,10 @@ impl ScenarioHot {
             }
             self.emit_window(end, out);
         }
-        if !end_of_input {
+        // A scenario that has accepted no event yet keeps its windows open: its events may
+        // come from a partition behind this host's clock (one taken over from a host that
+        // died before its first snapshot), and they are judged when they come.
+        if !end_of_input && self.windows.max_ts().is_some() {
             let g = self.config.hot_score.window;
             self.windows.close_to_watermark(wm, g);
             // Ids of events older than every open window cannot recur as counted events.

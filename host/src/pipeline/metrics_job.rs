@@ -110,7 +110,8 @@ impl ScenarioMetrics {
             self.closed_through = Some(end);
             self.minutes = self.minutes.split_off(&end.div_euclid(BUCKET_MS));
         }
-        if watermark != i64::MAX {
+        // As for hot windows: nothing is closed before the scenario's first accepted event.
+        if watermark != i64::MAX && self.max_ts.is_some() {
             let last_end = watermark.div_euclid(g.slide_ms) * g.slide_ms;
             if self.closed_through.is_none_or(|c| c < last_end) {
                 self.closed_through = Some(last_end);
