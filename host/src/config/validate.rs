@@ -375,7 +375,85 @@ fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Any JSON value, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Where a tenant's edit can land in a document.
+    const PATHS: &[&[&str]] = &[
+        &["revision"],
+        &["status"],
+        &["effective_from_window_end"],
+        &["config"],
+        &["config", "realtime_compute"],
+        &["config", "realtime_compute", "hot_score"],
+        &["config", "realtime_compute", "hot_score", "action_weights"],
+        &["config", "realtime_compute", "hot_score", "action_weights", "click"],
+        &["config", "realtime_compute", "hot_score", "decay_lambda"],
+        &["config", "realtime_compute", "hot_score", "window_size_minutes"],
+        &["config", "realtime_compute", "hot_score", "window_slide_minutes"],
+        &["config", "realtime_compute", "hot_score", "top_n"],
+        &["config", "realtime_compute", "hot_score", "plugin"],
+        &["config", "realtime_compute", "user_profile"],
+        &["config", "realtime_compute", "metrics", "metrics_to_calculate"],
+        &["candidate"],
+    ];
+
+    fn set(doc: &mut Value, path: &[&str], v: Value) {
+        let mut at = doc;
+        for (i, key) in path.iter().enumerate() {
+            if !at.is_object() {
+                *at = json!({});
+            }
+            let obj = at.as_object_mut().expect("made an object");
+            if i + 1 == path.len() {
+                obj.insert((*key).to_string(), v);
+                return;
+            }
+            at = obj.entry(*key).or_insert_with(|| json!({}));
+        }
+    }
+
+    // Fuzzing by property: a hostile document never panics the validator, a refusal always
+    // says where, and what it accepts is a usable config.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_document_is_accepted_usable_or_refused_with_a_path(
+            edits in proptest::collection::vec((0..PATHS.len(), any_json()), 0..4),
+            whole in proptest::option::weighted(0.1, any_json()),
+        ) {
+            let mut doc = whole.unwrap_or_else(|| json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {}}}));
+            for (p, v) in edits {
+                set(&mut doc, PATHS[p], v);
+            }
+            match parse_scenario(&doc) {
+                Ok(cfg) => {
+                    let g = cfg.hot_score.window;
+                    prop_assert!(g.slide_ms > 0 && g.size_ms >= g.slide_ms, "{g:?}");
+                    prop_assert!(cfg.hot_score.top_n > 0 && cfg.hot_score.decay_lambda.is_finite());
+                }
+                Err(e) => prop_assert!(!e.errors.is_empty() && e.errors.iter().all(|f| !f.path.is_empty() && !f.rule.is_empty())),
+            }
+        }
+    }
 
     #[test]
     fn minimal_document_takes_seed_defaults() {

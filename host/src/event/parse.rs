@@ -202,4 +202,43 @@ mod tests {
         ));
         assert_eq!(reason(r#"{"tenant_id":5,"scenario_id":"s"}"#).kind(), "json");
     }
+
+    /// What an accepted event must satisfy, whatever bytes it came from (DESIGN §2).
+    fn assert_within_rules(e: &Event<'_>) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert;
+        prop_assert!(crate::config::validate::is_valid_id(&e.tenant_id) && crate::config::validate::is_valid_id(&e.scenario_id));
+        prop_assert!(opaque_id_ok(&e.user_id) && opaque_id_ok(&e.item_id));
+        prop_assert!((MIN_TS..MAX_TS).contains(&e.ts));
+        prop_assert!(e.tags.len() <= MAX_TAGS);
+        Ok(())
+    }
+
+    // Fuzzing by property: untrusted bytes never panic the parser, and whatever it accepts
+    // keeps the rules. Bounded case counts keep it to about a second in the test command.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_accepted_events_keep_the_rules(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Ok(e) = parse_event(&bytes) {
+                assert_within_rules(&e)?;
+            }
+        }
+
+        #[test]
+        fn a_good_event_mutated_anywhere_never_panics(
+            edits in proptest::collection::vec((0usize..GOOD.len(), proptest::prelude::any::<u8>()), 1..6),
+            cut in 0usize..=GOOD.len(),
+        ) {
+            let mut bytes = GOOD.as_bytes().to_vec();
+            for (at, b) in edits {
+                bytes[at] = b;
+            }
+            bytes.truncate(cut.max(1));
+            match parse_event(&bytes) {
+                Ok(e) => assert_within_rules(&e)?,
+                Err(r) => proptest::prop_assert!(!r.to_string().is_empty()),
+            }
+        }
+    }
 }
