@@ -400,6 +400,10 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
         None,
     );
     refused(&steal, 403, "replacing another tenant's module");
+    // Published versions are immutable: the same bytes again are accepted, other bytes are a
+    // conflict (scenarios referencing acme-gravity@1.0.0 without a hash keep their module).
+    assert_eq!(up(&w.acme, "acme-gravity", &wasm).status, 201, "the same module again");
+    refused(&up(&w.acme, "acme-gravity", &plugin_support::module("decay-weighted")), 409, "other bytes under a published version");
     // The uploaded module is referenced and runs on the host.
     let patch = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": "acme-gravity", "version": "1.0.0", "sha256": sha, "params": {"gravity": 1.5}}}}}});
     assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), patch.to_string().as_bytes()).status, 200);

@@ -25,6 +25,10 @@ pub enum AdminError {
     #[error("{0}")]
     NotOwner(String),
 
+    /// The write contradicts what is stored (a published plugin version with other bytes).
+    #[error("{0}")]
+    Conflict(String),
+
     #[error("{0:#}")]
     Store(#[from] anyhow::Error),
 }

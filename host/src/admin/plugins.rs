@@ -151,11 +151,19 @@ impl PluginService {
             )));
         }
         let existing = self.list(None).await?;
-        if let Some(m) = existing.iter().find(|m| m.name == id.name && m.version == id.version)
-            && owner.is_some()
-            && m.owner.as_deref() != owner
-        {
-            return Err(AdminError::NotOwner(format!("plugin {id} was published by someone else; pick another name or version")));
+        if let Some(m) = existing.iter().find(|m| m.name == id.name && m.version == id.version) {
+            if owner.is_some() && m.owner.as_deref() != owner {
+                return Err(AdminError::NotOwner(format!("plugin {id} was published by someone else; pick another name or version")));
+            }
+            // A published version never changes: scenarios that reference it without a hash,
+            // and hosts that cached it, must keep getting the same module.
+            if m.sha256 != crate::plugin::sha256_hex(&bytes) {
+                return Err(AdminError::Conflict(format!(
+                    "plugin {id} is published already with other bytes (sha256 {}); publish a new version",
+                    m.sha256
+                )));
+            }
+            return Ok(m.clone());
         }
         if let (Some(o), Some(max)) = (owner, quota.max_modules_per_tenant) {
             let owned =
@@ -221,5 +229,17 @@ mod tests {
         assert_eq!(err.field_errors()[0].path, "module");
         assert!(svc.list(None).await.unwrap().is_empty());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_published_version_never_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
+        // Stored as if published before: the service compares hashes before compiling.
+        publish_to_dir(dir.path(), "demo", "1.0.0", b"first bytes").await.unwrap();
+        let err = svc.publish(None, "demo", "1.0.0", b"other bytes".to_vec(), PluginQuota::OPERATOR).await.unwrap_err();
+        assert!(matches!(&err, AdminError::Conflict(m) if m.contains("publish a new version")), "{err}");
+        let same = svc.publish(None, "demo", "1.0.0", b"first bytes".to_vec(), PluginQuota::OPERATOR).await.unwrap();
+        assert_eq!(same.sha256, crate::plugin::sha256_hex(b"first bytes"), "the same bytes again: nothing changes");
     }
 }

@@ -41,6 +41,7 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid(_) | AdminError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Quota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::NotOwner(_) => StatusCode::FORBIDDEN,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
