@@ -181,3 +181,31 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
     assert!(host.stop().success());
     assert!(isolated.stop().success());
 }
+
+/// Two editors that read the same revision: the second write is a conflict naming the current
+/// revision, never a silent overwrite (issue 16). On the real MongoDB protocol (FerretDB).
+#[test]
+fn concurrent_edits_of_one_revision_conflict_instead_of_losing_an_update() {
+    use rtscore::config::history::{RolloutError, store_revision};
+    use rtscore::config::store::ScenarioStore;
+    use rtscore::config::switch::EffectiveFrom;
+    let stack = Stack::ensure();
+    let (tenant, database) = (unique("cc"), unique("db"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = ScenarioStore::open(Some(&stack.mongodb_url), &database, std::path::Path::new(".")).await.expect("connect");
+        let doc = |top_n: i64| serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"top_n": top_n}}}});
+        let now = chrono::Utc::now().timestamp_millis();
+        let (v1, _) = store_revision(&store, None, doc(5), &EffectiveFrom::Immediately, now).await.expect("create");
+        assert!(matches!(store_revision(&store, None, doc(6), &EffectiveFrom::Immediately, now).await, Err(RolloutError::Conflict(_))), "created twice");
+        // Both editors read revision 1.
+        store_revision(&store, Some(&v1), doc(7), &EffectiveFrom::Immediately, now).await.expect("first editor");
+        match store_revision(&store, Some(&v1), doc(8), &EffectiveFrom::Immediately, now).await {
+            Err(RolloutError::Conflict(c)) => assert_eq!((c.based_on, c.current), (1, 2)),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let stored = store.get(&tenant, "s").await.unwrap().unwrap();
+        assert_eq!(stored["config"]["realtime_compute"]["hot_score"]["top_n"], 7, "the first editor's update is kept");
+        assert_eq!(store.history(&tenant, "s").await.unwrap().len(), 2);
+    });
+}

@@ -55,6 +55,7 @@ impl From<RolloutError> for AdminError {
             e @ RolloutError::NoCandidate(_) => AdminError::rejected("candidate", e.to_string()),
             e @ RolloutError::NoSuchRevision { .. } => AdminError::rejected("revision", e.to_string()),
             RolloutError::Invalid(e) => AdminError::Invalid(e),
+            RolloutError::Conflict(c) => AdminError::Conflict(c.to_string()),
             RolloutError::Store(e) => AdminError::Store(e),
         }
     }

@@ -22,8 +22,21 @@ pub enum RolloutError {
     NoSuchRevision { scenario: String, revision: i64 },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// Another writer changed the scenario since it was read (or since the revision the
+    /// caller named in `If-Match` / `--if-revision`).
     #[error(transparent)]
-    Store(#[from] anyhow::Error),
+    Conflict(#[from] super::store::RevisionConflict),
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RolloutError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<super::store::RevisionConflict>() {
+            Ok(c) => RolloutError::Conflict(c),
+            Err(e) => RolloutError::Store(e),
+        }
+    }
 }
 
 /// Fields that describe one stored revision rather than its content.
@@ -72,7 +85,10 @@ pub async fn store_revision(
         };
     }
     let (next, cfg) = next_revision(stored, doc, now_ms)?;
-    store.put(&next).await?;
+    // Only over the revision this write was computed from: a concurrent writer's update is
+    // never silently lost.
+    let based_on = stored.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0);
+    store.put(&next, Some(based_on)).await?;
     Ok((next, cfg))
 }
 

@@ -141,6 +141,37 @@ impl MongoScenarioStore {
         Ok(())
     }
 
+    /// Like [`Self::upsert`], only if the stored document is at `revision` (0: none stored).
+    /// Returns false, writing nothing, when another writer changed it first.
+    pub async fn replace_if_revision(&self, doc: &Value, revision: i64) -> anyhow::Result<bool> {
+        let mut d = bson::to_document(doc).context("scenario document is not representable as BSON")?;
+        d.remove("_id");
+        d.insert("updated_at", bson::DateTime::now());
+        let tenant = d.get_str("tenant_id").context("tenant_id missing")?.to_string();
+        let scenario = d.get_str("scenario_id").context("scenario_id missing")?.to_string();
+        let stored = if revision == 0 {
+            // None stored, or one without a revision (written by another tool): an upsert on
+            // that. If one with a revision exists, the unique (tenant_id, scenario_id) index
+            // refuses the insert.
+            let filter = doc! {"tenant_id": &tenant, "scenario_id": &scenario, "revision": {"$exists": false}};
+            match self.scenarios.replace_one(filter, d.clone()).upsert(true).await {
+                Ok(_) => true,
+                Err(_) if self.get(&tenant, &scenario).await?.is_some() => false,
+                Err(e) => return Err(e).with_context(|| format!("storing scenario {tenant}/{scenario}")),
+            }
+        } else {
+            // Documents written by other tools may hold the revision as a double.
+            let filter = doc! {"tenant_id": &tenant, "scenario_id": &scenario, "revision": {"$in": [revision, revision as f64]}};
+            let r = self.scenarios.replace_one(filter, d.clone()).await.with_context(|| format!("storing scenario {tenant}/{scenario}"))?;
+            r.matched_count == 1
+        };
+        if stored {
+            d.remove("_id");
+            self.history.insert_one(d).await.with_context(|| format!("recording the history of {tenant}/{scenario}"))?;
+        }
+        Ok(stored)
+    }
+
     /// Every tenant document (collection `tenants`: quotas).
     pub async fn tenants(&self) -> anyhow::Result<Vec<Value>> {
         let cursor = self.tenants.find(doc! {}).await.context("reading tenants")?;

@@ -9,6 +9,29 @@ use serde_json::Value;
 use super::dir_store::read_dir_documents;
 use super::mongo::MongoScenarioStore;
 
+/// A write based on a revision that is no longer the stored one: another writer got there
+/// first. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "scenario {tenant}/{scenario} changed meanwhile: it is at revision {current}, this write was based on revision {based_on}; read it again and retry"
+)]
+pub struct RevisionConflict {
+    pub tenant: String,
+    pub scenario: String,
+    /// The revision the write was based on (0: the scenario did not exist).
+    pub based_on: i64,
+    /// The stored revision now (0: none).
+    pub current: i64,
+}
+
+/// Directory writes are checked and written under this lock, so two writers in one process
+/// cannot both pass the revision check.
+static DIR_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn revision_of(doc: Option<&Value>) -> i64 {
+    doc.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0)
+}
+
 pub enum ScenarioStore {
     Dir(PathBuf),
     Mongo(MongoScenarioStore),
@@ -48,18 +71,39 @@ impl ScenarioStore {
     }
 
     /// Stores a complete, already validated document (replacing the scenario's previous one)
-    /// and appends it to the scenario's revision history.
-    pub async fn put(&self, doc: &Value) -> anyhow::Result<()> {
+    /// and appends it to the scenario's revision history. With `based_on`, only if the stored
+    /// revision is still that one (0: no document), else [`RevisionConflict`]: a
+    /// read-modify-write never loses another writer's update.
+    pub async fn put(&self, doc: &Value, based_on: Option<i64>) -> anyhow::Result<()> {
         let (tenant, scenario) = ids(doc).context("document has no tenant_id/scenario_id")?;
+        let conflict =
+            |current: i64, based_on: i64| RevisionConflict { tenant: tenant.into(), scenario: scenario.into(), based_on, current };
         match self {
             ScenarioStore::Dir(d) => {
+                let _one_writer = DIR_WRITES.lock().await;
+                if let Some(want) = based_on {
+                    let current = revision_of(self.get(tenant, scenario).await?.as_ref());
+                    if current != want {
+                        return Err(conflict(current, want).into());
+                    }
+                }
                 let history = history_dir(d, tenant, scenario)?;
                 std::fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
                 let revision = doc.get("revision").and_then(Value::as_i64).unwrap_or(0);
                 write_atomically(&history.join(format!("{revision}.json")), doc)?;
                 write_atomically(&self.dir_file(d, tenant, scenario)?, doc)
             }
-            ScenarioStore::Mongo(m) => m.upsert(doc).await,
+            ScenarioStore::Mongo(m) => match based_on {
+                None => m.upsert(doc).await,
+                Some(want) => {
+                    if m.replace_if_revision(doc, want).await? {
+                        Ok(())
+                    } else {
+                        let current = revision_of(m.get(tenant, scenario).await?.as_ref());
+                        Err(conflict(current, want).into())
+                    }
+                }
+            },
         }
     }
 
@@ -187,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ScenarioStore::Dir(dir.path().to_path_buf());
         for r in 1..=3 {
-            store.put(&json!({"tenant_id": "t", "scenario_id": "s", "revision": r})).await.unwrap();
+            store.put(&json!({"tenant_id": "t", "scenario_id": "s", "revision": r}), None).await.unwrap();
         }
         let h = store.history("t", "s").await.unwrap();
         assert_eq!(h.iter().map(|d| d["revision"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -210,8 +254,8 @@ mod tests {
     async fn one_tenant_cannot_read_or_overwrite_another_tenants_scenario() {
         let dir = tempfile::tempdir().unwrap();
         let store = ScenarioStore::Dir(dir.path().to_path_buf());
-        store.put(&json!({"tenant_id": "a", "scenario_id": "b__c", "revision": 1, "owner": "a"})).await.unwrap();
-        store.put(&json!({"tenant_id": "a__b", "scenario_id": "c", "revision": 1, "owner": "a__b"})).await.unwrap();
+        store.put(&json!({"tenant_id": "a", "scenario_id": "b__c", "revision": 1, "owner": "a"}), None).await.unwrap();
+        store.put(&json!({"tenant_id": "a__b", "scenario_id": "c", "revision": 1, "owner": "a__b"}), None).await.unwrap();
         assert_eq!(store.list().await.unwrap().len(), 2);
         assert_eq!(store.get("a", "b__c").await.unwrap().unwrap()["owner"], "a");
         for (t, s) in [("a", "b__c"), ("a__b", "c")] {
@@ -225,6 +269,21 @@ mod tests {
         std::fs::write(legacy.join("7.json"), r#"{"tenant_id":"a__b","scenario_id":"c","revision":7}"#).unwrap();
         assert_eq!(store.history("a", "b__c").await.unwrap().len(), 1);
         assert_eq!(store.history("a__b", "c").await.unwrap().len(), 2);
-        assert!(store.put(&json!({"tenant_id": "../x", "scenario_id": "s"})).await.is_err());
+        assert!(store.put(&json!({"tenant_id": "../x", "scenario_id": "s"}), None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_write_based_on_an_old_revision_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ScenarioStore::Dir(dir.path().to_path_buf());
+        let doc = |r: i64| json!({"tenant_id": "t", "scenario_id": "s", "revision": r});
+        store.put(&doc(1), Some(0)).await.unwrap();
+        let err = store.put(&doc(1), Some(0)).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<RevisionConflict>().map(|c| (c.based_on, c.current)), Some((0, 1)), "created twice");
+        store.put(&doc(2), Some(1)).await.unwrap();
+        // Two editors both read revision 1: the second write is refused, not lost over.
+        let err = store.put(&doc(2), Some(1)).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<RevisionConflict>().map(|c| c.current), Some(2));
+        assert_eq!(store.history("t", "s").await.unwrap().len(), 2);
     }
 }
