@@ -260,6 +260,28 @@ fn edits_are_validated_versioned_and_reach_the_host() {
     let dry = request(port, "PATCH", &format!("{path}?dry_run=true"), Some(&w.acme), br#"{"status":"inactive"}"#);
     assert_eq!((dry.status, dry.json()["revision"].as_i64()), (200, Some(3)));
     assert_eq!(stored_revision(&w, "acme", "home"), 2, "a dry run stores nothing");
+    // If-Match: the ETag of what the editor read; a write over a newer revision is a 409 that
+    // names it, and stores nothing.
+    let read = request(port, "GET", path, Some(&w.acme), b"");
+    assert_eq!(read.header("etag"), Some("\"2\""), "{:?}", read.headers);
+    let bearer = format!("Bearer {}", w.acme);
+    let with_if_match = |rev: &str, body: &[u8]| {
+        request_raw(
+            port,
+            "PATCH",
+            path,
+            &[("Authorization", bearer.as_str()), ("If-Match", rev), ("Content-Type", "application/json")],
+            body,
+            None,
+        )
+    };
+    let r = with_if_match("\"1\"", br#"{"config":{"realtime_compute":{"hot_score":{"top_n":7}}}}"#);
+    refused(&r, 409, "an edit of revision 1 over revision 2");
+    assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("revision 2")), "{}", r.body);
+    refused(&with_if_match("yesterday", b"{}"), 400, "an If-Match that is not a revision");
+    assert_eq!(stored_revision(&w, "acme", "home"), 2);
+    let r = with_if_match("\"2\"", br#"{"config":{"realtime_compute":{"hot_score":{"top_n":7}}}}"#);
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(3)), "{}", r.body);
     // PATCH ?create=true makes a scenario from defaults; DELETE removes it from the host.
     let r = request(
         port,

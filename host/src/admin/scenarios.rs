@@ -81,10 +81,19 @@ impl ScenarioService {
         Ok(StoredScenario { document, config })
     }
 
-    /// Replaces (or creates) a scenario with `doc`, taking effect from `effective`.
-    pub async fn put(&self, tenant: &str, scenario: &str, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+    /// Replaces (or creates) a scenario with `doc`, taking effect from `effective`; with
+    /// `if_revision`, only if that is the stored revision (0: none).
+    pub async fn put(
+        &self,
+        tenant: &str,
+        scenario: &str,
+        doc: Value,
+        effective: &EffectiveFrom,
+        if_revision: Option<i64>,
+    ) -> Result<StoredScenario, AdminError> {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
+        history::expect_revision(stored.as_ref(), tenant, scenario, if_revision).map_err(conflict)?;
         self.store_revision(stored.as_ref(), doc, effective).await
     }
 
@@ -94,10 +103,15 @@ impl ScenarioService {
     }
 
     /// Replaces a scenario with a complete document that names its own ids (`scenario set`).
-    pub async fn put_document(&self, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+    pub async fn put_document(
+        &self,
+        doc: Value,
+        effective: &EffectiveFrom,
+        if_revision: Option<i64>,
+    ) -> Result<StoredScenario, AdminError> {
         let cfg = parse_scenario(&doc)?;
         let (tenant, scenario) = (cfg.key.tenant_id.to_string(), cfg.key.scenario_id.to_string());
-        self.put(&tenant, &scenario, doc, effective).await
+        self.put(&tenant, &scenario, doc, effective, if_revision).await
     }
 
     /// The next version of a scenario after deep-merging `patch` into it (the seed's admin API
@@ -116,8 +130,10 @@ impl ScenarioService {
         patch: &Value,
         create: bool,
         effective: &EffectiveFrom,
+        if_revision: Option<i64>,
     ) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
+        history::expect_revision(stored.as_ref(), tenant, scenario, if_revision).map_err(conflict)?;
         self.store_revision(stored.as_ref(), doc, effective).await
     }
 
@@ -141,9 +157,15 @@ impl ScenarioService {
     }
 
     /// The shadow candidate becomes live (a new revision without a candidate).
-    pub async fn promote(&self, tenant: &str, scenario: &str, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+    pub async fn promote(
+        &self,
+        tenant: &str,
+        scenario: &str,
+        effective: &EffectiveFrom,
+        if_revision: Option<i64>,
+    ) -> Result<StoredScenario, AdminError> {
         check_ids(tenant, Some(scenario))?;
-        let (document, config) = history::promote(&self.store, tenant, scenario, effective, now_ms()).await?;
+        let (document, config) = history::promote(&self.store, tenant, scenario, effective, if_revision, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -154,9 +176,10 @@ impl ScenarioService {
         scenario: &str,
         to: Option<i64>,
         effective: &EffectiveFrom,
+        if_revision: Option<i64>,
     ) -> Result<StoredScenario, AdminError> {
         check_ids(tenant, Some(scenario))?;
-        let (document, config) = history::rollback(&self.store, tenant, scenario, to, effective, now_ms()).await?;
+        let (document, config) = history::rollback(&self.store, tenant, scenario, to, effective, if_revision, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -178,6 +201,10 @@ impl ScenarioService {
             Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() })
         }
     }
+}
+
+fn conflict(c: crate::config::store::RevisionConflict) -> AdminError {
+    AdminError::Conflict(c.to_string())
 }
 
 /// `doc` addressed to `tenant/scenario`: ids in the body must match the address (missing ones
@@ -213,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn put_patch_delete_bump_revisions_and_keep_ids_from_the_address() {
         let (_dir, svc) = service();
-        let first = svc.put("t", "s", json!({"status": "active"}), &EffectiveFrom::Immediately).await.unwrap();
+        let first = svc.put("t", "s", json!({"status": "active"}), &EffectiveFrom::Immediately, Some(0)).await.unwrap();
         assert_eq!(first.config.revision, 1);
         let patched = svc
             .patch(
@@ -222,10 +249,17 @@ mod tests {
                 &json!({"tenant_id": "other", "config": {"realtime_compute": {"hot_score": {"top_n": 5}}}}),
                 false,
                 &EffectiveFrom::Immediately,
+                Some(1),
             )
             .await
             .unwrap();
         assert_eq!((patched.config.revision, patched.config.hot_score.top_n), (2, 5));
+        // An editor who read revision 1 is told the scenario moved on, and nothing is stored.
+        let stale = svc.patch("t", "s", &json!({"status": "inactive"}), false, &EffectiveFrom::Immediately, Some(1)).await.unwrap_err();
+        assert!(matches!(&stale, AdminError::Conflict(m) if m.contains("revision 2")), "{stale}");
+        assert!(matches!(svc.promote("t", "s", &EffectiveFrom::Immediately, Some(1)).await, Err(AdminError::Conflict(_))));
+        assert!(matches!(svc.rollback("t", "s", None, &EffectiveFrom::Immediately, Some(1)).await, Err(AdminError::Conflict(_))));
+        assert_eq!(svc.get("t", "s").await.unwrap()["revision"], 2);
         assert_eq!(svc.get("t", "s").await.unwrap()["tenant_id"], "t");
         assert_eq!(svc.list(Some("t")).await.unwrap().len(), 1);
         assert!(svc.list(Some("other")).await.unwrap().is_empty());
@@ -236,10 +270,10 @@ mod tests {
     #[tokio::test]
     async fn invalid_writes_name_the_field_and_store_nothing() {
         let (_dir, svc) = service();
-        let err = svc.put("t", "s", json!({"scenario_id": "x"}), &EffectiveFrom::Immediately).await.unwrap_err();
+        let err = svc.put("t", "s", json!({"scenario_id": "x"}), &EffectiveFrom::Immediately, None).await.unwrap_err();
         assert_eq!(err.field_errors()[0].path, "scenario_id");
         let err = svc
-            .patch("t", "s", &json!({"config": {"realtime_compute": {"hot_score": {"top_n": 0}}}}), true, &EffectiveFrom::Immediately)
+            .patch("t", "s", &json!({"config": {"realtime_compute": {"hot_score": {"top_n": 0}}}}), true, &EffectiveFrom::Immediately, None)
             .await
             .unwrap_err();
         assert_eq!(err.field_errors()[0].path, "config.realtime_compute.hot_score.top_n");

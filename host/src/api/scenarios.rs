@@ -59,13 +59,34 @@ pub async fn list(State(s): State<AdminState>, Path(tenant): Path<String>, heade
     Ok(Json(json!({"scenarios": s.scenarios.list(Some(&tenant)).await?})))
 }
 
+/// `ETag: "<revision>"`: what a later write names in `If-Match`.
+fn etag(doc: &Value) -> [(axum::http::HeaderName, String); 1] {
+    [(axum::http::header::ETAG, format!("\"{}\"", doc.get("revision").and_then(Value::as_i64).unwrap_or(0)))]
+}
+
+/// `If-Match: "<revision>"` (also `W/"3"` or a bare `3`): the write applies only over that
+/// revision, else 409 with the current one. `*` or no header: any revision.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
+    let v = v.to_str().unwrap_or_default().trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("If-Match", "must be the scenario's revision as its ETag gives it, e.g. \"3\""))
+}
+
 pub async fn get_one(
     State(s): State<AdminState>,
     Path((tenant, scenario)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
-    Ok(Json(s.scenarios.get(&tenant, &scenario).await?))
+    let doc = s.scenarios.get(&tenant, &scenario).await?;
+    Ok((etag(&doc), Json(doc)))
 }
 
 /// PUT replaces the document, PATCH deep-merges into it; both validate and bump `revision`.
@@ -79,13 +100,14 @@ pub async fn write(
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
     let opts = options(q)?;
+    let if_revision = if_match(&headers)?;
     let body = json_body(&body)?;
     let svc = &s.scenarios;
     let stored = match (method == Method::PATCH, opts.dry_run) {
         (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,
-        (false, false) => svc.put(&tenant, &scenario, body, &opts.effective(&s)).await?,
+        (false, false) => svc.put(&tenant, &scenario, body, &opts.effective(&s), if_revision).await?,
         (true, true) => svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?,
-        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s)).await?,
+        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s), if_revision).await?,
     };
     Ok(written(stored, opts.dry_run))
 }
@@ -118,7 +140,7 @@ pub async fn promote(
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
     let opts = options(q)?;
-    Ok(written(s.scenarios.promote(&tenant, &scenario, &opts.effective(&s)).await?, false))
+    Ok(written(s.scenarios.promote(&tenant, &scenario, &opts.effective(&s), if_match(&headers)?).await?, false))
 }
 
 /// An earlier revision (`?to_revision=`, default the previous one) stored again as a new one.
@@ -130,5 +152,5 @@ pub async fn rollback(
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
     let opts = options(q)?;
-    Ok(written(s.scenarios.rollback(&tenant, &scenario, opts.to_revision, &opts.effective(&s)).await?, false))
+    Ok(written(s.scenarios.rollback(&tenant, &scenario, opts.to_revision, &opts.effective(&s), if_match(&headers)?).await?, false))
 }

@@ -54,6 +54,11 @@ pub struct WhenArgs {
     /// Event-time margin past the hosts' reported progress.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_MARGIN_MS)]
     pub margin_ms: i64,
+    /// Write only if the stored revision is still this one (the revision you edited; 0: the
+    /// scenario must not exist yet), else fail naming the current revision. Without it the
+    /// write applies over whatever revision is current, and still never over a concurrent one.
+    #[arg(long, value_name = "REVISION")]
+    pub if_revision: Option<i64>,
 }
 
 impl WhenArgs {
@@ -220,7 +225,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         ScenarioCommand::Set { file, when } => {
-            let stored = service.put_document(read_json(&file)?, &when.effective()).await?;
+            let stored = service.put_document(read_json(&file)?, &when.effective(), when.if_revision).await?;
             report("stored", &stored.config, &place);
         }
         ScenarioCommand::Patch { id, body, file, create, when } => {
@@ -229,18 +234,18 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
                 (None, Some(f)) => read_json(&f)?,
                 (None, None) => bail!("give the partial document with --body JSON or --file PATH"),
             };
-            let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create, &when.effective()).await {
+            let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create, &when.effective(), when.if_revision).await {
                 Err(e @ AdminError::ScenarioNotFound { .. }) => bail!("{e} in {place} (use --create to create it)"),
                 r => r?,
             };
             report("patched", &stored.config, &place);
         }
         ScenarioCommand::Promote { id, when } => {
-            let stored = service.promote(&id.tenant_id, &id.scenario_id, &when.effective()).await?;
+            let stored = service.promote(&id.tenant_id, &id.scenario_id, &when.effective(), when.if_revision).await?;
             report("promoted the candidate of", &stored.config, &place);
         }
         ScenarioCommand::Rollback { id, to_revision, when } => {
-            let stored = service.rollback(&id.tenant_id, &id.scenario_id, to_revision, &when.effective()).await?;
+            let stored = service.rollback(&id.tenant_id, &id.scenario_id, to_revision, &when.effective(), when.if_revision).await?;
             report("rolled back", &stored.config, &place);
         }
         ScenarioCommand::History { id, json } => {

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::edit::{candidate_document, next_revision};
-use super::store::ScenarioStore;
+use super::store::{RevisionConflict, ScenarioStore};
 use super::switch::EffectiveFrom;
 use super::{ConfigError, ScenarioConfig};
 
@@ -25,14 +25,14 @@ pub enum RolloutError {
     /// Another writer changed the scenario since it was read (or since the revision the
     /// caller named in `If-Match` / `--if-revision`).
     #[error(transparent)]
-    Conflict(#[from] super::store::RevisionConflict),
+    Conflict(#[from] RevisionConflict),
     #[error(transparent)]
     Store(anyhow::Error),
 }
 
 impl From<anyhow::Error> for RolloutError {
     fn from(e: anyhow::Error) -> Self {
-        match e.downcast::<super::store::RevisionConflict>() {
+        match e.downcast::<RevisionConflict>() {
             Ok(c) => RolloutError::Conflict(c),
             Err(e) => RolloutError::Store(e),
         }
@@ -92,6 +92,16 @@ pub async fn store_revision(
     Ok((next, cfg))
 }
 
+/// The caller's precondition (`If-Match`, `--if-revision`): the stored revision must be the one
+/// it edited (0: none stored). `None` accepts any.
+pub fn expect_revision(stored: Option<&Value>, tenant: &str, scenario: &str, want: Option<i64>) -> Result<(), RevisionConflict> {
+    let current = stored.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0);
+    match want {
+        Some(w) if w != current => Err(RevisionConflict { tenant: tenant.into(), scenario: scenario.into(), based_on: w, current }),
+        _ => Ok(()),
+    }
+}
+
 async fn current(store: &ScenarioStore, tenant: &str, scenario: &str) -> Result<Value, RolloutError> {
     store.get(tenant, scenario).await?.ok_or_else(|| RolloutError::NotFound { tenant: tenant.into(), scenario: scenario.into() })
 }
@@ -102,9 +112,11 @@ pub async fn promote(
     tenant: &str,
     scenario: &str,
     effective: &EffectiveFrom,
+    if_revision: Option<i64>,
     now_ms: i64,
 ) -> Result<(Value, ScenarioConfig), RolloutError> {
     let doc = current(store, tenant, scenario).await?;
+    expect_revision(Some(&doc), tenant, scenario, if_revision)?;
     let next = promoted(&doc).ok_or_else(|| RolloutError::NoCandidate(format!("{tenant}/{scenario}")))?;
     store_revision(store, Some(&doc), next, effective, now_ms).await
 }
@@ -117,9 +129,11 @@ pub async fn rollback(
     scenario: &str,
     to: Option<i64>,
     effective: &EffectiveFrom,
+    if_revision: Option<i64>,
     now_ms: i64,
 ) -> Result<(Value, ScenarioConfig), RolloutError> {
     let doc = current(store, tenant, scenario).await?;
+    expect_revision(Some(&doc), tenant, scenario, if_revision)?;
     let revision = doc.get("revision").and_then(Value::as_i64).unwrap_or(0);
     let history = store.history(tenant, scenario).await?;
     let next = rolled_back(&history, revision, to)

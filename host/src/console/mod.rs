@@ -225,7 +225,7 @@ async fn edit_config(
     let result = if f.action == "apply" {
         // As from the CLI and the API: from the first window end past the fleet's progress.
         let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
-        s.scenarios.put(&tenant, &scenario, doc, &effective).await
+        s.scenarios.put(&tenant, &scenario, doc, &effective, None).await
     } else {
         s.scenarios.prepare_put(&tenant, &scenario, doc).await
     };
@@ -293,10 +293,10 @@ async fn rollout_action(
     let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
     let action = if rollback.is_some() { "Rolled back" } else { "Promoted" };
     let result = match rollback.as_deref().map(str::trim) {
-        None => s.scenarios.promote(&tenant, &scenario, &effective).await,
-        Some("") => s.scenarios.rollback(&tenant, &scenario, None, &effective).await,
+        None => s.scenarios.promote(&tenant, &scenario, &effective, None).await,
+        Some("") => s.scenarios.rollback(&tenant, &scenario, None, &effective, None).await,
         Some(n) => match n.parse::<i64>() {
-            Ok(to) => s.scenarios.rollback(&tenant, &scenario, Some(to), &effective).await,
+            Ok(to) => s.scenarios.rollback(&tenant, &scenario, Some(to), &effective, None).await,
             Err(_) => Err(AdminError::rejected("to_revision", "must be a revision number")),
         },
     };

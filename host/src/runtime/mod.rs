@@ -138,6 +138,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry_closed = false;
     let mut warned_cross_partition = false;
     let mut in_flight: Option<InFlight> = None;
+    let mut last_view = std::time::Instant::now();
     loop {
         // Control first, then data: every arm above the records is rare or cheap, and a batch is
         // processed in turns of at most `TURN_BUDGET`, so under any backlog a signal, a config
@@ -202,7 +203,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 status::export_metrics(pipeline.stats(), &rows);
                 outputs.status(&rows).await?;
-                outputs.tick(pipeline.stats(), &rows);
+                // The terminal view and the console redraw once a second: faster, the console's
+                // fragments would be replaced under the operator's cursor.
+                if last_view.elapsed() >= Duration::from_secs(1) {
+                    last_view = std::time::Instant::now();
+                    outputs.tick(pipeline.stats(), &rows);
+                }
             }
             msg = rx.recv(), if in_flight.is_none() => match msg {
                 Some(SourceMessage::Records(batch)) => {
