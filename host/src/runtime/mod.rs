@@ -181,13 +181,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     outputs.write(&out).await?;
                     out.clear();
                 }
-                if let (Some(s), Some(c), Some(redis)) = (&mut snapshots, &committer, outputs.redis_mut())
-                    && consistent
-                    && s.due()
-                {
+                if consistent {
                     // Status on both sides of the store, which may take a while with much state.
-                    publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(&*s), &backlog);
-                    s.save(&pipeline, redis, c, false).await?;
+                    let before = |s: &Snapshots| {
+                        publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(s), &backlog);
+                    };
+                    snapshot_if_due(snapshots.as_mut(), committer.as_ref(), &mut outputs, &pipeline, before).await?;
                 }
                 if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
                     metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
@@ -242,6 +241,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let Some((done, produced_at, written)) = f.take_written() {
                     record_emission_delay(written, produced_at);
                     mark_processed(f.batch(), done, snapshots.as_mut(), committer.as_ref())?;
+                    // A snapshot the tick had to defer (outputs were being written) is stored as
+                    // soon as the state is consistent again.
+                    let before = |s: &Snapshots| {
+                        publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(s), &backlog);
+                    };
+                    snapshot_if_due(snapshots.as_mut(), committer.as_ref(), &mut outputs, &pipeline, before).await?;
                 }
                 if f.is_done() {
                     in_flight = None;
@@ -302,6 +307,24 @@ async fn finish_outputs(
         tracing::warn!("stopped while writing a window's outputs: no final snapshot; the next owner resumes from the last one");
     }
     Ok(f.consistent())
+}
+
+/// Stores every owned partition's state and commits its offsets if the snapshot interval has
+/// passed. Only call it while the state covers exactly the records marked processed.
+async fn snapshot_if_due(
+    snapshots: Option<&mut Snapshots>,
+    committer: Option<&crate::sources::kafka::KafkaCommitter>,
+    outputs: &mut Outputs,
+    pipeline: &Pipeline,
+    before: impl FnOnce(&Snapshots),
+) -> anyhow::Result<()> {
+    if let (Some(s), Some(c), Some(redis)) = (snapshots, committer, outputs.redis_mut())
+        && s.due()
+    {
+        before(s);
+        s.save(pipeline, redis, c, false).await?;
+    }
+    Ok(())
 }
 
 /// The records of `batch` in `range` have their outputs written: offsets may move past them
