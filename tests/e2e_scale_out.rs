@@ -413,3 +413,94 @@ fn one_host_killed_on_an_unkeyed_topic_matches_the_reference() {
     assert!(diffs.is_empty(), "{} differences, first: {:?}", diffs.len(), &diffs[..diffs.len().min(5)]);
     assert!(host.stop().success(), "{}", host.log());
 }
+
+/// Issue 16: the backlog of a killed host's partition is taken over by a host that has already
+/// run its own partition two hours ahead. The killed host never stored a snapshot, so the
+/// backlog is read from the start; it must be judged by its own events, not by the new owner's
+/// clock: nothing is late, and every window equals the reference computed from that backlog alone.
+#[test]
+fn a_host_that_is_ahead_takes_over_a_dead_hosts_backlog_and_nothing_is_late() {
+    const HOUR: i64 = 3_600_000;
+    let stack = Stack::ensure();
+    let (tenant, topic, group) = (unique("ahead"), unique("events-"), unique("g"));
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |s: &str| {
+        serde_json::json!({"tenant_id": tenant, "scenario_id": s, "revision": 1, "config": {"realtime_compute": {
+            "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5, "decay_lambda": 0.5, "top_n": 20}}}})
+    };
+    let scenarios = write_scenarios(dir.path(), &[doc("ahead"), doc("behind")]);
+    stack.create_topic(&topic, 2);
+    let host = |name: &str| {
+        let (sink, port) = (dir.path().join(format!("{name}.jsonl")), free_port());
+        let args = stack.kafka_run(&topic, &group, &[]);
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        for a in [
+            "--redis-url",
+            &stack.redis_url,
+            "--scenarios-dir",
+            scenarios.to_str().unwrap(),
+            "--jsonl-out",
+            sink.to_str().unwrap(),
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--view",
+            "off",
+            // The killed host must die before its first snapshot.
+            "--snapshot-interval-ms",
+            "600000",
+        ] {
+            args.push(a.to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        (HostProcess::start(&refs), port, sink)
+    };
+    let owned = |port: u16| -> Vec<i64> {
+        http_get(port, "/status")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|s| s["partitions"].as_array().map(|a| a.iter().filter_map(|p| p.as_i64()).collect()))
+            .unwrap_or_default()
+    };
+    let (mut doomed, doomed_port, _) = host("doomed");
+    assert!(wait_until(Duration::from_secs(30), || owned(doomed_port).len() == 2), "{}", doomed.log());
+    let (survivor, survivor_port, sink) = host("survivor");
+    assert!(
+        wait_until(Duration::from_secs(60), || owned(survivor_port).len() == 1 && owned(doomed_port).len() == 1),
+        "the group did not split the partitions\n{}",
+        survivor.log()
+    );
+    let (mine, theirs) = (owned(survivor_port)[0] as i32, owned(doomed_port)[0] as i32);
+
+    // The survivor runs its own partition two hours ahead.
+    let line = |s: &str, e: &RefEvent| event_line(&tenant, s, &e.item_id, &e.action, e.ts);
+    let ahead = support::traffic(1, T0, T0 + 2 * HOUR, &ACTIONS);
+    stack.produce_to(&topic, &ahead.iter().map(|e| (mine, line("ahead", e))).collect::<Vec<_>>());
+    let mut redis = stack.redis();
+    assert!(
+        wait_until(Duration::from_secs(60), || status_of(&mut redis, &tenant, "ahead")
+            .get("last_window_end")
+            .and_then(|w| w.parse::<i64>().ok())
+            .is_some_and(|w| w >= T0 + 2 * HOUR - 10 * 60_000)),
+        "the survivor did not run ahead\n{}",
+        survivor.log()
+    );
+    // The other host dies without a snapshot; its partition's backlog arrives, two hours behind.
+    doomed.kill();
+    // It runs on past the survivor's clock, as a live stream would: the backlog's windows are
+    // emitted once it passes the point the survivor's windows had reached.
+    let behind = support::traffic(2, T0, T0 + 2 * HOUR + 30 * 60_000, &ACTIONS);
+    stack.produce_to(&topic, &behind.iter().map(|e| (theirs, line("behind", e))).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(60), || owned(survivor_port).len() == 2), "no takeover\n{}", survivor.log());
+    let done = |sink: &Path| {
+        read_hot_sink(sink).1.iter().any(|r| r["scenario_id"] == "behind" && r["window_end"].as_i64() >= Some(T0 + 2 * HOUR + 20 * 60_000))
+    };
+    assert!(wait_until(Duration::from_secs(60), || done(&sink)), "the backlog was not scored\n{}", survivor.log());
+
+    let status = status_of(&mut redis, &tenant, "behind");
+    assert_eq!(status.get("late").map(String::as_str), Some("0"), "{status:?}\n{}", survivor.log());
+    let cfg = parse_scenario(&doc("behind")).unwrap().hot_score;
+    let want = hot_lists(&behind, &cfg);
+    let records: Vec<serde_json::Value> = read_hot_sink(&sink).1.into_iter().filter(|r| r["scenario_id"] == "behind").collect();
+    let checked = check_against_reference(&records, "hot", |_| &want);
+    assert!(checked >= 20, "{checked} windows of the backlog");
+    drop(survivor);
+}
