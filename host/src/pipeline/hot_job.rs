@@ -293,10 +293,17 @@ impl HotScoreJob {
         true
     }
 
-    /// Emits every window the watermark has passed (every window, at the end of input).
-    pub fn advance(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
+    /// Emits every window of `tenant` its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
+            s.emit_due(watermark, false, out);
+        }
+    }
+
+    /// End of a finite input: emits every window that holds events.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
         for s in self.scenarios.values_mut() {
-            s.emit_due(watermark, end_of_input, out);
+            s.emit_due(i64::MAX, true, out);
         }
     }
 

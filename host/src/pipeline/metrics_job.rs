@@ -150,9 +150,9 @@ impl MetricsJob {
         true
     }
 
-    /// Emits every window the watermark has passed.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut() {
+    /// Emits every window of `tenant` its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
             s.emit_due(watermark, out);
         }
     }
@@ -216,7 +216,7 @@ mod tests {
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
             job.on_event(&ev);
-            job.advance(ev.ts, out);
+            job.advance("t", ev.ts, out);
         }
     }
 

@@ -11,11 +11,11 @@ pub mod shadow;
 mod state;
 mod stats;
 
-pub use clock::{InputClock, SINGLE_PARTITION};
+pub use clock::{EventTime, InputClock, SINGLE_PARTITION};
 pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
-pub use state::{PartitionState, ScenarioState};
+pub use state::{PartitionState, PartitionStateV1, ScenarioState};
 pub use stats::{PipelineStats, ScenarioCounters};
 
 use std::sync::Arc;
@@ -104,26 +104,26 @@ pub struct Pipeline {
     hot: HotScoreJob,
     profiles: ProfileJob,
     metrics: MetricsJob,
-    clock: InputClock,
+    time: EventTime,
+    /// The minute of the host's watermark at the last check (see `host_entered_new_minute`).
+    host_minute: Option<i64>,
     /// The input partition each scenario's state belongs to (see `state.rs`).
     homes: scenario_map::ScenarioMap<i32>,
-    /// The watermark the jobs were last advanced to.
-    watermark: Option<i64>,
     stats: PipelineStats,
 }
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
         let profiles = ProfileJob::new(opts.profile_idle_ms);
-        let clock = InputClock::new(opts.partition_idle_ms, opts.max_event_skew_ms);
+        let time = EventTime::new(opts.partition_idle_ms, opts.max_event_skew_ms);
         Self {
             opts,
             hot: HotScoreJob::new(),
             profiles,
             metrics: MetricsJob::new(),
-            clock,
+            time,
+            host_minute: None,
             homes: scenario_map::ScenarioMap::default(),
-            watermark: None,
             stats: PipelineStats::default(),
         }
     }
@@ -196,7 +196,8 @@ impl Pipeline {
             let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
             // Only events of this host's configured scenarios move event time: an unknown or
             // filtered-out tenant's clock must not close anyone's windows.
-            let mut raised = false;
+            let mut raised = clock::Raised { host: false, own: false };
+            let tenant = &*ev.tenant_id;
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
@@ -206,62 +207,90 @@ impl Pipeline {
                 if !(hot || profile || metrics) {
                     self.stats.unknown_scenario += 1;
                 } else {
-                    raised = self.clock.observe(partition, ev.ts, wall_ms);
+                    raised = self.time.observe(tenant, partition, ev.ts, wall_ms);
                     if partition != SINGLE_PARTITION {
                         self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
                     }
                 }
             }
-            // Windows are closed after every event that moves the watermark into a new minute
-            // (window ends are whole minutes), so results depend on event order only, never on
-            // how events were batched. Within a batch the wall time is fixed, so only an event
-            // that raises its partition's maximum can move the watermark (the batch's first
-            // event re-checks idle partitions).
-            if raised || !wall_checked {
+            // Windows are closed after every event that moves its tenant's watermark into a new
+            // minute (window ends are whole minutes), so results depend on event order only,
+            // never on how events were batched. Within a batch the wall time is fixed, so only
+            // an event that raises a partition's maximum can move a watermark (the batch's
+            // first event re-checks every tenant, for idle partitions). The host's time holds
+            // every tenant, so it entering a new minute re-checks every tenant too.
+            if !wall_checked || (raised.host && self.host_entered_new_minute(wall_ms)) {
                 wall_checked = true;
-                self.advance(wall_ms, out);
+                self.advance_all(wall_ms, out);
+            } else if raised.own {
+                self.advance_tenant(tenant, wall_ms, out);
             }
         }
     }
 
-    /// Re-evaluates the watermark without new events (a partition may have gone idle).
+    /// Re-evaluates the watermarks without new events (a partition may have gone idle).
     pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        self.advance(wall_ms, out);
+        self.advance_all(wall_ms, out);
     }
 
     /// Partitions assigned to this instance (Kafka rebalance).
     pub fn assign_partitions(&mut self, partitions: &[i32], wall_ms: i64) {
-        self.clock.assign(partitions, wall_ms);
+        self.time.assign(partitions, wall_ms);
     }
 
     /// Partitions moved to another host: their progress and their scenarios' state go.
     pub fn revoke_partitions(&mut self, partitions: &[i32]) {
-        self.clock.revoke(partitions);
+        self.time.revoke(partitions);
         for &p in partitions {
             self.release_partition(p);
         }
     }
 
+    /// True (once) when the host's watermark has entered a later minute than at the last call:
+    /// only then can a tenant held back by the host move into a new minute.
     #[inline]
-    fn advance(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        let Some(wm) = self.clock.event_time(wall_ms).map(|t| t - self.opts.allowed_lateness_ms) else { return };
-        if self.watermark.is_some_and(|prev| wm.div_euclid(60_000) <= prev.div_euclid(60_000)) {
-            return;
+    fn host_entered_new_minute(&mut self, wall_ms: i64) -> bool {
+        let Some(minute) = self.watermark(wall_ms).map(|w| w.div_euclid(60_000)) else { return false };
+        if self.host_minute.is_some_and(|m| m >= minute) {
+            return false;
         }
-        self.watermark = Some(wm);
-        self.hot.advance(wm, false, out);
-        self.profiles.advance(wm, out);
-        self.metrics.advance(wm, out);
+        self.host_minute = Some(minute);
+        true
     }
 
-    /// The watermark the windows were last closed at.
-    pub fn watermark(&self) -> Option<i64> {
-        self.watermark
+    fn advance_all(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        self.host_minute = self.watermark(wall_ms).map(|w| w.div_euclid(60_000)).max(self.host_minute);
+        for tenant in self.time.tenants() {
+            self.advance_tenant(&tenant, wall_ms, out);
+        }
+    }
+
+    /// Closes what `tenant`'s event time has passed.
+    #[inline]
+    fn advance_tenant(&mut self, tenant: &str, wall_ms: i64, out: &mut Vec<Output>) {
+        let Some(wm) = self.time.tenant_time(tenant, wall_ms).map(|t| t - self.opts.allowed_lateness_ms) else { return };
+        if !self.time.advance_watermark(tenant, wm) {
+            return;
+        }
+        self.hot.advance(tenant, wm, out);
+        self.profiles.advance(tenant, wm, out);
+        self.metrics.advance(tenant, wm, out);
+    }
+
+    /// The watermark `tenant`'s windows were last closed at.
+    pub fn tenant_watermark(&self, tenant: &str) -> Option<i64> {
+        self.time.watermark(tenant)
+    }
+
+    /// The host's watermark: the event time every active partition has reached (over every
+    /// tenant) less the allowed lateness. For status and lag; no window closes on it.
+    pub fn watermark(&self, wall_ms: i64) -> Option<i64> {
+        self.time.host_time(wall_ms).map(|t| t - self.opts.allowed_lateness_ms)
     }
 
     /// End of a finite input: emits every window that holds events (DESIGN §4).
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        self.hot.advance(i64::MAX, true, out);
+        self.hot.finish(out);
         self.profiles.finish(out);
         self.metrics.finish(out);
     }
@@ -554,6 +583,43 @@ mod tests {
         assert_eq!(run(&[future("t"), future("other")], Some(600_000)), (clean.clone(), "ts_in_future,ts_in_future".into(), 0));
         // Without it (a replay of recorded events), an unknown tenant still moves nothing.
         assert_eq!(run(&[future("other")], None), (clean, String::new(), 1));
+    }
+
+    #[test]
+    fn a_tenant_ahead_of_the_others_closes_only_its_own_windows() {
+        let good = scenario(10, 5, 0.5, 10);
+        let doc = serde_json::json!({"tenant_id": "evil", "scenario_id": "s", "revision": 1,
+            "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}});
+        let evil = Arc::new(parse_scenario(&doc).unwrap());
+        let good_lines = lines_of(&traffic(300));
+        let run = |with_evil: bool| {
+            let mut p = Pipeline::new(PipelineOptions { max_event_skew_ms: Some(600_000), ..PipelineOptions::default() });
+            p.apply_config(&good.key, Some(good.clone()));
+            p.apply_config(&evil.key, Some(evil.clone()));
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            for (i, l) in good_lines.iter().enumerate() {
+                let mut batch = RecordBatch::default();
+                batch.push(l.as_bytes());
+                let ts = T0 + i as i64 * 20_000;
+                if with_evil {
+                    // Nine minutes ahead of good's time and of the wall clock: inside the skew.
+                    let ahead = format!(r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u","item_id":"x","action":"click","ts":{}}}"#, ts + 540_000);
+                    batch.push(ahead.as_bytes());
+                }
+                p.process_at(&batch, ts, &mut out, &mut rejects);
+            }
+            p.finish(&mut out);
+            assert!(rejects.is_empty(), "{rejects:?}");
+            assert_eq!(p.stats().late, 0);
+            let of_good: Vec<String> = out.iter().map(|o| o.to_json()).filter(|j| j["tenant_id"] == "t").map(|j| j.to_string()).collect();
+            (of_good, p.tenant_watermark("t"), p.tenant_watermark("evil"))
+        };
+        let (alone, wm_alone, _) = run(false);
+        let (mixed, wm_mixed, wm_evil) = run(true);
+        assert!(alone.len() > 10);
+        assert_eq!(mixed, alone, "good's output must not depend on evil's clock");
+        assert_eq!(wm_mixed, wm_alone);
+        assert!(wm_evil > wm_alone, "evil's own windows run ahead");
     }
 
     #[test]

@@ -247,9 +247,9 @@ impl ProfileJob {
         true
     }
 
-    /// Writes every user whose timer the watermark has passed.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut() {
+    /// Writes every user of `tenant` whose timer its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
             s.flush_due(watermark, out);
             // Idle users are few and the horizon is days: scanning once an event-time hour
             // keeps the scan off the per-event cost.
@@ -323,7 +323,7 @@ mod tests {
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
             assert!(j.on_event(&ev));
-            j.advance(ev.ts, &mut out);
+            j.advance("t", ev.ts, &mut out);
         }
         j.finish(&mut out);
         out.into_iter().filter_map(|o| if let Output::Profile(p) = o { Some(p) } else { None }).collect()

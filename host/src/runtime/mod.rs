@@ -403,13 +403,14 @@ fn publish_status(
     let rows = status::snapshot(registry, pipeline);
     let stats = pipeline.stats();
     let now = wall_ms();
-    let backlog = status::BacklogStatus::read(backlog, kafka_lag, pipeline.watermark(), now);
+    let watermark = pipeline.watermark(now);
+    let backlog = status::BacklogStatus::read(backlog, kafka_lag, watermark, now);
     backlog.export_metrics();
     health.set_status(serde_json::json!({
         "updated_at_ms": now,
         "scenarios": &rows,
         "config_store_error": store_error,
-        "watermark": pipeline.watermark(),
+        "watermark": watermark,
         "backlog": backlog,
         "kafka_lag": kafka_lag,
         "partitions": snapshots.map(Snapshots::owned),

@@ -117,7 +117,7 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 late: counters.late,
                 duplicates: counters.duplicates,
                 windows_emitted: counters.windows_emitted,
-                watermark: pipeline.watermark(),
+                watermark: pipeline.tenant_watermark(&key.tenant_id),
                 pending_revision: pending.map(|c| c.revision),
                 effective_from_window_end: pending.or(in_force).and_then(|c| c.effective_from_window_end),
                 pending_plugin_state: pending_lane.map(|p| {
