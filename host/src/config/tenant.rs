@@ -25,6 +25,14 @@ pub struct TenantQuotas {
     pub cpu_ms_per_window: u64,
     /// Linear memory cap of each plugin instance.
     pub max_instance_memory_bytes: usize,
+    /// Distinct items one scenario's hot-score windows may hold (`quota_items`).
+    pub max_items_per_scenario: usize,
+    /// Event ids one scenario may remember for duplicate suppression (`quota_event_ids`).
+    pub max_event_ids_per_scenario: usize,
+    /// Users one scenario's profiles may hold (`quota_users`).
+    pub max_users_per_scenario: usize,
+    /// Bytes of all the tenant's window and profile state (`quota_state_bytes`).
+    pub max_state_bytes: usize,
 }
 
 impl Default for TenantQuotas {
@@ -35,6 +43,10 @@ impl Default for TenantQuotas {
             max_module_bytes: 16 << 20,
             cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
             max_instance_memory_bytes: sandbox.memory_bytes,
+            max_items_per_scenario: 2_000_000,
+            max_event_ids_per_scenario: 5_000_000,
+            max_users_per_scenario: 2_000_000,
+            max_state_bytes: 2 << 30,
         }
     }
 }
@@ -43,7 +55,8 @@ impl TenantQuotas {
     /// The sandbox limits of this tenant's plugin instances: the host's, with the tenant's CPU
     /// budget (for the whole window: no per-item allowance) and memory cap.
     pub fn sandbox_limits(&self, host: &SandboxLimits) -> SandboxLimits {
-        if *self == Self::default() {
+        let d = Self::default();
+        if (self.cpu_ms_per_window, self.max_instance_memory_bytes) == (d.cpu_ms_per_window, d.max_instance_memory_bytes) {
             return host.clone();
         }
         SandboxLimits {
@@ -61,7 +74,8 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 }
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
-/// cpu_ms_per_window, max_instance_memory_bytes}}`.
+/// cpu_ms_per_window, max_instance_memory_bytes, max_items_per_scenario,
+/// max_event_ids_per_scenario, max_users_per_scenario, max_state_bytes}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
     let mut errors = Vec::new();
     let tenant = match doc.get("tenant_id").and_then(Value::as_str) {
@@ -90,6 +104,10 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, crate::plugin::MAX_MODULE_BYTES as u64) as usize,
         cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
+        max_items_per_scenario: field("max_items_per_scenario", d.max_items_per_scenario as u64, 1 << 32) as usize,
+        max_event_ids_per_scenario: field("max_event_ids_per_scenario", d.max_event_ids_per_scenario as u64, 1 << 32) as usize,
+        max_users_per_scenario: field("max_users_per_scenario", d.max_users_per_scenario as u64, 1 << 32) as usize,
+        max_state_bytes: field("max_state_bytes", d.max_state_bytes as u64, 1 << 40) as usize,
     };
     match tenant {
         Some(t) if errors.is_empty() => Ok((t, quotas)),
@@ -123,6 +141,11 @@ impl TenantTable {
 
     pub fn get(&self, tenant: &str) -> &TenantQuotas {
         self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+
+    /// Tenants with a document of their own.
+    pub fn documented(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
     }
 }
 

@@ -187,11 +187,7 @@ impl EventTime {
     pub fn tenant_time(&self, tenant: &str, wall_ms: i64) -> Option<i64> {
         let host = self.host.event_time(wall_ms)?;
         let t = self.tenants.get(tenant)?;
-        let own = if t.clock.all_idle(wall_ms) {
-            t.clock.furthest()?.max(wall_ms.min(host))
-        } else {
-            t.clock.event_time(wall_ms)?
-        };
+        let own = if t.clock.all_idle(wall_ms) { t.clock.furthest()?.max(wall_ms.min(host)) } else { t.clock.event_time(wall_ms)? };
         Some(own.min(host))
     }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::scenario_map::ScenarioMap;
+use super::stats::Routed;
 use crate::config::model::MetricKind;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
@@ -141,13 +142,13 @@ impl MetricsJob {
         }
     }
 
-    /// Returns false when the scenario has no active metrics config.
-    pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
+    /// Adds one event to its scenario's open minute.
+    pub fn on_event(&mut self, ev: &Event<'_>) -> Routed {
         let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
-            return false;
+            return Routed::NotHere;
         };
         s.on_event(ev);
-        true
+        Routed::Counted
     }
 
     /// Emits every window of `tenant` its watermark has passed.
@@ -155,6 +156,10 @@ impl MetricsJob {
         for s in self.scenarios.tenant_values_mut(tenant) {
             s.emit_due(watermark, out);
         }
+    }
+
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.scenarios.has_tenant(tenant)
     }
 
     pub fn finish(&mut self, out: &mut Vec<Output>) {

@@ -6,6 +6,7 @@ mod clock;
 mod hot_job;
 mod metrics_job;
 mod profile_job;
+pub mod quota;
 mod scenario_map;
 pub mod shadow;
 mod state;
@@ -16,14 +17,17 @@ pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
 pub use state::{PartitionState, PartitionStateV1, ScenarioState};
-pub use stats::{PipelineStats, ScenarioCounters};
+pub use stats::{PipelineStats, Routed, ScenarioCounters};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::tenant::TenantTable;
 use crate::config::{ScenarioConfig, ScenarioKey};
-use crate::event::RejectReason;
+use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
 use crate::sources::RecordBatch;
+use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +87,9 @@ pub struct PipelineOptions {
     /// restored partition clock is held to it; `None` accepts any time (replays of recorded
     /// events, the generator, and calls without a wall clock such as [`Pipeline::process`]).
     pub max_event_skew_ms: Option<i64>,
+    /// `--dead-letter-all`: late, duplicate and unknown-scenario events go to the dead-letter
+    /// sink with their reason as well (they are always counted). Quota refusals always go.
+    pub dead_letter_dropped: bool,
 }
 
 impl Default for PipelineOptions {
@@ -94,6 +101,7 @@ impl Default for PipelineOptions {
             profile_idle_ms: 7 * 86_400_000,
             partition_idle_ms: 5_000,
             max_event_skew_ms: None,
+            dead_letter_dropped: false,
         }
     }
 }
@@ -110,6 +118,24 @@ pub struct Pipeline {
     /// The input partition each scenario's state belongs to (see `state.rs`).
     homes: scenario_map::ScenarioMap<i32>,
     stats: PipelineStats,
+    /// Every tenant's quotas.
+    quotas: TenantTable,
+    tenants: BTreeMap<Arc<str>, TenantUsage>,
+    /// Wall time the tenants' state bytes were last summed.
+    state_checked_ms: i64,
+}
+
+/// What a tenant holds and what of its input was not counted, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantUsage {
+    /// Events of the tenant's scenarios that no job here runs.
+    pub unknown_scenario: u64,
+    /// Events refused by each memory quota.
+    pub over_quota: BTreeMap<QuotaKind, u64>,
+    /// Bytes of window and profile state at the last check.
+    pub state_bytes: usize,
+    /// Over `quotas.max_state_bytes` at the last check: new keys are refused.
+    pub state_full: bool,
 }
 
 impl Pipeline {
@@ -125,6 +151,9 @@ impl Pipeline {
             host_minute: None,
             homes: scenario_map::ScenarioMap::default(),
             stats: PipelineStats::default(),
+            quotas: TenantTable::default(),
+            tenants: BTreeMap::new(),
+            state_checked_ms: i64::MIN,
         }
     }
 
@@ -135,6 +164,58 @@ impl Pipeline {
         self.hot.apply_config(key, cfg.clone().filter(|_| jobs.hot_score()));
         self.profiles.apply_config(key, cfg.clone().filter(|_| jobs.user_profile()));
         self.metrics.apply_config(key, cfg.filter(|_| jobs.metrics()));
+        self.apply_limits(&key.tenant_id);
+    }
+
+    /// Takes new tenant quotas (tenant documents); they apply to the next event.
+    pub fn set_tenant_quotas(&mut self, quotas: TenantTable) {
+        self.quotas = quotas;
+        let tenants: Vec<Arc<str>> = self.tenants.keys().cloned().collect();
+        for t in tenants {
+            self.apply_limits(&t);
+        }
+    }
+
+    fn apply_limits(&mut self, tenant: &str) {
+        let known = self.hot.has_tenant(tenant) || self.profiles.has_tenant(tenant) || self.metrics.has_tenant(tenant);
+        if !known {
+            self.tenants.remove(tenant);
+            return;
+        }
+        let usage = match self.tenants.get_mut(tenant) {
+            Some(u) => u,
+            None => self.tenants.entry(Arc::from(tenant)).or_default(),
+        };
+        let limits = MemoryLimits { state_full: usage.state_full, ..MemoryLimits::from(self.quotas.get(tenant)) };
+        self.hot.set_limits(tenant, limits);
+        self.profiles.set_limits(tenant, limits);
+    }
+
+    /// Sums each tenant's state bytes (at most every [`quota::STATE_CHECK_MS`] of wall time) and
+    /// refuses new keys of a tenant over `quotas.max_state_bytes` until it is below again.
+    pub fn check_state_quotas(&mut self, wall_ms: i64) {
+        if wall_ms.saturating_sub(self.state_checked_ms) < quota::STATE_CHECK_MS {
+            return;
+        }
+        self.state_checked_ms = wall_ms;
+        let tenants: Vec<Arc<str>> = self.tenants.keys().cloned().collect();
+        for t in tenants {
+            let bytes = self.hot.tenant_state_bytes(&t) + self.profiles.tenant_state_bytes(&t);
+            let full = bytes > self.quotas.get(&t).max_state_bytes;
+            let Some(usage) = self.tenants.get_mut(&t) else { continue };
+            usage.state_bytes = bytes;
+            if usage.state_full != full {
+                usage.state_full = full;
+                tracing::warn!(tenant = %t, state_bytes = bytes, full, "tenant state quota (quotas.max_state_bytes) {}",
+                    if full { "reached: new items, ids and users are refused" } else { "no longer reached" });
+                self.apply_limits(&t);
+            }
+        }
+    }
+
+    /// Each tenant with a scenario here: its usage and uncounted input.
+    pub fn tenant_usage(&self) -> &BTreeMap<Arc<str>, TenantUsage> {
+        &self.tenants
     }
 
     pub fn profile_job(&self) -> &ProfileJob {
@@ -204,9 +285,19 @@ impl Pipeline {
                 let hot = self.hot.on_event(&ev, &mut self.stats);
                 let profile = self.profiles.on_event(&ev);
                 let metrics = self.metrics.on_event(&ev);
-                if !(hot || profile || metrics) {
+                if [hot, profile, metrics] == [Routed::NotHere; 3] {
                     self.stats.unknown_scenario += 1;
+                    // Per tenant only for tenants with a scenario here: ids made up by the
+                    // million must not grow the map.
+                    if let Some(usage) = self.tenants.get_mut(tenant) {
+                        usage.unknown_scenario += 1;
+                    }
+                    if self.opts.dead_letter_dropped {
+                        let reason = RejectReason::UnknownScenario { tenant: tenant.to_string(), scenario: ev.scenario_id.to_string() };
+                        rejects.push(Reject { index, reason });
+                    }
                 } else {
+                    self.route_outcome(tenant, hot, profile, ev.ts, index, rejects);
                     raised = self.time.observe(tenant, partition, ev.ts, wall_ms);
                     if partition != SINGLE_PARTITION {
                         self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
@@ -228,8 +319,29 @@ impl Pipeline {
         }
     }
 
+    /// Counts what the jobs did not count and dead-letters it: always a quota refusal, the rest
+    /// with `--dead-letter-all`.
+    #[inline]
+    fn route_outcome(&mut self, tenant: &str, hot: Routed, profile: Routed, ts: i64, index: usize, rejects: &mut Vec<Reject>) {
+        let reason = match (hot, profile) {
+            (Routed::OverQuota(q, limit), _) | (_, Routed::OverQuota(q, limit)) => {
+                self.stats.over_quota += 1;
+                if let Some(usage) = self.tenants.get_mut(tenant) {
+                    *usage.over_quota.entry(q).or_default() += 1;
+                }
+                RejectReason::Quota(q, limit as u64)
+            }
+            _ if !self.opts.dead_letter_dropped => return,
+            (Routed::Late, _) => RejectReason::Late { ts, watermark: self.time.watermark(tenant).unwrap_or(i64::MIN) },
+            (Routed::Duplicate, _) => RejectReason::Duplicate,
+            _ => return,
+        };
+        rejects.push(Reject { index, reason });
+    }
+
     /// Re-evaluates the watermarks without new events (a partition may have gone idle).
     pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        self.check_state_quotas(wall_ms);
         self.advance_all(wall_ms, out);
     }
 
@@ -603,7 +715,10 @@ mod tests {
                 let ts = T0 + i as i64 * 20_000;
                 if with_evil {
                     // Nine minutes ahead of good's time and of the wall clock: inside the skew.
-                    let ahead = format!(r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u","item_id":"x","action":"click","ts":{}}}"#, ts + 540_000);
+                    let ahead = format!(
+                        r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u","item_id":"x","action":"click","ts":{}}}"#,
+                        ts + 540_000
+                    );
                     batch.push(ahead.as_bytes());
                 }
                 p.process_at(&batch, ts, &mut out, &mut rejects);
@@ -620,6 +735,97 @@ mod tests {
         assert_eq!(mixed, alone, "good's output must not depend on evil's clock");
         assert_eq!(wm_mixed, wm_alone);
         assert!(wm_evil > wm_alone, "evil's own windows run ahead");
+    }
+
+    #[test]
+    fn a_tenant_at_its_quotas_is_refused_new_keys_and_others_are_unchanged() {
+        let good = scenario(10, 5, 0.0, 10);
+        let doc = serde_json::json!({"tenant_id": "evil", "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+            "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}, "user_profile": {}}}});
+        let evil = Arc::new(parse_scenario(&doc).unwrap());
+        let (quotas, errors) = TenantTable::from_documents(&[serde_json::json!({"tenant_id": "evil",
+            "quotas": {"max_items_per_scenario": 3, "max_event_ids_per_scenario": 5, "max_users_per_scenario": 2}})]);
+        assert!(errors.is_empty());
+        let good_lines = lines_of(&traffic(100));
+        let run = |with_evil: bool| {
+            let mut p = Pipeline::new(PipelineOptions { jobs: JobSelection::All, ..PipelineOptions::default() });
+            p.set_tenant_quotas(quotas.clone());
+            p.apply_config(&good.key, Some(good.clone()));
+            p.apply_config(&evil.key, Some(evil.clone()));
+            let mut batch = RecordBatch::default();
+            for (i, l) in good_lines.iter().enumerate() {
+                batch.push(l.as_bytes());
+                if with_evil {
+                    let flood = format!(
+                        r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u{i}","item_id":"x{i}","action":"click","ts":{},"event_id":"e{i}"}}"#,
+                        T0 + i as i64 * 20_000
+                    );
+                    batch.push(flood.as_bytes());
+                }
+            }
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            p.process(&batch, &mut out, &mut rejects);
+            p.finish(&mut out);
+            let of_good: Vec<String> = out.iter().map(|o| o.to_json()).filter(|j| j["tenant_id"] == "t").map(|j| j.to_string()).collect();
+            let kinds: Vec<&'static str> = rejects.iter().map(|r| r.reason.kind()).collect();
+            (of_good, kinds, p.tenant_usage().get("evil").cloned())
+        };
+        let (alone, none, _) = run(false);
+        let (mixed, kinds, usage) = run(true);
+        assert_eq!(mixed, alone, "good's output must not depend on evil's flood");
+        assert!(none.is_empty());
+        // At most 3 items, 5 ids and 2 users are held at a time (closed windows free theirs), so
+        // nearly every flood event is refused, each with the quota it hit.
+        assert!(kinds.len() > 80, "{kinds:?}");
+        for k in ["quota_items", "quota_event_ids", "quota_users"] {
+            assert!(kinds.contains(&k), "{k} in {kinds:?}");
+        }
+        let usage = usage.unwrap();
+        assert_eq!(usage.over_quota.values().sum::<u64>(), kinds.len() as u64);
+    }
+
+    #[test]
+    fn a_tenant_over_its_state_bytes_keeps_its_keys_and_is_refused_new_ones() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let (quotas, _) = TenantTable::from_documents(&[serde_json::json!({"tenant_id": "t", "quotas": {"max_state_bytes": 1}})]);
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.set_tenant_quotas(quotas);
+        p.apply_config(&cfg.key, Some(cfg.clone()));
+        let ev =
+            |item: &str| format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"{item}","action":"click","ts":{T0}}}"#);
+        let (mut out, mut rejects) = (Vec::new(), Vec::new());
+        let mut batch = RecordBatch::default();
+        batch.push(ev("a").as_bytes());
+        p.process(&batch, &mut out, &mut rejects);
+        p.tick(10_000, &mut out);
+        assert!(p.tenant_usage()["t"].state_full);
+        let mut batch = RecordBatch::default();
+        batch.push(ev("a").as_bytes());
+        batch.push(ev("b").as_bytes());
+        p.process(&batch, &mut out, &mut rejects);
+        assert_eq!(rejects.iter().map(|r| (r.index, r.reason.kind())).collect::<Vec<_>>(), vec![(1, "quota_state_bytes")]);
+        assert_eq!(p.hot_job().scenario(&cfg.key).unwrap().counters.events, 2, "the held item still counts");
+    }
+
+    #[test]
+    fn dead_letter_all_sends_late_duplicate_and_unknown_events_with_their_reason() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let ev = |s: &str, id: &str, ts: i64| {
+            format!(r#"{{"tenant_id":"t","scenario_id":"{s}","user_id":"u","item_id":"a","action":"click","ts":{ts},"event_id":"{id}"}}"#)
+        };
+        let lines = [ev("s", "e1", T0), ev("s", "e1", T0), ev("s", "e2", T0 + 3_600_000), ev("s", "e3", T0 + 1), ev("nope", "e4", T0)];
+        let run = |all: bool| {
+            let mut p = Pipeline::new(PipelineOptions { dead_letter_dropped: all, ..PipelineOptions::default() });
+            p.apply_config(&cfg.key, Some(cfg.clone()));
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            let mut batch = RecordBatch::default();
+            lines.iter().for_each(|l| batch.push(l.as_bytes()));
+            p.process(&batch, &mut out, &mut rejects);
+            assert_eq!(p.tenant_usage().get("t").map(|u| u.unknown_scenario), Some(1));
+            rejects.iter().map(|r| (r.index, r.reason.kind())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(false), vec![]);
+        assert_eq!(run(true), vec![(1, "duplicate"), (3, "late"), (4, "unknown_scenario")]);
     }
 
     #[test]
