@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
+use super::cpu::CpuLedger;
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::instance::PluginInstance;
@@ -17,11 +18,18 @@ use crate::config::{PluginRef, ScenarioKey};
 pub struct PluginManager {
     engine: PluginEngine,
     registry: PluginRegistry,
+    /// Every tenant's CPU use per minute, charged by the instances prepared here.
+    cpu: CpuLedger,
 }
 
 impl PluginManager {
     pub fn new(engine: PluginEngine, registry: PluginRegistry) -> Self {
-        Self { engine, registry }
+        Self { engine, registry, cpu: CpuLedger::default() }
+    }
+
+    /// The tenants' CPU accounts.
+    pub fn cpu(&self) -> &CpuLedger {
+        &self.cpu
     }
 
     pub fn engine(&self) -> &PluginEngine {
@@ -70,9 +78,15 @@ impl PluginManager {
         let params = r.params.clone();
         let instance_label = label.clone();
         let limits = quotas.sandbox_limits(engine.limits());
-        let instance = tokio::task::spawn_blocking(move || engine.instantiate_with_limits(compiled, instance_label, &params, limits))
-            .await
-            .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
+        let cpu = self.cpu.tenant(&key.tenant_id, std::time::Duration::from_millis(quotas.cpu_ms_per_minute));
+        let instance = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let instance = engine.instantiate_with_limits(compiled, instance_label, &params, limits);
+            cpu.charge(started.elapsed());
+            instance.map(|i| i.with_cpu(cpu))
+        })
+        .await
+        .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
         tracing::info!(scenario = %key, plugin = %label, sha256 = %instance.sha256(), ms = started.elapsed().as_millis() as u64,
             "plugin prepared");
         Ok(instance)

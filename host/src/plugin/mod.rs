@@ -13,6 +13,7 @@
 //! See `docs/plugins.md`.
 
 mod bindings;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 mod executor;
