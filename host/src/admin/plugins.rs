@@ -208,7 +208,11 @@ impl PluginService {
                 }
             }
             PluginTarget::Mongo(coll) => {
-                let update = if shared { doc! {"$set": {"shared": true}} } else { doc! {"$unset": {"shared": ""}} };
+                let update = if shared {
+                    doc! {"$set": {"shared": true}}
+                } else {
+                    doc! {"$unset": {"shared": ""}}
+                };
                 coll.update_one(doc! {"name": &id.name, "version": &id.version}, update).await.context("recording the shared mark")?;
             }
         }

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 
 use crate::admin::plugins::PluginTarget;
 use crate::admin::{PluginQuota, PluginService, ScenarioService};
-use crate::config::store::ScenarioStore;
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::store::ScenarioStore;
 use crate::plugin::sha256_hex;
 
 #[derive(Debug, Args)]

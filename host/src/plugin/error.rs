@@ -11,9 +11,7 @@ pub enum PluginError {
 
     /// A scenario's reference outside its tenant's namespace: not among the tenant's own
     /// modules nor the shared ones. Says nothing of whether another tenant has such a module.
-    #[error(
-        "no module `{reference}` owned by tenant `{tenant}` or shared; publish it for this tenant (admin API) or ask an operator to share it"
-    )]
+    #[error("no module `{reference}` owned by tenant `{tenant}` or shared; publish it for this tenant or ask an admin to share it")]
     NotVisible { reference: String, tenant: String },
 
     #[error(

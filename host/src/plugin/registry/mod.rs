@@ -551,7 +551,10 @@ mod tests {
         let foreign = reg.lookup_for("b", &r("mine", Some("m1"))).unwrap_err();
         let missing = reg.lookup_for("b", &r("nothing", None)).unwrap_err();
         assert_eq!(foreign, PluginError::NotVisible { reference: "mine@0.1.0".into(), tenant: "b".into() });
-        assert_eq!(foreign.to_string(), "no module `mine@0.1.0` owned by tenant `b` or shared; publish it for this tenant (admin API) or ask an operator to share it");
+        assert_eq!(
+            foreign.to_string(),
+            "no module `mine@0.1.0` owned by tenant `b` or shared; publish it for this tenant or ask an admin to share it"
+        );
         assert_eq!(missing.to_string().replace("nothing", "mine"), foreign.to_string());
         assert_eq!(foreign.kind(), missing.kind());
         assert_eq!(reg.lookup(&r("mine", None)).unwrap().sha256, "m1", "operator tools see everything");
