@@ -17,7 +17,7 @@ use crate::plugin::sha256_hex;
 pub struct PluginArgs {
     #[command(subcommand)]
     pub command: PluginCommand,
-    /// Publish to / list the fleet's MongoDB `plugins` collection instead of --plugins-dir.
+    /// Publish to / list / share in the fleet's MongoDB `plugins` collection instead of --plugins-dir.
     #[arg(long, global = true, env = "MONGODB_URL")]
     pub mongodb_url: Option<String>,
     #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
@@ -29,8 +29,9 @@ pub struct PluginArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Check that a module loads in the sandbox, then publish it as <name>@<version>; prints the
-    /// reference to put in a scenario's hot_score.plugin.
+    /// Check that a module loads in the sandbox, then publish it as <name>@<version>, without an
+    /// owner (shared: every tenant's scenarios may reference it); prints the reference to put in
+    /// a scenario's hot_score.plugin.
     Publish {
         /// The component (e.g. target/wasm32-wasip2/release/my_plugin.wasm).
         module: PathBuf,
