@@ -529,6 +529,27 @@ fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
             .status,
         200
     );
+    // Hot deploy stays: the owner publishes a new version and switches to it, no restart.
+    let up2 = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/acme/plugins?name=acme-gravity&version=1.0.1",
+        &[("Authorization", &format!("Bearer {}", w.acme)), ("Content-Type", "application/wasm")],
+        &wasm,
+        None,
+    );
+    assert_eq!(up2.status, 201, "{}", up2.body);
+    let v2 = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"version": "1.0.1"}}}}});
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), v2.to_string().as_bytes()).status, 200);
+    let home_state = || {
+        let r = request(port, "GET", "/api/v1/tenants/acme/status", Some(&w.acme), b"").json();
+        r["scenarios"].as_array().and_then(|a| a.iter().find(|s| s["scenario_id"] == "home").cloned()).unwrap_or_default()["status"]
+            ["plugin_state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(wait_until(Duration::from_secs(20), || home_state() == "active acme-gravity@1.0.1"), "{}\n{}", home_state(), w.api.host.log());
     // A tenant still cannot replace a shared module it does not own.
     let replace = request_raw(
         port,
