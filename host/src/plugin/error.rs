@@ -9,6 +9,11 @@ pub enum PluginError {
     #[error("plugin module {reference} not found in the registry; publish it as {reference}.wasm")]
     NotFound { reference: String },
 
+    /// A scenario's reference outside its tenant's namespace: not among the tenant's own
+    /// modules nor the shared ones. Says nothing of whether another tenant has such a module.
+    #[error("no module `{reference}` owned by tenant `{tenant}` or shared; publish it for this tenant or ask an admin to share it")]
+    NotVisible { reference: String, tenant: String },
+
     #[error(
         "plugin module {reference} has sha256 {actual}, but the scenario pins {expected}; publish the pinned module or update the reference"
     )]
@@ -74,7 +79,8 @@ impl PluginError {
     /// `rtscore_plugin_failures_total`).
     pub fn kind(&self) -> &'static str {
         match self {
-            PluginError::NotFound { .. } => "not_found",
+            // One kind for both: metrics must not tell a tenant which modules exist elsewhere.
+            PluginError::NotFound { .. } | PluginError::NotVisible { .. } => "not_found",
             PluginError::HashMismatch { .. } => "hash_mismatch",
             PluginError::InvalidName { .. } => "invalid_name",
             PluginError::Registry(_) => "registry",

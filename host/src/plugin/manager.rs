@@ -46,8 +46,10 @@ impl PluginManager {
     }
 
     /// A ready instance for scenario `key`'s reference `r`, for
-    /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). A pinned module
-    /// already compiled is reused without reading it again.
+    /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). The reference
+    /// resolves in the namespace of the scenario's tenant (its own modules, then shared ones;
+    /// see [`PluginRegistry::lookup_for`]). A pinned module already compiled is reused without
+    /// reading it again.
     pub async fn prepare(&self, key: &ScenarioKey, r: &PluginRef) -> Result<PluginInstance, PluginError> {
         self.prepare_within(key, r, &TenantQuotas::default()).await
     }
@@ -57,7 +59,7 @@ impl PluginManager {
     pub async fn prepare_within(&self, key: &ScenarioKey, r: &PluginRef, quotas: &TenantQuotas) -> Result<PluginInstance, PluginError> {
         let started = Instant::now();
         let label = r.label();
-        let info = self.registry.lookup(r)?;
+        let info = self.registry.lookup_for(&key.tenant_id, r)?;
         if info.size > quotas.max_module_bytes as u64 {
             return Err(PluginError::QuotaExceeded {
                 quota: "max_module_bytes",
@@ -67,7 +69,7 @@ impl PluginManager {
         let compiled = match self.engine.compiled(&info.sha256).filter(|_| r.sha256.is_some()) {
             Some(hit) => hit,
             None => {
-                let module = self.registry.resolve(r).await?;
+                let module = self.registry.resolve_for(&key.tenant_id, r).await?;
                 let engine = self.engine.clone();
                 tokio::task::spawn_blocking(move || engine.compile(&module.bytes))
                     .await
