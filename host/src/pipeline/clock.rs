@@ -84,9 +84,12 @@ impl InputClock {
         self.partitions.values().filter_map(|p| p.max_ts).max()
     }
 
-    /// True when no partition has delivered within `idle_ms` of `wall_ms`.
-    fn all_idle(&self, wall_ms: i64) -> bool {
-        self.partitions.values().all(|p| wall_ms - p.last_wall_ms > self.idle_ms)
+    /// How long (wall time) every partition has been idle, counted from when the last one went
+    /// idle (`idle_ms` after its last event); `None` while one is active.
+    fn idle_for(&self, wall_ms: i64) -> Option<i64> {
+        let last = self.partitions.values().map(|p| p.last_wall_ms).max()?;
+        let idle = wall_ms - last - self.idle_ms;
+        (idle > 0).then_some(idle)
     }
 
     /// Partitions with a maximum, for a snapshot.
@@ -132,8 +135,8 @@ struct TenantTime {
 /// keeps the partition-minimum rule: a partition assigned but silent, or behind, holds every
 /// tenant. A tenant's own clock (over its own events) caps it: its windows never close past
 /// what its own events have reached, whatever other tenants send. A tenant whose partitions
-/// have all gone idle follows the host's clock up to the wall clock, so a quiet tenant's last
-/// windows still close, and no neighbour's future-dated events can push it past "now".
+/// have all gone idle has its event time run on with the wall clock from the moment it went
+/// idle, so a quiet tenant's last windows still close, on its own input and timing only.
 #[derive(Debug, Clone)]
 pub struct EventTime {
     host: InputClock,
@@ -187,7 +190,10 @@ impl EventTime {
     pub fn tenant_time(&self, tenant: &str, wall_ms: i64) -> Option<i64> {
         let host = self.host.event_time(wall_ms)?;
         let t = self.tenants.get(tenant)?;
-        let own = if t.clock.all_idle(wall_ms) { t.clock.furthest()?.max(wall_ms.min(host)) } else { t.clock.event_time(wall_ms)? };
+        let own = match t.clock.idle_for(wall_ms) {
+            Some(idle) => t.clock.furthest()?.saturating_add(idle),
+            None => t.clock.event_time(wall_ms)?,
+        };
         Some(own.min(host))
     }
 
@@ -271,8 +277,10 @@ mod tests {
         assert_eq!(t.tenant_time("good", 0), Some(1_000_000));
         assert_eq!(t.tenant_time("evil", 0), Some(9_000_000));
         assert_eq!(t.tenant_time("nobody", 0), None);
-        // Idle for longer than idle_ms, good follows the host, but never past the wall clock.
-        assert_eq!(t.tenant_time("good", 3_000_000), Some(3_000_000));
+        // Idle (5 s after its last event), good's time runs on with the wall clock, whatever
+        // evil's clock says; never past the host's.
+        assert_eq!(t.tenant_time("good", 5_000), Some(1_000_000));
+        assert_eq!(t.tenant_time("good", 65_000), Some(1_060_000));
         assert_eq!(t.tenant_time("good", 20_000_000), Some(9_000_000));
     }
 
