@@ -112,14 +112,23 @@ pub struct ApiHost {
 impl ApiHost {
     /// Starts the host over `scenarios` (documents written to a fresh directory).
     pub fn start(scenarios: &[Value]) -> ApiHost {
+        Self::start_prepared(scenarios, |_| {}, &[])
+    }
+
+    /// Like [`ApiHost::start`]; `prepare` fills the host's directory first (its `scenarios/`,
+    /// `scenarios/tenants/` and `plugins/`), and `extra` goes to `rtscore run`.
+    pub fn start_prepared(scenarios: &[Value], prepare: impl FnOnce(&std::path::Path), extra: &[&str]) -> ApiHost {
         let dir = tempfile::tempdir().unwrap();
         let scen = dir.path().join("scenarios");
         std::fs::create_dir_all(&scen).unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         for d in scenarios {
             let name = format!("{}__{}.json", d["tenant_id"].as_str().unwrap(), d["scenario_id"].as_str().unwrap());
             std::fs::write(scen.join(name), serde_json::to_vec_pretty(d).unwrap()).unwrap();
         }
-        let store = vec!["--scenarios-dir".to_string(), scen.to_string_lossy().into_owned()];
+        prepare(dir.path());
+        let mut store = vec!["--scenarios-dir".to_string(), scen.to_string_lossy().into_owned()];
+        store.extend(extra.iter().map(|a| a.to_string()));
         Self::start_with(dir, &store)
     }
 
@@ -173,6 +182,12 @@ impl ApiHost {
     pub fn finish(&mut self) {
         self.stdin.take();
         self.host.stop();
+    }
+
+    /// Ends the input and waits for the host to emit what it holds and exit by itself.
+    pub fn end_of_input(&mut self) -> std::process::ExitStatus {
+        self.stdin.take();
+        self.host.wait_for_exit(Duration::from_secs(60)).unwrap_or_else(|| panic!("host did not exit:\n{}", self.host.log()))
     }
 }
 
