@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bson::{Document, doc};
@@ -12,6 +14,8 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use super::AdminError;
+use super::limits::{CompileSlots, FailedCompiles, UploadRate, cap_error};
+use crate::config::tenant::TenantQuotas;
 use crate::plugin::registry::{MAX_MODULE_BYTES, list_dir_modules, list_mongo_modules};
 use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, SandboxLimits, publish_to_dir, publish_to_mongo};
 
@@ -21,13 +25,45 @@ pub struct PluginQuota {
     pub max_module_bytes: usize,
     /// Modules one owner may have published; `None` for no limit.
     pub max_modules_per_tenant: Option<usize>,
+    /// Uploads one owner may make per sliding minute; `None` for no limit.
+    pub uploads_per_minute: Option<u32>,
+    /// Compiles of one owner running at once; `None` for no limit.
+    pub concurrent_compiles: Option<usize>,
 }
 
 impl PluginQuota {
     /// What the CLI allows: any module a host would index.
-    pub const OPERATOR: PluginQuota = PluginQuota { max_module_bytes: MAX_MODULE_BYTES, max_modules_per_tenant: None };
-    /// What a tenant may upload through the admin API.
-    pub const TENANT: PluginQuota = PluginQuota { max_module_bytes: 16 << 20, max_modules_per_tenant: Some(64) };
+    pub const OPERATOR: PluginQuota =
+        PluginQuota { max_module_bytes: MAX_MODULE_BYTES, max_modules_per_tenant: None, uploads_per_minute: None, concurrent_compiles: None };
+    /// What a tenant without a tenant document may upload through the admin API.
+    pub const TENANT: PluginQuota =
+        PluginQuota { max_module_bytes: 16 << 20, max_modules_per_tenant: Some(64), uploads_per_minute: Some(10), concurrent_compiles: Some(1) };
+
+    /// What a tenant with these quotas (its tenant document) may upload.
+    pub fn for_tenant(q: &TenantQuotas) -> Self {
+        PluginQuota {
+            max_module_bytes: q.max_module_bytes,
+            uploads_per_minute: Some(q.plugin_uploads_per_minute),
+            concurrent_compiles: Some(q.concurrent_compiles),
+            ..Self::TENANT
+        }
+    }
+}
+
+/// Host-wide limits on compiling uploaded modules (`rtscore run` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct CompileLimits {
+    /// A module whose compile takes longer is refused (`--plugin-compile-timeout`).
+    pub timeout: Duration,
+    /// How many failed modules (by sha256) are remembered and refused without compiling
+    /// (`--failed-compile-cache`).
+    pub failed_cache_entries: usize,
+}
+
+impl Default for CompileLimits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(60), failed_cache_entries: 256 }
+    }
 }
 
 /// Where modules are published.
@@ -62,6 +98,38 @@ pub struct PluginService {
     target: PluginTarget,
     /// Made on the first publish: most hosts never compile an upload.
     engine: std::sync::OnceLock<Arc<PluginEngine>>,
+    limits: CompileLimits,
+    rate: UploadRate,
+    slots: CompileSlots,
+    failed: FailedCompiles,
+    /// Compiles started, for the `rtscore_plugin_compiles_total` metric and the tests.
+    compiles: AtomicU64,
+}
+
+/// Why a bounded compile did not produce a module.
+#[derive(Debug, PartialEq)]
+enum CompileFailure {
+    /// The bytes are not a loadable component: the engine's error.
+    Invalid(String),
+    TimedOut(Duration),
+}
+
+/// Runs `compile` on the blocking pool, off the async workers, and stops waiting after
+/// `timeout`. A compile cannot be interrupted: past the timeout it finishes in the background,
+/// still holding whatever `compile` owns (the tenant's compile slot), so a tenant cannot pile
+/// up runaway compiles by retrying.
+async fn compile_bounded<T: Send + 'static>(
+    timeout: Duration,
+    compile: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<Result<T, CompileFailure>, tokio::task::JoinError> {
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(compile)).await {
+        Ok(joined) => joined.map(|r| r.map_err(CompileFailure::Invalid)),
+        Err(_) => Ok(Err(CompileFailure::TimedOut(timeout))),
+    }
+}
+
+fn count_refused(owner: &str, reason: &'static str) {
+    metrics::counter!("rtscore_plugin_upload_refused_total", "tenant" => owner.to_string(), "reason" => reason).increment(1);
 }
 
 /// Sidecar file recording the owner of a module in a plugins directory (hidden, so the
@@ -72,7 +140,30 @@ fn owner_file(dir: &Path, id: &ModuleId) -> PathBuf {
 
 impl PluginService {
     pub fn new(target: PluginTarget) -> Self {
-        Self { target, engine: std::sync::OnceLock::new() }
+        Self::with_limits(target, CompileLimits::default())
+    }
+
+    pub fn with_limits(target: PluginTarget, limits: CompileLimits) -> Self {
+        Self {
+            target,
+            engine: std::sync::OnceLock::new(),
+            limits,
+            rate: UploadRate::default(),
+            slots: CompileSlots::default(),
+            failed: FailedCompiles::new(limits.failed_cache_entries),
+            compiles: AtomicU64::new(0),
+        }
+    }
+
+    /// Compiles started since the service was made (cache hits and refusals start none).
+    pub fn compiles_started(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Holds one of `tenant`'s compile slots, as a running upload does (for tests).
+    #[doc(hidden)]
+    pub fn hold_compile_slot(&self, tenant: &str) -> Option<super::limits::CompileSlot> {
+        self.slots.try_acquire(tenant, usize::MAX)
     }
 
     fn engine(&self) -> Result<Arc<PluginEngine>, AdminError> {
@@ -150,6 +241,16 @@ impl PluginService {
                 quota.max_module_bytes
             )));
         }
+        if let (Some(o), Some(limit)) = (owner, quota.uploads_per_minute)
+            && let Err(wait) = self.rate.admit(o, limit, Instant::now())
+        {
+            count_refused(o, "rate");
+            let secs = wait.as_secs().max(1);
+            return Err(AdminError::TooMany {
+                message: format!("at most {limit} plugin uploads per minute for this tenant; retry in {secs} s"),
+                retry_after: Some(secs),
+            });
+        }
         let existing = self.list(None).await?;
         if let Some(m) = existing.iter().find(|m| m.name == id.name && m.version == id.version) {
             if owner.is_some() && m.owner.as_deref() != owner {
@@ -172,16 +273,7 @@ impl PluginService {
                 return Err(AdminError::Quota(format!("tenant {o} already has {owned} modules, the limit is {max}")));
             }
         }
-        // Refuse what a host could not load, before any host sees it.
-        let engine = self.engine()?;
-        let bytes = tokio::task::spawn_blocking(move || {
-            let r = engine.compile(&bytes).map(|_| ());
-            engine.purge_unused();
-            r.map(|()| bytes)
-        })
-        .await
-        .context("compiling the module")?
-        .map_err(|e| AdminError::rejected("module", format!("must be a loadable rtscore:scoring component ({e})")))?;
+        let bytes = self.compile(owner, bytes, quota).await?;
         let info = match &self.target {
             PluginTarget::Dir(dir) => {
                 tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
@@ -209,6 +301,56 @@ impl PluginService {
     }
 }
 
+impl PluginService {
+    /// Refuses what a host could not load, before any host sees it: bytes that failed before
+    /// at once, with the error they failed with; others compiled off the async workers within
+    /// the owner's concurrent-compile quota and the compile timeout.
+    async fn compile(&self, owner: Option<&str>, bytes: Vec<u8>, quota: PluginQuota) -> Result<Vec<u8>, AdminError> {
+        let sha256 = crate::plugin::sha256_hex(&bytes);
+        let who = owner.unwrap_or("operator");
+        if let Some(rule) = self.failed.get(&sha256) {
+            count_refused(who, "failed_before");
+            tracing::info!(owner = who, %sha256, "plugin upload refused: these bytes failed to compile before");
+            return Err(AdminError::rejected("module", rule));
+        }
+        let slot = match (owner, quota.concurrent_compiles) {
+            (Some(o), Some(max)) => Some(self.slots.try_acquire(o, max).ok_or_else(|| {
+                count_refused(o, "concurrent_compiles");
+                AdminError::TooMany {
+                    message: format!("this tenant already has {max} plugin compile(s) running; retry when it has finished"),
+                    retry_after: Some(5),
+                }
+            })?),
+            _ => None,
+        };
+        let engine = self.engine()?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("rtscore_plugin_compiles_total").increment(1);
+        let outcome = compile_bounded(self.limits.timeout, move || {
+            let _slot = slot;
+            let r = engine.compile(&bytes).map(|_| ()).map_err(|e| e.to_string());
+            engine.purge_unused();
+            r.map(|()| bytes)
+        })
+        .await
+        .context("compiling the module")?;
+        let rule = match outcome {
+            Ok(bytes) => return Ok(bytes),
+            Err(CompileFailure::Invalid(e)) => {
+                count_refused(who, "invalid");
+                format!("must be a loadable rtscore:scoring component ({})", cap_error(&e))
+            }
+            Err(CompileFailure::TimedOut(t)) => {
+                count_refused(who, "compile_timeout");
+                format!("took longer than {} s to compile, the host's limit; it is refused", t.as_secs_f64())
+            }
+        };
+        tracing::info!(owner = who, %sha256, error = %rule, "plugin upload refused");
+        self.failed.insert(&sha256, &rule);
+        Err(AdminError::rejected("module", rule))
+    }
+}
+
 fn registry_err(e: PluginError) -> AdminError {
     AdminError::Store(anyhow::Error::new(e))
 }
@@ -221,7 +363,7 @@ mod tests {
     async fn quota_names_and_loadability_are_checked_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
-        let small = PluginQuota { max_module_bytes: 8, max_modules_per_tenant: Some(1) };
+        let small = PluginQuota { max_module_bytes: 8, max_modules_per_tenant: Some(1), ..PluginQuota::TENANT };
         assert!(matches!(svc.publish(Some("t"), "demo", "1", vec![0; 9], small).await, Err(AdminError::Quota(_))));
         let err = svc.publish(Some("t"), "Demo", "1", vec![0; 4], small).await.unwrap_err();
         assert_eq!(err.field_errors()[0].path, "name");
@@ -229,6 +371,55 @@ mod tests {
         assert_eq!(err.field_errors()[0].path, "module");
         assert!(svc.list(None).await.unwrap().is_empty());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_failed_once_are_refused_with_the_same_error_without_compiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
+        let junk = b"\0asm\x0d\0\x01\0 junk".to_vec();
+        let first = svc.publish(Some("t"), "demo", "1", junk.clone(), PluginQuota::TENANT).await.unwrap_err();
+        assert_eq!(svc.compiles_started(), 1);
+        // Under another name and by another tenant: the bytes decide.
+        let again = svc.publish(Some("u"), "other", "2", junk, PluginQuota::TENANT).await.unwrap_err();
+        assert_eq!(svc.compiles_started(), 1, "the second upload compiled nothing");
+        assert_eq!(again.to_string(), first.to_string());
+        assert_eq!(again.field_errors()[0].path, "module");
+    }
+
+    #[tokio::test]
+    async fn a_tenant_compiles_one_module_at_a_time_and_uploads_at_a_bounded_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
+        let busy = svc.hold_compile_slot("t").unwrap();
+        let err = svc.publish(Some("t"), "demo", "1", b"\0asm other".to_vec(), PluginQuota::TENANT).await.unwrap_err();
+        assert!(matches!(&err, AdminError::TooMany { retry_after: Some(_), .. }), "{err}");
+        assert_eq!(svc.compiles_started(), 0);
+        // Another tenant is not held up.
+        let other = svc.publish(Some("u"), "demo", "1", b"\0asm other".to_vec(), PluginQuota::TENANT).await.unwrap_err();
+        assert_eq!(other.field_errors()[0].path, "module");
+        drop(busy);
+        let quota = PluginQuota { uploads_per_minute: Some(1), ..PluginQuota::TENANT };
+        let _ = svc.publish(Some("r"), "demo", "1", b"\0asm a".to_vec(), quota).await;
+        let err = svc.publish(Some("r"), "demo", "2", b"\0asm b".to_vec(), quota).await.unwrap_err();
+        assert!(matches!(&err, AdminError::TooMany { retry_after: Some(s), .. } if (1..=60).contains(s)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_compile_past_the_timeout_is_refused_and_keeps_its_slot_until_it_ends() {
+        let slots = CompileSlots::default();
+        let slot = slots.try_acquire("t", 1).unwrap();
+        let slow = compile_bounded(Duration::from_millis(50), move || {
+            let _slot = slot;
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        });
+        assert_eq!(slow.await.unwrap(), Err(CompileFailure::TimedOut(Duration::from_millis(50))));
+        assert_eq!(slots.running("t"), 1, "the compile still runs in the background");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(slots.running("t"), 0);
+        let fast = compile_bounded(Duration::from_secs(5), || Err::<(), _>("bad".to_string()));
+        assert_eq!(fast.await.unwrap(), Err(CompileFailure::Invalid("bad".into())));
     }
 
     #[tokio::test]

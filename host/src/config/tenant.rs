@@ -25,6 +25,10 @@ pub struct TenantQuotas {
     pub cpu_ms_per_window: u64,
     /// Linear memory cap of each plugin instance.
     pub max_instance_memory_bytes: usize,
+    /// Plugin uploads through the admin API per sliding minute; further ones get `429`.
+    pub plugin_uploads_per_minute: u32,
+    /// Plugin compiles of this tenant running at once; a further upload gets `429`.
+    pub concurrent_compiles: usize,
 }
 
 impl Default for TenantQuotas {
@@ -35,6 +39,8 @@ impl Default for TenantQuotas {
             max_module_bytes: 16 << 20,
             cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
             max_instance_memory_bytes: sandbox.memory_bytes,
+            plugin_uploads_per_minute: 10,
+            concurrent_compiles: 1,
         }
     }
 }
@@ -43,7 +49,9 @@ impl TenantQuotas {
     /// The sandbox limits of this tenant's plugin instances: the host's, with the tenant's CPU
     /// budget (for the whole window: no per-item allowance) and memory cap.
     pub fn sandbox_limits(&self, host: &SandboxLimits) -> SandboxLimits {
-        if *self == Self::default() {
+        let d = Self::default();
+        // Only the sandbox's own fields count: an upload quota leaves the host's limits alone.
+        if (self.cpu_ms_per_window, self.max_instance_memory_bytes) == (d.cpu_ms_per_window, d.max_instance_memory_bytes) {
             return host.clone();
         }
         SandboxLimits {
@@ -61,7 +69,8 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 }
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
-/// cpu_ms_per_window, max_instance_memory_bytes}}`.
+/// cpu_ms_per_window, max_instance_memory_bytes, plugin_uploads_per_minute,
+/// concurrent_compiles}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
     let mut errors = Vec::new();
     let tenant = match doc.get("tenant_id").and_then(Value::as_str) {
@@ -90,6 +99,8 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, crate::plugin::MAX_MODULE_BYTES as u64) as usize,
         cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
+        plugin_uploads_per_minute: field("plugin_uploads_per_minute", d.plugin_uploads_per_minute.into(), 10_000) as u32,
+        concurrent_compiles: field("concurrent_compiles", d.concurrent_compiles as u64, 64) as usize,
     };
     match tenant {
         Some(t) if errors.is_empty() => Ok((t, quotas)),
@@ -135,6 +146,7 @@ mod tests {
     fn missing_fields_and_tenants_take_defaults() {
         let (t, errors) = TenantTable::from_documents(&[
             json!({"tenant_id": "small", "quotas": {"max_scenarios": 2, "cpu_ms_per_window": 5}}),
+            json!({"tenant_id": "uploads", "quotas": {"plugin_uploads_per_minute": 2, "concurrent_compiles": 3}}),
             json!({"tenant_id": "bad", "quotas": {"max_scenarios": -1}}),
         ]);
         assert_eq!(t.get("small").max_scenarios, 2);
@@ -144,8 +156,10 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("quotas.max_scenarios"), "{}", errors[0]);
 
+        assert_eq!((t.get("uploads").plugin_uploads_per_minute, t.get("uploads").concurrent_compiles), (2, 3));
         let host = SandboxLimits::default();
         assert_eq!(TenantQuotas::default().sandbox_limits(&host), host);
+        assert_eq!(t.get("uploads").sandbox_limits(&host), host, "upload quotas leave the sandbox alone");
         let small = t.get("small").sandbox_limits(&host);
         assert_eq!((small.call_budget, small.budget_per_item), (Duration::from_millis(5), Duration::ZERO));
     }
