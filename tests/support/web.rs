@@ -56,13 +56,16 @@ pub fn request_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)]
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer before reading the whole body (a 413 decided by `Content-Length`) and
+    // close: the answer is still there to read.
+    let sent_all = s.write_all(body).is_ok();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) if !sent_all && !buf.is_empty() => break,
             Err(e) => panic!("reading {method} {path}: {e} (got {:?})", String::from_utf8_lossy(&buf)),
         }
         if let Some(marker) = stream_until
@@ -112,6 +115,11 @@ pub struct ApiHost {
 impl ApiHost {
     /// Starts the host over `scenarios` (documents written to a fresh directory).
     pub fn start(scenarios: &[Value]) -> ApiHost {
+        Self::start_args(scenarios, &[])
+    }
+
+    /// As [`ApiHost::start`], with more `rtscore run` flags (limits, for instance).
+    pub fn start_args(scenarios: &[Value], extra: &[&str]) -> ApiHost {
         let dir = tempfile::tempdir().unwrap();
         let scen = dir.path().join("scenarios");
         std::fs::create_dir_all(&scen).unwrap();
@@ -119,7 +127,8 @@ impl ApiHost {
             let name = format!("{}__{}.json", d["tenant_id"].as_str().unwrap(), d["scenario_id"].as_str().unwrap());
             std::fs::write(scen.join(name), serde_json::to_vec_pretty(d).unwrap()).unwrap();
         }
-        let store = vec!["--scenarios-dir".to_string(), scen.to_string_lossy().into_owned()];
+        let mut store = vec!["--scenarios-dir".to_string(), scen.to_string_lossy().into_owned()];
+        store.extend(extra.iter().map(|a| a.to_string()));
         Self::start_with(dir, &store)
     }
 
@@ -144,6 +153,13 @@ impl ApiHost {
         let stdin = host.take_stdin();
         assert!(wait_until(Duration::from_secs(30), || super::http_get(port, "/readyz").is_some()), "host not ready:\n{}", host.log());
         ApiHost { host, port, dir, stdin: Some(stdin) }
+    }
+
+    /// Writes a tenant document (quotas) where the host and the admin API read it.
+    pub fn put_tenant(&self, doc: &Value) {
+        let dir = self.dir.path().join("scenarios/tenants");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}.json", doc["tenant_id"].as_str().unwrap())), doc.to_string()).unwrap();
     }
 
     /// A token made by the real CLI (`rtscore token create`).
