@@ -212,7 +212,9 @@ mod tests {
             assert!(is_local_request(lo6, Some(host)), "{host}");
             assert!(!is_local_request(lan, Some(host)), "a remote peer: {host}");
         }
-        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.:80", "[::1]x", "127.0.0.1:x", "", "[::2]:80"] {
+        for host in
+            ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "localhost.:80", "[::1]x", "127.0.0.1:x", "", "[::2]:80"]
+        {
             assert!(!is_local_request(lo4, Some(host)), "DNS rebinding: {host}");
         }
         assert!(!is_local_request(lo4, None), "no Host header");

@@ -33,11 +33,19 @@ pub struct PluginQuota {
 
 impl PluginQuota {
     /// What the CLI allows: any module a host would index.
-    pub const OPERATOR: PluginQuota =
-        PluginQuota { max_module_bytes: MAX_MODULE_BYTES, max_modules_per_tenant: None, uploads_per_minute: None, concurrent_compiles: None };
+    pub const OPERATOR: PluginQuota = PluginQuota {
+        max_module_bytes: MAX_MODULE_BYTES,
+        max_modules_per_tenant: None,
+        uploads_per_minute: None,
+        concurrent_compiles: None,
+    };
     /// What a tenant without a tenant document may upload through the admin API.
-    pub const TENANT: PluginQuota =
-        PluginQuota { max_module_bytes: 16 << 20, max_modules_per_tenant: Some(64), uploads_per_minute: Some(10), concurrent_compiles: Some(1) };
+    pub const TENANT: PluginQuota = PluginQuota {
+        max_module_bytes: 16 << 20,
+        max_modules_per_tenant: Some(64),
+        uploads_per_minute: Some(10),
+        concurrent_compiles: Some(1),
+    };
 
     /// What a tenant with these quotas (its tenant document) may upload.
     pub fn for_tenant(q: &TenantQuotas) -> Self {

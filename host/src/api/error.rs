@@ -76,12 +76,8 @@ impl IntoResponse for ApiError {
         // Messages and rules echo tenant input (documents, module errors): each is capped, and
         // so is their number, so an error response stays small whatever was sent.
         const MAX_FIELD_ERRORS: usize = 100;
-        let errors: Vec<_> = self
-            .errors
-            .iter()
-            .take(MAX_FIELD_ERRORS)
-            .map(|e| json!({"path": cap_error(&e.path), "rule": cap_error(&e.rule)}))
-            .collect();
+        let errors: Vec<_> =
+            self.errors.iter().take(MAX_FIELD_ERRORS).map(|e| json!({"path": cap_error(&e.path), "rule": cap_error(&e.rule)})).collect();
         let mut r = (self.status, axum::Json(json!({"error": cap_error(&self.message), "errors": errors}))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"rtscore\""));

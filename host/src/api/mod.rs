@@ -62,7 +62,13 @@ pub struct ApiLimits {
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20, compile: CompileLimits::default(), max_streams: 64, max_streams_per_login: 8, max_event_bytes: 256 << 10 }
+        Self {
+            max_body_bytes: 1 << 20,
+            compile: CompileLimits::default(),
+            max_streams: 64,
+            max_streams_per_login: 8,
+            max_event_bytes: 256 << 10,
+        }
     }
 }
 

@@ -332,7 +332,8 @@ pub fn scenario_page(
     result: EditorResult<'_>,
 ) -> String {
     let (t, s) = (esc(&key.tenant_id), esc(&key.scenario_id));
-    let base_revision = format!(r#"<input type="hidden" name="if_revision" value="{}">"#, revision.map_or_else(String::new, |r| r.to_string()));
+    let base_revision =
+        format!(r#"<input type="hidden" name="if_revision" value="{}">"#, revision.map_or_else(String::new, |r| r.to_string()));
     let base = format!("/console/tenants/{}/scenarios/{}", url_segment(&key.tenant_id), url_segment(&key.scenario_id));
     let rollout = match &result {
         EditorResult::RolledOut { action, revision } => {
@@ -354,13 +355,18 @@ pub fn scenario_page(
             format!(r#"<p class="ok" id="editor-result">Applied: stored revision {revision}; hosts pick it up within about a second.</p>"#)
         }
         EditorResult::Invalid { message, errors } => {
-            let items: String =
-                errors.iter().take(100).map(|e| format!("<li><code>{}</code>: {}</li>", esc(&cap_error(&e.path)), esc(&cap_error(&e.rule)))).collect();
+            let items: String = errors
+                .iter()
+                .take(100)
+                .map(|e| format!("<li><code>{}</code>: {}</li>", esc(&cap_error(&e.path)), esc(&cap_error(&e.rule))))
+                .collect();
             let summary = if errors.is_empty() { esc(message) } else { format!("{} rule(s) broken", errors.len()) };
             format!(r#"<div class="error" id="editor-result"><p>Not applied: {summary}</p><ul>{items}</ul></div>"#)
         }
         EditorResult::Conflict { current: 0 } => {
-            format!(r#"<p class="error" id="editor-result">Not applied: the scenario was deleted by someone else meanwhile; {reload} to see it.</p>"#)
+            format!(
+                r#"<p class="error" id="editor-result">Not applied: the scenario was deleted by someone else meanwhile; {reload} to see it.</p>"#
+            )
         }
         EditorResult::Conflict { current } => format!(
             r#"<p class="error" id="editor-result">Not applied: changed by someone else to revision {current}; {reload} to edit the current version (your text is still below).</p>"#

@@ -435,9 +435,7 @@ async fn overview_events(State(s): State<AdminState>, headers: HeaderMap) -> Res
         s,
         login_token(&headers),
         scope,
-        move |s| {
-            json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&view_scope, &s.visible_counters(&view_scope))})
-        },
+        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&view_scope, &s.visible_counters(&view_scope))}),
     )
 }
 
