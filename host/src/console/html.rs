@@ -321,8 +321,9 @@ pub enum EditorResult<'a> {
     },
 }
 
-/// The scenario page. `revision`: the stored revision the editor's document is based on; every
-/// write form sends it back (`if_revision`), so a write over a newer revision is refused.
+/// The scenario page. `revision`: the stored revision the editor's document is based on; the
+/// editor sends it back (`if_revision`), so saving over a newer revision is refused. Promote and
+/// Roll back do not: they act on what the live view shows, which updates while the page stays.
 pub fn scenario_page(
     scope: &Scope,
     key: &ScenarioKey,
@@ -383,8 +384,8 @@ pub fn scenario_page(
 <section><h2>Window timeline</h2><div id="timeline">{timeline}</div></section></div>
 <section><h2>Shadow comparison</h2><div id="shadow">{shadow}</div></section>
 <section><h2>Rollout</h2>{rollout}<div class="buttons">
-<form method="post" action="{base}/promote">{base_revision}<button id="promote">Promote the candidate</button></form>
-<form method="post" action="{base}/rollback">{base_revision}<label for="to_revision">to revision</label> <input id="to_revision" name="to_revision" inputmode="numeric" size="6" placeholder="previous"> <button id="rollback">Roll back</button></form>
+<form method="post" action="{base}/promote"><button id="promote">Promote the candidate</button></form>
+<form method="post" action="{base}/rollback"><label for="to_revision">to revision</label> <input id="to_revision" name="to_revision" inputmode="numeric" size="6" placeholder="previous"> <button id="rollback">Roll back</button></form>
 </div></section>
 <section><h2>Configuration</h2>{result}
 <form method="post" action="{base}/config" class="editor">{base_revision}<textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
@@ -435,7 +436,7 @@ mod tests {
             scenario_page(&Scope::Tenant(XSS.into()), &key, &live, XSS, Some(3), EditorResult::Invalid { message: XSS, errors: &errors });
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
-        assert!(html.contains(r#"name="if_revision" value="3""#), "every write form names the revision it edits");
+        assert!(html.contains(r#"name="if_revision" value="3""#), "the editor names the revision it edits");
         let rows = overview_rows(&[(key, live)]);
         assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
     }
