@@ -73,6 +73,12 @@ pub struct RunArgs {
         help_heading = "Events"
     )]
     pub dead_letter_fallback: PathBuf,
+    /// Also dead-letter events that are valid but not counted, with their reason: `late`
+    /// (every window holding them had closed), `duplicate` (event_id seen), `unknown_scenario`.
+    /// They are always counted per scenario and tenant in /status and /metrics. Events a
+    /// tenant's memory quota refuses (`quota_*`) are dead-lettered either way.
+    #[arg(long, help_heading = "Events")]
+    pub dead_letter_all: bool,
     /// Generated events per second (embedded default, no --events-file or --kafka-servers).
     #[arg(long, default_value_t = 5000, help_heading = "Events")]
     pub generate_rate: u32,
@@ -97,8 +103,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5_000, value_name = "MS", help_heading = "Events")]
     pub partition_idle_ms: i64,
     /// Events dated more than this ahead of the wall clock are dead-lettered (reason
-    /// `ts_in_future`) instead of moving event time for every tenant: `10m`, `90s`, `500ms`,
-    /// `2h`, or `none` to accept any time. The generator's accelerated event time is exempt.
+    /// `ts_in_future`) instead of moving their tenant's event time (each tenant's windows
+    /// close on its own events): `10m`, `90s`, `500ms`, `2h`, or `none` to accept any time. The generator's accelerated event time is exempt.
     #[arg(long, default_value = "10m", value_name = "DURATION|none", value_parser = parse_skew, help_heading = "Events")]
     pub max_event_skew: MaxEventSkew,
 

@@ -29,6 +29,14 @@ pub struct TenantQuotas {
     pub plugin_uploads_per_minute: u32,
     /// Plugin compiles of this tenant running at once; a further upload gets `429`.
     pub concurrent_compiles: usize,
+    /// Distinct items one scenario's hot-score windows may hold (`quota_items`).
+    pub max_items_per_scenario: usize,
+    /// Event ids one scenario may remember for duplicate suppression (`quota_event_ids`).
+    pub max_event_ids_per_scenario: usize,
+    /// Users one scenario's profiles may hold (`quota_users`).
+    pub max_users_per_scenario: usize,
+    /// Bytes of all the tenant's window and profile state (`quota_state_bytes`).
+    pub max_state_bytes: usize,
 }
 
 impl Default for TenantQuotas {
@@ -41,6 +49,10 @@ impl Default for TenantQuotas {
             max_instance_memory_bytes: sandbox.memory_bytes,
             plugin_uploads_per_minute: 10,
             concurrent_compiles: 1,
+            max_items_per_scenario: 2_000_000,
+            max_event_ids_per_scenario: 5_000_000,
+            max_users_per_scenario: 2_000_000,
+            max_state_bytes: 2 << 30,
         }
     }
 }
@@ -70,7 +82,8 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
 /// cpu_ms_per_window, max_instance_memory_bytes, plugin_uploads_per_minute,
-/// concurrent_compiles}}`.
+/// concurrent_compiles, max_items_per_scenario, max_event_ids_per_scenario,
+/// max_users_per_scenario, max_state_bytes}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
     let mut errors = Vec::new();
     let tenant = match doc.get("tenant_id").and_then(Value::as_str) {
@@ -101,6 +114,10 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
         plugin_uploads_per_minute: field("plugin_uploads_per_minute", d.plugin_uploads_per_minute.into(), 10_000) as u32,
         concurrent_compiles: field("concurrent_compiles", d.concurrent_compiles as u64, 64) as usize,
+        max_items_per_scenario: field("max_items_per_scenario", d.max_items_per_scenario as u64, 1 << 32) as usize,
+        max_event_ids_per_scenario: field("max_event_ids_per_scenario", d.max_event_ids_per_scenario as u64, 1 << 32) as usize,
+        max_users_per_scenario: field("max_users_per_scenario", d.max_users_per_scenario as u64, 1 << 32) as usize,
+        max_state_bytes: field("max_state_bytes", d.max_state_bytes as u64, 1 << 40) as usize,
     };
     match tenant {
         Some(t) if errors.is_empty() => Ok((t, quotas)),
@@ -134,6 +151,11 @@ impl TenantTable {
 
     pub fn get(&self, tenant: &str) -> &TenantQuotas {
         self.tenants.get(tenant).unwrap_or(&self.default)
+    }
+
+    /// Tenants with a document of their own.
+    pub fn documented(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
     }
 }
 

@@ -7,4 +7,4 @@ mod reject;
 
 pub use parse::{Event, parse_event};
 pub use parsed::ParsedEvents;
-pub use reject::RejectReason;
+pub use reject::{QuotaKind, RejectReason};

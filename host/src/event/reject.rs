@@ -16,6 +16,62 @@ pub enum RejectReason {
     /// scenario's windows early and make everyone's later events late.
     #[error("field `ts`: {ts} is more than {skew_ms} ms ahead of the wall clock ({wall_ms}); see --max-event-skew")]
     InFuture { ts: i64, wall_ms: i64, skew_ms: i64 },
+    /// Every hot-score window that contains the event had closed (dead-lettered only with
+    /// `--dead-letter-all`; always counted).
+    #[error("late: every window containing ts {ts} had closed (the tenant's watermark was at {watermark})")]
+    Late { ts: i64, watermark: i64 },
+    /// Its `event_id` was counted before (dead-lettered only with `--dead-letter-all`).
+    #[error("duplicate: event_id already counted in this scenario")]
+    Duplicate,
+    /// No active scenario of that id on this host (dead-lettered only with `--dead-letter-all`).
+    #[error("no active scenario `{tenant}/{scenario}` on this host")]
+    UnknownScenario { tenant: String, scenario: String },
+    /// The tenant reached a memory quota: the event would have added a new key (docs/security.md).
+    #[error("the tenant's {0} quota is reached ({1}); the event would add a new key and is refused")]
+    Quota(QuotaKind, u64),
+}
+
+/// A per-tenant memory quota (tenant document `quotas.*`, docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaKind {
+    /// Distinct items held in one scenario's hot-score windows.
+    Items,
+    /// Event ids remembered for duplicate suppression in one scenario.
+    EventIds,
+    /// Users held in one scenario's profiles.
+    Users,
+    /// Bytes of all of the tenant's window and profile state.
+    StateBytes,
+}
+
+impl QuotaKind {
+    pub const ALL: [QuotaKind; 4] = [QuotaKind::Items, QuotaKind::EventIds, QuotaKind::Users, QuotaKind::StateBytes];
+
+    /// The dead-letter reason kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            QuotaKind::Items => "quota_items",
+            QuotaKind::EventIds => "quota_event_ids",
+            QuotaKind::Users => "quota_users",
+            QuotaKind::StateBytes => "quota_state_bytes",
+        }
+    }
+
+    /// The tenant document field that sets it.
+    pub fn field(self) -> &'static str {
+        match self {
+            QuotaKind::Items => "max_items_per_scenario",
+            QuotaKind::EventIds => "max_event_ids_per_scenario",
+            QuotaKind::Users => "max_users_per_scenario",
+            QuotaKind::StateBytes => "max_state_bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field())
+    }
 }
 
 impl RejectReason {
@@ -27,6 +83,10 @@ impl RejectReason {
             RejectReason::Invalid { .. } => "invalid_field",
             RejectReason::Timestamp(_) => "timestamp",
             RejectReason::InFuture { .. } => "ts_in_future",
+            RejectReason::Late { .. } => "late",
+            RejectReason::Duplicate => "duplicate",
+            RejectReason::UnknownScenario { .. } => "unknown_scenario",
+            RejectReason::Quota(q, _) => q.kind(),
         }
     }
 }

@@ -3,8 +3,14 @@
 //! the *minimum* over the partitions of each one's maximum event time, so no partition's events
 //! are declared late because another raced ahead. A partition that delivers nothing for
 //! `idle_ms` of wall time stops holding the watermark back until it delivers again.
+//!
+//! Each tenant has an event time of its own ([`EventTime`]): the same rule over that tenant's
+//! events only, held back by the host's clock (so a partition that has not delivered yet, or is
+//! catching up, still holds everyone), but never moved by another tenant's events. A tenant
+//! sending events dated ahead can close only its own windows early.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Sources without partitions (file, generator) use this one.
 pub const SINGLE_PARTITION: i32 = -1;
@@ -73,6 +79,21 @@ impl InputClock {
         true
     }
 
+    /// The furthest any partition got.
+    fn furthest(&self) -> Option<i64> {
+        self.partitions.values().filter_map(|p| p.max_ts).max()
+    }
+
+    /// True when no partition has delivered within `idle_ms` of `wall_ms`.
+    fn all_idle(&self, wall_ms: i64) -> bool {
+        self.partitions.values().all(|p| wall_ms - p.last_wall_ms > self.idle_ms)
+    }
+
+    /// Partitions with a maximum, for a snapshot.
+    fn maxima(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.partitions.iter().filter_map(|(&p, pr)| pr.max_ts.map(|t| (p, t)))
+    }
+
     /// The event time every active partition has reached, if any.
     pub fn event_time(&self, wall_ms: i64) -> Option<i64> {
         let active = |p: &&Progress| wall_ms - p.last_wall_ms <= self.idle_ms;
@@ -88,7 +109,124 @@ impl InputClock {
             min
         } else {
             // Everything is idle: the furthest any partition got.
-            self.partitions.values().filter_map(|p| p.max_ts).max()
+            self.furthest()
+        }
+    }
+}
+
+/// What an event moved (see [`EventTime::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raised {
+    pub host: bool,
+    pub own: bool,
+}
+
+/// One tenant's progress and the watermark its windows were last closed at.
+#[derive(Debug, Clone)]
+struct TenantTime {
+    clock: InputClock,
+    watermark: Option<i64>,
+}
+
+/// Event time of the host and of each tenant. The host's clock (over every admitted event)
+/// keeps the partition-minimum rule: a partition assigned but silent, or behind, holds every
+/// tenant. A tenant's own clock (over its own events) caps it: its windows never close past
+/// what its own events have reached, whatever other tenants send. A tenant whose partitions
+/// have all gone idle follows the host's clock up to the wall clock, so a quiet tenant's last
+/// windows still close, and no neighbour's future-dated events can push it past "now".
+#[derive(Debug, Clone)]
+pub struct EventTime {
+    host: InputClock,
+    tenants: BTreeMap<Arc<str>, TenantTime>,
+    idle_ms: i64,
+    max_skew_ms: Option<i64>,
+}
+
+impl EventTime {
+    pub fn new(idle_ms: i64, max_skew_ms: Option<i64>) -> Self {
+        Self { host: InputClock::new(idle_ms, max_skew_ms), tenants: BTreeMap::new(), idle_ms, max_skew_ms }
+    }
+
+    fn tenant_entry(&mut self, tenant: &str) -> &mut TenantTime {
+        if !self.tenants.contains_key(tenant) {
+            let clock = InputClock::new(self.idle_ms, self.max_skew_ms);
+            self.tenants.insert(Arc::from(tenant), TenantTime { clock, watermark: None });
+        }
+        self.tenants.get_mut(tenant).expect("inserted above")
+    }
+
+    pub fn assign(&mut self, partitions: &[i32], wall_ms: i64) {
+        self.host.assign(partitions, wall_ms);
+    }
+
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        self.host.revoke(partitions);
+        for t in self.tenants.values_mut() {
+            t.clock.revoke(partitions);
+        }
+    }
+
+    /// Records an admitted event of `tenant`: whether it raised the host's maximum on its
+    /// partition (which may move every tenant's time) and whether it raised the tenant's own.
+    #[inline]
+    pub fn observe(&mut self, tenant: &str, partition: i32, ts: i64, wall_ms: i64) -> Raised {
+        let host = self.host.observe(partition, ts, wall_ms);
+        let own = match self.tenants.get_mut(tenant) {
+            Some(t) => t.clock.observe(partition, ts, wall_ms),
+            None => self.tenant_entry(tenant).clock.observe(partition, ts, wall_ms),
+        };
+        Raised { host, own }
+    }
+
+    /// The host's event time: every active partition's progress over every tenant.
+    pub fn host_time(&self, wall_ms: i64) -> Option<i64> {
+        self.host.event_time(wall_ms)
+    }
+
+    /// The event time `tenant`'s windows may close at: its own progress, held back by the host's.
+    pub fn tenant_time(&self, tenant: &str, wall_ms: i64) -> Option<i64> {
+        let host = self.host.event_time(wall_ms)?;
+        let t = self.tenants.get(tenant)?;
+        let own = if t.clock.all_idle(wall_ms) { t.clock.furthest()?.max(wall_ms.min(host)) } else { t.clock.event_time(wall_ms)? };
+        Some(own.min(host))
+    }
+
+    /// The watermark `tenant`'s windows were last closed at.
+    pub fn watermark(&self, tenant: &str) -> Option<i64> {
+        self.tenants.get(tenant).and_then(|t| t.watermark)
+    }
+
+    /// Moves `tenant`'s watermark to `wm` if that enters a later minute (window ends are whole
+    /// minutes, so nothing closes within one); returns whether it moved.
+    pub fn advance_watermark(&mut self, tenant: &str, wm: i64) -> bool {
+        let Some(t) = self.tenants.get_mut(tenant) else { return false };
+        if t.watermark.is_some_and(|prev| wm.div_euclid(60_000) <= prev.div_euclid(60_000)) {
+            return false;
+        }
+        t.watermark = Some(wm);
+        true
+    }
+
+    /// Tenants with a clock, in key order (outputs are emitted in this order).
+    pub fn tenants(&self) -> Vec<Arc<str>> {
+        self.tenants.keys().cloned().collect()
+    }
+
+    /// The host's maximum on `partition` and each tenant's, for the partition's snapshot.
+    pub fn export(&self, partition: i32) -> (Option<i64>, Vec<(String, i64)>) {
+        let tenants = self
+            .tenants
+            .iter()
+            .filter_map(|(name, t)| t.clock.maxima().find(|(p, _)| *p == partition).map(|(_, ts)| (name.to_string(), ts)))
+            .collect();
+        (self.host.max_ts(partition), tenants)
+    }
+
+    /// Restores a partition's progress from its snapshot: the host's and each tenant's.
+    pub fn restore(&mut self, partition: i32, host: Option<i64>, tenants: &[(String, i64)], wall_ms: i64) {
+        self.host.restore(partition, host, wall_ms);
+        for (tenant, ts) in tenants {
+            self.tenant_entry(tenant).clock.restore(partition, Some(*ts), wall_ms);
         }
     }
 }
@@ -122,6 +260,37 @@ mod tests {
         assert_eq!(c.event_time(0), Some(3_000_000), "the moved partition is where its snapshot left it");
         c.restore(0, Some(1_000), 0);
         assert_eq!(c.max_ts(0), Some(5_000_000), "an older snapshot does not move a partition back");
+    }
+
+    #[test]
+    fn a_tenant_ahead_moves_only_its_own_time() {
+        let mut t = EventTime::new(5_000, None);
+        t.assign(&[0], 0);
+        t.observe("good", 0, 1_000_000, 0);
+        t.observe("evil", 0, 9_000_000, 0);
+        assert_eq!(t.tenant_time("good", 0), Some(1_000_000));
+        assert_eq!(t.tenant_time("evil", 0), Some(9_000_000));
+        assert_eq!(t.tenant_time("nobody", 0), None);
+        // Idle for longer than idle_ms, good follows the host, but never past the wall clock.
+        assert_eq!(t.tenant_time("good", 3_000_000), Some(3_000_000));
+        assert_eq!(t.tenant_time("good", 20_000_000), Some(9_000_000));
+    }
+
+    #[test]
+    fn a_partition_that_has_not_delivered_holds_every_tenant() {
+        let mut t = EventTime::new(5_000, None);
+        t.assign(&[0, 1], 0);
+        t.observe("a", 0, 1_000_000, 0);
+        assert_eq!(t.tenant_time("a", 0), None, "partition 1 may hold a's older events");
+        t.observe("b", 1, 500_000, 1);
+        assert_eq!(t.tenant_time("a", 1), Some(500_000), "partition 1 is behind: it holds a as well");
+        t.observe("b", 1, 2_000_000, 2);
+        assert_eq!(t.tenant_time("a", 2), Some(1_000_000));
+        let (host, tenants) = t.export(0);
+        assert_eq!((host, tenants), (Some(1_000_000), vec![("a".to_string(), 1_000_000)]));
+        let mut r = EventTime::new(5_000, None);
+        r.restore(0, host, &t.export(0).1, 0);
+        assert_eq!(r.tenant_time("a", 0), Some(1_000_000));
     }
 
     #[test]

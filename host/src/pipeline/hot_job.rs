@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::quota::MemoryLimits;
 use super::scenario_map::ScenarioMap;
 use super::shadow::{self, ShadowLane};
-use super::stats::{PipelineStats, ScenarioCounters};
+use super::stats::{PipelineStats, Routed, ScenarioCounters};
 use crate::config::{Candidate, ScenarioConfig, ScenarioKey, ScenarioStatus};
-use crate::event::Event;
+use crate::event::{Event, QuotaKind};
 use crate::output::{HotList, Output, ScoredItem, ShadowList};
 use crate::plugin::ScenarioScorer;
 use crate::scoring::{WindowBatch, topn};
-use crate::window::{AddOutcome, HotWindows, SeenEventIds};
+use crate::window::{AddOutcome, HotWindows, Seen, SeenEventIds};
 
 /// A revision waiting for its `effective_from_window_end`, with the scorer prepared for its
 /// plugin reference, so the switch needs no loading.
@@ -36,6 +37,8 @@ pub struct ScenarioHot {
     pub windows: HotWindows,
     pub seen: SeenEventIds,
     pub counters: ScenarioCounters,
+    /// The tenant's memory quotas.
+    pub limits: MemoryLimits,
     /// Last emitted window end, for status.
     pub last_window_end: Option<i64>,
     /// Scores windows with the scenario's plugin, falling back to the built-in formula.
@@ -60,6 +63,7 @@ impl ScenarioHot {
             windows: HotWindows::default(),
             seen: SeenEventIds::new(),
             counters: ScenarioCounters::default(),
+            limits: MemoryLimits::default(),
             last_window_end: None,
             scorer,
             last_plugin_error: None,
@@ -271,32 +275,71 @@ impl HotScoreJob {
         }
     }
 
-    /// Adds one event. Returns false when the scenario has no active hot-score config.
-    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) -> bool {
+    /// Adds one event to its scenario's windows.
+    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) -> Routed {
         let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
-            return false;
+            return Routed::NotHere;
         };
-        if let Some(id) = &ev.event_id
-            && !s.seen.first_time(id, ev.ts)
-        {
-            stats.duplicates += 1;
-            s.counters.duplicates += 1;
-            return true;
+        if let Some(id) = &ev.event_id {
+            let (max_ids, quota) = s.limits.bound(QuotaKind::EventIds);
+            match s.seen.check(id, ev.ts, max_ids) {
+                Seen::First => {}
+                Seen::Before => {
+                    stats.duplicates += 1;
+                    s.counters.duplicates += 1;
+                    return Routed::Duplicate;
+                }
+                Seen::Full => {
+                    s.counters.over_quota += 1;
+                    return Routed::OverQuota(quota, max_ids);
+                }
+            }
         }
-        match s.windows.add(&ev.item_id, &ev.action, ev.ts, s.config.hot_score.window) {
-            AddOutcome::Accepted => s.counters.events += 1,
+        let (max_items, quota) = s.limits.bound(QuotaKind::Items);
+        match s.windows.add_within(&ev.item_id, &ev.action, ev.ts, s.config.hot_score.window, max_items) {
+            AddOutcome::Accepted => {
+                s.counters.events += 1;
+                Routed::Counted
+            }
             AddOutcome::Late | AddOutcome::TooManyActions => {
                 stats.late += 1;
                 s.counters.late += 1;
+                Routed::Late
+            }
+            AddOutcome::OverQuota => {
+                s.counters.over_quota += 1;
+                Routed::OverQuota(quota, max_items)
             }
         }
-        true
     }
 
-    /// Emits every window the watermark has passed (every window, at the end of input).
-    pub fn advance(&mut self, watermark: i64, end_of_input: bool, out: &mut Vec<Output>) {
+    /// Holds `tenant`'s scenarios to `limits`.
+    pub fn set_limits(&mut self, tenant: &str, limits: MemoryLimits) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
+            s.limits = limits;
+        }
+    }
+
+    /// Bytes of `tenant`'s window state.
+    pub fn tenant_state_bytes(&mut self, tenant: &str) -> usize {
+        self.scenarios.tenant_values_mut(tenant).map(|s| s.windows.state_bytes()).sum()
+    }
+
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.scenarios.has_tenant(tenant)
+    }
+
+    /// Emits every window of `tenant` its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
+            s.emit_due(watermark, false, out);
+        }
+    }
+
+    /// End of a finite input: emits every window that holds events.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
         for s in self.scenarios.values_mut() {
-            s.emit_due(watermark, end_of_input, out);
+            s.emit_due(i64::MAX, true, out);
         }
     }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::scenario_map::ScenarioMap;
+use super::stats::Routed;
 use crate::config::model::MetricKind;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
@@ -141,20 +142,24 @@ impl MetricsJob {
         }
     }
 
-    /// Returns false when the scenario has no active metrics config.
-    pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
+    /// Adds one event to its scenario's open minute.
+    pub fn on_event(&mut self, ev: &Event<'_>) -> Routed {
         let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
-            return false;
+            return Routed::NotHere;
         };
         s.on_event(ev);
-        true
+        Routed::Counted
     }
 
-    /// Emits every window the watermark has passed.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut() {
+    /// Emits every window of `tenant` its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
             s.emit_due(watermark, out);
         }
+    }
+
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.scenarios.has_tenant(tenant)
     }
 
     pub fn finish(&mut self, out: &mut Vec<Output>) {
@@ -216,7 +221,7 @@ mod tests {
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
             job.on_event(&ev);
-            job.advance(ev.ts, out);
+            job.advance("t", ev.ts, out);
         }
     }
 

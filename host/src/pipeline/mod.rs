@@ -6,24 +6,28 @@ mod clock;
 mod hot_job;
 mod metrics_job;
 mod profile_job;
+pub mod quota;
 mod scenario_map;
 pub mod shadow;
 mod state;
 mod stats;
 
-pub use clock::{InputClock, SINGLE_PARTITION};
+pub use clock::{EventTime, InputClock, SINGLE_PARTITION};
 pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
-pub use state::{PartitionState, ScenarioState};
-pub use stats::{PipelineStats, ScenarioCounters};
+pub use state::{PartitionState, PartitionStateV1, ScenarioState};
+pub use stats::{PipelineStats, Routed, ScenarioCounters};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::tenant::TenantTable;
 use crate::config::{ScenarioConfig, ScenarioKey};
-use crate::event::RejectReason;
+use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
 use crate::sources::RecordBatch;
+use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +87,9 @@ pub struct PipelineOptions {
     /// restored partition clock is held to it; `None` accepts any time (replays of recorded
     /// events, the generator, and calls without a wall clock such as [`Pipeline::process`]).
     pub max_event_skew_ms: Option<i64>,
+    /// `--dead-letter-all`: late, duplicate and unknown-scenario events go to the dead-letter
+    /// sink with their reason as well (they are always counted). Quota refusals always go.
+    pub dead_letter_dropped: bool,
 }
 
 impl Default for PipelineOptions {
@@ -94,6 +101,7 @@ impl Default for PipelineOptions {
             profile_idle_ms: 7 * 86_400_000,
             partition_idle_ms: 5_000,
             max_event_skew_ms: None,
+            dead_letter_dropped: false,
         }
     }
 }
@@ -104,27 +112,48 @@ pub struct Pipeline {
     hot: HotScoreJob,
     profiles: ProfileJob,
     metrics: MetricsJob,
-    clock: InputClock,
+    time: EventTime,
+    /// The minute of the host's watermark at the last check (see `host_entered_new_minute`).
+    host_minute: Option<i64>,
     /// The input partition each scenario's state belongs to (see `state.rs`).
     homes: scenario_map::ScenarioMap<i32>,
-    /// The watermark the jobs were last advanced to.
-    watermark: Option<i64>,
     stats: PipelineStats,
+    /// Every tenant's quotas.
+    quotas: TenantTable,
+    tenants: BTreeMap<Arc<str>, TenantUsage>,
+    /// Wall time the tenants' state bytes were last summed.
+    state_checked_ms: i64,
+}
+
+/// What a tenant holds and what of its input was not counted, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantUsage {
+    /// Events of the tenant's scenarios that no job here runs.
+    pub unknown_scenario: u64,
+    /// Events refused by each memory quota.
+    pub over_quota: BTreeMap<QuotaKind, u64>,
+    /// Bytes of window and profile state at the last check.
+    pub state_bytes: usize,
+    /// Over `quotas.max_state_bytes` at the last check: new keys are refused.
+    pub state_full: bool,
 }
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
         let profiles = ProfileJob::new(opts.profile_idle_ms);
-        let clock = InputClock::new(opts.partition_idle_ms, opts.max_event_skew_ms);
+        let time = EventTime::new(opts.partition_idle_ms, opts.max_event_skew_ms);
         Self {
             opts,
             hot: HotScoreJob::new(),
             profiles,
             metrics: MetricsJob::new(),
-            clock,
+            time,
+            host_minute: None,
             homes: scenario_map::ScenarioMap::default(),
-            watermark: None,
             stats: PipelineStats::default(),
+            quotas: TenantTable::default(),
+            tenants: BTreeMap::new(),
+            state_checked_ms: i64::MIN,
         }
     }
 
@@ -135,6 +164,58 @@ impl Pipeline {
         self.hot.apply_config(key, cfg.clone().filter(|_| jobs.hot_score()));
         self.profiles.apply_config(key, cfg.clone().filter(|_| jobs.user_profile()));
         self.metrics.apply_config(key, cfg.filter(|_| jobs.metrics()));
+        self.apply_limits(&key.tenant_id);
+    }
+
+    /// Takes new tenant quotas (tenant documents); they apply to the next event.
+    pub fn set_tenant_quotas(&mut self, quotas: TenantTable) {
+        self.quotas = quotas;
+        let tenants: Vec<Arc<str>> = self.tenants.keys().cloned().collect();
+        for t in tenants {
+            self.apply_limits(&t);
+        }
+    }
+
+    fn apply_limits(&mut self, tenant: &str) {
+        let known = self.hot.has_tenant(tenant) || self.profiles.has_tenant(tenant) || self.metrics.has_tenant(tenant);
+        if !known {
+            self.tenants.remove(tenant);
+            return;
+        }
+        let usage = match self.tenants.get_mut(tenant) {
+            Some(u) => u,
+            None => self.tenants.entry(Arc::from(tenant)).or_default(),
+        };
+        let limits = MemoryLimits { state_full: usage.state_full, ..MemoryLimits::from(self.quotas.get(tenant)) };
+        self.hot.set_limits(tenant, limits);
+        self.profiles.set_limits(tenant, limits);
+    }
+
+    /// Sums each tenant's state bytes (at most every [`quota::STATE_CHECK_MS`] of wall time) and
+    /// refuses new keys of a tenant over `quotas.max_state_bytes` until it is below again.
+    pub fn check_state_quotas(&mut self, wall_ms: i64) {
+        if wall_ms.saturating_sub(self.state_checked_ms) < quota::STATE_CHECK_MS {
+            return;
+        }
+        self.state_checked_ms = wall_ms;
+        let tenants: Vec<Arc<str>> = self.tenants.keys().cloned().collect();
+        for t in tenants {
+            let bytes = self.hot.tenant_state_bytes(&t) + self.profiles.tenant_state_bytes(&t);
+            let full = bytes > self.quotas.get(&t).max_state_bytes;
+            let Some(usage) = self.tenants.get_mut(&t) else { continue };
+            usage.state_bytes = bytes;
+            if usage.state_full != full {
+                usage.state_full = full;
+                tracing::warn!(tenant = %t, state_bytes = bytes, full, "tenant state quota (quotas.max_state_bytes) {}",
+                    if full { "reached: new items, ids and users are refused" } else { "no longer reached" });
+                self.apply_limits(&t);
+            }
+        }
+    }
+
+    /// Each tenant with a scenario here: its usage and uncounted input.
+    pub fn tenant_usage(&self) -> &BTreeMap<Arc<str>, TenantUsage> {
+        &self.tenants
     }
 
     pub fn profile_job(&self) -> &ProfileJob {
@@ -196,72 +277,132 @@ impl Pipeline {
             let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
             // Only events of this host's configured scenarios move event time: an unknown or
             // filtered-out tenant's clock must not close anyone's windows.
-            let mut raised = false;
+            let mut raised = clock::Raised { host: false, own: false };
+            let tenant = &*ev.tenant_id;
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
                 let hot = self.hot.on_event(&ev, &mut self.stats);
                 let profile = self.profiles.on_event(&ev);
                 let metrics = self.metrics.on_event(&ev);
-                if !(hot || profile || metrics) {
+                if [hot, profile, metrics] == [Routed::NotHere; 3] {
                     self.stats.unknown_scenario += 1;
+                    // Per tenant only for tenants with a scenario here: ids made up by the
+                    // million must not grow the map.
+                    if let Some(usage) = self.tenants.get_mut(tenant) {
+                        usage.unknown_scenario += 1;
+                    }
+                    if self.opts.dead_letter_dropped {
+                        let reason = RejectReason::UnknownScenario { tenant: tenant.to_string(), scenario: ev.scenario_id.to_string() };
+                        rejects.push(Reject { index, reason });
+                    }
                 } else {
-                    raised = self.clock.observe(partition, ev.ts, wall_ms);
+                    self.route_outcome(tenant, hot, profile, ev.ts, index, rejects);
+                    raised = self.time.observe(tenant, partition, ev.ts, wall_ms);
                     if partition != SINGLE_PARTITION {
                         self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
                     }
                 }
             }
-            // Windows are closed after every event that moves the watermark into a new minute
-            // (window ends are whole minutes), so results depend on event order only, never on
-            // how events were batched. Within a batch the wall time is fixed, so only an event
-            // that raises its partition's maximum can move the watermark (the batch's first
-            // event re-checks idle partitions).
-            if raised || !wall_checked {
+            // Windows are closed after every event that moves its tenant's watermark into a new
+            // minute (window ends are whole minutes), so results depend on event order only,
+            // never on how events were batched. Within a batch the wall time is fixed, so only
+            // an event that raises a partition's maximum can move a watermark (the batch's
+            // first event re-checks every tenant, for idle partitions). The host's time holds
+            // every tenant, so it entering a new minute re-checks every tenant too.
+            if !wall_checked || (raised.host && self.host_entered_new_minute(wall_ms)) {
                 wall_checked = true;
-                self.advance(wall_ms, out);
+                self.advance_all(wall_ms, out);
+            } else if raised.own {
+                self.advance_tenant(tenant, wall_ms, out);
             }
         }
     }
 
-    /// Re-evaluates the watermark without new events (a partition may have gone idle).
+    /// Counts what the jobs did not count and dead-letters it: always a quota refusal, the rest
+    /// with `--dead-letter-all`.
+    #[inline]
+    fn route_outcome(&mut self, tenant: &str, hot: Routed, profile: Routed, ts: i64, index: usize, rejects: &mut Vec<Reject>) {
+        let reason = match (hot, profile) {
+            (Routed::OverQuota(q, limit), _) | (_, Routed::OverQuota(q, limit)) => {
+                self.stats.over_quota += 1;
+                if let Some(usage) = self.tenants.get_mut(tenant) {
+                    *usage.over_quota.entry(q).or_default() += 1;
+                }
+                RejectReason::Quota(q, limit as u64)
+            }
+            _ if !self.opts.dead_letter_dropped => return,
+            (Routed::Late, _) => RejectReason::Late { ts, watermark: self.time.watermark(tenant).unwrap_or(i64::MIN) },
+            (Routed::Duplicate, _) => RejectReason::Duplicate,
+            _ => return,
+        };
+        rejects.push(Reject { index, reason });
+    }
+
+    /// Re-evaluates the watermarks without new events (a partition may have gone idle).
     pub fn tick(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        self.advance(wall_ms, out);
+        self.check_state_quotas(wall_ms);
+        self.advance_all(wall_ms, out);
     }
 
     /// Partitions assigned to this instance (Kafka rebalance).
     pub fn assign_partitions(&mut self, partitions: &[i32], wall_ms: i64) {
-        self.clock.assign(partitions, wall_ms);
+        self.time.assign(partitions, wall_ms);
     }
 
     /// Partitions moved to another host: their progress and their scenarios' state go.
     pub fn revoke_partitions(&mut self, partitions: &[i32]) {
-        self.clock.revoke(partitions);
+        self.time.revoke(partitions);
         for &p in partitions {
             self.release_partition(p);
         }
     }
 
+    /// True (once) when the host's watermark has entered a later minute than at the last call:
+    /// only then can a tenant held back by the host move into a new minute.
     #[inline]
-    fn advance(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
-        let Some(wm) = self.clock.event_time(wall_ms).map(|t| t - self.opts.allowed_lateness_ms) else { return };
-        if self.watermark.is_some_and(|prev| wm.div_euclid(60_000) <= prev.div_euclid(60_000)) {
-            return;
+    fn host_entered_new_minute(&mut self, wall_ms: i64) -> bool {
+        let Some(minute) = self.watermark(wall_ms).map(|w| w.div_euclid(60_000)) else { return false };
+        if self.host_minute.is_some_and(|m| m >= minute) {
+            return false;
         }
-        self.watermark = Some(wm);
-        self.hot.advance(wm, false, out);
-        self.profiles.advance(wm, out);
-        self.metrics.advance(wm, out);
+        self.host_minute = Some(minute);
+        true
     }
 
-    /// The watermark the windows were last closed at.
-    pub fn watermark(&self) -> Option<i64> {
-        self.watermark
+    fn advance_all(&mut self, wall_ms: i64, out: &mut Vec<Output>) {
+        self.host_minute = self.watermark(wall_ms).map(|w| w.div_euclid(60_000)).max(self.host_minute);
+        for tenant in self.time.tenants() {
+            self.advance_tenant(&tenant, wall_ms, out);
+        }
+    }
+
+    /// Closes what `tenant`'s event time has passed.
+    #[inline]
+    fn advance_tenant(&mut self, tenant: &str, wall_ms: i64, out: &mut Vec<Output>) {
+        let Some(wm) = self.time.tenant_time(tenant, wall_ms).map(|t| t - self.opts.allowed_lateness_ms) else { return };
+        if !self.time.advance_watermark(tenant, wm) {
+            return;
+        }
+        self.hot.advance(tenant, wm, out);
+        self.profiles.advance(tenant, wm, out);
+        self.metrics.advance(tenant, wm, out);
+    }
+
+    /// The watermark `tenant`'s windows were last closed at.
+    pub fn tenant_watermark(&self, tenant: &str) -> Option<i64> {
+        self.time.watermark(tenant)
+    }
+
+    /// The host's watermark: the event time every active partition has reached (over every
+    /// tenant) less the allowed lateness. For status and lag; no window closes on it.
+    pub fn watermark(&self, wall_ms: i64) -> Option<i64> {
+        self.time.host_time(wall_ms).map(|t| t - self.opts.allowed_lateness_ms)
     }
 
     /// End of a finite input: emits every window that holds events (DESIGN §4).
     pub fn finish(&mut self, out: &mut Vec<Output>) {
-        self.hot.advance(i64::MAX, true, out);
+        self.hot.finish(out);
         self.profiles.finish(out);
         self.metrics.finish(out);
     }
@@ -554,6 +695,137 @@ mod tests {
         assert_eq!(run(&[future("t"), future("other")], Some(600_000)), (clean.clone(), "ts_in_future,ts_in_future".into(), 0));
         // Without it (a replay of recorded events), an unknown tenant still moves nothing.
         assert_eq!(run(&[future("other")], None), (clean, String::new(), 1));
+    }
+
+    #[test]
+    fn a_tenant_ahead_of_the_others_closes_only_its_own_windows() {
+        let good = scenario(10, 5, 0.5, 10);
+        let doc = serde_json::json!({"tenant_id": "evil", "scenario_id": "s", "revision": 1,
+            "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}});
+        let evil = Arc::new(parse_scenario(&doc).unwrap());
+        let good_lines = lines_of(&traffic(300));
+        let run = |with_evil: bool| {
+            let mut p = Pipeline::new(PipelineOptions { max_event_skew_ms: Some(600_000), ..PipelineOptions::default() });
+            p.apply_config(&good.key, Some(good.clone()));
+            p.apply_config(&evil.key, Some(evil.clone()));
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            for (i, l) in good_lines.iter().enumerate() {
+                let mut batch = RecordBatch::default();
+                batch.push(l.as_bytes());
+                let ts = T0 + i as i64 * 20_000;
+                if with_evil {
+                    // Nine minutes ahead of good's time and of the wall clock: inside the skew.
+                    let ahead = format!(
+                        r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u","item_id":"x","action":"click","ts":{}}}"#,
+                        ts + 540_000
+                    );
+                    batch.push(ahead.as_bytes());
+                }
+                p.process_at(&batch, ts, &mut out, &mut rejects);
+            }
+            p.finish(&mut out);
+            assert!(rejects.is_empty(), "{rejects:?}");
+            assert_eq!(p.stats().late, 0);
+            let of_good: Vec<String> = out.iter().map(|o| o.to_json()).filter(|j| j["tenant_id"] == "t").map(|j| j.to_string()).collect();
+            (of_good, p.tenant_watermark("t"), p.tenant_watermark("evil"))
+        };
+        let (alone, wm_alone, _) = run(false);
+        let (mixed, wm_mixed, wm_evil) = run(true);
+        assert!(alone.len() > 10);
+        assert_eq!(mixed, alone, "good's output must not depend on evil's clock");
+        assert_eq!(wm_mixed, wm_alone);
+        assert!(wm_evil > wm_alone, "evil's own windows run ahead");
+    }
+
+    #[test]
+    fn a_tenant_at_its_quotas_is_refused_new_keys_and_others_are_unchanged() {
+        let good = scenario(10, 5, 0.0, 10);
+        let doc = serde_json::json!({"tenant_id": "evil", "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+            "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}, "user_profile": {}}}});
+        let evil = Arc::new(parse_scenario(&doc).unwrap());
+        let (quotas, errors) = TenantTable::from_documents(&[serde_json::json!({"tenant_id": "evil",
+            "quotas": {"max_items_per_scenario": 3, "max_event_ids_per_scenario": 5, "max_users_per_scenario": 2}})]);
+        assert!(errors.is_empty());
+        let good_lines = lines_of(&traffic(100));
+        let run = |with_evil: bool| {
+            let mut p = Pipeline::new(PipelineOptions { jobs: JobSelection::All, ..PipelineOptions::default() });
+            p.set_tenant_quotas(quotas.clone());
+            p.apply_config(&good.key, Some(good.clone()));
+            p.apply_config(&evil.key, Some(evil.clone()));
+            let mut batch = RecordBatch::default();
+            for (i, l) in good_lines.iter().enumerate() {
+                batch.push(l.as_bytes());
+                if with_evil {
+                    let flood = format!(
+                        r#"{{"tenant_id":"evil","scenario_id":"s","user_id":"u{i}","item_id":"x{i}","action":"click","ts":{},"event_id":"e{i}"}}"#,
+                        T0 + i as i64 * 20_000
+                    );
+                    batch.push(flood.as_bytes());
+                }
+            }
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            p.process(&batch, &mut out, &mut rejects);
+            p.finish(&mut out);
+            let of_good: Vec<String> = out.iter().map(|o| o.to_json()).filter(|j| j["tenant_id"] == "t").map(|j| j.to_string()).collect();
+            let kinds: Vec<&'static str> = rejects.iter().map(|r| r.reason.kind()).collect();
+            (of_good, kinds, p.tenant_usage().get("evil").cloned())
+        };
+        let (alone, none, _) = run(false);
+        let (mixed, kinds, usage) = run(true);
+        assert_eq!(mixed, alone, "good's output must not depend on evil's flood");
+        assert!(none.is_empty());
+        // At most 3 items, 5 ids and 2 users are held at a time (closed windows free theirs), so
+        // nearly every flood event is refused, each with the quota it hit.
+        assert!(kinds.len() > 80, "{kinds:?}");
+        for k in ["quota_items", "quota_event_ids", "quota_users"] {
+            assert!(kinds.contains(&k), "{k} in {kinds:?}");
+        }
+        let usage = usage.unwrap();
+        assert_eq!(usage.over_quota.values().sum::<u64>(), kinds.len() as u64);
+    }
+
+    #[test]
+    fn a_tenant_over_its_state_bytes_keeps_its_keys_and_is_refused_new_ones() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let (quotas, _) = TenantTable::from_documents(&[serde_json::json!({"tenant_id": "t", "quotas": {"max_state_bytes": 1}})]);
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.set_tenant_quotas(quotas);
+        p.apply_config(&cfg.key, Some(cfg.clone()));
+        let ev =
+            |item: &str| format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"{item}","action":"click","ts":{T0}}}"#);
+        let (mut out, mut rejects) = (Vec::new(), Vec::new());
+        let mut batch = RecordBatch::default();
+        batch.push(ev("a").as_bytes());
+        p.process(&batch, &mut out, &mut rejects);
+        p.tick(10_000, &mut out);
+        assert!(p.tenant_usage()["t"].state_full);
+        let mut batch = RecordBatch::default();
+        batch.push(ev("a").as_bytes());
+        batch.push(ev("b").as_bytes());
+        p.process(&batch, &mut out, &mut rejects);
+        assert_eq!(rejects.iter().map(|r| (r.index, r.reason.kind())).collect::<Vec<_>>(), vec![(1, "quota_state_bytes")]);
+        assert_eq!(p.hot_job().scenario(&cfg.key).unwrap().counters.events, 2, "the held item still counts");
+    }
+
+    #[test]
+    fn dead_letter_all_sends_late_duplicate_and_unknown_events_with_their_reason() {
+        let cfg = scenario(10, 5, 0.0, 10);
+        let ev = |s: &str, id: &str, ts: i64| {
+            format!(r#"{{"tenant_id":"t","scenario_id":"{s}","user_id":"u","item_id":"a","action":"click","ts":{ts},"event_id":"{id}"}}"#)
+        };
+        let lines = [ev("s", "e1", T0), ev("s", "e1", T0), ev("s", "e2", T0 + 3_600_000), ev("s", "e3", T0 + 1), ev("nope", "e4", T0)];
+        let run = |all: bool| {
+            let mut p = Pipeline::new(PipelineOptions { dead_letter_dropped: all, ..PipelineOptions::default() });
+            p.apply_config(&cfg.key, Some(cfg.clone()));
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            let mut batch = RecordBatch::default();
+            lines.iter().for_each(|l| batch.push(l.as_bytes()));
+            p.process(&batch, &mut out, &mut rejects);
+            assert_eq!(p.tenant_usage().get("t").map(|u| u.unknown_scenario), Some(1));
+            rejects.iter().map(|r| (r.index, r.reason.kind())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(false), vec![]);
+        assert_eq!(run(true), vec![(1, "duplicate"), (3, "late"), (4, "unknown_scenario")]);
     }
 
     #[test]

@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::quota::MemoryLimits;
 use super::scenario_map::ScenarioMap;
+use super::stats::Routed;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
-use crate::event::Event;
+use crate::event::{Event, QuotaKind};
 use crate::output::{Interest, Output, RecentItem, UserProfile};
 
 /// Interests kept per user; the weakest is dropped beyond this, bounding state per user.
@@ -135,6 +137,10 @@ pub struct ScenarioProfiles {
     pub profiles_written: u64,
     last_eviction_hour: i64,
     names: Interner,
+    /// The tenant's memory quotas.
+    pub limits: MemoryLimits,
+    /// Events refused because they would add a user beyond the quota.
+    pub over_quota: u64,
 }
 
 impl ScenarioProfiles {
@@ -147,14 +153,23 @@ impl ScenarioProfiles {
             profiles_written: 0,
             last_eviction_hour: i64::MIN,
             names: Interner::default(),
+            limits: MemoryLimits::default(),
+            over_quota: 0,
         }
     }
 
-    fn on_event(&mut self, ev: &Event<'_>) {
+    fn on_event(&mut self, ev: &Event<'_>) -> Routed {
         let cfg = &self.config.user_profile;
         let user = match self.users.get_mut(&*ev.user_id) {
             Some(u) => u,
-            None => self.users.entry(ev.user_id.as_ref().into()).or_default(),
+            None => {
+                let (max_users, quota) = self.limits.bound(QuotaKind::Users);
+                if self.users.len() >= max_users {
+                    self.over_quota += 1;
+                    return Routed::OverQuota(quota, max_users);
+                }
+                self.users.entry(ev.user_id.as_ref().into()).or_default()
+            }
         };
         if let Some(&w) = cfg.behavior_weights.get(&*ev.action)
             && w != 0.0
@@ -171,6 +186,7 @@ impl ScenarioProfiles {
             self.timers.entry(due).or_default().push(ev.user_id.as_ref().into());
         }
         self.max_ts = self.max_ts.max(ev.ts);
+        Routed::Counted
     }
 
     /// Writes every user due at or before `now` (event time).
@@ -238,18 +254,33 @@ impl ProfileJob {
         }
     }
 
-    /// Returns false when the scenario has no active profile config.
-    pub fn on_event(&mut self, ev: &Event<'_>) -> bool {
-        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
-            return false;
-        };
-        s.on_event(ev);
-        true
+    /// Adds one event to its user's profile.
+    pub fn on_event(&mut self, ev: &Event<'_>) -> Routed {
+        match self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) {
+            Some(s) => s.on_event(ev),
+            None => Routed::NotHere,
+        }
     }
 
-    /// Writes every user whose timer the watermark has passed.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Output>) {
-        for s in self.scenarios.values_mut() {
+    /// Holds `tenant`'s scenarios to `limits`.
+    pub fn set_limits(&mut self, tenant: &str, limits: MemoryLimits) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
+            s.limits = limits;
+        }
+    }
+
+    /// Bytes of `tenant`'s profile state (walks every user).
+    pub fn tenant_state_bytes(&mut self, tenant: &str) -> usize {
+        self.scenarios.tenant_values_mut(tenant).map(|s| s.state_bytes()).sum()
+    }
+
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.scenarios.has_tenant(tenant)
+    }
+
+    /// Writes every user of `tenant` whose timer its watermark has passed.
+    pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
+        for s in self.scenarios.tenant_values_mut(tenant) {
             s.flush_due(watermark, out);
             // Idle users are few and the horizon is days: scanning once an event-time hour
             // keeps the scan off the per-event cost.
@@ -322,8 +353,8 @@ mod tests {
         let mut out = Vec::new();
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
-            assert!(j.on_event(&ev));
-            j.advance(ev.ts, &mut out);
+            assert_eq!(j.on_event(&ev), Routed::Counted);
+            j.advance("t", ev.ts, &mut out);
         }
         j.finish(&mut out);
         out.into_iter().filter_map(|o| if let Output::Profile(p) = o { Some(p) } else { None }).collect()

@@ -58,6 +58,15 @@ impl<T> ScenarioMap<T> {
         self.map.values().flat_map(|t| t.values())
     }
 
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.map.contains_key(tenant)
+    }
+
+    /// One tenant's scenarios, in key order.
+    pub fn tenant_values_mut(&mut self, tenant: &str) -> impl Iterator<Item = &mut T> {
+        self.map.get_mut(tenant).into_iter().flat_map(|t| t.values_mut())
+    }
+
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.map.values_mut().flat_map(|t| t.values_mut())
     }

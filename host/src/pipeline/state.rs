@@ -21,9 +21,39 @@ pub struct PartitionState {
     /// The next offset to process: every record before it is reflected in this state (and its
     /// outputs were written before the state was).
     pub next_offset: i64,
-    /// Max event time the partition had delivered (its part of the watermark).
+    /// Max event time the partition had delivered (its part of the host's event time).
     pub max_event_ts: Option<i64>,
     pub scenarios: Vec<ScenarioState>,
+    /// Each tenant's max event time on the partition (its part of that tenant's event time).
+    pub tenant_max_ts: Vec<(String, i64)>,
+}
+
+/// [`PartitionState`] as snapshot format 1 wrote it: one maximum for every tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStateV1 {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub max_event_ts: Option<i64>,
+    pub scenarios: Vec<ScenarioState>,
+}
+
+impl From<PartitionStateV1> for PartitionState {
+    /// Each restored scenario's tenant starts from the partition's maximum (held to the wall
+    /// clock plus the skew on restore); from the next snapshot on each has its own.
+    fn from(v1: PartitionStateV1) -> Self {
+        let mut tenants: Vec<(String, i64)> = match v1.max_event_ts {
+            Some(ts) => v1.scenarios.iter().map(|s| (s.tenant_id.clone(), ts)).collect(),
+            None => Vec::new(),
+        };
+        tenants.dedup();
+        Self {
+            partition: v1.partition,
+            next_offset: v1.next_offset,
+            max_event_ts: v1.max_event_ts,
+            scenarios: v1.scenarios,
+            tenant_max_ts: tenants,
+        }
+    }
 }
 
 /// One scenario's state in the three jobs (`None` where the job does not run it).
@@ -68,13 +98,14 @@ impl Pipeline {
                 metrics: self.metrics.export_state(&key),
             })
             .collect();
-        PartitionState { partition, next_offset, max_event_ts: self.clock.max_ts(partition), scenarios }
+        let (max_event_ts, tenant_max_ts) = self.time.export(partition);
+        PartitionState { partition, next_offset, max_event_ts, scenarios, tenant_max_ts }
     }
 
     /// Takes over a partition's state (from a snapshot). Scenarios without a config on this
     /// host are skipped; returns how many were restored.
     pub fn import_partition(&mut self, state: PartitionState, wall_ms: i64) -> usize {
-        self.clock.restore(state.partition, state.max_event_ts, wall_ms);
+        self.time.restore(state.partition, state.max_event_ts, &state.tenant_max_ts, wall_ms);
         let mut restored = 0;
         for s in state.scenarios {
             let key = ScenarioKey::new(&s.tenant_id, &s.scenario_id);
@@ -166,6 +197,24 @@ mod tests {
         v
     }
 
+    /// A format 1 snapshot (one maximum per partition) is read, and each of its tenants
+    /// starts from that maximum.
+    #[test]
+    fn a_format_1_snapshot_is_read_with_one_maximum_per_tenant() {
+        let mut a = pipeline();
+        run(&mut a, &records(0, 400), &mut Vec::new());
+        let now = a.export_partition(1, 200);
+        assert_eq!(now.tenant_max_ts, vec![("t".to_string(), now.max_event_ts.unwrap())]);
+        let v1 = PartitionStateV1 { partition: 1, next_offset: 200, max_event_ts: now.max_event_ts, scenarios: now.scenarios.clone() };
+        let mut bytes = codec::encode(&v1).unwrap();
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&bytes).unwrap();
+        assert_eq!(read.tenant_max_ts, now.tenant_max_ts);
+        assert_eq!(read.scenarios.len(), 1);
+        let current: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&codec::encode(&now).unwrap()).unwrap();
+        assert_eq!(current.tenant_max_ts, now.tenant_max_ts);
+    }
+
     /// A partition's state exported (through the codec) mid-stream and imported into another
     /// pipeline continues exactly: the two hosts together emit what one host emits alone.
     #[test]
@@ -240,7 +289,7 @@ mod tests {
         host.assign_partitions(&[0], 0);
         let mut got = Vec::new();
         run(&mut host, &batch("a", 0), &mut got);
-        assert!(host.watermark().is_some_and(|w| w > T0 + 7_000_000), "partition 0 ran two hours ahead");
+        assert!(host.tenant_watermark("t").is_some_and(|w| w > T0 + 7_000_000), "partition 0 ran two hours ahead");
         host.assign_partitions(&[1], 0);
         run(&mut host, &batch("b", 1), &mut got);
         host.finish(&mut got);

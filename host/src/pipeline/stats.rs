@@ -1,5 +1,16 @@
 //! Counters the pipeline keeps for the status key, the terminal view and the metrics endpoint.
 
+/// Where a job put an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// The job runs no such scenario.
+    NotHere,
+    Counted,
+    Late,
+    Duplicate,
+    OverQuota(crate::event::QuotaKind, usize),
+}
+
 /// Host-wide event counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PipelineStats {
@@ -15,6 +26,8 @@ pub struct PipelineStats {
     /// means the topic is not keyed by scenario: several hosts in one group would each see part
     /// of such a scenario (docs/operations.md, "Running a fleet").
     pub cross_partition: u64,
+    /// Events refused by a memory quota (`quota_*` reasons).
+    pub over_quota: u64,
 }
 
 /// Per-scenario counters.
@@ -25,4 +38,6 @@ pub struct ScenarioCounters {
     pub duplicates: u64,
     pub windows_emitted: u64,
     pub plugin_failures: u64,
+    /// Events refused by a memory quota (`quota_*` reasons).
+    pub over_quota: u64,
 }

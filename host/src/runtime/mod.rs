@@ -42,6 +42,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         partition_idle_ms: args.partition_idle_ms,
         // The generator runs event time ahead of the clock on purpose.
         max_event_skew_ms: if args.events_file.is_none() && args.kafka_servers.is_none() { None } else { args.max_event_skew.0 },
+        dead_letter_dropped: args.dead_letter_all,
         ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(opts);
@@ -91,6 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
     plugins.set_tenants(registry.tenants());
+    pipeline.set_tenant_quotas(registry.tenants().clone());
     plugins.sync(&mut pipeline, true).await;
 
     let mut outputs = Outputs::open(&args, view, &health).await?.with_live(live);
@@ -162,6 +164,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(feed) = cfg_rx.recv() => {
                 apply_feed(feed, &mut registry, &mut pipeline, &mut store_error);
                 plugins.set_tenants(registry.tenants());
+                pipeline.set_tenant_quotas(registry.tenants().clone());
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
                 publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref(), &backlog);
@@ -401,21 +404,26 @@ fn publish_status(
 ) -> Vec<status::ScenarioStatusRow> {
     let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
     let rows = status::snapshot(registry, pipeline);
+    let tenants = status::tenant_rows(&rows, pipeline);
+    status::export_tenant_metrics(&tenants);
     let stats = pipeline.stats();
     let now = wall_ms();
-    let backlog = status::BacklogStatus::read(backlog, kafka_lag, pipeline.watermark(), now);
+    let watermark = pipeline.watermark(now);
+    let backlog = status::BacklogStatus::read(backlog, kafka_lag, watermark, now);
     backlog.export_metrics();
     health.set_status(serde_json::json!({
         "updated_at_ms": now,
         "scenarios": &rows,
+        "tenants": &tenants,
         "config_store_error": store_error,
-        "watermark": pipeline.watermark(),
+        "watermark": watermark,
         "backlog": backlog,
         "kafka_lag": kafka_lag,
         "partitions": snapshots.map(Snapshots::owned),
         "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
         "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
                    "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
+                   "over_quota": stats.over_quota,
                    "cross_partition": stats.cross_partition },
     }));
     rows

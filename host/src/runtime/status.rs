@@ -29,8 +29,10 @@ pub struct ScenarioStatusRow {
     pub events: u64,
     pub late: u64,
     pub duplicates: u64,
+    /// Events a memory quota of the tenant refused (dead-lettered with a `quota_*` reason).
+    pub over_quota: u64,
     pub windows_emitted: u64,
-    /// This host's watermark (event time): `scenario set|patch|promote|rollback` choose the
+    /// The tenant's watermark on this host (event time): `scenario set|patch|promote|rollback` choose the
     /// effective window end past it.
     pub watermark: Option<i64>,
     /// A stored revision waiting for its effective window end, and that end.
@@ -64,6 +66,7 @@ impl ScenarioStatusRow {
             ("last_window_end", self.last_window_end.map(|e| e.to_string()).unwrap_or_default()),
             ("events", self.events.to_string()),
             ("late", self.late.to_string()),
+            ("over_quota", self.over_quota.to_string()),
             ("applied_at", self.applied_at.map(|a| a.to_string()).unwrap_or_default()),
             ("updated_at", written_at_ms.to_string()),
             ("watermark", opt(self.watermark)),
@@ -119,8 +122,9 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 events: counters.events,
                 late: counters.late,
                 duplicates: counters.duplicates,
+                over_quota: counters.over_quota + pipeline.profile_job().scenario(key).map_or(0, |p| p.over_quota),
                 windows_emitted: counters.windows_emitted,
-                watermark: pipeline.watermark(),
+                watermark: pipeline.tenant_watermark(&key.tenant_id),
                 pending_revision: pending.map(|c| c.revision),
                 effective_from_window_end: pending.or(in_force).and_then(|c| c.effective_from_window_end),
                 pending_plugin_state: pending_lane.map(|p| {
@@ -140,6 +144,60 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
         .collect()
 }
 
+/// One tenant's figures on this host (`/status` `tenants`, `rtscore_tenant_*`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantStatusRow {
+    pub tenant_id: String,
+    pub events: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub unknown_scenario: u64,
+    /// Refusals by quota reason (`quota_items`, `quota_event_ids`, `quota_users`,
+    /// `quota_state_bytes`).
+    pub over_quota: std::collections::BTreeMap<&'static str, u64>,
+    /// Window and profile state held, at the last check (every 2 s), and whether it is over
+    /// `quotas.max_state_bytes`.
+    pub state_bytes: usize,
+    pub state_full: bool,
+    pub watermark: Option<i64>,
+}
+
+/// One row per tenant with a scenario on this host, summing its scenarios' rows.
+pub fn tenant_rows(rows: &[ScenarioStatusRow], pipeline: &Pipeline) -> Vec<TenantStatusRow> {
+    pipeline
+        .tenant_usage()
+        .iter()
+        .map(|(tenant, usage)| {
+            let mine = rows.iter().filter(|r| *r.tenant_id == **tenant);
+            let (events, late, duplicates) = mine.fold((0, 0, 0), |(e, l, d), r| (e + r.events, l + r.late, d + r.duplicates));
+            TenantStatusRow {
+                tenant_id: tenant.to_string(),
+                events,
+                late,
+                duplicates,
+                unknown_scenario: usage.unknown_scenario,
+                over_quota: usage.over_quota.iter().map(|(q, n)| (q.kind(), *n)).collect(),
+                state_bytes: usage.state_bytes,
+                state_full: usage.state_full,
+                watermark: pipeline.tenant_watermark(tenant),
+            }
+        })
+        .collect()
+}
+
+/// Publishes per-tenant figures to the metrics recorder.
+pub fn export_tenant_metrics(tenants: &[TenantStatusRow]) {
+    for t in tenants {
+        let tenant = t.tenant_id.clone();
+        metrics::gauge!("rtscore_tenant_state_bytes", "tenant" => tenant.clone()).set(t.state_bytes as f64);
+        metrics::gauge!("rtscore_tenant_state_full", "tenant" => tenant.clone()).set(if t.state_full { 1.0 } else { 0.0 });
+        metrics::counter!("rtscore_tenant_events_unknown_scenario_total", "tenant" => tenant.clone()).absolute(t.unknown_scenario);
+        for (reason, n) in &t.over_quota {
+            metrics::counter!("rtscore_tenant_events_over_quota_total", "tenant" => tenant.clone(), "reason" => *reason).absolute(*n);
+        }
+    }
+}
+
 /// Publishes host-wide and per-scenario figures to the metrics recorder.
 pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
     metrics::counter!("rtscore_events_in_total").absolute(stats.events_in);
@@ -149,6 +207,7 @@ pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
     metrics::counter!("rtscore_events_unknown_scenario_total").absolute(stats.unknown_scenario);
     metrics::counter!("rtscore_events_filtered_total").absolute(stats.filtered);
     metrics::counter!("rtscore_events_cross_partition_total").absolute(stats.cross_partition);
+    metrics::counter!("rtscore_events_over_quota_total").absolute(stats.over_quota);
     for r in rows {
         let labels = [("tenant", r.tenant_id.clone()), ("scenario", r.scenario_id.clone())];
         metrics::gauge!("rtscore_scenario_config_revision", &labels).set(r.config_revision.unwrap_or(-1) as f64);
@@ -156,6 +215,8 @@ pub fn export_metrics(stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
         metrics::counter!("rtscore_scenario_events_total", &labels).absolute(r.events);
         metrics::counter!("rtscore_scenario_windows_emitted_total", &labels).absolute(r.windows_emitted);
         metrics::counter!("rtscore_scenario_events_late_total", &labels).absolute(r.late);
+        metrics::counter!("rtscore_scenario_events_duplicate_total", &labels).absolute(r.duplicates);
+        metrics::counter!("rtscore_scenario_events_over_quota_total", &labels).absolute(r.over_quota);
         metrics::gauge!("rtscore_scenario_pending_revision", &labels).set(r.pending_revision.unwrap_or(-1) as f64);
         if let Some(c) = r.shadow {
             metrics::gauge!("rtscore_shadow_overlap_at_k", &labels).set(c.overlap_at_k);

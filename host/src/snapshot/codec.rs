@@ -10,9 +10,11 @@ use serde::de::DeserializeOwned;
 pub const MAGIC: [u8; 4] = *b"RTSS";
 /// The format this build writes. Bump it when a snapshotted type changes shape, and keep a
 /// reader for the previous version so an upgraded host can load what the old one wrote.
-pub const FORMAT_VERSION: u16 = 1;
+///
+/// 2: partition states carry each tenant's max event time (`PartitionState::tenant_max_ts`).
+pub const FORMAT_VERSION: u16 = 2;
 /// Versions this build can read.
-pub const READABLE_VERSIONS: &[u16] = &[1];
+pub const READABLE_VERSIONS: &[u16] = &[1, 2];
 
 const HEADER_LEN: usize = MAGIC.len() + 2;
 
@@ -49,12 +51,27 @@ pub fn version(bytes: &[u8]) -> Result<u16, SnapshotError> {
     Ok(u16::from_le_bytes([bytes[4], bytes[5]]))
 }
 
-/// Checks the header and decodes the payload; trailing bytes are corruption.
+/// Checks the header and decodes the payload; trailing bytes are corruption. For a type whose
+/// shape is the same in every readable version; see [`decode_upgrading`] for one that changed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     let found = version(bytes)?;
     if !READABLE_VERSIONS.contains(&found) {
         return Err(SnapshotError::UnknownVersion { found, readable: READABLE_VERSIONS });
     }
+    decode_payload(bytes)
+}
+
+/// Like [`decode`] for a type that format 2 changed: a format 1 snapshot is read as `V1` and
+/// converted.
+pub fn decode_upgrading<T: DeserializeOwned, V1: DeserializeOwned + Into<T>>(bytes: &[u8]) -> Result<T, SnapshotError> {
+    match version(bytes)? {
+        1 => decode_payload::<V1>(bytes).map(Into::into),
+        found if READABLE_VERSIONS.contains(&found) => decode_payload(bytes),
+        found => Err(SnapshotError::UnknownVersion { found, readable: READABLE_VERSIONS }),
+    }
+}
+
+fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     let payload = &bytes[HEADER_LEN..];
     let (value, used) = bincode::serde::decode_from_slice(payload, config()).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
     if used != payload.len() {

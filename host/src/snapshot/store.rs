@@ -11,7 +11,7 @@
 use anyhow::Context;
 
 use super::codec;
-use crate::pipeline::PartitionState;
+use crate::pipeline::{PartitionState, PartitionStateV1};
 use crate::sinks::redis::RedisSink;
 
 /// Writes each (key, offset, state) whose stored offset is not later; returns how many.
@@ -64,7 +64,7 @@ impl SnapshotStore {
         let mut states = Vec::new();
         for (&p, blob) in partitions.iter().zip(blobs) {
             let Some(blob) = blob else { continue };
-            let state: PartitionState = codec::decode(&blob).with_context(|| {
+            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&blob).with_context(|| {
                 format!(
                     "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
                     self.key(p)

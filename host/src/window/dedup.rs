@@ -4,6 +4,15 @@
 
 use std::collections::HashMap;
 
+/// What [`SeenEventIds::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    First,
+    Before,
+    /// New, but the quota of remembered ids is reached: not remembered, not counted.
+    Full,
+}
+
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeenEventIds {
     seen: HashMap<u64, i64, ahash::RandomState>,
@@ -24,8 +33,21 @@ impl SeenEventIds {
 
     /// True the first time an id is seen.
     pub fn first_time(&mut self, event_id: &str, ts: i64) -> bool {
+        self.check(event_id, ts, usize::MAX) == Seen::First
+    }
+
+    /// Remembers `event_id` unless it was seen, or `max_ids` are remembered already.
+    pub fn check(&mut self, event_id: &str, ts: i64, max_ids: usize) -> Seen {
         let h = self.hasher.hash_one(event_id);
-        self.seen.insert(h, ts).is_none()
+        let full = self.seen.len() >= max_ids;
+        match self.seen.entry(h) {
+            std::collections::hash_map::Entry::Occupied(_) => Seen::Before,
+            std::collections::hash_map::Entry::Vacant(_) if full => Seen::Full,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ts);
+                Seen::First
+            }
+        }
     }
 
     /// Forgets ids of events older than `t`.

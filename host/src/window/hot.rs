@@ -19,6 +19,8 @@ pub enum AddOutcome {
     /// Every window that contains the event has already closed.
     Late,
     TooManyActions,
+    /// A new item beyond the scenario's item quota: refused, nothing changed.
+    OverQuota,
 }
 
 /// Per interned item: how many minutes hold its cells, and its two newest such minutes with
@@ -101,10 +103,18 @@ impl HotWindows {
     }
 
     pub fn add(&mut self, item: &str, action: &str, ts: i64, g: WindowGeometry) -> AddOutcome {
+        self.add_within(item, action, ts, g, usize::MAX)
+    }
+
+    /// Like [`Self::add`], refusing an item not held yet once `max_items` are held.
+    pub fn add_within(&mut self, item: &str, action: &str, ts: i64, g: WindowGeometry, max_items: usize) -> AddOutcome {
         if let Some(open) = self.next_open_end(g)
             && ts < open - g.size_ms
         {
             return AddOutcome::Late;
+        }
+        if self.ids.len() >= max_items && !self.ids.contains(item) {
+            return AddOutcome::OverQuota;
         }
         let Some(code) = self.action_code(action) else {
             return AddOutcome::TooManyActions;

@@ -68,6 +68,12 @@ impl<T: Default> ItemIds<T> {
         id
     }
 
+    /// True when `name` is interned.
+    pub fn contains(&self, name: &str) -> bool {
+        let entries = &self.entries;
+        self.table.find(self.hasher.hash_one(name), |&id| entries[id as usize].name == name).is_some()
+    }
+
     pub fn name(&self, id: u32) -> &str {
         &self.entries[id as usize].name
     }

@@ -14,5 +14,5 @@ mod minute_cells;
 mod portable;
 
 pub use buckets::{BUCKET_MS, Cell, age_moments};
-pub use dedup::SeenEventIds;
+pub use dedup::{Seen, SeenEventIds};
 pub use hot::{AddOutcome, HotWindows};
