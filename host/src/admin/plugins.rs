@@ -61,18 +61,25 @@ impl PluginQuota {
 /// Host-wide limits on compiling uploaded modules (`rtscore run` flags).
 #[derive(Debug, Clone, Copy)]
 pub struct CompileLimits {
-    /// A module whose compile takes longer is refused (`--plugin-compile-timeout`).
+    /// A module whose compile takes longer is refused (`--plugin-compile-timeout-s`).
     pub timeout: Duration,
     /// How many failed modules (by sha256) are remembered and refused without compiling
     /// (`--failed-compile-cache`).
     pub failed_cache_entries: usize,
+    /// Tenant uploads compiling at once on the host, whoever uploads them
+    /// (`--plugin-max-compiles`): each tenant's own quota alone would let many tenants take
+    /// every core.
+    pub max_compiles: usize,
 }
 
 impl Default for CompileLimits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(60), failed_cache_entries: 256 }
+        Self { timeout: Duration::from_secs(60), failed_cache_entries: 256, max_compiles: 2 }
     }
 }
+
+/// The key of the host-wide compile slots (no tenant id contains `*`).
+const ALL_TENANTS: &str = "*";
 
 /// Where modules are published.
 #[derive(Clone)]
@@ -331,11 +338,25 @@ impl PluginService {
             })?),
             _ => None,
         };
+        // Then one of the host's: the tenant's own slot is given back if this is refused.
+        let host_slot = match owner {
+            Some(o) => Some(self.slots.try_acquire(ALL_TENANTS, self.limits.max_compiles).ok_or_else(|| {
+                count_refused(o, "host_compiles");
+                AdminError::TooMany {
+                    message: format!(
+                        "the host is compiling as many uploaded modules as it allows at once ({}); retry in a few seconds",
+                        self.limits.max_compiles
+                    ),
+                    retry_after: Some(5),
+                }
+            })?),
+            None => None,
+        };
         let engine = self.engine()?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("rtscore_plugin_compiles_total").increment(1);
         let outcome = compile_bounded(self.limits.timeout, move || {
-            let _slot = slot;
+            let _slots = (slot, host_slot);
             let r = engine.compile(&bytes).map(|_| ()).map_err(|e| e.to_string());
             engine.purge_unused();
             r.map(|()| bytes)
@@ -350,7 +371,11 @@ impl PluginService {
             }
             Err(CompileFailure::TimedOut(t)) => {
                 count_refused(who, "compile_timeout");
-                format!("took longer than {} s to compile, the host's limit; it is refused", t.as_secs_f64())
+                format!(
+                    "took longer than {} s to compile, the host's limit; it is refused, and these bytes are refused at once from now on \
+                     (publish a smaller module, or ask an operator)",
+                    t.as_secs_f64()
+                )
             }
         };
         tracing::info!(owner = who, %sha256, error = %rule, "plugin upload refused");
@@ -407,6 +432,19 @@ mod tests {
         let other = svc.publish(Some("u"), "demo", "1", b"\0asm other".to_vec(), PluginQuota::TENANT).await.unwrap_err();
         assert_eq!(other.field_errors()[0].path, "module");
         drop(busy);
+        // Host-wide: with every host slot taken, any tenant waits.
+        let host = PluginService::with_limits(
+            PluginTarget::Dir(dir.path().to_path_buf()),
+            CompileLimits { max_compiles: 1, ..CompileLimits::default() },
+        );
+        let taken = host.hold_compile_slot(ALL_TENANTS).unwrap();
+        let err = host.publish(Some("v"), "demo", "1", b"\0asm v".to_vec(), PluginQuota::TENANT).await.unwrap_err();
+        assert!(matches!(&err, AdminError::TooMany { .. }) && err.to_string().contains("the host"), "{err}");
+        drop(taken);
+        assert_eq!(
+            host.publish(Some("v"), "demo", "1", b"\0asm v".to_vec(), PluginQuota::TENANT).await.unwrap_err().field_errors()[0].path,
+            "module"
+        );
         let quota = PluginQuota { uploads_per_minute: Some(1), ..PluginQuota::TENANT };
         let _ = svc.publish(Some("r"), "demo", "1", b"\0asm a".to_vec(), quota).await;
         let err = svc.publish(Some("r"), "demo", "2", b"\0asm b".to_vec(), quota).await.unwrap_err();

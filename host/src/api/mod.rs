@@ -79,6 +79,7 @@ impl ApiLimits {
             compile: CompileLimits {
                 timeout: Duration::from_secs(args.plugin_compile_timeout_s.max(1)),
                 failed_cache_entries: args.failed_compile_cache,
+                max_compiles: args.plugin_max_compiles.max(1),
             },
             max_streams: args.console_max_streams,
             max_streams_per_login: args.console_max_streams_per_login,

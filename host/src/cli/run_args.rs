@@ -157,6 +157,9 @@ pub struct RunArgs {
     /// An uploaded plugin module that takes longer to compile is refused.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", help_heading = "Admin API limits")]
     pub plugin_compile_timeout_s: u64,
+    /// Uploaded plugin modules compiling at once on this host, over all tenants (`429` above).
+    #[arg(long, default_value_t = 2, value_name = "N", help_heading = "Admin API limits")]
+    pub plugin_max_compiles: usize,
     /// How many modules that failed to compile (by sha256) are remembered and refused at once
     /// with their original error (least recently used first out; 0 turns it off).
     #[arg(long, default_value_t = 256, value_name = "N", help_heading = "Admin API limits")]

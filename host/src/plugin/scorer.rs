@@ -8,6 +8,7 @@ use metrics::Counter;
 
 use super::error::PluginError;
 use super::instance::PluginInstance;
+use crate::admin::limits::cap_error;
 use crate::config::ScenarioKey;
 use crate::scoring::{WindowBatch, builtin};
 
@@ -168,7 +169,7 @@ impl ScenarioScorer {
     pub fn load_failed(&mut self, label: impl Into<String>, error: &PluginError) {
         let label = label.into();
         self.count_failure(&label, error);
-        tracing::warn!(scenario = %self.key, plugin = %label, error = %error, "plugin could not be loaded; scoring falls back");
+        tracing::warn!(scenario = %self.key, plugin = %label, error = %cap_error(&error.to_string()), "plugin could not be loaded; scoring falls back");
         if let Some(old) = self.active.take()
             && old.proven
         {
@@ -214,7 +215,8 @@ impl ScenarioScorer {
         let label = slot.instance.label().to_string();
         self.failures += 1;
         self.count_failure(&label, &error);
-        let reason = error.to_string();
+        // Tenant code's error text: capped before it reaches the state, the status and the log.
+        let reason = cap_error(&error.to_string());
         if self.failures >= self.quarantine_after {
             tracing::error!(scenario = %self.key, plugin = %label, failures = self.failures, error = %reason, "plugin quarantined");
             self.active = None;
@@ -237,7 +239,7 @@ impl ScenarioScorer {
                 Err(e) => {
                     let label = slot.instance.label().to_string();
                     self.count_failure(&label, &e);
-                    tracing::warn!(scenario = %self.key, plugin = %label, error = %e, "last good plugin failed too; using the built-in formula");
+                    tracing::warn!(scenario = %self.key, plugin = %label, error = %cap_error(&e.to_string()), "last good plugin failed too; using the built-in formula");
                     self.last_good = None;
                 }
             }
