@@ -134,6 +134,11 @@ fn uploads_are_rate_limited_per_tenant_and_failed_modules_are_not_compiled_twice
     assert!((1..=60).contains(&wait), "{wait}");
     let msg = limited.json()["error"].as_str().unwrap_or("").to_string();
     assert!(msg.contains("per minute") && !msg.contains("rival"), "{msg}");
+    // Refused before its body is received.
+    let head = format!(
+        "POST /api/v1/tenants/acme/plugins?name=big&version=1.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {acme}\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    assert_eq!(raw_status(port, &head), 429);
     // Another tenant is not held back by acme's quota.
     assert_eq!(upload(port, "rival", &rival, "fine", b"\0asm rival junk").status, 422);
 }

@@ -25,7 +25,8 @@ pub struct PluginQuota {
     pub max_module_bytes: usize,
     /// Modules one owner may have published; `None` for no limit.
     pub max_modules_per_tenant: Option<usize>,
-    /// Uploads one owner may make per sliding minute; `None` for no limit.
+    /// Uploads one owner may make per sliding minute; `None` for no limit. Checked by
+    /// [`PluginService::admit_upload`], before the upload's body is read.
     pub uploads_per_minute: Option<u32>,
     /// Compiles of one owner running at once; `None` for no limit.
     pub concurrent_compiles: Option<usize>,
@@ -175,6 +176,21 @@ impl PluginService {
         self.compiles.load(Ordering::Relaxed)
     }
 
+    /// Counts one upload request of `owner` against its per-minute quota, or refuses it with
+    /// the wait (`TooMany`). Called before the body is read, so an owner over its rate cannot
+    /// make the host receive the bytes; every admitted request counts, whatever its outcome.
+    pub fn admit_upload(&self, owner: &str, quota: &PluginQuota) -> Result<(), AdminError> {
+        let Some(limit) = quota.uploads_per_minute else { return Ok(()) };
+        self.rate.admit(owner, limit, Instant::now()).map_err(|wait| {
+            count_refused(owner, "rate");
+            let secs = wait.as_secs().max(1);
+            AdminError::TooMany {
+                message: format!("at most {limit} plugin uploads per minute for this tenant; retry in {secs} s"),
+                retry_after: Some(secs),
+            }
+        })
+    }
+
     /// Holds one of `tenant`'s compile slots, as a running upload does (for tests).
     #[doc(hidden)]
     pub fn hold_compile_slot(&self, tenant: &str) -> Option<super::limits::CompileSlot> {
@@ -255,16 +271,6 @@ impl PluginService {
                 bytes.len(),
                 quota.max_module_bytes
             )));
-        }
-        if let (Some(o), Some(limit)) = (owner, quota.uploads_per_minute)
-            && let Err(wait) = self.rate.admit(o, limit, Instant::now())
-        {
-            count_refused(o, "rate");
-            let secs = wait.as_secs().max(1);
-            return Err(AdminError::TooMany {
-                message: format!("at most {limit} plugin uploads per minute for this tenant; retry in {secs} s"),
-                retry_after: Some(secs),
-            });
         }
         let existing = self.list(None).await?;
         if let Some(m) = existing.iter().find(|m| m.name == id.name && m.version == id.version) {
@@ -446,9 +452,11 @@ mod tests {
             "module"
         );
         let quota = PluginQuota { uploads_per_minute: Some(1), ..PluginQuota::TENANT };
-        let _ = svc.publish(Some("r"), "demo", "1", b"\0asm a".to_vec(), quota).await;
-        let err = svc.publish(Some("r"), "demo", "2", b"\0asm b".to_vec(), quota).await.unwrap_err();
+        svc.admit_upload("r", &quota).unwrap();
+        let err = svc.admit_upload("r", &quota).unwrap_err();
         assert!(matches!(&err, AdminError::TooMany { retry_after: Some(s), .. } if (1..=60).contains(s)), "{err}");
+        svc.admit_upload("other", &quota).unwrap();
+        svc.admit_upload("r", &PluginQuota::OPERATOR).unwrap();
     }
 
     #[tokio::test]

@@ -68,6 +68,8 @@ async fn upload(
     s.authorize(&headers, Some(&tenant))?;
     let Query(p) = q.map_err(|e| ApiError::bad_request("query", format!("give ?name=<plugin>&version=<version> ({})", e.body_text())))?;
     let quota = PluginQuota::for_tenant(&s.scenarios.tenant_quotas(&tenant).await?);
+    // Over its rate, a tenant's upload is refused before its bytes are received.
+    s.plugins.admit_upload(&tenant, &quota)?;
     let bytes = read_capped(&headers, body, quota.max_module_bytes).await?;
     let m = s.plugins.publish(Some(&tenant), &p.name, &p.version, bytes, quota).await?;
     tracing::info!(%tenant, plugin = %format!("{}@{}", m.name, m.version), sha256 = %m.sha256, "plugin uploaded through the admin API");
