@@ -145,7 +145,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080", help_heading = "Outputs")]
     pub http_addr: Option<SocketAddr>,
     /// Bearer tokens of the admin API and console: lines `tenant:<id> <sha256-hex>` or
-    /// `admin <sha256-hex>` (see `rtscore token create`). Without it every API call is refused.
+    /// `admin <sha256-hex>` (see `rtscore token create`). Without it every API and console call is
+    /// refused, and `/status` answers only local requests to localhost, 127.0.0.1 or [::1].
     #[arg(long, value_name = "PATH", env = "RTSCORE_API_TOKENS_FILE", help_heading = "Outputs")]
     pub api_tokens_file: Option<PathBuf>,
 
