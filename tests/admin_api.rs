@@ -57,7 +57,7 @@ fn body_for(method: &str, path: &str) -> Vec<u8> {
 }
 
 fn concrete(path: &str, tenant: &str, scenario: &str) -> String {
-    let p = path.replace("{tenant}", tenant).replace("{scenario}", scenario);
+    let p = path.replace("{tenant}", tenant).replace("{scenario}", scenario).replace("{plugin}", "probe@1");
     if p.ends_with("/plugins") { format!("{p}?name=probe&version=1") } else { p }
 }
 
@@ -104,6 +104,12 @@ fn every_api_route_refuses_missing_bad_and_foreign_tokens() {
         assert!(no_bearer.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
         if access == Access::Tenant {
             refused(&request(port, m, &url, Some(&w.rival), &body), 403, &what("another tenant's token"));
+        }
+        if access == Access::Admin {
+            refused(&request(port, m, &url, Some(&w.acme), &body), 403, &what("a tenant token"));
+            let r = request(port, m, &url, Some(&w.admin), &body);
+            assert!(![401, 403].contains(&r.status), "{} was refused: {} {}", what("admin"), r.status, r.body);
+            continue;
         }
         for (who, token) in [("admin", &w.admin), ("its tenant", &w.acme)] {
             let r = request(port, m, &url, Some(token), &body);
@@ -446,6 +452,128 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     );
 }
 
+/// The rival's status row for `feed`: (plugin state, plugin error).
+fn feed_plugin(w: &World) -> (String, String) {
+    let r = request(w.api.port, "GET", "/api/v1/tenants/rival/status", Some(&w.rival), b"").json();
+    let row = r["scenarios"].as_array().and_then(|a| a.iter().find(|s| s["scenario_id"] == "feed").cloned()).unwrap_or_default();
+    let text = |k: &str| row["status"][k].as_str().unwrap_or("").to_string();
+    (text("plugin_state"), text("plugin_error"))
+}
+
+#[test]
+fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
+    let w = world();
+    let port = w.api.port;
+    let wasm = plugin_support::module("gravity");
+    let sha = rtscore::plugin::sha256_hex(&wasm);
+    let up = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/acme/plugins?name=acme-gravity&version=1.0.0",
+        &[("Authorization", &format!("Bearer {}", w.acme)), ("Content-Type", "application/wasm")],
+        &wasm,
+        None,
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    let reference = |name: &str| json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": name, "version": "1.0.0", "sha256": sha, "params": {"gravity": 1.5}}}}}});
+    let patch_feed = |token: &str, name: &str| {
+        request(port, "PATCH", "/api/v1/tenants/rival/scenarios/feed", Some(token), reference(name).to_string().as_bytes())
+    };
+
+    // API path: the rival may not reference acme's module, even with an admin token (the
+    // namespace is the scenario's tenant's), and the answer equals that for a missing module.
+    let foreign = patch_feed(&w.rival, "acme-gravity");
+    refused(&foreign, 422, "another tenant's module");
+    let rule = foreign.json()["errors"][0]["rule"].as_str().unwrap().to_string();
+    assert!(rule.contains("no module `acme-gravity@1.0.0` owned by tenant `rival` or shared"), "{rule}");
+    assert_eq!(foreign.json()["errors"][0]["path"], "config.realtime_compute.hot_score.plugin");
+    let missing = patch_feed(&w.rival, "ghost");
+    assert_eq!(missing.json()["errors"][0]["rule"].as_str().unwrap().replace("ghost", "acme-gravity"), rule, "indistinguishable");
+    refused(&patch_feed(&w.admin, "acme-gravity"), 422, "an admin writing the rival's scenario");
+    assert_eq!(stored_revision(&w, "rival", "feed"), 1, "nothing stored");
+    assert!(request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&w.rival), b"").json()["plugins"].as_array().unwrap().is_empty());
+
+    // Store path: the document written straight into the scenarios directory is applied, but
+    // the host refuses to run the module for the rival and says why in its status.
+    let mut doc = scenario("rival", "feed");
+    doc["revision"] = 2.into();
+    doc["config"]["realtime_compute"]["hot_score"]["plugin"] =
+        reference("acme-gravity")["config"]["realtime_compute"]["hot_score"]["plugin"].clone();
+    std::fs::write(w.api.dir.path().join("scenarios/rival__feed.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || feed_plugin(&w)
+            .1
+            .contains("no module `acme-gravity@1.0.0` owned by tenant `rival` or shared")),
+        "{:?}\n{}",
+        feed_plugin(&w),
+        w.api.host.log()
+    );
+    assert!(feed_plugin(&w).0.starts_with("quarantined"), "{:?}", feed_plugin(&w));
+
+    // Only an admin shares: tenant tokens, the owner's included, get 403.
+    let share = |token: &str, method: &str| request(port, method, "/api/v1/plugins/acme-gravity@1.0.0/shared", Some(token), b"");
+    refused(&share(&w.rival, "PUT"), 403, "a tenant sharing another's module");
+    refused(&share(&w.acme, "PUT"), 403, "the owner sharing its module");
+    refused(&request(port, "PUT", "/api/v1/plugins/ghost@1.0.0/shared", Some(&w.admin), b""), 404, "sharing nothing");
+    let shared = share(&w.admin, "PUT");
+    assert_eq!(shared.status, 200, "{}", shared.body);
+    assert_eq!(shared.json()["plugin"]["shared"], true);
+    // Shared: listed to the rival (without its owner) and usable by both, without a restart.
+    let listed = request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&w.rival), b"").json();
+    assert_eq!(listed["plugins"][0]["name"], "acme-gravity", "{listed}");
+    assert_eq!((listed["plugins"][0]["shared"].as_bool(), listed["plugins"][0]["owner"].is_null()), (Some(true), true), "{listed}");
+    assert!(wait_until(Duration::from_secs(20), || feed_plugin(&w).0.starts_with("active")), "{:?}\n{}", feed_plugin(&w), w.api.host.log());
+    assert_eq!(patch_feed(&w.rival, "acme-gravity").status, 200, "the rival may reference it now");
+    assert_eq!(
+        request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), reference("acme-gravity").to_string().as_bytes())
+            .status,
+        200
+    );
+    // Hot deploy stays: the owner publishes a new version and switches to it, no restart.
+    let up2 = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/acme/plugins?name=acme-gravity&version=1.0.1",
+        &[("Authorization", &format!("Bearer {}", w.acme)), ("Content-Type", "application/wasm")],
+        &wasm,
+        None,
+    );
+    assert_eq!(up2.status, 201, "{}", up2.body);
+    let v2 = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"version": "1.0.1"}}}}});
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), v2.to_string().as_bytes()).status, 200);
+    let home_state = || {
+        let r = request(port, "GET", "/api/v1/tenants/acme/status", Some(&w.acme), b"").json();
+        r["scenarios"].as_array().and_then(|a| a.iter().find(|s| s["scenario_id"] == "home").cloned()).unwrap_or_default()["status"]
+            ["plugin_state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(wait_until(Duration::from_secs(20), || home_state() == "active acme-gravity@1.0.1"), "{}\n{}", home_state(), w.api.host.log());
+    // A tenant still cannot replace a shared module it does not own.
+    let replace = request_raw(
+        port,
+        "POST",
+        "/api/v1/tenants/rival/plugins?name=acme-gravity&version=1.0.0",
+        &[("Authorization", &format!("Bearer {}", w.rival))],
+        &wasm,
+        None,
+    );
+    refused(&replace, 403, "replacing a shared module");
+
+    // Unsharing would take the module from the rival's running scenario: refused, with the
+    // count; once the rival moved off it, the mark comes off and the rival may not use it again.
+    refused(&share(&w.rival, "DELETE"), 403, "a tenant unsharing");
+    let busy = share(&w.admin, "DELETE");
+    refused(&busy, 409, "unsharing a module other tenants use");
+    assert!(busy.json()["error"].as_str().unwrap().contains("1 scenario(s) of other tenants (rival/feed)"), "{}", busy.body);
+    let off = json!({"config": {"realtime_compute": {"hot_score": {"plugin": null}}}});
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/rival/scenarios/feed", Some(&w.rival), off.to_string().as_bytes()).status, 200);
+    assert_eq!(share(&w.admin, "DELETE").status, 200, "acme's own scenario does not hold it");
+    refused(&patch_feed(&w.rival, "acme-gravity"), 422, "unshared again");
+    assert!(request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&w.rival), b"").json()["plugins"].as_array().unwrap().is_empty());
+}
+
 #[test]
 fn tenant_supplied_strings_are_escaped_in_the_console() {
     let mut w = world();
@@ -578,4 +706,22 @@ fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
         None,
     );
     assert_eq!(steal.status, 403, "{}", steal.body);
+
+    // The operator's CLI shares it on the fleet store; the rival's scenario may then use it.
+    let mongo = ["--mongodb-url", stack.mongodb_url.as_str(), "--mongodb-database", db.as_str()];
+    let reference =
+        json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": "acme-decay", "version": "2.0.0"}}}}}).to_string();
+    let patch_feed = || request(port, "PATCH", "/api/v1/tenants/rival/scenarios/feed", Some(&rival), reference.as_bytes());
+    assert_eq!(patch_feed().status, 422, "not shared yet");
+    let out = cli(&[&["plugin", "share", "acme-decay@2.0.0"][..], &mongo].concat());
+    assert!(out.contains("shared acme-decay@2.0.0 (owner acme)"), "{out}");
+    assert!(cli(&[&["plugin", "list"][..], &mongo].concat()).lines().any(|l| l.starts_with("acme-decay@2.0.0") && l.contains(" yes ")));
+    let listed = request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&rival), b"").json();
+    assert_eq!(listed["plugins"][0]["shared"], true, "{listed}");
+    assert_eq!(patch_feed().status, 200);
+    // While rival/feed references it, --unshare is refused and says why.
+    let refused =
+        support::rtscore_command().args([&["plugin", "share", "acme-decay@2.0.0", "--unshare"][..], &mongo].concat()).output().unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("referenced by 1 scenario(s) of other tenants (rival/feed)"), "{text}");
 }

@@ -34,6 +34,18 @@ fn score(inst: &mut PluginInstance, batch: &WindowBatch) -> Result<Vec<f64>, Plu
     inst.score(batch, &mut out).map(|()| out)
 }
 
+/// Like [`score`] for the next window: an instance re-created after a failure (on a thread of
+/// its own) has until then to come back.
+fn score_next_window(inst: &mut PluginInstance, batch: &WindowBatch) -> Result<Vec<f64>, PluginError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match score(inst, batch) {
+            Err(PluginError::Restarting) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => return other,
+        }
+    }
+}
+
 #[test]
 fn decay_weighted_matches_the_builtin_formula_on_random_batches() {
     let engine = engine();
@@ -107,8 +119,52 @@ fn trapping_plugin_is_reported_with_its_panic_message_and_recovers() {
         Err(PluginError::Trap(msg)) => assert!(msg.contains("deliberate panic on call 2"), "{msg}"),
         other => panic!("expected a trap, got {other:?}"),
     }
-    // The poisoned instance is replaced by a fresh one (its call counter starts again).
-    assert_eq!(score(&mut inst, &batch).unwrap(), vec![1.0, 2.0, 3.0]);
+    // The poisoned instance is replaced by a fresh one (its call counter starts again), made on
+    // a thread of its own: the call right after the trap does not wait for it.
+    let started = Instant::now();
+    let next = score(&mut inst, &batch);
+    assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+    let recovered = match next {
+        Err(PluginError::Restarting) => score_next_window(&mut inst, &batch),
+        other => other,
+    };
+    assert_eq!(recovered.unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn a_tenant_over_its_cpu_budget_per_minute_scores_builtin_and_others_do_not() {
+    use rtscore::config::ScenarioKey;
+    use rtscore::plugin::cpu::CpuLedger;
+    use rtscore::plugin::{ScenarioScorer, ScorerUsed};
+    let engine = engine();
+    let ledger = CpuLedger::default();
+    let batch = simple_batch(3);
+    let mut expected = Vec::new();
+    builtin::score_batch(&batch, &mut expected);
+    // evil: a spinning plugin (100 ms per call) under a 150 ms budget per minute.
+    let evil_cpu = ledger.tenant("evil", Duration::from_millis(150));
+    let mut evil = ScenarioScorer::new(ScenarioKey::new("evil", "s")).with_quarantine_after(100);
+    evil.install(instance(&engine, "test-spin", json!(null)).with_cpu(evil_cpu.clone()));
+    let good_cpu = ledger.tenant("good", Duration::from_millis(150));
+    let mut good = ScenarioScorer::new(ScenarioKey::new("good", "s"));
+    good.install(instance(&engine, "decay-weighted", json!(null)).with_cpu(good_cpu));
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let o = evil.score(&batch, &mut out);
+        assert_eq!(o.error.as_ref().map(PluginError::kind), Some("budget_exhausted"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(evil_cpu.used() >= Duration::from_millis(150), "{:?}", evil_cpu.used());
+    // The minute's budget is spent: no plugin call at all, the built-in formula scores at once.
+    let started = Instant::now();
+    let o = evil.score(&batch, &mut out);
+    assert!(started.elapsed() < Duration::from_millis(20), "{:?}", started.elapsed());
+    assert_eq!((o.used, o.error.as_ref().map(PluginError::kind)), (ScorerUsed::Builtin, Some("tenant_cpu")));
+    assert_eq!(out, expected);
+    assert!(evil.state().to_string().contains("CPU budget"), "{}", evil.state());
+    // Another tenant's plugin is not affected.
+    let o = good.score(&batch, &mut out);
+    assert_eq!((o.used, o.error), (ScorerUsed::Plugin("decay-weighted@0.1.0".into()), None));
 }
 
 #[test]

@@ -39,6 +39,23 @@ fn key() -> ScenarioKey {
     ScenarioKey::new("tenant", "scenario")
 }
 
+/// Scores like the next window would: an instance being re-created after a failure (off the
+/// event path) has a few milliseconds to come back, as it has between windows.
+fn score_next_window(
+    scorer: &mut ScenarioScorer,
+    batch: &rtscore::scoring::WindowBatch,
+    out: &mut Vec<f64>,
+) -> rtscore::plugin::ScoreOutcome {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let outcome = scorer.score(batch, out);
+        if outcome.error != Some(PluginError::Restarting) || Instant::now() > deadline {
+            return outcome;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn each_broken_plugin_falls_back_to_builtin_then_is_quarantined() {
     let engine = engine();
@@ -56,7 +73,7 @@ fn each_broken_plugin_falls_back_to_builtin_then_is_quarantined() {
         let label = format!("{crate_name}@0.1.0");
         for call in 1..=3 {
             let mut out = Vec::new();
-            let outcome = scorer.score(&batch, &mut out);
+            let outcome = score_next_window(&mut scorer, &batch, &mut out);
             assert_eq!(outcome.used, ScorerUsed::Builtin, "{crate_name} call {call}");
             let err = outcome.error.unwrap_or_else(|| panic!("{crate_name} call {call}: no error reported"));
             assert_eq!(err.kind(), kind, "{crate_name} call {call}: {err}");
@@ -112,7 +129,7 @@ fn a_transient_failure_recovers_without_quarantine() {
     scorer.install(instance(&engine, "test-trap", json!({"ok_calls": 1})));
     let mut out = Vec::new();
     for call in 0..6 {
-        let outcome = scorer.score(&batch, &mut out);
+        let outcome = score_next_window(&mut scorer, &batch, &mut out);
         if call % 2 == 0 {
             assert_eq!(outcome.used, ScorerUsed::Plugin("test-trap@0.1.0".into()), "call {call}");
         } else {
@@ -191,8 +208,9 @@ async fn prepare_verifies_the_pinned_hash() {
     let err = manager.prepare(&k, &reference("decay-weighted", Some(wrong.clone()), json!(null))).await.unwrap_err();
     assert_eq!(err, PluginError::HashMismatch { reference: "decay-weighted@0.1.0".into(), expected: wrong, actual: sha.clone() });
 
+    // The manager resolves in the scenario tenant's namespace: a missing module is not in it.
     let err = manager.prepare(&k, &reference("nope", None, json!(null))).await.unwrap_err();
-    assert_eq!(err, PluginError::NotFound { reference: "nope@0.1.0".into() });
+    assert_eq!(err, PluginError::NotVisible { reference: "nope@0.1.0".into(), tenant: "tenant".into() });
 
     // Params errors surface at prepare time, before the scenario's scorer sees the instance.
     let err = manager.prepare(&k, &reference("decay-weighted", Some(sha), json!({"lambda": 1}))).await.unwrap_err();
@@ -253,4 +271,46 @@ async fn hot_swap_flow() {
     assert_eq!(scorer.score(&batch, &mut out).used, ScorerUsed::Plugin("swap@0.1.0".into()));
     assert_ne!(out, decay_scores, "the new module's formula is in force");
     assert_eq!(manager.engine().purge_unused(), 1, "the replaced module's code is released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_runs_only_its_tenants_modules_and_shared_ones() {
+    use rtscore::admin::plugins::PluginTarget;
+    use rtscore::admin::{PluginQuota, PluginService, ScenarioService};
+    let tmp = tempfile::tempdir().unwrap();
+    let (plugins, scenarios) = (tmp.path().join("plugins"), tmp.path().join("scenarios"));
+    std::fs::create_dir_all(&scenarios).unwrap();
+    // acme uploads a module (as the admin API does); an operator drops one in by hand.
+    let service = PluginService::new(PluginTarget::Dir(plugins.clone()));
+    let bytes = module("gravity");
+    service.publish(Some("acme"), "acme-gravity", "0.1.0", bytes.clone(), PluginQuota::TENANT).await.unwrap();
+    std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), module("decay-weighted")).unwrap();
+    let registry = PluginRegistry::new();
+    registry.watch_dir(&plugins).await.unwrap();
+    let mut changes = registry.subscribe();
+    let manager = PluginManager::new(engine(), registry);
+    let (acme, rival) = (ScenarioKey::new("acme", "s"), ScenarioKey::new("rival", "s"));
+    let owned = reference("acme-gravity", Some(sha256_hex(&bytes)), json!(null));
+    let operators = reference("decay-weighted", None, json!(null));
+
+    manager.prepare(&acme, &owned).await.expect("the owner runs its module");
+    let refused = manager.prepare(&rival, &owned).await.unwrap_err();
+    assert_eq!(refused, PluginError::NotVisible { reference: "acme-gravity@0.1.0".into(), tenant: "rival".into() });
+    let missing = manager.prepare(&rival, &reference("ghost", None, json!(null))).await.unwrap_err();
+    assert_eq!(missing.to_string().replace("ghost", "acme-gravity"), refused.to_string(), "a foreign module looks missing");
+    for k in [&acme, &rival] {
+        manager.prepare(k, &operators).await.expect("an operator's module is shared");
+    }
+
+    // An admin shares it: the change is announced (hosts re-resolve) and the rival may run it.
+    let id = ModuleId::new("acme-gravity", "0.1.0").unwrap();
+    let store = ScenarioService::new(rtscore::config::store::ScenarioStore::Dir(scenarios));
+    assert!(service.set_shared(&store, "acme-gravity", "0.1.0", true).await.unwrap().shared);
+    wait_for_change(&mut changes, &id, Duration::from_millis(1500)).await;
+    manager.prepare(&rival, &owned).await.expect("shared: the rival runs it");
+    // Unshared (no other tenant's scenario references it): refused for the rival again.
+    assert!(!service.set_shared(&store, "acme-gravity", "0.1.0", false).await.unwrap().shared);
+    wait_for_change(&mut changes, &id, Duration::from_millis(1500)).await;
+    assert!(matches!(manager.prepare(&rival, &owned).await, Err(PluginError::NotVisible { .. })));
+    manager.prepare(&acme, &owned).await.expect("the owner still runs it");
 }

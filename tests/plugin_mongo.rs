@@ -12,7 +12,8 @@ use bson::doc;
 use bson::spec::BinarySubtype;
 use rtscore::config::{PluginRef, ScenarioKey};
 use rtscore::plugin::{
-    ModuleId, ModuleSource, PluginEngine, PluginError, PluginManager, PluginRegistry, RegistryChange, publish_to_mongo, sha256_hex,
+    ModuleId, ModuleSource, PluginEngine, PluginError, PluginManager, PluginRegistry, RegistryChange, publish_to_mongo,
+    publish_to_mongo_as, sha256_hex,
 };
 use support::{module, simple_batch};
 
@@ -66,6 +67,19 @@ async fn mongo_registry_publishes_polls_and_resolves() {
     coll.update_one(doc! { "name": "gravity", "version": "0.1.0" }, doc! { "$set": { "module": module_bin } }).await.expect("tamper");
     let err = registry.resolve(&r).await.unwrap_err();
     assert!(matches!(&err, PluginError::HashMismatch { expected, .. } if *expected == sha), "{err}");
+
+    // A tenant's module is indexed with its owner: other tenants' scenarios cannot resolve it
+    // until an admin marks it shared, which the next poll announces.
+    let owned = ModuleId::new("owned", "1.0.0").unwrap();
+    publish_to_mongo_as(&coll, "owned", "1.0.0", &bytes, Some("acme")).await.expect("publish owned");
+    wait_for(&mut rx, &owned).await;
+    let r = PluginRef { name: "owned".into(), version: "1.0.0".into(), sha256: Some(sha.clone()), params: serde_json::json!({}) };
+    assert!(manager.prepare(&ScenarioKey::new("acme", "s"), &r).await.is_ok(), "the owner resolves it");
+    let err = manager.prepare(&ScenarioKey::new("rival", "s"), &r).await.unwrap_err();
+    assert_eq!(err, PluginError::NotVisible { reference: "owned@1.0.0".into(), tenant: "rival".into() });
+    coll.update_one(doc! { "name": "owned", "version": "1.0.0" }, doc! { "$set": { "shared": true } }).await.expect("share");
+    wait_for(&mut rx, &owned).await;
+    assert!(manager.prepare(&ScenarioKey::new("rival", "s"), &r).await.is_ok(), "shared: every tenant resolves it");
 
     db.drop().await.expect("drop test database");
 }

@@ -18,6 +18,9 @@ pub enum AdminError {
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Rejected(Vec<FieldError>),
 
+    #[error("no plugin module {0}")]
+    PluginNotFound(String),
+
     #[error("quota exceeded: {0}")]
     Quota(String),
 

@@ -1,23 +1,28 @@
 //! Publishing and listing plugin modules: a module is checked against the quota, compiled in
 //! the sandbox (a module no host could load is refused before any host sees it), then written
 //! to the plugins directory or the fleet's MongoDB with its sha256. Modules published for a
-//! tenant record that tenant as their owner; only the owner (or an admin) sees or replaces them.
+//! tenant record that tenant as their owner; only the owner (or an admin) replaces them.
+//!
+//! Namespaces: a tenant's scenarios may reference its own modules and shared ones. A module
+//! without an owner (an operator's: put in the directory by hand or published with
+//! `rtscore plugin publish` / an admin call) is shared; a tenant's module is shared once an
+//! admin marks it so ([`PluginService::set_shared`]). Tenants list their own and the shared
+//! modules; another tenant's unshared module is invisible to them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bson::{Document, doc};
-use futures::TryStreamExt;
 use serde::Serialize;
 
 use super::AdminError;
 use super::limits::{CompileSlots, FailedCompiles, UploadRate, cap_error};
 use crate::config::tenant::TenantQuotas;
-use crate::plugin::registry::{MAX_MODULE_BYTES, list_dir_modules, list_mongo_modules};
-use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, SandboxLimits, publish_to_dir, publish_to_mongo};
+use crate::plugin::registry::{MAX_MODULE_BYTES, list_dir_modules, list_mongo_modules, owner_path, publish_to_mongo_as, shared_path};
+use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, SandboxLimits, publish_to_dir};
 
 /// Limits on what one tenant may publish.
 #[derive(Debug, Clone, Copy)]
@@ -96,12 +101,26 @@ pub struct PublishedModule {
     pub version: String,
     pub sha256: String,
     pub size: u64,
+    /// The owning tenant; in a tenant's listing, only ever that tenant (other owners of shared
+    /// modules are not disclosed).
     pub owner: Option<String>,
+    /// Every tenant may reference it (an operator's module, or one an admin shared).
+    pub shared: bool,
 }
 
 impl PublishedModule {
     fn of(info: ModuleInfo, owner: Option<String>) -> Self {
-        Self { name: info.id.name, version: info.id.version, sha256: info.sha256, size: info.size, owner }
+        let shared = owner.is_none() || info.shared;
+        Self { name: info.id.name, version: info.id.version, sha256: info.sha256, size: info.size, owner, shared }
+    }
+
+    /// Whether scenarios of `tenant` may reference it.
+    pub fn usable_by(&self, tenant: &str) -> bool {
+        self.shared || self.owner.as_deref() == Some(tenant)
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
     }
 
     /// The `hot_score.plugin` reference that pins this module.
@@ -146,12 +165,6 @@ async fn compile_bounded<T: Send + 'static>(
 
 fn count_refused(owner: &str, reason: &'static str) {
     metrics::counter!("rtscore_plugin_upload_refused_total", "tenant" => owner.to_string(), "reason" => reason).increment(1);
-}
-
-/// Sidecar file recording the owner of a module in a plugins directory (hidden, so the
-/// registry's scan skips it).
-fn owner_file(dir: &Path, id: &ModuleId) -> PathBuf {
-    dir.join(format!(".{id}.owner"))
 }
 
 impl PluginService {
@@ -212,42 +225,122 @@ impl PluginService {
         }
     }
 
-    /// Every published module, or those `owner` published.
-    pub async fn list(&self, owner: Option<&str>) -> Result<Vec<PublishedModule>, AdminError> {
-        let mut all = match &self.target {
+    /// Every published module (`None`, for operators and admins), or those scenarios of
+    /// `tenant` may reference: its own and the shared ones, without the owners of shared
+    /// modules that are not its own.
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<PublishedModule>, AdminError> {
+        let infos = match &self.target {
             PluginTarget::Dir(dir) => {
                 let dir = dir.clone();
-                let infos = tokio::task::spawn_blocking(move || {
-                    list_dir_modules(&dir)
-                        .map(|m| m.into_iter().map(|i| (std::fs::read_to_string(owner_file(&dir, &i.id)).ok(), i)).collect())
-                })
-                .await
-                .context("listing plugins")?;
-                let infos: Vec<(Option<String>, ModuleInfo)> = infos.map_err(registry_err)?;
-                infos.into_iter().map(|(o, i)| PublishedModule::of(i, o.map(|o| o.trim().to_string()))).collect::<Vec<_>>()
+                tokio::task::spawn_blocking(move || list_dir_modules(&dir)).await.context("listing plugins")?.map_err(registry_err)?
             }
-            PluginTarget::Mongo(coll) => {
-                let infos = list_mongo_modules(coll).await.map_err(registry_err)?;
-                let mut owners = std::collections::HashMap::new();
-                let mut cursor =
-                    coll.find(doc! {}).projection(doc! {"name": 1, "version": 1, "owner": 1}).await.context("listing plugin owners")?;
-                while let Some(d) = cursor.try_next().await.context("listing plugin owners")? {
-                    if let (Ok(n), Ok(v), Ok(o)) = (d.get_str("name"), d.get_str("version"), d.get_str("owner")) {
-                        owners.insert((n.to_string(), v.to_string()), o.to_string());
-                    }
-                }
-                infos
-                    .into_iter()
-                    .map(|i| {
-                        let o = owners.remove(&(i.id.name.clone(), i.id.version.clone()));
-                        PublishedModule::of(i, o)
-                    })
-                    .collect()
-            }
+            PluginTarget::Mongo(coll) => list_mongo_modules(coll).await.map_err(registry_err)?,
         };
-        all.retain(|m| owner.is_none_or(|o| m.owner.as_deref() == Some(o)));
+        let mut all: Vec<PublishedModule> = infos
+            .into_iter()
+            .filter(|i| tenant.is_none_or(|t| i.usable_by(t)))
+            .map(|i| {
+                let owner = i.owner.clone().filter(|o| tenant.is_none_or(|t| t == o));
+                let shared = i.is_shared();
+                PublishedModule { shared, ..PublishedModule::of(i, owner) }
+            })
+            .collect();
         all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         Ok(all)
+    }
+
+    /// Refuses a scenario document of `tenant` whose plugin references (live and candidate)
+    /// name a module outside the tenant's namespace. A missing module and another tenant's
+    /// get the same answer.
+    pub async fn check_references(&self, tenant: &str, doc: &serde_json::Value) -> Result<(), AdminError> {
+        let refs = plugin_references(doc);
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let visible = self.list(Some(tenant)).await?;
+        let errors: Vec<crate::config::FieldError> = refs
+            .into_iter()
+            .filter(|(_, name, version)| !visible.iter().any(|m| &m.name == name && &m.version == version))
+            .map(|(path, name, version)| crate::config::FieldError {
+                path: path.to_string(),
+                rule: crate::plugin::PluginError::NotVisible { reference: format!("{name}@{version}"), tenant: tenant.to_string() }
+                    .to_string(),
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(AdminError::Rejected(errors)) }
+    }
+
+    /// Marks a module shared with every tenant, or takes the mark off (admins only; the API
+    /// and CLI check the caller). Unsharing is refused (`Conflict`) while scenarios of other
+    /// tenants reference the module, so none loses its module mid-flight; an operator's module
+    /// (no owner) is shared by definition and cannot be unshared.
+    pub async fn set_shared(
+        &self,
+        scenarios: &super::ScenarioService,
+        name: &str,
+        version: &str,
+        shared: bool,
+    ) -> Result<PublishedModule, AdminError> {
+        let id = ModuleId::new(name, version).map_err(|e| match e {
+            PluginError::InvalidName { field, rule, .. } => AdminError::rejected(field, format!("must match {rule}")),
+            other => AdminError::rejected("plugin", other.to_string()),
+        })?;
+        let Some(mut m) = self.list(None).await?.into_iter().find(|m| m.name == id.name && m.version == id.version) else {
+            return Err(AdminError::PluginNotFound(id.to_string()));
+        };
+        let Some(owner) = m.owner.clone() else {
+            if shared {
+                return Ok(m);
+            }
+            return Err(AdminError::Conflict(format!(
+                "plugin {id} has no owner: an operator's module is shared with every tenant; remove it from the registry to withdraw it"
+            )));
+        };
+        if m.shared == shared {
+            return Ok(m);
+        }
+        if !shared {
+            let users: Vec<String> = scenarios
+                .list(None)
+                .await?
+                .iter()
+                .filter(|d| d.get("tenant_id").and_then(serde_json::Value::as_str) != Some(owner.as_str()))
+                .filter(|d| plugin_references(d).iter().any(|(_, n, v)| *n == id.name && *v == id.version))
+                .map(|d| format!("{}/{}", d["tenant_id"].as_str().unwrap_or("?"), d["scenario_id"].as_str().unwrap_or("?")))
+                .collect();
+            if !users.is_empty() {
+                return Err(AdminError::Conflict(format!(
+                    "plugin {id} is referenced by {} scenario(s) of other tenants ({}); point them at another module first, then unshare it",
+                    users.len(),
+                    users.join(", ")
+                )));
+            }
+        }
+        match &self.target {
+            PluginTarget::Dir(dir) => {
+                let mark = shared_path(dir, &id);
+                if shared {
+                    tokio::fs::write(&mark, b"").await.with_context(|| format!("writing {}", mark.display()))?;
+                } else {
+                    match tokio::fs::remove_file(&mark).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", mark.display())).into()),
+                    }
+                }
+            }
+            PluginTarget::Mongo(coll) => {
+                let update = if shared {
+                    doc! {"$set": {"shared": true}}
+                } else {
+                    doc! {"$unset": {"shared": ""}}
+                };
+                coll.update_one(doc! {"name": &id.name, "version": &id.version}, update).await.context("recording the shared mark")?;
+            }
+        }
+        tracing::info!(plugin = %id, %owner, shared, "plugin module sharing changed");
+        m.shared = shared;
+        Ok(m)
     }
 
     /// Checks `bytes` against `quota`, compiles them in the sandbox and publishes them as
@@ -298,8 +391,16 @@ impl PluginService {
         let info = match &self.target {
             PluginTarget::Dir(dir) => {
                 tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
-                // The owner is recorded first, so a listing never shows the module unowned.
-                let sidecar = owner_file(dir, &id);
+                // The owner is recorded first, so neither a listing nor a host's index ever sees
+                // the module unowned (which would make it shared).
+                let sidecar = owner_path(dir, &id);
+                // A new module starts unshared (a mark left by a removed module must not carry over).
+                let mark = shared_path(dir, &id);
+                match tokio::fs::remove_file(&mark).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", mark.display())).into()),
+                }
                 match owner {
                     Some(o) => tokio::fs::write(&sidecar, o).await.with_context(|| format!("writing {}", sidecar.display()))?,
                     None => {
@@ -309,13 +410,8 @@ impl PluginService {
                 publish_to_dir(dir, name, version, &bytes).await.map_err(registry_err)?
             }
             PluginTarget::Mongo(coll) => {
-                let info = publish_to_mongo(coll, name, version, &bytes).await.map_err(registry_err)?;
-                let set = match owner {
-                    Some(o) => doc! {"$set": {"owner": o}},
-                    None => doc! {"$unset": {"owner": ""}},
-                };
-                coll.update_one(doc! {"name": &id.name, "version": &id.version}, set).await.context("recording the plugin owner")?;
-                info
+                // The owner is recorded with the module, so no poll sees it unowned (shared).
+                publish_to_mongo_as(coll, name, version, &bytes, owner).await.map_err(registry_err)?
             }
         };
         Ok(PublishedModule::of(info, owner.map(str::to_string)))
@@ -388,6 +484,24 @@ impl PluginService {
         self.failed.insert(&sha256, &rule);
         Err(AdminError::rejected("module", rule))
     }
+}
+
+/// The plugin references of a raw scenario document, with their field paths: the live
+/// `hot_score.plugin` and the candidate's (`candidate.plugin` or `candidate.hot_score.plugin`).
+/// Read from the raw document so that even a document that fails validation is counted.
+pub fn plugin_references(doc: &serde_json::Value) -> Vec<(&'static str, String, String)> {
+    const PATHS: [(&str, &str); 3] = [
+        ("config.realtime_compute.hot_score.plugin", "/config/realtime_compute/hot_score/plugin"),
+        ("candidate.plugin", "/candidate/plugin"),
+        ("candidate.hot_score.plugin", "/candidate/hot_score/plugin"),
+    ];
+    PATHS
+        .iter()
+        .filter_map(|(path, pointer)| {
+            let p = doc.pointer(pointer)?;
+            Some((*path, p.get("name")?.as_str()?.to_string(), p.get("version")?.as_str()?.to_string()))
+        })
+        .collect()
 }
 
 fn registry_err(e: PluginError) -> AdminError {
@@ -486,5 +600,71 @@ mod tests {
         assert!(matches!(&err, AdminError::Conflict(m) if m.contains("publish a new version")), "{err}");
         let same = svc.publish(None, "demo", "1.0.0", b"first bytes".to_vec(), PluginQuota::OPERATOR).await.unwrap();
         assert_eq!(same.sha256, crate::plugin::sha256_hex(b"first bytes"), "the same bytes again: nothing changes");
+    }
+
+    /// `a-mod@1` owned by tenant `a`, `ops@1` an operator's; scenarios in their own directory.
+    async fn namespace_world() -> (tempfile::TempDir, PluginService, super::super::ScenarioService) {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+        publish_to_dir(&plugins, "ops", "1", b"ops").await.unwrap();
+        std::fs::write(owner_path(&plugins, &ModuleId::new("a-mod", "1").unwrap()), "a").unwrap();
+        publish_to_dir(&plugins, "a-mod", "1", b"a").await.unwrap();
+        let store = crate::config::store::ScenarioStore::Dir(dir.path().join("scenarios"));
+        (dir, PluginService::new(PluginTarget::Dir(plugins)), super::super::ScenarioService::new(store))
+    }
+
+    fn with_plugin(tenant: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({"tenant_id": tenant, "scenario_id": "s",
+            "config": {"realtime_compute": {"hot_score": {"plugin": {"name": name, "version": "1"}}}}})
+    }
+
+    #[tokio::test]
+    async fn tenants_see_and_reference_their_own_and_shared_modules_only() {
+        let (_dir, svc, _) = namespace_world().await;
+        let labels = |v: Vec<PublishedModule>| v.iter().map(|m| (m.label(), m.shared, m.owner.clone())).collect::<Vec<_>>();
+        assert_eq!(
+            labels(svc.list(Some("a")).await.unwrap()),
+            vec![("a-mod@1".into(), false, Some("a".into())), ("ops@1".into(), true, None)]
+        );
+        assert_eq!(labels(svc.list(Some("b")).await.unwrap()), vec![("ops@1".into(), true, None)]);
+        assert_eq!(svc.list(None).await.unwrap().len(), 2, "operators see everything");
+        svc.check_references("a", &with_plugin("a", "a-mod")).await.unwrap();
+        svc.check_references("b", &with_plugin("b", "ops")).await.unwrap();
+        let foreign = svc.check_references("b", &with_plugin("b", "a-mod")).await.unwrap_err();
+        let missing = svc.check_references("b", &with_plugin("b", "none")).await.unwrap_err();
+        assert_eq!(foreign.field_errors()[0].path, "config.realtime_compute.hot_score.plugin");
+        assert_eq!(foreign.field_errors()[0].rule, missing.field_errors()[0].rule.replace("none@1", "a-mod@1"), "nothing tells them apart");
+        assert!(foreign.to_string().contains("no module `a-mod@1` owned by tenant `b` or shared"), "{foreign}");
+        // A candidate is checked too.
+        let cand = serde_json::json!({"tenant_id": "b", "scenario_id": "s", "candidate": {"plugin": {"name": "a-mod", "version": "1"}}});
+        assert_eq!(svc.check_references("b", &cand).await.unwrap_err().field_errors()[0].path, "candidate.plugin");
+        // Another tenant cannot replace a shared or foreign module.
+        let err = svc.publish(Some("b"), "ops", "1", b"ops".to_vec(), PluginQuota::TENANT).await.unwrap_err();
+        assert!(matches!(err, AdminError::NotOwner(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn sharing_widens_the_namespace_and_unsharing_waits_for_other_tenants() {
+        let (_dir, svc, scenarios) = namespace_world().await;
+        let m = svc.set_shared(&scenarios, "a-mod", "1", true).await.unwrap();
+        assert!(m.shared && m.owner.as_deref() == Some("a"));
+        let seen = svc.list(Some("b")).await.unwrap();
+        let lent = seen.iter().find(|m| m.name == "a-mod").expect("b sees the shared module");
+        assert!(lent.shared && lent.owner.is_none(), "its owner is not disclosed to b: {lent:?}");
+        svc.check_references("b", &with_plugin("b", "a-mod")).await.unwrap();
+        // b's scenario uses it: unsharing is refused, naming how many scenarios (admins only call this).
+        scenarios.put_document(with_plugin("b", "a-mod"), &crate::config::switch::EffectiveFrom::Immediately, None).await.unwrap();
+        scenarios.put_document(with_plugin("a", "a-mod"), &crate::config::switch::EffectiveFrom::Immediately, None).await.unwrap();
+        let err = svc.set_shared(&scenarios, "a-mod", "1", false).await.unwrap_err();
+        assert!(matches!(&err, AdminError::Conflict(m) if m.contains("1 scenario(s) of other tenants (b/s)")), "{err}");
+        scenarios.delete("b", "s").await.unwrap();
+        assert!(!svc.set_shared(&scenarios, "a-mod", "1", false).await.unwrap().shared, "the owner's own scenario does not hold it");
+        assert!(svc.list(Some("b")).await.unwrap().iter().all(|m| m.name != "a-mod"));
+        // An operator's module is always shared; a missing one is a 404.
+        assert!(svc.set_shared(&scenarios, "ops", "1", true).await.unwrap().shared);
+        assert!(matches!(svc.set_shared(&scenarios, "ops", "1", false).await, Err(AdminError::Conflict(_))));
+        assert!(matches!(svc.set_shared(&scenarios, "nope", "1", true).await, Err(AdminError::PluginNotFound(_))));
     }
 }

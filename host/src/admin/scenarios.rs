@@ -1,7 +1,9 @@
 //! Scenario documents through the store: get, list, replace, deep-merge patch, delete, and the
 //! rollout operations (history, promote, rollback). Every write goes through
 //! `config::history::store_revision`: validated, `revision` bumped, the event-time switch
-//! recorded, the revision appended to the history, whoever calls it.
+//! recorded, the revision appended to the history, whoever calls it. With a plugin namespace
+//! (the admin API), a write whose plugin references leave the tenant's namespace (its own and
+//! shared modules) is refused before anything is stored.
 
 use serde_json::Value;
 
@@ -16,6 +18,9 @@ use crate::config::{ScenarioConfig, parse_scenario};
 
 pub struct ScenarioService {
     store: ScenarioStore,
+    /// Where plugin references are checked against the tenant's namespace; `None` (the CLI,
+    /// run by operators): the hosts still refuse them when they resolve.
+    plugins: Option<std::sync::Arc<super::PluginService>>,
 }
 
 /// A document as it was (or would be) stored, with its validated config.
@@ -46,7 +51,20 @@ fn now_ms() -> i64 {
 
 impl ScenarioService {
     pub fn new(store: ScenarioStore) -> Self {
-        Self { store }
+        Self { store, plugins: None }
+    }
+
+    /// Refuses writes that reference plugin modules outside the scenario's tenant namespace.
+    pub fn with_plugin_namespace(mut self, plugins: std::sync::Arc<super::PluginService>) -> Self {
+        self.plugins = Some(plugins);
+        self
+    }
+
+    async fn check_plugins(&self, tenant: &str, doc: &Value) -> Result<(), AdminError> {
+        match &self.plugins {
+            Some(p) => p.check_references(tenant, doc).await,
+            None => Ok(()),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -79,6 +97,7 @@ impl ScenarioService {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
         let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        self.check_plugins(tenant, &document).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -95,6 +114,7 @@ impl ScenarioService {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
         history::expect_revision(stored.as_ref(), tenant, scenario, if_revision).map_err(conflict)?;
+        self.check_plugins(tenant, &doc).await?;
         self.store_revision(stored.as_ref(), doc, effective).await
     }
 
@@ -121,6 +141,7 @@ impl ScenarioService {
     pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
         let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        self.check_plugins(tenant, &document).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -135,6 +156,7 @@ impl ScenarioService {
     ) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
         history::expect_revision(stored.as_ref(), tenant, scenario, if_revision).map_err(conflict)?;
+        self.check_plugins(tenant, &doc).await?;
         self.store_revision(stored.as_ref(), doc, effective).await
     }
 
@@ -166,6 +188,12 @@ impl ScenarioService {
         if_revision: Option<i64>,
     ) -> Result<StoredScenario, AdminError> {
         check_ids(tenant, Some(scenario))?;
+        // The candidate's reference becomes the live one: it must still be in the namespace.
+        if self.plugins.is_some()
+            && let Some(stored) = self.store.get(tenant, scenario).await?
+        {
+            self.check_plugins(tenant, &stored).await?;
+        }
         let (document, config) = history::promote(&self.store, tenant, scenario, effective, if_revision, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
@@ -180,6 +208,16 @@ impl ScenarioService {
         if_revision: Option<i64>,
     ) -> Result<StoredScenario, AdminError> {
         check_ids(tenant, Some(scenario))?;
+        // The revision restored may reference a module the tenant may no longer use.
+        if self.plugins.is_some()
+            && let Some(stored) = self.store.get(tenant, scenario).await?
+        {
+            let current = stored.get("revision").and_then(Value::as_i64).unwrap_or(0);
+            let past = self.store.history(tenant, scenario).await?;
+            if let Some(target) = history::rolled_back(&past, current, to) {
+                self.check_plugins(tenant, &target).await?;
+            }
+        }
         let (document, config) = history::rollback(&self.store, tenant, scenario, to, effective, if_revision, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }

@@ -50,7 +50,7 @@ impl ApiError {
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         let status = match &e {
-            AdminError::ScenarioNotFound { .. } => StatusCode::NOT_FOUND,
+            AdminError::ScenarioNotFound { .. } | AdminError::PluginNotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid(_) | AdminError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Quota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::NotOwner(_) => StatusCode::FORBIDDEN,

@@ -104,9 +104,10 @@ impl AdminState {
             tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
         }
         let limits = ApiLimits::from_args(args);
+        let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
         Ok(Self {
-            scenarios: Arc::new(ScenarioService::new(store)),
-            plugins: Arc::new(PluginService::with_limits(target, limits.compile)),
+            scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
+            plugins,
             tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
             live,
             redis_url: args.redis_url.clone(),
@@ -155,6 +156,8 @@ pub enum Access {
     AnyToken,
     /// A token for the `{tenant}` in the path, or admin.
     Tenant,
+    /// Admin tokens only (tenant tokens get 403).
+    Admin,
 }
 
 /// One route of the admin API.
@@ -187,6 +190,8 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/live", Tenant, get(status::scenario_live)),
         route(Method::GET, "/api/v1/tenants/{tenant}/plugins", Tenant, get(plugins::list)),
         route(Method::POST, "/api/v1/tenants/{tenant}/plugins", Tenant, plugins::upload_route()),
+        route(Method::PUT, "/api/v1/plugins/{plugin}/shared", Admin, put(plugins::set_shared)),
+        route(Method::DELETE, "/api/v1/plugins/{plugin}/shared", Admin, delete(plugins::set_shared)),
         route(Method::GET, "/api/v1/tenants/{tenant}/status", Tenant, get(status::tenant_status)),
     ]
 }

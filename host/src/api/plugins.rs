@@ -1,5 +1,8 @@
-//! `/api/v1/tenants/{tenant}/plugins`: list the tenant's modules; upload one (`POST` with the
-//! component as the body, `?name=&version=`), stored with its sha256 and owned by the tenant.
+//! `/api/v1/tenants/{tenant}/plugins`: list the modules the tenant may reference (its own and
+//! the shared ones, marked `shared`); upload one (`POST` with the component as the body,
+//! `?name=&version=`), stored with its sha256 and owned by the tenant.
+//! `/api/v1/plugins/{name@version}/shared` (admin only): `PUT` shares a module with every
+//! tenant, `DELETE` takes the mark off (409 while other tenants' scenarios reference it).
 
 use axum::Json;
 use axum::body::Body;
@@ -11,7 +14,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminState, ApiError};
+use super::{AdminState, ApiError, Scope};
 use crate::admin::PluginQuota;
 
 #[derive(Debug, Deserialize)]
@@ -74,4 +77,25 @@ async fn upload(
     let m = s.plugins.publish(Some(&tenant), &p.name, &p.version, bytes, quota).await?;
     tracing::info!(%tenant, plugin = %format!("{}@{}", m.name, m.version), sha256 = %m.sha256, "plugin uploaded through the admin API");
     Ok((StatusCode::CREATED, Json(json!({"plugin": m, "reference": m.reference()}))))
+}
+
+/// `PUT` (share) or `DELETE` (unshare) `/api/v1/plugins/{plugin}/shared`, `{plugin}` being
+/// `name@version`. Admin tokens only: sharing widens what every tenant runs.
+pub async fn set_shared(
+    State(s): State<AdminState>,
+    method: axum::http::Method,
+    Path(plugin): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let scope = s.authorize(&headers, None)?;
+    if scope != Scope::Admin {
+        return Err(ApiError::forbidden(format!("a {scope} token may not share or unshare plugin modules; an admin token may")));
+    }
+    let Some((name, version)) = plugin.split_once('@') else {
+        return Err(ApiError::bad_request("plugin", "must be <name>@<version>, e.g. gravity@1.0.0"));
+    };
+    let shared = method == axum::http::Method::PUT;
+    let m = s.plugins.set_shared(&s.scenarios, name, version, shared).await?;
+    tracing::info!(plugin = %m.label(), shared, "plugin sharing changed through the admin API");
+    Ok(Json(json!({"plugin": m})))
 }

@@ -48,7 +48,7 @@ pub enum Command {
     /// Manage scenario documents: validate, list, get, set, patch (deep merge), promote, rollback,
     /// history, delete.
     Scenario(scenario::ScenarioArgs),
-    /// Test, publish and list scoring plugins (WebAssembly components).
+    /// Test, publish, list and share scoring plugins (WebAssembly components).
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).
     Status(status::StatusArgs),

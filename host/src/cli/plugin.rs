@@ -1,5 +1,6 @@
 //! `rtscore plugin ...`: the plugin author's loop — test a module on recorded events, publish
-//! it to a plugins directory or a fleet's MongoDB, list what is published.
+//! it to a plugins directory or a fleet's MongoDB, list what is published — and the operator's
+//! `share`, which lets every tenant reference a tenant's module.
 
 use std::path::PathBuf;
 
@@ -7,15 +8,16 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::admin::plugins::PluginTarget;
-use crate::admin::{PluginQuota, PluginService};
+use crate::admin::{PluginQuota, PluginService, ScenarioService};
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::store::ScenarioStore;
 use crate::plugin::sha256_hex;
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
     #[command(subcommand)]
     pub command: PluginCommand,
-    /// Publish to / list the fleet's MongoDB `plugins` collection instead of --plugins-dir.
+    /// Publish to / list / share in the fleet's MongoDB `plugins` collection instead of --plugins-dir.
     #[arg(long, global = true, env = "MONGODB_URL")]
     pub mongodb_url: Option<String>,
     #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
@@ -27,8 +29,9 @@ pub struct PluginArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Check that a module loads in the sandbox, then publish it as <name>@<version>; prints the
-    /// reference to put in a scenario's hot_score.plugin.
+    /// Check that a module loads in the sandbox, then publish it as <name>@<version>, without an
+    /// owner (shared: every tenant's scenarios may reference it); prints the reference to put in
+    /// a scenario's hot_score.plugin.
     Publish {
         /// The component (e.g. target/wasm32-wasip2/release/my_plugin.wasm).
         module: PathBuf,
@@ -37,8 +40,27 @@ pub enum PluginCommand {
         #[arg(long)]
         version: String,
     },
-    /// List published modules with their sha256.
+    /// List published modules with their sha256, whether every tenant may use them, and owner.
     List,
+    /// Share a tenant's module with every tenant (or, with --unshare, take that back).
+    ///
+    /// A scenario may reference only modules of its own tenant and shared ones. Modules
+    /// published here or placed in the plugins directory by hand have no owner and are always
+    /// shared; modules a tenant uploaded through the admin API are its own until shared.
+    /// --unshare is refused while scenarios of other tenants reference the module (they would
+    /// lose it at their next load): point them elsewhere first.
+    Share {
+        /// The module, as <name>@<version>.
+        #[arg(value_name = "NAME@VERSION")]
+        plugin: String,
+        /// Take the shared mark off: only the owner's scenarios may reference it again.
+        #[arg(long)]
+        unshare: bool,
+        /// Scenario documents checked for references before --unshare (used when no MongoDB
+        /// URL is set; with one, the scenarios in MongoDB).
+        #[arg(long, default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR")]
+        scenarios_dir: PathBuf,
+    },
     /// Run a module over recorded events with a scenario document and print every hot list
     /// (JSON lines), exactly as a host would emit them.
     Test {
@@ -81,15 +103,32 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         }
         PluginCommand::List => {
             let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
-            println!("{:<28} {:>10}  {:<64}  owner", "module", "bytes", "sha256");
+            println!("{:<28} {:>10}  {:<64}  {:<6}  owner", "module", "bytes", "sha256", "shared");
             for m in service.list(None).await? {
                 println!(
-                    "{:<28} {:>10}  {:<64}  {}",
+                    "{:<28} {:>10}  {:<64}  {:<6}  {}",
                     format!("{}@{}", m.name, m.version),
                     m.size,
                     m.sha256,
+                    if m.shared { "yes" } else { "no" },
                     m.owner.as_deref().unwrap_or("-")
                 );
+            }
+        }
+        PluginCommand::Share { plugin, unshare, scenarios_dir } => {
+            let Some((name, version)) = plugin.split_once('@') else {
+                bail!("{plugin:?}: give the module as <name>@<version>, e.g. gravity@1.0.0");
+            };
+            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
+            let store = ScenarioStore::open(args.mongodb_url.as_deref(), &args.mongodb_database, &scenarios_dir).await?;
+            let m = service
+                .set_shared(&ScenarioService::new(store), name, version, !unshare)
+                .await
+                .with_context(|| format!("{plugin} cannot be {}", if unshare { "unshared" } else { "shared" }))?;
+            match (m.shared, m.owner.as_deref()) {
+                (true, None) => println!("{plugin} has no owner: it is shared with every tenant ({})", service.describe()),
+                (true, Some(o)) => println!("shared {plugin} (owner {o}) with every tenant ({})", service.describe()),
+                (false, o) => println!("{plugin} is no longer shared: only tenant {} may reference it", o.unwrap_or("-")),
             }
         }
         PluginCommand::Test { module, scenario, events_file, params } => {

@@ -23,6 +23,9 @@ pub struct TenantQuotas {
     pub max_module_bytes: usize,
     /// CPU budget of one plugin call (one window's batch), in ms.
     pub cpu_ms_per_window: u64,
+    /// Wall time all of the tenant's plugin calls (live, shadow, fallback, instantiation) may
+    /// take per minute, in ms; beyond it the built-in formula scores (shadow stops at 80%).
+    pub cpu_ms_per_minute: u64,
     /// Linear memory cap of each plugin instance.
     pub max_instance_memory_bytes: usize,
     /// Plugin uploads through the admin API per sliding minute; further ones get `429`.
@@ -46,6 +49,7 @@ impl Default for TenantQuotas {
             max_scenarios: 100,
             max_module_bytes: 16 << 20,
             cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
+            cpu_ms_per_minute: 3_000,
             max_instance_memory_bytes: sandbox.memory_bytes,
             plugin_uploads_per_minute: 10,
             concurrent_compiles: 1,
@@ -81,7 +85,7 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 }
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
-/// cpu_ms_per_window, max_instance_memory_bytes, plugin_uploads_per_minute,
+/// cpu_ms_per_window, cpu_ms_per_minute, max_instance_memory_bytes, plugin_uploads_per_minute,
 /// concurrent_compiles, max_items_per_scenario, max_event_ids_per_scenario,
 /// max_users_per_scenario, max_state_bytes}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
@@ -111,6 +115,7 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         max_scenarios: field("max_scenarios", d.max_scenarios as u64, 100_000) as usize,
         max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, crate::plugin::MAX_MODULE_BYTES as u64) as usize,
         cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
+        cpu_ms_per_minute: field("cpu_ms_per_minute", d.cpu_ms_per_minute, 60_000),
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
         plugin_uploads_per_minute: field("plugin_uploads_per_minute", d.plugin_uploads_per_minute.into(), 10_000) as u32,
         concurrent_compiles: field("concurrent_compiles", d.concurrent_compiles as u64, 64) as usize,

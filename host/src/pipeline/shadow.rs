@@ -21,7 +21,7 @@ pub struct ShadowLane {
 
 impl ShadowLane {
     pub fn new(key: &ScenarioKey, hot: HotScoreConfig) -> Self {
-        Self { hot, scorer: ScenarioScorer::new(key.clone()), last: None, last_plugin_error: None, scores: Vec::new() }
+        Self { hot, scorer: ScenarioScorer::new(key.clone()).for_shadow(), last: None, last_plugin_error: None, scores: Vec::new() }
     }
 
     /// Takes a new candidate config; the plugin scorer stays (the coordinator swaps it if the

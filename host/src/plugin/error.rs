@@ -9,6 +9,11 @@ pub enum PluginError {
     #[error("plugin module {reference} not found in the registry; publish it as {reference}.wasm")]
     NotFound { reference: String },
 
+    /// A scenario's reference outside its tenant's namespace: not among the tenant's own
+    /// modules nor the shared ones. Says nothing of whether another tenant has such a module.
+    #[error("no module `{reference}` owned by tenant `{tenant}` or shared; publish it for this tenant or ask an admin to share it")]
+    NotVisible { reference: String, tenant: String },
+
     #[error(
         "plugin module {reference} has sha256 {actual}, but the scenario pins {expected}; publish the pinned module or update the reference"
     )]
@@ -51,6 +56,19 @@ pub enum PluginError {
     QuotaExceeded { quota: &'static str, detail: String },
 
     #[error(
+        "the tenant's plugins used {used_ms} ms of their {budget_ms} ms CPU budget this minute (quotas.cpu_ms_per_minute); scored by the built-in formula until the next minute"
+    )]
+    TenantCpu { used_ms: u64, budget_ms: u64 },
+
+    #[error(
+        "plugin used {used_ms} ms of its {budget_ms} ms per-call CPU budget, {calls} calls in a row; a plugin that needs its whole budget is a plugin about to fail"
+    )]
+    NearBudget { used_ms: u64, budget_ms: u64, calls: u32 },
+
+    #[error("plugin instance is being re-created after a failure, off the event path; the fallback scores meanwhile")]
+    Restarting,
+
+    #[error(
         "plugin {label} is quarantined after {failures} consecutive failures (last: {reason}); it stays off until its reference or module changes"
     )]
     Quarantined { label: String, failures: u32, reason: String },
@@ -61,7 +79,8 @@ impl PluginError {
     /// `rtscore_plugin_failures_total`).
     pub fn kind(&self) -> &'static str {
         match self {
-            PluginError::NotFound { .. } => "not_found",
+            // One kind for both: metrics must not tell a tenant which modules exist elsewhere.
+            PluginError::NotFound { .. } | PluginError::NotVisible { .. } => "not_found",
             PluginError::HashMismatch { .. } => "hash_mismatch",
             PluginError::InvalidName { .. } => "invalid_name",
             PluginError::Registry(_) => "registry",
@@ -76,6 +95,9 @@ impl PluginError {
             PluginError::Guest(_) => "guest_error",
             PluginError::Quarantined { .. } => "quarantined",
             PluginError::QuotaExceeded { .. } => "quota_exceeded",
+            PluginError::TenantCpu { .. } => "tenant_cpu",
+            PluginError::NearBudget { .. } => "near_budget",
+            PluginError::Restarting => "restarting",
         }
     }
 
@@ -83,7 +105,8 @@ impl PluginError {
     /// are the tenant's (`config::tenant`).
     pub fn quota(&self) -> Option<&'static str> {
         match self {
-            PluginError::BudgetExhausted { .. } => Some("cpu_ms_per_window"),
+            PluginError::BudgetExhausted { .. } | PluginError::NearBudget { .. } => Some("cpu_ms_per_window"),
+            PluginError::TenantCpu { .. } => Some("cpu_ms_per_minute"),
             PluginError::MemoryExhausted { .. } => Some("max_instance_memory_bytes"),
             PluginError::QuotaExceeded { quota, .. } => Some(quota),
             _ => None,

@@ -9,6 +9,7 @@ use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{ScoreParams, ScoreResults, Scorer, WindowBatchView};
+use super::cpu::TenantCpu;
 use super::engine::{CompiledPlugin, PluginEngine};
 use super::error::PluginError;
 use super::executor::run_until;
@@ -17,8 +18,9 @@ use crate::scoring::WindowBatch;
 
 /// A configured plugin instance, owned by one scenario.
 ///
-/// After a trap wasmtime leaves the instance unusable; the next call transparently
-/// re-instantiates it from the cached compiled component and re-applies the params.
+/// After a trap wasmtime leaves the instance unusable; a new one is instantiated from the
+/// cached compiled component, with the params re-applied, on a thread of its own (never on the
+/// event path). Calls meanwhile fail with [`PluginError::Restarting`].
 pub struct PluginInstance {
     engine: PluginEngine,
     /// The engine's limits, or a tenant's quotas (`config::tenant`).
@@ -27,6 +29,12 @@ pub struct PluginInstance {
     label: String,
     params_json: String,
     live: Option<Live>,
+    /// The instance being re-created after a failure.
+    restarting: Option<std::sync::mpsc::Receiver<Result<Live, PluginError>>>,
+    /// The tenant's CPU account, charged with every call's time.
+    cpu: Option<Arc<TenantCpu>>,
+    /// Time and budget of the last `score` call.
+    last_call: (Duration, Duration),
 }
 
 struct Live {
@@ -51,9 +59,35 @@ impl PluginInstance {
         params: &serde_json::Value,
         limits: SandboxLimits,
     ) -> Result<Self, PluginError> {
-        let mut instance = Self { engine, limits, compiled, label, params_json: String::new(), live: None };
+        let mut instance = Self {
+            engine,
+            limits,
+            compiled,
+            label,
+            params_json: String::new(),
+            live: None,
+            restarting: None,
+            cpu: None,
+            last_call: (Duration::ZERO, Duration::ZERO),
+        };
         instance.configure(params)?;
         Ok(instance)
+    }
+
+    /// Charges this instance's calls to `cpu` (its tenant's account).
+    pub fn with_cpu(mut self, cpu: Arc<TenantCpu>) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// The tenant's CPU account, if the instance has one.
+    pub fn cpu(&self) -> Option<&Arc<TenantCpu>> {
+        self.cpu.as_ref()
+    }
+
+    /// Time and budget of the last `score` call.
+    pub fn last_call(&self) -> (Duration, Duration) {
+        self.last_call
     }
 
     /// `name@version` of the plugin reference this instance serves.
@@ -71,8 +105,14 @@ impl PluginInstance {
     pub fn configure(&mut self, params: &serde_json::Value) -> Result<(), PluginError> {
         self.params_json = params.to_string();
         // Configure runs once per instance: a fresh one gives the guest a clean slate.
-        self.live = None;
-        self.ensure_live().map(|_| ())
+        self.restarting = None;
+        let started = Instant::now();
+        let live = instantiate(&self.engine, &self.compiled, &self.limits, &self.params_json, &self.label);
+        if let Some(cpu) = &self.cpu {
+            cpu.charge(started.elapsed());
+        }
+        self.live = Some(live?);
+        Ok(())
     }
 
     /// Scores every item of `batch` into `out` (replaced), one finite score per item.
@@ -81,12 +121,21 @@ impl PluginInstance {
         let items = batch.item_count();
         let budget = self.limits.budget_for(items);
         let mode = self.limits.budget_mode;
-        let live = self.ensure_live()?;
+        let live = match self.live.as_mut() {
+            Some(live) => live,
+            None => self.resume()?,
+        };
+        let started = Instant::now();
         // SAFETY: `score` was type-checked against `ScoreParams<'static>` / `ScoreResults` when
         // the instance was created; the view type differs only in its borrow's lifetime.
         let typed: TypedFunc<ScoreParams<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
         let result =
             call(&mut live.store, budget, mode, move |store| async move { typed.call_async(store, (WindowBatchView::from(batch),)).await });
+        let used = started.elapsed();
+        self.last_call = (used, budget);
+        if let Some(cpu) = &self.cpu {
+            cpu.charge(used);
+        }
         let scores = match result {
             Ok((Ok(scores),)) => scores,
             Ok((Err(message),)) => return Err(PluginError::Guest(message)),
@@ -102,47 +151,86 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// The live instance, instantiating and configuring a new one if there is none.
-    fn ensure_live(&mut self) -> Result<&mut Live, PluginError> {
-        if self.live.is_none() {
-            let live = self.instantiate()?;
-            self.live = Some(live);
-        }
-        self.live.as_mut().ok_or_else(|| PluginError::Instantiate("instance vanished".into()))
+    /// The re-created instance once it is ready; until then (or when re-creating failed, which
+    /// starts another attempt on the next call) an error for the scorer to fall back on.
+    fn resume(&mut self) -> Result<&mut Live, PluginError> {
+        use std::sync::mpsc::TryRecvError;
+        let result = match &self.restarting {
+            None => {
+                self.restart();
+                return Err(PluginError::Restarting);
+            }
+            Some(rx) => match rx.try_recv() {
+                Ok(result) => result,
+                Err(TryRecvError::Empty) => return Err(PluginError::Restarting),
+                Err(TryRecvError::Disconnected) => Err(PluginError::Instantiate("the instantiating thread ended".into())),
+            },
+        };
+        self.restarting = None;
+        Ok(self.live.insert(result?))
     }
 
-    fn instantiate(&mut self) -> Result<Live, PluginError> {
-        let limits = &self.limits;
-        let budget = limits.call_budget;
-        let mut store = Store::new(self.engine.wasmtime(), HostState::new(limits, self.engine.grants()));
-        store.limiter(|s| &mut s.limiter);
-        if matches!(limits.budget_mode, BudgetMode::Epoch { .. }) {
-            store.epoch_deadline_trap();
+    /// Instantiates and configures a new instance on a thread of its own.
+    fn restart(&mut self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (engine, compiled, limits) = (self.engine.clone(), self.compiled.clone(), self.limits.clone());
+        let (params, label, cpu) = (self.params_json.clone(), self.label.clone(), self.cpu.clone());
+        let spawned = std::thread::Builder::new().name("rtscore-plugin-restart".into()).spawn(move || {
+            let started = Instant::now();
+            let live = instantiate(&engine, &compiled, &limits, &params, &label);
+            if let Some(cpu) = cpu {
+                cpu.charge(started.elapsed());
+            }
+            let _ = tx.send(live);
+        });
+        match spawned {
+            Ok(_) => self.restarting = Some(rx),
+            Err(e) => {
+                tracing::warn!(plugin = %self.label, error = %e, "cannot start a thread to re-create the plugin instance; retrying on the next call")
+            }
         }
-        let pre = self.compiled.pre.clone();
-        let (bindings, instance) = call(&mut store, budget, limits.budget_mode, |store| async move {
-            let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-            let bindings = Scorer::new(&mut *store, &instance)?;
-            Ok((bindings, instance))
-        })
-        .map_err(|e| classify(e, &store, Stage::Instantiate, budget, limits.memory_bytes))?;
-        let score = instance
-            .get_func(&mut store, self.compiled.score_export)
-            .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
-        score
-            .typed::<ScoreParams<'static>, ScoreResults>(&store)
-            .map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@0.1.0: {e:#}")))?;
-        let params = self.params_json.clone();
-        let configured = call(&mut store, budget, limits.budget_mode, |store| bindings.call_configure(store, &params));
-        match configured {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(PluginError::Configure(message)),
-            Err(e) => return Err(classify(e, &store, Stage::Configure, budget, limits.memory_bytes)),
-        }
-        tracing::debug!(plugin = %self.label, sha256 = %self.compiled.sha256(), "plugin instance ready");
-        Ok(Live { store, score })
     }
+}
 
+/// A new instance of `compiled`, configured with `params_json`.
+fn instantiate(
+    engine: &PluginEngine,
+    compiled: &CompiledPlugin,
+    limits: &SandboxLimits,
+    params_json: &str,
+    label: &str,
+) -> Result<Live, PluginError> {
+    let budget = limits.call_budget;
+    let mut store = Store::new(engine.wasmtime(), HostState::new(limits, engine.grants()));
+    store.limiter(|s| &mut s.limiter);
+    if matches!(limits.budget_mode, BudgetMode::Epoch { .. }) {
+        store.epoch_deadline_trap();
+    }
+    let pre = compiled.pre.clone();
+    let (bindings, instance) = call(&mut store, budget, limits.budget_mode, |store| async move {
+        let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+        let bindings = Scorer::new(&mut *store, &instance)?;
+        Ok((bindings, instance))
+    })
+    .map_err(|e| classify(e, &store, Stage::Instantiate, budget, limits.memory_bytes))?;
+    let score = instance
+        .get_func(&mut store, compiled.score_export)
+        .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
+    score
+        .typed::<ScoreParams<'static>, ScoreResults>(&store)
+        .map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@0.1.0: {e:#}")))?;
+    let params = params_json.to_string();
+    let configured = call(&mut store, budget, limits.budget_mode, |store| bindings.call_configure(store, &params));
+    match configured {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => return Err(PluginError::Configure(message)),
+        Err(e) => return Err(classify(e, &store, Stage::Configure, budget, limits.memory_bytes)),
+    }
+    tracing::debug!(plugin = %label, sha256 = %compiled.sha256(), "plugin instance ready");
+    Ok(Live { store, score })
+}
+
+impl PluginInstance {
     /// Drops the live instance after a failed call and maps the failure.
     fn poison(&mut self, e: wasmtime::Error, stage: Stage, budget: Duration) -> PluginError {
         let cap = self.limits.memory_bytes;
@@ -151,6 +239,8 @@ impl PluginInstance {
             None => PluginError::Trap(format!("{e:#}")),
         };
         self.live = None;
+        // The next instance is made off the event path, starting now.
+        self.restart();
         err
     }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
+use super::cpu::CpuLedger;
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::instance::PluginInstance;
@@ -17,11 +18,18 @@ use crate::config::{PluginRef, ScenarioKey};
 pub struct PluginManager {
     engine: PluginEngine,
     registry: PluginRegistry,
+    /// Every tenant's CPU use per minute, charged by the instances prepared here.
+    cpu: CpuLedger,
 }
 
 impl PluginManager {
     pub fn new(engine: PluginEngine, registry: PluginRegistry) -> Self {
-        Self { engine, registry }
+        Self { engine, registry, cpu: CpuLedger::default() }
+    }
+
+    /// The tenants' CPU accounts.
+    pub fn cpu(&self) -> &CpuLedger {
+        &self.cpu
     }
 
     pub fn engine(&self) -> &PluginEngine {
@@ -38,8 +46,10 @@ impl PluginManager {
     }
 
     /// A ready instance for scenario `key`'s reference `r`, for
-    /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). A pinned module
-    /// already compiled is reused without reading it again.
+    /// [`ScenarioScorer::install`](super::scorer::ScenarioScorer::install). The reference
+    /// resolves in the namespace of the scenario's tenant (its own modules, then shared ones;
+    /// see [`PluginRegistry::lookup_for`]). A pinned module already compiled is reused without
+    /// reading it again.
     pub async fn prepare(&self, key: &ScenarioKey, r: &PluginRef) -> Result<PluginInstance, PluginError> {
         self.prepare_within(key, r, &TenantQuotas::default()).await
     }
@@ -49,7 +59,7 @@ impl PluginManager {
     pub async fn prepare_within(&self, key: &ScenarioKey, r: &PluginRef, quotas: &TenantQuotas) -> Result<PluginInstance, PluginError> {
         let started = Instant::now();
         let label = r.label();
-        let info = self.registry.lookup(r)?;
+        let info = self.registry.lookup_for(&key.tenant_id, r)?;
         if info.size > quotas.max_module_bytes as u64 {
             return Err(PluginError::QuotaExceeded {
                 quota: "max_module_bytes",
@@ -59,7 +69,7 @@ impl PluginManager {
         let compiled = match self.engine.compiled(&info.sha256).filter(|_| r.sha256.is_some()) {
             Some(hit) => hit,
             None => {
-                let module = self.registry.resolve(r).await?;
+                let module = self.registry.resolve_for(&key.tenant_id, r).await?;
                 let engine = self.engine.clone();
                 tokio::task::spawn_blocking(move || engine.compile(&module.bytes))
                     .await
@@ -70,9 +80,15 @@ impl PluginManager {
         let params = r.params.clone();
         let instance_label = label.clone();
         let limits = quotas.sandbox_limits(engine.limits());
-        let instance = tokio::task::spawn_blocking(move || engine.instantiate_with_limits(compiled, instance_label, &params, limits))
-            .await
-            .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
+        let cpu = self.cpu.tenant(&key.tenant_id, std::time::Duration::from_millis(quotas.cpu_ms_per_minute));
+        let instance = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let instance = engine.instantiate_with_limits(compiled, instance_label, &params, limits);
+            cpu.charge(started.elapsed());
+            instance.map(|i| i.with_cpu(cpu))
+        })
+        .await
+        .map_err(|e| PluginError::Instantiate(format!("instantiate task failed: {e}")))??;
         tracing::info!(scenario = %key, plugin = %label, sha256 = %instance.sha256(), ms = started.elapsed().as_millis() as u64,
             "plugin prepared");
         Ok(instance)

@@ -13,6 +13,7 @@
 //! See `docs/plugins.md`.
 
 mod bindings;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 mod executor;
@@ -28,6 +29,7 @@ pub use instance::PluginInstance;
 pub use manager::PluginManager;
 pub use registry::{
     MAX_MODULE_BYTES, ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo,
+    publish_to_mongo_as,
 };
 pub use sandbox::{BudgetMode, Grants, SandboxLimits};
 pub use scorer::{DEFAULT_QUARANTINE_AFTER, PluginState, ScenarioScorer, ScoreOutcome, ScorerUsed};

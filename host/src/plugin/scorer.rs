@@ -6,6 +6,7 @@ use std::fmt;
 
 use metrics::Counter;
 
+use super::cpu::Lane;
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use crate::admin::limits::cap_error;
@@ -14,6 +15,10 @@ use crate::scoring::{WindowBatch, builtin};
 
 /// Consecutive failures after which a plugin is quarantined.
 pub const DEFAULT_QUARANTINE_AFTER: u32 = 3;
+/// A call that takes at least this share of its per-call budget is near it; as many such calls
+/// in a row as failures quarantine (a plugin living at 95% of its budget would otherwise hold
+/// the pipeline thread for nearly the whole budget every window, and never fail).
+pub const NEAR_BUDGET_SHARE: f64 = 0.9;
 
 /// What a scenario's scoring is doing, for the status key and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,12 +122,31 @@ pub struct ScenarioScorer {
     /// The previous proven plugin, kept while a newly installed one has not proven itself.
     last_good: Option<Slot>,
     failures: u32,
+    /// Consecutive calls near the per-call budget.
+    near_budget: u32,
+    /// Live or shadow: a tenant near its CPU budget per minute skips shadow calls first.
+    lane: Lane,
     state: PluginState,
 }
 
 impl ScenarioScorer {
     pub fn new(key: ScenarioKey) -> Self {
-        Self { key, quarantine_after: DEFAULT_QUARANTINE_AFTER, active: None, last_good: None, failures: 0, state: PluginState::None }
+        Self {
+            key,
+            quarantine_after: DEFAULT_QUARANTINE_AFTER,
+            active: None,
+            last_good: None,
+            failures: 0,
+            near_budget: 0,
+            lane: Lane::Live,
+            state: PluginState::None,
+        }
+    }
+
+    /// A scorer of a shadow lane (see [`Lane`]).
+    pub fn for_shadow(mut self) -> Self {
+        self.lane = Lane::Shadow;
+        self
     }
 
     /// Quarantine after `n` consecutive failures (at least 1).
@@ -193,11 +217,28 @@ impl ScenarioScorer {
         let Some(slot) = self.active.as_mut() else {
             return ScoreOutcome { used: self.score_fallback(batch, out), error: None };
         };
+        if let Some(refusal) = slot.instance.cpu().and_then(|cpu| cpu.admit(self.lane).err()) {
+            return self.throttled(refusal, batch, out);
+        }
         slot.calls.increment(1);
-        let error = match slot.instance.score(batch, out) {
+        let result = slot.instance.score(batch, out);
+        let label = slot.instance.label().to_string();
+        let error = match result {
+            Err(PluginError::Restarting) => {
+                // Not a new failure: the one that poisoned the instance was counted.
+                let used = self.score_fallback(batch, out);
+                return ScoreOutcome { used, error: Some(PluginError::Restarting) };
+            }
+            Ok(()) if self.is_near_budget() => {
+                let (used, budget) = self.active.as_ref().map(|s| s.instance.last_call()).unwrap_or_default();
+                // Quarantined at once: the calls up to here were near the budget in a row.
+                self.failures = self.quarantine_after.saturating_sub(1);
+                PluginError::NearBudget { used_ms: used.as_millis() as u64, budget_ms: budget.as_millis() as u64, calls: self.near_budget }
+            }
             Ok(()) => {
-                let label = slot.instance.label().to_string();
-                if !slot.proven {
+                if let Some(slot) = self.active.as_mut()
+                    && !slot.proven
+                {
                     slot.proven = true;
                     // The new plugin works: the one it replaced is no longer needed.
                     self.last_good = None;
@@ -212,7 +253,6 @@ impl ScenarioScorer {
             }
             Err(e) => e,
         };
-        let label = slot.instance.label().to_string();
         self.failures += 1;
         self.count_failure(&label, &error);
         // Tenant code's error text: capped before it reaches the state, the status and the log.
@@ -230,9 +270,45 @@ impl ScenarioScorer {
         ScoreOutcome { used: self.score_fallback(batch, out), error: Some(error) }
     }
 
+    /// Counts a call near its per-call budget; true once as many in a row as quarantine takes
+    /// (the call's scores stand, but the plugin is treated as failing from here on).
+    fn is_near_budget(&mut self) -> bool {
+        let Some(slot) = &self.active else { return false };
+        let (used, budget) = slot.instance.last_call();
+        if used < budget.mul_f64(NEAR_BUDGET_SHARE) {
+            self.near_budget = 0;
+            return false;
+        }
+        self.near_budget += 1;
+        self.near_budget >= self.quarantine_after
+    }
+
+    /// The tenant's CPU budget for this minute is spent (for this lane): the built-in formula
+    /// scores, and a budget spent minute after minute quarantines the plugin.
+    fn throttled(&mut self, refusal: super::cpu::Refusal, batch: &WindowBatch, out: &mut Vec<f64>) -> ScoreOutcome {
+        let label = self.active.as_ref().map(|s| s.instance.label().to_string()).unwrap_or_default();
+        let error = PluginError::TenantCpu { used_ms: refusal.used_ms, budget_ms: refusal.budget_ms };
+        self.count_failure(&label, &error);
+        let reason = error.to_string();
+        if refusal.sustained() {
+            tracing::error!(scenario = %self.key, plugin = %label, minutes = refusal.spent_minutes, "tenant CPU budget spent minute after minute; plugin quarantined");
+            self.active = None;
+            self.last_good = None;
+            let reason = format!("{reason} ({} minutes in a row)", refusal.spent_minutes);
+            self.state = PluginState::Quarantined { label, reason };
+        } else if !matches!(&self.state, PluginState::Fallback { reason: r, .. } if *r == reason) {
+            tracing::warn!(scenario = %self.key, plugin = %label, used_ms = refusal.used_ms, budget_ms = refusal.budget_ms, "tenant CPU budget spent for this minute; built-in formula scores");
+            self.state = PluginState::Fallback { label, reason };
+        }
+        builtin::score_batch(batch, out);
+        ScoreOutcome { used: ScorerUsed::Builtin, error: Some(error) }
+    }
+
     /// Scores with the last good plugin, or the built-in formula if there is none or it fails.
     fn score_fallback(&mut self, batch: &WindowBatch, out: &mut Vec<f64>) -> ScorerUsed {
-        if let Some(slot) = self.last_good.as_mut() {
+        if let Some(slot) = self.last_good.as_mut()
+            && slot.instance.cpu().is_none_or(|cpu| cpu.admit(self.lane).is_ok())
+        {
             slot.calls.increment(1);
             match slot.instance.score(batch, out) {
                 Ok(()) => return ScorerUsed::Plugin(slot.instance.label().to_string()),

@@ -1,5 +1,8 @@
 //! The directory source: `<name>@<version>.wasm` files, scanned, watched with `notify`, and
-//! published to atomically.
+//! published to atomically. Ownership lives in hidden sidecar files beside each module (the
+//! scan skips hidden files as modules): `.<name>@<version>.owner` holds the owning tenant,
+//! `.<name>@<version>.shared` exists when an admin shared the module. A module without an owner
+//! file was placed by an operator and is shared.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +12,28 @@ use tokio::sync::mpsc;
 use super::{Index, MAX_MODULE_BYTES, ModuleId, ModuleInfo, ModuleSource, check_publishable, module_path};
 use crate::plugin::engine::sha256_hex;
 use crate::plugin::error::PluginError;
+
+/// Sidecar file recording the tenant that owns a module.
+pub fn owner_path(dir: &Path, id: &ModuleId) -> PathBuf {
+    dir.join(format!(".{id}.owner"))
+}
+
+/// Sidecar file marking a tenant's module shared with every tenant.
+pub fn shared_path(dir: &Path, id: &ModuleId) -> PathBuf {
+    dir.join(format!(".{id}.shared"))
+}
+
+/// The owner recorded for a module: `None` without an owner file (an operator's module). An
+/// owner file that is unreadable or not a valid tenant id counts as owned by nobody that can
+/// match (`"?"`): failing closed, never widening a module to every tenant.
+fn read_owner(dir: &Path, id: &ModuleId) -> Option<String> {
+    match std::fs::read_to_string(owner_path(dir, id)) {
+        Ok(s) if crate::config::validate::is_valid_id(s.trim()) => Some(s.trim().to_string()),
+        Ok(_) => Some("?".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some("?".into()),
+    }
+}
 
 /// Indexes the modules in `dir`. Files whose size and modification time match `previous` keep
 /// their sha256 without being read again. Other files (temporary, hidden, misnamed) are
@@ -43,7 +68,9 @@ pub(super) fn scan(dir: &Path, previous: &Index) -> Result<Index, PluginError> {
                 }
             },
         };
-        index.insert(id.clone(), ModuleInfo { id, sha256, size, modified, source });
+        let owner = read_owner(dir, &id);
+        let shared = shared_path(dir, &id).exists();
+        index.insert(id.clone(), ModuleInfo { id, sha256, size, modified, source, owner, shared });
     }
     Ok(index)
 }
@@ -75,7 +102,8 @@ pub async fn publish_to_dir(dir: &Path, name: &str, version: &str, bytes: &[u8])
     }
     let modified = tokio::fs::metadata(&path).await.ok().and_then(|m| m.modified().ok());
     tracing::info!(plugin = %id, file = %path.display(), "published plugin module");
-    Ok(ModuleInfo { id, sha256: sha256_hex(bytes), size: bytes.len() as u64, modified, source: ModuleSource::Dir(path) })
+    let (owner, shared) = (read_owner(dir, &id), shared_path(dir, &id).exists());
+    Ok(ModuleInfo { id, sha256: sha256_hex(bytes), size: bytes.len() as u64, modified, source: ModuleSource::Dir(path), owner, shared })
 }
 
 #[cfg(test)]
@@ -107,6 +135,27 @@ mod tests {
         fake.values_mut().for_each(|m| m.sha256 = "remembered".into());
         // Same size and mtime: the remembered hash is reused, proving no re-read.
         assert_eq!(scan(dir.path(), &fake).unwrap().values().next().unwrap().sha256, "remembered");
+    }
+
+    #[test]
+    fn sidecars_record_owner_and_shared_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        for m in ["op@1.wasm", "own@1.wasm", "sh@1.wasm", "odd@1.wasm"] {
+            std::fs::write(dir.path().join(m), b"m").unwrap();
+        }
+        let id = |n: &str| ModuleId::new(n, "1").unwrap();
+        std::fs::write(owner_path(dir.path(), &id("own")), "acme\n").unwrap();
+        std::fs::write(owner_path(dir.path(), &id("sh")), "acme").unwrap();
+        std::fs::write(shared_path(dir.path(), &id("sh")), b"").unwrap();
+        std::fs::write(owner_path(dir.path(), &id("odd")), "../not a tenant").unwrap();
+        let index = scan(dir.path(), &Index::new()).unwrap();
+        assert_eq!(index.len(), 4, "sidecars are not modules");
+        let m = |n: &str| &index[&id(n)];
+        assert!(m("op").owner.is_none() && m("op").is_shared() && m("op").usable_by("anyone"));
+        assert_eq!(m("own").owner.as_deref(), Some("acme"));
+        assert!(m("own").usable_by("acme") && !m("own").usable_by("rival") && !m("own").is_shared());
+        assert!(m("sh").shared && m("sh").usable_by("rival"));
+        assert!(!m("odd").usable_by("acme") && !m("odd").is_shared(), "a bad owner file fails closed");
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! Where plugin modules come from: an index of `name@version` modules with their sha256, fed by
-//! a watched directory and/or a polled MongoDB collection, and a channel announcing which
-//! modules changed so references to them are re-resolved.
+//! Where plugin modules come from: an index of `name@version` modules with their sha256, owner
+//! and shared mark, fed by a watched directory and/or a polled MongoDB collection, and a channel
+//! announcing which modules changed so references to them are re-resolved.
+//!
+//! Namespaces: a scenario's reference resolves only to a module its tenant may use
+//! ([`ModuleInfo::usable_by`]): one the tenant owns, else a shared one (no owner, i.e. placed by
+//! an operator, or marked shared by an admin). Anything else looks exactly like a missing module
+//! ([`PluginError::NotVisible`]), so a tenant learns nothing about other tenants' modules.
 
 mod dir;
 mod mongo;
@@ -13,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 
-pub use dir::publish_to_dir;
-pub use mongo::publish_to_mongo;
+pub use dir::{owner_path, publish_to_dir, shared_path};
+pub use mongo::{publish_to_mongo, publish_to_mongo_as};
 
 use super::engine::sha256_hex;
 use super::error::PluginError;
@@ -90,6 +95,24 @@ pub struct ModuleInfo {
     /// File modification time, or the MongoDB document's `published_at`.
     pub modified: Option<SystemTime>,
     pub source: ModuleSource,
+    /// The tenant that published it through the admin API; `None`: placed or published by an
+    /// operator.
+    pub owner: Option<String>,
+    /// Marked shared by an admin (`rtscore plugin share`): every tenant may reference it.
+    pub shared: bool,
+}
+
+impl ModuleInfo {
+    /// Whether every tenant may reference it: an operator's module (no owner) always is, a
+    /// tenant's only once an admin marked it shared.
+    pub fn is_shared(&self) -> bool {
+        self.owner.is_none() || self.shared
+    }
+
+    /// Whether scenarios of `tenant` may reference it: its own modules and shared ones.
+    pub fn usable_by(&self, tenant: &str) -> bool {
+        self.is_shared() || self.owner.as_deref() == Some(tenant)
+    }
 }
 
 /// Modules added, removed or replaced by one rescan or poll.
@@ -200,16 +223,38 @@ impl PluginRegistry {
         all
     }
 
-    /// The module a reference resolves to, from the index alone (no I/O): with a pinned sha256,
-    /// the source holding exactly that module; unpinned, the directory's, else MongoDB's.
+    /// The module a reference resolves to, from the index alone (no I/O), without namespaces
+    /// (operator tools and tests): with a pinned sha256, the source holding exactly that module;
+    /// unpinned, the directory's, else MongoDB's.
     pub fn lookup(&self, r: &PluginRef) -> Result<ModuleInfo, PluginError> {
+        self.lookup_in(None, r)
+    }
+
+    /// [`Self::lookup`] in `tenant`'s namespace: only modules the tenant owns or shared ones
+    /// are candidates, its own first. A module of another tenant is reported exactly like a
+    /// missing one ([`PluginError::NotVisible`]), and a hash mismatch only ever quotes a
+    /// module the tenant may see.
+    pub fn lookup_for(&self, tenant: &str, r: &PluginRef) -> Result<ModuleInfo, PluginError> {
+        self.lookup_in(Some(tenant), r)
+    }
+
+    fn lookup_in(&self, tenant: Option<&str>, r: &PluginRef) -> Result<ModuleInfo, PluginError> {
         let id = ModuleId::of(r);
-        let candidates: Vec<ModuleInfo> = [lock(&self.inner.dir_index).get(&id).cloned(), lock(&self.inner.mongo_index).get(&id).cloned()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut candidates: Vec<ModuleInfo> =
+            [lock(&self.inner.dir_index).get(&id).cloned(), lock(&self.inner.mongo_index).get(&id).cloned()]
+                .into_iter()
+                .flatten()
+                .filter(|m| tenant.is_none_or(|t| m.usable_by(t)))
+                .collect();
+        if let Some(t) = tenant {
+            // Stable: among equals the directory stays first.
+            candidates.sort_by_key(|m| m.owner.as_deref() != Some(t));
+        }
         let Some(first) = candidates.first() else {
-            return Err(PluginError::NotFound { reference: id.to_string() });
+            return Err(match tenant {
+                Some(t) => PluginError::NotVisible { reference: id.to_string(), tenant: t.to_string() },
+                None => PluginError::NotFound { reference: id.to_string() },
+            });
         };
         match pinned(r) {
             Some(want) => candidates.iter().find(|c| c.sha256 == want).cloned().ok_or_else(|| PluginError::HashMismatch {
@@ -221,11 +266,22 @@ impl PluginRegistry {
         }
     }
 
-    /// Finds the module of a reference and reads its bytes, verifying them against the pinned
-    /// sha256 ([`PluginError::HashMismatch`] otherwise). An unpinned reference takes the module
-    /// found and is warned about once per module content.
+    /// Finds the module of a reference (without namespaces, see [`Self::lookup`]) and reads its
+    /// bytes, verifying them against the pinned sha256 ([`PluginError::HashMismatch`]
+    /// otherwise). An unpinned reference takes the module found and is warned about once per
+    /// module content.
     pub async fn resolve(&self, r: &PluginRef) -> Result<ResolvedModule, PluginError> {
         let info = self.lookup(r)?;
+        self.read_verified(info, r).await
+    }
+
+    /// [`Self::resolve`] in `tenant`'s namespace (see [`Self::lookup_for`]).
+    pub async fn resolve_for(&self, tenant: &str, r: &PluginRef) -> Result<ResolvedModule, PluginError> {
+        let info = self.lookup_for(tenant, r)?;
+        self.read_verified(info, r).await
+    }
+
+    async fn read_verified(&self, info: ModuleInfo, r: &PluginRef) -> Result<ResolvedModule, PluginError> {
         let bytes: Arc<[u8]> = match &info.source {
             ModuleSource::Dir(path) => {
                 let bytes = tokio::fs::read(path).await.map_err(|e| match e.kind() {
@@ -282,10 +338,15 @@ fn pinned(r: &PluginRef) -> Option<String> {
     r.sha256.as_ref().map(|s| s.trim().to_ascii_lowercase())
 }
 
-/// Modules that differ between two indexes (added, removed, or with another sha256).
+/// Modules that differ between two indexes (added, removed, with another sha256, or with
+/// another owner or shared mark: who may reference them changed).
 fn diff(old: &Index, new: &Index) -> BTreeSet<ModuleId> {
     let mut changed: BTreeSet<ModuleId> = old.keys().filter(|id| !new.contains_key(id)).cloned().collect();
-    changed.extend(new.iter().filter(|(id, m)| old.get(id).is_none_or(|o| o.sha256 != m.sha256)).map(|(id, _)| id.clone()));
+    changed.extend(
+        new.iter()
+            .filter(|(id, m)| old.get(id).is_none_or(|o| o.sha256 != m.sha256 || o.owner != m.owner || o.shared != m.shared))
+            .map(|(id, _)| id.clone()),
+    );
     changed
 }
 
@@ -406,7 +467,15 @@ mod tests {
     use super::*;
 
     fn info(name: &str, sha: &str) -> ModuleInfo {
-        ModuleInfo { id: ModuleId::new(name, "0.1.0").unwrap(), sha256: sha.into(), size: 1, modified: None, source: ModuleSource::Mongo }
+        ModuleInfo {
+            id: ModuleId::new(name, "0.1.0").unwrap(),
+            sha256: sha.into(),
+            size: 1,
+            modified: None,
+            source: ModuleSource::Mongo,
+            owner: None,
+            shared: false,
+        }
     }
 
     #[test]
@@ -449,6 +518,65 @@ mod tests {
         );
         r.name = "missing".into();
         assert_eq!(reg.lookup(&r).unwrap_err(), PluginError::NotFound { reference: "missing@0.1.0".into() });
+    }
+
+    #[test]
+    fn references_resolve_in_the_tenant_namespace() {
+        let reg = PluginRegistry::new();
+        let put = |name: &str, sha: &str, owner: Option<&str>, shared: bool, dir: bool| {
+            let mut m = info(name, sha);
+            m.owner = owner.map(str::to_string);
+            m.shared = shared;
+            let index = if dir {
+                m.source = ModuleSource::Dir(format!("/p/{name}@0.1.0.wasm").into());
+                &reg.inner.dir_index
+            } else {
+                &reg.inner.mongo_index
+            };
+            lock(index).insert(m.id.clone(), m);
+        };
+        put("ops", "o1", None, false, true);
+        put("mine", "m1", Some("a"), false, true);
+        put("lent", "l1", Some("a"), true, true);
+        let r = |name: &str, sha: Option<&str>| PluginRef {
+            name: name.into(),
+            version: "0.1.0".into(),
+            sha256: sha.map(str::to_string),
+            params: serde_json::Value::Null,
+        };
+        assert_eq!(reg.lookup_for("a", &r("mine", None)).unwrap().sha256, "m1", "its own module");
+        assert_eq!(reg.lookup_for("b", &r("ops", None)).unwrap().sha256, "o1", "an operator's module is shared");
+        assert_eq!(reg.lookup_for("b", &r("lent", Some("l1"))).unwrap().sha256, "l1", "shared by an admin");
+        // Another tenant's module and a missing one fail alike, and a pin quotes nothing foreign.
+        let foreign = reg.lookup_for("b", &r("mine", Some("m1"))).unwrap_err();
+        let missing = reg.lookup_for("b", &r("nothing", None)).unwrap_err();
+        assert_eq!(foreign, PluginError::NotVisible { reference: "mine@0.1.0".into(), tenant: "b".into() });
+        assert_eq!(
+            foreign.to_string(),
+            "no module `mine@0.1.0` owned by tenant `b` or shared; publish it for this tenant or ask an admin to share it"
+        );
+        assert_eq!(missing.to_string().replace("nothing", "mine"), foreign.to_string());
+        assert_eq!(foreign.kind(), missing.kind());
+        assert_eq!(reg.lookup(&r("mine", None)).unwrap().sha256, "m1", "operator tools see everything");
+        // The same name@version in both sources: the tenant's own wins over a shared one, and
+        // a pin picks among visible modules only.
+        put("dup", "shared-one", None, false, true);
+        put("dup", "a-own", Some("a"), false, false);
+        assert_eq!(reg.lookup_for("a", &r("dup", None)).unwrap().sha256, "a-own");
+        assert_eq!(reg.lookup_for("b", &r("dup", None)).unwrap().sha256, "shared-one");
+        let err = reg.lookup_for("b", &r("dup", Some("a-own"))).unwrap_err();
+        assert_eq!(err, PluginError::HashMismatch { reference: "dup@0.1.0".into(), expected: "a-own".into(), actual: "shared-one".into() });
+    }
+
+    #[test]
+    fn ownership_changes_are_announced() {
+        let old: Index = [info("a", "1")].into_iter().map(|m| (m.id.clone(), m)).collect();
+        let mut new = old.clone();
+        new.values_mut().for_each(|m| m.owner = Some("t".into()));
+        assert_eq!(diff(&old, &new).len(), 1, "a new owner changes who may reference it");
+        let mut shared = new.clone();
+        shared.values_mut().for_each(|m| m.shared = true);
+        assert_eq!(diff(&new, &shared).len(), 1, "so does the shared mark");
     }
 
     #[test]
