@@ -288,9 +288,19 @@ impl Browser {
         self.cmd("POST", &format!("/element/{id}/value"), Some(&json!({"text": text})));
     }
 
+    /// Clicks the element `css` selects. Live updates replace parts of the page, so an element
+    /// found a moment ago may be gone ("stale"): it is looked up again, a few times.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(&json!({})));
+        for _ in 0..5 {
+            let id = self.element(css);
+            let (status, v) = wd(self.port, "POST", &format!("/session/{}/element/{id}/click", self.session), Some(&json!({})));
+            if status == 200 {
+                return;
+            }
+            assert_eq!(v["value"]["error"], "stale element reference", "WebDriver click {css}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{css} went stale five times in a row");
     }
 
     /// Runs `script` in the page and returns its result.
