@@ -140,6 +140,15 @@ fn a_tenant_logs_in_sees_its_scenarios_and_changes_a_weight() {
     b.eval("document.getElementById('shadow').parentElement.scrollIntoView()", json!([]));
     shot(&b, "console-shadow.png");
 
+    // The editor still holds revision 2: saving it would drop the candidate stored since. It is
+    // refused, nothing is stored, and the page says why.
+    b.click("#apply");
+    b.wait_for(Duration::from_secs(10), "the editor's conflict", |b| {
+        b.text("#editor-result").contains("changed by someone else to revision 3")
+    });
+    let stored = request(port, "GET", "/api/v1/tenants/acme/scenarios/home", Some(&token), b"").json();
+    assert_eq!(stored["revision"], 3, "nothing was stored over revision 3");
+
     // Promote from the page: the same service as the API, a new revision without a candidate.
     b.click("#promote");
     b.wait_for(Duration::from_secs(10), "the promotion", |b| b.text("#rollout-result").contains("stored revision 4"));

@@ -56,13 +56,16 @@ pub fn request_raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)]
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // A server may answer before reading the whole body (a 413 decided by `Content-Length`) and
+    // close: the answer is still there to read.
+    let sent_all = s.write_all(body).is_ok();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) if !sent_all && !buf.is_empty() => break,
             Err(e) => panic!("reading {method} {path}: {e} (got {:?})", String::from_utf8_lossy(&buf)),
         }
         if let Some(marker) = stream_until
@@ -115,9 +118,14 @@ impl ApiHost {
         Self::start_prepared(scenarios, |_| {}, &[])
     }
 
+    /// As [`ApiHost::start`], with more `rtscore run` flags (limits, for instance).
+    pub fn start_args(scenarios: &[Value], extra: &[&str]) -> ApiHost {
+        Self::start_prepared(scenarios, |_| {}, extra)
+    }
+
     /// Like [`ApiHost::start`]; `prepare` fills the host's directory first (its `scenarios/`,
     /// `scenarios/tenants/` and `plugins/`), and `extra` goes to `rtscore run`.
-    pub fn start_prepared(scenarios: &[Value], prepare: impl FnOnce(&std::path::Path), extra: &[&str]) -> ApiHost {
+    pub fn start_prepared(scenarios: &[Value], prepare: impl FnOnce(&Path), extra: &[&str]) -> ApiHost {
         let dir = tempfile::tempdir().unwrap();
         let scen = dir.path().join("scenarios");
         std::fs::create_dir_all(&scen).unwrap();
@@ -153,6 +161,13 @@ impl ApiHost {
         let stdin = host.take_stdin();
         assert!(wait_until(Duration::from_secs(30), || super::http_get(port, "/readyz").is_some()), "host not ready:\n{}", host.log());
         ApiHost { host, port, dir, stdin: Some(stdin) }
+    }
+
+    /// Writes a tenant document (quotas) where the host and the admin API read it.
+    pub fn put_tenant(&self, doc: &Value) {
+        let dir = self.dir.path().join("scenarios/tenants");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}.json", doc["tenant_id"].as_str().unwrap())), doc.to_string()).unwrap();
     }
 
     /// A token made by the real CLI (`rtscore token create`).
@@ -287,9 +302,19 @@ impl Browser {
         self.cmd("POST", &format!("/element/{id}/value"), Some(&json!({"text": text})));
     }
 
+    /// Clicks the element `css` selects. Live updates replace parts of the page, so an element
+    /// found a moment ago may be gone ("stale"): it is looked up again, a few times.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(&json!({})));
+        for _ in 0..5 {
+            let id = self.element(css);
+            let (status, v) = wd(self.port, "POST", &format!("/session/{}/element/{id}/click", self.session), Some(&json!({})));
+            if status == 200 {
+                return;
+            }
+            assert_eq!(v["value"]["error"], "stale element reference", "WebDriver click {css}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{css} went stale five times in a row");
     }
 
     /// Runs `script` in the page and returns its result.

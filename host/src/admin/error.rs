@@ -24,6 +24,11 @@ pub enum AdminError {
     #[error("quota exceeded: {0}")]
     Quota(String),
 
+    /// Too many requests of this kind right now (upload rate, concurrent compiles); try again
+    /// after `retry_after` seconds.
+    #[error("{message}")]
+    TooMany { message: String, retry_after: Option<u64> },
+
     /// The caller may not touch this object (a plugin another tenant published).
     #[error("{0}")]
     NotOwner(String),

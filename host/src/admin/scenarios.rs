@@ -12,6 +12,7 @@ use crate::config::edit::{deep_merge, new_document, next_revision};
 use crate::config::history;
 use crate::config::store::ScenarioStore;
 use crate::config::switch::EffectiveFrom;
+use crate::config::tenant::{TenantQuotas, parse_tenant};
 use crate::config::validate::is_valid_id;
 use crate::config::{ScenarioConfig, parse_scenario};
 
@@ -229,6 +230,14 @@ impl ScenarioService {
             return Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() });
         }
         Ok(history)
+    }
+
+    /// The tenant's quotas from its tenant document; a missing or invalid document gives the
+    /// defaults, as on the hosts.
+    pub async fn tenant_quotas(&self, tenant: &str) -> Result<TenantQuotas, AdminError> {
+        check_ids(tenant, None)?;
+        let doc = self.store.tenant(tenant).await?;
+        Ok(doc.and_then(|d| parse_tenant(&d).ok()).map(|(_, q)| q).unwrap_or_default())
     }
 
     pub async fn delete(&self, tenant: &str, scenario: &str) -> Result<(), AdminError> {

@@ -9,9 +9,11 @@ mod scenarios;
 mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method, header};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
@@ -19,12 +21,13 @@ pub use auth::{Scope, TokenStore};
 pub use error::ApiError;
 
 use crate::admin::plugins::PluginTarget;
-use crate::admin::{PluginService, ScenarioService};
+use crate::admin::{CompileLimits, PluginService, ScenarioService};
 use crate::cli::RunArgs;
 use crate::cli::run_args::ConfigSource;
 use crate::config::mongo::MongoScenarioStore;
 use crate::config::store::ScenarioStore;
-use crate::sinks::live::LiveView;
+use crate::console::streams::StreamSlots;
+use crate::sinks::live::{HostLive, LiveView};
 
 /// The OpenAPI description, checked in at `docs/openapi.json` and served as is.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
@@ -39,6 +42,50 @@ pub struct AdminState {
     /// Where hosts report their progress (`--redis-url`): writes take effect from the first
     /// window end past it (the fleet-synchronised switch, docs/rollout.md).
     pub redis_url: Option<String>,
+    pub limits: ApiLimits,
+    /// The console's open live streams.
+    pub streams: Arc<StreamSlots>,
+}
+
+/// Host-wide limits on what API and console callers send and hold (`rtscore run` flags;
+/// docs/security.md). Per-tenant upload quotas live in the tenant document.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Largest request body of a route other than a plugin upload.
+    pub max_body_bytes: usize,
+    pub compile: CompileLimits,
+    pub max_streams: usize,
+    pub max_streams_per_login: usize,
+    /// Largest live console update.
+    pub max_event_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            compile: CompileLimits::default(),
+            max_streams: 64,
+            max_streams_per_login: 8,
+            max_event_bytes: 256 << 10,
+        }
+    }
+}
+
+impl ApiLimits {
+    pub fn from_args(args: &RunArgs) -> Self {
+        Self {
+            max_body_bytes: args.api_max_body_bytes,
+            compile: CompileLimits {
+                timeout: Duration::from_secs(args.plugin_compile_timeout_s.max(1)),
+                failed_cache_entries: args.failed_compile_cache,
+                max_compiles: args.plugin_max_compiles.max(1),
+            },
+            max_streams: args.console_max_streams,
+            max_streams_per_login: args.console_max_streams_per_login,
+            max_event_bytes: args.console_max_event_bytes,
+        }
+    }
 }
 
 impl AdminState {
@@ -56,14 +103,32 @@ impl AdminState {
         if args.api_tokens_file.is_none() {
             tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
         }
-        let plugins = Arc::new(PluginService::new(target));
+        let limits = ApiLimits::from_args(args);
+        let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
         Ok(Self {
             scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
             plugins,
             tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
             live,
             redis_url: args.redis_url.clone(),
+            limits,
+            streams: Arc::new(StreamSlots::new(limits.max_streams, limits.max_streams_per_login)),
         })
+    }
+
+    /// The counters a scope may see: host-wide for admin; for a tenant, the sums of its own
+    /// scenarios only (host totals would tell it how busy the other tenants are).
+    pub fn visible_counters(&self, scope: &Scope) -> HostLive {
+        let Some(tenant) = scope.tenant() else { return self.live.host() };
+        let mut c = HostLive::default();
+        for (_, s) in self.live.scenarios(Some(tenant)) {
+            c.rejected += s.rejected;
+            if let Some(r) = &s.status {
+                c.events_in += r.events;
+                c.late += r.late;
+            }
+        }
+        c
     }
 
     /// The scope of the request's bearer token, which must allow `tenant` (any tenant with `None`).
@@ -137,7 +202,10 @@ pub fn route_specs() -> Vec<(Method, &'static str, Access)> {
 }
 
 pub fn router(state: AdminState) -> Router {
-    routes().into_iter().fold(Router::new(), |r, rt| r.route(rt.path, rt.handler)).with_state(state)
+    // Every body is capped; the upload route reads its body itself, capped by the tenant's
+    // module-size quota.
+    let limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
+    routes().into_iter().fold(Router::new(), |r, rt| r.route(rt.path, rt.handler)).layer(limit).with_state(state)
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 //! tenant, `DELETE` takes the mark off (409 while other tenants' scenarios reference it).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, post};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,10 +28,36 @@ pub async fn list(State(s): State<AdminState>, Path(tenant): Path<String>, heade
     Ok(Json(json!({"plugins": s.plugins.list(Some(&tenant)).await?})))
 }
 
-/// The upload route, with a body limit just above the per-module quota (the quota check then
-/// answers with a clear message; anything far larger is cut off by the server).
+/// The upload route. It takes the raw body and reads it itself, capped by the tenant's
+/// module-size quota (not the API's body limit).
 pub fn upload_route() -> MethodRouter<AdminState> {
-    post(upload).layer(DefaultBodyLimit::max(PluginQuota::TENANT.max_module_bytes + 1))
+    post(upload)
+}
+
+fn too_large(cap: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("quota exceeded: the module is larger than this tenant's module-size quota ({cap} bytes, max_module_bytes)"),
+    )
+}
+
+/// The body, refused as soon as it passes `cap` bytes (at once when `Content-Length` says
+/// so): at most `cap` bytes are ever held.
+async fn read_capped(headers: &HeaderMap, body: Body, cap: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large(cap));
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("body", format!("could not be read ({e})")))?;
+        if out.len() + chunk.len() > cap {
+            return Err(too_large(cap));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 async fn upload(
@@ -39,12 +65,16 @@ async fn upload(
     Path(tenant): Path<String>,
     headers: HeaderMap,
     q: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Who and what first: nothing of the body is read for a caller that may not upload.
     s.authorize(&headers, Some(&tenant))?;
     let Query(p) = q.map_err(|e| ApiError::bad_request("query", format!("give ?name=<plugin>&version=<version> ({})", e.body_text())))?;
-    let bytes = body.map_err(|e| ApiError::new(e.status(), format!("quota exceeded: {}", e.body_text())))?;
-    let m = s.plugins.publish(Some(&tenant), &p.name, &p.version, bytes.to_vec(), PluginQuota::TENANT).await?;
+    let quota = PluginQuota::for_tenant(&s.scenarios.tenant_quotas(&tenant).await?);
+    // Over its rate, a tenant's upload is refused before its bytes are received.
+    s.plugins.admit_upload(&tenant, &quota)?;
+    let bytes = read_capped(&headers, body, quota.max_module_bytes).await?;
+    let m = s.plugins.publish(Some(&tenant), &p.name, &p.version, bytes, quota).await?;
     tracing::info!(%tenant, plugin = %format!("{}@{}", m.name, m.version), sha256 = %m.sha256, "plugin uploaded through the admin API");
     Ok((StatusCode::CREATED, Json(json!({"plugin": m, "reference": m.reference()}))))
 }

@@ -5,8 +5,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,8 +42,16 @@ impl WriteOptions {
     }
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("", format!("the body must be a JSON object ({e})")))
+/// The JSON body; one above `--api-max-body-bytes` is a `413` that says the limit.
+fn json_body(s: &AdminState, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the host's {}-byte limit (--api-max-body-bytes)", s.limits.max_body_bytes),
+        ),
+        status => ApiError::new(status, e.body_text()),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("", format!("the body must be a JSON object ({e})")))
 }
 
 fn options(q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>) -> Result<WriteOptions, ApiError> {
@@ -96,12 +105,12 @@ pub async fn write(
     Path((tenant, scenario)): Path<(String, String)>,
     headers: HeaderMap,
     q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     s.authorize(&headers, Some(&tenant))?;
     let opts = options(q)?;
     let if_revision = if_match(&headers)?;
-    let body = json_body(&body)?;
+    let body = json_body(&s, body)?;
     let svc = &s.scenarios;
     let stored = match (method == Method::PATCH, opts.dry_run) {
         (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,

@@ -145,9 +145,35 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080", help_heading = "Outputs")]
     pub http_addr: Option<SocketAddr>,
     /// Bearer tokens of the admin API and console: lines `tenant:<id> <sha256-hex>` or
-    /// `admin <sha256-hex>` (see `rtscore token create`). Without it every API call is refused.
+    /// `admin <sha256-hex>` (see `rtscore token create`). Without it every API and console call is
+    /// refused, and `/status` answers only local requests to localhost, 127.0.0.1 or [::1].
     #[arg(long, value_name = "PATH", env = "RTSCORE_API_TOKENS_FILE", help_heading = "Outputs")]
     pub api_tokens_file: Option<PathBuf>,
+
+    // ---- admin API limits (docs/security.md) ----
+    /// Largest request body of an API or console route, in bytes (`413` above it). Plugin
+    /// uploads are capped by the tenant's `max_module_bytes` quota instead.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", env = "RTSCORE_API_MAX_BODY_BYTES", help_heading = "Admin API limits")]
+    pub api_max_body_bytes: usize,
+    /// An uploaded plugin module that takes longer to compile is refused.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", help_heading = "Admin API limits")]
+    pub plugin_compile_timeout_s: u64,
+    /// Uploaded plugin modules compiling at once on this host, over all tenants (`429` above).
+    #[arg(long, default_value_t = 2, value_name = "N", help_heading = "Admin API limits")]
+    pub plugin_max_compiles: usize,
+    /// How many modules that failed to compile (by sha256) are remembered and refused at once
+    /// with their original error (least recently used first out; 0 turns it off).
+    #[arg(long, default_value_t = 256, value_name = "N", help_heading = "Admin API limits")]
+    pub failed_compile_cache: usize,
+    /// Live console streams (server-sent events) open at once on this host (`429` above it).
+    #[arg(long, default_value_t = 64, value_name = "N", help_heading = "Admin API limits")]
+    pub console_max_streams: usize,
+    /// Live console streams open at once per login scope (one tenant, or admin).
+    #[arg(long, default_value_t = 8, value_name = "N", help_heading = "Admin API limits")]
+    pub console_max_streams_per_login: usize,
+    /// Largest live console update in bytes; a larger one is replaced by a note to reload.
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES", help_heading = "Admin API limits")]
+    pub console_max_event_bytes: usize,
 }
 
 impl RunArgs {

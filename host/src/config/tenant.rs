@@ -28,6 +28,10 @@ pub struct TenantQuotas {
     pub cpu_ms_per_minute: u64,
     /// Linear memory cap of each plugin instance.
     pub max_instance_memory_bytes: usize,
+    /// Plugin uploads through the admin API per sliding minute; further ones get `429`.
+    pub plugin_uploads_per_minute: u32,
+    /// Plugin compiles of this tenant running at once; a further upload gets `429`.
+    pub concurrent_compiles: usize,
     /// Distinct items one scenario's hot-score windows may hold (`quota_items`).
     pub max_items_per_scenario: usize,
     /// Event ids one scenario may remember for duplicate suppression (`quota_event_ids`).
@@ -47,6 +51,8 @@ impl Default for TenantQuotas {
             cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
             cpu_ms_per_minute: 3_000,
             max_instance_memory_bytes: sandbox.memory_bytes,
+            plugin_uploads_per_minute: 10,
+            concurrent_compiles: 1,
             max_items_per_scenario: 2_000_000,
             max_event_ids_per_scenario: 5_000_000,
             max_users_per_scenario: 2_000_000,
@@ -60,6 +66,7 @@ impl TenantQuotas {
     /// budget (for the whole window: no per-item allowance) and memory cap.
     pub fn sandbox_limits(&self, host: &SandboxLimits) -> SandboxLimits {
         let d = Self::default();
+        // Only the sandbox's own fields count: an upload quota leaves the host's limits alone.
         if (self.cpu_ms_per_window, self.max_instance_memory_bytes) == (d.cpu_ms_per_window, d.max_instance_memory_bytes) {
             return host.clone();
         }
@@ -78,8 +85,9 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 }
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
-/// cpu_ms_per_window, cpu_ms_per_minute, max_instance_memory_bytes, max_items_per_scenario,
-/// max_event_ids_per_scenario, max_users_per_scenario, max_state_bytes}}`.
+/// cpu_ms_per_window, cpu_ms_per_minute, max_instance_memory_bytes, plugin_uploads_per_minute,
+/// concurrent_compiles, max_items_per_scenario, max_event_ids_per_scenario,
+/// max_users_per_scenario, max_state_bytes}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
     let mut errors = Vec::new();
     let tenant = match doc.get("tenant_id").and_then(Value::as_str) {
@@ -109,6 +117,8 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
         cpu_ms_per_minute: field("cpu_ms_per_minute", d.cpu_ms_per_minute, 60_000),
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
+        plugin_uploads_per_minute: field("plugin_uploads_per_minute", d.plugin_uploads_per_minute.into(), 10_000) as u32,
+        concurrent_compiles: field("concurrent_compiles", d.concurrent_compiles as u64, 64) as usize,
         max_items_per_scenario: field("max_items_per_scenario", d.max_items_per_scenario as u64, 1 << 32) as usize,
         max_event_ids_per_scenario: field("max_event_ids_per_scenario", d.max_event_ids_per_scenario as u64, 1 << 32) as usize,
         max_users_per_scenario: field("max_users_per_scenario", d.max_users_per_scenario as u64, 1 << 32) as usize,
@@ -163,6 +173,7 @@ mod tests {
     fn missing_fields_and_tenants_take_defaults() {
         let (t, errors) = TenantTable::from_documents(&[
             json!({"tenant_id": "small", "quotas": {"max_scenarios": 2, "cpu_ms_per_window": 5}}),
+            json!({"tenant_id": "uploads", "quotas": {"plugin_uploads_per_minute": 2, "concurrent_compiles": 3}}),
             json!({"tenant_id": "bad", "quotas": {"max_scenarios": -1}}),
         ]);
         assert_eq!(t.get("small").max_scenarios, 2);
@@ -172,8 +183,10 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("quotas.max_scenarios"), "{}", errors[0]);
 
+        assert_eq!((t.get("uploads").plugin_uploads_per_minute, t.get("uploads").concurrent_compiles), (2, 3));
         let host = SandboxLimits::default();
         assert_eq!(TenantQuotas::default().sandbox_limits(&host), host);
+        assert_eq!(t.get("uploads").sandbox_limits(&host), host, "upload quotas leave the sandbox alone");
         let small = t.get("small").sandbox_limits(&host);
         assert_eq!((small.call_budget, small.budget_per_item), (Duration::from_millis(5), Duration::ZERO));
     }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::admin::limits::cap_error;
 use crate::api::Scope;
 use crate::config::{FieldError, ScenarioKey};
 use crate::runtime::status::ScenarioStatusRow;
@@ -140,11 +141,22 @@ fn rollout_cell(r: &ScenarioStatusRow) -> String {
     if parts.is_empty() { "–".to_string() } else { parts.join("<br>") }
 }
 
-pub fn host_counters(h: &HostLive) -> String {
-    format!(
-        r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
-        h.events_in, h.rejected, h.late, h.unknown_scenario
-    )
+/// The counters above the overview: the host's for admin; for a tenant, its own scenarios'
+/// sums (the caller computes them), without the host-wide `unknown scenario`.
+pub fn host_counters(scope: &Scope, h: &HostLive) -> String {
+    match scope.tenant() {
+        None => format!(
+            r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
+            h.events_in, h.rejected, h.late, h.unknown_scenario
+        ),
+        Some(t) => format!(
+            r#"<span class="muted">tenant {} on this host:</span><span>events <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span>"#,
+            esc(t),
+            h.events_in,
+            h.rejected,
+            h.late
+        ),
+    }
 }
 
 pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: &HostLive) -> String {
@@ -160,7 +172,7 @@ pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: 
             r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
 <table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th><th>rollout</th></tr></thead>
 <tbody id="scenarios">{rows}</tbody></table>"#,
-            host = host_counters(host),
+            host = host_counters(scope, host),
             rows = overview_rows(scenarios)
         ),
     )
@@ -302,10 +314,27 @@ pub enum EditorResult<'a> {
     RolloutRefused {
         message: &'a str,
     },
+    /// The editor's document was based on an older revision than the stored one (`0`: the
+    /// scenario was deleted meanwhile): nothing was stored.
+    Conflict {
+        current: i64,
+    },
 }
 
-pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, document: &str, result: EditorResult<'_>) -> String {
+/// The scenario page. `revision`: the stored revision the editor's document is based on; the
+/// editor sends it back (`if_revision`), so saving over a newer revision is refused. Promote and
+/// Roll back do not: they act on what the live view shows, which updates while the page stays.
+pub fn scenario_page(
+    scope: &Scope,
+    key: &ScenarioKey,
+    live: &ScenarioLive,
+    document: &str,
+    revision: Option<i64>,
+    result: EditorResult<'_>,
+) -> String {
     let (t, s) = (esc(&key.tenant_id), esc(&key.scenario_id));
+    let base_revision =
+        format!(r#"<input type="hidden" name="if_revision" value="{}">"#, revision.map_or_else(String::new, |r| r.to_string()));
     let base = format!("/console/tenants/{}/scenarios/{}", url_segment(&key.tenant_id), url_segment(&key.scenario_id));
     let rollout = match &result {
         EditorResult::RolledOut { action, revision } => {
@@ -317,6 +346,7 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
         EditorResult::RolloutRefused { message } => format!(r#"<p class="error" id="rollout-result">Not done: {}</p>"#, esc(message)),
         _ => String::new(),
     };
+    let reload = format!(r#"<a href="{base}">reload</a>"#);
     let result = match result {
         EditorResult::None | EditorResult::RolledOut { .. } | EditorResult::RolloutRefused { .. } => String::new(),
         EditorResult::Valid { revision } => {
@@ -326,10 +356,22 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
             format!(r#"<p class="ok" id="editor-result">Applied: stored revision {revision}; hosts pick it up within about a second.</p>"#)
         }
         EditorResult::Invalid { message, errors } => {
-            let items: String = errors.iter().map(|e| format!("<li><code>{}</code>: {}</li>", esc(&e.path), esc(&e.rule))).collect();
+            let items: String = errors
+                .iter()
+                .take(100)
+                .map(|e| format!("<li><code>{}</code>: {}</li>", esc(&cap_error(&e.path)), esc(&cap_error(&e.rule))))
+                .collect();
             let summary = if errors.is_empty() { esc(message) } else { format!("{} rule(s) broken", errors.len()) };
             format!(r#"<div class="error" id="editor-result"><p>Not applied: {summary}</p><ul>{items}</ul></div>"#)
         }
+        EditorResult::Conflict { current: 0 } => {
+            format!(
+                r#"<p class="error" id="editor-result">Not applied: the scenario was deleted by someone else meanwhile; {reload} to see it.</p>"#
+            )
+        }
+        EditorResult::Conflict { current } => format!(
+            r#"<p class="error" id="editor-result">Not applied: changed by someone else to revision {current}; {reload} to edit the current version (your text is still below).</p>"#
+        ),
     };
     page(
         &format!("{}/{}", key.tenant_id, key.scenario_id),
@@ -346,7 +388,7 @@ pub fn scenario_page(scope: &Scope, key: &ScenarioKey, live: &ScenarioLive, docu
 <form method="post" action="{base}/rollback"><label for="to_revision">to revision</label> <input id="to_revision" name="to_revision" inputmode="numeric" size="6" placeholder="previous"> <button id="rollback">Roll back</button></form>
 </div></section>
 <section><h2>Configuration</h2>{result}
-<form method="post" action="{base}/config" class="editor"><textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
+<form method="post" action="{base}/config" class="editor">{base_revision}<textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
 <div class="buttons"><button id="validate" name="action" value="validate">Validate</button><button id="apply" name="action" value="apply">Validate and apply</button></div></form></section>"#,
             status = status_card(live),
             hot = hot_list(live),
@@ -390,9 +432,11 @@ mod tests {
         let shadow_html = shadow(&live);
         assert!(shadow_html.contains("shadow &lt;img") && !shadow_html.contains("<img"), "{shadow_html}");
         let errors = [FieldError { path: XSS.into(), rule: XSS.into() }];
-        let html = scenario_page(&Scope::Tenant(XSS.into()), &key, &live, XSS, EditorResult::Invalid { message: XSS, errors: &errors });
+        let html =
+            scenario_page(&Scope::Tenant(XSS.into()), &key, &live, XSS, Some(3), EditorResult::Invalid { message: XSS, errors: &errors });
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(html.contains(r#"name="if_revision" value="3""#), "the editor names the revision it edits");
         let rows = overview_rows(&[(key, live)]);
         assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
     }

@@ -4,6 +4,7 @@
 //! `crate::admin`, validated before they are applied, like the API and the CLI.
 
 pub mod html;
+pub mod streams;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::admin::AdminError;
+use crate::admin::limits::cap_error;
 use crate::api::{AdminState, Scope};
 use crate::config::ScenarioKey;
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
@@ -62,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/console/assets/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], include_str!("assets/console.css")) }))
         .layer(middleware::map_response(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)
 }
 
@@ -82,6 +85,8 @@ enum Refused {
     },
     Forbidden(String),
     NotFound(String),
+    /// Over a cap on open live streams.
+    TooMany(String),
 }
 
 impl IntoResponse for Refused {
@@ -93,6 +98,7 @@ impl IntoResponse for Refused {
             }
             Refused::Forbidden(m) => (StatusCode::FORBIDDEN, Html(html::message("Not allowed", &m))).into_response(),
             Refused::NotFound(m) => (StatusCode::NOT_FOUND, Html(html::message("Not found", &m))).into_response(),
+            Refused::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, Html(html::message("Too many live views", &m))).into_response(),
         }
     }
 }
@@ -163,7 +169,7 @@ async fn logout() -> Response {
 
 async fn overview(State(s): State<AdminState>, headers: HeaderMap) -> Result<Html<String>, Refused> {
     let scope = login_scope(&s, &headers, None, true)?;
-    Ok(Html(html::overview(&scope, &s.live.scenarios(scope.tenant()), &s.live.host())))
+    Ok(Html(html::overview(&scope, &s.live.scenarios(scope.tenant()), &s.visible_counters(&scope))))
 }
 
 fn scenario_key(tenant: &str, scenario: &str) -> ScenarioKey {
@@ -189,13 +195,35 @@ async fn scenario(
     let key = scenario_key(&tenant, &scenario);
     let live = s.live.scenario(&key).unwrap_or_default();
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    Ok(Html(html::scenario_page(&scope, &key, &live, &text, EditorResult::None)))
+    Ok(Html(html::scenario_page(&scope, &key, &live, &text, revision_of(&doc), EditorResult::None)))
+}
+
+fn revision_of(doc: &serde_json::Value) -> Option<i64> {
+    doc.get("revision").and_then(serde_json::Value::as_i64)
 }
 
 #[derive(Deserialize)]
 struct EditForm {
     document: String,
     action: String,
+    /// The revision the page loaded (empty: none, e.g. a form from an older console).
+    #[serde(default)]
+    if_revision: String,
+}
+
+/// The revision a write is based on: an `If-Match` header (as on the API) or the form's
+/// `if_revision`, which every write form of the scenario page carries.
+fn base_revision(headers: &HeaderMap, field: &str) -> Result<Option<i64>, AdminError> {
+    let header = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_start_matches("W/").trim_matches('"'));
+    match header.filter(|v| *v != "*").unwrap_or(field.trim()) {
+        "" => Ok(None),
+        v => v.parse::<i64>().map(Some).map_err(|_| AdminError::rejected("if_revision", "must be the revision the page loaded")),
+    }
+}
+
+/// The stored revision now (0: none), for a conflict message.
+async fn current_revision(s: &AdminState, tenant: &str, scenario: &str) -> i64 {
+    s.scenarios.get(tenant, scenario).await.ok().as_ref().and_then(revision_of).unwrap_or(0)
 }
 
 async fn edit_config(
@@ -208,8 +236,14 @@ async fn edit_config(
     same_origin(&headers)?;
     let key = scenario_key(&tenant, &scenario);
     let live = s.live.scenario(&key).unwrap_or_default();
+    let based_on = base_revision(&headers, &f.if_revision);
+    let form_revision = based_on.as_ref().ok().copied().flatten();
     let render = |status: StatusCode, document: &str, result: EditorResult<'_>| {
-        (status, Html(html::scenario_page(&scope, &key, &live, document, result))).into_response()
+        let revision = match &result {
+            EditorResult::Applied { revision } => Some(*revision),
+            _ => form_revision,
+        };
+        (status, Html(html::scenario_page(&scope, &key, &live, document, revision, result))).into_response()
     };
     let doc: serde_json::Value = match serde_json::from_str(&f.document) {
         Ok(d) => d,
@@ -223,9 +257,13 @@ async fn edit_config(
         }
     };
     let result = if f.action == "apply" {
-        // As from the CLI and the API: from the first window end past the fleet's progress.
+        // As from the CLI and the API: from the first window end past the fleet's progress;
+        // only over the revision the page loaded, so nobody's newer edit is overwritten.
         let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
-        s.scenarios.put(&tenant, &scenario, doc, &effective, None).await
+        match based_on {
+            Ok(rev) => s.scenarios.put(&tenant, &scenario, doc, &effective, rev).await,
+            Err(e) => Err(e),
+        }
     } else {
         s.scenarios.prepare_put(&tenant, &scenario, doc).await
     };
@@ -237,6 +275,10 @@ async fn edit_config(
             render(StatusCode::OK, &stored_text, EditorResult::Applied { revision: stored.config.revision })
         }
         Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
+        Err(AdminError::Conflict(_)) => {
+            let current = current_revision(&s, &tenant, &scenario).await;
+            render(StatusCode::CONFLICT, &f.document, EditorResult::Conflict { current })
+        }
         Err(e) => {
             let message = shown(&e);
             render(StatusCode::UNPROCESSABLE_ENTITY, &f.document, EditorResult::Invalid { message: &message, errors: e.field_errors() })
@@ -251,7 +293,7 @@ fn shown(e: &AdminError) -> String {
             tracing::error!(error = %err, "console: store failure");
             "the scenario store is unavailable; the host's log has the details".to_string()
         }
-        e => e.to_string(),
+        e => cap_error(&e.to_string()),
     }
 }
 
@@ -260,14 +302,25 @@ struct RollbackForm {
     /// Empty: the revision before the current one.
     #[serde(default)]
     to_revision: String,
+    #[serde(default)]
+    if_revision: String,
+}
+
+#[derive(Deserialize)]
+struct PromoteForm {
+    #[serde(default)]
+    if_revision: String,
 }
 
 async fn promote(
     State(s): State<AdminState>,
     Path((tenant, scenario)): Path<(String, String)>,
     headers: HeaderMap,
+    f: Result<Form<PromoteForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, Refused> {
-    rollout_action(s, tenant, scenario, headers, None).await
+    // An empty or missing form: promote over whatever is stored, as before.
+    let if_revision = f.map(|Form(f)| f.if_revision).unwrap_or_default();
+    rollout_action(s, tenant, scenario, headers, None, if_revision).await
 }
 
 async fn rollback(
@@ -276,7 +329,7 @@ async fn rollback(
     headers: HeaderMap,
     Form(f): Form<RollbackForm>,
 ) -> Result<Response, Refused> {
-    rollout_action(s, tenant, scenario, headers, Some(f.to_revision)).await
+    rollout_action(s, tenant, scenario, headers, Some(f.to_revision), f.if_revision).await
 }
 
 /// Promote (`rollback: None`) or roll back to a revision (empty: the previous one), through
@@ -287,16 +340,18 @@ async fn rollout_action(
     scenario: String,
     headers: HeaderMap,
     rollback: Option<String>,
+    if_revision: String,
 ) -> Result<Response, Refused> {
     let scope = login_scope(&s, &headers, Some(&tenant), false)?;
     same_origin(&headers)?;
     let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
     let action = if rollback.is_some() { "Rolled back" } else { "Promoted" };
-    let result = match rollback.as_deref().map(str::trim) {
-        None => s.scenarios.promote(&tenant, &scenario, &effective, None).await,
-        Some("") => s.scenarios.rollback(&tenant, &scenario, None, &effective, None).await,
-        Some(n) => match n.parse::<i64>() {
-            Ok(to) => s.scenarios.rollback(&tenant, &scenario, Some(to), &effective, None).await,
+    let result = match (base_revision(&headers, &if_revision), rollback.as_deref().map(str::trim)) {
+        (Err(e), _) => Err(e),
+        (Ok(base), None) => s.scenarios.promote(&tenant, &scenario, &effective, base).await,
+        (Ok(base), Some("")) => s.scenarios.rollback(&tenant, &scenario, None, &effective, base).await,
+        (Ok(base), Some(n)) => match n.parse::<i64>() {
+            Ok(to) => s.scenarios.rollback(&tenant, &scenario, Some(to), &effective, base).await,
             Err(_) => Err(AdminError::rejected("to_revision", "must be a revision number")),
         },
     };
@@ -307,6 +362,10 @@ async fn rollout_action(
             tracing::info!(scenario = %key, revision = stored.config.revision, by = %scope, "{action} in the console");
             (StatusCode::OK, String::new())
         }
+        Err(AdminError::Conflict(_)) => {
+            let current = current_revision(&s, &tenant, &scenario).await;
+            (StatusCode::CONFLICT, format!("changed by someone else to revision {current}; reload the page and check it first"))
+        }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, shown(e)),
     };
     let (document, outcome) = match &result {
@@ -314,19 +373,27 @@ async fn rollout_action(
         Err(_) => (s.scenarios.get(&tenant, &scenario).await.unwrap_or_default(), EditorResult::RolloutRefused { message: &message }),
     };
     let text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    Ok((status, Html(html::scenario_page(&scope, &key, &live, &text, outcome))).into_response())
+    Ok((status, Html(html::scenario_page(&scope, &key, &live, &text, revision_of(&document), outcome))).into_response())
 }
 
 /// A stream of rendered fragments, pushed after every change of the live view (at most every
 /// [`PUSH_INTERVAL`]). It ends once the login's token no longer grants `scope` (revoked).
+/// A stream holds one of the host's and one of its login's stream slots while it is open, and
+/// an update larger than `--console-max-event-bytes` is replaced by a note to reload.
 fn live_stream(
     s: AdminState,
     token: String,
     scope: Scope,
     render: impl Fn(&AdminState) -> serde_json::Value + Send + 'static,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Refused> {
+    let slot = s.streams.try_open(&scope.to_string()).map_err(|e| {
+        tracing::warn!(login = %scope, error = %e, "console: live stream refused");
+        Refused::TooMany(e.to_string())
+    })?;
     let rx = s.live.subscribe();
-    let stream = futures::stream::unfold((s, rx, true, render), move |(s, mut rx, first, render)| {
+    let max_bytes = s.limits.max_event_bytes;
+    let render = move |s: &AdminState| capped_event(render(s), max_bytes);
+    let stream = futures::stream::unfold((s, rx, true, render, slot), move |(s, mut rx, first, render, slot)| {
         let (token, scope) = (token.clone(), scope.clone());
         async move {
             if !first {
@@ -337,22 +404,39 @@ fn live_stream(
                 return None;
             }
             rx.mark_unchanged();
-            let event = Event::default().data(render(&s).to_string());
-            Some((Ok(event), (s, rx, false, render)))
+            let event = Event::default().data(render(&s));
+            Some((Ok(event), (s, rx, false, render, slot)))
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The update as sent: the fragments by element id, or, when that is above `max_bytes`, each
+/// fragment replaced by a short note (a tenant's long item ids or errors must not make every
+/// update of every open page huge).
+fn capped_event(fragments: serde_json::Value, max_bytes: usize) -> String {
+    let text = fragments.to_string();
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let note = format!(
+        r#"<p class="muted">This part is too large to update live ({} bytes, the limit is {max_bytes}); reload the page to see it.</p>"#,
+        text.len()
+    );
+    let ids = fragments.as_object().map(|o| o.keys().map(|k| (k.clone(), serde_json::Value::from(note.as_str()))).collect());
+    serde_json::Value::Object(ids.unwrap_or_default()).to_string()
 }
 
 async fn overview_events(State(s): State<AdminState>, headers: HeaderMap) -> Result<impl IntoResponse, Refused> {
     let scope = login_scope(&s, &headers, None, false)?;
     let tenant = scope.tenant().map(str::to_string);
-    Ok(live_stream(
+    let view_scope = scope.clone();
+    live_stream(
         s,
         login_token(&headers),
         scope,
-        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&s.live.host())}),
-    ))
+        move |s| json!({"scenarios": html::overview_rows(&s.live.scenarios(tenant.as_deref())), "host": html::host_counters(&view_scope, &s.visible_counters(&view_scope))}),
+    )
 }
 
 async fn scenario_events(
@@ -362,10 +446,10 @@ async fn scenario_events(
 ) -> Result<impl IntoResponse, Refused> {
     let scope = login_scope(&s, &headers, Some(&tenant), false)?;
     let key = scenario_key(&tenant, &scenario);
-    Ok(live_stream(s, login_token(&headers), scope, move |s| {
+    live_stream(s, login_token(&headers), scope, move |s| {
         let live = s.live.scenario(&key).unwrap_or_default();
         json!({"status": html::status_card(&live), "hot": html::hot_list(&live), "timeline": html::timeline(&live), "shadow": html::shadow(&live)})
-    }))
+    })
 }
 
 #[cfg(test)]

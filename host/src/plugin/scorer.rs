@@ -9,6 +9,7 @@ use metrics::Counter;
 use super::cpu::Lane;
 use super::error::PluginError;
 use super::instance::PluginInstance;
+use crate::admin::limits::cap_error;
 use crate::config::ScenarioKey;
 use crate::scoring::{WindowBatch, builtin};
 
@@ -192,7 +193,7 @@ impl ScenarioScorer {
     pub fn load_failed(&mut self, label: impl Into<String>, error: &PluginError) {
         let label = label.into();
         self.count_failure(&label, error);
-        tracing::warn!(scenario = %self.key, plugin = %label, error = %error, "plugin could not be loaded; scoring falls back");
+        tracing::warn!(scenario = %self.key, plugin = %label, error = %cap_error(&error.to_string()), "plugin could not be loaded; scoring falls back");
         if let Some(old) = self.active.take()
             && old.proven
         {
@@ -254,7 +255,8 @@ impl ScenarioScorer {
         };
         self.failures += 1;
         self.count_failure(&label, &error);
-        let reason = error.to_string();
+        // Tenant code's error text: capped before it reaches the state, the status and the log.
+        let reason = cap_error(&error.to_string());
         if self.failures >= self.quarantine_after {
             tracing::error!(scenario = %self.key, plugin = %label, failures = self.failures, error = %reason, "plugin quarantined");
             self.active = None;
@@ -313,7 +315,7 @@ impl ScenarioScorer {
                 Err(e) => {
                     let label = slot.instance.label().to_string();
                     self.count_failure(&label, &e);
-                    tracing::warn!(scenario = %self.key, plugin = %label, error = %e, "last good plugin failed too; using the built-in formula");
+                    tracing::warn!(scenario = %self.key, plugin = %label, error = %cap_error(&e.to_string()), "last good plugin failed too; using the built-in formula");
                     self.last_good = None;
                 }
             }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::limits::cap_error;
 use crate::cli::run_args::ConfigSource;
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::mongo::MongoScenarioStore;
@@ -353,7 +354,7 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
         ConfigFeed::Tenants(docs) => {
             let (tenants, errors) = crate::config::tenant::TenantTable::from_documents(&docs);
             for e in errors {
-                tracing::error!(error = %e, "invalid tenant document; that tenant keeps the default quotas");
+                tracing::error!(error = %cap_error(&e.to_string()), "invalid tenant document; that tenant keeps the default quotas");
             }
             registry.set_tenants(tenants);
             return;
@@ -385,7 +386,8 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
             }
             ConfigChange::Rejected { key, error, origin } => {
                 let scenario = key.as_ref().map(|k| k.to_string()).unwrap_or_default();
-                tracing::error!(%scenario, %origin, %error, "invalid scenario document; keeping the last valid config");
+                // The error echoes the tenant's document: capped.
+                tracing::error!(%scenario, %origin, error = %cap_error(&error.to_string()), "invalid scenario document; keeping the last valid config");
             }
             ConfigChange::Unchanged => {}
         }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::admin::limits::cap_error;
 use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
 use crate::output::ShadowComparison;
 use crate::pipeline::{Pipeline, PipelineStats, scorer_state};
@@ -103,7 +104,8 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
             let candidate_error = match entry.applied.as_ref().and_then(|c| c.candidate.as_ref()) {
                 Some(Candidate::Invalid(e)) => Some(e.clone()),
                 _ => shadow.and_then(|s| s.last_plugin_error.clone()),
-            };
+            }
+            .map(|e| cap_error(&e));
             ScenarioStatusRow {
                 tenant_id: key.tenant_id.to_string(),
                 scenario_id: key.scenario_id.to_string(),
@@ -111,8 +113,9 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
                 active: hot.is_some(),
                 plugin: plugin_ref.map_or_else(|| "builtin".to_string(), |p| p.label()),
                 plugin_state: hot.map_or_else(|| "none".to_string(), |h| h.plugin_state()),
-                last_error: entry.last_error.clone().or_else(|| hot.and_then(|h| h.last_plugin_error.clone())),
-                plugin_error: hot.and_then(|h| h.last_plugin_error.clone()),
+                // Error texts come from tenant documents and tenant code: capped for every reader.
+                last_error: entry.last_error.as_deref().or_else(|| hot.and_then(|h| h.last_plugin_error.as_deref())).map(cap_error),
+                plugin_error: hot.and_then(|h| h.last_plugin_error.as_deref()).map(cap_error),
                 last_window_end: hot.and_then(|h| h.last_window_end),
                 applied_at: entry.applied_at_ms,
                 config_propagation_ms: entry.propagation_ms,
