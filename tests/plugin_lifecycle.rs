@@ -39,23 +39,6 @@ fn key() -> ScenarioKey {
     ScenarioKey::new("tenant", "scenario")
 }
 
-/// Scores like the next window would: an instance being re-created after a failure (off the
-/// event path) has a few milliseconds to come back, as it has between windows.
-fn score_next_window(
-    scorer: &mut ScenarioScorer,
-    batch: &rtscore::scoring::WindowBatch,
-    out: &mut Vec<f64>,
-) -> rtscore::plugin::ScoreOutcome {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let outcome = scorer.score(batch, out);
-        if outcome.error != Some(PluginError::Restarting) || Instant::now() > deadline {
-            return outcome;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn each_broken_plugin_falls_back_to_builtin_then_is_quarantined() {
     let engine = engine();
@@ -73,7 +56,7 @@ fn each_broken_plugin_falls_back_to_builtin_then_is_quarantined() {
         let label = format!("{crate_name}@0.1.0");
         for call in 1..=3 {
             let mut out = Vec::new();
-            let outcome = score_next_window(&mut scorer, &batch, &mut out);
+            let outcome = scorer.score(&batch, &mut out);
             assert_eq!(outcome.used, ScorerUsed::Builtin, "{crate_name} call {call}");
             let err = outcome.error.unwrap_or_else(|| panic!("{crate_name} call {call}: no error reported"));
             assert_eq!(err.kind(), kind, "{crate_name} call {call}: {err}");
@@ -129,7 +112,7 @@ fn a_transient_failure_recovers_without_quarantine() {
     scorer.install(instance(&engine, "test-trap", json!({"ok_calls": 1})));
     let mut out = Vec::new();
     for call in 0..6 {
-        let outcome = score_next_window(&mut scorer, &batch, &mut out);
+        let outcome = scorer.score(&batch, &mut out);
         if call % 2 == 0 {
             assert_eq!(outcome.used, ScorerUsed::Plugin("test-trap@0.1.0".into()), "call {call}");
         } else {

@@ -19,8 +19,9 @@ use crate::scoring::WindowBatch;
 /// A configured plugin instance, owned by one scenario.
 ///
 /// After a trap wasmtime leaves the instance unusable; a new one is instantiated from the
-/// cached compiled component, with the params re-applied, on a thread of its own (never on the
-/// event path). Calls meanwhile fail with [`PluginError::Restarting`].
+/// cached compiled component, with the params re-applied, on a thread of its own while the
+/// pipeline goes on to the next window. A call that finds it still not ready after one call's
+/// budget fails with [`PluginError::Restarting`].
 pub struct PluginInstance {
     engine: PluginEngine,
     /// The engine's limits, or a tenant's quotas (`config::tenant`).
@@ -151,19 +152,22 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// The re-created instance once it is ready; until then (or when re-creating failed, which
-    /// starts another attempt on the next call) an error for the scorer to fall back on.
+    /// The re-created instance. It was started when the old one failed, so it has had the time
+    /// between two windows to get ready; if it is not, this waits for it up to one call's
+    /// budget (as long as a call may take anyway), so replays score the same windows with it
+    /// however fast they run. Past that, an error for the scorer to fall back on.
     fn resume(&mut self) -> Result<&mut Live, PluginError> {
-        use std::sync::mpsc::TryRecvError;
+        use std::sync::mpsc::RecvTimeoutError;
+        let wait = self.limits.call_budget + Duration::from_millis(50);
         let result = match &self.restarting {
             None => {
                 self.restart();
                 return Err(PluginError::Restarting);
             }
-            Some(rx) => match rx.try_recv() {
+            Some(rx) => match rx.recv_timeout(wait) {
                 Ok(result) => result,
-                Err(TryRecvError::Empty) => return Err(PluginError::Restarting),
-                Err(TryRecvError::Disconnected) => Err(PluginError::Instantiate("the instantiating thread ended".into())),
+                Err(RecvTimeoutError::Timeout) => return Err(PluginError::Restarting),
+                Err(RecvTimeoutError::Disconnected) => Err(PluginError::Instantiate("the instantiating thread ended".into())),
             },
         };
         self.restarting = None;
