@@ -168,6 +168,38 @@ fn allocating_plugin_hits_the_memory_cap() {
 }
 
 #[test]
+fn a_tenants_instances_share_one_memory_pool() {
+    use rtscore::plugin::memory::TenantMemory;
+    let engine = engine();
+    let compiled = compile(&engine, "test-oom");
+    let pooled = |pool: &Arc<TenantMemory>| {
+        engine
+            .instantiate_for_tenant(compiled.clone(), "test-oom@0.1.0", &json!(null), test_limits(), Some(pool.clone()))
+            .expect("instantiate")
+    };
+    // 24 MiB for the tenant, 32 MiB per instance: the pool is reached first.
+    let pool = Arc::new(TenantMemory::new(24 << 20));
+    let mut a = pooled(&pool);
+    let baseline = pool.used();
+    assert!(baseline > 0, "instantiation books the initial memory");
+    let err = score(&mut a, &simple_batch(2)).unwrap_err();
+    assert!(matches!(err, PluginError::TenantMemory { cap_bytes } if cap_bytes == 24 << 20), "{err}");
+    // The failed store was dropped: what it grew is given back.
+    // (The instance re-created in the background after the failure is dropped with it.)
+    drop(a);
+    let released = Instant::now() + Duration::from_secs(5);
+    while pool.used() > 0 && Instant::now() < released {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pool.used(), 0, "a dropped instance releases its memory");
+    // Another tenant's pool is its own: its instance hits only the per-instance cap.
+    let other = Arc::new(TenantMemory::new(1 << 30));
+    let mut b = pooled(&other);
+    assert!(matches!(score(&mut b, &simple_batch(2)).unwrap_err(), PluginError::MemoryExhausted { .. }));
+    assert_eq!(pool.used(), 0);
+}
+
+#[test]
 fn malformed_results_are_rejected() {
     let engine = engine();
     let mut inst = instance(&engine, "test-wrong-len", json!(null));

@@ -146,7 +146,7 @@ fn run(dir: &Path, with_evil: bool, cpu_ms_per_minute: u64, iterations: u64, sec
                 .as_bytes(),
             );
             buf.push(b'\n');
-            if with_evil && n % 10 == 0 {
+            if with_evil && n.is_multiple_of(10) {
                 let k = (n / 10) as usize % EVIL_SCENARIOS;
                 buf.extend_from_slice(
                     format!(r#"{{"tenant_id":"evil","scenario_id":"s{k}","user_id":"u1","item_id":"e{item}","action":"view","ts":{ts}}}"#)

@@ -28,6 +28,8 @@ pub struct TenantQuotas {
     pub cpu_ms_per_minute: u64,
     /// Linear memory cap of each plugin instance.
     pub max_instance_memory_bytes: usize,
+    /// Linear memory of all the tenant's plugin instances together (live, shadow, fallback).
+    pub max_plugin_memory_bytes: usize,
     /// Plugin uploads through the admin API per sliding minute; further ones get `429`.
     pub plugin_uploads_per_minute: u32,
     /// Plugin compiles of this tenant running at once; a further upload gets `429`.
@@ -53,6 +55,7 @@ impl Default for TenantQuotas {
             max_instance_memory_bytes: sandbox.memory_bytes,
             plugin_uploads_per_minute: 10,
             concurrent_compiles: 1,
+            max_plugin_memory_bytes: 512 << 20,
             max_items_per_scenario: 2_000_000,
             max_event_ids_per_scenario: 5_000_000,
             max_users_per_scenario: 2_000_000,
@@ -85,7 +88,8 @@ pub fn count_exceeded(tenant: &str, quota: &'static str) {
 }
 
 /// Parses a tenant document: `{tenant_id, quotas: {max_scenarios, max_module_bytes,
-/// cpu_ms_per_window, cpu_ms_per_minute, max_instance_memory_bytes, plugin_uploads_per_minute,
+/// cpu_ms_per_window, cpu_ms_per_minute, max_instance_memory_bytes, max_plugin_memory_bytes,
+/// plugin_uploads_per_minute,
 /// concurrent_compiles, max_items_per_scenario, max_event_ids_per_scenario,
 /// max_users_per_scenario, max_state_bytes}}`.
 pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> {
@@ -119,6 +123,7 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,
         plugin_uploads_per_minute: field("plugin_uploads_per_minute", d.plugin_uploads_per_minute.into(), 10_000) as u32,
         concurrent_compiles: field("concurrent_compiles", d.concurrent_compiles as u64, 64) as usize,
+        max_plugin_memory_bytes: field("max_plugin_memory_bytes", d.max_plugin_memory_bytes as u64, 64 << 30) as usize,
         max_items_per_scenario: field("max_items_per_scenario", d.max_items_per_scenario as u64, 1 << 32) as usize,
         max_event_ids_per_scenario: field("max_event_ids_per_scenario", d.max_event_ids_per_scenario as u64, 1 << 32) as usize,
         max_users_per_scenario: field("max_users_per_scenario", d.max_users_per_scenario as u64, 1 << 32) as usize,

@@ -140,7 +140,7 @@ impl PluginEngine {
         label: impl Into<String>,
         params: &serde_json::Value,
     ) -> Result<PluginInstance, PluginError> {
-        PluginInstance::new(self.clone(), compiled, label.into(), params, self.inner.limits.clone())
+        PluginInstance::new(self.clone(), compiled, label.into(), params, self.inner.limits.clone(), None)
     }
 
     /// Like [`Self::instantiate`], with a tenant's CPU budget and memory cap instead of the
@@ -152,8 +152,21 @@ impl PluginEngine {
         params: &serde_json::Value,
         limits: SandboxLimits,
     ) -> Result<PluginInstance, PluginError> {
+        self.instantiate_for_tenant(compiled, label, params, limits, None)
+    }
+
+    /// Like [`Self::instantiate_with_limits`], booking the instance's memory in its tenant's
+    /// pool (`plugin::memory`).
+    pub fn instantiate_for_tenant(
+        &self,
+        compiled: Arc<CompiledPlugin>,
+        label: impl Into<String>,
+        params: &serde_json::Value,
+        limits: SandboxLimits,
+        memory: Option<Arc<super::memory::TenantMemory>>,
+    ) -> Result<PluginInstance, PluginError> {
         let limits = SandboxLimits { budget_mode: self.inner.limits.budget_mode, ..limits };
-        PluginInstance::new(self.clone(), compiled, label.into(), params, limits)
+        PluginInstance::new(self.clone(), compiled, label.into(), params, limits, memory)
     }
 
     /// Drops compiled components no instance uses any more (after hot swaps); returns how many.

@@ -43,6 +43,9 @@ pub enum PluginError {
     #[error("plugin exceeded its memory cap of {cap_bytes} bytes")]
     MemoryExhausted { cap_bytes: usize },
 
+    #[error("the tenant's plugin instances together would exceed {cap_bytes} bytes of memory (quotas.max_plugin_memory_bytes)")]
+    TenantMemory { cap_bytes: usize },
+
     #[error("plugin returned {got} scores for {expected} items")]
     WrongLength { expected: usize, got: usize },
 
@@ -96,6 +99,7 @@ impl PluginError {
             PluginError::Quarantined { .. } => "quarantined",
             PluginError::QuotaExceeded { .. } => "quota_exceeded",
             PluginError::TenantCpu { .. } => "tenant_cpu",
+            PluginError::TenantMemory { .. } => "tenant_memory",
             PluginError::NearBudget { .. } => "near_budget",
             PluginError::Restarting => "restarting",
         }
@@ -107,6 +111,7 @@ impl PluginError {
         match self {
             PluginError::BudgetExhausted { .. } | PluginError::NearBudget { .. } => Some("cpu_ms_per_window"),
             PluginError::TenantCpu { .. } => Some("cpu_ms_per_minute"),
+            PluginError::TenantMemory { .. } => Some("max_plugin_memory_bytes"),
             PluginError::MemoryExhausted { .. } => Some("max_instance_memory_bytes"),
             PluginError::QuotaExceeded { quota, .. } => Some(quota),
             _ => None,

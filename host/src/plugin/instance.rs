@@ -13,6 +13,7 @@ use super::cpu::TenantCpu;
 use super::engine::{CompiledPlugin, PluginEngine};
 use super::error::PluginError;
 use super::executor::run_until;
+use super::memory::TenantMemory;
 use super::sandbox::{BudgetMode, HostState, SandboxLimits};
 use crate::scoring::WindowBatch;
 
@@ -34,6 +35,8 @@ pub struct PluginInstance {
     restarting: Option<std::sync::mpsc::Receiver<Result<Live, PluginError>>>,
     /// The tenant's CPU account, charged with every call's time.
     cpu: Option<Arc<TenantCpu>>,
+    /// The tenant's plugin memory, booked by every store of this instance.
+    memory: Option<Arc<TenantMemory>>,
     /// Time and budget of the last `score` call.
     last_call: (Duration, Duration),
 }
@@ -59,8 +62,10 @@ impl PluginInstance {
         label: String,
         params: &serde_json::Value,
         limits: SandboxLimits,
+        memory: Option<Arc<TenantMemory>>,
     ) -> Result<Self, PluginError> {
         let mut instance = Self {
+            memory,
             engine,
             limits,
             compiled,
@@ -108,7 +113,7 @@ impl PluginInstance {
         // Configure runs once per instance: a fresh one gives the guest a clean slate.
         self.restarting = None;
         let started = Instant::now();
-        let live = instantiate(&self.engine, &self.compiled, &self.limits, &self.params_json, &self.label);
+        let live = instantiate(&self.engine, &self.compiled, &self.limits, self.memory.clone(), &self.params_json, &self.label);
         if let Some(cpu) = &self.cpu {
             cpu.charge(started.elapsed());
         }
@@ -178,10 +183,10 @@ impl PluginInstance {
     fn restart(&mut self) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (engine, compiled, limits) = (self.engine.clone(), self.compiled.clone(), self.limits.clone());
-        let (params, label, cpu) = (self.params_json.clone(), self.label.clone(), self.cpu.clone());
+        let (params, label, cpu, memory) = (self.params_json.clone(), self.label.clone(), self.cpu.clone(), self.memory.clone());
         let spawned = std::thread::Builder::new().name("rtscore-plugin-restart".into()).spawn(move || {
             let started = Instant::now();
-            let live = instantiate(&engine, &compiled, &limits, &params, &label);
+            let live = instantiate(&engine, &compiled, &limits, memory, &params, &label);
             if let Some(cpu) = cpu {
                 cpu.charge(started.elapsed());
             }
@@ -201,11 +206,15 @@ fn instantiate(
     engine: &PluginEngine,
     compiled: &CompiledPlugin,
     limits: &SandboxLimits,
+    memory: Option<Arc<TenantMemory>>,
     params_json: &str,
     label: &str,
 ) -> Result<Live, PluginError> {
     let budget = limits.call_budget;
     let mut store = Store::new(engine.wasmtime(), HostState::new(limits, engine.grants()));
+    if let Some(pool) = memory {
+        store.data_mut().limiter.set_pool(pool);
+    }
     store.limiter(|s| &mut s.limiter);
     if matches!(limits.budget_mode, BudgetMode::Epoch { .. }) {
         store.epoch_deadline_trap();
@@ -290,7 +299,7 @@ where
             Duration::ZERO
         }
     };
-    store.data().limiter.reset();
+    store.data_mut().limiter.reset();
     store.data().stderr.clear();
     // The executor's deadline backs up the epoch: it ends calls blocked in a host wait, where
     // no wasm runs to notice the epoch.
@@ -325,7 +334,12 @@ fn classify(e: wasmtime::Error, store: &Store<HostState>, stage: Stage, budget: 
     let trap = e.downcast_ref::<Trap>().copied();
     match trap {
         Some(Trap::Interrupt | Trap::OutOfFuel) => return PluginError::BudgetExhausted { budget_ms },
-        _ if store.data().limiter.hit_cap() => return PluginError::MemoryExhausted { cap_bytes },
+        _ if store.data().limiter.hit_cap() => {
+            return match store.data().limiter.pool_cap() {
+                Some(cap_bytes) => PluginError::TenantMemory { cap_bytes },
+                None => PluginError::MemoryExhausted { cap_bytes },
+            };
+        }
         _ => {}
     }
     let what = match trap {

@@ -1,6 +1,8 @@
 //! Prepares plugin instances off the event path: resolve the reference in the registry, verify
 //! its hash, compile (cached) and instantiate on a blocking thread, configure with the params.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::broadcast;
@@ -9,6 +11,7 @@ use super::cpu::CpuLedger;
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::instance::PluginInstance;
+use super::memory::TenantMemory;
 use super::registry::{PluginRegistry, RegistryChange};
 use crate::config::tenant::TenantQuotas;
 use crate::config::{PluginRef, ScenarioKey};
@@ -20,16 +23,26 @@ pub struct PluginManager {
     registry: PluginRegistry,
     /// Every tenant's CPU use per minute, charged by the instances prepared here.
     cpu: CpuLedger,
+    /// Every tenant's plugin memory, booked by the instances prepared here.
+    memory: Arc<Mutex<HashMap<String, Arc<TenantMemory>>>>,
 }
 
 impl PluginManager {
     pub fn new(engine: PluginEngine, registry: PluginRegistry) -> Self {
-        Self { engine, registry, cpu: CpuLedger::default() }
+        Self { engine, registry, cpu: CpuLedger::default(), memory: Arc::default() }
     }
 
     /// The tenants' CPU accounts.
     pub fn cpu(&self) -> &CpuLedger {
         &self.cpu
+    }
+
+    /// `tenant`'s plugin memory pool, with its limit set to `limit`.
+    pub fn tenant_memory(&self, tenant: &str, limit: usize) -> Arc<TenantMemory> {
+        let mut pools = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        let pool = pools.entry(tenant.to_string()).or_insert_with(|| Arc::new(TenantMemory::new(limit)));
+        pool.set_limit(limit);
+        pool.clone()
     }
 
     pub fn engine(&self) -> &PluginEngine {
@@ -81,9 +94,10 @@ impl PluginManager {
         let instance_label = label.clone();
         let limits = quotas.sandbox_limits(engine.limits());
         let cpu = self.cpu.tenant(&key.tenant_id, std::time::Duration::from_millis(quotas.cpu_ms_per_minute));
+        let memory = self.tenant_memory(&key.tenant_id, quotas.max_plugin_memory_bytes);
         let instance = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let instance = engine.instantiate_with_limits(compiled, instance_label, &params, limits);
+            let instance = engine.instantiate_for_tenant(compiled, instance_label, &params, limits, Some(memory));
             cpu.charge(started.elapsed());
             instance.map(|i| i.with_cpu(cpu))
         })

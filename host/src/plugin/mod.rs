@@ -19,6 +19,7 @@ pub mod error;
 mod executor;
 pub mod instance;
 pub mod manager;
+pub mod memory;
 pub mod registry;
 pub mod sandbox;
 pub mod scorer;

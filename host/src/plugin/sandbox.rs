@@ -17,6 +17,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::memory::TenantMemory;
+
 /// How a call's CPU budget is enforced.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BudgetMode {
@@ -125,11 +127,32 @@ pub struct SandboxLimiter {
     memory_bytes: usize,
     table_elements: usize,
     denied: Arc<AtomicBool>,
+    /// The tenant's memory over all its instances, and what this store booked there.
+    pool: Option<Arc<TenantMemory>>,
+    booked: usize,
+    pool_denied: bool,
 }
 
 impl SandboxLimiter {
     fn new(limits: &SandboxLimits) -> Self {
-        Self { memory_bytes: limits.memory_bytes, table_elements: limits.table_elements, denied: Arc::new(AtomicBool::new(false)) }
+        Self {
+            memory_bytes: limits.memory_bytes,
+            table_elements: limits.table_elements,
+            denied: Arc::new(AtomicBool::new(false)),
+            pool: None,
+            booked: 0,
+            pool_denied: false,
+        }
+    }
+
+    /// Books this store's memory growth in its tenant's pool too.
+    pub(crate) fn set_pool(&mut self, pool: Arc<TenantMemory>) {
+        self.pool = Some(pool);
+    }
+
+    /// The tenant's pool limit, when the last refusal was the pool's rather than the instance's.
+    pub fn pool_cap(&self) -> Option<usize> {
+        self.pool.as_ref().filter(|_| self.pool_denied).map(|p| p.limit())
     }
 
     /// Whether a growth was refused since the last [`SandboxLimiter::reset`].
@@ -137,14 +160,32 @@ impl SandboxLimiter {
         self.denied.load(Ordering::Relaxed)
     }
 
-    pub fn reset(&self) {
+    pub fn reset(&mut self) {
         self.denied.store(false, Ordering::Relaxed);
+        self.pool_denied = false;
+    }
+}
+
+impl Drop for SandboxLimiter {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.release(self.booked);
+        }
     }
 }
 
 impl ResourceLimiter for SandboxLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let ok = desired <= self.memory_bytes;
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let mut ok = desired <= self.memory_bytes;
+        if ok && let Some(pool) = &self.pool {
+            let grow = desired.saturating_sub(current);
+            ok = pool.try_grow(grow);
+            if ok {
+                self.booked += grow;
+            } else {
+                self.pool_denied = true;
+            }
+        }
         if !ok {
             self.denied.store(true, Ordering::Relaxed);
         }
