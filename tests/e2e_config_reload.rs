@@ -209,3 +209,40 @@ fn concurrent_edits_of_one_revision_conflict_instead_of_losing_an_update() {
         assert_eq!(store.history(&tenant, "s").await.unwrap().len(), 2);
     });
 }
+
+/// Several CLI processes patch one scenario of one directory at once, each over the revision
+/// they read: exactly one wins, the others are told the revision moved, nothing is lost.
+#[test]
+fn racing_writers_in_separate_processes_never_both_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "status": "active", "revision": 1,
+        "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(&scenarios).unwrap();
+    std::fs::write(scenarios.join("t.s.json"), doc.to_string()).unwrap();
+    let scen = scenarios.to_string_lossy().into_owned();
+    for round in 0..3 {
+        let based_on = (round + 1).to_string();
+        let writers: Vec<_> = (0..6)
+            .map(|k| {
+                let body = format!(r#"{{"config":{{"realtime_compute":{{"hot_score":{{"top_n":{}}}}}}}}}"#, 3 + k);
+                rtscore_command()
+                    .args(["scenario", "patch", "--scenarios-dir", &scen, "--tenant-id", "t", "--scenario-id", "s", "--immediately"])
+                    .args(["--if-revision", &based_on, "--body", &body])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start rtscore scenario patch")
+            })
+            .collect();
+        let outcomes: Vec<_> = writers.into_iter().map(|w| w.wait_with_output().unwrap()).collect();
+        let won = outcomes.iter().filter(|o| o.status.success()).count();
+        let stderr: Vec<String> = outcomes.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect();
+        assert_eq!(won, 1, "round {round}: {stderr:?}");
+        assert!(stderr.iter().filter(|e| !e.is_empty()).all(|e| e.contains("revision")), "{stderr:?}");
+    }
+    let out =
+        rtscore_command().args(["scenario", "get", "--scenarios-dir", &scen, "--tenant-id", "t", "--scenario-id", "s"]).output().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stored["revision"], 4);
+}

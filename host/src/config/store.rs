@@ -25,8 +25,25 @@ pub struct RevisionConflict {
 }
 
 /// Directory writes are checked and written under this lock, so two writers in one process
-/// cannot both pass the revision check.
+/// cannot both pass the revision check; [`lock_dir`] does the same across processes.
 static DIR_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An exclusive advisory lock on `<dir>/.history/write.lock`, held while a write is checked and
+/// stored, so two processes (a host's admin API and a CLI, say) writing one scenarios
+/// directory cannot both pass the revision check. Released when the file is dropped.
+fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let history = dir.join(".history");
+    std::fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
+    let path = history.join("write.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock().with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
 
 fn revision_of(doc: Option<&Value>) -> i64 {
     doc.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0)
@@ -81,6 +98,7 @@ impl ScenarioStore {
         match self {
             ScenarioStore::Dir(d) => {
                 let _one_writer = DIR_WRITES.lock().await;
+                let _one_process = lock_dir(d)?;
                 if let Some(want) = based_on {
                     let current = revision_of(self.get(tenant, scenario).await?.as_ref());
                     if current != want {
