@@ -66,6 +66,9 @@ struct Run {
     dead_letters: Vec<Value>,
     status: Value,
     racing: Vec<u16>,
+    /// The console overview as each tenant sees it.
+    evil_console: String,
+    good_console: String,
 }
 
 fn run(with_evil: bool) -> Run {
@@ -130,6 +133,14 @@ fn run(with_evil: bool) -> Run {
         good.is_some_and(|g| g["events"] == 5_400)
     });
     assert!(processed, "not all processed: {status}");
+    let good_token = api.token("tenant:good");
+    let console = |token: &str| {
+        let page = || request_raw(api.port, "GET", "/console", &[("Cookie", &format!("rtscore_token={token}"))], b"", None).body;
+        // The console's figures are refreshed once a second.
+        support::wait_until(Duration::from_secs(5), || !with_evil || page().contains("over quota <b>0</b>") != (token == evil_token));
+        page()
+    };
+    let (evil_console, good_console) = (console(&evil_token), console(&good_token));
     assert!(api.end_of_input().success(), "host failed:\n{}", api.host.log());
     let good_lines = std::fs::read_to_string(&out)
         .unwrap()
@@ -138,7 +149,7 @@ fn run(with_evil: bool) -> Run {
         .map(String::from)
         .collect();
     let dead_letters = std::fs::read_to_string(&dlq).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    Run { good_lines, dead_letters, status, racing }
+    Run { good_lines, dead_letters, status, racing, evil_console, good_console }
 }
 
 /// Eight editors PATCH evil's `flood` at once, each over the revision it read.
@@ -197,6 +208,9 @@ fn a_hostile_tenant_changes_nothing_of_a_good_tenants_output() {
     assert!(evil["late"].as_u64().unwrap_or(0) > 100, "evil's own clock made its own later events late: {evil}");
     let good = tenants.iter().find(|t| t["tenant_id"] == "good").expect("good's tenant row");
     assert_eq!((good["late"].as_u64(), good["over_quota"].as_object().map(|m| m.len())), (Some(0), Some(0)), "{good}");
+    // The console: evil sees its refusals; good sees its own figures and nothing of evil.
+    assert!(mixed.evil_console.contains("tenant evil on this host") && !mixed.evil_console.contains("over quota <b>0</b>"));
+    assert!(mixed.good_console.contains("over quota <b>0</b>") && !mixed.good_console.contains("evil"), "{}", mixed.good_console);
     // Racing edits: one editor wins, every other one is told the revision moved.
     assert_eq!(mixed.racing, [200, 409, 409, 409, 409, 409, 409, 409]);
 }

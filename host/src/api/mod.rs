@@ -120,12 +120,13 @@ impl AdminState {
     /// scenarios only (host totals would tell it how busy the other tenants are).
     pub fn visible_counters(&self, scope: &Scope) -> HostLive {
         let Some(tenant) = scope.tenant() else { return self.live.host() };
-        let mut c = HostLive::default();
+        let mut c = HostLive { state_bytes: self.live.tenant_state_bytes(tenant), ..HostLive::default() };
         for (_, s) in self.live.scenarios(Some(tenant)) {
             c.rejected += s.rejected;
             if let Some(r) = &s.status {
                 c.events_in += r.events;
                 c.late += r.late;
+                c.over_quota += r.over_quota;
             }
         }
         c

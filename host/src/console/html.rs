@@ -94,7 +94,7 @@ fn state_class(state: &str) -> &'static str {
 /// Overview table body: one row per scenario.
 pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
     if scenarios.is_empty() {
-        return r#"<tr><td colspan="12" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
+        return r#"<tr><td colspan="13" class="muted">No scenarios on this host yet.</td></tr>"#.to_string();
     }
     let mut out = String::new();
     for (k, s) in scenarios {
@@ -103,7 +103,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
         let err = st.and_then(|r| r.last_error.as_deref());
         let _ = write!(
             out,
-            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="item">{top}</td><td class="{ecls}">{err}</td><td>{rollout}</td></tr>"#,
+            r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="num">{over_quota}</td><td class="item">{top}</td><td class="{ecls}">{err}</td><td>{rollout}</td></tr>"#,
             t = esc(&k.tenant_id),
             s_ = esc(&k.scenario_id),
             tu = url_segment(&k.tenant_id),
@@ -115,6 +115,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
             eps = s.events_per_s,
             events = opt(st.map(|r| r.events)),
             late = opt(st.map(|r| r.late)),
+            over_quota = opt(st.map(|r| r.over_quota)),
             rejected = s.rejected,
             top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
             ecls = if err.is_some() { "error" } else { "muted" },
@@ -146,17 +147,29 @@ fn rollout_cell(r: &ScenarioStatusRow) -> String {
 pub fn host_counters(scope: &Scope, h: &HostLive) -> String {
     match scope.tenant() {
         None => format!(
-            r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span>"#,
-            h.events_in, h.rejected, h.late, h.unknown_scenario
+            r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span><span>over quota <b>{}</b></span><span>state <b>{}</b></span>"#,
+            h.events_in,
+            h.rejected,
+            h.late,
+            h.unknown_scenario,
+            h.over_quota,
+            mib(h.state_bytes)
         ),
         Some(t) => format!(
-            r#"<span class="muted">tenant {} on this host:</span><span>events <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span>"#,
+            r#"<span class="muted">tenant {} on this host:</span><span>events <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>over quota <b>{}</b></span><span>state <b>{}</b></span>"#,
             esc(t),
             h.events_in,
             h.rejected,
-            h.late
+            h.late,
+            h.over_quota,
+            mib(h.state_bytes)
         ),
     }
+}
+
+/// Bytes as MiB with one decimal.
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: &HostLive) -> String {
@@ -170,7 +183,7 @@ pub fn overview(scope: &Scope, scenarios: &[(ScenarioKey, ScenarioLive)], host: 
         Some("/console/events"),
         &format!(
             r#"<h1>{heading}</h1><p class="counters" id="host">{host}</p>
-<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>top item</th><th>last error</th><th>rollout</th></tr></thead>
+<table class="grid"><thead><tr><th>tenant</th><th>scenario</th><th>applied revision</th><th>plugin</th><th>state</th><th>events/s</th><th>events</th><th>rejected</th><th>late</th><th>over quota</th><th>top item</th><th>last error</th><th>rollout</th></tr></thead>
 <tbody id="scenarios">{rows}</tbody></table>"#,
             host = host_counters(scope, host),
             rows = overview_rows(scenarios)
@@ -182,7 +195,7 @@ pub fn status_card(s: &ScenarioLive) -> String {
     let Some(r) = &s.status else { return r#"<p class="muted">This host has not reported this scenario yet.</p>"#.to_string() };
     format!(
         r#"<dl class="card"><dt>applied revision</dt><dd id="applied-revision">{rev}</dd><dt>plugin</dt><dd>{plugin}</dd><dt>state</dt><dd><span class="state {cls}">{state}</span></dd>
-<dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>rejected</dt><dd>{rejected}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>windows</dt><dd>{windows}</dd>
+<dt>events/s</dt><dd>{eps:.1}</dd><dt>events</dt><dd>{events}</dd><dt>rejected</dt><dd>{rejected}</dd><dt>late</dt><dd>{late}</dd><dt>duplicates</dt><dd>{dups}</dd><dt>over quota</dt><dd>{over_quota}</dd><dt>windows</dt><dd>{windows}</dd>
 <dt>applied at</dt><dd>{applied}</dd><dt>last error</dt><dd class="{ecls}">{err}</dd>
 <dt>pending revision</dt><dd id="pending-revision">{pending}</dd><dt>effective from window end</dt><dd>{effective}</dd>
 <dt>candidate</dt><dd id="candidate">{cand}</dd><dt>candidate error</dt><dd class="{ccls}">{cerr}</dd></dl>"#,
@@ -195,6 +208,7 @@ pub fn status_card(s: &ScenarioLive) -> String {
         late = r.late,
         rejected = s.rejected,
         dups = r.duplicates,
+        over_quota = r.over_quota,
         windows = r.windows_emitted,
         applied = r.applied_at.map_or_else(|| "–".into(), time),
         ecls = if r.last_error.is_some() { "error" } else { "muted" },

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::status::ScenarioStatusRow;
+use super::status::{ScenarioStatusRow, TenantStatusRow};
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::ScenarioKey;
 use crate::http::HealthReporter;
@@ -109,9 +109,9 @@ impl Outputs {
         Ok(())
     }
 
-    pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow]) {
+    pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow], tenants: &[TenantStatusRow]) {
         if let Some(l) = &self.live {
-            l.status(stats, rows, chrono::Utc::now().timestamp_millis());
+            l.status(stats, rows, tenants, chrono::Utc::now().timestamp_millis());
         }
         if let Some(v) = &mut self.view {
             let problems = rows.iter().filter_map(|r| Some((r.key(), r.last_error.clone()?))).collect();

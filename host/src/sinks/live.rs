@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::ScenarioKey;
 use crate::output::{HotList, Output, ShadowList};
 use crate::pipeline::PipelineStats;
-use crate::runtime::status::ScenarioStatusRow;
+use crate::runtime::status::{ScenarioStatusRow, TenantStatusRow};
 
 /// Windows kept per scenario for the timeline.
 pub const TIMELINE_LEN: usize = 24;
@@ -55,12 +55,18 @@ pub struct HostLive {
     pub rejected: u64,
     pub late: u64,
     pub unknown_scenario: u64,
+    /// Events refused by a memory quota.
+    pub over_quota: u64,
+    /// Window and profile state held (for a tenant: its own), at the last check.
+    pub state_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
     scenarios: BTreeMap<ScenarioKey, ScenarioLive>,
     host: HostLive,
+    /// Each tenant's state bytes, at the last check.
+    tenant_state_bytes: BTreeMap<String, usize>,
 }
 
 /// Shared handle; cheap to clone.
@@ -145,10 +151,17 @@ impl LiveView {
 
     /// Records the status rows and host counters of one tick at wall time `now_ms`; scenarios
     /// no longer in the rows (deleted) are dropped.
-    pub fn status(&self, stats: &PipelineStats, rows: &[ScenarioStatusRow], now_ms: i64) {
+    pub fn status(&self, stats: &PipelineStats, rows: &[ScenarioStatusRow], tenants: &[TenantStatusRow], now_ms: i64) {
         let mut st = self.write();
-        st.host =
-            HostLive { events_in: stats.events_in, rejected: stats.rejected, late: stats.late, unknown_scenario: stats.unknown_scenario };
+        st.host = HostLive {
+            events_in: stats.events_in,
+            rejected: stats.rejected,
+            late: stats.late,
+            unknown_scenario: stats.unknown_scenario,
+            over_quota: stats.over_quota,
+            state_bytes: tenants.iter().map(|t| t.state_bytes).sum(),
+        };
+        st.tenant_state_bytes = tenants.iter().map(|t| (t.tenant_id.clone(), t.state_bytes)).collect();
         st.scenarios.retain(|k, _| rows.iter().any(|r| &r.key() == k));
         for r in rows {
             let s = st.scenarios.entry(r.key()).or_default();
@@ -180,6 +193,11 @@ impl LiveView {
 
     pub fn host(&self) -> HostLive {
         self.read().host.clone()
+    }
+
+    /// `tenant`'s window and profile state bytes at the last check.
+    pub fn tenant_state_bytes(&self, tenant: &str) -> usize {
+        self.read().tenant_state_bytes.get(tenant).copied().unwrap_or(0)
     }
 }
 
@@ -236,7 +254,7 @@ mod tests {
         assert_eq!(live.scenario(&ScenarioKey::new("t", "s")).unwrap().rejected, 1);
         assert_eq!(live.scenarios(None).len(), 1, "unknown scenarios are not added by rejects");
         // A status tick without the scenario (deleted) drops it.
-        live.status(&PipelineStats::default(), &[], 1);
+        live.status(&PipelineStats::default(), &[], &[], 1);
         assert!(live.scenarios(None).is_empty());
         assert!(rx.has_changed().unwrap());
     }
