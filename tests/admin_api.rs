@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rtscore::api::{Access, route_specs};
 use serde_json::{Value, json};
-use support::web::{ApiHost, Resp, request, request_raw};
+use support::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
 use support::{Stack, cli, event_line, unique, wait_until};
 
 const XSS_ITEM: &str = "<img src=x onerror=alert(1)>";
@@ -392,16 +392,7 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     let w = world();
     let port = w.api.port;
     let wasm = plugin_support::module("gravity");
-    let up = |token: &str, name: &str, body: &[u8]| {
-        request_raw(
-            port,
-            "POST",
-            &format!("/api/v1/tenants/acme/plugins?name={name}&version=1.0.0"),
-            &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/wasm")],
-            body,
-            None,
-        )
-    };
+    let up = |token: &str, name: &str, body: &[u8]| upload_plugin(port, "acme", token, name, "1.0.0", body);
     let r = up(&w.acme, "acme-gravity", &wasm);
     assert_eq!(r.status, 201, "{}", r.body);
     let sha = rtscore::plugin::sha256_hex(&wasm);
@@ -419,14 +410,7 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     assert_eq!(mine["plugins"].as_array().unwrap().len(), 1, "{mine}");
     let theirs = request(port, "GET", "/api/v1/tenants/rival/plugins", Some(&w.rival), b"").json();
     assert!(theirs["plugins"].as_array().unwrap().is_empty(), "{theirs}");
-    let steal = request_raw(
-        port,
-        "POST",
-        "/api/v1/tenants/rival/plugins?name=acme-gravity&version=1.0.0",
-        &[("Authorization", &format!("Bearer {}", w.rival))],
-        &wasm,
-        None,
-    );
+    let steal = upload_plugin(port, "rival", &w.rival, "acme-gravity", "1.0.0", &wasm);
     refused(&steal, 403, "replacing another tenant's module");
     // Published versions are immutable: the same bytes again are accepted, other bytes are a
     // conflict (scenarios referencing acme-gravity@1.0.0 without a hash keep their module).
@@ -466,14 +450,7 @@ fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
     let port = w.api.port;
     let wasm = plugin_support::module("gravity");
     let sha = rtscore::plugin::sha256_hex(&wasm);
-    let up = request_raw(
-        port,
-        "POST",
-        "/api/v1/tenants/acme/plugins?name=acme-gravity&version=1.0.0",
-        &[("Authorization", &format!("Bearer {}", w.acme)), ("Content-Type", "application/wasm")],
-        &wasm,
-        None,
-    );
+    let up = upload_plugin(port, "acme", &w.acme, "acme-gravity", "1.0.0", &wasm);
     assert_eq!(up.status, 201, "{}", up.body);
     let reference = |name: &str| json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": name, "version": "1.0.0", "sha256": sha, "params": {"gravity": 1.5}}}}}});
     let patch_feed = |token: &str, name: &str| {
@@ -530,14 +507,7 @@ fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
         200
     );
     // Hot deploy stays: the owner publishes a new version and switches to it, no restart.
-    let up2 = request_raw(
-        port,
-        "POST",
-        "/api/v1/tenants/acme/plugins?name=acme-gravity&version=1.0.1",
-        &[("Authorization", &format!("Bearer {}", w.acme)), ("Content-Type", "application/wasm")],
-        &wasm,
-        None,
-    );
+    let up2 = upload_plugin(port, "acme", &w.acme, "acme-gravity", "1.0.1", &wasm);
     assert_eq!(up2.status, 201, "{}", up2.body);
     let v2 = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"version": "1.0.1"}}}}});
     assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), v2.to_string().as_bytes()).status, 200);
@@ -551,14 +521,7 @@ fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
     };
     assert!(wait_until(Duration::from_secs(20), || home_state() == "active acme-gravity@1.0.1"), "{}\n{}", home_state(), w.api.host.log());
     // A tenant still cannot replace a shared module it does not own.
-    let replace = request_raw(
-        port,
-        "POST",
-        "/api/v1/tenants/rival/plugins?name=acme-gravity&version=1.0.0",
-        &[("Authorization", &format!("Bearer {}", w.rival))],
-        &wasm,
-        None,
-    );
+    let replace = upload_plugin(port, "rival", &w.rival, "acme-gravity", "1.0.0", &wasm);
     refused(&replace, 403, "replacing a shared module");
 
     // Unsharing would take the module from the rival's running scenario: refused, with the
@@ -627,14 +590,7 @@ fn tenant_supplied_strings_are_escaped_in_the_console() {
     assert!(sse.body.contains("&lt;img src=x onerror=alert(1)&gt;") && !sse.body.contains("<img"), "{}", sse.body);
     // An editor error echoing tenant text is escaped too.
     let form = format!("action=validate&document={}", "%7B%22%3Cscript%3E%22%3A1%2C%22status%22%3A%22%3Cb%3Ebold%3C%2Fb%3E%22%7D");
-    let r = request_raw(
-        port,
-        "POST",
-        "/console/tenants/acme/scenarios/home/config",
-        &[("Cookie", &c), ("Content-Type", "application/x-www-form-urlencoded")],
-        form.as_bytes(),
-        None,
-    );
+    let r = console_post(port, &c, "/console/tenants/acme/scenarios/home/config", form.as_bytes());
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(!r.body.contains("<script>") && !r.body.contains("<b>bold") && r.body.contains("&lt;b&gt;bold"), "{}", r.body);
 }

@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::web::{ApiHost, Resp, request, request_raw};
+use support::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
 use support::{HostProcess, event_line, free_port, wait_until};
 
 fn scenario(tenant: &str, id: &str) -> Value {
@@ -23,14 +23,7 @@ fn scenario(tenant: &str, id: &str) -> Value {
 }
 
 fn upload(port: u16, tenant: &str, token: &str, name: &str, body: &[u8]) -> Resp {
-    request_raw(
-        port,
-        "POST",
-        &format!("/api/v1/tenants/{tenant}/plugins?name={name}&version=1.0.0"),
-        &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/wasm")],
-        body,
-        None,
-    )
+    upload_plugin(port, tenant, token, name, "1.0.0", body)
 }
 
 /// The status line of a request sent as raw bytes (its own `Host`, a body that never comes).
@@ -71,14 +64,7 @@ fn oversized_bodies_are_refused_early_with_413() {
     // The console's forms too.
     let c = format!("rtscore_token={acme}");
     let form = format!("action=validate&document={}", "x".repeat(5000));
-    let r = request_raw(
-        port,
-        "POST",
-        "/console/tenants/acme/scenarios/home/config",
-        &[("Cookie", &c), ("Content-Type", "application/x-www-form-urlencoded")],
-        form.as_bytes(),
-        None,
-    );
+    let r = console_post(port, &c, "/console/tenants/acme/scenarios/home/config", form.as_bytes());
     assert_eq!(r.status, 413, "{}", r.body);
     // A plugin upload is capped by the tenant's module-size quota, not the API's limit.
     let r = upload(port, "acme", &acme, "big", &vec![0u8; 2001]);
@@ -273,14 +259,7 @@ fn the_console_editor_writes_only_over_the_revision_it_loaded() {
     let form = |rev: &str| {
         let mut f = url_encode_form(&[("action", "apply"), ("document", &doc)]);
         f.push_str(&format!("&if_revision={rev}"));
-        request_raw(
-            port,
-            "POST",
-            "/console/tenants/acme/scenarios/home/config",
-            &[("Cookie", &c), ("Content-Type", "application/x-www-form-urlencoded")],
-            f.as_bytes(),
-            None,
-        )
+        console_post(port, &c, "/console/tenants/acme/scenarios/home/config", f.as_bytes())
     };
     let stale = form("1");
     assert_eq!(stale.status, 409, "{}", stale.body);
@@ -288,14 +267,7 @@ fn the_console_editor_writes_only_over_the_revision_it_loaded() {
     let stored = request(port, "GET", "/api/v1/tenants/acme/scenarios/home", Some(&acme), b"").json();
     assert_eq!((stored["revision"].as_i64(), stored["owner"].as_str()), (Some(2), Some("someone-else")), "nothing overwritten");
     // Rollback naming a stale revision (a script's form post): refused the same way.
-    let rb = request_raw(
-        port,
-        "POST",
-        "/console/tenants/acme/scenarios/home/rollback",
-        &[("Cookie", &c), ("Content-Type", "application/x-www-form-urlencoded")],
-        b"to_revision=&if_revision=1",
-        None,
-    );
+    let rb = console_post(port, &c, "/console/tenants/acme/scenarios/home/rollback", b"to_revision=&if_revision=1");
     assert_eq!(rb.status, 409, "{}", rb.body);
     assert!(rb.body.contains("changed by someone else to revision 2"), "{}", rb.body);
     // Over the current revision, the write is stored and the page then carries the new one.

@@ -103,6 +103,17 @@ pub fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &
     request_raw(port, method, path, &headers, body, None)
 }
 
+/// Uploads `wasm` as `name@version` for `tenant` through the admin API with `token`.
+pub fn upload_plugin(port: u16, tenant: &str, token: &str, name: &str, version: &str, wasm: &[u8]) -> Resp {
+    let path = format!("/api/v1/tenants/{tenant}/plugins?name={name}&version={version}");
+    request_raw(port, "POST", &path, &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/wasm")], wasm, None)
+}
+
+/// Posts a console form (`application/x-www-form-urlencoded`) with the session `cookie`.
+pub fn console_post(port: u16, cookie: &str, path: &str, form: &[u8]) -> Resp {
+    request_raw(port, "POST", path, &[("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")], form, None)
+}
+
 /// A host running `rtscore run` with the admin API on a free port, reading events from its
 /// stdin, scenarios from a directory and tokens from a file the test fills.
 pub struct ApiHost {
