@@ -187,13 +187,13 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
 #[test]
 fn concurrent_edits_of_one_revision_conflict_instead_of_losing_an_update() {
     use rtscore::config::history::{RolloutError, store_revision};
-    use rtscore::config::store::ScenarioStore;
+    use rtscore::config::store::{ConfigSource, ScenarioStore};
     use rtscore::config::switch::EffectiveFrom;
     let stack = Stack::ensure();
     let (tenant, database) = (unique("cc"), unique("db"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let store = ScenarioStore::open(Some(&stack.mongodb_url), &database, std::path::Path::new(".")).await.expect("connect");
+        let store = ScenarioStore::open(&ConfigSource::Mongo(stack.mongodb_url.clone()), &database).await.expect("connect");
         let doc = |top_n: i64| serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"top_n": top_n}}}});
         let now = chrono::Utc::now().timestamp_millis();
         let (v1, _) = store_revision(&store, None, doc(5), &EffectiveFrom::Immediately, now).await.expect("create");
@@ -245,4 +245,23 @@ fn racing_writers_in_separate_processes_never_both_win() {
         rtscore_command().args(["scenario", "get", "--scenarios-dir", &scen, "--tenant-id", "t", "--scenario-id", "s"]).output().unwrap();
     let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stored["revision"], 4);
+}
+
+/// `run`, `scenario` and `plugin share` pick the store by one rule: an explicit
+/// --scenarios-dir wins over MONGODB_URL (here one that nothing answers).
+#[test]
+fn an_explicit_scenarios_dir_wins_over_mongodb_url_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(&scenarios).unwrap();
+    let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "from-dir", "status": "active", "revision": 1,
+        "config": {"realtime_compute": {"hot_score": {}}}});
+    std::fs::write(scenarios.join("t.from-dir.json"), doc.to_string()).unwrap();
+    let out = rtscore_command()
+        .args(["scenario", "list", "--scenarios-dir", scenarios.to_str().unwrap()])
+        .env("MONGODB_URL", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("from-dir"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -95,7 +95,7 @@ impl AdminState {
         let (store, target) = match args.config_source() {
             ConfigSource::Dir(dir) => (ScenarioStore::Dir(dir), PluginTarget::Dir(args.plugins_dir.clone())),
             ConfigSource::Mongo(url) => {
-                let m = MongoScenarioStore::connect(&url, &args.mongodb_database).await.context("admin API store")?;
+                let m = MongoScenarioStore::connect(&url, &args.store.mongodb_database).await.context("admin API store")?;
                 let plugins = m.plugins();
                 (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
             }

@@ -5,6 +5,7 @@ pub mod plugin;
 pub mod run_args;
 pub mod scenario;
 pub mod status;
+pub mod store_args;
 pub mod token;
 
 use clap::{Parser, Subcommand};

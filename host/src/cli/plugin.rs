@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::store_args::StoreArgs;
 use crate::admin::plugins::PluginTarget;
 use crate::admin::{PluginQuota, PluginService, ScenarioService};
 use crate::config::mongo::MongoScenarioStore;
@@ -17,11 +18,11 @@ use crate::plugin::sha256_hex;
 pub struct PluginArgs {
     #[command(subcommand)]
     pub command: PluginCommand,
-    /// Publish to / list / share in the fleet's MongoDB `plugins` collection instead of --plugins-dir.
-    #[arg(long, global = true, env = "MONGODB_URL")]
-    pub mongodb_url: Option<String>,
-    #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
-    pub mongodb_database: String,
+    /// With a MongoDB URL, modules are published to / listed and shared in the fleet's
+    /// `plugins` collection instead of --plugins-dir; scenario documents (checked before
+    /// `share --unshare`) are found by the same rule as for `run` and `scenario`.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The plugins directory hosts watch.
     #[arg(long, global = true, default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR")]
     pub plugins_dir: PathBuf,
@@ -56,10 +57,6 @@ pub enum PluginCommand {
         /// Take the shared mark off: only the owner's scenarios may reference it again.
         #[arg(long)]
         unshare: bool,
-        /// Scenario documents checked for references before --unshare (used when no MongoDB
-        /// URL is set; with one, the scenarios in MongoDB).
-        #[arg(long, default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR")]
-        scenarios_dir: PathBuf,
     },
     /// Run a module over recorded events with a scenario document and print every hot list
     /// (JSON lines), exactly as a host would emit them.
@@ -93,7 +90,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
-            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
+            let service =
+                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await
@@ -102,7 +100,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             println!("reference: {}", serde_json::json!({"plugin": m.reference()}));
         }
         PluginCommand::List => {
-            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
+            let service =
+                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
             println!("{:<28} {:>10}  {:<64}  {:<6}  owner", "module", "bytes", "sha256", "shared");
             for m in service.list(None).await? {
                 println!(
@@ -115,12 +114,14 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        PluginCommand::Share { plugin, unshare, scenarios_dir } => {
+        PluginCommand::Share { plugin, unshare } => {
             let Some((name, version)) = plugin.split_once('@') else {
                 bail!("{plugin:?}: give the module as <name>@<version>, e.g. gravity@1.0.0");
             };
-            let service = PluginService::new(target(args.mongodb_url.as_deref(), &args.mongodb_database, &args.plugins_dir).await?);
-            let store = ScenarioStore::open(args.mongodb_url.as_deref(), &args.mongodb_database, &scenarios_dir).await?;
+            let service =
+                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
+            // The scenarios checked for references before --unshare.
+            let store = ScenarioStore::open(&args.store.source(), &args.store.mongodb_database).await?;
             let m = service
                 .set_shared(&ScenarioService::new(store), name, version, !unshare)
                 .await

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+pub use super::store_args::{ConfigSource, StoreArgs};
 use crate::pipeline::JobSelection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -15,13 +16,6 @@ pub enum ViewMode {
     Log,
     /// Nothing but warnings and errors.
     Off,
-}
-
-/// See [`RunArgs::config_source`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigSource {
-    Dir(PathBuf),
-    Mongo(String),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -109,23 +103,14 @@ pub struct RunArgs {
     pub max_event_skew: MaxEventSkew,
 
     // ---- configuration ----
-    /// MongoDB URL for scenario documents (collection `scenarios`). Without it, documents are
-    /// read from --scenarios-dir.
-    #[arg(long, value_name = "URL", env = "MONGODB_URL", help_heading = "Configuration")]
-    pub mongodb_url: Option<String>,
-    /// MongoDB database.
-    #[arg(long, default_value = "rtscore", env = "MONGODB_DATABASE", help_heading = "Configuration")]
-    pub mongodb_database: String,
+    #[command(flatten, next_help_heading = "Configuration")]
+    pub store: StoreArgs,
     /// How often MongoDB is polled for changed scenario documents (ms).
     #[arg(long, default_value_t = 250, value_name = "MS", help_heading = "Configuration")]
     pub config_poll_ms: u64,
     /// How often every scenario document is re-read from MongoDB, which also notices deletes (ms).
     #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Configuration")]
     pub config_resync_ms: u64,
-    /// Directory of scenario documents, one JSON document per *.json file, watched for edits
-    /// [default: examples/scenarios]. Given explicitly, it takes precedence over MONGODB_URL.
-    #[arg(long, value_name = "DIR", env = "RTSCORE_SCENARIOS_DIR", help_heading = "Configuration")]
-    pub scenarios_dir: Option<PathBuf>,
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
     #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
@@ -177,14 +162,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Where scenario documents come from: an explicit directory, else MongoDB when a URL is
-    /// set, else the bundled examples.
+    /// Where scenario documents come from (`cli::store_args`).
     pub fn config_source(&self) -> ConfigSource {
-        match (&self.scenarios_dir, &self.mongodb_url) {
-            (Some(dir), _) => ConfigSource::Dir(dir.clone()),
-            (None, Some(url)) => ConfigSource::Mongo(url.clone()),
-            (None, None) => ConfigSource::Dir(PathBuf::from("examples/scenarios")),
-        }
+        self.store.source()
     }
 
     pub fn consumer_group(&self) -> String {

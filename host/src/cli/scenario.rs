@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+
+use super::store_args::StoreArgs;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
@@ -18,14 +20,8 @@ use crate::config::{ScenarioConfig, parse_scenario};
 pub struct ScenarioArgs {
     #[command(subcommand)]
     pub command: ScenarioCommand,
-    /// MongoDB URL; without it, documents live in --scenarios-dir.
-    #[arg(long, global = true, env = "MONGODB_URL")]
-    pub mongodb_url: Option<String>,
-    #[arg(long, global = true, default_value = "rtscore", env = "MONGODB_DATABASE")]
-    pub mongodb_database: String,
-    /// Directory of scenario documents (used when no MongoDB URL is set).
-    #[arg(long, global = true, default_value = "examples/scenarios", env = "RTSCORE_SCENARIOS_DIR")]
-    pub scenarios_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -185,7 +181,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let store = ScenarioStore::open(args.mongodb_url.as_deref(), &args.mongodb_database, &args.scenarios_dir).await?;
+    let store = ScenarioStore::open(&args.store.source(), &args.store.mongodb_database).await?;
     let service = ScenarioService::new(store);
     let place = service.describe();
     match args.command {

@@ -49,6 +49,13 @@ fn revision_of(doc: Option<&Value>) -> i64 {
     doc.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0)
 }
 
+/// Where scenario documents live (the CLI's `StoreArgs` decide which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Dir(PathBuf),
+    Mongo(String),
+}
+
 pub enum ScenarioStore {
     Dir(PathBuf),
     Mongo(MongoScenarioStore),
@@ -59,10 +66,11 @@ fn ids(doc: &Value) -> Option<(&str, &str)> {
 }
 
 impl ScenarioStore {
-    pub async fn open(mongodb_url: Option<&str>, database: &str, dir: &Path) -> anyhow::Result<Self> {
-        Ok(match mongodb_url {
-            Some(url) => ScenarioStore::Mongo(MongoScenarioStore::connect(url, database).await?),
-            None => ScenarioStore::Dir(dir.to_path_buf()),
+    /// The store at `source` (`database` for MongoDB).
+    pub async fn open(source: &ConfigSource, database: &str) -> anyhow::Result<Self> {
+        Ok(match source {
+            ConfigSource::Mongo(url) => ScenarioStore::Mongo(MongoScenarioStore::connect(url, database).await?),
+            ConfigSource::Dir(dir) => ScenarioStore::Dir(dir.clone()),
         })
     }
 

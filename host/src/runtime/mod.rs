@@ -68,7 +68,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 poll: Duration::from_millis(args.config_poll_ms.max(10)),
                 resync: Duration::from_millis(args.config_resync_ms.max(100)),
             };
-            let connect = config_feed::connect_mongo(url.clone(), args.mongodb_database.clone(), intervals, cfg_tx, shutdown_rx.clone());
+            let connect =
+                config_feed::connect_mongo(url.clone(), args.store.mongodb_database.clone(), intervals, cfg_tx, shutdown_rx.clone());
             tokio::select! {
                 r = connect => r?,
                 _ = &mut shutdown => return Ok(()),
@@ -88,7 +89,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Plugins: every referenced module is loaded before the first event.
     let plugin_mongo = match &config_source {
-        ConfigSource::Mongo(url) => Some(MongoScenarioStore::connect(url, &args.mongodb_database).await?),
+        ConfigSource::Mongo(url) => Some(MongoScenarioStore::connect(url, &args.store.mongodb_database).await?),
         ConfigSource::Dir(_) => None,
     };
     let mut plugins = PluginCoordinator::start(&args.plugins_dir, plugin_mongo.as_ref()).await?;
