@@ -211,7 +211,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 // fragments would be replaced under the operator's cursor.
                 if last_view.elapsed() >= Duration::from_secs(1) {
                     last_view = std::time::Instant::now();
-                    outputs.tick(pipeline.stats(), &rows, &status::tenant_rows(&rows, &pipeline));
+                    outputs.tick(pipeline.stats(), &rows, &status::tenant_rows(&rows, &pipeline), backlog.input_progress());
                 }
             }
             msg = rx.recv(), if in_flight.is_none() => match msg {

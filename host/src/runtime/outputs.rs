@@ -109,13 +109,13 @@ impl Outputs {
         Ok(())
     }
 
-    pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow], tenants: &[TenantStatusRow]) {
+    pub fn tick(&mut self, stats: &PipelineStats, rows: &[ScenarioStatusRow], tenants: &[TenantStatusRow], input: Option<(u64, u64)>) {
         if let Some(l) = &self.live {
             l.status(stats, rows, tenants, chrono::Utc::now().timestamp_millis());
         }
         if let Some(v) = &mut self.view {
             let problems = rows.iter().filter_map(|r| Some((r.key(), r.last_error.clone()?))).collect();
-            v.draw(stats, &problems);
+            v.draw(stats, &problems, input);
         }
     }
 

@@ -241,6 +241,9 @@ pub struct BacklogStatus {
     /// Includes `--allowed-lateness-ms`; large for replays of recorded events, negative when
     /// the generator runs event time faster than the clock.
     pub event_time_lag_ms: Option<i64>,
+    /// A replayed file: bytes read of its size.
+    pub input_read_bytes: Option<u64>,
+    pub input_total_bytes: Option<u64>,
 }
 
 impl BacklogStatus {
@@ -250,6 +253,8 @@ impl BacklogStatus {
             kafka_lag,
             generator_behind: backlog.behind_schedule(),
             event_time_lag_ms: watermark.map(|w| wall_ms - w),
+            input_read_bytes: backlog.input_progress().map(|p| p.0),
+            input_total_bytes: backlog.input_progress().map(|p| p.1),
         }
     }
 

@@ -218,6 +218,9 @@ pub struct Backlog {
     queued: AtomicU64,
     /// Events a rate-driven source (the generator) is behind its schedule.
     behind: AtomicU64,
+    /// Bytes a file source has read, and the file's size (0: not a file of known size).
+    input_read: AtomicU64,
+    input_total: AtomicU64,
 }
 
 impl Backlog {
@@ -231,6 +234,22 @@ impl Backlog {
 
     pub fn set_behind_schedule(&self, events: u64) {
         self.behind.store(events, Ordering::Relaxed);
+    }
+
+    /// A file source of `bytes` starts.
+    pub fn set_input_size(&self, bytes: u64) {
+        self.input_total.store(bytes, Ordering::Relaxed);
+    }
+
+    /// A file source has read `bytes` more.
+    pub fn add_input_read(&self, bytes: u64) {
+        self.input_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// (bytes read, file size) of a file source of known size.
+    pub fn input_progress(&self) -> Option<(u64, u64)> {
+        let total = self.input_total.load(Ordering::Relaxed);
+        (total > 0).then(|| (self.input_read.load(Ordering::Relaxed).min(total), total))
     }
 }
 
