@@ -9,8 +9,10 @@ start=$SECONDS
 prepare_build_env debug
 log "building plugins (wasm32-wasip2) ..."
 bash scripts/build-plugins.sh
-log "running the test suite ..."
+log "clippy (warnings are errors; the workspace lints deny unwrap/expect outside tests) ..."
 status=0
+cargo clippy --workspace --all-targets --quiet -- -D warnings 2>&1 || status=$?
+log "running the test suite ..."
 cargo test --workspace --no-fail-fast 2>&1 || status=$?
 [ "${RTSCORE_STOP_STACK:-0}" = 1 ] && bash scripts/stack.sh stop
 log "scripts/test.sh: exit $status after $((SECONDS - start))s"

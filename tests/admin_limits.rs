@@ -4,6 +4,9 @@
 //! for local requests, the console editor's revision check, and a tenant seeing only its own
 //! counters.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "plugin_support.rs"]
 mod plugin_support;
 mod support;

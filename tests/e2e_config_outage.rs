@@ -2,6 +2,9 @@
 //! applies changes again once MongoDB is back (DESIGN §3). Its own test binary, because it
 //! stops the shared FerretDB.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

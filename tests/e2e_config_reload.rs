@@ -1,5 +1,8 @@
 //! Config changes reach a running host without restart (DESIGN §3, §4, §7), on the real stack.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,9 @@
 //! config, promote and rollback while events flow, revision history, the event-time switch,
 //! and candidates that fail without touching the live output.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "plugin_support.rs"]
 mod plugin_support;
 mod support;

@@ -4,6 +4,9 @@
 //! topic that is not keyed by scenario. Results are compared on the JSONL sinks (re-emitted
 //! windows after a restart must be identical to the first emission) and on the final Redis keys.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,9 @@
 //! expected outputs) replayed through the real binary: every window's hot list must match to a
 //! relative 1e-3 (DESIGN §4, §7).
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! apply time minus the document's `updated_at`). Starts the local stack if needed, runs a host
 //! on generated traffic, writes 100 changes at irregular intervals, prints percentiles.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};

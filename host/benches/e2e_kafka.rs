@@ -7,6 +7,9 @@
 //! against the parse-only ceiling measured on the same events in the same run. Starts the local
 //! stack if needed.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};

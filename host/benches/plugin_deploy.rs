@@ -5,6 +5,9 @@
 //! emitted window scored by it (registry notice + hash check + compile + instantiate +
 //! configure + the next window). Needs the reference plugins built (scripts/build-plugins.sh).
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

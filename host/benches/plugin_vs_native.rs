@@ -5,6 +5,9 @@
 //!
 //! `cargo bench -p rtscore --bench plugin_vs_native`
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../tests/plugin_support.rs"]
 mod support;
 

@@ -8,6 +8,9 @@
 //! kill until the group's committed offsets reach the end of every partition (caught up, with
 //! snapshots every second).
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,9 @@
 //! missing at the end, and evil's windows scored by its plugin. The bound docs/security.md
 //! states: `cpu_ms_per_minute` plus one call's budget per minute of wall time.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../tests/plugin_support.rs"]
 mod support;
 

@@ -10,6 +10,9 @@
 //! (builtin, plugin, shadow or all) runs the ceiling and that one row, for profiling. The built-in and
 //! plugin rows are medians of five alternated runs each.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../tests/plugin_support.rs"]
 mod support;
 

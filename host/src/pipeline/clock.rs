@@ -150,12 +150,13 @@ impl EventTime {
         Self { host: InputClock::new(idle_ms, max_skew_ms), tenants: BTreeMap::new(), idle_ms, max_skew_ms }
     }
 
+    /// `tenant`'s progress, created on its first event (off the per-event path: callers look
+    /// the tenant up first).
     fn tenant_entry(&mut self, tenant: &str) -> &mut TenantTime {
-        if !self.tenants.contains_key(tenant) {
-            let clock = InputClock::new(self.idle_ms, self.max_skew_ms);
-            self.tenants.insert(Arc::from(tenant), TenantTime { clock, watermark: None });
-        }
-        self.tenants.get_mut(tenant).expect("inserted above")
+        let (idle_ms, max_skew_ms) = (self.idle_ms, self.max_skew_ms);
+        self.tenants
+            .entry(Arc::from(tenant))
+            .or_insert_with(|| TenantTime { clock: InputClock::new(idle_ms, max_skew_ms), watermark: None })
     }
 
     pub fn assign(&mut self, partitions: &[i32], wall_ms: i64) {

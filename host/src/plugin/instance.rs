@@ -133,7 +133,9 @@ impl PluginInstance {
         };
         let started = Instant::now();
         // SAFETY: `score` was type-checked against `ScoreParams<'static>` / `ScoreResults` when
-        // the instance was created; the view type differs only in its borrow's lifetime.
+        // the instance was created; the view type differs only in its borrow's lifetime. The
+        // one `unsafe` of the workspace (Cargo.toml denies it elsewhere).
+        #[allow(unsafe_code)]
         let typed: TypedFunc<ScoreParams<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
         let result =
             call(&mut live.store, budget, mode, move |store| async move { typed.call_async(store, (WindowBatchView::from(batch),)).await });

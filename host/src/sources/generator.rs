@@ -67,6 +67,7 @@ impl EventMaker {
             acc += p;
             acc
         });
+        #[allow(clippy::expect_used, reason = "n >= 1 and s = 1.1 are parameters Zipf always takes")]
         let zipf = Zipf::new(items.max(1) as f64, 1.1).expect("valid Zipf parameters");
         Self { rng: SmallRng::seed_from_u64(seed), zipf, scenarios, cumulative, items: items.max(1), line: Vec::with_capacity(256) }
     }

@@ -60,7 +60,9 @@ impl<T: Default> ItemIds<T> {
                     self.entries.reserve_exact((self.entries.len() / 8).max(64));
                 }
                 self.entries.push(Entry { name: boxed, value: T::default() });
-                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 live items")
+                #[allow(clippy::expect_used, reason = "the item quota keeps live items far below 2^32")]
+                let id = u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 live items");
+                id
             }
         };
         let (entries, hasher) = (&self.entries, &self.hasher);

@@ -78,6 +78,7 @@ impl MinuteCells {
     }
 
     fn push(&mut self, item: u32, action: u16, head: bool) -> u32 {
+        #[allow(clippy::expect_used, reason = "the item quota keeps a minute's cells far below 2^32")]
         let at = u32::try_from(self.cells.len()).expect("fewer than 2^32 cells in a minute");
         self.cells.push(CellRow { item, next: NONE, count: 0, action, head, sum_offset: 0, sum_offset_sq: 0 });
         at
