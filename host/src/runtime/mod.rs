@@ -132,6 +132,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sources::generator::spawn_generator(sources::generator::GeneratorConfig::from_args(&args, keys), tx)
     };
     health.set_ready(true);
+    let status_page = StatusPage { health: &health, kafka_lag: kafka_lag.clone(), backlog: backlog.clone() };
 
     let mut out = Vec::new();
     let mut rejects = Vec::new();
@@ -169,7 +170,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 pipeline.set_tenant_quotas(registry.tenants().clone());
                 plugins.sync(&mut pipeline, false).await;
                 // Operators see a change at once, not at the next tick.
-                publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref(), &backlog);
+                status_page.publish(&registry, &pipeline, &store_error, snapshots.as_ref());
             }
             Some(prepared) = plugins.done_rx.recv() => plugins.installed(prepared, &mut pipeline),
             change = plugins.changes.recv(), if !registry_closed => match change {
@@ -188,15 +189,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 if consistent {
                     // Status on both sides of the store, which may take a while with much state.
-                    let before = |s: &Snapshots| {
-                        publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(s), &backlog);
-                    };
+                    let before = |s: &Snapshots| _ = status_page.publish(&registry, &pipeline, &store_error, Some(s));
                     snapshot_if_due(snapshots.as_mut(), committer.as_ref(), &mut outputs, &pipeline, before).await?;
                 }
                 if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
                     metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
                 }
-                let rows = publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), snapshots.as_ref(), &backlog);
+                let rows = status_page.publish(&registry, &pipeline, &store_error, snapshots.as_ref());
                 if !warned_cross_partition && pipeline.stats().cross_partition > 0 {
                     warned_cross_partition = true;
                     tracing::warn!(
@@ -248,9 +247,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     mark_processed(f.batch(), done, snapshots.as_mut(), committer.as_ref())?;
                     // A snapshot the tick had to defer (outputs were being written) is stored as
                     // soon as the state is consistent again.
-                    let before = |s: &Snapshots| {
-                        publish_status(&health, &registry, &pipeline, &store_error, kafka_lag.as_deref(), Some(s), &backlog);
-                    };
+                    let before = |s: &Snapshots| _ = status_page.publish(&registry, &pipeline, &store_error, Some(s));
                     snapshot_if_due(snapshots.as_mut(), committer.as_ref(), &mut outputs, &pipeline, before).await?;
                 }
                 if f.is_done() {
@@ -395,41 +392,49 @@ fn apply_feed(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut 
     }
 }
 
-/// Updates `/status` and returns the rows.
-fn publish_status(
-    health: &http::HealthReporter,
-    registry: &ScenarioRegistry,
-    pipeline: &Pipeline,
-    store_error: &Option<String>,
-    kafka_lag: Option<&std::sync::atomic::AtomicI64>,
-    snapshots: Option<&Snapshots>,
-    backlog: &Backlog,
-) -> Vec<status::ScenarioStatusRow> {
-    let kafka_lag = kafka_lag.map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
-    let rows = status::snapshot(registry, pipeline);
-    let tenants = status::tenant_rows(&rows, pipeline);
-    status::export_tenant_metrics(&tenants);
-    let stats = pipeline.stats();
-    let now = wall_ms();
-    let watermark = pipeline.watermark(now);
-    let backlog = status::BacklogStatus::read(backlog, kafka_lag, watermark, now);
-    backlog.export_metrics();
-    health.set_status(serde_json::json!({
-        "updated_at_ms": now,
-        "scenarios": &rows,
-        "tenants": &tenants,
-        "config_store_error": store_error,
-        "watermark": watermark,
-        "backlog": backlog,
-        "kafka_lag": kafka_lag,
-        "partitions": snapshots.map(Snapshots::owned),
-        "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
-        "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
-                   "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
-                   "over_quota": stats.over_quota,
-                   "cross_partition": stats.cross_partition },
-    }));
-    rows
+/// What `/status` is made of besides the registry, the pipeline and the snapshots: fixed once
+/// the source runs.
+struct StatusPage<'a> {
+    health: &'a http::HealthReporter,
+    kafka_lag: Option<Arc<std::sync::atomic::AtomicI64>>,
+    backlog: Arc<Backlog>,
+}
+
+impl StatusPage<'_> {
+    /// Updates `/status` and returns the rows.
+    fn publish(
+        &self,
+        registry: &ScenarioRegistry,
+        pipeline: &Pipeline,
+        store_error: &Option<String>,
+        snapshots: Option<&Snapshots>,
+    ) -> Vec<status::ScenarioStatusRow> {
+        let kafka_lag = self.kafka_lag.as_deref().map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
+        let rows = status::snapshot(registry, pipeline);
+        let tenants = status::tenant_rows(&rows, pipeline);
+        status::export_tenant_metrics(&tenants);
+        let stats = pipeline.stats();
+        let now = wall_ms();
+        let watermark = pipeline.watermark(now);
+        let backlog = status::BacklogStatus::read(&self.backlog, kafka_lag, watermark, now);
+        backlog.export_metrics();
+        self.health.set_status(serde_json::json!({
+            "updated_at_ms": now,
+            "scenarios": &rows,
+            "tenants": &tenants,
+            "config_store_error": store_error,
+            "watermark": watermark,
+            "backlog": backlog,
+            "kafka_lag": kafka_lag,
+            "partitions": snapshots.map(Snapshots::owned),
+            "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
+            "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
+                       "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
+                       "over_quota": stats.over_quota,
+                       "cross_partition": stats.cross_partition },
+        }));
+        rows
+    }
 }
 
 /// `rtscore_hot_emission_delay_seconds`: from the start of the batch in which the watermark
