@@ -16,7 +16,9 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../tests/plugin_support.rs"]
+// Shared with the integration tests; a bench uses only the module loader.
+#[allow(dead_code)]
+#[path = "../../tests/it/plugin_support.rs"]
 mod support;
 
 use std::collections::BTreeMap;

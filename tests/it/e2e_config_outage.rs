@@ -2,11 +2,7 @@
 //! applies changes again once MongoDB is back (DESIGN §3). Its own test binary, because it
 //! stops the shared FerretDB.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use support::*;

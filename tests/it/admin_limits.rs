@@ -4,13 +4,7 @@
 //! for local requests, the console editor's revision check, and a tenant seeing only its own
 //! counters.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -2,11 +2,7 @@
 //! is away, and once it is back catches up; every window equals a run without the outage.
 //! Its own test binary, because it stops the shared Kafka.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use rtscore::config::parse_scenario;

@@ -2,11 +2,7 @@
 //! of dropping results, and once Redis is back every window equals a run without the outage.
 //! Its own test binary, because it stops the shared Redis.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use redis::Commands;

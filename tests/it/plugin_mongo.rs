@@ -1,14 +1,8 @@
 //! The MongoDB plugin registry on the local stack (FerretDB): publish, poll, resolve, prepare,
 //! and refuse a module whose bytes do not match its declared hash. Uses a database of its own.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/mod.rs"]
-mod stack;
-#[path = "plugin_support.rs"]
-mod support;
-
+use crate::plugin_support as support;
+use crate::support as stack;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::doc;

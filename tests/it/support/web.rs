@@ -204,12 +204,6 @@ impl ApiHost {
         stdin.flush().unwrap();
     }
 
-    /// Ends the input (the host emits what it holds and exits) and waits for the exit.
-    pub fn finish(&mut self) {
-        self.stdin.take();
-        self.host.stop();
-    }
-
     /// Ends the input and waits for the host to emit what it holds and exit by itself.
     pub fn end_of_input(&mut self) -> std::process::ExitStatus {
         self.stdin.take();

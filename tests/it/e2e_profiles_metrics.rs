@@ -1,11 +1,7 @@
 //! User profiles and recommendation metrics end to end (DESIGN §4, §6): events through Kafka,
 //! `--job all`, results in Redis compared with references computed here.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -14,13 +14,7 @@
 //! e2e_control_under_load -- --nocapture --test-threads 1`; with `RTSCORE_TEST_BIN` set to the
 //! release binary for the figures users see) and recorded in docs/benchmarks.md.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::io::{BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

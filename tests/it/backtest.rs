@@ -1,11 +1,7 @@
 //! Backtests: the same recorded events and documents give the same sink byte for byte, and
 //! `rtscore diff` reports identical runs as fully overlapping and a changed weight where it acts.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::path::Path;
 
 fn vectors() -> std::path::PathBuf {

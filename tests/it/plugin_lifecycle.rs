@@ -1,12 +1,7 @@
 //! The plugin lifecycle around the engine: the registry (watched directory, hashes), the
 //! manager preparing instances, and the per-scenario scorer's fallback and quarantine.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod support;
-
+use crate::plugin_support as support;
 use std::time::{Duration, Instant};
 
 use rtscore::config::{PluginRef, ScenarioKey};

@@ -1,8 +1,6 @@
 //! Shared helpers of the plugin integration tests: building the plugin crates for
 //! wasm32-wasip2 and making batches.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

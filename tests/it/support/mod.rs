@@ -1,7 +1,6 @@
 //! Shared harness for integration tests on the real local stack (Kafka, FerretDB, Redis).
 //! Each test gets unique topic, database and tenant names, so tests run in any order and in
 //! parallel; waits poll a condition until a deadline, never sleep a fixed time.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod web;
 

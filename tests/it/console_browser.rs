@@ -5,11 +5,7 @@
 //! under Cargo's target directory, and into `docs/screenshots/` only with
 //! `RTSCORE_UPDATE_SCREENSHOTS=1`, so the test command leaves the checkout clean.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -4,11 +4,7 @@
 //! topic that is not keyed by scenario. Results are compared on the JSONL sinks (re-emitted
 //! windows after a restart must be identical to the first emission) and on the final Redis keys.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

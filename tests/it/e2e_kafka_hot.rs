@@ -3,11 +3,7 @@
 //! emitted window of three scenarios with different windows, slides, weights and lambdas
 //! (including lambda 0 and a fast decay) must equal the per-event reference (DESIGN §4) to 1e-3.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

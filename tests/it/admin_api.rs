@@ -3,13 +3,7 @@
 //! are validated, bump the revision and reach the running host; plugin uploads are checked
 //! and scoped; tenant-supplied strings are escaped in the console.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::time::Duration;
 
 use rtscore::api::{Access, route_specs};

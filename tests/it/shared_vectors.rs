@@ -2,11 +2,7 @@
 //! expected outputs) replayed through the real binary: every window's hot list must match to a
 //! relative 1e-3 (DESIGN §4, §7).
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::path::{Path, PathBuf};
 
 use support::{SinkWindows, hot_differences, read_hot_sink};

@@ -5,13 +5,7 @@
 //! byte what a host running `good` alone writes, and each of `evil`'s troubles must be visible
 //! with its reason (dead-letter file, `/status`, the API's 409).
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;

@@ -2,13 +2,7 @@
 //! module (pinned by sha256) match the expected hot lists, and a module published into the
 //! watched plugins directory takes over a live scenario without a restart (DESIGN §5).
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,13 +2,7 @@
 //! config, promote and rollback while events flow, revision history, the event-time switch,
 //! and candidates that fail without touching the live output.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod plugin_support;
-mod support;
-
+use crate::{plugin_support, support};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

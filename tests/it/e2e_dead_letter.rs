@@ -1,11 +1,7 @@
 //! Malformed events go to the dead-letter topic with their original bytes and a reason, and
 //! never stop the runtime: good events after them are still scored (DESIGN §2).
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
 use support::*;

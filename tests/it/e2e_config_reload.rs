@@ -1,10 +1,6 @@
 //! Config changes reach a running host without restart (DESIGN §3, §4, §7), on the real stack.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

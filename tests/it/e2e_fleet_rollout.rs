@@ -17,11 +17,7 @@
 //! that still got one too late says so in its log, and the test fails on that line rather than
 //! on a mismatch.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

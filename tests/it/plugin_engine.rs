@@ -1,12 +1,7 @@
 //! Plugins through wasmtime: the reference plugins reproduce their formulas, broken plugins are
 //! contained with the right error, the sandbox denies what it should.
 
-// Test code: a failed unwrap is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "plugin_support.rs"]
-mod support;
-
+use crate::plugin_support as support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

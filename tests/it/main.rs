@@ -1,0 +1,31 @@
+//! The integration tests, one binary (it links the whole runtime once, not once a file): each
+//! module is one suite on the real local stack (Kafka, FerretDB, Redis, wasmtime, the release
+//! or debug `rtscore` binary). Run one suite with `cargo test -p rtscore --test it admin_api::`.
+
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod plugin_support;
+mod support;
+
+mod admin_api;
+mod admin_limits;
+mod backtest;
+mod console_browser;
+mod e2e_config_outage;
+mod e2e_config_reload;
+mod e2e_control_under_load;
+mod e2e_dead_letter;
+mod e2e_fleet_rollout;
+mod e2e_kafka_hot;
+mod e2e_kafka_outage;
+mod e2e_noisy_neighbour;
+mod e2e_profiles_metrics;
+mod e2e_redis_outage;
+mod e2e_rollout;
+mod e2e_scale_out;
+mod plugin_engine;
+mod plugin_lifecycle;
+mod plugin_mongo;
+mod plugin_vectors;
+mod shared_vectors;
