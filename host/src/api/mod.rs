@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 pub use auth::{Scope, TokenStore};
@@ -206,7 +208,37 @@ pub fn router(state: AdminState) -> Router {
     // Every body is capped; the upload route reads its body itself, capped by the tenant's
     // module-size quota.
     let limit = DefaultBodyLimit::max(state.limits.max_body_bytes);
-    routes().into_iter().fold(Router::new(), |r, rt| r.route(rt.path, rt.handler)).layer(limit).with_state(state)
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, rt| {
+            // The table's access column is the check: no handler runs before it passed.
+            let guard = axum::middleware::from_fn_with_state((state.clone(), rt.access), enforce_access);
+            r.route(rt.path, rt.handler.route_layer(guard))
+        })
+        .layer(limit)
+        .with_state(state)
+}
+
+/// Lets a request through to its handler only if its token has the route's [`Access`] (for
+/// `Tenant` routes, to the `{tenant}` of the path); the caller's [`Scope`] goes into the
+/// request's extensions for handlers that answer by scope.
+async fn enforce_access(
+    State((s, access)): State<(AdminState, Access)>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let scope = match access {
+        Access::Public => return Ok(next.run(req).await),
+        Access::AnyToken => s.authorize(req.headers(), None)?,
+        Access::Tenant => s.authorize(req.headers(), Some(params.get("tenant").map_or("", String::as_str)))?,
+        Access::Admin => match s.authorize(req.headers(), None)? {
+            Scope::Admin => Scope::Admin,
+            scope => return Err(ApiError::forbidden(format!("a {scope} token may not call this route; an admin token may"))),
+        },
+    };
+    req.extensions_mut().insert(scope);
+    Ok(next.run(req).await)
 }
 
 #[cfg(test)]

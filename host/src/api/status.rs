@@ -1,25 +1,22 @@
 //! What the host applies for a tenant, live: status rows, events/s and the latest hot lists.
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde_json::json;
 
-use super::{AdminState, ApiError};
+use super::{AdminState, ApiError, Scope};
 use crate::config::ScenarioKey;
 
-pub async fn whoami(State(s): State<AdminState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
-    let scope = s.authorize(&headers, None)?;
+pub async fn whoami(Extension(scope): Extension<Scope>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(json!({"scope": scope.to_string(), "tenant_id": scope.tenant()})))
 }
 
 pub async fn tenant_status(
     State(s): State<AdminState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    Extension(scope): Extension<Scope>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let scope = s.authorize(&headers, Some(&tenant))?;
     let scenarios: Vec<_> = s
         .live
         .scenarios(Some(&tenant))
@@ -33,9 +30,7 @@ pub async fn tenant_status(
 pub async fn scenario_live(
     State(s): State<AdminState>,
     Path((tenant, scenario)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    s.authorize(&headers, Some(&tenant))?;
     let live = s
         .live
         .scenario(&ScenarioKey::new(&tenant, &scenario))
