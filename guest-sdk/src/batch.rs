@@ -50,11 +50,13 @@ impl<'a> Batch<'a> {
         self.raw
     }
 
+    /// Start of the window (epoch ms, inclusive).
     #[inline]
     pub fn window_start_ms(&self) -> i64 {
         self.raw.window_start_ms
     }
 
+    /// End of the window (epoch ms, exclusive): the time ages are measured from.
     #[inline]
     pub fn window_end_ms(&self) -> i64 {
         self.raw.window_end_ms
@@ -103,6 +105,7 @@ impl<'a> Batch<'a> {
         self.raw.item_offsets.len().saturating_sub(1)
     }
 
+    /// True when the window holds no item.
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -203,11 +206,13 @@ impl<'a> Item<'a> {
         self.batch.decay_lambda()
     }
 
+    /// The item's rows: one per (one-minute bucket, action) that holds events.
     #[inline]
     pub fn rows(&self) -> Rows<'a> {
         Rows { batch: self.batch, rows: self.rows.clone() }
     }
 
+    /// How many rows the item has.
     #[inline]
     pub fn row_len(&self) -> usize {
         self.rows.len()
@@ -285,7 +290,9 @@ impl FusedIterator for Rows<'_> {}
 /// One (one-minute bucket, action) cell of an item: how many events, and their age moments.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row<'a> {
+    /// The action's index in the batch's action list.
     pub action_index: u16,
+    /// The action's name.
     pub action: &'a str,
     /// The scenario's weight for this action (0 when it does not weight it).
     pub weight: f64,

@@ -21,6 +21,7 @@
 //!
 //! The same scorer runs natively in unit tests through [`testing`]. Everything that touches the
 //! component ABI lives in this crate; see `docs/plugins.md` for the whole loop.
+#![deny(missing_docs)]
 
 // The bindings and the export macro name this crate by path; this makes the path resolve inside
 // the crate too (its own tests and doc tests).

@@ -111,7 +111,9 @@ impl BatchBuilder {
                 self.actions.len() - 1
             }
         };
-        u16::try_from(i).expect("test batches have fewer than 65536 actions")
+        #[allow(clippy::expect_used, reason = "the test harness, not plugin code: a test with 65,536 actions is a bug")]
+        let code = u16::try_from(i).expect("test batches have fewer than 65536 actions");
+        code
     }
 
     /// The batch, with the item ids in score order.
@@ -160,7 +162,9 @@ impl BatchBuilder {
 /// A built batch and the ids of its items (index `k` is the item of score `k`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestBatch {
+    /// The batch as the host lowers it into the guest.
     pub raw: RawBatch,
+    /// Item ids, index `k` being the item of score `k`.
     pub item_ids: Vec<String>,
 }
 
