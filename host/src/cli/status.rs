@@ -1,6 +1,7 @@
 //! `rtscore status`: what the running hosts apply, per scenario, from the status keys they
 //! write to Redis (`rt:{tenant}:{scenario}:status`).
 
+use crate::sinks::redis_keys as keys;
 use std::collections::BTreeMap;
 
 use anyhow::Context;
@@ -23,7 +24,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let client = redis::Client::open(args.redis_url.as_str()).with_context(|| format!("invalid --redis-url {}", args.redis_url))?;
     let mut conn =
         client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {}", args.redis_url))?;
-    let pattern = format!("rt:{}:*:status", args.tenant_id.as_deref().unwrap_or("*"));
+    let pattern = keys::status_pattern(args.tenant_id.as_deref());
     let mut keys: Vec<String> = {
         let mut iter = conn.scan_match::<_, String>(&pattern).await?;
         let mut keys = Vec::new();
@@ -46,7 +47,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
     for key in keys {
         let h: BTreeMap<String, String> = conn.hgetall(&key).await?;
-        let scenario = key.trim_start_matches("rt:").trim_end_matches(":status").replacen(':', "/", 1);
+        let scenario = keys::scenario_of_status(&key);
         if args.json {
             println!("{}", serde_json::json!({"scenario": scenario, "status": h}));
             continue;

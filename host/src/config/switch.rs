@@ -3,6 +3,7 @@
 //! host applies it from the same window whenever it happens to read it. The default is the first
 //! slide boundary a safe margin past the progress the hosts report in Redis.
 
+use crate::sinks::redis_keys as keys;
 use anyhow::Context;
 use redis::AsyncCommands;
 
@@ -62,15 +63,14 @@ pub async fn fleet_progress(redis_url: &str, key: &ScenarioKey) -> anyhow::Resul
         .get_multiplexed_async_connection()
         .await
         .with_context(|| format!("cannot read host progress from Redis at {redis_url}; pass --effective-from MS or --immediately"))?;
-    let prefix = format!("rt:{}:{}", key.tenant_id, key.scenario_id);
     let status: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(format!("{prefix}:status"))
+        .arg(keys::status(key))
         .arg("watermark")
         .arg("last_window_end")
         .query_async(&mut conn)
         .await
         .context("reading the status key")?;
-    let meta: Option<String> = conn.hget(format!("{prefix}:hot:meta"), "window_end").await?;
+    let meta: Option<String> = conn.hget(keys::meta(&keys::hot(key)), "window_end").await?;
     Ok(status.into_iter().chain([meta]).flatten().filter_map(|v| v.parse::<i64>().ok()).max())
 }
 

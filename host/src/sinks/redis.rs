@@ -2,6 +2,7 @@
 //! MULTI/EXEC with the meta hash), every output of a step goes out in one pipelined round trip,
 //! and keys carry TTLs. Writes are idempotent: the same outputs leave the same values.
 
+use super::redis_keys as keys;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,10 +25,6 @@ impl Default for RedisTtl {
         const DAY: u64 = 86_400_000;
         Self { hot_ms: 7 * DAY, profile_ms: 7 * DAY, metrics_ms: 30 * DAY, status_ms: 7 * DAY }
     }
-}
-
-pub fn key_prefix(k: &ScenarioKey) -> String {
-    format!("rt:{}:{}", k.tenant_id, k.scenario_id)
 }
 
 pub struct RedisSink {
@@ -68,14 +65,12 @@ impl RedisSink {
     }
 
     fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
-        let p = key_prefix(&h.key);
-        self.add_list(pipe, h, &format!("{p}:hot"), &[], now_ms);
+        self.add_list(pipe, h, &keys::hot(&h.key), &[], now_ms);
     }
 
     /// A shadow candidate's list goes to `hot:shadow` (+ `hot:shadow:meta` with the comparison),
     /// never to the served `hot` key.
     fn add_shadow(&self, pipe: &mut redis::Pipeline, s: &crate::output::ShadowList, now_ms: i64) {
-        let p = key_prefix(&s.list.key);
         let c = &s.comparison;
         let extra = [
             ("k", c.k.to_string()),
@@ -85,12 +80,12 @@ impl RedisSink {
             ("drift_p90", c.drift_p90.to_string()),
             ("drift_max", c.drift_max.to_string()),
         ];
-        self.add_list(pipe, &s.list, &format!("{p}:hot:shadow"), &extra, now_ms);
+        self.add_list(pipe, &s.list, &keys::hot_shadow(&s.list.key), &extra, now_ms);
     }
 
     /// Replaces a hot-list ZSET and its `:meta` hash atomically.
     fn add_list(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, hot: &str, extra: &[(&str, String)], now_ms: i64) {
-        let meta = format!("{hot}:meta");
+        let meta = keys::meta(hot);
         pipe.cmd("MULTI").ignore();
         pipe.del(hot).ignore();
         if !h.items.is_empty() {
@@ -114,7 +109,7 @@ impl RedisSink {
     }
 
     fn add_profile(&self, pipe: &mut redis::Pipeline, p: &UserProfile) {
-        let key = format!("{}:profile:{}", key_prefix(&p.key), p.user_id);
+        let key = keys::profile(&p.key, &p.user_id);
         pipe.del(&key).ignore();
         pipe.hset_multiple(
             &key,
@@ -131,7 +126,7 @@ impl RedisSink {
     }
 
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
-        let key = format!("{}:metrics:{}", key_prefix(&m.key), m.window_start);
+        let key = keys::metrics(&m.key, m.window_start);
         let mut fields: Vec<(String, String)> = vec![
             ("window_start".into(), m.window_start.to_string()),
             ("window_end".into(), m.window_end.to_string()),
@@ -168,8 +163,8 @@ impl RedisSink {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
                 Output::Shadow(sh) => self.add_shadow(&mut pipe, sh, now_ms),
                 Output::ShadowEnded { key, .. } => {
-                    let shadow = format!("{}:hot:shadow", key_prefix(key));
-                    pipe.del(&[format!("{shadow}:meta"), shadow]).ignore();
+                    let shadow = keys::hot_shadow(key);
+                    pipe.del(&[keys::meta(&shadow), shadow]).ignore();
                 }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
@@ -180,7 +175,7 @@ impl RedisSink {
 
     /// Replaces a scenario's status hash.
     pub async fn write_status(&mut self, key: &ScenarioKey, fields: &[(&str, String)]) -> anyhow::Result<()> {
-        let k = format!("{}:status", key_prefix(key));
+        let k = keys::status(key);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
         self.query(&pipe, "write status").await
