@@ -14,7 +14,7 @@ const MIN: i64 = 60_000;
 
 #[test]
 fn kafka_outage_keeps_state_and_readiness_follows_it() {
-    let stack = Stack::ensure();
+    let stack = Stack::ensure_exclusive();
     let (tenant, topic) = (unique("ko"), unique("events-"));
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out.jsonl");

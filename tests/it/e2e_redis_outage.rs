@@ -15,7 +15,7 @@ const MIN: i64 = 60_000;
 
 #[test]
 fn redis_outage_loses_no_window_and_readiness_follows_it() {
-    let stack = Stack::ensure();
+    let stack = Stack::ensure_exclusive();
     let (tenant, topic) = (unique("ro"), unique("events-"));
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out.jsonl");

@@ -1,6 +1,8 @@
 //! The integration tests, one binary (it links the whole runtime once, not once a file): each
 //! module is one suite on the real local stack (Kafka, FerretDB, Redis, wasmtime, the release
 //! or debug `rtscore` binary). Run one suite with `cargo test -p rtscore --test it admin_api::`.
+//! Suites run in parallel in this one process; the outage suites, which stop a service, take the
+//! stack exclusively (`support::Stack::ensure_exclusive`).
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -40,12 +40,83 @@ pub fn stack_cmd(args: &[&str]) {
     assert!(ok, "scripts/stack.sh {args:?} failed");
 }
 
-/// Addresses of the local stack.
+/// Addresses of the local stack. Holding one is using the stack: the outage tests, which stop a
+/// service, wait until no other test holds one, and the others wait while an outage test runs
+/// (all suites share one test process).
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub kafka: String,
     pub mongodb_url: String,
     pub redis_url: String,
+    _use: std::sync::Arc<StackUse>,
+}
+
+/// Readers (tests using the stack) and writers (tests stopping a service) of the stack.
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    users: usize,
+    exclusive: bool,
+    waiting_exclusive: usize,
+}
+
+static GATE: Gate = Gate {
+    state: std::sync::Mutex::new(GateState { users: 0, exclusive: false, waiting_exclusive: 0 }),
+    changed: std::sync::Condvar::new(),
+};
+
+thread_local! {
+    /// Shared uses this thread holds: a test that asks again (through a helper) never waits on
+    /// itself.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One test's use of the stack; released when the last clone of its [`Stack`] is dropped.
+#[derive(Debug)]
+pub struct StackUse {
+    exclusive: bool,
+}
+
+impl StackUse {
+    fn shared() -> StackUse {
+        let mut s = GATE.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if HELD.get() == 0 {
+            while s.exclusive || s.waiting_exclusive > 0 {
+                s = GATE.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+        s.users += 1;
+        HELD.set(HELD.get() + 1);
+        StackUse { exclusive: false }
+    }
+
+    fn exclusive() -> StackUse {
+        let mut s = GATE.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.waiting_exclusive += 1;
+        while s.exclusive || s.users > 0 {
+            s = GATE.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        s.waiting_exclusive -= 1;
+        s.exclusive = true;
+        StackUse { exclusive: true }
+    }
+}
+
+impl Drop for StackUse {
+    fn drop(&mut self) {
+        let mut s = GATE.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.exclusive {
+            s.exclusive = false;
+        } else {
+            s.users -= 1;
+            HELD.set(HELD.get().saturating_sub(1));
+        }
+        GATE.changed.notify_all();
+    }
 }
 
 impl Stack {
@@ -60,6 +131,15 @@ impl Stack {
     /// Starts the stack once per test process (idempotent: running services are reused),
     /// unless `RTSCORE_STACK=external` says the caller manages it.
     pub fn ensure() -> Stack {
+        Self::start(StackUse::shared())
+    }
+
+    /// Like [`Stack::ensure`], for a test that stops and starts services: it runs alone.
+    pub fn ensure_exclusive() -> Stack {
+        Self::start(StackUse::exclusive())
+    }
+
+    fn start(stack_use: StackUse) -> Stack {
         static STARTED: OnceLock<()> = OnceLock::new();
         STARTED.get_or_init(|| {
             if std::env::var("RTSCORE_STACK").as_deref() != Ok("external") {
@@ -72,6 +152,7 @@ impl Stack {
             kafka: std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
             mongodb_url: std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27018".into()),
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into()),
+            _use: std::sync::Arc::new(stack_use),
         }
     }
 
