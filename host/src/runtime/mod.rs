@@ -195,7 +195,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let Some(age) = snapshots.as_ref().and_then(Snapshots::age_seconds) {
                     metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
                 }
-                let rows = status_page.publish(&registry, &pipeline, &store_error, snapshots.as_ref());
+                let (rows, tenants) = status_page.publish(&registry, &pipeline, &store_error, snapshots.as_ref());
                 if !warned_cross_partition && pipeline.stats().cross_partition > 0 {
                     warned_cross_partition = true;
                     tracing::warn!(
@@ -210,7 +210,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 // fragments would be replaced under the operator's cursor.
                 if last_view.elapsed() >= Duration::from_secs(1) {
                     last_view = std::time::Instant::now();
-                    outputs.tick(pipeline.stats(), &rows, &status::tenant_rows(&rows, &pipeline), backlog.input_progress());
+                    outputs.tick(pipeline.stats(), &rows, &tenants, backlog.input_progress());
                 }
             }
             msg = rx.recv(), if in_flight.is_none() => match msg {
@@ -401,14 +401,14 @@ struct StatusPage<'a> {
 }
 
 impl StatusPage<'_> {
-    /// Updates `/status` and returns the rows.
+    /// Updates `/status` and returns its scenario and tenant rows.
     fn publish(
         &self,
         registry: &ScenarioRegistry,
         pipeline: &Pipeline,
         store_error: &Option<String>,
         snapshots: Option<&Snapshots>,
-    ) -> Vec<status::ScenarioStatusRow> {
+    ) -> (Vec<status::ScenarioStatusRow>, Vec<status::TenantStatusRow>) {
         let kafka_lag = self.kafka_lag.as_deref().map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
         let rows = status::snapshot(registry, pipeline);
         let tenants = status::tenant_rows(&rows, pipeline);
@@ -433,7 +433,7 @@ impl StatusPage<'_> {
                        "over_quota": stats.over_quota,
                        "cross_partition": stats.cross_partition },
         }));
-        rows
+        (rows, tenants)
     }
 }
 
