@@ -29,6 +29,7 @@ pub struct Health {
 }
 
 /// The runtime's side of [`Health`].
+#[derive(Clone)]
 pub struct HealthReporter {
     ready: Arc<AtomicBool>,
     /// Sinks flip this while a dependency is down; ready = started && every sink reachable.

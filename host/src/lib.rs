@@ -6,7 +6,6 @@
 pub mod admin;
 pub mod api;
 pub mod backtest;
-pub mod cli;
 pub mod config;
 pub mod console;
 pub mod event;
@@ -16,6 +15,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod runtime;
 pub mod scoring;
+pub mod settings;
 pub mod sinks;
 pub mod snapshot;
 pub mod sources;

@@ -9,9 +9,7 @@ mod scenarios;
 mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, Method, header};
@@ -24,11 +22,11 @@ pub use error::ApiError;
 
 use crate::admin::plugins::PluginTarget;
 use crate::admin::{CompileLimits, PluginService, ScenarioService};
-use crate::cli::RunArgs;
-use crate::cli::run_args::ConfigSource;
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::store::ConfigSource;
 use crate::config::store::ScenarioStore;
 use crate::console::streams::StreamSlots;
+use crate::settings::Settings;
 use crate::sinks::live::{HostLive, LiveView};
 
 /// The OpenAPI description, checked in at `docs/openapi.json` and served as is.
@@ -74,45 +72,31 @@ impl Default for ApiLimits {
     }
 }
 
-impl ApiLimits {
-    pub fn from_args(args: &RunArgs) -> Self {
-        Self {
-            max_body_bytes: args.api_max_body_bytes,
-            compile: CompileLimits {
-                timeout: Duration::from_secs(args.plugin_compile_timeout_s.max(1)),
-                failed_cache_entries: args.failed_compile_cache,
-                max_compiles: args.plugin_max_compiles.max(1),
-            },
-            max_streams: args.console_max_streams,
-            max_streams_per_login: args.console_max_streams_per_login,
-            max_event_bytes: args.console_max_event_bytes,
-        }
-    }
-}
-
 impl AdminState {
-    /// Opens the stores the runtime reads (`--scenarios-dir` or MongoDB; plugins to MongoDB in
-    /// a fleet, else `--plugins-dir`), with the tokens of `--api-tokens-file`.
-    pub async fn open(args: &RunArgs, live: LiveView) -> anyhow::Result<Self> {
-        let (store, target) = match args.config_source() {
-            ConfigSource::Dir(dir) => (ScenarioStore::Dir(dir), PluginTarget::Dir(args.plugins_dir.clone())),
-            ConfigSource::Mongo(url) => {
-                let m = MongoScenarioStore::connect(&url, &args.store.mongodb_database).await.context("admin API store")?;
+    /// Works on the stores the runtime reads: the scenario directory, or the run's MongoDB
+    /// client `mongo` (plugins to MongoDB in a fleet, else the plugins directory), with the
+    /// tokens and limits of `settings.http`.
+    pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveView) -> anyhow::Result<Self> {
+        let (store, target) = match (&settings.store.source, mongo) {
+            (ConfigSource::Mongo(_), Some(m)) => {
                 let plugins = m.plugins();
                 (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
             }
+            (ConfigSource::Dir(dir), _) => (ScenarioStore::Dir(dir.clone()), PluginTarget::Dir(settings.plugins_dir.clone())),
+            (ConfigSource::Mongo(url), None) => anyhow::bail!("the admin API needs the MongoDB client of {url}"),
         };
-        if args.api_tokens_file.is_none() {
+        let http = settings.http.as_ref();
+        if http.is_none_or(|h| h.tokens_file.is_none()) {
             tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
         }
-        let limits = ApiLimits::from_args(args);
+        let limits = http.map(|h| h.limits).unwrap_or_default();
         let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
         Ok(Self {
             scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
             plugins,
-            tokens: Arc::new(TokenStore::new(args.api_tokens_file.clone())),
+            tokens: Arc::new(TokenStore::new(http.and_then(|h| h.tokens_file.clone()))),
             live,
-            redis_url: args.redis_url.clone(),
+            redis_url: settings.outputs.redis_url.clone(),
             limits,
             streams: Arc::new(StreamSlots::new(limits.max_streams, limits.max_streams_per_login)),
         })

@@ -30,8 +30,7 @@ use crate::sources::RecordBatch;
 use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobSelection {
     ItemHotScore,
     UserProfile,

@@ -8,8 +8,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::dir_store;
+use std::sync::Arc;
+
+use super::shutdown::Shutdown;
+use crate::admin::limits::cap_error;
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
+use crate::pipeline::Pipeline;
 
 /// How often MongoDB is asked for changed documents, and for all of them.
 #[derive(Debug, Clone, Copy)]
@@ -77,29 +82,32 @@ fn tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
         .collect()
 }
 
-/// Connects to MongoDB, retrying with backoff while it is down, sends the first snapshot, then
-/// polls until shutdown.
-pub async fn connect_mongo(
-    url: String,
-    database: String,
-    intervals: PollIntervals,
-    tx: mpsc::Sender<ConfigFeed>,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// Connects to MongoDB, retrying with backoff while it is down; `None` when told to stop first.
+/// The one client of a run: the config feed, the plugin registry and the admin API share it.
+pub async fn connect_mongo(url: &str, database: &str, shutdown: &mut Shutdown) -> Option<MongoScenarioStore> {
     let mut delay = Duration::from_millis(500);
-    let store = loop {
-        match MongoScenarioStore::connect(&url, &database).await {
-            Ok(s) => break s,
+    loop {
+        match MongoScenarioStore::connect(url, database).await {
+            Ok(s) => return Some(s),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), retry_in = ?delay, "cannot load scenario documents from MongoDB; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => anyhow::bail!("stopped while waiting for MongoDB at {url}"),
+                    () = shutdown.wait() => return None,
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
-    };
+    }
+}
+
+/// Sends the tenants and the first full set of documents, then polls `store` until `stop`.
+pub async fn start_mongo(
+    store: MongoScenarioStore,
+    intervals: PollIntervals,
+    tx: mpsc::Sender<ConfigFeed>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let docs = loop {
         match store.load_all().await {
             Ok(d) => break d,
@@ -109,7 +117,7 @@ pub async fn connect_mongo(
             }
         }
     };
-    tracing::info!(%url, %database, scenarios = docs.len(), "scenario documents loaded from MongoDB");
+    tracing::info!(url = %store.url(), scenarios = docs.len(), "scenario documents loaded from MongoDB");
     let mut since = max_updated_at(&docs).unwrap_or(0);
     tx.send(ConfigFeed::Tenants(store.tenants().await.unwrap_or_default())).await?;
     tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
@@ -174,4 +182,55 @@ pub async fn connect_mongo(
 
 fn max_updated_at(docs: &[Value]) -> Option<i64> {
     docs.iter().filter_map(|d| d.get("updated_at")?.as_i64()).max()
+}
+
+/// Applies what the feed delivered to the registry and the pipeline; a store outage is kept in
+/// `store_error` for `/status`.
+pub fn apply(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline, store_error: &mut Option<String>) {
+    let changes = match feed {
+        ConfigFeed::Snapshot(docs) => registry.resync(&docs, chrono::Utc::now().timestamp_millis()),
+        ConfigFeed::Changed(docs) => {
+            docs.iter().map(|(d, origin)| registry.apply_document(d, origin, chrono::Utc::now().timestamp_millis())).collect()
+        }
+        ConfigFeed::Tenants(docs) => {
+            let (tenants, errors) = crate::config::tenant::TenantTable::from_documents(&docs);
+            for e in errors {
+                tracing::error!(error = %cap_error(&e.to_string()), "invalid tenant document; that tenant keeps the default quotas");
+            }
+            registry.set_tenants(tenants);
+            return;
+        }
+        ConfigFeed::Unavailable(e) => {
+            tracing::error!(error = %e, "config store unavailable; running on the last valid configs");
+            *store_error = Some(e);
+            return;
+        }
+        ConfigFeed::Recovered => {
+            tracing::info!("config store reachable again");
+            *store_error = None;
+            return;
+        }
+    };
+    for c in &changes {
+        match c {
+            ConfigChange::Applied(cfg) => {
+                let lag = registry.get(&cfg.key).and_then(|e| e.propagation_ms);
+                if let Some(ms) = lag {
+                    metrics::histogram!("rtscore_config_propagation_seconds").record(ms as f64 / 1000.0);
+                }
+                tracing::info!(scenario = %cfg.key, revision = cfg.revision, propagation_ms = lag, "config applied");
+                pipeline.apply_config(&cfg.key, Some(Arc::clone(cfg)));
+            }
+            ConfigChange::Removed(key) => {
+                tracing::info!(scenario = %key, "scenario removed; its state is freed");
+                pipeline.apply_config(key, None);
+            }
+            ConfigChange::Rejected { key, error, origin } => {
+                let scenario = key.as_ref().map(|k| k.to_string()).unwrap_or_default();
+                // The error echoes the tenant's document: capped.
+                tracing::error!(%scenario, %origin, error = %cap_error(&error.to_string()), "invalid scenario document; keeping the last valid config");
+            }
+            ConfigChange::Unchanged => {}
+        }
+    }
 }

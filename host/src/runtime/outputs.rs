@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use super::status::{ScenarioStatusRow, TenantStatusRow};
-use crate::cli::{RunArgs, ViewMode};
 use crate::config::ScenarioKey;
 use crate::http::HealthReporter;
 use crate::output::Output;
 use crate::pipeline::{PipelineStats, Reject};
+use crate::settings::{DeadLetterSettings, OutputSettings, ViewMode};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::jsonl::JsonlSink;
 use crate::sinks::live::LiveView;
@@ -30,23 +30,21 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub async fn open(args: &RunArgs, view: ViewMode, health: &HealthReporter) -> anyhow::Result<Self> {
-        let jsonl = args.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
-        let redis = match &args.redis_url {
+    pub async fn open(settings: &OutputSettings, health: &HealthReporter) -> anyhow::Result<Self> {
+        let jsonl = settings.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
+        let redis = match &settings.redis_url {
             Some(url) => Some(RedisSink::connect(url, RedisTtl::default()).await?.with_reachability(health.sinks_ok_flag())),
             None => None,
         };
-        let view = match view {
+        let view = match settings.view {
             ViewMode::Off => None,
             ViewMode::Live => Some(TerminalView::new(true)),
             ViewMode::Log => Some(TerminalView::new(false)),
         };
-        // Kafka mode only: a file replay never writes into a live dead-letter topic.
-        let kafka_mode = args.events_file.is_none().then_some(args.kafka_servers.as_ref()).flatten();
-        let dead_letter = match (&args.dead_letter_file, kafka_mode) {
-            (Some(path), _) => DeadLetterSink::file(path)?,
-            (None, Some(brokers)) => DeadLetterSink::kafka(brokers, &args.dlq_topic, &args.kafka_options, &args.dead_letter_fallback)?,
-            (None, None) => DeadLetterSink::log(),
+        let dead_letter = match &settings.dead_letters {
+            DeadLetterSettings::File(path) => DeadLetterSink::file(path)?,
+            DeadLetterSettings::Kafka { brokers, topic, options, fallback } => DeadLetterSink::kafka(brokers, topic, options, fallback)?,
+            DeadLetterSettings::Log => DeadLetterSink::log(),
         };
         Ok(Self { jsonl, redis, view, live: None, dead_letter, status_written: HashMap::new() })
     }

@@ -1,7 +1,14 @@
 //! What this host applies, per scenario: the source of the status key
 //! (`rt:{tenant}:{scenario}:status`), `/status`, and the per-scenario metrics.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
 use serde::Serialize;
+
+use super::snapshots::Snapshots;
+use crate::http::HealthReporter;
+use crate::sources::Backlog;
 
 use crate::admin::limits::cap_error;
 use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
@@ -264,5 +271,54 @@ impl BacklogStatus {
         if let Some(ms) = self.event_time_lag_ms {
             metrics::gauge!("rtscore_event_time_lag_seconds").set(ms as f64 / 1000.0);
         }
+    }
+}
+
+/// What `/status` is made of besides the registry, the pipeline and the snapshots: fixed once
+/// the source runs.
+pub struct StatusPage {
+    health: HealthReporter,
+    kafka_lag: Option<Arc<AtomicI64>>,
+    backlog: Arc<Backlog>,
+}
+
+impl StatusPage {
+    pub fn new(health: HealthReporter, kafka_lag: Option<Arc<AtomicI64>>, backlog: Arc<Backlog>) -> Self {
+        Self { health, kafka_lag, backlog }
+    }
+
+    /// Updates `/status` and returns its scenario and tenant rows.
+    pub fn publish(
+        &self,
+        registry: &ScenarioRegistry,
+        pipeline: &Pipeline,
+        store_error: &Option<String>,
+        snapshots: Option<&Snapshots>,
+    ) -> (Vec<ScenarioStatusRow>, Vec<TenantStatusRow>) {
+        let kafka_lag = self.kafka_lag.as_deref().map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
+        let rows = snapshot(registry, pipeline);
+        let tenants = tenant_rows(&rows, pipeline);
+        export_tenant_metrics(&tenants);
+        let stats = pipeline.stats();
+        let now = chrono::Utc::now().timestamp_millis();
+        let watermark = pipeline.watermark(now);
+        let backlog = BacklogStatus::read(&self.backlog, kafka_lag, watermark, now);
+        backlog.export_metrics();
+        self.health.set_status(serde_json::json!({
+            "updated_at_ms": now,
+            "scenarios": &rows,
+            "tenants": &tenants,
+            "config_store_error": store_error,
+            "watermark": watermark,
+            "backlog": backlog,
+            "kafka_lag": kafka_lag,
+            "partitions": snapshots.map(Snapshots::owned),
+            "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
+            "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
+                       "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
+                       "over_quota": stats.over_quota,
+                       "cross_partition": stats.cross_partition },
+        }));
+        (rows, tenants)
     }
 }

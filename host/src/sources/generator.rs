@@ -11,7 +11,6 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
 use super::{RecordBatch, SourceMessage, SourceSender};
-use crate::cli::RunArgs;
 use crate::config::ScenarioKey;
 
 /// The eight seed actions and their share of traffic.
@@ -35,19 +34,6 @@ pub struct GeneratorConfig {
     pub limit: Option<u64>,
     pub items_per_scenario: u64,
     pub seed: u64,
-}
-
-impl GeneratorConfig {
-    pub fn from_args(args: &RunArgs, scenarios: Vec<ScenarioKey>) -> Self {
-        Self {
-            scenarios,
-            events_per_second: args.generate_rate.max(1),
-            time_scale: args.generate_time_scale.max(0.0),
-            limit: args.generate_limit,
-            items_per_scenario: 5_000,
-            seed: 42,
-        }
-    }
 }
 
 /// Deterministic event maker shared by the demo source and benchmarks.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::backtest::diff::{diff, parse_sink};
+use rtscore::backtest::diff::{diff, parse_sink};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {

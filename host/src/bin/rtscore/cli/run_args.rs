@@ -2,14 +2,46 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 
-pub use super::store_args::{ConfigSource, StoreArgs};
-use crate::pipeline::JobSelection;
+pub use super::store_args::StoreArgs;
+use rtscore::api::ApiLimits;
+use rtscore::pipeline::{JobSelection, PipelineOptions, ScenarioFilter};
+use rtscore::settings::{
+    DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
+};
 
+/// `--job`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ViewMode {
+#[value(rename_all = "snake_case")]
+pub enum JobArg {
+    /// Item hot scores (top-N lists per window).
+    ItemHotScore,
+    /// User interest profiles.
+    UserProfile,
+    /// Recommendation metrics (CTR, CVR, ...).
+    Metrics,
+    /// All three.
+    All,
+}
+
+impl From<JobArg> for JobSelection {
+    fn from(j: JobArg) -> Self {
+        match j {
+            JobArg::ItemHotScore => JobSelection::ItemHotScore,
+            JobArg::UserProfile => JobSelection::UserProfile,
+            JobArg::Metrics => JobSelection::Metrics,
+            JobArg::All => JobSelection::All,
+        }
+    }
+}
+
+/// `--view`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
     /// Redraw each scenario's hot list in the terminal.
     Live,
     /// One log line per emitted window.
@@ -22,7 +54,7 @@ pub enum ViewMode {
 pub struct RunArgs {
     /// Which computation(s) to run.
     #[arg(long, value_enum, default_value = "item_hot_score", env = "RTSCORE_JOB")]
-    pub job: JobSelection,
+    pub job: JobArg,
 
     /// Only process this tenant (an isolated instance; with --scenario-id, one scenario).
     #[arg(long, env = "RTSCORE_TENANT_ID")]
@@ -124,7 +156,7 @@ pub struct RunArgs {
     pub jsonl_out: Option<PathBuf>,
     /// Terminal output [default: live on a terminal, else log].
     #[arg(long, value_enum, help_heading = "Outputs")]
-    pub view: Option<ViewMode>,
+    pub view: Option<ViewArg>,
     /// Serve /healthz, /readyz, Prometheus /metrics, the admin API (/api/v1) and the operator
     /// console (/console) on this address; `--http-addr` alone binds 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR", env = "RTSCORE_HTTP_ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080", help_heading = "Outputs")]
@@ -162,11 +194,6 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Where scenario documents come from (`cli::store_args`).
-    pub fn config_source(&self) -> ConfigSource {
-        self.store.source()
-    }
-
     pub fn consumer_group(&self) -> String {
         match (&self.group_id, &self.tenant_id, &self.scenario_id) {
             (Some(g), _, _) => g.clone(),
@@ -174,6 +201,98 @@ impl RunArgs {
             (None, Some(t), None) => format!("rtscore-{t}"),
             _ => "rtscore".to_string(),
         }
+    }
+}
+
+/// The one place of the run flags' precedence, defaults and bounds: an events file wins over
+/// Kafka, which wins over the generator; the dead-letter topic is used in Kafka mode only (a
+/// file replay never writes into a live topic); intervals have floors so a typo cannot spin a
+/// loop; values that cannot mean anything are refused with the flag's name.
+impl TryFrom<RunArgs> for Settings {
+    type Error = anyhow::Error;
+
+    fn try_from(a: RunArgs) -> anyhow::Result<Settings> {
+        if a.allowed_lateness_ms < 0 {
+            bail!("--allowed-lateness-ms must be 0 or more, got {}", a.allowed_lateness_ms);
+        }
+        if a.partition_idle_ms <= 0 {
+            bail!("--partition-idle-ms must be more than 0, got {}", a.partition_idle_ms);
+        }
+        if !a.generate_time_scale.is_finite() || a.generate_time_scale <= 0.0 {
+            bail!("--generate-time-scale must be a positive number, got {}", a.generate_time_scale);
+        }
+        if a.generate_rate == 0 {
+            bail!("--generate-rate must be at least 1 event per second");
+        }
+        let group_id = a.consumer_group();
+        let source = match (a.events_file, a.kafka_servers) {
+            (Some(path), _) => SourceSettings::File(path),
+            (None, Some(brokers)) => SourceSettings::Kafka(KafkaSettings {
+                brokers,
+                topic: a.topic,
+                group_id,
+                options: a.kafka_options,
+                dead_letter_topic: a.dlq_topic,
+            }),
+            (None, None) => SourceSettings::Generator(GeneratorSettings {
+                events_per_second: a.generate_rate,
+                time_scale: a.generate_time_scale,
+                limit: a.generate_limit,
+            }),
+        };
+        let dead_letters = match (a.dead_letter_file, &source) {
+            (Some(path), _) => DeadLetterSettings::File(path),
+            (None, SourceSettings::Kafka(k)) => DeadLetterSettings::Kafka {
+                brokers: k.brokers.clone(),
+                topic: k.dead_letter_topic.clone(),
+                options: k.options.clone(),
+                fallback: a.dead_letter_fallback,
+            },
+            (None, _) => DeadLetterSettings::Log,
+        };
+        let view = match a.view {
+            Some(ViewArg::Live) => ViewMode::Live,
+            Some(ViewArg::Log) => ViewMode::Log,
+            Some(ViewArg::Off) => ViewMode::Off,
+            // Live on a terminal, unless the results themselves go to stdout.
+            None if std::io::IsTerminal::is_terminal(&std::io::stdout()) && a.jsonl_out.as_deref() != Some("-".as_ref()) => ViewMode::Live,
+            None => ViewMode::Log,
+        };
+        let pipeline = PipelineOptions {
+            jobs: a.job.into(),
+            filter: ScenarioFilter { tenant_id: a.tenant_id, scenario_id: a.scenario_id },
+            allowed_lateness_ms: a.allowed_lateness_ms,
+            partition_idle_ms: a.partition_idle_ms,
+            // The generator runs event time ahead of the clock on purpose.
+            max_event_skew_ms: if matches!(source, SourceSettings::Generator(_)) { None } else { a.max_event_skew.0 },
+            dead_letter_dropped: a.dead_letter_all,
+            ..PipelineOptions::default()
+        };
+        let limits = ApiLimits {
+            max_body_bytes: a.api_max_body_bytes,
+            compile: rtscore::admin::CompileLimits {
+                timeout: Duration::from_secs(a.plugin_compile_timeout_s.max(1)),
+                failed_cache_entries: a.failed_compile_cache,
+                max_compiles: a.plugin_max_compiles.max(1),
+            },
+            max_streams: a.console_max_streams,
+            max_streams_per_login: a.console_max_streams_per_login,
+            max_event_bytes: a.console_max_event_bytes,
+        };
+        Ok(Settings {
+            source,
+            store: StoreSettings {
+                source: a.store.source(),
+                mongodb_database: a.store.mongodb_database,
+                poll: Duration::from_millis(a.config_poll_ms.max(10)),
+                resync: Duration::from_millis(a.config_resync_ms.max(100)),
+            },
+            plugins_dir: a.plugins_dir,
+            outputs: OutputSettings { redis_url: a.redis_url, jsonl_out: a.jsonl_out, view, dead_letters },
+            snapshot_interval: Duration::from_millis(a.snapshot_interval_ms.max(100)),
+            http: a.http_addr.map(|addr| HttpSettings { addr, tokens_file: a.api_tokens_file, limits }),
+            pipeline,
+        })
     }
 }
 
@@ -210,6 +329,63 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `rtscore run` flags with the environment's service URLs cleared (the test command
+    /// exports them for the integration tests).
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run"].iter().chain(flags)).unwrap();
+        let Some(crate::cli::Command::Run(mut a)) = cli.command else { panic!("a run command") };
+        for (flag, field) in
+            [("--kafka-servers", &mut a.kafka_servers), ("--redis-url", &mut a.redis_url), ("--mongodb-url", &mut a.store.mongodb_url)]
+        {
+            if !flags.contains(&flag) {
+                *field = None;
+            }
+        }
+        *a
+    }
+
+    #[test]
+    fn an_events_file_wins_over_kafka_and_never_dead_letters_into_its_topic() {
+        let s = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--kafka-servers", "k:9092"])).unwrap();
+        assert!(matches!(&s.source, SourceSettings::File(p) if p.as_os_str() == "e.jsonl"));
+        assert_eq!(s.outputs.dead_letters, DeadLetterSettings::Log);
+        assert_eq!(s.pipeline.max_event_skew_ms, Some(600_000), "a replay keeps the skew rule");
+    }
+
+    #[test]
+    fn kafka_mode_dead_letters_into_the_topic_in_the_isolated_group() {
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--tenant-id", "t", "--scenario-id", "s"])).unwrap();
+        let k = s.kafka().unwrap();
+        assert_eq!((k.brokers.as_str(), k.group_id.as_str()), ("k:9092", "rtscore-t-s"));
+        assert!(matches!(&s.outputs.dead_letters, DeadLetterSettings::Kafka { topic, .. } if topic == "behavior-events-dlq"));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--dead-letter-file", "d.jsonl"])).unwrap();
+        assert!(matches!(&s.outputs.dead_letters, DeadLetterSettings::File(_)), "an explicit file wins");
+    }
+
+    #[test]
+    fn the_generator_runs_ahead_of_the_clock_and_intervals_have_floors() {
+        let s = Settings::try_from(run_args(&["--config-poll-ms", "1", "--snapshot-interval-ms", "0", "--view", "off"])).unwrap();
+        assert!(matches!(s.source, SourceSettings::Generator(g) if g.events_per_second == 5000));
+        assert_eq!(s.pipeline.max_event_skew_ms, None);
+        assert_eq!((s.store.poll, s.snapshot_interval), (Duration::from_millis(10), Duration::from_millis(100)));
+        assert_eq!(s.outputs.view, ViewMode::Off);
+        assert!(s.http.is_none());
+    }
+
+    #[test]
+    fn values_that_cannot_mean_anything_are_refused_by_name() {
+        for (flags, name) in [
+            (&["--generate-time-scale", "0"][..], "--generate-time-scale"),
+            (&["--generate-time-scale", "NaN"], "--generate-time-scale"),
+            (&["--generate-rate", "0"], "--generate-rate"),
+            (&["--allowed-lateness-ms=-1"], "--allowed-lateness-ms"),
+            (&["--partition-idle-ms", "0"], "--partition-idle-ms"),
+        ] {
+            let err = Settings::try_from(run_args(flags)).unwrap_err().to_string();
+            assert!(err.contains(name), "{flags:?}: {err}");
+        }
+    }
 
     #[test]
     fn kafka_options_are_key_value_pairs() {

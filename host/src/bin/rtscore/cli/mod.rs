@@ -10,7 +10,7 @@ pub mod token;
 
 use clap::{Parser, Subcommand};
 
-pub use run_args::{RunArgs, ViewMode};
+pub use run_args::RunArgs;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -57,15 +57,4 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Compare two JSONL sinks window by window: top-K overlap, score drift, items moving.
     Diff(diff::DiffArgs),
-}
-
-impl Cli {
-    /// Parses an argument list (used by commands that re-enter the runtime).
-    pub fn try_parse_from_args<I, T>(args: I) -> anyhow::Result<Cli>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        Ok(<Cli as Parser>::try_parse_from(args)?)
-    }
 }

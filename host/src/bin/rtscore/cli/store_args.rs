@@ -8,10 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-pub use crate::config::store::ConfigSource;
-
-/// The bundled scenarios the embedded default runs.
-pub const DEFAULT_SCENARIOS_DIR: &str = "examples/scenarios";
+use rtscore::config::store::ConfigSource;
+use rtscore::settings::DEFAULT_SCENARIOS_DIR;
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {

@@ -1,7 +1,9 @@
 //! The `rtscore` binary: parses flags, sets up logging, and hands over to the library.
 
 use clap::Parser;
-use rtscore::cli::{Cli, Command};
+mod cli;
+
+use cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -23,13 +25,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Some(Command::Run(args)) => rtscore::runtime::run(*args).await,
-            Some(Command::Scenario(args)) => rtscore::cli::scenario::run(args).await,
-            Some(Command::Plugin(args)) => rtscore::cli::plugin::run(args).await,
-            Some(Command::Status(args)) => rtscore::cli::status::run(args).await,
-            Some(Command::Token(args)) => rtscore::cli::token::run(args),
-            Some(Command::Diff(args)) => rtscore::cli::diff::run(args),
-            None => rtscore::runtime::run(cli.run).await,
+            Some(Command::Run(args)) => run(*args).await,
+            Some(Command::Scenario(args)) => cli::scenario::run(args).await,
+            Some(Command::Plugin(args)) => cli::plugin::run(args).await,
+            Some(Command::Status(args)) => cli::status::run(args).await,
+            Some(Command::Token(args)) => cli::token::run(args),
+            Some(Command::Diff(args)) => cli::diff::run(args),
+            None => run(cli.run).await,
         }
     });
     // A source blocked in a read (stdin that stays open, say) must not hold the exit: what had
@@ -42,4 +44,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `rtscore run`: the flags become settings (or a clear error), then the runtime runs until its
+/// input ends or SIGTERM / Ctrl-C.
+async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    let settings = rtscore::settings::Settings::try_from(args)?;
+    rtscore::runtime::run(settings, rtscore::runtime::Shutdown::on_signals()).await
 }

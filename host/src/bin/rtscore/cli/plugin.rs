@@ -8,11 +8,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::store_args::StoreArgs;
-use crate::admin::plugins::PluginTarget;
-use crate::admin::{PluginQuota, PluginService, ScenarioService};
-use crate::config::mongo::MongoScenarioStore;
-use crate::config::store::ScenarioStore;
-use crate::plugin::sha256_hex;
+use rtscore::admin::plugins::PluginTarget;
+use rtscore::admin::{PluginQuota, PluginService, ScenarioService};
+use rtscore::config::mongo::MongoScenarioStore;
+use rtscore::config::store::ScenarioStore;
+use rtscore::plugin::sha256_hex;
+use rtscore::runtime::{self, Shutdown};
+use rtscore::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -151,24 +153,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&plug_dir)?;
             std::fs::write(scen_dir.join("scenario.json"), serde_json::to_vec(&doc)?)?;
             std::fs::write(plug_dir.join("under-test@0.0.0.wasm"), &bytes)?;
-            let cli = super::Cli::try_parse_from_args([
-                "rtscore",
-                "run",
-                "--view",
-                "off",
-                "--jsonl-out",
-                "-",
-                "--events-file",
-                &events_file.to_string_lossy(),
-                "--scenarios-dir",
-                &scen_dir.to_string_lossy(),
-                "--plugins-dir",
-                &plug_dir.to_string_lossy(),
-            ])?;
-            let result = match cli.command {
-                Some(super::Command::Run(run)) => crate::runtime::run(*run).await,
-                _ => unreachable!("parsed a run command"),
-            };
+            let mut settings = Settings::replay(events_file, scen_dir, "-");
+            settings.plugins_dir = plug_dir;
+            let result = runtime::run(settings, Shutdown::on_signals()).await;
             let _ = std::fs::remove_dir_all(&dir);
             result?;
         }

@@ -9,12 +9,12 @@ use super::store_args::StoreArgs;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::admin::{AdminError, ScenarioService};
-use crate::config::edit::deep_merge;
-use crate::config::store::ScenarioStore;
-use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
-use crate::config::tenant::parse_tenant;
-use crate::config::{ScenarioConfig, parse_scenario};
+use rtscore::admin::{AdminError, ScenarioService};
+use rtscore::config::edit::deep_merge;
+use rtscore::config::store::ScenarioStore;
+use rtscore::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
+use rtscore::config::tenant::parse_tenant;
+use rtscore::config::{ScenarioConfig, parse_scenario};
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {

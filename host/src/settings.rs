@@ -1,0 +1,154 @@
+//! What one run of the runtime does, decided once: a validated, clap-free description of the
+//! source, the scenario store, the plugin registry, the outputs, the snapshots, the HTTP
+//! surface and the pipeline options. The binary builds it from its flags (`TryFrom<RunArgs>`,
+//! the one place of defaults, clamps and precedence); tests and embedders build it directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::ApiLimits;
+use crate::config::store::ConfigSource;
+use crate::pipeline::PipelineOptions;
+
+/// The bundled scenarios the embedded default runs.
+pub const DEFAULT_SCENARIOS_DIR: &str = "examples/scenarios";
+
+/// One run of the runtime.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceSettings,
+    pub store: StoreSettings,
+    /// Directory of plugin modules `<name>@<version>.wasm`, watched for new modules.
+    pub plugins_dir: PathBuf,
+    pub outputs: OutputSettings,
+    /// How often owned partitions' state is stored (Kafka with Redis only).
+    pub snapshot_interval: Duration,
+    /// The HTTP server (health, metrics, admin API, console); `None` serves nothing.
+    pub http: Option<HttpSettings>,
+    pub pipeline: PipelineOptions,
+}
+
+/// Where events come from.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    /// A JSON-lines file (`-` for stdin); the run ends after its last window.
+    File(PathBuf),
+    Kafka(KafkaSettings),
+    /// Generated events over the configured scenarios (the embedded default).
+    Generator(GeneratorSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// librdkafka properties set after the host's tuned defaults.
+    pub options: Vec<(String, String)>,
+    /// Where rejected events go unless a dead-letter file is given.
+    pub dead_letter_topic: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeneratorSettings {
+    pub events_per_second: u32,
+    /// Event time runs this many times faster than the wall clock.
+    pub time_scale: f64,
+    pub limit: Option<u64>,
+}
+
+/// The scenario (and tenant, and plugin) documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    pub source: ConfigSource,
+    pub mongodb_database: String,
+    /// MongoDB: how often changed documents are polled, and how often all are re-read.
+    pub poll: Duration,
+    pub resync: Duration,
+}
+
+/// Terminal output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewMode {
+    /// Each scenario's hot list redrawn in place.
+    Live,
+    /// One log line per emitted window.
+    Log,
+    /// Nothing but warnings and errors.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSettings {
+    pub redis_url: Option<String>,
+    /// JSON lines of every result (`-` for stdout).
+    pub jsonl_out: Option<PathBuf>,
+    pub view: ViewMode,
+    pub dead_letters: DeadLetterSettings,
+}
+
+/// Where rejected events go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeadLetterSettings {
+    /// Logged only.
+    Log,
+    /// JSON lines with the original bytes and the reason.
+    File(PathBuf),
+    /// The dead-letter topic; what it does not take goes to `fallback`.
+    Kafka { brokers: String, topic: String, options: Vec<(String, String)>, fallback: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    /// Bearer tokens of the admin API and console; without them every call is refused.
+    pub tokens_file: Option<PathBuf>,
+    pub limits: ApiLimits,
+}
+
+impl Settings {
+    /// The embedded default: generated events over the bundled scenarios, nothing external.
+    pub fn embedded() -> Settings {
+        Settings {
+            source: SourceSettings::Generator(GeneratorSettings { events_per_second: 5_000, time_scale: 60.0, limit: None }),
+            store: StoreSettings::dir(DEFAULT_SCENARIOS_DIR),
+            plugins_dir: PathBuf::from("target/plugins"),
+            outputs: OutputSettings { redis_url: None, jsonl_out: None, view: ViewMode::Log, dead_letters: DeadLetterSettings::Log },
+            snapshot_interval: Duration::from_secs(5),
+            http: None,
+            pipeline: PipelineOptions::default(),
+        }
+    }
+
+    /// A replay of `events` over the scenarios in `scenarios_dir`, results as JSON lines to
+    /// `jsonl_out`, nothing on the terminal (`rtscore plugin test`, tests).
+    pub fn replay(events: impl Into<PathBuf>, scenarios_dir: impl Into<PathBuf>, jsonl_out: impl Into<PathBuf>) -> Settings {
+        let mut s = Settings::embedded();
+        s.source = SourceSettings::File(events.into());
+        s.store = StoreSettings::dir(scenarios_dir);
+        s.outputs.jsonl_out = Some(jsonl_out.into());
+        s.outputs.view = ViewMode::Off;
+        s
+    }
+
+    /// The Kafka source, if events come from Kafka.
+    pub fn kafka(&self) -> Option<&KafkaSettings> {
+        match &self.source {
+            SourceSettings::Kafka(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// Scenario documents from a directory.
+    pub fn dir(dir: impl Into<PathBuf>) -> StoreSettings {
+        StoreSettings {
+            source: ConfigSource::Dir(dir.into()),
+            mongodb_database: "rtscore".into(),
+            poll: Duration::from_millis(250),
+            resync: Duration::from_secs(10),
+        }
+    }
+}
