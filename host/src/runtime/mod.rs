@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::admin::limits::cap_error;
 use crate::cli::run_args::ConfigSource;
 use crate::cli::{RunArgs, ViewMode};
 use crate::config::mongo::MongoScenarioStore;
@@ -22,6 +21,7 @@ use crate::http;
 use crate::pipeline::{Pipeline, PipelineOptions, ScenarioFilter};
 use crate::sources::kafka::{KafkaSourceConfig, PartitionChange, spawn_kafka_source};
 use crate::sources::{self, Backlog, SourceMessage};
+use crate::text::cap_error;
 use config_feed::ConfigFeed;
 use in_flight::InFlight;
 use outputs::Outputs;

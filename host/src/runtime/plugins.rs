@@ -217,7 +217,7 @@ impl PluginCoordinator {
                 sc.install(instance);
             }
             Err(e) => {
-                tracing::error!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), error = %crate::admin::limits::cap_error(&e.to_string()), "plugin could not be loaded; scoring with the previous module or the built-in formula");
+                tracing::error!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), error = %crate::text::cap_error(&e.to_string()), "plugin could not be loaded; scoring with the previous module or the built-in formula");
                 sc.load_failed(p.reference.label(), &e);
             }
         }

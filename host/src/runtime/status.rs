@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::admin::limits::cap_error;
 use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
 use crate::output::ShadowComparison;
 use crate::pipeline::{Pipeline, PipelineStats, scorer_state};
+use crate::text::cap_error;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioStatusRow {
