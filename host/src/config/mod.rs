@@ -5,6 +5,7 @@ pub mod edit;
 pub mod history;
 pub mod model;
 pub mod mongo;
+pub mod plugin_limits;
 pub mod registry;
 pub mod store;
 pub mod switch;

@@ -9,12 +9,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::plugin_limits::SandboxLimits;
 use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
 use crate::pipeline::{Pipeline, ScenarioHot};
-use crate::plugin::{
-    Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, SandboxLimits, ScenarioScorer,
-};
+use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, ScenarioScorer};
 
 /// Which of a scenario's scorers a reference is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
