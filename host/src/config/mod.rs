@@ -6,6 +6,7 @@ pub mod history;
 pub mod model;
 pub mod mongo;
 pub mod plugin_limits;
+pub mod redis_keys;
 pub mod registry;
 pub mod store;
 pub mod switch;
