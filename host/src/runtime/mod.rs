@@ -332,7 +332,7 @@ async fn snapshot_if_due(
 /// The records of `batch` in `range` have their outputs written: offsets may move past them
 /// (with snapshots, once the state covering them is stored).
 fn mark_processed(
-    batch: &crate::sources::RecordBatch,
+    batch: &crate::event::RecordBatch,
     range: std::ops::Range<usize>,
     snapshots: Option<&mut Snapshots>,
     committer: Option<&crate::sources::kafka::KafkaCommitter>,
