@@ -16,7 +16,8 @@ mod support;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rtscore::plugin::{BudgetMode, PluginEngine, PluginInstance, SandboxLimits};
+use rtscore::config::plugin_limits::{BudgetMode, SandboxLimits};
+use rtscore::plugin::{PluginEngine, PluginInstance};
 use rtscore::scoring::{WindowBatch, builtin};
 
 const SIZES: &[usize] = &[1, 100, 1_000, 10_000, 100_000];

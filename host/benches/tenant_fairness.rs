@@ -27,7 +27,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtscore::plugin::{PluginEngine, SandboxLimits};
+use rtscore::config::plugin_limits::SandboxLimits;
+use rtscore::plugin::PluginEngine;
 use rtscore::scoring::WindowBatch;
 use serde_json::{Value, json};
 

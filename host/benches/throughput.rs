@@ -21,13 +21,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::config::{ScenarioConfig, ScenarioKey, parse_scenario};
+use rtscore::event::RecordBatch;
 use rtscore::event::parse_event;
 use rtscore::output::Output;
 use rtscore::pipeline::{JobSelection, Pipeline, PipelineOptions};
-use rtscore::plugin::{PluginEngine, SandboxLimits};
+use rtscore::plugin::PluginEngine;
 use rtscore::sinks::jsonl::JsonlSink;
-use rtscore::sources::RecordBatch;
 use rtscore::sources::generator::EventMaker;
 
 const T0: i64 = 1_767_225_600_000;

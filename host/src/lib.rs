@@ -19,4 +19,5 @@ pub mod settings;
 pub mod sinks;
 pub mod snapshot;
 pub mod sources;
+pub mod text;
 pub mod window;

@@ -5,7 +5,8 @@ use crate::plugin_support as support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtscore::plugin::{CompiledPlugin, PluginEngine, PluginError, PluginInstance, SandboxLimits};
+use rtscore::config::plugin_limits::SandboxLimits;
+use rtscore::plugin::{CompiledPlugin, PluginEngine, PluginError, PluginInstance};
 use rtscore::scoring::{WindowBatch, builtin};
 use serde_json::json;
 use support::{module, random_batch, rel_diff, simple_batch};

@@ -4,10 +4,11 @@
 use crate::plugin_support as support;
 use std::time::{Duration, Instant};
 
+use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::config::{PluginRef, ScenarioKey};
 use rtscore::plugin::{
-    ModuleId, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, PluginState, SandboxLimits, ScenarioScorer,
-    ScorerUsed, publish_to_dir, sha256_hex,
+    ModuleId, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, PluginState, ScenarioScorer, ScorerUsed,
+    publish_to_dir, sha256_hex,
 };
 use rtscore::scoring::{WindowBatch, builtin};
 use serde_json::json;

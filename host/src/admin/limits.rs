@@ -1,31 +1,12 @@
 //! Abuse limits on what tenants send through the admin API (docs/security.md): upload rate
-//! and concurrent compiles per tenant, a memory of modules that failed to compile, and a cap
-//! on error text that echoes tenant input. Pure bookkeeping; `admin::plugins` applies it.
+//! and concurrent compiles per tenant, and a memory of modules that failed to compile (their
+//! errors capped by [`crate::text::cap_error`]). Pure bookkeeping; `admin::plugins` applies it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Longest error text (bytes) built from tenant input or tenant code that goes into a
-/// response, a status row or a log line; the rest is cut.
-pub const MAX_ERROR_BYTES: usize = 1024;
-
-/// `text` cut to [`MAX_ERROR_BYTES`] on a character boundary, saying how much was cut.
-pub fn cap_error(text: &str) -> String {
-    cap_text(text, MAX_ERROR_BYTES)
-}
-
-/// `text` cut to at most `max` bytes (plus a short note of what was cut).
-pub fn cap_text(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
-}
+use crate::text::cap_error;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The maps stay consistent between statements: a panic elsewhere must not disable limits.
@@ -156,16 +137,7 @@ impl FailedCompiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_are_cut_on_a_character_boundary() {
-        assert_eq!(cap_error("short"), "short");
-        let long = "é".repeat(MAX_ERROR_BYTES);
-        let cut = cap_error(&long);
-        assert!(cut.starts_with("éé") && cut.ends_with("more bytes cut)"), "{cut}");
-        assert!(cut.len() < MAX_ERROR_BYTES + 40, "{}", cut.len());
-        assert_eq!(cap_text("abcdef", 3), "abc… (3 more bytes cut)");
-    }
+    use crate::text::MAX_ERROR_BYTES;
 
     #[test]
     fn uploads_are_limited_per_tenant_per_sliding_minute() {

@@ -19,10 +19,12 @@ use bson::{Document, doc};
 use serde::Serialize;
 
 use super::AdminError;
-use super::limits::{CompileSlots, FailedCompiles, UploadRate, cap_error};
+use super::limits::{CompileSlots, FailedCompiles, UploadRate};
+use crate::config::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
 use crate::config::tenant::TenantQuotas;
-use crate::plugin::registry::{MAX_MODULE_BYTES, list_dir_modules, list_mongo_modules, owner_path, publish_to_mongo_as, shared_path};
-use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, SandboxLimits, publish_to_dir};
+use crate::plugin::registry::{list_dir_modules, list_mongo_modules, owner_path, publish_to_mongo_as, shared_path};
+use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, publish_to_dir};
+use crate::text::cap_error;
 
 /// Limits on what one tenant may publish.
 #[derive(Debug, Clone, Copy)]

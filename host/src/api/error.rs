@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::admin::AdminError;
-use crate::admin::limits::cap_error;
 use crate::config::FieldError;
+use crate::text::cap_error;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -5,6 +5,8 @@ pub mod edit;
 pub mod history;
 pub mod model;
 pub mod mongo;
+pub mod plugin_limits;
+pub mod redis_keys;
 pub mod registry;
 pub mod store;
 pub mod switch;

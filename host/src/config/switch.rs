@@ -3,10 +3,10 @@
 //! host applies it from the same window whenever it happens to read it. The default is the first
 //! slide boundary a safe margin past the progress the hosts report in Redis.
 
-use crate::sinks::redis_keys as keys;
 use anyhow::Context;
 use redis::AsyncCommands;
 
+use super::redis_keys as keys;
 use super::{ScenarioConfig, ScenarioKey, WindowGeometry};
 
 /// Default event-time margin past the hosts' reported progress: covers config propagation

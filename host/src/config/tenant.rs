@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
 use super::validate::is_valid_id;
 use super::{ConfigError, FieldError};
-use crate::plugin::SandboxLimits;
 
 /// One tenant's quotas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub fn parse_tenant(doc: &Value) -> Result<(String, TenantQuotas), ConfigError> 
     };
     let quotas = TenantQuotas {
         max_scenarios: field("max_scenarios", d.max_scenarios as u64, 100_000) as usize,
-        max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, crate::plugin::MAX_MODULE_BYTES as u64) as usize,
+        max_module_bytes: field("max_module_bytes", d.max_module_bytes as u64, MAX_MODULE_BYTES as u64) as usize,
         cpu_ms_per_window: field("cpu_ms_per_window", d.cpu_ms_per_window, 60_000),
         cpu_ms_per_minute: field("cpu_ms_per_minute", d.cpu_ms_per_minute, 60_000),
         max_instance_memory_bytes: field("max_instance_memory_bytes", d.max_instance_memory_bytes as u64, 4 << 30) as usize,

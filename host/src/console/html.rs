@@ -4,11 +4,11 @@
 
 use std::fmt::Write;
 
-use crate::admin::limits::cap_error;
 use crate::api::Scope;
 use crate::config::{FieldError, ScenarioKey};
 use crate::runtime::status::ScenarioStatusRow;
 use crate::sinks::live::{HostLive, ScenarioLive};
+use crate::text::cap_error;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {

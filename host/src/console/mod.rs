@@ -20,10 +20,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::admin::AdminError;
-use crate::admin::limits::cap_error;
 use crate::api::{AdminState, Scope};
 use crate::config::ScenarioKey;
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
+use crate::text::cap_error;
 use html::EditorResult;
 
 const COOKIE: &str = "rtscore_token";

@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use crate::config::tenant::TenantTable;
 use crate::config::{ScenarioConfig, ScenarioKey};
+use crate::event::RecordBatch;
 use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
-use crate::sources::RecordBatch;
 use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).

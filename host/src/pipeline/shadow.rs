@@ -3,10 +3,10 @@
 //! live one. Nothing here can change the live list: the candidate only ever writes its own
 //! output, and its plugin failures stay in its own scorer.
 
-use crate::backtest::diff::{drift_ratios, overlap_at, percentile, rbo_at};
 use crate::config::{HotScoreConfig, ScenarioKey};
 use crate::output::{ScoredItem, ShadowComparison};
 use crate::plugin::ScenarioScorer;
+use crate::scoring::ranking::{drift_ratios, overlap_at, percentile, rbo_at};
 
 /// A scenario's candidate lane.
 pub struct ShadowLane {

@@ -138,10 +138,10 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::config::{ScenarioConfig, parse_scenario};
+    use crate::event::{Position, RecordBatch};
     use crate::output::Output;
     use crate::pipeline::{JobSelection, PipelineOptions};
     use crate::snapshot::codec;
-    use crate::sources::{Position, RecordBatch};
     use std::sync::Arc;
 
     const T0: i64 = 1_767_225_600_000;

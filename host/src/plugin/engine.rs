@@ -12,7 +12,8 @@ use wasmtime::{Config, Engine, OptLevel};
 use super::bindings::ScorerPre;
 use super::error::PluginError;
 use super::instance::PluginInstance;
-use super::sandbox::{BudgetMode, Grants, HostState, SandboxLimits};
+use super::sandbox::{Grants, HostState};
+use crate::config::plugin_limits::{BudgetMode, SandboxLimits};
 
 /// Lower-case hex sha256 of module bytes, the form plugin references pin.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -14,7 +14,8 @@ use super::engine::{CompiledPlugin, PluginEngine};
 use super::error::PluginError;
 use super::executor::run_until;
 use super::memory::TenantMemory;
-use super::sandbox::{BudgetMode, HostState, SandboxLimits};
+use super::sandbox::HostState;
+use crate::config::plugin_limits::{BudgetMode, SandboxLimits};
 use crate::scoring::WindowBatch;
 
 /// A configured plugin instance, owned by one scenario.

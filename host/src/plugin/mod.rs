@@ -3,8 +3,8 @@
 //! - [`registry`]: where modules come from (a watched directory, MongoDB), by name, version
 //!   and sha256;
 //! - [`engine`]: the shared wasmtime engine, compiled components cached by sha256;
-//! - [`sandbox`]: what an instance may use (CPU budget, memory cap, a WASI context granting
-//!   nothing);
+//! - [`sandbox`]: what an instance may use (the CPU budget and memory cap of
+//!   `config::plugin_limits` enforced, a WASI context granting nothing);
 //! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
 //! - [`scorer`]: the per-scenario state machine on the event path that never fails (fallback
 //!   and quarantine);
@@ -29,8 +29,8 @@ pub use error::PluginError;
 pub use instance::PluginInstance;
 pub use manager::PluginManager;
 pub use registry::{
-    MAX_MODULE_BYTES, ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo,
+    ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo,
     publish_to_mongo_as,
 };
-pub use sandbox::{BudgetMode, Grants, SandboxLimits};
+pub use sandbox::Grants;
 pub use scorer::{DEFAULT_QUARANTINE_AFTER, PluginState, ScenarioScorer, ScoreOutcome, ScorerUsed};

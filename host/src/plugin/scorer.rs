@@ -9,9 +9,9 @@ use metrics::Counter;
 use super::cpu::Lane;
 use super::error::PluginError;
 use super::instance::PluginInstance;
-use crate::admin::limits::cap_error;
 use crate::config::ScenarioKey;
 use crate::scoring::{WindowBatch, builtin};
+use crate::text::cap_error;
 
 /// Consecutive failures after which a plugin is quarantined.
 pub const DEFAULT_QUARANTINE_AFTER: u32 = 3;

@@ -11,10 +11,10 @@ use tokio::sync::{mpsc, watch};
 use std::sync::Arc;
 
 use super::shutdown::Shutdown;
-use crate::admin::limits::cap_error;
 use crate::config::mongo::MongoScenarioStore;
 use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
 use crate::pipeline::Pipeline;
+use crate::text::cap_error;
 
 /// How often MongoDB is asked for changed documents, and for all of them.
 #[derive(Debug, Clone, Copy)]

@@ -12,9 +12,9 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::event::RecordBatch;
 use crate::output::Output;
 use crate::pipeline::{Pipeline, Reject};
-use crate::sources::RecordBatch;
 
 /// The wall time one turn may spend before control is checked again. Well below the bounds
 /// the runtime promises (docs/operations.md, "Control under load") and well above a turn's own

@@ -266,7 +266,7 @@ impl Running {
         Ok(())
     }
 
-    fn admit(&mut self, batch: crate::sources::RecordBatch) {
+    fn admit(&mut self, batch: crate::event::RecordBatch) {
         let batch = match &mut self.snapshots {
             Some(s) => s.admit(batch),
             None => batch,
@@ -392,7 +392,7 @@ async fn finish_outputs(
 /// The records of `batch` in `range` have their outputs written: offsets may move past them
 /// (with snapshots, once the state covering them is stored).
 fn mark_processed(
-    batch: &crate::sources::RecordBatch,
+    batch: &crate::event::RecordBatch,
     range: std::ops::Range<usize>,
     snapshots: Option<&mut Snapshots>,
     committer: Option<&crate::sources::kafka::KafkaCommitter>,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::status::{ScenarioStatusRow, TenantStatusRow};
 use crate::config::ScenarioKey;
+use crate::event::RecordBatch;
 use crate::http::HealthReporter;
 use crate::output::Output;
 use crate::pipeline::{PipelineStats, Reject};
@@ -13,7 +14,6 @@ use crate::sinks::jsonl::JsonlSink;
 use crate::sinks::live::LiveView;
 use crate::sinks::redis::{RedisSink, RedisTtl};
 use crate::sinks::terminal::TerminalView;
-use crate::sources::RecordBatch;
 
 /// Status hashes are rewritten when they change, and at least this often (ms) as a heartbeat.
 const STATUS_REFRESH_MS: i64 = 10_000;

@@ -9,12 +9,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::mongo::MongoScenarioStore;
+use crate::config::plugin_limits::SandboxLimits;
 use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
 use crate::pipeline::{Pipeline, ScenarioHot};
-use crate::plugin::{
-    Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, SandboxLimits, ScenarioScorer,
-};
+use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, ScenarioScorer};
 
 /// Which of a scenario's scorers a reference is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,7 +216,7 @@ impl PluginCoordinator {
                 sc.install(instance);
             }
             Err(e) => {
-                tracing::error!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), error = %crate::admin::limits::cap_error(&e.to_string()), "plugin could not be loaded; scoring with the previous module or the built-in formula");
+                tracing::error!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), error = %crate::text::cap_error(&e.to_string()), "plugin could not be loaded; scoring with the previous module or the built-in formula");
                 sc.load_failed(p.reference.label(), &e);
             }
         }

@@ -7,13 +7,12 @@ use std::sync::atomic::AtomicI64;
 use serde::Serialize;
 
 use super::snapshots::Snapshots;
-use crate::http::HealthReporter;
-use crate::sources::Backlog;
-
-use crate::admin::limits::cap_error;
 use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
+use crate::http::HealthReporter;
 use crate::output::ShadowComparison;
 use crate::pipeline::{Pipeline, PipelineStats, scorer_state};
+use crate::sources::Backlog;
+use crate::text::cap_error;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioStatusRow {

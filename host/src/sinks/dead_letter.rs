@@ -24,8 +24,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 
+use crate::event::Position;
 use crate::event::RejectReason;
-use crate::sources::Position;
 
 /// Rejects waiting for the background producer; beyond this they go to the fallback file.
 const QUEUE: usize = 10_000;

@@ -5,5 +5,4 @@ pub mod dead_letter;
 pub mod jsonl;
 pub mod live;
 pub mod redis;
-pub mod redis_keys;
 pub mod terminal;

@@ -2,13 +2,13 @@
 //! MULTI/EXEC with the meta hash), every output of a step goes out in one pipelined round trip,
 //! and keys carry TTLs. Writes are idempotent: the same outputs leave the same values.
 
-use super::redis_keys as keys;
 use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::ConnectionManager;
 
 use crate::config::ScenarioKey;
+use crate::config::redis_keys as keys;
 use crate::output::{MetricsWindow, Output, UserProfile};
 
 /// Key lifetimes, so abandoned scenarios clean themselves up.

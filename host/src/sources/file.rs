@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{RecordBatch, SourceMessage, SourceSender};
+use super::{SourceMessage, SourceSender};
+use crate::event::RecordBatch;
 
 const BATCH_RECORDS: usize = 4096;
 

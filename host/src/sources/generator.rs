@@ -10,8 +10,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
-use super::{RecordBatch, SourceMessage, SourceSender};
+use super::{SourceMessage, SourceSender};
 use crate::config::ScenarioKey;
+use crate::event::RecordBatch;
 
 /// The eight seed actions and their share of traffic.
 pub const ACTION_MIX: [(&str, f64); 8] = [

@@ -14,7 +14,8 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use super::{Position, RecordBatch, SourceMessage, SourceSender};
+use super::{SourceMessage, SourceSender};
+use crate::event::{Position, RecordBatch};
 
 const BATCH_RECORDS: usize = 2048;
 

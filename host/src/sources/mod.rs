@@ -6,189 +6,12 @@ pub mod file;
 pub mod generator;
 pub mod kafka;
 
-use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::event::{Event, ParsedEvents, RejectReason, parse_event};
-
-/// Where a record came from, for offset commits and dead-letter headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-}
-
-/// Many raw records in one contiguous buffer: record `i` is `data[ends[i-1]..ends[i]]`.
-#[derive(Debug, Default, Clone)]
-pub struct RecordBatch {
-    pub data: Vec<u8>,
-    pub ends: Vec<u32>,
-    /// Per record, when the source has positions (Kafka); empty otherwise.
-    pub positions: Vec<Position>,
-    /// Every record parsed by the source ([`Self::parse_ahead`]); `None` leaves parsing to
-    /// the pipeline.
-    pub parsed: Option<ParsedEvents>,
-}
-
-impl RecordBatch {
-    pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new(), parsed: None }
-    }
-
-    /// Parses every record now, on the caller's thread, so the pipeline thread does not.
-    /// Sources call it before sending: parsing is about half of the per-event work.
-    pub fn parse_ahead(&mut self) {
-        let mut parsed = ParsedEvents::with_capacity(self.len());
-        for rec in self.iter() {
-            parsed.push(parse_event(rec));
-        }
-        self.parsed = Some(parsed);
-    }
-
-    /// Record `i` as an event, or why it is rejected; parsed now unless parsed ahead.
-    pub fn event(&self, i: usize) -> Result<Event<'_>, RejectReason> {
-        if let Some(parsed) = &self.parsed
-            && let Some(result) = parsed.get(i)
-        {
-            return result.map_err(Clone::clone);
-        }
-        parse_event(self.get(i).unwrap_or_default())
-    }
-
-    pub fn push(&mut self, record: &[u8]) {
-        self.data.extend_from_slice(record);
-        self.ends.push(self.data.len() as u32);
-    }
-
-    pub fn push_at(&mut self, record: &[u8], pos: Position) {
-        self.push(record);
-        self.positions.push(pos);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    pub fn bytes_len(&self) -> usize {
-        self.data.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut start = 0usize;
-        self.ends.iter().map(move |&end| {
-            let rec = &self.data[start..end as usize];
-            start = end as usize;
-            rec
-        })
-    }
-
-    /// Record `i`, if there is one.
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(&self.data[start..end])
-    }
-
-    pub fn position(&self, i: usize) -> Option<Position> {
-        self.positions.get(i).copied()
-    }
-
-    /// The records `keep` admits, or `None` when it admits every record (no copy). The copy is
-    /// not parsed ahead (it only happens around a rebalance).
-    pub fn filtered(&self, mut keep: impl FnMut(Position) -> bool) -> Option<RecordBatch> {
-        if self.positions.iter().all(|p| keep(*p)) {
-            return None;
-        }
-        let mut out = RecordBatch::with_capacity(self.len(), self.bytes_len());
-        for (i, rec) in self.iter().enumerate() {
-            if let Some(pos) = self.position(i)
-                && keep(pos)
-            {
-                out.push_at(rec, pos);
-            }
-        }
-        Some(out)
-    }
-
-    /// Next offset per partition after this batch's records.
-    pub fn next_offsets(&self) -> BTreeMap<i32, i64> {
-        self.next_offsets_in(0..self.len())
-    }
-
-    /// Next offset per partition after the records in `range` (a batch processed in parts).
-    pub fn next_offsets_in(&self, range: Range<usize>) -> BTreeMap<i32, i64> {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        let end = range.end.min(self.positions.len());
-        for p in &self.positions[range.start.min(end)..end] {
-            let e = next.entry(p.partition).or_insert(p.offset + 1);
-            *e = (*e).max(p.offset + 1);
-        }
-        next
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filtering_keeps_positions_and_bytes_together() {
-        let mut b = RecordBatch::default();
-        for (p, o) in [(0, 5), (1, 9), (0, 6), (1, 10)] {
-            b.push_at(format!("r{p}-{o}").as_bytes(), Position { partition: p, offset: o });
-        }
-        assert!(b.filtered(|_| true).is_none());
-        let kept = b.filtered(|p| p.partition == 0 || p.offset >= 10).unwrap();
-        assert_eq!(kept.iter().collect::<Vec<_>>(), vec![&b"r0-5"[..], b"r0-6", b"r1-10"]);
-        assert_eq!(kept.position(2), Some(Position { partition: 1, offset: 10 }));
-        assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
-        assert_eq!(b.next_offsets_in(0..2), BTreeMap::from([(0, 6), (1, 10)]));
-        assert_eq!(b.next_offsets_in(2..2), BTreeMap::new());
-    }
-
-    #[test]
-    fn a_batch_is_parsed_ahead_only_while_the_pipeline_has_one_waiting() {
-        let (tx, mut rx) = channel(4);
-        let mut batch = RecordBatch::default();
-        batch.push(br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000}"#);
-        batch.push(b"{not json");
-        parse_if_pipeline_behind(&mut batch, &tx);
-        assert!(batch.parsed.is_none(), "an idle pipeline parses itself");
-        tx.tx.try_send(SourceMessage::End).unwrap();
-        parse_if_pipeline_behind(&mut batch, &tx);
-        assert!(batch.parsed.is_some());
-        assert_eq!(batch.event(0).unwrap().item_id, "i");
-        assert_eq!(batch.event(1).unwrap_err().kind(), "json");
-        assert!(matches!(rx.rx.try_recv(), Ok(SourceMessage::End)));
-    }
-
-    #[tokio::test]
-    async fn the_backlog_counts_events_sent_and_not_yet_taken() {
-        let (tx, mut rx) = channel(4);
-        let mut batch = RecordBatch::default();
-        (0..3).for_each(|_| batch.push(b"{}"));
-        tx.send(SourceMessage::Records(batch.clone())).await.unwrap();
-        tx.send(SourceMessage::Records(batch)).await.unwrap();
-        tx.send(SourceMessage::End).await.unwrap();
-        assert_eq!(rx.backlog().queued_events(), 6);
-        assert!(matches!(rx.recv().await, Some(SourceMessage::Records(_))));
-        assert_eq!(rx.backlog().queued_events(), 3);
-        rx.recv().await;
-        rx.recv().await;
-        assert_eq!(rx.backlog().queued_events(), 0);
-        drop(rx);
-        assert!(tx.send(SourceMessage::Records(RecordBatch::default())).await.is_err());
-        assert_eq!(tx.backlog().queued_events(), 0, "a failed send is not counted");
-    }
-}
+use crate::event::RecordBatch;
 
 /// Parses `batch` on the source's thread when the pipeline already has batches waiting, i.e.
 /// when the pipeline thread is the bottleneck; otherwise leaves it to the pipeline, which is
@@ -328,5 +151,45 @@ impl SourceReceiver {
 
     pub fn backlog(&self) -> Arc<Backlog> {
         self.backlog.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_parsed_ahead_only_while_the_pipeline_has_one_waiting() {
+        let (tx, mut rx) = channel(4);
+        let mut batch = RecordBatch::default();
+        batch.push(br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000}"#);
+        batch.push(b"{not json");
+        parse_if_pipeline_behind(&mut batch, &tx);
+        assert!(batch.parsed.is_none(), "an idle pipeline parses itself");
+        tx.tx.try_send(SourceMessage::End).unwrap();
+        parse_if_pipeline_behind(&mut batch, &tx);
+        assert!(batch.parsed.is_some());
+        assert_eq!(batch.event(0).unwrap().item_id, "i");
+        assert_eq!(batch.event(1).unwrap_err().kind(), "json");
+        assert!(matches!(rx.rx.try_recv(), Ok(SourceMessage::End)));
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_events_sent_and_not_yet_taken() {
+        let (tx, mut rx) = channel(4);
+        let mut batch = RecordBatch::default();
+        (0..3).for_each(|_| batch.push(b"{}"));
+        tx.send(SourceMessage::Records(batch.clone())).await.unwrap();
+        tx.send(SourceMessage::Records(batch)).await.unwrap();
+        tx.send(SourceMessage::End).await.unwrap();
+        assert_eq!(rx.backlog().queued_events(), 6);
+        assert!(matches!(rx.recv().await, Some(SourceMessage::Records(_))));
+        assert_eq!(rx.backlog().queued_events(), 3);
+        rx.recv().await;
+        rx.recv().await;
+        assert_eq!(rx.backlog().queued_events(), 0);
+        drop(rx);
+        assert!(tx.send(SourceMessage::Records(RecordBatch::default())).await.is_err());
+        assert_eq!(tx.backlog().queued_events(), 0, "a failed send is not counted");
     }
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{Index, MAX_MODULE_BYTES, ModuleId, ModuleInfo, ModuleSource, check_publishable, module_path};
+use super::{Index, ModuleId, ModuleInfo, ModuleSource, check_publishable, module_path};
+use crate::config::plugin_limits::MAX_MODULE_BYTES;
 use crate::plugin::engine::sha256_hex;
 use crate::plugin::error::PluginError;
 

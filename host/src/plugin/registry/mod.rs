@@ -24,9 +24,7 @@ pub use mongo::{publish_to_mongo, publish_to_mongo_as};
 use super::engine::sha256_hex;
 use super::error::PluginError;
 use crate::config::PluginRef;
-
-/// Modules larger than this are refused: a scoring plugin is a few MB at most.
-pub const MAX_MODULE_BYTES: usize = 64 << 20;
+use crate::config::plugin_limits::MAX_MODULE_BYTES;
 
 /// Quiet time after a directory event before rescanning, so a copy in progress settles.
 pub const DIR_DEBOUNCE: Duration = Duration::from_millis(100);

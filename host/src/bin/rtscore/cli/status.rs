@@ -1,7 +1,7 @@
 //! `rtscore status`: what the running hosts apply, per scenario, from the status keys they
 //! write to Redis (`rt:{tenant}:{scenario}:status`).
 
-use rtscore::sinks::redis_keys as keys;
+use rtscore::config::redis_keys as keys;
 use std::collections::BTreeMap;
 
 use anyhow::Context;

@@ -1,7 +1,9 @@
-//! The Redis key layout (DESIGN §6), in one place: the sink writes these keys, `rtscore status`
-//! and the event-time switch read them, and nothing else spells a key.
+//! The Redis key layout (DESIGN §6), in one place: the Redis sink writes these keys,
+//! `rtscore status` and the event-time switch ([`super::switch`]) read them, and nothing else
+//! spells a key. It lives in `config`, beside the scenario key it is built from, so the
+//! switch reads it without importing the sinks.
 
-use crate::config::ScenarioKey;
+use super::ScenarioKey;
 
 /// `rt:{tenant}:{scenario}`, the prefix of every key of a scenario.
 pub fn prefix(k: &ScenarioKey) -> String {
