@@ -132,6 +132,29 @@ impl Settings {
         s
     }
 
+    /// Refuses settings that name a service this build cannot talk to (built without one of
+    /// the default features), naming the feature, before anything is started.
+    pub fn check_build(&self) -> anyhow::Result<()> {
+        let wanted = [
+            ("kafka", cfg!(feature = "kafka"), matches!(self.source, SourceSettings::Kafka(_)), "--kafka-servers"),
+            ("mongodb", cfg!(feature = "mongodb"), matches!(self.store.source, ConfigSource::Mongo(_)), "--mongodb-url"),
+            ("redis", cfg!(feature = "redis"), self.outputs.redis_url.is_some(), "--redis-url"),
+            ("http", cfg!(feature = "http"), self.http.is_some(), "--http-addr"),
+        ];
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(_, built, used, _)| *used && !built)
+            .map(|(f, _, _, flag)| format!("{flag} needs the `{f}` feature"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "this rtscore was built without some services: {} (rebuild with the default features, e.g. `cargo build --release -p rtscore`)",
+            missing.join(", ")
+        )
+    }
+
     /// The Kafka source, if events come from Kafka.
     pub fn kafka(&self) -> Option<&KafkaSettings> {
         match &self.source {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+#[cfg(feature = "mongodb")]
 use bson::{Document, doc};
 use serde::Serialize;
 
@@ -22,7 +23,9 @@ use super::AdminError;
 use super::limits::{CompileSlots, FailedCompiles, UploadRate};
 use crate::config::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
 use crate::config::tenant::TenantQuotas;
-use crate::plugin::registry::{list_dir_modules, list_mongo_modules, owner_path, publish_to_mongo_as, shared_path};
+use crate::plugin::registry::{list_dir_modules, owner_path, shared_path};
+#[cfg(feature = "mongodb")]
+use crate::plugin::registry::{list_mongo_modules, publish_to_mongo_as};
 use crate::plugin::{Grants, ModuleId, ModuleInfo, PluginEngine, PluginError, publish_to_dir};
 use crate::text::cap_error;
 
@@ -93,7 +96,24 @@ const ALL_TENANTS: &str = "*";
 #[derive(Clone)]
 pub enum PluginTarget {
     Dir(PathBuf),
+    #[cfg(feature = "mongodb")]
     Mongo(mongodb::Collection<Document>),
+}
+
+impl PluginTarget {
+    /// The fleet's MongoDB `plugins` collection when `mongodb_url` is given, else `plugins_dir`.
+    pub async fn open(mongodb_url: Option<&str>, database: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Self> {
+        match mongodb_url {
+            #[cfg(feature = "mongodb")]
+            Some(url) => Ok(PluginTarget::Mongo(crate::config::mongo::MongoScenarioStore::connect(url, database).await?.plugins())),
+            #[cfg(not(feature = "mongodb"))]
+            Some(url) => {
+                let _ = database;
+                anyhow::bail!("cannot open MongoDB at {url}: {}", crate::config::mongo::NOT_BUILT)
+            }
+            None => Ok(PluginTarget::Dir(plugins_dir.to_path_buf())),
+        }
+    }
 }
 
 /// One published module and who owns it (`None`: published by an operator, shared).
@@ -223,6 +243,7 @@ impl PluginService {
     pub fn describe(&self) -> String {
         match &self.target {
             PluginTarget::Dir(d) => d.display().to_string(),
+            #[cfg(feature = "mongodb")]
             PluginTarget::Mongo(_) => "MongoDB".to_string(),
         }
     }
@@ -236,6 +257,7 @@ impl PluginService {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || list_dir_modules(&dir)).await.context("listing plugins")?.map_err(registry_err)?
             }
+            #[cfg(feature = "mongodb")]
             PluginTarget::Mongo(coll) => list_mongo_modules(coll).await.map_err(registry_err)?,
         };
         let mut all: Vec<PublishedModule> = infos
@@ -331,6 +353,7 @@ impl PluginService {
                     }
                 }
             }
+            #[cfg(feature = "mongodb")]
             PluginTarget::Mongo(coll) => {
                 let update = if shared {
                     doc! {"$set": {"shared": true}}
@@ -411,6 +434,7 @@ impl PluginService {
                 }
                 publish_to_dir(dir, name, version, &bytes).await.map_err(registry_err)?
             }
+            #[cfg(feature = "mongodb")]
             PluginTarget::Mongo(coll) => {
                 // The owner is recorded with the module, so no poll sees it unowned (shared).
                 publish_to_mongo_as(coll, name, version, &bytes, owner).await.map_err(registry_err)?

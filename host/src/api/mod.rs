@@ -78,12 +78,13 @@ impl AdminState {
     /// tokens and limits of `settings.http`.
     pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveView) -> anyhow::Result<Self> {
         let (store, target) = match (&settings.store.source, mongo) {
+            #[cfg(feature = "mongodb")]
             (ConfigSource::Mongo(_), Some(m)) => {
                 let plugins = m.plugins();
                 (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
             }
             (ConfigSource::Dir(dir), _) => (ScenarioStore::Dir(dir.clone()), PluginTarget::Dir(settings.plugins_dir.clone())),
-            (ConfigSource::Mongo(url), None) => anyhow::bail!("the admin API needs the MongoDB client of {url}"),
+            (ConfigSource::Mongo(url), _) => anyhow::bail!("the admin API needs the MongoDB client of {url}"),
         };
         let http = settings.http.as_ref();
         if http.is_none_or(|h| h.tokens_file.is_none()) {

@@ -4,7 +4,19 @@ pub mod dir_store;
 pub mod edit;
 pub mod history;
 pub mod model;
+#[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(not(feature = "mongodb"))]
+pub mod mongo {
+    //! Built without the `mongodb` feature: no MongoDB store can exist.
+
+    /// Why a MongoDB store cannot be opened.
+    pub const NOT_BUILT: &str = "this rtscore was built without the `mongodb` feature";
+
+    /// The MongoDB scenario store; cannot exist in this build.
+    #[derive(Clone)]
+    pub enum MongoScenarioStore {}
+}
 pub mod plugin_limits;
 pub mod redis_keys;
 pub mod registry;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::dir_store::read_dir_documents;
+#[cfg(feature = "mongodb")]
 use super::mongo::MongoScenarioStore;
 
 /// A write based on a revision that is no longer the stored one: another writer got there
@@ -58,6 +59,7 @@ pub enum ConfigSource {
 
 pub enum ScenarioStore {
     Dir(PathBuf),
+    #[cfg(feature = "mongodb")]
     Mongo(MongoScenarioStore),
 }
 
@@ -69,7 +71,13 @@ impl ScenarioStore {
     /// The store at `source` (`database` for MongoDB).
     pub async fn open(source: &ConfigSource, database: &str) -> anyhow::Result<Self> {
         Ok(match source {
+            #[cfg(feature = "mongodb")]
             ConfigSource::Mongo(url) => ScenarioStore::Mongo(MongoScenarioStore::connect(url, database).await?),
+            #[cfg(not(feature = "mongodb"))]
+            ConfigSource::Mongo(url) => {
+                let _ = database;
+                anyhow::bail!("cannot open MongoDB at {url}: {}", crate::config::mongo::NOT_BUILT)
+            }
             ConfigSource::Dir(dir) => ScenarioStore::Dir(dir.clone()),
         })
     }
@@ -77,6 +85,7 @@ impl ScenarioStore {
     pub fn describe(&self) -> String {
         match self {
             ScenarioStore::Dir(d) => format!("directory {}", d.display()),
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(_) => "MongoDB".to_string(),
         }
     }
@@ -84,6 +93,7 @@ impl ScenarioStore {
     pub async fn list(&self) -> anyhow::Result<Vec<Value>> {
         match self {
             ScenarioStore::Dir(d) => Ok(read_dir_documents(d)?.docs.into_iter().map(|(v, _)| v).collect()),
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.load_all().await,
         }
     }
@@ -91,6 +101,7 @@ impl ScenarioStore {
     pub async fn get(&self, tenant: &str, scenario: &str) -> anyhow::Result<Option<Value>> {
         match self {
             ScenarioStore::Dir(_) => Ok(self.list().await?.into_iter().find(|d| ids(d) == Some((tenant, scenario)))),
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.get(tenant, scenario).await,
         }
     }
@@ -119,6 +130,7 @@ impl ScenarioStore {
                 write_atomically(&history.join(format!("{revision}.json")), doc)?;
                 write_atomically(&self.dir_file(d, tenant, scenario)?, doc)
             }
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => match based_on {
                 None => m.upsert(doc).await,
                 Some(want) => {
@@ -151,6 +163,7 @@ impl ScenarioStore {
                 docs.dedup_by_key(|d| d.get("revision").and_then(Value::as_i64).unwrap_or(0));
                 Ok(docs)
             }
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.history(tenant, scenario).await,
         }
     }
@@ -159,6 +172,7 @@ impl ScenarioStore {
     pub async fn tenant(&self, tenant: &str) -> anyhow::Result<Option<Value>> {
         let docs = match self {
             ScenarioStore::Dir(d) => super::dir_store::read_tenant_documents(d),
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.tenants().await?,
         };
         Ok(docs.into_iter().find(|d| d.get("tenant_id").and_then(Value::as_str) == Some(tenant)))
@@ -173,6 +187,7 @@ impl ScenarioStore {
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 write_atomically(&dir.join(format!("{tenant}.json")), doc)
             }
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.put_tenant(doc).await,
         }
     }
@@ -188,6 +203,7 @@ impl ScenarioStore {
                     Ok(false)
                 }
             }
+            #[cfg(feature = "mongodb")]
             ScenarioStore::Mongo(m) => m.delete(tenant, scenario).await,
         }
     }

@@ -28,9 +28,8 @@ pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use instance::PluginInstance;
 pub use manager::PluginManager;
-pub use registry::{
-    ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir, publish_to_mongo,
-    publish_to_mongo_as,
-};
+pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir};
+#[cfg(feature = "mongodb")]
+pub use registry::{publish_to_mongo, publish_to_mongo_as};
 pub use sandbox::Grants;
 pub use scorer::{DEFAULT_QUARANTINE_AFTER, PluginState, ScenarioScorer, ScoreOutcome, ScorerUsed};

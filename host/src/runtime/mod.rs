@@ -23,8 +23,7 @@ use crate::http::{self, HealthReporter};
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
 use crate::sinks::live::LiveView;
-use crate::sources::SourceMessage;
-use crate::sources::kafka::PartitionChange;
+use crate::sources::{PartitionChange, SourceMessage};
 use config_feed::ConfigFeed;
 use in_flight::InFlight;
 use outputs::Outputs;
@@ -63,13 +62,19 @@ impl Runtime {
     /// admin API), serves HTTP, applies the first complete set of scenario documents, loads
     /// every plugin they reference and opens the sinks. `None` when `shutdown` came first
     /// (MongoDB may be waited for).
-    pub async fn build(settings: Settings, mut shutdown: Shutdown) -> anyhow::Result<Option<Runtime>> {
+    pub async fn build(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Runtime>> {
+        settings.check_build()?;
+        #[cfg(not(feature = "mongodb"))]
+        let _ = &shutdown;
         let mongo = match &settings.store.source {
-            ConfigSource::Mongo(url) => match config_feed::connect_mongo(url, &settings.store.mongodb_database, &mut shutdown).await {
-                Some(m) => Some(m),
-                None => return Ok(None),
-            },
-            ConfigSource::Dir(_) => None,
+            #[cfg(feature = "mongodb")]
+            ConfigSource::Mongo(url) => {
+                match config_feed::connect_mongo(url, &settings.store.mongodb_database, &mut shutdown.clone()).await {
+                    Some(m) => Some(m),
+                    None => return Ok(None),
+                }
+            }
+            _ => None,
         };
         let (health, health_view) = http::health();
         let live = settings.http.as_ref().map(|_| LiveView::new());
@@ -81,13 +86,17 @@ impl Runtime {
         let (stop_inputs, stop_rx) = watch::channel(false);
         let (tx, config) = mpsc::channel::<ConfigFeed>(16);
         let _watcher = match (&settings.store.source, &mongo) {
+            #[cfg(feature = "mongodb")]
             (ConfigSource::Mongo(_), Some(m)) => {
                 let intervals = config_feed::PollIntervals { poll: settings.store.poll, resync: settings.store.resync };
                 config_feed::start_mongo(m.clone(), intervals, tx, stop_rx).await?;
                 None
             }
             (ConfigSource::Dir(dir), _) => Some(config_feed::start_dir(dir.clone(), tx)?),
-            (ConfigSource::Mongo(url), None) => anyhow::bail!("no MongoDB client for {url}"),
+            (ConfigSource::Mongo(url), _) => {
+                drop(stop_rx);
+                anyhow::bail!("no MongoDB client for {url}")
+            }
         };
         let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);

@@ -4,7 +4,6 @@
 //! the event path only installs finished instances.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -72,8 +71,11 @@ impl PluginCoordinator {
         let engine = PluginEngine::new(SandboxLimits::default(), Grants::default())?;
         let registry = PluginRegistry::new();
         registry.watch_dir(plugins_dir).await?;
+        #[cfg(not(feature = "mongodb"))]
+        let _ = mongo;
+        #[cfg(feature = "mongodb")]
         if let Some(m) = mongo {
-            registry.poll_mongo(m.plugins(), Duration::from_secs(1)).await?;
+            registry.poll_mongo(m.plugins(), std::time::Duration::from_secs(1)).await?;
         }
         let manager = PluginManager::new(engine, registry);
         let changes = manager.subscribe();

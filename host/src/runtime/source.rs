@@ -10,8 +10,10 @@ use crate::config::ScenarioKey;
 use crate::http::HealthReporter;
 use crate::settings::SourceSettings;
 use crate::sources::generator::{GeneratorConfig, spawn_generator};
-use crate::sources::kafka::{KafkaCommitter, KafkaSourceConfig, PartitionChange, spawn_kafka_source};
-use crate::sources::{self, Backlog, SourceReceiver};
+use crate::sources::kafka::KafkaCommitter;
+#[cfg(feature = "kafka")]
+use crate::sources::kafka::{KafkaSourceConfig, spawn_kafka_source};
+use crate::sources::{self, Backlog, PartitionChange, SourceReceiver};
 
 /// A running source.
 pub struct Source {
@@ -51,6 +53,12 @@ impl Source {
                 };
                 (spawn_generator(cfg, tx), None)
             }
+            #[cfg(not(feature = "kafka"))]
+            SourceSettings::Kafka(k) => {
+                let _ = (health, stop);
+                anyhow::bail!("cannot read topic {} on {}: this rtscore was built without the `kafka` feature", k.topic, k.brokers)
+            }
+            #[cfg(feature = "kafka")]
             SourceSettings::Kafka(k) => {
                 let cfg = KafkaSourceConfig {
                     brokers: k.brokers.clone(),

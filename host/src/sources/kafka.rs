@@ -14,7 +14,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use super::{SourceMessage, SourceSender};
+use super::{PartitionChange, SourceMessage, SourceSender};
 use crate::event::{Position, RecordBatch};
 
 const BATCH_RECORDS: usize = 2048;
@@ -29,13 +29,6 @@ pub struct KafkaSourceConfig {
     pub reachable: Arc<std::sync::atomic::AtomicBool>,
     /// librdkafka properties set after the defaults (`--kafka-option`).
     pub options: Vec<(String, String)>,
-}
-
-/// A change in the partitions this instance reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartitionChange {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
 }
 
 /// Logs partition assignment and revocation and tells the runtime, whose watermark is the

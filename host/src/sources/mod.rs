@@ -4,7 +4,25 @@
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(not(feature = "kafka"))]
+pub mod kafka {
+    //! Built without the `kafka` feature: there is no Kafka source, so no offsets to commit.
+
+    /// Commits a Kafka source's offsets; cannot exist in this build.
+    pub enum KafkaCommitter {}
+
+    impl KafkaCommitter {
+        pub fn commit(&self, _batch: &crate::event::RecordBatch, _range: std::ops::Range<usize>) -> anyhow::Result<()> {
+            match *self {}
+        }
+
+        pub fn commit_next(&self, _next: &std::collections::BTreeMap<i32, i64>, _wait: bool) -> anyhow::Result<()> {
+            match *self {}
+        }
+    }
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +30,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
 use crate::event::RecordBatch;
+
+/// A change in the partitions this instance reads (Kafka consumer groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
 
 /// Parses `batch` on the source's thread when the pipeline already has batches waiting, i.e.
 /// when the pipeline thread is the bottleneck; otherwise leaves it to the pipeline, which is

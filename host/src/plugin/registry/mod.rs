@@ -8,6 +8,7 @@
 //! ([`PluginError::NotVisible`]), so a tenant learns nothing about other tenants' modules.
 
 mod dir;
+#[cfg(feature = "mongodb")]
 mod mongo;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -19,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc};
 
 pub use dir::{owner_path, publish_to_dir, shared_path};
+#[cfg(feature = "mongodb")]
 pub use mongo::{publish_to_mongo, publish_to_mongo_as};
 
 use super::engine::sha256_hex;
@@ -144,6 +146,7 @@ pub struct PluginRegistry {
 struct Inner {
     dir: Mutex<Option<DirSource>>,
     dir_index: Mutex<Index>,
+    #[cfg(feature = "mongodb")]
     mongo: Mutex<Option<mongodb::Collection<bson::Document>>>,
     mongo_index: Mutex<Index>,
     changes: broadcast::Sender<RegistryChange>,
@@ -175,6 +178,7 @@ impl PluginRegistry {
             inner: Arc::new(Inner {
                 dir: Mutex::new(None),
                 dir_index: Mutex::new(Index::new()),
+                #[cfg(feature = "mongodb")]
                 mongo: Mutex::new(None),
                 mongo_index: Mutex::new(Index::new()),
                 changes,
@@ -200,6 +204,7 @@ impl PluginRegistry {
     }
 
     /// Indexes the modules of a MongoDB `plugins` collection and polls it every `interval`.
+    #[cfg(feature = "mongodb")]
     /// Must be called inside a tokio runtime.
     pub async fn poll_mongo(&self, collection: mongodb::Collection<bson::Document>, interval: Duration) -> Result<(), PluginError> {
         *lock(&self.inner.mongo) = Some(collection.clone());
@@ -288,10 +293,13 @@ impl PluginRegistry {
                 })?;
                 bytes.into()
             }
+            #[cfg(feature = "mongodb")]
             ModuleSource::Mongo => {
                 let coll = lock(&self.inner.mongo).clone().ok_or_else(|| PluginError::Registry("no MongoDB source".into()))?;
                 mongo::fetch_module(&coll, &info.id).await?.into()
             }
+            #[cfg(not(feature = "mongodb"))]
+            ModuleSource::Mongo => return Err(PluginError::Registry(crate::config::mongo::NOT_BUILT.into())),
         };
         let hashed = Arc::clone(&bytes);
         let sha256 = tokio::task::spawn_blocking(move || sha256_hex(&hashed))
@@ -314,9 +322,12 @@ impl PluginRegistry {
     /// Publishes a module to this registry's MongoDB collection if it has one, else to its
     /// directory. The module is indexed and announced by the next poll or rescan.
     pub async fn publish(&self, name: &str, version: &str, bytes: &[u8]) -> Result<ModuleInfo, PluginError> {
-        let coll = lock(&self.inner.mongo).clone();
-        if let Some(coll) = coll {
-            return publish_to_mongo(&coll, name, version, bytes).await;
+        #[cfg(feature = "mongodb")]
+        {
+            let coll = lock(&self.inner.mongo).clone();
+            if let Some(coll) = coll {
+                return publish_to_mongo(&coll, name, version, bytes).await;
+            }
         }
         let dir = lock(&self.inner.dir).as_ref().map(|d| d.path.clone());
         match dir {
@@ -368,6 +379,7 @@ impl Inner {
         Ok(change)
     }
 
+    #[cfg(feature = "mongodb")]
     async fn poll_mongo_once(self: &Arc<Self>, coll: &mongodb::Collection<bson::Document>) -> Result<RegistryChange, PluginError> {
         let polled = mongo::list(coll).await?;
         let change = {
@@ -410,6 +422,7 @@ async fn dir_events(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<()>) {
 }
 
 /// Polls MongoDB every `interval`; ends when the registry is dropped.
+#[cfg(feature = "mongodb")]
 async fn mongo_polls(inner: Weak<Inner>, coll: mongodb::Collection<bson::Document>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -451,6 +464,7 @@ pub fn list_dir_modules(dir: &Path) -> Result<Vec<ModuleInfo>, PluginError> {
 }
 
 /// Every module document of a MongoDB `plugins` collection (metadata only).
+#[cfg(feature = "mongodb")]
 pub async fn list_mongo_modules(coll: &mongodb::Collection<bson::Document>) -> Result<Vec<ModuleInfo>, PluginError> {
     Ok(mongo::list(coll).await?.into_values().collect())
 }

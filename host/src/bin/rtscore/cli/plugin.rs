@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use super::store_args::StoreArgs;
 use rtscore::admin::plugins::PluginTarget;
 use rtscore::admin::{PluginQuota, PluginService, ScenarioService};
-use rtscore::config::mongo::MongoScenarioStore;
 use rtscore::config::store::ScenarioStore;
 use rtscore::plugin::sha256_hex;
 use rtscore::runtime::{self, Shutdown};
@@ -76,14 +75,6 @@ pub enum PluginCommand {
     },
 }
 
-/// Where `publish` and `list` work: the fleet's MongoDB, else the plugins directory.
-async fn target(mongodb_url: Option<&str>, database: &str, plugins_dir: &std::path::Path) -> anyhow::Result<PluginTarget> {
-    Ok(match mongodb_url {
-        Some(url) => PluginTarget::Mongo(MongoScenarioStore::connect(url, database).await?.plugins()),
-        None => PluginTarget::Dir(plugins_dir.to_path_buf()),
-    })
-}
-
 fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))
 }
@@ -92,8 +83,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
-            let service =
-                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
+            let service = PluginService::new(
+                PluginTarget::open(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?,
+            );
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await
@@ -102,8 +94,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             println!("reference: {}", serde_json::json!({"plugin": m.reference()}));
         }
         PluginCommand::List => {
-            let service =
-                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
+            let service = PluginService::new(
+                PluginTarget::open(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?,
+            );
             println!("{:<28} {:>10}  {:<64}  {:<6}  owner", "module", "bytes", "sha256", "shared");
             for m in service.list(None).await? {
                 println!(
@@ -120,8 +113,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             let Some((name, version)) = plugin.split_once('@') else {
                 bail!("{plugin:?}: give the module as <name>@<version>, e.g. gravity@1.0.0");
             };
-            let service =
-                PluginService::new(target(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?);
+            let service = PluginService::new(
+                PluginTarget::open(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?,
+            );
             // The scenarios checked for references before --unshare.
             let store = ScenarioStore::open(&args.store.source(), &args.store.mongodb_database).await?;
             let m = service
