@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::api::Scope;
 use crate::config::{FieldError, ScenarioKey};
-use crate::runtime::status::ScenarioStatusRow;
+use crate::output::status::ScenarioStatusRow;
 use crate::sinks::live::{HostLive, ScenarioLive};
 use crate::text::cap_error;
 

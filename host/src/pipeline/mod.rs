@@ -17,7 +17,7 @@ pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::ProfileJob;
 pub use state::{PartitionState, PartitionStateV1, ScenarioState};
-pub use stats::{PipelineStats, Routed, ScenarioCounters};
+pub use stats::{Routed, ScenarioCounters};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use crate::config::{ScenarioConfig, ScenarioKey};
 use crate::event::RecordBatch;
 use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
+use crate::output::status::PipelineStats;
 use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).

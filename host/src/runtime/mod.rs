@@ -215,7 +215,7 @@ impl Running {
         })
     }
 
-    fn publish_status(&self) -> (Vec<status::ScenarioStatusRow>, Vec<status::TenantStatusRow>) {
+    fn publish_status(&self) -> (Vec<crate::output::status::ScenarioStatusRow>, Vec<crate::output::status::TenantStatusRow>) {
         self.status.publish(&self.rt.registry, &self.rt.pipeline, &self.rt.store_error, self.snapshots.as_ref())
     }
 
@@ -351,7 +351,7 @@ impl Running {
         {
             s.save(&self.rt.pipeline, redis, c, true).await?;
         }
-        let rows = status::snapshot(&self.rt.registry, &self.rt.pipeline);
+        let rows = status::rows(&self.rt.registry, &self.rt.pipeline);
         self.rt.outputs.status(&rows).await?;
         self.rt.outputs.close().await?;
         let stats = self.rt.pipeline.stats();

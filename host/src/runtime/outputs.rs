@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use super::status::{ScenarioStatusRow, TenantStatusRow};
 use crate::config::ScenarioKey;
 use crate::event::RecordBatch;
 use crate::http::HealthReporter;
 use crate::output::Output;
-use crate::pipeline::{PipelineStats, Reject};
+use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
+use crate::pipeline::Reject;
 use crate::settings::{DeadLetterSettings, OutputSettings, ViewMode};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::jsonl::JsonlSink;

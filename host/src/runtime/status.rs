@@ -1,5 +1,6 @@
-//! What this host applies, per scenario: the source of the status key
-//! (`rt:{tenant}:{scenario}:status`), `/status`, and the per-scenario metrics.
+//! What this host applies, per scenario: the status rows (`output::status`) built from the
+//! registry and the pipeline, the source of the status key (`rt:{tenant}:{scenario}:status`),
+//! `/status`, and the per-scenario metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -7,95 +8,15 @@ use std::sync::atomic::AtomicI64;
 use serde::Serialize;
 
 use super::snapshots::Snapshots;
-use crate::config::{Candidate, ScenarioKey, ScenarioRegistry};
+use crate::config::{Candidate, ScenarioRegistry};
 use crate::http::HealthReporter;
-use crate::output::ShadowComparison;
-use crate::pipeline::{Pipeline, PipelineStats, scorer_state};
+use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
+use crate::pipeline::{Pipeline, scorer_state};
 use crate::sources::Backlog;
 use crate::text::cap_error;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScenarioStatusRow {
-    pub tenant_id: String,
-    pub scenario_id: String,
-    /// Revision of the config in force, if any valid document was ever seen.
-    pub config_revision: Option<i64>,
-    pub active: bool,
-    /// `name@version`, or `builtin`.
-    pub plugin: String,
-    pub plugin_state: String,
-    /// The config error if the latest document was refused, else the last plugin failure.
-    pub last_error: Option<String>,
-    pub plugin_error: Option<String>,
-    pub last_window_end: Option<i64>,
-    /// Wall time the applied config took effect here.
-    pub applied_at: Option<i64>,
-    /// From the document's `updated_at` to `applied_at`, when the store records it.
-    pub config_propagation_ms: Option<i64>,
-    pub events: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    /// Events a memory quota of the tenant refused (dead-lettered with a `quota_*` reason).
-    pub over_quota: u64,
-    pub windows_emitted: u64,
-    /// The tenant's watermark on this host (event time): `scenario set|patch|promote|rollback` choose the
-    /// effective window end past it.
-    pub watermark: Option<i64>,
-    /// A stored revision waiting for its effective window end, and that end.
-    pub pending_revision: Option<i64>,
-    pub effective_from_window_end: Option<i64>,
-    /// The pending revision's plugin scorer, loaded ahead when it references another module.
-    pub pending_plugin_state: Option<String>,
-    /// The shadow candidate: `name@version` or `builtin`, its scorer state, why it was refused.
-    pub candidate: Option<String>,
-    pub candidate_state: Option<String>,
-    pub candidate_error: Option<String>,
-    /// The last shadowed window and how its candidate list compared with the live one.
-    pub shadow_window_end: Option<i64>,
-    pub shadow: Option<ShadowComparison>,
-}
-
-impl ScenarioStatusRow {
-    pub fn key(&self) -> ScenarioKey {
-        ScenarioKey::new(&self.tenant_id, &self.scenario_id)
-    }
-
-    /// Fields of the Redis status hash (DESIGN §6); `written_at_ms` is the heartbeat.
-    pub fn redis_fields(&self, written_at_ms: i64) -> Vec<(&'static str, String)> {
-        vec![
-            ("config_revision", self.config_revision.map(|r| r.to_string()).unwrap_or_default()),
-            ("active", self.active.to_string()),
-            ("plugin", self.plugin.clone()),
-            ("plugin_state", self.plugin_state.clone()),
-            ("last_error", self.last_error.clone().unwrap_or_default()),
-            ("plugin_error", self.plugin_error.clone().unwrap_or_default()),
-            ("last_window_end", self.last_window_end.map(|e| e.to_string()).unwrap_or_default()),
-            ("events", self.events.to_string()),
-            ("late", self.late.to_string()),
-            ("over_quota", self.over_quota.to_string()),
-            ("applied_at", self.applied_at.map(|a| a.to_string()).unwrap_or_default()),
-            ("updated_at", written_at_ms.to_string()),
-            ("watermark", opt(self.watermark)),
-            ("pending_revision", opt(self.pending_revision)),
-            ("effective_from_window_end", opt(self.effective_from_window_end)),
-            ("pending_plugin_state", self.pending_plugin_state.clone().unwrap_or_default()),
-            ("candidate", self.candidate.clone().unwrap_or_default()),
-            ("candidate_state", self.candidate_state.clone().unwrap_or_default()),
-            ("candidate_error", self.candidate_error.clone().unwrap_or_default()),
-            ("shadow_window_end", opt(self.shadow_window_end)),
-            ("shadow_overlap_at_k", opt(self.shadow.map(|c| c.overlap_at_k))),
-            ("shadow_rbo", opt(self.shadow.map(|c| c.rbo))),
-            ("shadow_drift_p90", opt(self.shadow.map(|c| c.drift_p90))),
-        ]
-    }
-}
-
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
 /// One row per scenario the registry knows.
-pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioStatusRow> {
+pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioStatusRow> {
     registry
         .entries()
         .map(|(key, entry)| {
@@ -148,24 +69,6 @@ pub fn snapshot(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<Scenari
             }
         })
         .collect()
-}
-
-/// One tenant's figures on this host (`/status` `tenants`, `rtscore_tenant_*`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TenantStatusRow {
-    pub tenant_id: String,
-    pub events: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    pub unknown_scenario: u64,
-    /// Refusals by quota reason (`quota_items`, `quota_event_ids`, `quota_users`,
-    /// `quota_state_bytes`).
-    pub over_quota: std::collections::BTreeMap<&'static str, u64>,
-    /// Window and profile state held, at the last check (every 2 s), and whether it is over
-    /// `quotas.max_state_bytes`.
-    pub state_bytes: usize,
-    pub state_full: bool,
-    pub watermark: Option<i64>,
 }
 
 /// One row per tenant with a scenario on this host, summing its scenarios' rows.
@@ -295,7 +198,7 @@ impl StatusPage {
         snapshots: Option<&Snapshots>,
     ) -> (Vec<ScenarioStatusRow>, Vec<TenantStatusRow>) {
         let kafka_lag = self.kafka_lag.as_deref().map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
-        let rows = snapshot(registry, pipeline);
+        let rows = rows(registry, pipeline);
         let tenants = tenant_rows(&rows, pipeline);
         export_tenant_metrics(&tenants);
         let stats = pipeline.stats();

@@ -1,6 +1,6 @@
 //! The live view: the latest results and status of every scenario, kept in memory for the
 //! operator console and the admin API's status route. Fed by the runtime's output path like
-//! any other sink; readers get a snapshot and a change signal.
+//! any other sink; readers get a copy and a change signal.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -9,9 +9,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::ScenarioKey;
+use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
 use crate::output::{HotList, Output, ShadowList};
-use crate::pipeline::PipelineStats;
-use crate::runtime::status::{ScenarioStatusRow, TenantStatusRow};
 
 /// Windows kept per scenario for the timeline.
 pub const TIMELINE_LEN: usize = 24;

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::config::ScenarioKey;
+use crate::output::status::PipelineStats;
 use crate::output::{HotList, Output};
-use crate::pipeline::PipelineStats;
 
 const SHOWN_ITEMS: usize = 8;
 

@@ -1,4 +1,7 @@
-//! Results the runtime emits (DESIGN §6). Every sink receives these same values.
+//! Results the runtime emits (DESIGN §6). Every sink receives these same values; beside them,
+//! the status rows a host reports about itself ([`status`]).
+
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
