@@ -8,6 +8,7 @@ mod in_flight;
 mod outputs;
 mod plugins;
 mod shutdown;
+mod snapshot_store;
 mod snapshots;
 mod source;
 pub mod status;
@@ -189,7 +190,7 @@ impl Running {
         let source = Source::open(&rt.settings.source, scenarios, &rt.health, rt.stop_inputs.subscribe())?;
         let snapshots = match (rt.settings.kafka(), rt.outputs.redis_mut()) {
             (Some(k), Some(_)) => {
-                let store = crate::snapshot::store::SnapshotStore::new(&k.group_id, &k.topic);
+                let store = snapshot_store::SnapshotStore::new(&k.group_id, &k.topic);
                 Some(Snapshots::new(store, rt.settings.snapshot_interval))
             }
             _ => None,

@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::snapshot_store::SnapshotStore;
 use crate::event::RecordBatch;
 use crate::pipeline::Pipeline;
 use crate::sinks::redis::RedisSink;
-use crate::snapshot::store::SnapshotStore;
 use crate::sources::kafka::KafkaCommitter;
 
 pub struct Snapshots {

@@ -10,9 +10,9 @@
 
 use anyhow::Context;
 
-use super::codec;
 use crate::pipeline::{PartitionState, PartitionStateV1};
 use crate::sinks::redis::RedisSink;
+use crate::snapshot::codec;
 
 /// Writes each (key, offset, state) whose stored offset is not later; returns how many.
 const SAVE_SCRIPT: &str = r#"
