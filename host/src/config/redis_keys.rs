@@ -45,6 +45,12 @@ pub fn status_pattern(tenant: Option<&str>) -> String {
     format!("rt:{}:*:status", tenant.unwrap_or("*"))
 }
 
+/// One input partition's stored state (a hash), for the consumer group `group` reading
+/// `topic`: internal to rtscore, not part of the DESIGN §6 output contract.
+pub fn snapshot(group: &str, topic: &str, partition: i32) -> String {
+    format!("rtscore:snapshot:{group}:{topic}:{partition}")
+}
+
 /// `tenant/scenario` of a status key.
 pub fn scenario_of_status(key: &str) -> String {
     key.trim_start_matches("rt:").trim_end_matches(":status").replacen(':', "/", 1)
@@ -65,5 +71,6 @@ mod tests {
         assert_eq!(status(&k), "rt:shop:home:status");
         assert_eq!(status_pattern(Some("shop")), "rt:shop:*:status");
         assert_eq!(scenario_of_status(&status(&k)), "shop/home");
+        assert_eq!(snapshot("g", "events", 3), "rtscore:snapshot:g:events:3");
     }
 }

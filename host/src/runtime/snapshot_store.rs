@@ -10,6 +10,7 @@
 
 use anyhow::Context;
 
+use crate::config::redis_keys as keys;
 use crate::pipeline::{PartitionState, PartitionStateV1};
 use crate::sinks::redis::RedisSink;
 use crate::snapshot::codec;
@@ -31,7 +32,8 @@ return written
 /// Where one consumer group's snapshots of one topic live.
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
-    prefix: String,
+    group: String,
+    topic: String,
 }
 
 /// What a save wrote.
@@ -43,11 +45,11 @@ pub struct Saved {
 
 impl SnapshotStore {
     pub fn new(group: &str, topic: &str) -> Self {
-        Self { prefix: format!("rtscore:snapshot:{group}:{topic}") }
+        Self { group: group.to_string(), topic: topic.to_string() }
     }
 
     pub fn key(&self, partition: i32) -> String {
-        format!("{}:{partition}", self.prefix)
+        keys::snapshot(&self.group, &self.topic, partition)
     }
 
     /// The stored snapshots of `partitions` (those that have one). A snapshot this build cannot
