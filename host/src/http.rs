@@ -16,7 +16,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
-use crate::api::AdminState;
+use crate::admin::{AdminState, Scope};
 
 /// State shared between the runtime and the HTTP server.
 #[derive(Clone)]
@@ -171,8 +171,8 @@ fn is_port(s: &str) -> bool {
 
 async fn status(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> axum::response::Response {
     match s.admin.as_ref().filter(|a| a.tokens.configured()) {
-        Some(admin) => match admin.authorize(&headers, None) {
-            Ok(crate::api::Scope::Admin) => {}
+        Some(admin) => match crate::api::authorize(admin, &headers, None) {
+            Ok(Scope::Admin) => {}
             Ok(scope) => {
                 return crate::api::ApiError::forbidden(format!("/status shows every tenant: it needs an admin token, not {scope}"))
                     .into_response();

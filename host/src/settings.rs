@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::api::ApiLimits;
+use crate::admin::ApiLimits;
 use crate::config::store::ConfigSource;
 use crate::pipeline::PipelineOptions;
 

@@ -6,7 +6,8 @@
 use crate::{plugin_support, support};
 use std::time::Duration;
 
-use rtscore::api::{Access, route_specs};
+use rtscore::admin::Access;
+use rtscore::api::route_specs;
 use serde_json::{Value, json};
 use support::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
 use support::{Stack, cli, event_line, unique, wait_until};

@@ -2,13 +2,10 @@
 //! uploads and live status, each scoped to a tenant by bearer token. The handlers only
 //! translate HTTP; the work is done by `crate::admin`, the same code the CLI runs.
 
-pub mod auth;
 mod error;
 mod plugins;
 mod scenarios;
 mod status;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -17,136 +14,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
-pub use auth::{Scope, TokenStore};
 pub use error::ApiError;
 
-use crate::admin::plugins::PluginTarget;
-use crate::admin::{CompileLimits, PluginService, ScenarioService};
-use crate::config::mongo::MongoScenarioStore;
-use crate::config::store::ConfigSource;
-use crate::config::store::ScenarioStore;
-use crate::console::streams::StreamSlots;
-use crate::settings::Settings;
-use crate::sinks::live::{HostLive, LiveView};
+use crate::admin::{Access, AdminState, Scope};
 
 /// The OpenAPI description, checked in at `docs/openapi.json` and served as is.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
-
-/// What the API and the console work on.
-#[derive(Clone)]
-pub struct AdminState {
-    pub scenarios: Arc<ScenarioService>,
-    pub plugins: Arc<PluginService>,
-    pub tokens: Arc<TokenStore>,
-    pub live: LiveView,
-    /// Where hosts report their progress (`--redis-url`): writes take effect from the first
-    /// window end past it (the fleet-synchronised switch, docs/rollout.md).
-    pub redis_url: Option<String>,
-    pub limits: ApiLimits,
-    /// The console's open live streams.
-    pub streams: Arc<StreamSlots>,
-}
-
-/// Host-wide limits on what API and console callers send and hold (`rtscore run` flags;
-/// docs/security.md). Per-tenant upload quotas live in the tenant document.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiLimits {
-    /// Largest request body of a route other than a plugin upload.
-    pub max_body_bytes: usize,
-    pub compile: CompileLimits,
-    pub max_streams: usize,
-    pub max_streams_per_login: usize,
-    /// Largest live console update.
-    pub max_event_bytes: usize,
-}
-
-impl Default for ApiLimits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1 << 20,
-            compile: CompileLimits::default(),
-            max_streams: 64,
-            max_streams_per_login: 8,
-            max_event_bytes: 256 << 10,
-        }
-    }
-}
-
-impl AdminState {
-    /// Works on the stores the runtime reads: the scenario directory, or the run's MongoDB
-    /// client `mongo` (plugins to MongoDB in a fleet, else the plugins directory), with the
-    /// tokens and limits of `settings.http`.
-    pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveView) -> anyhow::Result<Self> {
-        let (store, target) = match (&settings.store.source, mongo) {
-            #[cfg(feature = "mongodb")]
-            (ConfigSource::Mongo(_), Some(m)) => {
-                let plugins = m.plugins();
-                (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
-            }
-            (ConfigSource::Dir(dir), _) => (ScenarioStore::Dir(dir.clone()), PluginTarget::Dir(settings.plugins_dir.clone())),
-            (ConfigSource::Mongo(url), _) => anyhow::bail!("the admin API needs the MongoDB client of {url}"),
-        };
-        let http = settings.http.as_ref();
-        if http.is_none_or(|h| h.tokens_file.is_none()) {
-            tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
-        }
-        let limits = http.map(|h| h.limits).unwrap_or_default();
-        let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
-        Ok(Self {
-            scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
-            plugins,
-            tokens: Arc::new(TokenStore::new(http.and_then(|h| h.tokens_file.clone()))),
-            live,
-            redis_url: settings.outputs.redis_url.clone(),
-            limits,
-            streams: Arc::new(StreamSlots::new(limits.max_streams, limits.max_streams_per_login)),
-        })
-    }
-
-    /// The counters a scope may see: host-wide for admin; for a tenant, the sums of its own
-    /// scenarios only (host totals would tell it how busy the other tenants are).
-    pub fn visible_counters(&self, scope: &Scope) -> HostLive {
-        let Some(tenant) = scope.tenant() else { return self.live.host() };
-        let mut c = HostLive { state_bytes: self.live.tenant_state_bytes(tenant), ..HostLive::default() };
-        for (_, s) in self.live.scenarios(Some(tenant)) {
-            c.rejected += s.rejected;
-            if let Some(r) = &s.status {
-                c.events_in += r.events;
-                c.late += r.late;
-                c.over_quota += r.over_quota;
-            }
-        }
-        c
-    }
-
-    /// The scope of the request's bearer token, which must allow `tenant` (any tenant with `None`).
-    pub fn authorize(&self, headers: &HeaderMap, tenant: Option<&str>) -> Result<Scope, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
-        let scope = self.tokens.authenticate(token).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-        match tenant {
-            Some(t) if !scope.allows(t) => Err(ApiError::forbidden(format!("a {scope} token may not access tenant {t:?}"))),
-            _ => Ok(scope),
-        }
-    }
-}
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone (the OpenAPI description).
-    Public,
-    /// Any valid token.
-    AnyToken,
-    /// A token for the `{tenant}` in the path, or admin.
-    Tenant,
-    /// Admin tokens only (tenant tokens get 403).
-    Admin,
-}
 
 /// One route of the admin API.
 pub struct Route {
@@ -204,6 +77,21 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// The scope of the request's bearer token, which must allow `tenant` (any tenant with `None`).
+pub fn authorize(state: &AdminState, headers: &HeaderMap, tenant: Option<&str>) -> Result<Scope, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let scope = state.tokens.authenticate(token).ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    match tenant {
+        Some(t) if !scope.allows(t) => Err(ApiError::forbidden(format!("a {scope} token may not access tenant {t:?}"))),
+        _ => Ok(scope),
+    }
+}
+
 /// Lets a request through to its handler only if its token has the route's [`Access`] (for
 /// `Tenant` routes, to the `{tenant}` of the path); the caller's [`Scope`] goes into the
 /// request's extensions for handlers that answer by scope.
@@ -215,9 +103,9 @@ async fn enforce_access(
 ) -> Result<Response, ApiError> {
     let scope = match access {
         Access::Public => return Ok(next.run(req).await),
-        Access::AnyToken => s.authorize(req.headers(), None)?,
-        Access::Tenant => s.authorize(req.headers(), Some(params.get("tenant").map_or("", String::as_str)))?,
-        Access::Admin => match s.authorize(req.headers(), None)? {
+        Access::AnyToken => authorize(&s, req.headers(), None)?,
+        Access::Tenant => authorize(&s, req.headers(), Some(params.get("tenant").map_or("", String::as_str)))?,
+        Access::Admin => match authorize(&s, req.headers(), None)? {
             Scope::Admin => Scope::Admin,
             scope => return Err(ApiError::forbidden(format!("a {scope} token may not call this route; an admin token may"))),
         },

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminState, ApiError};
-use crate::admin::PluginQuota;
+use super::ApiError;
+use crate::admin::{AdminState, PluginQuota};
 
 #[derive(Debug, Deserialize)]
 pub struct UploadParams {

@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AdminState, ApiError};
-use crate::admin::StoredScenario;
+use super::ApiError;
+use crate::admin::{AdminState, StoredScenario};
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 
 #[derive(Debug, Default, Deserialize)]

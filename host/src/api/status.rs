@@ -5,7 +5,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use serde_json::json;
 
-use super::{AdminState, ApiError, Scope};
+use super::ApiError;
+use crate::admin::{AdminState, Scope};
 use crate::config::ScenarioKey;
 
 pub async fn whoami(Extension(scope): Extension<Scope>) -> Result<impl IntoResponse, ApiError> {

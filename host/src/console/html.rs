@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::api::Scope;
+use crate::admin::Scope;
 use crate::config::{FieldError, ScenarioKey};
 use crate::output::status::ScenarioStatusRow;
 use crate::sinks::live::{HostLive, ScenarioLive};

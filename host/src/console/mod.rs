@@ -4,7 +4,6 @@
 //! `crate::admin`, validated before they are applied, like the API and the CLI.
 
 pub mod html;
-pub mod streams;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,8 +18,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::AdminError;
-use crate::api::{AdminState, Scope};
+use crate::admin::{AdminError, AdminState, Scope};
 use crate::config::ScenarioKey;
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 use crate::text::cap_error;

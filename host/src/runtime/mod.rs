@@ -81,7 +81,7 @@ impl Runtime {
         let live = settings.http.as_ref().map(|_| LiveView::new());
         if let (Some(h), Some(live)) = (&settings.http, &live) {
             let metrics = http::install_metrics()?;
-            let admin = crate::api::AdminState::open(&settings, mongo.clone(), live.clone())?;
+            let admin = crate::admin::AdminState::open(&settings, mongo.clone(), live.clone())?;
             http::serve(h.addr, health_view, Some(metrics), Some(admin)).await?;
         }
         let (stop_inputs, stop_rx) = watch::channel(false);

@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 
 pub use super::store_args::StoreArgs;
-use rtscore::api::ApiLimits;
+use rtscore::admin::ApiLimits;
 use rtscore::pipeline::{JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
     DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,

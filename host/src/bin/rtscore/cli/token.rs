@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use rtscore::api::auth::{Scope, create_token};
+use rtscore::admin::auth::{Scope, create_token};
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {

@@ -68,6 +68,19 @@ impl std::str::FromStr for Scope {
     }
 }
 
+/// Who may call a route of the admin API (`api::routes`), by the scope of the caller's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (the OpenAPI description).
+    Public,
+    /// Any valid token.
+    AnyToken,
+    /// A token for the `{tenant}` in the path, or admin.
+    Tenant,
+    /// Admin tokens only (tenant tokens get 403).
+    Admin,
+}
+
 /// One line of the tokens file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenEntry {
