@@ -1,11 +1,10 @@
 //! The host's HTTP server. Operations endpoints: `/healthz` (the process is up), `/readyz`
-//! (configs loaded and sinks reachable), `/metrics` (Prometheus text format), `/status` (what
-//! this host applies, as JSON); plus, when given an [`AdminState`], the admin API (`/api/v1`,
-//! see `crate::api`) and the operator console (`/console`, see `crate::console`).
+//! (configs loaded and sinks reachable, as [`Health`] says), `/metrics` (Prometheus text
+//! format), `/status` (what this host applies, as JSON); plus, when given an [`AdminState`],
+//! the admin API (`/api/v1`, see `crate::api`) and the operator console (`/console`, see
+//! `crate::console`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
@@ -14,77 +13,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::sync::watch;
 
 use crate::admin::{AdminState, Scope};
-
-/// State shared between the runtime and the HTTP server.
-#[derive(Clone)]
-pub struct Health {
-    ready: Arc<AtomicBool>,
-    sinks_ok: Arc<AtomicBool>,
-    source_ok: Arc<AtomicBool>,
-    status: watch::Receiver<serde_json::Value>,
-    events_in: Arc<AtomicU64>,
-}
-
-/// The runtime's side of [`Health`].
-#[derive(Clone)]
-pub struct HealthReporter {
-    ready: Arc<AtomicBool>,
-    /// Sinks flip this while a dependency is down; ready = started && every sink reachable.
-    sinks_ok: Arc<AtomicBool>,
-    /// The event source clears this while its broker is unreachable.
-    source_ok: Arc<AtomicBool>,
-    status: watch::Sender<serde_json::Value>,
-    /// Events read so far, updated after every source batch: `/status` reports it live while
-    /// the rest of the document refreshes on the runtime's one-second tick.
-    events_in: Arc<AtomicU64>,
-}
-
-impl HealthReporter {
-    pub fn set_ready(&self, ready: bool) {
-        if self.ready.swap(ready, Ordering::Relaxed) != ready {
-            tracing::info!(ready, "readiness changed");
-        }
-    }
-
-    /// A flag a sink clears while its service is unreachable (readiness follows it).
-    pub fn sinks_ok_flag(&self) -> Arc<AtomicBool> {
-        self.sinks_ok.clone()
-    }
-
-    /// A flag the event source clears while its broker is unreachable (readiness follows it).
-    pub fn source_ok_flag(&self) -> Arc<AtomicBool> {
-        self.source_ok.clone()
-    }
-
-    pub fn set_status(&self, status: serde_json::Value) {
-        self.status.send_replace(status);
-    }
-
-    pub fn set_events_in(&self, n: u64) {
-        self.events_in.store(n, Ordering::Relaxed);
-    }
-}
-
-pub fn health() -> (HealthReporter, Health) {
-    let ready = Arc::new(AtomicBool::new(false));
-    let sinks_ok = Arc::new(AtomicBool::new(true));
-    let source_ok = Arc::new(AtomicBool::new(true));
-    let events_in = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = watch::channel(serde_json::Value::Null);
-    (
-        HealthReporter {
-            ready: ready.clone(),
-            sinks_ok: sinks_ok.clone(),
-            source_ok: source_ok.clone(),
-            status: tx,
-            events_in: events_in.clone(),
-        },
-        Health { ready, sinks_ok, source_ok, status: rx, events_in },
-    )
-}
+use crate::health::Health;
 
 /// Installs the global Prometheus recorder (once per process).
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -124,7 +55,7 @@ pub async fn serve(addr: SocketAddr, health: Health, metrics: Option<PrometheusH
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let h = &s.health;
-    match (h.ready.load(Ordering::Relaxed), h.sinks_ok.load(Ordering::Relaxed), h.source_ok.load(Ordering::Relaxed)) {
+    match (h.started(), h.sinks_ok(), h.source_ok()) {
         (true, true, true) => (StatusCode::OK, "ready\n"),
         (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n"),
         (true, false, _) => {
@@ -192,11 +123,7 @@ async fn status(State(s): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
             }
         }
     }
-    let mut doc = s.health.status.borrow().clone();
-    if let Some(stats) = doc.get_mut("stats").and_then(serde_json::Value::as_object_mut) {
-        stats.insert("events_in".into(), s.health.events_in.load(Ordering::Relaxed).into());
-    }
-    axum::Json(doc).into_response()
+    axum::Json(s.health.status()).into_response()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod backtest;
 pub mod config;
 pub mod console;
 pub mod event;
+pub mod health;
 pub mod http;
 pub mod output;
 pub mod pipeline;

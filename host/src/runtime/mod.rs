@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ScenarioRegistry;
 use crate::config::store::ConfigSource;
-use crate::http::{self, HealthReporter};
+use crate::health::HealthReporter;
+use crate::http;
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
 use crate::sinks::live::LiveView;
@@ -77,7 +78,7 @@ impl Runtime {
             }
             _ => None,
         };
-        let (health, health_view) = http::health();
+        let (health, health_view) = crate::health::channel();
         let live = settings.http.as_ref().map(|_| LiveView::new());
         if let (Some(h), Some(live)) = (&settings.http, &live) {
             let metrics = http::install_metrics()?;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::config::ScenarioKey;
 use crate::event::RecordBatch;
-use crate::http::HealthReporter;
+use crate::health::HealthReporter;
 use crate::output::Output;
 use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
 use crate::pipeline::Reject;

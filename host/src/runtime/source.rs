@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicI64;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ScenarioKey;
-use crate::http::HealthReporter;
+use crate::health::HealthReporter;
 use crate::settings::SourceSettings;
 use crate::sources::generator::{GeneratorConfig, spawn_generator};
 use crate::sources::kafka::KafkaCommitter;

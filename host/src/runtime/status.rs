@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::snapshots::Snapshots;
 use crate::config::{Candidate, ScenarioRegistry};
-use crate::http::HealthReporter;
+use crate::health::HealthReporter;
 use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
 use crate::pipeline::{Pipeline, scorer_state};
 use crate::sources::Backlog;
