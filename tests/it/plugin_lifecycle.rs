@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::config::{PluginRef, ScenarioKey};
 use rtscore::plugin::{
-    ModuleId, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, PluginState, ScenarioScorer, ScorerUsed,
+    ModuleId, PluginEngine, PluginError, PluginInstance, PluginLoader, PluginRegistry, PluginState, ScenarioScorer, ScorerUsed,
     publish_to_dir, sha256_hex,
 };
 use rtscore::scoring::{WindowBatch, builtin};
@@ -176,7 +176,7 @@ async fn prepare_verifies_the_pinned_hash() {
     publish_to_dir(dir.path(), "decay-weighted", "0.1.0", &bytes).await.unwrap();
     let registry = PluginRegistry::new();
     registry.watch_dir(dir.path()).await.unwrap();
-    let manager = PluginManager::new(engine(), registry);
+    let manager = PluginLoader::new(engine(), registry);
     let k = key();
 
     let inst = manager.prepare(&k, &reference("decay-weighted", Some(sha.clone()), json!(null))).await.unwrap();
@@ -222,7 +222,7 @@ async fn hot_swap_flow() {
     let dir = tempfile::tempdir().unwrap();
     let registry = PluginRegistry::new();
     registry.watch_dir(dir.path()).await.unwrap();
-    let manager = PluginManager::new(engine(), registry.clone());
+    let manager = PluginLoader::new(engine(), registry.clone());
     let mut changes = manager.subscribe();
     let k = key();
     let batch = random_batch(21, 30, 3);
@@ -270,7 +270,7 @@ async fn a_scenario_runs_only_its_tenants_modules_and_shared_ones() {
     let registry = PluginRegistry::new();
     registry.watch_dir(&plugins).await.unwrap();
     let mut changes = registry.subscribe();
-    let manager = PluginManager::new(engine(), registry);
+    let manager = PluginLoader::new(engine(), registry);
     let (acme, rival) = (ScenarioKey::new("acme", "s"), ScenarioKey::new("rival", "s"));
     let owned = reference("acme-gravity", Some(sha256_hex(&bytes)), json!(null));
     let operators = reference("decay-weighted", None, json!(null));

@@ -9,8 +9,8 @@ use bson::doc;
 use bson::spec::BinarySubtype;
 use rtscore::config::{PluginRef, ScenarioKey};
 use rtscore::plugin::{
-    ModuleId, ModuleSource, PluginEngine, PluginError, PluginManager, PluginRegistry, RegistryChange, publish_to_mongo,
-    publish_to_mongo_as, sha256_hex,
+    ModuleId, ModuleSource, PluginEngine, PluginError, PluginLoader, PluginRegistry, RegistryChange, publish_to_mongo, publish_to_mongo_as,
+    sha256_hex,
 };
 use support::{module, simple_batch};
 
@@ -53,7 +53,7 @@ async fn mongo_registry_publishes_polls_and_resolves() {
     assert_eq!(&*resolved.bytes, bytes.as_slice());
 
     let engine = PluginEngine::new(Default::default(), Default::default()).expect("engine");
-    let manager = PluginManager::new(engine, registry.clone());
+    let manager = PluginLoader::new(engine, registry.clone());
     let mut inst = manager.prepare(&ScenarioKey::new("t", "s"), &r).await.expect("prepare");
     let mut out = Vec::new();
     inst.score(&simple_batch(3), &mut out).expect("score");

@@ -122,7 +122,7 @@ impl TenantCpu {
     }
 }
 
-/// Every tenant's [`TenantCpu`], shared by the instances the plugin manager prepares.
+/// Every tenant's [`TenantCpu`], shared by the instances the [`PluginLoader`](super::PluginLoader) prepares.
 #[derive(Debug, Clone)]
 pub struct CpuLedger {
     epoch: Instant,

@@ -8,7 +8,7 @@
 //! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
 //! - [`scorer`]: the per-scenario state machine on the event path that never fails (fallback
 //!   and quarantine);
-//! - [`manager`]: async glue that prepares instances off the event path.
+//! - [`loader`]: prepares instances off the event path (resolve, compile, instantiate).
 //!
 //! See `docs/plugins.md`.
 
@@ -18,7 +18,7 @@ pub mod engine;
 pub mod error;
 mod executor;
 pub mod instance;
-pub mod manager;
+pub mod loader;
 pub mod memory;
 pub mod registry;
 pub mod sandbox;
@@ -27,7 +27,7 @@ pub mod scorer;
 pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use instance::PluginInstance;
-pub use manager::PluginManager;
+pub use loader::PluginLoader;
 pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir};
 #[cfg(feature = "mongodb")]
 pub use registry::{publish_to_mongo, publish_to_mongo_as};

@@ -12,7 +12,7 @@ use crate::config::plugin_limits::SandboxLimits;
 use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
 use crate::pipeline::{Pipeline, ScenarioHot};
-use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginManager, PluginRegistry, RegistryChange, ScenarioScorer};
+use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginLoader, PluginRegistry, RegistryChange, ScenarioScorer};
 
 /// Which of a scenario's scorers a reference is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +56,7 @@ pub struct Prepared {
 }
 
 pub struct PluginCoordinator {
-    manager: PluginManager,
+    loader: PluginLoader,
     /// The reference each scenario lane's scorer was last asked to run.
     wanted: HashMap<(ScenarioKey, Lane), PluginRef>,
     /// Tenant quotas the instances are prepared under.
@@ -77,10 +77,10 @@ impl PluginCoordinator {
         if let Some(m) = mongo {
             registry.poll_mongo(m.plugins(), std::time::Duration::from_secs(1)).await?;
         }
-        let manager = PluginManager::new(engine, registry);
-        let changes = manager.subscribe();
+        let loader = PluginLoader::new(engine, registry);
+        let changes = loader.subscribe();
         let (done_tx, done_rx) = mpsc::channel(64);
-        Ok(Self { manager, wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes })
+        Ok(Self { loader, wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes })
     }
 
     /// Takes new tenant quotas: the instances of tenants whose quotas changed are prepared
@@ -165,15 +165,15 @@ impl PluginCoordinator {
         if let Some(s) = scorer(pipeline, &key, lane) {
             s.set_loading(r.label());
         }
-        let manager = self.manager.clone();
+        let loader = self.loader.clone();
         let quotas = self.tenants.get(&key.tenant_id).clone();
         if wait {
-            let result = manager.prepare_within(&key, &r, &quotas).await;
+            let result = loader.prepare_within(&key, &r, &quotas).await;
             self.installed(Prepared { key, lane, reference: r, result }, pipeline);
         } else {
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = manager.prepare_within(&key, &r, &quotas).await;
+                let result = loader.prepare_within(&key, &r, &quotas).await;
                 let _ = tx.send(Prepared { key, lane, reference: r, result }).await;
             });
         }
@@ -222,6 +222,6 @@ impl PluginCoordinator {
                 sc.load_failed(p.reference.label(), &e);
             }
         }
-        self.manager.engine().purge_unused();
+        self.loader.engine().purge_unused();
     }
 }

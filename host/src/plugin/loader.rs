@@ -16,9 +16,11 @@ use super::registry::{PluginRegistry, RegistryChange};
 use crate::config::tenant::TenantQuotas;
 use crate::config::{PluginRef, ScenarioKey};
 
-/// The engine and the registry, for the runtime.
+/// Loads plugin instances for the runtime: resolves a scenario's reference in the registry,
+/// compiles (cached by the engine) and instantiates under the tenant's quotas, charging the
+/// tenant's CPU and memory accounts.
 #[derive(Clone)]
-pub struct PluginManager {
+pub struct PluginLoader {
     engine: PluginEngine,
     registry: PluginRegistry,
     /// Every tenant's CPU use per minute, charged by the instances prepared here.
@@ -27,7 +29,7 @@ pub struct PluginManager {
     memory: Arc<Mutex<HashMap<String, Arc<TenantMemory>>>>,
 }
 
-impl PluginManager {
+impl PluginLoader {
     pub fn new(engine: PluginEngine, registry: PluginRegistry) -> Self {
         Self { engine, registry, cpu: CpuLedger::default(), memory: Arc::default() }
     }
