@@ -117,7 +117,7 @@ impl Runtime {
         // Tenant quotas come first, then the first full set of scenarios: applied, with every
         // plugin they reference loaded, before any event is processed.
         while let Some(feed) = rt.config.recv().await {
-            let full = matches!(feed, ConfigFeed::Snapshot(_));
+            let full = matches!(feed, ConfigFeed::FullSet(_));
             config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
             if full {
                 break;

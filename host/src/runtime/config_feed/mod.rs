@@ -24,10 +24,10 @@ use crate::text::cap_error;
 #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 pub enum ConfigFeed {
     /// Every document there is: scenarios not among them are removed.
-    Snapshot(Vec<(Value, String)>),
+    FullSet(Vec<(Value, String)>),
     /// Documents that changed.
     Changed(Vec<(Value, String)>),
-    /// Every tenant document (quotas); sent before each snapshot.
+    /// Every tenant document (quotas); sent before each full set.
     Tenants(Vec<Value>),
     /// The store cannot be read; the runtime keeps its last valid configs.
     Unavailable(String),
@@ -43,7 +43,7 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
                 for e in &read.errors {
                     tracing::error!(error = %e, "scenario file is not a JSON document; ignored");
                 }
-                ConfigFeed::Snapshot(read.docs)
+                ConfigFeed::FullSet(read.docs)
             }
             Err(e) => ConfigFeed::Unavailable(format!("{e:#}")),
         }
@@ -70,7 +70,7 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
 /// `store_error` for `/status`.
 pub fn apply(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline, store_error: &mut Option<String>) {
     let changes = match feed {
-        ConfigFeed::Snapshot(docs) => registry.resync(&docs, chrono::Utc::now().timestamp_millis()),
+        ConfigFeed::FullSet(docs) => registry.resync(&docs, chrono::Utc::now().timestamp_millis()),
         ConfigFeed::Changed(docs) => {
             docs.iter().map(|(d, origin)| registry.apply_document(d, origin, chrono::Utc::now().timestamp_millis())).collect()
         }

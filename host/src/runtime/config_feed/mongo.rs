@@ -68,7 +68,7 @@ pub async fn start_mongo(
     tracing::info!(url = %store.url(), scenarios = docs.len(), "scenario documents loaded from MongoDB");
     let mut since = max_updated_at(&docs).unwrap_or(0);
     tx.send(ConfigFeed::Tenants(store.tenants().await.unwrap_or_default())).await?;
-    tx.send(ConfigFeed::Snapshot(tagged(docs))).await?;
+    tx.send(ConfigFeed::FullSet(tagged(docs))).await?;
     // Change streams (a replica set) make a change visible at once; polling stays the safety net.
     let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
     match store.watch_changes(nudge_tx).await {
@@ -107,7 +107,7 @@ pub async fn start_mongo(
                         break;
                     }
                     if full {
-                        ConfigFeed::Snapshot(tagged(docs))
+                        ConfigFeed::FullSet(tagged(docs))
                     } else if docs.is_empty() {
                         continue;
                     } else {
