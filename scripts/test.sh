@@ -12,6 +12,8 @@ bash scripts/build-plugins.sh
 log "clippy (warnings are errors; the workspace lints deny unwrap/expect outside tests) ..."
 status=0
 cargo clippy --workspace --all-targets --quiet -- -D warnings 2>&1 || status=$?
+log "module dependencies (no cycle among the host's modules) ..."
+python3 scripts/check-module-deps.py || status=$?
 log "running the test suite ..."
 cargo test --workspace --no-fail-fast 2>&1 || status=$?
 [ "${RTSCORE_STOP_STACK:-0}" = 1 ] && bash scripts/stack.sh stop
