@@ -1,16 +1,12 @@
 //! What the admin API and the console work on: the scenario and plugin services, the bearer
 //! tokens, the live view, and the host-wide limits on what callers send and hold. Opened once
-//! by the runtime and shared by both front ends.
+//! per run from its settings (`runtime::admin_state`) and shared by both front ends.
 
 use std::sync::Arc;
 
 use super::auth::{Scope, TokenStore};
-use super::plugins::PluginTarget;
 use super::streams::StreamSlots;
 use super::{CompileLimits, PluginService, ScenarioService};
-use crate::config::mongo::MongoScenarioStore;
-use crate::config::store::{ConfigSource, ScenarioStore};
-use crate::settings::Settings;
 use crate::sinks::live::{HostLive, LiveView};
 
 /// What the API and the console work on.
@@ -54,36 +50,6 @@ impl Default for ApiLimits {
 }
 
 impl AdminState {
-    /// Works on the stores the runtime reads: the scenario directory, or the run's MongoDB
-    /// client `mongo` (plugins to MongoDB in a fleet, else the plugins directory), with the
-    /// tokens and limits of `settings.http`.
-    pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveView) -> anyhow::Result<Self> {
-        let (store, target) = match (&settings.store.source, mongo) {
-            #[cfg(feature = "mongodb")]
-            (ConfigSource::Mongo(_), Some(m)) => {
-                let plugins = m.plugins();
-                (ScenarioStore::Mongo(m), PluginTarget::Mongo(plugins))
-            }
-            (ConfigSource::Dir(dir), _) => (ScenarioStore::Dir(dir.clone()), PluginTarget::Dir(settings.plugins_dir.clone())),
-            (ConfigSource::Mongo(url), _) => anyhow::bail!("the admin API needs the MongoDB client of {url}"),
-        };
-        let http = settings.http.as_ref();
-        if http.is_none_or(|h| h.tokens_file.is_none()) {
-            tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
-        }
-        let limits = http.map(|h| h.limits).unwrap_or_default();
-        let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
-        Ok(Self {
-            scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
-            plugins,
-            tokens: Arc::new(TokenStore::new(http.and_then(|h| h.tokens_file.clone()))),
-            live,
-            redis_url: settings.outputs.redis_url.clone(),
-            limits,
-            streams: Arc::new(StreamSlots::new(limits.max_streams, limits.max_streams_per_login)),
-        })
-    }
-
     /// The counters a scope may see: host-wide for admin; for a tenant, the sums of its own
     /// scenarios only (host totals would tell it how busy the other tenants are).
     pub fn visible_counters(&self, scope: &Scope) -> HostLive {

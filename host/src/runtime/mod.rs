@@ -3,6 +3,7 @@
 //! with [`Runtime::build`], then [`Runtime::run`] it; the binary stops it on SIGTERM, a test or
 //! a command with [`Shutdown::manual`].
 
+mod admin_state;
 mod config_feed;
 mod in_flight;
 mod outputs;
@@ -82,7 +83,7 @@ impl Runtime {
         let live = settings.http.as_ref().map(|_| LiveView::new());
         if let (Some(h), Some(live)) = (&settings.http, &live) {
             let metrics = http::install_metrics()?;
-            let admin = crate::admin::AdminState::open(&settings, mongo.clone(), live.clone())?;
+            let admin = admin_state::open(&settings, mongo.clone(), live.clone())?;
             http::serve(h.addr, health_view, Some(metrics), Some(admin)).await?;
         }
         let (stop_inputs, stop_rx) = watch::channel(false);
