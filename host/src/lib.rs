@@ -4,12 +4,15 @@
 //! store and the plugin registry are side inputs. See `docs/architecture.md`.
 
 pub mod admin;
+#[cfg(feature = "http")]
 pub mod api;
 pub mod backtest;
 pub mod config;
+#[cfg(feature = "http")]
 pub mod console;
 pub mod event;
 pub mod health;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod output;
 pub mod pipeline;

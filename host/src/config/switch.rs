@@ -3,10 +3,6 @@
 //! host applies it from the same window whenever it happens to read it. The default is the first
 //! slide boundary a safe margin past the progress the hosts report in Redis.
 
-use anyhow::Context;
-use redis::AsyncCommands;
-
-use super::redis_keys as keys;
 use super::{ScenarioConfig, ScenarioKey, WindowGeometry};
 
 /// Default event-time margin past the hosts' reported progress: covers config propagation
@@ -57,7 +53,21 @@ pub fn choose_effective_from(progress: i64, g: WindowGeometry, margin_ms: i64) -
 }
 
 /// The furthest event time any host reported for `key`, from its Redis keys.
+#[cfg(not(feature = "redis"))]
+pub async fn fleet_progress(redis_url: &str, _key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
+    anyhow::bail!(
+        "cannot read host progress from Redis at {redis_url}: this rtscore was built without the `redis` feature; \
+         pass --effective-from MS or --immediately"
+    )
+}
+
+/// The furthest event time any host reported for `key`, from its Redis keys.
+#[cfg(feature = "redis")]
 pub async fn fleet_progress(redis_url: &str, key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
+    use super::redis_keys as keys;
+    use anyhow::Context;
+    use redis::AsyncCommands;
+
     let client = redis::Client::open(redis_url).with_context(|| format!("invalid --redis-url {redis_url}"))?;
     let mut conn = client
         .get_multiplexed_async_connection()

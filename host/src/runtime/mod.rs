@@ -3,6 +3,7 @@
 //! with [`Runtime::build`], then [`Runtime::run`] it; the binary stops it on SIGTERM, a test or
 //! a command with [`Shutdown::manual`].
 
+#[cfg(feature = "http")]
 mod admin_state;
 mod config_feed;
 mod in_flight;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::ScenarioRegistry;
 use crate::config::store::ConfigSource;
 use crate::health::HealthReporter;
+#[cfg(feature = "http")]
 use crate::http;
 use crate::pipeline::Pipeline;
 use crate::settings::Settings;
@@ -81,11 +83,14 @@ impl Runtime {
         };
         let (health, health_view) = crate::health::channel();
         let live = settings.http.as_ref().map(|_| LiveView::new());
+        #[cfg(feature = "http")]
         if let (Some(h), Some(live)) = (&settings.http, &live) {
             let metrics = http::install_metrics()?;
             let admin = admin_state::open(&settings, mongo.clone(), live.clone())?;
             http::serve(h.addr, health_view, Some(metrics), Some(admin)).await?;
         }
+        #[cfg(not(feature = "http"))]
+        drop(health_view);
         let (stop_inputs, stop_rx) = watch::channel(false);
         let (tx, config) = mpsc::channel::<ConfigFeed>(16);
         let _watcher = match (&settings.store.source, &mongo) {

@@ -12,7 +12,7 @@ use crate::settings::{DeadLetterSettings, OutputSettings, ViewMode};
 use crate::sinks::dead_letter::DeadLetterSink;
 use crate::sinks::jsonl::JsonlSink;
 use crate::sinks::live::LiveView;
-use crate::sinks::redis::{RedisSink, RedisTtl};
+use crate::sinks::redis::RedisSink;
 use crate::sinks::terminal::TerminalView;
 
 /// Status hashes are rewritten when they change, and at least this often (ms) as a heartbeat.
@@ -33,7 +33,15 @@ impl Outputs {
     pub async fn open(settings: &OutputSettings, health: &HealthReporter) -> anyhow::Result<Self> {
         let jsonl = settings.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
         let redis = match &settings.redis_url {
-            Some(url) => Some(RedisSink::connect(url, RedisTtl::default()).await?.with_reachability(health.sinks_ok_flag())),
+            #[cfg(feature = "redis")]
+            Some(url) => {
+                Some(RedisSink::connect(url, crate::sinks::redis::RedisTtl::default()).await?.with_reachability(health.sinks_ok_flag()))
+            }
+            #[cfg(not(feature = "redis"))]
+            Some(url) => {
+                let _ = health;
+                anyhow::bail!("cannot write to Redis at {url}: this rtscore was built without the `redis` feature")
+            }
             None => None,
         };
         let view = match settings.view {

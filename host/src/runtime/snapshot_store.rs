@@ -8,14 +8,19 @@
 //! offsets are committed only after the snapshot that covers them is stored, the stored
 //! snapshot's offset is never behind the committed one.
 
+#[cfg(feature = "redis")]
 use anyhow::Context;
 
 use crate::config::redis_keys as keys;
-use crate::pipeline::{PartitionState, PartitionStateV1};
+use crate::pipeline::PartitionState;
+#[cfg(feature = "redis")]
+use crate::pipeline::PartitionStateV1;
 use crate::sinks::redis::RedisSink;
+#[cfg(feature = "redis")]
 use crate::snapshot::codec;
 
 /// Writes each (key, offset, state) whose stored offset is not later; returns how many.
+#[cfg(feature = "redis")]
 const SAVE_SCRIPT: &str = r#"
 local written = 0
 for i, key in ipairs(KEYS) do
@@ -52,8 +57,14 @@ impl SnapshotStore {
         keys::snapshot(&self.group, &self.topic, partition)
     }
 
+    #[cfg(not(feature = "redis"))]
+    pub async fn load(&self, redis: &mut RedisSink, _partitions: &[i32]) -> anyhow::Result<Vec<PartitionState>> {
+        match *redis {}
+    }
+
     /// The stored snapshots of `partitions` (those that have one). A snapshot this build cannot
     /// read is an error: continuing without it would lose or double-count events.
+    #[cfg(feature = "redis")]
     pub async fn load(&self, redis: &mut RedisSink, partitions: &[i32]) -> anyhow::Result<Vec<PartitionState>> {
         if partitions.is_empty() {
             return Ok(Vec::new());
@@ -78,7 +89,13 @@ impl SnapshotStore {
         Ok(states)
     }
 
+    #[cfg(not(feature = "redis"))]
+    pub async fn save(&self, redis: &mut RedisSink, _states: &[PartitionState], _now_ms: i64) -> anyhow::Result<Saved> {
+        match *redis {}
+    }
+
     /// Encodes and stores `states` in one atomic step (all or none).
+    #[cfg(feature = "redis")]
     pub async fn save(&self, redis: &mut RedisSink, states: &[PartitionState], now_ms: i64) -> anyhow::Result<Saved> {
         if states.is_empty() {
             return Ok(Saved::default());

@@ -215,3 +215,28 @@ impl RedisSink {
 fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
+
+/// Every status hash (`rt:{tenant}:{scenario}:status`, DESIGN §6) the hosts wrote to Redis
+/// at `url`, by key in key order; only `tenant`'s with `Some` (`rtscore status`).
+pub async fn read_statuses(url: &str, tenant: Option<&str>) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
+    use redis::AsyncCommands;
+
+    let client = redis::Client::open(url).with_context(|| format!("invalid --redis-url {url}"))?;
+    let mut conn = client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {url}"))?;
+    let pattern = keys::status_pattern(tenant);
+    let mut names: Vec<String> = {
+        let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+        let mut names = Vec::new();
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            names.push(k?);
+        }
+        names
+    };
+    names.sort();
+    let mut statuses = Vec::with_capacity(names.len());
+    for key in names {
+        let hash = conn.hgetall(&key).await?;
+        statuses.push((key, hash));
+    }
+    Ok(statuses)
+}

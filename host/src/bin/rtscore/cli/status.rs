@@ -2,11 +2,8 @@
 //! write to Redis (`rt:{tenant}:{scenario}:status`).
 
 use rtscore::config::redis_keys as keys;
-use std::collections::BTreeMap;
 
-use anyhow::Context;
 use clap::Args;
-use redis::AsyncCommands;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -21,20 +18,8 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let client = redis::Client::open(args.redis_url.as_str()).with_context(|| format!("invalid --redis-url {}", args.redis_url))?;
-    let mut conn =
-        client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {}", args.redis_url))?;
-    let pattern = keys::status_pattern(args.tenant_id.as_deref());
-    let mut keys: Vec<String> = {
-        let mut iter = conn.scan_match::<_, String>(&pattern).await?;
-        let mut keys = Vec::new();
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            keys.push(k?);
-        }
-        keys
-    };
-    keys.sort();
-    if keys.is_empty() {
+    let statuses = rtscore::sinks::redis::read_statuses(&args.redis_url, args.tenant_id.as_deref()).await?;
+    if statuses.is_empty() {
         println!("no status keys in {} (no host has run with --redis-url there, or they expired)", args.redis_url);
         return Ok(());
     }
@@ -45,8 +30,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             "scenario", "revision", "pending@window", "plugin", "events", "late", "seen", "shadow overlap/rbo"
         );
     }
-    for key in keys {
-        let h: BTreeMap<String, String> = conn.hgetall(&key).await?;
+    for (key, h) in statuses {
         let scenario = keys::scenario_of_status(&key);
         if args.json {
             println!("{}", serde_json::json!({"scenario": scenario, "status": h}));
