@@ -14,6 +14,16 @@ status=0
 cargo clippy --workspace --all-targets --quiet -- -D warnings 2>&1 || status=$?
 log "module dependencies (no cycle among the host's modules) ..."
 python3 scripts/check-module-deps.py || status=$?
+log "the embedded demo without the service features (--no-default-features) builds and runs ..."
+cargo build --quiet -p rtscore --no-default-features 2>&1 || status=$?
+demo_out="$(mktemp)"
+if "$CARGO_TARGET_DIR/debug/rtscore" run --generate-limit 30000 --generate-rate 200000 --view off \
+    --plugins-dir "$RTSCORE_PLUGINS_OUT" --jsonl-out "$demo_out" && grep -q '"kind":"hot"' "$demo_out"; then
+  log "  the demo emitted $(grep -c '"kind":"hot"' "$demo_out") hot lists"
+else
+  log "  the no-default-features demo did not emit hot lists"; status=1
+fi
+rm -f "$demo_out"
 log "running the test suite ..."
 cargo test --workspace --no-fail-fast 2>&1 || status=$?
 [ "${RTSCORE_STOP_STACK:-0}" = 1 ] && bash scripts/stack.sh stop
