@@ -2,6 +2,11 @@
 # The README's first command: the embedded default with no external services. Makes sure the
 # pinned toolchain and wasm target are there, builds the reference plugins into target/plugins,
 # then runs the host on generated events with a live view. Extra arguments go to `rtscore run`.
+#
+# The first run on a fresh machine waits for the build, so by default it builds the light
+# variant: the `demo` profile without the service features (Kafka, MongoDB, Redis, HTTP), about
+# a third of a cold release build (README, "Two commands"). RTSCORE_DEMO_FULL=1 builds the full
+# release binary instead, for flags such as --http-addr (the operator console) or --redis-url.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -13,4 +18,10 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "building the reference plugins ..."
 RTSCORE_PLUGINS_OUT="$ROOT/target/plugins" bash scripts/build-plugins.sh >/dev/null
-exec cargo run --quiet --release -p rtscore -- run --plugins-dir "$ROOT/target/plugins" "$@"
+if [ "${RTSCORE_DEMO_FULL:-0}" = 1 ]; then
+  build=(--release)
+else
+  build=(--profile demo --no-default-features)
+  log "building rtscore (demo profile, no service features; RTSCORE_DEMO_FULL=1 for the full build) ..."
+fi
+exec cargo run --quiet "${build[@]}" -p rtscore -- run --plugins-dir "$ROOT/target/plugins" "$@"
