@@ -1,0 +1,98 @@
+//! Plugins for tests and benches: the plugin crates (`plugins/*`, `tests/plugins/*`) built for
+//! wasm32-wasip2, and window batches to score.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rtscore::scoring::WindowBatch;
+
+use crate::repo_root;
+
+/// Every plugin crate the tests load, reference and broken ones.
+pub const CRATES: &[&str] = &[
+    "decay-weighted",
+    "gravity",
+    "wilson-ctr",
+    "trend",
+    "test-trap",
+    "test-spin",
+    "test-oom",
+    "test-wrong-len",
+    "test-nan",
+    "test-bad-params",
+    "test-probe",
+];
+
+/// Directory holding `<crate_name>.wasm` for every crate in [`CRATES`].
+///
+/// `RTSCORE_TEST_WASM_DIR` points at prebuilt modules; otherwise this runs
+/// `cargo build --release --target wasm32-wasip2` once per test binary, in a target directory of
+/// its own (the outer `cargo test` may hold the lock on the main one): `$CARGO_TARGET_DIR/plugin-tests`,
+/// else `target/plugin-tests` in the repository.
+pub fn wasm_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("RTSCORE_TEST_WASM_DIR") {
+            return PathBuf::from(dir);
+        }
+        let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+        let target_dir = base.join("plugin-tests");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(repo_root())
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        for c in CRATES {
+            cmd.args(["-p", c]);
+        }
+        let status = cmd.status().expect("run cargo to build the plugin crates");
+        assert!(status.success(), "building the plugin crates for wasm32-wasip2 failed: {status}");
+        target_dir.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The module bytes of a plugin crate.
+pub fn module(crate_name: &str) -> Vec<u8> {
+    let path = wasm_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// A random window: `items` items with 1..=`max_rows` rows each over the given actions.
+pub fn random_batch(seed: u64, items: usize, max_rows: usize) -> WindowBatch {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let actions: Vec<String> = ["impression", "view", "click", "like", "share", "purchase"].iter().map(|s| s.to_string()).collect();
+    let weights: Vec<f64> = actions.iter().map(|_| if rng.random_bool(0.2) { 0.0 } else { rng.random_range(0.1..10.0) }).collect();
+    let lambda = [0.0, 0.1, 0.7, 3.0][rng.random_range(0..4)];
+    let end = 1_767_225_600_000_i64;
+    let mut b = WindowBatch::new(end - 3_600_000, end, actions.clone(), weights, lambda);
+    for _ in 0..items {
+        for _ in 0..rng.random_range(1..=max_rows) {
+            let bucket = rng.random_range(0..60) as f64;
+            let n = rng.random_range(1..50u32);
+            let var = if n == 1 { 0.0 } else { rng.random_range(0.0..3.0e8) };
+            b.push_row(rng.random_range(0..actions.len()) as u16, n, bucket * 60_000.0 + rng.random_range(0.0..60_000.0), var);
+        }
+        b.finish_item();
+    }
+    b
+}
+
+/// A batch of `items` items with one `view` row each.
+pub fn simple_batch(items: usize) -> WindowBatch {
+    let end = 1_767_225_600_000_i64;
+    let mut b = WindowBatch::new(end - 3_600_000, end, vec!["view".into(), "click".into()], vec![1.0, 2.0], 0.1);
+    for k in 0..items {
+        b.push_row(0, 1 + k as u32, 30_000.0, 0.0);
+        b.finish_item();
+    }
+    b
+}
+
+/// Relative difference, safe at zero.
+pub fn rel_diff(a: f64, b: f64) -> f64 {
+    if a == b { 0.0 } else { (a - b).abs() / a.abs().max(b.abs()) }
+}
