@@ -5,12 +5,12 @@
 //! under Cargo's target directory, and into `docs/screenshots/` only with
 //! `RTSCORE_UPDATE_SCREENSHOTS=1`, so the test command leaves the checkout clean.
 
-use crate::support;
 use std::time::Duration;
 
+use rtscore_testkit::browser::Browser;
+use rtscore_testkit::web::{ApiHost, request};
+use rtscore_testkit::{event_line, repo_root, wait_until};
 use serde_json::{Value, json};
-use support::web::{ApiHost, Browser, request};
-use support::{event_line, repo_root, wait_until};
 
 fn scenario(tenant: &str, id: &str) -> Value {
     json!({"tenant_id": tenant, "scenario_id": id, "scenario_type": "feed", "status": "active", "revision": 1,

@@ -2,13 +2,11 @@
 //! module is one suite on the real local stack (Kafka, FerretDB, Redis, wasmtime, the release
 //! or debug `rtscore` binary). Run one suite with `cargo test -p rtscore --test it admin_api::`.
 //! Suites run in parallel in this one process; the outage suites, which stop a service, take the
-//! stack exclusively (`support::Stack::ensure_exclusive`).
+//! stack exclusively (`Stack::ensure_exclusive`). The shared harness (stack, hosts, sinks,
+//! plugins, HTTP, browser) is the `rtscore-testkit` crate (`testkit/`).
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod plugin_support;
-mod support;
 
 mod admin_api;
 mod admin_limits;
