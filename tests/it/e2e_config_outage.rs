@@ -1,6 +1,6 @@
 //! MongoDB stopped mid-run: the host keeps scoring on its last valid configs, says so, and
-//! applies changes again once MongoDB is back (DESIGN §3). Its own test binary, because it
-//! stops the shared FerretDB.
+//! applies changes again once MongoDB is back (DESIGN §3). It takes the local stack exclusively
+//! (`Stack::ensure_exclusive`), because it stops the shared FerretDB.
 
 use std::time::Duration;
 

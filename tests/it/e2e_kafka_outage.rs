@@ -1,6 +1,7 @@
 //! Kafka stopped mid-run (issue 6): the host keeps its state, reports unready while the broker
 //! is away, and once it is back catches up; every window equals a run without the outage.
-//! Its own test binary, because it stops the shared Kafka.
+//! It takes the local stack exclusively (`Stack::ensure_exclusive`), because it stops the shared
+//! Kafka.
 
 use std::time::Duration;
 

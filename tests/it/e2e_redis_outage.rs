@@ -1,6 +1,7 @@
 //! Redis stopped mid-run (DESIGN §6, issue 6): the host reports unready, holds events instead
 //! of dropping results, and once Redis is back every window equals a run without the outage.
-//! Its own test binary, because it stops the shared Redis.
+//! It takes the local stack exclusively (`Stack::ensure_exclusive`), because it stops the shared
+//! Redis.
 
 use std::time::Duration;
 
