@@ -29,3 +29,14 @@ mod plugin_lifecycle;
 mod plugin_mongo;
 mod plugin_vectors;
 mod shared_vectors;
+
+/// The harness starts the `rtscore` Cargo built with this test binary (testkit finds it at run
+/// time), unless `RTSCORE_TEST_BIN` names another build.
+#[test]
+fn the_harness_runs_the_binary_cargo_built() {
+    if let Some(other) = std::env::var_os("RTSCORE_TEST_BIN") {
+        println!("skipped: RTSCORE_TEST_BIN={} runs another build", other.to_string_lossy());
+        return;
+    }
+    assert_eq!(rtscore_testkit::host::rtscore_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_rtscore")));
+}
