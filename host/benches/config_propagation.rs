@@ -8,11 +8,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::http_get;
 use rtscore::config::mongo::MongoScenarioStore;
+use rtscore_testkit::{Host, Stack};
 
 const CHANGES: usize = 100;
 
@@ -21,12 +22,10 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 }
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    assert!(Command::new("bash").arg(root.join("scripts/stack.sh")).arg("start").status().unwrap().success(), "stack start failed");
-    let mongodb_url = std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27018".into());
+    let stack = Stack::ensure();
     let database = format!("bench{}", std::process::id());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = rt.block_on(MongoScenarioStore::connect(&mongodb_url, &database)).expect("MongoDB");
+    let store = rt.block_on(MongoScenarioStore::connect(&stack.mongodb_url, &database)).expect("MongoDB");
     let doc = |rev: usize| {
         serde_json::json!({"tenant_id": "bench", "scenario_id": "home", "revision": rev,
         "config": {"realtime_compute": {"hot_score": {"top_n": 1 + rev % 50}}}})
@@ -34,9 +33,12 @@ fn main() {
     rt.block_on(store.upsert(&doc(1))).unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut host = Command::new(env!("CARGO_BIN_EXE_rtscore"))
-        .args(["run", "--mongodb-url", &mongodb_url, "--mongodb-database", &database, "--view", "off", "--generate-rate", "2000"])
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+    let mut host = Host::run()
+        .mongo(&stack, &database)
+        .view_off()
+        .generate_rate(2000)
+        .http(port)
+        .command()
         .stderr(Stdio::null())
         .spawn()
         .expect("start rtscore");

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::http_get;
@@ -21,24 +21,23 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rtscore::config::ScenarioKey;
 use rtscore::event::parse_event;
 use rtscore::sources::generator::EventMaker;
+use rtscore_testkit::{Host, Stack, repo_root, stack_cmd};
 
 /// Alternated runs of the built-in and plugin hosts.
 const ROUNDS: usize = 5;
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    assert!(Command::new("bash").arg(root.join("scripts/stack.sh")).arg("start").status().unwrap().success(), "stack start failed");
+    let stack = Stack::ensure();
     let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let kafka = std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into());
     let topic = format!("bench-e2e-{}", std::process::id());
-    assert!(Command::new("bash").arg(root.join("scripts/stack.sh")).args(["topic-create", &topic, "3"]).status().unwrap().success());
+    stack_cmd(&["topic-create", &topic, "3"]);
 
     let keys: Vec<ScenarioKey> = ["home", "search", "trending"].iter().map(|s| ScenarioKey::new("bench", s)).collect();
     let dir = std::env::temp_dir().join(format!("rtscore-e2e-bench-{}", std::process::id()));
     // Two scenario sets over the same events: the built-in formula, and the same formula as the
     // `decay-weighted` plugin (built by scripts/build-plugins.sh into RTSCORE_PLUGINS_OUT).
-    let plugins_dir = std::env::var_os("RTSCORE_PLUGINS_OUT").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target/plugins"));
+    let plugins_dir =
+        std::env::var_os("RTSCORE_PLUGINS_OUT").map(std::path::PathBuf::from).unwrap_or_else(|| repo_root().join("target/plugins"));
     assert!(
         plugins_dir.join("decay-weighted@0.1.0.wasm").is_file(),
         "{} lacks decay-weighted@0.1.0.wasm: run scripts/build-plugins.sh (or set RTSCORE_PLUGINS_OUT)",
@@ -58,7 +57,7 @@ fn main() {
     }
     eprintln!("producing {n} events to {topic} ...");
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka)
+        .set("bootstrap.servers", &stack.kafka)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("compression.type", "lz4")
@@ -90,7 +89,7 @@ fn main() {
     let mut runs: Vec<Vec<HostRun>> = vec![Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
         for (v, variant) in ["builtin", "plugin"].into_iter().enumerate() {
-            runs[v].push(run_host(&kafka, &topic, &redis, &dir.join(variant), &plugins_dir, n, variant == "plugin"));
+            runs[v].push(run_host(&stack, &topic, &dir.join(variant), &plugins_dir, n, variant == "plugin"));
         }
     }
     let mut rates = Vec::new();
@@ -126,15 +125,7 @@ struct HostRun {
 
 /// Starts a host in a fresh consumer group on `topic` and times it until it has consumed `n`
 /// events; reads its emission-delay summary from `/metrics` before stopping it.
-fn run_host(
-    kafka: &str,
-    topic: &str,
-    redis: &str,
-    scenarios: &std::path::Path,
-    plugins: &std::path::Path,
-    n: u64,
-    plugins_used: bool,
-) -> HostRun {
+fn run_host(stack: &Stack, topic: &str, scenarios: &std::path::Path, plugins: &std::path::Path, n: u64, plugins_used: bool) -> HostRun {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let started = Instant::now();
     // A fresh group per run: a reused one would resume from the previous run's commits.
@@ -142,21 +133,14 @@ fn run_host(
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let group = format!("bench-{}-{}-{run}", std::process::id(), scenarios.file_name().unwrap().to_string_lossy());
     let host = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_rtscore"))
-            .args(["run", "--kafka-servers", kafka, "--topic", topic, "--group-id", &group])
-            .args([
-                "--scenarios-dir",
-                scenarios.to_str().unwrap(),
-                "--plugins-dir",
-                plugins.to_str().unwrap(),
-                "--redis-url",
-                redis,
-                "--view",
-                "off",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env_remove("MONGODB_URL")
+        Host::run()
+            .kafka(stack, topic, &group)
+            .scenarios_dir(scenarios)
+            .plugins_dir(plugins)
+            .redis(stack)
+            .view_off()
+            .http(port)
+            .command()
             .stderr(Stdio::null())
             .spawn()
             .expect("start rtscore"),

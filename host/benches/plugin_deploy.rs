@@ -9,16 +9,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rtscore::plugin::sha256_hex;
+use rtscore_testkit::{Host, repo_root};
 
 fn built_plugins() -> PathBuf {
-    std::env::var_os("RTSCORE_PLUGINS_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
+    std::env::var_os("RTSCORE_PLUGINS_OUT").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/plugins"))
 }
 
 fn main() {
@@ -40,16 +39,14 @@ fn main() {
         std::fs::rename(scenarios.join("live.json.tmp"), scenarios.join("live.json")).unwrap();
     };
     write_scenario("warmup", &"0".repeat(64));
-    let mut host = Command::new(env!("CARGO_BIN_EXE_rtscore"))
-        .args(["run", "--view", "off", "--generate-rate", "5000", "--generate-time-scale", "600"])
-        .args([
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--plugins-dir",
-            plugins.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-        ])
+    let mut host = Host::run()
+        .view_off()
+        .generate_rate(5000)
+        .arg("--generate-time-scale", "600")
+        .scenarios_dir(&scenarios)
+        .plugins_dir(&plugins)
+        .jsonl_out(&sink)
+        .command()
         .stderr(Stdio::null())
         .spawn()
         .expect("start rtscore");

@@ -8,17 +8,13 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// Shared with the integration tests; a bench uses only the module loader.
-#[allow(dead_code)]
-#[path = "../../tests/it/plugin_support.rs"]
-mod support;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use rtscore::config::plugin_limits::{BudgetMode, SandboxLimits};
 use rtscore::plugin::{PluginEngine, PluginInstance};
 use rtscore::scoring::{WindowBatch, builtin};
+use rtscore_testkit::plugins;
 
 const SIZES: &[usize] = &[1, 100, 1_000, 10_000, 100_000];
 const ROWS_PER_ITEM: usize = 3;
@@ -55,14 +51,14 @@ fn plugin(crate_name: &str, mode: BudgetMode) -> PluginInstance {
     let limits =
         SandboxLimits { budget_mode: mode, call_budget: Duration::from_secs(5), memory_bytes: 512 << 20, ..SandboxLimits::default() };
     let engine = PluginEngine::new(limits, Default::default()).expect("engine");
-    let compiled = engine.compile(&support::module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"));
+    let compiled = engine.compile(&plugins::module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"));
     engine.instantiate(compiled, format!("{crate_name}@0.1.0"), &serde_json::Value::Null).expect("instantiate")
 }
 
 /// One-off costs: compiling the component (cached by sha256 afterwards) and instantiating it.
 fn setup_costs() {
     let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("engine");
-    let bytes = support::module("decay-weighted");
+    let bytes = plugins::module("decay-weighted");
     let t = Instant::now();
     let compiled = engine.compile(&bytes).expect("compile decay-weighted");
     let compile = t.elapsed();

@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,12 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rtscore::config::ScenarioKey;
 use rtscore::sources::generator::EventMaker;
+use rtscore_testkit::{Stack, stack_cmd};
 
 const PARTITIONS: i32 = 6;
 
 struct Bench {
-    kafka: String,
-    redis: String,
+    stack: Stack,
     topic: String,
     scenarios: PathBuf,
     n: u64,
@@ -42,11 +42,14 @@ struct Host {
 impl Bench {
     fn start_host(&self, group: &str) -> Host {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_rtscore"))
-            .args(["run", "--kafka-servers", &self.kafka, "--topic", &self.topic, "--group-id", group])
-            .args(["--scenarios-dir", self.scenarios.to_str().unwrap(), "--redis-url", &self.redis, "--view", "off"])
-            .args(["--snapshot-interval-ms", "1000", "--http-addr", &format!("127.0.0.1:{port}")])
-            .env_remove("MONGODB_URL")
+        let child = rtscore_testkit::Host::run()
+            .kafka(&self.stack, &self.topic, group)
+            .scenarios_dir(&self.scenarios)
+            .redis(&self.stack)
+            .view_off()
+            .snapshot_interval_ms(1000)
+            .http(port)
+            .command()
             .stderr(Stdio::null())
             .spawn()
             .expect("start rtscore");
@@ -93,7 +96,7 @@ impl Bench {
 
     /// Committed offsets of `group` have reached the end of every partition.
     fn caught_up(&self, group: &str, ends: &[i64]) -> bool {
-        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.kafka).set("group.id", group).create().unwrap();
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.stack.kafka).set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
             tpl.add_partition(&self.topic, p);
@@ -107,7 +110,7 @@ impl Bench {
     /// Seconds from killing one of 3 hosts at 40% to the group being caught up.
     fn recovery(&self) -> f64 {
         let group = format!("bench-scale-{}-kill", std::process::id());
-        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.kafka).create().unwrap();
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.stack.kafka).create().unwrap();
         let ends: Vec<i64> = (0..PARTITIONS).map(|p| c.fetch_watermarks(&self.topic, p, Duration::from_secs(5)).unwrap().1).collect();
         let mut hosts: Vec<Host> = (0..3).map(|_| self.start_host(&group)).collect();
         let started = Instant::now();
@@ -158,14 +161,10 @@ fn produce(kafka: &str, topic: &str, n: u64, keys: &[ScenarioKey]) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let stack = |args: &[&str]| assert!(Command::new("bash").arg(root.join("scripts/stack.sh")).args(args).status().unwrap().success());
-    stack(&["start"]);
+    let stack = Stack::ensure();
     let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let kafka = std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into());
     let topic = format!("bench-scale-{}", std::process::id());
-    stack(&["topic-create", &topic, &PARTITIONS.to_string()]);
+    stack_cmd(&["topic-create", &topic, &PARTITIONS.to_string()]);
     let keys: Vec<ScenarioKey> = (0..6).map(|i| ScenarioKey::new("bench", &format!("s{i}"))).collect();
     let scenarios = std::env::temp_dir().join(format!("rtscore-scale-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scenarios).unwrap();
@@ -175,8 +174,8 @@ fn main() {
         std::fs::write(scenarios.join(format!("{}.json", k.scenario_id)), serde_json::to_vec(&doc).unwrap()).unwrap();
     }
     eprintln!("producing {n} events to {topic} ...");
-    produce(&kafka, &topic, n, &keys);
-    let bench = Bench { kafka, redis, topic, scenarios, n };
+    produce(&stack.kafka, &topic, n, &keys);
+    let bench = Bench { stack, topic, scenarios, n };
 
     println!("\n| hosts (processes, one group) | events | events/s once every host owns partitions | seconds, start to done |");
     println!("|---:|---:|---:|---:|");

@@ -16,20 +16,16 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// Shared with the integration tests; a bench uses only the module loader.
-#[allow(dead_code)]
-#[path = "../../tests/it/plugin_support.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::plugin::PluginEngine;
 use rtscore::scoring::WindowBatch;
+use rtscore_testkit::{Host, plugins};
 use serde_json::{Value, json};
 
 const SPEED: i64 = 60;
@@ -88,14 +84,15 @@ fn run(dir: &Path, with_evil: bool, cpu_ms_per_minute: u64, iterations: u64, sec
     let out_path = dir.join("out.jsonl");
     let _ = std::fs::remove_file(&out_path);
     std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rtscore"))
-        .args(["run", "--events-file", "-", "--view", "off", "--scenarios-dir", scen.to_str().unwrap()])
-        .args(["--plugins-dir", dir.join("plugins").to_str().unwrap(), "--jsonl-out", out_path.to_str().unwrap()])
-        .args(["--partition-idle-ms", "600000", "--dead-letter-file", dir.join("dead.jsonl").to_str().unwrap()])
-        .env_remove("MONGODB_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("KAFKA_SERVERS")
-        .stdin(Stdio::piped())
+    let mut child = Host::run()
+        .events_stdin()
+        .view_off()
+        .scenarios_dir(&scen)
+        .plugins_dir(dir.join("plugins"))
+        .jsonl_out(&out_path)
+        .partition_idle_ms(600_000)
+        .dead_letter_file(dir.join("dead.jsonl"))
+        .command()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -210,7 +207,7 @@ fn main() {
     let seconds: u64 = std::env::var("RTSCORE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(45);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    let module = support::module("test-busy");
+    let module = plugins::module("test-busy");
     std::fs::write(dir.path().join("plugins/test-busy@0.1.0.wasm"), &module).unwrap();
     let iterations = calibrate(&module);
     println!(

@@ -13,11 +13,6 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// Shared with the integration tests; a bench uses only the module loader.
-#[allow(dead_code)]
-#[path = "../../tests/it/plugin_support.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +25,7 @@ use rtscore::pipeline::{JobSelection, Pipeline, PipelineOptions};
 use rtscore::plugin::PluginEngine;
 use rtscore::sinks::jsonl::JsonlSink;
 use rtscore::sources::generator::EventMaker;
+use rtscore_testkit::plugins;
 
 const T0: i64 = 1_767_225_600_000;
 const ITEMS: u64 = 1_000_000;
@@ -125,7 +121,7 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
     }
     if formula == Formula::Plugin {
         let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
-        let compiled = engine.compile(&support::module("decay-weighted")).expect("compile decay-weighted");
+        let compiled = engine.compile(&plugins::module("decay-weighted")).expect("compile decay-weighted");
         for c in cfgs {
             let instance =
                 engine.instantiate(compiled.clone(), "decay-weighted@0.1.0", &serde_json::Value::Null).expect("instantiate decay-weighted");

@@ -3,14 +3,13 @@
 //! are validated, bump the revision and reach the running host; plugin uploads are checked
 //! and scoped; tenant-supplied strings are escaped in the console.
 
-use crate::{plugin_support, support};
 use std::time::Duration;
 
 use rtscore::admin::Access;
 use rtscore::api::route_specs;
+use rtscore_testkit::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
+use rtscore_testkit::{Stack, cli, event_line, plugins, rtscore_command, unique, wait_until};
 use serde_json::{Value, json};
-use support::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
-use support::{Stack, cli, event_line, unique, wait_until};
 
 const XSS_ITEM: &str = "<img src=x onerror=alert(1)>";
 
@@ -389,7 +388,7 @@ fn promote_rollback_and_history_through_the_api() {
 fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     let w = world();
     let port = w.api.port;
-    let wasm = plugin_support::module("gravity");
+    let wasm = plugins::module("gravity");
     let up = |token: &str, name: &str, body: &[u8]| upload_plugin(port, "acme", token, name, "1.0.0", body);
     let r = up(&w.acme, "acme-gravity", &wasm);
     assert_eq!(r.status, 201, "{}", r.body);
@@ -413,7 +412,7 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     // Published versions are immutable: the same bytes again are accepted, other bytes are a
     // conflict (scenarios referencing acme-gravity@1.0.0 without a hash keep their module).
     assert_eq!(up(&w.acme, "acme-gravity", &wasm).status, 201, "the same module again");
-    refused(&up(&w.acme, "acme-gravity", &plugin_support::module("decay-weighted")), 409, "other bytes under a published version");
+    refused(&up(&w.acme, "acme-gravity", &plugins::module("decay-weighted")), 409, "other bytes under a published version");
     // The uploaded module is referenced and runs on the host.
     let patch = json!({"config": {"realtime_compute": {"hot_score": {"plugin": {"name": "acme-gravity", "version": "1.0.0", "sha256": sha, "params": {"gravity": 1.5}}}}}});
     assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), patch.to_string().as_bytes()).status, 200);
@@ -446,7 +445,7 @@ fn feed_plugin(w: &World) -> (String, String) {
 fn plugin_references_stay_in_the_tenant_namespace_unless_an_admin_shares() {
     let w = world();
     let port = w.api.port;
-    let wasm = plugin_support::module("gravity");
+    let wasm = plugins::module("gravity");
     let sha = rtscore::plugin::sha256_hex(&wasm);
     let up = upload_plugin(port, "acme", &w.acme, "acme-gravity", "1.0.0", &wasm);
     assert_eq!(up.status, 201, "{}", up.body);
@@ -637,7 +636,7 @@ fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
     assert_eq!(ids, vec![json!("feed")]);
 
     // Uploads go to the fleet's `plugins` collection, owned by the tenant.
-    let wasm = plugin_support::module("decay-weighted");
+    let wasm = plugins::module("decay-weighted");
     let up = request_raw(
         port,
         "POST",
@@ -674,8 +673,7 @@ fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
     assert_eq!(listed["plugins"][0]["shared"], true, "{listed}");
     assert_eq!(patch_feed().status, 200);
     // While rival/feed references it, --unshare is refused and says why.
-    let refused =
-        support::rtscore_command().args([&["plugin", "share", "acme-decay@2.0.0", "--unshare"][..], &mongo].concat()).output().unwrap();
+    let refused = rtscore_command().args([&["plugin", "share", "acme-decay@2.0.0", "--unshare"][..], &mongo].concat()).output().unwrap();
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && text.contains("referenced by 1 scenario(s) of other tenants (rival/feed)"), "{text}");
 }

@@ -4,14 +4,13 @@
 //! for local requests, the console editor's revision check, and a tenant seeing only its own
 //! counters.
 
-use crate::{plugin_support, support};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use rtscore_testkit::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
+use rtscore_testkit::{Host, event_line, free_port, http_get, plugins, wait_until, write_scenarios};
 use serde_json::{Value, json};
-use support::web::{ApiHost, Resp, console_post, request, request_raw, upload_plugin};
-use support::{HostProcess, event_line, free_port, wait_until};
 
 fn scenario(tenant: &str, id: &str) -> Value {
     json!({"tenant_id": tenant, "scenario_id": id, "status": "active", "revision": 1,
@@ -47,7 +46,7 @@ fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn oversized_bodies_are_refused_early_with_413() {
-    let api = ApiHost::start_args(&[scenario("acme", "home")], &["--api-max-body-bytes", "4096"]);
+    let api = ApiHost::start_with(&[scenario("acme", "home")], |host| host.arg("--api-max-body-bytes", "4096"));
     let acme = api.token("tenant:acme");
     let port = api.port;
     api.put_tenant(&json!({"tenant_id": "acme", "quotas": {"max_module_bytes": 2000}}));
@@ -134,7 +133,7 @@ fn a_second_concurrent_compile_of_a_tenant_is_refused_with_429() {
     api.put_tenant(&json!({"tenant_id": "acme", "quotas": {"plugin_uploads_per_minute": 1000}}));
     // A real module takes a while to compile (seconds in a debug build); while it does, every
     // further upload of acme is refused at once, whatever it carries.
-    let wasm = plugin_support::module("gravity");
+    let wasm = plugins::module("gravity");
     let token = acme.clone();
     let slow = std::thread::spawn(move || upload(port, "acme", &token, "slow", &wasm));
     let mut refused = None;
@@ -161,10 +160,9 @@ fn a_second_concurrent_compile_of_a_tenant_is_refused_with_429() {
 
 #[test]
 fn live_console_streams_are_capped_per_login_and_per_host_and_per_update() {
-    let api = ApiHost::start_args(
-        &[scenario("acme", "home"), scenario("rival", "feed")],
-        &["--console-max-streams", "2", "--console-max-streams-per-login", "1", "--console-max-event-bytes", "100"],
-    );
+    let api = ApiHost::start_with(&[scenario("acme", "home"), scenario("rival", "feed")], |host| {
+        host.arg("--console-max-streams", "2").arg("--console-max-streams-per-login", "1").arg("--console-max-event-bytes", "100")
+    });
     let (acme, rival, admin) = (api.token("tenant:acme"), api.token("tenant:rival"), api.token("admin"));
     let port = api.port;
     let open = |token: &str| {
@@ -202,25 +200,10 @@ fn live_console_streams_are_capped_per_login_and_per_host_and_per_update() {
 #[test]
 fn status_without_a_tokens_file_answers_only_local_requests_naming_localhost() {
     let dir = tempfile::tempdir().unwrap();
-    let scen = support::write_scenarios(dir.path(), &[scenario("acme", "home")]);
+    let scen = write_scenarios(dir.path(), &[scenario("acme", "home")]);
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let plugins = dir.path().join("plugins");
-    let args = [
-        "run",
-        "--events-file",
-        "-",
-        "--view",
-        "off",
-        "--scenarios-dir",
-        scen.to_str().unwrap(),
-        "--plugins-dir",
-        plugins.to_str().unwrap(),
-        "--http-addr",
-        &addr,
-    ];
-    let host = HostProcess::start_piped(&args);
-    assert!(wait_until(Duration::from_secs(30), || support::http_get(port, "/readyz").is_some()), "{}", host.log());
+    let host = Host::run().events_stdin().view_off().scenarios_dir(&scen).plugins_dir(dir.path().join("plugins")).http(port).start();
+    assert!(wait_until(Duration::from_secs(30), || http_get(port, "/readyz").is_some()), "{}", host.log());
     let get = |host_header: &str| raw_status(port, &format!("GET /status HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"));
     for local in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost".to_string()] {
         assert_eq!(get(&local), 200, "{local}");

@@ -1,28 +1,18 @@
 //! Backtests: the same recorded events and documents give the same sink byte for byte, and
 //! `rtscore diff` reports identical runs as fully overlapping and a changed weight where it acts.
 
-use crate::support;
 use std::path::Path;
 
-fn vectors() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/hot")
-}
+use rtscore_testkit::hot_vectors as vectors;
+use rtscore_testkit::{Host, rtscore_command};
 
 fn replay(scenarios: &Path, out: &Path) {
-    let st = support::rtscore_command()
-        .args(["run", "--job", "all", "--view", "off", "--events-file"])
-        .arg(vectors().join("events.jsonl"))
-        .arg("--scenarios-dir")
-        .arg(scenarios)
-        .arg("--jsonl-out")
-        .arg(out)
-        .status()
-        .unwrap();
+    let st = Host::run().job("all").view_off().events_file(vectors().join("events.jsonl")).scenarios_dir(scenarios).jsonl_out(out).status();
     assert!(st.success());
 }
 
 fn diff_json(a: &Path, b: &Path) -> Vec<serde_json::Value> {
-    let out = support::rtscore_command().args(["diff", "--json", "-k", "10"]).arg(a).arg(b).output().unwrap();
+    let out = rtscore_command().args(["diff", "--json", "-k", "10"]).arg(a).arg(b).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -2,15 +2,16 @@
 //! a tenant token, see only that tenant's scenarios, change a weight in the editor and watch
 //! the hot list change; then a shadow candidate appears beside the live list and is promoted
 //! from the page. The screenshots in `docs/screenshots/` come from this test: it writes them
-//! under Cargo's target directory, and into `docs/screenshots/` only with
-//! `RTSCORE_UPDATE_SCREENSHOTS=1`, so the test command leaves the checkout clean.
+//! under Cargo's target directory (`$CARGO_TARGET_DIR/tmp/screenshots/`, Cargo's
+//! `CARGO_TARGET_TMPDIR`), so running the tests leaves the checkout clean; with
+//! `RTSCORE_REFRESH_SCREENSHOTS=1` it refreshes `docs/screenshots/` instead.
 
-use crate::support;
 use std::time::Duration;
 
+use rtscore_testkit::browser::Browser;
+use rtscore_testkit::web::{ApiHost, request};
+use rtscore_testkit::{event_line, repo_root, wait_until};
 use serde_json::{Value, json};
-use support::web::{ApiHost, Browser, request};
-use support::{event_line, repo_root, wait_until};
 
 fn scenario(tenant: &str, id: &str) -> Value {
     json!({"tenant_id": tenant, "scenario_id": id, "scenario_type": "feed", "status": "active", "revision": 1,
@@ -37,7 +38,7 @@ fn minute(tenant: &str, scenario: &str, start: i64) -> Vec<Vec<u8>> {
 }
 
 fn shot(b: &Browser, name: &str) {
-    let dir = match std::env::var("RTSCORE_UPDATE_SCREENSHOTS").as_deref() {
+    let dir = match std::env::var("RTSCORE_REFRESH_SCREENSHOTS").as_deref() {
         Ok("1") => repo_root().join("docs/screenshots"),
         _ => std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
     };

@@ -1,11 +1,10 @@
 //! MongoDB stopped mid-run: the host keeps scoring on its last valid configs, says so, and
-//! applies changes again once MongoDB is back (DESIGN §3). Its own test binary, because it
-//! stops the shared FerretDB.
+//! applies changes again once MongoDB is back (DESIGN §3). It takes the local stack exclusively
+//! (`Stack::ensure_exclusive`), because it stops the shared FerretDB.
 
-use crate::support;
 use std::time::Duration;
 
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -24,32 +23,20 @@ fn host_runs_on_last_configs_while_mongodb_is_down_and_catches_up_after() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out.jsonl");
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
     stack.put_scenarios(
         &database,
         &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}}}})],
     );
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--http-addr",
-            &http,
-            "--config-poll-ms",
-            "100",
-            "--config-resync-ms",
-            "500",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .mongo(&stack, &database)
+        .jsonl_out(&sink)
+        .view_off()
+        .http(port)
+        .config_poll_ms(100)
+        .config_resync_ms(500)
+        .start();
     let events =
         |from: i64, to: i64| -> Vec<Vec<u8>> { (from..to).step_by(10_000).map(|ts| event_line(&tenant, "s", "x", "click", ts)).collect() };
     stack.produce(&topic, 1, &events(T0, T0 + 12 * MIN));

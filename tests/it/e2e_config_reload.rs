@@ -1,6 +1,5 @@
 //! Config changes reach a running host without restart (DESIGN §3, §4, §7), on the real stack.
 
-use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -8,14 +7,14 @@ use redis::Commands;
 use rtscore::config::HotScoreConfig;
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
 const ACTIONS: [&str; 4] = ["view", "click", "like", "purchase"];
 
 fn traffic(seed: u64, from: i64, to: i64) -> Vec<RefEvent> {
-    support::traffic(seed, from, to, &ACTIONS)
+    fixtures::traffic(seed, from, to, &ACTIONS)
 }
 
 fn hot_cfg(doc: &serde_json::Value) -> HotScoreConfig {
@@ -33,24 +32,14 @@ fn weight_change_applies_to_the_whole_next_window_and_invalid_documents_keep_the
         "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
     stack.put_scenarios(&database, std::slice::from_ref(&doc_v1));
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--config-poll-ms",
-            "100",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .mongo(&stack, &database)
+        .redis(&stack)
+        .jsonl_out(&sink)
+        .view_off()
+        .config_poll_ms(100)
+        .start();
     let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
     let mut redis = stack.redis();
     let status = |redis: &mut redis::Connection| -> BTreeMap<String, String> {
@@ -119,27 +108,10 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
     stack.put_scenarios(&database, &[doc("a"), doc("b")]);
     stack.create_topic(&topic, 2);
     let port = free_port();
-    let http = format!("127.0.0.1:{port}");
-    let group = unique("g");
-    let common = [
-        "--kafka-servers",
-        &stack.kafka,
-        "--topic",
-        &topic,
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--view",
-        "off",
-    ];
-    let mut all_args =
-        vec!["run", "--group-id", &group, "--jsonl-out", sink_all.to_str().unwrap(), "--config-resync-ms", "300", "--http-addr", &http];
-    all_args.extend(common);
-    let mut host = HostProcess::start(&all_args);
-    let mut iso_args = vec!["run", "--tenant-id", &tenant, "--scenario-id", "a", "--jsonl-out", sink_iso.to_str().unwrap()];
-    iso_args.extend(common);
-    let mut isolated = HostProcess::start(&iso_args);
+    let common = Host::run().kafka_topic(&stack, &topic).mongo(&stack, &database).view_off();
+    let mut host = common.clone().group_id(&unique("g")).jsonl_out(&sink_all).config_resync_ms(300).http(port).start();
+    // Its consumer group is the isolated instance's default, rtscore-<tenant>-a.
+    let mut isolated = common.only(&tenant, "a").jsonl_out(&sink_iso).start();
 
     let batch = |from: i64, to: i64| -> Vec<Vec<u8>> {
         (from..to)

@@ -14,7 +14,6 @@
 //! e2e_control_under_load -- --nocapture --test-threads 1`; with `RTSCORE_TEST_BIN` set to the
 //! release binary for the figures users see) and recorded in docs/benchmarks.md.
 
-use crate::{plugin_support, support};
 use std::io::{BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rtscore::plugin::sha256_hex;
+use rtscore_testkit::*;
 use serde_json::{Value, json};
-use support::*;
 
 const T0: i64 = 1_767_225_600_000;
 /// Event-time step between consecutive events of the synthetic traffic.
@@ -150,35 +149,19 @@ struct Loaded {
 }
 
 impl Loaded {
-    /// A host on `source_args` with scenario `a` (built-in formula) and `b` (the
-    /// `decay-weighted` plugin, so its module is compiled before the backlog starts).
-    fn start(tenant: &str, source_args: &[&str], piped: bool) -> Loaded {
+    /// A host on `source` (a `Host` with its event source set) with scenario `a` (built-in
+    /// formula) and `b` (the `decay-weighted` plugin, so its module is compiled before the
+    /// backlog starts).
+    fn start(tenant: &str, source: Host) -> Loaded {
         let dir = tempfile::tempdir().unwrap();
         let (plugins, sink) = (dir.path().join("plugins"), dir.path().join("out.jsonl"));
         std::fs::create_dir_all(&plugins).unwrap();
-        let module = plugin_support::module("decay-weighted");
+        let module = plugins::module("decay-weighted");
         std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
         let plugin = json!({"name": "decay-weighted", "version": "0.1.0", "sha256": sha256_hex(&module)});
         let scenarios = write_scenarios(dir.path(), &[scenario(tenant, "a", 1, 10.0, None), scenario(tenant, "b", 1, 10.0, Some(&plugin))]);
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut args = source_args.to_vec();
-        let job = job();
-        args.extend_from_slice(&[
-            "--job",
-            &job,
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--plugins-dir",
-            plugins.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--http-addr",
-            &addr,
-            "--view",
-            "off",
-        ]);
-        let host = if piped { HostProcess::start_piped(&args) } else { HostProcess::start(&args) };
+        let host = source.job(&job()).scenarios_dir(&scenarios).plugins_dir(&plugins).jsonl_out(&sink).http(port).view_off().start();
         let loaded = Loaded { host, port, tenant: tenant.to_string(), scenarios, sink, plugin, _dir: dir };
         assert!(
             wait_until(Duration::from_secs(60), || loaded.plugin_state("b").is_some_and(|s| s == "active decay-weighted@0.1.0")),
@@ -349,7 +332,7 @@ fn check_control(mut l: Loaded, source: &str, behind: impl Fn(&Value) -> bool) {
 fn a_file_source_with_a_backlog_still_stops_reloads_and_reports() {
     let _serial = one_at_a_time();
     let tenant = unique("cf");
-    let mut l = Loaded::start(&tenant, &["run", "--events-file", "-"], true);
+    let mut l = Loaded::start(&tenant, Host::run().events_stdin());
     let mut stdin = l.host.take_stdin();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = flood(tenant, stop.clone(), move |b| stdin.write_all(b).is_ok());
@@ -364,7 +347,7 @@ fn a_generator_far_above_its_rate_still_stops_reloads_and_reports() {
     let tenant = unique("cg");
     // Far above what one host runs `--job all` at, in batches (a twentieth of the rate) small
     // enough that event time, which the generator stamps per batch, moves in steps of 3 s.
-    let l = Loaded::start(&tenant, &["run", "--generate-rate", "1000000"], false);
+    let l = Loaded::start(&tenant, Host::run().generate_rate(1_000_000));
     check_control(l, "generator at 1M events/s", |b| b["generator_behind"].as_u64().is_some_and(|n| n > 0));
 }
 
@@ -396,8 +379,7 @@ fn a_kafka_catch_up_still_stops_reloads_snapshots_and_reports() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let group = unique("g");
-    let run = stack.kafka_run(&topic, &group, &["--redis-url", &stack.redis_url, "--snapshot-interval-ms", "1000"]);
-    let l = Loaded::start(&tenant, &run, false);
+    let l = Loaded::start(&tenant, Host::run().kafka(&stack, &topic, &group).redis(&stack).snapshot_interval_ms(1000));
     // Snapshots keep their pace under the backlog.
     let mut oldest_snapshot = 0.0f64;
     let end = Instant::now() + Duration::from_secs(4);

@@ -1,10 +1,9 @@
 //! Malformed events go to the dead-letter topic with their original bytes and a reason, and
 //! never stop the runtime: good events after them are still scored (DESIGN §2).
 
-use crate::support;
 use std::time::Duration;
 
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 
@@ -71,22 +70,8 @@ fn malformed_events_reach_the_dead_letter_topic_and_processing_continues() {
     records.push(good("closer", T0 + 3_600_000));
     stack.produce(&topic, 1, &records);
 
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--dlq-topic",
-            &dlq,
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-        ],
-    ));
+    let mut host =
+        Host::run().kafka(&stack, &topic, &unique("g")).dlq_topic(&dlq).mongo(&stack, &database).jsonl_out(&sink).view_off().start();
 
     let dead = stack.consume(&dlq, bad.len(), Duration::from_secs(60));
     assert_eq!(dead.len(), bad.len(), "dead letters received\n{}", host.log());
@@ -139,25 +124,15 @@ fn a_dead_letter_the_topic_refuses_goes_to_the_fallback_file_and_nothing_waits()
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("flush");
 
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--dlq-topic",
-            &format!("{topic}-dlq"),
-            "--dead-letter-fallback",
-            fallback.to_str().unwrap(),
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--http-addr",
-            &addr,
-            "--view",
-            "off",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .dlq_topic(&format!("{topic}-dlq"))
+        .arg("--dead-letter-fallback", &fallback)
+        .scenarios_dir(&scenarios)
+        .jsonl_out(&sink)
+        .http(port)
+        .view_off()
+        .start();
     let scored = wait_until(Duration::from_secs(30), || {
         read_hot_sink(&sink).0.values().any(|items| items.iter().any(|(i, _)| i == "after") && items.iter().any(|(i, _)| i == "before"))
     });

@@ -17,7 +17,6 @@
 //! that still got one too late says so in its log, and the test fails on that line rather than
 //! on a mismatch.
 
-use crate::support;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +25,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -99,27 +98,16 @@ fn three_hosts_with_changes_at_random_moments_match_one_host() {
 
     let host = |group: &str, n: usize| {
         let sink = dir.path().join(format!("{group}-{n}.jsonl"));
-        let h = HostProcess::start(&stack.kafka_run(
-            &topic,
-            group,
-            &[
-                "--mongodb-url",
-                &stack.mongodb_url,
-                "--mongodb-database",
-                &database,
-                "--redis-url",
-                &stack.redis_url,
-                "--jsonl-out",
-                sink.to_str().unwrap(),
-                "--view",
-                "off",
-                "--config-poll-ms",
-                "100",
-                // Results must not depend on timing: a quiet partition keeps holding its watermark.
-                "--partition-idle-ms",
-                "600000",
-            ],
-        ));
+        let h = Host::run()
+            .kafka(&stack, &topic, group)
+            .mongo(&stack, &database)
+            .redis(&stack)
+            .jsonl_out(&sink)
+            .view_off()
+            .config_poll_ms(100)
+            // Results must not depend on timing: a quiet partition keeps holding its watermark.
+            .partition_idle_ms(600_000)
+            .start();
         (h, sink)
     };
     let (fleet_group, single_group) = (unique("g3-"), unique("g1-"));

@@ -3,7 +3,6 @@
 //! emitted window of three scenarios with different windows, slides, weights and lambdas
 //! (including lambda 0 and a fast decay) must equal the per-event reference (DESIGN §4) to 1e-3.
 
-use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use redis::Commands;
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const ACTIONS: [&str; 8] = ["impression", "view", "click", "like", "favorite", "comment", "share", "purchase"];
@@ -96,26 +95,15 @@ fn kafka_to_redis_matches_the_reference_for_three_scenarios() {
     assert!(expected_nonempty > 30, "the workload should produce many windows ({expected_nonempty})");
 
     let group = unique("g");
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &group,
-        &[
-            "--job",
-            "item_hot_score",
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--dlq-topic",
-            &format!("{topic}-dlq"),
-            "--view",
-            "off",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &group)
+        .job("item_hot_score")
+        .mongo(&stack, &database)
+        .redis(&stack)
+        .jsonl_out(&sink)
+        .dlq_topic(&format!("{topic}-dlq"))
+        .view_off()
+        .start();
     let done = wait_until(Duration::from_secs(90), || {
         let (got, _) = read_hot_sink(&sink);
         want.iter().filter(|(_, l)| !l.is_empty()).all(|(k, _)| got.contains_key(k))

@@ -1,13 +1,13 @@
 //! Kafka stopped mid-run (issue 6): the host keeps its state, reports unready while the broker
 //! is away, and once it is back catches up; every window equals a run without the outage.
-//! Its own test binary, because it stops the shared Kafka.
+//! It takes the local stack exclusively (`Stack::ensure_exclusive`), because it stops the shared
+//! Kafka.
 
-use crate::support;
 use std::time::Duration;
 
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -23,26 +23,16 @@ fn kafka_outage_keeps_state_and_readiness_follows_it() {
     let scenarios = write_scenarios(dir.path(), std::slice::from_ref(&doc));
     stack.create_topic(&topic, 2);
     let port = free_port();
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--snapshot-interval-ms",
-            "500",
-            "--partition-idle-ms",
-            "600000",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .scenarios_dir(&scenarios)
+        .redis(&stack)
+        .jsonl_out(&sink)
+        .view_off()
+        .http(port)
+        .snapshot_interval_ms(500)
+        .partition_idle_ms(600_000)
+        .start();
     let events = |from: i64, to: i64| -> Vec<RefEvent> {
         (from..to).step_by(4_000).map(|ts| RefEvent { item_id: format!("i{}", (ts / 4_000) % 9), action: "click".into(), ts }).collect()
     };

@@ -5,13 +5,13 @@
 //! byte what a host running `good` alone writes, and each of `evil`'s troubles must be visible
 //! with its reason (dead-letter file, `/status`, the API's 409).
 
-use crate::{plugin_support, support};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use rtscore_testkit::web::{ApiHost, request, request_raw};
+use rtscore_testkit::{plugins, wait_until};
 use serde_json::{Value, json};
-use support::web::{ApiHost, request, request_raw};
 
 const MINUTE: i64 = 60_000;
 
@@ -86,20 +86,19 @@ fn run(with_evil: bool) -> Run {
             "max_instance_memory_bytes": 16 << 20}});
         std::fs::write(tenants.join("evil.json"), quotas.to_string()).unwrap();
         for name in ["test-spin", "test-oom"] {
-            std::fs::write(dir.join("plugins").join(format!("{name}@0.1.0.wasm")), plugin_support::module(name)).unwrap();
+            std::fs::write(dir.join("plugins").join(format!("{name}@0.1.0.wasm")), plugins::module(name)).unwrap();
         }
     };
     let tmp = tempfile::tempdir().unwrap();
     let (out, dlq) = (tmp.path().join("out.jsonl"), tmp.path().join("dead.jsonl"));
-    let (out_s, dlq_s) = (out.to_string_lossy().into_owned(), dlq.to_string_lossy().into_owned());
     // Results must not depend on how fast the host reads: no partition goes idle mid-test.
-    let extra = ["--jsonl-out", &out_s, "--dead-letter-file", &dlq_s, "--partition-idle-ms", "600000"];
-    let mut api = ApiHost::start_prepared(&scenarios, prepare, &extra);
+    let mut api =
+        ApiHost::start_prepared(&scenarios, prepare, |host| host.jsonl_out(&out).dead_letter_file(&dlq).partition_idle_ms(600_000));
     let admin = api.token("admin");
     let evil_token = api.token("tenant:evil");
     if with_evil {
         // Both plugins loaded before any event, so every run scores the same windows with them.
-        let loaded = support::wait_until(Duration::from_secs(60), || {
+        let loaded = wait_until(Duration::from_secs(60), || {
             let s = request(api.port, "GET", "/status", Some(&admin), b"").json();
             let states: Vec<String> =
                 s["scenarios"].as_array().into_iter().flatten().map(|r| r["plugin_state"].as_str().unwrap_or("").to_string()).collect();
@@ -124,7 +123,7 @@ fn run(with_evil: bool) -> Run {
     }
     // Everything sent is processed once good's 5,400 events are counted.
     let mut status = Value::Null;
-    let processed = support::wait_until(Duration::from_secs(60), || {
+    let processed = wait_until(Duration::from_secs(60), || {
         status = request(api.port, "GET", "/status", Some(&admin), b"").json();
         let good = status["tenants"].as_array().into_iter().flatten().find(|t| t["tenant_id"] == "good");
         good.is_some_and(|g| g["events"] == 5_400)
@@ -134,7 +133,7 @@ fn run(with_evil: bool) -> Run {
     let console = |token: &str| {
         let page = || request_raw(api.port, "GET", "/console", &[("Cookie", &format!("rtscore_token={token}"))], b"", None).body;
         // The console's figures are refreshed once a second.
-        support::wait_until(Duration::from_secs(5), || !with_evil || page().contains("over quota <b>0</b>") != (token == evil_token));
+        wait_until(Duration::from_secs(5), || !with_evil || page().contains("over quota <b>0</b>") != (token == evil_token));
         page()
     };
     let (evil_console, good_console) = (console(&evil_token), console(&good_token));

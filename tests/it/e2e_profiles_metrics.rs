@@ -1,12 +1,11 @@
 //! User profiles and recommendation metrics end to end (DESIGN §4, §6): events through Kafka,
 //! `--job all`, results in Redis compared with references computed here.
 
-use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::Commands;
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -70,22 +69,7 @@ fn profiles_and_metrics_reach_redis_and_match_the_references() {
     evs.push(Ev { user: "zz", action: "noop", ts: T0 + 4 * DAY, category: None, tags: &[], watch: None });
     stack.produce(&topic, 1, &evs.iter().map(|e| line(&tenant, e)).collect::<Vec<_>>());
 
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--job",
-            "all",
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--redis-url",
-            &stack.redis_url,
-            "--view",
-            "off",
-        ],
-    ));
+    let mut host = Host::run().kafka(&stack, &topic, &unique("g")).job("all").mongo(&stack, &database).redis(&stack).view_off().start();
     let mut redis = stack.redis();
     let metrics_key = |start: i64| format!("rt:{tenant}:s:metrics:{start}");
     let profile_key = |u: &str| format!("rt:{tenant}:s:profile:{u}");
@@ -154,24 +138,14 @@ fn a_metrics_list_change_mid_run_applies_to_later_windows() {
         "metrics": {"window_size_minutes": 10, "metrics_to_calculate": ["ctr", "cvr", "watch_time"]}}}})],
     );
     stack.create_topic(&topic, 1);
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--job",
-            "metrics",
-            "--mongodb-url",
-            &stack.mongodb_url,
-            "--mongodb-database",
-            &database,
-            "--redis-url",
-            &stack.redis_url,
-            "--view",
-            "off",
-            "--config-poll-ms",
-            "100",
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .job("metrics")
+        .mongo(&stack, &database)
+        .redis(&stack)
+        .view_off()
+        .config_poll_ms(100)
+        .start();
     let traffic = |from: i64, to: i64| -> Vec<Vec<u8>> {
         (from..to)
             .step_by(30_000)

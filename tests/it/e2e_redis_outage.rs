@@ -1,14 +1,14 @@
 //! Redis stopped mid-run (DESIGN §6, issue 6): the host reports unready, holds events instead
 //! of dropping results, and once Redis is back every window equals a run without the outage.
-//! Its own test binary, because it stops the shared Redis.
+//! It takes the local stack exclusively (`Stack::ensure_exclusive`), because it stops the shared
+//! Redis.
 
-use crate::support;
 use std::time::Duration;
 
 use redis::Commands;
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -25,22 +25,8 @@ fn redis_outage_loses_no_window_and_readiness_follows_it() {
     stack.create_topic(&topic, 1);
     let port = free_port();
     let group = unique("g");
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &group,
-        &[
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--redis-url",
-            &stack.redis_url,
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-    ));
+    let mut host =
+        Host::run().kafka(&stack, &topic, &group).scenarios_dir(&scenarios).redis(&stack).jsonl_out(&sink).view_off().http(port).start();
     let events = |from: i64, to: i64| -> Vec<RefEvent> {
         (from..to).step_by(4_000).map(|ts| RefEvent { item_id: format!("i{}", (ts / 4_000) % 9), action: "click".into(), ts }).collect()
     };

@@ -2,7 +2,6 @@
 //! config, promote and rollback while events flow, revision history, the event-time switch,
 //! and candidates that fail without touching the live output.
 
-use crate::{plugin_support, support};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +10,8 @@ use redis::Commands;
 use rtscore::config::{Candidate, HotScoreConfig, parse_scenario};
 use rtscore::plugin::sha256_hex;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::hot_vectors as vectors;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const MIN: i64 = 60_000;
@@ -73,39 +73,21 @@ impl World {
 
     /// Publishes a plugin crate's module into the host's plugins directory; returns its bytes.
     fn publish(&self, crate_name: &str) -> Vec<u8> {
-        let module = plugin_support::module(crate_name);
+        let module = plugins::module(crate_name);
         std::fs::write(self.plugins.join(format!("{crate_name}@0.1.0.wasm")), &module).unwrap();
         module
     }
 
     /// A host on the world's topic, database, Redis and plugins, writing the JSONL sink.
-    fn host(&self, extra: &[&str]) -> HostProcess {
-        let group = unique("g");
-        let mut args = vec![
-            "run",
-            "--kafka-servers",
-            &self.stack.kafka,
-            "--topic",
-            &self.topic,
-            "--group-id",
-            &group,
-            "--mongodb-url",
-            &self.stack.mongodb_url,
-            "--mongodb-database",
-            &self.database,
-            "--redis-url",
-            &self.stack.redis_url,
-            "--plugins-dir",
-            self.plugins.to_str().unwrap(),
-            "--jsonl-out",
-            self.sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--config-poll-ms",
-            "100",
-        ];
-        args.extend_from_slice(extra);
-        HostProcess::start(&args)
+    fn host(&self) -> Host {
+        Host::run()
+            .kafka(&self.stack, &self.topic, &unique("g"))
+            .mongo(&self.stack, &self.database)
+            .redis(&self.stack)
+            .plugins_dir(&self.plugins)
+            .jsonl_out(&self.sink)
+            .view_off()
+            .config_poll_ms(100)
     }
 
     /// Produces `events` for `{tenant}/feed`.
@@ -128,7 +110,7 @@ fn shadow_candidate_then_promote_and_rollback_while_events_flow() {
     let w = World::new("ro");
     let (tenant, sink) = (&w.tenant, &w.sink);
     let port = free_port();
-    let mut host = w.host(&["--http-addr", &format!("127.0.0.1:{port}")]);
+    let mut host = w.host().http(port).start();
     let mut redis = w.stack.redis();
     let revision_is = |redis: &mut redis::Connection, r: &str| {
         wait_until(Duration::from_secs(10), || w.status(redis).get("config_revision").map(String::as_str) == Some(r))
@@ -222,7 +204,7 @@ fn a_revision_takes_effect_exactly_at_the_agreed_window_end() {
     // The new revision also moves to a plugin (one that reproduces the built-in formula): its
     // module is loaded before the switch, so the first window of the revision is scored by it.
     let module = w.publish("decay-weighted");
-    let mut host = w.host(&[]);
+    let mut host = w.host().start();
     let mut redis = w.stack.redis();
 
     let phase1 = traffic(5, T0, T0 + 23 * MIN, &ACTIONS);
@@ -300,24 +282,16 @@ fn replay(edit: impl Fn(&mut serde_json::Value), plugins: &Path, out: &Path) -> 
         edit(&mut doc);
         std::fs::write(scenarios.join(p.file_name().unwrap()), serde_json::to_vec(&doc).unwrap()).unwrap();
     }
-    let res = rtscore_command()
-        .args(["run", "--view", "off", "--events-file"])
-        .arg(vectors().join("events.jsonl"))
-        .arg("--scenarios-dir")
-        .arg(&scenarios)
-        .arg("--plugins-dir")
-        .arg(plugins)
-        .arg("--jsonl-out")
-        .arg(out)
-        .output()
-        .unwrap();
+    let res = Host::run()
+        .view_off()
+        .events_file(vectors().join("events.jsonl"))
+        .scenarios_dir(&scenarios)
+        .plugins_dir(plugins)
+        .jsonl_out(out)
+        .output();
     let log = String::from_utf8_lossy(&res.stderr).into_owned();
     assert!(res.status.success(), "{log}");
     log
-}
-
-fn vectors() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/hot")
 }
 
 /// The lists of one kind of a sink, by (tenant/scenario, window end).
@@ -339,7 +313,7 @@ fn failing_candidates_never_touch_the_live_output_and_shadow_backtests_are_deter
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let trap = plugin_support::module("test-trap");
+    let trap = plugins::module("test-trap");
     std::fs::write(plugins.join("test-trap@0.1.0.wasm"), &trap).unwrap();
     let (want_live, _) = read_hot_sink(&vectors().join("expected.jsonl"));
     let live_unchanged = |records: &[serde_json::Value]| {
@@ -416,7 +390,7 @@ fn tenant_quotas_refuse_and_report_without_touching_other_tenants() {
         &[doc(&q, "a", Some(("test-spin", &spin))), doc(&q, "b", None), doc(&o, "a", Some(("gravity", &gravity)))],
     );
     let port = free_port();
-    let mut host = w.host(&["--http-addr", &format!("127.0.0.1:{port}")]);
+    let mut host = w.host().http(port).start();
     let mut redis = stack.redis();
     assert!(wait_until(Duration::from_secs(15), || !status_of(&mut redis, &q, "b").is_empty()), "{}", host.log());
     // A third active scenario is one too many for tenant q.

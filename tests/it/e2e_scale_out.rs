@@ -4,7 +4,6 @@
 //! topic that is not keyed by scenario. Results are compared on the JSONL sinks (re-emitted
 //! windows after a restart must be identical to the first emission) and on the final Redis keys.
 
-use crate::support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use redis::Commands;
 use rtscore::config::parse_scenario;
 use rtscore::scoring::reference::{RefEvent, hot_lists};
-use support::*;
+use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
 const PARTITIONS: i32 = 6;
@@ -199,30 +198,19 @@ impl Run {
     fn start_host(&mut self, stack: &Stack) -> HostProcess {
         let sink = self.dir.path().join(format!("out-{}.jsonl", self.sinks.len()));
         self.sinks.push(sink.clone());
-        HostProcess::start(&stack.kafka_run(
-            &self.topic,
-            &self.group,
-            &[
-                "--job",
-                "all",
-                "--dlq-topic",
-                &format!("{}-dlq", self.topic),
-                "--scenarios-dir",
-                self.dir.path().join("scenarios").to_str().unwrap(),
-                "--redis-url",
-                &stack.redis_url,
-                "--jsonl-out",
-                sink.to_str().unwrap(),
-                "--view",
-                "off",
-                "--snapshot-interval-ms",
-                "500",
-                // Results must not depend on timing here: a partition waiting for its turn never
-                // stops holding the watermark back.
-                "--partition-idle-ms",
-                "600000",
-            ],
-        ))
+        Host::run()
+            .kafka(stack, &self.topic, &self.group)
+            .job("all")
+            .dlq_topic(&format!("{}-dlq", self.topic))
+            .scenarios_dir(self.dir.path().join("scenarios"))
+            .redis(stack)
+            .jsonl_out(&sink)
+            .view_off()
+            .snapshot_interval_ms(500)
+            // Results must not depend on timing here: a partition waiting for its turn never
+            // stops holding the watermark back.
+            .partition_idle_ms(600_000)
+            .start()
     }
 
     fn wait_complete(&self, want: &BTreeSet<(String, String, i64)>, deadline: Duration, logs: &dyn Fn() -> String) {
@@ -431,27 +419,17 @@ fn a_host_that_is_ahead_takes_over_a_dead_hosts_backlog_and_nothing_is_late() {
     stack.create_topic(&topic, 2);
     let host = |name: &str| {
         let (sink, port) = (dir.path().join(format!("{name}.jsonl")), free_port());
-        let args = stack.kafka_run(&topic, &group, &[]);
-        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
-        for a in [
-            "--redis-url",
-            &stack.redis_url,
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-            "--view",
-            "off",
+        let host = Host::run()
+            .kafka(&stack, &topic, &group)
+            .redis(&stack)
+            .scenarios_dir(&scenarios)
+            .jsonl_out(&sink)
+            .http(port)
+            .view_off()
             // The killed host must die before its first snapshot.
-            "--snapshot-interval-ms",
-            "600000",
-        ] {
-            args.push(a.to_string());
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        (HostProcess::start(&refs), port, sink)
+            .snapshot_interval_ms(600_000)
+            .start();
+        (host, port, sink)
     };
     let owned = |port: u16| -> Vec<i64> {
         http_get(port, "/status")
@@ -471,7 +449,7 @@ fn a_host_that_is_ahead_takes_over_a_dead_hosts_backlog_and_nothing_is_late() {
 
     // The survivor runs its own partition two hours ahead.
     let line = |s: &str, e: &RefEvent| event_line(&tenant, s, &e.item_id, &e.action, e.ts);
-    let ahead = support::traffic(1, T0, T0 + 2 * HOUR, &ACTIONS);
+    let ahead = traffic(1, T0, T0 + 2 * HOUR, &ACTIONS);
     stack.produce_to(&topic, &ahead.iter().map(|e| (mine, line("ahead", e))).collect::<Vec<_>>());
     let mut redis = stack.redis();
     assert!(
@@ -486,7 +464,7 @@ fn a_host_that_is_ahead_takes_over_a_dead_hosts_backlog_and_nothing_is_late() {
     doomed.kill();
     // It runs on past the survivor's clock, as a live stream would: the backlog's windows are
     // emitted once it passes the point the survivor's windows had reached.
-    let behind = support::traffic(2, T0, T0 + 2 * HOUR + 30 * 60_000, &ACTIONS);
+    let behind = traffic(2, T0, T0 + 2 * HOUR + 30 * 60_000, &ACTIONS);
     stack.produce_to(&topic, &behind.iter().map(|e| (theirs, line("behind", e))).collect::<Vec<_>>());
     assert!(wait_until(Duration::from_secs(60), || owned(survivor_port).len() == 2), "no takeover\n{}", survivor.log());
     let done = |sink: &Path| {

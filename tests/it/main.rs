@@ -2,13 +2,11 @@
 //! module is one suite on the real local stack (Kafka, FerretDB, Redis, wasmtime, the release
 //! or debug `rtscore` binary). Run one suite with `cargo test -p rtscore --test it admin_api::`.
 //! Suites run in parallel in this one process; the outage suites, which stop a service, take the
-//! stack exclusively (`support::Stack::ensure_exclusive`).
+//! stack exclusively (`Stack::ensure_exclusive`). The shared harness (stack, hosts, sinks,
+//! plugins, HTTP, browser) is the `rtscore-testkit` crate (`testkit/`).
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod plugin_support;
-mod support;
 
 mod admin_api;
 mod admin_limits;
@@ -31,3 +29,14 @@ mod plugin_lifecycle;
 mod plugin_mongo;
 mod plugin_vectors;
 mod shared_vectors;
+
+/// The harness starts the `rtscore` Cargo built with this test binary (testkit finds it at run
+/// time), unless `RTSCORE_TEST_BIN` names another build.
+#[test]
+fn the_harness_runs_the_binary_cargo_built() {
+    if let Some(other) = std::env::var_os("RTSCORE_TEST_BIN") {
+        println!("skipped: RTSCORE_TEST_BIN={} runs another build", other.to_string_lossy());
+        return;
+    }
+    assert_eq!(rtscore_testkit::host::rtscore_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_rtscore")));
+}

@@ -1,15 +1,14 @@
 //! Plugins through wasmtime: the reference plugins reproduce their formulas, broken plugins are
 //! contained with the right error, the sandbox denies what it should.
 
-use crate::plugin_support as support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::plugin::{CompiledPlugin, PluginEngine, PluginError, PluginInstance};
 use rtscore::scoring::{WindowBatch, builtin};
+use rtscore_testkit::plugins::{module, random_batch, rel_diff, simple_batch};
 use serde_json::json;
-use support::{module, random_batch, rel_diff, simple_batch};
 
 fn test_limits() -> SandboxLimits {
     SandboxLimits { call_budget: Duration::from_millis(100), memory_bytes: 32 << 20, ..SandboxLimits::default() }

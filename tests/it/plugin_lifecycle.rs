@@ -1,7 +1,6 @@
 //! The plugin lifecycle around the engine: the registry (watched directory, hashes), the
 //! manager preparing instances, and the per-scenario scorer's fallback and quarantine.
 
-use crate::plugin_support as support;
 use std::time::{Duration, Instant};
 
 use rtscore::config::plugin_limits::SandboxLimits;
@@ -11,8 +10,8 @@ use rtscore::plugin::{
     publish_to_dir, sha256_hex,
 };
 use rtscore::scoring::{WindowBatch, builtin};
+use rtscore_testkit::plugins::{module, random_batch, rel_diff};
 use serde_json::json;
-use support::{module, random_batch};
 
 fn engine() -> PluginEngine {
     let limits = SandboxLimits { call_budget: Duration::from_millis(100), memory_bytes: 32 << 20, ..SandboxLimits::default() };
@@ -243,7 +242,7 @@ async fn hot_swap_flow() {
     scorer.install(manager.prepare(&k, &r).await.unwrap());
     assert_eq!(scorer.score(&batch, &mut out).used, ScorerUsed::Plugin("swap@0.1.0".into()));
     let expected = builtin_scores(&batch);
-    assert!(out.iter().zip(&expected).all(|(a, b)| support::rel_diff(*a, *b) <= 1e-9), "{out:?} vs {expected:?}");
+    assert!(out.iter().zip(&expected).all(|(a, b)| rel_diff(*a, *b) <= 1e-9), "{out:?} vs {expected:?}");
     let decay_scores = out.clone();
 
     // Replaced by another formula under the same name: swap again without restarting.

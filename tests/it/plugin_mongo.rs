@@ -1,8 +1,6 @@
 //! The MongoDB plugin registry on the local stack (FerretDB): publish, poll, resolve, prepare,
 //! and refuse a module whose bytes do not match its declared hash. Uses a database of its own.
 
-use crate::plugin_support as support;
-use crate::support as stack;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::doc;
@@ -12,7 +10,8 @@ use rtscore::plugin::{
     ModuleId, ModuleSource, PluginEngine, PluginError, PluginLoader, PluginRegistry, RegistryChange, publish_to_mongo, publish_to_mongo_as,
     sha256_hex,
 };
-use support::{module, simple_batch};
+use rtscore_testkit::Stack;
+use rtscore_testkit::plugins::{module, simple_batch};
 
 async fn wait_for(rx: &mut tokio::sync::broadcast::Receiver<RegistryChange>, id: &ModuleId) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -28,7 +27,7 @@ async fn wait_for(rx: &mut tokio::sync::broadcast::Receiver<RegistryChange>, id:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_registry_publishes_polls_and_resolves() {
-    let stack = stack::Stack::ensure();
+    let stack = Stack::ensure();
     let client = mongodb::Client::with_uri_str(&stack.mongodb_url).await.expect("MongoDB client");
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let db = client.database(&format!("rtscore_plugins_{}_{nanos}", std::process::id()));

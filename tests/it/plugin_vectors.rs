@@ -2,16 +2,12 @@
 //! module (pinned by sha256) match the expected hot lists, and a module published into the
 //! watched plugins directory takes over a live scenario without a restart (DESIGN §5).
 
-use crate::{plugin_support, support};
 use std::path::Path;
 use std::time::Duration;
 
 use rtscore::plugin::sha256_hex;
-use support::*;
-
-fn vectors() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/hot")
-}
+use rtscore_testkit::hot_vectors as vectors;
+use rtscore_testkit::*;
 
 /// Copies the vector scenarios into `dir`, each referencing `decay-weighted@0.1.0` by hash.
 fn scenarios_with_plugin(dir: &Path, sha256: &str) {
@@ -30,20 +26,16 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
     let (scenarios, plugins, sink) = (dir.path().join("scenarios"), dir.path().join("plugins"), dir.path().join("out.jsonl"));
     std::fs::create_dir_all(&scenarios).unwrap();
     std::fs::create_dir_all(&plugins).unwrap();
-    let module = plugin_support::module("decay-weighted");
+    let module = plugins::module("decay-weighted");
     std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
     scenarios_with_plugin(&scenarios, &sha256_hex(&module));
-    let out = support::rtscore_command()
-        .args(["run", "--view", "off", "--events-file"])
-        .arg(vectors().join("events.jsonl"))
-        .arg("--scenarios-dir")
-        .arg(&scenarios)
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .arg("--jsonl-out")
-        .arg(&sink)
-        .output()
-        .unwrap();
+    let out = Host::run()
+        .view_off()
+        .events_file(vectors().join("events.jsonl"))
+        .scenarios_dir(&scenarios)
+        .plugins_dir(&plugins)
+        .jsonl_out(&sink)
+        .output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (got, records) = read_hot_sink(&sink);
     let (want, _) = read_hot_sink(&vectors().join("expected.jsonl"));
@@ -53,19 +45,13 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
 
     // A wrong pin is refused: the scenario falls back to the built-in formula (same scores), and says so.
     scenarios_with_plugin(&scenarios, &"0".repeat(64));
-    let out = support::rtscore_command()
-        .args(["run", "--view", "off", "--events-file"])
-        .arg(vectors().join("events.jsonl"))
-        .args([
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--plugins-dir",
-            plugins.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = Host::run()
+        .view_off()
+        .events_file(vectors().join("events.jsonl"))
+        .scenarios_dir(&scenarios)
+        .plugins_dir(&plugins)
+        .jsonl_out(&sink)
+        .output();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let (got, records) = read_hot_sink(&sink);
@@ -82,29 +68,21 @@ fn publishing_a_module_switches_a_live_scenario_without_restart() {
     let (scenarios, plugins, sink) = (dir.path().join("scenarios"), dir.path().join("plugins"), dir.path().join("out.jsonl"));
     std::fs::create_dir_all(&scenarios).unwrap();
     std::fs::create_dir_all(&plugins).unwrap();
-    let module = plugin_support::module("gravity");
+    let module = plugins::module("gravity");
     let doc = serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {
         "window_size_minutes": 10, "window_slide_minutes": 5,
         "plugin": {"name": "gravity", "version": "0.1.0", "sha256": sha256_hex(&module), "params": {"gravity": 1.5}}}}}});
     std::fs::write(scenarios.join("s.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
     stack.create_topic(&topic, 1);
     let port = free_port();
-    let mut host = HostProcess::start(&stack.kafka_run(
-        &topic,
-        &unique("g"),
-        &[
-            "--scenarios-dir",
-            scenarios.to_str().unwrap(),
-            "--plugins-dir",
-            plugins.to_str().unwrap(),
-            "--jsonl-out",
-            sink.to_str().unwrap(),
-            "--view",
-            "off",
-            "--http-addr",
-            &format!("127.0.0.1:{port}"),
-        ],
-    ));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .scenarios_dir(&scenarios)
+        .plugins_dir(&plugins)
+        .jsonl_out(&sink)
+        .view_off()
+        .http(port)
+        .start();
     const T0: i64 = 1_767_225_600_000;
     let events = |from: i64, to: i64| -> Vec<Vec<u8>> {
         (from..to).step_by(7_000).map(|ts| event_line(&tenant, "s", &format!("i{}", ts % 7), "click", ts)).collect()
@@ -141,12 +119,12 @@ fn publishing_a_module_switches_a_live_scenario_without_restart() {
 fn plugin_test_command_prints_the_hot_lists_a_host_would_emit() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("decay-weighted.wasm");
-    std::fs::write(&module, plugin_support::module("decay-weighted")).unwrap();
+    std::fs::write(&module, plugins::module("decay-weighted")).unwrap();
     let (want, _) = read_hot_sink(&vectors().join("expected.jsonl"));
     let sink = dir.path().join("stdout.jsonl");
     let mut got = SinkWindows::new();
     for scenario in std::fs::read_dir(vectors().join("scenarios")).unwrap() {
-        let out = support::rtscore_command()
+        let out = rtscore_command()
             .args(["plugin", "test"])
             .arg(&module)
             .arg("--scenario")

@@ -2,14 +2,10 @@
 //! expected outputs) replayed through the real binary: every window's hot list must match to a
 //! relative 1e-3 (DESIGN §4, §7).
 
-use crate::support;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use support::{SinkWindows, hot_differences, read_hot_sink};
-
-fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/hot")
-}
+use rtscore_testkit::hot_vectors as vectors;
+use rtscore_testkit::{Host, SinkWindows, hot_differences, read_hot_sink};
 
 fn load(path: &Path) -> SinkWindows {
     assert!(path.exists(), "{} missing", path.display());
@@ -20,15 +16,13 @@ fn load(path: &Path) -> SinkWindows {
 fn replay_of_shared_vectors_matches_expected_hot_lists() {
     let dir = tempfile::tempdir().unwrap();
     let sink = dir.path().join("out.jsonl");
-    let status = support::rtscore_command()
-        .args(["run", "--job", "item_hot_score", "--view", "off", "--events-file"])
-        .arg(vectors().join("events.jsonl"))
-        .arg("--scenarios-dir")
-        .arg(vectors().join("scenarios"))
-        .arg("--jsonl-out")
-        .arg(&sink)
-        .status()
-        .expect("run rtscore");
+    let status = Host::run()
+        .job("item_hot_score")
+        .view_off()
+        .events_file(vectors().join("events.jsonl"))
+        .scenarios_dir(vectors().join("scenarios"))
+        .jsonl_out(&sink)
+        .status();
     assert!(status.success(), "rtscore exited with {status}");
     let want = load(&vectors().join("expected.jsonl"));
     let got = load(&sink);
@@ -54,17 +48,14 @@ fn far_future_events_mixed_in_change_no_hot_list() {
     lines.insert(2000, future("nobody", "x"));
     lines.insert(1000, future("shop", "home"));
     std::fs::write(&events, lines.join("\n") + "\n").unwrap();
-    let status = support::rtscore_command()
-        .args(["run", "--job", "item_hot_score", "--view", "off", "--events-file"])
-        .arg(&events)
-        .arg("--scenarios-dir")
-        .arg(vectors().join("scenarios"))
-        .arg("--jsonl-out")
-        .arg(&sink)
-        .arg("--dead-letter-file")
-        .arg(&dead)
-        .status()
-        .expect("run rtscore");
+    let status = Host::run()
+        .job("item_hot_score")
+        .view_off()
+        .events_file(&events)
+        .scenarios_dir(vectors().join("scenarios"))
+        .jsonl_out(&sink)
+        .dead_letter_file(&dead)
+        .status();
     assert!(status.success(), "rtscore exited with {status}");
     let diffs = hot_differences(&load(&vectors().join("expected.jsonl")), &load(&sink), 1e-3);
     assert!(diffs.is_empty(), "{} differences, first: {:#?}", diffs.len(), &diffs[..diffs.len().min(10)]);

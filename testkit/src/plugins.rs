@@ -1,5 +1,5 @@
-//! Shared helpers of the plugin integration tests: building the plugin crates for
-//! wasm32-wasip2 and making batches.
+//! Plugins for tests and benches: the plugin crates (`plugins/*`, `tests/plugins/*`) built for
+//! wasm32-wasip2, and window batches to score.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rtscore::scoring::WindowBatch;
+
+use crate::repo_root;
 
 /// Every plugin crate the tests load, reference and broken ones.
 pub const CRATES: &[&str] = &[
@@ -24,26 +26,23 @@ pub const CRATES: &[&str] = &[
     "test-probe",
 ];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
-}
-
 /// Directory holding `<crate_name>.wasm` for every crate in [`CRATES`].
 ///
 /// `RTSCORE_TEST_WASM_DIR` points at prebuilt modules; otherwise this runs
 /// `cargo build --release --target wasm32-wasip2` once per test binary, in a target directory of
-/// its own (the outer `cargo test` may hold the lock on the main one).
+/// its own (the outer `cargo test` may hold the lock on the main one): `$CARGO_TARGET_DIR/plugin-tests`,
+/// else `target/plugin-tests` in the repository.
 pub fn wasm_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("RTSCORE_TEST_WASM_DIR") {
             return PathBuf::from(dir);
         }
-        let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+        let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
         let target_dir = base.join("plugin-tests");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
+        cmd.current_dir(repo_root())
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
             .arg("--target-dir")
             .arg(&target_dir);
