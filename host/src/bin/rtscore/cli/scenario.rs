@@ -165,57 +165,16 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
 }
 
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
+    // Validation reads files only: no store needed.
     if let ScenarioCommand::Validate { files } = &args.command {
-        let mut failed = 0;
-        for f in files {
-            match read_json(f).and_then(|doc| parse_scenario(&doc).map_err(anyhow::Error::from)) {
-                Ok(cfg) => println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision),
-                Err(e) => {
-                    failed += 1;
-                    println!("invalid {}  {e:#}", f.display());
-                }
-            }
-        }
-        if failed > 0 {
-            bail!("{failed} of {} documents are invalid", files.len());
-        }
-        return Ok(());
+        return validate(files);
     }
     let store = ScenarioStore::open(&args.store.source(), &args.store.mongodb_database).await?;
     let service = ScenarioService::new(store);
     let place = service.describe();
     match args.command {
-        ScenarioCommand::Validate { .. } => unreachable!("handled above"),
-        ScenarioCommand::List => {
-            let docs = service.list(None).await?;
-            println!(
-                "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} plugin",
-                "tenant", "scenario", "revision", "status", "window/slide", "lambda", "top_n"
-            );
-            for d in docs {
-                match parse_scenario(&d) {
-                    Ok(c) => {
-                        let h = &c.hot_score;
-                        println!(
-                            "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} {}",
-                            c.key.tenant_id,
-                            c.key.scenario_id,
-                            c.revision,
-                            format!("{:?}", c.status).to_lowercase(),
-                            format!("{}/{} min", h.window.size_ms / 60_000, h.window.slide_ms / 60_000),
-                            h.decay_lambda,
-                            h.top_n,
-                            h.plugin.as_ref().map_or("builtin".into(), |p| p.label())
-                        );
-                    }
-                    Err(e) => println!(
-                        "{:<16} {:<20} INVALID: {e}",
-                        d["tenant_id"].as_str().unwrap_or("?"),
-                        d["scenario_id"].as_str().unwrap_or("?")
-                    ),
-                }
-            }
-        }
+        ScenarioCommand::Validate { files } => validate(&files)?,
+        ScenarioCommand::List => list(&service).await?,
         ScenarioCommand::Get(id) => {
             let doc = service.get(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -246,52 +205,111 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
         }
         ScenarioCommand::History { id, json } => {
             let history = service.history(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("no history in {place}"))?;
-            if !json {
-                println!(
-                    "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} candidate",
-                    "revision", "updated_at", "effective_from", "lambda", "top_n", "plugin"
-                );
-            }
-            for d in history {
-                if json {
-                    println!("{}", serde_json::to_string(&d)?);
-                    continue;
-                }
-                let at = |v: &Value| v.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map_or("-".into(), |t| t.to_rfc3339());
-                match parse_scenario(&d) {
-                    Ok(c) => println!(
-                        "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} {}",
-                        c.revision,
-                        at(&d["updated_at"]),
-                        c.effective_from_window_end.map_or("next window".into(), |e| e.to_string()),
-                        c.hot_score.decay_lambda,
-                        c.hot_score.top_n,
-                        c.hot_score.plugin.as_ref().map_or("builtin".into(), |p| p.label()),
-                        d.get("candidate").filter(|c| !c.is_null()).map_or("-".into(), |c| c.to_string())
-                    ),
-                    Err(e) => println!("{:>8} {:<25} INVALID: {e}", d["revision"], at(&d["updated_at"])),
-                }
-            }
+            print_history(&history, json)?;
         }
-        ScenarioCommand::Quotas { tenant_id, body } => {
-            let store = service.store();
-            let mut doc = store.tenant(&tenant_id).await?.unwrap_or_else(|| serde_json::json!({"tenant_id": tenant_id}));
-            if let Some(b) = body {
-                deep_merge(&mut doc, &serde_json::from_str(&b).context("--body is not valid JSON")?);
-                doc["tenant_id"] = Value::from(tenant_id.as_str());
-                parse_tenant(&doc)?;
-                store.put_tenant(&doc).await?;
-            }
-            let (_, q) = parse_tenant(&doc)?;
-            println!(
-                "tenant {tenant_id}: max_scenarios {} max_module_bytes {} cpu_ms_per_window {} max_instance_memory_bytes {}",
-                q.max_scenarios, q.max_module_bytes, q.cpu_ms_per_window, q.max_instance_memory_bytes
-            );
-        }
+        ScenarioCommand::Quotas { tenant_id, body } => quotas(&service, &tenant_id, body.as_deref()).await?,
         ScenarioCommand::Delete(id) => {
             service.delete(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
             println!("deleted {}/{}", id.tenant_id, id.scenario_id);
         }
     }
+    Ok(())
+}
+
+/// `scenario validate`: every file checked, each reported, an error if any is invalid.
+fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for f in files {
+        match read_json(f).and_then(|doc| parse_scenario(&doc).map_err(anyhow::Error::from)) {
+            Ok(cfg) => println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision),
+            Err(e) => {
+                failed += 1;
+                println!("invalid {}  {e:#}", f.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} documents are invalid", files.len());
+    }
+    Ok(())
+}
+
+/// `scenario list`: one line per scenario, invalid documents marked.
+async fn list(service: &ScenarioService) -> anyhow::Result<()> {
+    let docs = service.list(None).await?;
+    println!(
+        "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} plugin",
+        "tenant", "scenario", "revision", "status", "window/slide", "lambda", "top_n"
+    );
+    for d in docs {
+        match parse_scenario(&d) {
+            Ok(c) => {
+                let h = &c.hot_score;
+                println!(
+                    "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} {}",
+                    c.key.tenant_id,
+                    c.key.scenario_id,
+                    c.revision,
+                    format!("{:?}", c.status).to_lowercase(),
+                    format!("{}/{} min", h.window.size_ms / 60_000, h.window.slide_ms / 60_000),
+                    h.decay_lambda,
+                    h.top_n,
+                    h.plugin.as_ref().map_or("builtin".into(), |p| p.label())
+                );
+            }
+            Err(e) => {
+                println!("{:<16} {:<20} INVALID: {e}", d["tenant_id"].as_str().unwrap_or("?"), d["scenario_id"].as_str().unwrap_or("?"))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `scenario history`: a table, or the stored documents as JSON lines.
+fn print_history(history: &[Value], json: bool) -> anyhow::Result<()> {
+    if !json {
+        println!(
+            "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} candidate",
+            "revision", "updated_at", "effective_from", "lambda", "top_n", "plugin"
+        );
+    }
+    for d in history {
+        if json {
+            println!("{}", serde_json::to_string(d)?);
+            continue;
+        }
+        let at = |v: &Value| v.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map_or("-".into(), |t| t.to_rfc3339());
+        match parse_scenario(d) {
+            Ok(c) => println!(
+                "{:>8} {:<25} {:<15} {:<10} {:<6} {:<22} {}",
+                c.revision,
+                at(&d["updated_at"]),
+                c.effective_from_window_end.map_or("next window".into(), |e| e.to_string()),
+                c.hot_score.decay_lambda,
+                c.hot_score.top_n,
+                c.hot_score.plugin.as_ref().map_or("builtin".into(), |p| p.label()),
+                d.get("candidate").filter(|c| !c.is_null()).map_or("-".into(), |c| c.to_string())
+            ),
+            Err(e) => println!("{:>8} {:<25} INVALID: {e}", d["revision"], at(&d["updated_at"])),
+        }
+    }
+    Ok(())
+}
+
+/// `scenario quotas`: shows a tenant's quotas, after deep-merging `body` into its document.
+async fn quotas(service: &ScenarioService, tenant_id: &str, body: Option<&str>) -> anyhow::Result<()> {
+    let store = service.store();
+    let mut doc = store.tenant(tenant_id).await?.unwrap_or_else(|| serde_json::json!({"tenant_id": tenant_id}));
+    if let Some(b) = body {
+        deep_merge(&mut doc, &serde_json::from_str(b).context("--body is not valid JSON")?);
+        doc["tenant_id"] = Value::from(tenant_id);
+        parse_tenant(&doc)?;
+        store.put_tenant(&doc).await?;
+    }
+    let (_, q) = parse_tenant(&doc)?;
+    println!(
+        "tenant {tenant_id}: max_scenarios {} max_module_bytes {} cpu_ms_per_window {} max_instance_memory_bytes {}",
+        q.max_scenarios, q.max_module_bytes, q.cpu_ms_per_window, q.max_instance_memory_bytes
+    );
     Ok(())
 }
