@@ -22,6 +22,8 @@ if [ "${RTSCORE_DEMO_FULL:-0}" = 1 ]; then
   build=(--release)
 else
   build=(--profile demo --no-default-features)
+  # The embedded default talks to no service, whatever the shell exports.
+  unset KAFKA_SERVERS MONGODB_URL REDIS_URL RTSCORE_HTTP_ADDR
   log "building rtscore (demo profile, no service features; RTSCORE_DEMO_FULL=1 for the full build) ..."
 fi
 exec cargo run --quiet "${build[@]}" -p rtscore -- run --plugins-dir "$ROOT/target/plugins" "$@"

@@ -17,7 +17,8 @@ python3 scripts/check-module-deps.py || status=$?
 log "the embedded demo without the service features (--no-default-features) builds and runs ..."
 cargo build --quiet -p rtscore --no-default-features 2>&1 || status=$?
 demo_out="$(mktemp)"
-if "$CARGO_TARGET_DIR/debug/rtscore" run --generate-limit 30000 --generate-rate 200000 --view off \
+# The stack's URLs are exported above; the embedded default uses none of them.
+if env -u KAFKA_SERVERS -u MONGODB_URL -u REDIS_URL "$CARGO_TARGET_DIR/debug/rtscore" run --generate-limit 30000 --generate-rate 200000 --view off \
     --plugins-dir "$RTSCORE_PLUGINS_OUT" --jsonl-out "$demo_out" && grep -q '"kind":"hot"' "$demo_out"; then
   log "  the demo emitted $(grep -c '"kind":"hot"' "$demo_out") hot lists"
 else
