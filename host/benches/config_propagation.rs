@@ -6,14 +6,10 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::http_get;
 use rtscore::config::mongo::MongoScenarioStore;
-use rtscore_testkit::{Host, Stack};
+use rtscore_testkit::{Host, Stack, http_get};
 
 const CHANGES: usize = 100;
 
@@ -33,15 +29,7 @@ fn main() {
     rt.block_on(store.upsert(&doc(1))).unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut host = Host::run()
-        .mongo(&stack, &database)
-        .view_off()
-        .generate_rate(2000)
-        .http(port)
-        .command()
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rtscore");
+    let mut host = Host::run().mongo(&stack, &database).view_off().generate_rate(2000).http(port).start();
     let status_has = |rev: usize| http_get(port, "/status").filter(|s| s.contains(&format!("\"config_revision\":{rev},")));
     let deadline = Instant::now() + Duration::from_secs(20);
     while status_has(1).is_none() {
@@ -72,8 +60,7 @@ fn main() {
             .unwrap();
         lags.push(lag);
     }
-    let _ = host.kill();
-    let _ = host.wait();
+    host.kill();
     lags.sort();
     println!("\n| config propagation (write to MongoDB -> applied by a running host) | ms |");
     println!("|---|---:|");

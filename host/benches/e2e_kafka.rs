@@ -10,18 +10,15 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::http_get;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rtscore::config::ScenarioKey;
 use rtscore::event::parse_event;
 use rtscore::sources::generator::EventMaker;
-use rtscore_testkit::{Host, Stack, repo_root, stack_cmd};
+use rtscore_testkit::{Host, Stack, http_get, repo_root, stack_cmd};
 
 /// Alternated runs of the built-in and plugin hosts.
 const ROUNDS: usize = 5;

@@ -10,7 +10,6 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rtscore::plugin::sha256_hex;
@@ -46,10 +45,7 @@ fn main() {
         .scenarios_dir(&scenarios)
         .plugins_dir(&plugins)
         .jsonl_out(&sink)
-        .command()
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rtscore");
+        .start();
     std::thread::sleep(Duration::from_secs(2));
 
     let mut rows = Vec::new();
@@ -78,8 +74,7 @@ fn main() {
             rows.push((m.clone(), round == 0, latency));
         }
     }
-    let _ = host.kill();
-    let _ = host.wait();
+    host.kill();
     let _ = std::fs::remove_dir_all(&dir);
     println!("\n| module | compiled (first use) | publish -> first window scored by it (ms) |");
     println!("|---|---|---:|");

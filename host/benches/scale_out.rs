@@ -11,19 +11,16 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http_get;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rtscore::config::ScenarioKey;
 use rtscore::sources::generator::EventMaker;
-use rtscore_testkit::{Stack, stack_cmd};
+use rtscore_testkit::{Stack, http_get, stack_cmd};
 
 const PARTITIONS: i32 = 6;
 
