@@ -5,8 +5,9 @@
 #
 # The first run on a fresh machine waits for the build, so by default it builds the light
 # variant: the `demo` profile without the service features (Kafka, MongoDB, Redis, HTTP): from a
-# fresh clone on 2 cores, 13.5 minutes to the first events instead of ~18 (README, "Two commands"). RTSCORE_DEMO_FULL=1 builds the full
-# release binary instead, for flags such as --http-addr (the operator console) or --redis-url.
+# fresh clone on 2 cores, 13.5 minutes to the first events instead of ~18 (README, "Two
+# commands"). RTSCORE_DEMO_FULL=1 builds the full release binary instead, for flags such as
+# --http-addr (the operator console) or --redis-url.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
