@@ -29,13 +29,17 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
     let module = plugins::module("decay-weighted");
     std::fs::write(plugins.join("decay-weighted@0.1.0.wasm"), &module).unwrap();
     scenarios_with_plugin(&scenarios, &sha256_hex(&module));
-    let out = Host::run()
-        .view_off()
-        .events_file(vectors().join("events.jsonl"))
-        .scenarios_dir(&scenarios)
-        .plugins_dir(&plugins)
-        .jsonl_out(&sink)
-        .output();
+    // The shared vectors through the host, with whatever plugin pin the scenarios hold now.
+    let replay = || {
+        Host::run()
+            .view_off()
+            .events_file(vectors().join("events.jsonl"))
+            .scenarios_dir(&scenarios)
+            .plugins_dir(&plugins)
+            .jsonl_out(&sink)
+            .output()
+    };
+    let out = replay();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (got, records) = read_hot_sink(&sink);
     let (want, _) = read_hot_sink(&vectors().join("expected.jsonl"));
@@ -45,13 +49,7 @@ fn shared_vectors_scored_by_the_decay_weighted_plugin_match() {
 
     // A wrong pin is refused: the scenario falls back to the built-in formula (same scores), and says so.
     scenarios_with_plugin(&scenarios, &"0".repeat(64));
-    let out = Host::run()
-        .view_off()
-        .events_file(vectors().join("events.jsonl"))
-        .scenarios_dir(&scenarios)
-        .plugins_dir(&plugins)
-        .jsonl_out(&sink)
-        .output();
+    let out = replay();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let (got, records) = read_hot_sink(&sink);
