@@ -66,6 +66,8 @@ pub struct StoreSettings {
     /// MongoDB: how often changed documents are polled, and how often all are re-read.
     pub poll: Duration,
     pub resync: Duration,
+    /// Create the `scenarios` indexes if missing (false: a read-only user; polling then scans).
+    pub create_indexes: bool,
 }
 
 /// Terminal output.
@@ -172,6 +174,7 @@ impl StoreSettings {
             mongodb_database: "rtscore".into(),
             poll: Duration::from_millis(250),
             resync: Duration::from_secs(10),
+            create_indexes: true,
         }
     }
 }

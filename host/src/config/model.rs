@@ -52,6 +52,9 @@ pub struct ScenarioConfig {
     pub effective_from_window_end: Option<i64>,
     /// A hot-score candidate evaluated in shadow beside the live one (docs/rollout.md).
     pub candidate: Option<Candidate>,
+    /// Computed only by instances started for this scenario (`--tenant-id T --scenario-id S`);
+    /// the shared fleet skips it (docs/operations.md, "Dedicated instances").
+    pub dedicated: bool,
 }
 
 /// A scenario's shadow candidate: the live hot-score section with the document's `candidate`

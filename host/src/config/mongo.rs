@@ -45,6 +45,14 @@ impl MongoScenarioStore {
     /// Connects, checks the server answers, and ensures the indexes. Fails within a few seconds
     /// when the server is down, naming the URL.
     pub async fn connect(url: &str, database: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, database, true).await
+    }
+
+    /// Like [`Self::connect`]; with `create_indexes` false the host never writes to the
+    /// platform's `scenarios` collection (a read-only user). Index creation is best effort
+    /// either way: without the indexes polling scans the collection, which is correct, only
+    /// slower on a large one.
+    pub async fn connect_with(url: &str, database: &str, create_indexes: bool) -> anyhow::Result<Self> {
         let mut opts = ClientOptions::parse(url).await.with_context(|| format!("invalid --mongodb-url {url}"))?;
         opts.server_selection_timeout = Some(Duration::from_secs(3));
         opts.connect_timeout = Some(Duration::from_secs(3));
@@ -63,11 +71,16 @@ impl MongoScenarioStore {
             .build();
         // FerretDB v1.24 panics on a createIndexes whose indexes already exist: create only the
         // missing ones, one per call.
-        let existing = scenarios.list_index_names().await.unwrap_or_default();
-        for index in [unique, by_time] {
+        let existing = if create_indexes { scenarios.list_index_names().await.unwrap_or_default() } else { Vec::new() };
+        for index in [unique, by_time].into_iter().filter(|_| create_indexes) {
             let name = index.options.as_ref().and_then(|o| o.name.clone()).unwrap_or_default();
-            if !existing.contains(&name) {
-                scenarios.create_index(index).await.with_context(|| format!("creating the scenarios index {name}"))?;
+            if existing.contains(&name) {
+                continue;
+            }
+            // A user that may only read gets "unauthorized": run without the index rather than
+            // retrying a write it will never be allowed.
+            if let Err(e) = scenarios.create_index(index).await {
+                tracing::warn!(index = %name, error = %e, "cannot create the scenarios index (a read-only user?); continuing without it (--mongodb-create-indexes false silences this)");
             }
         }
         Ok(Self {

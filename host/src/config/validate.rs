@@ -217,6 +217,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     };
     let revision = w.integer(Some(doc), "revision", "revision", 0, 0, i64::MAX);
     let scenario_type = doc.get("scenario_type").and_then(Value::as_str).map(str::to_string);
+    let dedicated = w.bool(Some(doc), "dedicated", "dedicated", false);
 
     let config = w.object(Some(doc), "config", "config");
     let rc = w.object(config, "realtime_compute", "config.realtime_compute");
@@ -310,6 +311,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
                 metrics,
                 effective_from_window_end,
                 candidate,
+                dedicated,
             })
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),

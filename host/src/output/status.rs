@@ -13,7 +13,8 @@ use crate::config::ScenarioKey;
 pub struct PipelineStats {
     pub events_in: u64,
     pub rejected: u64,
-    /// Events of scenarios outside this instance's `--tenant-id/--scenario-id`.
+    /// Events of scenarios outside this instance's `--tenant-id/--scenario-id`, or dedicated to
+    /// another instance.
     pub filtered: u64,
     /// Events of scenarios with no document, or an inactive or disabled one.
     pub unknown_scenario: u64,

@@ -64,6 +64,14 @@ impl ScenarioFilter {
     pub fn admits(&self, tenant: &str, scenario: &str) -> bool {
         self.tenant_id.as_deref().is_none_or(|t| t == tenant) && self.scenario_id.as_deref().is_none_or(|s| s == scenario)
     }
+
+    /// Whether this host computes `cfg`: one it admits, and, if the scenario is dedicated, only
+    /// on an instance started for exactly that scenario, so the shared fleet never writes the
+    /// keys its dedicated instance owns.
+    pub fn runs(&self, cfg: &ScenarioConfig) -> bool {
+        let (tenant, scenario) = (&*cfg.key.tenant_id, &*cfg.key.scenario_id);
+        self.admits(tenant, scenario) && (!cfg.dedicated || self.scenario_id.as_deref() == Some(scenario))
+    }
 }
 
 /// A rejected record: its index in the batch and why.
@@ -123,6 +131,8 @@ pub struct Pipeline {
     tenants: BTreeMap<Arc<str>, TenantUsage>,
     /// Wall time the tenants' state bytes were last summed.
     state_checked_ms: i64,
+    /// Dedicated scenarios this host leaves to their own instance (few: scanned, not hashed).
+    elsewhere: std::collections::BTreeSet<ScenarioKey>,
 }
 
 /// What a tenant holds and what of its input was not counted, for status and metrics.
@@ -154,12 +164,28 @@ impl Pipeline {
             quotas: TenantTable::default(),
             tenants: BTreeMap::new(),
             state_checked_ms: i64::MIN,
+            elsewhere: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Whether this host computes (and reports) the scenario `key` with the applied config
+    /// `cfg`: outside its `--tenant-id/--scenario-id`, or dedicated to another instance, it
+    /// does not, and must not write that scenario's status key either.
+    pub fn runs(&self, key: &ScenarioKey, cfg: Option<&ScenarioConfig>) -> bool {
+        match cfg {
+            Some(c) => self.opts.filter.runs(c),
+            None => self.opts.filter.admits(&key.tenant_id, &key.scenario_id),
         }
     }
 
     /// Installs or replaces a scenario's config (or removes it when `None`).
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
-        let cfg = cfg.filter(|c| self.opts.filter.admits(&c.key.tenant_id, &c.key.scenario_id));
+        match &cfg {
+            // Events of a scenario its own instance computes count as filtered here, not unknown.
+            Some(c) if c.dedicated && !self.opts.filter.runs(c) => self.elsewhere.insert(key.clone()),
+            _ => self.elsewhere.remove(key),
+        };
+        let cfg = cfg.filter(|c| self.opts.filter.runs(c));
         let jobs = self.opts.jobs;
         self.hot.apply_config(key, cfg.clone().filter(|_| jobs.hot_score()));
         self.profiles.apply_config(key, cfg.clone().filter(|_| jobs.user_profile()));
@@ -285,7 +311,11 @@ impl Pipeline {
                 let hot = self.hot.on_event(&ev, &mut self.stats);
                 let profile = self.profiles.on_event(&ev);
                 let metrics = self.metrics.on_event(&ev);
-                if [hot, profile, metrics] == [Routed::NotHere; 3] {
+                let dedicated_elsewhere =
+                    || self.elsewhere.iter().any(|k| *k.tenant_id == *ev.tenant_id && *k.scenario_id == *ev.scenario_id);
+                if [hot, profile, metrics] == [Routed::NotHere; 3] && dedicated_elsewhere() {
+                    self.stats.filtered += 1;
+                } else if [hot, profile, metrics] == [Routed::NotHere; 3] {
                     self.stats.unknown_scenario += 1;
                     // Per tenant only for tenants with a scenario here: ids made up by the
                     // million must not grow the map.
@@ -863,5 +893,28 @@ mod tests {
         p.process(&batch, &mut out, &mut rejects);
         assert_eq!((p.stats().unknown_scenario, p.stats().filtered, p.stats().rejected), (1, 1, 1));
         assert_eq!(rejects[0].index, 2);
+    }
+
+    #[test]
+    fn a_dedicated_scenario_runs_only_on_the_instance_started_for_it() {
+        let mut cfg = (*scenario(10, 5, 0.0, 10)).clone();
+        cfg.dedicated = true;
+        let cfg = Arc::new(cfg);
+        let event = br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"a","action":"click","ts":1767225600000}"#;
+        let run = |filter: ScenarioFilter| {
+            let mut p = Pipeline::new(PipelineOptions { filter, dead_letter_dropped: true, ..PipelineOptions::default() });
+            p.apply_config(&cfg.key, Some(cfg.clone()));
+            let mut batch = RecordBatch::default();
+            batch.push(event);
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            p.process(&batch, &mut out, &mut rejects);
+            (p.runs(&cfg.key, Some(&cfg)), p.stats().filtered, p.stats().unknown_scenario, rejects.len())
+        };
+        let fleet = ScenarioFilter::default();
+        assert_eq!(run(fleet), (false, 1, 0, 0), "the fleet skips it: filtered, not unknown, not dead-lettered");
+        let tenant_wide = ScenarioFilter { tenant_id: Some("t".into()), scenario_id: None };
+        assert!(!run(tenant_wide).0, "a tenant's instance is not started for this scenario");
+        let own = ScenarioFilter { tenant_id: Some("t".into()), scenario_id: Some("s".into()) };
+        assert_eq!(run(own), (true, 0, 0, 0));
     }
 }

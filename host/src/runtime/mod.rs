@@ -74,7 +74,14 @@ impl Runtime {
         let mongo = match &settings.store.source {
             #[cfg(feature = "mongodb")]
             ConfigSource::Mongo(url) => {
-                match config_feed::connect_mongo(url, &settings.store.mongodb_database, &mut shutdown.clone()).await {
+                match config_feed::connect_mongo(
+                    url,
+                    &settings.store.mongodb_database,
+                    settings.store.create_indexes,
+                    &mut shutdown.clone(),
+                )
+                .await
+                {
                     Some(m) => Some(m),
                     None => return Ok(None),
                 }

@@ -15,10 +15,12 @@ use crate::pipeline::{Pipeline, scorer_state};
 use crate::sources::Backlog;
 use crate::text::cap_error;
 
-/// One row per scenario the registry knows.
+/// One row per scenario the registry knows that this host runs (another instance's scenarios
+/// are that instance's to report: their status key is not written from here).
 pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioStatusRow> {
     registry
         .entries()
+        .filter(|(key, entry)| pipeline.runs(key, entry.applied.as_deref()))
         .map(|(key, entry)| {
             let hot = pipeline.hot_job().scenario(key);
             let counters = hot.map(|h| h.counters.clone()).unwrap_or_default();

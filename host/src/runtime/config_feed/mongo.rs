@@ -25,10 +25,10 @@ fn tagged(docs: Vec<(Value, String)>) -> Vec<(Value, String)> {
 
 /// Connects to MongoDB, retrying with backoff while it is down; `None` when told to stop first.
 /// The one client of a run: the config feed, the plugin registry and the admin API share it.
-pub async fn connect_mongo(url: &str, database: &str, shutdown: &mut Shutdown) -> Option<MongoScenarioStore> {
+pub async fn connect_mongo(url: &str, database: &str, create_indexes: bool, shutdown: &mut Shutdown) -> Option<MongoScenarioStore> {
     let mut delay = Duration::from_millis(500);
     loop {
-        match MongoScenarioStore::connect(url, database).await {
+        match MongoScenarioStore::connect_with(url, database, create_indexes).await {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), retry_in = ?delay, "cannot load scenario documents from MongoDB; retrying");

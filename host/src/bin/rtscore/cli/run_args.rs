@@ -143,6 +143,11 @@ pub struct RunArgs {
     /// How often every scenario document is re-read from MongoDB, which also notices deletes (ms).
     #[arg(long, default_value_t = 10_000, value_name = "MS", help_heading = "Configuration")]
     pub config_resync_ms: u64,
+    /// Create the indexes rtscore polls on (`updated_at`, unique tenant/scenario) in the
+    /// `scenarios` collection if missing. `false` for a user that may only read the platform's
+    /// collection: polling then scans it (fine up to many thousands of documents).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", env = "MONGODB_CREATE_INDEXES", help_heading = "Configuration")]
+    pub mongodb_create_indexes: bool,
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
     #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
@@ -286,6 +291,7 @@ impl TryFrom<RunArgs> for Settings {
                 mongodb_database: a.store.mongodb_database,
                 poll: Duration::from_millis(a.config_poll_ms.max(10)),
                 resync: Duration::from_millis(a.config_resync_ms.max(100)),
+                create_indexes: a.mongodb_create_indexes,
             },
             plugins_dir: a.plugins_dir,
             outputs: OutputSettings { redis_url: a.redis_url, jsonl_out: a.jsonl_out, view, dead_letters },
