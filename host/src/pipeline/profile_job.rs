@@ -71,7 +71,7 @@ impl UserState {
         }
         let mut recent: VecDeque<RecentItem> =
             stored.recent_items.into_iter().take(MAX_RECENT_ITEMS).map(|r| RecentItem { action: names.get(&r.action), ..r }).collect();
-        recent.make_contiguous().sort_by(|a, b| b.ts.cmp(&a.ts));
+        recent.make_contiguous().sort_by_key(|r| std::cmp::Reverse(r.ts));
         let counts = stored.counts.into_iter().take(MAX_COUNTED_ACTIONS).map(|(a, n)| (names.get(&a), n)).collect();
         let covered =
             if *stored.source == *source { stored.offsets.into_iter().take(MAX_COVERED_PARTITIONS).collect() } else { Vec::new() };
@@ -620,5 +620,40 @@ mod tests {
         assert_eq!(&*last.recent_items[0].item_id, "i99");
         assert!(last.interests.len() <= WRITTEN_INTERESTS);
         assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.interests.len() <= MAX_INTERESTS));
+    }
+
+    #[test]
+    fn the_memory_bound_forgets_the_least_recent_written_users_and_keeps_unwritten_ones() {
+        let (mut j, cfg) = job(60, 30.0);
+        j.enable_read_back("events", 10);
+        let mut out = Vec::new();
+        for k in 0..30 {
+            let ev = line(&format!("u{k:02}"), "i", "view", T0 + k * 60_000, "");
+            j.on_event(&parse_event(ev.as_bytes()).unwrap(), None);
+        }
+        // Everyone but the last five is written.
+        j.advance("t", T0 + 25 * 60_000 - 1, &mut out);
+        j.make_room();
+        let s = j.scenario(&cfg.key).unwrap();
+        let mut held: Vec<&str> = s.users.keys().map(|k| &**k).collect();
+        held.sort();
+        // Down to 9 (a tenth of the bound freed): the five unwritten ones and the four most recent written.
+        assert_eq!(held, ["u21", "u22", "u23", "u24", "u25", "u26", "u27", "u28", "u29"]);
+        assert_eq!(j.counters.evicted_memory, 21);
+        j.make_room();
+        assert_eq!(j.counters.evicted_memory, 21, "within the bound nothing more goes");
+    }
+
+    #[test]
+    fn without_read_back_nothing_is_bounded_and_replays_are_not_skipped() {
+        let (mut j, cfg) = job(60, 30.0);
+        for k in 0..30 {
+            let ev = line(&format!("u{k}"), "i", "view", T0 + k, "");
+            let pos = Position { partition: 0, offset: 7 };
+            j.on_event(&parse_event(ev.as_bytes()).unwrap(), Some(pos));
+        }
+        j.make_room();
+        assert_eq!(j.scenario(&cfg.key).unwrap().user_count(), 30);
+        assert_eq!(j.replayed(), 0, "an in-memory user's offsets guard nothing but read-backs");
     }
 }
