@@ -367,7 +367,7 @@ struct ReadBack {
 /// What the profile store did, over the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProfileCounters {
-    /// Users forgotten after `--profile-idle` without events.
+    /// Users forgotten after `profile_idle_ms` (7 days) of event time without events.
     pub evicted_idle: u64,
     /// Users forgotten because a scenario held more than `--profile-max-users`.
     pub evicted_memory: u64,
