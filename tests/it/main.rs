@@ -17,6 +17,7 @@ mod e2e_config_reload;
 mod e2e_control_under_load;
 mod e2e_dead_letter;
 mod e2e_dedicated;
+mod e2e_durable_profiles;
 mod e2e_fleet_rollout;
 mod e2e_kafka_hot;
 mod e2e_kafka_outage;

@@ -2,6 +2,7 @@
 //! the status rows a host reports about itself ([`status`]).
 
 pub mod status;
+pub mod stored_profile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,9 +69,15 @@ pub struct UserProfile {
     /// Event time the profile was computed at, epoch ms.
     pub updated_at: i64,
     pub config_revision: i64,
+    /// What a host needs to continue the profile when it reads it back (Redis only).
+    #[serde(skip)]
+    pub resume: stored_profile::ProfileResume,
+    /// The scenario's half-life, from which the Redis key's lifetime follows.
+    #[serde(skip)]
+    pub interest_decay_days: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Interest {
     pub name: Arc<str>,
     pub score: f64,

@@ -6,6 +6,7 @@ mod clock;
 mod hot_job;
 mod metrics_job;
 mod profile_job;
+mod profile_load;
 pub mod quota;
 mod scenario_map;
 pub mod shadow;
@@ -15,7 +16,8 @@ mod stats;
 pub use clock::{EventTime, InputClock, SINGLE_PARTITION};
 pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
-pub use profile_job::ProfileJob;
+pub use profile_job::{ProfileCounters, ProfileJob};
+pub use profile_load::ProfileRef;
 pub use state::{PartitionState, PartitionStateV1, ScenarioState};
 pub use stats::{Routed, ScenarioCounters};
 
@@ -87,8 +89,12 @@ pub struct PipelineOptions {
     pub filter: ScenarioFilter,
     /// How far behind the max event time the watermark trails.
     pub allowed_lateness_ms: i64,
-    /// Users idle this long (event time) are forgotten; matches the profile key's TTL.
+    /// Users idle this long (event time) are forgotten from memory (with read-back, their
+    /// profile is read back from Redis when they return).
     pub profile_idle_ms: i64,
+    /// With read-back (Kafka with Redis), users held in memory per scenario, at batch
+    /// boundaries (`--profile-max-users`); beyond it the least recently active go.
+    pub profile_max_users: usize,
     /// Wall time after which a silent input partition stops holding the watermark back.
     pub partition_idle_ms: i64,
     /// Events more than this ahead of the wall clock are rejected (`ts_in_future`), and a
@@ -107,12 +113,17 @@ impl Default for PipelineOptions {
             filter: ScenarioFilter::default(),
             allowed_lateness_ms: 10_000,
             profile_idle_ms: 7 * 86_400_000,
+            profile_max_users: DEFAULT_PROFILE_MAX_USERS,
             partition_idle_ms: 5_000,
             max_event_skew_ms: None,
             dead_letter_dropped: false,
         }
     }
 }
+
+/// Default of `--profile-max-users`: about 0.2-0.5 GB per scenario at its fullest
+/// (docs/operations.md, "Sizing profiles").
+pub const DEFAULT_PROFILE_MAX_USERS: usize = 200_000;
 
 /// Parses, routes and computes. Owns every job's state.
 pub struct Pipeline {
@@ -309,7 +320,7 @@ impl Pipeline {
                 self.stats.filtered += 1;
             } else {
                 let hot = self.hot.on_event(&ev, &mut self.stats);
-                let profile = self.profiles.on_event(&ev);
+                let profile = self.profiles.on_event(&ev, batch.position(index));
                 let metrics = self.metrics.on_event(&ev);
                 let dedicated_elsewhere =
                     || self.elsewhere.iter().any(|k| *k.tenant_id == *ev.tenant_id && *k.scenario_id == *ev.scenario_id);

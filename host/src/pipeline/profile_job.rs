@@ -2,9 +2,18 @@
 //! decay with a half-life of `interest_decay_days`, the last items interacted with, and counts
 //! per action. A user with new events is written at most every `update_frequency_minutes` of
 //! event time; writes are coalesced on a timer wheel keyed by due time.
+//!
+//! With a profile store (Kafka with Redis) profiles are durable (DESIGN §4, "Durable
+//! profiles"): before a batch, [`ProfileJob::make_room`] bounds the users held per scenario and
+//! the runtime reads back the profiles of the batch's users that are not in memory
+//! ([`ProfileJob::needs_load`], [`ProfileJob::install`]); an event already applied to a profile
+//! read back (its offset is covered) is skipped, so a replay never counts it twice.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+
+use crate::event::Position;
+use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_profile};
 
 use super::quota::MemoryLimits;
 use super::scenario_map::ScenarioMap;
@@ -22,6 +31,9 @@ pub const MAX_RECENT_ITEMS: usize = 20;
 /// Distinct actions counted per user.
 const MAX_COUNTED_ACTIONS: usize = 64;
 const MS_PER_DAY: f64 = 86_400_000.0;
+/// Input partitions whose last applied offset a user remembers (beyond it, events of further
+/// partitions are not guarded against a replay: far more than one scenario's partitions).
+const MAX_COVERED_PARTITIONS: usize = 1024;
 
 /// One user's profile state.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,9 +48,58 @@ pub struct UserState {
     last_write: Option<i64>,
     /// Due time when the user has unwritten events.
     due: Option<i64>,
+    /// Per input partition, the offset of the last event applied (Kafka), written with the
+    /// profile. Not in snapshots (`skip` keeps their format): a restored user is in memory, and
+    /// memory, not Redis, is then the truth; its next event records its offset again.
+    #[serde(skip)]
+    covered: Vec<(i32, i64)>,
 }
 
 impl UserState {
+    /// A profile read back: its state as of `updated_at` (interests decayed to it), written.
+    /// Offsets of another input than `source` are dropped.
+    fn from_stored(stored: StoredProfile, source: &str, names: &mut Interner) -> Self {
+        let mut interests: Vec<(Arc<str>, f64)> = Vec::with_capacity(stored.interests.len().min(MAX_INTERESTS + 1));
+        for i in stored.interests {
+            if !interests.iter().any(|(n, _)| **n == *i.name) {
+                interests.push((names.get(&i.name), i.score));
+            }
+        }
+        if interests.len() > MAX_INTERESTS {
+            interests.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            interests.truncate(MAX_INTERESTS);
+        }
+        let mut recent: VecDeque<RecentItem> =
+            stored.recent_items.into_iter().take(MAX_RECENT_ITEMS).map(|r| RecentItem { action: names.get(&r.action), ..r }).collect();
+        recent.make_contiguous().sort_by_key(|r| std::cmp::Reverse(r.ts));
+        let counts = stored.counts.into_iter().take(MAX_COUNTED_ACTIONS).map(|(a, n)| (names.get(&a), n)).collect();
+        let covered =
+            if *stored.source == *source { stored.offsets.into_iter().take(MAX_COVERED_PARTITIONS).collect() } else { Vec::new() };
+        Self {
+            interests,
+            as_of: stored.updated_at,
+            last_event: recent.front().map_or(stored.updated_at, |r| r.ts),
+            recent,
+            counts,
+            last_write: Some(stored.updated_at),
+            due: None,
+            covered,
+        }
+    }
+
+    /// The event at `pos` is already in this state (read back from a profile that holds it).
+    fn covers(&self, pos: Position) -> bool {
+        self.covered.iter().any(|&(p, o)| p == pos.partition && o >= pos.offset)
+    }
+
+    fn note_position(&mut self, pos: Position) {
+        if let Some((_, o)) = self.covered.iter_mut().find(|(p, _)| *p == pos.partition) {
+            *o = (*o).max(pos.offset);
+        } else if self.covered.len() < MAX_COVERED_PARTITIONS {
+            self.covered.push((pos.partition, pos.offset));
+        }
+    }
+
     fn decay_factor(dt_ms: i64, half_life_days: f64) -> f64 {
         (-(dt_ms as f64) / (half_life_days * MS_PER_DAY) * std::f64::consts::LN_2).exp()
     }
@@ -79,12 +140,13 @@ impl UserState {
         }
     }
 
-    /// The profile as of event time `at`.
-    fn profile(&self, key: &ScenarioKey, user: &str, at: i64, half_life_days: f64, revision: i64) -> UserProfile {
+    /// The profile as of event time `at`; `source` names the input of the offsets it covers.
+    fn profile(&self, key: &ScenarioKey, user: &str, at: i64, half_life_days: f64, revision: i64, source: &Arc<str>) -> UserProfile {
         let f = Self::decay_factor((at - self.as_of).max(0), half_life_days);
         let mut interests: Vec<Interest> = self.interests.iter().map(|(n, s)| Interest { name: n.clone(), score: s * f }).collect();
         interests.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
-        interests.truncate(WRITTEN_INTERESTS);
+        // The weaker interests travel in `resume`, so a profile read back is the whole state.
+        let more_interests = interests.split_off(interests.len().min(WRITTEN_INTERESTS));
         UserProfile {
             key: key.clone(),
             user_id: user.to_string(),
@@ -93,6 +155,8 @@ impl UserState {
             counts: self.counts.iter().map(|(a, n)| (a.clone(), *n)).collect(),
             updated_at: at,
             config_revision: revision,
+            resume: ProfileResume { more_interests, source: source.clone(), offsets: self.covered.clone() },
+            interest_decay_days: half_life_days,
         }
     }
 
@@ -101,6 +165,7 @@ impl UserState {
         self.interests.iter().map(|(n, _)| n.len() + 24).sum::<usize>()
             + self.recent.iter().map(|r| r.item_id.len() + r.action.len() + 56).sum::<usize>()
             + self.counts.iter().map(|(a, _)| a.len() + 24).sum::<usize>()
+            + self.covered.len() * 16
             + std::mem::size_of::<Self>()
     }
 }
@@ -141,6 +206,8 @@ pub struct ScenarioProfiles {
     pub limits: MemoryLimits,
     /// Events refused because they would add a user beyond the quota.
     pub over_quota: u64,
+    /// Events skipped because the profile read back already held them (a replay).
+    pub replayed: u64,
 }
 
 impl ScenarioProfiles {
@@ -155,10 +222,11 @@ impl ScenarioProfiles {
             names: Interner::default(),
             limits: MemoryLimits::default(),
             over_quota: 0,
+            replayed: 0,
         }
     }
 
-    fn on_event(&mut self, ev: &Event<'_>) -> Routed {
+    fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
         let cfg = &self.config.user_profile;
         let user = match self.users.get_mut(&*ev.user_id) {
             Some(u) => u,
@@ -171,6 +239,13 @@ impl ScenarioProfiles {
                 self.users.entry(ev.user_id.as_ref().into()).or_default()
             }
         };
+        if let Some(pos) = pos {
+            if user.covers(pos) {
+                self.replayed += 1;
+                return Routed::Counted;
+            }
+            user.note_position(pos);
+        }
         if let Some(&w) = cfg.behavior_weights.get(&*ev.action)
             && w != 0.0
         {
@@ -190,7 +265,7 @@ impl ScenarioProfiles {
     }
 
     /// Writes every user due at or before `now` (event time).
-    fn flush_due(&mut self, now: i64, out: &mut Vec<Output>) {
+    fn flush_due(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>) {
         let cfg = &self.config;
         while let Some(entry) = self.timers.first_entry() {
             if *entry.key() > now {
@@ -202,7 +277,7 @@ impl ScenarioProfiles {
                     && state.due == Some(due)
                 {
                     let at = due.max(state.last_event);
-                    out.push(Output::Profile(state.profile(&cfg.key, &u, at, cfg.user_profile.interest_decay_days, cfg.revision)));
+                    out.push(Output::Profile(state.profile(&cfg.key, &u, at, cfg.user_profile.interest_decay_days, cfg.revision, source)));
                     state.last_write = Some(at);
                     state.due = None;
                     self.profiles_written += 1;
@@ -211,9 +286,44 @@ impl ScenarioProfiles {
         }
     }
 
-    /// Forgets users idle for longer than `idle_ms` whose profiles are written.
-    fn evict_idle(&mut self, now: i64, idle_ms: i64) {
+    /// Forgets users idle for longer than `idle_ms` whose profiles are written; returns how many.
+    fn evict_idle(&mut self, now: i64, idle_ms: i64) -> usize {
+        let before = self.users.len();
         self.users.retain(|_, u| u.due.is_some() || now - u.last_event <= idle_ms);
+        before - self.users.len()
+    }
+
+    /// Above `max_users`, forgets the least recently active users whose profiles are written
+    /// (by last event time, then id: deterministic) until a tenth of the bound is free, so the
+    /// O(users) scan runs once per tenth of the bound of new users. Users with unwritten events
+    /// stay (they are written within `update_frequency_minutes`). Returns how many went.
+    fn evict_least_recent(&mut self, max_users: usize) -> usize {
+        if self.users.len() <= max_users {
+            return 0;
+        }
+        let excess = self.users.len() - (max_users - max_users / 10);
+        let mut written: Vec<(i64, &Box<str>)> =
+            self.users.iter().filter(|(_, u)| u.due.is_none()).map(|(k, u)| (u.last_event, k)).collect();
+        if written.len() > excess {
+            written.select_nth_unstable(excess);
+            written.truncate(excess);
+        }
+        let doomed: Vec<Box<str>> = written.into_iter().map(|(_, k)| k.clone()).collect();
+        for k in &doomed {
+            self.users.remove(k);
+        }
+        doomed.len()
+    }
+
+    /// Installs a profile read back for `user`, unless it is held already or the tenant's user
+    /// quota is reached (its event is refused then anyway).
+    fn install(&mut self, user: &str, stored: StoredProfile, source: &str) -> bool {
+        if self.users.contains_key(user) || self.users.len() >= self.limits.bound(QuotaKind::Users).0 {
+            return false;
+        }
+        let state = UserState::from_stored(stored, source, &mut self.names);
+        self.users.insert(user.into(), state);
+        true
     }
 
     pub fn user_count(&self) -> usize {
@@ -239,11 +349,100 @@ pub struct ProfileJob {
     /// Users idle longer than this are forgotten (their Redis profile expires with its TTL).
     idle_ms: i64,
     scenarios: ScenarioMap<ScenarioProfiles>,
+    /// Set when profiles are read back from a store (Kafka with Redis).
+    read_back: Option<ReadBack>,
+    /// The input written profiles' offsets belong to (empty without a store).
+    source: Arc<str>,
+    /// Evictions and read-backs so far (`rtscore_profile_*` metrics).
+    pub counters: ProfileCounters,
+}
+
+/// Durable profiles: what bounds memory when profiles are read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadBack {
+    /// Users held per scenario, at batch boundaries (`--profile-max-users`).
+    max_users: usize,
+}
+
+/// What the profile store did, over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileCounters {
+    /// Users forgotten after `profile_idle_ms` (7 days) of event time without events.
+    pub evicted_idle: u64,
+    /// Users forgotten because a scenario held more than `--profile-max-users`.
+    pub evicted_memory: u64,
+    /// Profiles read back from the store and continued.
+    pub read_back: u64,
+    /// Users looked up that the store did not hold (new users, or expired keys).
+    pub read_back_absent: u64,
+    /// Users looked up whose stored hash was not a profile (they start empty; logged).
+    pub read_back_invalid: u64,
+    /// Users looked up while the store did not answer in time (they start empty).
+    pub read_back_failed: u64,
 }
 
 impl ProfileJob {
     pub fn new(idle_ms: i64) -> Self {
-        Self { idle_ms, scenarios: ScenarioMap::default() }
+        Self { idle_ms, scenarios: ScenarioMap::default(), read_back: None, source: "".into(), counters: ProfileCounters::default() }
+    }
+
+    /// Reads profiles back from a store fed by input `source` (the Kafka topic), and holds at
+    /// most `max_users` users per scenario in memory (DESIGN §4, "Durable profiles").
+    pub fn enable_read_back(&mut self, source: &str, max_users: usize) {
+        self.read_back = Some(ReadBack { max_users: max_users.max(1) });
+        self.source = source.into();
+    }
+
+    pub fn read_back_enabled(&self) -> bool {
+        self.read_back.is_some()
+    }
+
+    /// Whether `ev`'s user should be read back before `ev` is processed: profiles are read
+    /// back, its scenario has a profile config here, and the user is not in memory.
+    pub fn needs_load(&self, ev: &Event<'_>) -> bool {
+        self.read_back.is_some() && self.scenarios.get(&ev.tenant_id, &ev.scenario_id).is_some_and(|s| !s.users.contains_key(&*ev.user_id))
+    }
+
+    /// At a batch boundary (every output written, so every written profile is in the store):
+    /// forgets idle users (once an event-time hour) and bounds each scenario's users. Without
+    /// read-back, idle users are forgotten in [`Self::advance`] as before.
+    pub fn make_room(&mut self) {
+        let Some(rb) = self.read_back else { return };
+        for s in self.scenarios.values_mut() {
+            let hour = s.max_ts.div_euclid(3_600_000);
+            if s.max_ts != i64::MIN && hour != s.last_eviction_hour {
+                s.last_eviction_hour = hour;
+                self.counters.evicted_idle += s.evict_idle(s.max_ts, self.idle_ms) as u64;
+            }
+            self.counters.evicted_memory += s.evict_least_recent(rb.max_users) as u64;
+        }
+    }
+
+    /// Installs what the store returned for `user` of `key`: its profile hash (empty when it
+    /// has none), or `None` when the store did not answer in time. A user without a usable
+    /// profile starts empty, as a new user does.
+    pub fn install(&mut self, key: &ScenarioKey, user: &str, fetched: Option<&HashMap<String, String>>) {
+        let Some(fields) = fetched else {
+            self.counters.read_back_failed += 1;
+            return;
+        };
+        let stored = match parse_stored_profile(fields) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                self.counters.read_back_absent += 1;
+                return;
+            }
+            Err(e) => {
+                self.counters.read_back_invalid += 1;
+                tracing::warn!(scenario = %key, user = %crate::text::cap_text(user, 128), error = %e, "stored profile ignored; the user starts empty");
+                return;
+            }
+        };
+        if let Some(s) = self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
+            && s.install(user, stored, &self.source)
+        {
+            self.counters.read_back += 1;
+        }
     }
 
     /// New behaviour weights and half-life apply to events after the change; state is kept.
@@ -254,10 +453,10 @@ impl ProfileJob {
         }
     }
 
-    /// Adds one event to its user's profile.
-    pub fn on_event(&mut self, ev: &Event<'_>) -> Routed {
+    /// Adds one event to its user's profile; `pos` is its input position (Kafka), if any.
+    pub fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
         match self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) {
-            Some(s) => s.on_event(ev),
+            Some(s) => s.on_event(ev, pos),
             None => Routed::NotHere,
         }
     }
@@ -281,13 +480,14 @@ impl ProfileJob {
     /// Writes every user of `tenant` whose timer its watermark has passed.
     pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
         for s in self.scenarios.tenant_values_mut(tenant) {
-            s.flush_due(watermark, out);
+            s.flush_due(watermark, &self.source, out);
             // Idle users are few and the horizon is days: scanning once an event-time hour
-            // keeps the scan off the per-event cost.
+            // keeps the scan off the per-event cost. With read-back, users are forgotten only
+            // at batch boundaries (`make_room`), never between a batch's read-back and its events.
             let hour = watermark.div_euclid(3_600_000);
-            if hour != s.last_eviction_hour {
+            if self.read_back.is_none() && hour != s.last_eviction_hour {
                 s.last_eviction_hour = hour;
-                s.evict_idle(watermark, self.idle_ms);
+                self.counters.evicted_idle += s.evict_idle(watermark, self.idle_ms) as u64;
             }
         }
     }
@@ -295,7 +495,7 @@ impl ProfileJob {
     /// End of a finite input: writes every user with unwritten events.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         for s in self.scenarios.values_mut() {
-            s.flush_due(i64::MAX, out);
+            s.flush_due(i64::MAX, &self.source, out);
         }
     }
 
@@ -315,6 +515,11 @@ impl ProfileJob {
         s.max_ts = state.max_ts;
         s.last_eviction_hour = state.last_eviction_hour;
         true
+    }
+
+    /// Events skipped over all scenarios because a profile read back already held them.
+    pub fn replayed(&self) -> u64 {
+        self.scenarios.values().map(|s| s.replayed).sum()
     }
 
     pub fn totals(&self) -> (usize, usize) {
@@ -353,7 +558,7 @@ mod tests {
         let mut out = Vec::new();
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
-            assert_eq!(j.on_event(&ev), Routed::Counted);
+            assert_eq!(j.on_event(&ev, None), Routed::Counted);
             j.advance("t", ev.ts, &mut out);
         }
         j.finish(&mut out);
@@ -415,5 +620,40 @@ mod tests {
         assert_eq!(&*last.recent_items[0].item_id, "i99");
         assert!(last.interests.len() <= WRITTEN_INTERESTS);
         assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.interests.len() <= MAX_INTERESTS));
+    }
+
+    #[test]
+    fn the_memory_bound_forgets_the_least_recent_written_users_and_keeps_unwritten_ones() {
+        let (mut j, cfg) = job(60, 30.0);
+        j.enable_read_back("events", 10);
+        let mut out = Vec::new();
+        for k in 0..30 {
+            let ev = line(&format!("u{k:02}"), "i", "view", T0 + k * 60_000, "");
+            j.on_event(&parse_event(ev.as_bytes()).unwrap(), None);
+        }
+        // Everyone but the last five is written.
+        j.advance("t", T0 + 25 * 60_000 - 1, &mut out);
+        j.make_room();
+        let s = j.scenario(&cfg.key).unwrap();
+        let mut held: Vec<&str> = s.users.keys().map(|k| &**k).collect();
+        held.sort();
+        // Down to 9 (a tenth of the bound freed): the five unwritten ones and the four most recent written.
+        assert_eq!(held, ["u21", "u22", "u23", "u24", "u25", "u26", "u27", "u28", "u29"]);
+        assert_eq!(j.counters.evicted_memory, 21);
+        j.make_room();
+        assert_eq!(j.counters.evicted_memory, 21, "within the bound nothing more goes");
+    }
+
+    #[test]
+    fn without_read_back_nothing_is_bounded_and_replays_are_not_skipped() {
+        let (mut j, cfg) = job(60, 30.0);
+        for k in 0..30 {
+            let ev = line(&format!("u{k}"), "i", "view", T0 + k, "");
+            let pos = Position { partition: 0, offset: 7 };
+            j.on_event(&parse_event(ev.as_bytes()).unwrap(), Some(pos));
+        }
+        j.make_room();
+        assert_eq!(j.scenario(&cfg.key).unwrap().user_count(), 30);
+        assert_eq!(j.replayed(), 0, "an in-memory user's offsets guard nothing but read-backs");
     }
 }

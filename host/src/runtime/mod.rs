@@ -9,6 +9,7 @@ mod config_feed;
 mod in_flight;
 mod outputs;
 mod plugins;
+mod profile_loader;
 mod shutdown;
 mod snapshot_store;
 mod snapshots;
@@ -115,8 +116,14 @@ impl Runtime {
         };
         let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
+        let mut pipeline = Pipeline::new(settings.pipeline.clone());
+        // Durable profiles need positions to guard replays and Redis to read from: Kafka with
+        // Redis. File and generator runs keep profiles in memory only (DESIGN §4).
+        if let (Some(k), Some(_)) = (settings.kafka(), &settings.outputs.redis_url) {
+            pipeline.enable_profile_read_back(&k.topic);
+        }
         let mut rt = Runtime {
-            pipeline: Pipeline::new(settings.pipeline.clone()),
+            pipeline,
             settings,
             registry: ScenarioRegistry::default(),
             health,
@@ -169,7 +176,7 @@ impl Runtime {
                 },
                 _ = r.tick.tick() => r.tick().await?,
                 msg = r.source.records.recv(), if r.in_flight.is_none() => match msg {
-                    Some(SourceMessage::Records(batch)) => r.admit(batch),
+                    Some(SourceMessage::Records(batch)) => r.admit(batch).await,
                     Some(SourceMessage::End) | None => {
                         r.end_of_input().await?;
                         break;
@@ -280,6 +287,7 @@ impl Running {
             );
         }
         status::export_metrics(stats, &rows);
+        profile_loader::export_metrics(&self.rt.pipeline);
         self.rt.outputs.status(&rows).await?;
         // The terminal view and the console redraw once a second: faster, the console's
         // fragments would be replaced under the operator's cursor.
@@ -290,11 +298,18 @@ impl Running {
         Ok(())
     }
 
-    fn admit(&mut self, batch: crate::event::RecordBatch) {
-        let batch = match &mut self.snapshots {
+    /// Takes a batch in: records of partitions not owned are dropped, and the profiles of its
+    /// users not in memory are read back from Redis (one round trip, bounded) before any of it
+    /// is processed. Every earlier output is written by now, so Redis holds every profile a
+    /// user evicted from memory had.
+    async fn admit(&mut self, batch: crate::event::RecordBatch) {
+        let mut batch = match &mut self.snapshots {
             Some(s) => s.admit(batch),
             None => batch,
         };
+        if let Some(redis) = self.rt.outputs.redis_mut() {
+            profile_loader::read_back(&mut self.rt.pipeline, &mut batch, redis).await;
+        }
         self.in_flight = Some(InFlight::new(batch));
     }
 

@@ -28,6 +28,10 @@ pub mod redis {
         pub async fn write_status(&mut self, _key: &ScenarioKey, _fields: &[(&str, String)]) -> anyhow::Result<()> {
             match *self {}
         }
+
+        pub async fn read_hashes(&self, _keys: &[String]) -> anyhow::Result<Vec<std::collections::HashMap<String, String>>> {
+            match *self {}
+        }
     }
 
     /// `rtscore status` reads the hosts' status hashes from Redis: not in this build.

@@ -9,6 +9,7 @@ use redis::aio::ConnectionManager;
 
 use crate::config::ScenarioKey;
 use crate::config::redis_keys as keys;
+use crate::output::stored_profile::{profile_fields, profile_ttl_ms};
 use crate::output::{MetricsWindow, Output, UserProfile};
 
 /// Key lifetimes, so abandoned scenarios clean themselves up.
@@ -51,6 +52,31 @@ impl RedisSink {
     pub fn with_reachability(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.reachable = Some(flag);
         self
+    }
+
+    /// The hashes at `keys` in one round trip (profiles read back, DESIGN §4), an empty map for
+    /// a missing key. One attempt: the caller bounds the wait and decides what a failure means.
+    /// A key that is not a hash reads as empty (logged), so one bad key fails no other.
+    pub async fn read_hashes(&self, keys: &[String]) -> anyhow::Result<Vec<std::collections::HashMap<String, String>>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for k in keys {
+            pipe.hgetall(k);
+        }
+        // The multiplexed connection orders these reads after the writes already sent.
+        let mut conn = self.conn.clone();
+        let results: Vec<redis::RedisResult<std::collections::HashMap<String, String>>> =
+            pipe.query_async(&mut conn).await.context("Redis read of profiles")?;
+        Ok(results
+            .into_iter()
+            .zip(keys)
+            .map(|(r, key)| {
+                r.unwrap_or_else(|e| {
+                    tracing::warn!(key = %key, error = %e, "profile key is not readable as a hash; the user starts empty");
+                    Default::default()
+                })
+            })
+            .collect())
     }
 
     /// How many times Redis was unreachable and came back.
@@ -111,18 +137,10 @@ impl RedisSink {
     fn add_profile(&self, pipe: &mut redis::Pipeline, p: &UserProfile) {
         let key = keys::profile(&p.key, &p.user_id);
         pipe.del(&key).ignore();
-        pipe.hset_multiple(
-            &key,
-            &[
-                ("interests", serde_json::to_string(&p.interests).unwrap_or_default()),
-                ("recent_items", serde_json::to_string(&p.recent_items).unwrap_or_default()),
-                ("counts", serde_json::to_string(&p.counts).unwrap_or_default()),
-                ("updated_at", p.updated_at.to_string()),
-                ("config_revision", p.config_revision.to_string()),
-            ],
-        )
-        .ignore();
-        pipe.pexpire(&key, self.ttl.profile_ms as i64).ignore();
+        pipe.hset_multiple(&key, &profile_fields(p)).ignore();
+        // The key outlives its last write by a few half-lives of the scenario's decay
+        // (DESIGN §4, "Durable profiles"), so a returning user's history is read back.
+        pipe.pexpire(&key, profile_ttl_ms(p.interest_decay_days, None).min(i64::MAX as u64) as i64).ignore();
     }
 
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {

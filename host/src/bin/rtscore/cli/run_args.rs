@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 pub use super::store_args::StoreArgs;
 use rtscore::admin::ApiLimits;
-use rtscore::pipeline::{JobSelection, PipelineOptions, ScenarioFilter};
+use rtscore::pipeline::{DEFAULT_PROFILE_MAX_USERS, JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
     DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
 };
@@ -156,6 +156,12 @@ pub struct RunArgs {
     /// Redis URL for results (DESIGN §6 keys).
     #[arg(long, value_name = "URL", env = "REDIS_URL", help_heading = "Outputs")]
     pub redis_url: Option<String>,
+    /// Durable profiles (Kafka with --redis-url, --job user_profile or all): users whose
+    /// profiles one scenario holds in memory. Beyond it the least recently active, already
+    /// written to Redis, are forgotten and read back from Redis when they return
+    /// (docs/operations.md, "Sizing profiles").
+    #[arg(long, default_value_t = DEFAULT_PROFILE_MAX_USERS, value_name = "N", env = "RTSCORE_PROFILE_MAX_USERS", help_heading = "Outputs")]
+    pub profile_max_users: usize,
     /// Write every emitted result as JSON lines to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH", help_heading = "Outputs")]
     pub jsonl_out: Option<PathBuf>,
@@ -226,6 +232,9 @@ impl TryFrom<RunArgs> for Settings {
         if !a.generate_time_scale.is_finite() || a.generate_time_scale <= 0.0 {
             bail!("--generate-time-scale must be a positive number, got {}", a.generate_time_scale);
         }
+        if a.profile_max_users == 0 {
+            bail!("--profile-max-users must be at least 1");
+        }
         if a.generate_rate == 0 {
             bail!("--generate-rate must be at least 1 event per second");
         }
@@ -271,6 +280,7 @@ impl TryFrom<RunArgs> for Settings {
             // The generator runs event time ahead of the clock on purpose.
             max_event_skew_ms: if matches!(source, SourceSettings::Generator(_)) { None } else { a.max_event_skew.0 },
             dead_letter_dropped: a.dead_letter_all,
+            profile_max_users: a.profile_max_users,
             ..PipelineOptions::default()
         };
         let limits = ApiLimits {
