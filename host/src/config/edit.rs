@@ -74,6 +74,9 @@ pub fn write_warnings(stored: Option<&Value>, next: &Value) -> Vec<FieldError> {
     use super::weights_guard::{WeightedActions, allowed_warnings, dropped, replaces_weights};
     let mut warnings = parse_scenario_checked(next).map(|c| c.warnings).unwrap_or_default();
     if let Some(s) = stored.filter(|_| replaces_weights(next)) {
+        // The dropped actions say more than the marker's generic warning, which is for
+        // documents written straight into the store.
+        warnings.retain(|w| w.path != super::weights_guard::REPLACE_WEIGHTS);
         warnings.extend(allowed_warnings(&dropped(&WeightedActions::of_document(s), next)));
     }
     warnings

@@ -473,6 +473,9 @@ mod tests {
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains(r#"name="if_revision" value="3""#), "the editor names the revision it edits");
+        let valid = scenario_page(&Scope::Admin, &key, &live, "{}", Some(3), EditorResult::Valid { revision: 4, warnings: &errors });
+        assert!(valid.contains(r#"id="editor-warnings">1 warning(s)"#) && !valid.contains("<img"), "warnings shown, escaped: {valid}");
+        assert!(valid.contains(r#"name="drop_weights""#), "the editor can say weights are dropped on purpose");
         let rows = overview_rows(&[(key, live)]);
         assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
     }
