@@ -1,4 +1,4 @@
-//! How strictly scenario documents are read, for every command that validates them (`run`,
+//! How strictly scenario documents are read, for every command that reads them (`run`, `plugin`,
 //! `scenario ...`): the platform's own root fields beyond the built-in list
 //! (`rtscore::config::fields::FOREIGN_FIELDS`) are warnings, not errors.
 
