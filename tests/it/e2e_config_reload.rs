@@ -137,8 +137,11 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
         "--scenario-id",
         "b",
     ]);
-    let gone = wait_until(Duration::from_secs(10), || http_get(port, "/status").is_some_and(|s| !s.contains("\"scenario_id\":\"b\"")));
-    assert!(gone, "host still applies the deleted scenario: {:?}", http_get(port, "/status"));
+    // The removal is visible in status (for an hour), with why.
+    let gone = wait_until(Duration::from_secs(10), || {
+        status_row(port, "b").is_some_and(|r| r["active"] == false && r["removed_reason"].as_str().is_some_and(|w| w.contains("gone")))
+    });
+    assert!(gone, "host still applies the deleted scenario, or does not say it removed it: {:?}", http_get(port, "/status"));
     let b_before = seen(&sink_all, "b");
     stack.produce(&topic, 2, &batch(T0 + 21 * MIN, T0 + 41 * MIN));
     assert!(
@@ -151,6 +154,12 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
     assert!(metrics.contains("rtscore_events_unknown_scenario_total"), "events of the deleted scenario are counted");
     assert!(host.stop().success());
     assert!(isolated.stop().success());
+}
+
+/// The `/status` row of scenario `scenario`, if the host reports one.
+fn status_row(port: u16, scenario: &str) -> Option<serde_json::Value> {
+    let status: serde_json::Value = serde_json::from_str(&http_get(port, "/status")?).ok()?;
+    status["scenarios"].as_array()?.iter().find(|r| r["scenario_id"] == scenario).cloned()
 }
 
 /// Two editors that read the same revision: the second write is a conflict naming the current

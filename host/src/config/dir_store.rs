@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 pub struct DirDocuments {
     /// `(document, file path)`.
     pub docs: Vec<(Value, String)>,
-    pub errors: Vec<String>,
+    /// `(file path, why)`: the registry keeps the last valid config of a scenario whose file
+    /// became unreadable, so an editor's half-written save never removes it.
+    pub errors: Vec<(String, String)>,
 }
 
 /// Reads every `*.json` document of `dir`. Unreadable or non-JSON files are returned as errors
@@ -32,29 +34,36 @@ pub fn read_dir_documents(dir: &Path) -> anyhow::Result<DirDocuments> {
         let origin = p.display().to_string();
         match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string())) {
             Ok(v) => docs.push((v, origin)),
-            Err(e) => errors.push(format!("{origin}: {e}")),
+            Err(e) => errors.push((origin, e)),
         }
     }
     Ok(DirDocuments { docs, errors })
 }
 
 /// The tenant documents (quotas) of `<dir>/tenants/*.json`; unreadable ones are logged and
-/// skipped (their tenants keep the default quotas).
+/// skipped.
 pub fn read_tenant_documents(dir: &Path) -> Vec<Value> {
+    read_tenant_set(dir).0
+}
+
+/// Like [`read_tenant_documents`], and whether some tenant file could not be read (then the
+/// set is incomplete and the runtime keeps the last valid quotas of the tenants missing).
+pub fn read_tenant_set(dir: &Path) -> (Vec<Value>, bool) {
     let tenants = dir.join("tenants");
     if !tenants.is_dir() {
-        return Vec::new();
+        return (Vec::new(), false);
     }
     match read_dir_documents(&tenants) {
         Ok(read) => {
-            for e in &read.errors {
-                tracing::error!(error = %e, "tenant file is not a JSON document; default quotas apply");
+            for (file, e) in &read.errors {
+                tracing::error!(%file, error = %e, "tenant file is not a JSON document; tenants keep their last valid quotas");
             }
-            read.docs.into_iter().map(|(v, _)| v).collect()
+            let incomplete = !read.errors.is_empty();
+            (read.docs.into_iter().map(|(v, _)| v).collect(), incomplete)
         }
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot read tenant documents; default quotas apply");
-            Vec::new()
+            tracing::error!(error = %format!("{e:#}"), "cannot read tenant documents; tenants keep their last valid quotas");
+            (Vec::new(), true)
         }
     }
 }

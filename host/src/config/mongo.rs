@@ -32,6 +32,15 @@ fn to_json(mut d: Document) -> Value {
     Bson::Document(d).into_relaxed_extjson()
 }
 
+fn with_id(d: Document) -> (Value, String) {
+    let id = match d.get("_id") {
+        Some(Bson::ObjectId(o)) => o.to_hex(),
+        Some(other) => other.to_string(),
+        None => "?".to_string(),
+    };
+    (to_json(d), id)
+}
+
 impl MongoScenarioStore {
     /// Connects, checks the server answers, and ensures the indexes. Fails within a few seconds
     /// when the server is down, naming the URL.
@@ -104,19 +113,25 @@ impl MongoScenarioStore {
 
     /// Every scenario document, active or not.
     pub async fn load_all(&self) -> anyhow::Result<Vec<Value>> {
-        let cursor = self.scenarios.find(doc! {}).await.with_context(|| format!("reading scenarios from {}", self.url))?;
-        let docs: Vec<Document> = cursor.try_collect().await.context("reading scenarios")?;
-        Ok(docs.into_iter().map(to_json).collect())
+        Ok(self.load_all_with_ids().await?.into_iter().map(|(d, _)| d).collect())
     }
 
-    /// Documents updated at or after `after_ms` (epoch ms), for the poll loop.
-    pub async fn changed_since(&self, after_ms: i64) -> anyhow::Result<Vec<Value>> {
+    /// Every document with its `_id` (as text): the runtime tracks where a scenario came from
+    /// by `_id`, which stays when the document's fields change.
+    pub async fn load_all_with_ids(&self) -> anyhow::Result<Vec<(Value, String)>> {
+        let cursor = self.scenarios.find(doc! {}).await.with_context(|| format!("reading scenarios from {}", self.url))?;
+        let docs: Vec<Document> = cursor.try_collect().await.context("reading scenarios")?;
+        Ok(docs.into_iter().map(with_id).collect())
+    }
+
+    /// Documents updated at or after `after_ms` (epoch ms), with their `_id`, for the poll loop.
+    pub async fn changed_since(&self, after_ms: i64) -> anyhow::Result<Vec<(Value, String)>> {
         // `$gte`: a document written in the same millisecond as the last one seen is not missed;
         // re-reading an unchanged document is a no-op in the registry.
         let filter = doc! {"updated_at": {"$gte": bson::DateTime::from_millis(after_ms)}};
         let cursor = self.scenarios.find(filter).await.context("polling scenarios")?;
         let docs: Vec<Document> = cursor.try_collect().await.context("polling scenarios")?;
-        Ok(docs.into_iter().map(to_json).collect())
+        Ok(docs.into_iter().map(with_id).collect())
     }
 
     pub async fn get(&self, tenant: &str, scenario: &str) -> anyhow::Result<Option<Value>> {

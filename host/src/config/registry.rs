@@ -1,8 +1,10 @@
 //! The host's view of every scenario: the last valid config of each, and the last error.
-//! A document that fails validation never replaces a valid config (DESIGN §3); a full resync
-//! removes scenarios whose documents are gone.
+//! A document that fails validation never replaces a valid config (DESIGN §3). Last valid means
+//! last valid: a file that became unreadable or a document whose ids cannot be read keeps the
+//! scenario it held; only a document that is gone (an explicit delete) removes a scenario, and
+//! the removal stays visible in status for [`REMOVED_VISIBLE_MS`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -25,8 +27,30 @@ pub enum ConfigChange {
     Unchanged,
 }
 
+/// How long a removed scenario stays in status (as removed, with why) before it is forgotten.
+pub const REMOVED_VISIBLE_MS: i64 = 3_600_000;
+
+/// A document the store holds but could not read: `origin` (a file path, or the store's own
+/// id of a document) and why. The scenario that origin held keeps its last valid config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub origin: String,
+    pub error: String,
+}
+
+/// Why and when a scenario was removed (kept in status for [`REMOVED_VISIBLE_MS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub at_ms: i64,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ScenarioEntry {
+    /// Where the scenario's document was last read from (a file path, or a MongoDB `_id`).
+    pub origin: Option<String>,
+    /// Set when the scenario was removed; `applied` is `None` then.
+    pub removed: Option<Removal>,
     pub applied: Option<Arc<ScenarioConfig>>,
     /// Wall time (epoch ms) the applied config took effect on this host.
     pub applied_at_ms: Option<i64>,
@@ -73,6 +97,7 @@ impl ScenarioRegistry {
                 }
                 let entry = self.entries.entry(cfg.key.clone()).or_default();
                 entry.last_error = None;
+                entry.origin = Some(origin.to_string());
                 if entry.applied.as_deref() == Some(&cfg) {
                     return ConfigChange::Unchanged;
                 }
@@ -82,6 +107,7 @@ impl ScenarioRegistry {
                 }
                 let cfg = Arc::new(cfg);
                 entry.applied = Some(cfg.clone());
+                entry.removed = None;
                 entry.applied_at_ms = Some(now_ms);
                 entry.propagation_ms = if self.loaded { doc.get("updated_at").and_then(Value::as_i64).map(|w| now_ms - w) } else { None };
                 ConfigChange::Applied(cfg)
@@ -95,7 +121,9 @@ impl ScenarioRegistry {
                 };
                 let error = err.to_string();
                 if let Some(k) = &key {
-                    self.entries.entry(k.clone()).or_default().last_error = Some(error.clone());
+                    let entry = self.entries.entry(k.clone()).or_default();
+                    entry.last_error = Some(error.clone());
+                    entry.origin = Some(origin.to_string());
                 }
                 ConfigChange::Rejected { key, error, origin: origin.to_string() }
             }
@@ -141,22 +169,58 @@ impl ScenarioRegistry {
         &self.tenants
     }
 
-    pub fn remove(&mut self, key: &ScenarioKey) -> ConfigChange {
-        match self.entries.remove(key) {
-            Some(e) if e.applied.is_some() => ConfigChange::Removed(key.clone()),
-            _ => ConfigChange::Unchanged,
+    /// Removes a scenario (its document was deleted): its state is freed, and the removal
+    /// stays visible in status with `reason`.
+    pub fn remove(&mut self, key: &ScenarioKey, reason: &str, now_ms: i64) -> ConfigChange {
+        let Some(entry) = self.entries.get_mut(key) else { return ConfigChange::Unchanged };
+        if entry.applied.take().is_none() {
+            // Never ran here (only refused documents): nothing to free or to show.
+            self.entries.remove(key);
+            return ConfigChange::Unchanged;
         }
+        *entry = ScenarioEntry {
+            origin: entry.origin.take(),
+            removed: Some(Removal { at_ms: now_ms, reason: reason.to_string() }),
+            ..ScenarioEntry::default()
+        };
+        ConfigChange::Removed(key.clone())
     }
 
-    /// Applies a complete set of documents: every scenario not among them is removed.
-    pub fn resync(&mut self, docs: &[(Value, String)], now_ms: i64) -> Vec<ConfigChange> {
+    /// Applies a complete set of documents. A scenario whose document is gone is removed; one
+    /// whose origin is among `unreadable`, or now holds a document whose ids cannot be read,
+    /// keeps its last valid config, with the reason in `last_error`.
+    pub fn resync(&mut self, docs: &[(Value, String)], unreadable: &[Unreadable], now_ms: i64) -> Vec<ConfigChange> {
         let mut changes: Vec<ConfigChange> = docs.iter().map(|(d, origin)| self.apply_document(d, origin, now_ms)).collect();
         let present: HashSet<ScenarioKey> = docs
             .iter()
             .filter_map(|(d, _)| Some(ScenarioKey::new(d.get("tenant_id")?.as_str()?, d.get("scenario_id")?.as_str()?)))
             .collect();
+        // Origins still holding something, though nothing readable as a scenario: why, by origin.
+        let mut held: HashMap<&str, String> = unreadable.iter().map(|u| (u.origin.as_str(), u.error.clone())).collect();
+        for (d, origin) in docs {
+            let ids = (d.get("tenant_id").and_then(Value::as_str), d.get("scenario_id").and_then(Value::as_str));
+            if !matches!(ids, (Some(t), Some(s)) if super::validate::is_valid_id(t) && super::validate::is_valid_id(s)) {
+                held.insert(origin.as_str(), "its tenant_id/scenario_id cannot be read".to_string());
+            }
+        }
         let gone: Vec<ScenarioKey> = self.entries.keys().filter(|k| !present.contains(*k)).cloned().collect();
-        changes.extend(gone.iter().map(|k| self.remove(k)));
+        for key in gone {
+            let Some(entry) = self.entries.get_mut(&key) else { continue };
+            if let Some(removal) = &entry.removed {
+                if now_ms - removal.at_ms > REMOVED_VISIBLE_MS {
+                    self.entries.remove(&key);
+                }
+                continue;
+            }
+            let origin = entry.origin.clone().unwrap_or_default();
+            if let Some(why) = held.get(origin.as_str()) {
+                if entry.applied.is_some() {
+                    entry.last_error = Some(format!("{origin} is unreadable ({why}); keeping the last valid config"));
+                }
+                continue;
+            }
+            changes.push(self.remove(&key, &format!("its document is gone from {origin}"), now_ms));
+        }
         changes.retain(|c| *c != ConfigChange::Unchanged);
         self.loaded = true;
         changes
@@ -235,11 +299,42 @@ mod tests {
     }
 
     #[test]
-    fn resync_removes_missing_scenarios() {
+    fn resync_removes_missing_scenarios_visibly_for_a_while() {
         let mut reg = ScenarioRegistry::default();
-        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "x", 0);
-        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b"}), "x", 0);
-        let changes = reg.resync(&[(json!({"tenant_id": "t", "scenario_id": "a"}), "x".into())], 0);
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "a.json", 0);
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b"}), "b.json", 0);
+        let only_a = [(json!({"tenant_id": "t", "scenario_id": "a"}), "a.json".to_string())];
+        let changes = reg.resync(&only_a, &[], 10);
         assert_eq!(changes, vec![ConfigChange::Removed(ScenarioKey::new("t", "b"))]);
+        let b = reg.get(&ScenarioKey::new("t", "b")).unwrap();
+        assert!(b.applied.is_none());
+        assert_eq!(b.removed, Some(Removal { at_ms: 10, reason: "its document is gone from b.json".into() }));
+        assert!(reg.resync(&only_a, &[], 20).is_empty(), "a removal is reported once");
+        reg.resync(&only_a, &[], 20 + REMOVED_VISIBLE_MS);
+        assert!(reg.get(&ScenarioKey::new("t", "b")).is_none(), "then forgotten");
+    }
+
+    #[test]
+    fn an_unreadable_file_or_unreadable_ids_keep_the_scenario() {
+        let mut reg = ScenarioRegistry::default();
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "a"}), "a.json", 0);
+        reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "b", "revision": 3}), "b.json", 0);
+        let a = (json!({"tenant_id": "t", "scenario_id": "a"}), "a.json".to_string());
+        let broken = Unreadable { origin: "b.json".into(), error: "EOF while parsing".into() };
+        assert!(reg.resync(std::slice::from_ref(&a), std::slice::from_ref(&broken), 1).is_empty(), "nothing removed");
+        let b = reg.get(&ScenarioKey::new("t", "b")).unwrap();
+        assert_eq!(b.applied.as_ref().unwrap().revision, 3);
+        assert!(b.last_error.as_ref().unwrap().contains("b.json is unreadable (EOF while parsing)"), "{:?}", b.last_error);
+
+        // Valid JSON whose ids were mangled: the same rule, by origin.
+        let mangled = (json!({"tenant_id": 7, "scenario_id": "b"}), "b.json".to_string());
+        let changes = reg.resync(&[a.clone(), mangled], &[], 2);
+        assert!(changes.iter().all(|c| !matches!(c, ConfigChange::Removed(_))), "{changes:?}");
+        assert_eq!(reg.get(&ScenarioKey::new("t", "b")).unwrap().applied.as_ref().unwrap().revision, 3);
+
+        // Fixed: the error clears; deleted: removed.
+        reg.resync(&[a.clone(), (json!({"tenant_id": "t", "scenario_id": "b", "revision": 3}), "b.json".into())], &[], 3);
+        assert!(reg.get(&ScenarioKey::new("t", "b")).unwrap().last_error.is_none());
+        assert_eq!(reg.resync(&[a], &[], 4), vec![ConfigChange::Removed(ScenarioKey::new("t", "b"))]);
     }
 }

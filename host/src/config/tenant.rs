@@ -159,6 +159,27 @@ impl TenantTable {
         (table, errors)
     }
 
+    /// The table after reading the tenant documents again, keeping the last valid quotas: a
+    /// tenant whose document is now invalid keeps its previous quotas, and when some tenant
+    /// document could not be read at all (`incomplete`: its tenant is unknown), every tenant
+    /// missing from `docs` keeps its previous quotas too. Only a removed document returns a
+    /// tenant to the defaults.
+    pub fn updated(&self, docs: &[Value], incomplete: bool) -> (Self, Vec<ConfigError>) {
+        let (mut next, errors) = Self::from_documents(docs);
+        let invalid = docs.iter().filter(|d| parse_tenant(d).is_err()).filter_map(|d| d.get("tenant_id")?.as_str());
+        let kept: Vec<&str> = if incomplete {
+            self.documented().filter(|t| !next.tenants.contains_key(*t)).collect()
+        } else {
+            invalid.filter(|t| self.tenants.contains_key(*t)).collect()
+        };
+        for t in kept {
+            if let Some(q) = self.tenants.get(t) {
+                next.tenants.insert(t.to_string(), q.clone());
+            }
+        }
+        (next, errors)
+    }
+
     pub fn get(&self, tenant: &str) -> &TenantQuotas {
         self.tenants.get(tenant).unwrap_or(&self.default)
     }
@@ -194,5 +215,17 @@ mod tests {
         assert_eq!(t.get("uploads").sandbox_limits(&host), host, "upload quotas leave the sandbox alone");
         let small = t.get("small").sandbox_limits(&host);
         assert_eq!((small.call_budget, small.budget_per_item), (Duration::from_millis(5), Duration::ZERO));
+    }
+
+    #[test]
+    fn an_invalid_or_unreadable_tenant_document_keeps_the_last_valid_quotas() {
+        let doc = |t: &str, max: i64| json!({"tenant_id": t, "quotas": {"max_scenarios": max}});
+        let (before, _) = TenantTable::from_documents(&[doc("a", 2), doc("b", 3)]);
+        let (after, errors) = before.updated(&[doc("a", -1), doc("b", 3)], false);
+        assert_eq!((after.get("a").max_scenarios, errors.len()), (2, 1), "invalid: the previous quotas stay");
+        let (after, _) = before.updated(&[doc("a", 2)], true);
+        assert_eq!(after.get("b").max_scenarios, 3, "an unreadable file may be b's: b keeps its quotas");
+        let (after, _) = before.updated(&[doc("a", 2)], false);
+        assert_eq!(after.get("b"), &TenantQuotas::default(), "a removed document returns b to the defaults");
     }
 }

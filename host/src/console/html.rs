@@ -100,7 +100,7 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
     for (k, s) in scenarios {
         let st = s.status.as_ref();
         let state = st.map_or("none", |r| r.plugin_state.as_str());
-        let err = st.and_then(|r| r.last_error.as_deref());
+        let err = st.and_then(row_error);
         let _ = write!(
             out,
             r#"<tr data-scenario="{t}/{s_}"><td>{t}</td><td><a href="/console/tenants/{tu}/scenarios/{su}">{s_}</a></td><td class="num">{rev}</td><td>{plugin}</td><td><span class="state {cls}">{state}</span></td><td class="num">{eps:.1}</td><td class="num">{events}</td><td class="num">{rejected}</td><td class="num">{late}</td><td class="num">{over_quota}</td><td class="item">{top}</td><td class="{ecls}">{err}</td><td>{rollout}</td></tr>"#,
@@ -119,11 +119,16 @@ pub fn overview_rows(scenarios: &[(ScenarioKey, ScenarioLive)]) -> String {
             rejected = s.rejected,
             top = esc(s.hot.as_ref().and_then(|h| h.items.first()).map_or("–", |i| i.item_id.as_str())),
             ecls = if err.is_some() { "error" } else { "muted" },
-            err = esc(err.unwrap_or("none")),
+            err = esc(err.as_deref().unwrap_or("none")),
             rollout = st.map_or_else(|| "–".to_string(), rollout_cell),
         );
     }
     out
+}
+
+/// The error cell: why a removed scenario was removed, else the last error.
+fn row_error(r: &ScenarioStatusRow) -> Option<String> {
+    r.removed_reason.as_ref().map(|why| format!("removed: {why}")).or_else(|| r.last_error.clone())
 }
 
 /// A revision waiting for its effective window, and the shadow candidate with its error.
@@ -211,8 +216,8 @@ pub fn status_card(s: &ScenarioLive) -> String {
         over_quota = r.over_quota,
         windows = r.windows_emitted,
         applied = r.applied_at.map_or_else(|| "–".into(), time),
-        ecls = if r.last_error.is_some() { "error" } else { "muted" },
-        err = esc(r.last_error.as_deref().unwrap_or("none")),
+        ecls = if row_error(r).is_some() { "error" } else { "muted" },
+        err = esc(row_error(r).as_deref().unwrap_or("none")),
         pending = opt(r.pending_revision),
         effective = r.effective_from_window_end.map_or_else(|| "–".into(), time),
         cand = esc(&match (&r.candidate, &r.candidate_state) {

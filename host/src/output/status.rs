@@ -67,6 +67,9 @@ pub struct ScenarioStatusRow {
     /// The last shadowed window and how its candidate list compared with the live one.
     pub shadow_window_end: Option<i64>,
     pub shadow: Option<ShadowComparison>,
+    /// Set for an hour after the scenario was removed (its document deleted): when, and why.
+    pub removed_at: Option<i64>,
+    pub removed_reason: Option<String>,
 }
 
 impl ScenarioStatusRow {
@@ -100,6 +103,8 @@ impl ScenarioStatusRow {
             ("shadow_overlap_at_k", opt(self.shadow.map(|c| c.overlap_at_k))),
             ("shadow_rbo", opt(self.shadow.map(|c| c.rbo))),
             ("shadow_drift_p90", opt(self.shadow.map(|c| c.drift_p90))),
+            ("removed_at", opt(self.removed_at)),
+            ("removed_reason", self.removed_reason.clone().unwrap_or_default()),
         ]
     }
 }

@@ -123,7 +123,7 @@ impl Runtime {
         // Tenant quotas come first, then the first full set of scenarios: applied, with every
         // plugin they reference loaded, before any event is processed.
         while let Some(feed) = rt.config.recv().await {
-            let full = matches!(feed, ConfigFeed::FullSet(_));
+            let full = matches!(feed, ConfigFeed::FullSet { .. });
             config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
             if full {
                 break;

@@ -66,6 +66,8 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
                 candidate_error,
                 shadow_window_end: shadow.and_then(|s| s.last.map(|l| l.0)),
                 shadow: shadow.and_then(|s| s.last.map(|l| l.1)),
+                removed_at: entry.removed.as_ref().map(|r| r.at_ms),
+                removed_reason: entry.removed.as_ref().map(|r| cap_error(&r.reason)),
             }
         })
         .collect()

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 #[cfg(feature = "mongodb")]
 pub use mongo::{PollIntervals, connect_mongo, start_mongo};
 
+use crate::config::registry::Unreadable;
 use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
 use crate::pipeline::Pipeline;
 use crate::text::cap_error;
@@ -23,12 +24,14 @@ use crate::text::cap_error;
 // Changes and outages come from MongoDB only; a directory is always read whole.
 #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 pub enum ConfigFeed {
-    /// Every document there is: scenarios not among them are removed.
-    FullSet(Vec<(Value, String)>),
+    /// Every document there is: scenarios not among them are removed, unless their origin is
+    /// among `unreadable` (then they keep their last valid config).
+    FullSet { docs: Vec<(Value, String)>, unreadable: Vec<Unreadable> },
     /// Documents that changed.
     Changed(Vec<(Value, String)>),
-    /// Every tenant document (quotas); sent before each full set.
-    Tenants(Vec<Value>),
+    /// Every tenant document (quotas); sent before each full set. `incomplete`: some tenant
+    /// document could not be read, so tenants missing keep their last valid quotas.
+    Tenants { docs: Vec<Value>, incomplete: bool },
     /// The store cannot be read; the runtime keeps its last valid configs.
     Unavailable(String),
     /// The store answers again after an outage.
@@ -40,10 +43,11 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
     let read = move |dir: &PathBuf| -> ConfigFeed {
         match dir_store::read_dir_documents(dir) {
             Ok(read) => {
-                for e in &read.errors {
-                    tracing::error!(error = %e, "scenario file is not a JSON document; ignored");
+                for (file, e) in &read.errors {
+                    tracing::error!(%file, error = %e, "scenario file is not a JSON document; its scenario keeps the last valid config");
                 }
-                ConfigFeed::FullSet(read.docs)
+                let unreadable = read.errors.into_iter().map(|(origin, error)| Unreadable { origin, error }).collect();
+                ConfigFeed::FullSet { docs: read.docs, unreadable }
             }
             Err(e) => ConfigFeed::Unavailable(format!("{e:#}")),
         }
@@ -52,13 +56,17 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
     if let ConfigFeed::Unavailable(e) = &first {
         anyhow::bail!("{e}");
     }
-    tx.try_send(ConfigFeed::Tenants(dir_store::read_tenant_documents(&dir))).map_err(|_| anyhow::anyhow!("config channel closed"))?;
+    let tenants = |dir: &PathBuf| {
+        let (docs, incomplete) = dir_store::read_tenant_set(dir);
+        ConfigFeed::Tenants { docs, incomplete }
+    };
+    tx.try_send(tenants(&dir)).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     tx.try_send(first).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(4);
     let watcher = dir_store::watch_dir(&dir, changed_tx)?;
     tokio::spawn(async move {
         while changed_rx.recv().await.is_some() {
-            if tx.send(ConfigFeed::Tenants(dir_store::read_tenant_documents(&dir))).await.is_err() || tx.send(read(&dir)).await.is_err() {
+            if tx.send(tenants(&dir)).await.is_err() || tx.send(read(&dir)).await.is_err() {
                 break;
             }
         }
@@ -70,14 +78,14 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
 /// `store_error` for `/status`.
 pub fn apply(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut Pipeline, store_error: &mut Option<String>) {
     let changes = match feed {
-        ConfigFeed::FullSet(docs) => registry.resync(&docs, chrono::Utc::now().timestamp_millis()),
+        ConfigFeed::FullSet { docs, unreadable } => registry.resync(&docs, &unreadable, chrono::Utc::now().timestamp_millis()),
         ConfigFeed::Changed(docs) => {
             docs.iter().map(|(d, origin)| registry.apply_document(d, origin, chrono::Utc::now().timestamp_millis())).collect()
         }
-        ConfigFeed::Tenants(docs) => {
-            let (tenants, errors) = crate::config::tenant::TenantTable::from_documents(&docs);
+        ConfigFeed::Tenants { docs, incomplete } => {
+            let (tenants, errors) = registry.tenants().updated(&docs, incomplete);
             for e in errors {
-                tracing::error!(error = %cap_error(&e.to_string()), "invalid tenant document; that tenant keeps the default quotas");
+                tracing::error!(error = %cap_error(&e.to_string()), "invalid tenant document; that tenant keeps its last valid quotas");
             }
             registry.set_tenants(tenants);
             return;
@@ -104,7 +112,8 @@ pub fn apply(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut P
                 pipeline.apply_config(&cfg.key, Some(Arc::clone(cfg)));
             }
             ConfigChange::Removed(key) => {
-                tracing::info!(scenario = %key, "scenario removed; its state is freed");
+                let why = registry.get(key).and_then(|e| e.removed.as_ref()).map(|r| r.reason.clone()).unwrap_or_default();
+                tracing::warn!(scenario = %key, reason = %why, "scenario removed; its state is freed");
                 pipeline.apply_config(key, None);
             }
             ConfigChange::Rejected { key, error, origin } => {

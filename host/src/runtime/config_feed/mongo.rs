@@ -17,17 +17,10 @@ pub struct PollIntervals {
     pub resync: Duration,
 }
 
-fn origin_of(doc: &Value) -> String {
-    format!("mongodb scenarios {}/{}", doc["tenant_id"].as_str().unwrap_or("?"), doc["scenario_id"].as_str().unwrap_or("?"))
-}
-
-fn tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
-    docs.into_iter()
-        .map(|d| {
-            let origin = origin_of(&d);
-            (d, origin)
-        })
-        .collect()
+/// The origin of a document is its `_id`, which stays when its fields are edited: a document
+/// whose ids become unreadable still holds (and keeps) the scenario it held.
+fn tagged(docs: Vec<(Value, String)>) -> Vec<(Value, String)> {
+    docs.into_iter().map(|(d, id)| (d, format!("mongodb scenarios _id {id}"))).collect()
 }
 
 /// Connects to MongoDB, retrying with backoff while it is down; `None` when told to stop first.
@@ -57,7 +50,7 @@ pub async fn start_mongo(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let docs = loop {
-        match store.load_all().await {
+        match store.load_all_with_ids().await {
             Ok(d) => break d,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read scenarios; retrying");
@@ -66,9 +59,14 @@ pub async fn start_mongo(
         }
     };
     tracing::info!(url = %store.url(), scenarios = docs.len(), "scenario documents loaded from MongoDB");
-    let mut since = max_updated_at(&docs).unwrap_or(0);
-    tx.send(ConfigFeed::Tenants(store.tenants().await.unwrap_or_default())).await?;
-    tx.send(ConfigFeed::FullSet(tagged(docs))).await?;
+    let mut since = max_updated_at(docs.iter().map(|(d, _)| d)).unwrap_or(0);
+    // Unreadable tenants: the defaults for now, the last valid quotas once they were read.
+    let (tenants, incomplete) = match store.tenants().await {
+        Ok(t) => (t, false),
+        Err(_) => (Vec::new(), true),
+    };
+    tx.send(ConfigFeed::Tenants { docs: tenants, incomplete }).await?;
+    tx.send(ConfigFeed::FullSet { docs: tagged(docs), unreadable: Vec::new() }).await?;
     // Change streams (a replica set) make a change visible at once; polling stays the safety net.
     let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
     match store.watch_changes(nudge_tx).await {
@@ -86,8 +84,8 @@ pub async fn start_mongo(
             let result = tokio::select! {
                 _ = poll.tick() => store.changed_since(since).await.map(|d| (false, d)),
                 // A change stream event: re-read everything (this also sees deletes).
-                Some(()) = nudges.recv() => store.load_all().await.map(|d| (true, d)),
-                _ = resync.tick() => store.load_all().await.map(|d| (true, d)),
+                Some(()) = nudges.recv() => store.load_all_with_ids().await.map(|d| (true, d)),
+                _ = resync.tick() => store.load_all_with_ids().await.map(|d| (true, d)),
                 _ = shutdown.changed() => break,
             };
             let msg = match result {
@@ -98,16 +96,16 @@ pub async fn start_mongo(
                             break;
                         }
                     }
-                    since = since.max(max_updated_at(&docs).unwrap_or(0));
+                    since = since.max(max_updated_at(docs.iter().map(|(d, _)| d)).unwrap_or(0));
                     // Tenant quotas are re-read with every full resync.
                     if full
                         && let Ok(t) = store.tenants().await
-                        && tx.send(ConfigFeed::Tenants(t)).await.is_err()
+                        && tx.send(ConfigFeed::Tenants { docs: t, incomplete: false }).await.is_err()
                     {
                         break;
                     }
                     if full {
-                        ConfigFeed::FullSet(tagged(docs))
+                        ConfigFeed::FullSet { docs: tagged(docs), unreadable: Vec::new() }
                     } else if docs.is_empty() {
                         continue;
                     } else {
@@ -128,6 +126,6 @@ pub async fn start_mongo(
     Ok(())
 }
 
-fn max_updated_at(docs: &[Value]) -> Option<i64> {
-    docs.iter().filter_map(|d| d.get("updated_at")?.as_i64()).max()
+fn max_updated_at<'a>(docs: impl Iterator<Item = &'a Value>) -> Option<i64> {
+    docs.filter_map(|d| d.get("updated_at")?.as_i64()).max()
 }

@@ -56,7 +56,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             (Some(o), Some(r), _) => format!("{o:.2}/{r:.2}"),
             _ => "-".to_string(),
         };
-        let error = [get("last_error"), get("candidate_error")].into_iter().filter(|e| !e.is_empty()).collect::<Vec<_>>().join("; ");
+        let removed = match get("removed_reason").as_str() {
+            "" => String::new(),
+            why => format!("removed: {why}"),
+        };
+        let error =
+            [removed, get("last_error"), get("candidate_error")].into_iter().filter(|e| !e.is_empty()).collect::<Vec<_>>().join("; ");
         println!(
             "{:<34} {:>8} {:>14} {:<36} {:>8} {:>8} {:>9} {:>17}  {}",
             scenario,
