@@ -677,3 +677,37 @@ fn on_the_fleet_store_the_api_cli_and_host_share_mongodb() {
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && text.contains("referenced by 1 scenario(s) of other tenants (rival/feed)"), "{text}");
 }
+
+#[test]
+fn strict_documents_answer_with_suggestions_warnings_and_refuse_dropped_weights_unless_asked() {
+    let w = world();
+    let port = w.api.port;
+    let path = "/api/v1/tenants/acme/scenarios/search";
+    let r = request(port, "PATCH", path, Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"decay_lamda":0.5}}}}"#);
+    refused(&r, 422, "a misspelt field");
+    assert_eq!(r.json()["errors"][0]["path"], "config.realtime_compute.hot_score.decay_lamda");
+    assert_eq!(r.json()["errors"][0]["rule"], "unknown field; did you mean \"decay_lambda\"?");
+
+    // The platform's `owner` is kept and reported as a warning, not refused.
+    let r = request(port, "PATCH", path, Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"top_n":20}}}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["warnings"].as_array().unwrap().iter().any(|w| w["path"] == "owner"), "{}", r.body);
+
+    // Removing `view` from the weight map is refused with the list, unless asked for.
+    let drop_view = br#"{"config":{"realtime_compute":{"hot_score":{"action_weights":{"view":null}}}}}"#;
+    let r = request(port, "PATCH", path, Some(&w.acme), drop_view);
+    refused(&r, 422, "a patch that drops a weighted action");
+    assert_eq!(r.json()["errors"][0]["path"], "config.realtime_compute.hot_score.action_weights");
+    assert!(r.json()["errors"][0]["rule"].as_str().unwrap().contains("revision 2: view"), "{}", r.body);
+    assert_eq!(stored_revision(&w, "acme", "search"), 2);
+    let r = request(port, "PATCH", &format!("{path}?drop_weights=true"), Some(&w.acme), drop_view);
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(3)), "{}", r.body);
+    assert_eq!(r.json()["document"]["replace_weights"], true);
+    assert!(r.json()["warnings"].as_array().unwrap().iter().any(|w| w["rule"].as_str().unwrap().contains("no longer weights view")));
+    // The host honours the marker (it checks every document against what it applies).
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "search") == Some(3)), "revision 3 not applied");
+    // The next write does not carry the marker over.
+    let r = request(port, "PATCH", path, Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"top_n":30}}}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["document"].get("replace_weights").is_none(), "{}", r.body);
+}

@@ -245,3 +245,113 @@ fn an_explicit_scenarios_dir_wins_over_mongodb_url_in_every_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("from-dir"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `$set` on one stored scenario straight into MongoDB, as the seed's admin service does
+/// (`scenarios.update_one({...}, {"$set": {"config.realtime_compute": ...}})`): no revision bump,
+/// no `updated_at`, so the host sees it at its next resync.
+fn mongo_set(stack: &Stack, database: &str, tenant: &str, scenario: &str, set: serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = mongodb::Client::with_uri_str(&stack.mongodb_url).await.unwrap();
+        let scenarios = client.database(database).collection::<bson::Document>("scenarios");
+        let set = bson::to_document(&set).unwrap();
+        let r = scenarios.update_one(bson::doc! {"tenant_id": tenant, "scenario_id": scenario}, bson::doc! {"$set": set}).await.unwrap();
+        assert_eq!(r.matched_count, 1, "no stored {tenant}/{scenario}");
+    });
+}
+
+#[test]
+fn misspelt_fields_and_partial_weight_maps_written_straight_into_mongodb_keep_the_last_valid_config() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("strict"), unique("events-"), unique("db"));
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("out.jsonl");
+    // A platform document: its own fields beside rtscore's (warnings, not errors).
+    let doc_v1 = serde_json::json!({"tenant_id": tenant, "scenario_id": "feed", "revision": 1, "name": "Feed", "owner": "growth",
+        "config": {"recall": {"k": 200}, "realtime_compute": {"hot_score": {
+        "action_weights": {"view": 1.0, "click": 2.0, "like": 3.0, "purchase": 10.0},
+        "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+    stack.put_scenarios(&database, std::slice::from_ref(&doc_v1));
+    stack.create_topic(&topic, 1);
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .mongo(&stack, &database)
+        .redis(&stack)
+        .jsonl_out(&sink)
+        .view_off()
+        .config_poll_ms(100)
+        .config_resync_ms(300)
+        .start();
+    let line = |e: &RefEvent| event_line(&tenant, "feed", &e.item_id, &e.action, e.ts);
+    let mut redis = stack.redis();
+    let mut status = || -> BTreeMap<String, String> { redis.hgetall(format!("rt:{tenant}:feed:status")).unwrap_or_default() };
+    let phase1 = traffic(11, T0, T0 + 22 * MIN);
+    stack.produce(&topic, 1, &phase1.iter().map(line).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 20 * MIN)), "{}", host.log());
+    assert_eq!(status().get("config_revision").map(String::as_str), Some("1"));
+    assert!(host.log().contains("owner: platform field"), "the platform field is logged as a warning\n{}", host.log());
+
+    // A misspelt field is refused with a suggestion; revision 1 stays in force.
+    let mut typo = doc_v1.clone();
+    typo["revision"] = 2.into();
+    typo["config"]["realtime_compute"]["hot_score"]["decay_lamda"] = 0.05.into();
+    stack.put_scenarios(&database, &[typo]);
+    let said = |s: &BTreeMap<String, String>, what: &str| s.get("last_error").is_some_and(|e| e.contains(what));
+    assert!(
+        wait_until(Duration::from_secs(10), || said(&status(), r#"hot_score.decay_lamda: unknown field; did you mean "decay_lambda"?"#)),
+        "status does not report the typo: {:?}\n{}",
+        status(),
+        host.log()
+    );
+    assert_eq!(status().get("config_revision").map(String::as_str), Some("1"));
+
+    // The seed's own `$set {"config.realtime_compute": {...partial...}}`: refused with the list.
+    let partial = serde_json::json!({"hot_score": {"action_weights": {"purchase": 15.0},
+        "decay_lambda": 0.5, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}});
+    mongo_set(&stack, &database, &tenant, "feed", serde_json::json!({"config.realtime_compute": partial}));
+    assert!(
+        wait_until(Duration::from_secs(10), || said(
+            &status(),
+            "hot_score.action_weights: drops actions weighted in revision 1: click, like, view"
+        )),
+        "status does not report the dropped weights: {:?}\n{}",
+        status(),
+        host.log()
+    );
+    assert_eq!(status().get("config_revision").map(String::as_str), Some("1"), "the last valid revision stays in force");
+    let phase2 = traffic(12, T0 + 22 * MIN, T0 + 42 * MIN);
+    stack.produce(&topic, 1, &phase2.iter().map(line).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 40 * MIN)), "{}", host.log());
+    assert_eq!(status().get("config_revision").map(String::as_str), Some("1"));
+
+    // The writer says so: the marker makes the same map apply (revision 2, purchase alone).
+    mongo_set(&stack, &database, &tenant, "feed", serde_json::json!({"replace_weights": true}));
+    assert!(
+        wait_until(Duration::from_secs(10), || status().get("config_revision").map(String::as_str) == Some("2")),
+        "the marked document is not applied: {:?}\n{}",
+        status(),
+        host.log()
+    );
+    assert_eq!(status().get("last_error").map(String::as_str), Some(""), "the refusal is cleared");
+    let phase3 = traffic(13, T0 + 42 * MIN, T0 + 60 * MIN);
+    stack.produce(&topic, 1, &phase3.iter().map(line).collect::<Vec<_>>());
+    assert!(wait_until(Duration::from_secs(30), || read_hot_sink(&sink).0.keys().any(|(_, e)| *e >= T0 + 55 * MIN)), "{}", host.log());
+    assert!(host.stop().success());
+
+    // Every window equals the reference under the weights of the revision it reports.
+    let all: Vec<RefEvent> = phase1.iter().chain(&phase2).chain(&phase3).cloned().collect();
+    let mut doc_v2 = doc_v1.clone();
+    doc_v2["config"]["realtime_compute"]["hot_score"]["action_weights"] = serde_json::json!({"purchase": 15.0});
+    let (want_v1, want_v2) = (hot_lists(&all, &hot_cfg(&doc_v1)), hot_lists(&all, &hot_cfg(&doc_v2)));
+    let (_, records) = read_hot_sink(&sink);
+    check_against_reference(&records, "hot", |r| match r["config_revision"].as_i64() {
+        Some(1) => &want_v1,
+        Some(2) => &want_v2,
+        other => panic!("unexpected revision {other:?}"),
+    });
+    assert!(records.iter().any(|r| r["config_revision"] == 2 && r["window_end"].as_i64().unwrap() >= T0 + 45 * MIN));
+    assert!(
+        !records.iter().any(|r| r["config_revision"] == 2 && r["window_end"].as_i64().unwrap() <= T0 + 40 * MIN),
+        "no window emitted while the partial map was refused used it"
+    );
+}

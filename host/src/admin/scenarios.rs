@@ -8,13 +8,13 @@
 use serde_json::Value;
 
 use super::AdminError;
-use crate::config::edit::{deep_merge, new_document, next_revision};
+use crate::config::edit::{deep_merge, new_document, next_revision_checked, write_warnings};
 use crate::config::history;
 use crate::config::store::ScenarioStore;
 use crate::config::switch::EffectiveFrom;
 use crate::config::tenant::{TenantQuotas, parse_tenant};
 use crate::config::validate::is_valid_id;
-use crate::config::{ScenarioConfig, parse_scenario};
+use crate::config::{FieldError, ScenarioConfig, parse_scenario};
 
 pub struct ScenarioService {
     store: ScenarioStore,
@@ -28,6 +28,9 @@ pub struct ScenarioService {
 pub struct StoredScenario {
     pub document: Value,
     pub config: ScenarioConfig,
+    /// What the writer should hear without being refused: platform fields, weights a
+    /// `replace_weights` marker dropped (path and message each).
+    pub warnings: Vec<FieldError>,
 }
 
 fn ids(doc: &Value) -> (Option<&str>, Option<&str>) {
@@ -96,9 +99,9 @@ impl ScenarioService {
     pub async fn prepare_put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
-        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        let (document, checked) = next_revision_checked(stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
-        Ok(StoredScenario { document, config })
+        Ok(StoredScenario { document, config: checked.config, warnings: checked.warnings })
     }
 
     /// Replaces (or creates) a scenario with `doc`, taking effect from `effective`; with
@@ -120,7 +123,8 @@ impl ScenarioService {
 
     async fn store_revision(&self, stored: Option<&Value>, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
         let (document, config) = history::store_revision(&self.store, stored, doc, effective, now_ms()).await?;
-        Ok(StoredScenario { document, config })
+        let warnings = write_warnings(stored, &document);
+        Ok(StoredScenario { document, config, warnings })
     }
 
     /// Replaces a scenario with a complete document that names its own ids (`scenario set`).
@@ -140,9 +144,9 @@ impl ScenarioService {
     /// Nothing is stored.
     pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
-        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        let (document, checked) = next_revision_checked(stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
-        Ok(StoredScenario { document, config })
+        Ok(StoredScenario { document, config: checked.config, warnings: checked.warnings })
     }
 
     pub async fn patch(
@@ -168,7 +172,15 @@ impl ScenarioService {
         }
         let stored = self.store.get(tenant, scenario).await?;
         let mut doc = match (&stored, create) {
-            (Some(d), _) => d.clone(),
+            (Some(d), _) => {
+                // The stored revision's `replace_weights` was its writer's say-so, not this
+                // patch's: only the patch (or --drop-weights) can set it again.
+                let mut d = d.clone();
+                if let Value::Object(m) = &mut d {
+                    m.remove(crate::config::weights_guard::REPLACE_WEIGHTS);
+                }
+                d
+            }
             (None, true) => new_document(tenant, scenario),
             (None, false) => return Err(AdminError::ScenarioNotFound { tenant: tenant.into(), scenario: scenario.into() }),
         };
@@ -195,7 +207,7 @@ impl ScenarioService {
             self.check_plugins(tenant, &stored).await?;
         }
         let (document, config) = history::promote(&self.store, tenant, scenario, effective, if_revision, now_ms()).await?;
-        Ok(StoredScenario { document, config })
+        Ok(StoredScenario { warnings: write_warnings(None, &document), document, config })
     }
 
     /// Revision `to` (default: the one before the current) stored again as a new revision.
@@ -219,7 +231,7 @@ impl ScenarioService {
             }
         }
         let (document, config) = history::rollback(&self.store, tenant, scenario, to, effective, if_revision, now_ms()).await?;
-        Ok(StoredScenario { document, config })
+        Ok(StoredScenario { warnings: write_warnings(None, &document), document, config })
     }
 
     /// Every stored revision of a scenario, oldest first.
@@ -312,6 +324,61 @@ mod tests {
         assert!(svc.list(Some("other")).await.unwrap().is_empty());
         svc.delete("t", "s").await.unwrap();
         assert!(matches!(svc.get("t", "s").await, Err(AdminError::ScenarioNotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn writes_that_drop_weights_are_refused_unless_asked_for_and_the_marker_does_not_carry_over() {
+        let (_dir, svc) = service();
+        let now = &EffectiveFrom::Immediately;
+        let weights = |w: Value| json!({"config": {"realtime_compute": {"hot_score": {"action_weights": w}}}});
+        let first = svc.put("t", "s", json!({"owner": "team"}), now, None).await.unwrap();
+        assert!(first.warnings.iter().any(|w| w.path == "owner" && w.rule.contains("platform field")), "{:?}", first.warnings);
+        // A full document whose map lists only purchase, over the defaults.
+        let err = svc.put("t", "s", weights(json!({"purchase": 15})), now, None).await.unwrap_err();
+        assert_eq!(err.field_errors()[0].path, "config.realtime_compute.hot_score.action_weights");
+        assert!(err.to_string().contains("revision 1: click, comment, favorite, impression, like, share, view"), "{err}");
+        assert!(matches!(svc.prepare_put("t", "s", weights(json!({"purchase": 15}))).await, Err(AdminError::Invalid(_))), "dry runs too");
+        assert_eq!(svc.get("t", "s").await.unwrap()["revision"], 1, "nothing stored");
+
+        // Said so (what --drop-weights / ?drop_weights=true do): stored with the marker, warned.
+        let mut asked = weights(json!({"purchase": 15, "click": 2}));
+        crate::config::edit::request_drop_weights(&mut asked);
+        let stored = svc.put("t", "s", asked, now, None).await.unwrap();
+        assert_eq!(stored.document["replace_weights"], true);
+        assert!(stored.warnings.iter().any(|w| w.rule.contains("no longer weights comment")), "{:?}", stored.warnings);
+
+        // A later patch does not inherit the marker: dropping click again is refused ...
+        let drop_click = weights(json!({"click": null}));
+        assert!(matches!(svc.patch("t", "s", &drop_click, false, now, None).await, Err(AdminError::Invalid(_))));
+        // ... and a patch that drops nothing is stored without it.
+        let raised = svc.patch("t", "s", &weights(json!({"purchase": 20})), false, now, None).await.unwrap();
+        assert!(raised.document.get("replace_weights").is_none());
+        assert!(raised.warnings.is_empty(), "{:?}", raised.warnings);
+        // Weight 0 keeps an action listed: no refusal.
+        assert!(svc.patch("t", "s", &weights(json!({"click": 0})), false, now, None).await.is_ok());
+        // A rollback to revision 1 (the defaults) is the operator's explicit choice.
+        let back = svc.rollback("t", "s", Some(1), now, None).await.unwrap();
+        assert_eq!(back.config.hot_score.weight("view"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn misspelt_fields_are_refused_on_writes() {
+        let (_dir, svc) = service();
+        let err = svc
+            .patch(
+                "t",
+                "s",
+                &json!({"config": {"realtime_compute": {"hot_score": {"decay_lamda": 0.5}}}}),
+                true,
+                &EffectiveFrom::Immediately,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.field_errors()[0].to_string(),
+            "config.realtime_compute.hot_score.decay_lamda: unknown field; did you mean \"decay_lambda\"?"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! `/api/v1/tenants/{tenant}/scenarios[/{scenario}]`: list, get, replace (PUT), deep-merge
 //! (PATCH), delete, and the rollout operations: history, promote, rollback. Writes take
-//! `?dry_run=true` to validate without storing (PUT/PATCH), and the effective-time parameters
-//! (`effective_from`, `immediately`, `margin_ms`).
+//! `?dry_run=true` to validate without storing (PUT/PATCH), `?drop_weights=true` to replace a
+//! weight map that drops actions on purpose, and the effective-time parameters (`effective_from`,
+//! `immediately`, `margin_ms`). Write responses carry the document's `warnings`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -24,6 +25,10 @@ pub struct WriteOptions {
     /// PATCH only: create the scenario from defaults if it does not exist.
     #[serde(default)]
     create: bool,
+    /// PUT/PATCH: the new weight maps may drop actions the stored revision weights (sets the
+    /// document's `replace_weights` marker, config::weights_guard).
+    #[serde(default)]
+    drop_weights: bool,
     /// Take effect from this hot-score window end (epoch ms) on every host.
     effective_from: Option<i64>,
     /// Take effect at each host's next window, with no fleet-wide agreement.
@@ -59,8 +64,9 @@ fn options(q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejecti
 }
 
 fn written(s: StoredScenario, dry_run: bool) -> Json<Value> {
+    let warnings: Vec<Value> = s.warnings.iter().map(|w| json!({"path": w.path, "rule": w.rule})).collect();
     Json(json!({"tenant_id": &*s.config.key.tenant_id, "scenario_id": &*s.config.key.scenario_id,
-                "revision": s.config.revision, "dry_run": dry_run, "document": s.document}))
+                "revision": s.config.revision, "dry_run": dry_run, "warnings": warnings, "document": s.document}))
 }
 
 pub async fn list(State(s): State<AdminState>, Path(tenant): Path<String>) -> Result<impl IntoResponse, ApiError> {
@@ -103,7 +109,10 @@ pub async fn write(
 ) -> Result<impl IntoResponse, ApiError> {
     let opts = options(q)?;
     let if_revision = if_match(&headers)?;
-    let body = json_body(&s, body)?;
+    let mut body = json_body(&s, body)?;
+    if opts.drop_weights {
+        crate::config::edit::request_drop_weights(&mut body);
+    }
     let svc = &s.scenarios;
     let stored = match (method == Method::PATCH, opts.dry_run) {
         (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,

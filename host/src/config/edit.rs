@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ConfigError, ScenarioConfig, parse_scenario};
+use super::{Checked, ConfigError, FieldError, ScenarioConfig, parse_scenario_checked};
 
 /// Merges `patch` into `base`: objects recursively, any other value replaces. A `null` in the
 /// patch removes the key, so a field can be returned to its default.
@@ -46,15 +46,48 @@ pub fn candidate_document(doc: &Value) -> Option<Value> {
 
 /// The next version of a stored document: `candidate` validated, with `revision` one above the
 /// stored one (or 1 for a new scenario) and `updated_at` set to `now_ms`. Platform fields of
-/// the document are kept as they are.
-pub fn next_revision(stored: Option<&Value>, mut candidate: Value, now_ms: i64) -> Result<(Value, ScenarioConfig), ConfigError> {
+/// the document are kept as they are. A revision that drops weighted actions of the stored one
+/// is refused unless it carries `replace_weights` (`super::weights_guard`).
+pub fn next_revision(stored: Option<&Value>, candidate: Value, now_ms: i64) -> Result<(Value, ScenarioConfig), ConfigError> {
+    next_revision_checked(stored, candidate, now_ms).map(|(doc, checked)| (doc, checked.config))
+}
+
+/// [`next_revision`] with the warnings the writer should see (platform fields, weights a
+/// `replace_weights` marker dropped).
+pub fn next_revision_checked(stored: Option<&Value>, mut candidate: Value, now_ms: i64) -> Result<(Value, Checked), ConfigError> {
     let previous = stored.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0);
     if let Value::Object(m) = &mut candidate {
         m.insert("revision".into(), Value::from(previous + 1));
         m.insert("updated_at".into(), Value::from(now_ms));
     }
-    let cfg = parse_scenario(&candidate)?;
-    Ok((candidate, cfg))
+    parse_scenario_checked(&candidate)?;
+    super::weights_guard::guard_write(stored, &mut candidate)?;
+    // Parsed again: the guard may have removed an unneeded marker (and its warning).
+    let mut checked = parse_scenario_checked(&candidate)?;
+    checked.warnings = write_warnings(stored, &candidate);
+    Ok((candidate, checked))
+}
+
+/// What the writer of `next` (over `stored`) should hear: the document's warnings and the
+/// weighted actions a `replace_weights` marker dropped.
+pub fn write_warnings(stored: Option<&Value>, next: &Value) -> Vec<FieldError> {
+    use super::weights_guard::{WeightedActions, allowed_warnings, dropped, replaces_weights};
+    let mut warnings = parse_scenario_checked(next).map(|c| c.warnings).unwrap_or_default();
+    if let Some(s) = stored.filter(|_| replaces_weights(next)) {
+        // The dropped actions say more than the marker's generic warning, which is for
+        // documents written straight into the store.
+        warnings.retain(|w| w.path != super::weights_guard::REPLACE_WEIGHTS);
+        warnings.extend(allowed_warnings(&dropped(&WeightedActions::of_document(s), next)));
+    }
+    warnings
+}
+
+/// A write's "drop weights on purpose" (`--drop-weights`, `?drop_weights=true`): the marker
+/// set in the body, or in the patch, before it is merged and validated.
+pub fn request_drop_weights(body: &mut Value) {
+    if let Value::Object(m) = body {
+        m.insert(super::weights_guard::REPLACE_WEIGHTS.into(), Value::Bool(true));
+    }
 }
 
 /// A new scenario document for `tenant/scenario` with an empty config (all defaults).

@@ -117,7 +117,11 @@ pub async fn promote(
 ) -> Result<(Value, ScenarioConfig), RolloutError> {
     let doc = current(store, tenant, scenario).await?;
     expect_revision(Some(&doc), tenant, scenario, if_revision)?;
-    let next = promoted(&doc).ok_or_else(|| RolloutError::NoCandidate(format!("{tenant}/{scenario}")))?;
+    let mut next = promoted(&doc).ok_or_else(|| RolloutError::NoCandidate(format!("{tenant}/{scenario}")))?;
+    // A marker of the stored revision is not a say-so for this one.
+    if let Value::Object(m) = &mut next {
+        m.remove(super::weights_guard::REPLACE_WEIGHTS);
+    }
     store_revision(store, Some(&doc), next, effective, now_ms).await
 }
 
@@ -136,8 +140,11 @@ pub async fn rollback(
     expect_revision(Some(&doc), tenant, scenario, if_revision)?;
     let revision = doc.get("revision").and_then(Value::as_i64).unwrap_or(0);
     let history = store.history(tenant, scenario).await?;
-    let next = rolled_back(&history, revision, to)
+    let mut next = rolled_back(&history, revision, to)
         .ok_or(RolloutError::NoSuchRevision { scenario: format!("{tenant}/{scenario}"), revision: to.unwrap_or(revision - 1) })?;
+    // Returning to an earlier revision's weights is the operator's explicit choice: the marker
+    // lets it drop actions added since (and is removed when it drops none).
+    super::edit::request_drop_weights(&mut next);
     store_revision(store, Some(&doc), next, effective, now_ms).await
 }
 

@@ -2,6 +2,7 @@
 
 pub mod dir_store;
 pub mod edit;
+pub mod fields;
 pub mod history;
 pub mod model;
 #[cfg(feature = "mongodb")]
@@ -24,9 +25,10 @@ pub mod store;
 pub mod switch;
 pub mod tenant;
 pub mod validate;
+pub mod weights_guard;
 
 pub use model::{
     Candidate, HotScoreConfig, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry,
 };
 pub use registry::{ConfigChange, ScenarioRegistry};
-pub use validate::{ConfigError, FieldError, parse_scenario};
+pub use validate::{Checked, ConfigError, FieldError, parse_scenario, parse_scenario_checked};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::tenant::{TenantTable, count_exceeded};
-use super::{ScenarioConfig, ScenarioKey, ScenarioStatus, parse_scenario};
+use super::weights_guard::{WeightedActions, dropped, refusal, replaces_weights};
+use super::{ScenarioConfig, ScenarioKey, ScenarioStatus, parse_scenario_checked};
 
 /// What a document did to the registry; the runtime forwards `Applied`/`Removed` to the jobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +72,19 @@ impl ScenarioRegistry {
     /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it at wall
     /// time `now_ms`.
     pub fn apply_document(&mut self, doc: &Value, origin: &str, now_ms: i64) -> ConfigChange {
-        match parse_scenario(doc) {
-            Ok(cfg) => {
+        match parse_scenario_checked(doc) {
+            Ok(checked) => {
+                let cfg = checked.config;
+                // Written straight into the store (the seed's admin service does), a partial
+                // weight map is refused here against what this host applies.
+                if let Some(error) = self.drops_weights(&cfg, doc) {
+                    let entry = self.entries.entry(cfg.key.clone()).or_default();
+                    if entry.last_error.as_ref() == Some(&error) {
+                        return ConfigChange::Unchanged;
+                    }
+                    entry.last_error = Some(error.clone());
+                    return ConfigChange::Rejected { key: Some(cfg.key.clone()), error, origin: origin.to_string() };
+                }
                 if let Some(error) = self.over_scenario_quota(&cfg) {
                     let entry = self.entries.entry(cfg.key.clone()).or_default();
                     // Polls re-read the latest document: report and count a refusal once.
@@ -88,6 +100,10 @@ impl ScenarioRegistry {
                 entry.origin = Some(origin.to_string());
                 if entry.applied.as_deref() == Some(&cfg) {
                     return ConfigChange::Unchanged;
+                }
+                // Logged once per applied change: polls that re-read it are Unchanged above.
+                for w in &checked.warnings {
+                    tracing::warn!(scenario = %cfg.key, revision = cfg.revision, origin, "scenario document: {w}");
                 }
                 let cfg = Arc::new(cfg);
                 entry.applied = Some(cfg.clone());
@@ -112,6 +128,18 @@ impl ScenarioRegistry {
                 ConfigChange::Rejected { key, error, origin: origin.to_string() }
             }
         }
+    }
+
+    /// Why `doc` may not replace the applied config: its weight maps drop actions the applied
+    /// config weights, without `replace_weights` (config::weights_guard).
+    fn drops_weights(&self, cfg: &ScenarioConfig, doc: &Value) -> Option<String> {
+        let applied = self.entries.get(&cfg.key)?.applied.as_deref()?;
+        let drops = dropped(&WeightedActions::of_config(applied), doc);
+        if drops.is_empty() || replaces_weights(doc) {
+            return None;
+        }
+        let errors = refusal(&drops, Some(applied.revision));
+        Some(super::ConfigError { scenario: Some(cfg.key.to_string()), errors }.to_string())
     }
 
     /// A new active scenario beyond its tenant's `max_scenarios` is refused; scenarios already
@@ -243,6 +271,31 @@ mod tests {
             reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "c", "status": "inactive"}), "x", 0),
             ConfigChange::Applied(_)
         ));
+    }
+
+    #[test]
+    fn a_document_that_drops_weights_is_refused_unless_marked() {
+        let mut reg = ScenarioRegistry::default();
+        let key = ScenarioKey::new("t", "s");
+        let v1 = json!({"tenant_id": "t", "scenario_id": "s", "revision": 1});
+        assert!(matches!(reg.apply_document(&v1, "mongodb", 0), ConfigChange::Applied(_)));
+        // The seed's `$set {"config.realtime_compute": {...}}` with a partial map.
+        let partial = json!({"tenant_id": "t", "scenario_id": "s", "revision": 1,
+            "config": {"realtime_compute": {"hot_score": {"action_weights": {"purchase": 15}}}}});
+        let ConfigChange::Rejected { error, .. } = reg.apply_document(&partial, "mongodb", 0) else { panic!("partial map applied") };
+        assert!(error.contains("hot_score.action_weights: drops actions weighted in revision 1: click, comment"), "{error}");
+        assert_eq!(reg.apply_document(&partial, "mongodb", 0), ConfigChange::Unchanged, "a poll re-reading it reports it once");
+        assert_eq!(reg.get(&key).unwrap().applied.as_ref().unwrap().hot_score.weight("click"), 2.0, "the last valid config stays");
+        assert!(reg.get(&key).unwrap().last_error.as_ref().unwrap().contains("replace_weights"));
+
+        let mut marked = partial.clone();
+        marked["replace_weights"] = true.into();
+        let ConfigChange::Applied(cfg) = reg.apply_document(&marked, "mongodb", 0) else { panic!("marked map refused") };
+        assert_eq!((cfg.hot_score.weight("purchase"), cfg.hot_score.weight("click")), (15.0, 0.0));
+        assert!(reg.get(&key).unwrap().last_error.is_none());
+        // Now `purchase` alone is the map: listing more actions, or none (the defaults), is fine.
+        let defaults = json!({"tenant_id": "t", "scenario_id": "s", "revision": 2});
+        assert!(matches!(reg.apply_document(&defaults, "mongodb", 0), ConfigChange::Applied(_)));
     }
 
     #[test]

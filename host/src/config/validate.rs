@@ -1,14 +1,18 @@
 //! Parse, don't validate: one fallible conversion from a raw scenario document (JSON, or BSON
 //! turned into JSON) to a [`ScenarioConfig`]. Every error names the field path and the rule.
-//! Missing fields take the seed's defaults; a map that is present is taken whole; unknown fields
-//! are ignored (the raw document keeps them).
+//! Missing fields take the seed's defaults; a map that is present is taken whole. Field names are
+//! strict (`super::fields`): each level rtscore owns lists its known fields in a `const` slice
+//! next to the code that parses it, and any other name there is an error with a "did you mean"
+//! suggestion; the platform's own root fields are warnings, other `config` sections are left alone.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::fields::{FOREIGN_FIELDS, SILENT_FIELDS, extra_foreign_fields, suggest, unknown_field_rule};
 use super::model::*;
+use super::weights_guard::REPLACE_WEIGHTS;
 
 /// One rule a document broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,14 +68,36 @@ pub fn is_valid_action(s: &str) -> bool {
     (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-/// Collects errors while walking a document.
+/// A valid document's config and what the writer should hear about without being refused
+/// (platform fields, a `replace_weights` marker), each a path and a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub config: ScenarioConfig,
+    pub warnings: Vec<FieldError>,
+}
+
+/// Collects errors and warnings while walking a document.
 struct Walker {
     errors: Vec<FieldError>,
+    warnings: Vec<FieldError>,
 }
 
 impl Walker {
     fn err(&mut self, path: &str, rule: impl Into<String>) {
         self.errors.push(FieldError { path: path.to_string(), rule: rule.into() });
+    }
+
+    fn warn(&mut self, path: &str, rule: impl Into<String>) {
+        self.warnings.push(FieldError { path: path.to_string(), rule: rule.into() });
+    }
+
+    /// Every key of `obj` (at `path`) not in `known` is an error naming the closest known one.
+    fn known_fields(&mut self, obj: Option<&Map<String, Value>>, known: &[&str], path: &str) {
+        for key in obj.into_iter().flat_map(|o| o.keys()) {
+            if !known.contains(&key.as_str()) {
+                self.err(&format!("{path}.{key}"), unknown_field_rule(key, known));
+            }
+        }
     }
 
     fn object<'v>(&mut self, parent: Option<&'v Map<String, Value>>, key: &str, path: &str) -> Option<&'v Map<String, Value>> {
@@ -190,15 +216,86 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Turns a raw scenario document into a validated [`ScenarioConfig`].
+/// Root fields rtscore reads or writes. Others are platform fields ([`FOREIGN_FIELDS`], the
+/// host's `--foreign-field`: warnings) or errors.
+pub const ROOT_FIELDS: &[&str] = &[
+    "tenant_id",
+    "scenario_id",
+    "scenario_type",
+    "status",
+    "revision",
+    "updated_at",
+    "config",
+    "candidate",
+    "dedicated",
+    "effective_from_window_end",
+    REPLACE_WEIGHTS,
+];
+/// Keys of `config` rtscore owns; the others belong to other platform services.
+pub const CONFIG_FIELDS: &[&str] = &["realtime_compute"];
+pub const REALTIME_COMPUTE_FIELDS: &[&str] = &["hot_score", "user_profile", "metrics"];
+pub const HOT_SCORE_FIELDS: &[&str] =
+    &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin"];
+pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
+pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate"];
+/// `plugin` (live or candidate); `params` is the plugin's own JSON and is not checked.
+pub const PLUGIN_FIELDS: &[&str] = &["name", "version", "sha256", "params"];
+pub const CANDIDATE_FIELDS: &[&str] = &["hot_score", "plugin"];
+
+/// The root's own fields: rtscore's, silently accepted, platform (a warning), or unknown.
+fn root_fields(w: &mut Walker, doc: &Map<String, Value>, extra_foreign: &[String]) {
+    for key in doc.keys() {
+        let k = key.as_str();
+        if ROOT_FIELDS.contains(&k) || SILENT_FIELDS.contains(&k) {
+            continue;
+        }
+        if FOREIGN_FIELDS.contains(&k) || extra_foreign.iter().any(|f| f == k) {
+            w.warn(k, "platform field: kept in the document, not read by rtscore");
+        } else {
+            let rule = match suggest(k, ROOT_FIELDS) {
+                Some(s) => format!("unknown field; did you mean \"{s}\"?"),
+                None => format!(
+                    "unknown field; rtscore's fields here are {}; a platform field must be listed with the host's --foreign-field",
+                    ROOT_FIELDS.join(", ")
+                ),
+            };
+            w.err(k, rule);
+        }
+    }
+}
+
+/// Keys of `config`: `realtime_compute` is rtscore's, other sections belong to other services
+/// and are left alone, unless the key looks like a misspelt `realtime_compute`.
+fn config_fields(w: &mut Walker, config: Option<&Map<String, Value>>) {
+    for key in config.into_iter().flat_map(|c| c.keys()) {
+        if !CONFIG_FIELDS.contains(&key.as_str())
+            && let Some(s) = suggest(key, CONFIG_FIELDS)
+        {
+            w.err(&format!("config.{key}"), format!("unknown field; did you mean \"{s}\"?"));
+        }
+    }
+}
+
+/// Turns a raw scenario document into a validated [`ScenarioConfig`] (warnings dropped).
 pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
+    parse_scenario_checked(doc).map(|c| c.config)
+}
+
+/// [`parse_scenario`] with the warnings, under this host's foreign fields (`--foreign-field`).
+pub fn parse_scenario_checked(doc: &Value) -> Result<Checked, ConfigError> {
+    parse_scenario_with(doc, extra_foreign_fields())
+}
+
+/// [`parse_scenario_checked`] with an explicit list of extra foreign root fields.
+pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Checked, ConfigError> {
     let Some(doc) = doc.as_object() else {
         return Err(ConfigError {
             scenario: None,
             errors: vec![FieldError { path: "$".into(), rule: "a scenario document must be a JSON object".into() }],
         });
     };
-    let mut w = Walker { errors: Vec::new() };
+    let mut w = Walker { errors: Vec::new(), warnings: Vec::new() };
+    root_fields(&mut w, doc, extra_foreign);
     let tenant = w.id(doc, "tenant_id");
     let scenario = w.id(doc, "scenario_id");
     let label = match (&tenant, &scenario) {
@@ -219,12 +316,23 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     let scenario_type = doc.get("scenario_type").and_then(Value::as_str).map(str::to_string);
     let dedicated = w.bool(Some(doc), "dedicated", "dedicated", false);
 
+    if w.bool(Some(doc), REPLACE_WEIGHTS, REPLACE_WEIGHTS, false) {
+        w.warn(
+            REPLACE_WEIGHTS,
+            "set: this revision may drop weighted actions of the previous one; remove it after the change \
+             (rtscore's own writes do) so that later partial weight maps are refused again",
+        );
+    }
+
     let config = w.object(Some(doc), "config", "config");
+    config_fields(&mut w, config);
     let rc = w.object(config, "realtime_compute", "config.realtime_compute");
+    w.known_fields(rc, REALTIME_COMPUTE_FIELDS, "config.realtime_compute");
 
     // hot_score
     let p = "config.realtime_compute.hot_score";
     let hot = w.object(rc, "hot_score", p);
+    w.known_fields(hot, HOT_SCORE_FIELDS, p);
     let window = w.integer(hot, "window_size_minutes", &format!("{p}.window_size_minutes"), 60, 1, MAX_WINDOW_MINUTES);
     let slide = w.integer(hot, "window_slide_minutes", &format!("{p}.window_slide_minutes"), 15, 1, MAX_WINDOW_MINUTES);
     if slide > window {
@@ -252,6 +360,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     // user_profile
     let p = "config.realtime_compute.user_profile";
     let up = w.object(rc, "user_profile", p);
+    w.known_fields(up, USER_PROFILE_FIELDS, p);
     let user_profile = UserProfileConfig {
         enabled: w.bool(up, "enabled", &format!("{p}.enabled"), true),
         update_frequency_ms: w.integer(up, "update_frequency_minutes", &format!("{p}.update_frequency_minutes"), 5, 1, 24 * 60)
@@ -263,6 +372,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     // metrics
     let p = "config.realtime_compute.metrics";
     let m = w.object(rc, "metrics", p);
+    w.known_fields(m, METRICS_FIELDS, p);
     let metrics_to_calculate = match m.and_then(|m| m.get("metrics_to_calculate")) {
         None | Some(Value::Null) => vec![MetricKind::Ctr, MetricKind::Cvr, MetricKind::WatchTime],
         Some(Value::Array(items)) => {
@@ -301,7 +411,7 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
     match (tenant, scenario) {
         (Some(t), Some(s)) if w.errors.is_empty() => {
             let candidate = parse_candidate(doc, &hot_score);
-            Ok(ScenarioConfig {
+            let config = ScenarioConfig {
                 key: ScenarioKey::new(&t, &s),
                 scenario_type,
                 status,
@@ -312,7 +422,8 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
                 effective_from_window_end,
                 candidate,
                 dedicated,
-            })
+            };
+            Ok(Checked { config, warnings: w.warnings })
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
@@ -326,8 +437,11 @@ fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Ca
     let Some(obj) = raw.as_object() else {
         return Some(Candidate::Invalid("candidate: must be an object like {\"hot_score\": {...}, \"plugin\": {...}}".into()));
     };
-    if let Some(k) = obj.keys().find(|k| !["hot_score", "plugin"].contains(&k.as_str())) {
-        return Some(Candidate::Invalid(format!("candidate.{k}: unknown field; a candidate holds \"hot_score\" and/or \"plugin\"")));
+    if let Some(k) = obj.keys().find(|k| !CANDIDATE_FIELDS.contains(&k.as_str())) {
+        return Some(Candidate::Invalid(format!(
+            "candidate.{k}: {} (a candidate holds \"hot_score\" and/or \"plugin\")",
+            unknown_field_rule(k, CANDIDATE_FIELDS)
+        )));
     }
     let merged = super::edit::candidate_document(&Value::Object(doc.clone()))?;
     Some(match parse_scenario(&merged) {
@@ -348,6 +462,7 @@ fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Ca
 
 fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
     let obj = w.object(hot, "plugin", path)?;
+    w.known_fields(Some(obj), PLUGIN_FIELDS, path);
     let mut text = |key: &str, rule: &str, ok: &dyn Fn(&str) -> bool| -> Option<String> {
         match obj.get(key) {
             Some(Value::String(s)) if ok(s) => Some(s.clone()),
@@ -527,6 +642,81 @@ mod tests {
         let unknown = parse_scenario(&doc(json!({"weights": 1}))).unwrap();
         assert!(matches!(&unknown.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.weights")));
         assert!(parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s", "effective_from_window_end": "soon"})).is_err());
+    }
+
+    /// The one error of `doc`, as `path: rule`.
+    fn only_error(doc: Value) -> String {
+        let err = parse_scenario(&doc).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        err.errors[0].to_string()
+    }
+
+    #[test]
+    fn misspelt_fields_are_refused_with_a_suggestion_at_every_level() {
+        let rc = |v: Value| json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": v}});
+        assert_eq!(
+            only_error(rc(json!({"hot_score": {"decay_lamda": 0.5}}))),
+            "config.realtime_compute.hot_score.decay_lamda: unknown field; did you mean \"decay_lambda\"?"
+        );
+        assert_eq!(only_error(rc(json!({"hot_scor": {}}))), "config.realtime_compute.hot_scor: unknown field; did you mean \"hot_score\"?");
+        assert_eq!(
+            only_error(rc(json!({"user_profile": {"behaviour_weights": {"view": 1}}}))),
+            "config.realtime_compute.user_profile.behaviour_weights: unknown field; did you mean \"behavior_weights\"?"
+        );
+        assert_eq!(
+            only_error(rc(json!({"metrics": {"window_size_minute": 5}}))),
+            "config.realtime_compute.metrics.window_size_minute: unknown field; did you mean \"window_size_minutes\"?"
+        );
+        assert_eq!(
+            only_error(rc(json!({"hot_score": {"plugin": {"name": "gravity", "version": "0.1.0", "param": {}}}}))),
+            "config.realtime_compute.hot_score.plugin.param: unknown field; did you mean \"params\"?"
+        );
+        assert_eq!(
+            only_error(json!({"tenant_id": "t", "scenario_id": "s", "revison": 3})),
+            "revison: unknown field; did you mean \"revision\"?"
+        );
+        assert_eq!(
+            only_error(json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compte": {}}})),
+            "config.realtime_compte: unknown field; did you mean \"realtime_compute\"?"
+        );
+        // Nothing close: the rule lists the known names instead.
+        let far = only_error(rc(json!({"metrics": {"colour": 1}})));
+        assert!(far.contains("known fields here: enabled, window_size_minutes, metrics_to_calculate"), "{far}");
+        let root = only_error(json!({"tenant_id": "t", "scenario_id": "s", "budget_code": "x"}));
+        assert!(root.starts_with("budget_code: unknown field;") && root.contains("--foreign-field"), "{root}");
+        // A misspelt candidate field makes the candidate (not the live config) invalid.
+        let cand = parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s", "candidate": {"hot_score": {"top_m": 5}}})).unwrap();
+        assert!(
+            matches!(&cand.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.hot_score.top_m: unknown field; did you mean \"top_n\"")),
+            "{cand:?}"
+        );
+    }
+
+    #[test]
+    fn platform_fields_are_warnings_and_other_config_sections_are_left_alone() {
+        let doc = json!({"_id": "x", "tenant_id": "t", "scenario_id": "s", "name": "Home", "owner": "team", "tags": ["a"],
+            "team_budget": 3, "config": {"recall": {"k": 10}, "ranking": {}, "realtime_compute": {}}});
+        assert!(parse_scenario_with(&doc, &[]).is_err(), "team_budget is not a platform field by default");
+        let checked = parse_scenario_with(&doc, &["team_budget".into()]).unwrap();
+        let paths: Vec<_> = checked.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(paths, ["name", "owner", "tags", "team_budget"]);
+        assert!(checked.warnings[0].rule.contains("platform field"));
+        assert_eq!(parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s", "owner": "team"})).unwrap().hot_score.top_n, 100);
+    }
+
+    #[test]
+    fn the_replace_weights_marker_is_a_boolean_and_warned_about() {
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "replace_weights": true});
+        let checked = parse_scenario_checked(&doc).unwrap();
+        assert_eq!(checked.warnings.len(), 1);
+        assert!(checked.warnings[0].to_string().starts_with("replace_weights: set:"));
+        assert!(
+            parse_scenario_checked(&json!({"tenant_id": "t", "scenario_id": "s", "replace_weights": false})).unwrap().warnings.is_empty()
+        );
+        assert_eq!(
+            only_error(json!({"tenant_id": "t", "scenario_id": "s", "replace_weights": "yes"})),
+            "replace_weights: must be true or false"
+        );
     }
 
     #[test]

@@ -311,14 +311,29 @@ pub fn timeline(s: &ScenarioLive) -> String {
     )
 }
 
+/// The warnings of a valid document (platform fields, dropped weights), escaped and capped.
+fn warning_list(warnings: &[FieldError]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let items: String = warnings
+        .iter()
+        .take(100)
+        .map(|w| format!("<li><code>{}</code>: {}</li>", esc(&cap_error(&w.path)), esc(&cap_error(&w.rule))))
+        .collect();
+    format!(r#"<p class="warn" id="editor-warnings">{} warning(s):</p><ul class="warn">{items}</ul>"#, warnings.len())
+}
+
 /// Result of validating or applying the editor's document.
 pub enum EditorResult<'a> {
     None,
     Valid {
         revision: i64,
+        warnings: &'a [FieldError],
     },
     Applied {
         revision: i64,
+        warnings: &'a [FieldError],
     },
     Invalid {
         message: &'a str,
@@ -368,11 +383,17 @@ pub fn scenario_page(
     let reload = format!(r#"<a href="{base}">reload</a>"#);
     let result = match result {
         EditorResult::None | EditorResult::RolledOut { .. } | EditorResult::RolloutRefused { .. } => String::new(),
-        EditorResult::Valid { revision } => {
-            format!(r#"<p class="ok" id="editor-result">Valid: applying it would store revision {revision}.</p>"#)
+        EditorResult::Valid { revision, warnings } => {
+            format!(
+                r#"<div class="ok" id="editor-result"><p>Valid: applying it would store revision {revision}.</p>{}</div>"#,
+                warning_list(warnings)
+            )
         }
-        EditorResult::Applied { revision } => {
-            format!(r#"<p class="ok" id="editor-result">Applied: stored revision {revision}; hosts pick it up within about a second.</p>"#)
+        EditorResult::Applied { revision, warnings } => {
+            format!(
+                r#"<div class="ok" id="editor-result"><p>Applied: stored revision {revision}; hosts pick it up within about a second.</p>{}</div>"#,
+                warning_list(warnings)
+            )
         }
         EditorResult::Invalid { message, errors } => {
             let items: String = errors
@@ -408,6 +429,7 @@ pub fn scenario_page(
 </div></section>
 <section><h2>Configuration</h2>{result}
 <form method="post" action="{base}/config" class="editor">{base_revision}<textarea id="document" name="document" rows="28" spellcheck="false">{doc}</textarea>
+<p><label><input type="checkbox" id="drop_weights" name="drop_weights" value="true"> the weight maps may drop actions the stored revision weights (they then weigh 0)</label></p>
 <div class="buttons"><button id="validate" name="action" value="validate">Validate</button><button id="apply" name="action" value="apply">Validate and apply</button></div></form></section>"#,
             status = status_card(live),
             hot = hot_list(live),
@@ -456,6 +478,9 @@ mod tests {
         assert!(!html.contains("<img"), "{html}");
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains(r#"name="if_revision" value="3""#), "the editor names the revision it edits");
+        let valid = scenario_page(&Scope::Admin, &key, &live, "{}", Some(3), EditorResult::Valid { revision: 4, warnings: &errors });
+        assert!(valid.contains(r#"id="editor-warnings">1 warning(s)"#) && !valid.contains("<img"), "warnings shown, escaped: {valid}");
+        assert!(valid.contains(r#"name="drop_weights""#), "the editor can say weights are dropped on purpose");
         let rows = overview_rows(&[(key, live)]);
         assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
     }

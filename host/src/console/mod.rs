@@ -207,6 +207,9 @@ struct EditForm {
     /// The revision the page loaded (empty: none, e.g. a form from an older console).
     #[serde(default)]
     if_revision: String,
+    /// The "drop weights" box: the new weight maps may drop actions on purpose.
+    #[serde(default)]
+    drop_weights: Option<String>,
 }
 
 /// The revision a write is based on: an `If-Match` header (as on the API) or the form's
@@ -238,12 +241,12 @@ async fn edit_config(
     let form_revision = based_on.as_ref().ok().copied().flatten();
     let render = |status: StatusCode, document: &str, result: EditorResult<'_>| {
         let revision = match &result {
-            EditorResult::Applied { revision } => Some(*revision),
+            EditorResult::Applied { revision, .. } => Some(*revision),
             _ => form_revision,
         };
         (status, Html(html::scenario_page(&scope, &key, &live, document, revision, result))).into_response()
     };
-    let doc: serde_json::Value = match serde_json::from_str(&f.document) {
+    let mut doc: serde_json::Value = match serde_json::from_str(&f.document) {
         Ok(d) => d,
         Err(e) => {
             let errors = [crate::config::FieldError { path: String::new(), rule: format!("must be a JSON object ({e})") }];
@@ -254,6 +257,9 @@ async fn edit_config(
             ));
         }
     };
+    if f.drop_weights.as_deref() == Some("true") {
+        crate::config::edit::request_drop_weights(&mut doc);
+    }
     let result = if f.action == "apply" {
         // As from the CLI and the API: from the first window end past the fleet's progress;
         // only over the revision the page loaded, so nobody's newer edit is overwritten.
@@ -270,9 +276,11 @@ async fn edit_config(
             tracing::info!(scenario = %key, revision = stored.config.revision, by = %scope, "scenario changed in the console");
             // The editor now shows what was stored, with its new revision.
             let stored_text = serde_json::to_string_pretty(&stored.document).unwrap_or_default();
-            render(StatusCode::OK, &stored_text, EditorResult::Applied { revision: stored.config.revision })
+            render(StatusCode::OK, &stored_text, EditorResult::Applied { revision: stored.config.revision, warnings: &stored.warnings })
         }
-        Ok(stored) => render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision }),
+        Ok(stored) => {
+            render(StatusCode::OK, &f.document, EditorResult::Valid { revision: stored.config.revision, warnings: &stored.warnings })
+        }
         Err(AdminError::Conflict(_)) => {
             let current = current_revision(&s, &tenant, &scenario).await;
             render(StatusCode::CONFLICT, &f.document, EditorResult::Conflict { current })

@@ -49,6 +49,7 @@ fn main() -> std::process::ExitCode {
 /// `rtscore run`: the flags become settings (or a clear error), then the runtime runs until its
 /// input ends or SIGTERM / Ctrl-C.
 async fn run(args: cli::RunArgs) -> anyhow::Result<()> {
+    args.docs.install()?;
     let settings = rtscore::settings::Settings::try_from(args)?;
     rtscore::runtime::run(settings, rtscore::runtime::Shutdown::on_signals()).await
 }

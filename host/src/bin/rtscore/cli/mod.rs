@@ -1,6 +1,7 @@
 //! Command-line interface: flags in the seed's spelling, each with an environment variable.
 
 pub mod diff;
+pub mod doc_args;
 pub mod plugin;
 pub mod run_args;
 pub mod scenario;

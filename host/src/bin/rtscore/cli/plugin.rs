@@ -27,6 +27,9 @@ pub struct PluginArgs {
     /// The plugins directory hosts watch.
     #[arg(long, global = true, default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR")]
     pub plugins_dir: PathBuf,
+    // `plugin test` and `plugin share` read scenario documents.
+    #[command(flatten)]
+    pub docs: super::doc_args::DocArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +83,7 @@ fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    args.docs.install()?;
     match args.command {
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;

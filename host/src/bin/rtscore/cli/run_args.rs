@@ -137,6 +137,8 @@ pub struct RunArgs {
     // ---- configuration ----
     #[command(flatten, next_help_heading = "Configuration")]
     pub store: StoreArgs,
+    #[command(flatten, next_help_heading = "Configuration")]
+    pub docs: super::doc_args::DocArgs,
     /// How often MongoDB is polled for changed scenario documents (ms).
     #[arg(long, default_value_t = 250, value_name = "MS", help_heading = "Configuration")]
     pub config_poll_ms: u64,

@@ -14,7 +14,7 @@ use rtscore::config::edit::deep_merge;
 use rtscore::config::store::ScenarioStore;
 use rtscore::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 use rtscore::config::tenant::parse_tenant;
-use rtscore::config::{ScenarioConfig, parse_scenario};
+use rtscore::config::{Checked, FieldError, ScenarioConfig, parse_scenario, parse_scenario_checked};
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
@@ -22,6 +22,27 @@ pub struct ScenarioArgs {
     pub command: ScenarioCommand,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub docs: super::doc_args::DocArgs,
+}
+
+/// A write whose weight maps may drop actions on purpose (DESIGN §3, dropped weights).
+#[derive(Debug, Args)]
+pub struct DropArgs {
+    /// The new `action_weights` / `behavior_weights` may drop actions the stored revision
+    /// weights (they then weigh 0). Without it such a write is refused with the list of dropped
+    /// actions; writing them with weight 0 also works. Sets the document's `replace_weights`
+    /// marker for this revision only.
+    #[arg(long)]
+    pub drop_weights: bool,
+}
+
+impl DropArgs {
+    fn apply(&self, body: &mut Value) {
+        if self.drop_weights {
+            rtscore::config::edit::request_drop_weights(body);
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +84,13 @@ impl WhenArgs {
     }
 }
 
+/// Each warning on its own line, on stderr (stdout stays the result).
+fn print_warnings(warnings: &[FieldError]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// `stored <key> revision <n> in <store>, effective ...`.
 fn report(verb: &str, cfg: &ScenarioConfig, place: &str) {
     let when = match cfg.effective_from_window_end {
@@ -93,6 +121,8 @@ pub enum ScenarioCommand {
         file: PathBuf,
         #[command(flatten)]
         when: WhenArgs,
+        #[command(flatten)]
+        drop: DropArgs,
     },
     /// Deep-merge a partial document into the stored one (validated; revision bumped).
     ///
@@ -113,6 +143,8 @@ pub enum ScenarioCommand {
         create: bool,
         #[command(flatten)]
         when: WhenArgs,
+        #[command(flatten)]
+        drop: DropArgs,
     },
     /// Make the shadow candidate live: merged into the live config, removed, revision bumped.
     Promote {
@@ -165,6 +197,7 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
 }
 
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
+    args.docs.install()?;
     // Validation reads files only: no store needed.
     if let ScenarioCommand::Validate { files } = &args.command {
         return validate(files);
@@ -179,28 +212,35 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
             let doc = service.get(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        ScenarioCommand::Set { file, when } => {
-            let stored = service.put_document(read_json(&file)?, &when.effective(), when.if_revision).await?;
+        ScenarioCommand::Set { file, when, drop } => {
+            let mut doc = read_json(&file)?;
+            drop.apply(&mut doc);
+            let stored = service.put_document(doc, &when.effective(), when.if_revision).await?;
+            print_warnings(&stored.warnings);
             report("stored", &stored.config, &place);
         }
-        ScenarioCommand::Patch { id, body, file, create, when } => {
-            let patch: Value = match (body, file) {
+        ScenarioCommand::Patch { id, body, file, create, when, drop } => {
+            let mut patch: Value = match (body, file) {
                 (Some(b), _) => serde_json::from_str(&b).context("--body is not valid JSON")?,
                 (None, Some(f)) => read_json(&f)?,
                 (None, None) => bail!("give the partial document with --body JSON or --file PATH"),
             };
+            drop.apply(&mut patch);
             let stored = match service.patch(&id.tenant_id, &id.scenario_id, &patch, create, &when.effective(), when.if_revision).await {
                 Err(e @ AdminError::ScenarioNotFound { .. }) => bail!("{e} in {place} (use --create to create it)"),
                 r => r?,
             };
+            print_warnings(&stored.warnings);
             report("patched", &stored.config, &place);
         }
         ScenarioCommand::Promote { id, when } => {
             let stored = service.promote(&id.tenant_id, &id.scenario_id, &when.effective(), when.if_revision).await?;
+            print_warnings(&stored.warnings);
             report("promoted the candidate of", &stored.config, &place);
         }
         ScenarioCommand::Rollback { id, to_revision, when } => {
             let stored = service.rollback(&id.tenant_id, &id.scenario_id, to_revision, &when.effective(), when.if_revision).await?;
+            print_warnings(&stored.warnings);
             report("rolled back", &stored.config, &place);
         }
         ScenarioCommand::History { id, json } => {
@@ -220,8 +260,13 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
 fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
     let mut failed = 0;
     for f in files {
-        match read_json(f).and_then(|doc| parse_scenario(&doc).map_err(anyhow::Error::from)) {
-            Ok(cfg) => println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision),
+        match read_json(f).and_then(|doc| parse_scenario_checked(&doc).map_err(anyhow::Error::from)) {
+            Ok(Checked { config: cfg, warnings }) => {
+                println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision);
+                for w in warnings {
+                    println!("warning {}  {w}", f.display());
+                }
+            }
             Err(e) => {
                 failed += 1;
                 println!("invalid {}  {e:#}", f.display());
