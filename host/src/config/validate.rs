@@ -290,6 +290,8 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
         enabled: w.bool(m, "enabled", &format!("{p}.enabled"), true),
         window_size_ms: w.integer(m, "window_size_minutes", &format!("{p}.window_size_minutes"), 30, 1, MAX_WINDOW_MINUTES) * MS_PER_MINUTE,
         metrics_to_calculate,
+        ctr: parse_ratio_actions(&mut w, m, "ctr", p, RatioActions::default_ctr()),
+        cvr: parse_ratio_actions(&mut w, m, "cvr", p, RatioActions::default_cvr()),
     };
 
     let effective_from_window_end = doc
@@ -314,6 +316,48 @@ pub fn parse_scenario(doc: &Value) -> Result<ScenarioConfig, ConfigError> {
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
+}
+
+/// Most actions one side of a ratio metric may sum.
+pub const MAX_RATIO_ACTIONS: usize = 32;
+
+/// `metrics.ctr` / `metrics.cvr`: `{"numerator": [actions], "denominator": [actions]}`. A
+/// missing metric or side takes the seed's default; a present list must hold 1 to
+/// [`MAX_RATIO_ACTIONS`] action names (duplicates counted once).
+fn parse_ratio_actions(w: &mut Walker, metrics: Option<&Map<String, Value>>, key: &str, parent: &str, default: RatioActions) -> RatioActions {
+    let path = format!("{parent}.{key}");
+    let obj = w.object(metrics, key, &path);
+    let mut side = |name: &str, default: Vec<String>| -> Vec<String> {
+        let p = format!("{path}.{name}");
+        match obj.and_then(|o| o.get(name)) {
+            None | Some(Value::Null) => default,
+            Some(Value::Array(items)) if (1..=MAX_RATIO_ACTIONS).contains(&items.len()) => {
+                let mut out: Vec<String> = Vec::with_capacity(items.len());
+                for (i, it) in items.iter().enumerate() {
+                    match it.as_str() {
+                        Some(a) if is_valid_action(a) => {
+                            if !out.iter().any(|o| o == a) {
+                                out.push(a.to_string());
+                            }
+                        }
+                        _ => w.err(&format!("{p}[{i}]"), "action names must match [a-z_]{1,32}"),
+                    }
+                }
+                out
+            }
+            Some(Value::Array(_)) => {
+                w.err(&p, format!("must list 1 to {MAX_RATIO_ACTIONS} action names"));
+                default
+            }
+            Some(v) => {
+                w.err(&p, format!("must be a list of action names, got {}", type_name(v)));
+                default
+            }
+        }
+    };
+    let numerator = side("numerator", default.numerator);
+    let denominator = side("denominator", default.denominator);
+    RatioActions { numerator, denominator }
 }
 
 /// Validates the document's `candidate` (if any) on its own: the live config stays valid
