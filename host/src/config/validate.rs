@@ -324,7 +324,13 @@ pub const MAX_RATIO_ACTIONS: usize = 32;
 /// `metrics.ctr` / `metrics.cvr`: `{"numerator": [actions], "denominator": [actions]}`. A
 /// missing metric or side takes the seed's default; a present list must hold 1 to
 /// [`MAX_RATIO_ACTIONS`] action names (duplicates counted once).
-fn parse_ratio_actions(w: &mut Walker, metrics: Option<&Map<String, Value>>, key: &str, parent: &str, default: RatioActions) -> RatioActions {
+fn parse_ratio_actions(
+    w: &mut Walker,
+    metrics: Option<&Map<String, Value>>,
+    key: &str,
+    parent: &str,
+    default: RatioActions,
+) -> RatioActions {
     let path = format!("{parent}.{key}");
     let obj = w.object(metrics, key, &path);
     let mut side = |name: &str, default: Vec<String>| -> Vec<String> {
