@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admin::ApiLimits;
+use crate::config::redis_keys::{KeyLayout, TtlOverrides};
 use crate::config::store::ConfigSource;
 use crate::pipeline::PipelineOptions;
 
@@ -82,6 +83,10 @@ pub enum ViewMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputSettings {
     pub redis_url: Option<String>,
+    /// The first segment of every Redis key (`--redis-key-prefix`, default `rt`).
+    pub redis_keys: KeyLayout,
+    /// TTLs other than the defaults (`--redis-ttl KIND=DURATION`).
+    pub redis_ttl: TtlOverrides,
     /// JSON lines of every result (`-` for stdout).
     pub jsonl_out: Option<PathBuf>,
     pub view: ViewMode,
@@ -114,7 +119,14 @@ impl Settings {
             source: SourceSettings::Generator(GeneratorSettings { events_per_second: 5_000, time_scale: 60.0, limit: None }),
             store: StoreSettings::dir(DEFAULT_SCENARIOS_DIR),
             plugins_dir: PathBuf::from("target/plugins"),
-            outputs: OutputSettings { redis_url: None, jsonl_out: None, view: ViewMode::Log, dead_letters: DeadLetterSettings::Log },
+            outputs: OutputSettings {
+                redis_url: None,
+                redis_keys: KeyLayout::default(),
+                redis_ttl: TtlOverrides::default(),
+                jsonl_out: None,
+                view: ViewMode::Log,
+                dead_letters: DeadLetterSettings::Log,
+            },
             snapshot_interval: Duration::from_secs(5),
             http: None,
             pipeline: PipelineOptions::default(),

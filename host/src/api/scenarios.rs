@@ -40,6 +40,7 @@ pub struct WriteOptions {
 impl WriteOptions {
     fn effective(&self, s: &AdminState) -> EffectiveFrom {
         EffectiveFrom::choose(self.effective_from, self.immediately, s.redis_url.as_deref(), self.margin_ms.unwrap_or(DEFAULT_MARGIN_MS))
+            .with_keys(&s.redis_keys)
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use redis::aio::ConnectionManager;
 
 use crate::config::ScenarioKey;
-use crate::config::redis_keys as keys;
+use crate::config::redis_keys::{self as keys, KeyLayout, TtlOverrides};
 use crate::output::{MetricsWindow, Output, UserProfile};
 
 /// Key lifetimes, so abandoned scenarios clean themselves up.
@@ -27,9 +27,29 @@ impl Default for RedisTtl {
     }
 }
 
+impl RedisTtl {
+    /// The defaults with the host's `--redis-ttl` overrides applied.
+    pub fn with_overrides(mut self, o: &TtlOverrides) -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        for (slot, v) in [
+            (&mut self.hot_ms, o.hot),
+            (&mut self.status_ms, o.status),
+            (&mut self.metrics_ms, o.metrics),
+            (&mut self.profile_ms, o.profile),
+        ] {
+            if let Some(d) = v {
+                *slot = ms(d);
+            }
+        }
+        self
+    }
+}
+
 pub struct RedisSink {
     conn: ConnectionManager,
     ttl: RedisTtl,
+    /// The key layout (`--redis-key-prefix`).
+    keys: KeyLayout,
     url: String,
     /// Cleared while Redis is unreachable, so readiness reports the outage.
     reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -44,7 +64,13 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, url: url.to_string(), reachable: None, outages: 0 })
+        Ok(Self { conn, ttl, keys: KeyLayout::default(), url: url.to_string(), reachable: None, outages: 0 })
+    }
+
+    /// Writes under `keys` instead of the default `rt:` layout.
+    pub fn with_keys(mut self, keys: KeyLayout) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Reports reachability through `flag` (readiness).
@@ -65,7 +91,7 @@ impl RedisSink {
     }
 
     fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
-        self.add_list(pipe, h, &keys::hot(&h.key), &[], now_ms);
+        self.add_list(pipe, h, &self.keys.hot(&h.key), &[], now_ms);
     }
 
     /// A shadow candidate's list goes to `hot:shadow` (+ `hot:shadow:meta` with the comparison),
@@ -80,7 +106,7 @@ impl RedisSink {
             ("drift_p90", c.drift_p90.to_string()),
             ("drift_max", c.drift_max.to_string()),
         ];
-        self.add_list(pipe, &s.list, &keys::hot_shadow(&s.list.key), &extra, now_ms);
+        self.add_list(pipe, &s.list, &self.keys.hot_shadow(&s.list.key), &extra, now_ms);
     }
 
     /// Replaces a hot-list ZSET and its `:meta` hash atomically.
@@ -109,7 +135,7 @@ impl RedisSink {
     }
 
     fn add_profile(&self, pipe: &mut redis::Pipeline, p: &UserProfile) {
-        let key = keys::profile(&p.key, &p.user_id);
+        let key = self.keys.profile(&p.key, &p.user_id);
         pipe.del(&key).ignore();
         pipe.hset_multiple(
             &key,
@@ -126,7 +152,7 @@ impl RedisSink {
     }
 
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
-        let key = keys::metrics(&m.key, m.window_start);
+        let key = self.keys.metrics(&m.key, m.window_start);
         let mut fields: Vec<(String, String)> = vec![
             ("window_start".into(), m.window_start.to_string()),
             ("window_end".into(), m.window_end.to_string()),
@@ -163,7 +189,7 @@ impl RedisSink {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
                 Output::Shadow(sh) => self.add_shadow(&mut pipe, sh, now_ms),
                 Output::ShadowEnded { key, .. } => {
-                    let shadow = keys::hot_shadow(key);
+                    let shadow = self.keys.hot_shadow(key);
                     pipe.del(&[keys::meta(&shadow), shadow]).ignore();
                 }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
@@ -175,7 +201,7 @@ impl RedisSink {
 
     /// Replaces a scenario's status hash.
     pub async fn write_status(&mut self, key: &ScenarioKey, fields: &[(&str, String)]) -> anyhow::Result<()> {
-        let k = keys::status(key);
+        let k = self.keys.status(key);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
         self.query(&pipe, "write status").await
@@ -216,14 +242,18 @@ fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
-/// Every status hash (`rt:{tenant}:{scenario}:status`, DESIGN §6) the hosts wrote to Redis
-/// at `url`, by key in key order; only `tenant`'s with `Some` (`rtscore status`).
-pub async fn read_statuses(url: &str, tenant: Option<&str>) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
+/// Every status hash (`rt:{tenant}:{scenario}:status`, DESIGN §6, under `layout`'s prefix) the
+/// hosts wrote to Redis at `url`, by key in key order; only `tenant`'s with `Some` (`rtscore status`).
+pub async fn read_statuses(
+    url: &str,
+    layout: &KeyLayout,
+    tenant: Option<&str>,
+) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
     use redis::AsyncCommands;
 
     let client = redis::Client::open(url).with_context(|| format!("invalid --redis-url {url}"))?;
     let mut conn = client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {url}"))?;
-    let pattern = keys::status_pattern(tenant);
+    let pattern = layout.status_pattern(tenant);
     let mut names: Vec<String> = {
         let mut iter = conn.scan_match::<_, String>(&pattern).await?;
         let mut names = Vec::new();

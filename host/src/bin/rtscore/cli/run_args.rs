@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 pub use super::store_args::StoreArgs;
 use rtscore::admin::ApiLimits;
+use rtscore::config::redis_keys::{KeyLayout, TtlOverrides};
 use rtscore::pipeline::{JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
     DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
@@ -151,6 +152,16 @@ pub struct RunArgs {
     /// Redis URL for results (DESIGN §6 keys).
     #[arg(long, value_name = "URL", env = "REDIS_URL", help_heading = "Outputs")]
     pub redis_url: Option<String>,
+    /// First segment of every Redis key (DESIGN §6: `{prefix}:{tenant}:{scenario}:hot`, ...), so
+    /// existing consumers keep reading their keys. `rtscore status` and `rtscore scenario`
+    /// take the same flag to find the hosts' status keys.
+    #[arg(long, value_name = "PREFIX", default_value = "rt", env = "RTSCORE_REDIS_KEY_PREFIX", value_parser = parse_key_prefix, help_heading = "Outputs")]
+    pub redis_key_prefix: KeyLayout,
+    /// TTL of a kind of Redis key, repeatable: `hot=7d` (hot lists, shadow lists and their
+    /// meta; default 7d), `status=7d` (default 7d), `metrics=30d` (default 30d), `profile=...`
+    /// (default: follows the scenario's interest decay; today 7d). Units ms, s, m, h, d.
+    #[arg(long = "redis-ttl", value_name = "KIND=DURATION", help_heading = "Outputs")]
+    pub redis_ttl: Vec<String>,
     /// Write every emitted result as JSON lines to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH", help_heading = "Outputs")]
     pub jsonl_out: Option<PathBuf>,
@@ -224,6 +235,10 @@ impl TryFrom<RunArgs> for Settings {
         if a.generate_rate == 0 {
             bail!("--generate-rate must be at least 1 event per second");
         }
+        let mut redis_ttl = TtlOverrides::default();
+        for spec in &a.redis_ttl {
+            redis_ttl.set(spec).map_err(|e| anyhow::anyhow!("--redis-ttl {spec}: {e}"))?;
+        }
         let group_id = a.consumer_group();
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
@@ -288,7 +303,14 @@ impl TryFrom<RunArgs> for Settings {
                 resync: Duration::from_millis(a.config_resync_ms.max(100)),
             },
             plugins_dir: a.plugins_dir,
-            outputs: OutputSettings { redis_url: a.redis_url, jsonl_out: a.jsonl_out, view, dead_letters },
+            outputs: OutputSettings {
+                redis_url: a.redis_url,
+                redis_keys: a.redis_key_prefix,
+                redis_ttl,
+                jsonl_out: a.jsonl_out,
+                view,
+                dead_letters,
+            },
             snapshot_interval: Duration::from_millis(a.snapshot_interval_ms.max(100)),
             http: a.http_addr.map(|addr| HttpSettings { addr, tokens_file: a.api_tokens_file, limits }),
             pipeline,
@@ -316,6 +338,11 @@ fn parse_skew(s: &str) -> Result<MaxEventSkew, String> {
         _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h (or `none`)")),
     };
     n.checked_mul(ms).map(|v| MaxEventSkew(Some(v))).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `--redis-key-prefix`.
+pub fn parse_key_prefix(s: &str) -> Result<KeyLayout, String> {
+    KeyLayout::new(s.trim())
 }
 
 /// `KEY=VALUE` for `--kafka-option`.
@@ -405,5 +432,19 @@ mod tests {
         assert!(parse_skew("10").unwrap_err().contains("unit"));
         assert!(parse_skew("ten minutes").is_err());
         assert!(parse_skew("-5m").is_err());
+    }
+
+    #[test]
+    fn redis_key_prefix_and_ttls_default_to_todays_layout() {
+        let s = Settings::try_from(run_args(&[])).unwrap();
+        assert_eq!((s.outputs.redis_keys.prefix(), s.outputs.redis_ttl), ("rt", TtlOverrides::default()));
+        let s =
+            Settings::try_from(run_args(&["--redis-key-prefix", "reco", "--redis-ttl", "hot=2d", "--redis-ttl", "profile=90d"])).unwrap();
+        assert_eq!(s.outputs.redis_keys.prefix(), "reco");
+        assert_eq!(s.outputs.redis_ttl.hot, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!((s.outputs.redis_ttl.profile, s.outputs.redis_ttl.metrics), (Some(Duration::from_secs(90 * 86_400)), None));
+        let err = Settings::try_from(run_args(&["--redis-ttl", "warm=1d"])).unwrap_err().to_string();
+        assert!(err.contains("--redis-ttl warm=1d") && err.contains("unknown key kind"), "{err}");
+        assert!(<crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run", "--redis-key-prefix", "a*"]).is_err());
     }
 }
