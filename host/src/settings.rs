@@ -5,11 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ApiLimits;
 use crate::config::redis_keys::{KeyLayout, TtlOverrides};
 use crate::config::store::ConfigSource;
+use crate::event::EventMapping;
 use crate::pipeline::PipelineOptions;
 
 /// The bundled scenarios the embedded default runs.
@@ -28,6 +30,9 @@ pub struct Settings {
     /// The HTTP server (health, metrics, admin API, console); `None` serves nothing.
     pub http: Option<HttpSettings>,
     pub pipeline: PipelineOptions,
+    /// The shape of Kafka and file events when it is not DESIGN §2's (`--event-field`,
+    /// `--event-ts-unit`); `None` parses them as always. The generator makes canonical events.
+    pub event_mapping: Option<Arc<EventMapping>>,
 }
 
 /// Where events come from.
@@ -130,6 +135,7 @@ impl Settings {
             snapshot_interval: Duration::from_secs(5),
             http: None,
             pipeline: PipelineOptions::default(),
+            event_mapping: None,
         }
     }
 

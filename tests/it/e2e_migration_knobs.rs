@@ -1,6 +1,7 @@
 //! Issue 18's migration knobs end to end on the real stack: a host told to keep a platform's
-//! own Redis key prefix and TTLs writes there (and `rtscore status` finds it), and scenario-named
-//! CTR/CVR actions reach the metrics hash.
+//! own Redis key prefix and TTLs writes there (and `rtscore status` finds it), scenario-named
+//! CTR/CVR actions reach the metrics hash, and a platform's own event shape read through Kafka
+//! (`--event-field`, `--event-ts-unit s`) gives the same windows as the canonical events.
 
 use redis::Commands;
 use rtscore_testkit::*;
@@ -73,4 +74,95 @@ fn a_custom_key_prefix_and_ttls_hold_for_every_key_kind() {
     assert_eq!(row["scenario"], format!("{tenant}/s"));
     let missed = cli(&["status", "--redis-url", &url, "--tenant-id", &tenant]);
     assert!(missed.contains("no status keys"), "{missed}");
+}
+
+/// Kafka events in a platform's own shape give exactly the hot lists their DESIGN §2 twins give
+/// in a canonical replay; bad mapped values are dead-lettered with the mapped field's name.
+#[test]
+fn a_mapped_kafka_topic_scores_like_the_canonical_events() {
+    let stack = Stack::ensure();
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, topic) = (unique("mf"), unique("events-"));
+    let dlq = format!("{topic}-dlq");
+    let scenarios = write_scenarios(
+        dir.path(),
+        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+            "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 5}}}})],
+    );
+    // (item, action, ts ms): an hour of traffic at 250 ms resolution (fractional seconds),
+    // then one event far later that closes every window.
+    let actions = ["view", "click", "purchase", "like"];
+    let mut evs: Vec<(String, &str, i64)> =
+        (0..120i64).map(|i| (format!("i{}", (i * 7) % 9), actions[(i % 4) as usize], T0 + i * 30_000 + (i % 4) * 250)).collect();
+    evs.push(("late".into(), "view", T0 + 6 * HOUR));
+
+    let canonical: Vec<String> = evs
+        .iter()
+        .map(|(item, action, ts)| {
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user_id": "u1", "item_id": item, "action": action, "ts": ts})
+                .to_string()
+        })
+        .collect();
+    let events = dir.path().join("canonical.jsonl");
+    std::fs::write(&events, canonical.join("\n") + "\n").unwrap();
+    let want_sink = dir.path().join("want.jsonl");
+    Host::run().events_file(&events).scenarios_dir(&scenarios).jsonl_out(&want_sink).view_off().run_to_end();
+    // The replay emits every window at its end; Kafka only those the closing event's
+    // watermark passes.
+    let (mut want, _) = read_hot_sink(&want_sink);
+    want.retain(|(_, end), _| *end < T0 + 6 * HOUR);
+    assert!(want.len() >= 12, "the replay emitted its windows: {}", want.len());
+
+    let mut records: Vec<Vec<u8>> = evs
+        .iter()
+        .map(|(item, action, ts)| {
+            let secs = *ts as f64 / 1000.0;
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user": {"id": "u1"}, "content_id": item, "action": action,
+                               "meta": {"time": secs}})
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    // Bad values in mapped fields, before the closing event.
+    let bad = [
+        (
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user": {"id": "u1"}, "content_id": "", "action": "view", "meta": {"time": 1_767_225_601}}),
+            "content_id",
+        ),
+        (
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user": {"id": "u1"}, "content_id": "i1", "action": "view", "meta": {"time": T0}}),
+            "meta.time",
+        ),
+        (
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "user_id": "u1", "content_id": "i1", "action": "view", "meta": {"time": 1_767_225_601}}),
+            "user.id",
+        ),
+    ];
+    let last = records.pop().unwrap();
+    records.extend(bad.iter().map(|(b, _)| b.to_string().into_bytes()));
+    records.push(last);
+    stack.create_topic(&topic, 1);
+    stack.produce(&topic, 1, &records);
+
+    let got_sink = dir.path().join("got.jsonl");
+    let host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .dlq_topic(&dlq)
+        .scenarios_dir(&scenarios)
+        .jsonl_out(&got_sink)
+        .view_off()
+        .arg("--event-field", "item_id=content_id")
+        .arg("--event-field", "user_id=user.id")
+        .arg("--event-field", "ts=meta.time")
+        .arg("--event-ts-unit", "s")
+        .start();
+    let same = wait_until(std::time::Duration::from_secs(60), || read_hot_sink(&got_sink).0 == want);
+    assert!(same, "mapped windows differ: {:?}\n{}", hot_differences(&want, &read_hot_sink(&got_sink).0, 1e-9), host.log());
+    let dead = stack.consume(&dlq, bad.len(), std::time::Duration::from_secs(60));
+    assert_eq!(dead.len(), bad.len(), "{}", host.log());
+    let reasons: Vec<&String> = dead.iter().map(|(_, h)| h.get("rtscore-reason").expect("reason header")).collect();
+    for (_, mapped) in &bad {
+        assert!(reasons.iter().any(|r| r.contains(&format!("`{mapped}`"))), "no reason names {mapped:?}: {reasons:?}");
+    }
+    assert!(reasons.iter().any(|r| r.contains("1767225600000 is outside 2000-01-01..2100-01-01 in epoch seconds")), "{reasons:?}");
 }

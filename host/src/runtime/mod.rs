@@ -194,7 +194,8 @@ struct Running {
 impl Running {
     fn start(mut rt: Runtime) -> anyhow::Result<Running> {
         let scenarios = rt.registry.entries().filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone())).collect();
-        let source = Source::open(&rt.settings.source, scenarios, &rt.health, rt.stop_inputs.subscribe())?;
+        let source =
+            Source::open(&rt.settings.source, rt.settings.event_mapping.clone(), scenarios, &rt.health, rt.stop_inputs.subscribe())?;
         let snapshots = match (rt.settings.kafka(), rt.outputs.redis_mut()) {
             (Some(k), Some(_)) => {
                 let store = snapshot_store::SnapshotStore::new(&k.group_id, &k.topic);

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 pub use super::store_args::StoreArgs;
 use rtscore::admin::ApiLimits;
 use rtscore::config::redis_keys::{KeyLayout, TtlOverrides};
+use rtscore::event::{EventMapping, TsUnit};
 use rtscore::pipeline::{JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
     DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
@@ -135,6 +136,18 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_name = "DURATION|none", value_parser = parse_skew, help_heading = "Events")]
     pub max_event_skew: MaxEventSkew,
 
+    /// Read an event field from another JSON key, repeatable: `FIELD=PATH` with FIELD one of
+    /// DESIGN §2's (tenant_id, scenario_id, user_id, item_id, action, ts, category, tags,
+    /// watch_time_ms, event_id) and PATH a key or a dotted path into nested objects, e.g.
+    /// `--event-field item_id=content_id --event-field user_id=user.id --event-field ts=meta.time`.
+    /// Kafka and file events only; validation is unchanged, reject reasons name PATH.
+    #[arg(long = "event-field", value_name = "FIELD=PATH", help_heading = "Events")]
+    pub event_fields: Vec<String>,
+    /// The unit of `ts`: `ms` (epoch milliseconds, whole floats or RFC 3339 strings, as
+    /// always), `s` (epoch seconds, integer or fractional), `rfc3339` (strings only).
+    #[arg(long, default_value = "ms", value_name = "ms|s|rfc3339", value_parser = TsUnit::parse, help_heading = "Events")]
+    pub event_ts_unit: TsUnit,
+
     // ---- configuration ----
     #[command(flatten, next_help_heading = "Configuration")]
     pub store: StoreArgs,
@@ -239,6 +252,13 @@ impl TryFrom<RunArgs> for Settings {
         for spec in &a.redis_ttl {
             redis_ttl.set(spec).map_err(|e| anyhow::anyhow!("--redis-ttl {spec}: {e}"))?;
         }
+        let event_mapping =
+            EventMapping::from_specs(&a.event_fields, a.event_ts_unit).map_err(|e| anyhow::anyhow!("--event-field: {e}"))?;
+        if event_mapping.is_some() && a.events_file.is_none() && a.kafka_servers.is_none() {
+            bail!(
+                "--event-field and --event-ts-unit apply to --kafka-servers or --events-file events; the generator makes DESIGN §2 events"
+            );
+        }
         let group_id = a.consumer_group();
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
@@ -314,6 +334,7 @@ impl TryFrom<RunArgs> for Settings {
             snapshot_interval: Duration::from_millis(a.snapshot_interval_ms.max(100)),
             http: a.http_addr.map(|addr| HttpSettings { addr, tokens_file: a.api_tokens_file, limits }),
             pipeline,
+            event_mapping: event_mapping.map(std::sync::Arc::new),
         })
     }
 }
@@ -446,5 +467,18 @@ mod tests {
         let err = Settings::try_from(run_args(&["--redis-ttl", "warm=1d"])).unwrap_err().to_string();
         assert!(err.contains("--redis-ttl warm=1d") && err.contains("unknown key kind"), "{err}");
         assert!(<crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run", "--redis-key-prefix", "a*"]).is_err());
+    }
+
+    #[test]
+    fn event_fields_build_a_mapping_only_when_they_change_something() {
+        assert!(Settings::try_from(run_args(&["--events-file", "e.jsonl"])).unwrap().event_mapping.is_none());
+        let s = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--event-field", "item_id=content_id", "--event-ts-unit", "s"]))
+            .unwrap();
+        let m = s.event_mapping.unwrap();
+        assert_eq!((m.source_name(rtscore::event::EventField::ItemId), m.ts_unit()), ("content_id", TsUnit::S));
+        let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--event-field", "sku=content_id"])).unwrap_err().to_string();
+        assert!(err.contains("--event-field") && err.contains("unknown event field"), "{err}");
+        let err = Settings::try_from(run_args(&["--event-ts-unit", "s"])).unwrap_err().to_string();
+        assert!(err.contains("generator"), "{err}");
     }
 }
