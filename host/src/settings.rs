@@ -72,6 +72,9 @@ pub struct StoreSettings {
     /// MongoDB: how often changed documents are polled, and how often all are re-read.
     pub poll: Duration,
     pub resync: Duration,
+    /// The seed's rule (`--require-status-active`): a document without `status: "active"` is
+    /// not run (reported as inactive, with the reason); by default a missing status is active.
+    pub require_status_active: bool,
 }
 
 /// Terminal output.
@@ -190,6 +193,7 @@ impl StoreSettings {
             mongodb_database: "rtscore".into(),
             poll: Duration::from_millis(250),
             resync: Duration::from_secs(10),
+            require_status_active: false,
         }
     }
 }

@@ -28,12 +28,19 @@ fn a_custom_key_prefix_and_ttls_hold_for_every_key_kind() {
     let (tenant, prefix) = (unique("mk"), format!("reco.{}", unique("p")));
     let scenarios = write_scenarios(
         dir.path(),
-        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 3, "config": {"realtime_compute": {
+        &[
+            // The seed's loader ran only `status: "active"`; so does --require-status-active.
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "legacy", "revision": 1}),
+            serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "status": "active", "revision": 3, "config": {"realtime_compute": {
             "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 10, "action_weights": {"tap": 2.0, "view": 1.0}},
             "user_profile": {"behavior_weights": {"view": 1.0}},
-            "metrics": {"window_size_minutes": 10, "ctr": {"numerator": ["tap"], "denominator": ["expose"]}}}}})],
+            "metrics": {"window_size_minutes": 10, "ctr": {"numerator": ["tap"], "denominator": ["expose"]}}}}}),
+        ],
     );
-    let mut lines: Vec<String> = (0..4).map(|k| line(&tenant, "u1", "i1", "expose", T0 + k * 1000)).collect();
+    let legacy =
+        serde_json::json!({"tenant_id": tenant, "scenario_id": "legacy", "user_id": "u1", "item_id": "i1", "action": "view", "ts": T0});
+    let mut lines: Vec<String> = vec![legacy.to_string()];
+    lines.extend((0..4).map(|k| line(&tenant, "u1", "i1", "expose", T0 + k * 1000)));
     lines.extend([line(&tenant, "u1", "i1", "tap", T0 + 5_000), line(&tenant, "u1", "i2", "view", T0 + 6_000)]);
     let events = dir.path().join("events.jsonl");
     std::fs::write(&events, lines.join("\n") + "\n").unwrap();
@@ -49,6 +56,7 @@ fn a_custom_key_prefix_and_ttls_hold_for_every_key_kind() {
         .arg("--redis-ttl", "status=3h")
         .arg("--redis-ttl", "metrics=4h")
         .arg("--redis-ttl", "profile=5h")
+        .flag("--require-status-active")
         .run_to_end();
 
     let mut redis = stack.redis();
@@ -64,14 +72,19 @@ fn a_custom_key_prefix_and_ttls_hold_for_every_key_kind() {
     let status: std::collections::BTreeMap<String, String> = redis.hgetall(format!("{base}:status")).unwrap();
     assert_eq!(status.get("config_revision").map(String::as_str), Some("3"), "{status:?}");
     assert_ttl(&mut redis, &format!("{base}:status"), 3 * HOUR);
+    let legacy: std::collections::BTreeMap<String, String> = redis.hgetall(format!("{prefix}:{tenant}:legacy:status")).unwrap();
+    assert_eq!(legacy.get("active").map(String::as_str), Some("false"), "{legacy:?}");
+    assert!(legacy.get("last_error").is_some_and(|e| e.contains("--require-status-active")), "{legacy:?}");
+    assert!(!redis.exists::<_, bool>(format!("{prefix}:{tenant}:legacy:hot")).unwrap(), "a document without status: active is not run");
     let default_layout: Vec<String> = redis.keys(format!("rt:{tenant}:*")).unwrap();
     assert!(default_layout.is_empty(), "nothing under the default prefix: {default_layout:?}");
 
     // `rtscore status` reads the same layout; without the prefix it finds nothing.
     let url = stack.redis_url.clone();
     let found = cli(&["status", "--redis-url", &url, "--redis-key-prefix", &prefix, "--tenant-id", &tenant, "--json"]);
-    let row: serde_json::Value = serde_json::from_str(found.lines().next().unwrap()).unwrap();
-    assert_eq!(row["scenario"], format!("{tenant}/s"));
+    let rows: Vec<serde_json::Value> = found.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
+    assert_eq!(names, [format!("{tenant}/legacy"), format!("{tenant}/s")], "{found}");
     let missed = cli(&["status", "--redis-url", &url, "--tenant-id", &tenant]);
     assert!(missed.contains("no status keys"), "{missed}");
 }

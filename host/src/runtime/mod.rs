@@ -108,10 +108,11 @@ impl Runtime {
         };
         let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
+        let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
         let mut rt = Runtime {
             pipeline: Pipeline::new(settings.pipeline.clone()),
             settings,
-            registry: ScenarioRegistry::default(),
+            registry,
             health,
             config,
             _watcher,

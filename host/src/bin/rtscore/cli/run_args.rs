@@ -151,6 +151,11 @@ pub struct RunArgs {
     // ---- configuration ----
     #[command(flatten, next_help_heading = "Configuration")]
     pub store: StoreArgs,
+    /// Seed-compatible mode: run only scenario documents with `status: "active"`, as the seed's
+    /// loader did (`find({'status': 'active'})`). A document without it is not run and shows as
+    /// inactive with the reason in status. By default a missing `status` means active.
+    #[arg(long, env = "RTSCORE_REQUIRE_STATUS_ACTIVE", help_heading = "Configuration")]
+    pub require_status_active: bool,
     /// How often MongoDB is polled for changed scenario documents (ms).
     #[arg(long, default_value_t = 250, value_name = "MS", help_heading = "Configuration")]
     pub config_poll_ms: u64,
@@ -321,6 +326,7 @@ impl TryFrom<RunArgs> for Settings {
                 mongodb_database: a.store.mongodb_database,
                 poll: Duration::from_millis(a.config_poll_ms.max(10)),
                 resync: Duration::from_millis(a.config_resync_ms.max(100)),
+                require_status_active: a.require_status_active,
             },
             plugins_dir: a.plugins_dir,
             outputs: OutputSettings {
