@@ -101,6 +101,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fleet_progress_is_read_under_the_hosts_key_prefix() {
+        let reco = KeyLayout::new("reco").unwrap();
+        let e = EffectiveFrom::choose(None, false, Some("redis://r"), 5).with_keys(&reco);
+        assert_eq!(e, EffectiveFrom::AfterFleetProgress { redis_url: "redis://r".into(), margin_ms: 5, keys: reco.clone() });
+        assert_eq!(EffectiveFrom::choose(Some(7), false, Some("redis://r"), 5).with_keys(&reco), EffectiveFrom::At(7));
+    }
+
+    #[test]
     fn effective_time_is_the_next_boundary_past_the_margin() {
         let g = WindowGeometry::from_minutes(10, 5);
         let min = 60_000;
