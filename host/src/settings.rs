@@ -5,10 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ApiLimits;
+use crate::config::redis_keys::{KeyLayout, TtlOverrides};
 use crate::config::store::ConfigSource;
+use crate::event::EventMapping;
 use crate::pipeline::PipelineOptions;
 
 /// The bundled scenarios the embedded default runs.
@@ -27,6 +30,9 @@ pub struct Settings {
     /// The HTTP server (health, metrics, admin API, console); `None` serves nothing.
     pub http: Option<HttpSettings>,
     pub pipeline: PipelineOptions,
+    /// The shape of Kafka and file events when it is not DESIGN §2's (`--event-field`,
+    /// `--event-ts-unit`); `None` parses them as always. The generator makes canonical events.
+    pub event_mapping: Option<Arc<EventMapping>>,
 }
 
 /// Where events come from.
@@ -68,6 +74,9 @@ pub struct StoreSettings {
     pub resync: Duration,
     /// Create the `scenarios` indexes if missing (false: a read-only user; polling then scans).
     pub create_indexes: bool,
+    /// The seed's rule (`--require-status-active`): a document without `status: "active"` is
+    /// not run (reported as inactive, with the reason); by default a missing status is active.
+    pub require_status_active: bool,
 }
 
 /// Terminal output.
@@ -84,6 +93,10 @@ pub enum ViewMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputSettings {
     pub redis_url: Option<String>,
+    /// The first segment of every Redis key (`--redis-key-prefix`, default `rt`).
+    pub redis_keys: KeyLayout,
+    /// TTLs other than the defaults (`--redis-ttl KIND=DURATION`).
+    pub redis_ttl: TtlOverrides,
     /// JSON lines of every result (`-` for stdout).
     pub jsonl_out: Option<PathBuf>,
     pub view: ViewMode,
@@ -116,10 +129,18 @@ impl Settings {
             source: SourceSettings::Generator(GeneratorSettings { events_per_second: 5_000, time_scale: 60.0, limit: None }),
             store: StoreSettings::dir(DEFAULT_SCENARIOS_DIR),
             plugins_dir: PathBuf::from("target/plugins"),
-            outputs: OutputSettings { redis_url: None, jsonl_out: None, view: ViewMode::Log, dead_letters: DeadLetterSettings::Log },
+            outputs: OutputSettings {
+                redis_url: None,
+                redis_keys: KeyLayout::default(),
+                redis_ttl: TtlOverrides::default(),
+                jsonl_out: None,
+                view: ViewMode::Log,
+                dead_letters: DeadLetterSettings::Log,
+            },
             snapshot_interval: Duration::from_secs(5),
             http: None,
             pipeline: PipelineOptions::default(),
+            event_mapping: None,
         }
     }
 
@@ -175,6 +196,7 @@ impl StoreSettings {
             poll: Duration::from_millis(250),
             resync: Duration::from_secs(10),
             create_indexes: true,
+            require_status_active: false,
         }
     }
 }

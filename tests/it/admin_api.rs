@@ -302,6 +302,74 @@ fn edits_are_validated_versioned_and_reach_the_host() {
     assert_eq!(spec, serde_json::from_str::<Value>(rtscore::api::OPENAPI_JSON).unwrap());
 }
 
+#[test]
+fn the_seeds_post_route_is_the_patch_of_the_callers_tenant() {
+    let w = world();
+    let port = w.api.port;
+    // The seed's exact call, with acme's token: only purchase changes, to 15.
+    let seed_body = br#"{"config": {"realtime_compute": {"hot_score": {"action_weights": {"purchase": 15.0}}}}}"#;
+    let r = request(port, "POST", "/api/v1/scenarios/home", Some(&w.acme), seed_body);
+    assert_eq!((r.status, r.json()["revision"].as_i64(), r.json()["tenant_id"].as_str()), (200, Some(2), Some("acme")), "{}", r.body);
+    let doc = request(port, "GET", "/api/v1/tenants/acme/scenarios/home", Some(&w.acme), b"").json();
+    assert_eq!(doc["config"]["realtime_compute"]["hot_score"]["action_weights"], json!({"view": 1.0, "purchase": 15.0}));
+    assert_eq!(
+        (doc["owner"].as_str(), doc["config"]["realtime_compute"]["hot_score"]["top_n"].as_i64()),
+        (Some("platform-team"), Some(10))
+    );
+    assert!(wait_until(Duration::from_secs(10), || applied_revision(&w, "acme", "home") == Some(2)), "the host applies revision 2");
+
+    // The same rules as PATCH: validation, dry runs, If-Match, no implicit create.
+    let r = request(port, "POST", "/api/v1/scenarios/home", Some(&w.acme), br#"{"config":{"realtime_compute":{"hot_score":{"top_n":0}}}}"#);
+    refused(&r, 422, "an invalid merge result");
+    assert_eq!(r.json()["errors"][0]["path"], "config.realtime_compute.hot_score.top_n");
+    let dry = request(port, "POST", "/api/v1/scenarios/home?dry_run=true", Some(&w.acme), br#"{"status":"inactive"}"#);
+    assert_eq!((dry.status, dry.json()["revision"].as_i64()), (200, Some(3)));
+    refused(&request(port, "POST", "/api/v1/scenarios/nope", Some(&w.acme), seed_body), 404, "a missing scenario");
+    let bearer = format!("Bearer {}", w.acme);
+    let stale =
+        request_raw(port, "POST", "/api/v1/scenarios/home", &[("Authorization", bearer.as_str()), ("If-Match", "\"1\"")], seed_body, None);
+    refused(&stale, 409, "an edit of revision 1 over revision 2");
+    assert_eq!(stored_revision(&w, "acme", "home"), 2);
+
+    // A tenant token names only its own tenant; an admin token names exactly one.
+    let rival_header = |token: &str, body: &[u8]| {
+        let bearer = format!("Bearer {token}");
+        request_raw(port, "POST", "/api/v1/scenarios/feed", &[("Authorization", bearer.as_str()), ("X-Tenant-Id", "rival")], body, None)
+    };
+    refused(&rival_header(&w.acme, seed_body), 403, "acme naming rival");
+    refused(
+        &request(port, "POST", "/api/v1/scenarios/feed", Some(&w.acme), br#"{"tenant_id":"rival","status":"inactive"}"#),
+        403,
+        "acme's body naming rival",
+    );
+    refused(&request(port, "POST", "/api/v1/scenarios/feed", Some(&w.admin), seed_body), 400, "admin without a tenant");
+    let both = request_raw(
+        port,
+        "POST",
+        "/api/v1/scenarios/feed",
+        &[("Authorization", &format!("Bearer {}", w.admin)), ("X-Tenant-Id", "rival")],
+        br#"{"tenant_id":"acme","status":"inactive"}"#,
+        None,
+    );
+    refused(&both, 400, "two tenants named");
+    assert!(both.json()["error"].as_str().is_some_and(|e| e.contains("rival") && e.contains("acme")), "{}", both.body);
+    assert_eq!(stored_revision(&w, "rival", "feed"), 1, "nothing refused was stored");
+    let r = rival_header(&w.admin, seed_body);
+    assert_eq!((r.status, r.json()["tenant_id"].as_str(), r.json()["revision"].as_i64()), (200, Some("rival"), Some(2)), "{}", r.body);
+    let r = request(
+        port,
+        "POST",
+        "/api/v1/scenarios/feed",
+        Some(&w.admin),
+        br#"{"tenant_id":"rival","config":{"realtime_compute":{"hot_score":{"top_n":5}}}}"#,
+    );
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(3)), "{}", r.body);
+    let feed = request(port, "GET", "/api/v1/tenants/rival/scenarios/feed", Some(&w.rival), b"").json();
+    assert_eq!(feed["config"]["realtime_compute"]["hot_score"]["action_weights"]["purchase"], 15.0);
+    assert_eq!(feed["config"]["realtime_compute"]["hot_score"]["top_n"], 5);
+    assert_eq!(stored_revision(&w, "acme", "home"), 2, "acme's scenario of the same name is untouched");
+}
+
 /// Sends one tumbling minute of events for `home` from `t`: "bought" purchased once, "viewed"
 /// viewed three times. Live weights (purchase 10, view 1) rank "bought" first, the candidate's
 /// (view 100, purchase 1) "viewed".

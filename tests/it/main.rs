@@ -22,6 +22,7 @@ mod e2e_fleet_rollout;
 mod e2e_kafka_hot;
 mod e2e_kafka_outage;
 mod e2e_last_valid;
+mod e2e_migration_knobs;
 mod e2e_noisy_neighbour;
 mod e2e_profiles_metrics;
 mod e2e_redis_outage;

@@ -19,6 +19,8 @@ pub struct AdminState {
     /// Where hosts report their progress (`--redis-url`): writes take effect from the first
     /// window end past it (the fleet-synchronised switch, docs/rollout.md).
     pub redis_url: Option<String>,
+    /// The hosts' Redis key layout (`--redis-key-prefix`), where that progress is read.
+    pub redis_keys: crate::config::redis_keys::KeyLayout,
     pub limits: ApiLimits,
     /// The console's open live streams.
     pub streams: Arc<StreamSlots>,

@@ -44,6 +44,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, SCENARIO, Tenant, get(scenarios::get_one)),
         route(Method::PUT, SCENARIO, Tenant, put(scenarios::write)),
         route(Method::PATCH, SCENARIO, Tenant, patch(scenarios::write)),
+        // The seed's admin call: the PATCH above, the tenant taken from the token (or named by
+        // an admin token), so an existing admin service keeps its URL.
+        route(Method::POST, "/api/v1/scenarios/{scenario}", AnyToken, post(scenarios::seed_update)),
         route(Method::DELETE, SCENARIO, Tenant, delete(scenarios::remove)),
         route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/history", Tenant, get(scenarios::history)),
         route(Method::POST, "/api/v1/tenants/{tenant}/scenarios/{scenario}/promote", Tenant, post(scenarios::promote)),

@@ -3,18 +3,20 @@
 //! `?dry_run=true` to validate without storing (PUT/PATCH), `?drop_weights=true` to replace a
 //! weight map that drops actions on purpose, and the effective-time parameters (`effective_from`,
 //! `immediately`, `margin_ms`). Write responses carry the document's `warnings`.
+//! `POST /api/v1/scenarios/{scenario}` is the seed's admin call, the PATCH with the tenant taken
+//! from the caller (`seed_update`).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::admin::{AdminState, StoredScenario};
+use crate::admin::{AdminState, Scope, StoredScenario};
 use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +46,7 @@ pub struct WriteOptions {
 impl WriteOptions {
     fn effective(&self, s: &AdminState) -> EffectiveFrom {
         EffectiveFrom::choose(self.effective_from, self.immediately, s.redis_url.as_deref(), self.margin_ms.unwrap_or(DEFAULT_MARGIN_MS))
+            .with_keys(&s.redis_keys)
     }
 }
 
@@ -152,4 +155,85 @@ pub async fn rollback(
 ) -> Result<impl IntoResponse, ApiError> {
     let opts = options(q)?;
     Ok(written(s.scenarios.rollback(&tenant, &scenario, opts.to_revision, &opts.effective(&s), if_match(&headers)?).await?, false))
+}
+
+/// The header an admin token names the tenant with on the seed's route.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// The tenant of a seed-style call (`POST /api/v1/scenarios/{scenario}`), whose path has none:
+/// a tenant token's own tenant, or for an admin token the `X-Tenant-Id` header or the body's
+/// `tenant_id`. Naming two different tenants is refused rather than guessed.
+pub fn seed_tenant(scope: &Scope, header: Option<&str>, body: Option<&Value>) -> Result<String, ApiError> {
+    let from_body = match body {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(_) => return Err(ApiError::bad_request("tenant_id", "must be a string (the tenant id)")),
+    };
+    let named = match (header, from_body) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::bad_request(
+                "X-Tenant-Id",
+                format!("names tenant {h:?} but the body's tenant_id names {b:?}; name one tenant"),
+            ));
+        }
+        (h, b) => h.or(b),
+    };
+    match (scope, named) {
+        (Scope::Tenant(own), Some(t)) if t != own => Err(ApiError::forbidden(format!("a {scope} token may not access tenant {t:?}"))),
+        (Scope::Tenant(own), _) => Ok(own.clone()),
+        (Scope::Admin, Some(t)) => Ok(t.to_string()),
+        (Scope::Admin, None) => Err(ApiError::bad_request(
+            "X-Tenant-Id",
+            "an admin token must name the tenant: an `X-Tenant-Id` header or `tenant_id` in the body",
+        )),
+    }
+}
+
+/// The seed's `POST /api/v1/scenarios/{scenario_id}` with a partial document: the PATCH
+/// (deep merge, validation, revision, effective time, `If-Match`, `?dry_run`, `?create`) of
+/// the caller's tenant's scenario.
+pub async fn seed_update(
+    State(s): State<AdminState>,
+    Extension(scope): Extension<Scope>,
+    Path(scenario): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let opts = options(q)?;
+    let if_revision = if_match(&headers)?;
+    let body = json_body(&s, body)?;
+    let header = match headers.get(TENANT_HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("X-Tenant-Id", "must be a tenant id"))?.trim()),
+    };
+    let tenant = seed_tenant(&scope, header, body.get("tenant_id"))?;
+    let svc = &s.scenarios;
+    let stored = if opts.dry_run {
+        svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?
+    } else {
+        svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s), if_revision).await?
+    };
+    Ok(written(stored, opts.dry_run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_route_takes_the_tenant_from_the_token_or_names_it_once() {
+        let acme = Scope::Tenant("acme".into());
+        let tenant = |scope: &Scope, h: Option<&str>, b: Option<Value>| seed_tenant(scope, h, b.as_ref()).map_err(|e| e.status.as_u16());
+        assert_eq!(tenant(&acme, None, None), Ok("acme".into()));
+        assert_eq!(tenant(&acme, Some("acme"), Some(json!("acme"))), Ok("acme".into()));
+        assert_eq!(tenant(&acme, Some("rival"), None), Err(403), "a tenant token names only its tenant");
+        assert_eq!(tenant(&acme, None, Some(json!("rival"))), Err(403));
+        assert_eq!(tenant(&Scope::Admin, Some("rival"), None), Ok("rival".into()));
+        assert_eq!(tenant(&Scope::Admin, None, Some(json!("rival"))), Ok("rival".into()));
+        assert_eq!(tenant(&Scope::Admin, Some("rival"), Some(json!("rival"))), Ok("rival".into()));
+        assert_eq!(tenant(&Scope::Admin, None, None), Err(400), "admin must name the tenant");
+        assert_eq!(tenant(&Scope::Admin, Some("acme"), Some(json!("rival"))), Err(400), "two tenants are ambiguous");
+        assert_eq!(tenant(&Scope::Admin, None, Some(json!(7))), Err(400));
+    }
 }

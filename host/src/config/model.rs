@@ -147,4 +147,33 @@ pub struct MetricsConfig {
     pub enabled: bool,
     pub window_size_ms: i64,
     pub metrics_to_calculate: Vec<MetricKind>,
+    /// `ctr`'s actions (default click / impression).
+    pub ctr: RatioActions,
+    /// `cvr`'s actions (default purchase / click).
+    pub cvr: RatioActions,
+}
+
+/// A ratio metric: the events of the `numerator` actions over those of the `denominator`
+/// actions in the window, so a platform whose events say `expose`/`tap` keeps its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatioActions {
+    pub numerator: Vec<String>,
+    pub denominator: Vec<String>,
+}
+
+impl RatioActions {
+    pub fn new(numerator: &[&str], denominator: &[&str]) -> Self {
+        let owned = |l: &[&str]| l.iter().map(|a| a.to_string()).collect();
+        Self { numerator: owned(numerator), denominator: owned(denominator) }
+    }
+
+    /// The seed's `ctr = click / impression`.
+    pub fn default_ctr() -> Self {
+        Self::new(&["click"], &["impression"])
+    }
+
+    /// The seed's `cvr = purchase / click`.
+    pub fn default_cvr() -> Self {
+        Self::new(&["purchase"], &["click"])
+    }
 }

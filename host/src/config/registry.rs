@@ -66,15 +66,39 @@ pub struct ScenarioRegistry {
     tenants: TenantTable,
     /// Set after the first complete load: only changes after it have a propagation time.
     loaded: bool,
+    /// The seed's rule (`--require-status-active`): only documents with `status: "active"` run.
+    require_status_active: bool,
 }
 
+/// Why a document without `status: "active"` does not run on a host with the seed's rule.
+pub const NOT_ACTIVE_BY_SEED_RULE: &str =
+    "not run: the document has no `status: \"active\"`, which this host requires (--require-status-active, the seed's rule)";
+
 impl ScenarioRegistry {
+    /// A registry that runs only documents with `status: "active"`, as the seed's loader
+    /// (`find({'status': 'active'})`) did; by default a missing `status` means active.
+    pub fn requiring_status_active(require: bool) -> Self {
+        Self { require_status_active: require, ..Self::default() }
+    }
+
+    /// Under the seed's rule, a document that says nothing about its status is inactive, with
+    /// the reason to report; explicit `"inactive"` needs none.
+    fn seed_status_rule(&self, doc: &Value, cfg: &mut ScenarioConfig) -> Option<String> {
+        let says_active = doc.get("status").and_then(Value::as_str) == Some("active");
+        if !self.require_status_active || says_active || cfg.status != ScenarioStatus::Active {
+            return None;
+        }
+        cfg.status = ScenarioStatus::Inactive;
+        Some(NOT_ACTIVE_BY_SEED_RULE.to_string())
+    }
+
     /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it at wall
     /// time `now_ms`.
     pub fn apply_document(&mut self, doc: &Value, origin: &str, now_ms: i64) -> ConfigChange {
         match parse_scenario_checked(doc) {
             Ok(checked) => {
-                let cfg = checked.config;
+                let mut cfg = checked.config;
+                let note = self.seed_status_rule(doc, &mut cfg);
                 // Written straight into the store (the seed's admin service does), a partial
                 // weight map is refused here against what this host applies.
                 if let Some(error) = self.drops_weights(&cfg, doc) {
@@ -96,7 +120,7 @@ impl ScenarioRegistry {
                     return ConfigChange::Rejected { key: Some(cfg.key.clone()), error, origin: origin.to_string() };
                 }
                 let entry = self.entries.entry(cfg.key.clone()).or_default();
-                entry.last_error = None;
+                entry.last_error = note;
                 entry.origin = Some(origin.to_string());
                 if entry.applied.as_deref() == Some(&cfg) {
                     return ConfigChange::Unchanged;
@@ -271,6 +295,34 @@ mod tests {
             reg.apply_document(&json!({"tenant_id": "t", "scenario_id": "c", "status": "inactive"}), "x", 0),
             ConfigChange::Applied(_)
         ));
+    }
+
+    #[test]
+    fn the_seeds_rule_runs_only_documents_that_say_active() {
+        let doc = |status: Value| json!({"tenant_id": "t", "scenario_id": "s", "revision": 1, "status": status});
+        let status_of = |reg: &mut ScenarioRegistry, d: &Value| match reg.apply_document(d, "x", 0) {
+            ConfigChange::Applied(c) => c.status,
+            other => panic!("{other:?}"),
+        };
+        let mut default = ScenarioRegistry::default();
+        assert_eq!(status_of(&mut default, &doc(Value::Null)), ScenarioStatus::Active, "by default a missing status is active");
+
+        let mut seed = ScenarioRegistry::requiring_status_active(true);
+        assert_eq!(status_of(&mut seed, &doc(Value::Null)), ScenarioStatus::Inactive);
+        let key = ScenarioKey::new("t", "s");
+        assert_eq!(seed.get(&key).unwrap().last_error.as_deref(), Some(NOT_ACTIVE_BY_SEED_RULE), "the reason is reported");
+        let mut missing = doc(Value::Null);
+        missing.as_object_mut().unwrap().remove("status");
+        missing["revision"] = 2.into();
+        assert_eq!(status_of(&mut seed, &missing), ScenarioStatus::Inactive, "absent, as null");
+        let mut active = doc(json!("active"));
+        active["revision"] = 3.into();
+        assert_eq!(status_of(&mut seed, &active), ScenarioStatus::Active);
+        assert_eq!(seed.get(&key).unwrap().last_error, None, "the reason goes with the rule");
+        let mut inactive = doc(json!("inactive"));
+        inactive["revision"] = 4.into();
+        assert_eq!(status_of(&mut seed, &inactive), ScenarioStatus::Inactive);
+        assert_eq!(seed.get(&key).unwrap().last_error, None, "an explicit inactive is no error");
     }
 
     #[test]

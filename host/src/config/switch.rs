@@ -3,6 +3,7 @@
 //! host applies it from the same window whenever it happens to read it. The default is the first
 //! slide boundary a safe margin past the progress the hosts report in Redis.
 
+use super::redis_keys::KeyLayout;
 use super::{ScenarioConfig, ScenarioKey, WindowGeometry};
 
 /// Default event-time margin past the hosts' reported progress: covers config propagation
@@ -18,7 +19,8 @@ pub enum EffectiveFrom {
     At(i64),
     /// The first window end `margin_ms` of event time past the progress hosts report in Redis
     /// (`watermark` and `last_window_end` of the status key, `window_end` of `hot:meta`).
-    AfterFleetProgress { redis_url: String, margin_ms: i64 },
+    /// `keys`: the hosts' key layout (`--redis-key-prefix`).
+    AfterFleetProgress { redis_url: String, margin_ms: i64, keys: KeyLayout },
 }
 
 impl EffectiveFrom {
@@ -28,9 +30,19 @@ impl EffectiveFrom {
     pub fn choose(effective_from: Option<i64>, immediately: bool, redis_url: Option<&str>, margin_ms: i64) -> Self {
         match (effective_from, immediately, redis_url) {
             (Some(e), _, _) => EffectiveFrom::At(e),
-            (None, false, Some(url)) => EffectiveFrom::AfterFleetProgress { redis_url: url.to_string(), margin_ms },
+            (None, false, Some(url)) => {
+                EffectiveFrom::AfterFleetProgress { redis_url: url.to_string(), margin_ms, keys: KeyLayout::default() }
+            }
             _ => EffectiveFrom::Immediately,
         }
+    }
+
+    /// Reads the hosts' progress under `layout` (hosts run with `--redis-key-prefix`).
+    pub fn with_keys(mut self, layout: &KeyLayout) -> Self {
+        if let EffectiveFrom::AfterFleetProgress { keys, .. } = &mut self {
+            *keys = layout.clone();
+        }
+        self
     }
 
     /// The `effective_from_window_end` to store for `cfg`, if any. With no host progress in
@@ -39,8 +51,8 @@ impl EffectiveFrom {
         match self {
             EffectiveFrom::Immediately => Ok(None),
             EffectiveFrom::At(e) => Ok(Some(*e)),
-            EffectiveFrom::AfterFleetProgress { redis_url, margin_ms } => {
-                let progress = fleet_progress(redis_url, &cfg.key).await?;
+            EffectiveFrom::AfterFleetProgress { redis_url, margin_ms, keys } => {
+                let progress = fleet_progress(redis_url, keys, &cfg.key).await?;
                 Ok(progress.map(|p| choose_effective_from(p, cfg.hot_score.window, *margin_ms)))
             }
         }
@@ -54,7 +66,7 @@ pub fn choose_effective_from(progress: i64, g: WindowGeometry, margin_ms: i64) -
 
 /// The furthest event time any host reported for `key`, from its Redis keys.
 #[cfg(not(feature = "redis"))]
-pub async fn fleet_progress(redis_url: &str, _key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
+pub async fn fleet_progress(redis_url: &str, _keys: &KeyLayout, _key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
     anyhow::bail!(
         "cannot read host progress from Redis at {redis_url}: this rtscore was built without the `redis` feature; \
          pass --effective-from MS or --immediately"
@@ -63,7 +75,7 @@ pub async fn fleet_progress(redis_url: &str, _key: &ScenarioKey) -> anyhow::Resu
 
 /// The furthest event time any host reported for `key`, from its Redis keys.
 #[cfg(feature = "redis")]
-pub async fn fleet_progress(redis_url: &str, key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
+pub async fn fleet_progress(redis_url: &str, layout: &KeyLayout, key: &ScenarioKey) -> anyhow::Result<Option<i64>> {
     use super::redis_keys as keys;
     use anyhow::Context;
     use redis::AsyncCommands;
@@ -74,19 +86,27 @@ pub async fn fleet_progress(redis_url: &str, key: &ScenarioKey) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot read host progress from Redis at {redis_url}; pass --effective-from MS or --immediately"))?;
     let status: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(keys::status(key))
+        .arg(layout.status(key))
         .arg("watermark")
         .arg("last_window_end")
         .query_async(&mut conn)
         .await
         .context("reading the status key")?;
-    let meta: Option<String> = conn.hget(keys::meta(&keys::hot(key)), "window_end").await?;
+    let meta: Option<String> = conn.hget(keys::meta(&layout.hot(key)), "window_end").await?;
     Ok(status.into_iter().chain([meta]).flatten().filter_map(|v| v.parse::<i64>().ok()).max())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_progress_is_read_under_the_hosts_key_prefix() {
+        let reco = KeyLayout::new("reco").unwrap();
+        let e = EffectiveFrom::choose(None, false, Some("redis://r"), 5).with_keys(&reco);
+        assert_eq!(e, EffectiveFrom::AfterFleetProgress { redis_url: "redis://r".into(), margin_ms: 5, keys: reco.clone() });
+        assert_eq!(EffectiveFrom::choose(Some(7), false, Some("redis://r"), 5).with_keys(&reco), EffectiveFrom::At(7));
+    }
 
     #[test]
     fn effective_time_is_the_next_boundary_past_the_margin() {

@@ -237,7 +237,9 @@ pub const REALTIME_COMPUTE_FIELDS: &[&str] = &["hot_score", "user_profile", "met
 pub const HOT_SCORE_FIELDS: &[&str] =
     &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin"];
 pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
-pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate"];
+pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr"];
+/// `metrics.ctr` and `metrics.cvr`: the actions counted above and below the ratio.
+pub const RATIO_FIELDS: &[&str] = &["numerator", "denominator"];
 /// `plugin` (live or candidate); `params` is the plugin's own JSON and is not checked.
 pub const PLUGIN_FIELDS: &[&str] = &["name", "version", "sha256", "params"];
 pub const CANDIDATE_FIELDS: &[&str] = &["hot_score", "plugin"];
@@ -401,6 +403,8 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         enabled: w.bool(m, "enabled", &format!("{p}.enabled"), true),
         window_size_ms: w.integer(m, "window_size_minutes", &format!("{p}.window_size_minutes"), 30, 1, MAX_WINDOW_MINUTES) * MS_PER_MINUTE,
         metrics_to_calculate,
+        ctr: parse_ratio_actions(&mut w, m, "ctr", p, RatioActions::default_ctr()),
+        cvr: parse_ratio_actions(&mut w, m, "cvr", p, RatioActions::default_cvr()),
     };
 
     let effective_from_window_end = doc
@@ -427,6 +431,55 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
+}
+
+/// Most actions one side of a ratio metric may sum.
+pub const MAX_RATIO_ACTIONS: usize = 32;
+
+/// `metrics.ctr` / `metrics.cvr`: `{"numerator": [actions], "denominator": [actions]}`. A
+/// missing metric or side takes the seed's default; a present list must hold 1 to
+/// [`MAX_RATIO_ACTIONS`] action names (duplicates counted once).
+fn parse_ratio_actions(
+    w: &mut Walker,
+    metrics: Option<&Map<String, Value>>,
+    key: &str,
+    parent: &str,
+    default: RatioActions,
+) -> RatioActions {
+    let path = format!("{parent}.{key}");
+    let obj = w.object(metrics, key, &path);
+    w.known_fields(obj, RATIO_FIELDS, &path);
+    let mut side = |name: &str, default: Vec<String>| -> Vec<String> {
+        let p = format!("{path}.{name}");
+        match obj.and_then(|o| o.get(name)) {
+            None | Some(Value::Null) => default,
+            Some(Value::Array(items)) if (1..=MAX_RATIO_ACTIONS).contains(&items.len()) => {
+                let mut out: Vec<String> = Vec::with_capacity(items.len());
+                for (i, it) in items.iter().enumerate() {
+                    match it.as_str() {
+                        Some(a) if is_valid_action(a) => {
+                            if !out.iter().any(|o| o == a) {
+                                out.push(a.to_string());
+                            }
+                        }
+                        _ => w.err(&format!("{p}[{i}]"), "action names must match [a-z_]{1,32}"),
+                    }
+                }
+                out
+            }
+            Some(Value::Array(_)) => {
+                w.err(&p, format!("must list 1 to {MAX_RATIO_ACTIONS} action names"));
+                default
+            }
+            Some(v) => {
+                w.err(&p, format!("must be a list of action names, got {}", type_name(v)));
+                default
+            }
+        }
+    };
+    let numerator = side("numerator", default.numerator);
+    let denominator = side("denominator", default.denominator);
+    RatioActions { numerator, denominator }
 }
 
 /// Validates the document's `candidate` (if any) on its own: the live config stays valid
@@ -667,6 +720,14 @@ mod tests {
             only_error(rc(json!({"metrics": {"window_size_minute": 5}}))),
             "config.realtime_compute.metrics.window_size_minute: unknown field; did you mean \"window_size_minutes\"?"
         );
+        assert_eq!(
+            only_error(rc(json!({"metrics": {"ctr": {"numerator": ["click"], "denominatr": ["impression"]}}}))),
+            "config.realtime_compute.metrics.ctr.denominatr: unknown field; did you mean \"denominator\"?"
+        );
+        let known = json!({"tenant_id": "t", "scenario_id": "s", "dedicated": true,
+            "config": {"realtime_compute": {"metrics": {"cvr": {"numerator": ["purchase"], "denominator": ["click"]}}}}});
+        let checked = parse_scenario_checked(&known).unwrap();
+        assert!(checked.config.dedicated && checked.warnings.is_empty());
         assert_eq!(
             only_error(rc(json!({"hot_score": {"plugin": {"name": "gravity", "version": "0.1.0", "param": {}}}}))),
             "config.realtime_compute.hot_score.plugin.param: unknown field; did you mean \"params\"?"

@@ -263,7 +263,7 @@ async fn edit_config(
     let result = if f.action == "apply" {
         // As from the CLI and the API: from the first window end past the fleet's progress;
         // only over the revision the page loaded, so nobody's newer edit is overwritten.
-        let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
+        let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS).with_keys(&s.redis_keys);
         match based_on {
             Ok(rev) => s.scenarios.put(&tenant, &scenario, doc, &effective, rev).await,
             Err(e) => Err(e),
@@ -350,7 +350,7 @@ async fn rollout_action(
 ) -> Result<Response, Refused> {
     let scope = login_scope(&s, &headers, Some(&tenant), false)?;
     same_origin(&headers)?;
-    let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS);
+    let effective = EffectiveFrom::choose(None, false, s.redis_url.as_deref(), DEFAULT_MARGIN_MS).with_keys(&s.redis_keys);
     let action = if rollback.is_some() { "Rolled back" } else { "Promoted" };
     let result = match (base_revision(&headers, &if_revision), rollback.as_deref().map(str::trim)) {
         (Err(e), _) => Err(e),

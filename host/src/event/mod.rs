@@ -2,12 +2,14 @@
 //! or a [`RejectReason`] that goes to the dead-letter sink with the original bytes; and the
 //! [`RecordBatch`] of raw records sources hand the pipeline.
 
+mod mapping;
 mod parse;
 mod parsed;
 mod record_batch;
 mod reject;
 
-pub use parse::{Event, parse_event};
+pub use mapping::{EventField, EventMapping, TsUnit};
+pub use parse::{Event, parse_event, parse_event_mapped};
 pub use parsed::ParsedEvents;
 pub use record_batch::{Position, RecordBatch};
 pub use reject::{QuotaKind, RejectReason};

@@ -3,8 +3,10 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::RejectReason;
+use super::mapping::{EventField, EventMapping, PathRef, TsUnit};
 use crate::config::validate::{is_valid_action, is_valid_id};
 
 /// A validated behaviour event, borrowing from the bytes it was parsed from.
@@ -95,39 +97,185 @@ fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
 /// Parses and validates one event.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
     let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
+    validate(raw, &Canonical)
+}
+
+/// Parses and validates one event of a host's own shape (`--event-field`, `--event-ts-unit`):
+/// the same rules as [`parse_event`], on the mapped fields, with reasons naming the mapped
+/// field. Renamed or nested fields are read through a `serde_json::Value` (strings copied);
+/// a mapping that only changes the `ts` unit keeps the zero-copy path.
+pub fn parse_event_mapped<'a>(bytes: &'a [u8], m: &EventMapping) -> Result<Event<'a>, RejectReason> {
+    if !m.renames() {
+        let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
+        return validate(raw, m);
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
+    if !doc.is_object() {
+        return Err(RejectReason::Json("an event must be a JSON object".into()));
+    }
+    validate(raw_from_value(&doc, m)?, m)
+}
+
+/// How reasons name the fields and how `ts` is read: the canonical shape (zero-sized, so the
+/// default path compiles to what it was before mappings existed) or a host's mapping.
+trait Shape {
+    fn name(&self, f: EventField) -> &'static str;
+    fn ts(&self, raw: RawTs<'_>) -> Result<i64, RejectReason>;
+}
+
+struct Canonical;
+
+impl Shape for Canonical {
+    #[inline(always)]
+    fn name(&self, f: EventField) -> &'static str {
+        f.name()
+    }
+
+    #[inline(always)]
+    fn ts(&self, raw: RawTs<'_>) -> Result<i64, RejectReason> {
+        parse_ts(raw)
+    }
+}
+
+impl Shape for EventMapping {
+    fn name(&self, f: EventField) -> &'static str {
+        self.source_name(f)
+    }
+
+    fn ts(&self, raw: RawTs<'_>) -> Result<i64, RejectReason> {
+        let name = self.source_name(EventField::Ts);
+        let ts = match (self.ts_unit(), raw) {
+            (TsUnit::Ms, raw) => parse_ts(raw),
+            // Fractional seconds to the millisecond; the bound keeps the cast exact.
+            (TsUnit::S, RawTs::Int(i)) => i
+                .checked_mul(1000)
+                .filter(|ms| (MIN_TS..MAX_TS).contains(ms))
+                .ok_or_else(|| RejectReason::Timestamp(format!("{i} is outside 2000-01-01..2100-01-01 in epoch seconds"))),
+            (TsUnit::S, RawTs::Float(f)) => Some(f)
+                .filter(|f| f.is_finite() && f.abs() < 9e12)
+                .map(|f| (f * 1000.0).round() as i64)
+                .filter(|ms| (MIN_TS..MAX_TS).contains(ms))
+                .ok_or_else(|| RejectReason::Timestamp(format!("{f} is outside 2000-01-01..2100-01-01 in epoch seconds"))),
+            (TsUnit::S, RawTs::Text(t)) => Err(RejectReason::Timestamp(format!("{t:?} is not epoch seconds (--event-ts-unit s)"))),
+            (TsUnit::Rfc3339, RawTs::Text(t)) => chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|d| d.timestamp_millis())
+                .map_err(|e| RejectReason::Timestamp(format!("{t:?} is not RFC 3339 ({e})"))),
+            (TsUnit::Rfc3339, RawTs::Int(i)) => {
+                Err(RejectReason::Timestamp(format!("{i} is not an RFC 3339 string (--event-ts-unit rfc3339)")))
+            }
+            (TsUnit::Rfc3339, RawTs::Float(f)) => {
+                Err(RejectReason::Timestamp(format!("{f} is not an RFC 3339 string (--event-ts-unit rfc3339)")))
+            }
+        };
+        let ts = ts.and_then(|ts| {
+            if (MIN_TS..MAX_TS).contains(&ts) {
+                Ok(ts)
+            } else {
+                Err(RejectReason::Timestamp(format!("{ts} ms is outside 2000-01-01..2100-01-01")))
+            }
+        });
+        // The reason says `ts`; a mapped field is named too.
+        ts.map_err(|e| match e {
+            RejectReason::Timestamp(msg) if name != "ts" => RejectReason::Timestamp(format!("`{name}`: {msg}")),
+            e => e,
+        })
+    }
+}
+
+/// The rules of DESIGN §2 on a raw event, whichever shape it was read from.
+#[inline(always)]
+fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, RejectReason> {
+    use EventField as F;
     const ID_RULE: &str = "must match [A-Za-z0-9_-]{1,64}";
     const OPAQUE_RULE: &str = "must be 1..128 bytes without control characters";
-    let tenant_id = check("tenant_id", raw.tenant_id, is_valid_id, ID_RULE)?;
-    let scenario_id = check("scenario_id", raw.scenario_id, is_valid_id, ID_RULE)?;
-    let user_id = check("user_id", raw.user_id, opaque_id_ok, OPAQUE_RULE)?;
-    let item_id = check("item_id", raw.item_id, opaque_id_ok, OPAQUE_RULE)?;
-    let action = check("action", raw.action, is_valid_action, "must match [a-z_]{1,32}")?;
-    let ts = parse_ts(raw.ts.ok_or(RejectReason::Missing("ts"))?)?;
+    let tenant_id = check(shape.name(F::TenantId), raw.tenant_id, is_valid_id, ID_RULE)?;
+    let scenario_id = check(shape.name(F::ScenarioId), raw.scenario_id, is_valid_id, ID_RULE)?;
+    let user_id = check(shape.name(F::UserId), raw.user_id, opaque_id_ok, OPAQUE_RULE)?;
+    let item_id = check(shape.name(F::ItemId), raw.item_id, opaque_id_ok, OPAQUE_RULE)?;
+    let action = check(shape.name(F::Action), raw.action, is_valid_action, "must match [a-z_]{1,32}")?;
+    let ts = shape.ts(raw.ts.ok_or(RejectReason::Missing(shape.name(F::Ts)))?)?;
     let category = match raw.category.map(|t| t.0) {
         Some(c) if !opaque_id_ok(&c) => {
-            return Err(RejectReason::Invalid { field: "category", rule: OPAQUE_RULE });
+            return Err(RejectReason::Invalid { field: shape.name(F::Category), rule: OPAQUE_RULE });
         }
         c => c,
     };
     let tags: Vec<Cow<'_, str>> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
     if tags.len() > MAX_TAGS {
-        return Err(RejectReason::Invalid { field: "tags", rule: "must hold at most 64 tags" });
+        return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "must hold at most 64 tags" });
     }
     if !tags.iter().all(|t| opaque_id_ok(t)) {
-        return Err(RejectReason::Invalid { field: "tags", rule: "each tag must be 1..128 bytes without control characters" });
+        return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "each tag must be 1..128 bytes without control characters" });
     }
     if let Some(w) = raw.watch_time_ms
         && !(w.is_finite() && w >= 0.0)
     {
-        return Err(RejectReason::Invalid { field: "watch_time_ms", rule: "must be a finite number >= 0" });
+        return Err(RejectReason::Invalid { field: shape.name(F::WatchTimeMs), rule: "must be a finite number >= 0" });
     }
     let event_id = match raw.event_id.map(|t| t.0) {
         Some(e) if !opaque_id_ok(&e) => {
-            return Err(RejectReason::Invalid { field: "event_id", rule: OPAQUE_RULE });
+            return Err(RejectReason::Invalid { field: shape.name(F::EventId), rule: OPAQUE_RULE });
         }
         e => e,
     };
     Ok(Event { tenant_id, scenario_id, user_id, item_id, action, ts, category, tags, watch_time_ms: raw.watch_time_ms, event_id })
+}
+
+/// The raw fields of a parsed document, each read where the mapping says. A value of the
+/// wrong JSON type is a `json` reject, as it is on the default path.
+fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, RejectReason> {
+    use EventField as F;
+    let at = |f: F| -> Option<&Value> {
+        let v = match m.path(f) {
+            PathRef::Key(k) => doc.get(k),
+            PathRef::Nested(segs) => segs.iter().try_fold(doc, |v, s| v.get(s.as_str())),
+        };
+        v.filter(|v| !v.is_null())
+    };
+    let wrong = |f: F, want: &str| RejectReason::Json(format!("invalid type at `{}`: expected {want}", m.source_name(f)));
+    let text = |f: F| -> Result<Option<Text<'static>>, RejectReason> {
+        match at(f) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(Text(Cow::Owned(s.clone())))),
+            Some(_) => Err(wrong(f, "a string")),
+        }
+    };
+    let ts = match at(F::Ts) {
+        None => None,
+        Some(Value::Number(n)) => Some(match n.as_i64() {
+            Some(i) => RawTs::Int(i),
+            None => RawTs::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Some(Value::String(s)) => Some(RawTs::Text(Cow::Owned(s.clone()))),
+        Some(_) => return Err(wrong(F::Ts, "a number or a string")),
+    };
+    let tags = match at(F::Tags) {
+        None => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|t| t.as_str().map(|s| Text(Cow::Owned(s.to_string()))).ok_or_else(|| wrong(F::Tags, "a list of strings")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(wrong(F::Tags, "a list of strings")),
+    };
+    let watch_time_ms = match at(F::WatchTimeMs) {
+        None => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => return Err(wrong(F::WatchTimeMs, "a number")),
+    };
+    Ok(RawEvent {
+        tenant_id: text(F::TenantId)?,
+        scenario_id: text(F::ScenarioId)?,
+        user_id: text(F::UserId)?,
+        item_id: text(F::ItemId)?,
+        action: text(F::Action)?,
+        ts,
+        category: text(F::Category)?,
+        tags,
+        watch_time_ms,
+        event_id: text(F::EventId)?,
+    })
 }
 
 #[cfg(test)]
@@ -203,6 +351,73 @@ mod tests {
         assert_eq!(reason(r#"{"tenant_id":5,"scenario_id":"s"}"#).kind(), "json");
     }
 
+    fn mapping(specs: &[&str], unit: TsUnit) -> EventMapping {
+        EventMapping::from_specs(&specs.iter().map(|s| s.to_string()).collect::<Vec<_>>(), unit).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_mapped_event_parses_to_the_same_event() {
+        let m = mapping(&["item_id=content_id", "user_id=user.id", "ts=meta.time", "tags=labels"], TsUnit::Ms);
+        let theirs = r#"{"tenant_id":"shop","scenario_id":"home","user":{"id":"u1","age":3},"content_id":"i1","action":"click","meta":{"time":1767225596681},"category":"a","labels":["x","y"],"extra":1,"item_id":"ignored"}"#;
+        assert_eq!(parse_event_mapped(theirs.as_bytes(), &m), parse_event(GOOD.as_bytes()));
+        // The same mapping on the default shape finds none of the mapped fields.
+        assert_eq!(parse_event_mapped(GOOD.as_bytes(), &m), Err(RejectReason::Missing("user.id")));
+        // A unit alone keeps the zero-copy path.
+        let secs = mapping(&[], TsUnit::S);
+        let e = parse_event_mapped(
+            br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600}"#,
+            &secs,
+        )
+        .unwrap();
+        assert_eq!(e.ts, 1_767_225_600_000);
+        assert!(matches!(e.item_id, Cow::Borrowed("i")));
+    }
+
+    #[test]
+    fn ts_units_seconds_and_rfc3339() {
+        let ev =
+            |ts: &str| format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","event_time":{ts}}}"#);
+        let s = mapping(&["ts=event_time"], TsUnit::S);
+        assert_eq!(parse_event_mapped(ev("1767225600").as_bytes(), &s).map(|e| e.ts), Ok(1_767_225_600_000));
+        assert_eq!(parse_event_mapped(ev("1767225600.25").as_bytes(), &s).map(|e| e.ts), Ok(1_767_225_600_250));
+        let ms_as_s = parse_event_mapped(ev("1767225600000").as_bytes(), &s).unwrap_err();
+        assert_eq!(ms_as_s.kind(), "timestamp");
+        assert!(ms_as_s.to_string().contains("`event_time`"), "{ms_as_s}");
+        assert_eq!(parse_event_mapped(ev(r#""2026-01-01T00:00:00Z""#).as_bytes(), &s).unwrap_err().kind(), "timestamp");
+        let r = mapping(&["ts=event_time"], TsUnit::Rfc3339);
+        assert_eq!(parse_event_mapped(ev(r#""2026-01-01T00:00:00.5Z""#).as_bytes(), &r).map(|e| e.ts), Ok(1_767_225_600_500));
+        assert!(parse_event_mapped(ev("1767225600000").as_bytes(), &r).unwrap_err().to_string().contains("RFC 3339"));
+        // The default unit still takes ms only: seconds are out of range, as before.
+        let ms = mapping(&["ts=event_time"], TsUnit::Ms);
+        assert_eq!(parse_event_mapped(ev("1767225600000").as_bytes(), &ms).map(|e| e.ts), Ok(1_767_225_600_000));
+        assert!(
+            parse_event_mapped(ev("1767225600").as_bytes(), &ms).unwrap_err().to_string().contains("`event_time`: 1767225600 is outside")
+        );
+    }
+
+    #[test]
+    fn bad_mapped_values_are_rejected_naming_the_mapped_field() {
+        let m = mapping(&["item_id=content.id", "action=verb"], TsUnit::Ms);
+        let ev = |item: &str, verb: &str| {
+            format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","content":{{"id":{item}}},"verb":{verb},"ts":1767225600000}}"#)
+        };
+        let reason = |item: &str, verb: &str| parse_event_mapped(ev(item, verb).as_bytes(), &m).unwrap_err();
+        assert_eq!(
+            reason(r#""""#, r#""view""#),
+            RejectReason::Invalid { field: "content.id", rule: "must be 1..128 bytes without control characters" }
+        );
+        assert_eq!(reason(r#""i""#, r#""View""#), RejectReason::Invalid { field: "verb", rule: "must match [a-z_]{1,32}" });
+        assert_eq!(reason("null", r#""view""#), RejectReason::Missing("content.id"));
+        let wrong_type = reason("5", r#""view""#);
+        assert_eq!(wrong_type.kind(), "json");
+        assert!(wrong_type.to_string().contains("`content.id`"), "{wrong_type}");
+        assert_eq!(parse_event_mapped(br#"[1,2]"#, &m).unwrap_err().kind(), "json");
+        assert_eq!(parse_event_mapped(b"{not json", &m).unwrap_err().kind(), "json");
+        // Unmapped fields keep their names and rules.
+        let bad_tenant = r#"{"tenant_id":"a b","scenario_id":"s","user_id":"u","content":{"id":"i"},"verb":"view","ts":1767225600000}"#;
+        assert!(matches!(parse_event_mapped(bad_tenant.as_bytes(), &m), Err(RejectReason::Invalid { field: "tenant_id", .. })));
+    }
+
     /// What an accepted event must satisfy, whatever bytes it came from (DESIGN §2).
     fn assert_within_rules(e: &Event<'_>) -> Result<(), proptest::test_runner::TestCaseError> {
         use proptest::prop_assert;
@@ -221,6 +436,14 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic_and_accepted_events_keep_the_rules(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             if let Ok(e) = parse_event(&bytes) {
+                assert_within_rules(&e)?;
+            }
+        }
+
+        #[test]
+        fn mapped_parsing_never_panics_and_keeps_the_rules(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let m = mapping(&["item_id=content.id", "ts=t"], TsUnit::S);
+            if let Ok(e) = parse_event_mapped(&bytes, &m) {
                 assert_within_rules(&e)?;
             }
         }

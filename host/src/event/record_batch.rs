@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
-use super::{Event, ParsedEvents, RejectReason, parse_event};
+use super::{Event, EventMapping, ParsedEvents, RejectReason, parse_event, parse_event_mapped};
 
 /// Where a record came from, for offset commits and dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +24,14 @@ pub struct RecordBatch {
     /// Every record parsed by the source ([`Self::parse_ahead`]); `None` leaves parsing to
     /// the pipeline.
     pub parsed: Option<ParsedEvents>,
+    /// The host's event shape (`--event-field`, `--event-ts-unit`), set by the source's
+    /// sender; `None`, the default shape, parses as [`parse_event`] always did.
+    pub mapping: Option<Arc<EventMapping>>,
 }
 
 impl RecordBatch {
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new(), parsed: None }
+        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new(), parsed: None, mapping: None }
     }
 
     /// Parses every record now, on the caller's thread, so the pipeline thread does not.
@@ -35,7 +39,7 @@ impl RecordBatch {
     pub fn parse_ahead(&mut self) {
         let mut parsed = ParsedEvents::with_capacity(self.len());
         for rec in self.iter() {
-            parsed.push(parse_event(rec));
+            parsed.push(self.parse(rec));
         }
         self.parsed = Some(parsed);
     }
@@ -47,7 +51,16 @@ impl RecordBatch {
         {
             return result.map_err(Clone::clone);
         }
-        parse_event(self.get(i).unwrap_or_default())
+        self.parse(self.get(i).unwrap_or_default())
+    }
+
+    /// One record in the batch's event shape.
+    #[inline]
+    fn parse<'r>(&self, rec: &'r [u8]) -> Result<Event<'r>, RejectReason> {
+        match &self.mapping {
+            None => parse_event(rec),
+            Some(m) => parse_event_mapped(rec, m),
+        }
     }
 
     pub fn push(&mut self, record: &[u8]) {
@@ -99,6 +112,7 @@ impl RecordBatch {
             return None;
         }
         let mut out = RecordBatch::with_capacity(self.len(), self.bytes_len());
+        out.mapping = self.mapping.clone();
         for (i, rec) in self.iter().enumerate() {
             if let Some(pos) = self.position(i)
                 && keep(pos)
@@ -143,5 +157,22 @@ mod tests {
         assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
         assert_eq!(b.next_offsets_in(0..2), BTreeMap::from([(0, 6), (1, 10)]));
         assert_eq!(b.next_offsets_in(2..2), BTreeMap::new());
+    }
+
+    #[test]
+    fn a_mapped_batch_reads_its_shape_parsed_ahead_or_not_and_after_filtering() {
+        let m = EventMapping::from_specs(&["item_id=content_id".into()], crate::event::TsUnit::Ms).unwrap().unwrap();
+        let rec = br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","content_id":"i9","action":"view","ts":1767225600000}"#;
+        let mut b = RecordBatch::default();
+        b.push_at(rec, Position { partition: 0, offset: 1 });
+        b.push_at(b"{}", Position { partition: 1, offset: 1 });
+        assert!(b.event(0).is_err(), "without the mapping it has no item_id");
+        b.mapping = Some(Arc::new(m));
+        assert_eq!(b.event(0).unwrap().item_id, "i9");
+        let kept = b.filtered(|p| p.partition == 0).unwrap();
+        assert_eq!(kept.event(0).unwrap().item_id, "i9");
+        b.parse_ahead();
+        assert_eq!(b.event(0).unwrap().item_id, "i9");
+        assert_eq!(b.event(1), Err(RejectReason::Missing("tenant_id")));
     }
 }

@@ -1,6 +1,7 @@
 //! The recommendation metrics job (DESIGN §4): per scenario, tumbling windows of
 //! `window_size_minutes` with counts per action (always) and the listed metrics: `ctr` (click /
-//! impression), `cvr` (purchase / click), `watch_time` (mean and total). State is one bucket per
+//! impression), `cvr` (purchase / click), `watch_time` (mean and total). The actions of `ctr`
+//! and `cvr` are the scenario's (`metrics.ctr` / `metrics.cvr`, sums of listed actions). State is one bucket per
 //! minute, so a window-size change applies at the next window end of the new size.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use super::scenario_map::ScenarioMap;
 use super::stats::Routed;
-use crate::config::model::MetricKind;
+use crate::config::model::{MetricKind, RatioActions};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
 use crate::output::{MetricsWindow, Output, WatchTime};
@@ -36,6 +37,13 @@ pub struct ScenarioMetrics {
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
+}
+
+/// The scenario's ratio metric over the window's counts: the summed numerator actions over the
+/// summed denominator actions (null when the latter is 0).
+fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -> Option<f64> {
+    let sum = |list: &[String]| list.iter().map(|a| counts.get(a).copied().unwrap_or(0)).sum::<u64>();
+    ratio(sum(&actions.numerator), sum(&actions.denominator))
 }
 
 impl ScenarioMetrics {
@@ -80,15 +88,15 @@ impl ScenarioMetrics {
             watch_total += m.watch_total_ms;
             watch_n += m.watch_events;
         }
-        let count = |a: &str| counts.get(a).copied().unwrap_or(0);
-        let wanted = &self.config.metrics.metrics_to_calculate;
+        let metrics = &self.config.metrics;
+        let wanted = &metrics.metrics_to_calculate;
         MetricsWindow {
             key: self.config.key.clone(),
             window_start: start,
             window_end: end,
             config_revision: self.config.revision,
-            ctr: wanted.contains(&MetricKind::Ctr).then(|| ratio(count("click"), count("impression"))),
-            cvr: wanted.contains(&MetricKind::Cvr).then(|| ratio(count("purchase"), count("click"))),
+            ctr: wanted.contains(&MetricKind::Ctr).then(|| ratio_of(&counts, &metrics.ctr)),
+            cvr: wanted.contains(&MetricKind::Cvr).then(|| ratio_of(&counts, &metrics.cvr)),
             watch_time: wanted
                 .contains(&MetricKind::WatchTime)
                 .then_some(WatchTime { mean_ms: (watch_n > 0).then(|| watch_total / watch_n as f64), total_ms: watch_total }),
@@ -270,6 +278,44 @@ mod tests {
         assert_eq!((w[1].ctr, w[1].watch_time, w[1].config_revision), (None, None, 2));
         assert!(w[1].cvr.is_some());
         assert_eq!(w[1].counts["click"], 1, "counts are always computed");
+    }
+
+    #[test]
+    fn ctr_and_cvr_actions_come_from_the_scenario() {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"metrics": {
+            "window_size_minutes": 10,
+            "ctr": {"numerator": ["tap", "click"], "denominator": ["expose"]},
+            "cvr": {"numerator": ["order"]}}}}});
+        let c = Arc::new(parse_scenario(&doc).unwrap());
+        assert_eq!(c.metrics.cvr, RatioActions::new(&["order"], &["click"]), "a missing side keeps the seed's default");
+        let mut job = MetricsJob::new();
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut lines: Vec<String> = (0..8).map(|k| ev("expose", T0 + k * 1000, None)).collect();
+        lines.extend([ev("tap", T0, None), ev("click", T0, None), ev("order", T0, None), ev("impression", T0, None)]);
+        let mut out = Vec::new();
+        run(&mut job, &lines, &mut out);
+        job.finish(&mut out);
+        let w = &windows(out)[0];
+        assert_eq!(w.ctr, Some(Some(0.25)), "(tap + click) / expose; impressions are not counted");
+        assert_eq!(w.cvr, Some(Some(1.0)), "order / click");
+    }
+
+    #[test]
+    fn ratio_actions_are_validated_like_action_names() {
+        let bad = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"metrics": {
+            "ctr": {"numerator": ["Click"], "denominator": []}, "cvr": "purchase"}}}});
+        let e = parse_scenario(&bad).unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "config.realtime_compute.metrics.ctr.numerator[0]",
+                "config.realtime_compute.metrics.ctr.denominator",
+                "config.realtime_compute.metrics.cvr"
+            ]
+        );
+        let seed = cfg(30, serde_json::json!(["ctr"]), 1);
+        assert_eq!((seed.metrics.ctr.clone(), seed.metrics.cvr.clone()), (RatioActions::default_ctr(), RatioActions::default_cvr()));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveVi
         tokens: Arc::new(TokenStore::new(http.and_then(|h| h.tokens_file.clone()))),
         live,
         redis_url: settings.outputs.redis_url.clone(),
+        redis_keys: settings.outputs.redis_keys.clone(),
         limits,
         streams: Arc::new(StreamSlots::new(limits.max_streams, limits.max_streams_per_login)),
     })

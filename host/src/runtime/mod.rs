@@ -116,24 +116,14 @@ impl Runtime {
         };
         let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
+        let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
         let mut pipeline = Pipeline::new(settings.pipeline.clone());
         // Durable profiles need positions to guard replays and Redis to read from: Kafka with
         // Redis. File and generator runs keep profiles in memory only (DESIGN §4).
         if let (Some(k), Some(_)) = (settings.kafka(), &settings.outputs.redis_url) {
             pipeline.enable_profile_read_back(&k.topic);
         }
-        let mut rt = Runtime {
-            pipeline,
-            settings,
-            registry: ScenarioRegistry::default(),
-            health,
-            config,
-            _watcher,
-            store_error: None,
-            plugins,
-            outputs,
-            stop_inputs,
-        };
+        let mut rt = Runtime { pipeline, settings, registry, health, config, _watcher, store_error: None, plugins, outputs, stop_inputs };
         // Tenant quotas come first, then the first full set of scenarios: applied, with every
         // plugin they reference loaded, before any event is processed.
         while let Some(feed) = rt.config.recv().await {
@@ -208,7 +198,8 @@ struct Running {
 impl Running {
     fn start(mut rt: Runtime) -> anyhow::Result<Running> {
         let scenarios = rt.registry.entries().filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone())).collect();
-        let source = Source::open(&rt.settings.source, scenarios, &rt.health, rt.stop_inputs.subscribe())?;
+        let source =
+            Source::open(&rt.settings.source, rt.settings.event_mapping.clone(), scenarios, &rt.health, rt.stop_inputs.subscribe())?;
         let snapshots = match (rt.settings.kafka(), rt.outputs.redis_mut()) {
             (Some(k), Some(_)) => {
                 let store = snapshot_store::SnapshotStore::new(&k.group_id, &k.topic);

@@ -35,7 +35,8 @@ impl Outputs {
         let redis = match &settings.redis_url {
             #[cfg(feature = "redis")]
             Some(url) => {
-                Some(RedisSink::connect(url, crate::sinks::redis::RedisTtl::default()).await?.with_reachability(health.sinks_ok_flag()))
+                let ttl = crate::sinks::redis::RedisTtl::default().with_overrides(&settings.redis_ttl);
+                Some(RedisSink::connect(url, ttl).await?.with_keys(settings.redis_keys.clone()).with_reachability(health.sinks_ok_flag()))
             }
             #[cfg(not(feature = "redis"))]
             Some(url) => {

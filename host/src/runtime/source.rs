@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicI64;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ScenarioKey;
+use crate::event::EventMapping;
 use crate::health::HealthReporter;
 use crate::settings::SourceSettings;
 use crate::sources::generator::{GeneratorConfig, spawn_generator};
@@ -34,11 +35,15 @@ impl Source {
     /// Kafka consumer (after the runtime's last commit).
     pub fn open(
         settings: &SourceSettings,
+        event_mapping: Option<Arc<EventMapping>>,
         scenarios: Vec<ScenarioKey>,
         health: &HealthReporter,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Source> {
         let (tx, records) = sources::channel(8);
+        // A platform's own event shape applies to its events, never to generated ones.
+        let mapped = matches!(settings, SourceSettings::File(_) | SourceSettings::Kafka(_));
+        let tx = tx.with_event_mapping(event_mapping.filter(|_| mapped));
         let backlog = records.backlog();
         let (task, kafka) = match settings {
             SourceSettings::File(path) => (sources::file::spawn_file_source(path.clone(), tx), None),

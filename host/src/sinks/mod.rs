@@ -37,6 +37,7 @@ pub mod redis {
     /// `rtscore status` reads the hosts' status hashes from Redis: not in this build.
     pub async fn read_statuses(
         url: &str,
+        _layout: &crate::config::redis_keys::KeyLayout,
         _tenant: Option<&str>,
     ) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
         anyhow::bail!("cannot read Redis at {url}: this rtscore was built without the `redis` feature")

@@ -8,7 +8,7 @@ use anyhow::Context;
 use redis::aio::ConnectionManager;
 
 use crate::config::ScenarioKey;
-use crate::config::redis_keys as keys;
+use crate::config::redis_keys::{self as keys, KeyLayout, TtlOverrides};
 use crate::output::stored_profile::{profile_fields, profile_ttl_ms};
 use crate::output::{MetricsWindow, Output, UserProfile};
 
@@ -16,7 +16,9 @@ use crate::output::{MetricsWindow, Output, UserProfile};
 #[derive(Debug, Clone, Copy)]
 pub struct RedisTtl {
     pub hot_ms: u64,
-    pub profile_ms: u64,
+    /// `None`: a profile key lives as long as its scenario's interest decay says
+    /// (`profile_ttl_ms`); `--redis-ttl profile=...` fixes it.
+    pub profile: Option<std::time::Duration>,
     pub metrics_ms: u64,
     pub status_ms: u64,
 }
@@ -24,13 +26,29 @@ pub struct RedisTtl {
 impl Default for RedisTtl {
     fn default() -> Self {
         const DAY: u64 = 86_400_000;
-        Self { hot_ms: 7 * DAY, profile_ms: 7 * DAY, metrics_ms: 30 * DAY, status_ms: 7 * DAY }
+        Self { hot_ms: 7 * DAY, profile: None, metrics_ms: 30 * DAY, status_ms: 7 * DAY }
+    }
+}
+
+impl RedisTtl {
+    /// The defaults with the host's `--redis-ttl` overrides applied.
+    pub fn with_overrides(mut self, o: &TtlOverrides) -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        for (slot, v) in [(&mut self.hot_ms, o.hot), (&mut self.status_ms, o.status), (&mut self.metrics_ms, o.metrics)] {
+            if let Some(d) = v {
+                *slot = ms(d);
+            }
+        }
+        self.profile = o.profile.or(self.profile);
+        self
     }
 }
 
 pub struct RedisSink {
     conn: ConnectionManager,
     ttl: RedisTtl,
+    /// The key layout (`--redis-key-prefix`).
+    keys: KeyLayout,
     url: String,
     /// Cleared while Redis is unreachable, so readiness reports the outage.
     reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -45,7 +63,13 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, url: url.to_string(), reachable: None, outages: 0 })
+        Ok(Self { conn, ttl, keys: KeyLayout::default(), url: url.to_string(), reachable: None, outages: 0 })
+    }
+
+    /// Writes under `keys` instead of the default `rt:` layout.
+    pub fn with_keys(mut self, keys: KeyLayout) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Reports reachability through `flag` (readiness).
@@ -91,7 +115,7 @@ impl RedisSink {
     }
 
     fn add_hot(&self, pipe: &mut redis::Pipeline, h: &crate::output::HotList, now_ms: i64) {
-        self.add_list(pipe, h, &keys::hot(&h.key), &[], now_ms);
+        self.add_list(pipe, h, &self.keys.hot(&h.key), &[], now_ms);
     }
 
     /// A shadow candidate's list goes to `hot:shadow` (+ `hot:shadow:meta` with the comparison),
@@ -106,7 +130,7 @@ impl RedisSink {
             ("drift_p90", c.drift_p90.to_string()),
             ("drift_max", c.drift_max.to_string()),
         ];
-        self.add_list(pipe, &s.list, &keys::hot_shadow(&s.list.key), &extra, now_ms);
+        self.add_list(pipe, &s.list, &self.keys.hot_shadow(&s.list.key), &extra, now_ms);
     }
 
     /// Replaces a hot-list ZSET and its `:meta` hash atomically.
@@ -135,16 +159,16 @@ impl RedisSink {
     }
 
     fn add_profile(&self, pipe: &mut redis::Pipeline, p: &UserProfile) {
-        let key = keys::profile(&p.key, &p.user_id);
+        let key = self.keys.profile(&p.key, &p.user_id);
         pipe.del(&key).ignore();
         pipe.hset_multiple(&key, &profile_fields(p)).ignore();
         // The key outlives its last write by a few half-lives of the scenario's decay
         // (DESIGN §4, "Durable profiles"), so a returning user's history is read back.
-        pipe.pexpire(&key, profile_ttl_ms(p.interest_decay_days, None).min(i64::MAX as u64) as i64).ignore();
+        pipe.pexpire(&key, profile_ttl_ms(p.interest_decay_days, self.ttl.profile).min(i64::MAX as u64) as i64).ignore();
     }
 
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
-        let key = keys::metrics(&m.key, m.window_start);
+        let key = self.keys.metrics(&m.key, m.window_start);
         let mut fields: Vec<(String, String)> = vec![
             ("window_start".into(), m.window_start.to_string()),
             ("window_end".into(), m.window_end.to_string()),
@@ -181,7 +205,7 @@ impl RedisSink {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
                 Output::Shadow(sh) => self.add_shadow(&mut pipe, sh, now_ms),
                 Output::ShadowEnded { key, .. } => {
-                    let shadow = keys::hot_shadow(key);
+                    let shadow = self.keys.hot_shadow(key);
                     pipe.del(&[keys::meta(&shadow), shadow]).ignore();
                 }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
@@ -193,7 +217,7 @@ impl RedisSink {
 
     /// Replaces a scenario's status hash.
     pub async fn write_status(&mut self, key: &ScenarioKey, fields: &[(&str, String)]) -> anyhow::Result<()> {
-        let k = keys::status(key);
+        let k = self.keys.status(key);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&k).ignore().hset_multiple(&k, fields).ignore().pexpire(&k, self.ttl.status_ms as i64).ignore();
         self.query(&pipe, "write status").await
@@ -234,14 +258,18 @@ fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
-/// Every status hash (`rt:{tenant}:{scenario}:status`, DESIGN §6) the hosts wrote to Redis
-/// at `url`, by key in key order; only `tenant`'s with `Some` (`rtscore status`).
-pub async fn read_statuses(url: &str, tenant: Option<&str>) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
+/// Every status hash (`rt:{tenant}:{scenario}:status`, DESIGN §6, under `layout`'s prefix) the
+/// hosts wrote to Redis at `url`, by key in key order; only `tenant`'s with `Some` (`rtscore status`).
+pub async fn read_statuses(
+    url: &str,
+    layout: &KeyLayout,
+    tenant: Option<&str>,
+) -> anyhow::Result<Vec<(String, std::collections::BTreeMap<String, String>)>> {
     use redis::AsyncCommands;
 
     let client = redis::Client::open(url).with_context(|| format!("invalid --redis-url {url}"))?;
     let mut conn = client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {url}"))?;
-    let pattern = keys::status_pattern(tenant);
+    let pattern = layout.status_pattern(tenant);
     let mut names: Vec<String> = {
         let mut iter = conn.scan_match::<_, String>(&pattern).await?;
         let mut names = Vec::new();

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::event::RecordBatch;
+use crate::event::{EventMapping, RecordBatch};
 
 /// A change in the partitions this instance reads (Kafka consumer groups).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,7 @@ pub enum PartitionChange {
 /// stream that the pipeline keeps up with is not delayed by parsing twice over.
 pub fn parse_if_pipeline_behind(batch: &mut RecordBatch, tx: &SourceSender) {
     if tx.tx.capacity() < tx.tx.max_capacity() {
+        tx.shape(batch);
         batch.parse_ahead();
         metrics::counter!("rtscore_events_parsed_by_source_total").increment(batch.len() as u64);
     }
@@ -106,7 +107,7 @@ impl Backlog {
 pub fn channel(batches: usize) -> (SourceSender, SourceReceiver) {
     let (tx, rx) = mpsc::channel(batches);
     let backlog = Arc::new(Backlog::default());
-    (SourceSender { tx, backlog: backlog.clone() }, SourceReceiver { rx, backlog })
+    (SourceSender { tx, backlog: backlog.clone(), mapping: None }, SourceReceiver { rx, backlog })
 }
 
 /// A source's end of [`channel`].
@@ -114,6 +115,8 @@ pub fn channel(batches: usize) -> (SourceSender, SourceReceiver) {
 pub struct SourceSender {
     tx: mpsc::Sender<SourceMessage>,
     backlog: Arc<Backlog>,
+    /// The event shape of this source's records (`--event-field`), stamped on every batch.
+    mapping: Option<Arc<EventMapping>>,
 }
 
 /// The pipeline stopped listening.
@@ -122,7 +125,23 @@ pub struct SourceSender {
 pub struct Closed;
 
 impl SourceSender {
-    pub async fn send(&self, msg: SourceMessage) -> Result<(), Closed> {
+    /// Records sent from now on are read in `mapping`'s shape (`None`: the default shape).
+    pub fn with_event_mapping(mut self, mapping: Option<Arc<EventMapping>>) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Stamps the source's event shape on `batch`, before it is parsed anywhere.
+    fn shape(&self, batch: &mut RecordBatch) {
+        if self.mapping.is_some() && batch.mapping.is_none() {
+            batch.mapping = self.mapping.clone();
+        }
+    }
+
+    pub async fn send(&self, mut msg: SourceMessage) -> Result<(), Closed> {
+        if let SourceMessage::Records(b) = &mut msg {
+            self.shape(b);
+        }
         let n = self.count(&msg);
         let sent = self.tx.send(msg).await.map_err(|_| Closed);
         self.uncount_if_failed(n, &sent);
@@ -130,7 +149,10 @@ impl SourceSender {
     }
 
     /// For sources on a blocking thread (files, stdin).
-    pub fn blocking_send(&self, msg: SourceMessage) -> Result<(), Closed> {
+    pub fn blocking_send(&self, mut msg: SourceMessage) -> Result<(), Closed> {
+        if let SourceMessage::Records(b) = &mut msg {
+            self.shape(b);
+        }
         let n = self.count(&msg);
         let sent = self.tx.blocking_send(msg).map_err(|_| Closed);
         self.uncount_if_failed(n, &sent);

@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 
 pub use super::store_args::StoreArgs;
 use rtscore::admin::ApiLimits;
+use rtscore::config::redis_keys::{KeyLayout, TtlOverrides};
+use rtscore::event::{EventMapping, TsUnit};
 use rtscore::pipeline::{DEFAULT_PROFILE_MAX_USERS, JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
     DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
@@ -134,11 +136,28 @@ pub struct RunArgs {
     #[arg(long, default_value = "10m", value_name = "DURATION|none", value_parser = parse_skew, help_heading = "Events")]
     pub max_event_skew: MaxEventSkew,
 
+    /// Read an event field from another JSON key, repeatable: `FIELD=PATH` with FIELD one of
+    /// DESIGN §2's (tenant_id, scenario_id, user_id, item_id, action, ts, category, tags,
+    /// watch_time_ms, event_id) and PATH a key or a dotted path into nested objects, e.g.
+    /// `--event-field item_id=content_id --event-field user_id=user.id --event-field ts=meta.time`.
+    /// Kafka and file events only; validation is unchanged, reject reasons name PATH.
+    #[arg(long = "event-field", value_name = "FIELD=PATH", help_heading = "Events")]
+    pub event_fields: Vec<String>,
+    /// The unit of `ts`: `ms` (epoch milliseconds, whole floats or RFC 3339 strings, as
+    /// always), `s` (epoch seconds, integer or fractional), `rfc3339` (strings only).
+    #[arg(long, default_value = "ms", value_name = "ms|s|rfc3339", value_parser = TsUnit::parse, help_heading = "Events")]
+    pub event_ts_unit: TsUnit,
+
     // ---- configuration ----
     #[command(flatten, next_help_heading = "Configuration")]
     pub store: StoreArgs,
     #[command(flatten, next_help_heading = "Configuration")]
     pub docs: super::doc_args::DocArgs,
+    /// Seed-compatible mode: run only scenario documents with `status: "active"`, as the seed's
+    /// loader did (`find({'status': 'active'})`). A document without it is not run and shows as
+    /// inactive with the reason in status. By default a missing `status` means active.
+    #[arg(long, env = "RTSCORE_REQUIRE_STATUS_ACTIVE", help_heading = "Configuration")]
+    pub require_status_active: bool,
     /// How often MongoDB is polled for changed scenario documents (ms).
     #[arg(long, default_value_t = 250, value_name = "MS", help_heading = "Configuration")]
     pub config_poll_ms: u64,
@@ -164,6 +183,16 @@ pub struct RunArgs {
     /// (docs/operations.md, "Sizing profiles").
     #[arg(long, default_value_t = DEFAULT_PROFILE_MAX_USERS, value_name = "N", env = "RTSCORE_PROFILE_MAX_USERS", help_heading = "Outputs")]
     pub profile_max_users: usize,
+    /// First segment of every Redis key (DESIGN §6: `{prefix}:{tenant}:{scenario}:hot`, ...), so
+    /// existing consumers keep reading their keys. `rtscore status` and `rtscore scenario`
+    /// take the same flag to find the hosts' status keys.
+    #[arg(long, value_name = "PREFIX", default_value = "rt", env = "RTSCORE_REDIS_KEY_PREFIX", value_parser = parse_key_prefix, help_heading = "Outputs")]
+    pub redis_key_prefix: KeyLayout,
+    /// TTL of a kind of Redis key, repeatable: `hot=7d` (hot lists, shadow lists and their
+    /// meta; default 7d), `status=7d` (default 7d), `metrics=30d` (default 30d), `profile=...`
+    /// (default: 4 half-lives of the scenario's interest_decay_days, 7d to 365d). Units ms, s, m, h, d.
+    #[arg(long = "redis-ttl", value_name = "KIND=DURATION", help_heading = "Outputs")]
+    pub redis_ttl: Vec<String>,
     /// Write every emitted result as JSON lines to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH", help_heading = "Outputs")]
     pub jsonl_out: Option<PathBuf>,
@@ -240,6 +269,17 @@ impl TryFrom<RunArgs> for Settings {
         if a.generate_rate == 0 {
             bail!("--generate-rate must be at least 1 event per second");
         }
+        let mut redis_ttl = TtlOverrides::default();
+        for spec in &a.redis_ttl {
+            redis_ttl.set(spec).map_err(|e| anyhow::anyhow!("--redis-ttl {spec}: {e}"))?;
+        }
+        let event_mapping =
+            EventMapping::from_specs(&a.event_fields, a.event_ts_unit).map_err(|e| anyhow::anyhow!("--event-field: {e}"))?;
+        if event_mapping.is_some() && a.events_file.is_none() && a.kafka_servers.is_none() {
+            bail!(
+                "--event-field and --event-ts-unit apply to --kafka-servers or --events-file events; the generator makes DESIGN §2 events"
+            );
+        }
         let group_id = a.consumer_group();
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
@@ -304,12 +344,21 @@ impl TryFrom<RunArgs> for Settings {
                 poll: Duration::from_millis(a.config_poll_ms.max(10)),
                 resync: Duration::from_millis(a.config_resync_ms.max(100)),
                 create_indexes: a.mongodb_create_indexes,
+                require_status_active: a.require_status_active,
             },
             plugins_dir: a.plugins_dir,
-            outputs: OutputSettings { redis_url: a.redis_url, jsonl_out: a.jsonl_out, view, dead_letters },
+            outputs: OutputSettings {
+                redis_url: a.redis_url,
+                redis_keys: a.redis_key_prefix,
+                redis_ttl,
+                jsonl_out: a.jsonl_out,
+                view,
+                dead_letters,
+            },
             snapshot_interval: Duration::from_millis(a.snapshot_interval_ms.max(100)),
             http: a.http_addr.map(|addr| HttpSettings { addr, tokens_file: a.api_tokens_file, limits }),
             pipeline,
+            event_mapping: event_mapping.map(std::sync::Arc::new),
         })
     }
 }
@@ -334,6 +383,11 @@ fn parse_skew(s: &str) -> Result<MaxEventSkew, String> {
         _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h (or `none`)")),
     };
     n.checked_mul(ms).map(|v| MaxEventSkew(Some(v))).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `--redis-key-prefix`.
+pub fn parse_key_prefix(s: &str) -> Result<KeyLayout, String> {
+    KeyLayout::new(s.trim())
 }
 
 /// `KEY=VALUE` for `--kafka-option`.
@@ -423,5 +477,32 @@ mod tests {
         assert!(parse_skew("10").unwrap_err().contains("unit"));
         assert!(parse_skew("ten minutes").is_err());
         assert!(parse_skew("-5m").is_err());
+    }
+
+    #[test]
+    fn redis_key_prefix_and_ttls_default_to_todays_layout() {
+        let s = Settings::try_from(run_args(&[])).unwrap();
+        assert_eq!((s.outputs.redis_keys.prefix(), s.outputs.redis_ttl), ("rt", TtlOverrides::default()));
+        let s =
+            Settings::try_from(run_args(&["--redis-key-prefix", "reco", "--redis-ttl", "hot=2d", "--redis-ttl", "profile=90d"])).unwrap();
+        assert_eq!(s.outputs.redis_keys.prefix(), "reco");
+        assert_eq!(s.outputs.redis_ttl.hot, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!((s.outputs.redis_ttl.profile, s.outputs.redis_ttl.metrics), (Some(Duration::from_secs(90 * 86_400)), None));
+        let err = Settings::try_from(run_args(&["--redis-ttl", "warm=1d"])).unwrap_err().to_string();
+        assert!(err.contains("--redis-ttl warm=1d") && err.contains("unknown key kind"), "{err}");
+        assert!(<crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run", "--redis-key-prefix", "a*"]).is_err());
+    }
+
+    #[test]
+    fn event_fields_build_a_mapping_only_when_they_change_something() {
+        assert!(Settings::try_from(run_args(&["--events-file", "e.jsonl"])).unwrap().event_mapping.is_none());
+        let s = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--event-field", "item_id=content_id", "--event-ts-unit", "s"]))
+            .unwrap();
+        let m = s.event_mapping.unwrap();
+        assert_eq!((m.source_name(rtscore::event::EventField::ItemId), m.ts_unit()), ("content_id", TsUnit::S));
+        let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--event-field", "sku=content_id"])).unwrap_err().to_string();
+        assert!(err.contains("--event-field") && err.contains("unknown event field"), "{err}");
+        let err = Settings::try_from(run_args(&["--event-ts-unit", "s"])).unwrap_err().to_string();
+        assert!(err.contains("generator"), "{err}");
     }
 }

@@ -68,6 +68,9 @@ pub struct WhenArgs {
     /// the other two flags) the change applies immediately.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// The hosts' `--redis-key-prefix`, where their progress is read.
+    #[arg(long, value_name = "PREFIX", default_value = "rt", env = "RTSCORE_REDIS_KEY_PREFIX", value_parser = super::run_args::parse_key_prefix)]
+    pub redis_key_prefix: rtscore::config::redis_keys::KeyLayout,
     /// Event-time margin past the hosts' reported progress.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_MARGIN_MS)]
     pub margin_ms: i64,
@@ -81,6 +84,7 @@ pub struct WhenArgs {
 impl WhenArgs {
     fn effective(&self) -> EffectiveFrom {
         EffectiveFrom::choose(self.effective_from, self.immediately, self.redis_url.as_deref(), self.margin_ms)
+            .with_keys(&self.redis_key_prefix)
     }
 }
 

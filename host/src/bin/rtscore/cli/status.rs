@@ -9,6 +9,9 @@ use clap::Args;
 pub struct StatusArgs {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:16379")]
     pub redis_url: String,
+    /// The hosts' `--redis-key-prefix`.
+    #[arg(long, value_name = "PREFIX", default_value = "rt", env = "RTSCORE_REDIS_KEY_PREFIX", value_parser = super::run_args::parse_key_prefix)]
+    pub redis_key_prefix: keys::KeyLayout,
     /// Only this tenant's scenarios.
     #[arg(long)]
     pub tenant_id: Option<String>,
@@ -18,7 +21,7 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let statuses = rtscore::sinks::redis::read_statuses(&args.redis_url, args.tenant_id.as_deref()).await?;
+    let statuses = rtscore::sinks::redis::read_statuses(&args.redis_url, &args.redis_key_prefix, args.tenant_id.as_deref()).await?;
     if statuses.is_empty() {
         println!("no status keys in {} (no host has run with --redis-url there, or they expired)", args.redis_url);
         return Ok(());
@@ -31,7 +34,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     for (key, h) in statuses {
-        let scenario = keys::scenario_of_status(&key);
+        let scenario = args.redis_key_prefix.scenario_of_status(&key);
         if args.json {
             println!("{}", serde_json::json!({"scenario": scenario, "status": h}));
             continue;
