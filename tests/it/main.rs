@@ -12,6 +12,7 @@ mod admin_api;
 mod admin_limits;
 mod backtest;
 mod console_browser;
+mod docs_migration;
 mod e2e_config_outage;
 mod e2e_config_reload;
 mod e2e_control_under_load;
