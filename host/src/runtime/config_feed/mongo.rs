@@ -21,6 +21,15 @@ fn origin_of(doc: &Value) -> String {
     format!("mongodb scenarios {}/{}", doc["tenant_id"].as_str().unwrap_or("?"), doc["scenario_id"].as_str().unwrap_or("?"))
 }
 
+fn layers_tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
+    docs.into_iter()
+        .map(|d| {
+            let origin = format!("mongodb defaults {}", d.get("layer").and_then(Value::as_str).unwrap_or("?"));
+            (d, origin)
+        })
+        .collect()
+}
+
 fn tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
     docs.into_iter()
         .map(|d| {
@@ -68,6 +77,13 @@ pub async fn start_mongo(
     tracing::info!(url = %store.url(), scenarios = docs.len(), "scenario documents loaded from MongoDB");
     let mut since = max_updated_at(&docs).unwrap_or(0);
     tx.send(ConfigFeed::Tenants(store.tenants().await.unwrap_or_default())).await?;
+    // Defaults layers before the scenarios they resolve; an unreadable collection is retried
+    // with the next resync (no layer is taken as deleted meanwhile).
+    let mut layers_since = 0;
+    if let Ok(layers) = store.layers().await {
+        layers_since = max_updated_at(&layers).unwrap_or(0);
+        tx.send(ConfigFeed::Layers { docs: layers_tagged(layers), full: true }).await?;
+    }
     tx.send(ConfigFeed::FullSet(tagged(docs))).await?;
     // Change streams (a replica set) make a change visible at once; polling stays the safety net.
     let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
@@ -105,6 +121,16 @@ pub async fn start_mongo(
                         && tx.send(ConfigFeed::Tenants(t)).await.is_err()
                     {
                         break;
+                    }
+                    // Defaults layers: all of them with a resync, else the changed ones.
+                    let layers = if full { store.layers().await } else { store.layers_changed_since(layers_since).await };
+                    if let Ok(layers) = layers
+                        && (full || !layers.is_empty())
+                    {
+                        layers_since = layers_since.max(max_updated_at(&layers).unwrap_or(0));
+                        if tx.send(ConfigFeed::Layers { docs: layers_tagged(layers), full }).await.is_err() {
+                            break;
+                        }
                     }
                     if full {
                         ConfigFeed::FullSet(tagged(docs))
