@@ -153,3 +153,96 @@ fn a_platform_default_change_reaches_every_covered_scenario_without_restart() {
         }
     }
 }
+
+/// The layers through the admin API and the CLI on a host reading a scenarios directory: who
+/// may write which layer, refusals naming the scenario, the resolved view with provenance, and
+/// a tenant default reaching the running host.
+#[test]
+fn layers_through_the_api_and_cli_are_scoped_validated_and_shown_resolved() {
+    use rtscore_testkit::web::{ApiHost, request};
+    let doc = |t: &str, s: &str, hot: Value| json!({"tenant_id": t, "scenario_id": s, "scenario_type": "feed", "config": {"realtime_compute": {"hot_score": hot}}});
+    let sink = tempfile::tempdir().unwrap();
+    let sink_path = sink.path().join("out.jsonl");
+    let mut api = ApiHost::start_with(
+        &[
+            doc("acme", "home", json!({"window_size_minutes": 30})),
+            doc("acme", "own", json!({"decay_lambda": 0.7})),
+            doc("rival", "feed", json!({})),
+        ],
+        |h| h.jsonl_out(&sink_path),
+    );
+    let (port, acme, rival, admin) = (api.port, api.token("tenant:acme"), api.token("tenant:rival"), api.token("admin"));
+    let lambda = |x: f64| serde_json::to_vec(&json!({"config": {"realtime_compute": {"hot_score": {"decay_lambda": x}}}})).unwrap();
+
+    // Tenants may not write the platform layer, nor another tenant's; they may read the platform's.
+    assert_eq!(request(port, "PATCH", "/api/v1/defaults/platform", Some(&acme), &lambda(0.3)).status, 403);
+    assert_eq!(request(port, "GET", "/api/v1/defaults/platform", Some(&acme), b"").status, 200);
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/defaults", Some(&rival), &lambda(0.3)).status, 403);
+    assert_eq!(request(port, "PATCH", "/api/v1/tenants/acme/defaults/types/feed", Some(&rival), &lambda(0.3)).status, 403);
+    let r = request(port, "PATCH", "/api/v1/defaults/platform", Some(&admin), &lambda(0.3));
+    assert_eq!((r.status, r.json()["revision"].as_i64()), (200, Some(1)), "{}", r.body);
+
+    // A tenant default slide of 20 minutes would make acme/home (a 30-minute window over the
+    // default 15-minute slide) invalid: refused naming it, nothing stored.
+    let r = request(
+        port,
+        "PATCH",
+        "/api/v1/tenants/acme/defaults",
+        Some(&acme),
+        b"{\"config\":{\"realtime_compute\":{\"hot_score\":{\"window_slide_minutes\":20}}}}",
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("acme/home"), "{}", r.body);
+    assert_eq!(request(port, "GET", "/api/v1/tenants/acme/defaults", Some(&acme), b"").json()["revision"], 0);
+    let r = request(port, "PATCH", "/api/v1/tenants/acme/defaults", Some(&acme), &lambda(1.5));
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The type layer with the CLI; then the resolved view names each value's layer.
+    let scenarios_dir = api.dir.path().join("scenarios");
+    let dir = scenarios_dir.to_str().unwrap();
+    let out = cli(&[
+        "defaults",
+        "patch",
+        "--tenant-id",
+        "acme",
+        "--scenario-type",
+        "feed",
+        "--scenarios-dir",
+        dir,
+        "--immediately",
+        "--body",
+        r#"{"config":{"realtime_compute":{"hot_score":{"top_n":7}}}}"#,
+    ]);
+    assert!(out.contains("revision 1"), "{out}");
+    let r = request(port, "GET", "/api/v1/tenants/acme/scenarios/home/resolved", Some(&acme), b"").json();
+    assert_eq!(r["config"]["realtime_compute"]["hot_score"]["decay_lambda"], 1.5);
+    assert_eq!(r["provenance"]["hot_score.decay_lambda"], "tenant");
+    assert_eq!(r["provenance"]["hot_score.top_n"], "type:feed");
+    assert_eq!(r["provenance"]["hot_score.window_size_minutes"], "scenario");
+    assert_eq!(r["provenance"]["hot_score.enabled"], "builtin default");
+    let own = request(port, "GET", "/api/v1/tenants/acme/scenarios/own/resolved", Some(&acme), b"").json();
+    assert_eq!(
+        (own["config"]["realtime_compute"]["hot_score"]["decay_lambda"].as_f64(), own["provenance"]["hot_score.decay_lambda"].as_str()),
+        (Some(0.7), Some("scenario"))
+    );
+    let rival_view = request(port, "GET", "/api/v1/tenants/rival/scenarios/feed/resolved", Some(&rival), b"").json();
+    assert_eq!(rival_view["provenance"]["hot_score.decay_lambda"], "platform", "acme's layers never reach rival");
+    assert_eq!(rival_view["provenance"]["hot_score.top_n"], "builtin default");
+    let table = cli(&["scenario", "get", "--resolved", "--tenant-id", "acme", "--scenario-id", "home", "--scenarios-dir", dir]);
+    assert!(table.contains("hot_score.top_n") && table.contains("type:feed"), "{table}");
+    let history = request(port, "GET", "/api/v1/tenants/acme/defaults/history", Some(&acme), b"").json();
+    assert_eq!(history["revisions"].as_array().unwrap().len(), 1);
+
+    // The running host applied the layers it watches (defaults/ of its directory): acme/home's
+    // windows are scored with the resolved config, top_n 7 and lambda 1.5 included.
+    std::thread::sleep(Duration::from_secs(2));
+    let events = fixtures::traffic(7, T0, T0 + 40 * MIN, &ACTIONS);
+    api.send(&events.iter().map(|e| event_line("acme", "home", &e.item_id, &e.action, e.ts)).collect::<Vec<_>>());
+    assert!(api.end_of_input().success());
+    let cfg = parse_scenario(&json!({"tenant_id": "acme", "scenario_id": "home", "config": r["config"]})).unwrap().hot_score;
+    assert_eq!((cfg.top_n, cfg.decay_lambda), (7, 1.5));
+    let (_, records) = read_hot_sink(&sink_path);
+    let want = hot_lists(&events, &cfg);
+    assert!(want.values().any(|l| l.len() == 7), "the traffic fills the type layer's top_n");
+    assert!(check_against_reference(&records, "hot", |_| &want) >= 3, "{}", api.host.log());
+}

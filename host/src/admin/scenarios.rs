@@ -98,6 +98,7 @@ impl ScenarioService {
         let stored = self.store.get(tenant, scenario).await?;
         let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
+        self.check_layered(&document).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -119,6 +120,7 @@ impl ScenarioService {
     }
 
     async fn store_revision(&self, stored: Option<&Value>, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
+        self.check_layered(&doc).await?;
         let (document, config) = history::store_revision(&self.store, stored, doc, effective, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
@@ -142,6 +144,7 @@ impl ScenarioService {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
         let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
+        self.check_layered(&document).await?;
         Ok(StoredScenario { document, config })
     }
 
