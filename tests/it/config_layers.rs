@@ -230,6 +230,15 @@ fn layers_through_the_api_and_cli_are_scoped_validated_and_shown_resolved() {
     assert_eq!(rival_view["provenance"]["hot_score.top_n"], "builtin default");
     let table = cli(&["scenario", "get", "--resolved", "--tenant-id", "acme", "--scenario-id", "home", "--scenarios-dir", dir]);
     assert!(table.contains("hot_score.top_n") && table.contains("type:feed"), "{table}");
+    // The console's scenario page shows the same, value by value.
+    let cookie = format!("rtscore_token={acme}");
+    let page = rtscore_testkit::web::request_raw(port, "GET", "/console/tenants/acme/scenarios/home", &[("Cookie", &cookie)], b"", None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Resolved configuration") && page.body.contains("hot_score.top_n") && page.body.contains("type:feed"),
+        "{}",
+        page.body
+    );
     let history = request(port, "GET", "/api/v1/tenants/acme/defaults/history", Some(&acme), b"").json();
     assert_eq!(history["revisions"].as_array().unwrap().len(), 1);
 
