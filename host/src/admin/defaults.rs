@@ -48,8 +48,7 @@ pub fn layer_id(tenant: Option<&str>, scenario_type: Option<&str>) -> Result<Lay
 impl ScenarioService {
     /// Every stored layer that is valid on its own, as the hosts hold them.
     async fn layer_set(&self) -> Result<BTreeMap<LayerId, Value>, AdminError> {
-        let docs = self.store().list_layers().await?;
-        Ok(docs.into_iter().filter_map(|d| Some((layers::parse_layer(&d).ok()?, d))).collect())
+        Ok(self.store().layer_set().await?)
     }
 
     /// A layer's stored document, or an empty one at revision 0 (it sets nothing).
@@ -178,17 +177,6 @@ impl ScenarioService {
             "provenance": Value::Object(provenance.into_iter().map(|(k, v)| (k, Value::from(v))).collect::<Map<String, Value>>()),
         }))
     }
-
-    /// A scenario document that is valid on its own must be valid over its layers too before
-    /// it is stored (the hosts validate it resolved).
-    pub(super) async fn check_layered(&self, doc: &Value) -> Result<(), AdminError> {
-        let layer_set = self.layer_set().await?;
-        if layer_set.is_empty() {
-            return Ok(());
-        }
-        parse_scenario(&layers::resolve(&layer_set, doc))?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -243,5 +231,14 @@ mod tests {
         assert_eq!(r["provenance"]["hot_score.window_size_minutes"], layers::BUILTIN);
         assert_eq!(r["layers"].as_array().unwrap().len(), 2);
         assert_eq!(svc.resolved("t", "s").await.unwrap()["provenance"]["hot_score.window_slide_minutes"], "scenario");
+        // A scenario valid only over its layers is accepted (a 40-minute slide of the tenant's
+        // 120-minute window); one a layer makes invalid is refused.
+        let t = layer_id(Some("t"), None).unwrap();
+        svc.put_layer(&t, json!({"config": {"realtime_compute": {"hot_score": {"window_size_minutes": 120}}}}), &now, None, false)
+            .await
+            .unwrap();
+        let slide = |m: i64| json!({"config": {"realtime_compute": {"hot_score": {"window_slide_minutes": m}}}});
+        assert_eq!(svc.patch("t", "s", &slide(40), false, &now, None).await.unwrap().config.hot_score.window.size_ms, 120 * 60_000);
+        assert!(svc.prepare_patch("t", "s", &slide(50), false).await.is_err());
     }
 }

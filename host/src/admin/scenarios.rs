@@ -8,8 +8,9 @@
 use serde_json::Value;
 
 use super::AdminError;
-use crate::config::edit::{deep_merge, new_document, next_revision};
+use crate::config::edit::{deep_merge, new_document};
 use crate::config::history;
+use crate::config::layers::next_revision_over;
 use crate::config::store::ScenarioStore;
 use crate::config::switch::EffectiveFrom;
 use crate::config::tenant::{TenantQuotas, parse_tenant};
@@ -96,9 +97,9 @@ impl ScenarioService {
     pub async fn prepare_put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
-        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        let layers = self.store.layer_set().await?;
+        let (document, config) = next_revision_over(&layers, stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
-        self.check_layered(&document).await?;
         Ok(StoredScenario { document, config })
     }
 
@@ -120,7 +121,6 @@ impl ScenarioService {
     }
 
     async fn store_revision(&self, stored: Option<&Value>, doc: Value, effective: &EffectiveFrom) -> Result<StoredScenario, AdminError> {
-        self.check_layered(&doc).await?;
         let (document, config) = history::store_revision(&self.store, stored, doc, effective, now_ms()).await?;
         Ok(StoredScenario { document, config })
     }
@@ -142,9 +142,9 @@ impl ScenarioService {
     /// Nothing is stored.
     pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
-        let (document, config) = next_revision(stored.as_ref(), doc, now_ms())?;
+        let layers = self.store.layer_set().await?;
+        let (document, config) = next_revision_over(&layers, stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
-        self.check_layered(&document).await?;
         Ok(StoredScenario { document, config })
     }
 

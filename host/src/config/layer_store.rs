@@ -100,6 +100,11 @@ impl ScenarioStore {
         }
     }
 
+    /// Every stored layer that is valid on its own, as the hosts hold them.
+    pub async fn layer_set(&self) -> anyhow::Result<std::collections::BTreeMap<LayerId, Value>> {
+        Ok(self.list_layers().await?.into_iter().filter_map(|d| Some((super::layers::parse_layer(&d).ok()?, d))).collect())
+    }
+
     /// The stored document of one layer, if any.
     pub async fn get_layer(&self, id: &LayerId) -> anyhow::Result<Option<Value>> {
         match self {

@@ -407,6 +407,26 @@ pub fn check_covered<'a>(
     Ok(())
 }
 
+/// The next version of a stored scenario document, as `edit::next_revision` makes it
+/// (`revision` one above the stored one, `updated_at` now), validated resolved over `layers`
+/// as the hosts will validate it: a document that relies on a layer's value is accepted, one
+/// that a layer makes invalid is refused. Returns the raw document to store and its resolved
+/// config.
+pub fn next_revision_over(
+    layers: &BTreeMap<LayerId, Value>,
+    stored: Option<&Value>,
+    mut candidate: Value,
+    now_ms: i64,
+) -> Result<(Value, ScenarioConfig), super::ConfigError> {
+    let previous = stored.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0);
+    if let Value::Object(m) = &mut candidate {
+        m.insert("revision".into(), Value::from(previous + 1));
+        m.insert("updated_at".into(), Value::from(now_ms));
+    }
+    let cfg = parse_scenario(&resolve(layers, &candidate))?;
+    Ok((candidate, cfg))
+}
+
 /// What the registry keeps for layering: the layers in force (each its last valid version) and
 /// every scenario's raw document, re-resolved when a layer covering it changes.
 #[derive(Debug, Default)]
@@ -620,6 +640,22 @@ mod tests {
         let newer = json!({"tenant_id": "t", "scenario_id": "s", "updated_at": 600});
         let r = resolve(&layers, &newer);
         assert!(r.get("effective_from_window_end").is_none() && r["updated_at"] == 600);
+    }
+
+    #[test]
+    fn scenario_writes_are_validated_over_their_layers() {
+        let p = LayerId::Platform;
+        let layers = BTreeMap::from([(p.clone(), layer(&p, 1, 0, json!({"hot_score": {"window_size_minutes": 120}})))]);
+        // A 40-minute slide divides the platform's 120-minute window, not the builtin 60.
+        let doc =
+            json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_slide_minutes": 40}}}});
+        assert!(parse_scenario(&doc).is_err());
+        let (stored, cfg) = next_revision_over(&layers, Some(&json!({"revision": 4})), doc.clone(), 99).unwrap();
+        assert_eq!((stored["revision"].as_i64(), cfg.hot_score.window.size_ms), (Some(5), 120 * 60_000));
+        assert!(stored["config"]["realtime_compute"]["hot_score"].get("window_size_minutes").is_none(), "the raw document is stored");
+        let bad =
+            json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_slide_minutes": 50}}}});
+        assert!(next_revision_over(&layers, None, bad, 0).is_err());
     }
 
     #[test]

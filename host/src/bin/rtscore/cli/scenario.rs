@@ -83,7 +83,8 @@ pub enum ScenarioCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// List scenarios with revision, status and hot-score settings.
+    /// List scenarios with revision, status and hot-score settings (resolved over the defaults
+    /// layers).
     List,
     /// Print one scenario document; with --resolved, the config in force over its defaults
     /// layers (platform, tenant, scenario_type) and the layer each value came from.
@@ -252,12 +253,14 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
 /// `scenario list`: one line per scenario, invalid documents marked.
 async fn list(service: &ScenarioService) -> anyhow::Result<()> {
     let docs = service.list(None).await?;
+    // As the hosts see them: resolved over the defaults layers.
+    let layers = service.store().layer_set().await?;
     println!(
         "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} plugin",
         "tenant", "scenario", "revision", "status", "window/slide", "lambda", "top_n"
     );
     for d in docs {
-        match parse_scenario(&d) {
+        match parse_scenario(&rtscore::config::layers::resolve(&layers, &d)) {
             Ok(c) => {
                 let h = &c.hot_score;
                 println!(
