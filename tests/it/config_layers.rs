@@ -63,6 +63,8 @@ fn a_platform_default_change_reaches_every_covered_scenario_without_restart() {
         .jsonl_out(&sink)
         .view_off()
         .config_poll_ms(100)
+        // No full resync during the test: the layer change must arrive through the poll.
+        .config_resync_ms(600_000)
         .start();
     let scenarios = ["a", "b", "own"];
     let traffic = |seed: u64, from: i64, to: i64| -> Vec<(String, RefEvent)> {
