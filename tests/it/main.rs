@@ -11,6 +11,7 @@
 mod admin_api;
 mod admin_limits;
 mod backtest;
+mod config_layers;
 mod console_browser;
 mod docs_migration;
 mod e2e_config_outage;

@@ -4,6 +4,7 @@
 //! ([`auth`]) and the caps on what callers hold ([`limits`], [`streams`]).
 
 pub mod auth;
+mod defaults;
 mod error;
 pub mod limits;
 pub mod plugins;
@@ -12,6 +13,7 @@ mod state;
 pub mod streams;
 
 pub use auth::{Access, Scope, TokenStore};
+pub use defaults::layer_id;
 pub use error::AdminError;
 pub use plugins::{CompileLimits, PluginQuota, PluginService, PublishedModule};
 pub use scenarios::{ScenarioService, StoredScenario};

@@ -8,8 +8,9 @@
 use serde_json::Value;
 
 use super::AdminError;
-use crate::config::edit::{deep_merge, new_document, next_revision_checked, write_warnings};
+use crate::config::edit::{deep_merge, new_document, write_warnings};
 use crate::config::history;
+use crate::config::layers::next_revision_over;
 use crate::config::store::ScenarioStore;
 use crate::config::switch::EffectiveFrom;
 use crate::config::tenant::{TenantQuotas, parse_tenant};
@@ -99,7 +100,8 @@ impl ScenarioService {
     pub async fn prepare_put(&self, tenant: &str, scenario: &str, doc: Value) -> Result<StoredScenario, AdminError> {
         let doc = addressed(tenant, scenario, doc)?;
         let stored = self.store.get(tenant, scenario).await?;
-        let (document, checked) = next_revision_checked(stored.as_ref(), doc, now_ms())?;
+        let layers = self.store.layer_set().await?;
+        let (document, checked) = next_revision_over(&layers, stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
         Ok(StoredScenario { document, config: checked.config, warnings: checked.warnings })
     }
@@ -144,7 +146,8 @@ impl ScenarioService {
     /// Nothing is stored.
     pub async fn prepare_patch(&self, tenant: &str, scenario: &str, patch: &Value, create: bool) -> Result<StoredScenario, AdminError> {
         let (stored, doc) = self.merged(tenant, scenario, patch, create).await?;
-        let (document, checked) = next_revision_checked(stored.as_ref(), doc, now_ms())?;
+        let layers = self.store.layer_set().await?;
+        let (document, checked) = next_revision_over(&layers, stored.as_ref(), doc, now_ms())?;
         self.check_plugins(tenant, &document).await?;
         Ok(StoredScenario { document, config: checked.config, warnings: checked.warnings })
     }

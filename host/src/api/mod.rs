@@ -2,6 +2,7 @@
 //! uploads and live status, each scoped to a tenant by bearer token. The handlers only
 //! translate HTTP; the work is done by `crate::admin`, the same code the CLI runs.
 
+mod defaults;
 mod error;
 mod plugins;
 mod scenarios;
@@ -37,6 +38,8 @@ fn route(method: Method, path: &'static str, access: Access, handler: MethodRout
 pub fn routes() -> Vec<Route> {
     use Access::*;
     const SCENARIO: &str = "/api/v1/tenants/{tenant}/scenarios/{scenario}";
+    const TENANT_DEFAULTS: &str = "/api/v1/tenants/{tenant}/defaults";
+    const TYPE_DEFAULTS: &str = "/api/v1/tenants/{tenant}/defaults/types/{scenario_type}";
     vec![
         route(Method::GET, "/api/v1/openapi.json", Public, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) })),
         route(Method::GET, "/api/v1/whoami", AnyToken, get(status::whoami)),
@@ -52,6 +55,19 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/api/v1/tenants/{tenant}/scenarios/{scenario}/promote", Tenant, post(scenarios::promote)),
         route(Method::POST, "/api/v1/tenants/{tenant}/scenarios/{scenario}/rollback", Tenant, post(scenarios::rollback)),
         route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/live", Tenant, get(status::scenario_live)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/scenarios/{scenario}/resolved", Tenant, get(defaults::resolved)),
+        route(Method::GET, "/api/v1/defaults/platform", AnyToken, get(defaults::platform_get)),
+        route(Method::PUT, "/api/v1/defaults/platform", Admin, put(defaults::platform_write)),
+        route(Method::PATCH, "/api/v1/defaults/platform", Admin, patch(defaults::platform_write)),
+        route(Method::GET, "/api/v1/defaults/platform/history", AnyToken, get(defaults::platform_history)),
+        route(Method::GET, TENANT_DEFAULTS, Tenant, get(defaults::tenant_get)),
+        route(Method::PUT, TENANT_DEFAULTS, Tenant, put(defaults::tenant_write)),
+        route(Method::PATCH, TENANT_DEFAULTS, Tenant, patch(defaults::tenant_write)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/defaults/history", Tenant, get(defaults::tenant_history)),
+        route(Method::GET, TYPE_DEFAULTS, Tenant, get(defaults::type_get)),
+        route(Method::PUT, TYPE_DEFAULTS, Tenant, put(defaults::type_write)),
+        route(Method::PATCH, TYPE_DEFAULTS, Tenant, patch(defaults::type_write)),
+        route(Method::GET, "/api/v1/tenants/{tenant}/defaults/types/{scenario_type}/history", Tenant, get(defaults::type_history)),
         route(Method::GET, "/api/v1/tenants/{tenant}/plugins", Tenant, get(plugins::list)),
         route(Method::POST, "/api/v1/tenants/{tenant}/plugins", Tenant, plugins::upload_route()),
         route(Method::PUT, "/api/v1/plugins/{plugin}/shared", Admin, put(plugins::set_shared)),

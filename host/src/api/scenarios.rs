@@ -23,7 +23,7 @@ use crate::config::switch::{DEFAULT_MARGIN_MS, EffectiveFrom};
 pub struct WriteOptions {
     /// Validate and report the next revision without storing it.
     #[serde(default)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// PATCH only: create the scenario from defaults if it does not exist.
     #[serde(default)]
     create: bool,
@@ -44,14 +44,14 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn effective(&self, s: &AdminState) -> EffectiveFrom {
+    pub(super) fn effective(&self, s: &AdminState) -> EffectiveFrom {
         EffectiveFrom::choose(self.effective_from, self.immediately, s.redis_url.as_deref(), self.margin_ms.unwrap_or(DEFAULT_MARGIN_MS))
             .with_keys(&s.redis_keys)
     }
 }
 
 /// The JSON body; one above `--api-max-body-bytes` is a `413` that says the limit.
-fn json_body(s: &AdminState, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+pub(super) fn json_body(s: &AdminState, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,7 +62,7 @@ fn json_body(s: &AdminState, body: Result<Bytes, BytesRejection>) -> Result<Valu
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("", format!("the body must be a JSON object ({e})")))
 }
 
-fn options(q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>) -> Result<WriteOptions, ApiError> {
+pub(super) fn options(q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>) -> Result<WriteOptions, ApiError> {
     q.map(|Query(o)| o).map_err(|e| ApiError::bad_request("query", e.body_text()))
 }
 
@@ -77,13 +77,13 @@ pub async fn list(State(s): State<AdminState>, Path(tenant): Path<String>) -> Re
 }
 
 /// `ETag: "<revision>"`: what a later write names in `If-Match`.
-fn etag(doc: &Value) -> [(axum::http::HeaderName, String); 1] {
+pub(super) fn etag(doc: &Value) -> [(axum::http::HeaderName, String); 1] {
     [(axum::http::header::ETAG, format!("\"{}\"", doc.get("revision").and_then(Value::as_i64).unwrap_or(0)))]
 }
 
 /// `If-Match: "<revision>"` (also `W/"3"` or a bare `3`): the write applies only over that
 /// revision, else 409 with the current one. `*` or no header: any revision.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
     let v = v.to_str().unwrap_or_default().trim();
     if v == "*" {

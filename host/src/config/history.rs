@@ -6,7 +6,8 @@
 
 use serde_json::Value;
 
-use super::edit::{candidate_document, next_revision};
+use super::edit::candidate_document;
+use super::layers::next_revision_over;
 use super::store::{RevisionConflict, ScenarioStore};
 use super::switch::EffectiveFrom;
 use super::{ConfigError, ScenarioConfig};
@@ -75,16 +76,19 @@ pub async fn store_revision(
     effective: &EffectiveFrom,
     now_ms: i64,
 ) -> Result<(Value, ScenarioConfig), RolloutError> {
-    // Validate first: the effective time depends on the new geometry.
-    let (_, cfg) = next_revision(stored, doc.clone(), now_ms)?;
-    let at = effective.resolve(&cfg).await?;
+    // Validate first, over the defaults layers as the hosts will: the effective time depends on
+    // the new geometry.
+    let layers = store.layer_set().await?;
+    let (_, checked) = next_revision_over(&layers, stored, doc.clone(), now_ms)?;
+    let at = effective.resolve(&checked.config).await?;
     if let Value::Object(m) = &mut doc {
         match at {
             Some(e) => m.insert("effective_from_window_end".into(), Value::from(e)),
             None => m.remove("effective_from_window_end"),
         };
     }
-    let (next, cfg) = next_revision(stored, doc, now_ms)?;
+    let (next, checked) = next_revision_over(&layers, stored, doc, now_ms)?;
+    let cfg = checked.config;
     // Only over the revision this write was computed from: a concurrent writer's update is
     // never silently lost.
     let based_on = stored.and_then(|d| d.get("revision")).and_then(Value::as_i64).unwrap_or(0);

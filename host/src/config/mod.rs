@@ -4,6 +4,8 @@ pub mod dir_store;
 pub mod edit;
 pub mod fields;
 pub mod history;
+pub mod layer_store;
+pub mod layers;
 pub mod model;
 #[cfg(feature = "mongodb")]
 pub mod mongo;

@@ -20,6 +20,9 @@ pub struct MongoScenarioStore {
     /// Tenant documents (quotas), one per tenant.
     tenants: Collection<Document>,
     plugins: Collection<Document>,
+    /// Defaults layer documents (`config::layers`), unique on `key`, and their history.
+    defaults: Collection<Document>,
+    defaults_history: Collection<Document>,
     url: String,
 }
 
@@ -83,11 +86,15 @@ impl MongoScenarioStore {
                 tracing::warn!(index = %name, error = %e, "cannot create the scenarios index (a read-only user?); continuing without it (--mongodb-create-indexes false silences this)");
             }
         }
+        let defaults = db.collection::<Document>("defaults");
+        ensure_layer_index(&defaults).await?;
         Ok(Self {
             scenarios,
             history: db.collection::<Document>("scenario_history"),
             tenants: db.collection::<Document>("tenants"),
             plugins: db.collection::<Document>("plugins"),
+            defaults,
+            defaults_history: db.collection::<Document>("defaults_history"),
             url: url.to_string(),
         })
     }
@@ -230,5 +237,81 @@ impl MongoScenarioStore {
     pub async fn delete(&self, tenant: &str, scenario: &str) -> anyhow::Result<bool> {
         let r = self.scenarios.delete_one(doc! {"tenant_id": tenant, "scenario_id": scenario}).await.context("deleting a scenario")?;
         Ok(r.deleted_count > 0)
+    }
+}
+
+/// The unique `key` index of the `defaults` collection (created when missing, as above).
+async fn ensure_layer_index(defaults: &Collection<Document>) -> anyhow::Result<()> {
+    let existing = defaults.list_index_names().await.unwrap_or_default();
+    if !existing.iter().any(|n| n == "layer_key") {
+        let unique = IndexModel::builder()
+            .keys(doc! {"key": 1})
+            .options(IndexOptions::builder().unique(true).name("layer_key".to_string()).build())
+            .build();
+        defaults.create_index(unique).await.context("creating the defaults index layer_key")?;
+    }
+    Ok(())
+}
+
+/// A stored layer document as JSON: without its store-internal `key`.
+fn layer_json(d: Document) -> Value {
+    let mut v = to_json(d);
+    if let Value::Object(m) = &mut v {
+        m.remove("key");
+    }
+    v
+}
+
+/// Defaults layers (collection `defaults`, one document per layer `key`, every stored revision
+/// appended to `defaults_history`).
+impl MongoScenarioStore {
+    /// Every layer document.
+    pub async fn layers(&self) -> anyhow::Result<Vec<Value>> {
+        let docs: Vec<Document> = self.defaults.find(doc! {}).await.context("reading defaults layers")?.try_collect().await?;
+        Ok(docs.into_iter().map(layer_json).collect())
+    }
+
+    /// Layer documents updated at or after `after_ms`, for the poll loop.
+    pub async fn layers_changed_since(&self, after_ms: i64) -> anyhow::Result<Vec<Value>> {
+        let filter = doc! {"updated_at": {"$gte": bson::DateTime::from_millis(after_ms)}};
+        let docs: Vec<Document> = self.defaults.find(filter).await.context("polling defaults layers")?.try_collect().await?;
+        Ok(docs.into_iter().map(layer_json).collect())
+    }
+
+    pub async fn layer(&self, key: &str) -> anyhow::Result<Option<Value>> {
+        Ok(self.defaults.find_one(doc! {"key": key}).await.context("reading a defaults layer")?.map(layer_json))
+    }
+
+    /// Stores a layer document under `key` only if the stored one is at `revision` (0: none),
+    /// and appends it to the history; `updated_at` is the server's now. False, writing
+    /// nothing, when another writer changed it first.
+    pub async fn put_layer_if_revision(&self, key: &str, doc: &Value, revision: i64) -> anyhow::Result<bool> {
+        let mut d = bson::to_document(doc).context("layer document is not representable as BSON")?;
+        d.remove("_id");
+        d.insert("key", key);
+        d.insert("updated_at", bson::DateTime::now());
+        let stored = if revision == 0 {
+            // The unique key index refuses a second first revision.
+            match self.defaults.insert_one(d.clone()).await {
+                Ok(_) => true,
+                Err(_) if self.layer(key).await?.is_some() => false,
+                Err(e) => return Err(e).with_context(|| format!("storing defaults layer {key}")),
+            }
+        } else {
+            let filter = doc! {"key": key, "revision": {"$in": [revision, revision as f64]}};
+            self.defaults.replace_one(filter, d.clone()).await.with_context(|| format!("storing defaults layer {key}"))?.matched_count == 1
+        };
+        if stored {
+            d.remove("_id");
+            self.defaults_history.insert_one(d).await.with_context(|| format!("recording the history of defaults layer {key}"))?;
+        }
+        Ok(stored)
+    }
+
+    /// Every stored revision of a layer, oldest first.
+    pub async fn layer_history(&self, key: &str) -> anyhow::Result<Vec<Value>> {
+        let cursor = self.defaults_history.find(doc! {"key": key}).sort(doc! {"revision": 1, "updated_at": 1}).await;
+        let docs: Vec<Document> = cursor.context("reading defaults layer history")?.try_collect().await?;
+        Ok(docs.into_iter().map(layer_json).collect())
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::layers::{LayerId, LayerUpdate, Layered};
 use super::tenant::{TenantTable, count_exceeded};
 use super::weights_guard::{WeightedActions, dropped, refusal, replaces_weights};
 use super::{ScenarioConfig, ScenarioKey, ScenarioStatus, parse_scenario_checked};
@@ -68,6 +69,9 @@ pub struct ScenarioRegistry {
     loaded: bool,
     /// The seed's rule (`--require-status-active`): only documents with `status: "active"` run.
     require_status_active: bool,
+    /// The defaults layers and each scenario's raw document, resolved over them
+    /// (`config::layers`).
+    layered: Layered,
 }
 
 /// Why a document without `status: "active"` does not run on a host with the seed's rule.
@@ -95,6 +99,10 @@ impl ScenarioRegistry {
     /// Validates a raw document from `origin` (a file path or `mongodb`) and applies it at wall
     /// time `now_ms`.
     pub fn apply_document(&mut self, doc: &Value, origin: &str, now_ms: i64) -> ConfigChange {
+        // Validated as resolved over the defaults layers; the raw document is kept so a layer
+        // change can resolve it again.
+        let resolved = self.layered.remember(doc, origin);
+        let doc = &resolved;
         match parse_scenario_checked(doc) {
             Ok(checked) => {
                 let mut cfg = checked.config;
@@ -196,6 +204,7 @@ impl ScenarioRegistry {
     /// Removes a scenario (its document was deleted): its state is freed, and the removal
     /// stays visible in status with `reason`.
     pub fn remove(&mut self, key: &ScenarioKey, reason: &str, now_ms: i64) -> ConfigChange {
+        self.layered.forget(key);
         let Some(entry) = self.entries.get_mut(key) else { return ConfigChange::Unchanged };
         if entry.applied.take().is_none() {
             // Never ran here (only refused documents): nothing to free or to show.
@@ -248,6 +257,20 @@ impl ScenarioRegistry {
         changes.retain(|c| *c != ConfigChange::Unchanged);
         self.loaded = true;
         changes
+    }
+
+    /// Takes defaults layer documents (`full`: every stored one) and applies again every
+    /// scenario a changed layer covers; a refused layer keeps its last valid version.
+    pub fn apply_layers(&mut self, docs: &[(Value, String)], full: bool, now_ms: i64) -> LayerUpdate {
+        let (again, refused) = self.layered.update(docs, full);
+        let mut changes: Vec<ConfigChange> = again.iter().map(|(d, origin)| self.apply_document(d, origin, now_ms)).collect();
+        changes.retain(|c| *c != ConfigChange::Unchanged);
+        LayerUpdate { changes, refused }
+    }
+
+    /// The defaults layers in force (each its last valid version).
+    pub fn layers(&self) -> &BTreeMap<LayerId, Value> {
+        self.layered.layers()
     }
 
     pub fn get(&self, key: &ScenarioKey) -> Option<&ScenarioEntry> {
@@ -388,5 +411,43 @@ mod tests {
         reg.resync(&[a.clone(), (json!({"tenant_id": "t", "scenario_id": "b", "revision": 3}), "b.json".into())], &[], 3);
         assert!(reg.get(&ScenarioKey::new("t", "b")).unwrap().last_error.is_none());
         assert_eq!(reg.resync(&[a], &[], 4), vec![ConfigChange::Removed(ScenarioKey::new("t", "b"))]);
+    }
+
+    #[test]
+    fn a_layer_change_reaches_the_scenarios_it_covers_and_no_other() {
+        let mut reg = ScenarioRegistry::default();
+        let doc =
+            |t: &str, s: &str, rc: Value| json!({"tenant_id": t, "scenario_id": s, "revision": 4, "config": {"realtime_compute": rc}});
+        reg.resync(
+            &[
+                (doc("t", "a", json!({})), "x".into()),
+                (doc("t", "own", json!({"hot_score": {"decay_lambda": 0.7}})), "x".into()),
+                (doc("u", "b", json!({})), "x".into()),
+            ],
+            &[],
+            0,
+        );
+        let layer = json!({"layer": "tenant", "tenant_id": "t", "revision": 1, "updated_at": 5,
+            "config": {"realtime_compute": {"hot_score": {"decay_lambda": 0.4}}}});
+        let update = reg.apply_layers(&[(layer, "mongodb defaults tenant".into())], false, 10);
+        assert!(update.refused.is_empty(), "{:?}", update.refused);
+        let applied: Vec<_> = update
+            .changes
+            .iter()
+            .map(|c| match c {
+                ConfigChange::Applied(cfg) => (cfg.key.to_string(), cfg.revision, cfg.hot_score.decay_lambda),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(applied, [("t/a".to_string(), 4, 0.4)], "the scenario's own value wins; other tenants untouched");
+        // A scenario written later resolves over the layer too.
+        assert!(
+            matches!(reg.apply_document(&doc("t", "c", json!({})), "x", 20), ConfigChange::Applied(c) if c.hot_score.decay_lambda == 0.4)
+        );
+        // Deleting the layer (a full read without it) brings the builtin default back.
+        let update = reg.apply_layers(&[], true, 30);
+        assert_eq!(update.changes.len(), 2);
+        assert_eq!(reg.get(&ScenarioKey::new("t", "a")).unwrap().applied.as_ref().unwrap().hot_score.decay_lambda, 0.1);
+        assert!(reg.layers().is_empty());
     }
 }

@@ -27,12 +27,12 @@ pub struct RevisionConflict {
 
 /// Directory writes are checked and written under this lock, so two writers in one process
 /// cannot both pass the revision check; [`lock_dir`] does the same across processes.
-static DIR_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static DIR_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// An exclusive advisory lock on `<dir>/.history/write.lock`, held while a write is checked and
 /// stored, so two processes (a host's admin API and a CLI, say) writing one scenarios
 /// directory cannot both pass the revision check. Released when the file is dropped.
-fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+pub(super) fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     let history = dir.join(".history");
     std::fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
     let path = history.join("write.lock");
@@ -254,7 +254,7 @@ fn history_dir(dir: &Path, tenant: &str, scenario: &str) -> anyhow::Result<PathB
 
 /// Writes through a temporary file of this writer's own (two writers never share one) and an
 /// atomic rename.
-fn write_atomically(path: &Path, doc: &Value) -> anyhow::Result<()> {
+pub(super) fn write_atomically(path: &Path, doc: &Value) -> anyhow::Result<()> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));

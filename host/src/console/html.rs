@@ -440,6 +440,56 @@ pub fn scenario_page(
     )
 }
 
+/// The "Resolved configuration" section of a scenario page: each value of the config in force
+/// and the layer it came from (`admin::ScenarioService::resolved`), or why it cannot be shown.
+pub fn resolved_config(resolved: Result<&serde_json::Value, &str>) -> String {
+    let body = match resolved {
+        Err(why) => format!(r#"<p class="error">{}</p>"#, esc(&cap_error(why))),
+        Ok(r) => {
+            let layers: Vec<String> = r["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("{} (revision {})", esc(l["source"].as_str().unwrap_or("?")), l["revision"].as_i64().unwrap_or(0)))
+                .collect();
+            let over = if layers.is_empty() { "no defaults layer".to_string() } else { layers.join(" → ") };
+            let rc = &r["config"]["realtime_compute"];
+            let rows: String = r["provenance"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(path, source)| {
+                    let value = path.split('.').fold(rc, |v, k| &v[k]);
+                    let source = source.as_str().unwrap_or("?");
+                    let class = match source {
+                        "scenario" => "layer-scenario",
+                        crate::config::layers::BUILTIN => "layer-builtin",
+                        _ => "layer-default",
+                    };
+                    format!(
+                        r#"<tr><td><code>{}</code></td><td><code>{}</code></td><td class="{class}">{}</td></tr>"#,
+                        esc(path),
+                        esc(&cap_error(&value.to_string())),
+                        esc(source)
+                    )
+                })
+                .collect();
+            format!(
+                r#"<p>Over: {over}, then the scenario document.</p><table class="grid" id="resolved-table"><thead><tr><th>value</th><th>in force</th><th>from</th></tr></thead><tbody>{rows}</tbody></table>"#
+            )
+        }
+    };
+    format!(r#"<section><h2>Resolved configuration</h2><div id="resolved">{body}</div></section>"#)
+}
+
+/// `page` with `section` placed before its configuration editor (the scenario page).
+pub fn with_section_before_editor(page: String, section: &str) -> String {
+    match page.find("<section><h2>Configuration</h2>") {
+        Some(at) => format!("{}{section}{}", &page[..at], &page[at..]),
+        None => page,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +533,11 @@ mod tests {
         assert!(valid.contains(r#"name="drop_weights""#), "the editor can say weights are dropped on purpose");
         let rows = overview_rows(&[(key, live)]);
         assert!(!rows.contains("<img") && rows.contains("&lt;img"), "{rows}");
+        let resolved = serde_json::json!({"layers": [{"source": XSS, "revision": 2}],
+            "config": {"realtime_compute": {"hot_score": {"plugin": {"params": {"x": XSS}}, "top_n": 7}}},
+            "provenance": {"hot_score.plugin.params.x": "scenario", "hot_score.top_n": "type:<b>"}});
+        let section = resolved_config(Ok(&resolved));
+        assert!(!section.contains("<img") && !section.contains("<b>") && section.contains("type:&lt;b&gt;"), "{section}");
+        assert!(with_section_before_editor(html, &section).contains("Resolved configuration"));
     }
 }

@@ -193,7 +193,10 @@ async fn scenario(
     let key = scenario_key(&tenant, &scenario);
     let live = s.live.scenario(&key).unwrap_or_default();
     let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    Ok(Html(html::scenario_page(&scope, &key, &live, &text, revision_of(&doc), EditorResult::None)))
+    let page = html::scenario_page(&scope, &key, &live, &text, revision_of(&doc), EditorResult::None);
+    // Which layer each value in force came from (platform, tenant, type, scenario, builtin).
+    let resolved = s.scenarios.resolved(&tenant, &scenario).await.map_err(|e| e.to_string());
+    Ok(Html(html::with_section_before_editor(page, &html::resolved_config(resolved.as_ref().map_err(String::as_str)))))
 }
 
 fn revision_of(doc: &serde_json::Value) -> Option<i64> {

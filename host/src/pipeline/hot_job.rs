@@ -97,16 +97,19 @@ impl ScenarioHot {
                 self.queued.clear();
                 self.switch_to(cfg, None);
             }
-            Some(e) if cfg.revision != self.config.revision => {
+            // A defaults layer change (config::layers) keeps the scenario's revision but
+            // changes its config: it waits for its effective window end all the same.
+            Some(e) if cfg.revision != self.config.revision || *cfg != *self.config => {
                 // Older waiting revisions effective at or after this one's time are superseded
-                // by it; earlier ones keep their windows.
+                // by it; earlier ones keep their windows (a layer change of the same revision
+                // arrives after the ones it supersedes).
                 let old = self.pending.take();
                 let mut waiting: Vec<Arc<ScenarioConfig>> = old
                     .iter()
                     .map(|p| p.config.clone())
                     .chain(self.queued.drain(..))
                     .filter(|c| {
-                        c.revision > cfg.revision || (c.revision < cfg.revision && c.effective_from_window_end.is_some_and(|w| w < e))
+                        c.revision > cfg.revision || (c.revision <= cfg.revision && c.effective_from_window_end.is_some_and(|w| w < e))
                     })
                     .collect();
                 waiting.push(cfg);

@@ -604,6 +604,26 @@ mod tests {
     }
 
     #[test]
+    fn a_defaults_layer_change_of_the_same_revision_waits_for_its_window_end() {
+        // A layer change (config::layers) keeps the scenario's revision, yet switches at its
+        // effective window end like a new revision.
+        let v1 = scenario(10, 5, 0.5, 10);
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 3, "effective_from_window_end": T0 + 40 * 60_000,
+            "config": {"realtime_compute": {"hot_score": {"decay_lambda": 2.0, "window_size_minutes": 10, "window_slide_minutes": 5, "top_n": 10}}}});
+        let layered = Arc::new(parse_scenario(&doc).unwrap());
+        assert_eq!(layered.revision, v1.revision);
+        let lines = lines_of(&traffic(200));
+        let mut p = Pipeline::new(PipelineOptions::default());
+        p.apply_config(&v1.key, Some(v1.clone()));
+        let mut out = Vec::new();
+        feed(&mut p, &lines[..60], &mut out);
+        p.apply_config(&v1.key, Some(layered.clone()));
+        assert_eq!(p.hot_job().scenario(&v1.key).unwrap().config.hot_score.decay_lambda, 0.5, "held until its window end");
+        feed(&mut p, &lines[60..], &mut out);
+        assert_eq!(p.hot_job().scenario(&v1.key).unwrap().config.hot_score.decay_lambda, 2.0);
+    }
+
+    #[test]
     fn revisions_stored_in_quick_succession_each_switch_at_their_own_window_end() {
         // A fleet host may read revisions 4 and 5 before either is due, or switch to 4 before
         // reading 5: both must score the same windows with the same revisions.

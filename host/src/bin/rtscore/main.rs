@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Some(Command::Run(args)) => run(*args).await,
             Some(Command::Scenario(args)) => cli::scenario::run(args).await,
+            Some(Command::Defaults(args)) => cli::defaults::run(args).await,
             Some(Command::Plugin(args)) => cli::plugin::run(args).await,
             Some(Command::Status(args)) => cli::status::run(args).await,
             Some(Command::Token(args)) => cli::token::run(args),

@@ -32,6 +32,9 @@ pub enum ConfigFeed {
     /// Every tenant document (quotas); sent before each full set. `incomplete`: some tenant
     /// document could not be read, so tenants missing keep their last valid quotas.
     Tenants { docs: Vec<Value>, incomplete: bool },
+    /// Defaults layer documents (`config::layers`): every stored one (`full`, sent before each
+    /// full set of scenarios) or those that changed.
+    Layers { docs: Vec<(Value, String)>, full: bool },
     /// The store cannot be read; the runtime keeps its last valid configs.
     Unavailable(String),
     /// The store answers again after an outage.
@@ -61,17 +64,25 @@ pub fn start_dir(dir: PathBuf, tx: mpsc::Sender<ConfigFeed>) -> anyhow::Result<n
         ConfigFeed::Tenants { docs, incomplete }
     };
     tx.try_send(tenants(&dir)).map_err(|_| anyhow::anyhow!("config channel closed"))?;
+    tx.try_send(dir_layers(&dir)).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     tx.try_send(first).map_err(|_| anyhow::anyhow!("config channel closed"))?;
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(4);
     let watcher = dir_store::watch_dir(&dir, changed_tx)?;
     tokio::spawn(async move {
         while changed_rx.recv().await.is_some() {
-            if tx.send(tenants(&dir)).await.is_err() || tx.send(read(&dir)).await.is_err() {
+            if tx.send(tenants(&dir)).await.is_err() || tx.send(dir_layers(&dir)).await.is_err() || tx.send(read(&dir)).await.is_err() {
                 break;
             }
         }
     });
     Ok(watcher)
+}
+
+/// The directory's defaults layers: a full set, unless a layer file could not be read (then
+/// no layer is taken as deleted).
+fn dir_layers(dir: &std::path::Path) -> ConfigFeed {
+    let (docs, complete) = crate::config::layer_store::read_dir_layers(dir);
+    ConfigFeed::Layers { docs, full: complete }
 }
 
 /// Applies what the feed delivered to the registry and the pipeline; a store outage is kept in
@@ -81,6 +92,14 @@ pub fn apply(feed: ConfigFeed, registry: &mut ScenarioRegistry, pipeline: &mut P
         ConfigFeed::FullSet { docs, unreadable } => registry.resync(&docs, &unreadable, chrono::Utc::now().timestamp_millis()),
         ConfigFeed::Changed(docs) => {
             docs.iter().map(|(d, origin)| registry.apply_document(d, origin, chrono::Utc::now().timestamp_millis())).collect()
+        }
+        ConfigFeed::Layers { docs, full } => {
+            let update = registry.apply_layers(&docs, full, chrono::Utc::now().timestamp_millis());
+            for r in &update.refused {
+                metrics::counter!("rtscore_config_layer_rejected_total").increment(1);
+                tracing::error!(origin = %r.origin, error = %cap_error(&r.error), "invalid defaults layer document; keeping its last valid version");
+            }
+            update.changes
         }
         ConfigFeed::Tenants { docs, incomplete } => {
             let (tenants, errors) = registry.tenants().updated(&docs, incomplete);

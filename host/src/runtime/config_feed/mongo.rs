@@ -23,6 +23,15 @@ fn tagged(docs: Vec<(Value, String)>) -> Vec<(Value, String)> {
     docs.into_iter().map(|(d, id)| (d, format!("mongodb scenarios _id {id}"))).collect()
 }
 
+fn layers_tagged(docs: Vec<Value>) -> Vec<(Value, String)> {
+    docs.into_iter()
+        .map(|d| {
+            let origin = format!("mongodb defaults {}", d.get("layer").and_then(Value::as_str).unwrap_or("?"));
+            (d, origin)
+        })
+        .collect()
+}
+
 /// Connects to MongoDB, retrying with backoff while it is down; `None` when told to stop first.
 /// The one client of a run: the config feed, the plugin registry and the admin API share it.
 pub async fn connect_mongo(url: &str, database: &str, create_indexes: bool, shutdown: &mut Shutdown) -> Option<MongoScenarioStore> {
@@ -66,6 +75,13 @@ pub async fn start_mongo(
         Err(_) => (Vec::new(), true),
     };
     tx.send(ConfigFeed::Tenants { docs: tenants, incomplete }).await?;
+    // Defaults layers before the scenarios they resolve; an unreadable collection is retried
+    // with the next resync (no layer is taken as deleted meanwhile).
+    let mut layers_since = 0;
+    if let Ok(layers) = store.layers().await {
+        layers_since = max_updated_at(layers.iter()).unwrap_or(0);
+        tx.send(ConfigFeed::Layers { docs: layers_tagged(layers), full: true }).await?;
+    }
     tx.send(ConfigFeed::FullSet { docs: tagged(docs), unreadable: Vec::new() }).await?;
     // Change streams (a replica set) make a change visible at once; polling stays the safety net.
     let (nudge_tx, mut nudges) = mpsc::channel::<()>(16);
@@ -103,6 +119,16 @@ pub async fn start_mongo(
                         && tx.send(ConfigFeed::Tenants { docs: t, incomplete: false }).await.is_err()
                     {
                         break;
+                    }
+                    // Defaults layers: all of them with a resync, else the changed ones.
+                    let layers = if full { store.layers().await } else { store.layers_changed_since(layers_since).await };
+                    if let Ok(layers) = layers
+                        && (full || !layers.is_empty())
+                    {
+                        layers_since = layers_since.max(max_updated_at(layers.iter()).unwrap_or(0));
+                        if tx.send(ConfigFeed::Layers { docs: layers_tagged(layers), full }).await.is_err() {
+                            break;
+                        }
                     }
                     if full {
                         ConfigFeed::FullSet { docs: tagged(docs), unreadable: Vec::new() }

@@ -1,5 +1,6 @@
 //! Command-line interface: flags in the seed's spelling, each with an environment variable.
 
+pub mod defaults;
 pub mod diff;
 pub mod doc_args;
 pub mod plugin;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage scenario documents: validate, list, get, set, patch (deep merge), promote, rollback,
     /// history, delete.
     Scenario(scenario::ScenarioArgs),
+    /// Read and write the defaults layers scenarios are resolved over: --platform, --tenant-id T,
+    /// --tenant-id T --scenario-type X (get, put, patch, history).
+    Defaults(defaults::DefaultsArgs),
     /// Test, publish, list and share scoring plugins (WebAssembly components).
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).

@@ -82,7 +82,7 @@ pub struct WhenArgs {
 }
 
 impl WhenArgs {
-    fn effective(&self) -> EffectiveFrom {
+    pub(super) fn effective(&self) -> EffectiveFrom {
         EffectiveFrom::choose(self.effective_from, self.immediately, self.redis_url.as_deref(), self.margin_ms)
             .with_keys(&self.redis_key_prefix)
     }
@@ -115,10 +115,22 @@ pub enum ScenarioCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// List scenarios with revision, status and hot-score settings.
+    /// List scenarios with revision, status and hot-score settings (resolved over the defaults
+    /// layers).
     List,
-    /// Print one scenario document.
-    Get(ScenarioId),
+    /// Print one scenario document; with --resolved, the config in force over its defaults
+    /// layers (platform, tenant, scenario_type) and the layer each value came from.
+    Get {
+        #[command(flatten)]
+        id: ScenarioId,
+        /// Resolve over the defaults layers and show each value's layer (`builtin default`,
+        /// `platform`, `tenant`, `type:<t>`, `scenario`).
+        #[arg(long)]
+        resolved: bool,
+        /// With --resolved: print it as JSON.
+        #[arg(long, requires = "resolved")]
+        json: bool,
+    },
     /// Store a complete document (validated; revision bumped).
     Set {
         /// The document (`-` for stdin).
@@ -189,7 +201,7 @@ pub enum ScenarioCommand {
     Delete(ScenarioId),
 }
 
-fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
+pub(super) fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
     let bytes = if path.as_os_str() == "-" {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
@@ -212,7 +224,11 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     match args.command {
         ScenarioCommand::Validate { files } => validate(&files)?,
         ScenarioCommand::List => list(&service).await?,
-        ScenarioCommand::Get(id) => {
+        ScenarioCommand::Get { id, resolved: true, json } => {
+            let r = service.resolved(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
+            print_resolved(&r, json)?;
+        }
+        ScenarioCommand::Get { id, .. } => {
             let doc = service.get(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
@@ -286,12 +302,14 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
 /// `scenario list`: one line per scenario, invalid documents marked.
 async fn list(service: &ScenarioService) -> anyhow::Result<()> {
     let docs = service.list(None).await?;
+    // As the hosts see them: resolved over the defaults layers.
+    let layers = service.store().layer_set().await?;
     println!(
         "{:<16} {:<20} {:>8} {:<8} {:<12} {:<10} {:<6} plugin",
         "tenant", "scenario", "revision", "status", "window/slide", "lambda", "top_n"
     );
     for d in docs {
-        match parse_scenario(&d) {
+        match parse_scenario(&rtscore::config::layers::resolve(&layers, &d)) {
             Ok(c) => {
                 let h = &c.hot_score;
                 println!(
@@ -310,6 +328,33 @@ async fn list(service: &ScenarioService) -> anyhow::Result<()> {
                 println!("{:<16} {:<20} INVALID: {e}", d["tenant_id"].as_str().unwrap_or("?"), d["scenario_id"].as_str().unwrap_or("?"))
             }
         }
+    }
+    Ok(())
+}
+
+/// `scenario get --resolved`: one line per value of the resolved config with its layer.
+fn print_resolved(r: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let layers: Vec<String> = r["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| format!("{} (revision {})", l["source"].as_str().unwrap_or("?"), l["revision"]))
+        .collect();
+    println!(
+        "{}/{} revision {} over {}",
+        r["tenant_id"].as_str().unwrap_or("?"),
+        r["scenario_id"].as_str().unwrap_or("?"),
+        r["revision"],
+        if layers.is_empty() { "no defaults layer".to_string() } else { layers.join(", ") }
+    );
+    let rc = &r["config"]["realtime_compute"];
+    for (path, source) in r["provenance"].as_object().into_iter().flatten() {
+        let value = path.split('.').fold(rc, |v, k| &v[k]);
+        println!("  {path:<45} {:<24} {}", value.to_string(), source.as_str().unwrap_or("?"));
     }
     Ok(())
 }
