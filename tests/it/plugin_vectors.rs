@@ -138,3 +138,37 @@ fn plugin_test_command_prints_the_hot_lists_a_host_would_emit() {
     let diffs = hot_differences(&want, &got, 1e-3);
     assert!(diffs.is_empty(), "{} differences, first: {:?}", diffs.len(), &diffs[..diffs.len().min(5)]);
 }
+
+/// `plugin test` is a CI check: a module that does not load, refuses its parameters, or a
+/// scenario whose events never reach a window, exit non-zero with the reason (it used to exit
+/// 0 and print the built-in formula's lists).
+#[test]
+fn plugin_test_fails_with_the_reason_when_the_module_does_not_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("decay-weighted.wasm");
+    std::fs::write(&module, plugins::module("decay-weighted")).unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not a component").unwrap();
+    let scenario = std::fs::read_dir(vectors().join("scenarios")).unwrap().next().unwrap().unwrap().path();
+    let elsewhere = dir.path().join("elsewhere.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&scenario).unwrap()).unwrap();
+    doc["scenario_id"] = "no-events-here".into();
+    std::fs::write(&elsewhere, doc.to_string()).unwrap();
+    let run = |module: &std::path::Path, scenario: &std::path::Path, params: Option<&str>| {
+        let mut cmd = rtscore_command();
+        cmd.args(["plugin", "test"]).arg(module).arg("--scenario").arg(scenario).arg("--events-file").arg(vectors().join("events.jsonl"));
+        if let Some(p) = params {
+            cmd.args(["--params", p]);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, _) = run(&module, &scenario, None);
+    assert!(ok, "a healthy module passes");
+    let (ok, err) = run(&garbage, &scenario, None);
+    assert!(!ok && err.contains("did not score every window"), "a module that does not load: {err}");
+    let (ok, err) = run(&module, &scenario, Some(r#"{"unexpected": 1}"#));
+    assert!(!ok && err.contains("did not score every window") && err.contains("rejected its params"), "refused parameters: {err}");
+    let (ok, err) = run(&module, &elsewhere, None);
+    assert!(!ok && err.contains("no window was scored"), "a scenario without events: {err}");
+}

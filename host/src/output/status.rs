@@ -29,7 +29,7 @@ pub struct PipelineStats {
 }
 
 /// One scenario on this host: the config and plugin it applies, rollout state, and counters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScenarioStatusRow {
     pub tenant_id: String,
     pub scenario_id: String,

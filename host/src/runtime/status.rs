@@ -75,6 +75,33 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
         .collect()
 }
 
+/// For `rtscore plugin test` (`Settings::require_plugins_scored`): why the run must fail, if a
+/// scenario's plugin did not score (it is not active: it failed to load or configure, or was
+/// quarantined, and the built-in formula stood in), failed on some window, or no window of the
+/// scenario was scored at all. `None` when every plugin scored every window.
+pub fn plugin_problems(rows: &[ScenarioStatusRow]) -> Option<String> {
+    let problems: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let scenario = format!("{}/{}", r.tenant_id, r.scenario_id);
+            if r.windows_emitted == 0 {
+                return Some(format!(
+                    "{scenario}: no window was scored ({} events of it in the input): record events of this scenario, spanning at least one window",
+                    r.events
+                ));
+            }
+            let active = r.plugin == "builtin" || r.plugin_state.starts_with("active");
+            if active && r.plugin_error.is_none() {
+                return None;
+            }
+            // A fallback or quarantine state names its reason already.
+            let error = r.plugin_error.as_deref().filter(|e| !r.plugin_state.contains(*e)).map(|e| format!(": {e}")).unwrap_or_default();
+            Some(format!("{scenario}: plugin {} is {}{error}", r.plugin, r.plugin_state))
+        })
+        .collect();
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
 /// One row per tenant with a scenario on this host, summing its scenarios' rows.
 pub fn tenant_rows(rows: &[ScenarioStatusRow], pipeline: &Pipeline) -> Vec<TenantStatusRow> {
     pipeline
@@ -226,5 +253,38 @@ impl StatusPage {
                        "cross_partition": stats.cross_partition },
         }));
         (rows, tenants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(plugin: &str, state: &str, error: Option<&str>, windows: u64) -> ScenarioStatusRow {
+        ScenarioStatusRow {
+            tenant_id: "t".into(),
+            scenario_id: "s".into(),
+            plugin: plugin.into(),
+            plugin_state: state.into(),
+            plugin_error: error.map(str::to_string),
+            windows_emitted: windows,
+            events: 10,
+            ..ScenarioStatusRow::default()
+        }
+    }
+
+    #[test]
+    fn a_plugin_test_fails_unless_the_plugin_scored_every_window() {
+        assert_eq!(plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", None, 3)]), None);
+        assert_eq!(plugin_problems(&[row("builtin", "builtin", None, 3)]), None);
+        let failed = plugin_problems(&[row("under-test@0.0.0", "fallback under-test@0.0.0", Some("configure: bad params"), 3)]);
+        assert!(
+            failed.as_deref().is_some_and(|w| w.contains("t/s: plugin under-test@0.0.0 is fallback") && w.contains("bad params")),
+            "{failed:?}"
+        );
+        let once = plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", Some("trap in window 5"), 3)]);
+        assert!(once.is_some(), "a window that fell back fails the test too");
+        let nothing = plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", None, 0)]);
+        assert!(nothing.as_deref().is_some_and(|w| w.contains("no window was scored (10 events")), "{nothing:?}");
     }
 }

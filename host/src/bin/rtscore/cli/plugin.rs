@@ -63,7 +63,9 @@ pub enum PluginCommand {
         unshare: bool,
     },
     /// Run a module over recorded events with a scenario document and print every hot list
-    /// (JSON lines), exactly as a host would emit them.
+    /// (JSON lines), exactly as a host would emit them. Exits non-zero, with the reason, when
+    /// the module fails to load, configure or score a window (a host would fall back to the
+    /// built-in formula), or when no window of the scenario was scored.
     Test {
         module: PathBuf,
         /// A scenario document; its hot_score.plugin is replaced by this module.
@@ -153,6 +155,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             std::fs::write(plug_dir.join("under-test@0.0.0.wasm"), &bytes)?;
             let mut settings = Settings::replay(events_file, scen_dir, "-");
             settings.plugins_dir = plug_dir;
+            // A CI check on this command must fail when the module does not score.
+            settings.require_plugins_scored = true;
             let result = runtime::run(settings, Shutdown::on_signals()).await;
             let _ = std::fs::remove_dir_all(&dir);
             result?;

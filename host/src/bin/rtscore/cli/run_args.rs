@@ -359,6 +359,7 @@ impl TryFrom<RunArgs> for Settings {
             http: a.http_addr.map(|addr| HttpSettings { addr, tokens_file: a.api_tokens_file, limits }),
             pipeline,
             event_mapping: event_mapping.map(std::sync::Arc::new),
+            require_plugins_scored: false,
         })
     }
 }
