@@ -11,6 +11,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("RTSCORE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: logs redirected to a file or a collector stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // At least four workers, whatever the cores: the pipeline's turns and a source's batch
     // building are long CPU-bound polls, and the spare workers keep the HTTP server, the config

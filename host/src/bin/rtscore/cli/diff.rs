@@ -40,6 +40,14 @@ pub fn run(args: DiffArgs) -> anyhow::Result<()> {
         "scenario", "windows", "only A", "only B", "jaccard", "rbo", "drift p50", "drift p90", "drift max"
     );
     for r in &report {
+        // Nothing to compare is not agreement: say so instead of printing perfect scores.
+        if r.windows_compared == 0 {
+            println!(
+                "{:<28} {:>8} {:>6} {:>6}  no window in common: the runs cover different windows (check their event files)",
+                r.scenario, 0, r.windows_only_in_a, r.windows_only_in_b
+            );
+            continue;
+        }
         println!(
             "{:<28} {:>8} {:>6} {:>6} {:>8.3} {:>8.3} {:>8.1}% {:>8.1}% {:>8.1}%",
             r.scenario,
