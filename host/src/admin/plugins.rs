@@ -444,12 +444,29 @@ impl PluginService {
     }
 }
 
+/// How a plugin is built so that it loads (docs/plugins.md).
+const BUILD_HINT: &str =
+    "build the plugin with `cargo build --release --target wasm32-wasip2` and publish target/wasm32-wasip2/release/<crate>.wasm";
+
+/// What to do about bytes that are not a component, from their first 8 bytes: a core
+/// WebAssembly module or no WebAssembly at all is a build mistake, and the fix is the target.
+fn build_hint(head: &[u8; 8]) -> String {
+    match (&head[..4], &head[4..]) {
+        (b"\0asm", [0x01, 0x00, 0x00, 0x00]) => format!(
+            "; this is a core WebAssembly module, not a component (wasm32-unknown-unknown and wasm32-wasip1 build those): {BUILD_HINT}"
+        ),
+        (b"\0asm", _) => String::new(),
+        _ => format!("; this is not WebAssembly at all: {BUILD_HINT}"),
+    }
+}
+
 impl PluginService {
     /// Refuses what a host could not load, before any host sees it: bytes that failed before
     /// at once, with the error they failed with; others compiled off the async workers within
     /// the owner's concurrent-compile quota and the compile timeout.
     async fn compile(&self, owner: Option<&str>, bytes: Vec<u8>, quota: PluginQuota) -> Result<Vec<u8>, AdminError> {
         let sha256 = crate::plugin::sha256_hex(&bytes);
+        let head: [u8; 8] = std::array::from_fn(|i| bytes.get(i).copied().unwrap_or(0));
         let who = owner.unwrap_or("operator");
         if let Some(rule) = self.failed.get(&sha256) {
             count_refused(who, "failed_before");
@@ -495,7 +512,7 @@ impl PluginService {
             Ok(bytes) => return Ok(bytes),
             Err(CompileFailure::Invalid(e)) => {
                 count_refused(who, "invalid");
-                format!("must be a loadable rtscore:scoring component ({})", cap_error(&e))
+                format!("must be a loadable rtscore:scoring component ({}){}", cap_error(&e), build_hint(&head))
             }
             Err(CompileFailure::TimedOut(t)) => {
                 count_refused(who, "compile_timeout");
@@ -550,6 +567,22 @@ mod tests {
         assert_eq!(err.field_errors()[0].path, "module");
         assert!(svc.list(None).await.unwrap().is_empty());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_core_module_or_other_bytes_are_refused_with_the_build_target_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = PluginService::new(PluginTarget::Dir(dir.path().to_path_buf()));
+        let mut rules = Vec::new();
+        // The smallest core module (magic and version 1, no sections), a script, a broken component.
+        for bytes in [&b"\0asm\x01\0\0\0"[..], b"#!/bin/sh\necho not wasm\n", b"\0asm\x0d\0\x01\0 junk"] {
+            let err = svc.publish(Some("t"), "demo", "1", bytes.to_vec(), PluginQuota::TENANT).await.unwrap_err();
+            rules.push(err.field_errors()[0].rule.clone());
+        }
+        let [core, text, component] = &rules[..] else { panic!("{rules:?}") };
+        assert!(core.contains("core WebAssembly module, not a component") && core.contains("--target wasm32-wasip2"), "{core}");
+        assert!(text.contains("not WebAssembly at all") && text.contains("--target wasm32-wasip2"), "{text}");
+        assert!(!component.contains("--target"), "a broken component needs no build hint: {component}");
     }
 
     #[tokio::test]
