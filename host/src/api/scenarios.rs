@@ -110,18 +110,32 @@ pub async fn write(
     q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = json_body(&s, body)?;
+    store_write(&s, &tenant, &scenario, method == Method::PATCH, &headers, q, body).await
+}
+
+/// One write, PUT or PATCH (`merge`), with its options (`dry_run`, `create`, `drop_weights`,
+/// effective time) and `If-Match`: the scenario routes and the seed's route share it.
+async fn store_write(
+    s: &AdminState,
+    tenant: &str,
+    scenario: &str,
+    merge: bool,
+    headers: &HeaderMap,
+    q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
+    mut body: Value,
+) -> Result<Json<Value>, ApiError> {
     let opts = options(q)?;
-    let if_revision = if_match(&headers)?;
-    let mut body = json_body(&s, body)?;
+    let if_revision = if_match(headers)?;
     if opts.drop_weights {
         crate::config::edit::request_drop_weights(&mut body);
     }
     let svc = &s.scenarios;
-    let stored = match (method == Method::PATCH, opts.dry_run) {
-        (false, true) => svc.prepare_put(&tenant, &scenario, body).await?,
-        (false, false) => svc.put(&tenant, &scenario, body, &opts.effective(&s), if_revision).await?,
-        (true, true) => svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?,
-        (true, false) => svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s), if_revision).await?,
+    let stored = match (merge, opts.dry_run) {
+        (false, true) => svc.prepare_put(tenant, scenario, body).await?,
+        (false, false) => svc.put(tenant, scenario, body, &opts.effective(s), if_revision).await?,
+        (true, true) => svc.prepare_patch(tenant, scenario, &body, opts.create).await?,
+        (true, false) => svc.patch(tenant, scenario, &body, opts.create, &opts.effective(s), if_revision).await?,
     };
     Ok(written(stored, opts.dry_run))
 }
@@ -200,21 +214,13 @@ pub async fn seed_update(
     q: Result<Query<WriteOptions>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let opts = options(q)?;
-    let if_revision = if_match(&headers)?;
     let body = json_body(&s, body)?;
     let header = match headers.get(TENANT_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("X-Tenant-Id", "must be a tenant id"))?.trim()),
     };
     let tenant = seed_tenant(&scope, header, body.get("tenant_id"))?;
-    let svc = &s.scenarios;
-    let stored = if opts.dry_run {
-        svc.prepare_patch(&tenant, &scenario, &body, opts.create).await?
-    } else {
-        svc.patch(&tenant, &scenario, &body, opts.create, &opts.effective(&s), if_revision).await?
-    };
-    Ok(written(stored, opts.dry_run))
+    store_write(&s, &tenant, &scenario, true, &headers, q, body).await
 }
 
 #[cfg(test)]
