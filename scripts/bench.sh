@@ -7,7 +7,8 @@
 #     peak RSS), `cargo bench --bench throughput`;
 #   - end to end through Kafka and Redis, built-in and plugin (medians of five alternated
 #     runs, against a parse-only ceiling on the same events), with the host's emission delay
-#     p50/p99, `cargo bench --bench e2e_kafka`.
+#     p50/p99, `cargo bench --bench e2e_kafka`;
+#   - the cost of a platform's own event shape (`--event-field`), scripts/bench-event-shapes.sh.
 # RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
 # About 7 minutes on the 2-core dev machine once built.
 set -euo pipefail
@@ -18,3 +19,4 @@ bash scripts/build-plugins.sh >/dev/null
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 cargo bench -p rtscore --bench throughput
 cargo bench -p rtscore --bench e2e_kafka
+bash scripts/bench-event-shapes.sh
