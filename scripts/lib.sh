@@ -42,7 +42,8 @@ prune_target_cache() {
 prepare_build_env() {
   local profile="$1"
   bash "$ROOT/scripts/setup.sh"
-  bash "$ROOT/scripts/stack.sh" start
+  # Tests and benches use unique topics and databases: a service they start cold starts empty.
+  bash "$ROOT/scripts/stack.sh" start --fresh
   eval "$(bash "$ROOT/scripts/stack.sh" env)"
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$RTSCORE_CACHE/target}"
   prune_target_cache "$CARGO_TARGET_DIR" "$profile"

@@ -3,11 +3,15 @@
 # protocol, SQLite backend; skipped when MONGODB_URL points at another MongoDB) and Redis.
 #
 #   scripts/stack.sh start|stop|restart|status [kafka|mongo|redis ...]
+#   scripts/stack.sh start --fresh [...]      # a service that is down starts with empty data
+#   scripts/stack.sh reset [kafka|mongo ...]  # stop and delete the service's data
 #   scripts/stack.sh env                      # eval "$(scripts/stack.sh env)"
 #   scripts/stack.sh topic-create NAME PARTITIONS
 #
 # start is idempotent: a service that already answers is left alone. State, data and logs live
-# under $RTSCORE_STACK_DIR (default ~/.cache/rtscore/stack); logs in <stack>/logs/.
+# under $RTSCORE_STACK_DIR (default ~/.cache/rtscore/stack); logs in <stack>/logs/. Kafka keeps
+# a topic's data for $RTSCORE_KAFKA_RETENTION_HOURS (default 2): this is a scratch stack, and
+# data from earlier runs is what makes a cold start slow (tens of GB took Kafka over 90 s).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 LOGS="$STACK_DIR/logs"
@@ -58,7 +62,9 @@ offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
-log.retention.hours=24
+log.retention.hours=${RTSCORE_KAFKA_RETENTION_HOURS:-2}
+log.segment.bytes=134217728
+log.retention.check.interval.ms=60000
 PROPS
   if [ ! -f "$dir/data/meta.properties" ]; then
     local uuid; uuid="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
@@ -66,7 +72,7 @@ PROPS
   fi
   setsid nohup java -Xmx512m -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >> "$LOGS/kafka.log" 2>&1 < /dev/null &
   echo $! > "$STACK_DIR/run/kafka.pid"
-  wait_for kafka 90 kafka_healthy
+  wait_for kafka 180 kafka_healthy
 }
 
 start_mongo() {
@@ -102,7 +108,19 @@ services() {
   done
 }
 
+# The data directory of a service (redis keeps none: it runs without persistence).
+data_dir() { case $1 in kafka) echo "$STACK_DIR/kafka/data" ;; mongo) echo "$STACK_DIR/ferretdb" ;; *) ;; esac; }
+
+discard_data() {
+  local dir; dir="$(data_dir "$1")"
+  [ -n "$dir" ] && [ -d "$dir" ] || return 0
+  log "$1: discarding data of earlier runs ($(du -sh "$dir" 2>/dev/null | cut -f1) in $dir)"
+  rm -rf "$dir"
+}
+
 start() {
+  local fresh=0
+  if [ "${1:-}" = --fresh ]; then fresh=1; shift; fi
   for s in $(services "$@"); do
     if healthy "$s" >/dev/null 2>&1; then
       log "$s: already up on 127.0.0.1:$(port "$s")"
@@ -110,6 +128,7 @@ start() {
       die "$s: port $(port "$s") is taken by something that is not a healthy $s; stop it or set the port variable"
     else
       local t=$SECONDS
+      [ $fresh = 1 ] && discard_data "$s"
       "start_$s"
       log "$s: started on 127.0.0.1:$(port "$s") in $((SECONDS - t))s (log: $LOGS/$s.log)"
     fi
@@ -121,7 +140,8 @@ stop() {
     local pid; pid="$(pid_of "$s" || true)"
     if [ -z "$pid" ]; then log "$s: not running"; continue; fi
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    # A clean Kafka shutdown spares the next start a log recovery: give it time.
+    for _ in $(seq 1 240); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$STACK_DIR/run/$s.pid"
     log "$s: stopped"
@@ -146,11 +166,14 @@ case "$cmd" in
   start) start "$@"; env_lines | sed 's/^/  /' >&2 ;;
   stop) stop "$@" ;;
   restart) stop "$@"; start "$@" ;;
+  reset)
+    stop "$@"
+    for s in $(services "$@"); do discard_data "$s"; done ;;
   status) status "$@" ;;
   env) env_lines ;;
   topic-create)
     [ $# -eq 2 ] || die "usage: stack.sh topic-create NAME PARTITIONS"
     kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --create --if-not-exists --topic "$1" --partitions "$2" --replication-factor 1 >/dev/null
     log "topic $1: ready ($2 partitions)" ;;
-  *) die "usage: stack.sh start|stop|restart|status|env|topic-create" ;;
+  *) die "usage: stack.sh start [--fresh]|stop|restart|reset|status|env|topic-create" ;;
 esac

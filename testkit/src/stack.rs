@@ -30,7 +30,36 @@ pub struct Stack {
     pub kafka: String,
     pub mongodb_url: String,
     pub redis_url: String,
+    topics: std::sync::Arc<CreatedTopics>,
     _use: std::sync::Arc<StackUse>,
+}
+
+/// Topics a test created, deleted when its last [`Stack`] clone is dropped: the suite makes
+/// hundreds of them per run, and Kafka's cold start slows with every partition it must load.
+#[derive(Debug, Default)]
+struct CreatedTopics {
+    kafka: String,
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl Drop for CreatedTopics {
+    fn drop(&mut self) {
+        let names = std::mem::take(self.names.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if names.is_empty() {
+            return;
+        }
+        let kafka = self.kafka.clone();
+        // Its own thread: the last clone may be dropped inside a test's Tokio runtime. A topic
+        // left behind (Kafka down after an outage test) only waits for retention.
+        let deleted = std::thread::spawn(move || {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &kafka).create().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5))).request_timeout(Some(Duration::from_secs(5)));
+            rt.block_on(admin.delete_topics(&refs, &options)).ok()
+        });
+        let _ = deleted.join();
+    }
 }
 
 /// Readers (tests using the stack) and writers (tests stopping a service) of the stack.
@@ -122,8 +151,10 @@ impl Stack {
                 assert!(status.success(), "scripts/stack.sh start failed");
             }
         });
+        let kafka = std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
         Stack {
-            kafka: std::env::var("KAFKA_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into()),
+            topics: std::sync::Arc::new(CreatedTopics { kafka: kafka.clone(), names: Default::default() }),
+            kafka,
             mongodb_url: std::env::var("MONGODB_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27018".into()),
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into()),
             _use: std::sync::Arc::new(stack_use),
@@ -151,6 +182,7 @@ impl Stack {
                 assert!(format!("{e}").contains("TopicAlreadyExists"), "creating topic {t}: {e}");
             }
         }
+        self.topics.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_string());
     }
 
     /// Produces each `(partition, record)` in order and waits until delivered.
