@@ -22,6 +22,35 @@ pub struct WindowBatch {
     pub row_age_mean_ms: Vec<f64>,
     /// Variance of the row's event ages, in ms².
     pub row_age_var_ms2: Vec<f64>,
+    /// Item ids in item order. Filled only for scorers that read them (WIT `0.2.0` plugins):
+    /// the built-in formula and `0.1.0` modules never pay for the copies.
+    pub item_ids: Vec<String>,
+    /// The window's slide, ms.
+    pub slide_ms: i64,
+    /// The scenario's `top_n`.
+    pub top_n: u32,
+    pub tenant_id: String,
+    pub scenario_id: String,
+    /// The scenario's declared features (`hot_score.features`), in declaration order: one
+    /// column per feature, one value per item, aggregated over the whole window.
+    pub features: Vec<FeatureColumn>,
+}
+
+/// One declared feature's values over a window, one per item (in item order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureColumn {
+    /// The feature's name in the scenario document.
+    pub name: String,
+    pub values: FeatureValues,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureValues {
+    /// `sum`, `max` and `distinct` (an exact count, or an estimate past the exact bound).
+    /// An item with no contributing event in the window has 0.
+    Number(Vec<f64>),
+    /// `last`: the value of the latest contributing event ("" when none).
+    Text(Vec<String>),
 }
 
 impl WindowBatch {
@@ -66,5 +95,7 @@ impl WindowBatch {
         self.row_count.clear();
         self.row_age_mean_ms.clear();
         self.row_age_var_ms2.clear();
+        self.item_ids.clear();
+        self.features.clear();
     }
 }

@@ -7,4 +7,4 @@ pub mod ranking;
 pub mod reference;
 pub mod topn;
 
-pub use batch::WindowBatch;
+pub use batch::{FeatureColumn, FeatureValues, WindowBatch};
