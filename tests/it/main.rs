@@ -33,6 +33,7 @@ mod e2e_scale_out;
 mod plugin_engine;
 mod plugin_lifecycle;
 mod plugin_mongo;
+mod plugin_scaffold;
 mod plugin_vectors;
 mod shared_vectors;
 

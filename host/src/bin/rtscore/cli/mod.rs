@@ -4,6 +4,7 @@ pub mod defaults;
 pub mod diff;
 pub mod doc_args;
 pub mod plugin;
+pub mod plugin_new;
 pub mod run_args;
 pub mod scenario;
 pub mod status;

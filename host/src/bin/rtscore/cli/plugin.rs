@@ -78,6 +78,26 @@ pub enum PluginCommand {
         #[arg(long)]
         params: Option<String>,
     },
+    /// Scaffold a plugin crate: a formula with a passing native test, a sample scenario and
+    /// events for `plugin test`, and a README with the build, test and publish commands. The
+    /// crate is its own workspace and builds anywhere; it takes the SDK by path (default: the
+    /// guest-sdk this binary was built from) or by git.
+    New {
+        /// The plugin's name: [a-z][a-z0-9_-]{0,63}, also its Cargo package name.
+        name: String,
+        /// The plugin world to implement.
+        #[arg(long, value_enum, default_value = "hot")]
+        world: super::plugin_new::World,
+        /// Where to create the crate (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The guest SDK's directory (rtscore's guest-sdk/).
+        #[arg(long, conflicts_with = "sdk_git")]
+        sdk_path: Option<PathBuf>,
+        /// A git URL of rtscore's repository, for the SDK.
+        #[arg(long)]
+        sdk_git: Option<String>,
+    },
 }
 
 fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -87,6 +107,31 @@ fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     args.docs.install()?;
     match args.command {
+        PluginCommand::New { name, world, dir, sdk_path, sdk_git } => {
+            use super::plugin_new::{SdkSource, default_sdk, render, write};
+            let sdk = match (sdk_path, sdk_git) {
+                (Some(p), _) => SdkSource::Path(std::path::absolute(&p).with_context(|| format!("--sdk-path {}", p.display()))?),
+                (None, Some(url)) => SdkSource::Git(url),
+                (None, None) => SdkSource::Path(default_sdk().context(
+                    "the guest SDK this binary was built from is not on this machine: give --sdk-path DIR (rtscore's guest-sdk/) or --sdk-git URL",
+                )?),
+            };
+            let files = render(&name, world, &sdk)?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            write(&dir, &files)?;
+            let d = dir.display();
+            println!("created plugin crate {name} in {d}:");
+            for (rel, _) in &files {
+                println!("  {rel}");
+            }
+            println!("next:");
+            println!("  cd {d} && cargo test                              # the formula, natively");
+            println!("  cargo build --release --target wasm32-wasip2      # the component");
+            println!(
+                "  rtscore plugin test target/wasm32-wasip2/release/{}.wasm --scenario scenario.json --events-file events.jsonl",
+                name.replace('-', "_")
+            );
+        }
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
             let service = PluginService::new(
