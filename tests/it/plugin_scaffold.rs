@@ -60,3 +60,40 @@ fn a_scaffolded_plugin_tests_builds_and_scores_outside_the_repository() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
+
+#[test]
+fn scenario_validate_checks_plugin_references_against_a_plugins_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let module = rtscore_testkit::plugins::module("gravity");
+    std::fs::write(plugins.join("gravity@0.1.0.wasm"), &module).unwrap();
+    let sha = rtscore::plugin::sha256_hex(&module);
+    let doc = |name: &str, sha: &str, params: serde_json::Value| {
+        let path = dir.path().join(format!("{name}-{}.json", &sha[..8.min(sha.len())]));
+        let d = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {
+            "plugin": {"name": name, "version": "0.1.0", "sha256": sha, "params": params}}}}});
+        std::fs::write(&path, serde_json::to_vec(&d).unwrap()).unwrap();
+        path
+    };
+    let validate = |file: &std::path::Path| {
+        let out = rtscore_command().args(["scenario", "validate", "--plugins-dir"]).arg(&plugins).arg(file).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    let (ok, text) = validate(&doc("gravity", &sha, serde_json::json!({"gravity": 1.5})));
+    assert!(ok && text.contains("live plugin gravity@0.1.0 loads and accepts its params"), "{text}");
+
+    let (ok, text) = validate(&doc("gravity", &"0".repeat(64), serde_json::json!({})));
+    assert!(!ok && text.contains("sha256"), "a wrong sha256 is named: {text}");
+
+    let (ok, text) = validate(&doc("gravity", &sha, serde_json::json!({"gravity": 99})));
+    assert!(!ok && text.contains("gravity must be in 0..=10"), "the module's own refusal is shown: {text}");
+
+    let (ok, text) = validate(&doc("missing", &sha, serde_json::json!({})));
+    assert!(!ok && text.contains("no module"), "a missing module is named: {text}");
+
+    // Without --plugins-dir the references are not checked (documents only).
+    let out = rtscore_command().args(["scenario", "validate"]).arg(doc("missing", &sha, serde_json::json!({}))).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -109,11 +109,17 @@ fn report(verb: &str, cfg: &ScenarioConfig, place: &str) {
 
 #[derive(Debug, Subcommand)]
 pub enum ScenarioCommand {
-    /// Check documents offline; prints every broken rule with its field path.
+    /// Check documents offline; prints every broken rule with its field path. With
+    /// --plugins-dir, also checks each plugin reference (live and candidate) as a host would
+    /// load it: the module exists there, its sha256 matches, it loads in the sandbox, and it
+    /// accepts the params.
     Validate {
         /// JSON files, one scenario document each (`-` for stdin).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A plugins directory (files <name>@<version>.wasm) to check plugin references against.
+        #[arg(long)]
+        plugins_dir: Option<PathBuf>,
     },
     /// List scenarios with revision, status and hot-score settings (resolved over the defaults
     /// layers).
@@ -215,14 +221,14 @@ pub(super) fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
     args.docs.install()?;
     // Validation reads files only: no store needed.
-    if let ScenarioCommand::Validate { files } = &args.command {
-        return validate(files);
+    if let ScenarioCommand::Validate { files, plugins_dir } = &args.command {
+        return validate(files, plugins_dir.as_deref()).await;
     }
     let store = ScenarioStore::open(&args.store.source(), &args.store.mongodb_database).await?;
     let service = ScenarioService::new(store);
     let place = service.describe();
     match args.command {
-        ScenarioCommand::Validate { files } => validate(&files)?,
+        ScenarioCommand::Validate { files, plugins_dir } => validate(&files, plugins_dir.as_deref()).await?,
         ScenarioCommand::List => list(&service).await?,
         ScenarioCommand::Get { id, resolved: true, json } => {
             let r = service.resolved(&id.tenant_id, &id.scenario_id).await.with_context(|| format!("in {place}"))?;
@@ -277,12 +283,32 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<()> {
 }
 
 /// `scenario validate`: every file checked, each reported, an error if any is invalid.
-fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
+async fn validate(files: &[PathBuf], plugins_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let loader = match plugins_dir {
+        Some(dir) => Some(plugin_loader(dir).await?),
+        None => None,
+    };
     let mut failed = 0;
     for f in files {
         match read_json(f).and_then(|doc| parse_scenario_checked(&doc).map_err(anyhow::Error::from)) {
             Ok(Checked { config: cfg, warnings }) => {
-                println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision);
+                let mut problems = Vec::new();
+                if let Some(loader) = &loader {
+                    for (lane, r) in plugin_refs(&cfg) {
+                        match loader.prepare(&cfg.key, r).await {
+                            Ok(_) => println!("ok      {}  {lane} plugin {} loads and accepts its params", f.display(), r.label()),
+                            Err(e) => problems.push(format!("{lane} plugin {}: {e}", r.label())),
+                        }
+                    }
+                }
+                if problems.is_empty() {
+                    println!("ok      {}  {} revision {}", f.display(), cfg.key, cfg.revision);
+                } else {
+                    failed += 1;
+                    for p in problems {
+                        println!("invalid {}  {p}", f.display());
+                    }
+                }
                 for w in warnings {
                     println!("warning {}  {w}", f.display());
                 }
@@ -297,6 +323,32 @@ fn validate(files: &[PathBuf]) -> anyhow::Result<()> {
         bail!("{failed} of {} documents are invalid", files.len());
     }
     Ok(())
+}
+
+/// The plugin references a host would load for `cfg`: the live one and the candidate's.
+fn plugin_refs(cfg: &ScenarioConfig) -> Vec<(&'static str, &rtscore::config::PluginRef)> {
+    let mut refs = Vec::new();
+    if let Some(r) = &cfg.hot_score.plugin {
+        refs.push(("live", r));
+    }
+    if let Some(rtscore::config::Candidate::Valid(c)) = &cfg.candidate
+        && let Some(r) = &c.plugin
+    {
+        refs.push(("candidate", r));
+    }
+    refs
+}
+
+/// A loader over `dir` with a host's default sandbox and tenant quotas.
+async fn plugin_loader(dir: &std::path::Path) -> anyhow::Result<rtscore::plugin::PluginLoader> {
+    use rtscore::plugin::{Grants, PluginEngine, PluginLoader, PluginRegistry};
+    if !dir.is_dir() {
+        bail!("--plugins-dir {}: not a directory", dir.display());
+    }
+    let engine = PluginEngine::new(Default::default(), Grants::default()).context("starting the plugin engine")?;
+    let registry = PluginRegistry::new();
+    registry.watch_dir(dir).await.with_context(|| format!("reading plugins in {}", dir.display()))?;
+    Ok(PluginLoader::new(engine, registry))
 }
 
 /// `scenario list`: one line per scenario, invalid documents marked.
