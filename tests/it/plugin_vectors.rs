@@ -105,6 +105,9 @@ fn publishing_a_module_switches_a_live_scenario_without_restart() {
         http_get(port, "/status"),
         host.log()
     );
+    let status: serde_json::Value = serde_json::from_str(&http_get(port, "/status").unwrap()).unwrap();
+    let row = &status["scenarios"][0];
+    assert!(row["plugin_error"].is_null() && row["last_error"].is_null(), "a healthy plugin carries no stale error: {row}");
     stack.produce(&topic, 1, &events(T0 + 16 * 60_000, T0 + 40 * 60_000));
     assert!(
         wait_until(Duration::from_secs(30), || read_hot_sink(&sink).1.iter().any(|r| r["plugin"] == "gravity@0.1.0")),

@@ -205,8 +205,12 @@ impl PluginCoordinator {
             _ => Some(&mut s.last_plugin_error),
         };
         let err = p.result.as_ref().err().map(|e| e.to_string());
-        if let (Some(slot), Some(e)) = (error_slot, err) {
-            *slot = Some(e);
+        match (error_slot, err) {
+            (Some(slot), Some(e)) => *slot = Some(e),
+            // A module installed for the lane it serves ends that lane's old error (a module
+            // published after a reference to it failed): status must not show it as current.
+            (Some(slot), None) if lane != Lane::Pending => *slot = None,
+            _ => {}
         }
         let Some(sc) = scorer(pipeline, &p.key, lane) else { return };
         match p.result {
