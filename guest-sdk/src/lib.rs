@@ -41,7 +41,7 @@ use serde::de::DeserializeOwned;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.1.0",
         world: "scorer",
         pub_export_macro: true,
         export_macro_name: "__export_scorer_world",
