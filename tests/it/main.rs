@@ -34,6 +34,7 @@ mod plugin_engine;
 mod plugin_lifecycle;
 mod plugin_mongo;
 mod plugin_vectors;
+mod plugin_wit_compat;
 mod shared_vectors;
 
 /// The harness starts the `rtscore` Cargo built with this test binary (testkit finds it at run

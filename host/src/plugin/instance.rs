@@ -128,7 +128,10 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// Scores every item of `batch` into `out` (replaced), one finite score per item.
+    /// Scores every item of `batch` into `out` (replaced), one finite score per item. A 0.2.0
+    /// module ([`Self::wit_version`]) also reads the window context, `item_ids` above all (one
+    /// per item: the guest SDK refuses a batch without them); the pipeline fills it for such
+    /// modules, callers scoring batches of their own must too.
     pub fn score(&mut self, batch: &WindowBatch, out: &mut Vec<f64>) -> Result<(), PluginError> {
         out.clear();
         let items = batch.item_count();
