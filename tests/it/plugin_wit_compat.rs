@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::config::{ScenarioKey, parse_scenario};
-use rtscore::output::Output;
 use rtscore::event::RecordBatch;
+use rtscore::output::Output;
 use rtscore::pipeline::{Pipeline, PipelineOptions};
 use rtscore::plugin::{CompiledPlugin, PluginEngine, PluginError, PluginInstance, ScenarioScorer, ScorerUsed, WitVersion};
 use rtscore::scoring::{FeatureColumn, FeatureValues, WindowBatch, builtin};
@@ -77,7 +77,10 @@ fn every_0_1_0_fixture_scores_exactly_as_its_0_2_0_rebuild() {
             for seed in 0..25u64 {
                 let batch = with_context(random_batch(1000 + seed, [0, 1, 9, 200, 1500][seed as usize % 5], 8));
                 let (a, b) = (score(&mut old, &batch), score(&mut new, &batch));
-                let (a, b) = (a.unwrap_or_else(|e| panic!("{name} 0.1.0 seed {seed}: {e}")), b.unwrap_or_else(|e| panic!("{name} seed {seed}: {e}")));
+                let (a, b) = (
+                    a.unwrap_or_else(|e| panic!("{name} 0.1.0 seed {seed}: {e}")),
+                    b.unwrap_or_else(|e| panic!("{name} seed {seed}: {e}")),
+                );
                 // Same source, same compiler: the same bits, not merely close.
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "{name} {p} seed {seed}");
@@ -133,10 +136,7 @@ fn a_0_2_0_plugin_sees_item_ids_context_and_features() {
     assert_eq!(got, vec![base + 0.5, base + 100.0, base + 7.0]);
     let mut report = instance(&engine, &bytes, "test-context@0.1.0", json!({"report": true}));
     let err = score(&mut report, &context_batch()).unwrap_err();
-    assert_eq!(
-        err,
-        PluginError::Guest("tenant=t scenario=s slide=60000 top_n=50 ids=item-0,item-1,item-2 features=boost,tag".into())
-    );
+    assert_eq!(err, PluginError::Guest("tenant=t scenario=s slide=60000 top_n=50 ids=item-0,item-1,item-2 features=boost,tag".into()));
 }
 
 #[test]

@@ -202,9 +202,12 @@ impl ScenarioHot {
             self.batch.item_ids.extend(self.windows.batch_ids().map(str::to_string));
             self.batch.slide_ms = g.slide_ms;
             self.batch.top_n = u32::try_from(cfg.top_n).unwrap_or(u32::MAX);
+            // Reusing the strings' buffers: no allocation once warm.
             let key = &self.config.key;
-            (self.batch.tenant_id.clear(), self.batch.scenario_id.clear());
-            (self.batch.tenant_id.push_str(&key.tenant_id), self.batch.scenario_id.push_str(&key.scenario_id));
+            self.batch.tenant_id.clear();
+            self.batch.tenant_id.push_str(&key.tenant_id);
+            self.batch.scenario_id.clear();
+            self.batch.scenario_id.push_str(&key.scenario_id);
         }
         let mut outcome = self.scorer.score(&self.batch, &mut self.scores);
         if let Some(e) = &mut outcome.error {

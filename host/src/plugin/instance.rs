@@ -143,27 +143,28 @@ impl PluginInstance {
             None => self.resume()?,
         };
         let started = Instant::now();
-        let result = match version {
-            // SAFETY: `score` was type-checked against `ScoreParamsV0_1<'static>` /
-            // `ScoreResults` when the instance was created; the view type differs only in its
-            // borrow's lifetime. With the 0.2.0 arm below, the one `unsafe` site of the
-            // workspace (Cargo.toml denies it elsewhere).
-            WitVersion::V0_1 => {
-                #[allow(unsafe_code)]
-                let typed: TypedFunc<ScoreParamsV0_1<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
-                call(&mut live.store, budget, mode, move |store| async move {
-                    typed.call_async(store, (WindowBatchV0_1::from(batch),)).await
-                })
-            }
-            // SAFETY: as above, against `ScoreParamsV0_2<'static>`.
-            WitVersion::V0_2 => {
-                #[allow(unsafe_code)]
-                let typed: TypedFunc<ScoreParamsV0_2<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
-                call(&mut live.store, budget, mode, move |store| async move {
-                    typed.call_async(store, (WindowBatchV0_2::from(batch),)).await
-                })
-            }
-        };
+        let result =
+            match version {
+                // SAFETY: `score` was type-checked against `ScoreParamsV0_1<'static>` /
+                // `ScoreResults` when the instance was created; the view type differs only in its
+                // borrow's lifetime. With the 0.2.0 arm below, the one `unsafe` site of the
+                // workspace (Cargo.toml denies it elsewhere).
+                WitVersion::V0_1 => {
+                    #[allow(unsafe_code)]
+                    let typed: TypedFunc<ScoreParamsV0_1<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    call(&mut live.store, budget, mode, move |store| async move {
+                        typed.call_async(store, (WindowBatchV0_1::from(batch),)).await
+                    })
+                }
+                // SAFETY: as above, against `ScoreParamsV0_2<'static>`.
+                WitVersion::V0_2 => {
+                    #[allow(unsafe_code)]
+                    let typed: TypedFunc<ScoreParamsV0_2<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    call(&mut live.store, budget, mode, move |store| async move {
+                        typed.call_async(store, (WindowBatchV0_2::from(batch),)).await
+                    })
+                }
+            };
         let used = started.elapsed();
         self.last_call = (used, budget);
         if let Some(cpu) = &self.cpu {
