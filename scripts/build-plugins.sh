@@ -18,7 +18,11 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
 done
 [ ${#crates[@]} -gt 0 ] || { log "no plugin crates found"; exit 0; }
 args=(); for c in "${crates[@]}"; do args+=(-p "$c"); done
-cargo build --quiet --release --target wasm32-wasip2 "${args[@]}"
+# The workspace release profile keeps line tables for the host's backtraces; a plugin module
+# needs neither those nor symbols (~3.3 MB with them, ~0.2 MB without). The wasm32 artifacts
+# are only built here, so this changes nothing for the host's own builds.
+CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
+  cargo build --quiet --release --target wasm32-wasip2 "${args[@]}"
 for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   [ -f "$manifest" ] || continue
   name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n 1)"
@@ -29,5 +33,5 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   case "$manifest" in tests/*) dest="$test_out/$name@$version.wasm" ;; *) dest="$out/$name@$version.wasm" ;; esac
   # Copy through a temp file and rename, so a watching host never reads half a module.
   cp "$wasm" "$dest.tmp" && mv "$dest.tmp" "$dest"
-  printf '%-28s %s\n' "$name@$version" "$(sha256sum "$dest" | cut -d' ' -f1)"
+  printf '%-28s %8s bytes  %s\n' "$name@$version" "$(stat -c %s "$dest")" "$(sha256sum "$dest" | cut -d' ' -f1)"
 done

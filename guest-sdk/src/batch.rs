@@ -3,8 +3,8 @@
 use std::iter::FusedIterator;
 use std::ops::Range;
 
-use crate::RawBatch;
 use crate::decay::expected_decay;
+use crate::{RawBatch, RawFeatureColumn, RawFeatureValues};
 
 /// One emitted window, checked once on entry so iteration below never indexes out of bounds.
 #[derive(Debug, Clone, Copy)]
@@ -13,7 +13,8 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// Checks the columnar layout (column lengths, CSR offsets, action indexes) and wraps it.
+    /// Checks the columnar layout (column lengths, CSR offsets, action indexes, one id and one
+    /// value per feature column for each item) and wraps it.
     pub fn new(raw: &'a RawBatch) -> Result<Self, String> {
         let rows = raw.row_action.len();
         if raw.row_count.len() != rows || raw.row_age_mean_ms.len() != rows || raw.row_age_var_ms2.len() != rows {
@@ -40,6 +41,19 @@ impl<'a> Batch<'a> {
         }
         if let Some(&a) = raw.row_action.iter().find(|&&a| usize::from(a) >= raw.actions.len()) {
             return Err(format!("row action index {a} out of range ({} actions)", raw.actions.len()));
+        }
+        let items = raw.item_offsets.len().saturating_sub(1);
+        if raw.item_ids.len() != items {
+            return Err(format!("{} item ids for {items} items", raw.item_ids.len()));
+        }
+        for c in &raw.features {
+            let n = match &c.values {
+                RawFeatureValues::Number(v) => v.len(),
+                RawFeatureValues::Text(v) => v.len(),
+            };
+            if n != items {
+                return Err(format!("feature {:?} has {n} values for {items} items", c.name));
+            }
         }
         Ok(Self { raw })
     }
@@ -84,6 +98,53 @@ impl<'a> Batch<'a> {
     #[inline]
     pub fn weights(&self) -> &'a [f64] {
         &self.raw.weights
+    }
+
+    /// The window's slide in ms: a window ends every `slide_ms`.
+    #[inline]
+    pub fn slide_ms(&self) -> i64 {
+        self.raw.slide_ms
+    }
+
+    /// The scenario's `top_n`: how many items its hot list keeps.
+    #[inline]
+    pub fn top_n(&self) -> u32 {
+        self.raw.top_n
+    }
+
+    /// The tenant the window belongs to.
+    #[inline]
+    pub fn tenant_id(&self) -> &'a str {
+        &self.raw.tenant_id
+    }
+
+    /// The scenario the window belongs to.
+    #[inline]
+    pub fn scenario_id(&self) -> &'a str {
+        &self.raw.scenario_id
+    }
+
+    /// Item ids, in item order.
+    #[inline]
+    pub fn item_ids(&self) -> &'a [String] {
+        &self.raw.item_ids
+    }
+
+    /// The scenario's declared feature columns, in declaration order.
+    #[inline]
+    pub fn features(&self) -> &'a [RawFeatureColumn] {
+        &self.raw.features
+    }
+
+    /// A declared feature's column by name (`None` when the scenario does not declare it).
+    /// Look it up once per batch and index it per item ([`Item::index`]); [`Item::feature`]
+    /// does the lookup per call.
+    #[inline]
+    pub fn feature(&self, name: &str) -> Option<Feature<'a>> {
+        self.raw.features.iter().find(|c| c.name == name).map(|c| match &c.values {
+            RawFeatureValues::Number(v) => Feature::Number(v),
+            RawFeatureValues::Text(v) => Feature::Text(v),
+        })
     }
 
     /// Index of an action name in this batch; resolve names once per batch, compare indexes per
@@ -150,6 +211,35 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// One declared feature's values, one per item in item order (see [`Batch::feature`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Feature<'a> {
+    /// A `sum`, `max` or `distinct` feature: 0 for an item no event contributed to.
+    Number(&'a [f64]),
+    /// A `last` feature: "" for an item no event contributed to.
+    Text(&'a [String]),
+}
+
+impl<'a> Feature<'a> {
+    /// The numbers of a numeric feature, `None` for a text one.
+    #[inline]
+    pub fn numbers(self) -> Option<&'a [f64]> {
+        match self {
+            Feature::Number(v) => Some(v),
+            Feature::Text(_) => None,
+        }
+    }
+
+    /// The strings of a text feature, `None` for a numeric one.
+    #[inline]
+    pub fn texts(self) -> Option<&'a [String]> {
+        match self {
+            Feature::Text(v) => Some(v),
+            Feature::Number(_) => None,
+        }
+    }
+}
+
 /// Iterator over the items of a [`Batch`].
 #[derive(Debug, Clone)]
 pub struct Items<'a> {
@@ -192,6 +282,27 @@ impl<'a> Item<'a> {
     #[inline]
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// The item's id.
+    #[inline]
+    pub fn id(&self) -> &'a str {
+        // In range: `Batch::new` checked one id per item.
+        &self.batch.raw.item_ids[self.index]
+    }
+
+    /// The item's value of a numeric declared feature; `None` when the scenario declares no
+    /// numeric feature of that name.
+    #[inline]
+    pub fn feature(&self, name: &str) -> Option<f64> {
+        self.batch.feature(name)?.numbers().map(|v| v[self.index])
+    }
+
+    /// The item's value of a text declared feature (`last`); `None` when the scenario declares
+    /// no text feature of that name.
+    #[inline]
+    pub fn feature_text(&self, name: &str) -> Option<&'a str> {
+        self.batch.feature(name)?.texts().map(|v| v[self.index].as_str())
     }
 
     /// The window this item belongs to.
@@ -336,8 +447,28 @@ mod tests {
             .event("a", "view", 1_000, 3)
             .event("a", "click", 61_000, 1)
             .event("b", "share", 5_000, 2)
+            .feature("b", "price", 9.5)
+            .feature_text("a", "brand", "acme")
             .build()
             .raw
+    }
+
+    #[test]
+    fn context_and_features() {
+        let ctx = BatchBuilder::new().slide_ms(300_000).top_n(7).tenant("t1").scenario("s1").build().raw;
+        let batch = Batch::new(&ctx).unwrap();
+        assert_eq!((batch.slide_ms(), batch.top_n(), batch.tenant_id(), batch.scenario_id()), (300_000, 7, "t1", "s1"));
+        let raw = raw();
+        let batch = Batch::new(&raw).unwrap();
+        let items: Vec<_> = batch.items().collect();
+        assert_eq!((items[0].id(), items[1].id()), ("a", "b"));
+        assert_eq!(batch.item_ids(), ["a", "b"]);
+        assert_eq!((items[0].feature("price"), items[1].feature("price")), (Some(0.0), Some(9.5)));
+        assert_eq!((items[0].feature_text("brand"), items[1].feature_text("brand")), (Some("acme"), Some("")));
+        assert_eq!(items[0].feature("brand"), None, "a text feature is not a number");
+        assert_eq!(items[0].feature("nope"), None);
+        assert_eq!(batch.feature("price").and_then(Feature::numbers), Some(&[0.0, 9.5][..]));
+        assert_eq!(batch.features().len(), 2);
     }
 
     #[test]
@@ -376,5 +507,11 @@ mod tests {
         let mut bad = raw();
         bad.item_offsets.clear();
         assert!(Batch::new(&bad).is_err());
+        let mut bad = raw();
+        bad.item_ids.pop();
+        assert!(Batch::new(&bad).unwrap_err().contains("1 item ids for 2 items"));
+        let mut bad = raw();
+        bad.features[0].values = RawFeatureValues::Number(vec![1.0]);
+        assert!(Batch::new(&bad).unwrap_err().contains("\"price\" has 1 values"));
     }
 }

@@ -1,5 +1,9 @@
 //! Guest SDK for rtscore scoring plugins: write a [`Scorer`] in plain Rust, export it with
-//! [`export_scorer!`], build for `wasm32-wasip2`.
+//! [`export_scorer!`], build for `wasm32-wasip2`. It targets WIT `rtscore:scoring@0.2.0`
+//! ([`WIT_VERSION`]).
+//!
+//! A scorer writes one scoring function: [`Scorer::score_item`] (one item at a time) or
+//! [`Scorer::score`] (the whole window, for formulas that look across items).
 //!
 //! ```
 //! use rtscore_guest::{Item, NoParams, Scorer};
@@ -33,9 +37,12 @@ pub mod math;
 pub mod testing;
 pub mod time;
 
-pub use batch::{Batch, Item, Items, Row, Rows};
+pub use batch::{Batch, Feature, Item, Items, Row, Rows};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+/// The `rtscore:scoring` package version this SDK builds plugins against.
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Generated from `wit/scoring.wit` (world `scorer`). Plugin authors never need it directly.
 #[doc(hidden)]
@@ -55,8 +62,16 @@ pub mod bindings {
 /// through [`Batch`]; build one in tests with [`testing::BatchBuilder`].
 pub use bindings::rtscore::scoring::types::WindowBatch as RawBatch;
 
+/// One declared feature's column as it crosses the component boundary (WIT `feature-column`).
+/// Read it through [`Batch::feature`] or [`Item::feature`].
+pub use bindings::rtscore::scoring::types::{FeatureColumn as RawFeatureColumn, FeatureValues as RawFeatureValues};
+
 /// A scoring formula. One value is built per plugin instance from the scenario's
 /// `plugin.params`, then scores every emitted window of that scenario.
+///
+/// Write exactly one of [`Scorer::score_item`] and [`Scorer::score`]: each has a default, the
+/// one in terms of the other. `score_item` is the simple case; `score` sees the whole window
+/// at once. A scorer that writes neither panics on its first window (a trap the host reports).
 pub trait Scorer: Sized + 'static {
     /// Parameters, deserialized from the scenario's `plugin.params` JSON. Absent or `null`
     /// params give `Default::default()`; put `#[serde(default, deny_unknown_fields)]` on the
@@ -69,10 +84,18 @@ pub trait Scorer: Sized + 'static {
 
     /// The score of one item of the window. Scores `<= 0` keep the item off the hot list;
     /// NaN or infinite scores make the host reject the whole batch.
-    fn score_item(&self, item: &Item<'_>) -> f64;
+    ///
+    /// Write this one, or [`Scorer::score`] instead: the default is only for scorers that
+    /// write `score` and never call it.
+    fn score_item(&self, item: &Item<'_>) -> f64 {
+        let _ = item;
+        // A programming error of the plugin, found by its first unit test.
+        panic!("rtscore_guest::Scorer: implement `score_item` (one item) or `score` (the whole window)")
+    }
 
     /// Scores the whole window into `out` (empty on entry, one push per item, in item order).
-    /// Override it for formulas that look across items, such as a normalisation.
+    /// Write it instead of [`Scorer::score_item`] for formulas that look across items, such as
+    /// a normalisation; an `Err` rejects the batch (the host falls back for it).
     fn score(&self, batch: &Batch<'_>, out: &mut Vec<f64>) -> Result<(), String> {
         out.extend(batch.items().map(|item| self.score_item(&item)));
         Ok(())
@@ -181,6 +204,39 @@ mod tests {
         assert_eq!(parse_params::<P>("{}").unwrap(), P::default());
         let p: P = parse_params(r#"{"gravity": 1.5}"#).unwrap();
         assert_eq!(p.gravity, 1.5);
+    }
+
+    struct Whole;
+
+    impl Scorer for Whole {
+        type Params = NoParams;
+        fn new(_: NoParams) -> Result<Self, String> {
+            Ok(Self)
+        }
+        // Only the whole-window function: `score_item` is not needed.
+        fn score(&self, batch: &Batch<'_>, out: &mut Vec<f64>) -> Result<(), String> {
+            let n = batch.len() as f64;
+            out.extend(batch.items().map(|i| i.weighted_count() / n));
+            Ok(())
+        }
+    }
+
+    struct Neither;
+
+    impl Scorer for Neither {
+        type Params = NoParams;
+        fn new(_: NoParams) -> Result<Self, String> {
+            Ok(Self)
+        }
+    }
+
+    #[test]
+    fn a_scorer_writes_score_or_score_item() {
+        let batch = testing::BatchBuilder::new().weight("view", 1.0).event("a", "view", 0, 3).event("b", "view", 0, 1).build();
+        assert_eq!(batch.run::<Whole>("null").unwrap(), vec![1.5, 0.5]);
+        let panicked = std::panic::catch_unwind(|| batch.run::<Neither>("null")).unwrap_err();
+        let msg = panicked.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(msg.contains("implement `score_item`"), "{msg}");
     }
 
     #[test]

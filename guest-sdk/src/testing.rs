@@ -1,5 +1,6 @@
-//! Native test harness: build a window from `(item, action, age_ms, count)` events and run a
-//! [`Scorer`] on it exactly as the host would, without compiling to WebAssembly.
+//! Native test harness: build a window from `(item, action, age_ms, count)` events (plus the
+//! window context and declared feature values, if the scorer reads them) and run a [`Scorer`]
+//! on it exactly as the host would, without compiling to WebAssembly.
 //!
 //! ```
 //! use rtscore_guest::testing::BatchBuilder;
@@ -18,13 +19,20 @@
 //! ```
 
 use crate::time::MS_PER_MINUTE;
-use crate::{RawBatch, Scorer};
+use crate::{RawBatch, RawFeatureColumn, RawFeatureValues, Scorer};
 
 /// A window end used when a test does not choose one (2026-01-01T00:00:00Z).
 pub const DEFAULT_WINDOW_END_MS: i64 = 1_767_225_600_000;
 
 /// One test event: action index, age in ms, count.
 type TestEvent = (u16, i64, u32);
+
+/// A declared feature's values set so far: `(item index, value)`.
+#[derive(Debug, Clone)]
+enum TestColumn {
+    Number(Vec<(usize, f64)>),
+    Text(Vec<(usize, String)>),
+}
 
 /// Builds a [`RawBatch`] the way the host does: events grouped per item (in first-seen order),
 /// then per (one-minute bucket, action), with the count, mean and variance of their ages.
@@ -37,6 +45,12 @@ pub struct BatchBuilder {
     weights: Vec<f64>,
     /// Per item: its id and its events `(action index, age_ms, count)`.
     items: Vec<(String, Vec<TestEvent>)>,
+    slide_ms: i64,
+    top_n: u32,
+    tenant_id: String,
+    scenario_id: String,
+    /// Declared features, in declaration (first use) order.
+    features: Vec<(String, TestColumn)>,
 }
 
 impl Default for BatchBuilder {
@@ -46,7 +60,8 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// A 60-minute window ending at [`DEFAULT_WINDOW_END_MS`], λ = 0.1 per hour, no actions.
+    /// A 60-minute window sliding by 1 minute ending at [`DEFAULT_WINDOW_END_MS`], λ = 0.1 per
+    /// hour, no actions, `top_n` 100, tenant `tenant`, scenario `scenario`, no features.
     pub fn new() -> Self {
         Self {
             window_start_ms: DEFAULT_WINDOW_END_MS - 60 * 60_000,
@@ -55,6 +70,84 @@ impl BatchBuilder {
             actions: Vec::new(),
             weights: Vec::new(),
             items: Vec::new(),
+            slide_ms: 60_000,
+            top_n: 100,
+            tenant_id: "tenant".into(),
+            scenario_id: "scenario".into(),
+            features: Vec::new(),
+        }
+    }
+
+    /// The window's slide, ms.
+    pub fn slide_ms(mut self, slide_ms: i64) -> Self {
+        self.slide_ms = slide_ms;
+        self
+    }
+
+    /// The scenario's `top_n`.
+    pub fn top_n(mut self, top_n: u32) -> Self {
+        self.top_n = top_n;
+        self
+    }
+
+    /// The tenant id.
+    pub fn tenant(mut self, tenant_id: &str) -> Self {
+        self.tenant_id = tenant_id.to_string();
+        self
+    }
+
+    /// The scenario id.
+    pub fn scenario(mut self, scenario_id: &str) -> Self {
+        self.scenario_id = scenario_id.to_string();
+        self
+    }
+
+    /// An item with no events (yet): items are in first-mention order.
+    pub fn item(mut self, item: &str) -> Self {
+        self.item_index(item);
+        self
+    }
+
+    /// `item`'s value of the numeric declared feature `name` (items without one get 0, as the
+    /// host gives them).
+    pub fn feature(mut self, item: &str, name: &str, value: f64) -> Self {
+        let k = self.item_index(item);
+        match self.column(name, || TestColumn::Number(Vec::new())) {
+            TestColumn::Number(v) => v.push((k, value)),
+            TestColumn::Text(_) => panic!("feature {name:?} was declared as text"),
+        }
+        self
+    }
+
+    /// `item`'s value of the text declared feature `name` (items without one get "", as the
+    /// host gives them).
+    pub fn feature_text(mut self, item: &str, name: &str, value: &str) -> Self {
+        let k = self.item_index(item);
+        match self.column(name, || TestColumn::Text(Vec::new())) {
+            TestColumn::Text(v) => v.push((k, value.to_string())),
+            TestColumn::Number(_) => panic!("feature {name:?} was declared as a number"),
+        }
+        self
+    }
+
+    fn column(&mut self, name: &str, new: impl FnOnce() -> TestColumn) -> &mut TestColumn {
+        let i = match self.features.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.features.push((name.to_string(), new()));
+                self.features.len() - 1
+            }
+        };
+        &mut self.features[i].1
+    }
+
+    fn item_index(&mut self, item: &str) -> usize {
+        match self.items.iter().position(|(id, _)| id == item) {
+            Some(pos) => pos,
+            None => {
+                self.items.push((item.to_string(), Vec::new()));
+                self.items.len() - 1
+            }
         }
     }
 
@@ -86,13 +179,7 @@ impl BatchBuilder {
     /// `count` events of `action` on `item`, each `age_ms` before the window end.
     pub fn event(mut self, item: &str, action: &str, age_ms: i64, count: u32) -> Self {
         let a = self.action(action);
-        let pos = match self.items.iter().position(|(id, _)| id == item) {
-            Some(pos) => pos,
-            None => {
-                self.items.push((item.to_string(), Vec::new()));
-                self.items.len() - 1
-            }
-        };
+        let pos = self.item_index(item);
         self.items[pos].1.push((a, age_ms, count));
         self
     }
@@ -129,6 +216,12 @@ impl BatchBuilder {
             row_count: Vec::new(),
             row_age_mean_ms: Vec::new(),
             row_age_var_ms2: Vec::new(),
+            item_ids: self.items.iter().map(|(id, _)| id.clone()).collect(),
+            slide_ms: self.slide_ms,
+            top_n: self.top_n,
+            tenant_id: self.tenant_id.clone(),
+            scenario_id: self.scenario_id.clone(),
+            features: self.features.iter().map(|(name, c)| self.feature_column(name, c)).collect(),
         };
         let bucket_ms = MS_PER_MINUTE as i64;
         for (_, events) in &self.items {
@@ -155,7 +248,24 @@ impl BatchBuilder {
             }
             raw.item_offsets.push(raw.row_action.len() as u32);
         }
-        TestBatch { raw, item_ids: self.items.iter().map(|(id, _)| id.clone()).collect() }
+        TestBatch { item_ids: raw.item_ids.clone(), raw }
+    }
+
+    fn feature_column(&self, name: &str, c: &TestColumn) -> RawFeatureColumn {
+        let n = self.items.len();
+        let values = match c {
+            TestColumn::Number(set) => {
+                let mut v = vec![0.0; n];
+                set.iter().for_each(|&(k, x)| v[k] = x);
+                RawFeatureValues::Number(v)
+            }
+            TestColumn::Text(set) => {
+                let mut v = vec![String::new(); n];
+                set.iter().for_each(|(k, x)| v[*k].clone_from(x));
+                RawFeatureValues::Text(v)
+            }
+        };
+        RawFeatureColumn { name: name.to_string(), values }
     }
 }
 
@@ -223,5 +333,16 @@ mod tests {
         assert_eq!(var, 225_000_000.0);
         assert_eq!(b.raw.actions, vec!["view", "click"]);
         assert_eq!(b.raw.weights, vec![1.0, 0.0]);
+        assert_eq!(b.raw.item_ids, b.item_ids);
+    }
+
+    #[test]
+    fn features_default_per_item_and_keep_declaration_order() {
+        let b = BatchBuilder::new().item("a").feature_text("b", "brand", "x").feature("c", "price", 2.0).feature("a", "price", 1.0).build();
+        assert_eq!(b.item_ids, vec!["a", "b", "c"]);
+        let names: Vec<_> = b.raw.features.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["brand", "price"]);
+        assert_eq!(b.raw.features[0].values, RawFeatureValues::Text(vec!["".into(), "x".into(), "".into()]));
+        assert_eq!(b.raw.features[1].values, RawFeatureValues::Number(vec![1.0, 0.0, 2.0]));
     }
 }

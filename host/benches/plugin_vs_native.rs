@@ -30,7 +30,8 @@ fn batch(items: usize) -> WindowBatch {
         }
         b.finish_item();
     }
-    b
+    // As the pipeline hands it to a 0.2.0 plugin: with the window context and item ids.
+    plugins::with_context(b)
 }
 
 /// Median ns per item over repeated runs of `f`, about `budget` of wall time in total.

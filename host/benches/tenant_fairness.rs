@@ -43,6 +43,7 @@ fn calibrate(module: &[u8]) -> u64 {
     let mut batch = WindowBatch::new(0, 60_000, vec!["view".into()], vec![1.0], 0.0);
     batch.push_row(0, 1, 0.0, 0.0);
     batch.finish_item();
+    let batch = plugins::with_context(batch);
     let mut out = Vec::new();
     inst.score(&batch, &mut out).expect("warm-up");
     let t = Instant::now();

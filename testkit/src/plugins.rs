@@ -24,6 +24,7 @@ pub const CRATES: &[&str] = &[
     "test-nan",
     "test-bad-params",
     "test-probe",
+    "test-context",
 ];
 
 /// Directory holding `<crate_name>.wasm` for every crate in [`CRATES`].
@@ -44,6 +45,9 @@ pub fn wasm_dir() -> &'static Path {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(repo_root())
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            // As scripts/build-plugins.sh builds them: no debug info, no symbols.
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "true")
             .arg("--target-dir")
             .arg(&target_dir);
         for c in CRATES {
@@ -61,7 +65,26 @@ pub fn module(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// A random window: `items` items with 1..=`max_rows` rows each over the given actions.
+/// The reference plugins kept as WIT 0.1.0 modules in `tests/plugins/v0.1.0/` (see its README).
+pub const V010_FIXTURES: &[&str] = &["decay-weighted", "gravity", "trend", "wilson-ctr"];
+
+/// The bytes of the WIT 0.1.0 build of reference plugin `name` (one of [`V010_FIXTURES`]).
+pub fn v010_fixture(name: &str) -> Vec<u8> {
+    let path = repo_root().join("tests/plugins/v0.1.0").join(format!("{name}@0.1.0.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// `b` with the window context a WIT 0.2.0 plugin reads, as the pipeline fills it: item ids
+/// `item-<k>`, a one-minute slide, `top_n` 50, tenant `t`, scenario `s` (no features).
+pub fn with_context(mut b: WindowBatch) -> WindowBatch {
+    b.item_ids = (0..b.item_count()).map(|k| format!("item-{k}")).collect();
+    (b.slide_ms, b.top_n) = (60_000, 50);
+    (b.tenant_id, b.scenario_id) = ("t".into(), "s".into());
+    b
+}
+
+/// A random window: `items` items with 1..=`max_rows` rows each over the given actions, with
+/// the window context ([`with_context`]) a 0.2.0 plugin gets from the pipeline.
 pub fn random_batch(seed: u64, items: usize, max_rows: usize) -> WindowBatch {
     let mut rng = SmallRng::seed_from_u64(seed);
     let actions: Vec<String> = ["impression", "view", "click", "like", "share", "purchase"].iter().map(|s| s.to_string()).collect();
@@ -78,10 +101,10 @@ pub fn random_batch(seed: u64, items: usize, max_rows: usize) -> WindowBatch {
         }
         b.finish_item();
     }
-    b
+    with_context(b)
 }
 
-/// A batch of `items` items with one `view` row each.
+/// A batch of `items` items with one `view` row each, with the window context.
 pub fn simple_batch(items: usize) -> WindowBatch {
     let end = 1_767_225_600_000_i64;
     let mut b = WindowBatch::new(end - 3_600_000, end, vec!["view".into(), "click".into()], vec![1.0, 2.0], 0.1);
@@ -89,7 +112,7 @@ pub fn simple_batch(items: usize) -> WindowBatch {
         b.push_row(0, 1 + k as u32, 30_000.0, 0.0);
         b.finish_item();
     }
-    b
+    with_context(b)
 }
 
 /// Relative difference, safe at zero.

@@ -35,6 +35,7 @@ mod plugin_lifecycle;
 mod plugin_mongo;
 mod plugin_scaffold;
 mod plugin_vectors;
+mod plugin_wit_compat;
 mod shared_vectors;
 
 /// The harness starts the `rtscore` Cargo built with this test binary (testkit finds it at run

@@ -205,7 +205,7 @@ fn malformed_results_are_rejected() {
     assert_eq!(score(&mut inst, &simple_batch(0)).unwrap_err(), PluginError::WrongLength { expected: 0, got: 1 });
     let mut inst = instance(&engine, "test-nan", json!(null));
     match score(&mut inst, &simple_batch(3)) {
-        Err(PluginError::NonFinite { index: 2, value }) => assert!(value.is_nan()),
+        Err(PluginError::NonFinite { index: 2, value, .. }) => assert!(value.is_nan()),
         other => panic!("expected NonFinite at 2, got {other:?}"),
     }
 }

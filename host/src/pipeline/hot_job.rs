@@ -195,12 +195,27 @@ impl ScenarioHot {
         self.batch.actions.extend_from_slice(self.windows.actions());
         self.batch.weights.extend(self.batch.actions.iter().map(|a| cfg.weight(a)));
         self.windows.build_batch(end, g, &mut self.batch);
-        let outcome = self.scorer.score(&self.batch, &mut self.scores);
-        if let Some(e) = &outcome.error {
+        // The window context of WIT 0.2.0 costs a copy of every item id: only made when a
+        // scorer that may score this window reads it, never for the built-in formula or 0.1.0.
+        let shadow_reads = self.shadow.as_ref().is_some_and(|sh| sh.scorer.reads_context());
+        if self.scorer.reads_context() || shadow_reads {
+            self.batch.item_ids.extend(self.windows.batch_ids().map(str::to_string));
+            self.batch.slide_ms = g.slide_ms;
+            self.batch.top_n = u32::try_from(cfg.top_n).unwrap_or(u32::MAX);
+            // Reusing the strings' buffers: no allocation once warm.
+            let key = &self.config.key;
+            self.batch.tenant_id.clear();
+            self.batch.tenant_id.push_str(&key.tenant_id);
+            self.batch.scenario_id.clear();
+            self.batch.scenario_id.push_str(&key.scenario_id);
+        }
+        let mut outcome = self.scorer.score(&self.batch, &mut self.scores);
+        if let Some(e) = &mut outcome.error {
             self.counters.plugin_failures += 1;
+            e.name_item(|k| (k < self.batch.item_count()).then(|| self.windows.batch_item(k)));
             self.last_plugin_error = Some(e.to_string());
         }
-        let windows = &self.windows;
+        let (windows, item_count) = (&self.windows, self.batch.item_count());
         let list = |scores: &[f64], top_n: usize| -> Vec<ScoredItem> {
             topn::top_n_indexed(scores, top_n, |k| windows.batch_item(k))
                 .into_iter()
@@ -220,8 +235,10 @@ impl ScenarioHot {
         let shadow = self.shadow.as_mut().map(|sh| {
             self.batch.weights = self.batch.actions.iter().map(|a| sh.hot.weight(a)).collect();
             self.batch.decay_lambda = sh.hot.decay_lambda;
-            let o = sh.scorer.score(&self.batch, &mut sh.scores);
-            if let Some(e) = &o.error {
+            self.batch.top_n = u32::try_from(sh.hot.top_n).unwrap_or(u32::MAX);
+            let mut o = sh.scorer.score(&self.batch, &mut sh.scores);
+            if let Some(e) = &mut o.error {
+                e.name_item(|k| (k < item_count).then(|| windows.batch_item(k)));
                 sh.last_plugin_error = Some(e.to_string());
             }
             let shadow_items = list(&sh.scores, sh.hot.top_n);

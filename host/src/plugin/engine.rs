@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::bindings::ScorerPre;
+use super::bindings::{WitVersion, v0_1, v0_2};
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use super::sandbox::{Grants, HostState};
@@ -24,13 +24,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct CompiledPlugin {
     sha256: String,
     size: usize,
-    pub(crate) pre: ScorerPre<HostState>,
+    pub(crate) pre: ScorerPre,
     pub(crate) score_export: ComponentExportIndex,
+}
+
+/// The pre-instantiated component with the bindings of the WIT version it targets.
+pub(crate) enum ScorerPre {
+    V0_1(v0_1::ScorerPre<HostState>),
+    V0_2(v0_2::ScorerPre<HostState>),
+}
+
+impl ScorerPre {
+    pub(crate) fn version(&self) -> WitVersion {
+        match self {
+            ScorerPre::V0_1(_) => WitVersion::V0_1,
+            ScorerPre::V0_2(_) => WitVersion::V0_2,
+        }
+    }
+
+    pub(crate) fn instance_pre(&self) -> &InstancePre<HostState> {
+        match self {
+            ScorerPre::V0_1(p) => p.instance_pre(),
+            ScorerPre::V0_2(p) => p.instance_pre(),
+        }
+    }
 }
 
 impl CompiledPlugin {
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The `rtscore:scoring` version the component targets (see [`WitVersion::detect`]).
+    pub fn wit_version(&self) -> WitVersion {
+        self.pre.version()
     }
 
     /// Size of the module it was compiled from, in bytes.
@@ -41,7 +68,11 @@ impl CompiledPlugin {
 
 impl std::fmt::Debug for CompiledPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledPlugin").field("sha256", &self.sha256).field("size", &self.size).finish()
+        f.debug_struct("CompiledPlugin")
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .field("wit_version", &self.wit_version())
+            .finish()
     }
 }
 
@@ -108,7 +139,7 @@ impl PluginEngine {
     }
 
     /// Compiles module bytes into a component checked against the `rtscore:scoring/scorer`
-    /// world, or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
+    /// world of the version it targets (0.1.0 or 0.2.0, see [`WitVersion::detect`]), or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
     /// ms): call it from a blocking thread (`tokio::task::spawn_blocking`), not the event path.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledPlugin>, PluginError> {
         let sha256 = sha256_hex(bytes);
@@ -117,18 +148,22 @@ impl PluginEngine {
         }
         let started = std::time::Instant::now();
         let component = Component::new(&self.inner.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let version = WitVersion::detect(&component, &self.inner.engine)?;
         let instance_pre = self
             .inner
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Instantiate(format!("the module imports something the sandbox does not provide: {e:#}")))?;
-        let pre =
-            ScorerPre::new(instance_pre).map_err(|e| PluginError::Compile(format!("not an rtscore:scoring/scorer component: {e:#}")))?;
+        let not_scorer = |e: wasmtime::Error| PluginError::Compile(format!("not an rtscore:scoring/scorer@{version} component: {e:#}"));
+        let pre = match version {
+            WitVersion::V0_1 => ScorerPre::V0_1(v0_1::ScorerPre::new(instance_pre).map_err(not_scorer)?),
+            WitVersion::V0_2 => ScorerPre::V0_2(v0_2::ScorerPre::new(instance_pre).map_err(not_scorer)?),
+        };
         let score_export = component
             .get_export_index(None, "score")
             .ok_or_else(|| PluginError::Compile("the component exports no `score` function".into()))?;
         let compiled = Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), pre, score_export });
-        tracing::info!(%sha256, size = bytes.len(), ms = started.elapsed().as_millis() as u64, "compiled plugin component");
+        tracing::info!(%sha256, size = bytes.len(), wit = %version, ms = started.elapsed().as_millis() as u64, "compiled plugin component");
         // Two threads may race to compile the same module; either result is the same code.
         Ok(self.cache().entry(sha256).or_insert(compiled).clone())
     }

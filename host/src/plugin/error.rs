@@ -49,8 +49,13 @@ pub enum PluginError {
     #[error("plugin returned {got} scores for {expected} items")]
     WrongLength { expected: usize, got: usize },
 
-    #[error("plugin returned a non-finite score {value} for item {index}")]
-    NonFinite { index: usize, value: f64 },
+    #[error("plugin returned a non-finite score {value} for item {}", item_label(*index, item.as_deref()))]
+    NonFinite {
+        index: usize,
+        /// The item's id, when known (always once the pipeline has reported it).
+        item: Option<String>,
+        value: f64,
+    },
 
     #[error("plugin returned an error: {0}")]
     Guest(String),
@@ -77,7 +82,22 @@ pub enum PluginError {
     Quarantined { label: String, failures: u32, reason: String },
 }
 
+/// `#3 "item-7"`, or `#3` when the id is not known.
+fn item_label(index: usize, item: Option<&str>) -> String {
+    match item {
+        Some(id) => format!("{id:?} (#{index})"),
+        None => format!("#{index}"),
+    }
+}
+
 impl PluginError {
+    /// Names the item of a non-finite score by its id, given the batch's ids in item order.
+    pub fn name_item<'a>(&mut self, id_of: impl FnOnce(usize) -> Option<&'a str>) {
+        if let PluginError::NonFinite { index, item: item @ None, .. } = self {
+            *item = id_of(*index).map(str::to_string);
+        }
+    }
+
     /// A short stable name for metrics labels and status (`kind` of
     /// `rtscore_plugin_failures_total`).
     pub fn kind(&self) -> &'static str {
@@ -129,6 +149,9 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("gravity@0.1.0") && msg.contains("ab") && msg.contains("cd"), "{msg}");
         assert_eq!(PluginError::WrongLength { expected: 3, got: 2 }.to_string(), "plugin returned 2 scores for 3 items");
-        assert_eq!(PluginError::NonFinite { index: 1, value: f64::NAN }.kind(), "non_finite");
+        let mut e = PluginError::NonFinite { index: 1, item: None, value: f64::NAN };
+        assert_eq!((e.kind(), e.to_string().as_str()), ("non_finite", "plugin returned a non-finite score NaN for item #1"));
+        e.name_item(|k| ["a", "b"].get(k).copied());
+        assert_eq!(e.to_string(), r#"plugin returned a non-finite score NaN for item "b" (#1)"#);
     }
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{ScoreParams, ScoreResults, Scorer, WindowBatchView};
+use super::bindings::{ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2};
 use super::cpu::TenantCpu;
-use super::engine::{CompiledPlugin, PluginEngine};
+use super::engine::{CompiledPlugin, PluginEngine, ScorerPre};
 use super::error::PluginError;
 use super::executor::run_until;
 use super::memory::TenantMemory;
@@ -44,7 +44,8 @@ pub struct PluginInstance {
 
 struct Live {
     store: Store<HostState>,
-    /// The `score` export, type-checked against [`ScoreParams`] / [`ScoreResults`] once.
+    /// The `score` export, type-checked once against the signature of the component's WIT
+    /// version ([`ScoreParamsV0_1`] or [`ScoreParamsV0_2`], and [`ScoreResults`]).
     score: Func,
 }
 
@@ -107,6 +108,11 @@ impl PluginInstance {
         self.compiled.sha256()
     }
 
+    /// The `rtscore:scoring` version of the module it runs.
+    pub fn wit_version(&self) -> WitVersion {
+        self.compiled.wit_version()
+    }
+
     /// (Re)configures the instance with new params. On error the instance keeps no params and
     /// must not be used; prepare a new one.
     pub fn configure(&mut self, params: &serde_json::Value) -> Result<(), PluginError> {
@@ -122,24 +128,43 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// Scores every item of `batch` into `out` (replaced), one finite score per item.
+    /// Scores every item of `batch` into `out` (replaced), one finite score per item. A 0.2.0
+    /// module ([`Self::wit_version`]) also reads the window context, `item_ids` above all (one
+    /// per item: the guest SDK refuses a batch without them); the pipeline fills it for such
+    /// modules, callers scoring batches of their own must too.
     pub fn score(&mut self, batch: &WindowBatch, out: &mut Vec<f64>) -> Result<(), PluginError> {
         out.clear();
         let items = batch.item_count();
         let budget = self.limits.budget_for(items);
         let mode = self.limits.budget_mode;
+        let version = self.compiled.wit_version();
         let live = match self.live.as_mut() {
             Some(live) => live,
             None => self.resume()?,
         };
         let started = Instant::now();
-        // SAFETY: `score` was type-checked against `ScoreParams<'static>` / `ScoreResults` when
-        // the instance was created; the view type differs only in its borrow's lifetime. The
-        // one `unsafe` of the workspace (Cargo.toml denies it elsewhere).
-        #[allow(unsafe_code)]
-        let typed: TypedFunc<ScoreParams<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
         let result =
-            call(&mut live.store, budget, mode, move |store| async move { typed.call_async(store, (WindowBatchView::from(batch),)).await });
+            match version {
+                // SAFETY: `score` was type-checked against `ScoreParamsV0_1<'static>` /
+                // `ScoreResults` when the instance was created; the view type differs only in its
+                // borrow's lifetime. With the 0.2.0 arm below, the one `unsafe` site of the
+                // workspace (Cargo.toml denies it elsewhere).
+                WitVersion::V0_1 => {
+                    #[allow(unsafe_code)]
+                    let typed: TypedFunc<ScoreParamsV0_1<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    call(&mut live.store, budget, mode, move |store| async move {
+                        typed.call_async(store, (WindowBatchV0_1::from(batch),)).await
+                    })
+                }
+                // SAFETY: as above, against `ScoreParamsV0_2<'static>`.
+                WitVersion::V0_2 => {
+                    #[allow(unsafe_code)]
+                    let typed: TypedFunc<ScoreParamsV0_2<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    call(&mut live.store, budget, mode, move |store| async move {
+                        typed.call_async(store, (WindowBatchV0_2::from(batch),)).await
+                    })
+                }
+            };
         let used = started.elapsed();
         self.last_call = (used, budget);
         if let Some(cpu) = &self.cpu {
@@ -154,7 +179,9 @@ impl PluginInstance {
             return Err(PluginError::WrongLength { expected: items, got: scores.len() });
         }
         if let Some((index, &value)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
-            return Err(PluginError::NonFinite { index, value });
+            // The ids are in the batch for 0.2.0 plugins; the pipeline names the item otherwise.
+            let item = batch.item_ids.get(index).cloned();
+            return Err(PluginError::NonFinite { index, item, value });
         }
         *out = scores;
         Ok(())
@@ -204,6 +231,12 @@ impl PluginInstance {
     }
 }
 
+/// The generated bindings of an instance, for its `configure` call.
+enum Configure {
+    V0_1(v0_1::Scorer),
+    V0_2(v0_2::Scorer),
+}
+
 /// A new instance of `compiled`, configured with `params_json`.
 fn instantiate(
     engine: &PluginEngine,
@@ -222,27 +255,40 @@ fn instantiate(
     if matches!(limits.budget_mode, BudgetMode::Epoch { .. }) {
         store.epoch_deadline_trap();
     }
-    let pre = compiled.pre.clone();
-    let (bindings, instance) = call(&mut store, budget, limits.budget_mode, |store| async move {
-        let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-        let bindings = Scorer::new(&mut *store, &instance)?;
-        Ok((bindings, instance))
+    let version = compiled.wit_version();
+    let pre = compiled.pre.instance_pre().clone();
+    let bindings = &compiled.pre;
+    let (configure, instance) = call(&mut store, budget, limits.budget_mode, |store| async move {
+        let instance = pre.instantiate_async(&mut *store).await?;
+        // The generated bindings type-check both exports against the component's version.
+        let configure = match bindings {
+            ScorerPre::V0_1(_) => Configure::V0_1(v0_1::Scorer::new(&mut *store, &instance)?),
+            ScorerPre::V0_2(_) => Configure::V0_2(v0_2::Scorer::new(&mut *store, &instance)?),
+        };
+        Ok((configure, instance))
     })
     .map_err(|e| classify(e, &store, Stage::Instantiate, budget, limits.memory_bytes))?;
     let score = instance
         .get_func(&mut store, compiled.score_export)
         .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
-    score
-        .typed::<ScoreParams<'static>, ScoreResults>(&store)
-        .map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@0.1.0: {e:#}")))?;
+    let typed = match version {
+        WitVersion::V0_1 => score.typed::<ScoreParamsV0_1<'static>, ScoreResults>(&store).map(drop),
+        WitVersion::V0_2 => score.typed::<ScoreParamsV0_2<'static>, ScoreResults>(&store).map(drop),
+    };
+    typed.map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@{version}: {e:#}")))?;
     let params = params_json.to_string();
-    let configured = call(&mut store, budget, limits.budget_mode, |store| bindings.call_configure(store, &params));
+    let configured = call(&mut store, budget, limits.budget_mode, |store| async move {
+        match &configure {
+            Configure::V0_1(b) => b.call_configure(store, &params).await,
+            Configure::V0_2(b) => b.call_configure(store, &params).await,
+        }
+    });
     match configured {
         Ok(Ok(())) => {}
         Ok(Err(message)) => return Err(PluginError::Configure(message)),
         Err(e) => return Err(classify(e, &store, Stage::Configure, budget, limits.memory_bytes)),
     }
-    tracing::debug!(plugin = %label, sha256 = %compiled.sha256(), "plugin instance ready");
+    tracing::debug!(plugin = %label, sha256 = %compiled.sha256(), wit = %version, "plugin instance ready");
     Ok(Live { store, score })
 }
 

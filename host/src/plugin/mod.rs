@@ -24,6 +24,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod scorer;
 
+pub use bindings::WitVersion;
 pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use instance::PluginInstance;

@@ -165,6 +165,13 @@ impl ScenarioScorer {
         self.active.as_ref().map(|s| s.instance.sha256())
     }
 
+    /// Whether a plugin that may score the next batch (the active one or the last good one it
+    /// falls back on) reads the window context of WIT 0.2.0 (item ids, slide, top_n, tenant,
+    /// scenario, features): the pipeline fills those only then.
+    pub fn reads_context(&self) -> bool {
+        [&self.active, &self.last_good].into_iter().flatten().any(|s| s.instance.wit_version().reads_context())
+    }
+
     /// A new reference is being prepared off the event path; scoring goes on as before.
     pub fn set_loading(&mut self, label: impl Into<String>) {
         self.state = PluginState::Loading { label: label.into() };
