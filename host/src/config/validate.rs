@@ -237,7 +237,11 @@ pub const REALTIME_COMPUTE_FIELDS: &[&str] = &["hot_score", "user_profile", "met
 pub const HOT_SCORE_FIELDS: &[&str] =
     &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin"];
 pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
-pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr"];
+pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr", "per_item"];
+/// `metrics.per_item`.
+pub const PER_ITEM_FIELDS: &[&str] = &["top_n"];
+/// Most items `metrics.per_item.top_n` may ask for per window.
+pub const MAX_PER_ITEM_TOP_N: i64 = 1000;
 /// `metrics.ctr` and `metrics.cvr`: the actions counted above and below the ratio.
 pub const RATIO_FIELDS: &[&str] = &["numerator", "denominator"];
 /// `plugin` (live or candidate); `params` is the plugin's own JSON and is not checked.
@@ -405,6 +409,7 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         metrics_to_calculate,
         ctr: parse_ratio_actions(&mut w, m, "ctr", p, RatioActions::default_ctr()),
         cvr: parse_ratio_actions(&mut w, m, "cvr", p, RatioActions::default_cvr()),
+        per_item: parse_per_item(&mut w, m, p),
     };
 
     let effective_from_window_end = doc
@@ -431,6 +436,16 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
+}
+
+/// `metrics.per_item`: `{"top_n": N}` turns per-item metrics on for the N items with the most
+/// events per window (1 to [`MAX_PER_ITEM_TOP_N`], default 100); absent or null: off.
+fn parse_per_item(w: &mut Walker, metrics: Option<&Map<String, Value>>, parent: &str) -> Option<PerItemMetrics> {
+    let path = format!("{parent}.per_item");
+    let obj = w.object(metrics, "per_item", &path)?;
+    w.known_fields(Some(obj), PER_ITEM_FIELDS, &path);
+    let top_n = w.integer(Some(obj), "top_n", &format!("{path}.top_n"), 100, 1, MAX_PER_ITEM_TOP_N) as usize;
+    Some(PerItemMetrics { top_n })
 }
 
 /// Most actions one side of a ratio metric may sum.

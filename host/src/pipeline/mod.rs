@@ -4,6 +4,7 @@
 
 mod clock;
 mod hot_job;
+mod item_metrics;
 mod metrics_job;
 mod profile_job;
 mod profile_load;

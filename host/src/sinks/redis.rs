@@ -187,6 +187,20 @@ impl RedisSink {
             fields.push(("watch_time_mean_ms".into(), opt(w.mean_ms)));
             fields.push(("watch_time_total_ms".into(), w.total_ms.to_string()));
         }
+        // Per item: one JSON value per item in a hash beside the window's (DESIGN §6), so a
+        // reader fetches one item with HGET; replaced whole like the window's hash.
+        let items_key = keys::metrics_items(&key);
+        pipe.del(&items_key).ignore();
+        if let Some(items) = &m.items {
+            fields.push(("item_count".into(), items.top.len().to_string()));
+            fields.push(("items_untracked_events".into(), items.untracked_events.to_string()));
+            let per_item: Vec<(&str, String)> =
+                items.top.iter().map(|i| (i.item_id.as_str(), serde_json::to_string(i).unwrap_or_default())).collect();
+            if !per_item.is_empty() {
+                pipe.hset_multiple(&items_key, &per_item).ignore();
+                pipe.pexpire(&items_key, self.ttl.metrics_ms as i64).ignore();
+            }
+        }
         pipe.del(&key).ignore();
         pipe.hset_multiple(&key, &fields).ignore();
         pipe.pexpire(&key, self.ttl.metrics_ms as i64).ignore();
