@@ -153,6 +153,8 @@ pub struct MetricsConfig {
     pub cvr: RatioActions,
     /// Per-item metrics of the `top_n` items with the most events per window (off by default).
     pub per_item: Option<PerItemMetrics>,
+    /// A metrics plugin (world `metrics`), called once per emitted window.
+    pub plugin: Option<PluginRef>,
 }
 
 /// `metrics.per_item`: per window, counts per action and the scenario's ratios for each of the

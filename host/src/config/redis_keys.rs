@@ -169,6 +169,11 @@ pub fn metrics_items(metrics: &str) -> String {
     format!("{metrics}:items")
 }
 
+/// The per-item values of a metrics window's plugin (`metrics.plugin`), beside the window's hash.
+pub fn metrics_plugin_items(metrics: &str) -> String {
+    format!("{metrics}:plugin_items")
+}
+
 /// What a host applies for the scenario (a hash).
 pub fn status(k: &ScenarioKey) -> String {
     format!("{}:status", prefix(k))

@@ -138,6 +138,16 @@ pub struct MetricsWindow {
     pub watch_time: Option<WatchTime>,
     /// Present with `metrics.per_item`.
     pub items: Option<WindowItemMetrics>,
+    /// The metrics plugin's values, when one is referenced and its call succeeded.
+    pub plugin: Option<PluginMetrics>,
+}
+
+/// What a metrics plugin computed over a window (world `metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginMetrics {
+    /// `name@version`.
+    pub plugin: String,
+    pub metrics: Vec<crate::plugin::PluginMetric>,
 }
 
 /// Anything the runtime emits.
@@ -193,6 +203,10 @@ impl Output {
                 if let Some(items) = &m.items {
                     v["items"] = serde_json::to_value(&items.top).unwrap_or_default();
                     v["items_untracked_events"] = items.untracked_events.into();
+                }
+                if let Some(p) = &m.plugin {
+                    v["plugin"] = p.plugin.as_str().into();
+                    v["plugin_metrics"] = serde_json::to_value(&p.metrics).unwrap_or_default();
                 }
                 v
             }

@@ -14,7 +14,8 @@ use super::stats::Routed;
 use crate::config::model::{MetricKind, RatioActions};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
-use crate::output::{MetricsWindow, Output, WatchTime, WindowItemMetrics};
+use crate::output::{MetricsWindow, Output, PluginMetrics, WatchTime, WindowItemMetrics};
+use crate::plugin::{JobPlugin, MetricsInput, PluginWorld};
 use crate::window::BUCKET_MS;
 
 /// Distinct actions counted per scenario minute.
@@ -44,6 +45,8 @@ pub struct ScenarioMetrics {
     pub late: u64,
     /// (item, minute) cells held over the open minutes, bounded by `MAX_ITEM_CELLS`.
     item_cells: usize,
+    /// The scenario's metrics plugin (`metrics.plugin`), installed by the runtime.
+    pub plugin: JobPlugin,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -59,12 +62,14 @@ pub(super) fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -
 
 impl ScenarioMetrics {
     fn new(config: Arc<ScenarioConfig>) -> Self {
-        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0 }
+        let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Metrics);
+        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugin }
     }
 
-    /// Whether events are also counted per item.
+    /// Whether events are also counted per item: for `per_item`, and for a plugin (which
+    /// receives every tracked item).
     fn tracks_items(&self) -> bool {
-        self.config.metrics.per_item.is_some()
+        self.config.metrics.per_item.is_some() || self.config.metrics.plugin.is_some()
     }
 
     fn geometry(&self) -> WindowGeometry {
@@ -109,7 +114,7 @@ impl ScenarioMetrics {
         true
     }
 
-    fn window(&self, end: i64) -> MetricsWindow {
+    fn window(&self, end: i64) -> (MetricsWindow, WindowItems) {
         let g = self.geometry();
         let start = end - g.size_ms;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -125,7 +130,7 @@ impl ScenarioMetrics {
         }
         let metrics = &self.config.metrics;
         let wanted = &metrics.metrics_to_calculate;
-        MetricsWindow {
+        let window = MetricsWindow {
             key: self.config.key.clone(),
             window_start: start,
             window_end: end,
@@ -136,10 +141,33 @@ impl ScenarioMetrics {
                 .contains(&MetricKind::WatchTime)
                 .then_some(WatchTime { mean_ms: (watch_n > 0).then(|| watch_total / watch_n as f64), total_ms: watch_total }),
             counts,
-            items: metrics
-                .per_item
-                .map(|p| WindowItemMetrics { top: items.top(p.top_n, metrics), untracked_events: items.untracked }),
+            items: metrics.per_item.map(|p| WindowItemMetrics { top: items.top(p.top_n, metrics), untracked_events: items.untracked }),
+            plugin: None,
+        };
+        (window, items)
+    }
+
+    /// The plugin's metrics of a window, if a plugin is active and its call succeeds; the
+    /// built-in metrics are written either way (the plugin logs and records its failure).
+    fn plugin_metrics(&mut self, window: &MetricsWindow, items: &WindowItems) -> Option<PluginMetrics> {
+        self.config.metrics.plugin.as_ref()?;
+        if !self.plugin.is_active() {
+            return None;
         }
+        let input = metrics_input(window, items, self.watch(window.window_start, window.window_end));
+        let mut label = String::new();
+        let result = self.plugin.call(|instance| {
+            label = instance.label().to_string();
+            instance.compute_metrics(&input)
+        })?;
+        result.ok().map(|metrics| PluginMetrics { plugin: label, metrics })
+    }
+
+    /// The window's watch time total and events, whether or not `watch_time` is listed.
+    fn watch(&self, start: i64, end: i64) -> (f64, u64) {
+        self.minutes
+            .range(start.div_euclid(BUCKET_MS)..end.div_euclid(BUCKET_MS))
+            .fold((0.0, 0), |(t, n), (_, m)| (t + m.watch_total_ms, n + m.watch_events))
     }
 
     fn emit_due(&mut self, watermark: i64, out: &mut Vec<Output>) {
@@ -152,7 +180,9 @@ impl ScenarioMetrics {
             if end > watermark {
                 break;
             }
-            out.push(Output::Metrics(self.window(end)));
+            let (mut window, items) = self.window(end);
+            window.plugin = self.plugin_metrics(&window, &items);
+            out.push(Output::Metrics(window));
             self.windows_emitted += 1;
             self.closed_through = Some(end);
             self.drop_minutes_before(end);
@@ -172,6 +202,27 @@ impl ScenarioMetrics {
         let kept = self.minutes.split_off(&t.div_euclid(BUCKET_MS));
         let dropped = std::mem::replace(&mut self.minutes, kept);
         self.item_cells -= dropped.values().map(|m| m.items.len()).sum::<usize>().min(self.item_cells);
+    }
+}
+
+/// A window as a metrics plugin sees it: actions in name order, items most events first.
+fn metrics_input(window: &MetricsWindow, items: &WindowItems, (watch_total_ms, watch_events): (f64, u64)) -> MetricsInput {
+    let actions: Vec<String> = window.counts.keys().cloned().collect();
+    let ranked = items.ranked();
+    let item_counts = actions.iter().map(|a| ranked.iter().map(|(_, t)| t.counts.get(a).copied().unwrap_or(0)).collect()).collect();
+    MetricsInput {
+        window_start_ms: window.window_start,
+        window_end_ms: window.window_end,
+        tenant_id: window.key.tenant_id.to_string(),
+        scenario_id: window.key.scenario_id.to_string(),
+        counts: actions.iter().map(|a| window.counts[a]).collect(),
+        actions,
+        watch_total_ms,
+        watch_events,
+        item_ids: ranked.iter().map(|(id, _)| id.to_string()).collect(),
+        item_counts,
+        item_watch_total_ms: ranked.iter().map(|(_, t)| t.watch_total_ms).collect(),
+        items_untracked: items.untracked,
     }
 }
 
@@ -223,6 +274,14 @@ impl MetricsJob {
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioMetrics> {
         self.scenarios.get(&key.tenant_id, &key.scenario_id)
+    }
+
+    pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioMetrics> {
+        self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
+    }
+
+    pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioMetrics> {
+        self.scenarios.values_mut()
     }
 
     /// A copy of the scenario's open minutes, if it has a metrics config.

@@ -264,6 +264,10 @@ impl Pipeline {
         &self.metrics
     }
 
+    pub fn metrics_job_mut(&mut self) -> &mut MetricsJob {
+        &mut self.metrics
+    }
+
     pub fn hot_job_mut(&mut self) -> &mut HotScoreJob {
         &mut self.hot
     }

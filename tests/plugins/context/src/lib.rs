@@ -63,12 +63,7 @@ mod tests {
 
     #[test]
     fn scores_from_the_context() {
-        let batch = BatchBuilder::new()
-            .top_n(3)
-            .slide_ms(60_000)
-            .feature("a", "boost", 2.5)
-            .feature_text("bb", "tag", "hot")
-            .build();
+        let batch = BatchBuilder::new().top_n(3).slide_ms(60_000).feature("a", "boost", 2.5).feature_text("bb", "tag", "hot").build();
         assert_eq!(batch.run::<Context>("null").unwrap(), vec![3060.0 + 2.5 + 0.01, 3060.0 + 100.0 + 0.02]);
     }
 
