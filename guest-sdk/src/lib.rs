@@ -23,6 +23,9 @@
 //! rtscore_guest::export_scorer!(DecayWeighted);
 //! ```
 //!
+//! Metrics plugins (world `metrics`) implement [`metrics::Metrics`] and export it with
+//! [`export_metrics!`]; see [`metrics`].
+//!
 //! The same scorer runs natively in unit tests through [`testing`]. Everything that touches the
 //! component ABI lives in this crate; see `docs/plugins.md` for the whole loop.
 #![deny(missing_docs)]
@@ -34,6 +37,7 @@ extern crate self as rtscore_guest;
 mod batch;
 pub mod decay;
 pub mod math;
+pub mod metrics;
 pub mod testing;
 pub mod time;
 
@@ -175,6 +179,23 @@ pub mod __private {
         let scorer: S = crate::build_scorer(params_json)?;
         SCORER.with(|slot| *slot.borrow_mut() = Some(Box::new(scorer)));
         Ok(())
+    }
+
+    pub fn configure_metrics<M: crate::metrics::Metrics>(params_json: &str) -> Result<(), String> {
+        let plugin: M = crate::metrics::build_metrics(params_json)?;
+        SCORER.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
+        Ok(())
+    }
+
+    pub fn compute_metrics<M: crate::metrics::Metrics>(
+        window: &crate::metrics::RawMetricsWindow,
+    ) -> Result<Vec<crate::metrics::Metric>, String> {
+        SCORER.with(|slot| {
+            let slot = slot.borrow();
+            let plugin =
+                slot.as_ref().and_then(|s| s.downcast_ref::<M>()).ok_or_else(|| "compute-metrics called before configure".to_string())?;
+            crate::metrics::run_metrics(plugin, window)
+        })
     }
 
     pub fn score<S: Scorer>(batch: &RawBatch) -> Result<Vec<f64>, String> {

@@ -17,6 +17,7 @@ pub const CRATES: &[&str] = &[
     "gravity",
     "wilson-ctr",
     "trend",
+    "completion-rate",
     "test-trap",
     "test-spin",
     "test-oom",

@@ -177,3 +177,63 @@ fn a_metrics_list_change_mid_run_applies_to_later_windows() {
     assert_eq!(after["count:impression"], "20", "counts are always computed");
     assert!(host.stop().success());
 }
+
+#[test]
+fn per_item_metrics_reach_redis_and_jsonl_for_the_top_items() {
+    let stack = Stack::ensure();
+    let (tenant, topic, database) = (unique("pi"), unique("events-"), unique("db"));
+    stack.put_scenarios(
+        &database,
+        &[serde_json::json!({"tenant_id": tenant, "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+        "metrics": {"window_size_minutes": 10, "metrics_to_calculate": ["ctr", "cvr"], "per_item": {"top_n": 2}}}}})],
+    );
+    stack.create_topic(&topic, 1);
+    let ev = |item: &str, action: &str, ts: i64| event_line(&tenant, "s", item, action, ts);
+    // Window [T0, T0+10m): a 6 events (4 impressions, 2 clicks), b 3 (2 impressions, 1 click),
+    // c 1 (cut by top_n 2).
+    let mut lines: Vec<Vec<u8>> = (0..4).map(|k| ev("a", "impression", T0 + k * MIN)).collect();
+    lines.extend([ev("a", "click", T0 + 5 * MIN), ev("a", "click", T0 + 6 * MIN)]);
+    lines.extend([ev("b", "impression", T0), ev("b", "impression", T0 + MIN), ev("b", "click", T0 + 9 * MIN)]);
+    lines.push(ev("c", "impression", T0 + 2 * MIN));
+    // Closes the window.
+    lines.push(ev("z", "noop", T0 + 30 * MIN));
+    stack.produce(&topic, 1, &lines);
+
+    let jsonl = std::env::temp_dir().join(format!("{}.jsonl", unique("per-item")));
+    let mut host = Host::run()
+        .kafka(&stack, &topic, &unique("g"))
+        .job("metrics")
+        .mongo(&stack, &database)
+        .redis(&stack)
+        .jsonl_out(&jsonl)
+        .view_off()
+        .start();
+    let mut redis = stack.redis();
+    let key = format!("rt:{tenant}:s:metrics:{T0}");
+    let items_key = format!("{key}:items");
+    assert!(wait_until(Duration::from_secs(30), || redis.exists::<_, bool>(&items_key).unwrap_or(false)), "{}", host.log());
+    let m: BTreeMap<String, String> = redis.hgetall(&key).unwrap();
+    assert_eq!((m["item_count"].as_str(), m["items_untracked_events"].as_str()), ("2", "0"));
+    let items: BTreeMap<String, String> = redis.hgetall(&items_key).unwrap();
+    assert_eq!(items.keys().collect::<Vec<_>>(), ["a", "b"], "top 2 by events");
+    let a: serde_json::Value = serde_json::from_str(&items["a"]).unwrap();
+    assert_eq!(a["events"], 6);
+    assert_eq!(a["counts"], serde_json::json!({"impression": 4, "click": 2}));
+    assert_eq!(a["ctr"].as_f64(), Some(0.5));
+    assert_eq!(a["cvr"].as_f64(), Some(0.0));
+    let b: serde_json::Value = serde_json::from_str(&items["b"]).unwrap();
+    assert_eq!(b["ctr"].as_f64(), Some(0.5));
+    assert!(redis.pttl::<_, i64>(&items_key).unwrap() > 0, "the items hash carries the metrics TTL");
+    assert!(host.stop().success());
+
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let record: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["kind"] == "metrics" && v["window_start"] == T0)
+        .expect("the window's metrics record");
+    let ids: Vec<&str> = record["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b"], "most events first");
+    assert_eq!(record["items_untracked_events"], 0);
+    let _ = std::fs::remove_file(&jsonl);
+}

@@ -26,6 +26,7 @@ mod e2e_kafka_outage;
 mod e2e_last_valid;
 mod e2e_migration_knobs;
 mod e2e_noisy_neighbour;
+mod e2e_plugin_worlds;
 mod e2e_profiles_metrics;
 mod e2e_redis_outage;
 mod e2e_rollout;

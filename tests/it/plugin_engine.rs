@@ -272,3 +272,31 @@ async fn calls_from_inside_an_async_task_are_safe() {
     let mut spin = instance(&engine, "test-spin", json!(null));
     assert!(matches!(score(&mut spin, &simple_batch(1)), Err(PluginError::BudgetExhausted { .. })));
 }
+
+#[test]
+fn a_metrics_component_is_detected_by_its_world_and_computes_checked_metrics() {
+    use rtscore::plugin::{MetricsInput, PluginWorld};
+    let engine = engine();
+    assert_eq!(compile(&engine, "completion-rate").world(), PluginWorld::Metrics);
+    assert_eq!(compile(&engine, "gravity").world(), PluginWorld::Scorer);
+    let mut inst = instance(&engine, "completion-rate", json!({"start": "play", "complete": "complete"}));
+    let input = MetricsInput {
+        actions: vec!["complete".into(), "play".into()],
+        counts: vec![3, 6],
+        item_ids: vec!["a".into(), "b".into()],
+        item_counts: vec![vec![3, 0], vec![4, 2]],
+        item_watch_total_ms: vec![0.0, 0.0],
+        ..MetricsInput::default()
+    };
+    let got = inst.compute_metrics(&input).unwrap();
+    let values: Vec<(Option<&str>, f64)> = got.iter().map(|m| (m.item_id.as_deref(), m.value)).collect();
+    assert_eq!(values, [(Some("a"), 0.75), (Some("b"), 0.0), (None, 0.5)]);
+    // A metrics instance does not score, and the error names both sections.
+    let err = score(&mut inst, &simple_batch(2)).unwrap_err();
+    assert_eq!(err.kind(), "wrong_world");
+    assert!(err.to_string().contains("hot_score.plugin") && err.to_string().contains("metrics.plugin"), "{err}");
+    // Bad params are refused at configure, as for scorers.
+    let compiled = compile(&engine, "completion-rate");
+    let bad = engine.instantiate(compiled, "completion-rate@0.1.0", &json!({"start": "X"})).unwrap_err();
+    assert_eq!(bad.kind(), "configure", "{bad}");
+}

@@ -223,11 +223,13 @@ pub fn parse_layer(doc: &Value) -> Result<LayerId, LayerError> {
                             "unknown section; known: hot_score, user_profile, metrics",
                         ));
                     }
-                    if rc.get("hot_score").and_then(|h| h.get("plugin")).is_some_and(|p| !p.is_null()) {
-                        errors.push(field_error(
-                            "config.realtime_compute.hot_score.plugin",
-                            "plugin references belong in scenario documents, not in defaults layers",
-                        ));
+                    for section in ["hot_score", "metrics"] {
+                        if rc.get(section).and_then(|h| h.get("plugin")).is_some_and(|p| !p.is_null()) {
+                            errors.push(field_error(
+                                &format!("config.realtime_compute.{section}.plugin"),
+                                "plugin references belong in scenario documents, not in defaults layers",
+                            ));
+                        }
                     }
                 }
                 Some(_) => errors.push(field_error("config.realtime_compute", "must be an object")),
@@ -310,12 +312,19 @@ pub fn effective_realtime_compute(cfg: &ScenarioConfig) -> Value {
     }
     let u = &cfg.user_profile;
     let m = &cfg.metrics;
+    let mut metrics = json!({"enabled": m.enabled, "window_size_minutes": m.window_size_ms / 60_000,
+        "metrics_to_calculate": m.metrics_to_calculate});
+    if let Some(p) = m.per_item {
+        metrics["per_item"] = json!({"top_n": p.top_n});
+    }
+    if let Some(p) = &m.plugin {
+        metrics["plugin"] = serde_json::to_value(p).unwrap_or(Value::Null);
+    }
     json!({
         "hot_score": hot,
         "user_profile": {"enabled": u.enabled, "update_frequency_minutes": u.update_frequency_ms / 60_000,
             "interest_decay_days": u.interest_decay_days, "behavior_weights": u.behavior_weights},
-        "metrics": {"enabled": m.enabled, "window_size_minutes": m.window_size_ms / 60_000,
-            "metrics_to_calculate": m.metrics_to_calculate},
+        "metrics": metrics,
     })
 }
 

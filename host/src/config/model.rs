@@ -151,6 +151,17 @@ pub struct MetricsConfig {
     pub ctr: RatioActions,
     /// `cvr`'s actions (default purchase / click).
     pub cvr: RatioActions,
+    /// Per-item metrics of the `top_n` items with the most events per window (off by default).
+    pub per_item: Option<PerItemMetrics>,
+    /// A metrics plugin (world `metrics`), called once per emitted window.
+    pub plugin: Option<PluginRef>,
+}
+
+/// `metrics.per_item`: per window, counts per action and the scenario's ratios for each of the
+/// `top_n` items with the most events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerItemMetrics {
+    pub top_n: usize,
 }
 
 /// A ratio metric: the events of the `numerator` actions over those of the `denominator`

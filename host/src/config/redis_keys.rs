@@ -164,6 +164,16 @@ pub fn metrics(k: &ScenarioKey, window_start: i64) -> String {
     format!("{}:metrics:{window_start}", prefix(k))
 }
 
+/// The per-item hash of a metrics window (`metrics.per_item`), beside the window's hash.
+pub fn metrics_items(metrics: &str) -> String {
+    format!("{metrics}:items")
+}
+
+/// The per-item values of a metrics window's plugin (`metrics.plugin`), beside the window's hash.
+pub fn metrics_plugin_items(metrics: &str) -> String {
+    format!("{metrics}:plugin_items")
+}
+
 /// What a host applies for the scenario (a hash).
 pub fn status(k: &ScenarioKey) -> String {
     format!("{}:status", prefix(k))
@@ -197,6 +207,7 @@ mod tests {
         assert_eq!(meta(&hot_shadow(&k)), "rt:shop:home:hot:shadow:meta");
         assert_eq!(profile(&k, "u1"), "rt:shop:home:profile:u1");
         assert_eq!(metrics(&k, 60_000), "rt:shop:home:metrics:60000");
+        assert_eq!(metrics_items(&metrics(&k, 60_000)), "rt:shop:home:metrics:60000:items");
         assert_eq!(status(&k), "rt:shop:home:status");
         assert_eq!(status_pattern(Some("shop")), "rt:shop:*:status");
         assert_eq!(scenario_of_status(&status(&k)), "shop/home");

@@ -237,7 +237,11 @@ pub const REALTIME_COMPUTE_FIELDS: &[&str] = &["hot_score", "user_profile", "met
 pub const HOT_SCORE_FIELDS: &[&str] =
     &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin"];
 pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
-pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr"];
+pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr", "per_item", "plugin"];
+/// `metrics.per_item`.
+pub const PER_ITEM_FIELDS: &[&str] = &["top_n"];
+/// Most items `metrics.per_item.top_n` may ask for per window.
+pub const MAX_PER_ITEM_TOP_N: i64 = 1000;
 /// `metrics.ctr` and `metrics.cvr`: the actions counted above and below the ratio.
 pub const RATIO_FIELDS: &[&str] = &["numerator", "denominator"];
 /// `plugin` (live or candidate); `params` is the plugin's own JSON and is not checked.
@@ -405,6 +409,8 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         metrics_to_calculate,
         ctr: parse_ratio_actions(&mut w, m, "ctr", p, RatioActions::default_ctr()),
         cvr: parse_ratio_actions(&mut w, m, "cvr", p, RatioActions::default_cvr()),
+        per_item: parse_per_item(&mut w, m, p),
+        plugin: parse_plugin_ref(&mut w, m, &format!("{p}.plugin")),
     };
 
     let effective_from_window_end = doc
@@ -431,6 +437,16 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         }
         _ => Err(ConfigError { scenario: label, errors: w.errors }),
     }
+}
+
+/// `metrics.per_item`: `{"top_n": N}` turns per-item metrics on for the N items with the most
+/// events per window (1 to [`MAX_PER_ITEM_TOP_N`], default 100); absent or null: off.
+fn parse_per_item(w: &mut Walker, metrics: Option<&Map<String, Value>>, parent: &str) -> Option<PerItemMetrics> {
+    let path = format!("{parent}.per_item");
+    let obj = w.object(metrics, "per_item", &path)?;
+    w.known_fields(Some(obj), PER_ITEM_FIELDS, &path);
+    let top_n = w.integer(Some(obj), "top_n", &format!("{path}.top_n"), 100, 1, MAX_PER_ITEM_TOP_N) as usize;
+    Some(PerItemMetrics { top_n })
 }
 
 /// Most actions one side of a ratio metric may sum.
@@ -513,8 +529,10 @@ fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Ca
     })
 }
 
-fn parse_plugin_ref(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
-    let obj = w.object(hot, "plugin", path)?;
+/// A `plugin` reference of a section (`hot_score`, `metrics`): the section's world is checked
+/// when its module loads.
+fn parse_plugin_ref(w: &mut Walker, section: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
+    let obj = w.object(section, "plugin", path)?;
     w.known_fields(Some(obj), PLUGIN_FIELDS, path);
     let mut text = |key: &str, rule: &str, ok: &dyn Fn(&str) -> bool| -> Option<String> {
         match obj.get(key) {
@@ -664,6 +682,22 @@ mod tests {
     fn slide_larger_than_window_is_rejected() {
         let doc = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"window_size_minutes": 10, "window_slide_minutes": 20}}}});
         assert!(parse_scenario(&doc).unwrap_err().to_string().contains("must not exceed"));
+    }
+
+    #[test]
+    fn metrics_per_item_and_plugin_are_checked() {
+        let rc = |m: Value| json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"metrics": m}}});
+        let cfg =
+            parse_scenario(&rc(json!({"per_item": {"top_n": 5}, "plugin": {"name": "completion-rate", "version": "0.1.0"}}))).unwrap();
+        assert_eq!(cfg.metrics.per_item, Some(PerItemMetrics { top_n: 5 }));
+        assert_eq!(cfg.metrics.plugin.unwrap().label(), "completion-rate@0.1.0");
+        let seed = parse_scenario(&rc(json!({}))).unwrap();
+        assert_eq!((seed.metrics.per_item, seed.metrics.plugin), (None, None), "both off by default");
+        let e = parse_scenario(&rc(json!({"per_item": {"top_n": 1001, "topn": 1}, "plugin": {"name": "X"}}))).unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"config.realtime_compute.metrics.per_item.top_n"), "{paths:?}");
+        assert!(paths.contains(&"config.realtime_compute.metrics.per_item.topn"), "{paths:?}");
+        assert!(paths.contains(&"config.realtime_compute.metrics.plugin.name"), "{paths:?}");
     }
 
     #[test]

@@ -98,6 +98,32 @@ pub struct WatchTime {
     pub total_ms: f64,
 }
 
+/// One item's metrics over a metrics window (`metrics.per_item`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemMetrics {
+    pub item_id: String,
+    /// Events of the item in the window, all actions.
+    pub events: u64,
+    pub counts: BTreeMap<String, u64>,
+    /// Present when the scenario lists them, as for the scenario's metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctr: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvr: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_time_total_ms: Option<f64>,
+}
+
+/// The per-item part of a metrics window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowItemMetrics {
+    /// The `per_item.top_n` items with the most events, most first (then by id).
+    pub top: Vec<ItemMetrics>,
+    /// Events no item was tracked for (the scenario's item state was full): when not 0, the
+    /// ranking may miss items.
+    pub untracked_events: u64,
+}
+
 /// One tumbling metrics window of one scenario (DESIGN §4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsWindow {
@@ -110,6 +136,18 @@ pub struct MetricsWindow {
     pub ctr: Option<Option<f64>>,
     pub cvr: Option<Option<f64>>,
     pub watch_time: Option<WatchTime>,
+    /// Present with `metrics.per_item`.
+    pub items: Option<WindowItemMetrics>,
+    /// The metrics plugin's values, when one is referenced and its call succeeded.
+    pub plugin: Option<PluginMetrics>,
+}
+
+/// What a metrics plugin computed over a window (world `metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginMetrics {
+    /// `name@version`.
+    pub plugin: String,
+    pub metrics: Vec<crate::plugin::PluginMetric>,
 }
 
 /// Anything the runtime emits.
@@ -161,6 +199,14 @@ impl Output {
                 }
                 if let Some(w) = m.watch_time {
                     v["watch_time"] = serde_json::json!({"mean_ms": w.mean_ms, "total_ms": w.total_ms});
+                }
+                if let Some(items) = &m.items {
+                    v["items"] = serde_json::to_value(&items.top).unwrap_or_default();
+                    v["items_untracked_events"] = items.untracked_events.into();
+                }
+                if let Some(p) = &m.plugin {
+                    v["plugin"] = p.plugin.as_str().into();
+                    v["plugin_metrics"] = serde_json::to_value(&p.metrics).unwrap_or_default();
                 }
                 v
             }

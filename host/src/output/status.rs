@@ -71,6 +71,11 @@ pub struct ScenarioStatusRow {
     /// Set for an hour after the scenario was removed (its document deleted): when, and why.
     pub removed_at: Option<i64>,
     pub removed_reason: Option<String>,
+    /// The metrics plugin (`metrics.plugin`): `name@version`, its state (as `plugin_state`),
+    /// and its last failure (its metrics were then left out of the window).
+    pub metrics_plugin: Option<String>,
+    pub metrics_plugin_state: Option<String>,
+    pub metrics_plugin_error: Option<String>,
 }
 
 impl ScenarioStatusRow {
@@ -106,6 +111,9 @@ impl ScenarioStatusRow {
             ("shadow_drift_p90", opt(self.shadow.map(|c| c.drift_p90))),
             ("removed_at", opt(self.removed_at)),
             ("removed_reason", self.removed_reason.clone().unwrap_or_default()),
+            ("metrics_plugin", self.metrics_plugin.clone().unwrap_or_default()),
+            ("metrics_plugin_state", self.metrics_plugin_state.clone().unwrap_or_default()),
+            ("metrics_plugin_error", self.metrics_plugin_error.clone().unwrap_or_default()),
         ]
     }
 }

@@ -4,15 +4,18 @@
 //! and `cvr` are the scenario's (`metrics.ctr` / `metrics.cvr`, sums of listed actions). State is one bucket per
 //! minute, so a window-size change applies at the next window end of the new size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use super::item_metrics::{ItemCell, MAX_ITEM_CELLS, WindowItems};
 
 use super::scenario_map::ScenarioMap;
 use super::stats::Routed;
 use crate::config::model::{MetricKind, RatioActions};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
 use crate::event::Event;
-use crate::output::{MetricsWindow, Output, WatchTime};
+use crate::output::{MetricsWindow, Output, PluginMetrics, WatchTime, WindowItemMetrics};
+use crate::plugin::{JobPlugin, MetricsInput, PluginWorld};
 use crate::window::BUCKET_MS;
 
 /// Distinct actions counted per scenario minute.
@@ -23,6 +26,13 @@ struct MinuteTotals {
     counts: Vec<(Box<str>, u64)>,
     watch_total_ms: f64,
     watch_events: u64,
+    /// Per item, when the scenario tracks items (`per_item` or a metrics plugin). Older
+    /// snapshots have none.
+    #[serde(default)]
+    items: HashMap<Box<str>, ItemCell, ahash::RandomState>,
+    /// Events of this minute no item cell took (the scenario was at `MAX_ITEM_CELLS`).
+    #[serde(default)]
+    items_untracked: u64,
 }
 
 /// One scenario's metrics state.
@@ -33,6 +43,10 @@ pub struct ScenarioMetrics {
     closed_through: Option<i64>,
     pub windows_emitted: u64,
     pub late: u64,
+    /// (item, minute) cells held over the open minutes, bounded by `MAX_ITEM_CELLS`.
+    item_cells: usize,
+    /// The scenario's metrics plugin (`metrics.plugin`), installed by the runtime.
+    pub plugin: JobPlugin,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -41,14 +55,21 @@ fn ratio(num: u64, den: u64) -> Option<f64> {
 
 /// The scenario's ratio metric over the window's counts: the summed numerator actions over the
 /// summed denominator actions (null when the latter is 0).
-fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -> Option<f64> {
+pub(super) fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -> Option<f64> {
     let sum = |list: &[String]| list.iter().map(|a| counts.get(a).copied().unwrap_or(0)).sum::<u64>();
     ratio(sum(&actions.numerator), sum(&actions.denominator))
 }
 
 impl ScenarioMetrics {
     fn new(config: Arc<ScenarioConfig>) -> Self {
-        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0 }
+        let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Metrics);
+        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugin }
+    }
+
+    /// Whether events are also counted per item: for `per_item`, and for a plugin (which
+    /// receives every tracked item).
+    fn tracks_items(&self) -> bool {
+        self.config.metrics.per_item.is_some() || self.config.metrics.plugin.is_some()
     }
 
     fn geometry(&self) -> WindowGeometry {
@@ -62,11 +83,28 @@ impl ScenarioMetrics {
             self.late += 1;
             return false;
         }
+        let tracks_items = self.tracks_items();
         let m = self.minutes.entry(ev.ts.div_euclid(BUCKET_MS)).or_default();
-        match m.counts.iter().position(|(a, _)| **a == *ev.action) {
-            Some(i) => m.counts[i].1 += 1,
-            None if m.counts.len() < MAX_ACTIONS => m.counts.push((ev.action.as_ref().into(), 1)),
-            None => {}
+        let action = match m.counts.iter().position(|(a, _)| **a == *ev.action) {
+            Some(i) => {
+                m.counts[i].1 += 1;
+                Some(i)
+            }
+            None if m.counts.len() < MAX_ACTIONS => {
+                m.counts.push((ev.action.as_ref().into(), 1));
+                Some(m.counts.len() - 1)
+            }
+            None => None,
+        };
+        if tracks_items && let Some(a) = action {
+            match m.items.get_mut(&*ev.item_id) {
+                Some(cell) => cell.add(a as u16, ev.watch_time_ms),
+                None if self.item_cells < MAX_ITEM_CELLS => {
+                    self.item_cells += 1;
+                    m.items.entry(ev.item_id.as_ref().into()).or_default().add(a as u16, ev.watch_time_ms);
+                }
+                None => m.items_untracked += 1,
+            }
         }
         if let Some(w) = ev.watch_time_ms {
             m.watch_total_ms += w;
@@ -76,21 +114,23 @@ impl ScenarioMetrics {
         true
     }
 
-    fn window(&self, end: i64) -> MetricsWindow {
+    fn window(&self, end: i64) -> (MetricsWindow, WindowItems) {
         let g = self.geometry();
         let start = end - g.size_ms;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let (mut watch_total, mut watch_n) = (0.0, 0u64);
+        let mut items = WindowItems::default();
         for m in self.minutes.range(start.div_euclid(BUCKET_MS)..end.div_euclid(BUCKET_MS)).map(|(_, m)| m) {
             for (a, n) in &m.counts {
                 *counts.entry(a.to_string()).or_default() += n;
             }
             watch_total += m.watch_total_ms;
             watch_n += m.watch_events;
+            items.add_minute(&m.counts, m.items.iter().map(|(k, c)| (&**k, c)), m.items_untracked);
         }
         let metrics = &self.config.metrics;
         let wanted = &metrics.metrics_to_calculate;
-        MetricsWindow {
+        let window = MetricsWindow {
             key: self.config.key.clone(),
             window_start: start,
             window_end: end,
@@ -101,7 +141,33 @@ impl ScenarioMetrics {
                 .contains(&MetricKind::WatchTime)
                 .then_some(WatchTime { mean_ms: (watch_n > 0).then(|| watch_total / watch_n as f64), total_ms: watch_total }),
             counts,
+            items: metrics.per_item.map(|p| WindowItemMetrics { top: items.top(p.top_n, metrics), untracked_events: items.untracked }),
+            plugin: None,
+        };
+        (window, items)
+    }
+
+    /// The plugin's metrics of a window, if a plugin is active and its call succeeds; the
+    /// built-in metrics are written either way (the plugin logs and records its failure).
+    fn plugin_metrics(&mut self, window: &MetricsWindow, items: &WindowItems) -> Option<PluginMetrics> {
+        self.config.metrics.plugin.as_ref()?;
+        if !self.plugin.is_active() {
+            return None;
         }
+        let input = metrics_input(window, items, self.watch(window.window_start, window.window_end));
+        let mut label = String::new();
+        let result = self.plugin.call(|instance| {
+            label = instance.label().to_string();
+            instance.compute_metrics(&input)
+        })?;
+        result.ok().map(|metrics| PluginMetrics { plugin: label, metrics })
+    }
+
+    /// The window's watch time total and events, whether or not `watch_time` is listed.
+    fn watch(&self, start: i64, end: i64) -> (f64, u64) {
+        self.minutes
+            .range(start.div_euclid(BUCKET_MS)..end.div_euclid(BUCKET_MS))
+            .fold((0.0, 0), |(t, n), (_, m)| (t + m.watch_total_ms, n + m.watch_events))
     }
 
     fn emit_due(&mut self, watermark: i64, out: &mut Vec<Output>) {
@@ -114,19 +180,49 @@ impl ScenarioMetrics {
             if end > watermark {
                 break;
             }
-            out.push(Output::Metrics(self.window(end)));
+            let (mut window, items) = self.window(end);
+            window.plugin = self.plugin_metrics(&window, &items);
+            out.push(Output::Metrics(window));
             self.windows_emitted += 1;
             self.closed_through = Some(end);
-            self.minutes = self.minutes.split_off(&end.div_euclid(BUCKET_MS));
+            self.drop_minutes_before(end);
         }
         // As for hot windows: nothing is closed before the scenario's first accepted event.
         if watermark != i64::MAX && self.max_ts.is_some() {
             let last_end = watermark.div_euclid(g.slide_ms) * g.slide_ms;
             if self.closed_through.is_none_or(|c| c < last_end) {
                 self.closed_through = Some(last_end);
-                self.minutes = self.minutes.split_off(&(last_end.div_euclid(BUCKET_MS)));
+                self.drop_minutes_before(last_end);
             }
         }
+    }
+
+    /// Forgets the minutes before `t`, releasing their item cells.
+    fn drop_minutes_before(&mut self, t: i64) {
+        let kept = self.minutes.split_off(&t.div_euclid(BUCKET_MS));
+        let dropped = std::mem::replace(&mut self.minutes, kept);
+        self.item_cells -= dropped.values().map(|m| m.items.len()).sum::<usize>().min(self.item_cells);
+    }
+}
+
+/// A window as a metrics plugin sees it: actions in name order, items most events first.
+fn metrics_input(window: &MetricsWindow, items: &WindowItems, (watch_total_ms, watch_events): (f64, u64)) -> MetricsInput {
+    let actions: Vec<String> = window.counts.keys().cloned().collect();
+    let ranked = items.ranked();
+    let item_counts = actions.iter().map(|a| ranked.iter().map(|(_, t)| t.counts.get(a).copied().unwrap_or(0)).collect()).collect();
+    MetricsInput {
+        window_start_ms: window.window_start,
+        window_end_ms: window.window_end,
+        tenant_id: window.key.tenant_id.to_string(),
+        scenario_id: window.key.scenario_id.to_string(),
+        counts: actions.iter().map(|a| window.counts[a]).collect(),
+        actions,
+        watch_total_ms,
+        watch_events,
+        item_ids: ranked.iter().map(|(id, _)| id.to_string()).collect(),
+        item_counts,
+        item_watch_total_ms: ranked.iter().map(|(_, t)| t.watch_total_ms).collect(),
+        items_untracked: items.untracked,
     }
 }
 
@@ -180,6 +276,14 @@ impl MetricsJob {
         self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
 
+    pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioMetrics> {
+        self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
+    }
+
+    pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioMetrics> {
+        self.scenarios.values_mut()
+    }
+
     /// A copy of the scenario's open minutes, if it has a metrics config.
     pub fn export_state(&self, key: &ScenarioKey) -> Option<MetricsState> {
         let s = self.scenario(key)?;
@@ -191,6 +295,7 @@ impl MetricsJob {
         let Some(s) = self.scenarios.get_mut(&key.tenant_id, &key.scenario_id) else { return false };
         let state = state.unwrap_or_default();
         s.minutes = state.minutes;
+        s.item_cells = s.minutes.values().map(|m| m.items.len()).sum();
         s.max_ts = state.max_ts;
         s.closed_through = state.closed_through;
         true
@@ -316,6 +421,73 @@ mod tests {
         );
         let seed = cfg(30, serde_json::json!(["ctr"]), 1);
         assert_eq!((seed.metrics.ctr.clone(), seed.metrics.cvr.clone()), (RatioActions::default_ctr(), RatioActions::default_cvr()));
+    }
+
+    fn item_ev(item: &str, action: &str, ts: i64) -> String {
+        format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"{item}","action":"{action}","ts":{ts}}}"#)
+    }
+
+    fn per_item_cfg(top_n: i64) -> Arc<ScenarioConfig> {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"metrics": {
+            "window_size_minutes": 10, "metrics_to_calculate": ["ctr"], "per_item": {"top_n": top_n}}}}});
+        Arc::new(parse_scenario(&doc).unwrap())
+    }
+
+    #[test]
+    fn per_item_metrics_rank_the_window_items_across_minutes() {
+        let c = per_item_cfg(2);
+        let mut job = MetricsJob::new();
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut lines = Vec::new();
+        for k in 0..4 {
+            lines.push(item_ev("a", "impression", T0 + k * MIN));
+        }
+        lines.extend([item_ev("a", "click", T0 + 5 * MIN), item_ev("b", "impression", T0), item_ev("b", "click", T0 + 9 * MIN)]);
+        lines.push(item_ev("c", "impression", T0 + 2 * MIN));
+        // Next window: only c.
+        lines.push(item_ev("c", "click", T0 + 11 * MIN));
+        let mut out = Vec::new();
+        run(&mut job, &lines, &mut out);
+        job.finish(&mut out);
+        let w = windows(out);
+        let items = w[0].items.as_ref().unwrap();
+        assert_eq!(items.untracked_events, 0);
+        let got: Vec<(&str, u64, Option<Option<f64>>)> = items.top.iter().map(|i| (i.item_id.as_str(), i.events, i.ctr)).collect();
+        assert_eq!(got, [("a", 5, Some(Some(0.25))), ("b", 2, Some(Some(1.0)))], "top 2 by events; c is cut");
+        assert_eq!(items.top[0].cvr, None, "cvr is not listed");
+        let next = w[1].items.as_ref().unwrap();
+        assert_eq!((next.top.len(), next.top[0].item_id.as_str(), next.top[0].ctr), (1, "c", Some(None)));
+        assert_eq!(job.scenario(&c.key).unwrap().item_cells, 0, "closed minutes release their cells");
+    }
+
+    #[test]
+    fn per_item_state_is_bounded_and_says_what_it_missed() {
+        let c = per_item_cfg(10);
+        let mut job = MetricsJob::new();
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut out = Vec::new();
+        run(&mut job, &[item_ev("a", "view", T0)], &mut out);
+        // As if the open minutes already held the bound's cells.
+        job.scenarios.get_mut("t", "s").unwrap().item_cells = MAX_ITEM_CELLS;
+        run(&mut job, &[item_ev("a", "view", T0), item_ev("new", "view", T0), item_ev("new", "view", T0 + MIN)], &mut out);
+        job.finish(&mut out);
+        let w = &windows(out)[0];
+        assert_eq!(w.counts["view"], 4, "the scenario's totals count every event");
+        let items = w.items.as_ref().unwrap();
+        assert_eq!(items.top.iter().map(|i| (i.item_id.as_str(), i.events)).collect::<Vec<_>>(), [("a", 2)]);
+        assert_eq!(items.untracked_events, 2);
+    }
+
+    #[test]
+    fn without_per_item_no_items_are_kept() {
+        let c = cfg(10, serde_json::json!([]), 1);
+        let mut job = MetricsJob::new();
+        job.apply_config(&c.key, Some(c.clone()));
+        let mut out = Vec::new();
+        run(&mut job, &[item_ev("a", "view", T0)], &mut out);
+        assert_eq!(job.scenario(&c.key).unwrap().item_cells, 0);
+        job.finish(&mut out);
+        assert_eq!(windows(out)[0].items, None);
     }
 
     #[test]

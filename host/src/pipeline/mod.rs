@@ -4,6 +4,7 @@
 
 mod clock;
 mod hot_job;
+mod item_metrics;
 mod metrics_job;
 mod profile_job;
 mod profile_load;
@@ -261,6 +262,10 @@ impl Pipeline {
 
     pub fn metrics_job(&self) -> &MetricsJob {
         &self.metrics
+    }
+
+    pub fn metrics_job_mut(&mut self) -> &mut MetricsJob {
+        &mut self.metrics
     }
 
     pub fn hot_job_mut(&mut self) -> &mut HotScoreJob {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::bindings::{WitVersion, v0_1, v0_2};
+use super::bindings::{PluginWorld, WitVersion, v0_1, v0_2, v0_2_metrics};
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use super::sandbox::{Grants, HostState};
@@ -24,28 +24,38 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct CompiledPlugin {
     sha256: String,
     size: usize,
-    pub(crate) pre: ScorerPre,
-    pub(crate) score_export: ComponentExportIndex,
+    pub(crate) pre: WorldPre,
+    /// The `score` export of a scorer (the one call made without generated bindings).
+    pub(crate) score_export: Option<ComponentExportIndex>,
 }
 
-/// The pre-instantiated component with the bindings of the WIT version it targets.
-pub(crate) enum ScorerPre {
+/// The pre-instantiated component with the bindings of the WIT version and world it targets.
+pub(crate) enum WorldPre {
     V0_1(v0_1::ScorerPre<HostState>),
     V0_2(v0_2::ScorerPre<HostState>),
+    Metrics(v0_2_metrics::MetricsPre<HostState>),
 }
 
-impl ScorerPre {
+impl WorldPre {
     pub(crate) fn version(&self) -> WitVersion {
         match self {
-            ScorerPre::V0_1(_) => WitVersion::V0_1,
-            ScorerPre::V0_2(_) => WitVersion::V0_2,
+            WorldPre::V0_1(_) => WitVersion::V0_1,
+            WorldPre::V0_2(_) | WorldPre::Metrics(_) => WitVersion::V0_2,
+        }
+    }
+
+    pub(crate) fn world(&self) -> PluginWorld {
+        match self {
+            WorldPre::V0_1(_) | WorldPre::V0_2(_) => PluginWorld::Scorer,
+            WorldPre::Metrics(_) => PluginWorld::Metrics,
         }
     }
 
     pub(crate) fn instance_pre(&self) -> &InstancePre<HostState> {
         match self {
-            ScorerPre::V0_1(p) => p.instance_pre(),
-            ScorerPre::V0_2(p) => p.instance_pre(),
+            WorldPre::V0_1(p) => p.instance_pre(),
+            WorldPre::V0_2(p) => p.instance_pre(),
+            WorldPre::Metrics(p) => p.instance_pre(),
         }
     }
 }
@@ -60,6 +70,11 @@ impl CompiledPlugin {
         self.pre.version()
     }
 
+    /// The world the component implements (see [`PluginWorld::detect`]).
+    pub fn world(&self) -> PluginWorld {
+        self.pre.world()
+    }
+
     /// Size of the module it was compiled from, in bytes.
     pub fn module_size(&self) -> usize {
         self.size
@@ -72,6 +87,7 @@ impl std::fmt::Debug for CompiledPlugin {
             .field("sha256", &self.sha256)
             .field("size", &self.size)
             .field("wit_version", &self.wit_version())
+            .field("world", &self.world())
             .finish()
     }
 }
@@ -138,8 +154,9 @@ impl PluginEngine {
         self.cache().get(sha256).cloned()
     }
 
-    /// Compiles module bytes into a component checked against the `rtscore:scoring/scorer`
-    /// world of the version it targets (0.1.0 or 0.2.0, see [`WitVersion::detect`]), or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
+    /// Compiles module bytes into a component checked against the `rtscore:scoring` world it
+    /// implements ([`PluginWorld::detect`]) in the version it targets (0.1.0 or 0.2.0, see
+    /// [`WitVersion::detect`]), or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
     /// ms): call it from a blocking thread (`tokio::task::spawn_blocking`), not the event path.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledPlugin>, PluginError> {
         let sha256 = sha256_hex(bytes);
@@ -149,21 +166,31 @@ impl PluginEngine {
         let started = std::time::Instant::now();
         let component = Component::new(&self.inner.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
         let version = WitVersion::detect(&component, &self.inner.engine)?;
+        let world = PluginWorld::detect(&component, &self.inner.engine)?;
         let instance_pre = self
             .inner
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Instantiate(format!("the module imports something the sandbox does not provide: {e:#}")))?;
-        let not_scorer = |e: wasmtime::Error| PluginError::Compile(format!("not an rtscore:scoring/scorer@{version} component: {e:#}"));
-        let pre = match version {
-            WitVersion::V0_1 => ScorerPre::V0_1(v0_1::ScorerPre::new(instance_pre).map_err(not_scorer)?),
-            WitVersion::V0_2 => ScorerPre::V0_2(v0_2::ScorerPre::new(instance_pre).map_err(not_scorer)?),
+        let not_world = |e: wasmtime::Error| PluginError::Compile(format!("not an rtscore:scoring/{world}@{version} component: {e:#}"));
+        let pre = match (world, version) {
+            (PluginWorld::Scorer, WitVersion::V0_1) => WorldPre::V0_1(v0_1::ScorerPre::new(instance_pre).map_err(not_world)?),
+            (PluginWorld::Scorer, WitVersion::V0_2) => WorldPre::V0_2(v0_2::ScorerPre::new(instance_pre).map_err(not_world)?),
+            (PluginWorld::Metrics, WitVersion::V0_2) => WorldPre::Metrics(v0_2_metrics::MetricsPre::new(instance_pre).map_err(not_world)?),
+            (PluginWorld::Metrics, WitVersion::V0_1) => {
+                return Err(PluginError::Compile(format!("world {world} is part of rtscore:scoring@0.2.0; the component targets 0.1.0")));
+            }
         };
-        let score_export = component
-            .get_export_index(None, "score")
-            .ok_or_else(|| PluginError::Compile("the component exports no `score` function".into()))?;
+        let score_export = match world {
+            PluginWorld::Scorer => Some(
+                component
+                    .get_export_index(None, "score")
+                    .ok_or_else(|| PluginError::Compile("the component exports no `score` function".into()))?,
+            ),
+            PluginWorld::Metrics => None,
+        };
         let compiled = Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), pre, score_export });
-        tracing::info!(%sha256, size = bytes.len(), wit = %version, ms = started.elapsed().as_millis() as u64, "compiled plugin component");
+        tracing::info!(%sha256, size = bytes.len(), wit = %version, %world, ms = started.elapsed().as_millis() as u64, "compiled plugin component");
         // Two threads may race to compile the same module; either result is the same code.
         Ok(self.cache().entry(sha256).or_insert(compiled).clone())
     }

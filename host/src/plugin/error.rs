@@ -31,6 +31,17 @@ pub enum PluginError {
     #[error("plugin module cannot be instantiated in the sandbox: {0}")]
     Instantiate(String),
 
+    /// A module of another world than the section referencing it expects.
+    #[error(
+        "plugin module {reference} implements world `{found}`, but {section} needs world `{expected}`; reference it from {found_section}"
+    )]
+    WrongWorld { reference: String, expected: &'static str, found: &'static str, section: &'static str, found_section: &'static str },
+
+    /// A metrics or profile plugin's result broke the contract (a bad name, an unknown item,
+    /// a non-finite value, too many values).
+    #[error("plugin returned a malformed result: {0}")]
+    BadOutput(String),
+
     #[error("plugin rejected its params: {0}")]
     Configure(String),
 
@@ -110,6 +121,8 @@ impl PluginError {
             PluginError::Compile(_) => "compile",
             PluginError::Instantiate(_) => "instantiate",
             PluginError::Configure(_) => "configure",
+            PluginError::WrongWorld { .. } => "wrong_world",
+            PluginError::BadOutput(_) => "bad_output",
             PluginError::Trap(_) => "trap",
             PluginError::BudgetExhausted { .. } => "budget_exhausted",
             PluginError::MemoryExhausted { .. } => "memory_exhausted",

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2};
+use super::bindings::{
+    PluginWorld, ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2, v0_2_metrics,
+};
 use super::cpu::TenantCpu;
-use super::engine::{CompiledPlugin, PluginEngine, ScorerPre};
+use super::engine::{CompiledPlugin, PluginEngine, WorldPre};
 use super::error::PluginError;
 use super::executor::run_until;
 use super::memory::TenantMemory;
+use super::metrics::{MetricsInput, PluginMetric, check_metrics};
 use super::sandbox::HostState;
 use crate::config::plugin_limits::{BudgetMode, SandboxLimits};
 use crate::scoring::WindowBatch;
@@ -44,9 +47,15 @@ pub struct PluginInstance {
 
 struct Live {
     store: Store<HostState>,
+    call: Call,
+}
+
+/// The export an instance is called through, by world.
+enum Call {
     /// The `score` export, type-checked once against the signature of the component's WIT
     /// version ([`ScoreParamsV0_1`] or [`ScoreParamsV0_2`], and [`ScoreResults`]).
-    score: Func,
+    Score(Func),
+    Metrics(v0_2_metrics::Metrics),
 }
 
 /// Which call failed, for error mapping.
@@ -113,6 +122,22 @@ impl PluginInstance {
         self.compiled.wit_version()
     }
 
+    /// The world of the module it runs.
+    pub fn world(&self) -> PluginWorld {
+        self.compiled.world()
+    }
+
+    fn wrong_world(&self, expected: PluginWorld) -> PluginError {
+        let found = self.world();
+        PluginError::WrongWorld {
+            reference: self.label.clone(),
+            expected: expected.name(),
+            found: found.name(),
+            section: expected.section(),
+            found_section: found.section(),
+        }
+    }
+
     /// (Re)configures the instance with new params. On error the instance keeps no params and
     /// must not be used; prepare a new one.
     pub fn configure(&mut self, params: &serde_json::Value) -> Result<(), PluginError> {
@@ -138,10 +163,14 @@ impl PluginInstance {
         let budget = self.limits.budget_for(items);
         let mode = self.limits.budget_mode;
         let version = self.compiled.wit_version();
+        if self.world() != PluginWorld::Scorer {
+            return Err(self.wrong_world(PluginWorld::Scorer));
+        }
         let live = match self.live.as_mut() {
             Some(live) => live,
             None => self.resume()?,
         };
+        let Call::Score(score) = live.call else { return Err(PluginError::Instantiate("a scorer instance without `score`".into())) };
         let started = Instant::now();
         let result =
             match version {
@@ -151,7 +180,7 @@ impl PluginInstance {
                 // workspace (Cargo.toml denies it elsewhere).
                 WitVersion::V0_1 => {
                     #[allow(unsafe_code)]
-                    let typed: TypedFunc<ScoreParamsV0_1<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    let typed: TypedFunc<ScoreParamsV0_1<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(score) };
                     call(&mut live.store, budget, mode, move |store| async move {
                         typed.call_async(store, (WindowBatchV0_1::from(batch),)).await
                     })
@@ -159,7 +188,7 @@ impl PluginInstance {
                 // SAFETY: as above, against `ScoreParamsV0_2<'static>`.
                 WitVersion::V0_2 => {
                     #[allow(unsafe_code)]
-                    let typed: TypedFunc<ScoreParamsV0_2<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(live.score) };
+                    let typed: TypedFunc<ScoreParamsV0_2<'_>, ScoreResults> = unsafe { TypedFunc::new_unchecked(score) };
                     call(&mut live.store, budget, mode, move |store| async move {
                         typed.call_async(store, (WindowBatchV0_2::from(batch),)).await
                     })
@@ -185,6 +214,37 @@ impl PluginInstance {
         }
         *out = scores;
         Ok(())
+    }
+
+    /// The metrics of one closed metrics window (world `metrics`), checked against the window
+    /// ([`check_metrics`]). Same budget, CPU account and failure handling as [`Self::score`],
+    /// the window's tracked items counting as its items.
+    pub fn compute_metrics(&mut self, input: &MetricsInput) -> Result<Vec<PluginMetric>, PluginError> {
+        if self.world() != PluginWorld::Metrics {
+            return Err(self.wrong_world(PluginWorld::Metrics));
+        }
+        let budget = self.limits.budget_for(input.item_ids.len());
+        let mode = self.limits.budget_mode;
+        let live = match self.live.as_mut() {
+            Some(live) => live,
+            None => self.resume()?,
+        };
+        let Live { store, call: Call::Metrics(bindings) } = live else {
+            return Err(PluginError::Instantiate("a metrics instance without `compute-metrics`".into()));
+        };
+        let window = input.to_wit();
+        let started = Instant::now();
+        let result = call(store, budget, mode, move |store| async move { bindings.call_compute_metrics(store, &window).await });
+        let used = started.elapsed();
+        self.last_call = (used, budget);
+        if let Some(cpu) = &self.cpu {
+            cpu.charge(used);
+        }
+        match result {
+            Ok(Ok(metrics)) => check_metrics(metrics, input),
+            Ok(Err(message)) => Err(PluginError::Guest(message)),
+            Err(e) => Err(self.poison(e, Stage::Score, budget)),
+        }
     }
 
     /// The re-created instance. It was started when the old one failed, so it has had the time
@@ -235,6 +295,7 @@ impl PluginInstance {
 enum Configure {
     V0_1(v0_1::Scorer),
     V0_2(v0_2::Scorer),
+    Metrics(v0_2_metrics::Metrics),
 }
 
 /// A new instance of `compiled`, configured with `params_json`.
@@ -262,25 +323,33 @@ fn instantiate(
         let instance = pre.instantiate_async(&mut *store).await?;
         // The generated bindings type-check both exports against the component's version.
         let configure = match bindings {
-            ScorerPre::V0_1(_) => Configure::V0_1(v0_1::Scorer::new(&mut *store, &instance)?),
-            ScorerPre::V0_2(_) => Configure::V0_2(v0_2::Scorer::new(&mut *store, &instance)?),
+            WorldPre::V0_1(_) => Configure::V0_1(v0_1::Scorer::new(&mut *store, &instance)?),
+            WorldPre::V0_2(_) => Configure::V0_2(v0_2::Scorer::new(&mut *store, &instance)?),
+            WorldPre::Metrics(_) => Configure::Metrics(v0_2_metrics::Metrics::new(&mut *store, &instance)?),
         };
         Ok((configure, instance))
     })
     .map_err(|e| classify(e, &store, Stage::Instantiate, budget, limits.memory_bytes))?;
-    let score = instance
-        .get_func(&mut store, compiled.score_export)
-        .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
-    let typed = match version {
-        WitVersion::V0_1 => score.typed::<ScoreParamsV0_1<'static>, ScoreResults>(&store).map(drop),
-        WitVersion::V0_2 => score.typed::<ScoreParamsV0_2<'static>, ScoreResults>(&store).map(drop),
+    let score = match compiled.score_export {
+        Some(index) => {
+            let score = instance
+                .get_func(&mut store, index)
+                .ok_or_else(|| PluginError::Instantiate("the instance exports no `score` function".into()))?;
+            let typed = match version {
+                WitVersion::V0_1 => score.typed::<ScoreParamsV0_1<'static>, ScoreResults>(&store).map(drop),
+                WitVersion::V0_2 => score.typed::<ScoreParamsV0_2<'static>, ScoreResults>(&store).map(drop),
+            };
+            typed.map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@{version}: {e:#}")))?;
+            Some(score)
+        }
+        None => None,
     };
-    typed.map_err(|e| PluginError::Compile(format!("`score` does not match rtscore:scoring@{version}: {e:#}")))?;
     let params = params_json.to_string();
-    let configured = call(&mut store, budget, limits.budget_mode, |store| async move {
+    let configured = call(&mut store, budget, limits.budget_mode, |store| async {
         match &configure {
             Configure::V0_1(b) => b.call_configure(store, &params).await,
             Configure::V0_2(b) => b.call_configure(store, &params).await,
+            Configure::Metrics(b) => b.call_configure(store, &params).await,
         }
     });
     match configured {
@@ -289,7 +358,12 @@ fn instantiate(
         Err(e) => return Err(classify(e, &store, Stage::Configure, budget, limits.memory_bytes)),
     }
     tracing::debug!(plugin = %label, sha256 = %compiled.sha256(), wit = %version, "plugin instance ready");
-    Ok(Live { store, score })
+    let call = match (configure, score) {
+        (Configure::Metrics(b), _) => Call::Metrics(b),
+        (_, Some(score)) => Call::Score(score),
+        (_, None) => return Err(PluginError::Instantiate("a scorer component without `score`".into())),
+    };
+    Ok(Live { store, call })
 }
 
 impl PluginInstance {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
+use super::bindings::PluginWorld;
 use super::cpu::CpuLedger;
 use super::engine::PluginEngine;
 use super::error::PluginError;
@@ -72,6 +73,18 @@ impl PluginLoader {
     /// [`Self::prepare`] under the scenario's tenant quotas: module size, CPU budget per
     /// window and memory per instance.
     pub async fn prepare_within(&self, key: &ScenarioKey, r: &PluginRef, quotas: &TenantQuotas) -> Result<PluginInstance, PluginError> {
+        self.prepare_world(key, r, quotas, PluginWorld::Scorer).await
+    }
+
+    /// [`Self::prepare_within`] for a reference of the section of `world` (`hot_score.plugin`,
+    /// `metrics.plugin`): a module of another world is refused with [`PluginError::WrongWorld`].
+    pub async fn prepare_world(
+        &self,
+        key: &ScenarioKey,
+        r: &PluginRef,
+        quotas: &TenantQuotas,
+        world: PluginWorld,
+    ) -> Result<PluginInstance, PluginError> {
         let started = Instant::now();
         let label = r.label();
         let info = self.registry.lookup_for(&key.tenant_id, r)?;
@@ -91,6 +104,16 @@ impl PluginLoader {
                     .map_err(|e| PluginError::Compile(format!("compile task failed: {e}")))??
             }
         };
+        if compiled.world() != world {
+            let found = compiled.world();
+            return Err(PluginError::WrongWorld {
+                reference: label,
+                expected: world.name(),
+                found: found.name(),
+                section: world.section(),
+                found_section: found.section(),
+            });
+        }
         let engine = self.engine.clone();
         let params = r.params.clone();
         let instance_label = label.clone();

@@ -8,6 +8,8 @@
 //! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
 //! - [`scorer`]: the per-scenario state machine on the event path that never fails (fallback
 //!   and quarantine);
+//! - [`job_plugin`]: the same for the plugin of a metrics job (world `metrics`, see
+//!   [`metrics`]), whose fallback is the job's built-in path;
 //! - [`loader`]: prepares instances off the event path (resolve, compile, instantiate).
 //!
 //! See `docs/plugins.md`.
@@ -18,17 +20,21 @@ pub mod engine;
 pub mod error;
 mod executor;
 pub mod instance;
+pub mod job_plugin;
 pub mod loader;
 pub mod memory;
+pub mod metrics;
 pub mod registry;
 pub mod sandbox;
 pub mod scorer;
 
-pub use bindings::WitVersion;
+pub use bindings::{PluginWorld, WitVersion};
 pub use engine::{CompiledPlugin, PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use instance::PluginInstance;
+pub use job_plugin::JobPlugin;
 pub use loader::PluginLoader;
+pub use metrics::{MetricsInput, PluginMetric};
 pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir};
 #[cfg(feature = "mongodb")]
 pub use registry::{publish_to_mongo, publish_to_mongo_as};

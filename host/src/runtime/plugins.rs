@@ -12,7 +12,9 @@ use crate::config::plugin_limits::SandboxLimits;
 use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
 use crate::pipeline::{Pipeline, ScenarioHot};
-use crate::plugin::{Grants, PluginEngine, PluginError, PluginInstance, PluginLoader, PluginRegistry, RegistryChange, ScenarioScorer};
+use crate::plugin::{
+    Grants, JobPlugin, PluginEngine, PluginError, PluginInstance, PluginLoader, PluginRegistry, PluginWorld, RegistryChange, ScenarioScorer,
+};
 
 /// Which of a scenario's scorers a reference is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +25,64 @@ pub enum Lane {
     Pending,
     /// The shadow candidate.
     Shadow,
+    /// The metrics job's plugin (`metrics.plugin`).
+    Metrics,
+}
+
+impl Lane {
+    /// The world a module referenced for this lane must implement.
+    fn world(self) -> PluginWorld {
+        match self {
+            Lane::Live | Lane::Pending | Lane::Shadow => PluginWorld::Scorer,
+            Lane::Metrics => PluginWorld::Metrics,
+        }
+    }
+}
+
+/// What the coordinator does with a lane's plugin, whichever job holds it.
+trait Holder {
+    fn state_name(&self) -> &'static str;
+    fn set_loading(&mut self, label: String);
+    fn install(&mut self, instance: PluginInstance);
+    fn load_failed(&mut self, label: String, error: &PluginError);
+    fn clear(&mut self);
+    fn active_sha256(&self) -> Option<&str>;
+}
+
+macro_rules! holder_impl {
+    ($t:ty) => {
+        impl Holder for $t {
+            fn state_name(&self) -> &'static str {
+                self.state().name()
+            }
+            fn set_loading(&mut self, label: String) {
+                <$t>::set_loading(self, label)
+            }
+            fn install(&mut self, instance: PluginInstance) {
+                <$t>::install(self, instance)
+            }
+            fn load_failed(&mut self, label: String, error: &PluginError) {
+                <$t>::load_failed(self, label, error)
+            }
+            fn clear(&mut self) {
+                <$t>::clear(self)
+            }
+            fn active_sha256(&self) -> Option<&str> {
+                <$t>::active_sha256(self)
+            }
+        }
+    };
+}
+
+holder_impl!(ScenarioScorer);
+holder_impl!(JobPlugin);
+
+/// The plugin holder of a scenario lane: a hot-score scorer or a job's plugin.
+fn holder<'p>(pipeline: &'p mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<&'p mut dyn Holder> {
+    match lane {
+        Lane::Metrics => pipeline.metrics_job_mut().scenario_mut(key).map(|s| &mut s.plugin as &mut dyn Holder),
+        _ => scorer(pipeline, key, lane).map(|s| s as &mut dyn Holder),
+    }
 }
 
 /// Each lane's scorer and the plugin reference it should run.
@@ -103,9 +163,13 @@ impl PluginCoordinator {
             let key = s.config.key.clone();
             for (lane, reference, scorer) in lanes(s) {
                 // A recreated scenario or lane has a fresh scorer: it needs its module again.
-                let fresh = scorer.state().name() == "none";
+                let fresh = Holder::state_name(scorer) == "none";
                 desired.push(((key.clone(), lane), reference, fresh));
             }
+        }
+        for s in pipeline.metrics_job_mut().scenarios_mut() {
+            let fresh = s.plugin.state().name() == "none";
+            desired.push(((s.config.key.clone(), Lane::Metrics), s.config.metrics.plugin.clone(), fresh));
         }
         // A pending revision that became live took its scorer along.
         let promoted: Vec<(ScenarioKey, PluginRef)> = self
@@ -126,7 +190,7 @@ impl PluginCoordinator {
             match reference {
                 None => {
                     if self.wanted.remove(&slot).is_some()
-                        && let Some(sc) = scorer(pipeline, &slot.0, slot.1)
+                        && let Some(sc) = holder(pipeline, &slot.0, slot.1)
                     {
                         sc.clear();
                     }
@@ -150,7 +214,7 @@ impl PluginCoordinator {
             .map(|(k, r)| (k.clone(), r.clone()))
             .collect();
         for (slot, r) in affected {
-            let active = scorer(pipeline, &slot.0, slot.1).and_then(|s| s.active_sha256().map(str::to_string));
+            let active = holder(pipeline, &slot.0, slot.1).and_then(|s| s.active_sha256().map(str::to_string));
             // A pinned reference already running its module has nothing to gain.
             if r.sha256.is_some() && active.as_deref() == r.sha256.as_deref() {
                 continue;
@@ -162,18 +226,19 @@ impl PluginCoordinator {
 
     async fn load(&mut self, pipeline: &mut Pipeline, (key, lane): (ScenarioKey, Lane), r: PluginRef, wait: bool) {
         self.wanted.insert((key.clone(), lane), r.clone());
-        if let Some(s) = scorer(pipeline, &key, lane) {
+        if let Some(s) = holder(pipeline, &key, lane) {
             s.set_loading(r.label());
         }
         let loader = self.loader.clone();
         let quotas = self.tenants.get(&key.tenant_id).clone();
+        let world = lane.world();
         if wait {
-            let result = loader.prepare_within(&key, &r, &quotas).await;
+            let result = loader.prepare_world(&key, &r, &quotas, world).await;
             self.installed(Prepared { key, lane, reference: r, result }, pipeline);
         } else {
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
-                let result = loader.prepare_within(&key, &r, &quotas).await;
+                let result = loader.prepare_world(&key, &r, &quotas, world).await;
                 let _ = tx.send(Prepared { key, lane, reference: r, result }).await;
             });
         }
@@ -199,20 +264,23 @@ impl PluginCoordinator {
             }
             lane => lane,
         };
-        let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
-        let error_slot = match lane {
-            Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),
-            _ => Some(&mut s.last_plugin_error),
-        };
-        let err = p.result.as_ref().err().map(|e| e.to_string());
-        match (error_slot, err) {
-            (Some(slot), Some(e)) => *slot = Some(e),
-            // A module installed for the lane it serves ends that lane's old error (a module
-            // published after a reference to it failed): status must not show it as current.
-            (Some(slot), None) if lane != Lane::Pending => *slot = None,
-            _ => {}
+        // A job's plugin records its own errors; a hot-score lane's go to the scenario's status.
+        if lane != Lane::Metrics {
+            let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
+            let error_slot = match lane {
+                Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),
+                _ => Some(&mut s.last_plugin_error),
+            };
+            let err = p.result.as_ref().err().map(|e| e.to_string());
+            match (error_slot, err) {
+                (Some(slot), Some(e)) => *slot = Some(e),
+                // A module installed for the lane it serves ends that lane's old error (a module
+                // published after a reference to it failed): status must not show it as current.
+                (Some(slot), None) if lane != Lane::Pending => *slot = None,
+                _ => {}
+            }
         }
-        let Some(sc) = scorer(pipeline, &p.key, lane) else { return };
+        let Some(sc) = holder(pipeline, &p.key, lane) else { return };
         match p.result {
             Ok(instance) => {
                 tracing::info!(scenario = %p.key, lane = ?lane, plugin = %p.reference.label(), sha256 = instance.sha256(), "plugin installed");

@@ -35,6 +35,8 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
                 _ => shadow.and_then(|s| s.last_plugin_error.clone()),
             }
             .map(|e| cap_error(&e));
+            let metrics = pipeline.metrics_job().scenario(key);
+            let metrics_ref = metrics.and_then(|m| m.config.metrics.plugin.as_ref());
             ScenarioStatusRow {
                 tenant_id: key.tenant_id.to_string(),
                 scenario_id: key.scenario_id.to_string(),
@@ -70,6 +72,9 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
                 shadow: shadow.and_then(|s| s.last.map(|l| l.1)),
                 removed_at: entry.removed.as_ref().map(|r| r.at_ms),
                 removed_reason: entry.removed.as_ref().map(|r| cap_error(&r.reason)),
+                metrics_plugin: metrics_ref.map(|p| p.label()),
+                metrics_plugin_state: metrics.filter(|_| metrics_ref.is_some()).map(|m| m.plugin.state().to_string()),
+                metrics_plugin_error: metrics.filter(|_| metrics_ref.is_some()).and_then(|m| m.plugin.last_error.as_deref()).map(cap_error),
             }
         })
         .collect()

@@ -2,6 +2,7 @@
 //! MULTI/EXEC with the meta hash), every output of a step goes out in one pipelined round trip,
 //! and keys carry TTLs. Writes are idempotent: the same outputs leave the same values.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -186,6 +187,42 @@ impl RedisSink {
         if let Some(w) = m.watch_time {
             fields.push(("watch_time_mean_ms".into(), opt(w.mean_ms)));
             fields.push(("watch_time_total_ms".into(), w.total_ms.to_string()));
+        }
+        // Per item: one JSON value per item in a hash beside the window's (DESIGN §6), so a
+        // reader fetches one item with HGET; replaced whole like the window's hash.
+        let items_key = keys::metrics_items(&key);
+        pipe.del(&items_key).ignore();
+        if let Some(items) = &m.items {
+            fields.push(("item_count".into(), items.top.len().to_string()));
+            fields.push(("items_untracked_events".into(), items.untracked_events.to_string()));
+            let per_item: Vec<(&str, String)> =
+                items.top.iter().map(|i| (i.item_id.as_str(), serde_json::to_string(i).unwrap_or_default())).collect();
+            if !per_item.is_empty() {
+                pipe.hset_multiple(&items_key, &per_item).ignore();
+                pipe.pexpire(&items_key, self.ttl.metrics_ms as i64).ignore();
+            }
+        }
+        // A metrics plugin's values: scenario-level ones as `plugin:<name>` fields, per-item
+        // ones as one JSON object `{name: value}` per item in a hash of their own.
+        let plugin_items_key = keys::metrics_plugin_items(&key);
+        pipe.del(&plugin_items_key).ignore();
+        if let Some(p) = &m.plugin {
+            fields.push(("plugin".into(), p.plugin.clone()));
+            let mut per_item: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+            for metric in &p.metrics {
+                match &metric.item_id {
+                    None => fields.push((format!("plugin:{}", metric.name), metric.value.to_string())),
+                    Some(item) => {
+                        per_item.entry(item).or_default().insert(metric.name.clone(), metric.value.into());
+                    }
+                }
+            }
+            let per_item: Vec<(&str, String)> =
+                per_item.into_iter().map(|(item, values)| (item, serde_json::Value::Object(values).to_string())).collect();
+            if !per_item.is_empty() {
+                pipe.hset_multiple(&plugin_items_key, &per_item).ignore();
+                pipe.pexpire(&plugin_items_key, self.ttl.metrics_ms as i64).ignore();
+            }
         }
         pipe.del(&key).ignore();
         pipe.hset_multiple(&key, &fields).ignore();
