@@ -308,6 +308,9 @@ pub fn effective_realtime_compute(cfg: &ScenarioConfig) -> Value {
     if let Some(p) = &h.plugin {
         hot["plugin"] = serde_json::to_value(p).unwrap_or(Value::Null);
     }
+    if !h.features.is_empty() {
+        hot["features"] = h.features.iter().map(|f| f.to_document()).collect();
+    }
     let u = &cfg.user_profile;
     let m = &cfg.metrics;
     json!({
