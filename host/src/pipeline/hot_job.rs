@@ -150,6 +150,7 @@ impl ScenarioHot {
         };
         // A new candidate overwrites the shadow keys itself.
         self.shadow_ended = (had_shadow || self.shadow_ended) && self.shadow.is_none();
+        self.windows.set_features(&cfg.hot_score.features);
         self.config = cfg;
     }
 
@@ -300,7 +301,7 @@ impl HotScoreJob {
             }
         }
         let (max_items, quota) = s.limits.bound(QuotaKind::Items);
-        match s.windows.add_within(&ev.item_id, &ev.action, ev.ts, s.config.hot_score.window, max_items) {
+        match s.windows.add_event(ev, s.config.hot_score.window, max_items) {
             AddOutcome::Accepted => {
                 s.counters.events += 1;
                 Routed::Counted
@@ -366,6 +367,8 @@ impl HotScoreJob {
         let Some(s) = self.scenario_mut(key) else { return false };
         let state = state.unwrap_or(HotState { windows: HotWindows::default(), seen: SeenEventIds::new(), last_window_end: None });
         s.windows = state.windows;
+        // The snapshot's features as declared then; the config in force decides what is kept.
+        s.windows.set_features(&s.config.hot_score.features);
         s.seen = state.seen;
         s.last_window_end = state.last_window_end;
         true

@@ -8,6 +8,8 @@
 
 mod buckets;
 mod dedup;
+mod distinct;
+mod features;
 mod hot;
 mod item_ids;
 mod minute_cells;
