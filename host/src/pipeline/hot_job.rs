@@ -17,7 +17,7 @@ use crate::output::status::PipelineStats;
 use crate::output::{HotList, Output, ScoredItem, ShadowList};
 use crate::plugin::ScenarioScorer;
 use crate::scoring::{WindowBatch, topn};
-use crate::window::{AddOutcome, HotWindows, Seen, SeenEventIds};
+use crate::window::{AddOutcome, HotWindows, HotWindowsV2, Seen, SeenEventIds};
 
 /// A revision waiting for its `effective_from_window_end`, with the scorer prepared for its
 /// plugin reference, so the switch needs no loading.
@@ -256,6 +256,26 @@ pub struct HotState {
     pub windows: HotWindows,
     pub seen: SeenEventIds,
     pub last_window_end: Option<i64>,
+}
+
+/// [`HotState`] as snapshot formats 1 and 2 wrote it: windows without features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotStateV2 {
+    pub windows: HotWindowsV2,
+    pub seen: SeenEventIds,
+    pub last_window_end: Option<i64>,
+}
+
+impl From<HotStateV2> for HotState {
+    fn from(v: HotStateV2) -> Self {
+        Self { windows: v.windows.0, seen: v.seen, last_window_end: v.last_window_end }
+    }
+}
+
+impl From<HotState> for HotStateV2 {
+    fn from(s: HotState) -> Self {
+        Self { windows: HotWindowsV2(s.windows), seen: s.seen, last_window_end: s.last_window_end }
+    }
 }
 
 /// All scenarios' hot-score state, indexed by tenant then scenario so events are routed without

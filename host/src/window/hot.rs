@@ -175,6 +175,18 @@ impl HotWindows {
         self.features = (!defs.is_empty()).then(|| Box::new(FeatureSet::new(defs.to_vec())));
     }
 
+    /// Restores one bucket's feature aggregates (a snapshot); the bucket's cells are in place.
+    pub(super) fn restore_features(&mut self, id: u32, minute: i32, aggs: &[super::features::PortableAgg]) -> Result<(), String> {
+        let set = self.features.as_deref().ok_or("feature aggregates without declared features")?;
+        if aggs.len() != set.defs.len() {
+            return Err(format!("{} feature aggregates for {} declared features", aggs.len(), set.defs.len()));
+        }
+        // The head exists (its cells were just restored), so the action is not used.
+        let (cells, head) = locate(&mut self.ids, &mut self.minutes, id, minute, 0);
+        let fm = cells.features.get_or_insert_default();
+        aggs.iter().enumerate().try_for_each(|(i, p)| fm.restore(head, i, set, p))
+    }
+
     /// The declared features in force.
     pub fn feature_defs(&self) -> &[FeatureDef] {
         self.features.as_ref().map_or(&[], |f| &f.defs)
