@@ -226,6 +226,9 @@ impl FeatureMinute {
     /// One aggregate in its portable form.
     pub fn portable(&self, agg: &Agg, op: FeatureOp) -> PortableAgg {
         match op {
+            // A zero sum reads as none: a row that only events without the field touched
+            // then writes what no row does.
+            FeatureOp::Sum if sum_of(agg) == 0 => PortableAgg::Empty,
             FeatureOp::Sum => PortableAgg::Sum(sum_of(agg)),
             FeatureOp::Max if agg.b == 0 => PortableAgg::Empty,
             FeatureOp::Max => PortableAgg::Max(f64::from_bits(agg.a)),
