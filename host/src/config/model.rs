@@ -60,6 +60,7 @@ pub struct ScenarioConfig {
 /// A scenario's shadow candidate: the live hot-score section with the document's `candidate`
 /// deep-merged over it, validated on its own so a broken candidate never affects the live one.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "one per scenario config, rarely the small variant; boxing would only add an indirection")]
 pub enum Candidate {
     Valid(HotScoreConfig),
     /// Why the candidate was refused (field paths under `candidate.`).

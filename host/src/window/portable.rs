@@ -459,7 +459,8 @@ mod tests {
                 features: Option<Vec<FeatureDef>>,
             }
             let whole: Whole = codec::decode(&codec::encode(w).unwrap()).unwrap();
-            let parts: Vec<(String, Vec<(i64, Vec<PortableAgg>)>)> = whole
+            type Buckets = Vec<(i64, Vec<PortableAgg>)>;
+            let parts: Vec<(String, Buckets)> = whole
                 .items
                 .into_iter()
                 .map(|(name, item)| (name.to_string(), item.buckets.into_iter().map(|b| (b.minute, b.features)).collect()))
