@@ -2,13 +2,14 @@
 //!
 //! Rows: the parse-and-validate ceiling (no state), and the full pipeline from memory (parse +
 //! window + score + top-N + JSONL serialisation to a null writer), for `--job item_hot_score`
-//! with the built-in formula, with every scenario scored by the `decay-weighted` plugin, and with
+//! with the built-in formula, with two declared features (`hot_score.features`: a sum and a
+//! distinct count) on every scenario, with every scenario scored by the `decay-weighted` plugin, and with
 //! a shadow candidate on every scenario (each window scored twice and compared, docs/rollout.md),
 //! and for `--job all`. Workload: deterministic, 2 tenants, 6 scenarios with different geometry,
 //! weights and lambdas, Zipf item popularity over 1M items, the eight seed actions, up to 3 s of
 //! disorder. `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000); `RTSCORE_BENCH_ONLY`
-//! (builtin, plugin, shadow or all) runs the ceiling and that one row, for profiling. The built-in and
-//! plugin rows are medians of five alternated runs each.
+//! (builtin, features, plugin, shadow or all) runs the ceiling and that one row, for profiling. The
+//! built-in, features and plugin rows are medians of five alternated runs each.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -38,6 +39,22 @@ fn scenarios() -> Vec<Arc<ScenarioConfig>> {
 /// The bench scenarios with a shadow candidate on each.
 fn shadowed_scenarios() -> Vec<Arc<ScenarioConfig>> {
     scenarios_with(Some(serde_json::json!({"hot_score": {"action_weights": {"purchase": 30.0, "click": 4.0}, "decay_lambda": 1.0}})))
+}
+
+/// The bench scenarios, each declaring two features (`hot_score.features`): watch time summed
+/// over views and distinct users.
+fn featured_scenarios() -> Vec<Arc<ScenarioConfig>> {
+    scenarios_with(None)
+        .into_iter()
+        .map(|c| {
+            let mut c = (*c).clone();
+            let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"features": [
+                {"name": "watch", "op": "sum", "field": "watch_time_ms", "actions": ["view"]},
+                {"name": "viewers", "op": "distinct", "field": "user_id"}]}}}});
+            c.hot_score.features = parse_scenario(&doc).expect("valid features").hot_score.features;
+            Arc::new(c)
+        })
+        .collect()
 }
 
 /// The bench scenarios, each with `candidate` (if any) beside its live config.
@@ -206,12 +223,16 @@ fn main() {
     let ceiling = parse_only(&batches);
     if let Ok(only) = std::env::var("RTSCORE_BENCH_ONLY") {
         // One row alone, for profiling (`perf record`) without the others mixed in.
-        let cfgs = if only == "shadow" { shadowed_scenarios() } else { cfgs };
+        let cfgs = match only.as_str() {
+            "shadow" => shadowed_scenarios(),
+            "features" => featured_scenarios(),
+            _ => cfgs,
+        };
         let (jobs, formula) = match only.as_str() {
-            "builtin" | "shadow" => (JobSelection::ItemHotScore, Formula::Builtin),
+            "builtin" | "shadow" | "features" => (JobSelection::ItemHotScore, Formula::Builtin),
             "plugin" => (JobSelection::ItemHotScore, Formula::Plugin),
             "all" => (JobSelection::All, Formula::Builtin),
-            other => panic!("RTSCORE_BENCH_ONLY={other}: expected builtin, plugin, shadow or all"),
+            other => panic!("RTSCORE_BENCH_ONLY={other}: expected builtin, plugin, shadow, features or all"),
         };
         let row = full(&batches, &cfgs, jobs, formula, &only);
         println!(
@@ -226,9 +247,17 @@ fn main() {
     }
     // Built-in and plugin alternate, five runs each, medians reported: on a shared machine a
     // single pair of runs can land in different load and swing the ratio either way.
-    let (mut hots, mut plugins) = (Vec::new(), Vec::new());
+    let featured = featured_scenarios();
+    let (mut hots, mut plugins, mut feats) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         hots.push(full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score (built-in)"));
+        feats.push(full(
+            &batches,
+            &featured,
+            JobSelection::ItemHotScore,
+            Formula::Builtin,
+            "full pipeline, item_hot_score + 2 declared features",
+        ));
         plugins.push(full(
             &batches,
             &cfgs,
@@ -237,7 +266,7 @@ fn main() {
             "full pipeline, item_hot_score (decay-weighted plugin)",
         ));
     }
-    let (hot, plugin) = (median(hots), median(plugins));
+    let (hot, plugin, feat) = (median(hots), median(plugins), median(feats));
     let shadowed = shadowed_scenarios();
     let shadow =
         full(&batches, &shadowed, JobSelection::ItemHotScore, Formula::Builtin, "full pipeline, item_hot_score + shadow candidate");
@@ -245,9 +274,10 @@ fn main() {
 
     println!("\n| path | events/s (1 core) | vs ceiling | notes |");
     println!("|---|---:|---:|---|");
-    for r in [&ceiling, &hot, &plugin, &shadow, &all] {
+    for r in [&ceiling, &hot, &feat, &plugin, &shadow, &all] {
         println!("| {} | {:.0} | {:.0}% | {} |", r.name, r.events_per_s, 100.0 * r.events_per_s / ceiling.events_per_s, r.note);
     }
     println!("\nplugin path / built-in: {:.0}% (target >= 85%)", 100.0 * plugin.events_per_s / hot.events_per_s);
+    println!("2 declared features / none: {:.0}% (target >= 85%)", 100.0 * feat.events_per_s / hot.events_per_s);
     println!("\n{n} events, {:.1} MB JSON, peak RSS {:.0} MB (includes the in-memory workload)", bytes as f64 / 1e6, peak_rss_mb());
 }

@@ -310,6 +310,9 @@ pub fn effective_realtime_compute(cfg: &ScenarioConfig) -> Value {
     if let Some(p) = &h.plugin {
         hot["plugin"] = serde_json::to_value(p).unwrap_or(Value::Null);
     }
+    if !h.features.is_empty() {
+        hot["features"] = h.features.iter().map(|f| f.to_document()).collect();
+    }
     let u = &cfg.user_profile;
     let m = &cfg.metrics;
     let mut metrics = json!({"enabled": m.enabled, "window_size_minutes": m.window_size_ms / 60_000,

@@ -60,6 +60,7 @@ pub struct ScenarioConfig {
 /// A scenario's shadow candidate: the live hot-score section with the document's `candidate`
 /// deep-merged over it, validated on its own so a broken candidate never affects the live one.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "one per scenario config, rarely the small variant; boxing would only add an indirection")]
 pub enum Candidate {
     Valid(HotScoreConfig),
     /// Why the candidate was refused (field paths under `candidate.`).
@@ -99,6 +100,109 @@ pub struct HotScoreConfig {
     pub window: WindowGeometry,
     pub top_n: usize,
     pub plugin: Option<PluginRef>,
+    /// Declared features (`hot_score.features`): per-item aggregates computed natively over
+    /// each window and handed to the scorer as columns, in declaration order.
+    pub features: Vec<FeatureDef>,
+}
+
+/// Most features one scenario may declare.
+pub const MAX_FEATURES: usize = 8;
+
+/// One declared feature: `{name, op, field, actions}`. Two declarations are the same feature
+/// (its aggregates survive a config change) when every part is equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeatureDef {
+    pub name: String,
+    pub op: FeatureOp,
+    pub field: FeatureField,
+    /// Only events of these actions contribute; `None`: every action.
+    pub actions: Option<Vec<String>>,
+}
+
+impl FeatureDef {
+    /// Whether an event of `action` contributes.
+    pub fn admits(&self, action: &str) -> bool {
+        self.actions.as_ref().is_none_or(|a| a.iter().any(|x| x == action))
+    }
+
+    /// The declaration in the document's spelling.
+    pub fn to_document(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({"name": self.name, "op": self.op.name(), "field": self.field.name()});
+        if let Some(a) = &self.actions {
+            doc["actions"] = a.clone().into();
+        }
+        doc
+    }
+}
+
+/// How a feature aggregates its field. Snapshots store it: keep the variant order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FeatureOp {
+    /// Sum of a number, exact in fixed point (micro-units).
+    Sum,
+    /// Largest number.
+    Max,
+    /// Number of distinct strings: exact up to a bound, then a HyperLogLog estimate.
+    Distinct,
+    /// The string of the latest event (greatest `(ts, value)`).
+    Last,
+}
+
+impl FeatureOp {
+    pub const NAMES: &[&str] = &["sum", "max", "distinct", "last"];
+
+    pub fn from_name(s: &str) -> Option<FeatureOp> {
+        Some(match s {
+            "sum" => FeatureOp::Sum,
+            "max" => FeatureOp::Max,
+            "distinct" => FeatureOp::Distinct,
+            "last" => FeatureOp::Last,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Whether the op reads numbers (else strings).
+    pub fn numeric(self) -> bool {
+        matches!(self, FeatureOp::Sum | FeatureOp::Max)
+    }
+}
+
+/// The event field a feature reads. Snapshots store it: keep the variant order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FeatureField {
+    WatchTimeMs,
+    UserId,
+    Category,
+    /// `props.<key>`.
+    Prop(String),
+}
+
+impl FeatureField {
+    pub const NAMES: &[&str] = &["watch_time_ms", "user_id", "category", "props.<key>"];
+
+    pub fn name(&self) -> String {
+        match self {
+            FeatureField::WatchTimeMs => "watch_time_ms".into(),
+            FeatureField::UserId => "user_id".into(),
+            FeatureField::Category => "category".into(),
+            FeatureField::Prop(k) => format!("props.{k}"),
+        }
+    }
+
+    /// Whether `op` may read this field (DESIGN §3): numbers for sum/max, strings otherwise;
+    /// `last` of a user id is left out (it would single out one user).
+    pub fn fits(&self, op: FeatureOp) -> bool {
+        match self {
+            FeatureField::Prop(_) => true,
+            FeatureField::WatchTimeMs => op.numeric(),
+            FeatureField::UserId => op == FeatureOp::Distinct,
+            FeatureField::Category => !op.numeric(),
+        }
+    }
 }
 
 impl HotScoreConfig {

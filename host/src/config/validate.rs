@@ -235,7 +235,9 @@ pub const ROOT_FIELDS: &[&str] = &[
 pub const CONFIG_FIELDS: &[&str] = &["realtime_compute"];
 pub const REALTIME_COMPUTE_FIELDS: &[&str] = &["hot_score", "user_profile", "metrics"];
 pub const HOT_SCORE_FIELDS: &[&str] =
-    &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin"];
+    &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin", "features"];
+/// One entry of `hot_score.features`.
+pub const FEATURE_FIELDS: &[&str] = &["name", "op", "field", "actions"];
 pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
 pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr", "per_item", "plugin"];
 /// `metrics.per_item`.
@@ -361,6 +363,7 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
         window: WindowGeometry::from_minutes(window, slide),
         top_n: w.integer(hot, "top_n", &format!("{p}.top_n"), 100, 1, MAX_TOP_N) as usize,
         plugin: parse_plugin_ref(&mut w, hot, &format!("{p}.plugin")),
+        features: parse_features(&mut w, hot, &format!("{p}.features")),
     };
 
     // user_profile
@@ -518,6 +521,9 @@ fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Ca
             "candidate.hot_score: must keep the live window_size_minutes and window_slide_minutes (the shadow scores the live windows)"
                 .into(),
         ),
+        Ok(c) if c.hot_score.features != live.features => Candidate::Invalid(
+            "candidate.hot_score: must keep the live features (the shadow scores the live windows' feature columns)".into(),
+        ),
         Ok(c) => Candidate::Valid(c.hot_score),
         Err(e) => Candidate::Invalid(
             e.errors
@@ -527,6 +533,126 @@ fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Ca
                 .join("; "),
         ),
     })
+}
+
+/// `[a-z0-9_]{1,32}`: a feature's name (a column name plugins read).
+pub fn is_valid_feature_name(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `hot_score.features`: a list of at most [`MAX_FEATURES`] `{name, op, field, actions}`
+/// (DESIGN §3). Every entry is checked, so one pass reports every broken rule.
+fn parse_features(w: &mut Walker, hot: Option<&Map<String, Value>>, path: &str) -> Vec<FeatureDef> {
+    let items = match hot.and_then(|h| h.get("features")) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(v) => {
+            w.err(path, format!("must be a list of feature declarations, got {}", type_name(v)));
+            return Vec::new();
+        }
+    };
+    if items.len() > MAX_FEATURES {
+        w.err(path, format!("at most {MAX_FEATURES} features, got {}", items.len()));
+        return Vec::new();
+    }
+    let mut out: Vec<FeatureDef> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(obj) = item.as_object() else {
+            w.err(&p, format!("must be an object {{name, op, field, actions}}, got {}", type_name(item)));
+            continue;
+        };
+        w.known_fields(Some(obj), FEATURE_FIELDS, &p);
+        let name = match obj.get("name") {
+            Some(Value::String(n)) if is_valid_feature_name(n) => {
+                if out.iter().any(|f| f.name == *n) {
+                    w.err(&format!("{p}.name"), format!("duplicate feature name \"{n}\""));
+                }
+                Some(n.clone())
+            }
+            _ => {
+                w.err(&format!("{p}.name"), "is required and must match [a-z0-9_]{1,32}");
+                None
+            }
+        };
+        let op = match obj.get("op") {
+            Some(Value::String(o)) => FeatureOp::from_name(o).or_else(|| {
+                w.err(&format!("{p}.op"), unknown_name_rule("op", o, FeatureOp::NAMES));
+                None
+            }),
+            _ => {
+                w.err(&format!("{p}.op"), format!("is required: one of {}", FeatureOp::NAMES.join(", ")));
+                None
+            }
+        };
+        let field = match obj.get("field") {
+            Some(Value::String(f)) => parse_feature_field(f).or_else(|| {
+                let rule = match f.strip_prefix("props.") {
+                    Some(_) => "a props key must be 1..=64 bytes of [A-Za-z0-9_.-]".to_string(),
+                    None => unknown_name_rule("field", f, &["watch_time_ms", "user_id", "category"]) + " (or props.<key>)",
+                };
+                w.err(&format!("{p}.field"), rule);
+                None
+            }),
+            _ => {
+                w.err(&format!("{p}.field"), "is required: watch_time_ms, user_id, category or props.<key>");
+                None
+            }
+        };
+        if let (Some(op), Some(field)) = (op, &field)
+            && !field.fits(op)
+        {
+            let takes = match op {
+                FeatureOp::Sum | FeatureOp::Max => "a number: watch_time_ms or props.<key>",
+                FeatureOp::Distinct => "a string: user_id, category or props.<key>",
+                FeatureOp::Last => "a string: category or props.<key>",
+            };
+            w.err(&format!("{p}.field"), format!("`{}` reads {takes}, not {}", op.name(), field.name()));
+        }
+        let actions = match obj.get("actions") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) if (1..=MAX_RATIO_ACTIONS).contains(&list.len()) => {
+                let mut acts: Vec<String> = Vec::with_capacity(list.len());
+                for (j, a) in list.iter().enumerate() {
+                    match a.as_str() {
+                        Some(a) if is_valid_action(a) => {
+                            if !acts.iter().any(|x| x == a) {
+                                acts.push(a.to_string());
+                            }
+                        }
+                        _ => w.err(&format!("{p}.actions[{j}]"), "action names must match [a-z_]{1,32}"),
+                    }
+                }
+                Some(acts)
+            }
+            Some(_) => {
+                w.err(&format!("{p}.actions"), format!("must list 1 to {MAX_RATIO_ACTIONS} action names"));
+                None
+            }
+        };
+        if let (Some(name), Some(op), Some(field)) = (name, op, field) {
+            out.push(FeatureDef { name, op, field, actions });
+        }
+    }
+    out
+}
+
+/// `watch_time_ms`, `user_id`, `category` or `props.<key>`.
+fn parse_feature_field(f: &str) -> Option<FeatureField> {
+    Some(match f {
+        "watch_time_ms" => FeatureField::WatchTimeMs,
+        "user_id" => FeatureField::UserId,
+        "category" => FeatureField::Category,
+        _ => FeatureField::Prop(f.strip_prefix("props.").filter(|k| crate::event::is_valid_prop_key(k))?.to_string()),
+    })
+}
+
+/// An unknown value among `known`: a suggestion when one is close, else the list.
+fn unknown_name_rule(what: &str, got: &str, known: &[&str]) -> String {
+    match suggest(got, known) {
+        Some(k) => format!("unknown {what} \"{got}\"; did you mean \"{k}\"?"),
+        None => format!("unknown {what} \"{got}\"; known: {}", known.join(", ")),
+    }
 }
 
 /// A `plugin` reference of a section (`hot_score`, `metrics`): the section's world is checked
@@ -598,6 +724,7 @@ mod tests {
         &["config", "realtime_compute", "hot_score", "window_slide_minutes"],
         &["config", "realtime_compute", "hot_score", "top_n"],
         &["config", "realtime_compute", "hot_score", "plugin"],
+        &["config", "realtime_compute", "hot_score", "features"],
         &["config", "realtime_compute", "user_profile"],
         &["config", "realtime_compute", "metrics", "metrics_to_calculate"],
         &["candidate"],
@@ -812,6 +939,102 @@ mod tests {
             only_error(json!({"tenant_id": "t", "scenario_id": "s", "replace_weights": "yes"})),
             "replace_weights: must be true or false"
         );
+    }
+
+    fn with_features(features: Value) -> Value {
+        json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"features": features}}}})
+    }
+
+    #[test]
+    fn features_are_parsed_in_declaration_order() {
+        let cfg = parse_scenario(&with_features(json!([
+            {"name": "watch", "op": "sum", "field": "watch_time_ms", "actions": ["view", "view", "play"]},
+            {"name": "viewers", "op": "distinct", "field": "user_id"},
+            {"name": "peak", "op": "max", "field": "props.dur.s"},
+            {"name": "cat", "op": "last", "field": "category"},
+        ])))
+        .unwrap();
+        let f = &cfg.hot_score.features;
+        assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["watch", "viewers", "peak", "cat"]);
+        assert_eq!(f[0].actions.as_deref(), Some(&["view".to_string(), "play".to_string()][..]), "duplicates counted once");
+        assert!(f[0].admits("play") && !f[0].admits("click") && f[1].admits("click"));
+        assert_eq!(f[2].field, FeatureField::Prop("dur.s".into()));
+        assert_eq!(f[3].op, FeatureOp::Last);
+        assert!(parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s"})).unwrap().hot_score.features.is_empty());
+    }
+
+    #[test]
+    fn bad_features_are_refused_naming_the_entry() {
+        let p = "config.realtime_compute.hot_score.features";
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "avg", "field": "watch_time_ms"}]))),
+            format!("{p}[0].op: unknown op \"avg\"; known: sum, max, distinct, last")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "summ", "field": "watch_time_ms"}]))),
+            format!("{p}[0].op: unknown op \"summ\"; did you mean \"sum\"?")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "sum", "field": "watch_time"}]))),
+            format!("{p}[0].field: unknown field \"watch_time\"; did you mean \"watch_time_ms\"? (or props.<key>)")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "sum", "field": "props.a b"}]))),
+            format!("{p}[0].field: a props key must be 1..=64 bytes of [A-Za-z0-9_.-]")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "sum", "field": "user_id"}]))),
+            format!("{p}[0].field: `sum` reads a number: watch_time_ms or props.<key>, not user_id")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "distinct", "field": "watch_time_ms"}]))),
+            format!("{p}[0].field: `distinct` reads a string: user_id, category or props.<key>, not watch_time_ms")
+        );
+        assert!(only_error(with_features(json!([{"name": "a", "op": "last", "field": "user_id"}]))).contains("`last` reads a string"));
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "max", "feild": "watch_time_ms", "field": "watch_time_ms"}]))),
+            format!("{p}[0].feild: unknown field; did you mean \"field\"?")
+        );
+        assert_eq!(
+            only_error(with_features(json!([
+                {"name": "a", "op": "max", "field": "watch_time_ms"},
+                {"name": "a", "op": "sum", "field": "watch_time_ms"}
+            ]))),
+            format!("{p}[1].name: duplicate feature name \"a\"")
+        );
+        assert_eq!(
+            only_error(with_features(json!([{"name": "Watch", "op": "max", "field": "watch_time_ms"}]))),
+            format!("{p}[0].name: is required and must match [a-z0-9_]{{1,32}}")
+        );
+        let nine: Vec<Value> = (0..9).map(|i| json!({"name": format!("f{i}"), "op": "max", "field": "watch_time_ms"})).collect();
+        assert_eq!(only_error(with_features(Value::from(nine))), format!("{p}: at most 8 features, got 9"));
+        assert_eq!(
+            only_error(with_features(json!([{"name": "a", "op": "max", "field": "watch_time_ms", "actions": ["View"]}]))),
+            format!("{p}[0].actions[0]: action names must match [a-z_]{{1,32}}")
+        );
+        assert!(
+            only_error(with_features(json!([{"name": "a", "op": "max", "field": "watch_time_ms", "actions": []}]))).contains("1 to 32")
+        );
+        assert!(only_error(with_features(json!({"a": 1}))).contains("must be a list"));
+        assert!(only_error(with_features(json!([3]))).contains("must be an object"));
+        assert!(
+            only_error(with_features(json!([{"name": "a", "field": "category"}])))
+                .ends_with("op: is required: one of sum, max, distinct, last")
+        );
+        assert_eq!(
+            only_error(json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"featurs": []}}}})),
+            "config.realtime_compute.hot_score.featurs: unknown field; did you mean \"features\"?"
+        );
+    }
+
+    #[test]
+    fn a_candidate_keeps_the_live_features() {
+        let mut doc = with_features(json!([{"name": "a", "op": "max", "field": "watch_time_ms"}]));
+        doc["candidate"] = json!({"hot_score": {"decay_lambda": 0.5}});
+        assert!(matches!(parse_scenario(&doc).unwrap().candidate, Some(Candidate::Valid(_))));
+        doc["candidate"] = json!({"hot_score": {"features": []}});
+        let cfg = parse_scenario(&doc).unwrap();
+        assert!(matches!(&cfg.candidate, Some(Candidate::Invalid(e)) if e.contains("keep the live features")), "{cfg:?}");
     }
 
     #[test]

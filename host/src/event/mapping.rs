@@ -18,10 +18,11 @@ pub enum EventField {
     Tags,
     WatchTimeMs,
     EventId,
+    Props,
 }
 
 impl EventField {
-    pub const ALL: [EventField; 10] = [
+    pub const ALL: [EventField; 11] = [
         EventField::TenantId,
         EventField::ScenarioId,
         EventField::UserId,
@@ -32,6 +33,7 @@ impl EventField {
         EventField::Tags,
         EventField::WatchTimeMs,
         EventField::EventId,
+        EventField::Props,
     ];
 
     /// The canonical name (the JSON key without a mapping).
@@ -47,6 +49,7 @@ impl EventField {
             EventField::Tags => "tags",
             EventField::WatchTimeMs => "watch_time_ms",
             EventField::EventId => "event_id",
+            EventField::Props => "props",
         }
     }
 
@@ -98,13 +101,15 @@ const MAX_SEGMENT_BYTES: usize = 128;
 pub struct EventMapping {
     /// Per field (in [`EventField::ALL`] order): the dotted path as given, leaked once so that
     /// reject reasons (`&'static str`, like the canonical names) can name it, and its segments.
-    paths: [Option<(&'static str, Vec<String>)>; 10],
+    paths: [Option<(&'static str, Vec<String>)>; 11],
+    /// `props.<key>=PATH`: one prop read from elsewhere, by key.
+    prop_paths: Vec<(String, Vec<String>)>,
     ts_unit: TsUnit,
 }
 
 impl Default for EventMapping {
     fn default() -> Self {
-        Self { paths: Default::default(), ts_unit: TsUnit::Ms }
+        Self { paths: Default::default(), prop_paths: Vec::new(), ts_unit: TsUnit::Ms }
     }
 }
 
@@ -119,12 +124,10 @@ impl EventMapping {
         Ok((!m.is_identity()).then_some(m))
     }
 
-    /// Applies one `FIELD=PATH`, e.g. `item_id=content_id` or `user_id=user.id`.
+    /// Applies one `FIELD=PATH`, e.g. `item_id=content_id`, `user_id=user.id` or
+    /// `props.duration=meta.duration_ms` (one prop; `props=PATH` moves the whole object).
     pub fn set(&mut self, spec: &str) -> Result<(), String> {
         let (field, path) = spec.split_once('=').ok_or_else(|| format!("expected FIELD=PATH (e.g. item_id=content_id), got {spec:?}"))?;
-        let f = EventField::from_name(field.trim()).ok_or_else(|| {
-            format!("unknown event field {:?}; known: {}", field.trim(), EventField::ALL.map(EventField::name).join(", "))
-        })?;
         let path = path.trim();
         let segments: Vec<String> = path.split('.').map(str::to_string).collect();
         if segments.len() > MAX_PATH_SEGMENTS || segments.iter().any(|s| s.is_empty() || s.len() > MAX_SEGMENT_BYTES) {
@@ -132,6 +135,22 @@ impl EventMapping {
                 "{field}: {path:?} is not a path: 1 to {MAX_PATH_SEGMENTS} non-empty keys of at most {MAX_SEGMENT_BYTES} bytes, joined by `.`"
             ));
         }
+        if let Some(key) = field.trim().strip_prefix("props.") {
+            if !super::is_valid_prop_key(key) {
+                return Err(format!("{field}: a props key must be 1..=64 bytes of [A-Za-z0-9_.-]"));
+            }
+            if self.prop_paths.iter().any(|(k, _)| k == key) {
+                return Err(format!("{field} is mapped twice"));
+            }
+            if self.prop_paths.len() >= super::MAX_PROPS {
+                return Err(format!("at most {} props.<key> mappings", super::MAX_PROPS));
+            }
+            self.prop_paths.push((key.to_string(), segments));
+            return Ok(());
+        }
+        let f = EventField::from_name(field.trim()).ok_or_else(|| {
+            format!("unknown event field {:?}; known: {}, props.<key>", field.trim(), EventField::ALL.map(EventField::name).join(", "))
+        })?;
         let slot = &mut self.paths[f as usize];
         if slot.is_some() {
             return Err(format!("{field} is mapped twice"));
@@ -146,12 +165,17 @@ impl EventMapping {
 
     /// Whether this mapping renames nothing and keeps the default `ts` unit.
     pub fn is_identity(&self) -> bool {
-        self.paths.iter().all(Option::is_none) && self.ts_unit == TsUnit::Ms
+        !self.renames() && self.ts_unit == TsUnit::Ms
     }
 
     /// Whether any field is read from another key than its own.
     pub fn renames(&self) -> bool {
-        self.paths.iter().any(Option::is_some)
+        self.paths.iter().any(Option::is_some) || !self.prop_paths.is_empty()
+    }
+
+    /// `props.<key>=PATH` mappings: the key and the path's segments.
+    pub fn prop_paths(&self) -> impl Iterator<Item = (&String, &[String])> {
+        self.prop_paths.iter().map(|(k, segs)| (k, segs.as_slice()))
     }
 
     pub fn ts_unit(&self) -> TsUnit {
@@ -175,6 +199,7 @@ impl EventMapping {
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> =
             EventField::ALL.iter().filter_map(|f| self.paths[*f as usize].as_ref().map(|(p, _)| format!("{}={p}", f.name()))).collect();
+        parts.extend(self.prop_paths.iter().map(|(k, segs)| format!("props.{k}={}", segs.join("."))));
         parts.push(format!("ts unit {}", self.ts_unit));
         parts.join(", ")
     }

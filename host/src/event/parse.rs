@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::RejectReason;
 use super::mapping::{EventField, EventMapping, PathRef, TsUnit};
+use super::props::{self, Prop, RawProps};
 use crate::config::validate::{is_valid_action, is_valid_id};
 
 /// A validated behaviour event, borrowing from the bytes it was parsed from.
@@ -23,6 +24,15 @@ pub struct Event<'a> {
     pub tags: Vec<Cow<'a, str>>,
     pub watch_time_ms: Option<f64>,
     pub event_id: Option<Cow<'a, str>>,
+    /// `props`, in the event's key order (empty when absent).
+    pub props: Vec<Prop<'a>>,
+}
+
+impl<'a> Event<'a> {
+    /// The value of `props.<key>`, if the event has it.
+    pub fn prop(&self, key: &str) -> Option<&props::PropValue<'a>> {
+        self.props.iter().find(|p| p.key == key).map(|p| &p.value)
+    }
 }
 
 /// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
@@ -51,6 +61,8 @@ struct RawEvent<'a> {
     watch_time_ms: Option<f64>,
     #[serde(borrow)]
     event_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    props: Option<RawProps<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -218,7 +230,9 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
         }
         e => e,
     };
-    Ok(Event { tenant_id, scenario_id, user_id, item_id, action, ts, category, tags, watch_time_ms: raw.watch_time_ms, event_id })
+    // Checked last, so an event that also breaks an older rule keeps that rule's reason.
+    let props = props::validate(raw.props, shape.name(F::Props))?;
+    Ok(Event { tenant_id, scenario_id, user_id, item_id, action, ts, category, tags, watch_time_ms: raw.watch_time_ms, event_id, props })
 }
 
 /// The raw fields of a parsed document, each read where the mapping says. A value of the
@@ -264,7 +278,23 @@ fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, Re
         Some(Value::Number(n)) => n.as_f64(),
         Some(_) => return Err(wrong(F::WatchTimeMs, "a number")),
     };
+    let mut props = match at(F::Props) {
+        None => None,
+        Some(v) => Some(props::raw_from_value(v).ok_or_else(|| wrong(F::Props, "an object"))?),
+    };
+    // `--event-field props.<key>=PATH`: that prop is read from PATH (over one in `props`).
+    for (key, segs) in m.prop_paths() {
+        let Some(v) = segs.iter().try_fold(doc, |v, s| v.get(s.as_str())).filter(|v| !v.is_null()) else { continue };
+        let raw = props.get_or_insert_with(RawProps::default);
+        let before = raw.entries.len();
+        raw.entries.retain(|(k, _)| k != key);
+        if raw.entries.len() == before {
+            raw.total += 1;
+        }
+        raw.entries.push((Cow::Owned(key.clone()), props::raw_value(v)));
+    }
     Ok(RawEvent {
+        props,
         tenant_id: text(F::TenantId)?,
         scenario_id: text(F::ScenarioId)?,
         user_id: text(F::UserId)?,
@@ -283,6 +313,8 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"{"tenant_id":"shop","scenario_id":"home","user_id":"u1","item_id":"i1","action":"click","ts":1767225596681,"category":"a","tags":["x","y"],"extra":1}"#;
+    /// [`GOOD`] with props, for the mutation property.
+    const GOOD_PROPS: &str = r#"{"tenant_id":"shop","scenario_id":"home","user_id":"u1","item_id":"i1","action":"click","ts":1767225596681,"props":{"dur":12.5,"src":"feed","k.1":"v"}}"#;
 
     #[test]
     fn parses_a_good_event_without_copying() {
@@ -349,6 +381,77 @@ mod tests {
             RejectReason::Invalid { field: "watch_time_ms", .. }
         ));
         assert_eq!(reason(r#"{"tenant_id":5,"scenario_id":"s"}"#).kind(), "json");
+    }
+
+    fn with_props(props: &str) -> String {
+        format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"props":{props}}}"#)
+    }
+
+    #[test]
+    fn props_are_read_without_copying() {
+        let text = with_props(r#"{"watch.s":12.5,"src":"feed","n":-3,"big":1e300}"#);
+        let e = parse_event(text.as_bytes()).unwrap();
+        assert_eq!(e.props.len(), 4);
+        assert_eq!(e.prop("watch.s"), Some(&props::PropValue::Number(12.5)));
+        assert!(matches!(e.prop("src"), Some(props::PropValue::Text(Cow::Borrowed("feed")))));
+        assert_eq!(e.prop("n"), Some(&props::PropValue::Number(-3.0)));
+        assert_eq!(e.prop("missing"), None);
+        assert!(parse_event(with_props("{}").as_bytes()).unwrap().props.is_empty());
+        assert!(parse_event(with_props("null").as_bytes()).unwrap().props.is_empty());
+        let max: Vec<String> = (0..16).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert_eq!(parse_event(with_props(&format!("{{{}}}", max.join(","))).as_bytes()).unwrap().props.len(), 16);
+        let long_ok = format!(r#"{{"{}":"{}"}}"#, "k".repeat(64), "v".repeat(256));
+        assert!(parse_event(with_props(&long_ok).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn bad_props_have_their_own_reasons() {
+        let kind = |props: &str| reason(&with_props(props)).kind();
+        let seventeen: Vec<String> = (0..17).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert_eq!(reason(&with_props(&format!("{{{}}}", seventeen.join(",")))), RejectReason::TooManyProps { field: "props", count: 17 });
+        let many: Vec<String> = (0..5000).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        assert_eq!(reason(&with_props(&format!("{{{}}}", many.join(",")))), RejectReason::TooManyProps { field: "props", count: 5000 });
+        assert_eq!(kind(r#"{"a b":1}"#), "prop_bad_key");
+        assert_eq!(kind(r#"{"":1}"#), "prop_bad_key");
+        let long_key = reason(&with_props(&format!(r#"{{"{}":1}}"#, "k".repeat(65))));
+        assert_eq!(long_key, RejectReason::BadPropKey { field: "props", key: "k".repeat(65) });
+        assert_eq!(reason(&with_props(r#"{"a":1,"a":"x"}"#)), RejectReason::DuplicateProp { field: "props", key: "a".into() });
+        for (value, found) in [("true", "a boolean"), ("null", "null"), ("[1]", "an array"), (r#"{"x":1}"#, "an object")] {
+            assert_eq!(
+                reason(&with_props(&format!(r#"{{"v":{value}}}"#))),
+                RejectReason::BadPropValue { field: "props", key: "v".into(), found },
+                "{value}"
+            );
+        }
+        assert_eq!(
+            reason(&with_props(&format!(r#"{{"s":"{}"}}"#, "x".repeat(257)))),
+            RejectReason::LongPropText { field: "props", key: "s".into(), bytes: 257 }
+        );
+        let text = reason(&with_props(r#"{"v":[1]}"#)).to_string();
+        assert_eq!(text, "field `props.v`: must be a finite number or a string, got an array");
+        // Not an object at all: a wrong JSON type, like any other field's.
+        assert_eq!(kind("[1,2]"), "json");
+        assert_eq!(kind(r#""x""#), "json");
+        // Older rules come first: an event breaking one keeps its reason.
+        let both =
+            r#"{"tenant_id":"a b","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"props":{"v":[1]}}"#;
+        assert!(matches!(reason(both), RejectReason::Invalid { field: "tenant_id", .. }));
+    }
+
+    #[test]
+    fn props_can_be_mapped_whole_or_by_key() {
+        let m = mapping(&["props=attrs", "props.dur=meta.duration"], TsUnit::Ms);
+        let theirs = br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"attrs":{"src":"feed","dur":1},"meta":{"duration":42}}"#;
+        let e = parse_event_mapped(theirs, &m).unwrap();
+        assert_eq!(e.prop("src"), Some(&props::PropValue::Text("feed".into())));
+        assert_eq!(e.prop("dur"), Some(&props::PropValue::Number(42.0)), "the mapped key wins");
+        assert_eq!(e.props.len(), 2);
+        let bad = br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"meta":{"duration":[1]}}"#;
+        assert_eq!(parse_event_mapped(bad, &m), Err(RejectReason::BadPropValue { field: "attrs", key: "dur".into(), found: "an array" }));
+        let not_object = br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"attrs":3}"#;
+        assert_eq!(parse_event_mapped(not_object, &m).unwrap_err().kind(), "json");
+        assert!(EventMapping::from_specs(&["props.a b=x".into()], TsUnit::Ms).is_err());
+        assert!(EventMapping::from_specs(&["props.a=x".into(), "props.a=y".into()], TsUnit::Ms).unwrap_err().contains("twice"));
     }
 
     fn mapping(specs: &[&str], unit: TsUnit) -> EventMapping {
@@ -425,6 +528,14 @@ mod tests {
         prop_assert!(opaque_id_ok(&e.user_id) && opaque_id_ok(&e.item_id));
         prop_assert!((MIN_TS..MAX_TS).contains(&e.ts));
         prop_assert!(e.tags.len() <= MAX_TAGS);
+        prop_assert!(e.props.len() <= props::MAX_PROPS);
+        for p in &e.props {
+            prop_assert!(props::is_valid_prop_key(&p.key));
+            match &p.value {
+                props::PropValue::Number(x) => prop_assert!(x.is_finite()),
+                props::PropValue::Text(t) => prop_assert!(t.len() <= props::MAX_PROP_TEXT_BYTES),
+            }
+        }
         Ok(())
     }
 
@@ -445,6 +556,20 @@ mod tests {
             let m = mapping(&["item_id=content.id", "ts=t"], TsUnit::S);
             if let Ok(e) = parse_event_mapped(&bytes, &m) {
                 assert_within_rules(&e)?;
+            }
+        }
+
+        #[test]
+        fn an_event_with_props_mutated_anywhere_never_panics(
+            edits in proptest::collection::vec((0usize..GOOD_PROPS.len(), proptest::prelude::any::<u8>()), 1..6),
+        ) {
+            let mut bytes = GOOD_PROPS.as_bytes().to_vec();
+            for (at, b) in edits {
+                bytes[at] = b;
+            }
+            match parse_event(&bytes) {
+                Ok(e) => assert_within_rules(&e)?,
+                Err(r) => proptest::prop_assert!(!r.to_string().is_empty()),
             }
         }
 

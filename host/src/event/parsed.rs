@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::{Event, RejectReason};
+use super::{Event, Prop, PropValue, RejectReason};
 
 /// A field's bytes in [`ParsedEvents::text`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ struct Fields {
     event_id: Option<Span>,
     /// Range of this event's tags in [`ParsedEvents::tags`].
     tags: Span,
+    /// Range of this event's props in [`ParsedEvents::props`].
+    props: Span,
     ts: i64,
     watch_time_ms: Option<f64>,
 }
@@ -42,12 +44,21 @@ struct Fields {
 pub struct ParsedEvents {
     text: String,
     tags: Vec<Span>,
+    /// Every event's props, back to back: spans of `text`, no allocation per event.
+    props: Vec<(Span, StoredValue)>,
     events: Vec<Result<Fields, RejectReason>>,
+}
+
+/// A prop value in [`ParsedEvents::props`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StoredValue {
+    Number(f64),
+    Text(Span),
 }
 
 impl ParsedEvents {
     pub fn with_capacity(events: usize) -> Self {
-        Self { text: String::with_capacity(events * 64), tags: Vec::new(), events: Vec::with_capacity(events) }
+        Self { text: String::with_capacity(events * 64), tags: Vec::new(), props: Vec::new(), events: Vec::with_capacity(events) }
     }
 
     /// Appends the next record's result.
@@ -58,7 +69,17 @@ impl ParsedEvents {
                 let span = self.store(t);
                 self.tags.push(span);
             }
+            let props_start = self.props.len() as u32;
+            for p in &ev.props {
+                let key = self.store(&p.key);
+                let value = match &p.value {
+                    PropValue::Number(x) => StoredValue::Number(*x),
+                    PropValue::Text(t) => StoredValue::Text(self.store(t)),
+                };
+                self.props.push((key, value));
+            }
             Fields {
+                props: Span { start: props_start, end: self.props.len() as u32 },
                 tenant_id: self.store(&ev.tenant_id),
                 scenario_id: self.store(&ev.scenario_id),
                 user_id: self.store(&ev.user_id),
@@ -109,6 +130,16 @@ impl ParsedEvents {
             tags: self.tags[fields.tags.range()].iter().map(|&s| self.str(s)).collect(),
             watch_time_ms: fields.watch_time_ms,
             event_id: fields.event_id.map(|s| self.str(s)),
+            props: self.props[fields.props.range()]
+                .iter()
+                .map(|&(key, value)| Prop {
+                    key: self.str(key),
+                    value: match value {
+                        StoredValue::Number(x) => PropValue::Number(x),
+                        StoredValue::Text(t) => PropValue::Text(self.str(t)),
+                    },
+                })
+                .collect(),
         }))
     }
 }
@@ -120,12 +151,14 @@ mod tests {
 
     #[test]
     fn gives_back_what_parse_event_gives() {
-        let records: [&[u8]; 5] = [
+        let records: [&[u8]; 7] = [
             br#"{"tenant_id":"shop","scenario_id":"home","user_id":"u1","item_id":"i1","action":"click","ts":1767225596681,"category":"a","tags":["x","y"]}"#,
             br#"{"tenant_id":"shop","scenario_id":"home","user_id":"u\u00e9","item_id":"i\"2","action":"view","ts":"2026-01-01T00:00:00Z","watch_time_ms":1500.5,"event_id":"e-1"}"#,
             b"{not json",
             br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"","action":"view","ts":1767225600000}"#,
             br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"tags":[]}"#,
+            br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"props":{"dur":12.5,"src":"fe\u00e9d","n":3}}"#,
+            br#"{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"view","ts":1767225600000,"props":{"bad":[1]}}"#,
         ];
         let mut parsed = ParsedEvents::with_capacity(records.len());
         for r in records {

@@ -26,6 +26,21 @@ pub enum RejectReason {
     /// No active scenario of that id on this host (dead-lettered only with `--dead-letter-all`).
     #[error("no active scenario `{tenant}/{scenario}` on this host")]
     UnknownScenario { tenant: String, scenario: String },
+    /// `props` (DESIGN §2) holds more keys than [`MAX_PROPS`](super::MAX_PROPS).
+    #[error("field `{field}` holds {count} keys; at most 16 are allowed")]
+    TooManyProps { field: &'static str, count: usize },
+    /// A `props` key outside `[A-Za-z0-9_.-]{1,64}` (shown cut to 80 bytes).
+    #[error("field `{field}`: key {key:?} must be 1..=64 bytes of [A-Za-z0-9_.-]")]
+    BadPropKey { field: &'static str, key: String },
+    /// A `props` key given twice: which value counts would depend on the JSON reader.
+    #[error("field `{field}`: key {key:?} appears twice")]
+    DuplicateProp { field: &'static str, key: String },
+    /// A `props` value that is neither a finite number nor a string.
+    #[error("field `{field}.{key}`: must be a finite number or a string, got {found}")]
+    BadPropValue { field: &'static str, key: String, found: &'static str },
+    /// A `props` string longer than 256 bytes.
+    #[error("field `{field}.{key}`: a string must be at most 256 bytes, got {bytes}")]
+    LongPropText { field: &'static str, key: String, bytes: usize },
     /// The tenant reached a memory quota: the event would have added a new key (docs/security.md).
     #[error("the tenant's {0} quota is reached ({1}); the event would add a new key and is refused")]
     Quota(QuotaKind, u64),
@@ -87,6 +102,11 @@ impl RejectReason {
             RejectReason::Duplicate => "duplicate",
             RejectReason::UnknownScenario { .. } => "unknown_scenario",
             RejectReason::Quota(q, _) => q.kind(),
+            RejectReason::TooManyProps { .. } => "props_too_many_keys",
+            RejectReason::BadPropKey { .. } => "prop_bad_key",
+            RejectReason::DuplicateProp { .. } => "prop_duplicate_key",
+            RejectReason::BadPropValue { .. } => "prop_bad_value",
+            RejectReason::LongPropText { .. } => "prop_text_too_long",
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::output::status::PipelineStats;
 use crate::output::{HotList, Output, ScoredItem, ShadowList};
 use crate::plugin::ScenarioScorer;
 use crate::scoring::{WindowBatch, topn};
-use crate::window::{AddOutcome, HotWindows, Seen, SeenEventIds};
+use crate::window::{AddOutcome, HotWindows, HotWindowsV2, Seen, SeenEventIds};
 
 /// A revision waiting for its `effective_from_window_end`, with the scorer prepared for its
 /// plugin reference, so the switch needs no loading.
@@ -75,6 +75,11 @@ impl ScenarioHot {
         };
         s.switch_to(config, None);
         s
+    }
+
+    /// The batch of the last emitted window (its feature columns included).
+    pub fn last_batch(&self) -> &WindowBatch {
+        &self.batch
     }
 
     /// The scorer's state for status, e.g. `active gravity@0.1.0` or `builtin`.
@@ -150,6 +155,7 @@ impl ScenarioHot {
         };
         // A new candidate overwrites the shadow keys itself.
         self.shadow_ended = (had_shadow || self.shadow_ended) && self.shadow.is_none();
+        self.windows.set_features(&cfg.hot_score.features);
         self.config = cfg;
     }
 
@@ -274,6 +280,26 @@ pub struct HotState {
     pub last_window_end: Option<i64>,
 }
 
+/// [`HotState`] as snapshot formats 1 and 2 wrote it: windows without features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotStateV2 {
+    pub windows: HotWindowsV2,
+    pub seen: SeenEventIds,
+    pub last_window_end: Option<i64>,
+}
+
+impl From<HotStateV2> for HotState {
+    fn from(v: HotStateV2) -> Self {
+        Self { windows: v.windows.0, seen: v.seen, last_window_end: v.last_window_end }
+    }
+}
+
+impl From<HotState> for HotStateV2 {
+    fn from(s: HotState) -> Self {
+        Self { windows: HotWindowsV2(s.windows), seen: s.seen, last_window_end: s.last_window_end }
+    }
+}
+
 /// All scenarios' hot-score state, indexed by tenant then scenario so events are routed without
 /// allocating a key.
 #[derive(Default)]
@@ -317,7 +343,7 @@ impl HotScoreJob {
             }
         }
         let (max_items, quota) = s.limits.bound(QuotaKind::Items);
-        match s.windows.add_within(&ev.item_id, &ev.action, ev.ts, s.config.hot_score.window, max_items) {
+        match s.windows.add_event(ev, s.config.hot_score.window, max_items) {
             AddOutcome::Accepted => {
                 s.counters.events += 1;
                 Routed::Counted
@@ -383,6 +409,8 @@ impl HotScoreJob {
         let Some(s) = self.scenario_mut(key) else { return false };
         let state = state.unwrap_or(HotState { windows: HotWindows::default(), seen: SeenEventIds::new(), last_window_end: None });
         s.windows = state.windows;
+        // The snapshot's features as declared then; the config in force decides what is kept.
+        s.windows.set_features(&s.config.hot_score.features);
         s.seen = state.seen;
         s.last_window_end = state.last_window_end;
         true
@@ -394,5 +422,98 @@ impl HotScoreJob {
 
     pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioHot> {
         self.scenarios.values_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ScenarioKey, parse_scenario};
+    use crate::event::RecordBatch;
+    use crate::pipeline::{JobSelection, Pipeline, PipelineOptions};
+    use crate::scoring::FeatureValues;
+    use std::sync::Arc;
+
+    const T0: i64 = 1_767_225_600_000;
+
+    /// Declared features go from events (parsed ahead, as sources do) through the pipeline's
+    /// windows into the batch the scorer sees, and survive a snapshot taken mid-stream.
+    #[test]
+    fn declared_features_reach_the_batch() {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {
+            "window_size_minutes": 10, "window_slide_minutes": 10, "features": [
+                {"name": "watch", "op": "sum", "field": "watch_time_ms", "actions": ["view"]},
+                {"name": "users", "op": "distinct", "field": "user_id"},
+                {"name": "src", "op": "last", "field": "props.src"}]}}}});
+        let cfg = Arc::new(parse_scenario(&doc).unwrap());
+        let key = ScenarioKey::new("t", "s");
+        let new_pipeline = || {
+            let mut p = Pipeline::new(PipelineOptions { jobs: JobSelection::ItemHotScore, ..PipelineOptions::default() });
+            p.apply_config(&key, Some(cfg.clone()));
+            p
+        };
+        let lines: Vec<String> = (0..60i64)
+            .map(|i| {
+                let action = if i % 3 == 0 { "click" } else { "view" };
+                format!(
+                    r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u{}","item_id":"i{}","action":"{action}","ts":{},"watch_time_ms":1.5,"props":{{"src":"s{i:02}"}}}}"#,
+                    i % 4,
+                    i % 2,
+                    T0 + i * 9_000
+                )
+            })
+            .collect();
+        let batch_of = |lines: &[String]| {
+            let mut b = RecordBatch::default();
+            // Partition 0, so the scenario's state belongs to it (pipeline::state).
+            lines.iter().enumerate().for_each(|(i, l)| b.push_at(l.as_bytes(), crate::event::Position { partition: 0, offset: i as i64 }));
+            b.parse_ahead();
+            b
+        };
+        let run = |p: &mut Pipeline, lines: &[String]| {
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            p.process(&batch_of(lines), &mut out, &mut rejects);
+            assert!(rejects.is_empty(), "{rejects:?}");
+        };
+        let columns = |p: &mut Pipeline| {
+            p.finish(&mut Vec::new());
+            let s = p.hot_job().scenario(&key).unwrap();
+            let b = s.last_batch();
+            // The window closed, so its item names are gone: rows are told apart by their values.
+            let mut rows: Vec<Vec<String>> = (0..b.item_count())
+                .map(|k| {
+                    b.features
+                        .iter()
+                        .map(|c| match &c.values {
+                            FeatureValues::Number(v) => format!("{}={}", c.name, v[k]),
+                            FeatureValues::Text(v) => format!("{}={}", c.name, v[k]),
+                        })
+                        .collect()
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let mut whole = new_pipeline();
+        run(&mut whole, &lines);
+        let want = columns(&mut whole);
+        // Events 0..59 at 9 s apart fill minutes 0..8: one window [T0, T0 + 10 min). Item i0
+        // has the even events (users u0, u2), 20 of its 30 are views; its last src is s58 (i1: s59).
+        assert_eq!(
+            want,
+            vec![
+                ["watch=30", "users=2", "src=s58"].map(String::from).to_vec(),
+                ["watch=30", "users=2", "src=s59"].map(String::from).to_vec()
+            ]
+        );
+        // The same events with a snapshot (through the codec) after the first 25.
+        let mut first = new_pipeline();
+        run(&mut first, &lines[..25]);
+        let state = first.export_partition(0, 25);
+        assert_eq!(state.scenarios.len(), 1);
+        let bytes = crate::snapshot::codec::encode(&state).unwrap();
+        let mut second = new_pipeline();
+        second.import_partition(crate::snapshot::codec::decode(&bytes).unwrap(), 0);
+        run(&mut second, &lines[25..]);
+        assert_eq!(columns(&mut second), want);
     }
 }

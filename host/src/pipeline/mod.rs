@@ -19,7 +19,7 @@ pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::{ProfileCounters, ProfileJob};
 pub use profile_load::ProfileRef;
-pub use state::{PartitionState, PartitionStateV1, ScenarioState};
+pub use state::{PartitionState, PartitionStateV1, PartitionStateV2, ScenarioState, ScenarioStateV2};
 pub use stats::{Routed, ScenarioCounters};
 
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Pipeline;
-use super::hot_job::HotState;
+use super::hot_job::{HotState, HotStateV2};
 use super::metrics_job::MetricsState;
 use super::profile_job::ProfileState;
 use crate::config::ScenarioKey;
@@ -34,7 +34,51 @@ pub struct PartitionStateV1 {
     pub partition: i32,
     pub next_offset: i64,
     pub max_event_ts: Option<i64>,
-    pub scenarios: Vec<ScenarioState>,
+    pub scenarios: Vec<ScenarioStateV2>,
+}
+
+/// [`PartitionState`] as snapshot format 2 wrote it: windows without features.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStateV2 {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub max_event_ts: Option<i64>,
+    pub scenarios: Vec<ScenarioStateV2>,
+    pub tenant_max_ts: Vec<(String, i64)>,
+}
+
+impl From<PartitionStateV2> for PartitionState {
+    fn from(v: PartitionStateV2) -> Self {
+        Self {
+            partition: v.partition,
+            next_offset: v.next_offset,
+            max_event_ts: v.max_event_ts,
+            scenarios: v.scenarios.into_iter().map(Into::into).collect(),
+            tenant_max_ts: v.tenant_max_ts,
+        }
+    }
+}
+
+/// [`ScenarioState`] of formats 1 and 2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioStateV2 {
+    pub tenant_id: String,
+    pub scenario_id: String,
+    pub hot: Option<HotStateV2>,
+    pub profiles: Option<ProfileState>,
+    pub metrics: Option<MetricsState>,
+}
+
+impl From<ScenarioStateV2> for ScenarioState {
+    fn from(v: ScenarioStateV2) -> Self {
+        Self { tenant_id: v.tenant_id, scenario_id: v.scenario_id, hot: v.hot.map(Into::into), profiles: v.profiles, metrics: v.metrics }
+    }
+}
+
+impl From<ScenarioState> for ScenarioStateV2 {
+    fn from(s: ScenarioState) -> Self {
+        Self { tenant_id: s.tenant_id, scenario_id: s.scenario_id, hot: s.hot.map(Into::into), profiles: s.profiles, metrics: s.metrics }
+    }
 }
 
 impl From<PartitionStateV1> for PartitionState {
@@ -50,7 +94,7 @@ impl From<PartitionStateV1> for PartitionState {
             partition: v1.partition,
             next_offset: v1.next_offset,
             max_event_ts: v1.max_event_ts,
-            scenarios: v1.scenarios,
+            scenarios: v1.scenarios.into_iter().map(Into::into).collect(),
             tenant_max_ts: tenants,
         }
     }
@@ -205,14 +249,31 @@ mod tests {
         run(&mut a, &records(0, 400), &mut Vec::new());
         let now = a.export_partition(1, 200);
         assert_eq!(now.tenant_max_ts, vec![("t".to_string(), now.max_event_ts.unwrap())]);
-        let v1 = PartitionStateV1 { partition: 1, next_offset: 200, max_event_ts: now.max_event_ts, scenarios: now.scenarios.clone() };
+        let old_scenarios: Vec<ScenarioStateV2> = now.scenarios.iter().cloned().map(Into::into).collect();
+        let v1 = PartitionStateV1 { partition: 1, next_offset: 200, max_event_ts: now.max_event_ts, scenarios: old_scenarios.clone() };
         let mut bytes = codec::encode(&v1).unwrap();
         bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
-        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&bytes).unwrap();
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&bytes).unwrap();
         assert_eq!(read.tenant_max_ts, now.tenant_max_ts);
         assert_eq!(read.scenarios.len(), 1);
-        let current: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&codec::encode(&now).unwrap()).unwrap();
+        let current: PartitionState =
+            codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&codec::encode(&now).unwrap()).unwrap();
         assert_eq!(current.tenant_max_ts, now.tenant_max_ts);
+        // Format 2: the same state without features, read and written again in format 3.
+        let v2 = PartitionStateV2 {
+            partition: 1,
+            next_offset: 200,
+            max_event_ts: now.max_event_ts,
+            scenarios: old_scenarios,
+            tenant_max_ts: now.tenant_max_ts.clone(),
+        };
+        let mut bytes = codec::encode(&v2).unwrap();
+        bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&bytes).unwrap();
+        // Restores number items by name: compare with the current snapshot restored too.
+        let restored_now: PartitionState = codec::decode(&codec::encode(&now).unwrap()).unwrap();
+        let windows = |p: &PartitionState| codec::encode(&p.scenarios[0].hot.as_ref().unwrap().windows).unwrap();
+        assert_eq!(windows(&read), windows(&restored_now));
     }
 
     /// A partition's state exported (through the codec) mid-stream and imported into another

@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::config::redis_keys as keys;
 use crate::pipeline::PartitionState;
 #[cfg(feature = "redis")]
-use crate::pipeline::PartitionStateV1;
+use crate::pipeline::{PartitionStateV1, PartitionStateV2};
 use crate::sinks::redis::RedisSink;
 #[cfg(feature = "redis")]
 use crate::snapshot::codec;
@@ -77,7 +77,7 @@ impl SnapshotStore {
         let mut states = Vec::new();
         for (&p, blob) in partitions.iter().zip(blobs) {
             let Some(blob) = blob else { continue };
-            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1>(&blob).with_context(|| {
+            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&blob).with_context(|| {
                 format!(
                     "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
                     self.key(p)

@@ -12,9 +12,10 @@ pub const MAGIC: [u8; 4] = *b"RTSS";
 /// reader for the previous version so an upgraded host can load what the old one wrote.
 ///
 /// 2: partition states carry each tenant's max event time (`PartitionState::tenant_max_ts`).
-pub const FORMAT_VERSION: u16 = 2;
+/// 3: window states carry declared features (`hot_score.features`) and their aggregates.
+pub const FORMAT_VERSION: u16 = 3;
 /// Versions this build can read.
-pub const READABLE_VERSIONS: &[u16] = &[1, 2];
+pub const READABLE_VERSIONS: &[u16] = &[1, 2, 3];
 
 const HEADER_LEN: usize = MAGIC.len() + 2;
 
@@ -61,11 +62,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     decode_payload(bytes)
 }
 
-/// Like [`decode`] for a type that format 2 changed: a format 1 snapshot is read as `V1` and
-/// converted.
-pub fn decode_upgrading<T: DeserializeOwned, V1: DeserializeOwned + Into<T>>(bytes: &[u8]) -> Result<T, SnapshotError> {
+/// Like [`decode`] for a type that later formats changed: a format 1 snapshot is read as `V1`,
+/// a format 2 one as `V2`, and converted.
+pub fn decode_upgrading<T, V1, V2>(bytes: &[u8]) -> Result<T, SnapshotError>
+where
+    T: DeserializeOwned,
+    V1: DeserializeOwned + Into<T>,
+    V2: DeserializeOwned + Into<T>,
+{
     match version(bytes)? {
         1 => decode_payload::<V1>(bytes).map(Into::into),
+        2 => decode_payload::<V2>(bytes).map(Into::into),
         found if READABLE_VERSIONS.contains(&found) => decode_payload(bytes),
         found => Err(SnapshotError::UnknownVersion { found, readable: READABLE_VERSIONS }),
     }

@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::buckets::{BUCKET_MS, age_moments};
+use super::features::{BatchFeatures, FeatureSet, retained};
 use super::item_ids::ItemIds;
-use super::minute_cells::MinuteCells;
-use crate::config::WindowGeometry;
+use super::minute_cells::{CellRow, MinuteCells};
+use crate::config::{FeatureDef, WindowGeometry};
+use crate::event::Event;
 use crate::scoring::WindowBatch;
 
 /// Most distinct action names one scenario tracks; beyond it events are rejected as
@@ -76,6 +78,43 @@ pub struct HotWindows {
     /// Minutes before this were shrunk to fit once the watermark passed them.
     sealed_before: i64,
     scratch: BatchScratch,
+    /// The scenario's declared features; `None` when it declares none.
+    pub(super) features: Option<Box<FeatureSet>>,
+}
+
+/// The head cell of (item `id`, `minute`) and its minute, created (with a first cell of
+/// `action`) if missing. A free function over the fields it needs, so callers may keep
+/// borrowing the others.
+fn locate<'m>(
+    ids: &mut ItemIds<ItemSlot>,
+    minutes: &'m mut BTreeMap<i64, MinuteCells>,
+    id: u32,
+    minute: i32,
+    action: u16,
+) -> (&'m mut MinuteCells, u32) {
+    let slot = ids.get_mut(id);
+    let cells = minutes.entry(i64::from(minute)).or_default();
+    let [newest, older] = slot.recent_minutes;
+    let head = if newest == minute {
+        slot.recent_heads[0]
+    } else if older == minute {
+        slot.recent_heads[1]
+    } else if let Some(h) = (minute < older).then(|| cells.find_head(id)).flatten() {
+        h
+    } else {
+        // Newer than the item's second-newest held minute and not one of the two: the item
+        // holds nothing here yet.
+        let h = cells.push_head(id, action);
+        slot.held += 1;
+        if minute > newest {
+            slot.recent_minutes = [minute, newest];
+            slot.recent_heads = [h, slot.recent_heads[0]];
+        } else if minute > older {
+            (slot.recent_minutes[1], slot.recent_heads[1]) = (minute, h);
+        }
+        h
+    };
+    (cells, head)
 }
 
 impl HotWindows {
@@ -108,6 +147,52 @@ impl HotWindows {
 
     /// Like [`Self::add`], refusing an item not held yet once `max_items` are held.
     pub fn add_within(&mut self, item: &str, action: &str, ts: i64, g: WindowGeometry, max_items: usize) -> AddOutcome {
+        self.add_inner(item, action, ts, g, max_items, None)
+    }
+
+    /// Adds a whole event: its cell, and what it gives the declared features.
+    pub fn add_event(&mut self, ev: &Event<'_>, g: WindowGeometry, max_items: usize) -> AddOutcome {
+        self.add_inner(&ev.item_id, &ev.action, ev.ts, g, max_items, Some(ev))
+    }
+
+    /// Puts `defs` in force (a config change): aggregates of a feature declared the same way
+    /// before are kept; changed and new features start empty from here, and dropped ones go.
+    pub fn set_features(&mut self, defs: &[FeatureDef]) {
+        let old: &[FeatureDef] = self.features.as_ref().map_or(&[], |f| &f.defs);
+        if old == defs {
+            return;
+        }
+        let keep = retained(old, defs);
+        let old_n = old.len();
+        for m in self.minutes.values_mut() {
+            if keep.iter().all(Option::is_none) {
+                m.features = None;
+            } else if let Some(fm) = &mut m.features {
+                fm.remap(old_n, &keep);
+            }
+        }
+        tracing::debug!(kept = keep.iter().flatten().count(), declared = defs.len(), "declared features changed");
+        self.features = (!defs.is_empty()).then(|| Box::new(FeatureSet::new(defs.to_vec())));
+    }
+
+    /// Restores one bucket's feature aggregates (a snapshot); the bucket's cells are in place.
+    pub(super) fn restore_features(&mut self, id: u32, minute: i32, aggs: &[super::features::PortableAgg]) -> Result<(), String> {
+        let set = self.features.as_deref().ok_or("feature aggregates without declared features")?;
+        if aggs.len() != set.defs.len() {
+            return Err(format!("{} feature aggregates for {} declared features", aggs.len(), set.defs.len()));
+        }
+        // The head exists (its cells were just restored), so the action is not used.
+        let (cells, head) = locate(&mut self.ids, &mut self.minutes, id, minute, 0);
+        let fm = cells.features.get_or_insert_default();
+        aggs.iter().enumerate().try_for_each(|(i, p)| fm.restore(head, i, set, p))
+    }
+
+    /// The declared features in force.
+    pub fn feature_defs(&self) -> &[FeatureDef] {
+        self.features.as_ref().map_or(&[], |f| &f.defs)
+    }
+
+    fn add_inner(&mut self, item: &str, action: &str, ts: i64, g: WindowGeometry, max_items: usize, ev: Option<&Event<'_>>) -> AddOutcome {
         if let Some(open) = self.next_open_end(g)
             && ts < open - g.size_ms
         {
@@ -125,38 +210,24 @@ impl HotWindows {
         };
         let id = self.ids.intern(item);
         let offset = ts.rem_euclid(BUCKET_MS) as u64;
-        let cell = self.cell(id, minute, code);
+        let (cells, head) = locate(&mut self.ids, &mut self.minutes, id, minute, code);
+        let cell = cells.cell_in_chain(head, code);
         cell.count += 1;
         cell.sum_offset += offset;
         cell.sum_offset_sq += offset * offset;
+        if let (Some(set), Some(ev)) = (self.features.as_deref_mut(), ev) {
+            let mask = set.mask(code, &self.actions);
+            if mask != 0 {
+                cells.features.get_or_insert_default().add(head, mask, set, ev);
+            }
+        }
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
         AddOutcome::Accepted
     }
 
     /// The cell of (item `id`, `minute`, `action`), created empty if missing.
-    pub(super) fn cell(&mut self, id: u32, minute: i32, action: u16) -> &mut super::minute_cells::CellRow {
-        let slot = self.ids.get_mut(id);
-        let cells = self.minutes.entry(i64::from(minute)).or_default();
-        let [newest, older] = slot.recent_minutes;
-        let head = if newest == minute {
-            slot.recent_heads[0]
-        } else if older == minute {
-            slot.recent_heads[1]
-        } else if let Some(h) = (minute < older).then(|| cells.find_head(id)).flatten() {
-            h
-        } else {
-            // Newer than the item's second-newest held minute and not one of the two: the item
-            // holds nothing here yet.
-            let h = cells.push_head(id, action);
-            slot.held += 1;
-            if minute > newest {
-                slot.recent_minutes = [minute, newest];
-                slot.recent_heads = [h, slot.recent_heads[0]];
-            } else if minute > older {
-                (slot.recent_minutes[1], slot.recent_heads[1]) = (minute, h);
-            }
-            h
-        };
+    pub(super) fn cell(&mut self, id: u32, minute: i32, action: u16) -> &mut CellRow {
+        let (cells, head) = locate(&mut self.ids, &mut self.minutes, id, minute, action);
         cells.cell_in_chain(head, action)
     }
 
@@ -242,6 +313,20 @@ impl HotWindows {
                 batch.row_age_var_ms2[row] = var;
             }
         }
+        // Pass 3, with declared features only: merge each item's minutes into the columns.
+        if let Some(set) = self.features.as_deref() {
+            let n = set.defs.len();
+            let mut acc = BatchFeatures::new(set, s.order.len());
+            for (_, m) in self.minutes.range(lo..hi) {
+                let Some(fm) = m.features.as_deref() else { continue };
+                for (i, c) in m.cells.iter().enumerate().filter(|(_, c)| c.head) {
+                    if let Some(aggs) = fm.aggs_of(i, n) {
+                        acc.merge(s.mark[c.item as usize] as usize - 1, fm, aggs);
+                    }
+                }
+            }
+            batch.features = acc.columns(set);
+        }
         for &id in &s.order {
             s.mark[id as usize] = 0;
         }
@@ -296,6 +381,9 @@ impl HotWindows {
         if from < passed {
             for (_, m) in self.minutes.range_mut(from..passed) {
                 m.cells.shrink_to_fit();
+                if let Some(f) = &mut m.features {
+                    f.shrink_to_fit();
+                }
             }
         }
         self.sealed_before = self.sealed_before.max(passed);

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::buckets::Cell;
+use super::features::FeatureMinute;
 
 /// No next cell in an item's chain.
 pub const NONE: u32 = u32::MAX;
@@ -37,6 +38,9 @@ pub struct MinuteCells {
     /// Head cell by item, built on the first lookup that the item's recent minutes cannot
     /// answer (an event more than one held minute out of order), then kept up to date.
     index: Option<HashMap<u32, u32, ahash::RandomState>>,
+    /// Declared features' aggregates of this minute's items; `None` in scenarios without
+    /// features (and until an event feeds one).
+    pub features: Option<Box<FeatureMinute>>,
 }
 
 impl MinuteCells {
@@ -95,7 +99,9 @@ impl MinuteCells {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.cells.capacity() * std::mem::size_of::<CellRow>() + self.index.as_ref().map_or(0, |i| i.capacity() * 9)
+        self.cells.capacity() * std::mem::size_of::<CellRow>()
+            + self.index.as_ref().map_or(0, |i| i.capacity() * 9)
+            + self.features.as_ref().map_or(0, |f| std::mem::size_of::<FeatureMinute>() + f.heap_bytes())
     }
 }
 

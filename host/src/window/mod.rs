@@ -8,6 +8,8 @@
 
 mod buckets;
 mod dedup;
+mod distinct;
+mod features;
 mod hot;
 mod item_ids;
 mod minute_cells;
@@ -16,3 +18,4 @@ mod portable;
 pub use buckets::{BUCKET_MS, Cell, age_moments};
 pub use dedup::{Seen, SeenEventIds};
 pub use hot::{AddOutcome, HotWindows};
+pub use portable::HotWindowsV2;

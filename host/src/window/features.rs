@@ -1,0 +1,576 @@
+//! Declared features (`hot_score.features`, DESIGN §4): per (item, minute) aggregates kept beside
+//! a minute's cells, merged over a window's minutes into one column per feature. Every op is
+//! order-independent and mergeable (an exact fixed-point sum, a max, a set union, the greatest
+//! `(ts, value)`), so a window's columns depend only on which events it holds. A scenario without
+//! features has no [`FeatureSet`] and its minutes no [`FeatureMinute`]: nothing is stored or
+//! checked per event beyond one `Option` test.
+
+use crate::config::{FeatureDef, FeatureField, FeatureOp};
+use crate::event::{Event, PropValue};
+use crate::scoring::{FeatureColumn, FeatureValues};
+
+use super::distinct::{DistinctSet, hash};
+
+/// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
+/// (±9.2e12 units); sums are i128, so they never overflow.
+const SUM_SCALE: f64 = 1e6;
+/// No feature row for this cell (not an item's head cell, or no contributing event yet).
+const NO_ROW: u32 = u32::MAX;
+/// Marks an `Agg` of `distinct` whose hashes are in the minute's set arena.
+const IN_ARENA: u64 = u64::MAX;
+
+/// One feature's aggregate for one (item, minute): 16 bytes, read per op.
+/// - `sum`: the i128 sum of micro-units, low word in `a`.
+/// - `max`: `a` the f64 bits, `b` 1 when set.
+/// - `distinct`: up to two hashes inline (0: none), or `a` = [`IN_ARENA`], `b` the set's index.
+/// - `last`: `a` the i64 event time, `b` the value's span in the minute's text (start << 32 |
+///   len + 1; 0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Agg {
+    a: u64,
+    b: u64,
+}
+
+/// A scenario's declared features and, per action code, which of them an event of that action
+/// feeds (bit i: feature i).
+#[derive(Debug, Clone, Default)]
+pub struct FeatureSet {
+    pub defs: Vec<FeatureDef>,
+    mask_by_action: Vec<u8>,
+}
+
+impl FeatureSet {
+    pub fn new(defs: Vec<FeatureDef>) -> Self {
+        Self { defs, mask_by_action: Vec::new() }
+    }
+
+    /// The features an event of action `code` feeds; `actions` names the codes.
+    pub fn mask(&mut self, code: u16, actions: &[String]) -> u8 {
+        while self.mask_by_action.len() <= code as usize {
+            let action = &actions[self.mask_by_action.len()];
+            let m = self.defs.iter().enumerate().filter(|(_, d)| d.admits(action)).fold(0u8, |m, (i, _)| m | (1 << i));
+            self.mask_by_action.push(m);
+        }
+        self.mask_by_action[code as usize]
+    }
+}
+
+/// The feature aggregates of one minute's items.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureMinute {
+    /// Row of each cell of the minute (by cell index), [`NO_ROW`] for none.
+    row_of_cell: Vec<u32>,
+    /// `features` aggregates per row.
+    aggs: Vec<Agg>,
+    /// Distinct sets past two values.
+    sets: Vec<DistinctSet>,
+    /// `last` values, back to back; replaced values are garbage until compaction.
+    text: String,
+    garbage: usize,
+}
+
+/// A value an event gives a feature.
+enum Input<'e> {
+    Number(f64),
+    Text(&'e str),
+}
+
+fn input<'e>(def: &FeatureDef, ev: &'e Event<'_>) -> Option<Input<'e>> {
+    let v = match &def.field {
+        FeatureField::WatchTimeMs => Input::Number(ev.watch_time_ms?),
+        FeatureField::UserId => Input::Text(&ev.user_id),
+        FeatureField::Category => Input::Text(ev.category.as_deref()?),
+        FeatureField::Prop(k) => match ev.prop(k)? {
+            PropValue::Number(x) => Input::Number(*x),
+            PropValue::Text(t) => Input::Text(t),
+        },
+    };
+    // A value of the other kind does not contribute (the event is valid for other scenarios).
+    match (def.op.numeric(), &v) {
+        (true, Input::Number(_)) | (false, Input::Text(_)) => Some(v),
+        _ => None,
+    }
+}
+
+fn span(b: u64) -> (usize, usize) {
+    ((b >> 32) as usize, (b & 0xffff_ffff) as usize - 1)
+}
+
+impl FeatureMinute {
+    /// Row of head cell `head`, created empty for `n` features if missing.
+    fn row(&mut self, head: u32, n: usize) -> usize {
+        let h = head as usize;
+        if self.row_of_cell.len() <= h {
+            self.row_of_cell.resize(h + 1, NO_ROW);
+        }
+        if self.row_of_cell[h] == NO_ROW {
+            self.row_of_cell[h] = (self.aggs.len() / n.max(1)) as u32;
+            self.aggs.resize(self.aggs.len() + n, Agg::default());
+        }
+        self.row_of_cell[h] as usize
+    }
+
+    /// The aggregates of head cell `head`, if it has a row.
+    pub fn aggs_of(&self, head: usize, n: usize) -> Option<&[Agg]> {
+        let r = *self.row_of_cell.get(head)?;
+        (r != NO_ROW).then(|| &self.aggs[r as usize * n..(r as usize + 1) * n])
+    }
+
+    /// Adds event `ev` of the item whose head cell here is `head` to the features in `mask`.
+    pub fn add(&mut self, head: u32, mask: u8, set: &FeatureSet, ev: &Event<'_>) {
+        let n = set.defs.len();
+        let row = self.row(head, n);
+        for (i, def) in set.defs.iter().enumerate() {
+            if mask & (1 << i) == 0 {
+                continue;
+            }
+            let Some(v) = input(def, ev) else { continue };
+            let at = row * n + i;
+            match (def.op, v) {
+                (FeatureOp::Sum, Input::Number(x)) => {
+                    let agg = &mut self.aggs[at];
+                    let sum = sum_of(agg) + i128::from((x * SUM_SCALE).round() as i64);
+                    *agg = Agg { a: sum as u64, b: (sum >> 64) as u64 };
+                }
+                (FeatureOp::Max, Input::Number(x)) => {
+                    let agg = &mut self.aggs[at];
+                    if agg.b == 0 || x > f64::from_bits(agg.a) {
+                        *agg = Agg { a: x.to_bits(), b: 1 };
+                    }
+                }
+                (FeatureOp::Distinct, Input::Text(t)) => self.add_distinct(at, hash(t)),
+                (FeatureOp::Last, Input::Text(t)) => self.add_last(at, ev.ts, t, set),
+                _ => {}
+            }
+        }
+    }
+
+    fn add_distinct(&mut self, at: usize, h: u64) {
+        let agg = &mut self.aggs[at];
+        if agg.a == IN_ARENA {
+            self.sets[agg.b as usize].insert(h);
+        } else if agg.a == 0 || agg.a == h {
+            agg.a = h;
+        } else if agg.b == 0 || agg.b == h {
+            agg.b = h;
+        } else {
+            let mut s = DistinctSet::default();
+            [agg.a, agg.b, h].into_iter().for_each(|x| s.insert(x));
+            *agg = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
+            self.sets.push(s);
+        }
+    }
+
+    fn add_last(&mut self, at: usize, ts: i64, value: &str, set: &FeatureSet) {
+        let agg = self.aggs[at];
+        if agg.b != 0 {
+            let (start, len) = span(agg.b);
+            let held = &self.text[start..start + len];
+            // The greatest (ts, value) wins, so the order events arrive in never matters.
+            if (ts, value) <= (agg.a as i64, held) {
+                return;
+            }
+            if held == value {
+                self.aggs[at].a = ts as u64;
+                return;
+            }
+            self.garbage += len;
+        }
+        let start = self.text.len();
+        self.text.push_str(value);
+        self.aggs[at] = Agg { a: ts as u64, b: ((start as u64) << 32) | (value.len() as u64 + 1) };
+        if self.garbage > 4096 && self.garbage > self.text.len() / 2 {
+            self.compact_text(set);
+        }
+    }
+
+    /// Drops replaced `last` values: the text then grows with the minute's items, not its events.
+    fn compact_text(&mut self, set: &FeatureSet) {
+        let n = set.defs.len();
+        let mut text = String::with_capacity(self.text.len() - self.garbage);
+        for (i, agg) in self.aggs.iter_mut().enumerate() {
+            if set.defs[i % n].op == FeatureOp::Last && agg.b != 0 {
+                let (start, len) = span(agg.b);
+                let new_start = text.len();
+                text.push_str(&self.text[start..start + len]);
+                agg.b = ((new_start as u64) << 32) | (len as u64 + 1);
+            }
+        }
+        self.text = text;
+        self.garbage = 0;
+    }
+
+    /// Keeps the aggregates of retained features after a redefinition: new feature `i` takes
+    /// old feature `keep[i]`'s values, or starts empty.
+    pub fn remap(&mut self, old_n: usize, keep: &[Option<usize>]) {
+        let rows = self.aggs.len() / old_n.max(1);
+        let mut aggs = Vec::with_capacity(rows * keep.len());
+        for r in 0..rows {
+            aggs.extend(keep.iter().map(|k| k.map_or(Agg::default(), |o| self.aggs[r * old_n + o])));
+        }
+        self.aggs = aggs;
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.row_of_cell.shrink_to_fit();
+        self.aggs.shrink_to_fit();
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.row_of_cell.capacity() * 4
+            + self.aggs.capacity() * std::mem::size_of::<Agg>()
+            + self.sets.iter().map(|s| s.heap_bytes() + std::mem::size_of::<DistinctSet>()).sum::<usize>()
+            + self.text.capacity()
+    }
+
+    /// One aggregate in its portable form.
+    pub fn portable(&self, agg: &Agg, op: FeatureOp) -> PortableAgg {
+        match op {
+            // A zero sum reads as none: a row that only events without the field touched
+            // then writes what no row does.
+            FeatureOp::Sum if sum_of(agg) == 0 => PortableAgg::Empty,
+            FeatureOp::Sum => PortableAgg::Sum(sum_of(agg)),
+            FeatureOp::Max if agg.b == 0 => PortableAgg::Empty,
+            FeatureOp::Max => PortableAgg::Max(f64::from_bits(agg.a)),
+            FeatureOp::Distinct => match self.distinct_of(agg) {
+                Some(DistinctSet::Exact(v)) if v.is_empty() => PortableAgg::Empty,
+                Some(DistinctSet::Exact(v)) => PortableAgg::Exact(v),
+                Some(DistinctSet::Sketch(s)) => PortableAgg::Sketch(s.to_vec()),
+                None => PortableAgg::Empty,
+            },
+            FeatureOp::Last if agg.b == 0 => PortableAgg::Empty,
+            FeatureOp::Last => {
+                let (start, len) = span(agg.b);
+                PortableAgg::Last(agg.a as i64, self.text[start..start + len].to_string())
+            }
+        }
+    }
+
+    /// A `distinct` aggregate as a set (`None`: empty).
+    fn distinct_of(&self, agg: &Agg) -> Option<DistinctSet> {
+        if agg.a == IN_ARENA {
+            return self.sets.get(agg.b as usize).cloned();
+        }
+        let mut v: Vec<u64> = [agg.a, agg.b].into_iter().filter(|&h| h != 0).collect();
+        v.sort_unstable();
+        Some(DistinctSet::Exact(v))
+    }
+
+    /// Restores one portable aggregate into head cell `head`'s row, feature `i` of `set`.
+    pub fn restore(&mut self, head: u32, i: usize, set: &FeatureSet, p: &PortableAgg) -> Result<(), String> {
+        let n = set.defs.len();
+        let at = self.row(head, n) * n + i;
+        match (set.defs[i].op, p) {
+            (_, PortableAgg::Empty) => {}
+            (FeatureOp::Sum, PortableAgg::Sum(s)) => self.aggs[at] = Agg { a: *s as u64, b: (*s >> 64) as u64 },
+            (FeatureOp::Max, PortableAgg::Max(x)) if x.is_finite() => self.aggs[at] = Agg { a: x.to_bits(), b: 1 },
+            (FeatureOp::Distinct, PortableAgg::Exact(v)) if v.len() <= super::distinct::EXACT_BOUND => {
+                for &h in v {
+                    if h == 0 || h == IN_ARENA {
+                        return Err("a distinct hash out of range".into());
+                    }
+                    self.add_distinct(at, h);
+                }
+            }
+            (FeatureOp::Distinct, PortableAgg::Sketch(regs)) => {
+                let regs: Box<[u8; super::distinct::REGISTERS]> =
+                    regs.clone().into_boxed_slice().try_into().map_err(|_| "a sketch of the wrong size".to_string())?;
+                self.aggs[at] = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
+                self.sets.push(DistinctSet::Sketch(regs));
+            }
+            (FeatureOp::Last, PortableAgg::Last(ts, v)) if v.len() <= crate::event::MAX_PROP_TEXT_BYTES => self.add_last(at, *ts, v, set),
+            (op, p) => return Err(format!("a {p:?} aggregate for a `{}` feature", op.name())),
+        }
+        Ok(())
+    }
+}
+
+fn sum_of(agg: &Agg) -> i128 {
+    (i128::from(agg.b as i64) << 64) | i128::from(agg.a)
+}
+
+/// A feature aggregate in snapshots: canonical (sets sorted, text copied out), so equal
+/// aggregates always encode to equal bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum PortableAgg {
+    Empty,
+    Sum(i128),
+    Max(f64),
+    Exact(Vec<u64>),
+    Sketch(Vec<u8>),
+    Last(i64, String),
+}
+
+/// One feature's merge of a window's minutes, per batch item.
+enum Acc<'m> {
+    Sum(Vec<i128>),
+    Max(Vec<Option<f64>>),
+    Distinct(Vec<DistinctSet>),
+    Last(Vec<Option<(i64, &'m str)>>),
+}
+
+/// The window's feature columns, built by merging each batch item's (item, minute) aggregates.
+pub struct BatchFeatures<'m> {
+    accs: Vec<Acc<'m>>,
+}
+
+impl<'m> BatchFeatures<'m> {
+    pub fn new(set: &FeatureSet, items: usize) -> Self {
+        let accs = set
+            .defs
+            .iter()
+            .map(|d| match d.op {
+                FeatureOp::Sum => Acc::Sum(vec![0; items]),
+                FeatureOp::Max => Acc::Max(vec![None; items]),
+                FeatureOp::Distinct => Acc::Distinct(vec![DistinctSet::default(); items]),
+                FeatureOp::Last => Acc::Last(vec![None; items]),
+            })
+            .collect();
+        Self { accs }
+    }
+
+    /// Merges batch item `k`'s aggregates of one minute (`aggs`, held in `fm`).
+    pub fn merge(&mut self, k: usize, fm: &'m FeatureMinute, aggs: &[Agg]) {
+        for (acc, agg) in self.accs.iter_mut().zip(aggs) {
+            match acc {
+                Acc::Sum(v) => v[k] += sum_of(agg),
+                Acc::Max(v) if agg.b != 0 => {
+                    let x = f64::from_bits(agg.a);
+                    v[k] = Some(v[k].map_or(x, |m| m.max(x)));
+                }
+                Acc::Distinct(v) if agg.a == IN_ARENA => {
+                    if let Some(s) = fm.sets.get(agg.b as usize) {
+                        v[k].merge(s);
+                    }
+                }
+                Acc::Distinct(v) => [agg.a, agg.b].into_iter().filter(|&h| h != 0).for_each(|h| v[k].insert(h)),
+                Acc::Last(v) if agg.b != 0 => {
+                    let (start, len) = span(agg.b);
+                    let cand = (agg.a as i64, &fm.text[start..start + len]);
+                    if v[k].is_none_or(|held| cand > held) {
+                        v[k] = Some(cand);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The columns, in declaration order.
+    pub fn columns(self, set: &FeatureSet) -> Vec<FeatureColumn> {
+        self.accs
+            .into_iter()
+            .zip(&set.defs)
+            .map(|(acc, def)| {
+                let values = match acc {
+                    Acc::Sum(v) => FeatureValues::Number(v.into_iter().map(|s| s as f64 / SUM_SCALE).collect()),
+                    Acc::Max(v) => FeatureValues::Number(v.into_iter().map(|m| m.unwrap_or(0.0)).collect()),
+                    Acc::Distinct(v) => FeatureValues::Number(v.iter().map(DistinctSet::count).collect()),
+                    Acc::Last(v) => FeatureValues::Text(v.into_iter().map(|l| l.map_or(String::new(), |(_, t)| t.to_string())).collect()),
+                };
+                FeatureColumn { name: def.name.clone(), values }
+            })
+            .collect()
+    }
+}
+
+/// For each new definition, the index of the same definition among `old`, if any.
+pub fn retained(old: &[FeatureDef], new: &[FeatureDef]) -> Vec<Option<usize>> {
+    new.iter().map(|d| old.iter().position(|o| o == d)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::WindowGeometry;
+    use crate::event::parse_event;
+    use crate::window::HotWindows;
+
+    const T0: i64 = 1_767_225_600_000;
+    const MIN: i64 = 60_000;
+
+    fn def(name: &str, op: FeatureOp, field: FeatureField, actions: Option<&[&str]>) -> FeatureDef {
+        FeatureDef { name: name.into(), op, field, actions: actions.map(|a| a.iter().map(|s| s.to_string()).collect()) }
+    }
+
+    fn prop(k: &str) -> FeatureField {
+        FeatureField::Prop(k.into())
+    }
+
+    /// An event as JSON text: item, action, ts, user, then extra fields.
+    fn ev(item: &str, action: &str, ts: i64, user: &str, extra: &str) -> String {
+        format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"{user}","item_id":"{item}","action":"{action}","ts":{ts}{extra}}}"#)
+    }
+
+    fn add_all(w: &mut HotWindows, events: &[String], g: WindowGeometry) {
+        for e in events {
+            let e = parse_event(e.as_bytes()).unwrap();
+            w.add_event(&e, g, usize::MAX);
+        }
+    }
+
+    /// Feature columns of the window ending at `end`, per item name.
+    fn columns(w: &mut HotWindows, end: i64, g: WindowGeometry) -> BTreeMap<String, Vec<String>> {
+        let mut b = WindowBatch::default();
+        w.build_batch(end, g, &mut b);
+        let mut out = BTreeMap::new();
+        for (k, id) in w.batch_ids().enumerate() {
+            let row = b
+                .features
+                .iter()
+                .map(|c| match &c.values {
+                    FeatureValues::Number(v) => format!("{}={}", c.name, v[k]),
+                    FeatureValues::Text(v) => format!("{}={}", c.name, v[k]),
+                })
+                .collect();
+            out.insert(id.to_string(), row);
+        }
+        out
+    }
+
+    use crate::scoring::WindowBatch;
+
+    fn row(cols: &BTreeMap<String, Vec<String>>, item: &str) -> Vec<String> {
+        cols[item].clone()
+    }
+
+    #[test]
+    fn each_op_over_a_window() {
+        let g = WindowGeometry::from_minutes(10, 5);
+        let mut w = HotWindows::default();
+        w.set_features(&[
+            def("watch", FeatureOp::Sum, FeatureField::WatchTimeMs, Some(&["view"])),
+            def("peak", FeatureOp::Max, prop("dur"), None),
+            def("users", FeatureOp::Distinct, FeatureField::UserId, None),
+            def("cat", FeatureOp::Last, FeatureField::Category, None),
+        ]);
+        let events = [
+            ev("a", "view", T0 + 1, "u1", r#","watch_time_ms":0.1,"props":{"dur":3},"category":"x""#),
+            ev("a", "view", T0 + MIN + 2, "u2", r#","watch_time_ms":0.2,"props":{"dur":-7.5},"category":"y""#),
+            // Not a view: no watch time; same user: counted once; same ts as above, greater value.
+            ev("a", "click", T0 + MIN + 2, "u1", r#","watch_time_ms":100,"props":{"dur":"long"},"category":"z""#),
+            ev("a", "view", T0 + 3 * MIN, "u3", r#","props":{"dur":9}"#),
+            // Nothing any feature reads beyond the user.
+            ev("b", "click", T0 + 4, "u9", ""),
+        ];
+        add_all(&mut w, &events, g);
+        let cols = columns(&mut w, T0 + 10 * MIN, g);
+        // 0.1 + 0.2 is exactly 0.3 in fixed point.
+        assert_eq!(row(&cols, "a"), ["watch=0.3", "peak=9", "users=3", "cat=z"]);
+        assert_eq!(row(&cols, "b"), ["watch=0", "peak=0", "users=1", "cat="]);
+        // A later window without the first minute.
+        let cols = columns(&mut w, T0 + 11 * MIN, g);
+        assert_eq!(row(&cols, "a"), ["watch=0.2", "peak=9", "users=3", "cat=z"]);
+    }
+
+    #[test]
+    fn distinct_sets_move_to_the_arena_and_stay_exact_to_the_bound() {
+        let g = WindowGeometry::from_minutes(60, 60);
+        let mut w = HotWindows::default();
+        w.set_features(&[def("users", FeatureOp::Distinct, FeatureField::UserId, None)]);
+        let events: Vec<String> = (0..300).map(|i| ev("a", "view", T0 + (i % 60) * MIN, &format!("u{}", i % 256), "")).collect();
+        add_all(&mut w, &events, g);
+        assert_eq!(row(&columns(&mut w, T0 + 60 * MIN, g), "a"), ["users=256"]);
+        let events: Vec<String> = (0..20_000).map(|i| ev("b", "view", T0 + (i % 60) * MIN + i % 997, &format!("user-{i}"), "")).collect();
+        add_all(&mut w, &events, g);
+        let got: f64 = row(&columns(&mut w, T0 + 60 * MIN, g), "b")[0].trim_start_matches("users=").parse().unwrap();
+        assert!((got - 20_000.0).abs() / 20_000.0 < 0.049, "{got}");
+    }
+
+    #[test]
+    fn last_breaks_ties_by_value_and_its_text_is_compacted() {
+        let g = WindowGeometry::from_minutes(1, 1);
+        let mut w = HotWindows::default();
+        w.set_features(&[def("src", FeatureOp::Last, prop("src"), None)]);
+        // Ever newer values: each replaces the last, and the minute's text stays small.
+        let events: Vec<String> =
+            (0..5_000).map(|i| ev("a", "view", T0 + i, "u", &format!(r#","props":{{"src":"value-{i:05}"}}"#))).collect();
+        add_all(&mut w, &events, g);
+        assert!(w.state_bytes() < 64 * 1024, "{}", w.state_bytes());
+        add_all(&mut w, &[ev("a", "view", T0 + 4_999, "u", r#","props":{"src":"value-00000"}"#)], g);
+        assert_eq!(row(&columns(&mut w, T0 + MIN, g), "a"), ["src=value-04999"], "a smaller value at the same ts loses");
+        add_all(&mut w, &[ev("a", "view", T0 + 4_999, "u", r#","props":{"src":"zz"}"#)], g);
+        assert_eq!(row(&columns(&mut w, T0 + MIN, g), "a"), ["src=zz"], "a greater value at the same ts wins");
+    }
+
+    #[test]
+    fn a_redefinition_keeps_unchanged_features_only() {
+        let g = WindowGeometry::from_minutes(10, 10);
+        let mut w = HotWindows::default();
+        let watch = def("watch", FeatureOp::Sum, FeatureField::WatchTimeMs, None);
+        let users = def("users", FeatureOp::Distinct, FeatureField::UserId, None);
+        w.set_features(&[watch.clone(), users.clone()]);
+        add_all(&mut w, &[ev("a", "view", T0, "u1", r#","watch_time_ms":5"#)], g);
+        let users_of_views = def("users", FeatureOp::Distinct, FeatureField::UserId, Some(&["view"]));
+        w.set_features(&[users_of_views, watch.clone()]);
+        add_all(&mut w, &[ev("a", "view", T0 + 1, "u2", r#","watch_time_ms":1"#)], g);
+        assert_eq!(row(&columns(&mut w, T0 + 10 * MIN, g), "a"), ["users=1", "watch=6"], "users changed: counts from the change");
+        w.set_features(&[]);
+        assert!(w.minutes.values().all(|m| m.features.is_none()));
+        assert!(columns(&mut w, T0 + 10 * MIN, g)["a"].is_empty());
+    }
+
+    #[test]
+    fn no_features_no_feature_state() {
+        let g = WindowGeometry::from_minutes(10, 10);
+        let mut w = HotWindows::default();
+        add_all(&mut w, &[ev("a", "view", T0, "u1", r#","watch_time_ms":5"#)], g);
+        assert!(w.minutes.values().all(|m| m.features.is_none()));
+        let mut b = WindowBatch::default();
+        w.build_batch(T0 + 10 * MIN, g, &mut b);
+        assert!(b.features.is_empty());
+    }
+
+    fn all_ops() -> Vec<FeatureDef> {
+        vec![
+            def("watch", FeatureOp::Sum, FeatureField::WatchTimeMs, None),
+            def("score", FeatureOp::Sum, prop("x"), Some(&["click"])),
+            def("peak", FeatureOp::Max, prop("x"), None),
+            def("users", FeatureOp::Distinct, FeatureField::UserId, None),
+            def("cats", FeatureOp::Distinct, FeatureField::Category, None),
+            def("last", FeatureOp::Last, prop("s"), None),
+        ]
+    }
+
+    /// Random events over 4 items, 30 minutes, a few users, values that collide in ts.
+    fn events() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec((0u8..4, 0usize..3, 0i64..30 * 60, 0u32..400, -1e6f64..1e6, 0u8..5, 0u8..3), 1..200).prop_map(|raw| {
+            raw.into_iter()
+                .map(|(item, action, sec, user, x, s, cat)| {
+                    let extra = format!(r#","watch_time_ms":{},"category":"c{cat}","props":{{"x":{x},"s":"v{s}"}}"#, x.abs());
+                    ev(&format!("i{item}"), ["view", "click", "buy"][action], T0 + sec * 1000, &format!("u{user}"), &extra)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any order of the same events gives the same columns in every window.
+        #[test]
+        fn columns_do_not_depend_on_event_order(events in events(), seed in any::<u64>()) {
+            let g = WindowGeometry::from_minutes(10, 5);
+            let mut shuffled = events.clone();
+            // A seeded Fisher-Yates: proptest shrinks the seed with the events.
+            let mut r = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                shuffled.swap(i, (r % (i as u64 + 1)) as usize);
+            }
+            let (mut a, mut b) = (HotWindows::default(), HotWindows::default());
+            a.set_features(&all_ops());
+            b.set_features(&all_ops());
+            add_all(&mut a, &events, g);
+            add_all(&mut b, &shuffled, g);
+            for end in (1..=8).map(|k| T0 + k * 5 * MIN) {
+                prop_assert_eq!(columns(&mut a, end, g), columns(&mut b, end, g), "window ending {}", end);
+            }
+        }
+    }
+}
