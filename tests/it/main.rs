@@ -31,6 +31,7 @@ mod e2e_profiles_metrics;
 mod e2e_redis_outage;
 mod e2e_rollout;
 mod e2e_scale_out;
+mod e2e_verticals;
 mod plugin_engine;
 mod plugin_lifecycle;
 mod plugin_mongo;
