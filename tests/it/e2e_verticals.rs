@@ -145,8 +145,12 @@ fn check_window(row: &serde_json::Value, events: &[Ev], score: impl Fn(&[&Ev], i
         by_item(events, start, end).into_iter().map(|(item, evs)| (item, score(&evs, end))).filter(|(_, s)| *s > 0.0).collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     want.truncate(TOP_N);
-    let got: Vec<(String, f64)> =
-        row["items"].as_array().unwrap().iter().map(|i| (i["item_id"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap())).collect();
+    let got: Vec<(String, f64)> = row["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["item_id"].as_str().unwrap().to_string(), i["score"].as_f64().unwrap()))
+        .collect();
     assert_eq!(got.len(), want.len(), "window {start}..{end} of {}: {got:?} vs {want:?}", row["scenario_id"]);
     for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
         assert_eq!(gi, wi, "window {start}..{end} of {}: order {got:?} vs {want:?}", row["scenario_id"]);
@@ -208,19 +212,29 @@ fn a_video_and_a_shop_tenant_score_with_their_vertical_plugins_and_swap_without_
         read_hot_sink(&sink).1.into_iter().filter(|r| r["scenario_id"] == scenario && r["plugin"] == plugin).collect()
     };
     assert!(
-        wait_until(Duration::from_secs(60), || windows_of("feed", "watch-heat@0.1.0").len() >= 4 && windows_of("home", "gmv-heat@0.1.0").len() >= 4),
+        wait_until(Duration::from_secs(60), || windows_of("feed", "watch-heat@0.1.0").len() >= 4
+            && windows_of("home", "gmv-heat@0.1.0").len() >= 4),
         "the vertical plugins did not score\n{}",
         host.log()
     );
 
     // Swap the shop's module without a restart: same features, fair-heat instead of gmv-heat.
-    stack.patch_scenario(&database, &shop, "home",
+    // A patch deep-merges, so gmv-heat's parameter is removed (null), or fair-heat would
+    // refuse it as unknown.
+    stack.patch_scenario(
+        &database,
+        &shop,
+        "home",
         &serde_json::json!({"config": {"realtime_compute": {"hot_score": {"plugin":
-            {"name": "fair-heat", "version": "0.1.0", "sha256": sha["fair-heat"], "params": {"max_events_per_user": 2}}}}}}).to_string());
+            {"name": "fair-heat", "version": "0.1.0", "sha256": sha["fair-heat"],
+             "params": {"gmv_weight": null, "max_events_per_user": 2}}}}}})
+        .to_string(),
+    );
     let mut later = video_events(&mut rng, T0 + 30 * MIN, T0 + 60 * MIN);
     later.extend(shop_events(&mut rng, T0 + 30 * MIN, T0 + 60 * MIN));
     later.sort_by_key(|e| e.ts);
-    assert!(wait_until(Duration::from_secs(20), || host.log().contains("fair-heat")), "the patch did not reach the host\n{}", host.log());
+    let installed = |log: String| log.lines().any(|l| l.contains("plugin installed") && l.contains("fair-heat@0.1.0"));
+    assert!(wait_until(Duration::from_secs(60), || installed(host.log())), "the swap did not reach the host\n{}", host.log());
     produce(&later);
     events.extend(later);
     assert!(
@@ -238,7 +252,9 @@ fn a_video_and_a_shop_tenant_score_with_their_vertical_plugins_and_swap_without_
     }
     // The bot's item: on top under gmv-heat (its carts count in full), capped to two events'
     // worth (2 x weight 2) under fair-heat.
-    let bot_score = |row: &serde_json::Value| row["items"].as_array().unwrap().iter().find(|i| i["item_id"] == "sku0").map(|i| i["score"].as_f64().unwrap());
+    let bot_score = |row: &serde_json::Value| {
+        row["items"].as_array().unwrap().iter().find(|i| i["item_id"] == "sku0").map(|i| i["score"].as_f64().unwrap())
+    };
     let (mut bot_gmv, mut bot_fair) = (0.0_f64, 0.0_f64);
     for row in all.iter().filter(|r| r["scenario_id"] == "home") {
         match row["plugin"].as_str() {
