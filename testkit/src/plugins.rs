@@ -18,6 +18,7 @@ pub const CRATES: &[&str] = &[
     "wilson-ctr",
     "trend",
     "completion-rate",
+    "dwell-affinity",
     "test-trap",
     "test-spin",
     "test-oom",

@@ -141,7 +141,7 @@ mod tests {
             .event("u", ev("i1", "view", NOW, Some("shoes"), Some(10_000.0)))
             .event("u", ev("i2", "dislike", NOW, Some("bags"), None))
             .build();
-        assert_eq!(score(&b.run::<DwellAffinity>("null").unwrap()[0], "shoes"), 0.25, "defaults: 10 s of 30 s is below min_dwell");
+        assert_eq!(score(&b.run::<DwellAffinity>("null").unwrap()[0], "shoes"), 1.0 / 3.0, "defaults: 10 s of a 30 s unit");
         let got = b.run::<DwellAffinity>(r#"{"dwell_unit_ms": 5000, "min_dwell": 1}"#).unwrap();
         assert_eq!(score(&got[0], "shoes"), 2.0);
         assert_eq!(got[0].iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["shoes"], "bags fell below 0");
