@@ -124,7 +124,12 @@ fn profile_line(tenant: &str, s: &str, user: &str, action: &str, ts: i64, catego
 /// dwell-affinity's interests, computed here: per event with a category, weight times dwell
 /// (watch time over the unit, clamped; `min` without one), decayed from the event to `at`. As
 /// decay is exponential, this holds whatever the writes in between were.
-fn dwell_reference(events: &[(&str, i64, Option<&str>, Option<f64>)], weights: &BTreeMap<&str, f64>, unit: f64, at: i64) -> BTreeMap<String, f64> {
+fn dwell_reference(
+    events: &[(&str, i64, Option<&str>, Option<f64>)],
+    weights: &BTreeMap<&str, f64>,
+    unit: f64,
+    at: i64,
+) -> BTreeMap<String, f64> {
     let (min, max, half_life_days) = (0.25, 4.0, 1.0);
     let mut want = BTreeMap::new();
     for &(action, ts, category, watch) in events {
@@ -143,9 +148,7 @@ fn a_profile_plugin_writes_its_interests_is_refused_from_the_wrong_section_and_h
     std::fs::write(dir.path().join("dwell-affinity@0.1.0.wasm"), plugins::module("dwell-affinity")).unwrap();
     std::fs::write(dir.path().join("gravity@0.1.0.wasm"), plugins::module("gravity")).unwrap();
     let weights = BTreeMap::from([("view", 1.0), ("like", 3.0)]);
-    let profile = |plugin: serde_json::Value| {
-        serde_json::json!({"update_frequency_minutes": 5, "interest_decay_days": 1.0, "behavior_weights": weights, "plugin": plugin})
-    };
+    let profile = |plugin: serde_json::Value| serde_json::json!({"update_frequency_minutes": 5, "interest_decay_days": 1.0, "behavior_weights": weights, "plugin": plugin});
     stack.put_scenarios(
         &database,
         &[

@@ -694,6 +694,12 @@ mod tests {
             paths(json!({"layer": "platform", "config": {"realtime_compute": {"hot_score": {"plugin": {"name": "x", "version": "1"}}}}})),
             ["config.realtime_compute.hot_score.plugin"]
         );
+        assert_eq!(
+            paths(
+                json!({"layer": "platform", "config": {"realtime_compute": {"user_profile": {"plugin": {"name": "x", "version": "1"}}}}})
+            ),
+            ["config.realtime_compute.user_profile.plugin"]
+        );
         assert!(LayerId::new(None, Some("feed")).is_err() && LayerId::new(Some("../x"), None).is_err());
     }
 

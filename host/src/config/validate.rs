@@ -704,7 +704,8 @@ mod tests {
     #[test]
     fn user_profile_plugin_is_checked() {
         let rc = |u: Value| json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"user_profile": u}}});
-        let cfg = parse_scenario(&rc(json!({"plugin": {"name": "dwell-affinity", "version": "0.1.0", "params": {"min_dwell": 1}}}))).unwrap();
+        let cfg =
+            parse_scenario(&rc(json!({"plugin": {"name": "dwell-affinity", "version": "0.1.0", "params": {"min_dwell": 1}}}))).unwrap();
         let plugin = cfg.user_profile.plugin.unwrap();
         assert_eq!((plugin.label(), plugin.params), ("dwell-affinity@0.1.0".to_string(), json!({"min_dwell": 1})));
         assert_eq!(parse_scenario(&rc(json!({}))).unwrap().user_profile.plugin, None, "off by default");

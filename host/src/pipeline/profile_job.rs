@@ -942,10 +942,7 @@ mod tests {
     fn a_failed_plugin_call_writes_the_built_in_interests_and_the_next_base_is_what_was_written() {
         let (mut j, _) = plugin_job(5);
         let (mut plain, _) = job(5, 1.0);
-        let events = [
-            line("u1", "i1", "view", T0, r#","category":"shoes""#),
-            line("u1", "i2", "like", T0 + 60_000, r#","tags":["red"]"#),
-        ];
+        let events = [line("u1", "i1", "view", T0, r#","category":"shoes""#), line("u1", "i2", "like", T0 + 60_000, r#","tags":["red"]"#)];
         for l in &events {
             push(&mut j, l);
             push(&mut plain, l);

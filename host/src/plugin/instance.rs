@@ -9,7 +9,8 @@ use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{
-    PluginWorld, ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2, v0_2_metrics, v0_2_profile,
+    PluginWorld, ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2, v0_2_metrics,
+    v0_2_profile,
 };
 use super::cpu::TenantCpu;
 use super::engine::{CompiledPlugin, PluginEngine, WorldPre};

@@ -49,11 +49,7 @@ pub fn check_profiles(got: Vec<Vec<WitInterest>>, input: &ProfileInput) -> Resul
     for (list, user) in got.into_iter().zip(&input.users) {
         let who = || crate::text::cap_text(&user.user_id, 64);
         if list.len() > MAX_INTERESTS {
-            return Err(PluginError::BadOutput(format!(
-                "{} interests for user {:?}; at most {MAX_INTERESTS}",
-                list.len(),
-                who()
-            )));
+            return Err(PluginError::BadOutput(format!("{} interests for user {:?}; at most {MAX_INTERESTS}", list.len(), who())));
         }
         let mut seen: HashSet<&str> = HashSet::with_capacity(list.len());
         for i in &list {
@@ -94,13 +90,7 @@ mod tests {
             weights: vec![],
             interest_decay_days: 30.0,
             users: (0..users)
-                .map(|k| UserUpdate {
-                    user_id: format!("u{k}"),
-                    interests: vec![],
-                    interests_as_of_ms: 0,
-                    update_ms: 0,
-                    events: vec![],
-                })
+                .map(|k| UserUpdate { user_id: format!("u{k}"), interests: vec![], interests_as_of_ms: 0, update_ms: 0, events: vec![] })
                 .collect(),
         }
     }
