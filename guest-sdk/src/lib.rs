@@ -24,7 +24,8 @@
 //! ```
 //!
 //! Metrics plugins (world `metrics`) implement [`metrics::Metrics`] and export it with
-//! [`export_metrics!`]; see [`metrics`].
+//! [`export_metrics!`]; see [`metrics`]. Profile plugins (world `profile`) implement
+//! [`profile::Profiler`] and export it with [`export_profiler!`]; see [`profile`].
 //!
 //! The same scorer runs natively in unit tests through [`testing`]. Everything that touches the
 //! component ABI lives in this crate; see `docs/plugins.md` for the whole loop.
@@ -38,6 +39,7 @@ mod batch;
 pub mod decay;
 pub mod math;
 pub mod metrics;
+pub mod profile;
 pub mod testing;
 pub mod time;
 
@@ -195,6 +197,23 @@ pub mod __private {
             let plugin =
                 slot.as_ref().and_then(|s| s.downcast_ref::<M>()).ok_or_else(|| "compute-metrics called before configure".to_string())?;
             crate::metrics::run_metrics(plugin, window)
+        })
+    }
+
+    pub fn configure_profiler<P: crate::profile::Profiler>(params_json: &str) -> Result<(), String> {
+        let plugin: P = crate::profile::build_profiler(params_json)?;
+        SCORER.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
+        Ok(())
+    }
+
+    pub fn update_profiles<P: crate::profile::Profiler>(
+        batch: &crate::profile::RawProfileBatch,
+    ) -> Result<Vec<Vec<crate::profile::Interest>>, String> {
+        SCORER.with(|slot| {
+            let slot = slot.borrow();
+            let plugin =
+                slot.as_ref().and_then(|s| s.downcast_ref::<P>()).ok_or_else(|| "update-profiles called before configure".to_string())?;
+            crate::profile::run_profiler(plugin, batch)
         })
     }
 

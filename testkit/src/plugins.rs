@@ -21,6 +21,7 @@ pub const CRATES: &[&str] = &[
     "watch-heat",
     "gmv-heat",
     "fair-heat",
+    "dwell-affinity",
     "test-trap",
     "test-spin",
     "test-oom",

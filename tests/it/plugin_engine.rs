@@ -300,3 +300,54 @@ fn a_metrics_component_is_detected_by_its_world_and_computes_checked_metrics() {
     let bad = engine.instantiate(compiled, "completion-rate@0.1.0", &json!({"start": "X"})).unwrap_err();
     assert_eq!(bad.kind(), "configure", "{bad}");
 }
+
+#[test]
+fn a_profile_component_is_detected_by_its_world_and_its_interests_are_checked() {
+    use rtscore::plugin::profile::InterestInput;
+    use rtscore::plugin::{PluginWorld, ProfileEventInput, ProfileInput, UserInput};
+    let engine = engine();
+    assert_eq!(compile(&engine, "dwell-affinity").world(), PluginWorld::Profile);
+    let mut inst = instance(&engine, "dwell-affinity", json!({"dwell_unit_ms": 10000}));
+    let at = 1_767_225_600_000;
+    let ev = |action: &str, category: Option<&str>, watch: Option<f64>| ProfileEventInput {
+        item_id: "i".into(),
+        action: action.into(),
+        ts_ms: at,
+        category: category.map(str::to_string),
+        tags: vec!["red".into()],
+        watch_time_ms: watch,
+    };
+    let user = |id: &str, events: Vec<ProfileEventInput>| UserInput {
+        user_id: id.into(),
+        interests: vec![InterestInput { name: "old".into(), score: 2.0 }],
+        interests_as_of_ms: at - 86_400_000,
+        update_ms: at,
+        events,
+    };
+    let input = ProfileInput {
+        tenant_id: "t".into(),
+        scenario_id: "s".into(),
+        actions: vec!["like".into(), "view".into()],
+        weights: vec![3.0, 1.0],
+        interest_decay_days: 1.0,
+        users: vec![user("u1", vec![ev("view", Some("shoes"), Some(20_000.0)), ev("like", Some("bags"), None)]), user("u2", vec![])],
+    };
+    let got = inst.update_profiles(&input).unwrap();
+    let close = |got: &[(String, f64)], want: &[(&str, f64)]| {
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for ((n, s), (wn, ws)) in got.iter().zip(want) {
+            assert!(n == wn && (s - ws).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+    };
+    close(&got[0], &[("shoes", 2.0), ("old", 1.0), ("bags", 0.75)]);
+    close(&got[1], &[("old", 1.0)]);
+    // A profile instance does not score, and a scorer is no profile plugin: both sections named.
+    let err = score(&mut inst, &simple_batch(2)).unwrap_err();
+    assert_eq!(err.kind(), "wrong_world");
+    assert!(err.to_string().contains("hot_score.plugin") && err.to_string().contains("user_profile.plugin"), "{err}");
+    let mut gravity = instance(&engine, "gravity", json!(null));
+    let err = gravity.update_profiles(&input).unwrap_err();
+    assert!(err.to_string().contains("implements world `scorer`, but user_profile.plugin needs world `profile`"), "{err}");
+    let bad = engine.instantiate(compile(&engine, "dwell-affinity"), "dwell-affinity@0.1.0", &json!({"min_dwell": -1})).unwrap_err();
+    assert_eq!(bad.kind(), "configure", "{bad}");
+}

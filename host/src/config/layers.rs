@@ -223,7 +223,7 @@ pub fn parse_layer(doc: &Value) -> Result<LayerId, LayerError> {
                             "unknown section; known: hot_score, user_profile, metrics",
                         ));
                     }
-                    for section in ["hot_score", "metrics"] {
+                    for section in ["hot_score", "user_profile", "metrics"] {
                         if rc.get(section).and_then(|h| h.get("plugin")).is_some_and(|p| !p.is_null()) {
                             errors.push(field_error(
                                 &format!("config.realtime_compute.{section}.plugin"),
@@ -315,6 +315,11 @@ pub fn effective_realtime_compute(cfg: &ScenarioConfig) -> Value {
     }
     let u = &cfg.user_profile;
     let m = &cfg.metrics;
+    let mut user_profile = json!({"enabled": u.enabled, "update_frequency_minutes": u.update_frequency_ms / 60_000,
+        "interest_decay_days": u.interest_decay_days, "behavior_weights": u.behavior_weights});
+    if let Some(p) = &u.plugin {
+        user_profile["plugin"] = serde_json::to_value(p).unwrap_or(Value::Null);
+    }
     let mut metrics = json!({"enabled": m.enabled, "window_size_minutes": m.window_size_ms / 60_000,
         "metrics_to_calculate": m.metrics_to_calculate});
     if let Some(p) = m.per_item {
@@ -325,8 +330,7 @@ pub fn effective_realtime_compute(cfg: &ScenarioConfig) -> Value {
     }
     json!({
         "hot_score": hot,
-        "user_profile": {"enabled": u.enabled, "update_frequency_minutes": u.update_frequency_ms / 60_000,
-            "interest_decay_days": u.interest_decay_days, "behavior_weights": u.behavior_weights},
+        "user_profile": user_profile,
         "metrics": metrics,
     })
 }
@@ -692,6 +696,12 @@ mod tests {
         assert_eq!(
             paths(json!({"layer": "platform", "config": {"realtime_compute": {"hot_score": {"plugin": {"name": "x", "version": "1"}}}}})),
             ["config.realtime_compute.hot_score.plugin"]
+        );
+        assert_eq!(
+            paths(
+                json!({"layer": "platform", "config": {"realtime_compute": {"user_profile": {"plugin": {"name": "x", "version": "1"}}}}})
+            ),
+            ["config.realtime_compute.user_profile.plugin"]
         );
         assert!(LayerId::new(None, Some("feed")).is_err() && LayerId::new(Some("../x"), None).is_err());
     }

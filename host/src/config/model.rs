@@ -236,6 +236,9 @@ pub struct UserProfileConfig {
     pub update_frequency_ms: i64,
     pub interest_decay_days: f64,
     pub behavior_weights: BTreeMap<String, f64>,
+    /// A profile plugin (world `profile`), called for the users due to be written; the built-in
+    /// interest update is its fallback.
+    pub plugin: Option<PluginRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -238,7 +238,7 @@ pub const HOT_SCORE_FIELDS: &[&str] =
     &["enabled", "action_weights", "decay_lambda", "window_size_minutes", "window_slide_minutes", "top_n", "plugin", "features"];
 /// One entry of `hot_score.features`.
 pub const FEATURE_FIELDS: &[&str] = &["name", "op", "field", "actions"];
-pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights"];
+pub const USER_PROFILE_FIELDS: &[&str] = &["enabled", "update_frequency_minutes", "interest_decay_days", "behavior_weights", "plugin"];
 pub const METRICS_FIELDS: &[&str] = &["enabled", "window_size_minutes", "metrics_to_calculate", "ctr", "cvr", "per_item", "plugin"];
 /// `metrics.per_item`.
 pub const PER_ITEM_FIELDS: &[&str] = &["top_n"];
@@ -376,6 +376,7 @@ pub fn parse_scenario_with(doc: &Value, extra_foreign: &[String]) -> Result<Chec
             * MS_PER_MINUTE,
         interest_decay_days: w.number(up, "interest_decay_days", &format!("{p}.interest_decay_days"), 30.0, 0.001, 3650.0),
         behavior_weights: w.weights(up, "behavior_weights", &format!("{p}.behavior_weights"), &DEFAULT_BEHAVIOR_WEIGHTS),
+        plugin: parse_plugin_ref(&mut w, up, &format!("{p}.plugin")),
     };
 
     // metrics
@@ -655,8 +656,8 @@ fn unknown_name_rule(what: &str, got: &str, known: &[&str]) -> String {
     }
 }
 
-/// A `plugin` reference of a section (`hot_score`, `metrics`): the section's world is checked
-/// when its module loads.
+/// A `plugin` reference of a section (`hot_score`, `metrics`, `user_profile`): the section's world
+/// is checked when its module loads.
 fn parse_plugin_ref(w: &mut Walker, section: Option<&Map<String, Value>>, path: &str) -> Option<PluginRef> {
     let obj = w.object(section, "plugin", path)?;
     w.known_fields(Some(obj), PLUGIN_FIELDS, path);
@@ -825,6 +826,20 @@ mod tests {
         assert!(paths.contains(&"config.realtime_compute.metrics.per_item.top_n"), "{paths:?}");
         assert!(paths.contains(&"config.realtime_compute.metrics.per_item.topn"), "{paths:?}");
         assert!(paths.contains(&"config.realtime_compute.metrics.plugin.name"), "{paths:?}");
+    }
+
+    #[test]
+    fn user_profile_plugin_is_checked() {
+        let rc = |u: Value| json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"user_profile": u}}});
+        let cfg =
+            parse_scenario(&rc(json!({"plugin": {"name": "dwell-affinity", "version": "0.1.0", "params": {"min_dwell": 1}}}))).unwrap();
+        let plugin = cfg.user_profile.plugin.unwrap();
+        assert_eq!((plugin.label(), plugin.params), ("dwell-affinity@0.1.0".to_string(), json!({"min_dwell": 1})));
+        assert_eq!(parse_scenario(&rc(json!({}))).unwrap().user_profile.plugin, None, "off by default");
+        let e = parse_scenario(&rc(json!({"plugin": {"name": "X", "versoin": "1"}}))).unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"config.realtime_compute.user_profile.plugin.name"), "{paths:?}");
+        assert!(paths.contains(&"config.realtime_compute.user_profile.plugin.versoin"), "{paths:?}");
     }
 
     #[test]

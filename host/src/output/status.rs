@@ -76,6 +76,11 @@ pub struct ScenarioStatusRow {
     pub metrics_plugin: Option<String>,
     pub metrics_plugin_state: Option<String>,
     pub metrics_plugin_error: Option<String>,
+    /// The profile plugin (`user_profile.plugin`): `name@version`, its state, and its last
+    /// failure (the built-in interests were then written for that batch of users).
+    pub profile_plugin: Option<String>,
+    pub profile_plugin_state: Option<String>,
+    pub profile_plugin_error: Option<String>,
 }
 
 impl ScenarioStatusRow {
@@ -114,6 +119,9 @@ impl ScenarioStatusRow {
             ("metrics_plugin", self.metrics_plugin.clone().unwrap_or_default()),
             ("metrics_plugin_state", self.metrics_plugin_state.clone().unwrap_or_default()),
             ("metrics_plugin_error", self.metrics_plugin_error.clone().unwrap_or_default()),
+            ("profile_plugin", self.profile_plugin.clone().unwrap_or_default()),
+            ("profile_plugin_state", self.profile_plugin_state.clone().unwrap_or_default()),
+            ("profile_plugin_error", self.profile_plugin_error.clone().unwrap_or_default()),
         ]
     }
 }

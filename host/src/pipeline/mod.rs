@@ -264,6 +264,10 @@ impl Pipeline {
         &self.metrics
     }
 
+    pub fn profile_job_mut(&mut self) -> &mut ProfileJob {
+        &mut self.profiles
+    }
+
     pub fn metrics_job_mut(&mut self) -> &mut MetricsJob {
         &mut self.metrics
     }

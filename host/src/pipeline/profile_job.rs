@@ -3,6 +3,13 @@
 //! per action. A user with new events is written at most every `update_frequency_minutes` of
 //! event time; writes are coalesced on a timer wheel keyed by due time.
 //!
+//! With a profile plugin (`user_profile.plugin`, world `profile`) the built-in update still
+//! runs on every event, and each user also keeps what the plugin needs for its next write: its
+//! interests as last written and the events applied since ([`SinceWrite`]). When users are due,
+//! they go to the plugin in batches and its interests replace theirs; a failed call keeps the
+//! built-in interests of that batch (the plugin records the error), so the built-in update is
+//! both the plugin-free default and the fallback.
+//!
 //! With a profile store (Kafka with Redis) profiles are durable (DESIGN §4, "Durable
 //! profiles"): before a batch, [`ProfileJob::make_room`] bounds the users held per scenario and
 //! the runtime reads back the profiles of the batch's users that are not in memory
@@ -21,9 +28,17 @@ use super::stats::Routed;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::{Event, QuotaKind};
 use crate::output::{Interest, Output, RecentItem, UserProfile};
+use crate::plugin::profile::InterestInput;
+use crate::plugin::{JobPlugin, PluginError, PluginWorld, ProfileEventInput, ProfileInput, ProfileInterests, UserInput};
 
-/// Interests kept per user; the weakest is dropped beyond this, bounding state per user.
-pub const MAX_INTERESTS: usize = 32;
+/// Interests kept per user; the weakest is dropped beyond this, bounding state per user. A
+/// profile plugin may return as many (the same bound, checked on its result).
+pub const MAX_INTERESTS: usize = crate::plugin::profile::MAX_INTERESTS;
+/// Events a user keeps for its profile plugin between two writes; beyond it the user's next
+/// write takes the built-in interests (its plugin input would be incomplete).
+pub const MAX_PLUGIN_EVENTS: usize = 512;
+/// Users per profile plugin call: bounds one call's input and its share of the CPU budget.
+pub const MAX_PLUGIN_USERS: usize = 256;
 /// Interests written to a profile.
 pub const WRITTEN_INTERESTS: usize = 20;
 /// Recent items kept and written per user.
@@ -53,6 +68,63 @@ pub struct UserState {
     /// memory, not Redis, is then the truth; its next event records its offset again.
     #[serde(skip)]
     covered: Vec<(i32, i64)>,
+    /// With a profile plugin referenced: the plugin's input for the next write. `None` when it
+    /// would be incomplete (the user was held before the plugin was referenced, restored from a
+    /// snapshot, or had more than [`MAX_PLUGIN_EVENTS`] events): the next write then takes the
+    /// built-in interests and starts a new one. Not in snapshots, for the same reason as `covered`.
+    #[serde(skip)]
+    since_write: Option<Box<SinceWrite>>,
+}
+
+/// A user's interests as last written and the events applied since: a profile plugin's input.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct SinceWrite {
+    base: Vec<(Arc<str>, f64)>,
+    base_at: i64,
+    events: Vec<PendingEvent>,
+}
+
+/// One event applied since the user's last write, as the profile plugin receives it.
+#[derive(Debug, Clone, PartialEq)]
+struct PendingEvent {
+    item_id: Box<str>,
+    action: Arc<str>,
+    ts: i64,
+    category: Option<Arc<str>>,
+    tags: Vec<Arc<str>>,
+    watch_time_ms: Option<f64>,
+}
+
+impl SinceWrite {
+    fn new(base: Vec<(Arc<str>, f64)>, base_at: i64) -> Box<Self> {
+        Box::new(Self { base, base_at, events: Vec::new() })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.base.len() * 24
+            + self.events.iter().map(|e| e.item_id.len() + 80 + e.tags.len() * 16).sum::<usize>()
+            + std::mem::size_of::<Self>()
+    }
+
+    fn to_input(&self, user: &str, update_ms: i64) -> UserInput {
+        let mut events: Vec<ProfileEventInput> = self
+            .events
+            .iter()
+            .map(|e| ProfileEventInput {
+                item_id: e.item_id.to_string(),
+                action: e.action.to_string(),
+                ts_ms: e.ts,
+                category: e.category.as_deref().map(str::to_string),
+                tags: e.tags.iter().map(|t| t.to_string()).collect(),
+                watch_time_ms: e.watch_time_ms,
+            })
+            .collect();
+        // Oldest first, as the WIT promises; stable, so equal times keep their arrival order.
+        events.sort_by_key(|e| e.ts_ms);
+        let mut interests: Vec<InterestInput> = self.base.iter().map(|(n, s)| InterestInput { name: n.to_string(), score: *s }).collect();
+        interests.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)));
+        UserInput { user_id: user.to_string(), interests, interests_as_of_ms: self.base_at, update_ms, events }
+    }
 }
 
 impl UserState {
@@ -84,7 +156,37 @@ impl UserState {
             last_write: Some(stored.updated_at),
             due: None,
             covered,
+            since_write: None,
         }
+    }
+
+    /// Starts the plugin input of the next write from the interests as of `at`.
+    fn start_since_write(&mut self, at: i64, half_life_days: f64) {
+        let f = Self::decay_factor((at - self.as_of).max(0), half_life_days);
+        self.since_write = Some(SinceWrite::new(self.interests.iter().map(|(n, s)| (n.clone(), s * f)).collect(), at));
+    }
+
+    /// Keeps `ev` for the plugin's next call (see `since_write`).
+    fn note_for_plugin(&mut self, ev: &Event<'_>, action: &Arc<str>, names: &mut Interner) {
+        let Some(since) = self.since_write.as_mut() else { return };
+        if since.events.len() >= MAX_PLUGIN_EVENTS {
+            self.since_write = None;
+            return;
+        }
+        since.events.push(PendingEvent {
+            item_id: ev.item_id.as_ref().into(),
+            action: action.clone(),
+            ts: ev.ts,
+            category: ev.category.as_deref().map(|c| names.get(c)),
+            tags: ev.tags.iter().map(|t| names.get(t)).collect(),
+            watch_time_ms: ev.watch_time_ms,
+        });
+    }
+
+    /// Replaces the interests with a plugin's, as of `at`.
+    fn set_interests(&mut self, interests: ProfileInterests, at: i64, names: &mut Interner) {
+        self.interests = interests.into_iter().map(|(n, s)| (names.get(&n), s)).collect();
+        self.as_of = at;
     }
 
     /// The event at `pos` is already in this state (read back from a profile that holds it).
@@ -166,6 +268,7 @@ impl UserState {
             + self.recent.iter().map(|r| r.item_id.len() + r.action.len() + 56).sum::<usize>()
             + self.counts.iter().map(|(a, _)| a.len() + 24).sum::<usize>()
             + self.covered.len() * 16
+            + self.since_write.as_ref().map_or(0, |s| s.heap_bytes())
             + std::mem::size_of::<Self>()
     }
 }
@@ -208,11 +311,34 @@ pub struct ScenarioProfiles {
     pub over_quota: u64,
     /// Events skipped because the profile read back already held them (a replay).
     pub replayed: u64,
+    /// The scenario's profile plugin (`user_profile.plugin`), installed by the runtime.
+    pub plugin: JobPlugin,
+    /// Writes whose interests came from the plugin, and writes that took the built-in
+    /// interests while a plugin was referenced (its call failed, it was not active, or the
+    /// user's input was incomplete).
+    pub plugin_writes: u64,
+    pub plugin_fallback_writes: u64,
+}
+
+/// Calls the profile plugin on one batch: `None` when none is active (the built-in interests
+/// stand), else its checked result. Tests pass their own.
+type UpdateFn<'a> = dyn FnMut(&mut JobPlugin, &ProfileInput) -> Option<Result<Vec<ProfileInterests>, PluginError>> + 'a;
+
+/// The production [`UpdateFn`]: the scenario's plugin, through its budget and quarantine rules.
+fn call_plugin(plugin: &mut JobPlugin, input: &ProfileInput) -> Option<Result<Vec<ProfileInterests>, PluginError>> {
+    if !plugin.is_active() {
+        return None;
+    }
+    plugin.call(|instance| instance.update_profiles(input))
 }
 
 impl ScenarioProfiles {
     fn new(config: Arc<ScenarioConfig>) -> Self {
+        let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Profile);
         Self {
+            plugin,
+            plugin_writes: 0,
+            plugin_fallback_writes: 0,
             config,
             users: HashMap::default(),
             timers: BTreeMap::new(),
@@ -236,7 +362,12 @@ impl ScenarioProfiles {
                     self.over_quota += 1;
                     return Routed::OverQuota(quota, max_users);
                 }
-                self.users.entry(ev.user_id.as_ref().into()).or_default()
+                let mut fresh = UserState::default();
+                if cfg.plugin.is_some() {
+                    // A new user has no interests yet: the plugin's input is complete.
+                    fresh.since_write = Some(SinceWrite::new(Vec::new(), ev.ts));
+                }
+                self.users.entry(ev.user_id.as_ref().into()).or_insert(fresh)
             }
         };
         if let Some(pos) = pos {
@@ -252,6 +383,11 @@ impl ScenarioProfiles {
             user.add_interests(ev, w, cfg.interest_decay_days, &mut self.names);
         }
         let action = self.names.get(&ev.action);
+        if cfg.plugin.is_some() {
+            user.note_for_plugin(ev, &action, &mut self.names);
+        } else {
+            user.since_write = None;
+        }
         user.add_recent(ev, &action);
         user.count(&action);
         user.last_event = user.last_event.max(ev.ts);
@@ -266,24 +402,95 @@ impl ScenarioProfiles {
 
     /// Writes every user due at or before `now` (event time).
     fn flush_due(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>) {
-        let cfg = &self.config;
+        self.flush_due_with(now, source, out, &mut call_plugin);
+    }
+
+    /// [`Self::flush_due`], the profile plugin called through `update`.
+    fn flush_due_with(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
+        let mut due_users: Vec<(Box<str>, i64)> = Vec::new();
         while let Some(entry) = self.timers.first_entry() {
             if *entry.key() > now {
                 break;
             }
             let (due, users) = entry.remove_entry();
             for u in users {
-                if let Some(state) = self.users.get_mut(&u)
+                if let Some(state) = self.users.get(&u)
                     && state.due == Some(due)
                 {
                     let at = due.max(state.last_event);
-                    out.push(Output::Profile(state.profile(&cfg.key, &u, at, cfg.user_profile.interest_decay_days, cfg.revision, source)));
-                    state.last_write = Some(at);
-                    state.due = None;
-                    self.profiles_written += 1;
+                    due_users.push((u, at));
                 }
             }
         }
+        if due_users.is_empty() {
+            return;
+        }
+        let from_plugin = self.apply_plugin(&due_users, update);
+        let cfg = &self.config;
+        let half_life = cfg.user_profile.interest_decay_days;
+        let referenced = cfg.user_profile.plugin.is_some();
+        for ((u, at), plugin_made) in due_users.into_iter().zip(from_plugin) {
+            let Some(state) = self.users.get_mut(&u) else { continue };
+            out.push(Output::Profile(state.profile(&cfg.key, &u, at, half_life, cfg.revision, source)));
+            state.last_write = Some(at);
+            state.due = None;
+            self.profiles_written += 1;
+            if referenced {
+                if plugin_made {
+                    self.plugin_writes += 1;
+                } else {
+                    self.plugin_fallback_writes += 1;
+                }
+                state.start_since_write(at, half_life);
+            } else {
+                state.since_write = None;
+            }
+        }
+    }
+
+    /// With a profile plugin referenced, replaces the interests of the due users whose input
+    /// is complete with the plugin's, [`MAX_PLUGIN_USERS`] users per call. Returns, per due
+    /// user, whether its interests now come from the plugin; the others keep the built-in ones.
+    fn apply_plugin(&mut self, due: &[(Box<str>, i64)], update: &mut UpdateFn<'_>) -> Vec<bool> {
+        let mut from_plugin = vec![false; due.len()];
+        let up = &self.config.user_profile;
+        if up.plugin.is_none() {
+            return from_plugin;
+        }
+        let ready: Vec<usize> = (0..due.len()).filter(|&k| self.users.get(&due[k].0).is_some_and(|u| u.since_write.is_some())).collect();
+        for chunk in ready.chunks(MAX_PLUGIN_USERS) {
+            let users: Vec<UserInput> = chunk
+                .iter()
+                .filter_map(|&k| {
+                    let (u, at) = &due[k];
+                    self.users.get(u).and_then(|s| s.since_write.as_ref()).map(|since| since.to_input(u, *at))
+                })
+                .collect();
+            let input = ProfileInput {
+                tenant_id: self.config.key.tenant_id.to_string(),
+                scenario_id: self.config.key.scenario_id.to_string(),
+                actions: up.behavior_weights.keys().cloned().collect(),
+                weights: up.behavior_weights.values().copied().collect(),
+                interest_decay_days: up.interest_decay_days,
+                users,
+            };
+            match update(&mut self.plugin, &input) {
+                // No plugin active (none loaded yet, quarantined): built-in for the rest too.
+                None => break,
+                // Counted, logged and recorded by the plugin; this batch keeps the built-in interests.
+                Some(Err(_)) => continue,
+                Some(Ok(lists)) => {
+                    for (&k, interests) in chunk.iter().zip(lists) {
+                        let (u, at) = &due[k];
+                        if let Some(state) = self.users.get_mut(u) {
+                            state.set_interests(interests, *at, &mut self.names);
+                            from_plugin[k] = true;
+                        }
+                    }
+                }
+            }
+        }
+        from_plugin
     }
 
     /// Forgets users idle for longer than `idle_ms` whose profiles are written; returns how many.
@@ -321,7 +528,11 @@ impl ScenarioProfiles {
         if self.users.contains_key(user) || self.users.len() >= self.limits.bound(QuotaKind::Users).0 {
             return false;
         }
-        let state = UserState::from_stored(stored, source, &mut self.names);
+        let mut state = UserState::from_stored(stored, source, &mut self.names);
+        if self.config.user_profile.plugin.is_some() {
+            // The stored profile is the whole state as of its write: the plugin's input is complete.
+            state.start_since_write(state.as_of, self.config.user_profile.interest_decay_days);
+        }
         self.users.insert(user.into(), state);
         true
     }
@@ -529,6 +740,14 @@ impl ProfileJob {
     pub fn scenario(&self, key: &ScenarioKey) -> Option<&ScenarioProfiles> {
         self.scenarios.get(&key.tenant_id, &key.scenario_id)
     }
+
+    pub fn scenario_mut(&mut self, key: &ScenarioKey) -> Option<&mut ScenarioProfiles> {
+        self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
+    }
+
+    pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioProfiles> {
+        self.scenarios.values_mut()
+    }
 }
 
 #[cfg(test)]
@@ -655,5 +874,128 @@ mod tests {
         j.make_room();
         assert_eq!(j.scenario(&cfg.key).unwrap().user_count(), 30);
         assert_eq!(j.replayed(), 0, "an in-memory user's offsets guard nothing but read-backs");
+    }
+
+    /// A profile job whose scenario references a profile plugin (never loaded here: tests call
+    /// `flush_due_with` with their own update).
+    fn plugin_job(freq_min: i64) -> (ProfileJob, Arc<ScenarioConfig>) {
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 2, "config": {"realtime_compute": {"user_profile": {
+            "update_frequency_minutes": freq_min, "interest_decay_days": 1.0,
+            "behavior_weights": {"view": 1.0, "like": 3.0}, "plugin": {"name": "p", "version": "1.0.0"}}}}});
+        let cfg = Arc::new(parse_scenario(&doc).unwrap());
+        let mut j = ProfileJob::new(30 * DAY);
+        j.apply_config(&cfg.key, Some(cfg.clone()));
+        (j, cfg)
+    }
+
+    fn push(j: &mut ProfileJob, l: &str) {
+        assert_eq!(j.on_event(&parse_event(l.as_bytes()).unwrap(), None), Routed::Counted);
+    }
+
+    /// Flushes through `update`, returning the profiles written.
+    fn flush(j: &mut ProfileJob, now: i64, update: &mut UpdateFn<'_>) -> Vec<UserProfile> {
+        let mut out = Vec::new();
+        let source = j.source.clone();
+        let key = ScenarioKey::new("t", "s");
+        j.scenarios.get_mut(&key.tenant_id, &key.scenario_id).unwrap().flush_due_with(now, &source, &mut out, update);
+        out.into_iter().filter_map(|o| if let Output::Profile(p) = o { Some(p) } else { None }).collect()
+    }
+
+    fn names(p: &UserProfile) -> Vec<(&str, f64)> {
+        p.interests.iter().map(|i| (&*i.name, i.score)).collect()
+    }
+
+    #[test]
+    fn a_profile_plugin_gets_the_last_written_interests_and_the_events_since_and_replaces_them() {
+        let (mut j, _) = plugin_job(5);
+        push(&mut j, &line("u1", "i1", "view", T0, r#","category":"shoes","tags":["red"],"watch_time_ms":1500"#));
+        let seen: std::cell::RefCell<Vec<ProfileInput>> = Default::default();
+        let mut plugin = |_: &mut JobPlugin, input: &ProfileInput| {
+            seen.borrow_mut().push(input.clone());
+            Some(Ok(input.users.iter().map(|u| vec![(format!("n{}", u.events.len()), 5.0)]).collect()))
+        };
+        let first = flush(&mut j, T0, &mut plugin);
+        assert_eq!(names(&first[0]), [("n1", 5.0)], "the plugin's interests are written");
+        let input = seen.borrow()[0].clone();
+        assert_eq!((input.tenant_id.as_str(), input.scenario_id.as_str(), input.interest_decay_days), ("t", "s", 1.0));
+        assert_eq!((input.actions.clone(), input.weights.clone()), (vec!["like".to_string(), "view".to_string()], vec![3.0, 1.0]));
+        let u = &input.users[0];
+        assert_eq!((u.user_id.as_str(), u.interests.len(), u.update_ms), ("u1", 0, T0), "a new user has no interests");
+        let e = &u.events[0];
+        assert_eq!((e.item_id.as_str(), e.action.as_str(), e.ts_ms), ("i1", "view", T0));
+        assert_eq!((e.category.as_deref(), e.tags.clone(), e.watch_time_ms), (Some("shoes"), vec!["red".to_string()], Some(1500.0)));
+
+        // The next period: the base is what was written, the events are only the new ones, oldest first.
+        push(&mut j, &line("u1", "i3", "like", T0 + 3 * 60_000, ""));
+        push(&mut j, &line("u1", "i2", "view", T0 + 2 * 60_000, ""));
+        let second = flush(&mut j, T0 + 5 * 60_000, &mut plugin);
+        assert_eq!(names(&second[0]), [("n2", 5.0)]);
+        let u = seen.borrow()[1].users[0].clone();
+        assert_eq!((u.interests_as_of_ms, u.update_ms), (T0, T0 + 5 * 60_000));
+        assert_eq!(u.interests.iter().map(|i| (i.name.as_str(), i.score)).collect::<Vec<_>>(), [("n1", 5.0)]);
+        assert_eq!(u.events.iter().map(|e| e.ts_ms).collect::<Vec<_>>(), [T0 + 2 * 60_000, T0 + 3 * 60_000]);
+        let s = j.scenario(&ScenarioKey::new("t", "s")).unwrap();
+        assert_eq!((s.plugin_writes, s.plugin_fallback_writes), (2, 0));
+    }
+
+    #[test]
+    fn a_failed_plugin_call_writes_the_built_in_interests_and_the_next_base_is_what_was_written() {
+        let (mut j, _) = plugin_job(5);
+        let (mut plain, _) = job(5, 1.0);
+        let events = [line("u1", "i1", "view", T0, r#","category":"shoes""#), line("u1", "i2", "like", T0 + 60_000, r#","tags":["red"]"#)];
+        for l in &events {
+            push(&mut j, l);
+            push(&mut plain, l);
+        }
+        let failed = flush(&mut j, T0 + 60_000, &mut |_, _| Some(Err(PluginError::Guest("boom".into()))));
+        let mut out = Vec::new();
+        plain.advance("t", T0 + 60_000, &mut out);
+        let Some(Output::Profile(built_in)) = out.into_iter().next() else { panic!("no built-in profile") };
+        assert_eq!(failed[0].interests, built_in.interests, "the built-in update is the fallback");
+        push(&mut j, &line("u1", "i3", "view", T0 + 10 * 60_000, ""));
+        let mut base = Vec::new();
+        flush(&mut j, i64::MAX, &mut |_, input| {
+            base = input.users[0].interests.iter().map(|i| (i.name.clone(), i.score)).collect();
+            Some(Ok(vec![vec![]]))
+        });
+        let written: Vec<(String, f64)> = failed[0].interests.iter().map(|i| (i.name.to_string(), i.score)).collect();
+        assert_eq!(base, written);
+        let s = j.scenario(&ScenarioKey::new("t", "s")).unwrap();
+        assert_eq!((s.plugin_writes, s.plugin_fallback_writes), (1, 1));
+    }
+
+    #[test]
+    fn due_users_go_to_the_plugin_in_bounded_batches_and_incomplete_inputs_take_the_built_in_path() {
+        let (mut j, _) = plugin_job(5);
+        let n = MAX_PLUGIN_USERS + 44;
+        for k in 0..n {
+            push(&mut j, &line(&format!("u{k}"), "i", "view", T0, r#","category":"c""#));
+        }
+        // One user with more events than its plugin input keeps.
+        for k in 0..=MAX_PLUGIN_EVENTS as i64 {
+            push(&mut j, &line("heavy", "i", "view", T0 + k, r#","category":"h""#));
+        }
+        let mut sizes = Vec::new();
+        let profiles = flush(&mut j, i64::MAX, &mut |_, input| {
+            sizes.push(input.users.len());
+            Some(Ok(vec![vec![("p".to_string(), 1.0)]; input.users.len()]))
+        });
+        assert_eq!(sizes, [MAX_PLUGIN_USERS, 44]);
+        assert_eq!(profiles.len(), n + 1);
+        let heavy = profiles.iter().find(|p| p.user_id == "heavy").unwrap();
+        assert_eq!(heavy.interests.len(), 1);
+        assert_eq!(&*heavy.interests[0].name, "h", "built-in interests for an incomplete input");
+        assert!(profiles.iter().filter(|p| p.user_id != "heavy").all(|p| names(p) == [("p", 1.0)]));
+        // No plugin active: the built-in interests, and the plugin is asked once, not per batch.
+        for k in 0..n {
+            push(&mut j, &line(&format!("u{k}"), "i", "view", T0 + DAY, r#","category":"c""#));
+        }
+        let mut asked = 0;
+        let profiles = flush(&mut j, i64::MAX, &mut |_, _| {
+            asked += 1;
+            None
+        });
+        assert_eq!(asked, 1);
+        assert!(profiles.iter().all(|p| p.interests.iter().any(|i| &*i.name == "c")), "built-in interests");
     }
 }

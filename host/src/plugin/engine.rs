@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
-use super::bindings::{PluginWorld, WitVersion, v0_1, v0_2, v0_2_metrics};
+use super::bindings::{PluginWorld, WitVersion, v0_1, v0_2, v0_2_metrics, v0_2_profile};
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use super::sandbox::{Grants, HostState};
@@ -34,13 +34,14 @@ pub(crate) enum WorldPre {
     V0_1(v0_1::ScorerPre<HostState>),
     V0_2(v0_2::ScorerPre<HostState>),
     Metrics(v0_2_metrics::MetricsPre<HostState>),
+    Profile(v0_2_profile::ProfilePre<HostState>),
 }
 
 impl WorldPre {
     pub(crate) fn version(&self) -> WitVersion {
         match self {
             WorldPre::V0_1(_) => WitVersion::V0_1,
-            WorldPre::V0_2(_) | WorldPre::Metrics(_) => WitVersion::V0_2,
+            WorldPre::V0_2(_) | WorldPre::Metrics(_) | WorldPre::Profile(_) => WitVersion::V0_2,
         }
     }
 
@@ -48,6 +49,7 @@ impl WorldPre {
         match self {
             WorldPre::V0_1(_) | WorldPre::V0_2(_) => PluginWorld::Scorer,
             WorldPre::Metrics(_) => PluginWorld::Metrics,
+            WorldPre::Profile(_) => PluginWorld::Profile,
         }
     }
 
@@ -56,6 +58,7 @@ impl WorldPre {
             WorldPre::V0_1(p) => p.instance_pre(),
             WorldPre::V0_2(p) => p.instance_pre(),
             WorldPre::Metrics(p) => p.instance_pre(),
+            WorldPre::Profile(p) => p.instance_pre(),
         }
     }
 }
@@ -177,7 +180,8 @@ impl PluginEngine {
             (PluginWorld::Scorer, WitVersion::V0_1) => WorldPre::V0_1(v0_1::ScorerPre::new(instance_pre).map_err(not_world)?),
             (PluginWorld::Scorer, WitVersion::V0_2) => WorldPre::V0_2(v0_2::ScorerPre::new(instance_pre).map_err(not_world)?),
             (PluginWorld::Metrics, WitVersion::V0_2) => WorldPre::Metrics(v0_2_metrics::MetricsPre::new(instance_pre).map_err(not_world)?),
-            (PluginWorld::Metrics, WitVersion::V0_1) => {
+            (PluginWorld::Profile, WitVersion::V0_2) => WorldPre::Profile(v0_2_profile::ProfilePre::new(instance_pre).map_err(not_world)?),
+            (PluginWorld::Metrics | PluginWorld::Profile, WitVersion::V0_1) => {
                 return Err(PluginError::Compile(format!("world {world} is part of rtscore:scoring@0.2.0; the component targets 0.1.0")));
             }
         };
@@ -187,7 +191,7 @@ impl PluginEngine {
                     .get_export_index(None, "score")
                     .ok_or_else(|| PluginError::Compile("the component exports no `score` function".into()))?,
             ),
-            PluginWorld::Metrics => None,
+            PluginWorld::Metrics | PluginWorld::Profile => None,
         };
         let compiled = Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), pre, score_export });
         tracing::info!(%sha256, size = bytes.len(), wit = %version, %world, ms = started.elapsed().as_millis() as u64, "compiled plugin component");

@@ -10,6 +10,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{
     PluginWorld, ScoreParamsV0_1, ScoreParamsV0_2, ScoreResults, WindowBatchV0_1, WindowBatchV0_2, WitVersion, v0_1, v0_2, v0_2_metrics,
+    v0_2_profile,
 };
 use super::cpu::TenantCpu;
 use super::engine::{CompiledPlugin, PluginEngine, WorldPre};
@@ -17,6 +18,7 @@ use super::error::PluginError;
 use super::executor::run_until;
 use super::memory::TenantMemory;
 use super::metrics::{MetricsInput, PluginMetric, check_metrics};
+use super::profile::{ProfileInput, ProfileInterests, check_profiles};
 use super::sandbox::HostState;
 use crate::config::plugin_limits::{BudgetMode, SandboxLimits};
 use crate::scoring::WindowBatch;
@@ -56,6 +58,7 @@ enum Call {
     /// version ([`ScoreParamsV0_1`] or [`ScoreParamsV0_2`], and [`ScoreResults`]).
     Score(Func),
     Metrics(v0_2_metrics::Metrics),
+    Profile(v0_2_profile::Profile),
 }
 
 /// Which call failed, for error mapping.
@@ -247,6 +250,37 @@ impl PluginInstance {
         }
     }
 
+    /// The new interests of a batch of users due to be written (world `profile`), checked
+    /// against the batch ([`check_profiles`]). Same budget, CPU account and failure handling as
+    /// [`Self::score`], the batch's events counting as its items.
+    pub fn update_profiles(&mut self, input: &ProfileInput) -> Result<Vec<ProfileInterests>, PluginError> {
+        if self.world() != PluginWorld::Profile {
+            return Err(self.wrong_world(PluginWorld::Profile));
+        }
+        let budget = self.limits.budget_for(input.events());
+        let mode = self.limits.budget_mode;
+        let live = match self.live.as_mut() {
+            Some(live) => live,
+            None => self.resume()?,
+        };
+        let Live { store, call: Call::Profile(bindings) } = live else {
+            return Err(PluginError::Instantiate("a profile instance without `update-profiles`".into()));
+        };
+        let batch = input;
+        let started = Instant::now();
+        let result = call(store, budget, mode, move |store| async move { bindings.call_update_profiles(store, batch).await });
+        let used = started.elapsed();
+        self.last_call = (used, budget);
+        if let Some(cpu) = &self.cpu {
+            cpu.charge(used);
+        }
+        match result {
+            Ok(Ok(interests)) => check_profiles(interests, input),
+            Ok(Err(message)) => Err(PluginError::Guest(message)),
+            Err(e) => Err(self.poison(e, Stage::Score, budget)),
+        }
+    }
+
     /// The re-created instance. It was started when the old one failed, so it has had the time
     /// between two windows to get ready; if it is not, this waits for it up to one call's
     /// budget (as long as a call may take anyway), so replays score the same windows with it
@@ -296,6 +330,7 @@ enum Configure {
     V0_1(v0_1::Scorer),
     V0_2(v0_2::Scorer),
     Metrics(v0_2_metrics::Metrics),
+    Profile(v0_2_profile::Profile),
 }
 
 /// A new instance of `compiled`, configured with `params_json`.
@@ -326,6 +361,7 @@ fn instantiate(
             WorldPre::V0_1(_) => Configure::V0_1(v0_1::Scorer::new(&mut *store, &instance)?),
             WorldPre::V0_2(_) => Configure::V0_2(v0_2::Scorer::new(&mut *store, &instance)?),
             WorldPre::Metrics(_) => Configure::Metrics(v0_2_metrics::Metrics::new(&mut *store, &instance)?),
+            WorldPre::Profile(_) => Configure::Profile(v0_2_profile::Profile::new(&mut *store, &instance)?),
         };
         Ok((configure, instance))
     })
@@ -350,6 +386,7 @@ fn instantiate(
             Configure::V0_1(b) => b.call_configure(store, &params).await,
             Configure::V0_2(b) => b.call_configure(store, &params).await,
             Configure::Metrics(b) => b.call_configure(store, &params).await,
+            Configure::Profile(b) => b.call_configure(store, &params).await,
         }
     });
     match configured {
@@ -360,6 +397,7 @@ fn instantiate(
     tracing::debug!(plugin = %label, sha256 = %compiled.sha256(), wit = %version, "plugin instance ready");
     let call = match (configure, score) {
         (Configure::Metrics(b), _) => Call::Metrics(b),
+        (Configure::Profile(b), _) => Call::Profile(b),
         (_, Some(score)) => Call::Score(score),
         (_, None) => return Err(PluginError::Instantiate("a scorer component without `score`".into())),
     };

@@ -77,7 +77,7 @@ impl PluginLoader {
     }
 
     /// [`Self::prepare_within`] for a reference of the section of `world` (`hot_score.plugin`,
-    /// `metrics.plugin`): a module of another world is refused with [`PluginError::WrongWorld`].
+    /// `metrics.plugin`, `user_profile.plugin`): a module of another world is refused with [`PluginError::WrongWorld`].
     pub async fn prepare_world(
         &self,
         key: &ScenarioKey,

@@ -8,8 +8,8 @@
 //! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
 //! - [`scorer`]: the per-scenario state machine on the event path that never fails (fallback
 //!   and quarantine);
-//! - [`job_plugin`]: the same for the plugin of a metrics job (world `metrics`, see
-//!   [`metrics`]), whose fallback is the job's built-in path;
+//! - [`job_plugin`]: the same for the plugin of a metrics or profile job (worlds `metrics` and
+//!   `profile`, see [`metrics`] and [`profile`]), whose fallback is the job's built-in path;
 //! - [`loader`]: prepares instances off the event path (resolve, compile, instantiate).
 //!
 //! See `docs/plugins.md`.
@@ -24,6 +24,7 @@ pub mod job_plugin;
 pub mod loader;
 pub mod memory;
 pub mod metrics;
+pub mod profile;
 pub mod registry;
 pub mod sandbox;
 pub mod scorer;
@@ -35,6 +36,7 @@ pub use instance::PluginInstance;
 pub use job_plugin::JobPlugin;
 pub use loader::PluginLoader;
 pub use metrics::{MetricsInput, PluginMetric};
+pub use profile::{ProfileEventInput, ProfileInput, ProfileInterests, UserInput};
 pub use registry::{ModuleId, ModuleInfo, ModuleSource, PluginRegistry, RegistryChange, ResolvedModule, publish_to_dir};
 #[cfg(feature = "mongodb")]
 pub use registry::{publish_to_mongo, publish_to_mongo_as};

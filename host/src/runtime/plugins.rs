@@ -27,6 +27,8 @@ pub enum Lane {
     Shadow,
     /// The metrics job's plugin (`metrics.plugin`).
     Metrics,
+    /// The profile job's plugin (`user_profile.plugin`).
+    Profile,
 }
 
 impl Lane {
@@ -35,6 +37,7 @@ impl Lane {
         match self {
             Lane::Live | Lane::Pending | Lane::Shadow => PluginWorld::Scorer,
             Lane::Metrics => PluginWorld::Metrics,
+            Lane::Profile => PluginWorld::Profile,
         }
     }
 }
@@ -81,6 +84,7 @@ holder_impl!(JobPlugin);
 fn holder<'p>(pipeline: &'p mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<&'p mut dyn Holder> {
     match lane {
         Lane::Metrics => pipeline.metrics_job_mut().scenario_mut(key).map(|s| &mut s.plugin as &mut dyn Holder),
+        Lane::Profile => pipeline.profile_job_mut().scenario_mut(key).map(|s| &mut s.plugin as &mut dyn Holder),
         _ => scorer(pipeline, key, lane).map(|s| s as &mut dyn Holder),
     }
 }
@@ -170,6 +174,10 @@ impl PluginCoordinator {
         for s in pipeline.metrics_job_mut().scenarios_mut() {
             let fresh = s.plugin.state().name() == "none";
             desired.push(((s.config.key.clone(), Lane::Metrics), s.config.metrics.plugin.clone(), fresh));
+        }
+        for s in pipeline.profile_job_mut().scenarios_mut() {
+            let fresh = s.plugin.state().name() == "none";
+            desired.push(((s.config.key.clone(), Lane::Profile), s.config.user_profile.plugin.clone(), fresh));
         }
         // A pending revision that became live took its scorer along.
         let promoted: Vec<(ScenarioKey, PluginRef)> = self
@@ -265,7 +273,7 @@ impl PluginCoordinator {
             lane => lane,
         };
         // A job's plugin records its own errors; a hot-score lane's go to the scenario's status.
-        if lane != Lane::Metrics {
+        if !matches!(lane, Lane::Metrics | Lane::Profile) {
             let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
             let error_slot = match lane {
                 Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),

@@ -37,6 +37,8 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
             .map(|e| cap_error(&e));
             let metrics = pipeline.metrics_job().scenario(key);
             let metrics_ref = metrics.and_then(|m| m.config.metrics.plugin.as_ref());
+            let profile = pipeline.profile_job().scenario(key);
+            let profile_ref = profile.and_then(|p| p.config.user_profile.plugin.as_ref());
             ScenarioStatusRow {
                 tenant_id: key.tenant_id.to_string(),
                 scenario_id: key.scenario_id.to_string(),
@@ -75,6 +77,9 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
                 metrics_plugin: metrics_ref.map(|p| p.label()),
                 metrics_plugin_state: metrics.filter(|_| metrics_ref.is_some()).map(|m| m.plugin.state().to_string()),
                 metrics_plugin_error: metrics.filter(|_| metrics_ref.is_some()).and_then(|m| m.plugin.last_error.as_deref()).map(cap_error),
+                profile_plugin: profile_ref.map(|p| p.label()),
+                profile_plugin_state: profile.filter(|_| profile_ref.is_some()).map(|p| p.plugin.state().to_string()),
+                profile_plugin_error: profile.filter(|_| profile_ref.is_some()).and_then(|p| p.plugin.last_error.as_deref()).map(cap_error),
             }
         })
         .collect()
