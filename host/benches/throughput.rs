@@ -42,15 +42,21 @@ fn shadowed_scenarios() -> Vec<Arc<ScenarioConfig>> {
 }
 
 /// The bench scenarios, each declaring two features (`hot_score.features`): watch time summed
-/// over views and distinct users.
+/// over views and distinct users. `RTSCORE_BENCH_FEATURES=sum` or `distinct` keeps one of them,
+/// to see what each costs.
 fn featured_scenarios() -> Vec<Arc<ScenarioConfig>> {
+    let sum = serde_json::json!({"name": "watch", "op": "sum", "field": "watch_time_ms", "actions": ["view"]});
+    let distinct = serde_json::json!({"name": "viewers", "op": "distinct", "field": "user_id"});
+    let features = match std::env::var("RTSCORE_BENCH_FEATURES").as_deref() {
+        Ok("sum") => vec![sum],
+        Ok("distinct") => vec![distinct],
+        _ => vec![sum, distinct],
+    };
     scenarios_with(None)
         .into_iter()
         .map(|c| {
             let mut c = (*c).clone();
-            let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"features": [
-                {"name": "watch", "op": "sum", "field": "watch_time_ms", "actions": ["view"]},
-                {"name": "viewers", "op": "distinct", "field": "user_id"}]}}}});
+            let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {"features": features}}}});
             c.hot_score.features = parse_scenario(&doc).expect("valid features").hot_score.features;
             Arc::new(c)
         })
