@@ -171,6 +171,14 @@ impl FeatureOp {
     }
 }
 
+/// Longest `props` key, bytes.
+pub const MAX_PROP_KEY_BYTES: usize = 64;
+
+/// `[A-Za-z0-9_.-]{1,64}`: a `props` key of an event (also what `props.<key>` in a feature names).
+pub fn is_valid_prop_key(k: &str) -> bool {
+    (1..=MAX_PROP_KEY_BYTES).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// The event field a feature reads. Snapshots store it: keep the variant order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FeatureField {

@@ -644,7 +644,7 @@ fn parse_feature_field(f: &str) -> Option<FeatureField> {
         "watch_time_ms" => FeatureField::WatchTimeMs,
         "user_id" => FeatureField::UserId,
         "category" => FeatureField::Category,
-        _ => FeatureField::Prop(f.strip_prefix("props.").filter(|k| crate::event::is_valid_prop_key(k))?.to_string()),
+        _ => FeatureField::Prop(f.strip_prefix("props.").filter(|k| super::model::is_valid_prop_key(k))?.to_string()),
     })
 }
 

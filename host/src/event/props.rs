@@ -13,8 +13,6 @@ use super::RejectReason;
 
 /// Most keys one event's `props` may hold.
 pub const MAX_PROPS: usize = 16;
-/// Longest `props` key, bytes.
-pub const MAX_PROP_KEY_BYTES: usize = 64;
 /// Longest `props` string value, bytes.
 pub const MAX_PROP_TEXT_BYTES: usize = 256;
 /// How much of a bad key a reason quotes.
@@ -35,10 +33,8 @@ pub enum PropValue<'a> {
     Text(Cow<'a, str>),
 }
 
-/// `[A-Za-z0-9_.-]{1,64}`: a `props` key (also what `props.<key>` in a feature names).
-pub fn is_valid_prop_key(k: &str) -> bool {
-    (1..=MAX_PROP_KEY_BYTES).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
+// The key rule is the config's too (`props.<key>` in a feature): it lives there, below events.
+pub use crate::config::model::{MAX_PROP_KEY_BYTES, is_valid_prop_key};
 
 /// A value as read, before the rules: anything that is not a number or a string is kept only as
 /// the name of its kind, for the reason.
