@@ -26,6 +26,9 @@ fn cargo(dir: &std::path::Path, args: &[&str]) {
 
 #[test]
 fn a_scaffolded_plugin_tests_builds_and_scores_outside_the_repository() {
+    // Not for the services: the crate's builds take both cores for minutes after an SDK change,
+    // so this runs alone, never beside the timing bounds of the control-under-load suite.
+    let _alone = rtscore_testkit::Stack::ensure_exclusive();
     let home = tempfile::tempdir().unwrap();
     let crate_dir = home.path().join("watch-time-heat");
     let out = rtscore_command().args(["plugin", "new", "watch-time-heat", "--dir"]).arg(&crate_dir).output().unwrap();

@@ -161,12 +161,7 @@ impl JobPlugin {
     }
 
     fn count_failure(&self, label: &str, error: &PluginError) {
-        if let Some(quota) = error.quota() {
-            crate::config::tenant::count_exceeded(&self.key.tenant_id, quota);
-        }
-        metrics::counter!("rtscore_plugin_failures_total", "tenant" => self.key.tenant_id.to_string(),
-            "scenario" => self.key.scenario_id.to_string(), "plugin" => label.to_string(), "kind" => error.kind())
-        .increment(1);
+        super::scorer::count_plugin_failure(&self.key, label, error);
     }
 }
 

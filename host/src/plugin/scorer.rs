@@ -332,13 +332,19 @@ impl ScenarioScorer {
     }
 
     fn count_failure(&self, label: &str, error: &PluginError) {
-        if let Some(quota) = error.quota() {
-            crate::config::tenant::count_exceeded(&self.key.tenant_id, quota);
-        }
-        metrics::counter!("rtscore_plugin_failures_total", "tenant" => self.key.tenant_id.to_string(),
-            "scenario" => self.key.scenario_id.to_string(), "plugin" => label.to_string(), "kind" => error.kind())
-        .increment(1);
+        count_plugin_failure(&self.key, label, error);
     }
+}
+
+/// Counts a failed plugin call of scenario `key` (any world): the failures metric, and the
+/// tenant's exceeded quota when a quota refused it.
+pub(crate) fn count_plugin_failure(key: &ScenarioKey, label: &str, error: &PluginError) {
+    if let Some(quota) = error.quota() {
+        crate::config::tenant::count_exceeded(&key.tenant_id, quota);
+    }
+    metrics::counter!("rtscore_plugin_failures_total", "tenant" => key.tenant_id.to_string(),
+        "scenario" => key.scenario_id.to_string(), "plugin" => label.to_string(), "kind" => error.kind())
+    .increment(1);
 }
 
 impl fmt::Debug for ScenarioScorer {
