@@ -43,8 +43,18 @@ impl<'a> Batch<'a> {
             return Err(format!("row action index {a} out of range ({} actions)", raw.actions.len()));
         }
         let items = raw.item_offsets.len().saturating_sub(1);
-        if raw.item_ids.len() != items {
-            return Err(format!("{} item ids for {items} items", raw.item_ids.len()));
+        if raw.item_id_ends.len() != items {
+            return Err(format!("{} item ids for {items} items", raw.item_id_ends.len()));
+        }
+        // Every id must be a slice of `item-ids` on character boundaries, so `Item::id` never
+        // panics whatever the host sends.
+        let mut start = 0usize;
+        for (k, &end) in raw.item_id_ends.iter().enumerate() {
+            let end = end as usize;
+            if end < start || raw.item_ids.get(start..end).is_none() {
+                return Err(format!("item id {k} ends at byte {end}: not a slice of the {} id bytes", raw.item_ids.len()));
+            }
+            start = end;
         }
         for c in &raw.features {
             let n = match &c.values {
@@ -126,8 +136,19 @@ impl<'a> Batch<'a> {
 
     /// Item ids, in item order.
     #[inline]
-    pub fn item_ids(&self) -> &'a [String] {
-        &self.raw.item_ids
+    pub fn item_ids(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
+        let b = *self;
+        (0..self.len()).map(move |k| b.item_id(k))
+    }
+
+    /// Item `k`'s id ("" when out of range).
+    #[inline]
+    fn item_id(&self, k: usize) -> &'a str {
+        let ends = &self.raw.item_id_ends;
+        let Some(&end) = ends.get(k) else { return "" };
+        let start = if k == 0 { 0 } else { ends[k - 1] as usize };
+        // On boundaries: `Batch::new` checked every slice.
+        self.raw.item_ids.get(start..end as usize).unwrap_or("")
     }
 
     /// The scenario's declared feature columns, in declaration order.
@@ -287,8 +308,7 @@ impl<'a> Item<'a> {
     /// The item's id.
     #[inline]
     pub fn id(&self) -> &'a str {
-        // In range: `Batch::new` checked one id per item.
-        &self.batch.raw.item_ids[self.index]
+        self.batch.item_id(self.index)
     }
 
     /// The item's value of a numeric declared feature; `None` when the scenario declares no
@@ -462,7 +482,7 @@ mod tests {
         let batch = Batch::new(&raw).unwrap();
         let items: Vec<_> = batch.items().collect();
         assert_eq!((items[0].id(), items[1].id()), ("a", "b"));
-        assert_eq!(batch.item_ids(), ["a", "b"]);
+        assert_eq!(batch.item_ids().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!((items[0].feature("price"), items[1].feature("price")), (Some(0.0), Some(9.5)));
         assert_eq!((items[0].feature_text("brand"), items[1].feature_text("brand")), (Some("acme"), Some("")));
         assert_eq!(items[0].feature("brand"), None, "a text feature is not a number");
@@ -508,8 +528,15 @@ mod tests {
         bad.item_offsets.clear();
         assert!(Batch::new(&bad).is_err());
         let mut bad = raw();
-        bad.item_ids.pop();
+        bad.item_id_ends.pop();
         assert!(Batch::new(&bad).unwrap_err().contains("1 item ids for 2 items"));
+        let mut bad = raw();
+        bad.item_id_ends[0] = 99;
+        assert!(Batch::new(&bad).unwrap_err().contains("not a slice"), "an id past the bytes is refused");
+        let mut bad = raw();
+        bad.item_ids = "é".into();
+        bad.item_id_ends = vec![1, 2];
+        assert!(Batch::new(&bad).is_err(), "an id off a character boundary is refused");
         let mut bad = raw();
         bad.features[0].values = RawFeatureValues::Number(vec![1.0]);
         assert!(Batch::new(&bad).unwrap_err().contains("\"price\" has 1 values"));

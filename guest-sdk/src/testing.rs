@@ -216,7 +216,15 @@ impl BatchBuilder {
             row_count: Vec::new(),
             row_age_mean_ms: Vec::new(),
             row_age_var_ms2: Vec::new(),
-            item_ids: self.items.iter().map(|(id, _)| id.clone()).collect(),
+            item_ids: self.items.iter().map(|(id, _)| id.as_str()).collect(),
+            item_id_ends: self
+                .items
+                .iter()
+                .scan(0u32, |end, (id, _)| {
+                    *end += id.len() as u32;
+                    Some(*end)
+                })
+                .collect(),
             slide_ms: self.slide_ms,
             top_n: self.top_n,
             tenant_id: self.tenant_id.clone(),
@@ -248,7 +256,8 @@ impl BatchBuilder {
             }
             raw.item_offsets.push(raw.row_action.len() as u32);
         }
-        TestBatch { item_ids: raw.item_ids.clone(), raw }
+        let item_ids = self.items.iter().map(|(id, _)| id.clone()).collect();
+        TestBatch { item_ids, raw }
     }
 
     fn feature_column(&self, name: &str, c: &TestColumn) -> RawFeatureColumn {
@@ -333,7 +342,7 @@ mod tests {
         assert_eq!(var, 225_000_000.0);
         assert_eq!(b.raw.actions, vec!["view", "click"]);
         assert_eq!(b.raw.weights, vec![1.0, 0.0]);
-        assert_eq!(b.raw.item_ids, b.item_ids);
+        assert_eq!(b.raw.item_ids, b.item_ids.concat());
     }
 
     #[test]

@@ -205,7 +205,9 @@ impl ScenarioHot {
         // scorer that may score this window reads it, never for the built-in formula or 0.1.0.
         let shadow_reads = self.shadow.as_ref().is_some_and(|sh| sh.scorer.reads_context());
         if self.scorer.reads_context() || shadow_reads {
-            self.batch.item_ids.extend(self.windows.batch_ids().map(str::to_string));
+            for id in self.windows.batch_ids() {
+                self.batch.push_item_id(id);
+            }
             self.batch.slide_ms = g.slide_ms;
             self.batch.top_n = u32::try_from(cfg.top_n).unwrap_or(u32::MAX);
             // Reusing the strings' buffers: no allocation once warm.

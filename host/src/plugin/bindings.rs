@@ -229,7 +229,9 @@ pub struct WindowBatchV0_2<'a> {
     #[component(name = "row-age-var-ms2")]
     pub row_age_var_ms2: &'a [f64],
     #[component(name = "item-ids")]
-    pub item_ids: &'a [String],
+    pub item_ids: &'a str,
+    #[component(name = "item-id-ends")]
+    pub item_id_ends: &'a [u32],
     #[component(name = "slide-ms")]
     pub slide_ms: i64,
     #[component(name = "top-n")]
@@ -283,6 +285,7 @@ impl<'a> From<&'a HostBatch> for WindowBatchV0_2<'a> {
             row_age_mean_ms: &b.row_age_mean_ms,
             row_age_var_ms2: &b.row_age_var_ms2,
             item_ids: &b.item_ids,
+            item_id_ends: &b.item_id_ends,
             slide_ms: b.slide_ms,
             top_n: b.top_n,
             tenant_id: &b.tenant_id,

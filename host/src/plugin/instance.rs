@@ -212,7 +212,7 @@ impl PluginInstance {
         }
         if let Some((index, &value)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
             // The ids are in the batch for 0.2.0 plugins; the pipeline names the item otherwise.
-            let item = batch.item_ids.get(index).cloned();
+            let item = batch.item_id(index).map(str::to_string);
             return Err(PluginError::NonFinite { index, item, value });
         }
         *out = scores;

@@ -24,7 +24,10 @@ pub struct WindowBatch {
     pub row_age_var_ms2: Vec<f64>,
     /// Item ids in item order. Filled only for scorers that read them (WIT `0.2.0` plugins):
     /// the built-in formula and `0.1.0` modules never pay for the copies.
-    pub item_ids: Vec<String>,
+    pub item_ids: String,
+    /// End offset of each item's id in `item_ids` (ids are concatenated: one copy per window
+    /// across the component boundary instead of one allocation per item).
+    pub item_id_ends: Vec<u32>,
     /// The window's slide, ms.
     pub slide_ms: i64,
     /// The scenario's `top_n`.
@@ -85,6 +88,19 @@ impl WindowBatch {
         self.item_offsets[k] as usize..self.item_offsets[k + 1] as usize
     }
 
+    /// Appends the next item's id (the context of WIT 0.2.0).
+    pub fn push_item_id(&mut self, id: &str) {
+        self.item_ids.push_str(id);
+        self.item_id_ends.push(u32::try_from(self.item_ids.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Item `k`'s id, when the batch carries ids.
+    pub fn item_id(&self, k: usize) -> Option<&str> {
+        let end = *self.item_id_ends.get(k)? as usize;
+        let start = if k == 0 { 0 } else { self.item_id_ends[k - 1] as usize };
+        self.item_ids.get(start..end)
+    }
+
     /// Empties the batch for reuse, keeping its allocations.
     pub fn clear(&mut self) {
         self.actions.clear();
@@ -96,6 +112,7 @@ impl WindowBatch {
         self.row_age_mean_ms.clear();
         self.row_age_var_ms2.clear();
         self.item_ids.clear();
+        self.item_id_ends.clear();
         self.features.clear();
     }
 }

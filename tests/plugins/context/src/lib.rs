@@ -36,7 +36,7 @@ impl Scorer for Context {
                 batch.scenario_id(),
                 batch.slide_ms(),
                 batch.top_n(),
-                batch.item_ids().join(","),
+                batch.item_ids().collect::<Vec<_>>().join(","),
                 names.join(",")
             ));
         }
