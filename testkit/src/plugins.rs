@@ -82,7 +82,8 @@ pub fn v010_fixture(name: &str) -> Vec<u8> {
 /// `b` with the window context a WIT 0.2.0 plugin reads, as the pipeline fills it: item ids
 /// `item-<k>`, a one-minute slide, `top_n` 50, tenant `t`, scenario `s` (no features).
 pub fn with_context(mut b: WindowBatch) -> WindowBatch {
-    (b.item_ids.clear(), b.item_id_ends.clear());
+    b.item_ids.clear();
+    b.item_id_ends.clear();
     for k in 0..b.item_count() {
         b.push_item_id(&format!("item-{k}"));
     }
