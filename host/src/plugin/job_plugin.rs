@@ -74,8 +74,7 @@ impl JobPlugin {
     /// Hot-swaps in a prepared instance; the next call uses it.
     pub fn install(&mut self, instance: PluginInstance) {
         let label = instance.label().to_string();
-        let calls = metrics::counter!("rtscore_plugin_calls_total", "tenant" => self.key.tenant_id.to_string(),
-            "scenario" => self.key.scenario_id.to_string(), "plugin" => label.clone());
+        let calls = super::scorer::plugin_calls_counter(&self.key, &label);
         self.active = Some((instance, calls));
         self.failures = 0;
         self.near_budget = 0;

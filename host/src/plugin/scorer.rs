@@ -181,8 +181,7 @@ impl ScenarioScorer {
     /// the fallback until the new one scores a batch.
     pub fn install(&mut self, instance: PluginInstance) {
         let label = instance.label().to_string();
-        let calls = metrics::counter!("rtscore_plugin_calls_total", "tenant" => self.key.tenant_id.to_string(),
-            "scenario" => self.key.scenario_id.to_string(), "plugin" => label.clone());
+        let calls = plugin_calls_counter(&self.key, &label);
         let new = Slot { instance, calls, proven: false };
         if let Some(old) = self.active.replace(new)
             && old.proven
@@ -334,6 +333,12 @@ impl ScenarioScorer {
     fn count_failure(&self, label: &str, error: &PluginError) {
         count_plugin_failure(&self.key, label, error);
     }
+}
+
+/// The calls counter of a module installed for scenario `key` (any world).
+pub(crate) fn plugin_calls_counter(key: &ScenarioKey, label: &str) -> Counter {
+    metrics::counter!("rtscore_plugin_calls_total", "tenant" => key.tenant_id.to_string(),
+        "scenario" => key.scenario_id.to_string(), "plugin" => label.to_string())
 }
 
 /// Counts a failed plugin call of scenario `key` (any world): the failures metric, and the
