@@ -32,8 +32,8 @@ fn hot_cfg(doc: &serde_json::Value) -> HotScoreConfig {
 
 fn candidate_cfg(doc: &serde_json::Value) -> HotScoreConfig {
     match parse_scenario(doc).unwrap().candidate {
-        Some(Candidate::Valid(h)) => h,
-        other => panic!("no valid candidate: {other:?}"),
+        Some(Candidate::Valid(c)) if c.hot_score.is_some() => c.hot_score.unwrap(),
+        other => panic!("no valid hot-score candidate: {other:?}"),
     }
 }
 

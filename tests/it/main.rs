@@ -21,6 +21,7 @@ mod e2e_dead_letter;
 mod e2e_dedicated;
 mod e2e_durable_profiles;
 mod e2e_fleet_rollout;
+mod e2e_job_plugin_rollout;
 mod e2e_kafka_hot;
 mod e2e_kafka_outage;
 mod e2e_last_valid;

@@ -85,7 +85,7 @@ fn scenario_validate_checks_plugin_references_against_a_plugins_dir() {
     };
 
     let (ok, text) = validate(&doc("gravity", &sha, serde_json::json!({"gravity": 1.5})));
-    assert!(ok && text.contains("live plugin gravity@0.1.0 loads and accepts its params"), "{text}");
+    assert!(ok && text.contains("hot_score.plugin gravity@0.1.0 loads and accepts its params"), "{text}");
 
     let (ok, text) = validate(&doc("gravity", &"0".repeat(64), serde_json::json!({})));
     assert!(!ok && text.contains("sha256"), "a wrong sha256 is named: {text}");

@@ -24,9 +24,9 @@ pub fn deep_merge(base: &mut Value, patch: &Value) {
 }
 
 /// The document the scenario's `candidate` describes: its `hot_score` section (and a `plugin`
-/// shorthand for `hot_score.plugin`) deep-merged over the live hot-score config, with the
-/// `candidate` field and any `effective_from_window_end` removed. `None` when there is no
-/// candidate; the result is not validated.
+/// shorthand for `hot_score.plugin`), its `metrics` and `user_profile` sections deep-merged over
+/// the live config, with the `candidate` field and any `effective_from_window_end` removed.
+/// `None` when there is no candidate; the result is not validated.
 pub fn candidate_document(doc: &Value) -> Option<Value> {
     let cand = doc.get("candidate").filter(|c| !c.is_null())?;
     let mut merged = doc.clone();
@@ -41,6 +41,11 @@ pub fn candidate_document(doc: &Value) -> Option<Value> {
     // Indexing a missing key of an object (or a null) creates it, so a document without a
     // hot_score section still merges.
     deep_merge(&mut merged["config"]["realtime_compute"]["hot_score"], &patch);
+    for job in ["metrics", "user_profile"] {
+        if let Some(section) = cand.get(job) {
+            deep_merge(&mut merged["config"]["realtime_compute"][job], section);
+        }
+    }
     Some(merged)
 }
 

@@ -30,8 +30,8 @@ pub mod validate;
 pub mod weights_guard;
 
 pub use model::{
-    Candidate, FeatureDef, FeatureField, FeatureOp, HotScoreConfig, MAX_FEATURES, MetricsConfig, PluginRef, ScenarioConfig, ScenarioKey,
-    ScenarioStatus, UserProfileConfig, WindowGeometry,
+    Candidate, CandidateConfig, FeatureDef, FeatureField, FeatureOp, HotScoreConfig, MAX_FEATURES, MetricsConfig, PluginRef,
+    ScenarioConfig, ScenarioKey, ScenarioStatus, UserProfileConfig, WindowGeometry,
 };
 pub use registry::{ConfigChange, ScenarioRegistry};
 pub use validate::{Checked, ConfigError, FieldError, parse_scenario, parse_scenario_checked};

@@ -62,9 +62,45 @@ pub struct ScenarioConfig {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant, reason = "one per scenario config, rarely the small variant; boxing would only add an indirection")]
 pub enum Candidate {
-    Valid(HotScoreConfig),
+    Valid(CandidateConfig),
     /// Why the candidate was refused (field paths under `candidate.`).
     Invalid(String),
+}
+
+/// What a valid candidate evaluates in shadow, per job: each part is `None` when the candidate
+/// leaves that job alone (so nothing is computed twice for it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateConfig {
+    /// `candidate.hot_score` / `candidate.plugin`: the candidate hot-score config.
+    pub hot_score: Option<HotScoreConfig>,
+    /// `candidate.metrics.plugin`: a metrics plugin computed beside the live one.
+    pub metrics_plugin: Option<PluginRef>,
+    /// `candidate.user_profile.plugin`: a profile plugin called beside the live one.
+    pub profile_plugin: Option<PluginRef>,
+}
+
+impl Candidate {
+    /// The candidate hot-score config, if the candidate has one.
+    pub fn hot_score(&self) -> Option<&HotScoreConfig> {
+        match self {
+            Candidate::Valid(c) => c.hot_score.as_ref(),
+            Candidate::Invalid(_) => None,
+        }
+    }
+
+    pub fn metrics_plugin(&self) -> Option<&PluginRef> {
+        match self {
+            Candidate::Valid(c) => c.metrics_plugin.as_ref(),
+            Candidate::Invalid(_) => None,
+        }
+    }
+
+    pub fn profile_plugin(&self) -> Option<&PluginRef> {
+        match self {
+            Candidate::Valid(c) => c.profile_plugin.as_ref(),
+            Candidate::Invalid(_) => None,
+        }
+    }
 }
 
 /// Sliding window geometry, both in ms and whole minutes; `size_ms` is a multiple of `slide_ms`.

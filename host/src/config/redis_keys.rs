@@ -174,6 +174,11 @@ pub fn metrics_plugin_items(metrics: &str) -> String {
     format!("{metrics}:plugin_items")
 }
 
+/// The per-item values of a metrics window's shadow candidate plugin (`candidate.metrics.plugin`).
+pub fn metrics_shadow_items(metrics: &str) -> String {
+    format!("{metrics}:shadow_items")
+}
+
 /// What a host applies for the scenario (a hash).
 pub fn status(k: &ScenarioKey) -> String {
     format!("{}:status", prefix(k))

@@ -248,7 +248,7 @@ pub const MAX_PER_ITEM_TOP_N: i64 = 1000;
 pub const RATIO_FIELDS: &[&str] = &["numerator", "denominator"];
 /// `plugin` (live or candidate); `params` is the plugin's own JSON and is not checked.
 pub const PLUGIN_FIELDS: &[&str] = &["name", "version", "sha256", "params"];
-pub const CANDIDATE_FIELDS: &[&str] = &["hot_score", "plugin"];
+pub const CANDIDATE_FIELDS: &[&str] = &["hot_score", "plugin", "metrics", "user_profile"];
 
 /// The root's own fields: rtscore's, silently accepted, platform (a warning), or unknown.
 fn root_fields(w: &mut Walker, doc: &Map<String, Value>, extra_foreign: &[String]) {
@@ -504,32 +504,57 @@ fn parse_ratio_actions(
 
 /// Validates the document's `candidate` (if any) on its own: the live config stays valid
 /// whatever the candidate holds. The candidate scores the live windows, so it must keep their
-/// geometry.
+/// geometry; for the metrics and profile jobs it holds a plugin reference only (the shadow
+/// calls it on the live job's input).
 fn parse_candidate(doc: &Map<String, Value>, live: &HotScoreConfig) -> Option<Candidate> {
     let raw = doc.get("candidate").filter(|c| !c.is_null())?;
     let Some(obj) = raw.as_object() else {
-        return Some(Candidate::Invalid("candidate: must be an object like {\"hot_score\": {...}, \"plugin\": {...}}".into()));
+        return Some(Candidate::Invalid(
+            "candidate: must be an object like {\"hot_score\": {...}, \"plugin\": {...}, \"metrics\": {\"plugin\": {...}}, \"user_profile\": {\"plugin\": {...}}}".into(),
+        ));
     };
     if let Some(k) = obj.keys().find(|k| !CANDIDATE_FIELDS.contains(&k.as_str())) {
         return Some(Candidate::Invalid(format!(
-            "candidate.{k}: {} (a candidate holds \"hot_score\" and/or \"plugin\")",
+            "candidate.{k}: {} (a candidate holds \"hot_score\", \"plugin\", \"metrics\" and/or \"user_profile\")",
             unknown_field_rule(k, CANDIDATE_FIELDS)
         )));
     }
+    for job in ["metrics", "user_profile"] {
+        let Some(section) = obj.get(job) else { continue };
+        let plugin_only = section.as_object().is_some_and(|m| m.len() == 1 && m.get("plugin").is_some_and(Value::is_object));
+        if !plugin_only {
+            return Some(Candidate::Invalid(format!(
+                "candidate.{job}: must hold only a plugin reference, {{\"plugin\": {{\"name\": ..., \"version\": ...}}}} (its shadow runs on the live {job} input)"
+            )));
+        }
+    }
     let merged = super::edit::candidate_document(&Value::Object(doc.clone()))?;
+    let touches_hot = obj.contains_key("hot_score") || obj.contains_key("plugin");
     Some(match parse_scenario(&merged) {
-        Ok(c) if c.hot_score.window != live.window => Candidate::Invalid(
+        Ok(c) if touches_hot && c.hot_score.window != live.window => Candidate::Invalid(
             "candidate.hot_score: must keep the live window_size_minutes and window_slide_minutes (the shadow scores the live windows)"
                 .into(),
         ),
-        Ok(c) if c.hot_score.features != live.features => Candidate::Invalid(
+        Ok(c) if touches_hot && c.hot_score.features != live.features => Candidate::Invalid(
             "candidate.hot_score: must keep the live features (the shadow scores the live windows' feature columns)".into(),
         ),
-        Ok(c) => Candidate::Valid(c.hot_score),
+        Ok(c) => Candidate::Valid(CandidateConfig {
+            hot_score: touches_hot.then_some(c.hot_score),
+            metrics_plugin: obj.contains_key("metrics").then_some(c.metrics.plugin).flatten(),
+            profile_plugin: obj.contains_key("user_profile").then_some(c.user_profile.plugin).flatten(),
+        }),
         Err(e) => Candidate::Invalid(
             e.errors
                 .iter()
-                .map(|f| format!("{}: {}", f.path.replacen("config.realtime_compute.hot_score", "candidate.hot_score", 1), f.rule))
+                .map(|f| {
+                    let path = ["hot_score", "metrics", "user_profile"]
+                        .iter()
+                        .find_map(|j| {
+                            f.path.strip_prefix(&format!("config.realtime_compute.{j}")).map(|rest| format!("candidate.{j}{rest}"))
+                        })
+                        .unwrap_or_else(|| f.path.clone());
+                    format!("{path}: {}", f.rule)
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
@@ -860,7 +885,7 @@ mod tests {
         };
         let cfg = parse_scenario(&doc(json!({"hot_score": {"action_weights": {"click": 4.0}, "decay_lambda": 0.5}}))).unwrap();
         assert_eq!(cfg.effective_from_window_end, Some(900_000));
-        let Some(Candidate::Valid(h)) = cfg.candidate else { panic!("valid candidate expected") };
+        let Some(h) = cfg.candidate.as_ref().and_then(Candidate::hot_score) else { panic!("valid candidate expected") };
         assert_eq!((h.weight("click"), h.decay_lambda, h.top_n), (4.0, 0.5, 100));
         assert_eq!(cfg.hot_score.weight("click"), 2.0, "live untouched");
 
@@ -871,6 +896,28 @@ mod tests {
         let unknown = parse_scenario(&doc(json!({"weights": 1}))).unwrap();
         assert!(matches!(&unknown.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.weights")));
         assert!(parse_scenario(&json!({"tenant_id": "t", "scenario_id": "s", "effective_from_window_end": "soon"})).is_err());
+    }
+
+    #[test]
+    fn a_candidate_may_shadow_the_metrics_and_profile_plugins_alone() {
+        let doc = |cand: Value| json!({"tenant_id": "t", "scenario_id": "s", "candidate": cand});
+        let r = |name: &str| json!({"plugin": {"name": name, "version": "1.0.0", "params": {"k": 1}}});
+        let cfg = parse_scenario(&doc(json!({"metrics": r("completion-rate"), "user_profile": r("dwell-affinity")}))).unwrap();
+        let Some(Candidate::Valid(c)) = &cfg.candidate else { panic!("valid candidate expected: {cfg:?}") };
+        assert_eq!(c.hot_score, None, "hot score is not shadowed: nothing to score twice");
+        assert_eq!(c.metrics_plugin.as_ref().map(PluginRef::label).as_deref(), Some("completion-rate@1.0.0"));
+        assert_eq!(c.profile_plugin.as_ref().map(|p| p.params.clone()), Some(json!({"k": 1})));
+        assert_eq!((cfg.metrics.plugin, cfg.user_profile.plugin), (None, None), "live untouched");
+
+        let other = parse_scenario(&doc(json!({"metrics": {"plugin": r("x")["plugin"], "per_item": {"top_n": 5}}}))).unwrap();
+        assert!(
+            matches!(&other.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.metrics: must hold only a plugin")),
+            "{other:?}"
+        );
+        let bad = parse_scenario(&doc(json!({"user_profile": {"plugin": {"name": "X", "version": "1"}}}))).unwrap();
+        assert!(matches!(&bad.candidate, Some(Candidate::Invalid(e)) if e.contains("candidate.user_profile.plugin.name")), "{bad:?}");
+        let typo = parse_scenario(&doc(json!({"metric": r("x")}))).unwrap();
+        assert!(matches!(&typo.candidate, Some(Candidate::Invalid(e)) if e.contains("did you mean \"metrics\"")), "{typo:?}");
     }
 
     /// The one error of `doc`, as `path: rule`.

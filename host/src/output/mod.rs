@@ -140,6 +140,9 @@ pub struct MetricsWindow {
     pub items: Option<WindowItemMetrics>,
     /// The metrics plugin's values, when one is referenced and its call succeeded.
     pub plugin: Option<PluginMetrics>,
+    /// The shadow candidate's values (`candidate.metrics.plugin`) on the same window, when its
+    /// call succeeded: written beside the live ones, never in their place.
+    pub shadow: Option<PluginMetrics>,
 }
 
 /// What a metrics plugin computed over a window (world `metrics`).
@@ -207,6 +210,10 @@ impl Output {
                 if let Some(p) = &m.plugin {
                     v["plugin"] = p.plugin.as_str().into();
                     v["plugin_metrics"] = serde_json::to_value(&p.metrics).unwrap_or_default();
+                }
+                if let Some(p) = &m.shadow {
+                    v["shadow_plugin"] = p.plugin.as_str().into();
+                    v["shadow_plugin_metrics"] = serde_json::to_value(&p.metrics).unwrap_or_default();
                 }
                 v
             }

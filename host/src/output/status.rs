@@ -81,6 +81,28 @@ pub struct ScenarioStatusRow {
     pub profile_plugin: Option<String>,
     pub profile_plugin_state: Option<String>,
     pub profile_plugin_error: Option<String>,
+    /// The metrics and profile jobs' waiting and candidate plugins.
+    #[serde(flatten)]
+    pub job_lanes: JobLaneStatus,
+}
+
+/// A metrics or profile plugin a revision waits to switch to, and a candidate in shadow:
+/// `pending` is `name@version from <effective ms>: <state>`,
+/// the candidate's reference, state and last failure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobLaneStatus {
+    pub metrics_plugin_pending: Option<String>,
+    pub metrics_candidate: Option<String>,
+    pub metrics_candidate_state: Option<String>,
+    pub metrics_candidate_error: Option<String>,
+    pub profile_plugin_pending: Option<String>,
+    pub profile_candidate: Option<String>,
+    pub profile_candidate_state: Option<String>,
+    pub profile_candidate_error: Option<String>,
+    /// The profile candidate's mean overlap of the top 10 interests with the written ones, over
+    /// the last flush's compared users, and the users compared since it started.
+    pub profile_shadow_overlap_at_k: Option<f64>,
+    pub profile_shadow_users: Option<u64>,
 }
 
 impl ScenarioStatusRow {
@@ -122,6 +144,16 @@ impl ScenarioStatusRow {
             ("profile_plugin", self.profile_plugin.clone().unwrap_or_default()),
             ("profile_plugin_state", self.profile_plugin_state.clone().unwrap_or_default()),
             ("profile_plugin_error", self.profile_plugin_error.clone().unwrap_or_default()),
+            ("metrics_plugin_pending", self.job_lanes.metrics_plugin_pending.clone().unwrap_or_default()),
+            ("metrics_candidate", self.job_lanes.metrics_candidate.clone().unwrap_or_default()),
+            ("metrics_candidate_state", self.job_lanes.metrics_candidate_state.clone().unwrap_or_default()),
+            ("metrics_candidate_error", self.job_lanes.metrics_candidate_error.clone().unwrap_or_default()),
+            ("profile_plugin_pending", self.job_lanes.profile_plugin_pending.clone().unwrap_or_default()),
+            ("profile_candidate", self.job_lanes.profile_candidate.clone().unwrap_or_default()),
+            ("profile_candidate_state", self.job_lanes.profile_candidate_state.clone().unwrap_or_default()),
+            ("profile_candidate_error", self.job_lanes.profile_candidate_error.clone().unwrap_or_default()),
+            ("profile_shadow_overlap_at_k", opt(self.job_lanes.profile_shadow_overlap_at_k)),
+            ("profile_shadow_users", opt(self.job_lanes.profile_shadow_users)),
         ]
     }
 }

@@ -143,15 +143,15 @@ impl ScenarioHot {
             self.last_plugin_error = None;
         }
         let had_shadow = self.shadow.is_some();
-        self.shadow = match &cfg.candidate {
-            Some(Candidate::Valid(hot)) => Some(match self.shadow.take() {
+        self.shadow = match cfg.candidate.as_ref().and_then(Candidate::hot_score) {
+            Some(hot) => Some(match self.shadow.take() {
                 Some(mut lane) => {
                     lane.update(hot.clone());
                     lane
                 }
                 None => ShadowLane::new(&cfg.key, hot.clone()),
             }),
-            _ => None,
+            None => None,
         };
         // A new candidate overwrites the shadow keys itself.
         self.shadow_ended = (had_shadow || self.shadow_ended) && self.shadow.is_none();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::item_metrics::{ItemCell, MAX_ITEM_CELLS, WindowItems};
 
+use super::job_plugins::JobPlugins;
 use super::scenario_map::ScenarioMap;
 use super::stats::Routed;
 use crate::config::model::{MetricKind, RatioActions};
@@ -45,8 +46,9 @@ pub struct ScenarioMetrics {
     pub late: u64,
     /// (item, minute) cells held over the open minutes, bounded by `MAX_ITEM_CELLS`.
     item_cells: usize,
-    /// The scenario's metrics plugin (`metrics.plugin`), installed by the runtime.
-    pub plugin: JobPlugin,
+    /// The scenario's metrics plugin lanes (`metrics.plugin`, a revision's waiting one, the
+    /// candidate's), installed by the runtime.
+    pub plugins: JobPlugins,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -62,14 +64,14 @@ pub(super) fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -
 
 impl ScenarioMetrics {
     fn new(config: Arc<ScenarioConfig>) -> Self {
-        let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Metrics);
-        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugin }
+        let plugins = JobPlugins::new(&config, PluginWorld::Metrics);
+        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugins }
     }
 
-    /// Whether events are also counted per item: for `per_item`, and for a plugin (which
-    /// receives every tracked item).
+    /// Whether events are also counted per item: for `per_item`, and for a plugin in force,
+    /// waiting or in shadow (which receives every tracked item).
     fn tracks_items(&self) -> bool {
-        self.config.metrics.per_item.is_some() || self.config.metrics.plugin.is_some()
+        self.config.metrics.per_item.is_some() || self.plugins.any_referenced()
     }
 
     fn geometry(&self) -> WindowGeometry {
@@ -143,24 +145,24 @@ impl ScenarioMetrics {
             counts,
             items: metrics.per_item.map(|p| WindowItemMetrics { top: items.top(p.top_n, metrics), untracked_events: items.untracked }),
             plugin: None,
+            shadow: None,
         };
         (window, items)
     }
 
-    /// The plugin's metrics of a window, if a plugin is active and its call succeeds; the
-    /// built-in metrics are written either way (the plugin logs and records its failure).
-    fn plugin_metrics(&mut self, window: &MetricsWindow, items: &WindowItems) -> Option<PluginMetrics> {
-        self.config.metrics.plugin.as_ref()?;
-        if !self.plugin.is_active() {
-            return None;
+    /// The plugin's metrics of a window and its shadow candidate's, each if a plugin is active
+    /// and its call succeeds; the built-in metrics are written either way (a plugin logs and
+    /// records its own failure).
+    fn plugin_metrics(&mut self, window: &MetricsWindow, items: &WindowItems) -> (Option<PluginMetrics>, Option<PluginMetrics>) {
+        let live_on = self.plugins.in_force().is_some() && self.plugins.live.is_active();
+        let shadow_on = self.plugins.shadow.as_ref().is_some_and(|(_, p)| p.is_active());
+        if !live_on && !shadow_on {
+            return (None, None);
         }
         let input = metrics_input(window, items, self.watch(window.window_start, window.window_end));
-        let mut label = String::new();
-        let result = self.plugin.call(|instance| {
-            label = instance.label().to_string();
-            instance.compute_metrics(&input)
-        })?;
-        result.ok().map(|metrics| PluginMetrics { plugin: label, metrics })
+        let live = if live_on { call_metrics(&mut self.plugins.live, &input) } else { None };
+        let shadow = self.plugins.shadow.as_mut().and_then(|(_, p)| call_metrics(p, &input));
+        (live, shadow)
     }
 
     /// The window's watch time total and events, whether or not `watch_time` is listed.
@@ -180,8 +182,10 @@ impl ScenarioMetrics {
             if end > watermark {
                 break;
             }
+            // A revision waiting for this window end brings its plugin in now.
+            self.plugins.switch_due(end);
             let (mut window, items) = self.window(end);
-            window.plugin = self.plugin_metrics(&window, &items);
+            (window.plugin, window.shadow) = self.plugin_metrics(&window, &items);
             out.push(Output::Metrics(window));
             self.windows_emitted += 1;
             self.closed_through = Some(end);
@@ -203,6 +207,16 @@ impl ScenarioMetrics {
         let dropped = std::mem::replace(&mut self.minutes, kept);
         self.item_cells -= dropped.values().map(|m| m.items.len()).sum::<usize>().min(self.item_cells);
     }
+}
+
+/// One call of a metrics plugin: its values, or `None` when it is not active or failed.
+fn call_metrics(plugin: &mut JobPlugin, input: &MetricsInput) -> Option<PluginMetrics> {
+    let mut label = String::new();
+    let result = plugin.call(|instance| {
+        label = instance.label().to_string();
+        instance.compute_metrics(input)
+    })?;
+    result.ok().map(|metrics| PluginMetrics { plugin: label, metrics })
 }
 
 /// A window as a metrics plugin sees it: actions in name order, items most events first.
@@ -241,7 +255,14 @@ impl MetricsJob {
     /// window end of the new size.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         match cfg.filter(|c| c.status == ScenarioStatus::Active && c.metrics.enabled) {
-            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioMetrics::new(cfg.clone())),
+            Some(cfg) => self.scenarios.upsert(
+                key,
+                |s| {
+                    s.plugins.apply(&cfg, s.closed_through);
+                    s.config = cfg.clone();
+                },
+                || ScenarioMetrics::new(cfg.clone()),
+            ),
             None => self.scenarios.remove(key),
         }
     }

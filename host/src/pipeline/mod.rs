@@ -5,6 +5,7 @@
 mod clock;
 mod hot_job;
 mod item_metrics;
+pub mod job_plugins;
 mod metrics_job;
 mod profile_job;
 mod profile_load;
@@ -699,7 +700,7 @@ mod tests {
             out.iter().filter_map(|o| if let Output::Shadow(s) = o { Some(s) } else { None }).collect();
         assert_eq!(hot.len(), shadow.len());
         assert_close(&hot, &hot_lists(&events, &live.hot_score)).unwrap();
-        let Some(crate::config::Candidate::Valid(cand)) = &with_candidate.candidate else { panic!() };
+        let Some(cand) = with_candidate.candidate.as_ref().and_then(crate::config::Candidate::hot_score) else { panic!() };
         let lists: Vec<HotList> = shadow.iter().map(|s| s.list.clone()).collect();
         assert_close(&lists, &hot_lists(&events, cand)).unwrap();
         for s in &shadow {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::event::Position;
 use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_profile};
 
+use super::job_plugins::JobPlugins;
 use super::quota::MemoryLimits;
 use super::scenario_map::ScenarioMap;
 use super::stats::Routed;
@@ -183,6 +184,17 @@ impl UserState {
         });
     }
 
+    /// The share of the top `k` interest names this user and `other` both hold (scores decay
+    /// alike, so the ranking needs no common time).
+    fn overlap_with(&self, other: &ProfileInterests, k: usize) -> f64 {
+        let ranked = |v: &mut Vec<(String, f64)>| v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut mine: Vec<(String, f64)> = self.interests.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+        let mut theirs = other.clone();
+        ranked(&mut mine);
+        ranked(&mut theirs);
+        crate::scoring::ranking::overlap_at(&mine, &theirs, k)
+    }
+
     /// Replaces the interests with a plugin's, as of `at`.
     fn set_interests(&mut self, interests: ProfileInterests, at: i64, names: &mut Interner) {
         self.interests = interests.into_iter().map(|(n, s)| (names.get(&n), s)).collect();
@@ -311,13 +323,33 @@ pub struct ScenarioProfiles {
     pub over_quota: u64,
     /// Events skipped because the profile read back already held them (a replay).
     pub replayed: u64,
-    /// The scenario's profile plugin (`user_profile.plugin`), installed by the runtime.
-    pub plugin: JobPlugin,
+    /// The scenario's profile plugin lanes (`user_profile.plugin`, a revision's waiting one,
+    /// the candidate's), installed by the runtime.
+    pub plugins: JobPlugins,
+    /// The watermark of the last flush: a revision effective at or before it applies at once.
+    flushed_through: Option<i64>,
+    /// How the candidate's interests compare with the ones written (`candidate.user_profile.plugin`).
+    pub shadow: ProfileShadowStats,
     /// Writes whose interests came from the plugin, and writes that took the built-in
     /// interests while a plugin was referenced (its call failed, it was not active, or the
     /// user's input was incomplete).
     pub plugin_writes: u64,
     pub plugin_fallback_writes: u64,
+}
+
+/// Interests compared per user between a shadow candidate and the written profile.
+pub const SHADOW_K: usize = 10;
+
+/// A profile candidate's agreement with the live interests, over the writes both made.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProfileShadowStats {
+    /// Writes compared since the candidate started.
+    pub users: u64,
+    /// Mean over the last flush's compared writes of the share of the top [`SHADOW_K`] interest
+    /// names both hold (1: the candidate ranks the same interests first).
+    pub overlap_at_k: Option<f64>,
+    /// Event time of that flush.
+    pub at: Option<i64>,
 }
 
 /// Calls the profile plugin on one batch: `None` when none is active (the built-in interests
@@ -334,9 +366,11 @@ fn call_plugin(plugin: &mut JobPlugin, input: &ProfileInput) -> Option<Result<Ve
 
 impl ScenarioProfiles {
     fn new(config: Arc<ScenarioConfig>) -> Self {
-        let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Profile);
+        let plugins = JobPlugins::new(&config, PluginWorld::Profile);
         Self {
-            plugin,
+            plugins,
+            flushed_through: None,
+            shadow: ProfileShadowStats::default(),
             plugin_writes: 0,
             plugin_fallback_writes: 0,
             config,
@@ -363,7 +397,7 @@ impl ScenarioProfiles {
                     return Routed::OverQuota(quota, max_users);
                 }
                 let mut fresh = UserState::default();
-                if cfg.plugin.is_some() {
+                if self.plugins.any_referenced() {
                     // A new user has no interests yet: the plugin's input is complete.
                     fresh.since_write = Some(SinceWrite::new(Vec::new(), ev.ts));
                 }
@@ -383,7 +417,7 @@ impl ScenarioProfiles {
             user.add_interests(ev, w, cfg.interest_decay_days, &mut self.names);
         }
         let action = self.names.get(&ev.action);
-        if cfg.plugin.is_some() {
+        if self.plugins.any_referenced() {
             user.note_for_plugin(ev, &action, &mut self.names);
         } else {
             user.since_write = None;
@@ -405,8 +439,20 @@ impl ScenarioProfiles {
         self.flush_due_with(now, source, out, &mut call_plugin);
     }
 
-    /// [`Self::flush_due`], the profile plugin called through `update`.
+    /// [`Self::flush_due`], the profile plugin called through `update`. A revision waiting
+    /// for an effective time at or before `now` switches the plugin there: users due before it
+    /// are written with the previous plugin, the others with the new one, whatever the flushes.
     fn flush_due_with(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
+        while let Some(e) = self.plugins.next_switch().filter(|&e| e <= now) {
+            self.flush_through(e - 1, source, out, update);
+            self.plugins.switch_due(e);
+        }
+        self.flush_through(now, source, out, update);
+        self.flushed_through = Some(now);
+    }
+
+    /// Writes every user due at or before `now` with the plugin in force.
+    fn flush_through(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
         let mut due_users: Vec<(Box<str>, i64)> = Vec::new();
         while let Some(entry) = self.timers.first_entry() {
             if *entry.key() > now {
@@ -428,7 +474,8 @@ impl ScenarioProfiles {
         let from_plugin = self.apply_plugin(&due_users, update);
         let cfg = &self.config;
         let half_life = cfg.user_profile.interest_decay_days;
-        let referenced = cfg.user_profile.plugin.is_some();
+        let referenced = self.plugins.in_force().is_some();
+        let keep_inputs = self.plugins.any_referenced();
         for ((u, at), plugin_made) in due_users.into_iter().zip(from_plugin) {
             let Some(state) = self.users.get_mut(&u) else { continue };
             out.push(Output::Profile(state.profile(&cfg.key, &u, at, half_life, cfg.revision, source)));
@@ -441,6 +488,8 @@ impl ScenarioProfiles {
                 } else {
                     self.plugin_fallback_writes += 1;
                 }
+            }
+            if keep_inputs {
                 state.start_since_write(at, half_life);
             } else {
                 state.since_write = None;
@@ -448,17 +497,25 @@ impl ScenarioProfiles {
         }
     }
 
-    /// With a profile plugin referenced, replaces the interests of the due users whose input
-    /// is complete with the plugin's, [`MAX_PLUGIN_USERS`] users per call. Returns, per due
-    /// user, whether its interests now come from the plugin; the others keep the built-in ones.
+    /// With a profile plugin in force, replaces the interests of the due users whose input is
+    /// complete with the plugin's, [`MAX_PLUGIN_USERS`] users per call. Returns, per due user,
+    /// whether its interests now come from the plugin; the others keep the built-in ones. A
+    /// shadow candidate gets the same input and its result is only compared with the outcome.
     fn apply_plugin(&mut self, due: &[(Box<str>, i64)], update: &mut UpdateFn<'_>) -> Vec<bool> {
         let mut from_plugin = vec![false; due.len()];
-        let up = &self.config.user_profile;
-        if up.plugin.is_none() {
+        let (mut live_on, mut shadow_on) = (self.plugins.in_force().is_some(), self.plugins.shadow.is_some());
+        if !live_on && !shadow_on {
             return from_plugin;
         }
+        let up = &self.config.user_profile;
+        let (actions, weights): (Vec<String>, Vec<f64>) = up.behavior_weights.iter().map(|(a, w)| (a.clone(), *w)).unzip();
+        let half_life = up.interest_decay_days;
+        let (mut overlap_sum, mut compared) = (0.0, 0u64);
         let ready: Vec<usize> = (0..due.len()).filter(|&k| self.users.get(&due[k].0).is_some_and(|u| u.since_write.is_some())).collect();
         for chunk in ready.chunks(MAX_PLUGIN_USERS) {
+            if !live_on && !shadow_on {
+                break;
+            }
             let users: Vec<UserInput> = chunk
                 .iter()
                 .filter_map(|&k| {
@@ -469,26 +526,48 @@ impl ScenarioProfiles {
             let input = ProfileInput {
                 tenant_id: self.config.key.tenant_id.to_string(),
                 scenario_id: self.config.key.scenario_id.to_string(),
-                actions: up.behavior_weights.keys().cloned().collect(),
-                weights: up.behavior_weights.values().copied().collect(),
-                interest_decay_days: up.interest_decay_days,
+                actions: actions.clone(),
+                weights: weights.clone(),
+                interest_decay_days: half_life,
                 users,
             };
-            match update(&mut self.plugin, &input) {
-                // No plugin active (none loaded yet, quarantined): built-in for the rest too.
-                None => break,
-                // Counted, logged and recorded by the plugin; this batch keeps the built-in interests.
-                Some(Err(_)) => continue,
-                Some(Ok(lists)) => {
-                    for (&k, interests) in chunk.iter().zip(lists) {
-                        let (u, at) = &due[k];
-                        if let Some(state) = self.users.get_mut(u) {
-                            state.set_interests(interests, *at, &mut self.names);
-                            from_plugin[k] = true;
+            // No plugin active (none loaded yet, quarantined): built-in for the rest too. A
+            // failed call is counted, logged and recorded by the plugin; that batch keeps the
+            // built-in interests.
+            let candidate = match self.plugins.shadow.as_mut().filter(|_| shadow_on).map(|(_, p)| update(p, &input)) {
+                Some(Some(Ok(lists))) => Some(lists),
+                Some(None) => {
+                    shadow_on = false;
+                    None
+                }
+                _ => None,
+            };
+            if live_on {
+                match update(&mut self.plugins.live, &input) {
+                    None => live_on = false,
+                    Some(Err(_)) => {}
+                    Some(Ok(lists)) => {
+                        for (&k, interests) in chunk.iter().zip(lists) {
+                            let (u, at) = &due[k];
+                            if let Some(state) = self.users.get_mut(u) {
+                                state.set_interests(interests, *at, &mut self.names);
+                                from_plugin[k] = true;
+                            }
                         }
                     }
                 }
             }
+            for (&k, cand) in chunk.iter().zip(candidate.into_iter().flatten()) {
+                if let Some(state) = self.users.get(&due[k].0) {
+                    overlap_sum += state.overlap_with(&cand, SHADOW_K);
+                    compared += 1;
+                }
+            }
+        }
+        if compared > 0 {
+            self.shadow.users += compared;
+            self.shadow.overlap_at_k = Some(overlap_sum / compared as f64);
+            self.shadow.at = due.iter().map(|(_, at)| *at).max();
         }
         from_plugin
     }
@@ -529,7 +608,7 @@ impl ScenarioProfiles {
             return false;
         }
         let mut state = UserState::from_stored(stored, source, &mut self.names);
-        if self.config.user_profile.plugin.is_some() {
+        if self.plugins.any_referenced() {
             // The stored profile is the whole state as of its write: the plugin's input is complete.
             state.start_since_write(state.as_of, self.config.user_profile.interest_decay_days);
         }
@@ -659,7 +738,17 @@ impl ProfileJob {
     /// New behaviour weights and half-life apply to events after the change; state is kept.
     pub fn apply_config(&mut self, key: &ScenarioKey, cfg: Option<Arc<ScenarioConfig>>) {
         match cfg.filter(|c| c.status == ScenarioStatus::Active && c.user_profile.enabled) {
-            Some(cfg) => self.scenarios.upsert(key, |s| s.config = cfg.clone(), || ScenarioProfiles::new(cfg.clone())),
+            Some(cfg) => self.scenarios.upsert(
+                key,
+                |s| {
+                    s.plugins.apply(&cfg, s.flushed_through);
+                    if cfg.candidate.as_ref().and_then(|c| c.profile_plugin()) != s.plugins.shadow.as_ref().map(|(r, _)| r) {
+                        s.shadow = ProfileShadowStats::default();
+                    }
+                    s.config = cfg.clone();
+                },
+                || ScenarioProfiles::new(cfg.clone()),
+            ),
             None => self.scenarios.remove(key),
         }
     }
@@ -997,5 +1086,74 @@ mod tests {
         });
         assert_eq!(asked, 1);
         assert!(profiles.iter().all(|p| p.interests.iter().any(|i| &*i.name == "c")), "built-in interests");
+    }
+
+    /// A profile job whose document is `doc` with the plugin settings of [`plugin_job`].
+    fn job_of(doc: serde_json::Value) -> (ProfileJob, ScenarioKey) {
+        let cfg = Arc::new(parse_scenario(&doc).unwrap());
+        let mut j = ProfileJob::new(30 * DAY);
+        j.apply_config(&cfg.key, Some(cfg.clone()));
+        (j, cfg.key.clone())
+    }
+
+    fn plugin_doc(revision: i64, plugin: &str) -> serde_json::Value {
+        serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": revision, "config": {"realtime_compute": {"user_profile": {
+            "update_frequency_minutes": 5, "interest_decay_days": 1.0,
+            "behavior_weights": {"view": 1.0}, "plugin": {"name": plugin, "version": "1.0.0"}}}}})
+    }
+
+    /// A stand-in for every lane: each returns its label (set with `set_loading`) as the one interest.
+    fn by_label(p: &mut JobPlugin, input: &ProfileInput) -> Option<Result<Vec<ProfileInterests>, PluginError>> {
+        let label = p.state().to_string();
+        Some(Ok(input.users.iter().map(|_| vec![(label.clone(), 1.0)]).collect()))
+    }
+
+    #[test]
+    fn a_profile_candidate_sees_the_live_input_and_only_its_agreement_is_kept() {
+        let mut doc = plugin_doc(1, "live");
+        doc["candidate"] = serde_json::json!({"user_profile": {"plugin": {"name": "cand", "version": "1.0.0"}}});
+        let (mut j, key) = job_of(doc);
+        let s = j.scenario_mut(&key).unwrap();
+        s.plugins.live.set_loading("live");
+        s.plugins.shadow.as_mut().unwrap().1.set_loading("cand");
+        push(&mut j, &line("u1", "i1", "view", T0, r#","category":"c""#));
+        push(&mut j, &line("u2", "i1", "view", T0, r#","category":"c""#));
+        let mut inputs: Vec<(String, ProfileInput)> = Vec::new();
+        let written = flush(&mut j, T0, &mut |p, input| {
+            inputs.push((p.state().to_string(), input.clone()));
+            by_label(p, input)
+        });
+        assert!(written.iter().all(|p| names(p) == [("loading live", 1.0)]), "only the live plugin's interests are written");
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(format!("{:?}", inputs[0].1), format!("{:?}", inputs[1].1), "the candidate gets exactly the live input");
+        let s = j.scenario(&key).unwrap();
+        assert_eq!((s.shadow.users, s.shadow.overlap_at_k), (2, Some(0.0)), "no interest in common");
+        assert_eq!((s.plugin_writes, s.plugin_fallback_writes), (2, 0));
+    }
+
+    #[test]
+    fn a_waiting_profile_plugin_takes_over_at_its_effective_time_whatever_the_flushes() {
+        let run = |flushes: &[i64]| {
+            let (mut j, key) = job_of(plugin_doc(1, "a"));
+            j.scenario_mut(&key).unwrap().plugins.live.set_loading("a");
+            let mut next = plugin_doc(2, "b");
+            next["effective_from_window_end"] = (T0 + 10 * 60_000).into();
+            j.apply_config(&key, Some(Arc::new(parse_scenario(&next).unwrap())));
+            j.scenario_mut(&key).unwrap().plugins.pending.as_mut().expect("b waits, prepared ahead").1.set_loading("b");
+            for (k, ts) in [0, 8, 9, 12, 14].iter().enumerate() {
+                push(&mut j, &line(&format!("u{k}"), "i", "view", T0 + ts * 60_000, ""));
+            }
+            let mut written = Vec::new();
+            for &f in flushes {
+                written.extend(flush(&mut j, f, &mut by_label));
+            }
+            written.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+            written.iter().map(|p| (p.user_id.clone(), p.interests[0].name.to_string())).collect::<Vec<_>>()
+        };
+        let at_once = run(&[i64::MAX]);
+        let by_minute: Vec<i64> = (0..20).map(|m| T0 + m * 60_000).chain([i64::MAX]).collect();
+        assert_eq!(at_once, run(&by_minute));
+        let plugin_of: Vec<&str> = at_once.iter().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(plugin_of, ["loading a", "loading a", "loading a", "loading b", "loading b"]);
     }
 }

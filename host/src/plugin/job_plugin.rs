@@ -21,6 +21,8 @@ use crate::text::cap_error;
 pub struct JobPlugin {
     key: ScenarioKey,
     world: PluginWorld,
+    /// Shadow lanes stop at a share of the tenant's CPU budget, leaving the rest to live calls.
+    cpu_lane: Lane,
     quarantine_after: u32,
     active: Option<(PluginInstance, Counter)>,
     failures: u32,
@@ -35,6 +37,7 @@ impl JobPlugin {
         Self {
             key,
             world,
+            cpu_lane: Lane::Live,
             quarantine_after: DEFAULT_QUARANTINE_AFTER,
             active: None,
             failures: 0,
@@ -42,6 +45,13 @@ impl JobPlugin {
             state: PluginState::None,
             last_error: None,
         }
+    }
+
+    /// A shadow candidate's plugin: admitted only below the shadow share of the tenant's CPU
+    /// budget, like a hot-score candidate's scorer.
+    pub fn for_shadow(mut self) -> Self {
+        self.cpu_lane = Lane::Shadow;
+        self
     }
 
     /// Quarantine after `n` consecutive failures (at least 1).
@@ -106,7 +116,7 @@ impl JobPlugin {
     pub fn call<T>(&mut self, f: impl FnOnce(&mut PluginInstance) -> Result<T, PluginError>) -> Option<Result<T, PluginError>> {
         let (instance, calls) = self.active.as_mut()?;
         let label = instance.label().to_string();
-        if let Some(refusal) = instance.cpu().and_then(|cpu| cpu.admit(Lane::Live).err()) {
+        if let Some(refusal) = instance.cpu().and_then(|cpu| cpu.admit(self.cpu_lane).err()) {
             let error = PluginError::TenantCpu { used_ms: refusal.used_ms, budget_ms: refusal.budget_ms };
             self.count_failure(&label, &error);
             let reason = error.to_string();

@@ -11,6 +11,7 @@ use crate::config::mongo::MongoScenarioStore;
 use crate::config::plugin_limits::SandboxLimits;
 use crate::config::tenant::TenantTable;
 use crate::config::{PluginRef, ScenarioKey};
+use crate::pipeline::job_plugins::JobPlugins;
 use crate::pipeline::{Pipeline, ScenarioHot};
 use crate::plugin::{
     Grants, JobPlugin, PluginEngine, PluginError, PluginInstance, PluginLoader, PluginRegistry, PluginWorld, RegistryChange, ScenarioScorer,
@@ -27,8 +28,16 @@ pub enum Lane {
     Shadow,
     /// The metrics job's plugin (`metrics.plugin`).
     Metrics,
+    /// The metrics plugin of a revision waiting for its effective window end.
+    MetricsPending,
+    /// The candidate's metrics plugin (`candidate.metrics.plugin`).
+    MetricsShadow,
     /// The profile job's plugin (`user_profile.plugin`).
     Profile,
+    /// The profile plugin of a revision waiting for its effective time.
+    ProfilePending,
+    /// The candidate's profile plugin (`candidate.user_profile.plugin`).
+    ProfileShadow,
 }
 
 impl Lane {
@@ -36,8 +45,23 @@ impl Lane {
     fn world(self) -> PluginWorld {
         match self {
             Lane::Live | Lane::Pending | Lane::Shadow => PluginWorld::Scorer,
-            Lane::Metrics => PluginWorld::Metrics,
-            Lane::Profile => PluginWorld::Profile,
+            Lane::Metrics | Lane::MetricsPending | Lane::MetricsShadow => PluginWorld::Metrics,
+            Lane::Profile | Lane::ProfilePending | Lane::ProfileShadow => PluginWorld::Profile,
+        }
+    }
+
+    /// Whether a job's plugin (metrics, profile) holds this lane, rather than a hot-score scorer.
+    fn is_job(self) -> bool {
+        self.world() != PluginWorld::Scorer
+    }
+
+    /// The lane a waiting revision's plugin moves to when the revision switches.
+    fn promoted_to(self) -> Option<Lane> {
+        match self {
+            Lane::Pending => Some(Lane::Live),
+            Lane::MetricsPending => Some(Lane::Metrics),
+            Lane::ProfilePending => Some(Lane::Profile),
+            _ => None,
         }
     }
 }
@@ -82,11 +106,37 @@ holder_impl!(JobPlugin);
 
 /// The plugin holder of a scenario lane: a hot-score scorer or a job's plugin.
 fn holder<'p>(pipeline: &'p mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<&'p mut dyn Holder> {
-    match lane {
-        Lane::Metrics => pipeline.metrics_job_mut().scenario_mut(key).map(|s| &mut s.plugin as &mut dyn Holder),
-        Lane::Profile => pipeline.profile_job_mut().scenario_mut(key).map(|s| &mut s.plugin as &mut dyn Holder),
-        _ => scorer(pipeline, key, lane).map(|s| s as &mut dyn Holder),
+    if lane.is_job() {
+        job_lanes(job_plugins(pipeline, key, lane)?).into_iter().find(|(l, _, _)| *l == lane).map(|(_, _, p)| p as &mut dyn Holder)
+    } else {
+        scorer(pipeline, key, lane).map(|s| s as &mut dyn Holder)
     }
+}
+
+/// The metrics or profile job's plugin lanes of a scenario, by the lane's world.
+fn job_plugins<'p>(pipeline: &'p mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<&'p mut JobPlugins> {
+    match lane.world() {
+        PluginWorld::Metrics => Some(&mut pipeline.metrics_job_mut().scenario_mut(key)?.plugins),
+        PluginWorld::Profile => Some(&mut pipeline.profile_job_mut().scenario_mut(key)?.plugins),
+        PluginWorld::Scorer => None,
+    }
+}
+
+/// A job's lanes (live, waiting, shadow), each with the reference it should run.
+fn job_lanes(p: &mut JobPlugins) -> Vec<(Lane, Option<PluginRef>, &mut JobPlugin)> {
+    let (live, pending, shadow) = match p.live.world() {
+        PluginWorld::Metrics => (Lane::Metrics, Lane::MetricsPending, Lane::MetricsShadow),
+        _ => (Lane::Profile, Lane::ProfilePending, Lane::ProfileShadow),
+    };
+    let in_force = p.in_force().cloned();
+    let mut v = vec![(live, in_force, &mut p.live)];
+    if let Some((r, j)) = p.pending.as_mut() {
+        v.push((pending, Some(r.clone()), j));
+    }
+    if let Some((r, j)) = p.shadow.as_mut() {
+        v.push((shadow, Some(r.clone()), j));
+    }
+    v
 }
 
 /// Each lane's scorer and the plugin reference it should run.
@@ -171,27 +221,31 @@ impl PluginCoordinator {
                 desired.push(((key.clone(), lane), reference, fresh));
             }
         }
+        let mut job_desired = |key: &ScenarioKey, plugins: &mut JobPlugins| {
+            for (lane, reference, plugin) in job_lanes(plugins) {
+                let fresh = plugin.state().name() == "none";
+                desired.push(((key.clone(), lane), reference, fresh));
+            }
+        };
         for s in pipeline.metrics_job_mut().scenarios_mut() {
-            let fresh = s.plugin.state().name() == "none";
-            desired.push(((s.config.key.clone(), Lane::Metrics), s.config.metrics.plugin.clone(), fresh));
+            job_desired(&s.config.key, &mut s.plugins);
         }
         for s in pipeline.profile_job_mut().scenarios_mut() {
-            let fresh = s.plugin.state().name() == "none";
-            desired.push(((s.config.key.clone(), Lane::Profile), s.config.user_profile.plugin.clone(), fresh));
+            job_desired(&s.config.key, &mut s.plugins);
         }
-        // A pending revision that became live took its scorer along.
-        let promoted: Vec<(ScenarioKey, PluginRef)> = self
+        // A pending revision that became live took its scorer or plugin along.
+        let promoted: Vec<((ScenarioKey, Lane), PluginRef)> = self
             .wanted
             .iter()
-            .filter(|((k, lane), r)| {
-                *lane == Lane::Pending
-                    && !desired.iter().any(|(d, _, _)| d == &(k.clone(), Lane::Pending))
-                    && desired.iter().any(|(d, want, _)| d == &(k.clone(), Lane::Live) && want.as_ref() == Some(*r))
+            .filter_map(|((k, lane), r)| {
+                let to = lane.promoted_to()?;
+                let moved = !desired.iter().any(|(d, _, _)| d == &(k.clone(), *lane))
+                    && desired.iter().any(|(d, want, _)| d == &(k.clone(), to) && want.as_ref() == Some(r));
+                moved.then(|| ((k.clone(), to), r.clone()))
             })
-            .map(|((k, _), r)| (k.clone(), r.clone()))
             .collect();
-        for (k, r) in promoted {
-            self.wanted.insert((k, Lane::Live), r);
+        for (slot, r) in promoted {
+            self.wanted.insert(slot, r);
         }
         self.wanted.retain(|k, _| desired.iter().any(|(d, _, _)| d == k));
         for (slot, reference, fresh) in desired {
@@ -252,6 +306,14 @@ impl PluginCoordinator {
         }
     }
 
+    /// The reference a live lane of the scenario runs now, from the pipeline.
+    fn lane_reference(pipeline: &mut Pipeline, key: &ScenarioKey, lane: Lane) -> Option<PluginRef> {
+        if !lane.is_job() {
+            return pipeline.hot_job().scenario(key).and_then(|s| s.config.hot_score.plugin.clone());
+        }
+        job_lanes(job_plugins(pipeline, key, lane)?).into_iter().find(|(l, _, _)| *l == lane).and_then(|(_, r, _)| r)
+    }
+
     /// Installs a finished preparation, unless the lane has moved on to another reference. A
     /// pending revision may have become live while its module was prepared: it then goes to
     /// the live scorer (which is the pending one, moved).
@@ -259,21 +321,21 @@ impl PluginCoordinator {
         if self.wanted.get(&(p.key.clone(), p.lane)) != Some(&p.reference) {
             return;
         }
-        let lane = match p.lane {
-            Lane::Pending if scorer(pipeline, &p.key, Lane::Pending).is_none() => {
-                // The revision switched while its module was prepared: its scorer is live now.
-                let live = pipeline.hot_job().scenario(&p.key).and_then(|s| s.config.hot_score.plugin.as_ref());
-                if live != Some(&p.reference) {
+        // The revision may have switched while its module was prepared: the module then goes
+        // to the live lane (which is the pending one, moved), if that runs the same reference.
+        let lane = match p.lane.promoted_to() {
+            Some(live) if holder(pipeline, &p.key, p.lane).is_none() => {
+                if Self::lane_reference(pipeline, &p.key, live).as_ref() != Some(&p.reference) {
                     return;
                 }
-                self.wanted.remove(&(p.key.clone(), Lane::Pending));
-                self.wanted.insert((p.key.clone(), Lane::Live), p.reference.clone());
-                Lane::Live
+                self.wanted.remove(&(p.key.clone(), p.lane));
+                self.wanted.insert((p.key.clone(), live), p.reference.clone());
+                live
             }
-            lane => lane,
+            _ => p.lane,
         };
         // A job's plugin records its own errors; a hot-score lane's go to the scenario's status.
-        if !matches!(lane, Lane::Metrics | Lane::Profile) {
+        if !lane.is_job() {
             let Some(s) = pipeline.hot_job_mut().scenario_mut(&p.key) else { return };
             let error_slot = match lane {
                 Lane::Shadow => s.shadow.as_mut().map(|sh| &mut sh.last_plugin_error),

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::snapshots::Snapshots;
 use crate::config::{Candidate, ScenarioRegistry};
 use crate::health::HealthReporter;
-use crate::output::status::{PipelineStats, ScenarioStatusRow, TenantStatusRow};
+use crate::output::status::{JobLaneStatus, PipelineStats, ScenarioStatusRow, TenantStatusRow};
+use crate::pipeline::job_plugins::JobPlugins;
 use crate::pipeline::{Pipeline, scorer_state};
 use crate::sources::Backlog;
 use crate::text::cap_error;
@@ -36,9 +37,24 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
             }
             .map(|e| cap_error(&e));
             let metrics = pipeline.metrics_job().scenario(key);
-            let metrics_ref = metrics.and_then(|m| m.config.metrics.plugin.as_ref());
+            let metrics_ref = metrics.and_then(|m| m.plugins.in_force());
             let profile = pipeline.profile_job().scenario(key);
-            let profile_ref = profile.and_then(|p| p.config.user_profile.plugin.as_ref());
+            let profile_ref = profile.and_then(|p| p.plugins.in_force());
+            let mut job_lanes = JobLaneStatus::default();
+            if let Some(m) = metrics {
+                let (pending, candidate, state, error) = lane_status(&m.plugins);
+                (job_lanes.metrics_plugin_pending, job_lanes.metrics_candidate) = (pending, candidate);
+                (job_lanes.metrics_candidate_state, job_lanes.metrics_candidate_error) = (state, error);
+            }
+            if let Some(p) = profile {
+                let (pending, candidate, state, error) = lane_status(&p.plugins);
+                (job_lanes.profile_plugin_pending, job_lanes.profile_candidate) = (pending, candidate);
+                (job_lanes.profile_candidate_state, job_lanes.profile_candidate_error) = (state, error);
+                if p.plugins.shadow.is_some() {
+                    job_lanes.profile_shadow_overlap_at_k = p.shadow.overlap_at_k;
+                    job_lanes.profile_shadow_users = Some(p.shadow.users);
+                }
+            }
             ScenarioStatusRow {
                 tenant_id: key.tenant_id.to_string(),
                 scenario_id: key.scenario_id.to_string(),
@@ -75,14 +91,34 @@ pub fn rows(registry: &ScenarioRegistry, pipeline: &Pipeline) -> Vec<ScenarioSta
                 removed_at: entry.removed.as_ref().map(|r| r.at_ms),
                 removed_reason: entry.removed.as_ref().map(|r| cap_error(&r.reason)),
                 metrics_plugin: metrics_ref.map(|p| p.label()),
-                metrics_plugin_state: metrics.filter(|_| metrics_ref.is_some()).map(|m| m.plugin.state().to_string()),
-                metrics_plugin_error: metrics.filter(|_| metrics_ref.is_some()).and_then(|m| m.plugin.last_error.as_deref()).map(cap_error),
+                metrics_plugin_state: metrics.filter(|_| metrics_ref.is_some()).map(|m| m.plugins.live.state().to_string()),
+                metrics_plugin_error: metrics
+                    .filter(|_| metrics_ref.is_some())
+                    .and_then(|m| m.plugins.live.last_error.as_deref())
+                    .map(cap_error),
                 profile_plugin: profile_ref.map(|p| p.label()),
-                profile_plugin_state: profile.filter(|_| profile_ref.is_some()).map(|p| p.plugin.state().to_string()),
-                profile_plugin_error: profile.filter(|_| profile_ref.is_some()).and_then(|p| p.plugin.last_error.as_deref()).map(cap_error),
+                profile_plugin_state: profile.filter(|_| profile_ref.is_some()).map(|p| p.plugins.live.state().to_string()),
+                profile_plugin_error: profile
+                    .filter(|_| profile_ref.is_some())
+                    .and_then(|p| p.plugins.live.last_error.as_deref())
+                    .map(cap_error),
+                job_lanes,
             }
         })
         .collect()
+}
+
+/// A job's waiting plugin (`name@version from <ms>: <state>`) and its candidate's reference,
+/// state and last failure, for status.
+fn lane_status(p: &JobPlugins) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
+    let pending = p.pending.as_ref().zip(p.next_switch()).map(|((r, j), at)| format!("{} from {at}: {}", r.label(), j.state()));
+    let shadow = p.shadow.as_ref();
+    (
+        pending,
+        shadow.map(|(r, _)| r.label()),
+        shadow.map(|(_, j)| j.state().to_string()),
+        shadow.and_then(|(_, j)| j.last_error.as_deref()).map(cap_error),
+    )
 }
 
 /// For `rtscore plugin test` (`Settings::require_plugins_scored`): why the run must fail, if a

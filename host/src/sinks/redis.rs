@@ -203,27 +203,11 @@ impl RedisSink {
             }
         }
         // A metrics plugin's values: scenario-level ones as `plugin:<name>` fields, per-item
-        // ones as one JSON object `{name: value}` per item in a hash of their own.
-        let plugin_items_key = keys::metrics_plugin_items(&key);
-        pipe.del(&plugin_items_key).ignore();
-        if let Some(p) = &m.plugin {
-            fields.push(("plugin".into(), p.plugin.clone()));
-            let mut per_item: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-            for metric in &p.metrics {
-                match &metric.item_id {
-                    None => fields.push((format!("plugin:{}", metric.name), metric.value.to_string())),
-                    Some(item) => {
-                        per_item.entry(item).or_default().insert(metric.name.clone(), metric.value.into());
-                    }
-                }
-            }
-            let per_item: Vec<(&str, String)> =
-                per_item.into_iter().map(|(item, values)| (item, serde_json::Value::Object(values).to_string())).collect();
-            if !per_item.is_empty() {
-                pipe.hset_multiple(&plugin_items_key, &per_item).ignore();
-                pipe.pexpire(&plugin_items_key, self.ttl.metrics_ms as i64).ignore();
-            }
-        }
+        // ones as one JSON object `{name: value}` per item in a hash of their own; a shadow
+        // candidate's the same way under `shadow`.
+        let ttl = self.ttl.metrics_ms as i64;
+        plugin_metrics_fields(pipe, &mut fields, "plugin", m.plugin.as_ref(), &keys::metrics_plugin_items(&key), ttl);
+        plugin_metrics_fields(pipe, &mut fields, "shadow", m.shadow.as_ref(), &keys::metrics_shadow_items(&key), ttl);
         pipe.del(&key).ignore();
         pipe.hset_multiple(&key, &fields).ignore();
         pipe.pexpire(&key, self.ttl.metrics_ms as i64).ignore();
@@ -322,4 +306,34 @@ pub async fn read_statuses(
         statuses.push((key, hash));
     }
     Ok(statuses)
+}
+
+/// Adds a metrics plugin's values to a window's hash fields (`<prefix>` = its label,
+/// `<prefix>:<name>` per scenario metric) and replaces its per-item hash `items_key`.
+fn plugin_metrics_fields(
+    pipe: &mut redis::Pipeline,
+    fields: &mut Vec<(String, String)>,
+    prefix: &str,
+    plugin: Option<&crate::output::PluginMetrics>,
+    items_key: &str,
+    ttl_ms: i64,
+) {
+    pipe.del(items_key).ignore();
+    let Some(p) = plugin else { return };
+    fields.push((prefix.into(), p.plugin.clone()));
+    let mut per_item: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for metric in &p.metrics {
+        match &metric.item_id {
+            None => fields.push((format!("{prefix}:{}", metric.name), metric.value.to_string())),
+            Some(item) => {
+                per_item.entry(item).or_default().insert(metric.name.clone(), metric.value.into());
+            }
+        }
+    }
+    let per_item: Vec<(&str, String)> =
+        per_item.into_iter().map(|(item, values)| (item, serde_json::Value::Object(values).to_string())).collect();
+    if !per_item.is_empty() {
+        pipe.hset_multiple(items_key, &per_item).ignore();
+        pipe.pexpire(items_key, ttl_ms).ignore();
+    }
 }

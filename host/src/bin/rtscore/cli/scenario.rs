@@ -294,10 +294,10 @@ async fn validate(files: &[PathBuf], plugins_dir: Option<&std::path::Path>) -> a
             Ok(Checked { config: cfg, warnings }) => {
                 let mut problems = Vec::new();
                 if let Some(loader) = &loader {
-                    for (lane, r) in plugin_refs(&cfg) {
-                        match loader.prepare(&cfg.key, r).await {
-                            Ok(_) => println!("ok      {}  {lane} plugin {} loads and accepts its params", f.display(), r.label()),
-                            Err(e) => problems.push(format!("{lane} plugin {}: {e}", r.label())),
+                    for (lane, world, r) in plugin_refs(&cfg) {
+                        match loader.prepare_world(&cfg.key, r, &Default::default(), world).await {
+                            Ok(_) => println!("ok      {}  {lane} {} loads and accepts its params", f.display(), r.label()),
+                            Err(e) => problems.push(format!("{lane} {}: {e}", r.label())),
                         }
                     }
                 }
@@ -325,18 +325,22 @@ async fn validate(files: &[PathBuf], plugins_dir: Option<&std::path::Path>) -> a
     Ok(())
 }
 
-/// The plugin references a host would load for `cfg`: the live one and the candidate's.
-fn plugin_refs(cfg: &ScenarioConfig) -> Vec<(&'static str, &rtscore::config::PluginRef)> {
-    let mut refs = Vec::new();
-    if let Some(r) = &cfg.hot_score.plugin {
-        refs.push(("live", r));
-    }
-    if let Some(rtscore::config::Candidate::Valid(c)) = &cfg.candidate
-        && let Some(r) = &c.plugin
-    {
-        refs.push(("candidate", r));
-    }
-    refs
+/// The plugin references a host would load for `cfg`, each with the world it must implement:
+/// the live ones and the candidate's.
+fn plugin_refs(cfg: &ScenarioConfig) -> Vec<(&'static str, rtscore::plugin::PluginWorld, &rtscore::config::PluginRef)> {
+    use rtscore::plugin::PluginWorld::{Metrics, Profile, Scorer};
+    let cand = cfg.candidate.as_ref();
+    [
+        ("hot_score.plugin", Scorer, cfg.hot_score.plugin.as_ref()),
+        ("candidate.plugin", Scorer, cand.and_then(|c| c.hot_score()).and_then(|h| h.plugin.as_ref())),
+        ("metrics.plugin", Metrics, cfg.metrics.plugin.as_ref()),
+        ("candidate.metrics.plugin", Metrics, cand.and_then(|c| c.metrics_plugin())),
+        ("user_profile.plugin", Profile, cfg.user_profile.plugin.as_ref()),
+        ("candidate.user_profile.plugin", Profile, cand.and_then(|c| c.profile_plugin())),
+    ]
+    .into_iter()
+    .filter_map(|(what, world, r)| r.map(|r| (what, world, r)))
+    .collect()
 }
 
 /// A loader over `dir` with a host's default sandbox and tenant quotas.
