@@ -255,9 +255,15 @@ impl Stack {
 impl Stack {
     /// Deep-merges `body` into a stored scenario through the real CLI (`rtscore scenario patch`).
     pub fn patch_scenario(&self, database: &str, tenant: &str, scenario: &str, body: &str) {
-        cli(&[
+        self.scenario_cli("patch", database, tenant, scenario, &["--body", body]);
+    }
+
+    /// Runs `rtscore scenario VERB` on one scenario of the stack's MongoDB `database`, with
+    /// `extra` arguments; returns its output.
+    pub fn scenario_cli(&self, verb: &str, database: &str, tenant: &str, scenario: &str, extra: &[&str]) -> String {
+        let mut args = vec![
             "scenario",
-            "patch",
+            verb,
             "--mongodb-url",
             &self.mongodb_url,
             "--mongodb-database",
@@ -266,8 +272,8 @@ impl Stack {
             tenant,
             "--scenario-id",
             scenario,
-            "--body",
-            body,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
     }
 }

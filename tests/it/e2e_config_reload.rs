@@ -125,18 +125,7 @@ fn deleted_scenario_stops_emitting_and_an_isolated_instance_ignores_other_scenar
     assert!(wait_until(Duration::from_secs(30), || seen(&sink_iso, "a") >= 3), "{}", isolated.log());
     assert_eq!(seen(&sink_iso, "b"), 0, "the isolated instance ignores scenario b");
 
-    cli(&[
-        "scenario",
-        "delete",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--tenant-id",
-        &tenant,
-        "--scenario-id",
-        "b",
-    ]);
+    stack.scenario_cli("delete", &database, &tenant, "b", &[]);
     // The removal is visible in status (for an hour), with why.
     let gone = wait_until(Duration::from_secs(10), || {
         status_row(port, "b").is_some_and(|r| r["active"] == false && r["removed_reason"].as_str().is_some_and(|w| w.contains("gone")))

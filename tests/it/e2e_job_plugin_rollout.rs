@@ -90,22 +90,8 @@ fn metrics_and_profile_candidates_run_in_shadow_and_a_revision_switches_at_its_w
 
     // Revision 2: the metrics plugin counts per view, from the window ending at T0+50m on.
     let effective = T0 + 50 * MIN;
-    cli(&[
-        "scenario",
-        "patch",
-        "--mongodb-url",
-        &stack.mongodb_url,
-        "--mongodb-database",
-        &database,
-        "--tenant-id",
-        &tenant,
-        "--scenario-id",
-        "s",
-        "--effective-from",
-        &effective.to_string(),
-        "--body",
-        &serde_json::json!({"config": {"realtime_compute": {"metrics": {"plugin": rate_of("view")}}}, "candidate": null}).to_string(),
-    ]);
+    let body = serde_json::json!({"config": {"realtime_compute": {"metrics": {"plugin": rate_of("view")}}}, "candidate": null});
+    stack.scenario_cli("patch", &database, &tenant, "s", &["--effective-from", &effective.to_string(), "--body", &body.to_string()]);
     assert!(
         wait_until(Duration::from_secs(30), || status()
             .get("metrics_plugin_pending")

@@ -34,13 +34,15 @@ pub fn candidate_document(doc: &Value) -> Option<Value> {
         m.remove("candidate");
         m.remove("effective_from_window_end");
     }
-    let mut patch = cand.get("hot_score").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-    if let (Value::Object(p), Some(plugin)) = (&mut patch, cand.get("plugin")) {
-        p.insert("plugin".into(), plugin.clone());
+    if cand.get("hot_score").is_some() || cand.get("plugin").is_some() {
+        let mut patch = cand.get("hot_score").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        if let (Value::Object(p), Some(plugin)) = (&mut patch, cand.get("plugin")) {
+            p.insert("plugin".into(), plugin.clone());
+        }
+        // Indexing a missing key of an object (or a null) creates it, so a document without a
+        // hot_score section still merges.
+        deep_merge(&mut merged["config"]["realtime_compute"]["hot_score"], &patch);
     }
-    // Indexing a missing key of an object (or a null) creates it, so a document without a
-    // hot_score section still merges.
-    deep_merge(&mut merged["config"]["realtime_compute"]["hot_score"], &patch);
     for job in ["metrics", "user_profile"] {
         if let Some(section) = cand.get(job) {
             deep_merge(&mut merged["config"]["realtime_compute"][job], section);
@@ -137,6 +139,19 @@ mod tests {
         assert!(candidate_document(&json!({"tenant_id": "t"})).is_none());
         let bare = candidate_document(&json!({"tenant_id": "t", "candidate": {"hot_score": {"top_n": 3}}})).unwrap();
         assert_eq!(bare["config"]["realtime_compute"]["hot_score"]["top_n"], 3);
+    }
+
+    #[test]
+    fn promoting_a_job_plugin_candidate_keeps_the_rest_of_the_section() {
+        let plugin = |n: &str| json!({"plugin": {"name": n, "version": "1.0.0"}});
+        let doc = json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {
+            "metrics": {"window_size_minutes": 10, "plugin": {"name": "old", "version": "1.0.0"}}}},
+            "candidate": {"metrics": plugin("new"), "user_profile": plugin("dwell")}});
+        let c = candidate_document(&doc).unwrap();
+        let rc = &c["config"]["realtime_compute"];
+        assert_eq!((rc["metrics"]["plugin"]["name"].as_str(), rc["metrics"]["window_size_minutes"].as_i64()), (Some("new"), Some(10)));
+        assert_eq!(rc["user_profile"]["plugin"]["name"], "dwell");
+        assert!(rc.get("hot_score").is_none(), "hot score untouched: {rc}");
     }
 
     #[test]
