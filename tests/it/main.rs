@@ -40,6 +40,7 @@ mod plugin_scaffold;
 mod plugin_vectors;
 mod plugin_wit_compat;
 mod shared_vectors;
+mod snapshot_chunks;
 
 /// The harness starts the `rtscore` Cargo built with this test binary (testkit finds it at run
 /// time), unless `RTSCORE_TEST_BIN` names another build.

@@ -195,6 +195,12 @@ pub fn snapshot(group: &str, topic: &str, partition: i32) -> String {
     format!("rtscore:snapshot:{group}:{topic}:{partition}")
 }
 
+/// One chunk of a stored partition snapshot: version `version` (unique per save), chunk `i`.
+/// Outside the `rtscore:snapshot:` prefix, so a scan of snapshots finds one key per partition.
+pub fn snapshot_chunk(group: &str, topic: &str, partition: i32, version: &str, i: usize) -> String {
+    format!("rtscore:snapshot-chunk:{group}:{topic}:{partition}:{version}:{i}")
+}
+
 /// `tenant/scenario` of a status key.
 pub fn scenario_of_status(key: &str) -> String {
     key.trim_start_matches("rt:").trim_end_matches(":status").replacen(':', "/", 1)

@@ -11,7 +11,7 @@ mod outputs;
 mod plugins;
 mod profile_loader;
 mod shutdown;
-mod snapshot_store;
+pub mod snapshot_store;
 mod snapshots;
 mod source;
 pub mod status;
@@ -165,6 +165,8 @@ impl Runtime {
                     change => r.rt.plugins.registry_changed(change, &mut r.rt.pipeline).await,
                 },
                 _ = r.tick.tick() => r.tick().await?,
+                // A snapshot stored in the background: its offsets are committed now.
+                result = Snapshots::write_done(&mut r.snapshots), if r.snapshots.as_ref().is_some_and(Snapshots::writing) => r.snapshot_written(result)?,
                 msg = r.source.records.recv(), if r.in_flight.is_none() => match msg {
                     Some(SourceMessage::Records(batch)) => r.admit(batch).await,
                     Some(SourceMessage::End) | None => {
@@ -234,11 +236,11 @@ impl Running {
 
     async fn partitions_changed(&mut self, change: PartitionChange) -> anyhow::Result<()> {
         let pipeline = &mut self.rt.pipeline;
-        match (change, &mut self.snapshots, self.rt.outputs.redis_mut()) {
-            (PartitionChange::Assigned(p), Some(s), Some(redis)) => s.assign(&p, pipeline, redis, wall_ms()).await?,
-            (PartitionChange::Revoked(p), Some(s), Some(redis)) => s.revoke(&p, pipeline, redis).await?,
-            (PartitionChange::Assigned(p), _, _) => pipeline.assign_partitions(&p, wall_ms()),
-            (PartitionChange::Revoked(p), _, _) => pipeline.revoke_partitions(&p),
+        match (change, &mut self.snapshots, self.rt.outputs.redis_mut(), &self.source.committer) {
+            (PartitionChange::Assigned(p), Some(s), Some(redis), Some(c)) => s.assign(&p, pipeline, redis, c, wall_ms()).await?,
+            (PartitionChange::Revoked(p), Some(s), Some(redis), Some(c)) => s.revoke(&p, pipeline, redis, c).await?,
+            (PartitionChange::Assigned(p), _, _, _) => pipeline.assign_partitions(&p, wall_ms()),
+            (PartitionChange::Revoked(p), _, _, _) => pipeline.revoke_partitions(&p),
         }
         Ok(())
     }
@@ -353,12 +355,17 @@ impl Running {
         if self.in_flight.as_ref().is_some_and(|f| !f.consistent()) || !self.snapshots.as_ref().is_some_and(Snapshots::due) {
             return Ok(());
         }
-        // Status on both sides of the store, which may take a while with much state.
-        self.publish_status();
         if let (Some(s), Some(c), Some(redis)) = (&mut self.snapshots, &self.source.committer, self.rt.outputs.redis_mut()) {
-            s.save(&self.rt.pipeline, redis, c, false).await?;
+            s.begin_save(&self.rt.pipeline, redis, c, false)?;
         }
         Ok(())
+    }
+
+    fn snapshot_written(&mut self, result: Result<anyhow::Result<snapshot_store::Saved>, tokio::task::JoinError>) -> anyhow::Result<()> {
+        match (&mut self.snapshots, &self.source.committer) {
+            (Some(s), Some(c)) => s.written(result, c, false),
+            _ => Ok(()),
+        }
     }
 
     /// Writes what the last turn left, stores the final snapshot and commits (graceful stop:

@@ -3,11 +3,17 @@
 //! revoked, every `--snapshot-interval-ms`, and at shutdown. The order is always: outputs
 //! written, then the snapshot stored, then the offsets committed, so a kill at any point
 //! resumes from a state whose events are exactly the ones before its offsets.
+//!
+//! Only the copy of the state (the consistent cut) is taken on the pipeline's loop; encoding
+//! and storing it run in the background while events keep flowing, and the offsets of that cut
+//! are committed when its store completes (docs/operations.md, "Snapshots").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::snapshot_store::SnapshotStore;
+use tokio::task::JoinHandle;
+
+use super::snapshot_store::{Encoded, Saved, SnapshotStore};
 use crate::event::RecordBatch;
 use crate::pipeline::Pipeline;
 use crate::sinks::redis::RedisSink;
@@ -28,6 +34,16 @@ pub struct Snapshots {
     /// Redis outages seen at the last save: Redis may come back empty, so after an outage
     /// every partition is stored again even without progress.
     outages_at_save: u64,
+    /// A save being encoded and stored in the background.
+    writing: Option<Writing>,
+}
+
+/// A background save: its task, the offsets of its cut, and when its copy was taken.
+struct Writing {
+    task: JoinHandle<anyhow::Result<Saved>>,
+    next: BTreeMap<i32, i64>,
+    started: Instant,
+    outages: u64,
 }
 
 impl Snapshots {
@@ -41,11 +57,20 @@ impl Snapshots {
             saved: BTreeMap::new(),
             saved_at: None,
             outages_at_save: 0,
+            writing: None,
         }
     }
 
     /// New partitions: their stored state (if any) joins the pipeline before their records.
-    pub async fn assign(&mut self, partitions: &[i32], pipeline: &mut Pipeline, redis: &mut RedisSink, wall_ms: i64) -> anyhow::Result<()> {
+    pub async fn assign(
+        &mut self,
+        partitions: &[i32],
+        pipeline: &mut Pipeline,
+        redis: &mut RedisSink,
+        committer: &KafkaCommitter,
+        wall_ms: i64,
+    ) -> anyhow::Result<()> {
+        self.settle(committer).await?;
         let states = self.store.load(redis, partitions).await?;
         for state in states {
             let (p, next) = (state.partition, state.next_offset);
@@ -65,9 +90,17 @@ impl Snapshots {
 
     /// Partitions taken away: their state is stored for the next owner, then dropped here. The
     /// offsets cannot be committed any more (the new owner skips what the snapshot covers).
-    pub async fn revoke(&mut self, partitions: &[i32], pipeline: &mut Pipeline, redis: &mut RedisSink) -> anyhow::Result<()> {
+    pub async fn revoke(
+        &mut self,
+        partitions: &[i32],
+        pipeline: &mut Pipeline,
+        redis: &mut RedisSink,
+        committer: &KafkaCommitter,
+    ) -> anyhow::Result<()> {
+        self.settle(committer).await?;
         let states: Vec<_> = partitions.iter().filter_map(|p| Some(pipeline.export_partition(*p, self.unsaved(*p)?))).collect();
-        self.store.save(redis, &states, wall_ms()).await?;
+        let encoded = encode_off_thread(states).await?;
+        self.store.save(redis, &encoded, wall_ms()).await?;
         for p in partitions {
             self.assigned.remove(p);
             self.processed.remove(p);
@@ -105,10 +138,30 @@ impl Snapshots {
     }
 
     pub fn due(&self) -> bool {
-        self.saved_at.is_none_or(|at| at.elapsed() >= self.interval)
+        self.writing.is_none() && self.saved_at.is_none_or(|at| at.elapsed() >= self.interval)
     }
 
-    /// Stores the state of every partition with unsaved progress, then commits their offsets.
+    /// Whether a save is being stored in the background.
+    pub fn writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// The background save's task; `None` when there is none.
+    fn write_task(&mut self) -> Option<&mut JoinHandle<anyhow::Result<Saved>>> {
+        self.writing.as_mut().map(|w| &mut w.task)
+    }
+
+    /// Completes with the background save's result; never, while there is none (for the
+    /// runtime's loop).
+    pub async fn write_done(snapshots: &mut Option<Snapshots>) -> Result<anyhow::Result<Saved>, tokio::task::JoinError> {
+        match snapshots.as_mut().and_then(Snapshots::write_task) {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stores the state of every partition with unsaved progress and commits their offsets,
+    /// waiting for it (shutdown); a background save in progress completes first.
     pub async fn save(
         &mut self,
         pipeline: &Pipeline,
@@ -116,6 +169,29 @@ impl Snapshots {
         committer: &KafkaCommitter,
         at_shutdown: bool,
     ) -> anyhow::Result<()> {
+        self.settle(committer).await?;
+        if self.begin_save(pipeline, redis, committer, at_shutdown)? {
+            self.settle_with(committer, at_shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a consistent cut of every partition with unsaved progress and starts encoding and
+    /// storing it in the background (see [`Self::written`]); true when a save started. With
+    /// nothing new, commits the stored offsets again: an asynchronous commit can fail (a
+    /// rebalance in progress) and an idle partition would otherwise keep its lag.
+    // Without the `redis` feature no sink exists, so everything after its first use is unreachable.
+    #[cfg_attr(not(feature = "redis"), allow(unreachable_code))]
+    pub fn begin_save(
+        &mut self,
+        pipeline: &Pipeline,
+        redis: &RedisSink,
+        committer: &KafkaCommitter,
+        at_shutdown: bool,
+    ) -> anyhow::Result<bool> {
+        if self.writing.is_some() {
+            return Ok(false);
+        }
         let started = Instant::now();
         let mut next = BTreeMap::new();
         // A consistent cut: every assigned partition at the same moment, so a scenario whose
@@ -130,23 +206,58 @@ impl Snapshots {
             })
             .collect();
         if redis.outages() == self.outages_at_save && states.iter().all(|s| self.saved.get(&s.partition) == Some(&s.next_offset)) {
-            // Nothing new: commit the stored offsets again, since an asynchronous commit can
-            // fail (a rebalance in progress) and an idle partition would otherwise keep its lag.
             committer.commit_next(&next, at_shutdown)?;
             self.saved_at = Some(Instant::now());
-            return Ok(());
+            return Ok(false);
         }
-        let saved = self.store.save(redis, &states, wall_ms()).await?;
-        committer.commit_next(&next, at_shutdown)?;
-        self.saved = next;
-        self.outages_at_save = redis.outages();
+        metrics::histogram!("rtscore_snapshot_copy_seconds").record(started.elapsed().as_secs_f64());
+        let (store, mut conn) = (self.store.clone(), redis.background());
+        let task = tokio::spawn(async move {
+            let encoded = encode_off_thread(states).await?;
+            store.save(&mut conn, &encoded, wall_ms()).await
+        });
+        self.writing = Some(Writing { task, next, started, outages: redis.outages() });
+        Ok(true)
+    }
+
+    /// The background save finished with `result`: its offsets are committed (or the error
+    /// returned: the runtime stops rather than commit offsets no stored state covers).
+    pub fn written(
+        &mut self,
+        result: Result<anyhow::Result<Saved>, tokio::task::JoinError>,
+        committer: &KafkaCommitter,
+        at_shutdown: bool,
+    ) -> anyhow::Result<()> {
+        let Some(w) = self.writing.take() else { return Ok(()) };
+        let saved = result.map_err(|e| anyhow::anyhow!("snapshot task failed: {e}"))??;
+        committer.commit_next(&w.next, at_shutdown)?;
+        self.saved = w.next;
+        self.outages_at_save = w.outages;
         self.saved_at = Some(Instant::now());
+        let took = w.started.elapsed();
         metrics::gauge!("rtscore_snapshot_bytes").set(saved.bytes as f64);
         metrics::gauge!("rtscore_snapshot_partitions").set(saved.partitions as f64);
         metrics::counter!("rtscore_snapshots_total").increment(1);
-        metrics::histogram!("rtscore_snapshot_write_seconds").record(started.elapsed().as_secs_f64());
-        tracing::debug!(partitions = saved.partitions, bytes = saved.bytes, ms = started.elapsed().as_millis() as u64, "snapshot stored");
+        metrics::histogram!("rtscore_snapshot_write_seconds").record(took.as_secs_f64());
+        tracing::debug!(
+            partitions = saved.partitions,
+            bytes = saved.bytes,
+            chunks = saved.chunks,
+            ms = took.as_millis() as u64,
+            "snapshot stored"
+        );
         Ok(())
+    }
+
+    /// Waits for a background save in progress, if any, and commits its offsets.
+    pub async fn settle(&mut self, committer: &KafkaCommitter) -> anyhow::Result<()> {
+        self.settle_with(committer, false).await
+    }
+
+    async fn settle_with(&mut self, committer: &KafkaCommitter, at_shutdown: bool) -> anyhow::Result<()> {
+        let Some(task) = self.write_task() else { return Ok(()) };
+        let result = task.await;
+        self.written(result, committer, at_shutdown)
     }
 
     /// Partitions this host owns now.
@@ -158,6 +269,14 @@ impl Snapshots {
     pub fn age_seconds(&self) -> Option<f64> {
         self.saved_at.map(|at| at.elapsed().as_secs_f64())
     }
+}
+
+/// Encodes partition states on a blocking thread: at millions of (item, bucket) pairs this takes
+/// seconds of CPU that must not hold up the runtime's loop.
+async fn encode_off_thread(states: Vec<crate::pipeline::PartitionState>) -> anyhow::Result<Vec<Encoded>> {
+    tokio::task::spawn_blocking(move || states.iter().map(Encoded::of).collect())
+        .await
+        .map_err(|e| anyhow::anyhow!("snapshot encoding failed: {e}"))?
 }
 
 fn wall_ms() -> i64 {

@@ -21,6 +21,10 @@ pub mod redis {
             match *self {}
         }
 
+        pub fn background(&self) -> Self {
+            match *self {}
+        }
+
         pub async fn write(&mut self, _outputs: &[Output]) -> anyhow::Result<()> {
             match *self {}
         }

@@ -109,6 +109,12 @@ impl RedisSink {
         self.outages
     }
 
+    /// A second handle on the same connection for work off the runtime's loop (snapshots):
+    /// its own retries and outage count, no reachability reporting.
+    pub fn background(&self) -> Self {
+        Self { conn: self.conn.clone(), ttl: self.ttl, keys: self.keys.clone(), url: self.url.clone(), reachable: None, outages: 0 }
+    }
+
     fn set_reachable(&self, ok: bool) {
         if let Some(f) = &self.reachable {
             f.store(ok, std::sync::atomic::Ordering::Relaxed);
