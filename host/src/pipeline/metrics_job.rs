@@ -47,6 +47,9 @@ pub struct ScenarioMetrics {
     item_cells: usize,
     /// The scenario's metrics plugin (`metrics.plugin`), installed by the runtime.
     pub plugin: JobPlugin,
+    /// Windows emitted without the plugin's metrics while a plugin was referenced (its call
+    /// failed, or it was not active).
+    pub plugin_fallback_windows: u64,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -63,7 +66,17 @@ pub(super) fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -
 impl ScenarioMetrics {
     fn new(config: Arc<ScenarioConfig>) -> Self {
         let plugin = JobPlugin::new(config.key.clone(), PluginWorld::Metrics);
-        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugin }
+        Self {
+            config,
+            minutes: BTreeMap::new(),
+            max_ts: None,
+            closed_through: None,
+            windows_emitted: 0,
+            late: 0,
+            item_cells: 0,
+            plugin,
+            plugin_fallback_windows: 0,
+        }
     }
 
     /// Whether events are also counted per item: for `per_item`, and for a plugin (which
@@ -182,6 +195,9 @@ impl ScenarioMetrics {
             }
             let (mut window, items) = self.window(end);
             window.plugin = self.plugin_metrics(&window, &items);
+            if window.plugin.is_none() && self.config.metrics.plugin.is_some() {
+                self.plugin_fallback_windows += 1;
+            }
             out.push(Output::Metrics(window));
             self.windows_emitted += 1;
             self.closed_through = Some(end);
