@@ -61,13 +61,15 @@ pub enum PluginCommand {
         unshare: bool,
     },
     /// Run a module of any world (hot-score, metrics or user-profile) over recorded events with a
-    /// scenario document, as a host would, and print that job's output as JSON lines: hot lists
-    /// for a scorer, metrics windows (with the module's `plugin_metrics`) for a metrics
-    /// plugin, profile writes for a profile plugin. The module's world is detected from its
-    /// exports; it goes into the document's hot_score.plugin, metrics.plugin or
-    /// user_profile.plugin, and only that job runs. Exits non-zero, with the reason, when the
-    /// module fails to load, configure or run (a host would fall back to its built-in path),
-    /// or when it never ran: no window of the scenario, or no profile write.
+    /// scenario document, as a host would, and print that job's output as JSON lines.
+    ///
+    /// The module's world is detected from its exports; it goes into the document's
+    /// hot_score.plugin, metrics.plugin or user_profile.plugin, and only that job runs. Printed:
+    /// hot lists for a scorer, metrics windows (with the module's `plugin_metrics`) for a
+    /// metrics plugin, profile writes for a profile plugin. Exits non-zero, with the reason,
+    /// when the module fails to load, configure or run on a window or profile write (a host
+    /// would fall back to its built-in path), or when it never ran: no window of the scenario,
+    /// or no profile write.
     Test {
         module: PathBuf,
         /// A scenario document; the plugin of the module's section is replaced by this module.
@@ -80,11 +82,14 @@ pub enum PluginCommand {
         #[arg(long)]
         params: Option<String>,
     },
-    /// Scaffold a plugin crate of any world (--world hot, profile or metrics): a formula with a
-    /// passing native test, a sample scenario that references the module and events that make
-    /// it run under `plugin test`, and a README with the build, test and publish commands. The
-    /// crate is its own workspace and builds anywhere; it takes the SDK by path (default: the
-    /// guest-sdk this binary was built from) or by git.
+    /// Scaffold a plugin crate of any world (--world hot, profile or metrics), with a passing
+    /// test, a sample scenario and events.
+    ///
+    /// The crate holds a formula of the world with a passing native test, a sample scenario that
+    /// references the module from the world's section and events that make it run under
+    /// `plugin test`, and a README with the build, test and publish commands. It is its own
+    /// workspace and builds anywhere; it takes the SDK by path (default: the guest-sdk this
+    /// binary was built from) or by git.
     New {
         /// The plugin's name: [a-z][a-z0-9_-]{0,63}, also its Cargo package name.
         name: String,
