@@ -33,9 +33,10 @@ pub struct Settings {
     /// The shape of Kafka and file events when it is not DESIGN §2's (`--event-field`,
     /// `--event-ts-unit`); `None` parses them as always. The generator makes canonical events.
     pub event_mapping: Option<Arc<EventMapping>>,
-    /// `rtscore plugin test`: the run fails, with the reason, when a scenario's plugin did not
-    /// score every window (it failed to load, configure or score and the built-in formula stood
-    /// in) or no window was scored at all. A host keeps serving on the fallback instead.
+    /// `rtscore plugin test`: the run fails, with the reason, when a plugin of a job this host
+    /// runs did not run on every window or profile write of its job (it failed to load,
+    /// configure or run and the built-in path stood in) or the job emitted nothing at all. A
+    /// host keeps serving on the fallback instead.
     pub require_plugins_scored: bool,
 }
 

@@ -273,6 +273,24 @@ async fn calls_from_inside_an_async_task_are_safe() {
     assert!(matches!(score(&mut spin, &simple_batch(1)), Err(PluginError::BudgetExhausted { .. })));
 }
 
+/// `rtscore plugin test` reads the world from the bytes, without compiling: the same answer
+/// as the compiled component's, and the same refusal of what is not a component.
+#[test]
+fn the_world_read_from_the_bytes_is_the_compiled_components() {
+    use rtscore::plugin::PluginWorld;
+    let engine = engine();
+    for name in ["gravity", "completion-rate", "dwell-affinity"] {
+        let bytes = rtscore_testkit::plugins::module(name);
+        assert_eq!(PluginWorld::detect_bytes(&bytes).unwrap(), compile(&engine, name).world(), "{name}");
+    }
+    assert_eq!(PluginWorld::detect_bytes(&rtscore_testkit::plugins::v010_fixture("gravity")).unwrap(), PluginWorld::Scorer);
+    let garbage = PluginWorld::detect_bytes(b"not a component").unwrap_err();
+    assert_eq!(garbage.kind(), "compile", "{garbage}");
+    // A core module (built for wasm32-unknown-unknown, say) is no component.
+    let core = PluginWorld::detect_bytes(b"\0asm\x01\0\0\0").unwrap_err();
+    assert!(core.to_string().contains("not a component"), "{core}");
+}
+
 #[test]
 fn a_metrics_component_is_detected_by_its_world_and_computes_checked_metrics() {
     use rtscore::plugin::{MetricsInput, PluginWorld};

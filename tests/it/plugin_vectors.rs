@@ -170,7 +170,7 @@ fn plugin_test_fails_with_the_reason_when_the_module_does_not_score() {
     let (ok, _) = run(&module, &scenario, None);
     assert!(ok, "a healthy module passes");
     let (ok, err) = run(&garbage, &scenario, None);
-    assert!(!ok && err.contains("did not score every window"), "a module that does not load: {err}");
+    assert!(!ok && err.contains("does not load as a plugin") && err.contains("compile"), "a module that does not load: {err}");
     let (ok, err) = run(&module, &scenario, Some(r#"{"unexpected": 1}"#));
     assert!(!ok && err.contains("did not score every window") && err.contains("rejected its params"), "refused parameters: {err}");
     let (ok, err) = run(&module, &elsewhere, None);

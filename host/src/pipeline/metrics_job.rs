@@ -49,6 +49,9 @@ pub struct ScenarioMetrics {
     /// The scenario's metrics plugin lanes (`metrics.plugin`, a revision's waiting one, the
     /// candidate's), installed by the runtime.
     pub plugins: JobPlugins,
+    /// Windows emitted without the plugin's metrics while a plugin was in force (its call
+    /// failed, or it was not active).
+    pub plugin_fallback_windows: u64,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -65,7 +68,17 @@ pub(super) fn ratio_of(counts: &BTreeMap<String, u64>, actions: &RatioActions) -
 impl ScenarioMetrics {
     fn new(config: Arc<ScenarioConfig>) -> Self {
         let plugins = JobPlugins::new(&config, PluginWorld::Metrics);
-        Self { config, minutes: BTreeMap::new(), max_ts: None, closed_through: None, windows_emitted: 0, late: 0, item_cells: 0, plugins }
+        Self {
+            config,
+            minutes: BTreeMap::new(),
+            max_ts: None,
+            closed_through: None,
+            windows_emitted: 0,
+            late: 0,
+            item_cells: 0,
+            plugins,
+            plugin_fallback_windows: 0,
+        }
     }
 
     /// Whether events are also counted per item: for `per_item`, and for a plugin in force,
@@ -186,6 +199,9 @@ impl ScenarioMetrics {
             self.plugins.switch_due(end);
             let (mut window, items) = self.window(end);
             (window.plugin, window.shadow) = self.plugin_metrics(&window, &items);
+            if window.plugin.is_none() && self.plugins.in_force().is_some() {
+                self.plugin_fallback_windows += 1;
+            }
             out.push(Output::Metrics(window));
             self.windows_emitted += 1;
             self.closed_through = Some(end);

@@ -181,6 +181,11 @@ impl Pipeline {
         }
     }
 
+    /// The jobs this host runs (`--job`).
+    pub fn jobs(&self) -> JobSelection {
+        self.opts.jobs
+    }
+
     /// Whether this host computes (and reports) the scenario `key` with the applied config
     /// `cfg`: outside its `--tenant-id/--scenario-id`, or dedicated to another instance, it
     /// does not, and must not write that scenario's status key either.

@@ -85,6 +85,37 @@ impl PluginWorld {
     pub fn detect(component: &Component, engine: &Engine) -> Result<Self, PluginError> {
         let ty = component.component_type();
         let exported: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+        Self::from_exports(&exported)
+    }
+
+    /// The world of the component in `bytes`, from its top-level exports, without compiling it
+    /// (`rtscore plugin test` picks the scenario section with it; the host compiles later and
+    /// checks the rest). Bytes that are not a component are refused with the parser's reason.
+    pub fn detect_bytes(bytes: &[u8]) -> Result<Self, PluginError> {
+        use wasmtime::wasmparser::{Encoding, Parser, Payload};
+        let unreadable = |e: wasmtime::wasmparser::BinaryReaderError| PluginError::Compile(format!("not a WebAssembly component: {e}"));
+        let mut exported: Vec<String> = Vec::new();
+        // Nested modules and components are parsed inline, each closed by its own `End`.
+        let mut depth = 0usize;
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.map_err(unreadable)? {
+                Payload::Version { encoding, .. } if depth == 0 && encoding != Encoding::Component => {
+                    return Err(PluginError::Compile("a core WebAssembly module, not a component: build for wasm32-wasip2".into()));
+                }
+                Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+                Payload::End(_) => depth = depth.saturating_sub(1),
+                Payload::ComponentExportSection(exports) if depth == 0 => {
+                    for export in exports {
+                        exported.push(export.map_err(unreadable)?.name.name.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Self::from_exports(&exported.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn from_exports(exported: &[&str]) -> Result<Self, PluginError> {
         let found: Vec<PluginWorld> = Self::EXPORTS.iter().filter(|(f, _)| exported.contains(f)).map(|&(_, w)| w).collect();
         let known = || Self::EXPORTS.iter().map(|(f, w)| format!("`{f}` (world {})", w.name())).collect::<Vec<_>>().join(", ");
         match found.as_slice() {

@@ -382,7 +382,11 @@ impl Running {
         let rows = status::rows(&self.rt.registry, &self.rt.pipeline);
         self.rt.outputs.status(&rows).await?;
         self.rt.outputs.close().await?;
-        let plugin_problems = if self.rt.settings.require_plugins_scored { status::plugin_problems(&rows) } else { None };
+        let plugin_problems = if self.rt.settings.require_plugins_scored {
+            status::plugin_problems(&status::plugin_lanes(&rows, &self.rt.pipeline))
+        } else {
+            None
+        };
         let stats = self.rt.pipeline.stats();
         tracing::info!(
             events = stats.events_in,
@@ -398,7 +402,7 @@ impl Running {
         let (pipeline, in_flight, out) = (self.rt.pipeline, self.in_flight, self.out);
         std::thread::spawn(move || drop((pipeline, in_flight, out)));
         match plugin_problems {
-            Some(why) => anyhow::bail!("the plugin did not score every window: {why}"),
+            Some(why) => anyhow::bail!("{why}"),
             None => Ok(()),
         }
     }

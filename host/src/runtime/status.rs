@@ -13,6 +13,7 @@ use crate::health::HealthReporter;
 use crate::output::status::{JobLaneStatus, PipelineStats, ScenarioStatusRow, TenantStatusRow};
 use crate::pipeline::job_plugins::JobPlugins;
 use crate::pipeline::{Pipeline, scorer_state};
+use crate::plugin::PluginWorld;
 use crate::sources::Backlog;
 use crate::text::cap_error;
 
@@ -121,31 +122,131 @@ fn lane_status(p: &JobPlugins) -> (Option<String>, Option<String>, Option<String
     )
 }
 
+/// One job's plugin lane of a scenario, as `rtscore plugin test` judges it: the hot score's
+/// (world `scorer`), the metrics job's or the profile job's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginLane {
+    /// `tenant/scenario`.
+    pub scenario: String,
+    pub world: PluginWorld,
+    /// `name@version`; `None` when the section references no plugin (the built-in path runs).
+    pub plugin: Option<String>,
+    /// As `plugin_state` in the status rows.
+    pub state: String,
+    /// The last failure, if the plugin ever failed.
+    pub error: Option<String>,
+    /// Events of the scenario the lane's job counted, where it counts them (the hot job).
+    pub events: Option<u64>,
+    /// Windows (hot, metrics) or profile writes the job emitted.
+    pub emitted: u64,
+    /// Of those, the ones the plugin did not make, where the job counts them.
+    pub without_plugin: u64,
+}
+
+impl PluginLane {
+    /// What the job emits, in the singular.
+    fn unit(&self) -> &'static str {
+        match self.world {
+            PluginWorld::Scorer => "window",
+            PluginWorld::Metrics => "metrics window",
+            PluginWorld::Profile => "profile write",
+        }
+    }
+
+    /// Why the lane fails a `plugin test`, if it does.
+    fn problem(&self) -> Option<String> {
+        let scenario = &self.scenario;
+        if self.emitted == 0 {
+            let events = self.events.map(|n| format!(" ({n} events of it in the input)")).unwrap_or_default();
+            return Some(match self.world {
+                PluginWorld::Scorer => {
+                    format!("{scenario}: no window was scored{events}: record events of this scenario, spanning at least one window")
+                }
+                PluginWorld::Metrics => {
+                    format!("{scenario}: no metrics window was emitted{events}: record events of this scenario (is metrics enabled?)")
+                }
+                PluginWorld::Profile => {
+                    format!("{scenario}: no profile was written{events}: record events of this scenario (is user_profile enabled?)")
+                }
+            });
+        }
+        let plugin = self.plugin.as_deref()?;
+        let active = self.state.starts_with("active");
+        if active && self.error.is_none() && self.without_plugin == 0 {
+            return None;
+        }
+        let kind = match self.world {
+            PluginWorld::Scorer => "",
+            PluginWorld::Metrics => "metrics ",
+            PluginWorld::Profile => "profile ",
+        };
+        // A fallback or quarantine state names its reason already.
+        let error = self.error.as_deref().filter(|e| !self.state.contains(*e)).map(|e| format!(": {e}")).unwrap_or_default();
+        let missed = match self.without_plugin {
+            0 => String::new(),
+            n => format!(" ({n} of {} {}s without it)", self.emitted, self.unit()),
+        };
+        Some(format!("{scenario}: {kind}plugin {plugin} is {}{error}{missed}", self.state))
+    }
+}
+
+/// Every plugin lane of the jobs this host runs, per scenario row.
+pub fn plugin_lanes(rows: &[ScenarioStatusRow], pipeline: &Pipeline) -> Vec<PluginLane> {
+    let jobs = pipeline.jobs();
+    let mut lanes = Vec::new();
+    for r in rows {
+        let key = r.key();
+        let lane = |world, plugin: &Option<String>, state: &Option<String>, error: &Option<String>, (emitted, without_plugin)| PluginLane {
+            scenario: format!("{}/{}", r.tenant_id, r.scenario_id),
+            world,
+            plugin: plugin.clone(),
+            state: state.clone().unwrap_or_default(),
+            error: error.clone(),
+            events: None,
+            emitted,
+            without_plugin,
+        };
+        if jobs.hot_score() {
+            let plugin = (r.plugin != "builtin").then(|| r.plugin.clone());
+            // A window the plugin did not score leaves its error (the hot job keeps no count).
+            let hot = lane(PluginWorld::Scorer, &plugin, &Some(r.plugin_state.clone()), &r.plugin_error, (r.windows_emitted, 0));
+            lanes.push(PluginLane { events: Some(r.events), ..hot });
+        }
+        if jobs.metrics() {
+            let counts = pipeline.metrics_job().scenario(&key).map_or((0, 0), |m| (m.windows_emitted, m.plugin_fallback_windows));
+            lanes.push(lane(PluginWorld::Metrics, &r.metrics_plugin, &r.metrics_plugin_state, &r.metrics_plugin_error, counts));
+        }
+        if jobs.user_profile() {
+            let counts = pipeline.profile_job().scenario(&key).map_or((0, 0), |p| (p.profiles_written, p.plugin_fallback_writes));
+            lanes.push(lane(PluginWorld::Profile, &r.profile_plugin, &r.profile_plugin_state, &r.profile_plugin_error, counts));
+        }
+    }
+    lanes
+}
+
 /// For `rtscore plugin test` (`Settings::require_plugins_scored`): why the run must fail, if a
-/// scenario's plugin did not score (it is not active: it failed to load or configure, or was
-/// quarantined, and the built-in formula stood in), failed on some window, or no window of the
-/// scenario was scored at all. `None` when every plugin scored every window.
-pub fn plugin_problems(rows: &[ScenarioStatusRow]) -> Option<String> {
-    let problems: Vec<String> = rows
-        .iter()
-        .filter_map(|r| {
-            let scenario = format!("{}/{}", r.tenant_id, r.scenario_id);
-            if r.windows_emitted == 0 {
-                return Some(format!(
-                    "{scenario}: no window was scored ({} events of it in the input): record events of this scenario, spanning at least one window",
-                    r.events
-                ));
-            }
-            let active = r.plugin == "builtin" || r.plugin_state.starts_with("active");
-            if active && r.plugin_error.is_none() {
-                return None;
-            }
-            // A fallback or quarantine state names its reason already.
-            let error = r.plugin_error.as_deref().filter(|e| !r.plugin_state.contains(*e)).map(|e| format!(": {e}")).unwrap_or_default();
-            Some(format!("{scenario}: plugin {} is {}{error}", r.plugin, r.plugin_state))
-        })
-        .collect();
-    (!problems.is_empty()).then(|| problems.join("; "))
+/// lane's plugin did not run on everything its job emitted (it is not active: it failed to load
+/// or configure, or was quarantined, and the built-in path stood in; or it failed on some
+/// window or write), or its job emitted nothing at all. `None` when every plugin ran on every
+/// window and write.
+pub fn plugin_problems(lanes: &[PluginLane]) -> Option<String> {
+    let failing: Vec<&PluginLane> = lanes.iter().filter(|l| l.problem().is_some()).collect();
+    if failing.is_empty() {
+        return None;
+    }
+    let mut what: Vec<&str> = Vec::new();
+    for l in &failing {
+        let w = match l.world {
+            PluginWorld::Scorer => "score every window",
+            PluginWorld::Metrics => "run on every metrics window",
+            PluginWorld::Profile => "run on every profile write",
+        };
+        if !what.contains(&w) {
+            what.push(w);
+        }
+    }
+    let problems: Vec<String> = failing.iter().filter_map(|l| l.problem()).collect();
+    Some(format!("the plugin did not {}: {}", what.join(" or "), problems.join("; ")))
 }
 
 /// One row per tenant with a scenario on this host, summing its scenarios' rows.
@@ -306,31 +407,60 @@ impl StatusPage {
 mod tests {
     use super::*;
 
-    fn row(plugin: &str, state: &str, error: Option<&str>, windows: u64) -> ScenarioStatusRow {
-        ScenarioStatusRow {
-            tenant_id: "t".into(),
-            scenario_id: "s".into(),
-            plugin: plugin.into(),
-            plugin_state: state.into(),
-            plugin_error: error.map(str::to_string),
-            windows_emitted: windows,
-            events: 10,
-            ..ScenarioStatusRow::default()
+    fn lane(world: PluginWorld, state: &str, error: Option<&str>, emitted: u64) -> PluginLane {
+        PluginLane {
+            scenario: "t/s".into(),
+            world,
+            plugin: Some("under-test@0.0.0".into()),
+            state: state.into(),
+            error: error.map(str::to_string),
+            events: (world == PluginWorld::Scorer).then_some(10),
+            emitted,
+            without_plugin: 0,
         }
     }
 
     #[test]
     fn a_plugin_test_fails_unless_the_plugin_scored_every_window() {
-        assert_eq!(plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", None, 3)]), None);
-        assert_eq!(plugin_problems(&[row("builtin", "builtin", None, 3)]), None);
-        let failed = plugin_problems(&[row("under-test@0.0.0", "fallback under-test@0.0.0", Some("configure: bad params"), 3)]);
+        let ok = lane(PluginWorld::Scorer, "active under-test@0.0.0", None, 3);
+        assert_eq!(plugin_problems(std::slice::from_ref(&ok)), None);
+        assert_eq!(plugin_problems(&[PluginLane { plugin: None, state: "builtin".into(), ..ok.clone() }]), None);
+        let failed = plugin_problems(&[lane(PluginWorld::Scorer, "fallback under-test@0.0.0", Some("configure: bad params"), 3)]);
         assert!(
-            failed.as_deref().is_some_and(|w| w.contains("t/s: plugin under-test@0.0.0 is fallback") && w.contains("bad params")),
+            failed
+                .as_deref()
+                .is_some_and(|w| w.starts_with("the plugin did not score every window: t/s: plugin under-test@0.0.0 is fallback")
+                    && w.contains("bad params")),
             "{failed:?}"
         );
-        let once = plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", Some("trap in window 5"), 3)]);
+        let once = plugin_problems(&[lane(PluginWorld::Scorer, "active under-test@0.0.0", Some("trap in window 5"), 3)]);
         assert!(once.is_some(), "a window that fell back fails the test too");
-        let nothing = plugin_problems(&[row("under-test@0.0.0", "active under-test@0.0.0", None, 0)]);
+        let nothing = plugin_problems(&[lane(PluginWorld::Scorer, "active under-test@0.0.0", None, 0)]);
         assert!(nothing.as_deref().is_some_and(|w| w.contains("no window was scored (10 events")), "{nothing:?}");
+    }
+
+    #[test]
+    fn a_metrics_or_profile_plugin_test_fails_unless_it_ran_on_every_window_and_write() {
+        for world in [PluginWorld::Metrics, PluginWorld::Profile] {
+            let ok = lane(world, "active under-test@0.0.0", None, 4);
+            assert_eq!(plugin_problems(std::slice::from_ref(&ok)), None, "{world}");
+            let quarantined =
+                lane(world, "quarantined under-test@0.0.0: plugin rejected its params: nope", Some("plugin rejected its params: nope"), 4);
+            let why = plugin_problems(&[quarantined]).unwrap_or_default();
+            let kind = world.name();
+            assert!(why.contains(&format!("t/s: {kind} plugin under-test@0.0.0 is quarantined")) && why.contains("nope"), "{why}");
+            assert_eq!(why.matches("nope").count(), 1, "the reason is said once: {why}");
+            // Skipped without an error (a profile user's input was incomplete): still a failure.
+            let skipped = plugin_problems(&[PluginLane { without_plugin: 1, ..ok.clone() }]).unwrap_or_default();
+            assert!(skipped.contains("(1 of 4 "), "{skipped}");
+            let nothing = plugin_problems(&[lane(world, "active under-test@0.0.0", None, 0)]).unwrap_or_default();
+            assert!(
+                nothing.contains(if world == PluginWorld::Metrics { "no metrics window was emitted" } else { "no profile was written" }),
+                "{nothing}"
+            );
+        }
+        let both =
+            plugin_problems(&[lane(PluginWorld::Metrics, "fallback x", Some("x"), 1), lane(PluginWorld::Profile, "active", None, 0)]);
+        assert!(both.is_some_and(|w| w.starts_with("the plugin did not run on every metrics window or run on every profile write: ")));
     }
 }

@@ -5,6 +5,7 @@ pub mod diff;
 pub mod doc_args;
 pub mod plugin;
 pub mod plugin_new;
+pub mod plugin_test;
 pub mod run_args;
 pub mod scenario;
 pub mod status;
@@ -55,7 +56,8 @@ pub enum Command {
     /// Read and write the defaults layers scenarios are resolved over: --platform, --tenant-id T,
     /// --tenant-id T --scenario-type X (get, put, patch, history).
     Defaults(defaults::DefaultsArgs),
-    /// Test, publish, list and share scoring plugins (WebAssembly components).
+    /// Scaffold, test, publish, list and share plugins (WebAssembly components): hot-score,
+    /// metrics and user-profile.
     Plugin(plugin::PluginArgs),
     /// Show what the running hosts apply per scenario (from their Redis status keys).
     Status(status::StatusArgs),

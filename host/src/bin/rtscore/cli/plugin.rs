@@ -11,9 +11,6 @@ use super::store_args::StoreArgs;
 use rtscore::admin::plugins::PluginTarget;
 use rtscore::admin::{PluginQuota, PluginService, ScenarioService};
 use rtscore::config::store::ScenarioStore;
-use rtscore::plugin::sha256_hex;
-use rtscore::runtime::{self, Shutdown};
-use rtscore::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -36,7 +33,8 @@ pub struct PluginArgs {
 pub enum PluginCommand {
     /// Check that a module loads in the sandbox, then publish it as <name>@<version>, without an
     /// owner (shared: every tenant's scenarios may reference it); prints the reference to put in
-    /// a scenario's hot_score.plugin.
+    /// the scenario section of its world (hot_score.plugin, metrics.plugin or
+    /// user_profile.plugin).
     Publish {
         /// The component (e.g. target/wasm32-wasip2/release/my_plugin.wasm).
         module: PathBuf,
@@ -62,13 +60,19 @@ pub enum PluginCommand {
         #[arg(long)]
         unshare: bool,
     },
-    /// Run a module over recorded events with a scenario document and print every hot list
-    /// (JSON lines), exactly as a host would emit them. Exits non-zero, with the reason, when
-    /// the module fails to load, configure or score a window (a host would fall back to the
-    /// built-in formula), or when no window of the scenario was scored.
+    /// Run a module of any world (hot-score, metrics or user-profile) over recorded events with a
+    /// scenario document, as a host would, and print that job's output as JSON lines.
+    ///
+    /// The module's world is detected from its exports; it goes into the document's
+    /// hot_score.plugin, metrics.plugin or user_profile.plugin, and only that job runs. Printed:
+    /// hot lists for a scorer, metrics windows (with the module's `plugin_metrics`) for a
+    /// metrics plugin, profile writes for a profile plugin. Exits non-zero, with the reason,
+    /// when the module fails to load, configure or run on a window or profile write (a host
+    /// would fall back to its built-in path), or when it never ran: no window of the scenario,
+    /// or no profile write.
     Test {
         module: PathBuf,
-        /// A scenario document; its hot_score.plugin is replaced by this module.
+        /// A scenario document; the plugin of the module's section is replaced by this module.
         #[arg(long)]
         scenario: PathBuf,
         /// Events, one JSON object per line.
@@ -78,14 +82,19 @@ pub enum PluginCommand {
         #[arg(long)]
         params: Option<String>,
     },
-    /// Scaffold a plugin crate: a formula with a passing native test, a sample scenario and
-    /// events for `plugin test`, and a README with the build, test and publish commands. The
-    /// crate is its own workspace and builds anywhere; it takes the SDK by path (default: the
-    /// guest-sdk this binary was built from) or by git.
+    /// Scaffold a plugin crate of any world (--world hot, profile or metrics), with a passing
+    /// test, a sample scenario and events.
+    ///
+    /// The crate holds a formula of the world with a passing native test, a sample scenario that
+    /// references the module from the world's section and events that make it run under
+    /// `plugin test`, and a README with the build, test and publish commands. It is its own
+    /// workspace and builds anywhere; it takes the SDK by path (default: the guest-sdk this
+    /// binary was built from) or by git.
     New {
         /// The plugin's name: [a-z][a-z0-9_-]{0,63}, also its Cargo package name.
         name: String,
-        /// The plugin world to implement.
+        /// The plugin world to implement: hot (hot_score.plugin), profile (user_profile.plugin)
+        /// or metrics (metrics.plugin).
         #[arg(long, value_enum, default_value = "hot")]
         world: super::plugin_new::World,
         /// Where to create the crate (default: ./NAME); must not exist or be empty.
@@ -128,8 +137,9 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             println!("  cd {d} && cargo test                              # the formula, natively");
             println!("  cargo build --release --target wasm32-wasip2      # the component");
             println!(
-                "  rtscore plugin test target/wasm32-wasip2/release/{}.wasm --scenario scenario.json --events-file events.jsonl",
-                name.replace('-', "_")
+                "  rtscore plugin test target/wasm32-wasip2/release/{}.wasm --scenario scenario.json --events-file events.jsonl   # {}",
+                name.replace('-', "_"),
+                world.test_output().0
             );
         }
         PluginCommand::Publish { module, name, version } => {
@@ -180,38 +190,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             }
         }
         PluginCommand::Test { module, scenario, events_file, params } => {
-            let bytes = read_module(&module)?;
-            let mut doc: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&scenario).with_context(|| format!("cannot read {}", scenario.display()))?)
-                    .with_context(|| format!("{} is not JSON", scenario.display()))?;
-            let params = match params {
-                Some(p) => serde_json::from_str(&p).context("--params is not valid JSON")?,
-                None => doc.pointer("/config/realtime_compute/hot_score/plugin/params").cloned().unwrap_or_else(|| serde_json::json!({})),
-            };
-            let hot = doc.pointer_mut("/config/realtime_compute/hot_score").filter(|h| h.is_object());
-            let Some(hot) = hot else { bail!("{} has no config.realtime_compute.hot_score object", scenario.display()) };
-            hot["plugin"] = serde_json::json!({"name": "under-test", "version": "0.0.0", "sha256": sha256_hex(&bytes), "params": params});
-            // The same runtime path as a host: a scenarios dir, a plugins dir, a replay.
-            let dir = tempfile_dir()?;
-            let (scen_dir, plug_dir) = (dir.join("scenarios"), dir.join("plugins"));
-            std::fs::create_dir_all(&scen_dir)?;
-            std::fs::create_dir_all(&plug_dir)?;
-            std::fs::write(scen_dir.join("scenario.json"), serde_json::to_vec(&doc)?)?;
-            std::fs::write(plug_dir.join("under-test@0.0.0.wasm"), &bytes)?;
-            let mut settings = Settings::replay(events_file, scen_dir, "-");
-            settings.plugins_dir = plug_dir;
-            // A CI check on this command must fail when the module does not score.
-            settings.require_plugins_scored = true;
-            let result = runtime::run(settings, Shutdown::on_signals()).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            result?;
+            super::plugin_test::run(super::plugin_test::TestRun { module, scenario, events_file, params }).await?;
         }
     }
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("rtscore-plugin-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
