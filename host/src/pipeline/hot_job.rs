@@ -50,6 +50,9 @@ pub struct ScenarioHot {
     pub shadow: Option<ShadowLane>,
     /// The candidate was removed: the next window says so (`Output::ShadowEnded`).
     shadow_ended: bool,
+    /// Revisions switched to at their effective window end: the runtime prepares the next
+    /// waiting module when this moves.
+    pub switches: u64,
     batch: WindowBatch,
     scores: Vec<f64>,
 }
@@ -70,6 +73,7 @@ impl ScenarioHot {
             last_plugin_error: None,
             shadow: None,
             shadow_ended: false,
+            switches: 0,
             batch: WindowBatch::default(),
             scores: Vec::new(),
         };
@@ -167,6 +171,7 @@ impl ScenarioHot {
             if let Some(p) = self.pending.take_if(|p| p.config.effective_from_window_end.is_none_or(|e| end >= e)) {
                 tracing::info!(scenario = %p.config.key, from = self.config.revision, to = p.config.revision, window_end = end,
                     "switching revision at its effective window end");
+                self.switches += 1;
                 let scorer = (p.config.hot_score.plugin != self.config.hot_score.plugin).then_some(p.scorer);
                 self.switch_to(p.config, scorer);
                 // The next waiting revision's module is prepared from here on (runtime::plugins).

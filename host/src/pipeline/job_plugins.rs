@@ -30,6 +30,9 @@ pub struct JobPlugins {
     pub pending: Option<(PluginRef, JobPlugin)>,
     /// The candidate's plugin (`candidate.metrics.plugin` / `candidate.user_profile.plugin`).
     pub shadow: Option<(PluginRef, JobPlugin)>,
+    /// Revisions switched to at their effective time: the runtime prepares the next waiting
+    /// module when this moves.
+    pub switches: u64,
 }
 
 impl JobPlugins {
@@ -42,6 +45,7 @@ impl JobPlugins {
             waiting: Vec::new(),
             pending: None,
             shadow: None,
+            switches: 0,
         };
         // A new scenario has nothing to keep: its first revision applies at once.
         lanes.in_force = reference(cfg, world).cloned();
@@ -97,6 +101,7 @@ impl JobPlugins {
         let mut changed = false;
         while self.waiting.first().is_some_and(|w| w.effective <= t) {
             let head = self.waiting.remove(0);
+            self.switches += 1;
             if head.reference != self.in_force {
                 tracing::info!(scenario = %self.key, world = %self.world, revision = head.revision, at = t,
                     plugin = head.reference.as_ref().map_or_else(|| "builtin".to_string(), PluginRef::label),
@@ -187,7 +192,7 @@ mod tests {
         lanes.pending.as_mut().unwrap().1.set_loading("b@1.0.0");
         assert!(!lanes.switch_due(540_000));
         assert!(lanes.switch_due(600_000));
-        assert_eq!(name(lanes.in_force()), Some("b"));
+        assert_eq!((name(lanes.in_force()), lanes.switches), (Some("b"), 1), "the runtime sees the switch");
         assert_eq!(lanes.live.state().name(), "loading", "the prepared plugin went live");
         assert!(lanes.pending.is_none());
     }

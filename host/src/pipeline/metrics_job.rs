@@ -317,6 +317,10 @@ impl MetricsJob {
         self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
     }
 
+    pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioMetrics> {
+        self.scenarios.values()
+    }
+
     pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioMetrics> {
         self.scenarios.values_mut()
     }

@@ -286,6 +286,14 @@ impl Pipeline {
         &self.hot
     }
 
+    /// Revisions every job has switched to at their effective time, summed: when this moves,
+    /// the next waiting revision of a scenario may need its module prepared (runtime::plugins).
+    pub fn plugin_switches(&self) -> u64 {
+        let hot: u64 = self.hot.scenarios().map(|s| s.switches).sum();
+        let metrics: u64 = self.metrics.scenarios().map(|s| s.plugins.switches).sum();
+        hot + metrics + self.profiles.scenarios().map(|s| s.plugins.switches).sum::<u64>()
+    }
+
     /// Processes a batch of raw records; due windows go to `out`, rejects to `rejects`.
     /// For sources without partitions and wall clock (file replay, tests).
     pub fn process(&mut self, batch: &RecordBatch, out: &mut Vec<Output>, rejects: &mut Vec<Reject>) {

@@ -834,6 +834,10 @@ impl ProfileJob {
         self.scenarios.get_mut(&key.tenant_id, &key.scenario_id)
     }
 
+    pub fn scenarios(&self) -> impl Iterator<Item = &ScenarioProfiles> {
+        self.scenarios.values()
+    }
+
     pub fn scenarios_mut(&mut self) -> impl Iterator<Item = &mut ScenarioProfiles> {
         self.scenarios.values_mut()
     }

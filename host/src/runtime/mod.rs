@@ -195,6 +195,8 @@ struct Running {
     last_view: std::time::Instant,
     registry_closed: bool,
     warned_cross_partition: bool,
+    /// `Pipeline::plugin_switches` at the last plugin sync.
+    plugin_switches: u64,
 }
 
 impl Running {
@@ -227,6 +229,7 @@ impl Running {
             last_view: std::time::Instant::now(),
             registry_closed: false,
             warned_cross_partition: false,
+            plugin_switches: 0,
         })
     }
 
@@ -265,6 +268,13 @@ impl Running {
             self.rt.outputs.write(&self.out).await?;
             self.out.clear();
             self.snapshot_if_due().await?;
+        }
+        // A revision switched at its effective time: the one waiting behind it gets its module
+        // prepared now, not at the next config change.
+        let switches = self.rt.pipeline.plugin_switches();
+        if switches != self.plugin_switches {
+            self.plugin_switches = switches;
+            self.rt.plugins.sync(&mut self.rt.pipeline, false).await;
         }
         if let Some(age) = self.snapshots.as_ref().and_then(Snapshots::age_seconds) {
             metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
