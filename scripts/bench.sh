@@ -8,9 +8,11 @@
 #   - end to end through Kafka and Redis, built-in and plugin (medians of five alternated
 #     runs, against a parse-only ceiling on the same events), with the host's emission delay
 #     p50/p99, `cargo bench --bench e2e_kafka`;
-#   - the cost of a platform's own event shape (`--event-field`), scripts/bench-event-shapes.sh.
+#   - the cost of a platform's own event shape (`--event-field`), scripts/bench-event-shapes.sh;
+#   - one partition's snapshot (copy, encode, chunked store, load, import) at 1M and 10M
+#     (item, minute) pairs, `cargo bench --bench checkpoint`.
 # RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
-# About 7 minutes on the 2-core dev machine once built.
+# About 8 minutes on the 2-core dev machine once built.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -20,3 +22,4 @@ log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}'
 cargo bench -p rtscore --bench throughput
 cargo bench -p rtscore --bench e2e_kafka
 bash scripts/bench-event-shapes.sh
+cargo bench -p rtscore --bench checkpoint
