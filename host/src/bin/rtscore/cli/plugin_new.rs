@@ -57,6 +57,7 @@ pub fn render(name: &str, world: World, sdk: &SdkSource) -> anyhow::Result<Vec<F
     Ok(vec![
         ("Cargo.toml", fill(include_str!("../../../../templates/plugin-hot/Cargo.toml.tmpl"))),
         ("rust-toolchain.toml", fill(include_str!("../../../../templates/plugin-hot/rust-toolchain.toml.tmpl"))),
+        (".cargo/config.toml", fill(include_str!("../../../../templates/plugin-hot/cargo-config.toml.tmpl"))),
         (".gitignore", fill(include_str!("../../../../templates/plugin-hot/gitignore.tmpl"))),
         ("src/lib.rs", fill(include_str!("../../../../templates/plugin-hot/lib.rs.tmpl"))),
         ("README.md", fill(include_str!("../../../../templates/plugin-hot/README.md.tmpl"))),
@@ -144,6 +145,7 @@ mod tests {
         assert!(cargo.contains("rtscore-guest = { path = \"/opt/rtscore/guest-sdk\" }"), "{cargo}");
         assert!(cargo.contains("debug = false"), "release builds carry no debug info: {cargo}");
         assert!(file(&files, "README.md").contains("release/watch_heat.wasm"));
+        assert!(file(&files, ".cargo/config.toml").contains("+simd128"), "the module uses WebAssembly SIMD");
         assert!(!files.iter().any(|(_, t)| t.contains("{{")), "every placeholder is filled");
         let git = render("x", World::Hot, &SdkSource::Git("https://example.com/rtscore.git".into())).unwrap();
         assert!(file(&git, "Cargo.toml").contains("rtscore-guest = { git = \"https://example.com/rtscore.git\" }"));
