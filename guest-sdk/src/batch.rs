@@ -1,8 +1,8 @@
 //! Read-only views over a [`RawBatch`]: the window, its items, and each item's rows.
 
-use std::cell::OnceCell;
 use std::iter::FusedIterator;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::decay::expected_decay;
 use crate::{RawBatch, RawFeatureColumn, RawFeatureValues};
@@ -13,7 +13,7 @@ pub struct Batch<'a> {
     raw: &'a RawBatch,
     /// Every item's [`Item::decayed_score`], computed for the whole window on first use (see
     /// `Batch::with_decay_cache`); `None` for a batch made by [`Batch::new`] alone.
-    decayed: Option<&'a OnceCell<Vec<f64>>>,
+    decayed: Option<&'a OnceLock<Vec<f64>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -91,7 +91,7 @@ impl<'a> Batch<'a> {
     /// [`Item::decayed_score`] then computes all of them in one pass over the row columns
     /// ([`Batch::decayed_scores`]) and the later ones read them, the same bits several times
     /// faster in a plugin. [`crate::run_scorer`] (so `export_scorer!`) does it for every window.
-    pub(crate) fn with_decay_cache(self, cache: &'a OnceCell<Vec<f64>>) -> Self {
+    pub(crate) fn with_decay_cache(self, cache: &'a OnceLock<Vec<f64>>) -> Self {
         Self { decayed: Some(cache), ..self }
     }
 
@@ -214,7 +214,7 @@ impl<'a> Batch<'a> {
     /// with `-C target-feature=+simd128`, as scripts/build-plugins.sh and `rtscore plugin new`
     /// do (docs/benchmarks.md, "Plugin vs native").
     pub fn decayed_scores(&self, out: &mut Vec<f64>) {
-        if let Some(all) = self.decayed.and_then(OnceCell::get) {
+        if let Some(all) = self.decayed.and_then(OnceLock::get) {
             out.extend_from_slice(all);
             return;
         }
@@ -633,7 +633,7 @@ mod tests {
                 batch.decayed_scores(&mut whole);
                 assert_eq!(whole.iter().map(|s| s.to_bits()).collect::<Vec<_>>(), by_rows, "seed {seed} λ {lambda} items {items}");
                 // Through the cache that `run_scorer` gives every window, in any order.
-                let cache = OnceCell::new();
+                let cache = OnceLock::new();
                 let cached = batch.with_decay_cache(&cache);
                 let mut got: Vec<u64> = (0..items).rev().filter_map(|k| cached.item(k)).map(|i| i.decayed_score().to_bits()).collect();
                 got.reverse();
@@ -644,6 +644,13 @@ mod tests {
                 assert!(again[1..].iter().map(|s| s.to_bits()).eq(by_rows.iter().copied()));
             }
         }
+    }
+
+    #[test]
+    fn batches_and_items_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Batch<'_>>();
+        send_sync::<Item<'_>>();
     }
 
     #[test]

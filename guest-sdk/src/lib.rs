@@ -136,7 +136,7 @@ pub fn build_scorer<S: Scorer>(params_json: &str) -> Result<S, String> {
 /// Runs a scorer on a raw batch, as the host's `score` call does: checks the batch layout, then
 /// collects one score per item.
 pub fn run_scorer<S: Scorer>(scorer: &S, raw: &RawBatch) -> Result<Vec<f64>, String> {
-    let cache = std::cell::OnceCell::new();
+    let cache = std::sync::OnceLock::new();
     let batch = Batch::new(raw)?.with_decay_cache(&cache);
     let mut out = Vec::with_capacity(batch.len());
     scorer.score(&batch, &mut out)?;
