@@ -2,6 +2,7 @@
 
 use std::iter::FusedIterator;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use crate::decay::expected_decay;
 use crate::{RawBatch, RawFeatureColumn, RawFeatureValues};
@@ -10,6 +11,9 @@ use crate::{RawBatch, RawFeatureColumn, RawFeatureValues};
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
     raw: &'a RawBatch,
+    /// Every item's [`Item::decayed_score`], computed for the whole window on first use (see
+    /// `Batch::with_decay_cache`); `None` for a batch made by [`Batch::new`] alone.
+    decayed: Option<&'a OnceLock<Vec<f64>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -32,29 +36,44 @@ impl<'a> Batch<'a> {
             Some(0) => {}
             first => return Err(format!("item offsets must start at 0, got {first:?}")),
         }
-        if let Some(w) = raw.item_offsets.windows(2).find(|w| w[0] > w[1]) {
+        // Each check is first a pass without an early exit (it vectorizes, and costs a plugin a
+        // fraction of what stopping at every element does); only a failing batch is searched
+        // for the culprit.
+        let offsets = &raw.item_offsets;
+        if !offsets.iter().zip(&offsets[1..]).fold(true, |ok, (a, b)| ok & (a <= b))
+            && let Some(w) = offsets.windows(2).find(|w| w[0] > w[1])
+        {
             return Err(format!("item offsets decrease: {} then {}", w[0], w[1]));
         }
-        let last = raw.item_offsets.last().copied().unwrap_or(0) as usize;
+        let last = offsets.last().copied().unwrap_or(0) as usize;
         if last != rows {
             return Err(format!("item offsets end at {last}, but there are {rows} rows"));
         }
-        if let Some(&a) = raw.row_action.iter().find(|&&a| usize::from(a) >= raw.actions.len()) {
+        if usize::from(raw.row_action.iter().copied().max().unwrap_or(0)) >= raw.actions.len()
+            && let Some(&a) = raw.row_action.iter().find(|&&a| usize::from(a) >= raw.actions.len())
+        {
             return Err(format!("row action index {a} out of range ({} actions)", raw.actions.len()));
         }
-        let items = raw.item_offsets.len().saturating_sub(1);
+        let items = offsets.len().saturating_sub(1);
         if raw.item_id_ends.len() != items {
             return Err(format!("{} item ids for {items} items", raw.item_id_ends.len()));
         }
         // Every id must be a slice of `item-ids` on character boundaries, so `Item::id` never
-        // panics whatever the host sends.
-        let mut start = 0usize;
-        for (k, &end) in raw.item_id_ends.iter().enumerate() {
-            let end = end as usize;
-            if end < start || raw.item_ids.get(start..end).is_none() {
-                return Err(format!("item id {k} ends at byte {end}: not a slice of the {} id bytes", raw.item_ids.len()));
+        // panics whatever the host sends: ends that rise, the last within the bytes, each on a
+        // boundary (every one is, when the ids are ASCII).
+        let (ids, ends) = (&raw.item_ids, &raw.item_id_ends);
+        let ids_ok = ends.iter().zip(ends.get(1..).unwrap_or_default()).fold(true, |ok, (a, b)| ok & (a <= b))
+            && ends.last().is_none_or(|&e| e as usize <= ids.len())
+            && (ids.is_ascii() || ends.iter().all(|&e| ids.is_char_boundary(e as usize)));
+        if !ids_ok {
+            let mut start = 0usize;
+            for (k, &end) in ends.iter().enumerate() {
+                let end = end as usize;
+                if end < start || ids.get(start..end).is_none() {
+                    return Err(format!("item id {k} ends at byte {end}: not a slice of the {} id bytes", ids.len()));
+                }
+                start = end;
             }
-            start = end;
         }
         for c in &raw.features {
             let n = match &c.values {
@@ -65,7 +84,15 @@ impl<'a> Batch<'a> {
                 return Err(format!("feature {:?} has {n} values for {items} items", c.name));
             }
         }
-        Ok(Self { raw })
+        Ok(Self { raw, decayed: None })
+    }
+
+    /// This batch with a place to keep every item's decayed score: the first
+    /// [`Item::decayed_score`] then computes all of them in one pass over the row columns
+    /// ([`Batch::decayed_scores`]) and the later ones read them, the same bits several times
+    /// faster in a plugin. [`crate::run_scorer`] (so `export_scorer!`) does it for every window.
+    pub(crate) fn with_decay_cache(self, cache: &'a OnceLock<Vec<f64>>) -> Self {
+        Self { decayed: Some(cache), ..self }
     }
 
     /// The batch exactly as received.
@@ -181,6 +208,41 @@ impl<'a> Batch<'a> {
         self.action_index(name).map_or(0.0, |i| self.raw.weights[usize::from(i)])
     }
 
+    /// Every item's [`Item::decayed_score`], in item order, appended to `out`: the built-in hot
+    /// score (DESIGN §4) of the whole window, bit for bit the same as item by item, in one pass
+    /// over the row columns: two rows at a time with WebAssembly SIMD when the plugin is built
+    /// with `-C target-feature=+simd128`, as scripts/build-plugins.sh and `rtscore plugin new`
+    /// do (docs/benchmarks.md, "Plugin vs native").
+    pub fn decayed_scores(&self, out: &mut Vec<f64>) {
+        if let Some(all) = self.decayed.and_then(OnceLock::get) {
+            out.extend_from_slice(all);
+            return;
+        }
+        let raw = self.raw;
+        let mut terms = vec![0.0; raw.row_action.len()];
+        crate::decay::row_terms(
+            raw.decay_lambda,
+            &raw.weights,
+            &raw.row_action,
+            &raw.row_count,
+            &raw.row_age_mean_ms,
+            &raw.row_age_var_ms2,
+            &mut terms,
+        );
+        out.extend(raw.item_offsets.windows(2).map(|w| {
+            // `Batch::new` checked the offsets: they rise from 0 and end at the row count.
+            let t = terms.get(w[0] as usize..w[1] as usize).unwrap_or(&[]);
+            // Left to right from 0, as `Item::decayed_score` adds; short items without a loop.
+            match *t {
+                [] => 0.0,
+                [a] => 0.0 + a,
+                [a, b] => 0.0 + a + b,
+                [a, b, c] => 0.0 + a + b + c,
+                [a, b, c, d, ref rest @ ..] => rest.iter().fold(0.0 + a + b + c + d, |s, t| s + t),
+            }
+        }));
+    }
+
     /// Number of items.
     #[inline]
     pub fn len(&self) -> usize {
@@ -202,7 +264,7 @@ impl<'a> Batch<'a> {
     /// The items, in the order scores are expected.
     #[inline]
     pub fn items(&self) -> Items<'a> {
-        Items { batch: *self, next: 0, end: self.len() }
+        Items { batch: *self, offsets: self.raw.item_offsets.windows(2), next: 0 }
     }
 
     /// Item `index`, if in range.
@@ -265,8 +327,9 @@ impl<'a> Feature<'a> {
 #[derive(Debug, Clone)]
 pub struct Items<'a> {
     batch: Batch<'a>,
+    /// The CSR offsets of the items not yet returned, pairwise.
+    offsets: std::slice::Windows<'a, u32>,
     next: usize,
-    end: usize,
 }
 
 impl<'a> Iterator for Items<'a> {
@@ -274,16 +337,14 @@ impl<'a> Iterator for Items<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Item<'a>> {
-        (self.next < self.end).then(|| {
-            self.next += 1;
-            self.batch.item_unchecked(self.next - 1)
-        })
+        let w = self.offsets.next()?;
+        self.next += 1;
+        Some(Item { batch: self.batch, index: self.next - 1, rows: w[0] as usize..w[1] as usize })
     }
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.end - self.next;
-        (n, Some(n))
+        self.offsets.size_hint()
     }
 }
 
@@ -367,9 +428,27 @@ impl<'a> Item<'a> {
         self.rows().map(|r| r.weighted_count()).sum()
     }
 
-    /// The built-in hot score (DESIGN §4): `Σ weight · count · E[exp(-λ·age)]`.
+    /// The built-in hot score (DESIGN §4): `Σ weight · count · E[exp(-λ·age)]`. In a plugin
+    /// the first call computes every item's score of the window at once (see
+    /// [`Batch::decayed_scores`]); the same bits as row by row.
     #[inline]
     pub fn decayed_score(&self) -> f64 {
+        if let Some(cache) = self.batch.decayed {
+            let all = cache.get_or_init(|| {
+                let mut all = Vec::with_capacity(self.batch.len());
+                self.batch.decayed_scores(&mut all);
+                all
+            });
+            if let Some(&score) = all.get(self.index) {
+                return score;
+            }
+        }
+        self.decayed_score_by_rows()
+    }
+
+    /// [`Item::decayed_score`] row by row.
+    #[inline]
+    fn decayed_score_by_rows(&self) -> f64 {
         let lambda = self.decay_lambda();
         let mut score = 0.0;
         for r in self.rows() {
@@ -505,6 +584,96 @@ mod tests {
         assert_eq!(items[0].count_of(click), 1);
         assert_eq!(items[0].mean_age_ms(), Some((3.0 * 1_000.0 + 61_000.0) / 4.0));
         assert_eq!(batch.weight_of("share"), 0.0);
+    }
+
+    /// A random window: `0..max_rows` rows per item over 6 actions (one of weight 0, one
+    /// negative), ages from 0 to past the point where the decay underflows, counts up to
+    /// `u32::MAX`.
+    fn random_raw(seed: u64, items: usize, max_rows: u64, lambda: f64) -> RawBatch {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut b = BatchBuilder::new().lambda(lambda).weights([("a", 1.0), ("b", 2.5), ("c", 0.0), ("d", -0.75), ("e", 1e-3)]).build().raw;
+        b.actions.push("f".into());
+        b.weights.push(7.0);
+        for k in 0..items {
+            for _ in 0..next() % max_rows {
+                b.row_action.push((next() % 6) as u16);
+                b.row_count.push(match next() % 10 {
+                    0 => u32::MAX,
+                    _ => (next() % 60) as u32 + 1,
+                });
+                let age = match next() % 10 {
+                    0 => (next() % 100) as f64,
+                    1 => 1e9 * (next() % 1000) as f64,
+                    _ => (next() % 86_400_000) as f64 + (next() % 1000) as f64 / 1000.0,
+                };
+                b.row_age_mean_ms.push(age);
+                b.row_age_var_ms2.push(if next() % 3 == 0 { 0.0 } else { (next() % 300_000_000) as f64 });
+            }
+            b.item_offsets.push(b.row_action.len() as u32);
+            b.item_ids.push_str(&format!("i{k}"));
+            b.item_id_ends.push(b.item_ids.len() as u32);
+        }
+        b
+    }
+
+    #[test]
+    fn the_whole_window_pass_scores_the_same_bits_as_row_by_row() {
+        for (seed, lambda) in [(1, 0.1), (2, 0.0), (3, 10.0), (4, 0.7), (5, 3.0), (6, 1e-6), (7, 200.0)] {
+            for (items, max_rows) in [(0, 8), (1, 8), (2, 8), (3, 8), (17, 8), (400, 8), (5, 3000), (60, 40)] {
+                let raw = random_raw(seed * 1000 + items as u64, items, max_rows, lambda);
+                let batch = Batch::new(&raw).unwrap();
+                let by_rows: Vec<u64> = batch.items().map(|i| i.decayed_score_by_rows().to_bits()).collect();
+                let mut whole = Vec::new();
+                batch.decayed_scores(&mut whole);
+                assert_eq!(whole.iter().map(|s| s.to_bits()).collect::<Vec<_>>(), by_rows, "seed {seed} λ {lambda} items {items}");
+                // Through the cache that `run_scorer` gives every window, in any order.
+                let cache = OnceLock::new();
+                let cached = batch.with_decay_cache(&cache);
+                let mut got: Vec<u64> = (0..items).rev().filter_map(|k| cached.item(k)).map(|i| i.decayed_score().to_bits()).collect();
+                got.reverse();
+                assert_eq!(got, by_rows);
+                let mut again = vec![1.0];
+                cached.decayed_scores(&mut again);
+                assert_eq!(again.len(), items + 1, "appended");
+                assert!(again[1..].iter().map(|s| s.to_bits()).eq(by_rows.iter().copied()));
+            }
+        }
+    }
+
+    #[test]
+    fn batches_and_items_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Batch<'_>>();
+        send_sync::<Item<'_>>();
+    }
+
+    #[test]
+    fn decayed_scores_skip_weight_zero_rows_whatever_they_hold() {
+        // A row of an unweighted action whose decay overflows (a negative age) adds nothing,
+        // as the built-in formula skips it; a weighted one is infinite, which the host rejects.
+        let mut raw = BatchBuilder::new().lambda(10.0).weights([("view", 1.0), ("share", 0.0)]).build().raw;
+        raw.row_action = vec![1, 0];
+        raw.row_count = vec![3, 2];
+        raw.row_age_mean_ms = vec![-1e12, 60_000.0];
+        raw.row_age_var_ms2 = vec![0.0, 0.0];
+        raw.item_offsets = vec![0, 1, 2];
+        raw.item_ids = "ab".into();
+        raw.item_id_ends = vec![1, 2];
+        let batch = Batch::new(&raw).unwrap();
+        let mut out = Vec::new();
+        batch.decayed_scores(&mut out);
+        assert_eq!(out[0].to_bits(), 0.0_f64.to_bits());
+        assert_eq!(out[1], 1.0 * 2.0 * crate::decay::expected_decay(10.0, 60_000.0, 0.0));
+        assert_eq!(
+            out.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+            batch.items().map(|i| i.decayed_score_by_rows().to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -103,7 +103,12 @@ pub trait Scorer: Sized + 'static {
     /// Write it instead of [`Scorer::score_item`] for formulas that look across items, such as
     /// a normalisation; an `Err` rejects the batch (the host falls back for it).
     fn score(&self, batch: &Batch<'_>, out: &mut Vec<f64>) -> Result<(), String> {
-        out.extend(batch.items().map(|item| self.score_item(&item)));
+        // Into a slice rather than `push` per item: no capacity check per score.
+        let start = out.len();
+        out.resize(start + batch.len(), 0.0);
+        for (slot, item) in out[start..].iter_mut().zip(batch.items()) {
+            *slot = self.score_item(&item);
+        }
         Ok(())
     }
 }
@@ -131,7 +136,8 @@ pub fn build_scorer<S: Scorer>(params_json: &str) -> Result<S, String> {
 /// Runs a scorer on a raw batch, as the host's `score` call does: checks the batch layout, then
 /// collects one score per item.
 pub fn run_scorer<S: Scorer>(scorer: &S, raw: &RawBatch) -> Result<Vec<f64>, String> {
-    let batch = Batch::new(raw)?;
+    let cache = std::sync::OnceLock::new();
+    let batch = Batch::new(raw)?.with_decay_cache(&cache);
     let mut out = Vec::with_capacity(batch.len());
     scorer.score(&batch, &mut out)?;
     Ok(out)

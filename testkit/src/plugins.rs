@@ -50,7 +50,8 @@ pub fn wasm_dir() -> &'static Path {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(repo_root())
             .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-            // As scripts/build-plugins.sh builds them: no debug info, no symbols.
+            // As scripts/build-plugins.sh builds them: no debug info, no symbols (and WebAssembly
+            // SIMD, from the repository's .cargo/config.toml).
             .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
             .env("CARGO_PROFILE_RELEASE_STRIP", "true")
             .arg("--target-dir")

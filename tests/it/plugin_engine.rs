@@ -49,6 +49,45 @@ fn decay_weighted_matches_the_builtin_formula_on_random_batches() {
     }
 }
 
+/// The module scores with WebAssembly SIMD (the guest SDK built with `+simd128`, two rows per
+/// operation) and still gives the very bits the SDK's scalar code computes natively, item by
+/// item: the same operations per lane, no fused multiply-add. Decays from 1 down to subnormal
+/// and 0 (λ up to 900 / h).
+#[test]
+fn decay_weighted_scores_the_bits_the_sdk_computes_natively() {
+    let engine = engine();
+    let mut inst = instance(&engine, "decay-weighted", json!(null));
+    for seed in 0..30u64 {
+        let mut batch = random_batch(500 + seed, [1, 2, 3, 50, 999][seed as usize % 5], 7);
+        if seed % 3 == 0 {
+            batch.decay_lambda = [40.0, 900.0][seed as usize % 2];
+        }
+        let raw = rtscore_guest::RawBatch {
+            window_start_ms: batch.window_start_ms,
+            window_end_ms: batch.window_end_ms,
+            actions: batch.actions.clone(),
+            weights: batch.weights.clone(),
+            decay_lambda: batch.decay_lambda,
+            item_offsets: batch.item_offsets.clone(),
+            row_action: batch.row_action.clone(),
+            row_count: batch.row_count.clone(),
+            row_age_mean_ms: batch.row_age_mean_ms.clone(),
+            row_age_var_ms2: batch.row_age_var_ms2.clone(),
+            item_ids: batch.item_ids.clone(),
+            item_id_ends: batch.item_id_ends.clone(),
+            slide_ms: batch.slide_ms,
+            top_n: batch.top_n,
+            tenant_id: batch.tenant_id.clone(),
+            scenario_id: batch.scenario_id.clone(),
+            features: Vec::new(),
+        };
+        let native = rtscore_guest::Batch::new(&raw).unwrap();
+        let want: Vec<u64> = native.items().map(|item| item.decayed_score().to_bits()).collect();
+        let got = score(&mut inst, &batch).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(got.iter().map(|s| s.to_bits()).collect::<Vec<_>>(), want, "seed {seed}");
+    }
+}
+
 #[test]
 fn gravity_produces_its_formula() {
     let engine = engine();

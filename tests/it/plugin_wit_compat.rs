@@ -1,5 +1,6 @@
 //! WIT versions side by side: modules built against `rtscore:scoring@0.1.0` (the committed
-//! fixtures in `tests/plugins/v0.1.0/`) load and score exactly as before, modules built with the
+//! fixtures in `tests/plugins/v0.1.0/`) load and score as before (as their rebuilds with the
+//! current SDK, to 1e-12), modules built with the
 //! current SDK target 0.2.0 and see the window context, and anything else is refused.
 
 use std::sync::Arc;
@@ -63,7 +64,7 @@ fn the_0_1_0_decay_weighted_fixture_equals_the_builtin_formula() {
 }
 
 #[test]
-fn every_0_1_0_fixture_scores_exactly_as_its_0_2_0_rebuild() {
+fn every_0_1_0_fixture_scores_as_its_0_2_0_rebuild() {
     let engine = engine();
     let params = |name: &str| match name {
         "gravity" => vec![json!(null), json!({"gravity": 1.2})],
@@ -81,9 +82,18 @@ fn every_0_1_0_fixture_scores_exactly_as_its_0_2_0_rebuild() {
                     a.unwrap_or_else(|e| panic!("{name} 0.1.0 seed {seed}: {e}")),
                     b.unwrap_or_else(|e| panic!("{name} seed {seed}: {e}")),
                 );
-                // Same source, same compiler: the same bits, not merely close.
-                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&a), bits(&b), "{name} {p} seed {seed}");
+                // The contract is that a 0.1.0 binary scores as it always did, and it does: it runs
+                // unchanged. Its rebuild uses the current SDK, whose `exp` (guest-sdk/src/math.rs,
+                // within 1 ulp; was the C library's) can differ in the last bit per term: so the
+                // two agree to 1e-12 relative, not bit for bit (docs/benchmarks.md, "Plugin vs
+                // native").
+                assert_eq!(a.len(), b.len(), "{name} {p} seed {seed}");
+                for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits() || rel_diff(*x, *y) <= 1e-12,
+                        "{name} {p} seed {seed} item {k}: 0.1.0 {x} vs rebuild {y}"
+                    );
+                }
             }
         }
     }

@@ -1,7 +1,11 @@
 //! decay-weighted: the built-in hot score of DESIGN §4 as a plugin, to the last bit of the
 //! formula: `Σ weight · count · E[exp(-λ·age)]`, weights and λ from the scenario.
+//!
+//! It scores the whole window in one call ([`Batch::decayed_scores`]: one pass over the row
+//! columns, two rows at a time with WebAssembly SIMD) rather than item by item; the scores are
+//! the same bits as `item.decayed_score()` per item.
 
-use rtscore_guest::{Item, NoParams, Scorer};
+use rtscore_guest::{Batch, NoParams, Scorer};
 
 pub struct DecayWeighted;
 
@@ -12,8 +16,9 @@ impl Scorer for DecayWeighted {
         Ok(Self)
     }
 
-    fn score_item(&self, item: &Item<'_>) -> f64 {
-        item.decayed_score()
+    fn score(&self, batch: &Batch<'_>, out: &mut Vec<f64>) -> Result<(), String> {
+        batch.decayed_scores(out);
+        Ok(())
     }
 }
 
@@ -37,6 +42,25 @@ mod tests {
         let expected_a = exp_decay(lambda, 5_000.0) + exp_decay(lambda, 35_000.0) + 2.0 * 2.0 * exp_decay(lambda, 3_600_000.0);
         assert!((scores[0] - expected_a).abs() / expected_a < 1e-6, "{} vs {expected_a}", scores[0]);
         assert_eq!(scores[1], 0.0, "like is not weighted");
+    }
+
+    #[test]
+    fn scores_the_same_bits_as_item_by_item() {
+        let batch = BatchBuilder::new()
+            .lambda(3.0)
+            .weights([("view", 1.0), ("click", 2.5), ("share", 0.0)])
+            .events([
+                ("a", "view", 5_000, 1),
+                ("a", "click", 900_000, 3),
+                ("a", "share", 10, 2),
+                ("b", "view", 59_000, 7),
+                ("c", "share", 1, 1),
+            ])
+            .build();
+        let scores = batch.run::<DecayWeighted>("null").unwrap();
+        let raw = &batch.raw;
+        let by_item: Vec<f64> = Batch::new(raw).unwrap().items().map(|i| i.decayed_score()).collect();
+        assert_eq!(scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(), by_item.iter().map(|s| s.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn render(name: &str, world: World, sdk: &SdkSource) -> anyhow::Result<Vec<F
     Ok(vec![
         ("Cargo.toml", fill(include_str!("../../../../templates/plugin/common/Cargo.toml.tmpl"))),
         ("rust-toolchain.toml", fill(include_str!("../../../../templates/plugin/common/rust-toolchain.toml.tmpl"))),
+        (".cargo/config.toml", fill(include_str!("../../../../templates/plugin/common/cargo-config.toml.tmpl"))),
         (".gitignore", fill(include_str!("../../../../templates/plugin/common/gitignore.tmpl"))),
         ("rustfmt.toml", fill(include_str!("../../../../templates/plugin/common/rustfmt.toml.tmpl"))),
         ("src/lib.rs", fill(lib)),
@@ -224,6 +225,7 @@ mod tests {
             assert!(cargo.contains("rtscore-guest = { path = \"/opt/rtscore/guest-sdk\" }"), "{cargo}");
             assert!(cargo.contains("debug = false"), "release builds carry no debug info: {cargo}");
             assert!(file(&files, "README.md").contains("release/watch_heat.wasm"));
+            assert!(file(&files, ".cargo/config.toml").contains("+simd128"), "the module uses WebAssembly SIMD");
             assert!(!files.iter().any(|(_, t)| t.contains("{{")), "{world:?}: every placeholder is filled");
         }
         let git = render("x", World::Hot, &SdkSource::Git("https://example.com/rtscore.git".into())).unwrap();
