@@ -74,7 +74,8 @@ impl DistinctSet {
         }
     }
 
-    /// Adds every hash of `other`.
+    /// Adds every hash of `other`: the reference [`DistinctCounts`] is tested against.
+    #[cfg(test)]
     pub fn merge(&mut self, other: &DistinctSet) {
         match other {
             DistinctSet::Exact(v) => v.iter().for_each(|&h| self.insert(h)),
@@ -91,7 +92,9 @@ impl DistinctSet {
         }
     }
 
-    /// The exact count, or the sketch's estimate rounded to a whole number.
+    /// The exact count, or the sketch's estimate rounded to a whole number (the reference
+    /// [`DistinctCounts::counts`] is tested against).
+    #[cfg(test)]
     pub fn count(&self) -> f64 {
         match self {
             DistinctSet::Exact(v) => v.len() as f64,
@@ -107,18 +110,157 @@ impl DistinctSet {
     }
 }
 
+/// `2^-r` for every register value (at most `64 - P + 1`): exact powers of two, so the sum is
+/// bit for bit what `exp2` gives, without a libm call per register.
+const NEG_POW2: [f64; 66] = {
+    let mut t = [0.0f64; 66];
+    let mut r = 0;
+    while r < 66 {
+        // The exponent field of 2^-r (r <= 65 stays a normal number).
+        t[r] = f64::from_bits((1023 - r as u64) << 52);
+        r += 1;
+    }
+    t
+};
+
 /// The HyperLogLog estimate, with linear counting for small cardinalities (no large-range
 /// correction is needed with 64-bit hashes).
 fn estimate(s: &[u8; REGISTERS]) -> f64 {
     let m = REGISTERS as f64;
     let alpha = 0.7213 / (1.0 + 1.079 / m);
-    let (sum, zeros) = s.iter().fold((0.0f64, 0usize), |(sum, z), &r| (sum + (-(f64::from(r))).exp2(), z + usize::from(r == 0)));
+    let (sum, zeros) = s.iter().fold((0.0f64, 0usize), |(sum, z), &r| (sum + NEG_POW2[usize::from(r)], z + usize::from(r == 0)));
     let raw = alpha * m * m / sum;
     if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw }
 }
 
+/// The distinct counts of many sets at once, each the union of parts added in any order: what
+/// merging [`DistinctSet`]s one part at a time gives, without a set per counted item. An item
+/// with one part (most items of a window: seen in one minute) is counted from that part as it
+/// is. Other items' hashes are gathered flat as (item, hash) pairs, grouped by a counting sort
+/// and sorted per item; only items with a sketch part, or more than [`EXACT_BOUND`] hashes, get
+/// a sketch. A window's merge then costs no allocation per item and no sorted insert per hash.
+#[derive(Debug)]
+pub struct DistinctCounts<'s> {
+    first: Vec<Part<'s>>,
+    pairs: Vec<(u32, u64)>,
+    /// The sketch parts of items with several parts (borrowed: nothing is copied to read them).
+    sketches: Vec<(u32, &'s [u8; REGISTERS])>,
+}
+
+/// An item's only part so far, or `Spilled` once it has several (they are then in the pairs).
+#[derive(Debug, Clone, Copy, Default)]
+enum Part<'s> {
+    #[default]
+    None,
+    /// Up to two hashes (0: none).
+    Inline(u64, u64),
+    Set(&'s DistinctSet),
+    Spilled,
+}
+
+impl<'s> DistinctCounts<'s> {
+    /// Counts for items `0..items`; parts of items beyond are ignored.
+    pub fn new(items: usize) -> Self {
+        Self { first: vec![Part::None; items], pairs: Vec::new(), sketches: Vec::new() }
+    }
+
+    /// Adds up to two hashes (0: none) to item `k`'s set.
+    #[inline]
+    pub fn add_inline(&mut self, k: u32, a: u64, b: u64) {
+        self.add_part(k, Part::Inline(a, b));
+    }
+
+    /// Adds every hash of `part` to item `k`'s set.
+    pub fn add_set(&mut self, k: u32, part: &'s DistinctSet) {
+        self.add_part(k, Part::Set(part));
+    }
+
+    fn add_part(&mut self, k: u32, part: Part<'s>) {
+        let Some(held) = self.first.get_mut(k as usize) else { return };
+        match *held {
+            Part::None => *held = part,
+            Part::Spilled => self.spill(k, part),
+            only => {
+                *held = Part::Spilled;
+                self.spill(k, only);
+                self.spill(k, part);
+            }
+        }
+    }
+
+    fn spill(&mut self, k: u32, part: Part<'s>) {
+        match part {
+            Part::Inline(a, b) => self.pairs.extend([a, b].into_iter().filter(|&h| h != 0).map(|h| (k, h))),
+            Part::Set(DistinctSet::Exact(v)) => self.pairs.extend(v.iter().map(|&h| (k, h))),
+            Part::Set(DistinctSet::Sketch(s)) => self.sketches.push((k, s)),
+            Part::None | Part::Spilled => {}
+        }
+    }
+
+    /// Each item's count (0 for an item without hashes): exact up to [`EXACT_BOUND`], else the
+    /// sketch estimate, as [`DistinctSet::count`] of the union.
+    pub fn counts(mut self) -> Vec<f64> {
+        let items = self.first.len();
+        // Group the spilled hashes by item with a counting sort (linear), then sort each item's
+        // own hashes: far cheaper than one comparison sort of every (item, hash) pair.
+        let mut starts = vec![0u32; items + 1];
+        for &(k, _) in &self.pairs {
+            starts[k as usize + 1] += 1;
+        }
+        for k in 0..items {
+            starts[k + 1] += starts[k];
+        }
+        let mut next = starts.clone();
+        let mut hashes = vec![0u64; self.pairs.len()];
+        for &(k, h) in &self.pairs {
+            hashes[next[k as usize] as usize] = h;
+            next[k as usize] += 1;
+        }
+        // One sketch per item: the register-wise max of its sketch parts.
+        self.sketches.sort_unstable_by_key(|(k, _)| *k);
+        let mut sketches = self.sketches.chunk_by(|a, b| a.0 == b.0).peekable();
+        (0..items)
+            .map(|k| match self.first[k] {
+                Part::None | Part::Spilled if starts[k] == starts[k + 1] && sketches.peek().is_none_or(|c| c[0].0 as usize != k) => 0.0,
+                Part::None | Part::Spilled => {
+                    let own = &mut hashes[starts[k] as usize..starts[k + 1] as usize];
+                    let parts = sketches.next_if(|c| c[0].0 as usize == k);
+                    count_of(own, parts.map(|c| c.iter().map(|(_, s)| *s)))
+                }
+                Part::Inline(a, b) => f64::from(u8::from(a != 0) + u8::from(b != 0 && b != a)),
+                Part::Set(DistinctSet::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
+                Part::Set(DistinctSet::Exact(v)) => estimate(&sketch_of(v)).round(),
+                Part::Set(DistinctSet::Sketch(s)) => estimate(s).round(),
+            })
+            .collect()
+    }
+}
+
+/// The count of the union of `hashes` (in any order, repeats allowed) and `sketches`.
+fn count_of<'a>(hashes: &mut [u64], sketches: Option<impl Iterator<Item = &'a [u8; REGISTERS]>>) -> f64 {
+    let mut s = match sketches {
+        Some(parts) => {
+            let mut s = Box::new([0u8; REGISTERS]);
+            parts.for_each(|p| s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x)));
+            s
+        }
+        None => {
+            hashes.sort_unstable();
+            let distinct = hashes.iter().zip(hashes.iter().skip(1)).filter(|(a, b)| a != b).count() + usize::from(!hashes.is_empty());
+            if distinct <= EXACT_BOUND {
+                return distinct as f64;
+            }
+            Box::new([0u8; REGISTERS])
+        }
+    };
+    hashes.iter().for_each(|&h| register(&mut s, h));
+    estimate(&s).round()
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn set_of(values: impl Iterator<Item = String>) -> DistinctSet {
@@ -167,5 +309,36 @@ mod tests {
         small.merge(&big);
         assert_eq!(small, whole);
         assert_eq!(whole.count(), set_of(all.iter().rev().cloned()).count());
+    }
+
+    #[test]
+    fn the_power_table_is_exp2() {
+        for r in 0..=(64 - P + 1) as u8 {
+            assert_eq!(NEG_POW2[usize::from(r)].to_bits(), (-(f64::from(r))).exp2().to_bits(), "r = {r}");
+        }
+    }
+
+    proptest! {
+        /// The flat merge counts exactly what merging sets part by part counts, whatever the
+        /// parts: small and large exact sets, sketches, items without hashes.
+        #[test]
+        fn flat_counts_equal_set_merges(
+            parts in prop::collection::vec((0u32..6, 0usize..400, 0u64..600, any::<bool>()), 0..14)
+        ) {
+            let parts: Vec<(u32, DistinctSet, bool)> =
+                parts.into_iter().map(|(k, n, base, as_set)| (k, set_of((0..n as u64).map(|i| format!("u{}", base + i))), as_set)).collect();
+            let mut flat = DistinctCounts::new(6);
+            let mut sets = vec![DistinctSet::default(); 6];
+            for (k, part, as_set) in &parts {
+                match part {
+                    // Up to two hashes at a time, as an (item, minute) holds them inline.
+                    DistinctSet::Exact(v) if !as_set => v.chunks(2).for_each(|c| flat.add_inline(*k, c[0], c.get(1).copied().unwrap_or(0))),
+                    _ => flat.add_set(*k, part),
+                }
+                sets[*k as usize].merge(part);
+            }
+            let want: Vec<f64> = sets.iter().map(DistinctSet::count).collect();
+            prop_assert_eq!(flat.counts(), want);
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::config::{FeatureDef, FeatureField, FeatureOp};
 use crate::event::{Event, PropValue};
 use crate::scoring::{FeatureColumn, FeatureValues};
 
-use super::distinct::{DistinctSet, hash};
+use super::distinct::{DistinctCounts, DistinctSet, hash};
 
 /// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
 /// (±9.2e12 units); sums are i128, so they never overflow.
@@ -305,7 +305,7 @@ pub enum PortableAgg {
 enum Acc<'m> {
     Sum(Vec<i128>),
     Max(Vec<Option<f64>>),
-    Distinct(Vec<DistinctSet>),
+    Distinct(DistinctCounts<'m>),
     Last(Vec<Option<(i64, &'m str)>>),
 }
 
@@ -322,7 +322,7 @@ impl<'m> BatchFeatures<'m> {
             .map(|d| match d.op {
                 FeatureOp::Sum => Acc::Sum(vec![0; items]),
                 FeatureOp::Max => Acc::Max(vec![None; items]),
-                FeatureOp::Distinct => Acc::Distinct(vec![DistinctSet::default(); items]),
+                FeatureOp::Distinct => Acc::Distinct(DistinctCounts::new(items)),
                 FeatureOp::Last => Acc::Last(vec![None; items]),
             })
             .collect();
@@ -338,12 +338,12 @@ impl<'m> BatchFeatures<'m> {
                     let x = f64::from_bits(agg.a);
                     v[k] = Some(v[k].map_or(x, |m| m.max(x)));
                 }
-                Acc::Distinct(v) if agg.a == IN_ARENA => {
+                Acc::Distinct(d) if agg.a == IN_ARENA => {
                     if let Some(s) = fm.sets.get(agg.b as usize) {
-                        v[k].merge(s);
+                        d.add_set(k as u32, s);
                     }
                 }
-                Acc::Distinct(v) => [agg.a, agg.b].into_iter().filter(|&h| h != 0).for_each(|h| v[k].insert(h)),
+                Acc::Distinct(d) => d.add_inline(k as u32, agg.a, agg.b),
                 Acc::Last(v) if agg.b != 0 => {
                     let (start, len) = span(agg.b);
                     let cand = (agg.a as i64, &fm.text[start..start + len]);
@@ -365,7 +365,7 @@ impl<'m> BatchFeatures<'m> {
                 let values = match acc {
                     Acc::Sum(v) => FeatureValues::Number(v.into_iter().map(|s| s as f64 / SUM_SCALE).collect()),
                     Acc::Max(v) => FeatureValues::Number(v.into_iter().map(|m| m.unwrap_or(0.0)).collect()),
-                    Acc::Distinct(v) => FeatureValues::Number(v.iter().map(DistinctSet::count).collect()),
+                    Acc::Distinct(d) => FeatureValues::Number(d.counts()),
                     Acc::Last(v) => FeatureValues::Text(v.into_iter().map(|l| l.map_or(String::new(), |(_, t)| t.to_string())).collect()),
                 };
                 FeatureColumn { name: def.name.clone(), values }

@@ -299,11 +299,19 @@ impl HotWindows {
         batch.row_count.resize(total, 0);
         batch.row_age_mean_ms.resize(total, 0.0);
         batch.row_age_var_ms2.resize(total, 0.0);
-        // Pass 2: each cell to its item's next row.
+        // Pass 2: each cell to its item's next row, and with declared features, each item's
+        // minutes merged into the columns (in the same sweep over the cells).
+        let mut features = self.features.as_deref().map(|set| (set, set.defs.len(), BatchFeatures::new(set, s.order.len())));
         for (&minute, m) in self.minutes.range(lo..hi) {
             let bucket_start = minute * BUCKET_MS;
-            for c in &m.cells {
+            let fm = m.features.as_deref();
+            for (i, c) in m.cells.iter().enumerate() {
                 let k = s.mark[c.item as usize] as usize - 1;
+                if let (Some((_, n, acc)), Some(fm), true) = (&mut features, fm, c.head) {
+                    if let Some(aggs) = fm.aggs_of(i, *n) {
+                        acc.merge(k, fm, aggs);
+                    }
+                }
                 let row = s.rows[k] as usize;
                 s.rows[k] += 1;
                 let (mean, var) = age_moments(c.count, c.sum_offset, c.sum_offset_sq, bucket_start, end);
@@ -313,18 +321,7 @@ impl HotWindows {
                 batch.row_age_var_ms2[row] = var;
             }
         }
-        // Pass 3, with declared features only: merge each item's minutes into the columns.
-        if let Some(set) = self.features.as_deref() {
-            let n = set.defs.len();
-            let mut acc = BatchFeatures::new(set, s.order.len());
-            for (_, m) in self.minutes.range(lo..hi) {
-                let Some(fm) = m.features.as_deref() else { continue };
-                for (i, c) in m.cells.iter().enumerate().filter(|(_, c)| c.head) {
-                    if let Some(aggs) = fm.aggs_of(i, n) {
-                        acc.merge(s.mark[c.item as usize] as usize - 1, fm, aggs);
-                    }
-                }
-            }
+        if let Some((set, _, acc)) = features {
             batch.features = acc.columns(set);
         }
         for &id in &s.order {
