@@ -21,7 +21,7 @@ use anyhow::Context;
 use crate::config::redis_keys as keys;
 use crate::pipeline::PartitionState;
 #[cfg(feature = "redis")]
-use crate::pipeline::{PartitionStateV1, PartitionStateV2};
+use crate::pipeline::{PartitionStateV1, PartitionStateV2, PartitionStateV3};
 use crate::sinks::redis::RedisSink;
 #[cfg(feature = "redis")]
 use crate::snapshot::codec;
@@ -84,11 +84,39 @@ pub struct Encoded {
 impl Encoded {
     pub fn of(state: &PartitionState) -> anyhow::Result<Self> {
         #[cfg(feature = "redis")]
-        let blob = codec::encode(state)?;
+        let blob = encode_state(state)?;
         #[cfg(not(feature = "redis"))]
         let blob = Vec::new();
         Ok(Self { partition: state.partition, next_offset: state.next_offset, blob })
     }
+}
+
+/// A partition state read without repartitioning has no source lanes: it is written in
+/// format 3 as before (a host of the previous version can still read it); one with source
+/// lanes needs format 4.
+#[cfg(feature = "redis")]
+fn encode_state(state: &PartitionState) -> Result<Vec<u8>, crate::snapshot::SnapshotError> {
+    /// Format 3's shape, borrowed (bincode writes a slice as it writes a `Vec`): no copy of a
+    /// large state just to drop one empty field.
+    #[derive(serde::Serialize)]
+    struct V3<'a> {
+        partition: i32,
+        next_offset: i64,
+        max_event_ts: Option<i64>,
+        scenarios: &'a [crate::pipeline::ScenarioState],
+        tenant_max_ts: &'a [(String, i64)],
+    }
+    if !state.sources.is_empty() {
+        return codec::encode(state);
+    }
+    let v3 = V3 {
+        partition: state.partition,
+        next_offset: state.next_offset,
+        max_event_ts: state.max_event_ts,
+        scenarios: &state.scenarios,
+        tenant_max_ts: &state.tenant_max_ts,
+    };
+    codec::encode_as(3, &v3)
 }
 
 impl SnapshotStore {
@@ -123,12 +151,13 @@ impl SnapshotStore {
         let mut states = Vec::new();
         for &p in partitions {
             let Some(blob) = self.load_blob(redis, p).await? else { continue };
-            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&blob).with_context(|| {
-                format!(
-                    "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
-                    self.key(p)
-                )
-            })?;
+            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&blob)
+                .with_context(|| {
+                    format!(
+                        "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
+                        self.key(p)
+                    )
+                })?;
             anyhow::ensure!(state.partition == p, "snapshot {} holds partition {}", self.key(p), state.partition);
             states.push(state);
         }
