@@ -10,6 +10,8 @@ mod metrics_job;
 mod profile_job;
 mod profile_load;
 pub mod quota;
+#[cfg(test)]
+mod repartition_tests;
 mod scenario_map;
 pub mod shadow;
 mod state;

@@ -446,6 +446,20 @@ mod tests {
     }
 
     #[test]
+    fn repartition_reads_the_groups_internal_topic_and_needs_kafka() {
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--group-id", "g", "--repartition"])).unwrap();
+        let k = s.kafka().unwrap();
+        assert_eq!((k.topic.as_str(), k.input_topic().as_str()), ("behavior-events", "g.by-scenario"));
+        assert_eq!(k.repartition, Some(RepartitionSettings { partitions: None }));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--repartition", "--repartition-partitions", "12"])).unwrap();
+        assert_eq!(s.kafka().unwrap().repartition, Some(RepartitionSettings { partitions: Some(12) }));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap();
+        assert_eq!(s.kafka().unwrap().input_topic(), "behavior-events", "no shuffle: the topic itself");
+        let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--repartition"])).unwrap_err();
+        assert!(err.to_string().contains("--repartition applies to Kafka"), "{err}");
+    }
+
+    #[test]
     fn kafka_mode_dead_letters_into_the_topic_in_the_isolated_group() {
         let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--tenant-id", "t", "--scenario-id", "s"])).unwrap();
         let k = s.kafka().unwrap();
