@@ -36,8 +36,6 @@ use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partiti
 /// stage adds, and the work a crash makes the next owner redo.
 pub const TXN_MS: u64 = 100;
 const TXN_RECORDS: usize = 20_000;
-/// Markers of every owned source partition are sent at least this often, even without events.
-const KEEPALIVE: Duration = Duration::from_secs(1);
 /// A dead host's open transaction holds the pipeline's `read_committed` reads back until the
 /// broker aborts it: this long at most.
 const TXN_TIMEOUT_MS: &str = "10000";
@@ -209,7 +207,6 @@ struct Forwarder<'a> {
     /// The open transaction: when it began, the rebalance count and group metadata then, the
     /// next source offset per partition, records forwarded, and source partitions read.
     open: Option<Txn>,
-    last_keepalive: Instant,
 }
 
 struct Txn {
@@ -246,7 +243,7 @@ impl<'a> Session<'a> {
         producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
         tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
             transactional_id = %cfg.transactional_id, "shuffle forwarding");
-        let fwd = Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None, last_keepalive: Instant::now() };
+        let fwd = Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None };
         Ok(Session { consumer, fwd })
     }
 
@@ -280,7 +277,7 @@ impl<'a> Session<'a> {
             }
             let due =
                 self.fwd.open.as_ref().is_some_and(|t| t.began.elapsed() >= Duration::from_millis(TXN_MS) || t.records >= TXN_RECORDS);
-            if due || self.fwd.last_keepalive.elapsed() >= KEEPALIVE {
+            if due {
                 self.fwd.finish(&self.consumer)?;
             }
         }
@@ -341,20 +338,14 @@ impl Forwarder<'_> {
         Ok(())
     }
 
-    /// Sends the markers of the source partitions read in this transaction (all owned ones
-    /// at a keepalive) to every internal partition, then commits records, markers and source
-    /// offsets at once. On failure: abort, rewind to the committed offsets, progress back to
-    /// the last commit.
+    /// Sends the markers of the source partitions read in this transaction to every internal
+    /// partition, then commits records, markers and source offsets at once. On failure: abort,
+    /// rewind to the committed offsets, progress back to the last commit. Nothing is sent
+    /// while nothing is read: a marker without news would change no lane, and would make
+    /// every pipeline store snapshots of an idle input.
     fn finish(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
-        let keepalive = self.last_keepalive.elapsed() >= KEEPALIVE;
-        if self.open.is_none() && !(keepalive && !self.progress.sources().is_empty()) {
-            self.last_keepalive = Instant::now();
-            return Ok(());
-        }
-        self.begin(consumer)?;
-        let touched = self.open.as_ref().map(|t| t.touched.clone()).unwrap_or_default();
-        let sources: BTreeSet<i32> = if keepalive { self.progress.sources().into_iter().collect() } else { touched };
-        for source in sources {
+        let Some(touched) = self.open.as_ref().map(|t| t.touched.clone()) else { return Ok(()) };
+        for source in touched {
             let Some(marker) = self.progress.marker(source) else { continue };
             let bytes = marker.encode();
             for p in 0..self.topology.partitions {
@@ -365,7 +356,6 @@ impl Forwarder<'_> {
             }
         }
         let Some(txn) = self.open.take() else { return Ok(()) };
-        self.last_keepalive = Instant::now();
         match self.commit(consumer, &txn) {
             Ok(()) => {
                 self.progress.commit();
