@@ -121,8 +121,9 @@ impl Run {
     }
 
     /// `group`'s committed offsets on `topic` have reached the end of its `partitions`, less
-    /// `slack` (a transactionally written partition ends with a commit marker, a control
-    /// record that consumers skip and that no committed offset needs to pass).
+    /// `slack` (a transactionally written partition ends with control records that consumers
+    /// skip and no committed offset needs to pass: the last commit marker, and the abort
+    /// marker of a killed host's transaction when the broker aborts it after the rest).
     fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32, slack: i64) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
@@ -211,7 +212,7 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
         "the shuffle's offsets did not reach the end of the source topic"
     );
     assert!(
-        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &run.group, &internal, PARTITIONS, 1)),
+        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &run.group, &internal, PARTITIONS, 2)),
         "the pipeline's offsets did not reach the end of the internal topic"
     );
     for h in hosts.iter_mut().skip(1) {

@@ -323,8 +323,8 @@ impl Running {
             self.warned_cross_partition = true;
             tracing::warn!(
                 "events of one scenario arrive on several partitions: one host computes them exactly, but several \
-                 hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id \
-                 (docs/operations.md, \"Running a fleet\")"
+                 hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id, \
+                 or run every host of the group with --repartition (docs/operations.md, \"Running a fleet\")"
             );
         }
         status::export_metrics(stats, &rows);
