@@ -111,7 +111,7 @@ impl Source {
             }
             #[cfg(not(feature = "kafka"))]
             SourceSettings::Kafka(k) => {
-                let _ = (health, stop);
+                let _ = (health, stop, repartition);
                 anyhow::bail!("cannot read topic {} on {}: this rtscore was built without the `kafka` feature", k.topic, k.brokers)
             }
             #[cfg(feature = "kafka")]

@@ -298,7 +298,7 @@ impl TryFrom<RunArgs> for Settings {
         if a.repartition && (a.events_file.is_some() || a.kafka_servers.is_none()) {
             bail!("--repartition applies to Kafka events (--kafka-servers without --events-file)");
         }
-        let repartition = a.repartition.then(|| RepartitionSettings { partitions: a.repartition_partitions });
+        let repartition = a.repartition.then_some(RepartitionSettings { partitions: a.repartition_partitions });
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
             (None, Some(brokers)) => SourceSettings::Kafka(KafkaSettings {
