@@ -329,3 +329,59 @@ fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
     let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
     (0..PARTITIONS).filter_map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).ok()).map(|w| w.1).sum()
 }
+
+/// Catch-up cost of the shuffle, not a pass/fail test: one host reads `RTSCORE_MEASURE_EVENTS`
+/// (300,000) events of a user-keyed topic directly, then another with `--repartition`, each
+/// timed until its offsets reach the end. With `RTSCORE_TEST_BIN` pointing at a release build:
+/// `RTSCORE_TEST_BIN=target/release/rtscore cargo test -p rtscore --test it e2e_repartition::measure -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement; run it by hand"]
+fn measure_catch_up_with_and_without_repartition() {
+    let stack = Stack::ensure();
+    let n: usize = std::env::var("RTSCORE_MEASURE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let base: Vec<Ev> = events().into_iter().filter(|e| e.2.item_id != "sentinel").collect();
+    let run = Run::new(&stack, "measure", None);
+    let records: Vec<(i32, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let (k, user, e) = &base[i % base.len()];
+            let ts = e.ts + (i / base.len()) as i64 * 4 * 3_600_000;
+            let ev: Ev = (*k, *user + (i % 1000) as u32 * PARTITIONS as u32, rtscore::scoring::reference::RefEvent { ts, ..e.clone() });
+            (ev.1 as i32 % PARTITIONS, line(&run.tenant, &ev))
+        })
+        .collect();
+    stack.produce_to(&run.topic, &records);
+    let timed = |repartition: bool| -> f64 {
+        let group = unique("gm");
+        stack.delete_later(&format!("{group}.by-scenario"));
+        let mut host = Host::run()
+            .kafka(&stack, &run.topic, &group)
+            .job("hot_score")
+            .scenarios_dir(run.dir.path().join("scenarios"))
+            .view_off()
+            .partition_idle_ms(600_000);
+        if repartition {
+            host = host.repartition();
+        }
+        let started = Instant::now();
+        let mut host = host.start();
+        let internal = format!("{group}.by-scenario");
+        let done = wait_until(Duration::from_secs(600), || match repartition {
+            false => run.committed_to_end(&stack, &group, &run.topic, PARTITIONS, 0),
+            true => {
+                run.committed_to_end(&stack, &format!("{group}.shuffle"), &run.topic, PARTITIONS, 0)
+                    && run.committed_to_end(&stack, &group, &internal, PARTITIONS, 2)
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        assert!(done, "{}", host.log());
+        assert!(host.stop().success(), "{}", host.log());
+        secs
+    };
+    let direct = timed(false);
+    let shuffled = timed(true);
+    eprintln!(
+        "{n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s)",
+        n as f64 / direct,
+        n as f64 / shuffled
+    );
+}

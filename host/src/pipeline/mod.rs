@@ -416,10 +416,13 @@ impl Pipeline {
             }
         };
         self.time.expect_sources(partition, marker.tag.sources, wall_ms);
+        // The shuffle counts no event past the skew; a marker that does anyway (written by
+        // something else) must not close every window either.
+        let limit = self.opts.max_event_skew_ms.map_or(i64::MAX, |s| wall_ms.saturating_add(s));
         let tenants: Vec<(&str, i64, u64)> = marker
             .tenants
             .iter()
-            .filter(|t| self.tenants.contains_key(t.tenant.as_str()))
+            .filter(|t| self.tenants.contains_key(t.tenant.as_str()) && t.max_ts <= limit)
             .map(|t| (t.tenant.as_str(), t.max_ts, t.events))
             .collect();
         let host_max = tenants.iter().map(|t| t.1).max();

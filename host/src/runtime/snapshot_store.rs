@@ -287,3 +287,48 @@ impl SnapshotStore {
 /// Saves by this process, for unique chunk versions.
 #[cfg(feature = "redis")]
 static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+    use crate::pipeline::SourceLaneState;
+
+    fn state(sources: Vec<SourceLaneState>) -> PartitionState {
+        PartitionState {
+            partition: 2,
+            next_offset: 77,
+            max_event_ts: Some(1_767_225_600_000),
+            scenarios: Vec::new(),
+            tenant_max_ts: vec![("t".into(), 1_767_225_600_000)],
+            sources,
+        }
+    }
+
+    #[test]
+    fn a_state_without_source_lanes_is_written_in_format_3_byte_for_byte() {
+        let s = state(Vec::new());
+        let v3 = PartitionStateV3 {
+            partition: s.partition,
+            next_offset: s.next_offset,
+            max_event_ts: s.max_event_ts,
+            scenarios: Vec::new(),
+            tenant_max_ts: s.tenant_max_ts.clone(),
+        };
+        let bytes = encode_state(&s).unwrap();
+        assert_eq!(bytes, codec::encode_as(3, &v3).unwrap(), "what a format 3 host wrote");
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
+        assert_eq!((read.next_offset, read.tenant_max_ts, read.sources.len()), (77, s.tenant_max_ts, 0));
+    }
+
+    #[test]
+    fn a_repartitioned_state_is_format_4_and_keeps_its_lanes() {
+        let lanes = vec![
+            SourceLaneState { source: 0, max_event_ts: Some(5), tenant_max_ts: vec![("t".into(), 5)] },
+            SourceLaneState { source: 1, max_event_ts: None, tenant_max_ts: Vec::new() },
+        ];
+        let bytes = encode_state(&state(lanes.clone())).unwrap();
+        assert_eq!(codec::version(&bytes).unwrap(), 4);
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
+        assert_eq!(read.sources, lanes);
+    }
+}
