@@ -355,7 +355,7 @@ fn measure_catch_up_with_and_without_repartition() {
         stack.delete_later(&format!("{group}.by-scenario"));
         let mut host = Host::run()
             .kafka(&stack, &run.topic, &group)
-            .job("hot_score")
+            .job("item_hot_score")
             .scenarios_dir(run.dir.path().join("scenarios"))
             .view_off()
             .partition_idle_ms(600_000);
