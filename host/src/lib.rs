@@ -17,6 +17,7 @@ pub mod http;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;
+pub mod repartition;
 pub mod runtime;
 pub mod scoring;
 pub mod settings;

@@ -59,6 +59,27 @@ pub struct KafkaSettings {
     pub options: Vec<(String, String)>,
     /// Where rejected events go unless a dead-letter file is given.
     pub dead_letter_topic: String,
+    /// `--repartition`: `topic` is keyed any way; a shuffle stage forwards it to the internal
+    /// topic, which the pipeline reads.
+    pub repartition: Option<RepartitionSettings>,
+}
+
+/// `--repartition` (docs/operations.md, "Running a fleet").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepartitionSettings {
+    /// Partitions of the internal topic when this host creates it (`None`: the source's).
+    pub partitions: Option<i32>,
+}
+
+impl KafkaSettings {
+    /// The topic the pipeline reads (its snapshots and profile offsets are keyed by it): the
+    /// internal `<group>.by-scenario` topic when repartitioning, else `topic`.
+    pub fn input_topic(&self) -> String {
+        match self.repartition {
+            Some(_) => crate::repartition::internal_topic(&self.group_id),
+            None => self.topic.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -98,6 +98,12 @@ impl Host {
         self.arg("--kafka-servers", &stack.kafka).arg("--topic", topic)
     }
 
+    /// `--repartition`: a topic keyed any way, shuffled through the internal topic
+    /// `<group>.by-scenario` (register it with `Stack::delete_later`).
+    pub fn repartition(self) -> Host {
+        self.flag("--repartition")
+    }
+
     /// `--group-id`.
     pub fn group_id(self, group: &str) -> Host {
         self.arg("--group-id", group)

@@ -185,6 +185,12 @@ impl Stack {
         self.topics.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(name.to_string());
     }
 
+    /// Deletes `topic` with the topics this stack created, though something else created it
+    /// (the internal topic of `rtscore run --repartition`).
+    pub fn delete_later(&self, topic: &str) {
+        self.topics.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(topic.to_string());
+    }
+
     /// Produces each `(partition, record)` in order and waits until delivered.
     pub fn produce_to(&self, topic: &str, records: &[(i32, Vec<u8>)]) {
         let producer: BaseProducer =

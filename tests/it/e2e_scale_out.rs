@@ -16,17 +16,17 @@ use rtscore::scoring::reference::{RefEvent, hot_lists};
 use rtscore_testkit::*;
 
 const T0: i64 = 1_767_225_600_000;
-const PARTITIONS: i32 = 6;
-const SCENARIOS: usize = 8;
+pub(crate) const PARTITIONS: i32 = 6;
+pub(crate) const SCENARIOS: usize = 8;
 const EVENTS: i64 = 24_000;
 const METRICS_WINDOW_MS: i64 = 5 * 60_000;
 const ACTIONS: [&str; 5] = ["impression", "view", "click", "like", "purchase"];
 
-fn scenario_id(k: usize) -> String {
+pub(crate) fn scenario_id(k: usize) -> String {
     format!("s{k}")
 }
 
-fn scenario_doc(tenant: &str, k: usize) -> serde_json::Value {
+pub(crate) fn scenario_doc(tenant: &str, k: usize) -> serde_json::Value {
     serde_json::json!({"tenant_id": tenant, "scenario_id": scenario_id(k), "revision": 1, "config": {"realtime_compute": {
         "hot_score": {"window_size_minutes": 30, "window_slide_minutes": 10, "decay_lambda": 0.5, "top_n": 20},
         "user_profile": {"update_frequency_minutes": 5},
@@ -34,17 +34,17 @@ fn scenario_doc(tenant: &str, k: usize) -> serde_json::Value {
 }
 
 /// Window records by (kind, scenario, window_end).
-type Windows = BTreeMap<(String, String, i64), serde_json::Value>;
+pub(crate) type Windows = BTreeMap<(String, String, i64), serde_json::Value>;
 /// Per scenario: the final hot ZSET and the meta's window_end.
-type RedisHot = BTreeMap<String, (Vec<(String, f64)>, Option<String>)>;
+pub(crate) type RedisHot = BTreeMap<String, (Vec<(String, f64)>, Option<String>)>;
 
 /// One event: scenario index, user, and the reference event.
-type Ev = (usize, u32, RefEvent);
+pub(crate) type Ev = (usize, u32, RefEvent);
 
 /// About four hours of skewed traffic in time order with < 5 s of disorder (below the 10 s
 /// lateness, so no event is late however partitions interleave), then one unweighted event per
 /// scenario six hours later, which closes every real window.
-fn events() -> Vec<Ev> {
+pub(crate) fn events() -> Vec<Ev> {
     let mut rng = SmallRng::seed_from_u64(6);
     let mut out = Vec::new();
     for i in 0..EVENTS {
@@ -61,7 +61,7 @@ fn events() -> Vec<Ev> {
     out
 }
 
-fn line(tenant: &str, (k, user, e): &Ev) -> Vec<u8> {
+pub(crate) fn line(tenant: &str, (k, user, e): &Ev) -> Vec<u8> {
     format!(
         r#"{{"tenant_id":"{tenant}","scenario_id":"{}","user_id":"u{user}","item_id":"{}","action":"{}","ts":{},"category":"c{}"}}"#,
         scenario_id(*k),
@@ -75,7 +75,7 @@ fn line(tenant: &str, (k, user, e): &Ev) -> Vec<u8> {
 
 /// Windows a complete run emits: every non-empty reference hot list and every metrics window
 /// holding events (the sentinels' windows never close).
-fn expected_windows(tenant: &str, evs: &[Ev]) -> BTreeSet<(String, String, i64)> {
+pub(crate) fn expected_windows(tenant: &str, evs: &[Ev]) -> BTreeSet<(String, String, i64)> {
     let mut want = BTreeSet::new();
     for k in 0..SCENARIOS {
         let cfg = parse_scenario(&scenario_doc(tenant, k)).unwrap();
@@ -97,7 +97,7 @@ fn expected_windows(tenant: &str, evs: &[Ev]) -> BTreeSet<(String, String, i64)>
 }
 
 /// Equal JSON, numbers within relative `rel`.
-fn same(a: &serde_json::Value, b: &serde_json::Value, rel: f64) -> bool {
+pub(crate) fn same(a: &serde_json::Value, b: &serde_json::Value, rel: f64) -> bool {
     use serde_json::Value::*;
     match (a, b) {
         (Number(x), Number(y)) => {
@@ -114,7 +114,7 @@ fn same(a: &serde_json::Value, b: &serde_json::Value, rel: f64) -> bool {
 /// and the wall-clock fields. A window emitted twice (replay after a restart) must carry the
 /// same content both times (numbers within `rel`); a differing re-emission is returned as a
 /// conflict: a lost or double-counted event would show up here.
-fn windows_within(sinks: &[PathBuf], rel: f64) -> (Windows, Vec<String>) {
+pub(crate) fn windows_within(sinks: &[PathBuf], rel: f64) -> (Windows, Vec<String>) {
     let mut all = BTreeMap::new();
     let mut conflicts = Vec::new();
     for path in sinks {
@@ -146,7 +146,7 @@ fn windows(sinks: &[PathBuf]) -> (Windows, Vec<String>) {
 }
 
 /// Each scenario's final hot ZSET and meta window in Redis.
-fn redis_hot(stack: &Stack, tenant: &str) -> RedisHot {
+pub(crate) fn redis_hot(stack: &Stack, tenant: &str) -> RedisHot {
     let mut redis = stack.redis();
     (0..SCENARIOS)
         .map(|k| {
@@ -271,7 +271,7 @@ fn single_host_reference(stack: &Stack, evs: &[Ev]) -> (Windows, RedisHot) {
 }
 
 /// Redis once every scenario's meta shows its last emitted hot window.
-fn wait_redis_final(stack: &Stack, tenant: &str, got: &Windows) -> RedisHot {
+pub(crate) fn wait_redis_final(stack: &Stack, tenant: &str, got: &Windows) -> RedisHot {
     let last: BTreeMap<String, i64> = got.keys().filter(|k| k.0 == "hot").map(|k| (k.1.clone(), k.2)).collect();
     let ok = wait_until(Duration::from_secs(20), || {
         redis_hot(stack, tenant).iter().all(|(s, (_, end))| end.as_deref() == last.get(s).map(|e| e.to_string()).as_deref())
@@ -281,11 +281,11 @@ fn wait_redis_final(stack: &Stack, tenant: &str, got: &Windows) -> RedisHot {
 }
 
 /// Whether the host's last "partitions owned" log line lists any.
-fn owns_partitions(log: &str) -> bool {
+pub(crate) fn owns_partitions(log: &str) -> bool {
     log.lines().rfind(|l| l.contains("partitions owned")).is_some_and(|l| !l.trim_end().ends_with("{}"))
 }
 
-fn assert_same(want: &Windows, got: &Windows) {
+pub(crate) fn assert_same(want: &Windows, got: &Windows) {
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     let differ: Vec<_> = want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| k).collect();

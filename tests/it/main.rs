@@ -30,6 +30,7 @@ mod e2e_noisy_neighbour;
 mod e2e_plugin_worlds;
 mod e2e_profiles_metrics;
 mod e2e_redis_outage;
+mod e2e_repartition;
 mod e2e_rollout;
 mod e2e_scale_out;
 mod e2e_verticals;

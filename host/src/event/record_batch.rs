@@ -14,6 +14,19 @@ pub struct Position {
     pub offset: i64,
 }
 
+/// How a record reached a host that repartitions (`--repartition`, docs/operations.md): an
+/// event forwarded from a source partition, or the shuffle's progress marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Forwarded from partition `source` of a source topic of `sources` partitions.
+    Source { source: i32, sources: i32 },
+    /// A progress marker (not an event: never counted, scored or dead-lettered).
+    Marker,
+    /// No tag (a record written to the internal topic by something else): read as an event of
+    /// its partition, as without repartitioning.
+    Untagged,
+}
+
 /// Many raw records in one contiguous buffer: record `i` is `data[ends[i-1]..ends[i]]`.
 #[derive(Debug, Default, Clone)]
 pub struct RecordBatch {
@@ -21,6 +34,8 @@ pub struct RecordBatch {
     pub ends: Vec<u32>,
     /// Per record, when the source has positions (Kafka); empty otherwise.
     pub positions: Vec<Position>,
+    /// Per record, when the source repartitions; empty otherwise.
+    pub origins: Vec<Origin>,
     /// Every record parsed by the source ([`Self::parse_ahead`]); `None` leaves parsing to
     /// the pipeline.
     pub parsed: Option<ParsedEvents>,
@@ -31,7 +46,14 @@ pub struct RecordBatch {
 
 impl RecordBatch {
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        Self { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(records), positions: Vec::new(), parsed: None, mapping: None }
+        Self {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+            positions: Vec::new(),
+            origins: Vec::new(),
+            parsed: None,
+            mapping: None,
+        }
     }
 
     /// Parses every record now, on the caller's thread, so the pipeline thread does not.
@@ -71,6 +93,18 @@ impl RecordBatch {
     pub fn push_at(&mut self, record: &[u8], pos: Position) {
         self.push(record);
         self.positions.push(pos);
+    }
+
+    /// A record of a repartitioning source, with how it got here.
+    pub fn push_from(&mut self, record: &[u8], pos: Position, origin: Origin) {
+        self.push_at(record, pos);
+        self.origins.push(origin);
+    }
+
+    /// How record `i` got here, when the source repartitions.
+    #[inline]
+    pub fn origin(&self, i: usize) -> Option<Origin> {
+        self.origins.get(i).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -117,7 +151,10 @@ impl RecordBatch {
             if let Some(pos) = self.position(i)
                 && keep(pos)
             {
-                out.push_at(rec, pos);
+                match self.origin(i) {
+                    Some(origin) => out.push_from(rec, pos, origin),
+                    None => out.push_at(rec, pos),
+                }
             }
         }
         Some(out)

@@ -26,6 +26,8 @@ pub struct PipelineStats {
     pub cross_partition: u64,
     /// Events refused by a memory quota (`quota_*` reasons).
     pub over_quota: u64,
+    /// Repartitioning: progress markers that did not decode (skipped; not events).
+    pub bad_markers: u64,
 }
 
 /// One scenario on this host: the config and plugin it applies, rollout state, and counters.

@@ -10,17 +10,19 @@ mod metrics_job;
 mod profile_job;
 mod profile_load;
 pub mod quota;
+#[cfg(test)]
+mod repartition_tests;
 mod scenario_map;
 pub mod shadow;
 mod state;
 mod stats;
 
-pub use clock::{EventTime, InputClock, SINGLE_PARTITION};
+pub use clock::{EventTime, InputClock, Lane, NO_SOURCE, SINGLE_PARTITION, SourceLaneTimes};
 pub use hot_job::{HotScoreJob, ScenarioHot, scorer_state};
 pub use metrics_job::MetricsJob;
 pub use profile_job::{ProfileCounters, ProfileJob};
 pub use profile_load::ProfileRef;
-pub use state::{PartitionState, PartitionStateV1, PartitionStateV2, ScenarioState, ScenarioStateV2};
+pub use state::{PartitionState, PartitionStateV1, PartitionStateV2, PartitionStateV3, ScenarioState, ScenarioStateV2, SourceLaneState};
 pub use stats::{Routed, ScenarioCounters};
 
 use std::collections::BTreeMap;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 
 use crate::config::tenant::TenantTable;
 use crate::config::{ScenarioConfig, ScenarioKey};
-use crate::event::RecordBatch;
+use crate::event::{Origin, RecordBatch};
 use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
 use crate::output::status::PipelineStats;
@@ -318,6 +320,20 @@ impl Pipeline {
     ) {
         let mut wall_checked = false;
         for index in range.start..range.end.min(batch.len()) {
+            // Repartitioned input (`--repartition`): events carry their source partition, and
+            // the shuffle's progress markers move event time without being events.
+            let source = match batch.origin(index) {
+                None | Some(Origin::Untagged) => NO_SOURCE,
+                Some(Origin::Source { source, sources }) => {
+                    let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
+                    self.time.expect_sources(partition, sources, wall_ms);
+                    source
+                }
+                Some(Origin::Marker) => {
+                    self.apply_marker(batch, index, wall_ms, out);
+                    continue;
+                }
+            };
             self.stats.events_in += 1;
             let ev = match batch.event(index) {
                 Ok(ev) => ev,
@@ -362,7 +378,7 @@ impl Pipeline {
                     }
                 } else {
                     self.route_outcome(tenant, hot, profile, ev.ts, index, rejects);
-                    raised = self.time.observe(tenant, partition, ev.ts, wall_ms);
+                    raised = self.time.observe(tenant, Lane { partition, source }, ev.ts, wall_ms);
                     if partition != SINGLE_PARTITION {
                         self.note_home(&ev.tenant_id, &ev.scenario_id, partition);
                     }
@@ -380,6 +396,40 @@ impl Pipeline {
             } else if raised.own {
                 self.advance_tenant(tenant, wall_ms, out);
             }
+        }
+    }
+
+    /// A progress marker of the shuffle: the tenants this host runs move their lane on the
+    /// marker's input partition (and the host's lane with them, as their events would), then
+    /// every tenant's windows are checked. A marker that does not decode is skipped with a log
+    /// line: it is not an event, so it is neither counted nor dead-lettered.
+    fn apply_marker(&mut self, batch: &RecordBatch, index: usize, wall_ms: i64, out: &mut Vec<Output>) {
+        let partition = batch.position(index).map_or(SINGLE_PARTITION, |p| p.partition);
+        let marker = match crate::repartition::Marker::decode(batch.get(index).unwrap_or_default()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.bad_markers += 1;
+                if self.stats.bad_markers == 1 || self.stats.bad_markers.is_multiple_of(1000) {
+                    tracing::warn!(error = %e, partition, skipped = self.stats.bad_markers, "skipping an unreadable progress marker");
+                }
+                return;
+            }
+        };
+        self.time.expect_sources(partition, marker.tag.sources, wall_ms);
+        // The shuffle counts no event past the skew; a marker that does anyway (written by
+        // something else) must not close every window either.
+        let limit = self.opts.max_event_skew_ms.map_or(i64::MAX, |s| wall_ms.saturating_add(s));
+        let tenants: Vec<(&str, i64, u64)> = marker
+            .tenants
+            .iter()
+            .filter(|t| self.tenants.contains_key(t.tenant.as_str()) && t.max_ts <= limit)
+            .map(|t| (t.tenant.as_str(), t.max_ts, t.events))
+            .collect();
+        let host_max = tenants.iter().map(|t| t.1).max();
+        let host_events = tenants.iter().map(|t| t.2).sum();
+        let lane = Lane { partition, source: marker.tag.source };
+        if self.time.mark(lane, (host_max, host_events), &tenants, wall_ms) {
+            self.advance_all(wall_ms, out);
         }
     }
 

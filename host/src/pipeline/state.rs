@@ -26,6 +26,40 @@ pub struct PartitionState {
     pub scenarios: Vec<ScenarioState>,
     /// Each tenant's max event time on the partition (its part of that tenant's event time).
     pub tenant_max_ts: Vec<(String, i64)>,
+    /// Repartitioned input (`--repartition`): the same per source partition (format 4; empty
+    /// otherwise, and then the snapshot is written in format 3, byte for byte as before).
+    pub sources: Vec<SourceLaneState>,
+}
+
+/// One source partition's progress on a repartitioned input partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceLaneState {
+    pub source: i32,
+    pub max_event_ts: Option<i64>,
+    pub tenant_max_ts: Vec<(String, i64)>,
+}
+
+/// [`PartitionState`] as snapshot format 3 wrote it: no source partitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStateV3 {
+    pub partition: i32,
+    pub next_offset: i64,
+    pub max_event_ts: Option<i64>,
+    pub scenarios: Vec<ScenarioState>,
+    pub tenant_max_ts: Vec<(String, i64)>,
+}
+
+impl From<PartitionStateV3> for PartitionState {
+    fn from(v: PartitionStateV3) -> Self {
+        Self {
+            partition: v.partition,
+            next_offset: v.next_offset,
+            max_event_ts: v.max_event_ts,
+            scenarios: v.scenarios,
+            tenant_max_ts: v.tenant_max_ts,
+            sources: Vec::new(),
+        }
+    }
 }
 
 /// [`PartitionState`] as snapshot format 1 wrote it: one maximum for every tenant.
@@ -55,6 +89,7 @@ impl From<PartitionStateV2> for PartitionState {
             max_event_ts: v.max_event_ts,
             scenarios: v.scenarios.into_iter().map(Into::into).collect(),
             tenant_max_ts: v.tenant_max_ts,
+            sources: Vec::new(),
         }
     }
 }
@@ -96,6 +131,7 @@ impl From<PartitionStateV1> for PartitionState {
             max_event_ts: v1.max_event_ts,
             scenarios: v1.scenarios.into_iter().map(Into::into).collect(),
             tenant_max_ts: tenants,
+            sources: Vec::new(),
         }
     }
 }
@@ -142,14 +178,20 @@ impl Pipeline {
                 metrics: self.metrics.export_state(&key),
             })
             .collect();
-        let (max_event_ts, tenant_max_ts) = self.time.export(partition);
-        PartitionState { partition, next_offset, max_event_ts, scenarios, tenant_max_ts }
+        let (max_event_ts, tenant_max_ts, sources) = self.time.export(partition);
+        let sources = sources
+            .into_iter()
+            .map(|(source, max_event_ts, tenant_max_ts)| SourceLaneState { source, max_event_ts, tenant_max_ts })
+            .collect();
+        PartitionState { partition, next_offset, max_event_ts, scenarios, tenant_max_ts, sources }
     }
 
     /// Takes over a partition's state (from a snapshot). Scenarios without a config on this
     /// host are skipped; returns how many were restored.
     pub fn import_partition(&mut self, state: PartitionState, wall_ms: i64) -> usize {
-        self.time.restore(state.partition, state.max_event_ts, &state.tenant_max_ts, wall_ms);
+        let sources: Vec<super::SourceLaneTimes> =
+            state.sources.iter().map(|l| (l.source, l.max_event_ts, l.tenant_max_ts.clone())).collect();
+        self.time.restore(state.partition, state.max_event_ts, &state.tenant_max_ts, &sources, wall_ms);
         let mut restored = 0;
         for s in state.scenarios {
             let key = ScenarioKey::new(&s.tenant_id, &s.scenario_id);
@@ -253,11 +295,11 @@ mod tests {
         let v1 = PartitionStateV1 { partition: 1, next_offset: 200, max_event_ts: now.max_event_ts, scenarios: old_scenarios.clone() };
         let mut bytes = codec::encode(&v1).unwrap();
         bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
-        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&bytes).unwrap();
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
         assert_eq!(read.tenant_max_ts, now.tenant_max_ts);
         assert_eq!(read.scenarios.len(), 1);
         let current: PartitionState =
-            codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&codec::encode(&now).unwrap()).unwrap();
+            codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&codec::encode(&now).unwrap()).unwrap();
         assert_eq!(current.tenant_max_ts, now.tenant_max_ts);
         // Format 2: the same state without features, read and written again in format 3.
         let v2 = PartitionStateV2 {
@@ -269,7 +311,7 @@ mod tests {
         };
         let mut bytes = codec::encode(&v2).unwrap();
         bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
-        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&bytes).unwrap();
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
         // Restores number items by name: compare with the current snapshot restored too.
         let restored_now: PartitionState = codec::decode(&codec::encode(&now).unwrap()).unwrap();
         let windows = |p: &PartitionState| codec::encode(&p.scenarios[0].hot.as_ref().unwrap().windows).unwrap();

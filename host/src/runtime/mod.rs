@@ -61,6 +61,8 @@ pub struct Runtime {
     outputs: Outputs,
     /// Stops the source and the config poller, after the last outputs and commits.
     stop_inputs: watch::Sender<bool>,
+    /// `--repartition`: the shuffle's configuration, the internal topic created.
+    repartition: Option<source::Repartition>,
 }
 
 impl Runtime {
@@ -89,6 +91,7 @@ impl Runtime {
             }
             _ => None,
         };
+        let repartition = prepare_repartition(&settings).await?;
         let (health, health_view) = crate::health::channel();
         let live = settings.http.as_ref().map(|_| LiveView::new());
         #[cfg(feature = "http")]
@@ -121,9 +124,21 @@ impl Runtime {
         // Durable profiles need positions to guard replays and Redis to read from: Kafka with
         // Redis. File and generator runs keep profiles in memory only (DESIGN §4).
         if let (Some(k), Some(_)) = (settings.kafka(), &settings.outputs.redis_url) {
-            pipeline.enable_profile_read_back(&k.topic);
+            pipeline.enable_profile_read_back(&k.input_topic());
         }
-        let mut rt = Runtime { pipeline, settings, registry, health, config, _watcher, store_error: None, plugins, outputs, stop_inputs };
+        let mut rt = Runtime {
+            pipeline,
+            settings,
+            registry,
+            health,
+            config,
+            _watcher,
+            store_error: None,
+            plugins,
+            outputs,
+            stop_inputs,
+            repartition,
+        };
         // Tenant quotas come first, then the first full set of scenarios: applied, with every
         // plugin they reference loaded, before any event is processed.
         while let Some(feed) = rt.config.recv().await {
@@ -181,6 +196,23 @@ impl Runtime {
     }
 }
 
+/// `--repartition`: creates the internal topic (idempotently; every host of a fleet does) and
+/// reads both topics' partition counts, before anything is consumed.
+#[cfg(feature = "kafka")]
+async fn prepare_repartition(settings: &Settings) -> anyhow::Result<Option<source::Repartition>> {
+    let Some(k) = settings.kafka().filter(|k| k.repartition.is_some()) else { return Ok(None) };
+    let shuffle = source::shuffle_config(k, settings.event_mapping.clone(), settings.pipeline.max_event_skew_ms);
+    let partitions = k.repartition.as_ref().and_then(|r| r.partitions);
+    let topology = crate::sources::shuffle::prepare(&shuffle, partitions).await?;
+    tracing::info!(source = %k.topic, sources = topology.sources, internal = %shuffle.internal_topic, partitions = topology.partitions, "repartitioning");
+    Ok(Some(source::Repartition { shuffle, topology }))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn prepare_repartition(_: &Settings) -> anyhow::Result<Option<source::Repartition>> {
+    Ok(None)
+}
+
 /// A runtime reading events: the loop's state besides the runtime.
 struct Running {
     rt: Runtime,
@@ -202,11 +234,17 @@ struct Running {
 impl Running {
     fn start(mut rt: Runtime) -> anyhow::Result<Running> {
         let scenarios = rt.registry.entries().filter_map(|(_, e)| e.applied.as_ref().map(|c| c.key.clone())).collect();
-        let source =
-            Source::open(&rt.settings.source, rt.settings.event_mapping.clone(), scenarios, &rt.health, rt.stop_inputs.subscribe())?;
+        let source = Source::open(
+            &rt.settings.source,
+            rt.settings.event_mapping.clone(),
+            scenarios,
+            &rt.health,
+            rt.stop_inputs.subscribe(),
+            rt.repartition.take(),
+        )?;
         let snapshots = match (rt.settings.kafka(), rt.outputs.redis_mut()) {
             (Some(k), Some(_)) => {
-                let store = snapshot_store::SnapshotStore::new(&k.group_id, &k.topic);
+                let store = snapshot_store::SnapshotStore::new(&k.group_id, &k.input_topic());
                 Some(Snapshots::new(store, rt.settings.snapshot_interval))
             }
             _ => None,
@@ -285,8 +323,8 @@ impl Running {
             self.warned_cross_partition = true;
             tracing::warn!(
                 "events of one scenario arrive on several partitions: one host computes them exactly, but several \
-                 hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id \
-                 (docs/operations.md, \"Running a fleet\")"
+                 hosts in this group would each see part of a scenario; key the topic by tenant_id/scenario_id, \
+                 or run every host of the group with --repartition (docs/operations.md, \"Running a fleet\")"
             );
         }
         status::export_metrics(stats, &rows);

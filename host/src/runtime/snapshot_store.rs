@@ -21,7 +21,7 @@ use anyhow::Context;
 use crate::config::redis_keys as keys;
 use crate::pipeline::PartitionState;
 #[cfg(feature = "redis")]
-use crate::pipeline::{PartitionStateV1, PartitionStateV2};
+use crate::pipeline::{PartitionStateV1, PartitionStateV2, PartitionStateV3};
 use crate::sinks::redis::RedisSink;
 #[cfg(feature = "redis")]
 use crate::snapshot::codec;
@@ -84,11 +84,39 @@ pub struct Encoded {
 impl Encoded {
     pub fn of(state: &PartitionState) -> anyhow::Result<Self> {
         #[cfg(feature = "redis")]
-        let blob = codec::encode(state)?;
+        let blob = encode_state(state)?;
         #[cfg(not(feature = "redis"))]
         let blob = Vec::new();
         Ok(Self { partition: state.partition, next_offset: state.next_offset, blob })
     }
+}
+
+/// A partition state read without repartitioning has no source lanes: it is written in
+/// format 3 as before (a host of the previous version can still read it); one with source
+/// lanes needs format 4.
+#[cfg(feature = "redis")]
+fn encode_state(state: &PartitionState) -> Result<Vec<u8>, crate::snapshot::SnapshotError> {
+    /// Format 3's shape, borrowed (bincode writes a slice as it writes a `Vec`): no copy of a
+    /// large state just to drop one empty field.
+    #[derive(serde::Serialize)]
+    struct V3<'a> {
+        partition: i32,
+        next_offset: i64,
+        max_event_ts: Option<i64>,
+        scenarios: &'a [crate::pipeline::ScenarioState],
+        tenant_max_ts: &'a [(String, i64)],
+    }
+    if !state.sources.is_empty() {
+        return codec::encode(state);
+    }
+    let v3 = V3 {
+        partition: state.partition,
+        next_offset: state.next_offset,
+        max_event_ts: state.max_event_ts,
+        scenarios: &state.scenarios,
+        tenant_max_ts: &state.tenant_max_ts,
+    };
+    codec::encode_as(3, &v3)
 }
 
 impl SnapshotStore {
@@ -123,12 +151,13 @@ impl SnapshotStore {
         let mut states = Vec::new();
         for &p in partitions {
             let Some(blob) = self.load_blob(redis, p).await? else { continue };
-            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2>(&blob).with_context(|| {
-                format!(
-                    "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
-                    self.key(p)
-                )
-            })?;
+            let state: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&blob)
+                .with_context(|| {
+                    format!(
+                        "snapshot {} cannot be read; run a host version that can, or delete the key to start this partition afresh",
+                        self.key(p)
+                    )
+                })?;
             anyhow::ensure!(state.partition == p, "snapshot {} holds partition {}", self.key(p), state.partition);
             states.push(state);
         }
@@ -258,3 +287,48 @@ impl SnapshotStore {
 /// Saves by this process, for unique chunk versions.
 #[cfg(feature = "redis")]
 static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+    use crate::pipeline::SourceLaneState;
+
+    fn state(sources: Vec<SourceLaneState>) -> PartitionState {
+        PartitionState {
+            partition: 2,
+            next_offset: 77,
+            max_event_ts: Some(1_767_225_600_000),
+            scenarios: Vec::new(),
+            tenant_max_ts: vec![("t".into(), 1_767_225_600_000)],
+            sources,
+        }
+    }
+
+    #[test]
+    fn a_state_without_source_lanes_is_written_in_format_3_byte_for_byte() {
+        let s = state(Vec::new());
+        let v3 = PartitionStateV3 {
+            partition: s.partition,
+            next_offset: s.next_offset,
+            max_event_ts: s.max_event_ts,
+            scenarios: Vec::new(),
+            tenant_max_ts: s.tenant_max_ts.clone(),
+        };
+        let bytes = encode_state(&s).unwrap();
+        assert_eq!(bytes, codec::encode_as(3, &v3).unwrap(), "what a format 3 host wrote");
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
+        assert_eq!((read.next_offset, read.tenant_max_ts, read.sources.len()), (77, s.tenant_max_ts, 0));
+    }
+
+    #[test]
+    fn a_repartitioned_state_is_format_4_and_keeps_its_lanes() {
+        let lanes = vec![
+            SourceLaneState { source: 0, max_event_ts: Some(5), tenant_max_ts: vec![("t".into(), 5)] },
+            SourceLaneState { source: 1, max_event_ts: None, tenant_max_ts: Vec::new() },
+        ];
+        let bytes = encode_state(&state(lanes.clone())).unwrap();
+        assert_eq!(codec::version(&bytes).unwrap(), 4);
+        let read: PartitionState = codec::decode_upgrading::<_, PartitionStateV1, PartitionStateV2, PartitionStateV3>(&bytes).unwrap();
+        assert_eq!(read.sources, lanes);
+    }
+}

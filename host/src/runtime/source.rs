@@ -28,6 +28,56 @@ pub struct Source {
     /// Kafka only: partitions assigned and revoked; never sends for the other sources.
     pub partition_changes: mpsc::UnboundedReceiver<PartitionChange>,
     _no_partitions: Option<mpsc::UnboundedSender<PartitionChange>>,
+    /// `--repartition`: the shuffle stage feeding the internal topic this source reads.
+    shuffle: Option<Shuffle>,
+}
+
+/// What a repartitioning Kafka source needs besides its settings: the shuffle's configuration
+/// and the topics' partition counts, prepared (the internal topic created) by `Runtime::build`.
+#[cfg(feature = "kafka")]
+pub struct Repartition {
+    pub shuffle: crate::sources::shuffle::ShuffleConfig,
+    pub topology: crate::repartition::Topology,
+}
+
+/// Without the `kafka` feature there is nothing to repartition.
+#[cfg(not(feature = "kafka"))]
+pub enum Repartition {}
+
+#[cfg(feature = "kafka")]
+use crate::sources::shuffle::Shuffle;
+/// Without the `kafka` feature there is no shuffle.
+#[cfg(not(feature = "kafka"))]
+pub enum Shuffle {}
+#[cfg(not(feature = "kafka"))]
+impl Shuffle {
+    fn stop(self) {
+        match self {}
+    }
+}
+
+/// The shuffle's configuration for a repartitioning Kafka run.
+#[cfg(feature = "kafka")]
+pub fn shuffle_config(
+    k: &crate::settings::KafkaSettings,
+    mapping: Option<Arc<EventMapping>>,
+    max_event_skew_ms: Option<i64>,
+) -> crate::sources::shuffle::ShuffleConfig {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    crate::sources::shuffle::ShuffleConfig {
+        brokers: k.brokers.clone(),
+        source_topic: k.topic.clone(),
+        internal_topic: k.input_topic(),
+        group_id: crate::repartition::shuffle_group(&k.group_id),
+        // Unique per process (host, pid, start time): two live producers with one id fence
+        // each other. A killed host's open transaction is aborted by the broker after the
+        // transaction timeout instead.
+        transactional_id: format!("{}.{host}.{}.{started}", crate::repartition::shuffle_group(&k.group_id), std::process::id()),
+        options: k.options.clone(),
+        mapping,
+        max_event_skew_ms,
+    }
 }
 
 impl Source {
@@ -39,6 +89,7 @@ impl Source {
         scenarios: Vec<ScenarioKey>,
         health: &HealthReporter,
         stop: watch::Receiver<bool>,
+        repartition: Option<Repartition>,
     ) -> anyhow::Result<Source> {
         let (tx, records) = sources::channel(8);
         // A platform's own event shape applies to its events, never to generated ones.
@@ -60,38 +111,65 @@ impl Source {
             }
             #[cfg(not(feature = "kafka"))]
             SourceSettings::Kafka(k) => {
-                let _ = (health, stop);
+                let _ = (health, stop, repartition);
                 anyhow::bail!("cannot read topic {} on {}: this rtscore was built without the `kafka` feature", k.topic, k.brokers)
             }
             #[cfg(feature = "kafka")]
             SourceSettings::Kafka(k) => {
+                // Repartitioning: the shuffle forwards the source topic to the internal one,
+                // which the pipeline reads as it reads a scenario-keyed topic.
+                let shuffle = match (&k.repartition, repartition) {
+                    (Some(_), Some(r)) => Some(crate::sources::shuffle::spawn(r.shuffle, r.topology)?),
+                    (Some(_), None) => anyhow::bail!("--repartition: the internal topic was not prepared"),
+                    (None, _) => None,
+                };
                 let cfg = KafkaSourceConfig {
                     brokers: k.brokers.clone(),
-                    topic: k.topic.clone(),
+                    topic: k.input_topic(),
                     group_id: k.group_id.clone(),
                     client_id: format!("rtscore-{}", std::process::id()),
                     reachable: health.source_ok_flag(),
                     options: k.options.clone(),
+                    repartitioned: shuffle.is_some(),
                 };
                 let kafka = spawn_kafka_source(cfg, tx, stop)?;
-                (kafka.task, Some((kafka.committer, kafka.lag, kafka.partition_changes)))
+                (kafka.task, Some((kafka.committer, kafka.lag, kafka.partition_changes, shuffle)))
             }
         };
         Ok(match kafka {
-            Some((committer, lag, partition_changes)) => {
-                Source { records, backlog, task, committer: Some(committer), lag: Some(lag), partition_changes, _no_partitions: None }
-            }
+            Some((committer, lag, partition_changes, shuffle)) => Source {
+                records,
+                backlog,
+                task,
+                committer: Some(committer),
+                lag: Some(lag),
+                partition_changes,
+                _no_partitions: None,
+                shuffle,
+            },
             None => {
                 let (no_partitions, partition_changes) = mpsc::unbounded_channel();
-                Source { records, backlog, task, committer: None, lag: None, partition_changes, _no_partitions: Some(no_partitions) }
+                Source {
+                    records,
+                    backlog,
+                    task,
+                    committer: None,
+                    lag: None,
+                    partition_changes,
+                    _no_partitions: Some(no_partitions),
+                    shuffle: None,
+                }
             }
         })
     }
 
     /// Closes the records channel (a source blocked on a full channel stops) and waits for
-    /// the source to end.
+    /// the source to end; a shuffle commits its open transaction and leaves its group.
     pub async fn close(self) {
         drop(self.records);
         let _ = self.task.await;
+        if let Some(shuffle) = self.shuffle {
+            let _ = tokio::task::spawn_blocking(move || shuffle.stop()).await;
+        }
     }
 }

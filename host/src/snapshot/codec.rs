@@ -13,9 +13,11 @@ pub const MAGIC: [u8; 4] = *b"RTSS";
 ///
 /// 2: partition states carry each tenant's max event time (`PartitionState::tenant_max_ts`).
 /// 3: window states carry declared features (`hot_score.features`) and their aggregates.
-pub const FORMAT_VERSION: u16 = 3;
+/// 4: partition states of a repartitioned input carry progress per source partition
+///    (`PartitionState::sources`); a state without them is still written as format 3.
+pub const FORMAT_VERSION: u16 = 4;
 /// Versions this build can read.
-pub const READABLE_VERSIONS: &[u16] = &[1, 2, 3];
+pub const READABLE_VERSIONS: &[u16] = &[1, 2, 3, 4];
 
 const HEADER_LEN: usize = MAGIC.len() + 2;
 
@@ -37,9 +39,15 @@ fn config() -> bincode::config::Configuration {
 
 /// Header + payload.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, SnapshotError> {
+    encode_as(FORMAT_VERSION, value)
+}
+
+/// Header + payload in an earlier format `version`, for a value whose shape is that format's
+/// (a state that needs nothing newer is written as before, so older hosts still read it).
+pub fn encode_as<T: Serialize>(version: u16, value: &T) -> Result<Vec<u8>, SnapshotError> {
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| SnapshotError::Encode(e.to_string()))?;
     Ok(out)
 }
@@ -63,16 +71,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
 }
 
 /// Like [`decode`] for a type that later formats changed: a format 1 snapshot is read as `V1`,
-/// a format 2 one as `V2`, and converted.
-pub fn decode_upgrading<T, V1, V2>(bytes: &[u8]) -> Result<T, SnapshotError>
+/// a format 2 one as `V2`, a format 3 one as `V3`, and converted.
+pub fn decode_upgrading<T, V1, V2, V3>(bytes: &[u8]) -> Result<T, SnapshotError>
 where
     T: DeserializeOwned,
     V1: DeserializeOwned + Into<T>,
     V2: DeserializeOwned + Into<T>,
+    V3: DeserializeOwned + Into<T>,
 {
     match version(bytes)? {
         1 => decode_payload::<V1>(bytes).map(Into::into),
         2 => decode_payload::<V2>(bytes).map(Into::into),
+        3 => decode_payload::<V3>(bytes).map(Into::into),
         found if READABLE_VERSIONS.contains(&found) => decode_payload(bytes),
         found => Err(SnapshotError::UnknownVersion { found, readable: READABLE_VERSIONS }),
     }

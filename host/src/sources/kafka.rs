@@ -15,7 +15,8 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
 use super::{PartitionChange, SourceMessage, SourceSender};
-use crate::event::{Position, RecordBatch};
+use crate::event::{Origin, Position, RecordBatch};
+use crate::repartition::marker;
 
 const BATCH_RECORDS: usize = 2048;
 
@@ -29,6 +30,9 @@ pub struct KafkaSourceConfig {
     pub reachable: Arc<std::sync::atomic::AtomicBool>,
     /// librdkafka properties set after the defaults (`--kafka-option`).
     pub options: Vec<(String, String)>,
+    /// `topic` is the internal topic of `--repartition`: only committed transactions are read,
+    /// and each record's origin (source partition, or progress marker) comes from its headers.
+    pub repartitioned: bool,
 }
 
 /// Logs partition assignment and revocation and tells the runtime, whose watermark is the
@@ -153,9 +157,15 @@ pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown
         .set("max.partition.fetch.bytes", "16777216")
         .set("queued.min.messages", "1000000")
         .set("fetch.queue.backoff.ms", "10");
+    if cfg.repartitioned {
+        // Records of a shuffle transaction that aborted (its host killed mid-way) are never
+        // read; the source partition's next owner forwards them again.
+        client.set("isolation.level", "read_committed");
+    }
     for (k, v) in &cfg.options {
         client.set(k, v);
     }
+    let repartitioned = cfg.repartitioned;
     let consumer: GroupConsumer = client
         .create_with_context(GroupContext { changes })
         .with_context(|| format!("cannot create a Kafka consumer for {}", cfg.brokers))?;
@@ -179,7 +189,10 @@ pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown
                     Ok(m) => {
                         let pos = Position { partition: m.partition(), offset: m.offset() };
                         // A null payload is still a record: it is rejected downstream with a reason.
-                        batch.push_at(m.payload().unwrap_or_default(), pos);
+                        match repartitioned {
+                            false => batch.push_at(m.payload().unwrap_or_default(), pos),
+                            true => batch.push_from(m.payload().unwrap_or_default(), pos, origin(&m)),
+                        }
                     }
                     Err(e) => {
                         errors += 1;
@@ -209,6 +222,24 @@ pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown
     let lag = Arc::new(std::sync::atomic::AtomicI64::new(-1));
     spawn_lag_reporter(consumer_for_lag, cfg_topic, lag.clone(), cfg.reachable.clone(), lag_shutdown);
     Ok(KafkaSource { committer, lag, partition_changes, task })
+}
+
+/// How a record of the internal topic got there, from its headers (`repartition::marker`).
+fn origin(m: &rdkafka::message::BorrowedMessage<'_>) -> Origin {
+    use rdkafka::message::Headers;
+    let Some(headers) = m.headers() else { return Origin::Untagged };
+    for h in headers.iter() {
+        match (h.key, h.value) {
+            (marker::MARKER_HEADER, _) => return Origin::Marker,
+            (marker::SOURCE_HEADER, Some(v)) => {
+                if let Some(tag) = marker::SourceTag::decode(v) {
+                    return Origin::Source { source: tag.source, sources: tag.sources };
+                }
+            }
+            _ => {}
+        }
+    }
+    Origin::Untagged
 }
 
 /// Every 5 s, off the event path: whether the brokers answer (readiness), and lag per assigned

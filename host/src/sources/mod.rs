@@ -6,6 +6,8 @@ pub mod file;
 pub mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod shuffle;
 #[cfg(not(feature = "kafka"))]
 pub mod kafka {
     //! Built without the `kafka` feature: there is no Kafka source, so no offsets to commit.

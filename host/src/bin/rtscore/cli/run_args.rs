@@ -13,7 +13,8 @@ use rtscore::config::redis_keys::{KeyLayout, TtlOverrides};
 use rtscore::event::{EventMapping, TsUnit};
 use rtscore::pipeline::{DEFAULT_PROFILE_MAX_USERS, JobSelection, PipelineOptions, ScenarioFilter};
 use rtscore::settings::{
-    DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, Settings, SourceSettings, StoreSettings, ViewMode,
+    DeadLetterSettings, GeneratorSettings, HttpSettings, KafkaSettings, OutputSettings, RepartitionSettings, Settings, SourceSettings,
+    StoreSettings, ViewMode,
 };
 
 /// `--job`.
@@ -86,6 +87,19 @@ pub struct RunArgs {
     /// Consumer group [default: rtscore, or rtscore-<tenant>-<scenario> for an isolated instance].
     #[arg(long, env = "RTSCORE_GROUP_ID", help_heading = "Events")]
     pub group_id: Option<String>,
+    /// Read a --topic keyed any way (by user_id, or not at all) and still compute exactly what
+    /// one host would: a shuffle stage in each host (consumer group <group>.shuffle) forwards
+    /// every event unchanged to the internal topic <group>.by-scenario (created if missing),
+    /// on the partition its tenant_id/scenario_id hashes to, in Kafka transactions with the
+    /// source offsets (exactly once); the pipeline reads that topic (read_committed) with
+    /// event time kept per source partition. Costs one extra produce and consume per event.
+    /// Without it, key --topic by tenant_id/scenario_id (docs/operations.md, "Running a fleet").
+    #[arg(long, env = "RTSCORE_REPARTITION", help_heading = "Events")]
+    pub repartition: bool,
+    /// Partitions of the internal topic when --repartition creates it [default: as many as
+    /// --topic]. An existing internal topic keeps its count.
+    #[arg(long, value_name = "N", requires = "repartition", value_parser = clap::value_parser!(i32).range(1..), help_heading = "Events")]
+    pub repartition_partitions: Option<i32>,
     /// Write rejected events (original bytes + reason) to this JSONL file. Without it, and
     /// outside Kafka mode, rejects are logged.
     #[arg(long, value_name = "PATH", help_heading = "Events")]
@@ -281,6 +295,10 @@ impl TryFrom<RunArgs> for Settings {
             );
         }
         let group_id = a.consumer_group();
+        if a.repartition && (a.events_file.is_some() || a.kafka_servers.is_none()) {
+            bail!("--repartition applies to Kafka events (--kafka-servers without --events-file)");
+        }
+        let repartition = a.repartition.then_some(RepartitionSettings { partitions: a.repartition_partitions });
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
             (None, Some(brokers)) => SourceSettings::Kafka(KafkaSettings {
@@ -289,6 +307,7 @@ impl TryFrom<RunArgs> for Settings {
                 group_id,
                 options: a.kafka_options,
                 dead_letter_topic: a.dlq_topic,
+                repartition,
             }),
             (None, None) => SourceSettings::Generator(GeneratorSettings {
                 events_per_second: a.generate_rate,
@@ -424,6 +443,20 @@ mod tests {
         assert!(matches!(&s.source, SourceSettings::File(p) if p.as_os_str() == "e.jsonl"));
         assert_eq!(s.outputs.dead_letters, DeadLetterSettings::Log);
         assert_eq!(s.pipeline.max_event_skew_ms, Some(600_000), "a replay keeps the skew rule");
+    }
+
+    #[test]
+    fn repartition_reads_the_groups_internal_topic_and_needs_kafka() {
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--group-id", "g", "--repartition"])).unwrap();
+        let k = s.kafka().unwrap();
+        assert_eq!((k.topic.as_str(), k.input_topic().as_str()), ("behavior-events", "g.by-scenario"));
+        assert_eq!(k.repartition, Some(RepartitionSettings { partitions: None }));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--repartition", "--repartition-partitions", "12"])).unwrap();
+        assert_eq!(s.kafka().unwrap().repartition, Some(RepartitionSettings { partitions: Some(12) }));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap();
+        assert_eq!(s.kafka().unwrap().input_topic(), "behavior-events", "no shuffle: the topic itself");
+        let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--repartition"])).unwrap_err();
+        assert!(err.to_string().contains("--repartition applies to Kafka"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,441 @@
+//! The shuffle stage of `--repartition` (docs/operations.md, "Running a fleet"): a member of
+//! consumer group `<group>.shuffle` on the source topic that forwards every record, unchanged,
+//! to the internal topic `<group>.by-scenario`, on the partition its `(tenant_id, scenario_id)`
+//! hashes to (`repartition::route`), and sends each internal partition progress markers.
+//!
+//! Exactly once across the stage: a transactional producer forwards the records, the markers
+//! and the source offsets (`send_offsets_to_transaction` with the consumer's group metadata,
+//! KIP-447) in one transaction, committed every [`TXN_MS`]. The pipeline reads the internal
+//! topic `read_committed`, so a shuffle killed mid-transaction leaves nothing visible, and the
+//! source partition's next owner forwards from the committed offset. A transaction that fails,
+//! or that a rebalance overtook, is aborted and the consumer rewound to the committed offsets.
+//!
+//! It runs on a thread of its own: the transactional calls block, and the pipeline's loop must
+//! never wait for them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::event::{EventMapping, parse_event, parse_event_mapped};
+use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SourceTag};
+use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partition_for_scenario, routing_key};
+
+/// A transaction is committed this often (and after [`TXN_RECORDS`] records): the delay the
+/// stage adds, and the work a crash makes the next owner redo.
+pub const TXN_MS: u64 = 100;
+const TXN_RECORDS: usize = 20_000;
+/// A dead host's open transaction holds the pipeline's `read_committed` reads back until the
+/// broker aborts it: this long at most.
+const TXN_TIMEOUT_MS: &str = "10000";
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct ShuffleConfig {
+    pub brokers: String,
+    pub source_topic: String,
+    pub internal_topic: String,
+    /// `<group>.shuffle`.
+    pub group_id: String,
+    /// Unique per process: a transactional id shared by two live producers fences one of them.
+    pub transactional_id: String,
+    /// `--kafka-option` settings (SASL, TLS), applied to the consumer, producer and admin client.
+    pub options: Vec<(String, String)>,
+    pub mapping: Option<Arc<EventMapping>>,
+    /// `--max-event-skew`: events the pipeline rejects as `ts_in_future` move no progress.
+    pub max_event_skew_ms: Option<i64>,
+}
+
+fn client(brokers: &str, options: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Reads the source topic's partition count and creates the internal topic if it does not
+/// exist (idempotent: every host of the fleet does this at start) with `partitions` partitions
+/// (default: as many as the source). An existing internal topic keeps its count, which is
+/// what the hash uses from then on.
+pub async fn prepare(cfg: &ShuffleConfig, partitions: Option<i32>) -> anyhow::Result<Topology> {
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+        client(&cfg.brokers, &cfg.options).create().with_context(|| format!("cannot create a Kafka admin client for {}", cfg.brokers))?,
+    );
+    let sources = partition_count(&admin, &cfg.source_topic)
+        .await?
+        .with_context(|| format!("--repartition: the source topic {} does not exist", cfg.source_topic))?;
+    let want = partitions.unwrap_or(sources);
+    // Replication -1: the broker's default.
+    let topic = NewTopic::new(&cfg.internal_topic, want, TopicReplication::Fixed(-1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &opts).await.context("creating the internal topic")? {
+        match result {
+            Ok(_) => tracing::info!(topic = %cfg.internal_topic, partitions = want, "created the internal topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => anyhow::bail!("cannot create the internal topic {t}: {e}"),
+        }
+    }
+    // Metadata may lag the creation by a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let partitions = loop {
+        match partition_count(&admin, &cfg.internal_topic).await? {
+            Some(n) => break n,
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => anyhow::bail!("the internal topic {} did not appear", cfg.internal_topic),
+        }
+    };
+    if partitions != want {
+        tracing::warn!(topic = %cfg.internal_topic, partitions, requested = want, "the internal topic exists with another partition count; using it");
+    }
+    Ok(Topology { sources, partitions })
+}
+
+/// A topic's partition count, `None` if it does not exist (a blocking metadata call, off the
+/// async workers).
+async fn partition_count(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> anyhow::Result<Option<i32>> {
+    let (admin, name) = (admin.clone(), topic.to_string());
+    let md = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), Duration::from_secs(10)))
+        .await
+        .context("metadata task")?
+        .with_context(|| format!("cannot read the metadata of {topic}"))?;
+    let found = md.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty());
+    Ok(found.map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)))
+}
+
+/// Counts rebalances and remembers revoked partitions: a transaction that a rebalance
+/// overtook is aborted (its offsets may belong to another member now).
+struct ShuffleContext {
+    rebalances: AtomicU64,
+    revoked: std::sync::Mutex<Vec<i32>>,
+}
+
+impl ClientContext for ShuffleContext {}
+
+impl ConsumerContext for ShuffleContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?parts, "shuffle: source partitions revoked");
+            if let Ok(mut r) = self.revoked.lock() {
+                r.extend(parts);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?parts, "shuffle: source partitions assigned");
+        }
+    }
+}
+
+/// A running shuffle; stops when dropped or [`Shuffle::stop`]ped.
+pub struct Shuffle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Shuffle {
+    /// Commits the open transaction and leaves the group.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Shuffle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Starts the shuffle thread. It retries (after a second) whatever fails, so Kafka being away
+/// for a while only delays forwarding.
+pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("rtscore-shuffle".into())
+        .spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match Session::open(&cfg, topology).and_then(|mut s| s.run(&flag)) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "shuffle stopped; restarting in 1 s");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+        })
+        .context("cannot start the shuffle thread")?;
+    Ok(Shuffle { stop, thread: Some(thread) })
+}
+
+/// One consumer and one transactional producer.
+struct Session<'a> {
+    consumer: BaseConsumer<ShuffleContext>,
+    fwd: Forwarder<'a>,
+}
+
+/// Everything of a session but its consumer, which lends the messages being forwarded.
+struct Forwarder<'a> {
+    cfg: &'a ShuffleConfig,
+    topology: Topology,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    progress: ShuffleProgress,
+    /// The open transaction: when it began, the rebalance count and group metadata then, the
+    /// next source offset per partition, records forwarded, and source partitions read.
+    open: Option<Txn>,
+}
+
+struct Txn {
+    began: Instant,
+    rebalances: u64,
+    group: ConsumerGroupMetadata,
+    next: BTreeMap<i32, i64>,
+    records: usize,
+    touched: BTreeSet<i32>,
+}
+
+impl<'a> Session<'a> {
+    fn open(cfg: &'a ShuffleConfig, topology: Topology) -> anyhow::Result<Session<'a>> {
+        let consumer: BaseConsumer<ShuffleContext> = client(&cfg.brokers, &[])
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // A source written transactionally is forwarded only once committed.
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "10000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set_all(&cfg.options)
+            .create_with_context(ShuffleContext { rebalances: AtomicU64::new(0), revoked: Default::default() })
+            .context("cannot create the shuffle consumer")?;
+        consumer.subscribe(&[&cfg.source_topic]).with_context(|| format!("cannot subscribe to {}", cfg.source_topic))?;
+        let producer: ThreadedProducer<DefaultProducerContext> = client(&cfg.brokers, &[])
+            .set("transactional.id", &cfg.transactional_id)
+            .set("transaction.timeout.ms", TXN_TIMEOUT_MS)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set_all(&cfg.options)
+            .create()
+            .context("cannot create the shuffle producer")?;
+        producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
+        tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
+            transactional_id = %cfg.transactional_id, "shuffle forwarding");
+        let fwd = Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None };
+        Ok(Session { consumer, fwd })
+    }
+
+    fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut errors = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            // Rebalance callbacks run inside poll, on this thread: between two polls the
+            // assignment cannot change under an open transaction unnoticed.
+            let mut budget = 2_000;
+            let mut wait = Duration::from_millis(20);
+            while budget > 0 {
+                match self.consumer.poll(wait) {
+                    Some(Ok(m)) => {
+                        self.fwd.forward(&self.consumer, &m)?;
+                        budget -= 1;
+                        wait = Duration::ZERO;
+                    }
+                    Some(Err(e)) => {
+                        errors += 1;
+                        if errors == 1 || errors.is_multiple_of(100) {
+                            tracing::warn!(error = %e, errors, "shuffle consumer error; retrying");
+                        }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let revoked = self.consumer.context().revoked.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+            if !revoked.is_empty() {
+                self.fwd.progress.forget(&revoked);
+            }
+            let due =
+                self.fwd.open.as_ref().is_some_and(|t| t.began.elapsed() >= Duration::from_millis(TXN_MS) || t.records >= TXN_RECORDS);
+            if due {
+                self.fwd.finish(&self.consumer)?;
+            }
+        }
+        self.fwd.finish(&self.consumer)?;
+        Ok(())
+    }
+}
+
+impl Forwarder<'_> {
+    fn begin(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<&mut Txn> {
+        if self.open.is_none() {
+            self.producer.begin_transaction().context("begin_transaction")?;
+            let group = consumer.group_metadata().context("the shuffle consumer has no group metadata")?;
+            let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+            self.open = Some(Txn { began: Instant::now(), rebalances, group, next: BTreeMap::new(), records: 0, touched: BTreeSet::new() });
+        }
+        self.open.as_mut().context("no open transaction")
+    }
+
+    /// Forwards one source record unchanged, tagged with its source partition.
+    fn forward(&mut self, consumer: &BaseConsumer<ShuffleContext>, m: &rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()> {
+        let payload = m.payload().unwrap_or_default();
+        let tag = SourceTag { source: m.partition(), sources: self.topology.sources.max(m.partition() + 1) };
+        let n = self.topology.partitions;
+        let parsed = match &self.cfg.mapping {
+            None => parse_event(payload),
+            Some(mapping) => parse_event_mapped(payload, mapping),
+        };
+        let (partition, key) = match &parsed {
+            Ok(ev) => {
+                let wall = chrono::Utc::now().timestamp_millis();
+                if self.cfg.max_event_skew_ms.is_none_or(|s| ev.ts <= wall.saturating_add(s)) {
+                    self.progress.forwarded(tag, &ev.tenant_id, ev.ts);
+                } else {
+                    self.progress.touch(tag);
+                }
+                (partition_for_scenario(&ev.tenant_id, &ev.scenario_id, n), Some(routing_key(&ev.tenant_id, &ev.scenario_id)))
+            }
+            // Unreadable: where its bytes hash to, so the pipeline rejects it as it always did.
+            Err(_) => {
+                self.progress.touch(tag);
+                (partition_for_bytes(payload, n), None)
+            }
+        };
+        let tag_text = tag.encode();
+        let headers = OwnedHeaders::new().insert(Header { key: SOURCE_HEADER, value: Some(tag_text.as_str()) });
+        let mut record: BaseRecord<'_, str, [u8]> =
+            BaseRecord::to(&self.cfg.internal_topic).partition(partition).payload(payload).headers(headers);
+        if let Some(k) = &key {
+            record = record.key(k.as_str());
+        }
+        self.begin(consumer)?;
+        send(&self.producer, record)?;
+        let txn = self.begin(consumer)?;
+        txn.next.insert(m.partition(), m.offset() + 1);
+        txn.records += 1;
+        txn.touched.insert(m.partition());
+        Ok(())
+    }
+
+    /// Sends the markers of the source partitions read in this transaction to every internal
+    /// partition, then commits records, markers and source offsets at once. On failure: abort,
+    /// rewind to the committed offsets, progress back to the last commit. Nothing is sent
+    /// while nothing is read: a marker without news would change no lane, and would make
+    /// every pipeline store snapshots of an idle input.
+    fn finish(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
+        let Some(touched) = self.open.as_ref().map(|t| t.touched.clone()) else { return Ok(()) };
+        for source in touched {
+            let Some(marker) = self.progress.marker(source) else { continue };
+            let bytes = marker.encode();
+            for p in 0..self.topology.partitions {
+                let headers = OwnedHeaders::new().insert(Header { key: MARKER_HEADER, value: Some("1") });
+                let record: BaseRecord<'_, (), [u8]> =
+                    BaseRecord::to(&self.cfg.internal_topic).partition(p).payload(bytes.as_slice()).headers(headers);
+                send(&self.producer, record)?;
+            }
+        }
+        let Some(txn) = self.open.take() else { return Ok(()) };
+        match self.commit(consumer, &txn) {
+            Ok(()) => {
+                self.progress.commit();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    records = txn.records,
+                    "shuffle transaction aborted; rewinding to the committed offsets"
+                );
+                metrics::counter!("rtscore_shuffle_aborted_transactions_total").increment(1);
+                if let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                    // A fatal state (fenced, for one): a new session starts from the committed offsets.
+                    anyhow::bail!("abort_transaction: {abort}");
+                }
+                self.progress.abort();
+                rewind(consumer)
+            }
+        }
+    }
+
+    fn commit(&self, consumer: &BaseConsumer<ShuffleContext>, txn: &Txn) -> anyhow::Result<()> {
+        if consumer.context().rebalances.load(Ordering::SeqCst) != txn.rebalances {
+            anyhow::bail!("a rebalance overtook the transaction");
+        }
+        if !txn.next.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (&p, &o) in &txn.next {
+                tpl.add_partition_offset(&self.cfg.source_topic, p, Offset::Offset(o)).context("offset list")?;
+            }
+            self.producer.send_offsets_to_transaction(&tpl, &txn.group, CALL_TIMEOUT).context("send_offsets_to_transaction")?;
+        }
+        self.producer.commit_transaction(CALL_TIMEOUT).context("commit_transaction")?;
+        metrics::counter!("rtscore_shuffle_forwarded_total").increment(txn.records as u64);
+        Ok(())
+    }
+}
+
+/// Every assigned partition back to its committed offset (the start without one).
+fn rewind(consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
+    let committed = consumer.committed(CALL_TIMEOUT).context("reading committed offsets")?;
+    let mut tpl = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        tpl.add_partition_offset(e.topic(), e.partition(), offset).context("offset list")?;
+    }
+    consumer.seek_partitions(tpl, CALL_TIMEOUT).context("rewinding")?;
+    Ok(())
+}
+
+/// Produces, waiting while the local queue is full.
+fn send<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, [u8]>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e).context("forwarding to the internal topic"),
+        }
+    }
+}
+
+trait SetAll {
+    fn set_all(&mut self, options: &[(String, String)]) -> &mut Self;
+}
+
+impl SetAll for ClientConfig {
+    fn set_all(&mut self, options: &[(String, String)]) -> &mut Self {
+        for (k, v) in options {
+            self.set(k, v);
+        }
+        self
+    }
+}

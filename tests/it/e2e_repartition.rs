@@ -1,0 +1,387 @@
+//! Issue 20: a fleet is exact on any topic key. Hosts with `--repartition` read a topic keyed
+//! by `user_id` (every scenario on every partition) or not keyed at all, shuffle it through the
+//! internal topic `<group>.by-scenario` in Kafka transactions, and produce the windows one host
+//! computes from a scenario-keyed topic with the same events, one of them killed with SIGKILL
+//! mid-stream (its open shuffle transaction must leave nothing visible).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rtscore_testkit::*;
+
+use super::e2e_scale_out::{
+    Ev, PARTITIONS, SCENARIOS, Windows, assert_same, events, expected_windows, line, owns_partitions, same, scenario_doc, windows_within,
+};
+
+/// Every scenario spans every partition here, so two runs may add a window's rows in another
+/// order: equal to the last few bits.
+const REL: f64 = 1e-12;
+
+/// [`events`] with its closing sentinel repeated for every user partition: with a topic keyed
+/// by user, every source partition must pass the last real windows before they close.
+fn user_events() -> Vec<Ev> {
+    let mut evs = events();
+    let sentinels: Vec<Ev> = evs.iter().filter(|e| e.2.item_id == "sentinel").cloned().collect();
+    for s in sentinels {
+        for user in 1..PARTITIONS as u32 {
+            evs.push((s.0, user, s.2.clone()));
+        }
+    }
+    evs
+}
+
+/// How a run's topic is keyed.
+#[derive(Clone, Copy)]
+enum Keying {
+    Scenario,
+    User,
+    RoundRobin,
+}
+
+struct Run {
+    tenant: String,
+    topic: String,
+    group: String,
+    dir: tempfile::TempDir,
+    sinks: Vec<PathBuf>,
+    repartition: Option<u32>,
+}
+
+impl Run {
+    /// `repartition`: `None` reads the topic directly; `Some(0)` repartitions into as many
+    /// partitions as the source; `Some(n)` into n.
+    fn new(stack: &Stack, prefix: &str, repartition: Option<u32>) -> Run {
+        let run = Run {
+            tenant: unique(prefix),
+            topic: unique("repart-"),
+            group: unique("g"),
+            dir: tempfile::tempdir().unwrap(),
+            sinks: Vec::new(),
+            repartition,
+        };
+        let docs: Vec<serde_json::Value> = (0..SCENARIOS).map(|k| scenario_doc(&run.tenant, k)).collect();
+        write_scenarios(run.dir.path(), &docs);
+        stack.create_topic(&run.topic, PARTITIONS);
+        stack.delete_later(&format!("{}.by-scenario", run.group));
+        run
+    }
+
+    fn produce(&self, stack: &Stack, evs: &[Ev], keying: Keying) {
+        let records: Vec<(i32, Vec<u8>)> = evs
+            .iter()
+            .enumerate()
+            .map(|(i, ev)| {
+                let p = match keying {
+                    Keying::Scenario => ev.0 as i32 % PARTITIONS,
+                    Keying::User => ev.1 as i32 % PARTITIONS,
+                    Keying::RoundRobin => i as i32 % PARTITIONS,
+                };
+                (p, line(&self.tenant, ev))
+            })
+            .collect();
+        stack.produce_to(&self.topic, &records);
+    }
+
+    fn start_host(&mut self, stack: &Stack) -> HostProcess {
+        let sink = self.dir.path().join(format!("out-{}.jsonl", self.sinks.len()));
+        self.sinks.push(sink.clone());
+        let mut host = Host::run()
+            .kafka(stack, &self.topic, &self.group)
+            .job("all")
+            .dlq_topic(&format!("{}-dlq", self.topic))
+            .scenarios_dir(self.dir.path().join("scenarios"))
+            .redis(stack)
+            .jsonl_out(&sink)
+            .view_off()
+            .snapshot_interval_ms(500)
+            // Results must not depend on timing: a source partition waiting for its turn (or
+            // for a killed host's shuffle to be taken over) never stops holding event time.
+            .partition_idle_ms(600_000);
+        match self.repartition {
+            Some(0) => host = host.repartition(),
+            Some(n) => host = host.repartition().arg("--repartition-partitions", n.to_string()),
+            None => {}
+        }
+        host.start()
+    }
+
+    fn windows(&self) -> (Windows, Vec<String>) {
+        windows_within(&self.sinks, REL)
+    }
+
+    fn wait_complete(&self, want: &BTreeSet<(String, String, i64)>, deadline: Duration, logs: &dyn Fn() -> String) {
+        let done = wait_until(deadline, || {
+            let (got, _) = self.windows();
+            want.iter().all(|k| got.contains_key(k))
+        });
+        let (got, _) = self.windows();
+        let missing: Vec<_> = want.iter().filter(|k| !got.contains_key(*k)).take(5).collect();
+        assert!(done, "{} of {} windows missing, e.g. {missing:?}\n{}", missing.len(), want.len(), logs());
+    }
+
+    /// `group`'s committed offsets on `topic` have reached the end of its `partitions`, less
+    /// `slack` (a transactionally written partition ends with control records that consumers
+    /// skip and no committed offset needs to pass: the last commit marker, and the abort
+    /// marker of a killed host's transaction when the broker aborts it after the rest).
+    fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32, slack: i64) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+        (0..partitions).all(|p| {
+            let end = c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
+            matches!(committed.find_partition(topic, p).map(|e| e.offset()), Some(rdkafka::Offset::Offset(o)) if o >= end - slack)
+        })
+    }
+}
+
+/// Window contents equal within [`REL`] (numbers), the same windows on both sides.
+fn assert_close(want: &Windows, got: &Windows) {
+    let keys = |w: &Windows| w.keys().cloned().collect::<BTreeSet<_>>();
+    let differ: Vec<_> = want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| !same(v, g, REL))).map(|(k, _)| k).collect();
+    assert!(differ.is_empty(), "{} windows differ, e.g. {:?}", differ.len(), &differ[..differ.len().min(5)]);
+    // Same key sets: the exact comparison of keys reports what is missing or extra.
+    let strip = |w: &Windows| -> Windows { w.keys().map(|k| (k.clone(), serde_json::Value::Null)).collect() };
+    assert_eq!(keys(want).len(), keys(got).len());
+    assert_same(&strip(want), &strip(got));
+}
+
+/// One host, no shuffle, the same events keyed by scenario: the reference.
+fn reference(stack: &Stack, evs: &[Ev]) -> Windows {
+    let mut run = Run::new(stack, "ref", None);
+    run.produce(stack, evs, Keying::Scenario);
+    let want = expected_windows(&run.tenant, evs);
+    let mut host = run.start_host(stack);
+    run.wait_complete(&want, Duration::from_secs(180), &|| host.log());
+    let (got, conflicts) = run.windows();
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+    assert!(host.stop().success(), "{}", host.log());
+    got
+}
+
+#[test]
+fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let want = reference(&stack, &evs);
+    assert!(want.len() > 300, "the workload should produce many windows ({})", want.len());
+
+    let mut run = Run::new(&stack, "byuser", Some(0));
+    let (a, b) = (evs.len() * 4 / 10, evs.len() * 7 / 10);
+    let mut hosts: Vec<HostProcess> = (0..3).map(|_| run.start_host(&stack)).collect();
+    let owning = wait_until(Duration::from_secs(60), || hosts.iter().all(|h| owns_partitions(&h.log())));
+    assert!(owning, "the group did not spread the internal partitions over three hosts\n{}", hosts[0].log());
+    run.produce(&stack, &evs[..a], Keying::User);
+    let busy = wait_until(Duration::from_secs(90), || run.sinks.iter().filter(|p| !read_hot_sink(p).1.is_empty()).count() >= 2);
+    assert!(busy, "hosts did not emit windows\n{}", hosts[0].log());
+    // Killed while the next part streams in: its shuffle dies mid-transaction (it commits
+    // every 100 ms), its pipeline between snapshots.
+    let producing = {
+        let (stack, run_topic, tenant) = (stack.clone(), run.topic.clone(), run.tenant.clone());
+        let part: Vec<(i32, Vec<u8>)> = evs[a..b].iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&tenant, ev))).collect();
+        std::thread::spawn(move || stack.produce_to(&run_topic, &part))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let killed_at = Instant::now();
+    hosts[0].kill();
+    producing.join().unwrap();
+    run.produce(&stack, &evs[b..], Keying::User);
+    hosts.push(run.start_host(&stack));
+    let want_keys: BTreeSet<_> = want.keys().cloned().collect();
+    run.wait_complete(&want_keys, Duration::from_secs(240), &|| {
+        hosts.iter().skip(1).map(HostProcess::log).collect::<Vec<_>>().join("\n----\n")
+    });
+    eprintln!("fleet caught up {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
+
+    let logs: String = hosts.iter().skip(1).map(HostProcess::log).collect();
+    assert!(logs.contains("restored partition state from its snapshot"), "no host took over a pipeline snapshot\n{logs}");
+    assert!(logs.contains("shuffle: source partitions assigned"), "{logs}");
+    let (got, conflicts) = run.windows();
+    assert!(conflicts.is_empty(), "a window re-emitted after the restart differs: {:?}", &conflicts[..conflicts.len().min(3)]);
+    assert_close(&want, &got);
+    // Both stages' offsets reach the end: the shuffle's on the source topic (committed in its
+    // transactions), the pipeline's on the internal topic (after its snapshots).
+    let shuffle_group = format!("{}.shuffle", run.group);
+    let internal = format!("{}.by-scenario", run.group);
+    assert!(
+        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        "the shuffle's offsets did not reach the end of the source topic"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &run.group, &internal, PARTITIONS, 2)),
+        "the pipeline's offsets did not reach the end of the internal topic"
+    );
+    for h in hosts.iter_mut().skip(1) {
+        assert!(h.stop().success(), "{}", h.log());
+    }
+}
+
+/// One host on a round-robin topic into an internal topic of another partition count: the
+/// windows equal the reference, and a record without routing fields is forwarded and
+/// dead-lettered with the reason it always had.
+#[test]
+fn one_host_on_a_round_robin_topic_matches_the_reference() {
+    let stack = Stack::ensure();
+    // Round-robin puts the 8 closing sentinels on every one of the 6 partitions.
+    let evs = events();
+    let want = reference(&stack, &evs);
+    let mut run = Run::new(&stack, "rr", Some(4));
+    run.produce(&stack, &evs, Keying::RoundRobin);
+    stack.produce_to(&run.topic, &[(3, b"{not json".to_vec())]);
+    let mut host = run.start_host(&stack);
+    let want_keys: BTreeSet<_> = want.keys().cloned().collect();
+    run.wait_complete(&want_keys, Duration::from_secs(180), &|| host.log());
+    let (got, conflicts) = run.windows();
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+    assert_close(&want, &got);
+    let dead = stack.consume(&format!("{}-dlq", run.topic), 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, b"{not json");
+    assert_eq!(dead[0].1.get("rtscore-reason-kind").map(String::as_str), Some("json"), "{:?}", dead[0].1);
+    assert!(host.log().contains("created the internal topic") || host.log().contains("repartitioning"), "{}", host.log());
+    assert!(host.stop().success(), "{}", host.log());
+}
+
+/// The internal topic's events (payload, `rtscore-src` header) and its marker count, read from
+/// the start at `isolation`, until `expect` events or the deadline (then 2 s more, to see extras).
+fn read_internal(stack: &Stack, topic: &str, isolation: &str, expect: usize) -> (Vec<(Vec<u8>, String)>, usize) {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let (mut events, mut markers) = (Vec::new(), 0);
+    let mut until = Instant::now() + Duration::from_secs(60);
+    let mut extra = false;
+    while Instant::now() < until {
+        if !extra && events.len() >= expect {
+            extra = true;
+            until = Instant::now() + Duration::from_secs(2);
+        }
+        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else { continue };
+        let header = |key: &str| {
+            m.headers().and_then(|h| h.iter().find(|x| x.key == key).and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned())))
+        };
+        match header("rtscore-src") {
+            Some(src) => events.push((m.payload().unwrap_or_default().to_vec(), src)),
+            None if header("rtscore-marker").is_some() => markers += 1,
+            None => panic!("a record without a tag on the internal topic"),
+        }
+    }
+    (events, markers)
+}
+
+/// A host killed with SIGKILL while its shuffle forwards: after another host takes the source
+/// partitions over, a `read_committed` reader of the internal topic sees every source event
+/// exactly once, tagged with its source partition; what the killed transaction wrote is
+/// invisible.
+#[test]
+fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let mut run = Run::new(&stack, "eos", Some(0));
+    let mut host = run.start_host(&stack);
+    assert!(wait_until(Duration::from_secs(60), || owns_partitions(&host.log())), "{}", host.log());
+    let producing = {
+        let (stack, topic, tenant) = (stack.clone(), run.topic.clone(), run.tenant.clone());
+        let all: Vec<(i32, Vec<u8>)> = evs.iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&tenant, ev))).collect();
+        std::thread::spawn(move || stack.produce_to(&topic, &all))
+    };
+    let internal = format!("{}.by-scenario", run.group);
+    // Killed once it has forwarded part of the stream, in the middle of its transactions.
+    assert!(wait_until(Duration::from_secs(60), || read_internal_count(&stack, &internal) > 2_000), "nothing forwarded\n{}", host.log());
+    host.kill();
+    producing.join().unwrap();
+    let mut next = run.start_host(&stack);
+    let shuffle_group = format!("{}.shuffle", run.group);
+    assert!(
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        "the shuffle did not finish forwarding\n{}",
+        next.log()
+    );
+    let (committed, markers) = read_internal(&stack, &internal, "read_committed", evs.len());
+    let (uncommitted, _) = read_internal(&stack, &internal, "read_uncommitted", evs.len());
+    eprintln!("{} events forwarded, {markers} markers; {} records read uncommitted", committed.len(), uncommitted.len());
+    assert!(markers > 0);
+    let mut want: Vec<(Vec<u8>, String)> =
+        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
+    let mut got = committed;
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
+    assert!(got == want, "the forwarded events differ from the source's");
+    assert!(next.stop().success(), "{}", next.log());
+}
+
+/// Records on the internal topic (high watermarks summed; uncommitted included).
+fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
+    (0..PARTITIONS).filter_map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(5)).ok()).map(|w| w.1).sum()
+}
+
+/// Catch-up cost of the shuffle, not a pass/fail test: one host reads `RTSCORE_MEASURE_EVENTS`
+/// (300,000) events of a user-keyed topic directly, then another with `--repartition`, each
+/// timed until its offsets reach the end. With `RTSCORE_TEST_BIN` pointing at a release build:
+/// `RTSCORE_TEST_BIN=target/release/rtscore cargo test -p rtscore --test it e2e_repartition::measure -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement; run it by hand"]
+fn measure_catch_up_with_and_without_repartition() {
+    let stack = Stack::ensure();
+    let n: usize = std::env::var("RTSCORE_MEASURE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let base: Vec<Ev> = events().into_iter().filter(|e| e.2.item_id != "sentinel").collect();
+    let run = Run::new(&stack, "measure", None);
+    let records: Vec<(i32, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let (k, user, e) = &base[i % base.len()];
+            let ts = e.ts + (i / base.len()) as i64 * 4 * 3_600_000;
+            let ev: Ev = (*k, *user + (i % 1000) as u32 * PARTITIONS as u32, rtscore::scoring::reference::RefEvent { ts, ..e.clone() });
+            (ev.1 as i32 % PARTITIONS, line(&run.tenant, &ev))
+        })
+        .collect();
+    stack.produce_to(&run.topic, &records);
+    let timed = |repartition: bool| -> f64 {
+        let group = unique("gm");
+        stack.delete_later(&format!("{group}.by-scenario"));
+        let mut host = Host::run()
+            .kafka(&stack, &run.topic, &group)
+            .job("item_hot_score")
+            .scenarios_dir(run.dir.path().join("scenarios"))
+            .view_off()
+            .partition_idle_ms(600_000);
+        if repartition {
+            host = host.repartition();
+        }
+        let started = Instant::now();
+        let mut host = host.start();
+        let internal = format!("{group}.by-scenario");
+        let done = wait_until(Duration::from_secs(600), || match repartition {
+            false => run.committed_to_end(&stack, &group, &run.topic, PARTITIONS, 0),
+            true => {
+                run.committed_to_end(&stack, &format!("{group}.shuffle"), &run.topic, PARTITIONS, 0)
+                    && run.committed_to_end(&stack, &group, &internal, PARTITIONS, 2)
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        assert!(done, "{}", host.log());
+        assert!(host.stop().success(), "{}", host.log());
+        secs
+    };
+    let direct = timed(false);
+    let shuffled = timed(true);
+    eprintln!(
+        "{n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s)",
+        n as f64 / direct,
+        n as f64 / shuffled
+    );
+}
