@@ -8,6 +8,7 @@ mod parsed;
 mod props;
 mod record_batch;
 mod reject;
+mod scan;
 
 pub use mapping::{EventField, EventMapping, TsUnit};
 pub use parse::{Event, parse_event, parse_event_mapped};

@@ -36,38 +36,39 @@ impl<'a> Event<'a> {
 }
 
 /// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
 
-#[derive(Deserialize)]
-struct RawEvent<'a> {
+/// The fields as read, before the rules; by the scanner (`super::scan`) or serde_json.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawEvent<'a> {
     #[serde(borrow)]
-    tenant_id: Option<Text<'a>>,
+    pub(super) tenant_id: Option<Text<'a>>,
     #[serde(borrow)]
-    scenario_id: Option<Text<'a>>,
+    pub(super) scenario_id: Option<Text<'a>>,
     #[serde(borrow)]
-    user_id: Option<Text<'a>>,
+    pub(super) user_id: Option<Text<'a>>,
     #[serde(borrow)]
-    item_id: Option<Text<'a>>,
+    pub(super) item_id: Option<Text<'a>>,
     #[serde(borrow)]
-    action: Option<Text<'a>>,
+    pub(super) action: Option<Text<'a>>,
     #[serde(borrow)]
-    ts: Option<RawTs<'a>>,
+    pub(super) ts: Option<RawTs<'a>>,
     #[serde(borrow)]
-    category: Option<Text<'a>>,
+    pub(super) category: Option<Text<'a>>,
     #[serde(borrow, default)]
-    tags: Option<Vec<Text<'a>>>,
-    watch_time_ms: Option<f64>,
+    pub(super) tags: Option<Vec<Text<'a>>>,
+    pub(super) watch_time_ms: Option<f64>,
     #[serde(borrow)]
-    event_id: Option<Text<'a>>,
+    pub(super) event_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    props: Option<RawProps<'a>>,
+    pub(super) props: Option<RawProps<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawTs<'a> {
+pub(super) enum RawTs<'a> {
     Int(i64),
     Float(f64),
     #[serde(borrow)]
@@ -82,7 +83,9 @@ const MAX_ID_BYTES: usize = 128;
 const MAX_TAGS: usize = 64;
 
 fn opaque_id_ok(s: &str) -> bool {
-    (1..=MAX_ID_BYTES).contains(&s.len()) && !s.chars().any(char::is_control)
+    // Printable ASCII, the common id, in one pass over the bytes; only other text is decoded.
+    (1..=MAX_ID_BYTES).contains(&s.len())
+        && (s.bytes().all(|b| (0x20..0x7f).contains(&b)) || (!s.is_ascii() && !s.chars().any(char::is_control)))
 }
 
 fn check<'a>(field: &'static str, v: Option<Text<'a>>, ok: fn(&str) -> bool, rule: &'static str) -> Result<Cow<'a, str>, RejectReason> {
@@ -108,8 +111,22 @@ fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
 
 /// Parses and validates one event.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
-    let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
-    validate(raw, &Canonical)
+    validate(read_raw(bytes)?, &Canonical)
+}
+
+/// The canonical fields of `bytes`: by the checked scanner when it is sure, else by serde_json,
+/// whose errors are the `json` reasons.
+#[inline(always)]
+fn read_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
+    match super::scan::scan(bytes) {
+        Some(raw) => Ok(raw),
+        None => serde_raw(bytes),
+    }
+}
+
+/// The canonical fields of `bytes` as serde_json reads them.
+pub(super) fn serde_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
+    serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))
 }
 
 /// Parses and validates one event of a host's own shape (`--event-field`, `--event-ts-unit`):
@@ -118,8 +135,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
 /// a mapping that only changes the `ts` unit keeps the zero-copy path.
 pub fn parse_event_mapped<'a>(bytes: &'a [u8], m: &EventMapping) -> Result<Event<'a>, RejectReason> {
     if !m.renames() {
-        let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
-        return validate(raw, m);
+        return validate(read_raw(bytes)?, m);
     }
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
     if !doc.is_object() {
