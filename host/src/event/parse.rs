@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use smallvec::SmallVec;
 use serde_json::Value;
 
 use super::RejectReason;
@@ -21,7 +22,8 @@ pub struct Event<'a> {
     /// Event time, epoch ms.
     pub ts: i64,
     pub category: Option<Cow<'a, str>>,
-    pub tags: Vec<Cow<'a, str>>,
+    /// Inline up to two (no allocation for the common event).
+    pub tags: Tags<'a>,
     pub watch_time_ms: Option<f64>,
     pub event_id: Option<Cow<'a, str>>,
     /// `props`, in the event's key order (empty when absent).
@@ -33,6 +35,14 @@ impl<'a> Event<'a> {
     pub fn prop(&self, key: &str) -> Option<&props::PropValue<'a>> {
         self.props.iter().find(|p| p.key == key).map(|p| &p.value)
     }
+}
+
+/// An event's tags.
+pub type Tags<'a> = SmallVec<[Cow<'a, str>; 2]>;
+
+/// `tags` read as serde reads a list (so its errors are a list's), kept inline when short.
+fn tags_as_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<SmallVec<[Text<'a>; 2]>>, D::Error> {
+    Ok(Option::<Vec<Text<'a>>>::deserialize(d)?.map(SmallVec::from_vec))
 }
 
 /// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
@@ -57,8 +67,8 @@ pub(super) struct RawEvent<'a> {
     pub(super) ts: Option<RawTs<'a>>,
     #[serde(borrow)]
     pub(super) category: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub(super) tags: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default, deserialize_with = "tags_as_list")]
+    pub(super) tags: Option<SmallVec<[Text<'a>; 2]>>,
     pub(super) watch_time_ms: Option<f64>,
     #[serde(borrow)]
     pub(super) event_id: Option<Text<'a>>,
@@ -228,7 +238,7 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
         }
         c => c,
     };
-    let tags: Vec<Cow<'_, str>> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
+    let tags: Tags<'_> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
     if tags.len() > MAX_TAGS {
         return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "must hold at most 64 tags" });
     }
@@ -253,7 +263,7 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
 
 /// The raw fields of a parsed document, each read where the mapping says. A value of the
 /// wrong JSON type is a `json` reject, as it is on the default path.
-fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, RejectReason> {
+fn raw_from_value<'a>(doc: &Value, m: &EventMapping) -> Result<RawEvent<'a>, RejectReason> {
     use EventField as F;
     let at = |f: F| -> Option<&Value> {
         let v = match m.path(f) {
@@ -285,7 +295,7 @@ fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, Re
             items
                 .iter()
                 .map(|t| t.as_str().map(|s| Text(Cow::Owned(s.to_string()))).ok_or_else(|| wrong(F::Tags, "a list of strings")))
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Result<SmallVec<_>, _>>()?,
         ),
         Some(_) => return Err(wrong(F::Tags, "a list of strings")),
     };

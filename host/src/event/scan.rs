@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use super::parse::{RawEvent, RawTs, Text};
 
 /// Bytes that end the fast read of a string: the closing quote, an escape, or a control
@@ -209,10 +211,10 @@ pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
 
 /// `["a","b",...]` of plain strings.
 #[inline(always)]
-fn tags<'a>(c: &mut Cursor<'a>) -> Option<Vec<Text<'a>>> {
+fn tags<'a>(c: &mut Cursor<'a>) -> Option<SmallVec<[Text<'a>; 2]>> {
     c.eat(b'[')?;
     c.ws();
-    let mut out = Vec::new();
+    let mut out = SmallVec::new();
     if c.eat(b']').is_some() {
         return Some(out);
     }
