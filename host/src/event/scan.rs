@@ -132,34 +132,68 @@ fn plain_uint(tok: &[u8]) -> Option<u64> {
     }
 }
 
+/// The canonical fields in the order the generator and most producers write them, each as
+/// `"key":`.
+const IN_ORDER: [(&[u8], u16); 10] = [
+    (b"\"tenant_id\":", TENANT),
+    (b"\"scenario_id\":", SCENARIO),
+    (b"\"user_id\":", USER),
+    (b"\"item_id\":", ITEM),
+    (b"\"action\":", ACTION),
+    (b"\"ts\":", TS),
+    (b"\"category\":", CATEGORY),
+    (b"\"tags\":", TAGS),
+    (b"\"watch_time_ms\":", WATCH),
+    (b"\"event_id\":", EVENT_ID),
+];
+
+/// A key's bit (0: a field serde ignores); `None` for `props`, which serde_json reads.
+#[inline(always)]
+fn key_bit(key: &str) -> Option<u16> {
+    Some(match key {
+        "tenant_id" => TENANT,
+        "scenario_id" => SCENARIO,
+        "user_id" => USER,
+        "item_id" => ITEM,
+        "action" => ACTION,
+        "ts" => TS,
+        "category" => CATEGORY,
+        "tags" => TAGS,
+        "watch_time_ms" => WATCH,
+        "event_id" => EVENT_ID,
+        "props" => return None,
+        _ => 0,
+    })
+}
+
 /// Reads `bytes` as the common event, or `None` for serde_json to read it.
 pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut c = Cursor { text, b: bytes, i: 0 };
     let mut raw = RawEvent::default();
     let mut seen = 0u16;
+    let mut next = 0usize;
     c.ws();
     c.eat(b'{')?;
     c.ws();
     if c.eat(b'}').is_none() {
         loop {
-            let key = c.string()?;
-            c.ws();
-            c.eat(b':')?;
-            c.ws();
-            let bit = match key {
-                "tenant_id" => TENANT,
-                "scenario_id" => SCENARIO,
-                "user_id" => USER,
-                "item_id" => ITEM,
-                "action" => ACTION,
-                "ts" => TS,
-                "category" => CATEGORY,
-                "tags" => TAGS,
-                "watch_time_ms" => WATCH,
-                "event_id" => EVENT_ID,
-                "props" => return None,
-                _ => 0,
+            // Producers write the fields in one order: the key after the previous one is tried
+            // first as a whole (`"key":`), before reading a key and matching it.
+            let bit = if let Some((pattern, bit)) = IN_ORDER.get(next)
+                && c.b[c.i..].starts_with(pattern)
+            {
+                c.i += pattern.len();
+                next += 1;
+                c.ws();
+                *bit
+            } else {
+                let bit = key_bit(c.string()?)?;
+                c.ws();
+                c.eat(b':')?;
+                c.ws();
+                next = IN_ORDER.iter().position(|(_, b)| *b == bit).map_or(next, |p| p + 1);
+                bit
             };
             if seen & bit != 0 {
                 return None;
