@@ -143,7 +143,11 @@ fn main() {
     let events = write_workload(&dir, n);
     let data = std::fs::read(&events).unwrap();
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-    println!("workload: {n} events, {:.0} MB, {} scenarios, {ITEMS} items; {runs} alternated runs per row", data.len() as f64 / 1e6, SCENARIOS.len());
+    println!(
+        "workload: {n} events, {:.0} MB, {} scenarios, {ITEMS} items; {runs} alternated runs per row",
+        data.len() as f64 / 1e6,
+        SCENARIOS.len()
+    );
 
     let baseline = std::env::var_os("RTSCORE_BASELINE_BIN").map(PathBuf::from);
     let mut rows: [(&str, Vec<f64>); 6] = [

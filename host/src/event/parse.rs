@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
-use smallvec::SmallVec;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::RejectReason;
 use super::mapping::{EventField, EventMapping, PathRef, TsUnit};
