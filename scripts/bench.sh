@@ -8,6 +8,9 @@
 #   - end to end through Kafka and Redis, built-in and plugin (medians of five alternated
 #     runs, against a parse-only ceiling on the same events), with the host's emission delay
 #     p50/p99, `cargo bench --bench e2e_kafka`;
+#   - the path users run against plain parsers (issue 21): parse-only rates of serde_json,
+#     sonic-rs, simd-json and the host's parse_event beside `taskset -c 0 rtscore run` on the same
+#     file, `cargo bench --bench parse_path`;
 #   - the cost of a platform's own event shape (`--event-field`), scripts/bench-event-shapes.sh;
 #   - one partition's snapshot (copy, encode, chunked store, load, import) at 1M and 10M
 #     (item, minute) pairs, `cargo bench --bench checkpoint`.
@@ -21,5 +24,6 @@ bash scripts/build-plugins.sh >/dev/null
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 cargo bench -p rtscore --bench throughput
 cargo bench -p rtscore --bench e2e_kafka
+cargo bench -p rtscore --bench parse_path
 bash scripts/bench-event-shapes.sh
 cargo bench -p rtscore --bench checkpoint

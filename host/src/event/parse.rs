@@ -2,8 +2,9 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::RejectReason;
 use super::mapping::{EventField, EventMapping, PathRef, TsUnit};
@@ -21,7 +22,8 @@ pub struct Event<'a> {
     /// Event time, epoch ms.
     pub ts: i64,
     pub category: Option<Cow<'a, str>>,
-    pub tags: Vec<Cow<'a, str>>,
+    /// Inline up to two (no allocation for the common event).
+    pub tags: Tags<'a>,
     pub watch_time_ms: Option<f64>,
     pub event_id: Option<Cow<'a, str>>,
     /// `props`, in the event's key order (empty when absent).
@@ -35,39 +37,48 @@ impl<'a> Event<'a> {
     }
 }
 
-/// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+/// An event's tags.
+pub type Tags<'a> = SmallVec<[Cow<'a, str>; 2]>;
 
-#[derive(Deserialize)]
-struct RawEvent<'a> {
-    #[serde(borrow)]
-    tenant_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    scenario_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    user_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    item_id: Option<Text<'a>>,
-    #[serde(borrow)]
-    action: Option<Text<'a>>,
-    #[serde(borrow)]
-    ts: Option<RawTs<'a>>,
-    #[serde(borrow)]
-    category: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    tags: Option<Vec<Text<'a>>>,
-    watch_time_ms: Option<f64>,
-    #[serde(borrow)]
-    event_id: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    props: Option<RawProps<'a>>,
+/// `tags` read as serde reads a list (so its errors are a list's), kept inline when short.
+fn tags_as_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<SmallVec<[Text<'a>; 2]>>, D::Error> {
+    Ok(Option::<Vec<Text<'a>>>::deserialize(d)?.map(SmallVec::from_vec))
 }
 
-#[derive(Deserialize)]
+/// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
+
+/// The fields as read, before the rules; by the scanner (`super::scan`) or serde_json.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawEvent<'a> {
+    #[serde(borrow)]
+    pub(super) tenant_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) scenario_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) user_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) item_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) action: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub(super) ts: Option<RawTs<'a>>,
+    #[serde(borrow)]
+    pub(super) category: Option<Text<'a>>,
+    #[serde(borrow, default, deserialize_with = "tags_as_list")]
+    pub(super) tags: Option<SmallVec<[Text<'a>; 2]>>,
+    pub(super) watch_time_ms: Option<f64>,
+    #[serde(borrow)]
+    pub(super) event_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) props: Option<RawProps<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum RawTs<'a> {
+pub(super) enum RawTs<'a> {
     Int(i64),
     Float(f64),
     #[serde(borrow)]
@@ -82,7 +93,9 @@ const MAX_ID_BYTES: usize = 128;
 const MAX_TAGS: usize = 64;
 
 fn opaque_id_ok(s: &str) -> bool {
-    (1..=MAX_ID_BYTES).contains(&s.len()) && !s.chars().any(char::is_control)
+    // Printable ASCII, the common id, in one pass over the bytes; only other text is decoded.
+    (1..=MAX_ID_BYTES).contains(&s.len())
+        && (s.bytes().all(|b| (0x20..0x7f).contains(&b)) || (!s.is_ascii() && !s.chars().any(char::is_control)))
 }
 
 fn check<'a>(field: &'static str, v: Option<Text<'a>>, ok: fn(&str) -> bool, rule: &'static str) -> Result<Cow<'a, str>, RejectReason> {
@@ -108,8 +121,22 @@ fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
 
 /// Parses and validates one event.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
-    let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
-    validate(raw, &Canonical)
+    validate(read_raw(bytes)?, &Canonical)
+}
+
+/// The canonical fields of `bytes`: by the checked scanner when it is sure, else by serde_json,
+/// whose errors are the `json` reasons.
+#[inline(always)]
+fn read_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
+    match super::scan::scan(bytes) {
+        Some(raw) => Ok(raw),
+        None => serde_raw(bytes),
+    }
+}
+
+/// The canonical fields of `bytes` as serde_json reads them.
+pub(super) fn serde_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
+    serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))
 }
 
 /// Parses and validates one event of a host's own shape (`--event-field`, `--event-ts-unit`):
@@ -118,8 +145,7 @@ pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
 /// a mapping that only changes the `ts` unit keeps the zero-copy path.
 pub fn parse_event_mapped<'a>(bytes: &'a [u8], m: &EventMapping) -> Result<Event<'a>, RejectReason> {
     if !m.renames() {
-        let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
-        return validate(raw, m);
+        return validate(read_raw(bytes)?, m);
     }
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
     if !doc.is_object() {
@@ -212,7 +238,7 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
         }
         c => c,
     };
-    let tags: Vec<Cow<'_, str>> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
+    let tags: Tags<'_> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
     if tags.len() > MAX_TAGS {
         return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "must hold at most 64 tags" });
     }
@@ -237,7 +263,7 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
 
 /// The raw fields of a parsed document, each read where the mapping says. A value of the
 /// wrong JSON type is a `json` reject, as it is on the default path.
-fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, RejectReason> {
+fn raw_from_value<'a>(doc: &Value, m: &EventMapping) -> Result<RawEvent<'a>, RejectReason> {
     use EventField as F;
     let at = |f: F| -> Option<&Value> {
         let v = match m.path(f) {
@@ -269,7 +295,7 @@ fn raw_from_value(doc: &Value, m: &EventMapping) -> Result<RawEvent<'static>, Re
             items
                 .iter()
                 .map(|t| t.as_str().map(|s| Text(Cow::Owned(s.to_string()))).ok_or_else(|| wrong(F::Tags, "a list of strings")))
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Result<SmallVec<_>, _>>()?,
         ),
         Some(_) => return Err(wrong(F::Tags, "a list of strings")),
     };
