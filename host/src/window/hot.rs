@@ -307,10 +307,10 @@ impl HotWindows {
             let fm = m.features.as_deref();
             for (i, c) in m.cells.iter().enumerate() {
                 let k = s.mark[c.item as usize] as usize - 1;
-                if let (Some((_, n, acc)), Some(fm), true) = (&mut features, fm, c.head) {
-                    if let Some(aggs) = fm.aggs_of(i, *n) {
-                        acc.merge(k, fm, aggs);
-                    }
+                if let (Some((_, n, acc)), Some(fm), true) = (&mut features, fm, c.head)
+                    && let Some(aggs) = fm.aggs_of(i, *n)
+                {
+                    acc.merge(k, fm, aggs);
                 }
                 let row = s.rows[k] as usize;
                 s.rows[k] += 1;
