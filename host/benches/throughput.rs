@@ -250,6 +250,20 @@ struct Run<'c> {
     plugin_calls: u64,
 }
 
+/// `n` sandboxed instances of reference plugin `name` (version 0.1.0, default params), one
+/// per scenario, from one compilation.
+fn instances(name: &str, n: usize) -> Vec<rtscore::plugin::PluginInstance> {
+    let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
+    let compiled = engine.compile(&plugins::module(name)).unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    (0..n)
+        .map(|_| {
+            engine
+                .instantiate(compiled.clone(), format!("{name}@0.1.0"), &serde_json::Value::Null)
+                .unwrap_or_else(|e| panic!("instantiate {name}: {e}"))
+        })
+        .collect()
+}
+
 impl<'c> Run<'c> {
     fn new(cfgs: &'c [Arc<ScenarioConfig>], jobs: JobSelection, formula: Formula, label: &str) -> Self {
         let mut p = Pipeline::new(PipelineOptions { jobs, ..PipelineOptions::default() });
@@ -257,22 +271,12 @@ impl<'c> Run<'c> {
             p.apply_config(&c.key, Some(c.clone()));
         }
         if formula == Formula::Plugin {
-            let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
-            let compiled = engine.compile(&plugins::module("decay-weighted")).expect("compile decay-weighted");
-            for c in cfgs {
-                let instance = engine
-                    .instantiate(compiled.clone(), "decay-weighted@0.1.0", &serde_json::Value::Null)
-                    .expect("instantiate decay-weighted");
+            for (c, instance) in cfgs.iter().zip(instances("decay-weighted", cfgs.len())) {
                 p.hot_job_mut().scenario_mut(&c.key).expect("scenario configured").scorer.install(instance);
             }
         }
         if formula == Formula::ProfilePlugin {
-            let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
-            let compiled = engine.compile(&plugins::module("dwell-affinity")).expect("compile dwell-affinity");
-            for c in cfgs {
-                let instance = engine
-                    .instantiate(compiled.clone(), "dwell-affinity@0.1.0", &serde_json::Value::Null)
-                    .expect("instantiate dwell-affinity");
+            for (c, instance) in cfgs.iter().zip(instances("dwell-affinity", cfgs.len())) {
                 p.profile_job_mut().scenario_mut(&c.key).expect("profile job configured").plugins.live.install(instance);
             }
         }
