@@ -37,3 +37,5 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   cp "$wasm" "$dest.tmp" && mv "$dest.tmp" "$dest"
   printf '%-28s %8s bytes  %s\n' "$name@$version" "$(stat -c %s "$dest")" "$(sha256sum "$dest" | cut -d' ' -f1)"
 done
+# The Python and JavaScript ports of the reference plugins (skipped when unchanged).
+bash "$ROOT/scripts/build-lang-plugins.sh"

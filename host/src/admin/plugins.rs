@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::AdminError;
 use super::limits::{CompileSlots, FailedCompiles, UploadRate};
-use crate::config::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
+use crate::config::plugin_limits::{DEFAULT_MAX_MODULE_BYTES, MAX_MODULE_BYTES, SandboxLimits};
 use crate::config::tenant::TenantQuotas;
 use crate::plugin::registry::{list_dir_modules, owner_path, shared_path};
 #[cfg(feature = "mongodb")]
@@ -52,7 +52,7 @@ impl PluginQuota {
     };
     /// What a tenant without a tenant document may upload through the admin API.
     pub const TENANT: PluginQuota = PluginQuota {
-        max_module_bytes: 16 << 20,
+        max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
         max_modules_per_tenant: Some(64),
         uploads_per_minute: Some(10),
         concurrent_compiles: Some(1),

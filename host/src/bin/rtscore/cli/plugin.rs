@@ -97,6 +97,11 @@ pub enum PluginCommand {
         /// or metrics (metrics.plugin).
         #[arg(long, value_enum, default_value = "hot")]
         world: super::plugin_new::World,
+        /// The language: rust (a Cargo crate, every world), python (componentize-py) or js
+        /// (componentize-js); Python and JavaScript plugins are hot-score plugins and carry a copy
+        /// of their SDK and of the WIT contract.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::plugin_new::Lang,
         /// Where to create the crate (default: ./NAME); must not exist or be empty.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -116,7 +121,30 @@ fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     args.docs.install()?;
     match args.command {
-        PluginCommand::New { name, world, dir, sdk_path, sdk_git } => {
+        PluginCommand::New { name, world, lang, dir, sdk_path, sdk_git } if lang != super::plugin_new::Lang::Rust => {
+            use super::plugin_new::{Lang, World, render_lang, write};
+            if world != World::Hot {
+                bail!("Python and JavaScript plugins are hot-score plugins (--world hot); write a {world:?} plugin in Rust");
+            }
+            if sdk_path.is_some() || sdk_git.is_some() {
+                bail!("--sdk-path and --sdk-git are for Rust crates: a {lang:?} plugin carries a copy of its SDK");
+            }
+            let files = render_lang(&name, lang)?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            write(&dir, &files)?;
+            let d = dir.display();
+            println!("created {lang:?} plugin {name} in {d}:");
+            for (rel, _) in files.iter().filter(|(r, _)| !r.starts_with("rtscore") && !r.starts_with("wit/")) {
+                println!("  {rel}");
+            }
+            println!("  (and the guest SDK and WIT contract it builds against)");
+            println!("next:");
+            let test = if lang == Lang::Python { "python3 -m unittest" } else { "node --test" };
+            println!("  cd {d} && {test}                       # the formula, natively");
+            println!("  ./build.sh                                          # the component: {name}.wasm");
+            println!("  rtscore plugin test {name}.wasm --scenario scenario.json --events-file events.jsonl   # hot lists");
+        }
+        PluginCommand::New { name, world, dir, sdk_path, sdk_git, .. } => {
             use super::plugin_new::{SdkSource, default_sdk, render, write};
             let sdk = match (sdk_path, sdk_git) {
                 (Some(p), _) => SdkSource::Path(std::path::absolute(&p).with_context(|| format!("--sdk-path {}", p.display()))?),
