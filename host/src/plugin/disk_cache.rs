@@ -129,6 +129,18 @@ impl DiskCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.fingerprint))
     }
 
+    /// Holds the entry of module `sha256` for this process until the returned file is dropped:
+    /// a second compile of the module, in this process or another host's, waits and then reads
+    /// the entry instead of compiling the module again (two hosts starting together on one
+    /// machine compile an interpreter component once). `None` when the lock cannot be taken.
+    pub fn lock(&self, sha256: &str) -> Option<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(format!(".{sha256}-{}.lock", self.fingerprint));
+        let file = fs::File::options().create(true).truncate(false).write(true).mode(0o600).open(&path).ok()?;
+        file.lock().ok()?;
+        Some(file)
+    }
+
     /// The compiled component of module `sha256`, if an intact entry holds it. A damaged or
     /// incompatible entry is removed (and `None` returned: the caller compiles).
     pub fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
@@ -297,6 +309,27 @@ mod tests {
         a.store("ab", &component(&plain));
         assert!(b.load(&fuel, "ab").is_none());
         assert!(a.load(&plain, "ab").is_some());
+    }
+
+    #[test]
+    fn a_second_compile_of_a_module_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = std::sync::Arc::new(DiskCache::open(dir.path(), &engine).unwrap());
+        let held = cache.lock("ab").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let _g = cache.lock("ab");
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "waits while the entry is held");
+        assert!(cache.lock("cd").is_some(), "another module's entry is free");
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
     }
 
     #[test]

@@ -202,6 +202,11 @@ impl PluginEngine {
         }
         let started = std::time::Instant::now();
         let disk = self.inner.disk.as_ref();
+        // One compile of a module at a time on the machine; whoever waited finds it done.
+        let _entry = disk.and_then(|d| d.lock(&sha256));
+        if let Some(hit) = self.compiled(&sha256) {
+            return Ok(hit);
+        }
         let (component, source) = match disk.and_then(|d| d.load(&self.inner.engine, &sha256)) {
             Some(c) => (c, "disk cache"),
             None => {

@@ -83,7 +83,8 @@ pub enum PluginCommand {
         params: Option<String>,
     },
     /// Scaffold a plugin crate of any world (--world hot, profile or metrics), with a passing
-    /// test, a sample scenario and events.
+    /// test, a sample scenario and events; with --lang python or js, a hot-score plugin in that
+    /// language.
     ///
     /// The crate holds a formula of the world with a passing native test, a sample scenario that
     /// references the module from the world's section and events that make it run under
@@ -172,9 +173,12 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         }
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
+            // The check compiles the module: kept in the hosts' default compiled-plugin cache, so
+            // a host of this machine that loads it next reads it instead of compiling it again.
             let service = PluginService::new(
                 PluginTarget::open(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?,
-            );
+            )
+            .with_compile_cache(rtscore::plugin::disk_cache::default_dir());
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await
