@@ -24,6 +24,10 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Directory of plugin modules `<name>@<version>.wasm`, watched for new modules.
     pub plugins_dir: PathBuf,
+    /// Where compiled plugin components are kept across restarts (`--plugin-cache-dir`, by
+    /// default `plugin::disk_cache::default_dir()`); `None` compiles every module at every start.
+    /// A directory only the host's user may write: see `plugin::disk_cache`.
+    pub plugin_cache_dir: Option<PathBuf>,
     pub outputs: OutputSettings,
     /// How often owned partitions' state is stored (Kafka with Redis only).
     pub snapshot_interval: Duration,
@@ -155,6 +159,7 @@ impl Settings {
             source: SourceSettings::Generator(GeneratorSettings { events_per_second: 5_000, time_scale: 60.0, limit: None }),
             store: StoreSettings::dir(DEFAULT_SCENARIOS_DIR),
             plugins_dir: PathBuf::from("target/plugins"),
+            plugin_cache_dir: crate::plugin::disk_cache::default_dir(),
             outputs: OutputSettings {
                 redis_url: None,
                 redis_keys: KeyLayout::default(),

@@ -117,7 +117,7 @@ impl Runtime {
                 anyhow::bail!("no MongoDB client for {url}")
             }
         };
-        let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
+        let plugins = PluginCoordinator::start(&settings.plugins_dir, settings.plugin_cache_dir.as_deref(), mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
         let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
         let mut pipeline = Pipeline::new(settings.pipeline.clone());

@@ -186,6 +186,15 @@ pub struct RunArgs {
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
     #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
+    /// Directory compiled plugin components are kept in across restarts, so a module is
+    /// compiled once per machine (seconds for a Python or JavaScript one) [default:
+    /// $XDG_CACHE_HOME/rtscore/compiled-plugins or ~/.cache/rtscore/compiled-plugins]. Only
+    /// the host's user may write it: one that another user owns or others may write is not used.
+    #[arg(long, value_name = "DIR", env = "RTSCORE_PLUGIN_CACHE_DIR", conflicts_with = "no_plugin_cache", help_heading = "Configuration")]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// Keep compiled plugin components in memory only: every start compiles every module.
+    #[arg(long, help_heading = "Configuration")]
+    pub no_plugin_cache: bool,
 
     // ---- outputs ----
     /// Redis URL for results (DESIGN §6 keys).
@@ -366,6 +375,7 @@ impl TryFrom<RunArgs> for Settings {
                 require_status_active: a.require_status_active,
             },
             plugins_dir: a.plugins_dir,
+            plugin_cache_dir: if a.no_plugin_cache { None } else { a.plugin_cache_dir.or_else(rtscore::plugin::disk_cache::default_dir) },
             outputs: OutputSettings {
                 redis_url: a.redis_url,
                 redis_keys: a.redis_key_prefix,
