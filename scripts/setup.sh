@@ -6,8 +6,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 # --- Debian packages -------------------------------------------------------------------------
-# curl, jq and redis-cli: docs/migration.md runs them as written (tests/it/docs_migration.rs).
-PKGS=(redis-server redis-tools cmake libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev pkg-config python3 curl jq chromium chromium-driver)
+# curl, jq and redis-cli: docs/migration.md runs them as written (tests/it/docs_migration.rs);
+# python3-venv: componentize-py gets a venv of its own (below).
+PKGS=(redis-server redis-tools cmake libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev pkg-config python3 python3-venv curl jq chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
