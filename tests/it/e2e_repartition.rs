@@ -179,7 +179,7 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
     let busy = wait_until(Duration::from_secs(90), || run.sinks.iter().filter(|p| !read_hot_sink(p).1.is_empty()).count() >= 2);
     assert!(busy, "hosts did not emit windows\n{}", hosts[0].log());
     // Killed while the next part streams in: its shuffle dies mid-transaction (it commits
-    // every 100 ms), its pipeline between snapshots.
+    // every 100 ms, up to every second while catching up), its pipeline between snapshots.
     let producing = {
         let (stack, run_topic, tenant) = (stack.clone(), run.topic.clone(), run.tenant.clone());
         let part: Vec<(i32, Vec<u8>)> = evs[a..b].iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&tenant, ev))).collect();
@@ -334,11 +334,15 @@ fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
 /// (300,000) events of a user-keyed topic directly, then another with `--repartition`, each
 /// timed until its offsets reach the end. With `RTSCORE_TEST_BIN` pointing at a release build:
 /// `RTSCORE_TEST_BIN=target/release/rtscore cargo test -p rtscore --test it e2e_repartition::measure -- --ignored --nocapture`
+/// `RTSCORE_MEASURE_BEFORE_BIN` (another build, e.g. of the previous commit) also times its
+/// `--repartition` in each round, side by side; `RTSCORE_MEASURE_ROUNDS` (1) repeats the rounds.
 #[test]
 #[ignore = "a measurement; run it by hand"]
 fn measure_catch_up_with_and_without_repartition() {
     let stack = Stack::ensure();
-    let n: usize = std::env::var("RTSCORE_MEASURE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let env_num = |k: &str, default: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let n = env_num("RTSCORE_MEASURE_EVENTS", 300_000);
+    let before = std::env::var_os("RTSCORE_MEASURE_BEFORE_BIN").map(PathBuf::from);
     let base: Vec<Ev> = events().into_iter().filter(|e| e.2.item_id != "sentinel").collect();
     let run = Run::new(&stack, "measure", None);
     let records: Vec<(i32, Vec<u8>)> = (0..n)
@@ -350,7 +354,7 @@ fn measure_catch_up_with_and_without_repartition() {
         })
         .collect();
     stack.produce_to(&run.topic, &records);
-    let timed = |repartition: bool| -> f64 {
+    let timed = |repartition: bool, bin: Option<&PathBuf>| -> f64 {
         let group = unique("gm");
         stack.delete_later(&format!("{group}.by-scenario"));
         let mut host = Host::run()
@@ -361,6 +365,9 @@ fn measure_catch_up_with_and_without_repartition() {
             .partition_idle_ms(600_000);
         if repartition {
             host = host.repartition();
+        }
+        if let Some(bin) = bin {
+            host = host.binary(bin);
         }
         let started = Instant::now();
         let mut host = host.start();
@@ -377,11 +384,18 @@ fn measure_catch_up_with_and_without_repartition() {
         assert!(host.stop().success(), "{}", host.log());
         secs
     };
-    let direct = timed(false);
-    let shuffled = timed(true);
-    eprintln!(
-        "{n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s)",
-        n as f64 / direct,
-        n as f64 / shuffled
-    );
+    let rate = |secs: f64| n as f64 / secs;
+    for round in 1..=env_num("RTSCORE_MEASURE_ROUNDS", 1) {
+        let direct = timed(false, None);
+        let earlier = before.as_ref().map(|b| timed(true, Some(b)));
+        let shuffled = timed(true, None);
+        let earlier = earlier
+            .map_or(String::new(), |s| format!(", before-build --repartition {s:.1} s ({:.0} events/s, {:.1}x)", rate(s), s / direct));
+        eprintln!(
+            "round {round}: {n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s, {:.1}x){earlier}",
+            rate(direct),
+            rate(shuffled),
+            shuffled / direct
+        );
+    }
 }

@@ -5,7 +5,9 @@
 //!
 //! Exactly once across the stage: a transactional producer forwards the records, the markers
 //! and the source offsets (`send_offsets_to_transaction` with the consumer's group metadata,
-//! KIP-447) in one transaction, committed every [`TXN_MS`]. The pipeline reads the internal
+//! KIP-447) in one transaction, committed every [`TXN_MS`] while the shuffle keeps up, and
+//! every [`TXN_MAX_MS`] while it catches up (a commit blocks this thread for a few round trips
+//! whatever the transaction's size, docs/benchmarks.md "Repartition"). The pipeline reads the internal
 //! topic `read_committed`, so a shuffle killed mid-transaction leaves nothing visible, and the
 //! source partition's next owner forwards from the committed offset. A transaction that fails,
 //! or that a rebalance overtook, is aborted and the consumer rewound to the committed offsets.
@@ -30,12 +32,18 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::event::{EventMapping, parse_event, parse_event_mapped};
 use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SourceTag};
-use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partition_for_scenario, routing_key};
+use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partition_for_scenario};
 
-/// A transaction is committed this often (and after [`TXN_RECORDS`] records): the delay the
-/// stage adds, and the work a crash makes the next owner redo.
+/// While the shuffle keeps up (its consumer ran out of records), a transaction is committed
+/// this often: the delay the stage adds to a live stream.
 pub const TXN_MS: u64 = 100;
-const TXN_RECORDS: usize = 20_000;
+/// While it catches up (records keep waiting), a transaction grows up to this long (or
+/// [`TXN_MAX_RECORDS`]): a commit costs the same few round trips at any size, and at 100 ms
+/// they took most of this thread's time. The pipeline sees a transaction's records when it
+/// commits, so catching up adds up to this much delay; the work a crash makes the next owner
+/// redo grows with it too.
+pub const TXN_MAX_MS: u64 = 1_000;
+const TXN_MAX_RECORDS: usize = 200_000;
 /// A dead host's open transaction holds the pipeline's `read_committed` reads back until the
 /// broker aborts it: this long at most.
 const TXN_TIMEOUT_MS: &str = "10000";
@@ -207,6 +215,10 @@ struct Forwarder<'a> {
     /// The open transaction: when it began, the rebalance count and group metadata then, the
     /// next source offset per partition, records forwarded, and source partitions read.
     open: Option<Txn>,
+    /// Per source partition, its `rtscore-src` header text (made once).
+    tags: Vec<String>,
+    /// The message key being built (reused: no allocation per record).
+    key: String,
 }
 
 struct Txn {
@@ -220,7 +232,8 @@ struct Txn {
 
 impl<'a> Session<'a> {
     fn open(cfg: &'a ShuffleConfig, topology: Topology) -> anyhow::Result<Session<'a>> {
-        let consumer: BaseConsumer<ShuffleContext> = client(&cfg.brokers, &[])
+        let mut consumer_config = client(&cfg.brokers, &[]);
+        consumer_config
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -228,6 +241,12 @@ impl<'a> Session<'a> {
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "cooperative-sticky")
+            // As the pipeline's consumer (sources/kafka.rs): large fetches, a deep local queue
+            // and a short pause when it is full (librdkafka's default is 1 s).
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("queued.min.messages", "1000000")
+            .set("fetch.queue.backoff.ms", "10");
+        let consumer: BaseConsumer<ShuffleContext> = consumer_config
             .set_all(&cfg.options)
             .create_with_context(ShuffleContext { rebalances: AtomicU64::new(0), revoked: Default::default() })
             .context("cannot create the shuffle consumer")?;
@@ -236,6 +255,9 @@ impl<'a> Session<'a> {
             .set("transactional.id", &cfg.transactional_id)
             .set("transaction.timeout.ms", TXN_TIMEOUT_MS)
             .set("enable.idempotence", "true")
+            // Longer lingering (20-100 ms) halved the broker's CPU but added as much in this
+            // process's librdkafka threads; reporting only failed deliveries showed no gain
+            // either (docs/benchmarks.md, "Repartition").
             .set("linger.ms", "5")
             .set_all(&cfg.options)
             .create()
@@ -243,18 +265,24 @@ impl<'a> Session<'a> {
         producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
         tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
             transactional_id = %cfg.transactional_id, "shuffle forwarding");
-        let fwd = Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None };
+        let fwd =
+            Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None, tags: Vec::new(), key: String::new() };
         Ok(Session { consumer, fwd })
     }
 
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut errors = 0u64;
+        // Records kept waiting at the last poll: the transaction may grow to TXN_MAX_MS.
+        let mut behind = false;
         while !stop.load(Ordering::SeqCst) {
             // Rebalance callbacks run inside poll, on this thread: between two polls the
             // assignment cannot change under an open transaction unnoticed.
             let mut budget = 2_000;
             let mut wait = Duration::from_millis(20);
-            while budget > 0 {
+            behind = loop {
+                if budget == 0 {
+                    break true;
+                }
                 match self.consumer.poll(wait) {
                     Some(Ok(m)) => {
                         self.fwd.forward(&self.consumer, &m)?;
@@ -266,18 +294,16 @@ impl<'a> Session<'a> {
                         if errors == 1 || errors.is_multiple_of(100) {
                             tracing::warn!(error = %e, errors, "shuffle consumer error; retrying");
                         }
-                        break;
+                        break behind;
                     }
-                    None => break,
+                    None => break false,
                 }
-            }
+            };
             let revoked = self.consumer.context().revoked.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
             if !revoked.is_empty() {
                 self.fwd.progress.forget(&revoked);
             }
-            let due =
-                self.fwd.open.as_ref().is_some_and(|t| t.began.elapsed() >= Duration::from_millis(TXN_MS) || t.records >= TXN_RECORDS);
-            if due {
+            if self.fwd.open.as_ref().is_some_and(|t| due(t.began.elapsed(), t.records, behind)) {
                 self.fwd.finish(&self.consumer)?;
             }
         }
@@ -286,15 +312,20 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Whether the open transaction is due: after [`TXN_MS`] while the shuffle keeps up, after
+/// [`TXN_MAX_MS`] while records keep waiting, or at [`TXN_MAX_RECORDS`].
+fn due(age: Duration, records: usize, behind: bool) -> bool {
+    let limit = if behind { TXN_MAX_MS } else { TXN_MS };
+    age >= Duration::from_millis(limit) || records >= TXN_MAX_RECORDS
+}
+
 impl Forwarder<'_> {
-    fn begin(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<&mut Txn> {
-        if self.open.is_none() {
-            self.producer.begin_transaction().context("begin_transaction")?;
-            let group = consumer.group_metadata().context("the shuffle consumer has no group metadata")?;
-            let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
-            self.open = Some(Txn { began: Instant::now(), rebalances, group, next: BTreeMap::new(), records: 0, touched: BTreeSet::new() });
-        }
-        self.open.as_mut().context("no open transaction")
+    fn begin(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
+        self.producer.begin_transaction().context("begin_transaction")?;
+        let group = consumer.group_metadata().context("the shuffle consumer has no group metadata")?;
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+        self.open = Some(Txn { began: Instant::now(), rebalances, group, next: BTreeMap::new(), records: 0, touched: BTreeSet::new() });
+        Ok(())
     }
 
     /// Forwards one source record unchanged, tagged with its source partition.
@@ -306,32 +337,45 @@ impl Forwarder<'_> {
             None => parse_event(payload),
             Some(mapping) => parse_event_mapped(payload, mapping),
         };
-        let (partition, key) = match &parsed {
+        self.key.clear();
+        let partition = match &parsed {
             Ok(ev) => {
-                let wall = chrono::Utc::now().timestamp_millis();
-                if self.cfg.max_event_skew_ms.is_none_or(|s| ev.ts <= wall.saturating_add(s)) {
+                // The clock is read only when --max-event-skew asks for it.
+                if self.cfg.max_event_skew_ms.is_none_or(|s| ev.ts <= chrono::Utc::now().timestamp_millis().saturating_add(s)) {
                     self.progress.forwarded(tag, &ev.tenant_id, ev.ts);
                 } else {
                     self.progress.touch(tag);
                 }
-                (partition_for_scenario(&ev.tenant_id, &ev.scenario_id, n), Some(routing_key(&ev.tenant_id, &ev.scenario_id)))
+                // `routing_key` without an allocation per record.
+                self.key.push_str(&ev.tenant_id);
+                self.key.push('/');
+                self.key.push_str(&ev.scenario_id);
+                partition_for_scenario(&ev.tenant_id, &ev.scenario_id, n)
             }
             // Unreadable: where its bytes hash to, so the pipeline rejects it as it always did.
             Err(_) => {
                 self.progress.touch(tag);
-                (partition_for_bytes(payload, n), None)
+                partition_for_bytes(payload, n)
             }
         };
-        let tag_text = tag.encode();
-        let headers = OwnedHeaders::new().insert(Header { key: SOURCE_HEADER, value: Some(tag_text.as_str()) });
+        let source = usize::try_from(m.partition()).unwrap_or(0);
+        if self.tags.len() <= source {
+            self.tags.resize(source + 1, String::new());
+        }
+        if self.tags[source].is_empty() {
+            self.tags[source] = tag.encode();
+        }
+        if self.open.is_none() {
+            self.begin(consumer)?;
+        }
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header { key: SOURCE_HEADER, value: Some(self.tags[source].as_str()) });
         let mut record: BaseRecord<'_, str, [u8]> =
             BaseRecord::to(&self.cfg.internal_topic).partition(partition).payload(payload).headers(headers);
-        if let Some(k) = &key {
-            record = record.key(k.as_str());
+        if !self.key.is_empty() {
+            record = record.key(self.key.as_str());
         }
-        self.begin(consumer)?;
         send(&self.producer, record)?;
-        let txn = self.begin(consumer)?;
+        let txn = self.open.as_mut().context("no open transaction")?;
         txn.next.insert(m.partition(), m.offset() + 1);
         txn.records += 1;
         txn.touched.insert(m.partition());
@@ -437,5 +481,21 @@ impl SetAll for ClientConfig {
             self.set(k, v);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_grows_only_while_records_keep_waiting() {
+        let ms = Duration::from_millis;
+        assert!(!due(ms(99), 10, false));
+        assert!(due(ms(TXN_MS), 10, false), "keeping up: every 100 ms");
+        assert!(!due(ms(TXN_MS), 10, true), "catching up: the transaction grows");
+        assert!(!due(ms(TXN_MAX_MS - 1), 10, true));
+        assert!(due(ms(TXN_MAX_MS), 10, true));
+        assert!(due(ms(1), TXN_MAX_RECORDS, true), "and never past the record cap");
     }
 }
