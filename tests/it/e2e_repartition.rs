@@ -84,6 +84,11 @@ impl Run {
     }
 
     fn start_host(&mut self, stack: &Stack) -> HostProcess {
+        self.start_host_args(stack, &[])
+    }
+
+    /// [`Run::start_host`] with more `--flag value` arguments.
+    fn start_host_args(&mut self, stack: &Stack, extra: &[(&str, &str)]) -> HostProcess {
         let sink = self.dir.path().join(format!("out-{}.jsonl", self.sinks.len()));
         self.sinks.push(sink.clone());
         let mut host = Host::run()
@@ -102,6 +107,9 @@ impl Run {
             Some(0) => host = host.repartition(),
             Some(n) => host = host.repartition().arg("--repartition-partitions", n.to_string()),
             None => {}
+        }
+        for (flag, value) in extra {
+            host = host.arg(flag, value);
         }
         host.start()
     }
@@ -321,6 +329,72 @@ fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
     assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
     assert!(got == want, "the forwarded events differ from the source's");
     assert!(next.stop().success(), "{}", next.log());
+}
+
+/// Issue 20 follow-up: a host SIGKILLed mid-transaction and restarted with the same
+/// `--instance-id` fences its predecessor's open transaction at once (the transactional id is
+/// stable) and takes its source partitions back without a rebalance (static membership of the
+/// shuffle group), so it forwards again well within the transaction timeout (10 s) that a
+/// per-process id would leave the internal topic blocked for; every event still reaches the
+/// internal topic exactly once.
+#[test]
+fn a_host_restarted_with_its_instance_id_forwards_at_once() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let mut run = Run::new(&stack, "restart", Some(0));
+    let id = unique("host-a-");
+    let mut host = run.start_host_args(&stack, &[("--instance-id", &id)]);
+    assert!(wait_until(Duration::from_secs(60), || owns_partitions(&host.log())), "{}", host.log());
+    let tagged: Vec<(i32, Vec<u8>)> = evs.iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&run.tenant, ev))).collect();
+    let half = tagged.len() / 2;
+    let producing = {
+        let (stack, topic, first) = (stack.clone(), run.topic.clone(), tagged[..half].to_vec());
+        std::thread::spawn(move || stack.produce_to(&topic, &first))
+    };
+    let internal = format!("{}.by-scenario", run.group);
+    let shuffle_group = format!("{}.shuffle", run.group);
+    assert!(wait_until(Duration::from_secs(60), || read_internal_count(&stack, &internal) > 2_000), "nothing forwarded\n{}", host.log());
+    host.kill();
+    let killed_at = Instant::now();
+    producing.join().unwrap();
+    // What the killed host committed: the restart has forwarded once the offsets pass it.
+    let before = committed_sum(&stack, &shuffle_group, &run.topic);
+    stack.produce_to(&run.topic, &tagged[half..]);
+    let mut next = run.start_host_args(&stack, &[("--instance-id", &id)]);
+    let resumed = wait_until(Duration::from_secs(60), || committed_sum(&stack, &shuffle_group, &run.topic) > before);
+    let after = killed_at.elapsed();
+    eprintln!("the restarted host committed its first forwarded records {:.1} s after the kill", after.as_secs_f64());
+    assert!(resumed, "the restarted host forwarded nothing\n{}", next.log());
+    // Loose: a per-process id leaves the dead transaction open for its 10 s timeout (plus the
+    // broker's abort check), and a dynamic member waits out the 10 s session timeout.
+    assert!(after < Duration::from_secs(8), "the restart waited {after:?}, as long as the transaction timeout\n{}", next.log());
+    assert!(next.log().contains(&format!("{shuffle_group}.{id}")), "the stable transactional id is not in the log\n{}", next.log());
+    assert!(
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        "the shuffle did not finish forwarding\n{}",
+        next.log()
+    );
+    let (committed, _) = read_internal(&stack, &internal, "read_committed", evs.len());
+    let mut want: Vec<(Vec<u8>, String)> =
+        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
+    let mut got = committed;
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
+    assert!(got == want, "the forwarded events differ from the source's");
+    assert!(next.stop().success(), "{}", next.log());
+}
+
+/// `group`'s committed offsets on `topic`, summed (partitions without one count 0).
+fn committed_sum(stack: &Stack, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return 0 };
+    committed.elements().iter().filter_map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { Some(o) } else { None }).sum()
 }
 
 /// Records on the internal topic (high watermarks summed; uncommitted included).

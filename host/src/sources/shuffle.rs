@@ -14,6 +14,12 @@
 //!
 //! It runs on a thread of its own: the transactional calls block, and the pipeline's loop must
 //! never wait for them.
+//!
+//! With `--instance-id` (or its default) the transactional id is stable, `<group>.shuffle.<id>`,
+//! and the consumer a static member of `<group>.shuffle` (`group.instance.id`): a host restarted
+//! after a crash fences its predecessor's open transaction at once and gets its source
+//! partitions back without a rebalance. A producer fenced while alive means another live host
+//! uses the same id: the shuffle says so and goes on with a per-process id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -56,13 +62,27 @@ pub struct ShuffleConfig {
     pub internal_topic: String,
     /// `<group>.shuffle`.
     pub group_id: String,
-    /// Unique per process: a transactional id shared by two live producers fences one of them.
-    pub transactional_id: String,
+    /// `--instance-id`: a stable transactional id and static group membership. Two live
+    /// producers with one transactional id fence each other.
+    pub instance_id: Option<String>,
+    /// Unique per process (host, pid, start time): the transactional id without an instance id,
+    /// or after a live peer fenced this one.
+    pub process_tag: String,
     /// `--kafka-option` settings (SASL, TLS), applied to the consumer, producer and admin client.
     pub options: Vec<(String, String)>,
     pub mapping: Option<Arc<EventMapping>>,
     /// `--max-event-skew`: events the pipeline rejects as `ts_in_future` move no progress.
     pub max_event_skew_ms: Option<i64>,
+}
+
+impl ShuffleConfig {
+    /// `<group>.shuffle.<instance id>` (stable) or `<group>.shuffle.<process tag>`.
+    pub fn transactional_id(&self, stable: bool) -> String {
+        match (&self.instance_id, stable) {
+            (Some(id), true) => format!("{}.{id}", self.group_id),
+            _ => format!("{}.{}", self.group_id, self.process_tag),
+        }
+    }
 }
 
 fn client(brokers: &str, options: &[(String, String)]) -> ClientConfig {
@@ -186,10 +206,28 @@ pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> 
     let thread = std::thread::Builder::new()
         .name("rtscore-shuffle".into())
         .spawn(move || {
+            let mut stable = cfg.instance_id.is_some();
             while !flag.load(Ordering::SeqCst) {
-                match Session::open(&cfg, topology).and_then(|mut s| s.run(&flag)) {
+                let (result, fenced) = match Session::open(&cfg, topology, stable) {
+                    Ok(mut s) => {
+                        let result = s.run(&flag);
+                        (result, s.fenced())
+                    }
+                    Err(e) => (Err(e), false),
+                };
+                match result {
                     Ok(()) => break,
                     Err(e) => {
+                        if fenced && stable {
+                            // Alive and fenced: another live host uses this id (or this one
+                            // stalled past the transaction timeout). Never fence it back.
+                            tracing::error!(
+                                instance_id = cfg.instance_id.as_deref().unwrap_or_default(),
+                                "shuffle: another live host uses this --instance-id (its transactional id fenced this one); \
+                                 continuing with a per-process transactional id: give every host its own --instance-id"
+                            );
+                            stable = false;
+                        }
                         tracing::warn!(error = format!("{e:#}"), "shuffle stopped; restarting in 1 s");
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -204,6 +242,8 @@ pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> 
 struct Session<'a> {
     consumer: BaseConsumer<ShuffleContext>,
     fwd: Forwarder<'a>,
+    /// A static member of the shuffle group (`group.instance.id`).
+    stable: bool,
 }
 
 /// Everything of a session but its consumer, which lends the messages being forwarded.
@@ -231,7 +271,7 @@ struct Txn {
 }
 
 impl<'a> Session<'a> {
-    fn open(cfg: &'a ShuffleConfig, topology: Topology) -> anyhow::Result<Session<'a>> {
+    fn open(cfg: &'a ShuffleConfig, topology: Topology, stable: bool) -> anyhow::Result<Session<'a>> {
         let mut consumer_config = client(&cfg.brokers, &[]);
         consumer_config
             .set("group.id", &cfg.group_id)
@@ -246,13 +286,18 @@ impl<'a> Session<'a> {
             .set("max.partition.fetch.bytes", "16777216")
             .set("queued.min.messages", "1000000")
             .set("fetch.queue.backoff.ms", "10");
+        if let (Some(id), true) = (&cfg.instance_id, stable) {
+            // Static membership: a restarted host takes its partitions back at once.
+            consumer_config.set("group.instance.id", id);
+        }
         let consumer: BaseConsumer<ShuffleContext> = consumer_config
             .set_all(&cfg.options)
             .create_with_context(ShuffleContext { rebalances: AtomicU64::new(0), revoked: Default::default() })
             .context("cannot create the shuffle consumer")?;
         consumer.subscribe(&[&cfg.source_topic]).with_context(|| format!("cannot subscribe to {}", cfg.source_topic))?;
+        let transactional_id = cfg.transactional_id(stable);
         let producer: ThreadedProducer<DefaultProducerContext> = client(&cfg.brokers, &[])
-            .set("transactional.id", &cfg.transactional_id)
+            .set("transactional.id", &transactional_id)
             .set("transaction.timeout.ms", TXN_TIMEOUT_MS)
             .set("enable.idempotence", "true")
             // Longer lingering (20-100 ms) halved the broker's CPU but added as much in this
@@ -262,12 +307,13 @@ impl<'a> Session<'a> {
             .set_all(&cfg.options)
             .create()
             .context("cannot create the shuffle producer")?;
+        // With a stable id this also aborts the open transaction a crashed predecessor left.
         producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
         tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
-            transactional_id = %cfg.transactional_id, "shuffle forwarding");
+            %transactional_id, static_member = stable, "shuffle forwarding");
         let fwd =
             Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None, tags: Vec::new(), key: String::new() };
-        Ok(Session { consumer, fwd })
+        Ok(Session { consumer, fwd, stable })
     }
 
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
@@ -294,6 +340,9 @@ impl<'a> Session<'a> {
                         if errors == 1 || errors.is_multiple_of(100) {
                             tracing::warn!(error = %e, errors, "shuffle consumer error; retrying");
                         }
+                        if let Some((code, why)) = self.consumer.client().fatal_error() {
+                            anyhow::bail!("shuffle consumer: fatal error {code:?}: {why}");
+                        }
                         break behind;
                     }
                     None => break false,
@@ -308,7 +357,35 @@ impl<'a> Session<'a> {
             }
         }
         self.fwd.finish(&self.consumer)?;
+        if self.stable {
+            self.leave();
+        }
         Ok(())
+    }
+
+    /// A static member does not leave its group when it closes (its partitions wait for it to
+    /// come back, up to the session timeout): at a clean stop, leave now so another host takes
+    /// them over at once.
+    fn leave(&self) {
+        self.consumer.unsubscribe();
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+            if self.consumer.assignment().map_or(true, |a| a.count() == 0) {
+                break;
+            }
+        }
+        // The LeaveGroup request goes out after the revocation.
+        let _ = self.consumer.poll(Duration::from_millis(100));
+    }
+
+    /// Whether the producer (its transactional id) or the consumer (its `group.instance.id`)
+    /// was fenced by another client with the same id.
+    fn fenced(&self) -> bool {
+        let producer = self.fwd.producer.client().fatal_error().map(|e| e.0);
+        let consumer = self.consumer.client().fatal_error().map(|e| e.0);
+        matches!(producer, Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fenced))
+            || matches!(consumer, Some(RDKafkaErrorCode::FencedInstanceId))
     }
 }
 
@@ -497,5 +574,24 @@ mod tests {
         assert!(!due(ms(TXN_MAX_MS - 1), 10, true));
         assert!(due(ms(TXN_MAX_MS), 10, true));
         assert!(due(ms(1), TXN_MAX_RECORDS, true), "and never past the record cap");
+    }
+
+    #[test]
+    fn the_transactional_id_is_stable_with_an_instance_id() {
+        let cfg = ShuffleConfig {
+            brokers: "k:9092".into(),
+            source_topic: "events".into(),
+            internal_topic: "g.by-scenario".into(),
+            group_id: "g.shuffle".into(),
+            instance_id: Some("host-a-9464".into()),
+            process_tag: "box.42.1700000000000".into(),
+            options: vec![],
+            mapping: None,
+            max_event_skew_ms: None,
+        };
+        assert_eq!(cfg.transactional_id(true), "g.shuffle.host-a-9464");
+        assert_eq!(cfg.transactional_id(false), "g.shuffle.box.42.1700000000000", "after a live peer fenced it");
+        let anonymous = ShuffleConfig { instance_id: None, ..cfg };
+        assert_eq!(anonymous.transactional_id(true), "g.shuffle.box.42.1700000000000");
     }
 }
