@@ -229,8 +229,8 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
 }
 
 /// One host on a round-robin topic into an internal topic of another partition count: the
-/// windows equal the reference, and a record without routing fields is forwarded and
-/// dead-lettered with the reason it always had.
+/// windows equal the reference, a record without routing fields is forwarded and
+/// dead-lettered with the reason it always had, and `/status` reports the shuffle.
 #[test]
 fn one_host_on_a_round_robin_topic_matches_the_reference() {
     let stack = Stack::ensure();
@@ -240,7 +240,8 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     let mut run = Run::new(&stack, "rr", Some(4));
     run.produce(&stack, &evs, Keying::RoundRobin);
     stack.produce_to(&run.topic, &[(3, b"{not json".to_vec())]);
-    let mut host = run.start_host(&stack);
+    let port = free_port();
+    let mut host = run.start_host_args(&stack, &[("--http-addr", &format!("127.0.0.1:{port}"))]);
     let want_keys: BTreeSet<_> = want.keys().cloned().collect();
     run.wait_complete(&want_keys, Duration::from_secs(180), &|| host.log());
     let (got, conflicts) = run.windows();
@@ -250,6 +251,21 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, b"{not json");
     assert_eq!(dead[0].1.get("rtscore-reason-kind").map(String::as_str), Some("json"), "{:?}", dead[0].1);
+    // The shuffle on /status: every event and the bad record forwarded, in committed
+    // transactions, under the default instance id (hostname and HTTP port).
+    let status = |h: &HostProcess| -> serde_json::Value {
+        let body = http_get(port, "/status").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status: {e}: {body}\n{}", h.log()))
+    };
+    let total = evs.len() as u64 + 1;
+    assert!(wait_until(Duration::from_secs(30), || status(&host)["shuffle"]["forwarded"].as_u64() == Some(total)), "{}", status(&host));
+    let shuffle = &status(&host)["shuffle"];
+    assert!(shuffle["transactions_committed"].as_u64().is_some_and(|n| n > 0), "{shuffle}");
+    assert!(shuffle["markers"].as_u64().is_some_and(|n| n > 0), "{shuffle}");
+    assert_eq!(shuffle["transactions_aborted"], 0, "{shuffle}");
+    assert!(shuffle["last_commit_age_ms"].as_i64().is_some_and(|ms| ms >= 0), "{shuffle}");
+    assert!(shuffle["transactional_id"].as_str().is_some_and(|t| t.ends_with(&format!("-{port}"))), "{shuffle}");
+    assert!(wait_until(Duration::from_secs(20), || status(&host)["shuffle"]["source_lag"] == 0), "{}", status(&host));
     assert!(host.log().contains("created the internal topic") || host.log().contains("repartitioning"), "{}", host.log());
     assert!(host.stop().success(), "{}", host.log());
 }

@@ -58,6 +58,11 @@ impl Outputs {
         Ok(Self { jsonl, redis, view, live: None, dead_letter, status_written: HashMap::new() })
     }
 
+    /// The console's live view, when the host serves HTTP.
+    pub fn live(&self) -> Option<&LiveView> {
+        self.live.as_ref()
+    }
+
     pub fn with_live(mut self, live: Option<LiveView>) -> Self {
         self.live = live;
         self

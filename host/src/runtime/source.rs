@@ -54,6 +54,10 @@ impl Shuffle {
     fn stop(self) {
         match self {}
     }
+
+    fn stats(&self) -> Arc<crate::repartition::ShuffleStats> {
+        match *self {}
+    }
 }
 
 /// The shuffle's configuration for a repartitioning Kafka run.
@@ -162,6 +166,11 @@ impl Source {
                 }
             }
         })
+    }
+
+    /// The shuffle's counters, when this source repartitions.
+    pub fn shuffle_stats(&self) -> Option<Arc<crate::repartition::ShuffleStats>> {
+        self.shuffle.as_ref().map(Shuffle::stats)
     }
 
     /// Closes the records channel (a source blocked on a full channel stops) and waits for

@@ -38,7 +38,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::event::{EventMapping, parse_event, parse_event_mapped};
 use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SourceTag};
-use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partition_for_scenario};
+use crate::repartition::{ShuffleProgress, ShuffleStats, Topology, partition_for_bytes, partition_for_scenario};
 
 /// While the shuffle keeps up (its consumer ran out of records), a transaction is committed
 /// this often: the delay the stage adds to a live stream.
@@ -50,6 +50,8 @@ pub const TXN_MS: u64 = 100;
 /// redo grows with it too.
 pub const TXN_MAX_MS: u64 = 1_000;
 const TXN_MAX_RECORDS: usize = 200_000;
+/// How often the source lag is read for `/status` (a few metadata round trips).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 /// A dead host's open transaction holds the pipeline's `read_committed` reads back until the
 /// broker aborts it: this long at most.
 const TXN_TIMEOUT_MS: &str = "10000";
@@ -176,9 +178,15 @@ impl ConsumerContext for ShuffleContext {
 pub struct Shuffle {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<ShuffleStats>,
 }
 
 impl Shuffle {
+    /// What it has done, for `/status`.
+    pub fn stats(&self) -> Arc<ShuffleStats> {
+        self.stats.clone()
+    }
+
     /// Commits the open transaction and leaves the group.
     pub fn stop(mut self) {
         self.halt();
@@ -202,13 +210,14 @@ impl Drop for Shuffle {
 /// for a while only delays forwarding.
 pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let stats = Arc::new(ShuffleStats::default());
+    let (flag, counters) = (stop.clone(), stats.clone());
     let thread = std::thread::Builder::new()
         .name("rtscore-shuffle".into())
         .spawn(move || {
             let mut stable = cfg.instance_id.is_some();
             while !flag.load(Ordering::SeqCst) {
-                let (result, fenced) = match Session::open(&cfg, topology, stable) {
+                let (result, fenced) = match Session::open(&cfg, topology, stable, &counters) {
                     Ok(mut s) => {
                         let result = s.run(&flag);
                         (result, s.fenced())
@@ -235,7 +244,7 @@ pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> 
             }
         })
         .context("cannot start the shuffle thread")?;
-    Ok(Shuffle { stop, thread: Some(thread) })
+    Ok(Shuffle { stop, thread: Some(thread), stats })
 }
 
 /// One consumer and one transactional producer.
@@ -244,6 +253,7 @@ struct Session<'a> {
     fwd: Forwarder<'a>,
     /// A static member of the shuffle group (`group.instance.id`).
     stable: bool,
+    lag_read: Instant,
 }
 
 /// Everything of a session but its consumer, which lends the messages being forwarded.
@@ -255,6 +265,7 @@ struct Forwarder<'a> {
     /// The open transaction: when it began, the rebalance count and group metadata then, the
     /// next source offset per partition, records forwarded, and source partitions read.
     open: Option<Txn>,
+    stats: &'a ShuffleStats,
     /// Per source partition, its `rtscore-src` header text (made once).
     tags: Vec<String>,
     /// The message key being built (reused: no allocation per record).
@@ -271,7 +282,7 @@ struct Txn {
 }
 
 impl<'a> Session<'a> {
-    fn open(cfg: &'a ShuffleConfig, topology: Topology, stable: bool) -> anyhow::Result<Session<'a>> {
+    fn open(cfg: &'a ShuffleConfig, topology: Topology, stable: bool, stats: &'a ShuffleStats) -> anyhow::Result<Session<'a>> {
         let mut consumer_config = client(&cfg.brokers, &[]);
         consumer_config
             .set("group.id", &cfg.group_id)
@@ -309,11 +320,20 @@ impl<'a> Session<'a> {
             .context("cannot create the shuffle producer")?;
         // With a stable id this also aborts the open transaction a crashed predecessor left.
         producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
+        stats.set_transactional_id(&transactional_id);
         tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
             %transactional_id, static_member = stable, "shuffle forwarding");
-        let fwd =
-            Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None, tags: Vec::new(), key: String::new() };
-        Ok(Session { consumer, fwd, stable })
+        let fwd = Forwarder {
+            cfg,
+            topology,
+            producer,
+            progress: ShuffleProgress::default(),
+            open: None,
+            stats,
+            tags: Vec::new(),
+            key: String::new(),
+        };
+        Ok(Session { consumer, fwd, stable, lag_read: Instant::now() })
     }
 
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
@@ -355,6 +375,10 @@ impl<'a> Session<'a> {
             if self.fwd.open.as_ref().is_some_and(|t| due(t.began.elapsed(), t.records, behind)) {
                 self.fwd.finish(&self.consumer)?;
             }
+            if self.lag_read.elapsed() >= LAG_EVERY {
+                self.lag_read = Instant::now();
+                self.fwd.stats.set_source_lag(source_lag(&self.consumer, &self.fwd.cfg.source_topic));
+            }
         }
         self.fwd.finish(&self.consumer)?;
         if self.stable {
@@ -394,6 +418,25 @@ impl<'a> Session<'a> {
 fn due(age: Duration, records: usize, behind: bool) -> bool {
     let limit = if behind { TXN_MAX_MS } else { TXN_MS };
     age >= Duration::from_millis(limit) || records >= TXN_MAX_RECORDS
+}
+
+/// Messages not yet read on the owned source partitions (`None` without an assignment or an
+/// answer): high watermark minus position, as the pipeline's lag (sources/kafka.rs).
+fn source_lag(consumer: &BaseConsumer<ShuffleContext>, topic: &str) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = None;
+    for e in positions.elements_for_topic(topic) {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(2)) else { continue };
+        let pos = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag = Some(lag.unwrap_or(0) + (high - pos).max(0));
+    }
+    if let Some(l) = lag {
+        metrics::gauge!("rtscore_shuffle_source_lag").set(l as f64);
+    }
+    lag
 }
 
 impl Forwarder<'_> {
@@ -466,6 +509,7 @@ impl Forwarder<'_> {
     /// every pipeline store snapshots of an idle input.
     fn finish(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
         let Some(touched) = self.open.as_ref().map(|t| t.touched.clone()) else { return Ok(()) };
+        let mut markers = 0u64;
         for source in touched {
             let Some(marker) = self.progress.marker(source) else { continue };
             let bytes = marker.encode();
@@ -474,12 +518,16 @@ impl Forwarder<'_> {
                 let record: BaseRecord<'_, (), [u8]> =
                     BaseRecord::to(&self.cfg.internal_topic).partition(p).payload(bytes.as_slice()).headers(headers);
                 send(&self.producer, record)?;
+                markers += 1;
             }
         }
         let Some(txn) = self.open.take() else { return Ok(()) };
+        let started = Instant::now();
         match self.commit(consumer, &txn) {
             Ok(()) => {
                 self.progress.commit();
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.committed(txn.records as u64, markers, chrono::Utc::now().timestamp_millis(), took);
                 Ok(())
             }
             Err(e) => {
@@ -489,6 +537,7 @@ impl Forwarder<'_> {
                     "shuffle transaction aborted; rewinding to the committed offsets"
                 );
                 metrics::counter!("rtscore_shuffle_aborted_transactions_total").increment(1);
+                self.stats.aborted();
                 if let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
                     // A fatal state (fenced, for one): a new session starts from the committed offsets.
                     anyhow::bail!("abort_transaction: {abort}");
