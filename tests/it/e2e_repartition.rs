@@ -230,7 +230,8 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
 
 /// One host on a round-robin topic into an internal topic of another partition count: the
 /// windows equal the reference, a record without routing fields is forwarded and
-/// dead-lettered with the reason it always had, and `/status` reports the shuffle.
+/// dead-lettered with the reason it always had and where it was written in the source topic,
+/// and `/status` reports the shuffle.
 #[test]
 fn one_host_on_a_round_robin_topic_matches_the_reference() {
     let stack = Stack::ensure();
@@ -251,6 +252,9 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, b"{not json");
     assert_eq!(dead[0].1.get("rtscore-reason-kind").map(String::as_str), Some("json"), "{:?}", dead[0].1);
+    // Where it was written: partition 3 of the source, after the round-robin records there.
+    let offset = (0..evs.len()).filter(|i| i % PARTITIONS as usize == 3).count();
+    assert_eq!(dead[0].1.get("rtscore-src-pos"), Some(&format!("{}/3/{offset}", run.topic)), "{:?}", dead[0].1);
     // The shuffle on /status: every event and the bad record forwarded, in committed
     // transactions, under the default instance id (hostname and HTTP port).
     let status = |h: &HostProcess| -> serde_json::Value {

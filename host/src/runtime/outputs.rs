@@ -95,7 +95,7 @@ impl Outputs {
     pub fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
         for r in rejects {
             let raw = batch.get(r.index).unwrap_or_default();
-            self.dead_letter.send(raw, &r.reason, batch.position(r.index))?;
+            self.dead_letter.send(raw, &r.reason, batch.position(r.index), batch.source_position(r.index))?;
         }
         if !rejects.is_empty() {
             self.dead_letter.flush()?;

@@ -37,7 +37,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::event::{EventMapping, parse_event, parse_event_mapped};
-use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SourceTag};
+use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SOURCE_POSITION_HEADER, SourceTag};
 use crate::repartition::{ShuffleProgress, ShuffleStats, Topology, partition_for_bytes, partition_for_scenario};
 
 /// While the shuffle keeps up (its consumer ran out of records), a transaction is committed
@@ -458,6 +458,7 @@ impl Forwarder<'_> {
             Some(mapping) => parse_event_mapped(payload, mapping),
         };
         self.key.clear();
+        let mut unreadable = false;
         let partition = match &parsed {
             Ok(ev) => {
                 // The clock is read only when --max-event-skew asks for it.
@@ -475,6 +476,7 @@ impl Forwarder<'_> {
             // Unreadable: where its bytes hash to, so the pipeline rejects it as it always did.
             Err(_) => {
                 self.progress.touch(tag);
+                unreadable = true;
                 partition_for_bytes(payload, n)
             }
         };
@@ -488,7 +490,12 @@ impl Forwarder<'_> {
         if self.open.is_none() {
             self.begin(consumer)?;
         }
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header { key: SOURCE_HEADER, value: Some(self.tags[source].as_str()) });
+        let mut headers = OwnedHeaders::new_with_capacity(1).insert(Header { key: SOURCE_HEADER, value: Some(self.tags[source].as_str()) });
+        if unreadable {
+            // Its dead letter names where it was written (rare: a copy is fine).
+            let at = format!("{}/{}/{}", self.cfg.source_topic, m.partition(), m.offset());
+            headers = headers.insert(Header { key: SOURCE_POSITION_HEADER, value: Some(at.as_str()) });
+        }
         let mut record: BaseRecord<'_, str, [u8]> =
             BaseRecord::to(&self.cfg.internal_topic).partition(partition).payload(payload).headers(headers);
         if !self.key.is_empty() {
