@@ -405,6 +405,28 @@ fn a_host_restarted_with_its_instance_id_forwards_at_once() {
     assert!(next.stop().success(), "{}", next.log());
 }
 
+/// A static member (`--instance-id`) does not leave its group when it closes; a clean stop
+/// unsubscribes first, so its source partitions move to the other host at once rather than
+/// after the session timeout (10 s).
+#[test]
+fn a_cleanly_stopped_host_hands_its_source_partitions_over_at_once() {
+    let stack = Stack::ensure();
+    let mut run = Run::new(&stack, "leave", Some(0));
+    let mut a = run.start_host_args(&stack, &[("--instance-id", &unique("a-"))]);
+    let b = run.start_host_args(&stack, &[("--instance-id", &unique("b-"))]);
+    let assigned = |h: &HostProcess| h.log().matches("shuffle: source partitions assigned").count();
+    assert!(wait_until(Duration::from_secs(60), || assigned(&a) > 0 && assigned(&b) > 0), "{}\n----\n{}", a.log(), b.log());
+    // Let the group settle (a second rebalance may follow the first join).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = assigned(&b);
+    assert!(a.stop().success(), "{}", a.log());
+    let stopped_at = Instant::now();
+    assert!(wait_until(Duration::from_secs(30), || assigned(&b) > before), "{}", b.log());
+    let took = stopped_at.elapsed();
+    eprintln!("the other host got the stopped host's source partitions {:.1} s after it exited", took.as_secs_f64());
+    assert!(took < Duration::from_secs(7), "took {took:?}, as long as the session timeout\n{}", b.log());
+}
+
 /// `group`'s committed offsets on `topic`, summed (partitions without one count 0).
 fn committed_sum(stack: &Stack, group: &str, topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
