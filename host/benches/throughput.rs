@@ -16,16 +16,19 @@
 //! per-round ratios are printed. Pairs: built-in and features, built-in and plugin, and the
 //! profile job without and with its plugin.
 //!
-//! `RTSCORE_BENCH_ONLY` runs the ceiling and one comparison, `features` or `profile`, or one
-//! row (`builtin`, `plugin`, `shadow`, `all`), for profiling. `RTSCORE_BENCH_ALONE=1` with
+//! `RTSCORE_BENCH_ONLY` runs the ceiling and one comparison, `features`, `profile` or `langs`
+//! (the built-in formula against `decay-weighted` as a Rust, Python and JavaScript module, issue
+//! 22), `sizes` (the built-in row for catalogues of 10k, 1M and 10M items and for 1, 10 and 100
+//! scenarios: events/s and bytes per (item, bucket), to size a host; issue 21), or one row (`builtin`, `plugin`, `shadow`, `all`), for profiling. `RTSCORE_BENCH_ALONE=1` with
 //! `features` or `profile` runs only the second side, once (for `perf record`).
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use rtscore::config::plugin_limits::SandboxLimits;
 use rtscore::config::{ScenarioConfig, ScenarioKey, parse_scenario};
@@ -114,7 +117,15 @@ fn scenarios_with(candidate: Option<serde_json::Value>) -> Vec<Arc<ScenarioConfi
 }
 
 fn workload(n: usize, keys: Vec<ScenarioKey>) -> Vec<RecordBatch> {
-    let mut maker = EventMaker::new(keys, ITEMS, 7);
+    workload_over(n, keys, ITEMS, false)
+}
+
+/// `n` events over `keys`, item popularity Zipf over a catalogue of `items` (or uniform).
+fn workload_over(n: usize, keys: Vec<ScenarioKey>, items: u64, uniform: bool) -> Vec<RecordBatch> {
+    let mut maker = EventMaker::new(keys, items, 7);
+    if uniform {
+        maker = maker.with_uniform_items();
+    }
     // Six hours of event time across the run.
     let span = 6 * 3_600_000i64;
     let mut batches = Vec::new();
@@ -156,11 +167,21 @@ struct Row {
     /// Profile writes whose interests came from a profile plugin, and the plugin's calls.
     plugin_writes: u64,
     plugin_calls: u64,
+    /// Hot windows emitted.
+    windows: usize,
 }
 
 impl Row {
     fn new(name: impl Into<String>, events_per_s: f64) -> Self {
-        Row { name: name.into(), events_per_s, events_per_cpu_s: f64::NAN, note: String::new(), plugin_writes: 0, plugin_calls: 0 }
+        Row {
+            name: name.into(),
+            events_per_s,
+            events_per_cpu_s: f64::NAN,
+            note: String::new(),
+            plugin_writes: 0,
+            plugin_calls: 0,
+            windows: 0,
+        }
     }
 }
 
@@ -180,8 +201,9 @@ fn parse_only(batches: &[RecordBatch]) -> Row {
 #[derive(Clone, Copy, PartialEq)]
 enum Formula {
     Builtin,
-    /// The `decay-weighted` plugin (same results), one sandboxed instance per scenario.
-    Plugin,
+    /// A hot-score plugin (`decay-weighted` gives the built-in's results: as a Rust module, or
+    /// its ports `decay-weighted-py` and `decay-weighted-js`), one sandboxed instance per scenario.
+    Plugin(&'static str),
     /// The `dwell-affinity` profile plugin installed in every scenario's profile job (the
     /// scenarios must reference it).
     ProfilePlugin,
@@ -251,10 +273,28 @@ struct Run<'c> {
 }
 
 /// `n` sandboxed instances of reference plugin `name` (version 0.1.0, default params), one
-/// per scenario, from one compilation.
+/// per scenario, from one compilation per process (a Python or JavaScript component takes
+/// seconds to compile, and each round of a comparison makes new instances).
 fn instances(name: &str, n: usize) -> Vec<rtscore::plugin::PluginInstance> {
-    let engine = PluginEngine::new(SandboxLimits::default(), Default::default()).expect("plugin engine");
-    let compiled = engine.compile(&plugins::module(name)).unwrap_or_else(|e| panic!("compile {name}: {e}"));
+    type Compiled = (PluginEngine, Arc<rtscore::plugin::CompiledPlugin>);
+    static COMPILED: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    let mut compiled = COMPILED.get_or_init(Default::default).lock().unwrap();
+    let (engine, compiled) = compiled.entry(name.to_string()).or_insert_with(|| {
+        let (bytes, limits) = if plugins::LANG_PLUGINS.contains(&name) {
+            // An interpreter's window of tens of thousands of items is far past the default
+            // budget (docs/plugins.md): this row measures its cost, not the budget.
+            let path = plugins::lang_dir().join(format!("{name}@0.1.0.wasm"));
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            (bytes, SandboxLimits { call_budget: Duration::from_secs(60), memory_bytes: 1 << 30, ..SandboxLimits::default() })
+        } else {
+            (plugins::module(name), SandboxLimits::default())
+        };
+        let engine = PluginEngine::new(limits, Default::default()).expect("plugin engine");
+        let started = Instant::now();
+        let compiled = engine.compile(&bytes).unwrap_or_else(|e| panic!("compile {name}: {e}"));
+        eprintln!("compiled {name} in {:.1} s", started.elapsed().as_secs_f64());
+        (engine, compiled)
+    });
     (0..n)
         .map(|_| {
             engine
@@ -270,8 +310,8 @@ impl<'c> Run<'c> {
         for c in cfgs {
             p.apply_config(&c.key, Some(c.clone()));
         }
-        if formula == Formula::Plugin {
-            for (c, instance) in cfgs.iter().zip(instances("decay-weighted", cfgs.len())) {
+        if let Formula::Plugin(name) = formula {
+            for (c, instance) in cfgs.iter().zip(instances(name, cfgs.len())) {
                 p.hot_job_mut().scenario_mut(&c.key).expect("scenario configured").scorer.install(instance);
             }
         }
@@ -326,7 +366,7 @@ impl<'c> Run<'c> {
     /// The end of the input (timed) and the row.
     fn finish(mut self) -> Row {
         let Run { cfgs, jobs, formula, .. } = self;
-        if formula == Formula::Plugin {
+        if matches!(formula, Formula::Plugin(_)) {
             // A plugin that fell back would make this row the built-in's in disguise.
             for s in self.p.hot_job().scenarios() {
                 assert_eq!(s.scorer.state().name(), "active", "plugin not scoring: {:?}", s.scorer.state().reason());
@@ -380,6 +420,7 @@ impl<'c> Run<'c> {
             note,
             plugin_writes,
             plugin_calls: self.plugin_calls,
+            windows: self.emitted,
         }
     }
 }
@@ -486,6 +527,108 @@ fn print_features_ratio(hot: &Row, feat: &Row, ratio: Ratio) {
     );
 }
 
+/// The built-in formula against the same formula as a plugin in each language (issue 22): a
+/// window is scored in one call, so what matters is the share of the pipeline's time. Each
+/// language is its own lockstep pair with the built-in.
+fn compare_langs(batches: &[RecordBatch], ceiling: &Row) {
+    let cfgs = scenarios();
+    let builtin = || Run::new(&cfgs, JobSelection::ItemHotScore, Formula::Builtin, BUILTIN_ROW);
+    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
+    for (name, label) in [
+        ("decay-weighted", "full pipeline, item_hot_score (decay-weighted, Rust)"),
+        ("decay-weighted-py", "full pipeline, item_hot_score (decay-weighted-py, Python)"),
+        ("decay-weighted-js", "full pipeline, item_hot_score (decay-weighted-js, JavaScript)"),
+    ] {
+        let plugged = || Run::new(&cfgs, JobSelection::ItemHotScore, Formula::Plugin(name), label);
+        let (base, with, ratio) = side_by_side(rounds(), batches, builtin, plugged);
+        if rows.is_empty() {
+            rows.push(base);
+        }
+        rows.push(with);
+        ratios.push((name, ratio));
+    }
+    print_rows(ceiling, &rows.iter().collect::<Vec<_>>());
+    let events = batches.iter().map(RecordBatch::len).sum::<usize>() as f64;
+    println!("\nplugin / built-in, median of per-round ratios (each language in its own lockstep pair with the built-in):");
+    for ((name, ratio), row) in ratios.iter().zip(&rows[1..]) {
+        let extra_s = (1.0 / row.events_per_cpu_s - 1.0 / rows[0].events_per_cpu_s) * events;
+        println!(
+            "  {name}: {:.1}% (by CPU time {:.1}%); {extra_s:.2} s of CPU more than the built-in over {events:.0} events, \
+             {:.2} ms per window scored ({} windows)",
+            100.0 * ratio.wall,
+            100.0 * ratio.cpu,
+            1e3 * extra_s / row.windows.max(1) as f64,
+            row.windows
+        );
+    }
+}
+
+/// `n` bench scenarios: the six of [`scenarios`] repeated under new scenario ids.
+fn many_scenarios(n: usize) -> Vec<Arc<ScenarioConfig>> {
+    let base = scenarios();
+    (0..n)
+        .map(|i| {
+            let mut c = (*base[i % base.len()]).clone();
+            c.key = ScenarioKey::new(c.key.tenant_id.as_ref(), &format!("{}-{i}", c.key.scenario_id));
+            Arc::new(c)
+        })
+        .collect()
+}
+
+/// The built-in row as the catalogue and the scenario count grow (issue 21 item 4): events/s
+/// and bytes of window state per (item, bucket) at the peak, so a user can size a host. Each
+/// row generates its own `n` events (Zipf s = 1.1 over the catalogue, as everywhere here), but
+/// the last: `RTSCORE_BENCH_UNIFORM_EVENTS` (default 20M) events over 10M equally popular
+/// items, so that the state holds the whole catalogue (a Zipf tail is never all seen).
+fn sizes(n: usize) {
+    let uniform_n: usize = std::env::var("RTSCORE_BENCH_UNIFORM_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000_000);
+    println!(
+        "\n| catalogue (items) | popularity | scenarios | events | distinct items seen | events/s (1 core) | events per CPU-s | peak (item, bucket) pairs | bytes per pair |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let grid = [
+        (10_000u64, 6usize, n, false),
+        (1_000_000, 6, n, false),
+        (10_000_000, 6, n, false),
+        (1_000_000, 1, n, false),
+        (1_000_000, 10, n, false),
+        (1_000_000, 100, n, false),
+        (10_000_000, 6, uniform_n, true),
+    ];
+    for (items, count, events, uniform) in grid {
+        let cfgs = many_scenarios(count);
+        let batches = workload_over(events, cfgs.iter().map(|c| c.key.clone()).collect(), items, uniform);
+        let seen = distinct_items(&batches);
+        let mut run = Run::new(&cfgs, JobSelection::ItemHotScore, Formula::Builtin, "sizes");
+        for b in &batches {
+            run.step(b);
+        }
+        let (pairs, bytes) = (run.max_buckets, run.bytes_at_max);
+        let row = run.finish();
+        let popularity = if uniform { "uniform" } else { "Zipf 1.1" };
+        println!(
+            "| {items} | {popularity} | {count} | {events} | {seen} | {:.0} | {:.0} | {pairs} | {:.0} |",
+            row.events_per_s,
+            row.events_per_cpu_s,
+            bytes as f64 / pairs.max(1) as f64
+        );
+    }
+}
+
+/// Distinct item ids in `batches` (not timed).
+fn distinct_items(batches: &[RecordBatch]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for b in batches {
+        for line in b.iter() {
+            if let Ok(ev) = parse_event(line) {
+                seen.insert(ev.item_id.to_string());
+            }
+        }
+    }
+    seen.len()
+}
+
 const PROFILE_ROW: &str = "--job user_profile, built-in interests";
 const PROFILE_PLUGIN_ROW: &str = "--job user_profile, dwell-affinity plugin";
 
@@ -549,9 +692,11 @@ fn main() {
             }
             ("builtin", _) => full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Builtin, "builtin"),
             ("shadow", _) => full(&batches, &shadowed_scenarios(), JobSelection::ItemHotScore, Formula::Builtin, "shadow"),
-            ("plugin", _) => full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Plugin, "plugin"),
+            ("plugin", _) => full(&batches, &cfgs, JobSelection::ItemHotScore, Formula::Plugin("decay-weighted"), "plugin"),
+            ("langs", _) => return compare_langs(&batches, &ceiling),
+            ("sizes", _) => return sizes(n),
             ("all", _) => full(&batches, &cfgs, JobSelection::All, Formula::Builtin, "all"),
-            (other, _) => panic!("RTSCORE_BENCH_ONLY={other}: expected builtin, plugin, shadow, features, profile or all"),
+            (other, _) => panic!("RTSCORE_BENCH_ONLY={other}: expected builtin, plugin, shadow, features, profile, langs, sizes or all"),
         };
         return print_rows(&ceiling, &[&row]);
     }
@@ -561,7 +706,14 @@ fn main() {
     let builtin = || Run::new(&cfgs, JobSelection::ItemHotScore, Formula::Builtin, BUILTIN_ROW);
     let features = || Run::new(&featured, JobSelection::ItemHotScore, Formula::Builtin, FEATURES_ROW);
     let (hot, feat, feat_ratio) = side_by_side(rounds(), &batches, builtin, features);
-    let plugged = || Run::new(&cfgs, JobSelection::ItemHotScore, Formula::Plugin, "full pipeline, item_hot_score (decay-weighted plugin)");
+    let plugged = || {
+        Run::new(
+            &cfgs,
+            JobSelection::ItemHotScore,
+            Formula::Plugin("decay-weighted"),
+            "full pipeline, item_hot_score (decay-weighted plugin)",
+        )
+    };
     let (_, plugin, plugin_ratio) = side_by_side(rounds(), &batches, builtin, plugged);
     let shadowed = shadowed_scenarios();
     let shadow =

@@ -44,6 +44,8 @@ pub struct EventMaker {
     scenarios: Vec<ScenarioKey>,
     cumulative: [f64; 8],
     items: u64,
+    /// Every item equally popular instead of Zipf (to fill state with a whole catalogue).
+    uniform: bool,
     line: Vec<u8>,
 }
 
@@ -56,7 +58,23 @@ impl EventMaker {
         });
         #[allow(clippy::expect_used, reason = "n >= 1 and s = 1.1 are parameters Zipf always takes")]
         let zipf = Zipf::new(items.max(1) as f64, 1.1).expect("valid Zipf parameters");
-        Self { rng: SmallRng::seed_from_u64(seed), zipf, scenarios, cumulative, items: items.max(1), line: Vec::with_capacity(256) }
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+            zipf,
+            scenarios,
+            cumulative,
+            items: items.max(1),
+            uniform: false,
+            line: Vec::with_capacity(256),
+        }
+    }
+
+    /// The same maker with every item equally popular: a bench that sizes state for a whole
+    /// catalogue needs every item seen, which a Zipf tail never gives.
+    #[must_use]
+    pub fn with_uniform_items(mut self) -> Self {
+        self.uniform = true;
+        self
     }
 
     /// One event as a JSON line (without newline) at event time about `ts`.
@@ -65,7 +83,7 @@ impl EventMaker {
         let key = &self.scenarios[scenario];
         // Each scenario ranks items differently, and the ranking drifts every 20 minutes of
         // event time, so hot lists differ between scenarios and change as the demo runs.
-        let rank = self.zipf.sample(&mut self.rng) as u64;
+        let rank = if self.uniform { self.rng.random_range(1..=self.items) } else { self.zipf.sample(&mut self.rng) as u64 };
         let drift = ts.div_euclid(20 * 60_000) as u64;
         let item = (rank * 7_919 + scenario as u64 * 104_729 + drift * 31) % self.items;
         let user = self.rng.random_range(0..50_000u32);
