@@ -337,17 +337,10 @@ fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
         "the shuffle did not finish forwarding\n{}",
         next.log()
     );
-    let (committed, markers) = read_internal(&stack, &internal, "read_committed", evs.len());
     let (uncommitted, _) = read_internal(&stack, &internal, "read_uncommitted", evs.len());
-    eprintln!("{} events forwarded, {markers} markers; {} records read uncommitted", committed.len(), uncommitted.len());
+    let (forwarded, markers) = assert_forwarded_exactly_once(&stack, &internal, &run.tenant, &evs);
+    eprintln!("{forwarded} events forwarded, {markers} markers; {} records read uncommitted", uncommitted.len());
     assert!(markers > 0);
-    let mut want: Vec<(Vec<u8>, String)> =
-        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
-    let mut got = committed;
-    want.sort();
-    got.sort();
-    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
-    assert!(got == want, "the forwarded events differ from the source's");
     assert!(next.stop().success(), "{}", next.log());
 }
 
@@ -394,14 +387,7 @@ fn a_host_restarted_with_its_instance_id_forwards_at_once() {
         "the shuffle did not finish forwarding\n{}",
         next.log()
     );
-    let (committed, _) = read_internal(&stack, &internal, "read_committed", evs.len());
-    let mut want: Vec<(Vec<u8>, String)> =
-        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
-    let mut got = committed;
-    want.sort();
-    got.sort();
-    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
-    assert!(got == want, "the forwarded events differ from the source's");
+    assert_forwarded_exactly_once(&stack, &internal, &run.tenant, &evs);
     assert!(next.stop().success(), "{}", next.log());
 }
 
@@ -440,6 +426,19 @@ fn committed_sum(stack: &Stack, group: &str, topic: &str) -> i64 {
 }
 
 /// Records on the internal topic (high watermarks summed; uncommitted included).
+/// Reads the internal topic `read_committed` and checks it holds every event of `evs` exactly
+/// once, each tagged with its source partition. Returns the events read and the marker count.
+fn assert_forwarded_exactly_once(stack: &Stack, internal: &str, tenant: &str, evs: &[Ev]) -> (usize, usize) {
+    let (mut got, markers) = read_internal(stack, internal, "read_committed", evs.len());
+    let mut want: Vec<(Vec<u8>, String)> =
+        evs.iter().map(|ev| (line(tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
+    assert!(got == want, "the forwarded events differ from the source's");
+    (got.len(), markers)
+}
+
 fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
