@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use crate::config::ScenarioKey;
 use crate::config::redis_keys::{self as keys, KeyLayout, TtlOverrides};
 use crate::output::stored_profile::{profile_fields, profile_ttl_ms};
-use crate::output::{MetricsWindow, Output, UserProfile};
+use crate::output::{EncodedProfile, MetricsWindow, Output, UserProfile};
 
 /// Key lifetimes, so abandoned scenarios clean themselves up.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +174,27 @@ impl RedisSink {
         pipe.pexpire(&key, profile_ttl_ms(p.interest_decay_days, self.ttl.profile).min(i64::MAX as u64) as i64).ignore();
     }
 
+    /// [`Self::add_profile`] for a profile encoded by the job: the same commands and bytes,
+    /// each command built at its final size (one allocation, no regrowth).
+    fn add_encoded_profile(&self, pipe: &mut redis::Pipeline, p: &EncodedProfile) {
+        let key = self.keys.profile(&p.key, p.user_id());
+        let fields = p.redis_fields();
+        let mut del = redis::Cmd::with_capacity(2, 3 + key.len());
+        del.arg("DEL").arg(&key);
+        pipe.add_command(del).ignore();
+        let bytes: usize = fields.iter().map(|(f, v)| f.len() + v.len()).sum();
+        let mut hset = redis::Cmd::with_capacity(2 + 2 * fields.len(), 5 + key.len() + bytes);
+        hset.arg("HMSET").arg(&key);
+        for (f, v) in fields {
+            hset.arg(f).arg(v);
+        }
+        pipe.add_command(hset).ignore();
+        let ttl = profile_ttl_ms(p.interest_decay_days, self.ttl.profile).min(i64::MAX as u64) as i64;
+        let mut pexpire = redis::Cmd::with_capacity(3, 7 + key.len() + 20);
+        pexpire.arg("PEXPIRE").arg(&key).arg(ttl);
+        pipe.add_command(pexpire).ignore();
+    }
+
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
         let key = self.keys.metrics(&m.key, m.window_start);
         let mut fields: Vec<(String, String)> = vec![
@@ -236,6 +257,7 @@ impl RedisSink {
                     pipe.del(&[keys::meta(&shadow), shadow]).ignore();
                 }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
+                Output::EncodedProfile(p) => self.add_encoded_profile(&mut pipe, p),
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }
         }
