@@ -20,7 +20,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 prepare_build_env release
-bash scripts/build-plugins.sh >/dev/null
+RTSCORE_LANG_PLUGINS=0 bash scripts/build-plugins.sh >/dev/null
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 cargo bench -p rtscore --bench throughput
 cargo bench -p rtscore --bench e2e_kafka

@@ -3,7 +3,9 @@
 # places each as <name>@<version>.wasm, printing its sha256 for scenario references: reference
 # plugins in $RTSCORE_PLUGINS_OUT (default <repo>/target/plugins, the runtime's default
 # --plugins-dir), the deliberately broken test plugins in $RTSCORE_TEST_PLUGINS_OUT (default
-# <repo>/target/test-plugins), so they never sit in a real plugins directory.
+# <repo>/target/test-plugins), so they never sit in a real plugins directory. Then the Python
+# and JavaScript ports (scripts/build-lang-plugins.sh) as <name>-py@<version>.wasm and
+# <name>-js@<version>.wasm beside the reference plugins.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,3 +39,8 @@ for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
   cp "$wasm" "$dest.tmp" && mv "$dest.tmp" "$dest"
   printf '%-28s %8s bytes  %s\n' "$name@$version" "$(stat -c %s "$dest")" "$(sha256sum "$dest" | cut -d' ' -f1)"
 done
+# The Python and JavaScript ports of the reference plugins (skipped when unchanged, or with
+# RTSCORE_LANG_PLUGINS=0: the demo and the throughput benches do not use them).
+if [ "${RTSCORE_LANG_PLUGINS:-1}" != 0 ]; then
+  bash "$ROOT/scripts/build-lang-plugins.sh"
+fi

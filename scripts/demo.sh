@@ -18,7 +18,7 @@ if ! rustup target list --toolchain "$channel" --installed 2>/dev/null | grep -q
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "building the reference plugins ..."
-RTSCORE_PLUGINS_OUT="$ROOT/target/plugins" bash scripts/build-plugins.sh >/dev/null
+RTSCORE_LANG_PLUGINS=0 RTSCORE_PLUGINS_OUT="$ROOT/target/plugins" bash scripts/build-plugins.sh >/dev/null
 if [ "${RTSCORE_DEMO_FULL:-0}" = 1 ]; then
   build=(--release)
 else

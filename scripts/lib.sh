@@ -7,6 +7,16 @@ KAFKA_VERSION="4.1.0"
 FERRETDB_VERSION="v1.24.0"
 KAFKA_LIBS="$RTSCORE_CACHE/kafka-$KAFKA_VERSION/libs"
 FERRETDB_BIN="$RTSCORE_CACHE/bin/ferretdb-$FERRETDB_VERSION"
+# Toolchains of the Python and JavaScript plugins (guest-sdk-py/, guest-sdk-js/), pinned:
+# componentize-py from PyPI in a venv of its own, installed by setup.sh.
+COMPONENTIZE_PY_VERSION="0.25.1"
+COMPONENTIZE_PY_VENV="$RTSCORE_CACHE/componentize-py-$COMPONENTIZE_PY_VERSION"
+COMPONENTIZE_PY="$COMPONENTIZE_PY_VENV/bin/componentize-py"
+# componentize-js from npm (with the StarlingMonkey engine and wizer it ships), in a directory
+# of its own.
+COMPONENTIZE_JS_VERSION="0.23.0"
+COMPONENTIZE_JS_DIR="$RTSCORE_CACHE/componentize-js-$COMPONENTIZE_JS_VERSION"
+COMPONENTIZE_JS="$COMPONENTIZE_JS_DIR/node_modules/.bin/componentize-js"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 FERRETDB_PORT="${FERRETDB_PORT:-27018}"

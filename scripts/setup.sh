@@ -6,8 +6,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 # --- Debian packages -------------------------------------------------------------------------
-# curl, jq and redis-cli: docs/migration.md runs them as written (tests/it/docs_migration.rs).
-PKGS=(redis-server redis-tools cmake libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev pkg-config python3 curl jq chromium chromium-driver)
+# curl, jq and redis-cli: docs/migration.md runs them as written (tests/it/docs_migration.rs);
+# python3-venv: componentize-py gets a venv of its own (below).
+PKGS=(redis-server redis-tools cmake libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev pkg-config python3 python3-venv curl jq chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -57,5 +58,33 @@ else
   mkdir -p "$(dirname "$FERRETDB_BIN")"
   (cd "$work" && go build -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb >>"$build_log" 2>&1) || die "FerretDB build failed (see $build_log)"
   mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+fi
+# --- Python plugin toolchain -------------------------------------------------------------------
+# componentize-py builds guest-sdk-py plugins into components (scripts/build-plugins.sh); a venv
+# of its own under the cache, never the system's site-packages.
+if [ -x "$COMPONENTIZE_PY" ] && [ "$("$COMPONENTIZE_PY" --version 2>/dev/null)" = "componentize-py $COMPONENTIZE_PY_VERSION" ]; then
+  log "componentize-py $COMPONENTIZE_PY_VERSION: installed"
+else
+  log "componentize-py $COMPONENTIZE_PY_VERSION: installing from PyPI into $COMPONENTIZE_PY_VENV"
+  # Into its final place (a venv's scripts name their interpreter by absolute path); a broken
+  # install fails the version check above next time and is made again.
+  rm -rf "$COMPONENTIZE_PY_VENV"
+  python3 -m venv "$COMPONENTIZE_PY_VENV"
+  "$COMPONENTIZE_PY_VENV/bin/pip" install -q --disable-pip-version-check "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+
+# --- JavaScript plugin toolchain ---------------------------------------------------------------
+# componentize-js builds guest-sdk-js plugins; its npm package carries the StarlingMonkey engine
+# (a wasm file) and wizer's Linux binary, so nothing else is downloaded.
+if [ -x "$COMPONENTIZE_JS" ] && [ "$("$COMPONENTIZE_JS" --version 2>/dev/null)" = "$COMPONENTIZE_JS_VERSION" ]; then
+  log "componentize-js $COMPONENTIZE_JS_VERSION: installed"
+else
+  command -v npm >/dev/null || die "npm is required (Node.js 20+) for the JavaScript plugins; install it first"
+  log "componentize-js $COMPONENTIZE_JS_VERSION: installing from npm into $COMPONENTIZE_JS_DIR (a few minutes)"
+  rm -rf "$COMPONENTIZE_JS_DIR"
+  mkdir -p "$COMPONENTIZE_JS_DIR"
+  echo '{"name": "rtscore-js-toolchain", "private": true}' > "$COMPONENTIZE_JS_DIR/package.json"
+  npm install --prefix "$COMPONENTIZE_JS_DIR" --no-audit --no-fund --loglevel=error --save-exact \
+    "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" >/dev/null
 fi
 log "setup: done"

@@ -25,6 +25,10 @@ else
   log "  the no-default-features demo did not emit hot lists"; status=1
 fi
 rm -f "$demo_out"
+log "the Python and JavaScript guest SDKs and plugin ports, natively ..."
+(cd guest-sdk-py && python3 -m unittest discover -s tests -t . -q 2>&1) || status=$?
+for d in plugins/*/python; do (cd "$d" && PYTHONPATH="$ROOT/guest-sdk-py" python3 -m unittest -q 2>&1) || status=$?; done
+node --test guest-sdk-js/test/ plugins/*/js/ 2>&1 | tail -n 8 || status=$?
 log "running the test suite ..."
 cargo test --workspace --no-fail-fast 2>&1 || status=$?
 [ "${RTSCORE_STOP_STACK:-0}" = 1 ] && bash scripts/stack.sh stop

@@ -24,6 +24,10 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Directory of plugin modules `<name>@<version>.wasm`, watched for new modules.
     pub plugins_dir: PathBuf,
+    /// Where compiled plugin components are kept across restarts (`--plugin-cache-dir`, by
+    /// default `plugin::disk_cache::default_dir()`); `None` compiles every module at every start.
+    /// A directory only the host's user may write: see `plugin::disk_cache`.
+    pub plugin_cache_dir: Option<PathBuf>,
     pub outputs: OutputSettings,
     /// How often owned partitions' state is stored (Kafka with Redis only).
     pub snapshot_interval: Duration,
@@ -62,6 +66,8 @@ pub struct KafkaSettings {
     /// `--repartition`: `topic` is keyed any way; a shuffle stage forwards it to the internal
     /// topic, which the pipeline reads.
     pub repartition: Option<RepartitionSettings>,
+    /// `--instance-id`: this host's stable name in the fleet (see [`instance_id_or_default`]).
+    pub instance_id: Option<String>,
 }
 
 /// `--repartition` (docs/operations.md, "Running a fleet").
@@ -69,6 +75,34 @@ pub struct KafkaSettings {
 pub struct RepartitionSettings {
     /// Partitions of the internal topic when this host creates it (`None`: the source's).
     pub partitions: Option<i32>,
+}
+
+/// Whether `id` may name an instance: 1 to 200 of `[A-Za-z0-9._-]` (what Kafka accepts in a
+/// `group.instance.id`, and safe in a `transactional.id`).
+pub fn valid_instance_id(id: &str) -> bool {
+    (1..=200).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `--instance-id`, or its default: `<hostname>-<port>` when this host serves HTTP on a fixed
+/// port (stable across restarts, and no two live processes of one machine can bind the same
+/// port), else none (a per-process id). A hostname's other characters become `-`.
+pub fn instance_id_or_default(given: Option<String>, hostname: &str, http_port: Option<u16>) -> Option<String> {
+    given.or_else(|| {
+        let port = http_port.filter(|p| *p != 0)?;
+        let host: String =
+            hostname.trim().chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+        let id = format!("{}-{port}", if host.is_empty() { "host" } else { host.as_str() });
+        valid_instance_id(&id).then_some(id)
+    })
+}
+
+/// This machine's hostname (`host` if it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 impl KafkaSettings {
@@ -155,6 +189,7 @@ impl Settings {
             source: SourceSettings::Generator(GeneratorSettings { events_per_second: 5_000, time_scale: 60.0, limit: None }),
             store: StoreSettings::dir(DEFAULT_SCENARIOS_DIR),
             plugins_dir: PathBuf::from("target/plugins"),
+            plugin_cache_dir: crate::plugin::disk_cache::default_dir(),
             outputs: OutputSettings {
                 redis_url: None,
                 redis_keys: KeyLayout::default(),
@@ -225,5 +260,23 @@ impl StoreSettings {
             create_indexes: true,
             require_status_active: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_instance_id_is_the_hostname_and_http_port() {
+        assert_eq!(instance_id_or_default(Some("given".into()), "box", Some(9464)).as_deref(), Some("given"));
+        assert_eq!(instance_id_or_default(None, "box.local\n", Some(9464)).as_deref(), Some("box.local-9464"));
+        assert_eq!(instance_id_or_default(None, "odd name:x", Some(80)).as_deref(), Some("odd-name-x-80"));
+        assert_eq!(instance_id_or_default(None, "box", None), None, "no HTTP port: a per-process id");
+        assert_eq!(instance_id_or_default(None, "box", Some(0)), None, "an ephemeral port is not stable");
+        assert_eq!(instance_id_or_default(None, "", Some(1)).as_deref(), Some("host-1"));
+        assert!(
+            valid_instance_id("a-Z_0.9") && !valid_instance_id("") && !valid_instance_id("a/b") && !valid_instance_id(&"x".repeat(201))
+        );
     }
 }

@@ -34,7 +34,12 @@ pub fn rtscore_bin() -> PathBuf {
 /// RTSCORE_*) that a developer's shell or scripts/test.sh exports: tests pass every flag.
 /// The executable is [`rtscore_bin`].
 pub fn rtscore_command() -> Command {
-    let mut c = Command::new(rtscore_bin());
+    rtscore_command_of(&rtscore_bin())
+}
+
+/// [`rtscore_command`] running the executable at `bin`.
+pub fn rtscore_command_of(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
     for (k, _) in std::env::vars_os() {
         let Some(k) = k.to_str() else { continue };
         if k.starts_with("RTSCORE_") || ["KAFKA_SERVERS", "MONGODB_URL", "MONGODB_DATABASE", "REDIS_URL"].contains(&k) {
@@ -67,12 +72,20 @@ pub fn cli(args: &[&str]) -> String {
 pub struct Host {
     args: Vec<OsString>,
     stdin_piped: bool,
+    /// Another build than [`rtscore_bin`] (to compare two builds side by side).
+    bin: Option<PathBuf>,
 }
 
 impl Host {
     /// `rtscore run` with no flags yet.
     pub fn run() -> Host {
-        Host { args: vec!["run".into()], stdin_piped: false }
+        Host { args: vec!["run".into()], stdin_piped: false, bin: None }
+    }
+
+    /// Runs the executable at `bin` instead of [`rtscore_bin`].
+    pub fn binary(mut self, bin: impl Into<PathBuf>) -> Host {
+        self.bin = Some(bin.into());
+        self
     }
 
     /// `flag value`, for a flag without a method of its own.
@@ -214,7 +227,10 @@ impl Host {
     /// The command (environment cleaned by [`rtscore_command`]), for a caller that sets up its
     /// own stdio; stdin is a pipe after [`Host::events_stdin`].
     pub fn command(&self) -> Command {
-        let mut c = rtscore_command();
+        let mut c = match &self.bin {
+            Some(bin) => rtscore_command_of(bin),
+            None => rtscore_command(),
+        };
         c.args(&self.args);
         if self.stdin_piped {
             c.stdin(Stdio::piped());

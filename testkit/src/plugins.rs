@@ -71,6 +71,58 @@ pub fn module(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// The language ports of the reference plugins (`plugins/<name>/python/`, `plugins/<name>/js/`),
+/// as scripts/build-lang-plugins.sh names their components: `<name>-py`, `<name>-js`.
+pub const LANG_PLUGINS: &[&str] = &["decay-weighted-py", "watch-heat-py", "decay-weighted-js", "watch-heat-js"];
+
+/// Directory holding `<name>@0.1.0.wasm` for every module in [`LANG_PLUGINS`].
+///
+/// `RTSCORE_PLUGINS_OUT` (set by scripts/test.sh, where build-plugins.sh built them) or, without
+/// it, `$CARGO_TARGET_DIR/plugins` (else `target/plugins`), where this runs
+/// scripts/build-lang-plugins.sh once per test binary: it rebuilds a component only when its
+/// sources changed, and needs the toolchains scripts/setup.sh installs.
+pub fn lang_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("RTSCORE_PLUGINS_OUT") {
+            let dir = PathBuf::from(dir);
+            if LANG_PLUGINS.iter().all(|n| dir.join(format!("{n}@0.1.0.wasm")).is_file()) {
+                return dir;
+            }
+        }
+        let base = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+        let dir = base.join("plugins");
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-lang-plugins.sh"))
+            .env("RTSCORE_PLUGINS_OUT", &dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run scripts/build-lang-plugins.sh");
+        assert!(status.success(), "building the Python and JavaScript plugins failed: {status}");
+        for n in LANG_PLUGINS {
+            assert!(
+                dir.join(format!("{n}@0.1.0.wasm")).is_file(),
+                "{n}@0.1.0.wasm was not built in {}: its toolchain is missing (run scripts/setup.sh)",
+                dir.display()
+            );
+        }
+        dir
+    })
+}
+
+/// The component of a language port (one of [`LANG_PLUGINS`]).
+pub fn lang_module(name: &str) -> Vec<u8> {
+    let path = lang_dir().join(format!("{name}@0.1.0.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The compiled-plugin cache the tests share with the hosts they start (the hosts' default
+/// directory): an interpreter component takes seconds to compile, and this way each is
+/// compiled once per machine, not once per test.
+pub fn compile_cache_dir() -> PathBuf {
+    rtscore::plugin::disk_cache::default_dir().unwrap_or_else(|| std::env::temp_dir().join("rtscore-compiled-plugins"))
+}
+
 /// The reference plugins kept as WIT 0.1.0 modules in `tests/plugins/v0.1.0/` (see its README).
 pub const V010_FIXTURES: &[&str] = &["decay-weighted", "gravity", "trend", "wilson-ctr"];
 

@@ -467,9 +467,10 @@ fn plugin_uploads_are_checked_stored_with_their_hash_and_scoped() {
     refused(&up(&w.acme, "broken", b"\0asm\x0d\0\x01\0 junk"), 422, "a module that does not load");
     assert_eq!(up(&w.acme, "broken", b"x").json()["errors"][0]["path"], "module");
     refused(&up(&w.acme, "BadName", &wasm), 422, "an invalid plugin name");
-    let huge = vec![0u8; (16 << 20) + 1];
+    let quota = rtscore::config::plugin_limits::DEFAULT_MAX_MODULE_BYTES;
+    let huge = vec![0u8; quota + 1];
     assert_eq!(up(&w.acme, "huge", &huge).status, 413, "above the per-module quota");
-    assert_eq!(up(&w.acme, "huge", &vec![0u8; (16 << 20) + 4096]).status, 413, "far above the quota");
+    assert_eq!(up(&w.acme, "huge", &vec![0u8; quota + 4096]).status, 413, "far above the quota");
     // Scoped: the owner lists it, another tenant neither sees nor replaces it.
     let mine = request(port, "GET", "/api/v1/tenants/acme/plugins", Some(&w.acme), b"").json();
     assert_eq!(mine["plugins"].as_array().unwrap().len(), 1, "{mine}");

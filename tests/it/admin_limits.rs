@@ -127,12 +127,14 @@ fn uploads_are_rate_limited_per_tenant_and_failed_modules_are_not_compiled_twice
 
 #[test]
 fn a_second_concurrent_compile_of_a_tenant_is_refused_with_429() {
-    let api = ApiHost::start(&[scenario("acme", "home"), scenario("rival", "feed")]);
+    // Without the compiled-module cache: an earlier test (or run) compiled this very module, and
+    // a cache hit ends the upload before any probe could overlap it.
+    let api = ApiHost::start_with(&[scenario("acme", "home"), scenario("rival", "feed")], |host| host.flag("--no-plugin-cache"));
     let (acme, rival) = (api.token("tenant:acme"), api.token("tenant:rival"));
     let port = api.port;
     api.put_tenant(&json!({"tenant_id": "acme", "quotas": {"plugin_uploads_per_minute": 1000}}));
-    // A real module takes a while to compile (seconds in a debug build); while it does, every
-    // further upload of acme is refused at once, whatever it carries.
+    // A real module takes a while to compile; while it does, every further upload of acme is
+    // refused at once, whatever it carries.
     let wasm = plugins::module("gravity");
     let token = acme.clone();
     let slow = std::thread::spawn(move || upload(port, "acme", &token, "slow", &wasm));

@@ -84,6 +84,11 @@ impl Run {
     }
 
     fn start_host(&mut self, stack: &Stack) -> HostProcess {
+        self.start_host_args(stack, &[])
+    }
+
+    /// [`Run::start_host`] with more `--flag value` arguments.
+    fn start_host_args(&mut self, stack: &Stack, extra: &[(&str, &str)]) -> HostProcess {
         let sink = self.dir.path().join(format!("out-{}.jsonl", self.sinks.len()));
         self.sinks.push(sink.clone());
         let mut host = Host::run()
@@ -102,6 +107,9 @@ impl Run {
             Some(0) => host = host.repartition(),
             Some(n) => host = host.repartition().arg("--repartition-partitions", n.to_string()),
             None => {}
+        }
+        for (flag, value) in extra {
+            host = host.arg(flag, value);
         }
         host.start()
     }
@@ -179,7 +187,7 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
     let busy = wait_until(Duration::from_secs(90), || run.sinks.iter().filter(|p| !read_hot_sink(p).1.is_empty()).count() >= 2);
     assert!(busy, "hosts did not emit windows\n{}", hosts[0].log());
     // Killed while the next part streams in: its shuffle dies mid-transaction (it commits
-    // every 100 ms), its pipeline between snapshots.
+    // every 100 ms, up to every second while catching up), its pipeline between snapshots.
     let producing = {
         let (stack, run_topic, tenant) = (stack.clone(), run.topic.clone(), run.tenant.clone());
         let part: Vec<(i32, Vec<u8>)> = evs[a..b].iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&tenant, ev))).collect();
@@ -221,8 +229,9 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
 }
 
 /// One host on a round-robin topic into an internal topic of another partition count: the
-/// windows equal the reference, and a record without routing fields is forwarded and
-/// dead-lettered with the reason it always had.
+/// windows equal the reference, a record without routing fields is forwarded and
+/// dead-lettered with the reason it always had and where it was written in the source topic,
+/// and `/status` reports the shuffle.
 #[test]
 fn one_host_on_a_round_robin_topic_matches_the_reference() {
     let stack = Stack::ensure();
@@ -232,7 +241,8 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     let mut run = Run::new(&stack, "rr", Some(4));
     run.produce(&stack, &evs, Keying::RoundRobin);
     stack.produce_to(&run.topic, &[(3, b"{not json".to_vec())]);
-    let mut host = run.start_host(&stack);
+    let port = free_port();
+    let mut host = run.start_host_args(&stack, &[("--http-addr", &format!("127.0.0.1:{port}"))]);
     let want_keys: BTreeSet<_> = want.keys().cloned().collect();
     run.wait_complete(&want_keys, Duration::from_secs(180), &|| host.log());
     let (got, conflicts) = run.windows();
@@ -242,6 +252,24 @@ fn one_host_on_a_round_robin_topic_matches_the_reference() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, b"{not json");
     assert_eq!(dead[0].1.get("rtscore-reason-kind").map(String::as_str), Some("json"), "{:?}", dead[0].1);
+    // Where it was written: partition 3 of the source, after the round-robin records there.
+    let offset = (0..evs.len()).filter(|i| i % PARTITIONS as usize == 3).count();
+    assert_eq!(dead[0].1.get("rtscore-src-pos"), Some(&format!("{}/3/{offset}", run.topic)), "{:?}", dead[0].1);
+    // The shuffle on /status: every event and the bad record forwarded, in committed
+    // transactions, under the default instance id (hostname and HTTP port).
+    let status = |h: &HostProcess| -> serde_json::Value {
+        let body = http_get(port, "/status").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status: {e}: {body}\n{}", h.log()))
+    };
+    let total = evs.len() as u64 + 1;
+    assert!(wait_until(Duration::from_secs(30), || status(&host)["shuffle"]["forwarded"].as_u64() == Some(total)), "{}", status(&host));
+    let shuffle = &status(&host)["shuffle"];
+    assert!(shuffle["transactions_committed"].as_u64().is_some_and(|n| n > 0), "{shuffle}");
+    assert!(shuffle["markers"].as_u64().is_some_and(|n| n > 0), "{shuffle}");
+    assert_eq!(shuffle["transactions_aborted"], 0, "{shuffle}");
+    assert!(shuffle["last_commit_age_ms"].as_i64().is_some_and(|ms| ms >= 0), "{shuffle}");
+    assert!(shuffle["transactional_id"].as_str().is_some_and(|t| t.ends_with(&format!("-{port}"))), "{shuffle}");
+    assert!(wait_until(Duration::from_secs(20), || status(&host)["shuffle"]["source_lag"] == 0), "{}", status(&host));
     assert!(host.log().contains("created the internal topic") || host.log().contains("repartitioning"), "{}", host.log());
     assert!(host.stop().success(), "{}", host.log());
 }
@@ -323,6 +351,94 @@ fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
     assert!(next.stop().success(), "{}", next.log());
 }
 
+/// Issue 20 follow-up: a host SIGKILLed mid-transaction and restarted with the same
+/// `--instance-id` fences its predecessor's open transaction at once (the transactional id is
+/// stable) and takes its source partitions back without a rebalance (static membership of the
+/// shuffle group), so it forwards again well within the transaction timeout (10 s) that a
+/// per-process id would leave the internal topic blocked for; every event still reaches the
+/// internal topic exactly once.
+#[test]
+fn a_host_restarted_with_its_instance_id_forwards_at_once() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let mut run = Run::new(&stack, "restart", Some(0));
+    let id = unique("host-a-");
+    let mut host = run.start_host_args(&stack, &[("--instance-id", &id)]);
+    assert!(wait_until(Duration::from_secs(60), || owns_partitions(&host.log())), "{}", host.log());
+    let tagged: Vec<(i32, Vec<u8>)> = evs.iter().map(|ev| (ev.1 as i32 % PARTITIONS, line(&run.tenant, ev))).collect();
+    let half = tagged.len() / 2;
+    let producing = {
+        let (stack, topic, first) = (stack.clone(), run.topic.clone(), tagged[..half].to_vec());
+        std::thread::spawn(move || stack.produce_to(&topic, &first))
+    };
+    let internal = format!("{}.by-scenario", run.group);
+    let shuffle_group = format!("{}.shuffle", run.group);
+    assert!(wait_until(Duration::from_secs(60), || read_internal_count(&stack, &internal) > 2_000), "nothing forwarded\n{}", host.log());
+    host.kill();
+    let killed_at = Instant::now();
+    producing.join().unwrap();
+    // What the killed host committed: the restart has forwarded once the offsets pass it.
+    let before = committed_sum(&stack, &shuffle_group, &run.topic);
+    stack.produce_to(&run.topic, &tagged[half..]);
+    let mut next = run.start_host_args(&stack, &[("--instance-id", &id)]);
+    let resumed = wait_until(Duration::from_secs(60), || committed_sum(&stack, &shuffle_group, &run.topic) > before);
+    let after = killed_at.elapsed();
+    eprintln!("the restarted host committed its first forwarded records {:.1} s after the kill", after.as_secs_f64());
+    assert!(resumed, "the restarted host forwarded nothing\n{}", next.log());
+    // Loose: a per-process id leaves the dead transaction open for its 10 s timeout (plus the
+    // broker's abort check), and a dynamic member waits out the 10 s session timeout.
+    assert!(after < Duration::from_secs(8), "the restart waited {after:?}, as long as the transaction timeout\n{}", next.log());
+    assert!(next.log().contains(&format!("{shuffle_group}.{id}")), "the stable transactional id is not in the log\n{}", next.log());
+    assert!(
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        "the shuffle did not finish forwarding\n{}",
+        next.log()
+    );
+    let (committed, _) = read_internal(&stack, &internal, "read_committed", evs.len());
+    let mut want: Vec<(Vec<u8>, String)> =
+        evs.iter().map(|ev| (line(&run.tenant, ev), format!("{}/{PARTITIONS}", ev.1 as i32 % PARTITIONS))).collect();
+    let mut got = committed;
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "every event forwarded exactly once");
+    assert!(got == want, "the forwarded events differ from the source's");
+    assert!(next.stop().success(), "{}", next.log());
+}
+
+/// A static member (`--instance-id`) does not leave its group when it closes; a clean stop
+/// unsubscribes first, so its source partitions move to the other host at once rather than
+/// after the session timeout (10 s).
+#[test]
+fn a_cleanly_stopped_host_hands_its_source_partitions_over_at_once() {
+    let stack = Stack::ensure();
+    let mut run = Run::new(&stack, "leave", Some(0));
+    let mut a = run.start_host_args(&stack, &[("--instance-id", &unique("a-"))]);
+    let b = run.start_host_args(&stack, &[("--instance-id", &unique("b-"))]);
+    let assigned = |h: &HostProcess| h.log().matches("shuffle: source partitions assigned").count();
+    assert!(wait_until(Duration::from_secs(60), || assigned(&a) > 0 && assigned(&b) > 0), "{}\n----\n{}", a.log(), b.log());
+    // Let the group settle (a second rebalance may follow the first join).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = assigned(&b);
+    assert!(a.stop().success(), "{}", a.log());
+    let stopped_at = Instant::now();
+    assert!(wait_until(Duration::from_secs(30), || assigned(&b) > before), "{}", b.log());
+    let took = stopped_at.elapsed();
+    eprintln!("the other host got the stopped host's source partitions {:.1} s after it exited", took.as_secs_f64());
+    assert!(took < Duration::from_secs(7), "took {took:?}, as long as the session timeout\n{}", b.log());
+}
+
+/// `group`'s committed offsets on `topic`, summed (partitions without one count 0).
+fn committed_sum(stack: &Stack, group: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return 0 };
+    committed.elements().iter().filter_map(|e| if let rdkafka::Offset::Offset(o) = e.offset() { Some(o) } else { None }).sum()
+}
+
 /// Records on the internal topic (high watermarks summed; uncommitted included).
 fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -334,11 +450,15 @@ fn read_internal_count(stack: &Stack, topic: &str) -> i64 {
 /// (300,000) events of a user-keyed topic directly, then another with `--repartition`, each
 /// timed until its offsets reach the end. With `RTSCORE_TEST_BIN` pointing at a release build:
 /// `RTSCORE_TEST_BIN=target/release/rtscore cargo test -p rtscore --test it e2e_repartition::measure -- --ignored --nocapture`
+/// `RTSCORE_MEASURE_BEFORE_BIN` (another build, e.g. of the previous commit) also times its
+/// `--repartition` in each round, side by side; `RTSCORE_MEASURE_ROUNDS` (1) repeats the rounds.
 #[test]
 #[ignore = "a measurement; run it by hand"]
 fn measure_catch_up_with_and_without_repartition() {
     let stack = Stack::ensure();
-    let n: usize = std::env::var("RTSCORE_MEASURE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let env_num = |k: &str, default: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let n = env_num("RTSCORE_MEASURE_EVENTS", 300_000);
+    let before = std::env::var_os("RTSCORE_MEASURE_BEFORE_BIN").map(PathBuf::from);
     let base: Vec<Ev> = events().into_iter().filter(|e| e.2.item_id != "sentinel").collect();
     let run = Run::new(&stack, "measure", None);
     let records: Vec<(i32, Vec<u8>)> = (0..n)
@@ -350,7 +470,7 @@ fn measure_catch_up_with_and_without_repartition() {
         })
         .collect();
     stack.produce_to(&run.topic, &records);
-    let timed = |repartition: bool| -> f64 {
+    let timed = |repartition: bool, bin: Option<&PathBuf>| -> f64 {
         let group = unique("gm");
         stack.delete_later(&format!("{group}.by-scenario"));
         let mut host = Host::run()
@@ -361,6 +481,9 @@ fn measure_catch_up_with_and_without_repartition() {
             .partition_idle_ms(600_000);
         if repartition {
             host = host.repartition();
+        }
+        if let Some(bin) = bin {
+            host = host.binary(bin);
         }
         let started = Instant::now();
         let mut host = host.start();
@@ -377,11 +500,18 @@ fn measure_catch_up_with_and_without_repartition() {
         assert!(host.stop().success(), "{}", host.log());
         secs
     };
-    let direct = timed(false);
-    let shuffled = timed(true);
-    eprintln!(
-        "{n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s)",
-        n as f64 / direct,
-        n as f64 / shuffled
-    );
+    let rate = |secs: f64| n as f64 / secs;
+    for round in 1..=env_num("RTSCORE_MEASURE_ROUNDS", 1) {
+        let direct = timed(false, None);
+        let earlier = before.as_ref().map(|b| timed(true, Some(b)));
+        let shuffled = timed(true, None);
+        let earlier = earlier
+            .map_or(String::new(), |s| format!(", before-build --repartition {s:.1} s ({:.0} events/s, {:.1}x)", rate(s), s / direct));
+        eprintln!(
+            "round {round}: {n} events, 6 partitions, one host: direct {direct:.1} s ({:.0} events/s), --repartition {shuffled:.1} s ({:.0} events/s, {:.1}x){earlier}",
+            rate(direct),
+            rate(shuffled),
+            shuffled / direct
+        );
+    }
 }

@@ -204,3 +204,82 @@ fn scenario_validate_checks_plugin_references_against_a_plugins_dir() {
     let out = rtscore_command().args(["scenario", "validate"]).arg(doc("missing", &sha, serde_json::json!({}))).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Runs `program args` in `dir`, asserting success; stdout and stderr on failure.
+fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {} failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Python and JavaScript author loop as a new user runs it (docs/plugins.md, "Python and
+/// JavaScript plugins"): `plugin new --lang`, the native tests, `./build.sh`, `plugin test`. An
+/// interpreter component takes a minute to build: the module of a scaffold whose files did not
+/// change since an earlier run is taken from the scaffold target directory instead of built
+/// again (the digest covers every file `build.sh` reads).
+#[test]
+fn python_and_javascript_plugins_scaffold_test_build_and_run_outside_the_repository() {
+    let home = tempfile::tempdir().unwrap();
+    for (lang, name, native) in
+        [("python", "py-heat", &["python3", "-m", "unittest", "-q"][..]), ("js", "js-heat", &["node", "--test"][..])]
+    {
+        let dir = home.path().join(name);
+        let out = rtscore_command().args(["plugin", "new", name, "--lang", lang, "--dir"]).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("./build.sh"));
+        run_in(&dir, native[0], &native[1..]);
+
+        let mut files: Vec<PathBuf> = walk(&dir);
+        files.sort();
+        let mut digest = String::new();
+        for f in &files {
+            digest.push_str(&rtscore::plugin::sha256_hex(&std::fs::read(f).unwrap()));
+        }
+        let built = scaffold_target().join("lang-builds").join(rtscore::plugin::sha256_hex(digest.as_bytes())).join(format!("{name}.wasm"));
+        let module = dir.join(format!("{name}.wasm"));
+        if built.is_file() {
+            std::fs::copy(&built, &module).unwrap();
+        } else {
+            run_in(&dir, "./build.sh", &[]);
+            std::fs::create_dir_all(built.parent().unwrap()).unwrap();
+            std::fs::copy(&module, &built).unwrap();
+        }
+        let (ok, lines, err) = plugin_test(&module, &dir.join("scenario.json"), &dir.join("events.jsonl"), None);
+        assert!(ok, "{name}: {err}");
+        let sink = home.path().join(format!("{name}.jsonl"));
+        std::fs::write(&sink, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        let (_, rows) = read_hot_sink(&sink);
+        assert!(rows.len() >= 2, "{name}: the sample events fill at least two windows: {lines:?}");
+        assert!(rows.iter().all(|r| r["plugin"] == "under-test@0.0.0"), "{name}: every window scored by the module");
+        // The formula's floor: items with fewer than 2 events in a window are left out.
+        assert!(rows.iter().all(|r| !r["items"].as_array().unwrap().is_empty()), "{name}: {rows:?}");
+    }
+    // A metrics or profile plugin in Python or JavaScript is refused with the reason.
+    let out = rtscore_command()
+        .args(["plugin", "new", "m", "--lang", "python", "--world", "metrics", "--dir"])
+        .arg(home.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("hot-score plugins"));
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "__pycache__" && n != "node_modules") {
+                out.extend(walk(&p));
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::AdminError;
 use super::limits::{CompileSlots, FailedCompiles, UploadRate};
-use crate::config::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
+use crate::config::plugin_limits::{DEFAULT_MAX_MODULE_BYTES, MAX_MODULE_BYTES, SandboxLimits};
 use crate::config::tenant::TenantQuotas;
 use crate::plugin::registry::{list_dir_modules, owner_path, shared_path};
 #[cfg(feature = "mongodb")]
@@ -52,7 +52,7 @@ impl PluginQuota {
     };
     /// What a tenant without a tenant document may upload through the admin API.
     pub const TENANT: PluginQuota = PluginQuota {
-        max_module_bytes: 16 << 20,
+        max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
         max_modules_per_tenant: Some(64),
         uploads_per_minute: Some(10),
         concurrent_compiles: Some(1),
@@ -161,6 +161,10 @@ pub struct PluginService {
     failed: FailedCompiles,
     /// Compiles started, for the `rtscore_plugin_compiles_total` metric and the tests.
     compiles: AtomicU64,
+    /// Where compiled components are kept across restarts (`plugin::disk_cache`): a module
+    /// checked at publish is then read back by the hosts of this machine instead of compiled
+    /// again (seconds for a Python or JavaScript one).
+    cache_dir: Option<PathBuf>,
 }
 
 /// Why a bounded compile did not produce a module.
@@ -203,7 +207,15 @@ impl PluginService {
             slots: CompileSlots::default(),
             failed: FailedCompiles::new(limits.failed_cache_entries),
             compiles: AtomicU64::new(0),
+            cache_dir: None,
         }
+    }
+
+    /// The same service keeping the components it compiles in `dir` (a host passes its
+    /// `--plugin-cache-dir`; `rtscore plugin publish` the default directory).
+    pub fn with_compile_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
     }
 
     /// Compiles started since the service was made (cache hits and refusals start none).
@@ -236,7 +248,10 @@ impl PluginService {
         if let Some(e) = self.engine.get() {
             return Ok(Arc::clone(e));
         }
-        let engine = Arc::new(PluginEngine::new(SandboxLimits::default(), Grants::default()).context("creating the plugin engine")?);
+        let engine = Arc::new(
+            PluginEngine::with_disk_cache(SandboxLimits::default(), Grants::default(), self.cache_dir.as_deref())
+                .context("creating the plugin engine")?,
+        );
         Ok(Arc::clone(self.engine.get_or_init(|| engine)))
     }
 

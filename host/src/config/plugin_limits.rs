@@ -4,8 +4,15 @@
 
 use std::time::Duration;
 
-/// Modules larger than this are refused: a scoring plugin is a few MB at most.
+/// Modules larger than this are refused by every registry, whatever a tenant's quota says.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// A tenant's module-size quota unless its tenant document sets `max_module_bytes`: room for a
+/// Python or JavaScript component, which carries its interpreter (componentize-py's ~19 MB,
+/// componentize-js's ~12 MB; a Rust module is under 1 MB). One limit for every language, as a
+/// module's language is whatever its bytes say: a per-language allowance would be the same
+/// limit for a hostile tenant (docs/plugins.md, "Budgets for an interpreter").
+pub const DEFAULT_MAX_MODULE_BYTES: usize = 32 << 20;
 
 /// How a call's CPU budget is enforced.
 #[derive(Debug, Clone, Copy, PartialEq)]

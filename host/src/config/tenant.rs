@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::plugin_limits::{MAX_MODULE_BYTES, SandboxLimits};
+use super::plugin_limits::{DEFAULT_MAX_MODULE_BYTES, MAX_MODULE_BYTES, SandboxLimits};
 use super::validate::is_valid_id;
 use super::{ConfigError, FieldError};
 
@@ -49,7 +49,7 @@ impl Default for TenantQuotas {
         let sandbox = SandboxLimits::default();
         Self {
             max_scenarios: 100,
-            max_module_bytes: 16 << 20,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             cpu_ms_per_window: sandbox.call_budget.as_millis() as u64,
             cpu_ms_per_minute: 3_000,
             max_instance_memory_bytes: sandbox.memory_bytes,

@@ -152,13 +152,14 @@ fn rollout_cell(r: &ScenarioStatusRow) -> String {
 pub fn host_counters(scope: &Scope, h: &HostLive) -> String {
     match scope.tenant() {
         None => format!(
-            r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span><span>over quota <b>{}</b></span><span>state <b>{}</b></span>"#,
+            r#"<span class="muted">this host, all tenants:</span><span>events in <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>unknown scenario <b>{}</b></span><span>over quota <b>{}</b></span><span>state <b>{}</b></span>{}"#,
             h.events_in,
             h.rejected,
             h.late,
             h.unknown_scenario,
             h.over_quota,
-            mib(h.state_bytes)
+            mib(h.state_bytes),
+            h.shuffle.as_ref().map_or(String::new(), |s| format!(r#"<span id="shuffle">shuffle: <b>{}</b></span>"#, esc(&s.summary())))
         ),
         Some(t) => format!(
             r#"<span class="muted">tenant {} on this host:</span><span>events <b>{}</b></span><span>rejected <b>{}</b></span><span>late <b>{}</b></span><span>over quota <b>{}</b></span><span>state <b>{}</b></span>"#,
@@ -496,6 +497,22 @@ mod tests {
     use crate::output::{HotList, ScoredItem};
 
     const XSS: &str = "<img src=x onerror=alert(1)>";
+
+    #[test]
+    fn the_shuffle_line_is_for_admins_only() {
+        let stats = crate::repartition::ShuffleStats::default();
+        stats.committed(7, 2, 1_000, 500);
+        let host = HostLive { shuffle: Some(stats.status(1_500)), ..HostLive::default() };
+        let admin = host_counters(&Scope::Admin, &host);
+        assert!(
+            admin.contains(
+                r#"<span id="shuffle">shuffle: <b>forwarded 7 events and 2 markers in 1 transactions (0 aborted); last commit 0.5 s ago"#
+            ),
+            "{admin}"
+        );
+        assert!(!host_counters(&Scope::Tenant("t".into()), &host).contains("shuffle"), "host-wide: not a tenant's to see");
+        assert!(!host_counters(&Scope::Admin, &HostLive::default()).contains("shuffle"), "no line without --repartition");
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

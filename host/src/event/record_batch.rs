@@ -36,6 +36,9 @@ pub struct RecordBatch {
     pub positions: Vec<Position>,
     /// Per record, when the source repartitions; empty otherwise.
     pub origins: Vec<Origin>,
+    /// Records a repartitioning host's shuffle forwarded unreadable, with where it read them
+    /// (`<topic>/<partition>/<offset>`), for their dead letters. Sparse: such records are rare.
+    pub source_positions: Vec<(usize, String)>,
     /// Every record parsed by the source ([`Self::parse_ahead`]); `None` leaves parsing to
     /// the pipeline.
     pub parsed: Option<ParsedEvents>,
@@ -51,6 +54,7 @@ impl RecordBatch {
             ends: Vec::with_capacity(records),
             positions: Vec::new(),
             origins: Vec::new(),
+            source_positions: Vec::new(),
             parsed: None,
             mapping: None,
         }
@@ -99,6 +103,18 @@ impl RecordBatch {
     pub fn push_from(&mut self, record: &[u8], pos: Position, origin: Origin) {
         self.push_at(record, pos);
         self.origins.push(origin);
+    }
+
+    /// The record pushed last was read at `at` of the source topic (before the shuffle).
+    pub fn set_source_position(&mut self, at: String) {
+        if let Some(i) = self.len().checked_sub(1) {
+            self.source_positions.push((i, at));
+        }
+    }
+
+    /// Where the shuffle read record `i`, if it forwarded it unreadable.
+    pub fn source_position(&self, i: usize) -> Option<&str> {
+        self.source_positions.iter().find(|(j, _)| *j == i).map(|(_, at)| at.as_str())
     }
 
     /// How record `i` got here, when the source repartitions.
@@ -155,6 +171,9 @@ impl RecordBatch {
                     Some(origin) => out.push_from(rec, pos, origin),
                     None => out.push_at(rec, pos),
                 }
+                if let Some(at) = self.source_position(i) {
+                    out.set_source_position(at.to_string());
+                }
             }
         }
         Some(out)
@@ -194,6 +213,20 @@ mod tests {
         assert_eq!(b.next_offsets(), BTreeMap::from([(0, 7), (1, 11)]));
         assert_eq!(b.next_offsets_in(0..2), BTreeMap::from([(0, 6), (1, 10)]));
         assert_eq!(b.next_offsets_in(2..2), BTreeMap::new());
+    }
+
+    #[test]
+    fn where_the_shuffle_read_an_unreadable_record_follows_it_through_a_filter() {
+        let mut b = RecordBatch::default();
+        let src = Origin::Source { source: 3, sources: 6 };
+        b.push_from(b"{ok}", Position { partition: 0, offset: 1 }, src);
+        b.push_from(b"{bad", Position { partition: 1, offset: 7 }, src);
+        b.set_source_position("events/3/41".into());
+        b.push_from(b"{ok}", Position { partition: 1, offset: 8 }, src);
+        assert_eq!((b.source_position(0), b.source_position(1), b.source_position(2)), (None, Some("events/3/41"), None));
+        let kept = b.filtered(|p| p.partition == 1).unwrap();
+        assert_eq!(kept.source_position(0), Some("events/3/41"), "re-indexed with its record");
+        assert_eq!(kept.source_position(1), None);
     }
 
     #[test]

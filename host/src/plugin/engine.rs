@@ -1,5 +1,6 @@
-//! The one wasmtime `Engine` of the process: compiles plugin components (cached by sha256) and
-//! hands out sandboxed instances. Compiled code is shared; stores never are.
+//! The one wasmtime `Engine` of the process: compiles plugin components (cached by sha256 in
+//! memory and, with a cache directory, on disk across restarts: `disk_cache`) and hands out
+//! sandboxed instances. Compiled code is shared; stores never are.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use super::bindings::{PluginWorld, WitVersion, v0_1, v0_2, v0_2_metrics, v0_2_profile};
+use super::disk_cache::DiskCache;
 use super::error::PluginError;
 use super::instance::PluginInstance;
 use super::sandbox::{Grants, HostState};
@@ -24,6 +26,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct CompiledPlugin {
     sha256: String,
     size: usize,
+    /// Read from the disk cache rather than compiled by this process.
+    from_disk: bool,
     pub(crate) pre: WorldPre,
     /// The `score` export of a scorer (the one call made without generated bindings).
     pub(crate) score_export: Option<ComponentExportIndex>,
@@ -82,6 +86,12 @@ impl CompiledPlugin {
     pub fn module_size(&self) -> usize {
         self.size
     }
+
+    /// Whether the compiled code came from the disk cache (compiled by an earlier process)
+    /// rather than from compiling the module.
+    pub fn from_disk_cache(&self) -> bool {
+        self.from_disk
+    }
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -107,6 +117,8 @@ struct EngineInner {
     limits: SandboxLimits,
     grants: Grants,
     cache: Mutex<HashMap<String, Arc<CompiledPlugin>>>,
+    /// Compiled components kept across restarts (`--plugin-cache-dir`).
+    disk: Option<DiskCache>,
 }
 
 impl PluginEngine {
@@ -114,6 +126,14 @@ impl PluginEngine {
     /// default). With [`BudgetMode::Epoch`] this starts the epoch ticker thread, which stops
     /// once the engine and every store made from it are dropped.
     pub fn new(limits: SandboxLimits, grants: Grants) -> Result<Self, PluginError> {
+        Self::with_disk_cache(limits, grants, None)
+    }
+
+    /// [`Self::new`] keeping compiled components in `cache_dir` too (see `disk_cache` for what
+    /// the directory must be): a module compiled once, by this process or an earlier one, is
+    /// read back instead of compiled. A directory that cannot be used is logged and the engine
+    /// runs without it.
+    pub fn with_disk_cache(limits: SandboxLimits, grants: Grants, cache_dir: Option<&std::path::Path>) -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Plugins are plain synchronous components; component-model async is not part of the
@@ -137,7 +157,14 @@ impl PluginEngine {
         if let BudgetMode::Epoch { tick } = limits.budget_mode {
             spawn_ticker(&engine, tick);
         }
-        Ok(Self { inner: Arc::new(EngineInner { engine, linker, limits, grants, cache: Mutex::new(HashMap::new()) }) })
+        let disk = cache_dir.and_then(|dir| match DiskCache::open(dir, &engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "the compiled-plugin cache directory is not used: modules are compiled at every start");
+                None
+            }
+        });
+        Ok(Self { inner: Arc::new(EngineInner { engine, linker, limits, grants, cache: Mutex::new(HashMap::new()), disk }) })
     }
 
     pub fn limits(&self) -> &SandboxLimits {
@@ -146,6 +173,11 @@ impl PluginEngine {
 
     pub fn grants(&self) -> Grants {
         self.inner.grants
+    }
+
+    /// The directory compiled components are kept in across restarts, when there is one.
+    pub fn disk_cache_dir(&self) -> Option<&std::path::Path> {
+        self.inner.disk.as_ref().map(DiskCache::dir)
     }
 
     pub(crate) fn wasmtime(&self) -> &Engine {
@@ -159,15 +191,29 @@ impl PluginEngine {
 
     /// Compiles module bytes into a component checked against the `rtscore:scoring` world it
     /// implements ([`PluginWorld::detect`]) in the version it targets (0.1.0 or 0.2.0, see
-    /// [`WitVersion::detect`]), or returns the cached one with the same sha256. CPU-heavy (tens to hundreds of
-    /// ms): call it from a blocking thread (`tokio::task::spawn_blocking`), not the event path.
+    /// [`WitVersion::detect`]), or returns the cached one with the same sha256 (in memory, else
+    /// from the disk cache). CPU-heavy (tens to hundreds of ms for a Rust module, seconds for an
+    /// interpreter's): call it from a blocking thread (`tokio::task::spawn_blocking`), not the
+    /// event path.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledPlugin>, PluginError> {
         let sha256 = sha256_hex(bytes);
         if let Some(hit) = self.compiled(&sha256) {
             return Ok(hit);
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let disk = self.inner.disk.as_ref();
+        // One compile of a module at a time on the machine; whoever waited finds it done.
+        let _entry = disk.and_then(|d| d.lock(&sha256));
+        if let Some(hit) = self.compiled(&sha256) {
+            return Ok(hit);
+        }
+        let (component, source) = match disk.and_then(|d| d.load(&self.inner.engine, &sha256)) {
+            Some(c) => (c, "disk cache"),
+            None => {
+                let c = Component::new(&self.inner.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                (c, "compiled")
+            }
+        };
         let version = WitVersion::detect(&component, &self.inner.engine)?;
         let world = PluginWorld::detect(&component, &self.inner.engine)?;
         let instance_pre = self
@@ -193,8 +239,14 @@ impl PluginEngine {
             ),
             PluginWorld::Metrics | PluginWorld::Profile => None,
         };
-        let compiled = Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), pre, score_export });
-        tracing::info!(%sha256, size = bytes.len(), wit = %version, %world, ms = started.elapsed().as_millis() as u64, "compiled plugin component");
+        // Only a component that passed every check above is kept for the next start.
+        if let (Some(d), "compiled") = (disk, source) {
+            d.store(&sha256, &component);
+        }
+        let compiled =
+            Arc::new(CompiledPlugin { sha256: sha256.clone(), size: bytes.len(), from_disk: source == "disk cache", pre, score_export });
+        tracing::info!(%sha256, size = bytes.len(), wit = %version, %world, source, ms = started.elapsed().as_millis() as u64,
+            "compiled plugin component");
         // Two threads may race to compile the same module; either result is the same code.
         Ok(self.cache().entry(sha256).or_insert(compiled).clone())
     }

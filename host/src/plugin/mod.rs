@@ -2,7 +2,8 @@
 //!
 //! - [`registry`]: where modules come from (a watched directory, MongoDB), by name, version
 //!   and sha256;
-//! - [`engine`]: the shared wasmtime engine, compiled components cached by sha256;
+//! - [`engine`]: the shared wasmtime engine, compiled components cached by sha256 (and kept
+//!   on disk across restarts by [`disk_cache`]);
 //! - [`sandbox`]: what an instance may use (the CPU budget and memory cap of
 //!   `config::plugin_limits` enforced, a WASI context granting nothing);
 //! - [`instance`]: one scenario's instance and its `configure` / `score` calls;
@@ -16,6 +17,7 @@
 
 mod bindings;
 pub mod cpu;
+pub mod disk_cache;
 pub mod engine;
 pub mod error;
 mod executor;

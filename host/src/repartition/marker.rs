@@ -3,6 +3,9 @@
 //!
 //! - every forwarded event carries [`SOURCE_HEADER`] = `"<source partition>/<source partitions>"`
 //!   (ASCII, readable with any Kafka tool), so the pipeline keys its event time by source partition;
+//! - a record forwarded unreadable (routed by the hash of its bytes, the pipeline rejects it)
+//!   also carries [`SOURCE_POSITION_HEADER`] = `"<source topic>/<partition>/<offset>"`, which its
+//!   dead letter keeps, so it names where the bad record was written;
 //! - a progress marker is a record with header [`MARKER_HEADER`] = `"1"` whose value is a
 //!   [`Marker`]: for one source partition, each tenant's maximum event time forwarded from it so
 //!   far and how many of its events were forwarded. The shuffle sends one to every internal
@@ -15,6 +18,9 @@
 
 /// Header of a forwarded event: its source partition and the source topic's partition count.
 pub const SOURCE_HEADER: &str = "rtscore-src";
+/// Header of a record forwarded unreadable: where it was read (`<topic>/<partition>/<offset>`;
+/// topic names hold no `/`).
+pub const SOURCE_POSITION_HEADER: &str = "rtscore-src-pos";
 /// Header of a progress marker.
 pub const MARKER_HEADER: &str = "rtscore-marker";
 

@@ -30,7 +30,7 @@ pub fn open(settings: &Settings, mongo: Option<MongoScenarioStore>, live: LiveVi
         tracing::warn!("no --api-tokens-file: the admin API and console refuse every request (create one with `rtscore token create`)");
     }
     let limits = http.map(|h| h.limits).unwrap_or_default();
-    let plugins = Arc::new(PluginService::with_limits(target, limits.compile));
+    let plugins = Arc::new(PluginService::with_limits(target, limits.compile).with_compile_cache(settings.plugin_cache_dir.clone()));
     Ok(AdminState {
         scenarios: Arc::new(ScenarioService::new(store).with_plugin_namespace(Arc::clone(&plugins))),
         plugins,

@@ -117,7 +117,7 @@ impl Runtime {
                 anyhow::bail!("no MongoDB client for {url}")
             }
         };
-        let plugins = PluginCoordinator::start(&settings.plugins_dir, mongo.as_ref()).await?;
+        let plugins = PluginCoordinator::start(&settings.plugins_dir, settings.plugin_cache_dir.as_deref(), mongo.as_ref()).await?;
         let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
         let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
         let mut pipeline = Pipeline::new(settings.pipeline.clone());
@@ -271,7 +271,8 @@ impl Running {
             _ => None,
         };
         rt.health.set_ready(true);
-        let status = StatusPage::new(rt.health.clone(), source.lag.clone(), Arc::clone(&source.backlog));
+        let status =
+            StatusPage::new(rt.health.clone(), source.lag.clone(), Arc::clone(&source.backlog)).with_shuffle(source.shuffle_stats());
         // A quarter of a second: `/status` stays well within a second old, even with a turn
         // or a snapshot store in between.
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -384,6 +385,9 @@ impl Running {
         if self.last_view.elapsed() >= Duration::from_secs(1) {
             self.last_view = std::time::Instant::now();
             self.rt.outputs.tick(self.rt.pipeline.stats(), &rows, &tenants, self.source.backlog.input_progress());
+            if let (Some(live), Some(shuffle)) = (self.rt.outputs.live(), self.source.shuffle_stats()) {
+                live.set_shuffle(Some(shuffle.status(wall_ms())));
+            }
         }
         Ok(())
     }

@@ -66,6 +66,11 @@ impl Outputs {
         Ok(Self { jsonl, redis, view, live: None, dead_letter, status_written: HashMap::new() })
     }
 
+    /// The console's live view, when the host serves HTTP.
+    pub fn live(&self) -> Option<&LiveView> {
+        self.live.as_ref()
+    }
+
     pub fn with_live(mut self, live: Option<LiveView>) -> Self {
         self.live = live;
         self
@@ -128,7 +133,7 @@ impl Outputs {
     pub fn dead_letters(&mut self, batch: &RecordBatch, rejects: &[Reject]) -> anyhow::Result<()> {
         for r in rejects {
             let raw = batch.get(r.index).unwrap_or_default();
-            self.dead_letter.send(raw, &r.reason, batch.position(r.index))?;
+            self.dead_letter.send(raw, &r.reason, batch.position(r.index), batch.source_position(r.index))?;
         }
         if !rejects.is_empty() {
             self.dead_letter.flush()?;

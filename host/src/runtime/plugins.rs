@@ -181,8 +181,12 @@ pub struct PluginCoordinator {
 }
 
 impl PluginCoordinator {
-    pub async fn start(plugins_dir: &std::path::Path, mongo: Option<&MongoScenarioStore>) -> anyhow::Result<Self> {
-        let engine = PluginEngine::new(SandboxLimits::default(), Grants::default())?;
+    pub async fn start(
+        plugins_dir: &std::path::Path,
+        cache_dir: Option<&std::path::Path>,
+        mongo: Option<&MongoScenarioStore>,
+    ) -> anyhow::Result<Self> {
+        let engine = PluginEngine::with_disk_cache(SandboxLimits::default(), Grants::default(), cache_dir)?;
         let registry = PluginRegistry::new();
         registry.watch_dir(plugins_dir).await?;
         #[cfg(not(feature = "mongodb"))]

@@ -54,6 +54,10 @@ impl Shuffle {
     fn stop(self) {
         match self {}
     }
+
+    fn stats(&self) -> Arc<crate::repartition::ShuffleStats> {
+        match *self {}
+    }
 }
 
 /// The shuffle's configuration for a repartitioning Kafka run.
@@ -63,17 +67,18 @@ pub fn shuffle_config(
     mapping: Option<Arc<EventMapping>>,
     max_event_skew_ms: Option<i64>,
 ) -> crate::sources::shuffle::ShuffleConfig {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = crate::settings::hostname();
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     crate::sources::shuffle::ShuffleConfig {
         brokers: k.brokers.clone(),
         source_topic: k.topic.clone(),
         internal_topic: k.input_topic(),
         group_id: crate::repartition::shuffle_group(&k.group_id),
-        // Unique per process (host, pid, start time): two live producers with one id fence
-        // each other. A killed host's open transaction is aborted by the broker after the
-        // transaction timeout instead.
-        transactional_id: format!("{}.{host}.{}.{started}", crate::repartition::shuffle_group(&k.group_id), std::process::id()),
+        // Stable with --instance-id: a restarted host fences its crashed predecessor's open
+        // transaction at once. Without one, unique per process (host, pid, start time), and a
+        // killed host's open transaction is aborted by the broker after the transaction timeout.
+        instance_id: k.instance_id.clone(),
+        process_tag: format!("{host}.{}.{started}", std::process::id()),
         options: k.options.clone(),
         mapping,
         max_event_skew_ms,
@@ -161,6 +166,11 @@ impl Source {
                 }
             }
         })
+    }
+
+    /// The shuffle's counters, when this source repartitions.
+    pub fn shuffle_stats(&self) -> Option<Arc<crate::repartition::ShuffleStats>> {
+        self.shuffle.as_ref().map(Shuffle::stats)
     }
 
     /// Closes the records channel (a source blocked on a full channel stops) and waits for

@@ -360,11 +360,19 @@ pub struct StatusPage {
     health: HealthReporter,
     kafka_lag: Option<Arc<AtomicI64>>,
     backlog: Arc<Backlog>,
+    /// `--repartition`: the shuffle stage's counters.
+    shuffle: Option<Arc<crate::repartition::ShuffleStats>>,
 }
 
 impl StatusPage {
     pub fn new(health: HealthReporter, kafka_lag: Option<Arc<AtomicI64>>, backlog: Arc<Backlog>) -> Self {
-        Self { health, kafka_lag, backlog }
+        Self { health, kafka_lag, backlog, shuffle: None }
+    }
+
+    /// Shows the shuffle stage's counters (`shuffle`) on `/status`.
+    pub fn with_shuffle(mut self, stats: Option<Arc<crate::repartition::ShuffleStats>>) -> Self {
+        self.shuffle = stats;
+        self
     }
 
     /// Updates `/status` and returns its scenario and tenant rows.
@@ -394,6 +402,7 @@ impl StatusPage {
             "kafka_lag": kafka_lag,
             "partitions": snapshots.map(Snapshots::owned),
             "snapshot_age_seconds": snapshots.and_then(Snapshots::age_seconds),
+            "shuffle": self.shuffle.as_deref().map(|s| s.status(now)),
             "stats": { "events_in": stats.events_in, "rejected": stats.rejected, "late": stats.late,
                        "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
                        "over_quota": stats.over_quota,

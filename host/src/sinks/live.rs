@@ -58,6 +58,8 @@ pub struct HostLive {
     pub over_quota: u64,
     /// Window and profile state held (for a tenant: its own), at the last check.
     pub state_bytes: usize,
+    /// `--repartition`: this host's shuffle stage (host-wide: admin only).
+    pub shuffle: Option<crate::repartition::ShuffleStatus>,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +161,7 @@ impl LiveView {
             unknown_scenario: stats.unknown_scenario,
             over_quota: stats.over_quota,
             state_bytes: tenants.iter().map(|t| t.state_bytes).sum(),
+            shuffle: st.host.shuffle.take(),
         };
         st.tenant_state_bytes = tenants.iter().map(|t| (t.tenant_id.clone(), t.state_bytes)).collect();
         st.scenarios.retain(|k, _| rows.iter().any(|r| &r.key() == k));
@@ -188,6 +191,11 @@ impl LiveView {
 
     pub fn scenario(&self, key: &ScenarioKey) -> Option<ScenarioLive> {
         self.read().scenarios.get(key).cloned()
+    }
+
+    /// The shuffle stage's counters of this tick (`--repartition`).
+    pub fn set_shuffle(&self, shuffle: Option<crate::repartition::ShuffleStatus>) {
+        self.write().host.shuffle = shuffle;
     }
 
     pub fn host(&self) -> HostLive {

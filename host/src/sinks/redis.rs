@@ -443,9 +443,12 @@ pub async fn read_statuses(
 
     let client = redis::Client::open(url).with_context(|| format!("invalid --redis-url {url}"))?;
     let mut conn = client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {url}"))?;
-    let pattern = layout.status_pattern(tenant);
+    // A one-off read, not the event path: wait for a busy server (the client's default gives
+    // up after 500 ms) and scan in large steps, since status keys are few among many.
+    conn.set_response_timeout(std::time::Duration::from_secs(10));
+    let options = redis::ScanOptions::default().with_pattern(layout.status_pattern(tenant)).with_count(1000);
     let mut names: Vec<String> = {
-        let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+        let mut iter = conn.scan_options::<String>(options).await?;
         let mut names = Vec::new();
         while let Some(k) = futures::StreamExt::next(&mut iter).await {
             names.push(k?);

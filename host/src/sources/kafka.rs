@@ -190,7 +190,13 @@ pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown
                         // A null payload is still a record: it is rejected downstream with a reason.
                         match repartitioned {
                             false => batch.push_at(m.payload().unwrap_or_default(), pos),
-                            true => batch.push_from(m.payload().unwrap_or_default(), pos, origin(&m)),
+                            true => {
+                                let (from, at) = origin(&m);
+                                batch.push_from(m.payload().unwrap_or_default(), pos, from);
+                                if let Some(at) = at {
+                                    batch.set_source_position(at);
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -223,22 +229,25 @@ pub fn spawn_kafka_source(cfg: KafkaSourceConfig, tx: SourceSender, mut shutdown
     Ok(KafkaSource { committer, lag, partition_changes, task })
 }
 
-/// How a record of the internal topic got there, from its headers (`repartition::marker`).
-fn origin(m: &rdkafka::message::BorrowedMessage<'_>) -> Origin {
+/// How a record of the internal topic got there, from its headers (`repartition::marker`),
+/// and, for a record the shuffle forwarded unreadable, where it read it.
+fn origin(m: &rdkafka::message::BorrowedMessage<'_>) -> (Origin, Option<String>) {
     use rdkafka::message::Headers;
-    let Some(headers) = m.headers() else { return Origin::Untagged };
+    let Some(headers) = m.headers() else { return (Origin::Untagged, None) };
+    let (mut origin, mut at) = (Origin::Untagged, None);
     for h in headers.iter() {
         match (h.key, h.value) {
-            (marker::MARKER_HEADER, _) => return Origin::Marker,
+            (marker::MARKER_HEADER, _) => return (Origin::Marker, None),
             (marker::SOURCE_HEADER, Some(v)) => {
                 if let Some(tag) = marker::SourceTag::decode(v) {
-                    return Origin::Source { source: tag.source, sources: tag.sources };
+                    origin = Origin::Source { source: tag.source, sources: tag.sources };
                 }
             }
+            (marker::SOURCE_POSITION_HEADER, Some(v)) => at = Some(String::from_utf8_lossy(v).into_owned()),
             _ => {}
         }
     }
-    Origin::Untagged
+    (origin, at)
 }
 
 /// Every 5 s, off the event path: whether the brokers answer (readiness), and lag per assigned

@@ -5,13 +5,21 @@
 //!
 //! Exactly once across the stage: a transactional producer forwards the records, the markers
 //! and the source offsets (`send_offsets_to_transaction` with the consumer's group metadata,
-//! KIP-447) in one transaction, committed every [`TXN_MS`]. The pipeline reads the internal
+//! KIP-447) in one transaction, committed every [`TXN_MS`] while the shuffle keeps up, and
+//! every [`TXN_MAX_MS`] while it catches up (a commit blocks this thread for a few round trips
+//! whatever the transaction's size, docs/benchmarks.md "Repartition"). The pipeline reads the internal
 //! topic `read_committed`, so a shuffle killed mid-transaction leaves nothing visible, and the
 //! source partition's next owner forwards from the committed offset. A transaction that fails,
 //! or that a rebalance overtook, is aborted and the consumer rewound to the committed offsets.
 //!
 //! It runs on a thread of its own: the transactional calls block, and the pipeline's loop must
 //! never wait for them.
+//!
+//! With `--instance-id` (or its default) the transactional id is stable, `<group>.shuffle.<id>`,
+//! and the consumer a static member of `<group>.shuffle` (`group.instance.id`): a host restarted
+//! after a crash fences its predecessor's open transaction at once and gets its source
+//! partitions back without a rebalance. A producer fenced while alive means another live host
+//! uses the same id: the shuffle says so and goes on with a per-process id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,13 +37,21 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::event::{EventMapping, parse_event, parse_event_mapped};
-use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SourceTag};
-use crate::repartition::{ShuffleProgress, Topology, partition_for_bytes, partition_for_scenario, routing_key};
+use crate::repartition::marker::{MARKER_HEADER, SOURCE_HEADER, SOURCE_POSITION_HEADER, SourceTag};
+use crate::repartition::{ShuffleProgress, ShuffleStats, Topology, partition_for_bytes, partition_for_scenario};
 
-/// A transaction is committed this often (and after [`TXN_RECORDS`] records): the delay the
-/// stage adds, and the work a crash makes the next owner redo.
+/// While the shuffle keeps up (its consumer ran out of records), a transaction is committed
+/// this often: the delay the stage adds to a live stream.
 pub const TXN_MS: u64 = 100;
-const TXN_RECORDS: usize = 20_000;
+/// While it catches up (records keep waiting), a transaction grows up to this long (or
+/// [`TXN_MAX_RECORDS`]): a commit costs the same few round trips at any size, and at 100 ms
+/// they took most of this thread's time. The pipeline sees a transaction's records when it
+/// commits, so catching up adds up to this much delay; the work a crash makes the next owner
+/// redo grows with it too.
+pub const TXN_MAX_MS: u64 = 1_000;
+const TXN_MAX_RECORDS: usize = 200_000;
+/// How often the source lag is read for `/status` (a few metadata round trips).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 /// A dead host's open transaction holds the pipeline's `read_committed` reads back until the
 /// broker aborts it: this long at most.
 const TXN_TIMEOUT_MS: &str = "10000";
@@ -48,13 +64,27 @@ pub struct ShuffleConfig {
     pub internal_topic: String,
     /// `<group>.shuffle`.
     pub group_id: String,
-    /// Unique per process: a transactional id shared by two live producers fences one of them.
-    pub transactional_id: String,
+    /// `--instance-id`: a stable transactional id and static group membership. Two live
+    /// producers with one transactional id fence each other.
+    pub instance_id: Option<String>,
+    /// Unique per process (host, pid, start time): the transactional id without an instance id,
+    /// or after a live peer fenced this one.
+    pub process_tag: String,
     /// `--kafka-option` settings (SASL, TLS), applied to the consumer, producer and admin client.
     pub options: Vec<(String, String)>,
     pub mapping: Option<Arc<EventMapping>>,
     /// `--max-event-skew`: events the pipeline rejects as `ts_in_future` move no progress.
     pub max_event_skew_ms: Option<i64>,
+}
+
+impl ShuffleConfig {
+    /// `<group>.shuffle.<instance id>` (stable) or `<group>.shuffle.<process tag>`.
+    pub fn transactional_id(&self, stable: bool) -> String {
+        match (&self.instance_id, stable) {
+            (Some(id), true) => format!("{}.{id}", self.group_id),
+            _ => format!("{}.{}", self.group_id, self.process_tag),
+        }
+    }
 }
 
 fn client(brokers: &str, options: &[(String, String)]) -> ClientConfig {
@@ -148,9 +178,15 @@ impl ConsumerContext for ShuffleContext {
 pub struct Shuffle {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<ShuffleStats>,
 }
 
 impl Shuffle {
+    /// What it has done, for `/status`.
+    pub fn stats(&self) -> Arc<ShuffleStats> {
+        self.stats.clone()
+    }
+
     /// Commits the open transaction and leaves the group.
     pub fn stop(mut self) {
         self.halt();
@@ -174,14 +210,33 @@ impl Drop for Shuffle {
 /// for a while only delays forwarding.
 pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let stats = Arc::new(ShuffleStats::default());
+    let (flag, counters) = (stop.clone(), stats.clone());
     let thread = std::thread::Builder::new()
         .name("rtscore-shuffle".into())
         .spawn(move || {
+            let mut stable = cfg.instance_id.is_some();
             while !flag.load(Ordering::SeqCst) {
-                match Session::open(&cfg, topology).and_then(|mut s| s.run(&flag)) {
+                let (result, fenced) = match Session::open(&cfg, topology, stable, &counters) {
+                    Ok(mut s) => {
+                        let result = s.run(&flag);
+                        (result, s.fenced())
+                    }
+                    Err(e) => (Err(e), false),
+                };
+                match result {
                     Ok(()) => break,
                     Err(e) => {
+                        if fenced && stable {
+                            // Alive and fenced: another live host uses this id (or this one
+                            // stalled past the transaction timeout). Never fence it back.
+                            tracing::error!(
+                                instance_id = cfg.instance_id.as_deref().unwrap_or_default(),
+                                "shuffle: another live host uses this --instance-id (its transactional id fenced this one); \
+                                 continuing with a per-process transactional id: give every host its own --instance-id"
+                            );
+                            stable = false;
+                        }
                         tracing::warn!(error = format!("{e:#}"), "shuffle stopped; restarting in 1 s");
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -189,13 +244,16 @@ pub fn spawn(cfg: ShuffleConfig, topology: Topology) -> anyhow::Result<Shuffle> 
             }
         })
         .context("cannot start the shuffle thread")?;
-    Ok(Shuffle { stop, thread: Some(thread) })
+    Ok(Shuffle { stop, thread: Some(thread), stats })
 }
 
 /// One consumer and one transactional producer.
 struct Session<'a> {
     consumer: BaseConsumer<ShuffleContext>,
     fwd: Forwarder<'a>,
+    /// A static member of the shuffle group (`group.instance.id`).
+    stable: bool,
+    lag_read: Instant,
 }
 
 /// Everything of a session but its consumer, which lends the messages being forwarded.
@@ -207,6 +265,11 @@ struct Forwarder<'a> {
     /// The open transaction: when it began, the rebalance count and group metadata then, the
     /// next source offset per partition, records forwarded, and source partitions read.
     open: Option<Txn>,
+    stats: &'a ShuffleStats,
+    /// Per source partition, its `rtscore-src` header text (made once).
+    tags: Vec<String>,
+    /// The message key being built (reused: no allocation per record).
+    key: String,
 }
 
 struct Txn {
@@ -219,8 +282,9 @@ struct Txn {
 }
 
 impl<'a> Session<'a> {
-    fn open(cfg: &'a ShuffleConfig, topology: Topology) -> anyhow::Result<Session<'a>> {
-        let consumer: BaseConsumer<ShuffleContext> = client(&cfg.brokers, &[])
+    fn open(cfg: &'a ShuffleConfig, topology: Topology, stable: bool, stats: &'a ShuffleStats) -> anyhow::Result<Session<'a>> {
+        let mut consumer_config = client(&cfg.brokers, &[]);
+        consumer_config
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -228,33 +292,63 @@ impl<'a> Session<'a> {
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", "10000")
             .set("partition.assignment.strategy", "cooperative-sticky")
+            // As the pipeline's consumer (sources/kafka.rs): large fetches, a deep local queue
+            // and a short pause when it is full (librdkafka's default is 1 s).
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("queued.min.messages", "1000000")
+            .set("fetch.queue.backoff.ms", "10");
+        if let (Some(id), true) = (&cfg.instance_id, stable) {
+            // Static membership: a restarted host takes its partitions back at once.
+            consumer_config.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<ShuffleContext> = consumer_config
             .set_all(&cfg.options)
             .create_with_context(ShuffleContext { rebalances: AtomicU64::new(0), revoked: Default::default() })
             .context("cannot create the shuffle consumer")?;
         consumer.subscribe(&[&cfg.source_topic]).with_context(|| format!("cannot subscribe to {}", cfg.source_topic))?;
+        let transactional_id = cfg.transactional_id(stable);
         let producer: ThreadedProducer<DefaultProducerContext> = client(&cfg.brokers, &[])
-            .set("transactional.id", &cfg.transactional_id)
+            .set("transactional.id", &transactional_id)
             .set("transaction.timeout.ms", TXN_TIMEOUT_MS)
             .set("enable.idempotence", "true")
+            // Longer lingering (20-100 ms) halved the broker's CPU but added as much in this
+            // process's librdkafka threads; reporting only failed deliveries showed no gain
+            // either (docs/benchmarks.md, "Repartition").
             .set("linger.ms", "5")
             .set_all(&cfg.options)
             .create()
             .context("cannot create the shuffle producer")?;
+        // With a stable id this also aborts the open transaction a crashed predecessor left.
         producer.init_transactions(CALL_TIMEOUT).context("init_transactions")?;
+        stats.set_transactional_id(&transactional_id);
         tracing::info!(from = %cfg.source_topic, to = %cfg.internal_topic, group = %cfg.group_id, partitions = topology.partitions,
-            transactional_id = %cfg.transactional_id, "shuffle forwarding");
-        let fwd = Forwarder { cfg, topology, producer, progress: ShuffleProgress::default(), open: None };
-        Ok(Session { consumer, fwd })
+            %transactional_id, static_member = stable, "shuffle forwarding");
+        let fwd = Forwarder {
+            cfg,
+            topology,
+            producer,
+            progress: ShuffleProgress::default(),
+            open: None,
+            stats,
+            tags: Vec::new(),
+            key: String::new(),
+        };
+        Ok(Session { consumer, fwd, stable, lag_read: Instant::now() })
     }
 
     fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut errors = 0u64;
+        // Records kept waiting at the last poll: the transaction may grow to TXN_MAX_MS.
+        let mut behind = false;
         while !stop.load(Ordering::SeqCst) {
             // Rebalance callbacks run inside poll, on this thread: between two polls the
             // assignment cannot change under an open transaction unnoticed.
             let mut budget = 2_000;
             let mut wait = Duration::from_millis(20);
-            while budget > 0 {
+            behind = loop {
+                if budget == 0 {
+                    break true;
+                }
                 match self.consumer.poll(wait) {
                     Some(Ok(m)) => {
                         self.fwd.forward(&self.consumer, &m)?;
@@ -266,35 +360,92 @@ impl<'a> Session<'a> {
                         if errors == 1 || errors.is_multiple_of(100) {
                             tracing::warn!(error = %e, errors, "shuffle consumer error; retrying");
                         }
-                        break;
+                        if let Some((code, why)) = self.consumer.client().fatal_error() {
+                            anyhow::bail!("shuffle consumer: fatal error {code:?}: {why}");
+                        }
+                        break behind;
                     }
-                    None => break,
+                    None => break false,
                 }
-            }
+            };
             let revoked = self.consumer.context().revoked.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
             if !revoked.is_empty() {
                 self.fwd.progress.forget(&revoked);
             }
-            let due =
-                self.fwd.open.as_ref().is_some_and(|t| t.began.elapsed() >= Duration::from_millis(TXN_MS) || t.records >= TXN_RECORDS);
-            if due {
+            if self.fwd.open.as_ref().is_some_and(|t| due(t.began.elapsed(), t.records, behind)) {
                 self.fwd.finish(&self.consumer)?;
+            }
+            if self.lag_read.elapsed() >= LAG_EVERY {
+                self.lag_read = Instant::now();
+                self.fwd.stats.set_source_lag(source_lag(&self.consumer, &self.fwd.cfg.source_topic));
             }
         }
         self.fwd.finish(&self.consumer)?;
+        if self.stable {
+            self.leave();
+        }
         Ok(())
+    }
+
+    /// A static member does not leave its group when it closes (its partitions wait for it to
+    /// come back, up to the session timeout): at a clean stop, leave now so another host takes
+    /// them over at once.
+    fn leave(&self) {
+        self.consumer.unsubscribe();
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+            if self.consumer.assignment().map_or(true, |a| a.count() == 0) {
+                break;
+            }
+        }
+        // The LeaveGroup request goes out after the revocation.
+        let _ = self.consumer.poll(Duration::from_millis(100));
+    }
+
+    /// Whether the producer (its transactional id) or the consumer (its `group.instance.id`)
+    /// was fenced by another client with the same id.
+    fn fenced(&self) -> bool {
+        let producer = self.fwd.producer.client().fatal_error().map(|e| e.0);
+        let consumer = self.consumer.client().fatal_error().map(|e| e.0);
+        matches!(producer, Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fenced))
+            || matches!(consumer, Some(RDKafkaErrorCode::FencedInstanceId))
     }
 }
 
+/// Whether the open transaction is due: after [`TXN_MS`] while the shuffle keeps up, after
+/// [`TXN_MAX_MS`] while records keep waiting, or at [`TXN_MAX_RECORDS`].
+fn due(age: Duration, records: usize, behind: bool) -> bool {
+    let limit = if behind { TXN_MAX_MS } else { TXN_MS };
+    age >= Duration::from_millis(limit) || records >= TXN_MAX_RECORDS
+}
+
+/// Messages not yet read on the owned source partitions (`None` without an assignment or an
+/// answer): high watermark minus position, as the pipeline's lag (sources/kafka.rs).
+fn source_lag(consumer: &BaseConsumer<ShuffleContext>, topic: &str) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = None;
+    for e in positions.elements_for_topic(topic) {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(2)) else { continue };
+        let pos = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        lag = Some(lag.unwrap_or(0) + (high - pos).max(0));
+    }
+    if let Some(l) = lag {
+        metrics::gauge!("rtscore_shuffle_source_lag").set(l as f64);
+    }
+    lag
+}
+
 impl Forwarder<'_> {
-    fn begin(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<&mut Txn> {
-        if self.open.is_none() {
-            self.producer.begin_transaction().context("begin_transaction")?;
-            let group = consumer.group_metadata().context("the shuffle consumer has no group metadata")?;
-            let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
-            self.open = Some(Txn { began: Instant::now(), rebalances, group, next: BTreeMap::new(), records: 0, touched: BTreeSet::new() });
-        }
-        self.open.as_mut().context("no open transaction")
+    fn begin(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
+        self.producer.begin_transaction().context("begin_transaction")?;
+        let group = consumer.group_metadata().context("the shuffle consumer has no group metadata")?;
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+        self.open = Some(Txn { began: Instant::now(), rebalances, group, next: BTreeMap::new(), records: 0, touched: BTreeSet::new() });
+        Ok(())
     }
 
     /// Forwards one source record unchanged, tagged with its source partition.
@@ -306,32 +457,52 @@ impl Forwarder<'_> {
             None => parse_event(payload),
             Some(mapping) => parse_event_mapped(payload, mapping),
         };
-        let (partition, key) = match &parsed {
+        self.key.clear();
+        let mut unreadable = false;
+        let partition = match &parsed {
             Ok(ev) => {
-                let wall = chrono::Utc::now().timestamp_millis();
-                if self.cfg.max_event_skew_ms.is_none_or(|s| ev.ts <= wall.saturating_add(s)) {
+                // The clock is read only when --max-event-skew asks for it.
+                if self.cfg.max_event_skew_ms.is_none_or(|s| ev.ts <= chrono::Utc::now().timestamp_millis().saturating_add(s)) {
                     self.progress.forwarded(tag, &ev.tenant_id, ev.ts);
                 } else {
                     self.progress.touch(tag);
                 }
-                (partition_for_scenario(&ev.tenant_id, &ev.scenario_id, n), Some(routing_key(&ev.tenant_id, &ev.scenario_id)))
+                // `routing_key` without an allocation per record.
+                self.key.push_str(&ev.tenant_id);
+                self.key.push('/');
+                self.key.push_str(&ev.scenario_id);
+                partition_for_scenario(&ev.tenant_id, &ev.scenario_id, n)
             }
             // Unreadable: where its bytes hash to, so the pipeline rejects it as it always did.
             Err(_) => {
                 self.progress.touch(tag);
-                (partition_for_bytes(payload, n), None)
+                unreadable = true;
+                partition_for_bytes(payload, n)
             }
         };
-        let tag_text = tag.encode();
-        let headers = OwnedHeaders::new().insert(Header { key: SOURCE_HEADER, value: Some(tag_text.as_str()) });
+        let source = usize::try_from(m.partition()).unwrap_or(0);
+        if self.tags.len() <= source {
+            self.tags.resize(source + 1, String::new());
+        }
+        if self.tags[source].is_empty() {
+            self.tags[source] = tag.encode();
+        }
+        if self.open.is_none() {
+            self.begin(consumer)?;
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(1).insert(Header { key: SOURCE_HEADER, value: Some(self.tags[source].as_str()) });
+        if unreadable {
+            // Its dead letter names where it was written (rare: a copy is fine).
+            let at = format!("{}/{}/{}", self.cfg.source_topic, m.partition(), m.offset());
+            headers = headers.insert(Header { key: SOURCE_POSITION_HEADER, value: Some(at.as_str()) });
+        }
         let mut record: BaseRecord<'_, str, [u8]> =
             BaseRecord::to(&self.cfg.internal_topic).partition(partition).payload(payload).headers(headers);
-        if let Some(k) = &key {
-            record = record.key(k.as_str());
+        if !self.key.is_empty() {
+            record = record.key(self.key.as_str());
         }
-        self.begin(consumer)?;
         send(&self.producer, record)?;
-        let txn = self.begin(consumer)?;
+        let txn = self.open.as_mut().context("no open transaction")?;
         txn.next.insert(m.partition(), m.offset() + 1);
         txn.records += 1;
         txn.touched.insert(m.partition());
@@ -345,6 +516,7 @@ impl Forwarder<'_> {
     /// every pipeline store snapshots of an idle input.
     fn finish(&mut self, consumer: &BaseConsumer<ShuffleContext>) -> anyhow::Result<()> {
         let Some(touched) = self.open.as_ref().map(|t| t.touched.clone()) else { return Ok(()) };
+        let mut markers = 0u64;
         for source in touched {
             let Some(marker) = self.progress.marker(source) else { continue };
             let bytes = marker.encode();
@@ -353,12 +525,16 @@ impl Forwarder<'_> {
                 let record: BaseRecord<'_, (), [u8]> =
                     BaseRecord::to(&self.cfg.internal_topic).partition(p).payload(bytes.as_slice()).headers(headers);
                 send(&self.producer, record)?;
+                markers += 1;
             }
         }
         let Some(txn) = self.open.take() else { return Ok(()) };
+        let started = Instant::now();
         match self.commit(consumer, &txn) {
             Ok(()) => {
                 self.progress.commit();
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.committed(txn.records as u64, markers, chrono::Utc::now().timestamp_millis(), took);
                 Ok(())
             }
             Err(e) => {
@@ -368,6 +544,7 @@ impl Forwarder<'_> {
                     "shuffle transaction aborted; rewinding to the committed offsets"
                 );
                 metrics::counter!("rtscore_shuffle_aborted_transactions_total").increment(1);
+                self.stats.aborted();
                 if let Err(abort) = self.producer.abort_transaction(CALL_TIMEOUT) {
                     // A fatal state (fenced, for one): a new session starts from the committed offsets.
                     anyhow::bail!("abort_transaction: {abort}");
@@ -437,5 +614,40 @@ impl SetAll for ClientConfig {
             self.set(k, v);
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_grows_only_while_records_keep_waiting() {
+        let ms = Duration::from_millis;
+        assert!(!due(ms(99), 10, false));
+        assert!(due(ms(TXN_MS), 10, false), "keeping up: every 100 ms");
+        assert!(!due(ms(TXN_MS), 10, true), "catching up: the transaction grows");
+        assert!(!due(ms(TXN_MAX_MS - 1), 10, true));
+        assert!(due(ms(TXN_MAX_MS), 10, true));
+        assert!(due(ms(1), TXN_MAX_RECORDS, true), "and never past the record cap");
+    }
+
+    #[test]
+    fn the_transactional_id_is_stable_with_an_instance_id() {
+        let cfg = ShuffleConfig {
+            brokers: "k:9092".into(),
+            source_topic: "events".into(),
+            internal_topic: "g.by-scenario".into(),
+            group_id: "g.shuffle".into(),
+            instance_id: Some("host-a-9464".into()),
+            process_tag: "box.42.1700000000000".into(),
+            options: vec![],
+            mapping: None,
+            max_event_skew_ms: None,
+        };
+        assert_eq!(cfg.transactional_id(true), "g.shuffle.host-a-9464");
+        assert_eq!(cfg.transactional_id(false), "g.shuffle.box.42.1700000000000", "after a live peer fenced it");
+        let anonymous = ShuffleConfig { instance_id: None, ..cfg };
+        assert_eq!(anonymous.transactional_id(true), "g.shuffle.box.42.1700000000000");
     }
 }

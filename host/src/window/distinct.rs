@@ -136,14 +136,18 @@ fn estimate(s: &[u8; REGISTERS]) -> f64 {
 /// The distinct counts of many sets at once, each the union of parts added in any order: what
 /// merging [`DistinctSet`]s one part at a time gives, without a set per counted item. An item
 /// with one part (most items of a window: seen in one minute) is counted from that part as it
-/// is. Other items' hashes are gathered flat as (item, hash) pairs, grouped by a counting sort
-/// and sorted per item; only items with a sketch part, or more than [`EXACT_BOUND`] hashes, get
-/// a sketch. A window's merge then costs no allocation per item and no sorted insert per hash.
+/// is. Other items' parts are kept flat: inline hashes as (item, hash) pairs grouped by a
+/// counting sort, exact sets and sketches borrowed (nothing is copied to read them). An item's
+/// union is then counted with a small table that stops at [`EXACT_BOUND`] distinct hashes, so
+/// an item heading for a sketch (a popular item over a long window) is never sorted. A window's
+/// merge costs no allocation per item and no sorted insert per hash.
 #[derive(Debug)]
 pub struct DistinctCounts<'s> {
     first: Vec<Part<'s>>,
     pairs: Vec<(u32, u64)>,
-    /// The sketch parts of items with several parts (borrowed: nothing is copied to read them).
+    /// The exact set parts of items with several parts.
+    sets: Vec<(u32, &'s [u64])>,
+    /// The sketch parts of items with several parts.
     sketches: Vec<(u32, &'s [u8; REGISTERS])>,
 }
 
@@ -161,7 +165,7 @@ enum Part<'s> {
 impl<'s> DistinctCounts<'s> {
     /// Counts for items `0..items`; parts of items beyond are ignored.
     pub fn new(items: usize) -> Self {
-        Self { first: vec![Part::None; items], pairs: Vec::new(), sketches: Vec::new() }
+        Self { first: vec![Part::None; items], pairs: Vec::new(), sets: Vec::new(), sketches: Vec::new() }
     }
 
     /// Adds up to two hashes (0: none) to item `k`'s set.
@@ -175,6 +179,7 @@ impl<'s> DistinctCounts<'s> {
         self.add_part(k, Part::Set(part));
     }
 
+    #[inline]
     fn add_part(&mut self, k: u32, part: Part<'s>) {
         let Some(held) = self.first.get_mut(k as usize) else { return };
         match *held {
@@ -190,10 +195,17 @@ impl<'s> DistinctCounts<'s> {
 
     fn spill(&mut self, k: u32, part: Part<'s>) {
         match part {
-            Part::Inline(a, b) => self.pairs.extend([a, b].into_iter().filter(|&h| h != 0).map(|h| (k, h))),
-            Part::Set(DistinctSet::Exact(v)) => self.pairs.extend(v.iter().map(|&h| (k, h))),
+            Part::Inline(a, b) => {
+                if a != 0 {
+                    self.pairs.push((k, a));
+                }
+                if b != 0 {
+                    self.pairs.push((k, b));
+                }
+            }
+            Part::Set(DistinctSet::Exact(v)) if !v.is_empty() => self.sets.push((k, v)),
             Part::Set(DistinctSet::Sketch(s)) => self.sketches.push((k, s)),
-            Part::None | Part::Spilled => {}
+            Part::Set(_) | Part::None | Part::Spilled => {}
         }
     }
 
@@ -201,8 +213,7 @@ impl<'s> DistinctCounts<'s> {
     /// sketch estimate, as [`DistinctSet::count`] of the union.
     pub fn counts(mut self) -> Vec<f64> {
         let items = self.first.len();
-        // Group the spilled hashes by item with a counting sort (linear), then sort each item's
-        // own hashes: far cheaper than one comparison sort of every (item, hash) pair.
+        // Group the spilled hashes by item with a counting sort (linear).
         let mut starts = vec![0u32; items + 1];
         for &(k, _) in &self.pairs {
             starts[k as usize + 1] += 1;
@@ -216,16 +227,18 @@ impl<'s> DistinctCounts<'s> {
             hashes[next[k as usize] as usize] = h;
             next[k as usize] += 1;
         }
-        // One sketch per item: the register-wise max of its sketch parts.
+        self.sets.sort_unstable_by_key(|(k, _)| *k);
         self.sketches.sort_unstable_by_key(|(k, _)| *k);
+        let mut sets = self.sets.chunk_by(|a, b| a.0 == b.0).peekable();
         let mut sketches = self.sketches.chunk_by(|a, b| a.0 == b.0).peekable();
+        let mut seen = SeenTable::default();
         (0..items)
             .map(|k| match self.first[k] {
-                Part::None | Part::Spilled if starts[k] == starts[k + 1] && sketches.peek().is_none_or(|c| c[0].0 as usize != k) => 0.0,
                 Part::None | Part::Spilled => {
-                    let own = &mut hashes[starts[k] as usize..starts[k + 1] as usize];
-                    let parts = sketches.next_if(|c| c[0].0 as usize == k);
-                    count_of(own, parts.map(|c| c.iter().map(|(_, s)| *s)))
+                    let own = &hashes[starts[k] as usize..starts[k + 1] as usize];
+                    let sets = sets.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
+                    let sketches = sketches.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
+                    count_union(own, sets, sketches, &mut seen)
                 }
                 Part::Inline(a, b) => f64::from(u8::from(a != 0) + u8::from(b != 0 && b != a)),
                 Part::Set(DistinctSet::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
@@ -236,24 +249,63 @@ impl<'s> DistinctCounts<'s> {
     }
 }
 
-/// The count of the union of `hashes` (in any order, repeats allowed) and `sketches`.
-fn count_of<'a>(hashes: &mut [u64], sketches: Option<impl Iterator<Item = &'a [u8; REGISTERS]>>) -> f64 {
-    let mut s = match sketches {
-        Some(parts) => {
-            let mut s = Box::new([0u8; REGISTERS]);
-            parts.for_each(|p| s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x)));
-            s
-        }
-        None => {
-            hashes.sort_unstable();
-            let distinct = hashes.iter().zip(hashes.iter().skip(1)).filter(|(a, b)| a != b).count() + usize::from(!hashes.is_empty());
-            if distinct <= EXACT_BOUND {
-                return distinct as f64;
+/// Open-addressing set of hashes that counts up to one past [`EXACT_BOUND`] distinct ones: at
+/// most a quarter full, so a probe is short. Reused for every item of a window.
+struct SeenTable {
+    slots: Box<[u64; SEEN_SLOTS]>,
+    /// Slots written since the last clear, to clear only those.
+    used: Vec<usize>,
+}
+
+const SEEN_SLOTS: usize = 4 * (EXACT_BOUND + 1).next_power_of_two();
+
+impl Default for SeenTable {
+    fn default() -> Self {
+        Self { slots: Box::new([0; SEEN_SLOTS]), used: Vec::with_capacity(EXACT_BOUND + 1) }
+    }
+}
+
+impl SeenTable {
+    /// The number of distinct hashes (never 0) in `hashes`, or `None` once it passes
+    /// [`EXACT_BOUND`].
+    fn distinct_within_bound<'h>(&mut self, hashes: impl Iterator<Item = &'h u64>) -> Option<usize> {
+        let mut within = true;
+        for &h in hashes {
+            // The low bits: the high ones pick sketch registers; both are well mixed.
+            let mut at = h as usize % SEEN_SLOTS;
+            while self.slots[at] != 0 && self.slots[at] != h {
+                at = (at + 1) % SEEN_SLOTS;
             }
-            Box::new([0u8; REGISTERS])
+            if self.slots[at] == 0 {
+                self.slots[at] = h;
+                self.used.push(at);
+                if self.used.len() > EXACT_BOUND {
+                    within = false;
+                    break;
+                }
+            }
         }
-    };
-    hashes.iter().for_each(|&h| register(&mut s, h));
+        let distinct = self.used.len();
+        self.used.drain(..).for_each(|at| self.slots[at] = 0);
+        within.then_some(distinct)
+    }
+}
+
+/// The count of the union of `own` hashes (any order, repeats allowed), exact `sets` and
+/// `sketches`.
+fn count_union(own: &[u64], sets: &[(u32, &[u64])], sketches: &[(u32, &[u8; REGISTERS])], seen: &mut SeenTable) -> f64 {
+    let all = || own.iter().chain(sets.iter().flat_map(|(_, v)| v.iter()));
+    if sketches.is_empty() {
+        if own.is_empty() && sets.is_empty() {
+            return 0.0;
+        }
+        if let Some(distinct) = seen.distinct_within_bound(all()) {
+            return distinct as f64;
+        }
+    }
+    let mut s = Box::new([0u8; REGISTERS]);
+    sketches.iter().for_each(|(_, p)| s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x)));
+    all().for_each(|&h| register(&mut s, h));
     estimate(&s).round()
 }
 

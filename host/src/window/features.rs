@@ -110,6 +110,11 @@ impl FeatureMinute {
         self.row_of_cell[h] as usize
     }
 
+    /// The row of head cell `head`, if it has one.
+    pub fn row_of(&self, head: usize) -> Option<u32> {
+        self.row_of_cell.get(head).copied().filter(|&r| r != NO_ROW)
+    }
+
     /// The aggregates of head cell `head`, if it has a row.
     pub fn aggs_of(&self, head: usize, n: usize) -> Option<&[Agg]> {
         let r = *self.row_of_cell.get(head)?;
@@ -329,29 +334,40 @@ impl<'m> BatchFeatures<'m> {
         Self { accs }
     }
 
-    /// Merges batch item `k`'s aggregates of one minute (`aggs`, held in `fm`).
-    pub fn merge(&mut self, k: usize, fm: &'m FeatureMinute, aggs: &[Agg]) {
-        for (acc, agg) in self.accs.iter_mut().zip(aggs) {
+    /// Merges one minute's aggregates: `heads` pairs each batch item with its row in `fm`
+    /// ([`FeatureMinute::row_of`]). A column at a time: the accumulators are indexed by batch
+    /// item, so each access may miss the cache, and a short loop per column keeps many of those
+    /// misses in flight at once where one loop over every feature would wait on each in turn.
+    pub fn merge_minute(&mut self, fm: &'m FeatureMinute, heads: &[(u32, u32)]) {
+        let n = self.accs.len();
+        for (i, acc) in self.accs.iter_mut().enumerate() {
+            let aggs = heads.iter().filter_map(|&(k, r)| Some((k as usize, fm.aggs.get(r as usize * n + i)?)));
             match acc {
-                Acc::Sum(v) => v[k] += sum_of(agg),
-                Acc::Max(v) if agg.b != 0 => {
-                    let x = f64::from_bits(agg.a);
-                    v[k] = Some(v[k].map_or(x, |m| m.max(x)));
-                }
-                Acc::Distinct(d) if agg.a == IN_ARENA => {
-                    if let Some(s) = fm.sets.get(agg.b as usize) {
-                        d.add_set(k as u32, s);
+                Acc::Sum(v) => aggs.for_each(|(k, agg)| v[k] += sum_of(agg)),
+                Acc::Max(v) => {
+                    for (k, agg) in aggs.filter(|(_, agg)| agg.b != 0) {
+                        let x = f64::from_bits(agg.a);
+                        v[k] = Some(v[k].map_or(x, |m| m.max(x)));
                     }
                 }
-                Acc::Distinct(d) => d.add_inline(k as u32, agg.a, agg.b),
-                Acc::Last(v) if agg.b != 0 => {
-                    let (start, len) = span(agg.b);
-                    let cand = (agg.a as i64, &fm.text[start..start + len]);
-                    if v[k].is_none_or(|held| cand > held) {
-                        v[k] = Some(cand);
+                Acc::Distinct(d) => {
+                    for (k, agg) in aggs {
+                        if agg.a != IN_ARENA {
+                            d.add_inline(k as u32, agg.a, agg.b);
+                        } else if let Some(s) = fm.sets.get(agg.b as usize) {
+                            d.add_set(k as u32, s);
+                        }
                     }
                 }
-                _ => {}
+                Acc::Last(v) => {
+                    for (k, agg) in aggs.filter(|(_, agg)| agg.b != 0) {
+                        let (start, len) = span(agg.b);
+                        let cand = (agg.a as i64, &fm.text[start..start + len]);
+                        if v[k].is_none_or(|held| cand > held) {
+                            v[k] = Some(cand);
+                        }
+                    }
+                }
             }
         }
     }

@@ -53,6 +53,9 @@ struct BatchScratch {
     order: Vec<u32>,
     /// Rows per batch item, then the next free row of each.
     rows: Vec<u32>,
+    /// One minute's (batch item, feature row) pairs, merged into the feature columns a column
+    /// at a time.
+    heads: Vec<(u32, u32)>,
 }
 
 impl Clone for BatchScratch {
@@ -299,18 +302,19 @@ impl HotWindows {
         batch.row_count.resize(total, 0);
         batch.row_age_mean_ms.resize(total, 0.0);
         batch.row_age_var_ms2.resize(total, 0.0);
-        // Pass 2: each cell to its item's next row, and with declared features, each item's
-        // minutes merged into the columns (in the same sweep over the cells).
-        let mut features = self.features.as_deref().map(|set| (set, set.defs.len(), BatchFeatures::new(set, s.order.len())));
+        // Pass 2: each cell to its item's next row, and with declared features, each minute's
+        // items merged into the columns (the pairs gathered in the same sweep over the cells).
+        let mut features = self.features.as_deref().map(|set| (set, BatchFeatures::new(set, s.order.len())));
         for (&minute, m) in self.minutes.range(lo..hi) {
             let bucket_start = minute * BUCKET_MS;
-            let fm = m.features.as_deref();
+            let fm = m.features.as_deref().filter(|_| features.is_some());
+            s.heads.clear();
             for (i, c) in m.cells.iter().enumerate() {
                 let k = s.mark[c.item as usize] as usize - 1;
-                if let (Some((_, n, acc)), Some(fm), true) = (&mut features, fm, c.head)
-                    && let Some(aggs) = fm.aggs_of(i, *n)
+                if let (Some(fm), true) = (fm, c.head)
+                    && let Some(r) = fm.row_of(i)
                 {
-                    acc.merge(k, fm, aggs);
+                    s.heads.push((k as u32, r));
                 }
                 let row = s.rows[k] as usize;
                 s.rows[k] += 1;
@@ -320,8 +324,11 @@ impl HotWindows {
                 batch.row_age_mean_ms[row] = mean;
                 batch.row_age_var_ms2[row] = var;
             }
+            if let (Some((_, acc)), Some(fm)) = (&mut features, fm) {
+                acc.merge_minute(fm, &s.heads);
+            }
         }
-        if let Some((set, _, acc)) = features {
+        if let Some((set, acc)) = features {
             batch.features = acc.columns(set);
         }
         for &id in &s.order {

@@ -133,6 +133,9 @@ fn headers(l: &Letter) -> OwnedHeaders {
             .insert(Header { key: "rtscore-source-partition", value: Some(partition.as_str()) })
             .insert(Header { key: "rtscore-source-offset", value: Some(offset.as_str()) });
     }
+    if let Some(at) = &l.source {
+        headers = headers.insert(Header { key: crate::repartition::marker::SOURCE_POSITION_HEADER, value: Some(at.as_str()) });
+    }
     headers
 }
 

@@ -38,6 +38,8 @@ struct Letter {
     reason: String,
     kind: &'static str,
     pos: Option<Position>,
+    /// `--repartition`: where the shuffle read it (`<topic>/<partition>/<offset>`).
+    source: Option<String>,
 }
 
 impl DeadLetterSink {
@@ -64,9 +66,10 @@ impl DeadLetterSink {
     }
 
     /// Never waits on a broker: the Kafka sink only enqueues.
-    pub fn send(&mut self, raw: &[u8], reason: &RejectReason, pos: Option<Position>) -> anyhow::Result<()> {
+    /// `source`: where a repartitioning host's shuffle read the record (its `rtscore-src-pos`).
+    pub fn send(&mut self, raw: &[u8], reason: &RejectReason, pos: Option<Position>, source: Option<&str>) -> anyhow::Result<()> {
         metrics::counter!("rtscore_events_rejected_total", "reason" => reason.kind()).increment(1);
-        let letter = Letter { raw: raw.to_vec(), reason: reason.to_string(), kind: reason.kind(), pos };
+        let letter = Letter { raw: raw.to_vec(), reason: reason.to_string(), kind: reason.kind(), pos, source: source.map(str::to_string) };
         match self {
             #[cfg(feature = "kafka")]
             DeadLetterSink::Kafka(k) => k.enqueue(letter),
@@ -134,6 +137,9 @@ impl DeadLetterFile {
         if let Some(p) = l.pos {
             rec["partition"] = p.partition.into();
             rec["offset"] = p.offset.into();
+        }
+        if let Some(at) = &l.source {
+            rec["src_pos"] = at.as_str().into();
         }
         if let Some(cause) = topic_refused {
             rec["dead_letter_topic_error"] = cause.into();

@@ -83,7 +83,8 @@ pub enum PluginCommand {
         params: Option<String>,
     },
     /// Scaffold a plugin crate of any world (--world hot, profile or metrics), with a passing
-    /// test, a sample scenario and events.
+    /// test, a sample scenario and events; with --lang python or js, a hot-score plugin in that
+    /// language.
     ///
     /// The crate holds a formula of the world with a passing native test, a sample scenario that
     /// references the module from the world's section and events that make it run under
@@ -97,6 +98,11 @@ pub enum PluginCommand {
         /// or metrics (metrics.plugin).
         #[arg(long, value_enum, default_value = "hot")]
         world: super::plugin_new::World,
+        /// The language: rust (a Cargo crate, every world), python (componentize-py) or js
+        /// (componentize-js); Python and JavaScript plugins are hot-score plugins and carry a copy
+        /// of their SDK and of the WIT contract.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::plugin_new::Lang,
         /// Where to create the crate (default: ./NAME); must not exist or be empty.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -116,7 +122,30 @@ fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     args.docs.install()?;
     match args.command {
-        PluginCommand::New { name, world, dir, sdk_path, sdk_git } => {
+        PluginCommand::New { name, world, lang, dir, sdk_path, sdk_git } if lang != super::plugin_new::Lang::Rust => {
+            use super::plugin_new::{Lang, World, render_lang, write};
+            if world != World::Hot {
+                bail!("Python and JavaScript plugins are hot-score plugins (--world hot); write a {world:?} plugin in Rust");
+            }
+            if sdk_path.is_some() || sdk_git.is_some() {
+                bail!("--sdk-path and --sdk-git are for Rust crates: a {lang:?} plugin carries a copy of its SDK");
+            }
+            let files = render_lang(&name, lang)?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            write(&dir, &files)?;
+            let d = dir.display();
+            println!("created {lang:?} plugin {name} in {d}:");
+            for (rel, _) in files.iter().filter(|(r, _)| !r.starts_with("rtscore") && !r.starts_with("wit/")) {
+                println!("  {rel}");
+            }
+            println!("  (and the guest SDK and WIT contract it builds against)");
+            println!("next:");
+            let test = if lang == Lang::Python { "python3 -m unittest" } else { "node --test" };
+            println!("  cd {d} && {test}                       # the formula, natively");
+            println!("  ./build.sh                                          # the component: {name}.wasm");
+            println!("  rtscore plugin test {name}.wasm --scenario scenario.json --events-file events.jsonl   # hot lists");
+        }
+        PluginCommand::New { name, world, dir, sdk_path, sdk_git, .. } => {
             use super::plugin_new::{SdkSource, default_sdk, render, write};
             let sdk = match (sdk_path, sdk_git) {
                 (Some(p), _) => SdkSource::Path(std::path::absolute(&p).with_context(|| format!("--sdk-path {}", p.display()))?),
@@ -144,9 +173,12 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         }
         PluginCommand::Publish { module, name, version } => {
             let bytes = read_module(&module)?;
+            // The check compiles the module: kept in the hosts' default compiled-plugin cache, so
+            // a host of this machine that loads it next reads it instead of compiling it again.
             let service = PluginService::new(
                 PluginTarget::open(args.store.mongodb_url.as_deref(), &args.store.mongodb_database, &args.plugins_dir).await?,
-            );
+            )
+            .with_compile_cache(rtscore::plugin::disk_cache::default_dir());
             let m = service
                 .publish(None, &name, &version, bytes, PluginQuota::OPERATOR)
                 .await

@@ -2,6 +2,11 @@
 //! builds outside this repository, with a passing native test, a sample scenario and events for
 //! `plugin test`, and a README. The build files are shared by every world
 //! (`templates/plugin/common/`); the formula and the README's opening are the world's own.
+//!
+//! With `--lang python` or `--lang js`, a hot-score plugin in that language instead
+//! (`templates/plugin/python/`, `templates/plugin/js/`): the directory gets a copy of the
+//! language's guest SDK and of the WIT contract, so it tests and builds anywhere with only the
+//! language's toolchain (componentize-py, componentize-js).
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +63,89 @@ impl World {
             World::Metrics => ("metrics windows", "metrics windows"),
         }
     }
+}
+
+/// The language the plugin is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    /// A Cargo crate on the Rust guest SDK (every world).
+    Rust,
+    /// A Python module on guest-sdk-py, built with componentize-py (world hot).
+    Python,
+    /// A JavaScript module on guest-sdk-js, built with componentize-js (world hot).
+    #[value(alias = "javascript")]
+    Js,
+}
+
+/// The componentize-py and componentize-js versions the scaffolds name, as scripts/lib.sh pins
+/// them (a test keeps them in step).
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+pub const COMPONENTIZE_JS: &str = "0.23.0";
+
+/// The WIT contract a Python or JavaScript plugin builds against.
+const WIT: &str = include_str!("../../../../../wit/scoring.wit");
+
+/// The Python guest SDK, copied into a scaffolded Python plugin.
+const SDK_PY: &[(&str, &str)] = &[
+    ("rtscore_guest/__init__.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/__init__.py")),
+    ("rtscore_guest/batch.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/batch.py")),
+    ("rtscore_guest/decay.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/decay.py")),
+    ("rtscore_guest/math.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/math.py")),
+    ("rtscore_guest/params.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/params.py")),
+    ("rtscore_guest/scorer.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/scorer.py")),
+    ("rtscore_guest/testing.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/testing.py")),
+    ("rtscore_guest/time.py", include_str!("../../../../../guest-sdk-py/rtscore_guest/time.py")),
+];
+
+/// The JavaScript guest SDK, copied into a scaffolded JavaScript plugin.
+const SDK_JS: &[(&str, &str)] = &[
+    ("rtscore-guest/index.js", include_str!("../../../../../guest-sdk-js/src/index.js")),
+    ("rtscore-guest/batch.js", include_str!("../../../../../guest-sdk-js/src/batch.js")),
+    ("rtscore-guest/decay.js", include_str!("../../../../../guest-sdk-js/src/decay.js")),
+    ("rtscore-guest/params.js", include_str!("../../../../../guest-sdk-js/src/params.js")),
+    ("rtscore-guest/scorer.js", include_str!("../../../../../guest-sdk-js/src/scorer.js")),
+    ("rtscore-guest/testing.js", include_str!("../../../../../guest-sdk-js/src/testing.js")),
+];
+
+/// The files of a hot-score plugin `name` in Python or JavaScript. Pure, like [`render`].
+pub fn render_lang(name: &str, lang: Lang) -> anyhow::Result<Vec<File>> {
+    ModuleId::new(name, "0.1.0").map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!("plugin name {name:?} must start with a letter a-z");
+    }
+    let fill = |t: &str| {
+        t.replace("{{name}}", name).replace("{{componentize_py}}", COMPONENTIZE_PY).replace("{{componentize_js}}", COMPONENTIZE_JS)
+    };
+    let mut files: Vec<File> = match lang {
+        Lang::Rust => bail!("a Rust plugin is a crate: `render`"),
+        Lang::Python => vec![
+            ("app.py", fill(include_str!("../../../../templates/plugin/python/app.py.tmpl"))),
+            ("test_app.py", fill(include_str!("../../../../templates/plugin/python/test_app.py.tmpl"))),
+            ("build.sh", fill(include_str!("../../../../templates/plugin/python/build.sh.tmpl"))),
+            ("README.md", fill(include_str!("../../../../templates/plugin/python/README.md.tmpl"))),
+            (".gitignore", fill(include_str!("../../../../templates/plugin/python/gitignore.tmpl"))),
+        ],
+        Lang::Js => vec![
+            ("plugin.js", fill(include_str!("../../../../templates/plugin/js/plugin.js.tmpl"))),
+            ("plugin.test.js", fill(include_str!("../../../../templates/plugin/js/plugin.test.js.tmpl"))),
+            ("build.sh", fill(include_str!("../../../../templates/plugin/js/build.sh.tmpl"))),
+            ("README.md", fill(include_str!("../../../../templates/plugin/js/README.md.tmpl"))),
+            (".gitignore", fill(include_str!("../../../../templates/plugin/js/gitignore.tmpl"))),
+            // ES modules for Node.js (`node --test`); componentize-js reads them as modules anyway.
+            (
+                "package.json",
+                format!(
+                    "{{\n  \"name\": \"{name}\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"scripts\": {{\"test\": \"node --test\", \"build\": \"./build.sh\"}}\n}}\n"
+                ),
+            ),
+        ],
+    };
+    let sdk = if lang == Lang::Python { SDK_PY } else { SDK_JS };
+    files.extend(sdk.iter().map(|(rel, text)| (*rel, (*text).to_string())));
+    files.push(("wit/scoring.wit", WIT.to_string()));
+    files.push(("scenario.json", sample_scenario(name, World::Hot)));
+    files.push(("events.jsonl", sample_events(name)));
+    Ok(files)
 }
 
 /// Where the scaffolded crate takes the guest SDK from.
@@ -130,6 +218,11 @@ pub fn write(dir: &Path, files: &[File]) -> anyhow::Result<()> {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        if rel.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make {} executable", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -295,6 +388,32 @@ mod tests {
         let files = render("heat", World::Hot, &SdkSource::Path("/sdk".into())).unwrap();
         let theirs: Vec<&str> = file(&files, "rustfmt.toml").lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(theirs, ours, "rustfmt.toml moved on: update templates/plugin/common/rustfmt.toml.tmpl");
+    }
+
+    #[test]
+    fn python_and_js_plugins_carry_their_sdk_and_the_contract() {
+        for (lang, entry, export, test) in [
+            (Lang::Python, "app.py", "WitWorld = export_scorer(Formula)", "test_app.py"),
+            (Lang::Js, "plugin.js", "exportScorer(Formula)", "plugin.test.js"),
+        ] {
+            let files = render_lang("heat", lang).unwrap();
+            assert!(file(&files, entry).contains(export), "{lang:?}");
+            assert!(file(&files, test).contains("min_event"), "{lang:?}");
+            assert_eq!(file(&files, "wit/scoring.wit"), WIT);
+            assert!(file(&files, "build.sh").contains("-w scorer") || file(&files, "build.sh").contains("--world-name scorer"));
+            assert!(file(&files, "build.sh").contains("heat.wasm"));
+            assert!(!files.iter().any(|(_, t)| t.contains("{{")), "{lang:?}: every placeholder is filled");
+            let scenario: serde_json::Value = serde_json::from_str(file(&files, "scenario.json")).unwrap();
+            rtscore::config::parse_scenario(&scenario).unwrap();
+        }
+        assert!(render_lang("Heat", Lang::Python).is_err());
+    }
+
+    #[test]
+    fn the_toolchain_pins_match_the_scripts() {
+        let lib = include_str!("../../../../../scripts/lib.sh");
+        assert!(lib.contains(&format!("COMPONENTIZE_PY_VERSION=\"{COMPONENTIZE_PY}\"")), "scripts/lib.sh moved on: update COMPONENTIZE_PY");
+        assert!(lib.contains(&format!("COMPONENTIZE_JS_VERSION=\"{COMPONENTIZE_JS}\"")), "scripts/lib.sh moved on: update COMPONENTIZE_JS");
     }
 
     #[test]

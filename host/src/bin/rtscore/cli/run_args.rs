@@ -100,6 +100,14 @@ pub struct RunArgs {
     /// --topic]. An existing internal topic keeps its count.
     #[arg(long, value_name = "N", requires = "repartition", value_parser = clap::value_parser!(i32).range(1..), help_heading = "Events")]
     pub repartition_partitions: Option<i32>,
+    /// This host's name in the fleet: stable across its restarts, and unique — two live hosts
+    /// must never share it. With --repartition the shuffle's Kafka transactional id is
+    /// <group>.shuffle.<ID> and its consumer a static member of <group>.shuffle, so a host
+    /// restarted after a crash fences the open transaction it left at once and takes its source
+    /// partitions back without waiting for the session timeout. 1-200 of [A-Za-z0-9._-]
+    /// [default: <hostname>-<port> of --http-addr; without --http-addr, none: a per-process id]
+    #[arg(long, value_name = "ID", env = "RTSCORE_INSTANCE_ID", value_parser = parse_instance_id, help_heading = "Events")]
+    pub instance_id: Option<String>,
     /// Write rejected events (original bytes + reason) to this JSONL file. Without it, and
     /// outside Kafka mode, rejects are logged.
     #[arg(long, value_name = "PATH", help_heading = "Events")]
@@ -186,6 +194,15 @@ pub struct RunArgs {
     /// Directory of plugin modules named <name>@<version>.wasm, watched for new modules.
     #[arg(long, value_name = "DIR", default_value = "target/plugins", env = "RTSCORE_PLUGINS_DIR", help_heading = "Configuration")]
     pub plugins_dir: PathBuf,
+    /// Directory compiled plugin components are kept in across restarts, so a module is
+    /// compiled once per machine (seconds for a Python or JavaScript one) [default:
+    /// $XDG_CACHE_HOME/rtscore/compiled-plugins or ~/.cache/rtscore/compiled-plugins]. Only
+    /// the host's user may write it: one that another user owns or others may write is not used.
+    #[arg(long, value_name = "DIR", env = "RTSCORE_PLUGIN_CACHE_DIR", conflicts_with = "no_plugin_cache", help_heading = "Configuration")]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// Keep compiled plugin components in memory only: every start compiles every module.
+    #[arg(long, help_heading = "Configuration")]
+    pub no_plugin_cache: bool,
 
     // ---- outputs ----
     /// Redis URL for results (DESIGN §6 keys).
@@ -308,6 +325,11 @@ impl TryFrom<RunArgs> for Settings {
                 options: a.kafka_options,
                 dead_letter_topic: a.dlq_topic,
                 repartition,
+                instance_id: rtscore::settings::instance_id_or_default(
+                    a.instance_id,
+                    &rtscore::settings::hostname(),
+                    a.http_addr.map(|h| h.port()),
+                ),
             }),
             (None, None) => SourceSettings::Generator(GeneratorSettings {
                 events_per_second: a.generate_rate,
@@ -368,6 +390,7 @@ impl TryFrom<RunArgs> for Settings {
                 require_status_active: a.require_status_active,
             },
             plugins_dir: a.plugins_dir,
+            plugin_cache_dir: if a.no_plugin_cache { None } else { a.plugin_cache_dir.or_else(rtscore::plugin::disk_cache::default_dir) },
             outputs: OutputSettings {
                 redis_url: a.redis_url,
                 redis_keys: a.redis_key_prefix,
@@ -420,6 +443,14 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--instance-id`: what Kafka accepts as a `group.instance.id`.
+fn parse_instance_id(s: &str) -> Result<String, String> {
+    match rtscore::settings::valid_instance_id(s) {
+        true => Ok(s.to_string()),
+        false => Err("an instance id is 1 to 200 of [A-Za-z0-9._-]".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +486,10 @@ mod tests {
         assert_eq!(k.repartition, Some(RepartitionSettings { partitions: None }));
         let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--repartition", "--repartition-partitions", "12"])).unwrap();
         assert_eq!(s.kafka().unwrap().repartition, Some(RepartitionSettings { partitions: Some(12) }));
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--repartition", "--instance-id", "host-a"])).unwrap();
+        assert_eq!(s.kafka().unwrap().instance_id.as_deref(), Some("host-a"));
+        let bad = <crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run", "--instance-id", "a b"]);
+        assert!(bad.is_err(), "characters outside [A-Za-z0-9._-]");
         let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap();
         assert_eq!(s.kafka().unwrap().input_topic(), "behavior-events", "no shuffle: the topic itself");
         let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--repartition"])).unwrap_err();

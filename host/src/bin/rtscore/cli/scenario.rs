@@ -349,7 +349,10 @@ async fn plugin_loader(dir: &std::path::Path) -> anyhow::Result<rtscore::plugin:
     if !dir.is_dir() {
         bail!("--plugins-dir {}: not a directory", dir.display());
     }
-    let engine = PluginEngine::new(Default::default(), Grants::default()).context("starting the plugin engine")?;
+    // The hosts' default compiled-plugin cache: a Python or JavaScript module is compiled once.
+    let cache = rtscore::plugin::disk_cache::default_dir();
+    let engine =
+        PluginEngine::with_disk_cache(Default::default(), Grants::default(), cache.as_deref()).context("starting the plugin engine")?;
     let registry = PluginRegistry::new();
     registry.watch_dir(dir).await.with_context(|| format!("reading plugins in {}", dir.display()))?;
     Ok(PluginLoader::new(engine, registry))
