@@ -11,10 +11,18 @@
 //!   (parse + every validation rule);
 //! - the release binary as users run it: `taskset -c 0 rtscore run --events-file F
 //!   --scenarios-dir D --jsonl-out /dev/null --view off`, spawned, events / wall time (process
-//!   start and file read included).
+//!   start and file read included), with the default `--job item_hot_score` and with `--job
+//!   all` (hot score, profiles and metrics; issue 21 item 2), alternated;
+//! - with a Redis at `RTSCORE_BENCH_REDIS_URL` or `REDIS_URL` (scripts/bench.sh exports the
+//!   local stack's), one more `--job all` run writing to it as well (keys under a prefix of
+//!   their own, deleted afterwards), and the commands per second Redis counted over it
+//!   (`CONFIG RESETSTAT`, then `INFO commandstats`).
 //!
-//! `RTSCORE_BASELINE_BIN=path` adds the same user-path row for another build (say, the commit
+//! `RTSCORE_BASELINE_BIN=path` adds the same user-path rows for another build (say, the commit
 //! before a change), alternated with the others: before/after in one run.
+//! `RTSCORE_BENCH_ONLY=all` runs only the user-path rows (hot score alone, `--job all`, Redis).
+//! `RTSCORE_BENCH_WORKLOAD_DIR=dir` keeps the workload in `dir` (events.jsonl, scenarios/) and
+//! reuses it when it holds the same number of events (for `perf record` of one replay).
 //!
 //! The binary is the release `rtscore` Cargo builds beside this bench (so never stale), or
 //! `RTSCORE_BIN`.
@@ -91,8 +99,9 @@ fn binary() -> PathBuf {
     std::env::var_os("RTSCORE_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rtscore")), PathBuf::from)
 }
 
-/// Events per second of one replay by the release binary, pinned to core 0.
-fn user_path_rate(bin: &Path, events: &Path, scenarios: &Path, n: usize) -> f64 {
+/// Events per second of one replay by the release binary, pinned to core 0, with `extra`
+/// flags (say `--job all`).
+fn user_path_rate(bin: &Path, events: &Path, scenarios: &Path, n: usize, extra: &[&str]) -> f64 {
     let start = Instant::now();
     let status = Command::new("taskset")
         .args(["-c", "0"])
@@ -102,6 +111,7 @@ fn user_path_rate(bin: &Path, events: &Path, scenarios: &Path, n: usize) -> f64 
         .arg("--scenarios-dir")
         .arg(scenarios)
         .args(["--jsonl-out", "/dev/null", "--view", "off"])
+        .args(extra)
         .env_remove("MONGODB_URL")
         .env_remove("REDIS_URL")
         .env_remove("KAFKA_SERVERS")
@@ -118,51 +128,128 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Redis's command counters (`INFO commandstats`): calls per command.
+fn redis_calls(con: &mut redis::Connection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).expect("INFO commandstats");
+    let mut calls: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let n = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_string(), n))
+        })
+        .collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.1));
+    calls
+}
+
+/// The key prefix of the Redis row's writes (`--redis-key-prefix`), deleted after it.
+const BENCH_PREFIX: &str = "rtscore-bench-parse-path";
+
+/// One `--job all` replay writing to Redis at `url` as well (profiles' and metrics' hashes, hot
+/// lists), its counters reset first: events/s and Redis commands/s (`INFO commandstats`).
+fn redis_row(bin: &Path, events: &Path, scenarios: &Path, n: usize, url: &str) -> (f64, Vec<(String, u64)>, f64) {
+    let mut con = redis::Client::open(url).and_then(|c| c.get_connection()).expect("connect to Redis");
+    let () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut con).expect("CONFIG RESETSTAT");
+    let start = Instant::now();
+    let rate = user_path_rate(bin, events, scenarios, n, &["--job", "all", "--redis-url", url, "--redis-key-prefix", BENCH_PREFIX]);
+    let secs = start.elapsed().as_secs_f64();
+    let calls = redis_calls(&mut con);
+    // The bench's keys go again (a third of a GB of profiles otherwise stays for their TTL).
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{BENCH_PREFIX}:*"))
+        .arg("COUNT")
+        .arg(10_000)
+        .clone()
+        .iter::<String>(&mut con)
+        .expect("SCAN")
+        .collect::<Result<_, _>>()
+        .expect("SCAN");
+    for chunk in keys.chunks(10_000) {
+        let () = redis::cmd("UNLINK").arg(chunk).query(&mut con).expect("UNLINK");
+    }
+    let total: u64 = calls.iter().filter(|(c, _)| c != "config" && c != "info").map(|(_, n)| n).sum();
+    (rate, calls, total as f64 / secs)
+}
+
 fn main() {
     let n: usize = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
     let runs: usize = std::env::var("RTSCORE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    // `all`: only the two user-path rows, hot score alone and `--job all` (and the Redis row).
+    let only_all = std::env::var("RTSCORE_BENCH_ONLY").is_ok_and(|v| v == "all");
     let bin = binary();
     assert!(bin.exists(), "no binary at {}", bin.display());
-    let dir = std::env::temp_dir().join(format!("rtscore-parse-path-{}", std::process::id()));
-    let events = write_workload(&dir, n);
+    // RTSCORE_BENCH_WORKLOAD_DIR keeps the workload there (and reuses it when it holds `n` events).
+    let kept = std::env::var_os("RTSCORE_BENCH_WORKLOAD_DIR").map(PathBuf::from);
+    let dir = kept.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("rtscore-parse-path-{}", std::process::id())));
+    let reuse = dir.join("events.jsonl");
+    let events = match std::fs::read(&reuse) {
+        Ok(d) if kept.is_some() && d.iter().filter(|&&b| b == b'\n').count() == n => reuse,
+        _ => write_workload(&dir, n),
+    };
     let data = std::fs::read(&events).unwrap();
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     println!(
-        "workload: {n} events, {:.0} MB, {} scenarios, {ITEMS} items; {runs} alternated runs per row",
+        "workload: {n} events, {:.0} MB, {} scenarios, {ITEMS} items; {runs} alternated runs per row; events in {}",
         data.len() as f64 / 1e6,
-        SCENARIOS.len()
+        SCENARIOS.len(),
+        events.display()
     );
 
     let baseline = std::env::var_os("RTSCORE_BASELINE_BIN").map(PathBuf::from);
-    let mut rows: [(&str, Vec<f64>); 6] = [
+    let mut rows: [(&str, Vec<f64>); 8] = [
         ("serde_json, typed (parse only)", Vec::new()),
         ("sonic-rs, typed (parse only)", Vec::new()),
         ("simd-json, typed (parse only, copy included)", Vec::new()),
         ("host parse_event (parse + validate)", Vec::new()),
         ("user path: taskset -c 0 rtscore run (file read, windows, JSONL)", Vec::new()),
         ("user path, RTSCORE_BASELINE_BIN", Vec::new()),
+        ("user path, --job all (hot score + profiles + metrics, JSONL)", Vec::new()),
+        ("user path, --job all, RTSCORE_BASELINE_BIN", Vec::new()),
     ];
+    let scenarios = dir.join("scenarios");
     let mut scratch = Vec::with_capacity(4096);
     for _ in 0..runs {
-        rows[0].1.push(parse_rate(&lines, |l| serde_json::from_slice::<Plain<'_>>(l).is_ok()));
-        rows[1].1.push(parse_rate(&lines, |l| sonic_rs::from_slice::<Plain<'_>>(l).is_ok()));
-        rows[2].1.push(parse_rate(&lines, |l| {
-            scratch.clear();
-            scratch.extend_from_slice(l);
-            simd_json::serde::from_slice::<Plain<'_>>(&mut scratch).is_ok()
-        }));
-        rows[3].1.push(parse_rate(&lines, |l| parse_event(l).is_ok()));
-        rows[4].1.push(user_path_rate(&bin, &events, &dir.join("scenarios"), n));
+        if !only_all {
+            rows[0].1.push(parse_rate(&lines, |l| serde_json::from_slice::<Plain<'_>>(l).is_ok()));
+            rows[1].1.push(parse_rate(&lines, |l| sonic_rs::from_slice::<Plain<'_>>(l).is_ok()));
+            rows[2].1.push(parse_rate(&lines, |l| {
+                scratch.clear();
+                scratch.extend_from_slice(l);
+                simd_json::serde::from_slice::<Plain<'_>>(&mut scratch).is_ok()
+            }));
+            rows[3].1.push(parse_rate(&lines, |l| parse_event(l).is_ok()));
+        }
+        rows[4].1.push(user_path_rate(&bin, &events, &scenarios, n, &[]));
+        if let Some(b) = baseline.as_deref().filter(|_| !only_all) {
+            rows[5].1.push(user_path_rate(b, &events, &scenarios, n, &[]));
+        }
+        rows[6].1.push(user_path_rate(&bin, &events, &scenarios, n, &["--job", "all"]));
         if let Some(b) = &baseline {
-            rows[5].1.push(user_path_rate(b, &events, &dir.join("scenarios"), n));
+            rows[7].1.push(user_path_rate(b, &events, &scenarios, n, &["--job", "all"]));
         }
     }
-    let base = median(rows[0].1.clone());
-    println!("{:<66} {:>12} {:>10}   runs (k events/s)", "path", "events/s", "vs serde");
+    let base = if only_all { median(rows[4].1.clone()) } else { median(rows[0].1.clone()) };
+    let vs = if only_all { "vs hot" } else { "vs serde" };
+    println!("{:<66} {:>12} {:>10}   runs (k events/s)", "path", "events/s", vs);
     for (name, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {
         let m = median(v.clone());
         let all: Vec<String> = v.iter().map(|r| format!("{:.0}", r / 1e3)).collect();
         println!("{name:<66} {m:>12.0} {:>9.2}x   {}", m / base, all.join(" "));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let hot = median(rows[4].1.clone());
+    println!("--job all / hot score alone: {:.1}% (target: --job all >= 600,000 events/s)", 100.0 * median(rows[6].1.clone()) / hot);
+    // With a Redis (bench.sh's stack exports REDIS_URL): one `--job all` run that also writes to
+    // it, and the commands it sent per second.
+    if let Ok(url) = std::env::var("RTSCORE_BENCH_REDIS_URL").or_else(|_| std::env::var("REDIS_URL")) {
+        let (rate, calls, per_s) = redis_row(&bin, &events, &scenarios, n, &url);
+        let top: Vec<String> = calls.iter().take(6).map(|(c, n)| format!("{c} {n}")).collect();
+        println!("{:<66} {rate:>12.0} {:>9.2}x   1 run", "user path, --job all, JSONL + Redis", rate / base);
+        println!("  Redis: {per_s:.0} commands/s over the run ({})", top.join(", "));
+    }
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

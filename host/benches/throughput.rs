@@ -306,7 +306,8 @@ fn instances(name: &str, n: usize) -> Vec<rtscore::plugin::PluginInstance> {
 
 impl<'c> Run<'c> {
     fn new(cfgs: &'c [Arc<ScenarioConfig>], jobs: JobSelection, formula: Formula, label: &str) -> Self {
-        let mut p = Pipeline::new(PipelineOptions { jobs, ..PipelineOptions::default() });
+        // Profiles encoded, as the runtime writes them.
+        let mut p = Pipeline::new(PipelineOptions { jobs, encode_profiles: true, ..PipelineOptions::default() });
         for c in cfgs {
             p.apply_config(&c.key, Some(c.clone()));
         }
@@ -345,7 +346,7 @@ impl<'c> Run<'c> {
         let (started, cpu_started, calls) = (Instant::now(), thread_cpu_s(), profile_plugin_calls());
         self.p.process(b, &mut self.out, &mut self.rejects);
         self.emitted += self.out.iter().filter(|o| matches!(o, Output::Hot(_))).count();
-        self.profiles += self.out.iter().filter(|o| matches!(o, Output::Profile(_))).count();
+        self.profiles += self.out.iter().filter(|o| matches!(o, Output::Profile(_) | Output::EncodedProfile(_))).count();
         self.sink.write(&self.out).expect("write sink");
         self.out.clear();
         self.secs += started.elapsed().as_secs_f64();
@@ -384,7 +385,7 @@ impl<'c> Run<'c> {
         let (users, user_bytes) = self.p.profile_job().totals();
         let (started, cpu_started, calls) = (Instant::now(), thread_cpu_s(), profile_plugin_calls());
         self.p.finish(&mut self.out);
-        self.profiles += self.out.iter().filter(|o| matches!(o, Output::Profile(_))).count();
+        self.profiles += self.out.iter().filter(|o| matches!(o, Output::Profile(_) | Output::EncodedProfile(_))).count();
         self.sink.write(&self.out).expect("write sink");
         self.secs += started.elapsed().as_secs_f64();
         self.cpu_secs += thread_cpu_s() - cpu_started;

@@ -1,8 +1,11 @@
 //! Results the runtime emits (DESIGN §6). Every sink receives these same values; beside them,
 //! the status rows a host reports about itself ([`status`]).
 
+pub mod encoded_profile;
 pub mod status;
 pub mod stored_profile;
+
+pub use encoded_profile::EncodedProfile;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -165,6 +168,9 @@ pub enum Output {
         window_end: i64,
     },
     Profile(UserProfile),
+    /// A profile as the runtime writes it: encoded once from the user's state, the same bytes
+    /// as [`Output::Profile`] serialized (`PipelineOptions::encode_profiles`).
+    EncodedProfile(EncodedProfile),
     Metrics(MetricsWindow),
 }
 
@@ -175,6 +181,7 @@ impl Output {
             Output::Shadow(s) => &s.list.key,
             Output::ShadowEnded { key, .. } => key,
             Output::Profile(p) => &p.key,
+            Output::EncodedProfile(p) => &p.key,
             Output::Metrics(m) => &m.key,
         }
     }
@@ -188,6 +195,7 @@ impl Output {
                 "kind": "shadow_end", "tenant_id": key.tenant_id.as_ref(), "scenario_id": key.scenario_id.as_ref(), "window_end": window_end,
             }),
             Output::Profile(p) => serde_json::to_value(ProfileRecord::from(p)).unwrap_or_default(),
+            Output::EncodedProfile(p) => serde_json::from_slice(p.jsonl_line()).unwrap_or_default(),
             Output::Metrics(m) => {
                 let mut v = serde_json::json!({
                     "kind": "metrics", "tenant_id": m.key.tenant_id.as_ref(), "scenario_id": m.key.scenario_id.as_ref(),

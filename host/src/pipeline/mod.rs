@@ -108,6 +108,10 @@ pub struct PipelineOptions {
     /// `--dead-letter-all`: late, duplicate and unknown-scenario events go to the dead-letter
     /// sink with their reason as well (they are always counted). Quota refusals always go.
     pub dead_letter_dropped: bool,
+    /// Profiles come out encoded once from the user's state ([`Output::EncodedProfile`], the
+    /// same bytes as [`Output::Profile`] serialized), as the runtime writes them; off, they
+    /// come out structured ([`Output::Profile`]), which tests and tools read.
+    pub encode_profiles: bool,
 }
 
 impl Default for PipelineOptions {
@@ -121,6 +125,7 @@ impl Default for PipelineOptions {
             partition_idle_ms: 5_000,
             max_event_skew_ms: None,
             dead_letter_dropped: false,
+            encode_profiles: false,
         }
     }
 }
@@ -165,7 +170,8 @@ pub struct TenantUsage {
 
 impl Pipeline {
     pub fn new(opts: PipelineOptions) -> Self {
-        let profiles = ProfileJob::new(opts.profile_idle_ms);
+        let mut profiles = ProfileJob::new(opts.profile_idle_ms);
+        profiles.encode_outputs(opts.encode_profiles);
         let time = EventTime::new(opts.partition_idle_ms, opts.max_event_skew_ms);
         Self {
             opts,

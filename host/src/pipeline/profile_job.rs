@@ -1,7 +1,15 @@
 //! The user profile job (DESIGN §4): per user, interest scores over `category` and `tags` that
 //! decay with a half-life of `interest_decay_days`, the last items interacted with, and counts
 //! per action. A user with new events is written at most every `update_frequency_minutes` of
-//! event time; writes are coalesced on a timer wheel keyed by due time.
+//! event time; writes are coalesced on a timer queue keyed by due time.
+//!
+//! Users live in slots with dense ids ([`Users`]): the timer queue and a flush's due list
+//! carry ids, so a write looks its user up by index, not by name, and a user becoming due
+//! allocates nothing. A scenario keeps its state's size as it changes (`state_bytes`), for
+//! the tenant quota check, instead of walking every user. The runtime takes profiles encoded
+//! straight from the user's state ([`crate::output::EncodedProfile`],
+//! `PipelineOptions::encode_profiles`); tests and tools take them structured
+//! ([`UserProfile`]), the same values.
 //!
 //! With a profile plugin (`user_profile.plugin`, world `profile`) the built-in update still
 //! runs on every event, and each user also keeps what the plugin needs for its next write: its
@@ -16,10 +24,16 @@
 //! ([`ProfileJob::needs_load`], [`ProfileJob::install`]); an event already applied to a profile
 //! read back (its offset is covered) is skipped, so a replay never counts it twice.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use compact_str::CompactString;
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+
 use crate::event::Position;
+use crate::output::encoded_profile::ProfileEncoder;
 use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_profile};
 
 use super::job_plugins::JobPlugins;
@@ -28,7 +42,7 @@ use super::scenario_map::ScenarioMap;
 use super::stats::Routed;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::{Event, QuotaKind};
-use crate::output::{Interest, Output, RecentItem, UserProfile};
+use crate::output::{EncodedProfile, Interest, Output, RecentItem, UserProfile};
 use crate::plugin::profile::InterestInput;
 use crate::plugin::{JobPlugin, PluginError, PluginWorld, ProfileEventInput, ProfileInput, ProfileInterests, UserInput};
 
@@ -50,16 +64,27 @@ const MS_PER_DAY: f64 = 86_400_000.0;
 /// Input partitions whose last applied offset a user remembers (beyond it, events of further
 /// partitions are not guarded against a replay: far more than one scenario's partitions).
 const MAX_COVERED_PARTITIONS: usize = 1024;
+/// Actions a scenario remembers with their behavior weight (beyond it, an action is looked up
+/// per event, still correct).
+const MAX_CACHED_ACTIONS: usize = 32;
 
-/// One user's profile state.
+/// A user's interests: most users have a few, held in place (no pointer to follow per event).
+type Interests = SmallVec<[(Arc<str>, f64); 6]>;
+/// A user's counts per action, in action name order (as written).
+type Counts = SmallVec<[(Arc<str>, u64); 4]>;
+
+/// One user's profile state. Its snapshot form is unchanged: the lists serialize as the
+/// vectors they were, a recent item as [`RecentItem`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserState {
     /// Interest scores as of `as_of`. Names and actions are shared `Arc<str>`s, so writing a
     /// profile copies pointers, not strings.
-    interests: Vec<(Arc<str>, f64)>,
+    #[serde(with = "inline_list")]
+    interests: Interests,
     as_of: i64,
-    recent: VecDeque<RecentItem>,
-    counts: Vec<(Arc<str>, u64)>,
+    recent: VecDeque<Recent>,
+    #[serde(with = "inline_list")]
+    counts: Counts,
     last_event: i64,
     last_write: Option<i64>,
     /// Due time when the user has unwritten events.
@@ -75,6 +100,62 @@ pub struct UserState {
     /// built-in interests and starts a new one. Not in snapshots, for the same reason as `covered`.
     #[serde(skip)]
     since_write: Option<Box<SinceWrite>>,
+}
+
+/// A recent item as a user holds it: the item id in place up to 24 bytes, so keeping it
+/// allocates nothing and writing it follows no pointer. Serialized as [`RecentItem`].
+#[derive(Debug, Clone, PartialEq)]
+struct Recent {
+    item_id: CompactString,
+    action: Arc<str>,
+    ts: i64,
+}
+
+/// [`RecentItem`]'s serialized form, borrowed.
+#[derive(serde::Serialize)]
+#[serde(rename = "RecentItem")]
+struct RecentRef<'a> {
+    item_id: &'a str,
+    action: &'a str,
+    ts: i64,
+}
+
+impl serde::Serialize for Recent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RecentRef { item_id: &self.item_id, action: &self.action, ts: self.ts }.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Recent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RecentItem::deserialize(d).map(Recent::from)
+    }
+}
+
+impl From<RecentItem> for Recent {
+    fn from(r: RecentItem) -> Self {
+        Recent { item_id: CompactString::new(&*r.item_id), action: r.action, ts: r.ts }
+    }
+}
+
+/// A list held in place serialized as the vector it was (snapshots keep their format).
+mod inline_list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use smallvec::{Array, SmallVec};
+
+    pub fn serialize<A: Array, S: Serializer>(v: &SmallVec<A>, s: S) -> Result<S::Ok, S::Error>
+    where
+        A::Item: Serialize,
+    {
+        s.collect_seq(v.iter())
+    }
+
+    pub fn deserialize<'de, A: Array, D: Deserializer<'de>>(d: D) -> Result<SmallVec<A>, D::Error>
+    where
+        A::Item: Deserialize<'de>,
+    {
+        Vec::deserialize(d).map(SmallVec::from_vec)
+    }
 }
 
 /// A user's interests as last written and the events applied since: a profile plugin's input.
@@ -96,15 +177,40 @@ struct PendingEvent {
     watch_time_ms: Option<f64>,
 }
 
+/// Bytes [`UserState::heap_bytes`] counts for one interest, recent item, count, pending event.
+fn interest_bytes(name: &str) -> usize {
+    name.len() + 24
+}
+
+fn recent_bytes(r: &Recent) -> usize {
+    // The entry, an id too long to sit in it, and the (shared) action's name.
+    std::mem::size_of::<Recent>() + if r.item_id.is_heap_allocated() { r.item_id.len() } else { 0 } + r.action.len()
+}
+
+fn count_bytes(action: &str) -> usize {
+    action.len() + 24
+}
+
+fn pending_bytes(e: &PendingEvent) -> usize {
+    e.item_id.len() + 80 + e.tags.len() * 16
+}
+
+fn since_bytes(s: &Option<Box<SinceWrite>>) -> usize {
+    s.as_ref().map_or(0, |s| s.heap_bytes())
+}
+
+/// A change of a byte count, signed.
+fn delta(before: usize, after: usize) -> isize {
+    after as isize - before as isize
+}
+
 impl SinceWrite {
     fn new(base: Vec<(Arc<str>, f64)>, base_at: i64) -> Box<Self> {
         Box::new(Self { base, base_at, events: Vec::new() })
     }
 
     fn heap_bytes(&self) -> usize {
-        self.base.len() * 24
-            + self.events.iter().map(|e| e.item_id.len() + 80 + e.tags.len() * 16).sum::<usize>()
-            + std::mem::size_of::<Self>()
+        self.base.len() * 24 + self.events.iter().map(pending_bytes).sum::<usize>() + std::mem::size_of::<Self>()
     }
 
     fn to_input(&self, user: &str, update_ms: i64) -> UserInput {
@@ -128,11 +234,18 @@ impl SinceWrite {
     }
 }
 
+/// Reused between writes: the order of a user's interests.
+#[derive(Debug, Default)]
+struct WriteScratch {
+    /// (index into the user's interests, score decayed to the write time), strongest first.
+    interests: Vec<(u32, f64)>,
+}
+
 impl UserState {
     /// A profile read back: its state as of `updated_at` (interests decayed to it), written.
     /// Offsets of another input than `source` are dropped.
     fn from_stored(stored: StoredProfile, source: &str, names: &mut Interner) -> Self {
-        let mut interests: Vec<(Arc<str>, f64)> = Vec::with_capacity(stored.interests.len().min(MAX_INTERESTS + 1));
+        let mut interests = Interests::with_capacity(stored.interests.len().min(MAX_INTERESTS + 1));
         for i in stored.interests {
             if !interests.iter().any(|(n, _)| **n == *i.name) {
                 interests.push((names.get(&i.name), i.score));
@@ -142,13 +255,17 @@ impl UserState {
             interests.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             interests.truncate(MAX_INTERESTS);
         }
-        let mut recent: VecDeque<RecentItem> =
-            stored.recent_items.into_iter().take(MAX_RECENT_ITEMS).map(|r| RecentItem { action: names.get(&r.action), ..r }).collect();
+        let mut recent: VecDeque<Recent> = stored
+            .recent_items
+            .into_iter()
+            .take(MAX_RECENT_ITEMS)
+            .map(|r| Recent { item_id: CompactString::new(&*r.item_id), action: names.get(&r.action), ts: r.ts })
+            .collect();
         recent.make_contiguous().sort_by_key(|r| std::cmp::Reverse(r.ts));
         let counts = stored.counts.into_iter().take(MAX_COUNTED_ACTIONS).map(|(a, n)| (names.get(&a), n)).collect();
         let covered =
             if *stored.source == *source { stored.offsets.into_iter().take(MAX_COVERED_PARTITIONS).collect() } else { Vec::new() };
-        Self {
+        let mut state = Self {
             interests,
             as_of: stored.updated_at,
             last_event: recent.front().map_or(stored.updated_at, |r| r.ts),
@@ -158,30 +275,43 @@ impl UserState {
             due: None,
             covered,
             since_write: None,
-        }
+        };
+        state.sort_counts();
+        state
     }
 
-    /// Starts the plugin input of the next write from the interests as of `at`.
-    fn start_since_write(&mut self, at: i64, half_life_days: f64) {
+    /// Starts the plugin input of the next write from the interests as of `at`. Returns the
+    /// change of [`Self::heap_bytes`].
+    fn start_since_write(&mut self, at: i64, half_life_days: f64) -> isize {
+        let before = since_bytes(&self.since_write);
         let f = Self::decay_factor((at - self.as_of).max(0), half_life_days);
         self.since_write = Some(SinceWrite::new(self.interests.iter().map(|(n, s)| (n.clone(), s * f)).collect(), at));
+        delta(before, since_bytes(&self.since_write))
     }
 
-    /// Keeps `ev` for the plugin's next call (see `since_write`).
-    fn note_for_plugin(&mut self, ev: &Event<'_>, action: &Arc<str>, names: &mut Interner) {
-        let Some(since) = self.since_write.as_mut() else { return };
+    /// Drops the plugin input. Returns the change of [`Self::heap_bytes`].
+    fn drop_since_write(&mut self) -> isize {
+        -(since_bytes(&self.since_write.take()) as isize)
+    }
+
+    /// Keeps `ev` for the plugin's next call (see `since_write`). Returns the change of
+    /// [`Self::heap_bytes`].
+    fn note_for_plugin(&mut self, ev: &Event<'_>, action: &Arc<str>, names: &mut Interner) -> isize {
+        let Some(since) = self.since_write.as_mut() else { return 0 };
         if since.events.len() >= MAX_PLUGIN_EVENTS {
-            self.since_write = None;
-            return;
+            return self.drop_since_write();
         }
-        since.events.push(PendingEvent {
+        let e = PendingEvent {
             item_id: ev.item_id.as_ref().into(),
             action: action.clone(),
             ts: ev.ts,
             category: ev.category.as_deref().map(|c| names.get(c)),
             tags: ev.tags.iter().map(|t| names.get(t)).collect(),
             watch_time_ms: ev.watch_time_ms,
-        });
+        };
+        let added = pending_bytes(&e) as isize;
+        since.events.push(e);
+        added
     }
 
     /// The share of the top `k` interest names this user and `other` both hold (scores decay
@@ -195,10 +325,13 @@ impl UserState {
         crate::scoring::ranking::overlap_at(&mine, &theirs, k)
     }
 
-    /// Replaces the interests with a plugin's, as of `at`.
-    fn set_interests(&mut self, interests: ProfileInterests, at: i64, names: &mut Interner) {
+    /// Replaces the interests with a plugin's, as of `at`. Returns the change of
+    /// [`Self::heap_bytes`].
+    fn set_interests(&mut self, interests: ProfileInterests, at: i64, names: &mut Interner) -> isize {
+        let before: usize = self.interests.iter().map(|(n, _)| interest_bytes(n)).sum();
         self.interests = interests.into_iter().map(|(n, s)| (names.get(&n), s)).collect();
         self.as_of = at;
+        delta(before, self.interests.iter().map(|(n, _)| interest_bytes(n)).sum())
     }
 
     /// The event at `pos` is already in this state (read back from a profile that holds it).
@@ -206,11 +339,16 @@ impl UserState {
         self.covered.iter().any(|&(p, o)| p == pos.partition && o >= pos.offset)
     }
 
-    fn note_position(&mut self, pos: Position) {
+    /// Returns the change of [`Self::heap_bytes`].
+    fn note_position(&mut self, pos: Position) -> isize {
         if let Some((_, o)) = self.covered.iter_mut().find(|(p, _)| *p == pos.partition) {
             *o = (*o).max(pos.offset);
+            0
         } else if self.covered.len() < MAX_COVERED_PARTITIONS {
             self.covered.push((pos.partition, pos.offset));
+            16
+        } else {
+            0
         }
     }
 
@@ -218,40 +356,84 @@ impl UserState {
         (-(dt_ms as f64) / (half_life_days * MS_PER_DAY) * std::f64::consts::LN_2).exp()
     }
 
-    /// Adds an event's interest weight, decayed to the state's time base.
-    fn add_interests(&mut self, ev: &Event<'_>, weight: f64, half_life_days: f64, names: &mut Interner) {
+    /// Adds an event's interest weight, decayed to the state's time base. Returns the change
+    /// of [`Self::heap_bytes`].
+    fn add_interests(&mut self, ev: &Event<'_>, weight: f64, half_life_days: f64, names: &mut Interner) -> isize {
         if ev.ts > self.as_of {
             let f = Self::decay_factor(ev.ts - self.as_of, half_life_days);
             self.interests.iter_mut().for_each(|(_, s)| *s *= f);
             self.as_of = ev.ts;
         }
         let w = weight * Self::decay_factor(self.as_of - ev.ts, half_life_days);
+        let mut change = 0isize;
         for name in ev.category.iter().chain(ev.tags.iter()) {
             match self.interests.iter_mut().find(|(n, _)| **n == **name) {
                 Some((_, s)) => *s += w,
-                None => self.interests.push((names.get(name), w)),
+                None => {
+                    change += interest_bytes(name) as isize;
+                    self.interests.push((names.get(name), w));
+                }
             }
         }
         if self.interests.len() > MAX_INTERESTS {
             self.interests.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            change -= self.interests[MAX_INTERESTS..].iter().map(|(n, _)| interest_bytes(n)).sum::<usize>() as isize;
             self.interests.truncate(MAX_INTERESTS);
         }
+        change
     }
 
-    fn add_recent(&mut self, ev: &Event<'_>, action: &Arc<str>) {
+    /// Returns the change of [`Self::heap_bytes`].
+    fn add_recent(&mut self, ev: &Event<'_>, action: &Arc<str>) -> isize {
         let pos = self.recent.iter().position(|r| r.ts <= ev.ts).unwrap_or(self.recent.len());
-        if pos < MAX_RECENT_ITEMS {
-            self.recent.insert(pos, RecentItem { item_id: ev.item_id.as_ref().into(), action: action.clone(), ts: ev.ts });
-            self.recent.truncate(MAX_RECENT_ITEMS);
+        if pos >= MAX_RECENT_ITEMS {
+            return 0;
+        }
+        let item = Recent { item_id: CompactString::new(&ev.item_id), action: action.clone(), ts: ev.ts };
+        let mut change = recent_bytes(&item) as isize;
+        self.recent.insert(pos, item);
+        while self.recent.len() > MAX_RECENT_ITEMS {
+            if let Some(r) = self.recent.pop_back() {
+                change -= recent_bytes(&r) as isize;
+            }
+        }
+        change
+    }
+
+    /// Counts an action; the counts stay in action name order (as written). Returns the change
+    /// of [`Self::heap_bytes`].
+    fn count(&mut self, action: &Arc<str>) -> isize {
+        match self.counts.iter().position(|(a, _)| Arc::ptr_eq(a, action) || a == action) {
+            Some(i) => {
+                self.counts[i].1 += 1;
+                0
+            }
+            None if self.counts.len() < MAX_COUNTED_ACTIONS => {
+                let at = self.counts.partition_point(|(a, _)| **a < **action);
+                self.counts.insert(at, (action.clone(), 1));
+                count_bytes(action) as isize
+            }
+            None => 0,
         }
     }
 
-    fn count(&mut self, action: &Arc<str>) {
-        match self.counts.iter().position(|(a, _)| a == action) {
-            Some(i) => self.counts[i].1 += 1,
-            None if self.counts.len() < MAX_COUNTED_ACTIONS => self.counts.push((action.clone(), 1)),
-            None => {}
+    /// Puts the counts in action name order (a state from a snapshot of an earlier version).
+    fn sort_counts(&mut self) {
+        if !self.counts.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.counts.sort_by(|a, b| a.0.cmp(&b.0));
         }
+    }
+
+    /// Orders the interests (decayed to `at`, strongest first, then by name) into `scratch`, as
+    /// the written profile holds them.
+    fn order_for_write(&self, at: i64, half_life_days: f64, scratch: &mut WriteScratch) {
+        let f = Self::decay_factor((at - self.as_of).max(0), half_life_days);
+        scratch.interests.clear();
+        scratch.interests.extend(self.interests.iter().enumerate().map(|(i, (_, s))| (i as u32, s * f)));
+        // Stable, from the state's order, like the structured form's sort.
+        scratch
+            .interests
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| self.interests[a.0 as usize].0.cmp(&self.interests[b.0 as usize].0)));
     }
 
     /// The profile as of event time `at`; `source` names the input of the offsets it covers.
@@ -265,7 +447,11 @@ impl UserState {
             key: key.clone(),
             user_id: user.to_string(),
             interests,
-            recent_items: self.recent.iter().cloned().collect(),
+            recent_items: self
+                .recent
+                .iter()
+                .map(|r| RecentItem { item_id: r.item_id.as_str().into(), action: r.action.clone(), ts: r.ts })
+                .collect(),
             counts: self.counts.iter().map(|(a, n)| (a.clone(), *n)).collect(),
             updated_at: at,
             config_revision: revision,
@@ -274,13 +460,47 @@ impl UserState {
         }
     }
 
+    /// [`Self::profile`], encoded as the sinks write it: the same bytes, without the copy.
+    #[allow(clippy::too_many_arguments, reason = "the profile's context, as for `profile`")]
+    fn encode(
+        &self,
+        key: &ScenarioKey,
+        prefix: &[u8],
+        user: &str,
+        at: i64,
+        half_life_days: f64,
+        revision: i64,
+        source: &str,
+        scratch: &mut WriteScratch,
+    ) -> EncodedProfile {
+        self.order_for_write(at, half_life_days, scratch);
+        let n = scratch.interests.len();
+        let written = n.min(WRITTEN_INTERESTS);
+        let capacity = 256
+            + prefix.len()
+            + 2 * user.len()
+            + 40 * n
+            + self.interests.iter().map(|(name, _)| name.len()).sum::<usize>()
+            + self.recent.iter().map(|r| 48 + r.item_id.len() + r.action.len()).sum::<usize>()
+            + self.counts.iter().map(|(a, _)| 24 + a.len()).sum::<usize>()
+            + source.len()
+            + 32 * self.covered.len();
+        let name = |&(i, s): &(u32, f64)| (&*self.interests[i as usize].0, s);
+        let mut e = ProfileEncoder::new(prefix, user, capacity);
+        e.interests(scratch.interests[..written].iter().map(name));
+        e.recent_items(self.recent.iter().map(|r| (r.item_id.as_str(), &*r.action, r.ts)));
+        // Counts are kept in action name order (`count`), the order of the written map.
+        e.counts(self.counts.iter().map(|(a, n)| (&**a, *n)));
+        e.finish(key.clone(), user, at, revision, scratch.interests[written..].iter().map(name), source, &self.covered, half_life_days)
+    }
+
     /// Approximate bytes held, for the state-size gauge and benchmarks.
     pub fn heap_bytes(&self) -> usize {
-        self.interests.iter().map(|(n, _)| n.len() + 24).sum::<usize>()
-            + self.recent.iter().map(|r| r.item_id.len() + r.action.len() + 56).sum::<usize>()
-            + self.counts.iter().map(|(a, _)| a.len() + 24).sum::<usize>()
+        self.interests.iter().map(|(n, _)| interest_bytes(n)).sum::<usize>()
+            + self.recent.iter().map(recent_bytes).sum::<usize>()
+            + self.counts.iter().map(|(a, _)| count_bytes(a)).sum::<usize>()
             + self.covered.len() * 16
-            + self.since_write.as_ref().map_or(0, |s| s.heap_bytes())
+            + since_bytes(&self.since_write)
             + std::mem::size_of::<Self>()
     }
 }
@@ -307,16 +527,127 @@ impl Interner {
     }
 }
 
+/// A scenario's users: each in a slot with a dense id, found by name through a hash table of
+/// ids. Ids of forgotten users are reused. Names of up to 24 bytes sit in the slot, beside the
+/// state, so finding a user does not miss the cache once more for its name.
+#[derive(Default)]
+struct Users {
+    table: HashTable<u32>,
+    slots: Vec<Option<(CompactString, UserState)>>,
+    free: Vec<u32>,
+    hasher: ahash::RandomState,
+}
+
+impl Users {
+    fn from_map(map: HashMap<Box<str>, UserState, ahash::RandomState>) -> Self {
+        let mut users = Self::default();
+        for (name, state) in map {
+            users.insert(&name, state);
+        }
+        users
+    }
+
+    fn to_map(&self) -> HashMap<Box<str>, UserState, ahash::RandomState> {
+        self.iter().map(|(_, name, state)| (Box::from(name), state.clone())).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.table.find(self.hasher.hash_one(name), |&i| slots[i as usize].as_ref().is_some_and(|(n, _)| n.as_str() == name)).copied()
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    fn state(&self, id: u32) -> Option<&UserState> {
+        self.slots.get(id as usize)?.as_ref().map(|(_, s)| s)
+    }
+
+    fn slot(&self, id: u32) -> Option<(&str, &UserState)> {
+        self.slots.get(id as usize)?.as_ref().map(|(n, s)| (n.as_str(), s))
+    }
+
+    fn state_mut(&mut self, id: u32) -> Option<&mut UserState> {
+        self.slots.get_mut(id as usize)?.as_mut().map(|(_, s)| s)
+    }
+
+    /// Adds a user not held yet; returns its id.
+    fn insert(&mut self, name: &str, state: UserState) -> u32 {
+        let hash = self.hasher.hash_one(name);
+        let name = CompactString::new(name);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some((name, state));
+                id
+            }
+            None => {
+                self.slots.push(Some((name, state)));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let Self { table, slots, hasher, .. } = self;
+        table.insert_unique(hash, id, |&i| slots[i as usize].as_ref().map_or(0, |(n, _)| hasher.hash_one(n.as_str())));
+        id
+    }
+
+    /// Forgets user `id`; returns its name and state.
+    fn remove(&mut self, id: u32) -> Option<(CompactString, UserState)> {
+        let (name, state) = self.slots.get_mut(id as usize)?.take()?;
+        if let Ok(entry) = self.table.find_entry(self.hasher.hash_one(name.as_str()), |&i| i == id) {
+            entry.remove();
+        }
+        self.free.push(id);
+        Some((name, state))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &str, &UserState)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|(n, u)| (i as u32, n.as_str(), u)))
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> impl Iterator<Item = &CompactString> {
+        self.slots.iter().filter_map(|s| s.as_ref().map(|(n, _)| n))
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &UserState> {
+        self.iter().map(|(_, _, u)| u)
+    }
+
+    /// Bytes of every user's state, walked ([`ScenarioProfiles::state_bytes`] keeps it as it changes).
+    fn walked_bytes(&self) -> usize {
+        self.iter().map(|(_, k, u)| k.len() + u.heap_bytes()).sum()
+    }
+}
+
 /// One scenario's profiles.
 pub struct ScenarioProfiles {
     pub config: Arc<ScenarioConfig>,
-    users: HashMap<Box<str>, UserState, ahash::RandomState>,
-    /// Users due for a write, by due time (coalesced timers).
-    timers: BTreeMap<i64, Vec<Box<str>>>,
+    users: Users,
+    /// Users due for a write: (due time, arrival, user id), earliest first, in arrival order
+    /// at equal times (coalesced timers).
+    timers: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    timer_seq: u64,
     max_ts: i64,
     pub profiles_written: u64,
     last_eviction_hour: i64,
     names: Interner,
+    /// Actions seen, with their behavior weight under `config` (0: none).
+    actions: Vec<(Arc<str>, f64)>,
+    /// Bytes of every user's state (`Users::walked_bytes`), kept as it changes.
+    bytes: usize,
+    /// Profiles come out encoded (`PipelineOptions::encode_profiles`).
+    encode: bool,
+    /// Reused between flushes.
+    due: Vec<(u32, i64)>,
+    scratch: WriteScratch,
+    /// What every encoded record of this scenario starts with.
+    prefix: Vec<u8>,
     /// The tenant's memory quotas.
     pub limits: MemoryLimits,
     /// Events refused because they would add a user beyond the quota.
@@ -364,9 +695,14 @@ fn call_plugin(plugin: &mut JobPlugin, input: &ProfileInput) -> Option<Result<Ve
     plugin.call(|instance| instance.update_profiles(input))
 }
 
+fn add_bytes(bytes: &mut usize, change: isize) {
+    *bytes = bytes.saturating_add_signed(change);
+}
+
 impl ScenarioProfiles {
-    fn new(config: Arc<ScenarioConfig>) -> Self {
+    fn new(config: Arc<ScenarioConfig>, encode: bool) -> Self {
         let plugins = JobPlugins::new(&config, PluginWorld::Profile);
+        let prefix = ProfileEncoder::prefix(&config.key);
         Self {
             plugins,
             flushed_through: None,
@@ -374,22 +710,53 @@ impl ScenarioProfiles {
             plugin_writes: 0,
             plugin_fallback_writes: 0,
             config,
-            users: HashMap::default(),
-            timers: BTreeMap::new(),
+            users: Users::default(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
             max_ts: i64::MIN,
             profiles_written: 0,
             last_eviction_hour: i64::MIN,
             names: Interner::default(),
+            actions: Vec::new(),
+            bytes: 0,
+            encode,
+            due: Vec::new(),
+            scratch: WriteScratch::default(),
+            prefix,
             limits: MemoryLimits::default(),
             over_quota: 0,
             replayed: 0,
         }
     }
 
+    /// A new config: its behavior weights apply to the next event.
+    fn set_config(&mut self, cfg: Arc<ScenarioConfig>) {
+        self.config = cfg;
+        self.actions.clear();
+    }
+
+    /// The interned action `name` and its behavior weight (0: none).
+    fn action(&mut self, name: &str) -> (Arc<str>, f64) {
+        if let Some((a, w)) = self.actions.iter().find(|(a, _)| **a == *name) {
+            return (a.clone(), *w);
+        }
+        let a = self.names.get(name);
+        let w = self.config.user_profile.behavior_weights.get(name).copied().unwrap_or(0.0);
+        if self.actions.len() < MAX_CACHED_ACTIONS {
+            self.actions.push((a.clone(), w));
+        }
+        (a, w)
+    }
+
+    fn schedule(&mut self, due: i64, id: u32) {
+        self.timers.push(Reverse((due, self.timer_seq, id)));
+        self.timer_seq += 1;
+    }
+
     fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
-        let cfg = &self.config.user_profile;
-        let user = match self.users.get_mut(&*ev.user_id) {
-            Some(u) => u,
+        let referenced = self.plugins.any_referenced();
+        let id = match self.users.find(&ev.user_id) {
+            Some(id) => id,
             None => {
                 let (max_users, quota) = self.limits.bound(QuotaKind::Users);
                 if self.users.len() >= max_users {
@@ -397,38 +764,49 @@ impl ScenarioProfiles {
                     return Routed::OverQuota(quota, max_users);
                 }
                 let mut fresh = UserState::default();
-                if self.plugins.any_referenced() {
+                if referenced {
                     // A new user has no interests yet: the plugin's input is complete.
                     fresh.since_write = Some(SinceWrite::new(Vec::new(), ev.ts));
                 }
-                self.users.entry(ev.user_id.as_ref().into()).or_insert(fresh)
+                self.bytes += ev.user_id.len() + fresh.heap_bytes();
+                self.users.insert(&ev.user_id, fresh)
             }
         };
-        if let Some(pos) = pos {
-            if user.covers(pos) {
-                self.replayed += 1;
-                return Routed::Counted;
-            }
-            user.note_position(pos);
-        }
-        if let Some(&w) = cfg.behavior_weights.get(&*ev.action)
-            && w != 0.0
+        if let Some(pos) = pos
+            && self.users.state(id).is_some_and(|u| u.covers(pos))
         {
-            user.add_interests(ev, w, cfg.interest_decay_days, &mut self.names);
+            self.replayed += 1;
+            return Routed::Counted;
         }
-        let action = self.names.get(&ev.action);
-        if self.plugins.any_referenced() {
-            user.note_for_plugin(ev, &action, &mut self.names);
-        } else {
-            user.since_write = None;
+        let (action, weight) = self.action(&ev.action);
+        let cfg = &self.config.user_profile;
+        let Some(user) = self.users.state_mut(id) else { return Routed::Counted };
+        let mut change = 0;
+        if let Some(pos) = pos {
+            change += user.note_position(pos);
         }
-        user.add_recent(ev, &action);
-        user.count(&action);
+        if weight != 0.0 {
+            change += user.add_interests(ev, weight, cfg.interest_decay_days, &mut self.names);
+        }
+        if referenced {
+            change += user.note_for_plugin(ev, &action, &mut self.names);
+        } else if user.since_write.is_some() {
+            change += user.drop_since_write();
+        }
+        change += user.add_recent(ev, &action);
+        change += user.count(&action);
         user.last_event = user.last_event.max(ev.ts);
-        if user.due.is_none() {
-            let due = user.last_write.map_or(ev.ts, |w| (w + cfg.update_frequency_ms).max(ev.ts));
-            user.due = Some(due);
-            self.timers.entry(due).or_default().push(ev.user_id.as_ref().into());
+        let due = match user.due {
+            None => {
+                let due = user.last_write.map_or(ev.ts, |w| (w + cfg.update_frequency_ms).max(ev.ts));
+                user.due = Some(due);
+                Some(due)
+            }
+            Some(_) => None,
+        };
+        add_bytes(&mut self.bytes, change);
+        if let Some(due) = due {
+            self.schedule(due, id);
         }
         self.max_ts = self.max_ts.max(ev.ts);
         Routed::Counted
@@ -453,65 +831,87 @@ impl ScenarioProfiles {
 
     /// Writes every user due at or before `now` with the plugin in force.
     fn flush_through(&mut self, now: i64, source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
-        let mut due_users: Vec<(Box<str>, i64)> = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > now {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        while let Some(&Reverse((t, _, id))) = self.timers.peek() {
+            if t > now {
                 break;
             }
-            let (due, users) = entry.remove_entry();
-            for u in users {
-                if let Some(state) = self.users.get(&u)
-                    && state.due == Some(due)
-                {
-                    let at = due.max(state.last_event);
-                    due_users.push((u, at));
-                }
+            self.timers.pop();
+            if let Some(state) = self.users.state(id)
+                && state.due == Some(t)
+            {
+                due.push((id, t.max(state.last_event)));
             }
         }
-        if due_users.is_empty() {
-            return;
+        if !due.is_empty() {
+            self.write_due(&due, source, out, update);
         }
-        let from_plugin = self.apply_plugin(&due_users, update);
-        let cfg = &self.config;
+        self.due = due;
+    }
+
+    /// Writes the `due` users, each as of its time.
+    fn write_due(&mut self, due: &[(u32, i64)], source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
+        // Users written now were last touched many events ago, mostly out of the cache. One
+        // light pass reads each user's slot and its recent items first: the loads of different
+        // users are independent, so the processor overlaps their misses, which the encoding
+        // loop below (long per user) cannot.
+        let touched = due
+            .iter()
+            .filter_map(|&(id, _)| self.users.state(id))
+            .fold(0i64, |acc, s| acc ^ s.recent.front().map_or(0, |r| r.ts) ^ s.recent.back().map_or(0, |r| r.ts) ^ s.as_of);
+        std::hint::black_box(touched);
+        let from_plugin = self.apply_plugin(due, update);
+        let cfg = self.config.clone();
         let half_life = cfg.user_profile.interest_decay_days;
         let referenced = self.plugins.in_force().is_some();
         let keep_inputs = self.plugins.any_referenced();
-        for ((u, at), plugin_made) in due_users.into_iter().zip(from_plugin) {
-            let Some(state) = self.users.get_mut(&u) else { continue };
-            out.push(Output::Profile(state.profile(&cfg.key, &u, at, half_life, cfg.revision, source)));
+        out.reserve(due.len());
+        for (k, &(id, at)) in due.iter().enumerate() {
+            let Some((user, state)) = self.users.slot(id) else { continue };
+            out.push(if self.encode {
+                Output::EncodedProfile(state.encode(&cfg.key, &self.prefix, user, at, half_life, cfg.revision, source, &mut self.scratch))
+            } else {
+                Output::Profile(state.profile(&cfg.key, user, at, half_life, cfg.revision, source))
+            });
+            let Some(state) = self.users.state_mut(id) else { continue };
             state.last_write = Some(at);
             state.due = None;
             self.profiles_written += 1;
             if referenced {
-                if plugin_made {
+                if from_plugin.get(k).copied().unwrap_or(false) {
                     self.plugin_writes += 1;
                 } else {
                     self.plugin_fallback_writes += 1;
                 }
             }
-            if keep_inputs {
-                state.start_since_write(at, half_life);
+            let change = if keep_inputs {
+                state.start_since_write(at, half_life)
+            } else if state.since_write.is_some() {
+                state.drop_since_write()
             } else {
-                state.since_write = None;
-            }
+                0
+            };
+            add_bytes(&mut self.bytes, change);
         }
     }
 
     /// With a profile plugin in force, replaces the interests of the due users whose input is
     /// complete with the plugin's, [`MAX_PLUGIN_USERS`] users per call. Returns, per due user,
-    /// whether its interests now come from the plugin; the others keep the built-in ones. A
-    /// shadow candidate gets the same input and its result is only compared with the outcome.
-    fn apply_plugin(&mut self, due: &[(Box<str>, i64)], update: &mut UpdateFn<'_>) -> Vec<bool> {
-        let mut from_plugin = vec![false; due.len()];
+    /// whether its interests now come from the plugin (empty: none does); the others keep the
+    /// built-in ones. A shadow candidate gets the same input and its result is only compared
+    /// with the outcome.
+    fn apply_plugin(&mut self, due: &[(u32, i64)], update: &mut UpdateFn<'_>) -> Vec<bool> {
         let (mut live_on, mut shadow_on) = (self.plugins.in_force().is_some(), self.plugins.shadow.is_some());
         if !live_on && !shadow_on {
-            return from_plugin;
+            return Vec::new();
         }
+        let mut from_plugin = vec![false; due.len()];
         let up = &self.config.user_profile;
         let (actions, weights): (Vec<String>, Vec<f64>) = up.behavior_weights.iter().map(|(a, w)| (a.clone(), *w)).unzip();
         let half_life = up.interest_decay_days;
         let (mut overlap_sum, mut compared) = (0.0, 0u64);
-        let ready: Vec<usize> = (0..due.len()).filter(|&k| self.users.get(&due[k].0).is_some_and(|u| u.since_write.is_some())).collect();
+        let ready: Vec<usize> = (0..due.len()).filter(|&k| self.users.state(due[k].0).is_some_and(|u| u.since_write.is_some())).collect();
         for chunk in ready.chunks(MAX_PLUGIN_USERS) {
             if !live_on && !shadow_on {
                 break;
@@ -519,8 +919,9 @@ impl ScenarioProfiles {
             let users: Vec<UserInput> = chunk
                 .iter()
                 .filter_map(|&k| {
-                    let (u, at) = &due[k];
-                    self.users.get(u).and_then(|s| s.since_write.as_ref()).map(|since| since.to_input(u, *at))
+                    let (id, at) = due[k];
+                    let (u, s) = self.users.slot(id)?;
+                    s.since_write.as_ref().map(|since| since.to_input(u, at))
                 })
                 .collect();
             let input = ProfileInput {
@@ -548,9 +949,10 @@ impl ScenarioProfiles {
                     Some(Err(_)) => {}
                     Some(Ok(lists)) => {
                         for (&k, interests) in chunk.iter().zip(lists) {
-                            let (u, at) = &due[k];
-                            if let Some(state) = self.users.get_mut(u) {
-                                state.set_interests(interests, *at, &mut self.names);
+                            let (id, at) = due[k];
+                            if let Some(state) = self.users.state_mut(id) {
+                                let change = state.set_interests(interests, at, &mut self.names);
+                                add_bytes(&mut self.bytes, change);
                                 from_plugin[k] = true;
                             }
                         }
@@ -558,7 +960,7 @@ impl ScenarioProfiles {
                 }
             }
             for (&k, cand) in chunk.iter().zip(candidate.into_iter().flatten()) {
-                if let Some(state) = self.users.get(&due[k].0) {
+                if let Some(state) = self.users.state(due[k].0) {
                     overlap_sum += state.overlap_with(&cand, SHADOW_K);
                     compared += 1;
                 }
@@ -572,11 +974,21 @@ impl ScenarioProfiles {
         from_plugin
     }
 
+    /// Forgets the users `doomed` (ids); returns how many went.
+    fn forget(&mut self, doomed: &[u32]) -> usize {
+        for &id in doomed {
+            if let Some((name, state)) = self.users.remove(id) {
+                self.bytes = self.bytes.saturating_sub(name.len() + state.heap_bytes());
+            }
+        }
+        doomed.len()
+    }
+
     /// Forgets users idle for longer than `idle_ms` whose profiles are written; returns how many.
     fn evict_idle(&mut self, now: i64, idle_ms: i64) -> usize {
-        let before = self.users.len();
-        self.users.retain(|_, u| u.due.is_some() || now - u.last_event <= idle_ms);
-        before - self.users.len()
+        let doomed: Vec<u32> =
+            self.users.iter().filter(|(_, _, u)| u.due.is_none() && now - u.last_event > idle_ms).map(|(id, _, _)| id).collect();
+        self.forget(&doomed)
     }
 
     /// Above `max_users`, forgets the least recently active users whose profiles are written
@@ -588,17 +1000,14 @@ impl ScenarioProfiles {
             return 0;
         }
         let excess = self.users.len() - (max_users - max_users / 10);
-        let mut written: Vec<(i64, &Box<str>)> =
-            self.users.iter().filter(|(_, u)| u.due.is_none()).map(|(k, u)| (u.last_event, k)).collect();
+        let mut written: Vec<(i64, &str, u32)> =
+            self.users.iter().filter(|(_, _, u)| u.due.is_none()).map(|(id, k, u)| (u.last_event, k, id)).collect();
         if written.len() > excess {
             written.select_nth_unstable(excess);
             written.truncate(excess);
         }
-        let doomed: Vec<Box<str>> = written.into_iter().map(|(_, k)| k.clone()).collect();
-        for k in &doomed {
-            self.users.remove(k);
-        }
-        doomed.len()
+        let doomed: Vec<u32> = written.into_iter().map(|(_, _, id)| id).collect();
+        self.forget(&doomed)
     }
 
     /// Installs a profile read back for `user`, unless it is held already or the tenant's user
@@ -612,7 +1021,8 @@ impl ScenarioProfiles {
             // The stored profile is the whole state as of its write: the plugin's input is complete.
             state.start_since_write(state.as_of, self.config.user_profile.interest_decay_days);
         }
-        self.users.insert(user.into(), state);
+        self.bytes += user.len() + state.heap_bytes();
+        self.users.insert(user, state);
         true
     }
 
@@ -620,8 +1030,23 @@ impl ScenarioProfiles {
         self.users.len()
     }
 
+    /// Bytes of every user's state (names, interests, recent items, counts, offsets, plugin
+    /// inputs), kept as it changes: O(1).
     pub fn state_bytes(&self) -> usize {
-        self.users.iter().map(|(k, u)| k.len() + u.heap_bytes()).sum()
+        self.bytes
+    }
+
+    /// The users' names by due time, as snapshots hold the timers.
+    fn timers_by_due(&self) -> BTreeMap<i64, Vec<Box<str>>> {
+        let mut entries: Vec<(i64, u64, u32)> = self.timers.iter().map(|Reverse(t)| *t).collect();
+        entries.sort_unstable();
+        let mut by_due: BTreeMap<i64, Vec<Box<str>>> = BTreeMap::new();
+        for (due, _, id) in entries {
+            if let Some((name, _)) = self.users.slot(id) {
+                by_due.entry(due).or_default().push(name.into());
+            }
+        }
+        by_due
     }
 }
 
@@ -643,6 +1068,8 @@ pub struct ProfileJob {
     read_back: Option<ReadBack>,
     /// The input written profiles' offsets belong to (empty without a store).
     source: Arc<str>,
+    /// Profiles come out encoded ([`Output::EncodedProfile`]) rather than structured.
+    encode: bool,
     /// Evictions and read-backs so far (`rtscore_profile_*` metrics).
     pub counters: ProfileCounters,
 }
@@ -673,7 +1100,23 @@ pub struct ProfileCounters {
 
 impl ProfileJob {
     pub fn new(idle_ms: i64) -> Self {
-        Self { idle_ms, scenarios: ScenarioMap::default(), read_back: None, source: "".into(), counters: ProfileCounters::default() }
+        Self {
+            idle_ms,
+            scenarios: ScenarioMap::default(),
+            read_back: None,
+            source: "".into(),
+            encode: false,
+            counters: ProfileCounters::default(),
+        }
+    }
+
+    /// Profiles come out encoded ([`Output::EncodedProfile`], as the runtime writes them) when
+    /// `on`, else structured ([`Output::Profile`]); the values are the same.
+    pub fn encode_outputs(&mut self, on: bool) {
+        self.encode = on;
+        for s in self.scenarios.values_mut() {
+            s.encode = on;
+        }
     }
 
     /// Reads profiles back from a store fed by input `source` (the Kafka topic), and holds at
@@ -690,7 +1133,7 @@ impl ProfileJob {
     /// Whether `ev`'s user should be read back before `ev` is processed: profiles are read
     /// back, its scenario has a profile config here, and the user is not in memory.
     pub fn needs_load(&self, ev: &Event<'_>) -> bool {
-        self.read_back.is_some() && self.scenarios.get(&ev.tenant_id, &ev.scenario_id).is_some_and(|s| !s.users.contains_key(&*ev.user_id))
+        self.read_back.is_some() && self.scenarios.get(&ev.tenant_id, &ev.scenario_id).is_some_and(|s| !s.users.contains_key(&ev.user_id))
     }
 
     /// At a batch boundary (every output written, so every written profile is in the store):
@@ -745,9 +1188,9 @@ impl ProfileJob {
                     if cfg.candidate.as_ref().and_then(|c| c.profile_plugin()) != s.plugins.shadow.as_ref().map(|(r, _)| r) {
                         s.shadow = ProfileShadowStats::default();
                     }
-                    s.config = cfg.clone();
+                    s.set_config(cfg.clone());
                 },
-                || ScenarioProfiles::new(cfg.clone()),
+                || ScenarioProfiles::new(cfg.clone(), self.encode),
             ),
             None => self.scenarios.remove(key),
         }
@@ -803,15 +1246,30 @@ impl ProfileJob {
     /// A copy of the scenario's profile state, if it has a profile config.
     pub fn export_state(&self, key: &ScenarioKey) -> Option<ProfileState> {
         let s = self.scenario(key)?;
-        Some(ProfileState { users: s.users.clone(), timers: s.timers.clone(), max_ts: s.max_ts, last_eviction_hour: s.last_eviction_hour })
+        Some(ProfileState {
+            users: s.users.to_map(),
+            timers: s.timers_by_due(),
+            max_ts: s.max_ts,
+            last_eviction_hour: s.last_eviction_hour,
+        })
     }
 
     /// Replaces the scenario's profile state (`None`: empty). False when it has no config here.
     pub fn restore_state(&mut self, key: &ScenarioKey, state: Option<ProfileState>) -> bool {
         let Some(s) = self.scenarios.get_mut(&key.tenant_id, &key.scenario_id) else { return false };
         let state = state.unwrap_or(ProfileState { max_ts: i64::MIN, last_eviction_hour: i64::MIN, ..ProfileState::default() });
-        s.users = state.users;
-        s.timers = state.timers;
+        let mut users = state.users;
+        users.values_mut().for_each(UserState::sort_counts);
+        s.users = Users::from_map(users);
+        s.bytes = s.users.walked_bytes();
+        s.timers.clear();
+        for (due, names) in state.timers {
+            for name in names {
+                if let Some(id) = s.users.find(&name) {
+                    s.schedule(due, id);
+                }
+            }
+        }
         s.max_ts = state.max_ts;
         s.last_eviction_hour = state.last_eviction_hour;
         true
@@ -1159,5 +1617,163 @@ mod tests {
         assert_eq!(at_once, run(&by_minute));
         let plugin_of: Vec<&str> = at_once.iter().map(|(_, p)| p.as_str()).collect();
         assert_eq!(plugin_of, ["loading a", "loading a", "loading a", "loading b", "loading b"]);
+    }
+
+    /// Events of `users` users over `minutes` minutes: many interests (more than are
+    /// written), recent items beyond the cap, several actions, input positions.
+    fn varied_events(users: usize, minutes: i64) -> Vec<(String, Position)> {
+        let actions = ["view", "like", "click", "purchase", "add_to_cart"];
+        (0..users * minutes as usize)
+            .map(|k| {
+                let (u, m) = (k % users, (k / users) as i64);
+                let extra = format!(r#","category":"c{}","tags":["t{}","t\"é{}"]"#, k % 29, k % 31, k % 7);
+                let ts = T0 + m * 60_000 + (k as i64 * 7919) % 50_000;
+                let pos = Position { partition: (k % 3) as i32, offset: k as i64 };
+                (line(&format!("u{u}"), &format!("i{}", k % 97), actions[k % actions.len()], ts, &extra), pos)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encoded_profiles_are_the_structured_ones_serialized() {
+        let ((mut plain, _), (mut encoded, _)) = (job(5, 30.0), job(5, 30.0));
+        encoded.encode_outputs(true);
+        for j in [&mut plain, &mut encoded] {
+            j.enable_read_back("events", 1_000);
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (l, pos) in varied_events(40, 90) {
+            let ev = parse_event(l.as_bytes()).unwrap();
+            plain.on_event(&ev, Some(pos));
+            encoded.on_event(&ev, Some(pos));
+            plain.advance("t", ev.ts - 1_000, &mut a);
+            encoded.advance("t", ev.ts - 1_000, &mut b);
+        }
+        plain.finish(&mut a);
+        encoded.finish(&mut b);
+        assert_eq!(a.len(), b.len());
+        assert!(a.len() > 40 * 15, "{} writes", a.len());
+        let mut more = 0;
+        for (a, b) in a.iter().zip(&b) {
+            let (Output::Profile(p), Output::EncodedProfile(e)) = (a, b) else { panic!("{a:?} / {b:?}") };
+            more += usize::from(!p.resume.more_interests.is_empty());
+            assert_eq!(String::from_utf8_lossy(e.jsonl_line()), serde_json::to_string(&crate::output::ProfileRecord::from(p)).unwrap());
+            let want = crate::output::stored_profile::profile_fields(p);
+            let got: Vec<(&str, String)> = e.redis_fields().iter().map(|(k, v)| (*k, String::from_utf8_lossy(v).into_owned())).collect();
+            assert_eq!(got, want.to_vec());
+            assert_eq!((e.user_id(), &e.key, e.interest_decay_days), (p.user_id.as_str(), &p.key, p.interest_decay_days));
+        }
+        assert!(more > 0, "some profiles carry interests beyond the written ones");
+    }
+
+    #[test]
+    fn the_state_size_is_kept_as_it_changes() {
+        let check = |j: &ProfileJob, key: &ScenarioKey| {
+            let s = j.scenario(key).unwrap();
+            assert_eq!(s.state_bytes(), s.users.walked_bytes());
+        };
+        // Built-in, then with a plugin referenced (events kept for it, its interests installed).
+        let (mut j, cfg) = job(5, 30.0);
+        j.enable_read_back("events", 25);
+        let mut out = Vec::new();
+        for (k, (l, pos)) in varied_events(30, 40).into_iter().enumerate() {
+            let ev = parse_event(l.as_bytes()).unwrap();
+            j.on_event(&ev, Some(pos));
+            j.advance("t", ev.ts, &mut out);
+            if k % 97 == 0 {
+                j.make_room();
+                check(&j, &cfg.key);
+            }
+        }
+        check(&j, &cfg.key);
+        assert!(j.counters.evicted_memory > 0);
+        let stored = parse_stored_profile(
+            &crate::output::stored_profile::profile_fields(&match out.last() {
+                Some(Output::Profile(p)) => p.clone(),
+                other => panic!("{other:?}"),
+            })
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        )
+        .unwrap()
+        .unwrap();
+        j.scenario_mut(&cfg.key).unwrap().install("returning", stored, "events");
+        check(&j, &cfg.key);
+        let state = j.export_state(&cfg.key);
+        j.restore_state(&cfg.key, state);
+        check(&j, &cfg.key);
+
+        let (mut j, _) = plugin_job(5);
+        let key = ScenarioKey::new("t", "s");
+        for (l, _) in varied_events(20, 30) {
+            push(&mut j, &l);
+        }
+        check(&j, &key);
+        flush(&mut j, T0 + 10 * 60_000, &mut |_, input| Some(Ok(input.users.iter().map(|_| vec![("p".to_string(), 1.0)]).collect())));
+        check(&j, &key);
+        flush(&mut j, i64::MAX, &mut |_, _| None);
+        check(&j, &key);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_timers_and_their_order() {
+        let (mut j, cfg) = job(5, 30.0);
+        let mut out = Vec::new();
+        for (l, _) in varied_events(25, 12) {
+            let ev = parse_event(l.as_bytes()).unwrap();
+            j.on_event(&ev, None);
+            j.advance("t", ev.ts - 120_000, &mut out);
+        }
+        let state = j.export_state(&cfg.key);
+        let (mut restored, _) = job(5, 30.0);
+        restored.restore_state(&cfg.key, state.clone());
+        assert_eq!(format!("{:?}", restored.export_state(&cfg.key).map(|s| s.timers)), format!("{:?}", state.map(|s| s.timers)));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        j.finish(&mut a);
+        restored.finish(&mut b);
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "the same writes, in the same order");
+    }
+
+    /// `UserState` as snapshots held it before its lists were kept in place: the same bytes.
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct UserStateBefore {
+        interests: Vec<(Arc<str>, f64)>,
+        as_of: i64,
+        recent: VecDeque<RecentItem>,
+        counts: Vec<(Arc<str>, u64)>,
+        last_event: i64,
+        last_write: Option<i64>,
+        due: Option<i64>,
+    }
+
+    #[test]
+    fn a_user_state_snapshots_as_before() {
+        let (mut j, cfg) = job(5, 30.0);
+        for (l, _) in varied_events(1, 30) {
+            push(&mut j, &l);
+        }
+        let s = j.scenario(&cfg.key).unwrap();
+        let state = s.users.values().next().unwrap().clone();
+        assert!(state.interests.len() > 6 && state.recent.len() == MAX_RECENT_ITEMS && state.counts.len() > 1);
+        let before = UserStateBefore {
+            interests: state.interests.to_vec(),
+            as_of: state.as_of,
+            recent: state
+                .recent
+                .iter()
+                .map(|r| RecentItem { item_id: r.item_id.as_str().into(), action: r.action.clone(), ts: r.ts })
+                .collect(),
+            counts: state.counts.to_vec(),
+            last_event: state.last_event,
+            last_write: state.last_write,
+            due: state.due,
+        };
+        let cfg = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&state, cfg).unwrap();
+        assert_eq!(bytes, bincode::serde::encode_to_vec(&before, cfg).unwrap());
+        let (back, _): (UserState, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        assert_eq!(back, UserState { covered: Vec::new(), since_write: None, ..state });
     }
 }

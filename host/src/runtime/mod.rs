@@ -180,10 +180,16 @@ impl Runtime {
                     change => r.rt.plugins.registry_changed(change, &mut r.rt.pipeline).await,
                 },
                 _ = r.tick.tick() => r.tick().await?,
+                // Redis acknowledged outputs written behind the pipeline: their records are
+                // processed now (offsets, snapshot coverage, emission delay).
+                acked = r.rt.outputs.acked_changed(), if !r.unacked.is_empty() => {
+                    acked?;
+                    r.mark_written()?;
+                }
                 // A snapshot stored in the background: its offsets are committed now.
                 result = Snapshots::write_done(&mut r.snapshots), if r.snapshots.as_ref().is_some_and(Snapshots::writing) => r.snapshot_written(result)?,
                 msg = r.source.records.recv(), if r.in_flight.is_none() => match msg {
-                    Some(SourceMessage::Records(batch)) => r.admit(batch).await,
+                    Some(SourceMessage::Records(batch)) => r.admit(batch).await?,
                     Some(SourceMessage::End) | None => {
                         r.end_of_input().await?;
                         break;
@@ -229,6 +235,21 @@ struct Running {
     warned_cross_partition: bool,
     /// `Pipeline::plugin_switches` at the last plugin sync.
     plugin_switches: u64,
+    /// Records whose outputs are written but not yet all acknowledged (Redis writes go out
+    /// behind the pipeline): marked processed once they are, oldest first.
+    unacked: std::collections::VecDeque<Unacked>,
+}
+
+/// Records processed whose outputs are written, waiting for the sinks to hold them.
+struct Unacked {
+    /// `Outputs::written` after their outputs: they are in every sink once
+    /// `Outputs::written_through` reaches it.
+    through: u64,
+    /// Per partition, the offset after them.
+    next: std::collections::BTreeMap<i32, i64>,
+    /// When the turn that produced their outputs started, and its hot lists (emission delay).
+    produced_at: std::time::Instant,
+    hot: usize,
 }
 
 impl Running {
@@ -269,6 +290,7 @@ impl Running {
             registry_closed: false,
             warned_cross_partition: false,
             plugin_switches: 0,
+            unacked: std::collections::VecDeque::new(),
         })
     }
 
@@ -276,7 +298,33 @@ impl Running {
         self.status.publish(&self.rt.registry, &self.rt.pipeline, &self.rt.store_error, self.snapshots.as_ref())
     }
 
+    /// Marks processed the records whose outputs every sink holds by now (without waiting);
+    /// true when any were.
+    fn mark_written(&mut self) -> anyhow::Result<bool> {
+        let through = self.rt.outputs.written_through();
+        let mut any = false;
+        while let Some(u) = self.unacked.front().filter(|u| u.through <= through) {
+            record_emission_delay(u.hot, u.produced_at);
+            mark_processed(&u.next, self.snapshots.as_mut(), self.source.committer.as_ref())?;
+            self.unacked.pop_front();
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Waits until every output written is in every sink, and marks their records processed.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        if !self.unacked.is_empty() || self.rt.outputs.written_through() < self.rt.outputs.written() {
+            self.rt.outputs.settle().await?;
+        }
+        self.mark_written()?;
+        Ok(())
+    }
+
     async fn partitions_changed(&mut self, change: PartitionChange) -> anyhow::Result<()> {
+        // Between batches: every output so far in Redis and its records marked, so a revoked
+        // partition's snapshot covers exactly what was written.
+        self.settle().await?;
         let pipeline = &mut self.rt.pipeline;
         match (change, &mut self.snapshots, self.rt.outputs.redis_mut(), &self.source.committer) {
             (PartitionChange::Assigned(p), Some(s), Some(redis), Some(c)) => s.assign(&p, pipeline, redis, c, wall_ms()).await?,
@@ -299,6 +347,7 @@ impl Running {
 
     /// Closes quiet windows, stores a due snapshot, refreshes status, metrics and views.
     async fn tick(&mut self) -> anyhow::Result<()> {
+        self.mark_written()?;
         // While a turn's outputs are being written, the state is ahead of the records marked
         // processed: no new outputs and no snapshot until they are.
         if self.in_flight.as_ref().is_none_or(InFlight::consistent) {
@@ -345,22 +394,28 @@ impl Running {
 
     /// Takes a batch in: records of partitions not owned are dropped, and the profiles of its
     /// users not in memory are read back from Redis (one round trip, bounded) before any of it
-    /// is processed. Every earlier output is written by now, so Redis holds every profile a
-    /// user evicted from memory had.
-    async fn admit(&mut self, batch: crate::event::RecordBatch) {
+    /// is processed. Every earlier output is in Redis by then (the writes queued behind the
+    /// pipeline are waited for first), so Redis holds every profile a user evicted from memory
+    /// had.
+    async fn admit(&mut self, batch: crate::event::RecordBatch) -> anyhow::Result<()> {
         let mut batch = match &mut self.snapshots {
             Some(s) => s.admit(batch),
             None => batch,
         };
+        if self.rt.pipeline.profile_read_back() {
+            self.settle().await?;
+        }
         if let Some(redis) = self.rt.outputs.redis_mut() {
             profile_loader::read_back(&mut self.rt.pipeline, &mut batch, redis).await;
         }
         self.in_flight = Some(InFlight::new(batch));
+        Ok(())
     }
 
     async fn end_of_input(&mut self) -> anyhow::Result<()> {
         self.rt.pipeline.finish(&mut self.out);
-        self.rt.outputs.write(&self.out).await
+        self.rt.outputs.write(&self.out).await?;
+        self.settle().await
     }
 
     /// One turn of the batch in flight: at most `TURN_BUDGET` of processing, then its
@@ -379,16 +434,15 @@ impl Running {
                 break;
             }
         }
-        let marked = match f.take_written() {
-            Some((done, produced_at, written)) => {
-                record_emission_delay(written, produced_at);
-                mark_processed(f.batch(), done, self.snapshots.as_mut(), self.source.committer.as_ref())?;
-                true
-            }
-            None => false,
-        };
+        // The turn's records are marked processed once the sinks hold their outputs: Redis
+        // acknowledges them behind the next turns, which run meanwhile.
+        if let Some((done, produced_at, written)) = f.take_written() {
+            let hot = written.iter().filter(|o| matches!(o, crate::output::Output::Hot(_))).count();
+            let (through, next) = (self.rt.outputs.written(), f.batch().next_offsets_in(done));
+            self.unacked.push_back(Unacked { through, next, produced_at, hot });
+        }
         let done = f.is_done();
-        if marked {
+        if self.mark_written()? {
             // A snapshot the tick had to defer (outputs were being written) is stored as soon
             // as the state is consistent again.
             self.snapshot_if_due().await?;
@@ -407,6 +461,8 @@ impl Running {
         if self.in_flight.as_ref().is_some_and(|f| !f.consistent()) || !self.snapshots.as_ref().is_some_and(Snapshots::due) {
             return Ok(());
         }
+        // The state covers every record processed: the cut needs them all marked.
+        self.settle().await?;
         if let (Some(s), Some(c), Some(redis)) = (&mut self.snapshots, &self.source.committer, self.rt.outputs.redis_mut()) {
             s.begin_save(&self.rt.pipeline, redis, c, false)?;
         }
@@ -424,8 +480,23 @@ impl Running {
     /// the next owner, or this host upgraded, continues without replay), closes the sinks.
     async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.rt.stop_inputs.send(true);
-        let consistent =
-            finish_outputs(self.in_flight.as_mut(), &mut self.rt.outputs, self.snapshots.as_mut(), self.source.committer.as_ref()).await?;
+        let consistent = finish_outputs(self.in_flight.as_mut(), &mut self.rt.outputs, &mut self.unacked).await?;
+        // Redis acknowledging what was written, within the same half second.
+        let consistent = consistent && {
+            match tokio::time::timeout(Duration::from_millis(500), self.rt.outputs.settle()).await {
+                Ok(settled) => {
+                    settled?;
+                    self.mark_written()?;
+                    true
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "Redis did not acknowledge the last outputs in time: no final snapshot; the next owner resumes from the last one"
+                    );
+                    false
+                }
+            }
+        };
         if let (Some(s), Some(c), Some(redis), true) =
             (&mut self.snapshots, &self.source.committer, self.rt.outputs.redis_mut(), consistent)
         {
@@ -461,14 +532,15 @@ impl Running {
 }
 
 /// At shutdown: writes the outputs of the last turn that are still unwritten, for up to half
-/// a second (the exit stays within its 2 s bound), and marks their records processed. Returns whether the state is consistent with the
-/// records marked processed (a final snapshot may be stored); if not, the next owner resumes
-/// from the last snapshot and reads those records again, so nothing is lost.
+/// a second (the exit stays within its 2 s bound), and queues their records to be marked
+/// processed once the sinks hold them (`unacked`). Returns whether the state is consistent
+/// with the records written (a final snapshot may be stored once they are acknowledged); if
+/// not, the next owner resumes from the last snapshot and reads those records again, so
+/// nothing is lost.
 async fn finish_outputs(
     in_flight: Option<&mut InFlight>,
     outputs: &mut Outputs,
-    snapshots: Option<&mut Snapshots>,
-    committer: Option<&crate::sources::kafka::KafkaCommitter>,
+    unacked: &mut std::collections::VecDeque<Unacked>,
 ) -> anyhow::Result<bool> {
     let Some(f) = in_flight else { return Ok(true) };
     let deadline = std::time::Instant::now() + Duration::from_millis(500);
@@ -477,8 +549,8 @@ async fn finish_outputs(
     {
         outputs.write(chunk).await?;
     }
-    if let Some((done, _, _)) = f.take_written() {
-        mark_processed(f.batch(), done, snapshots, committer)?;
+    if let Some((done, produced_at, _)) = f.take_written() {
+        unacked.push_back(Unacked { through: outputs.written(), next: f.batch().next_offsets_in(done), produced_at, hot: 0 });
     }
     if !f.consistent() {
         tracing::warn!("stopped while writing a window's outputs: no final snapshot; the next owner resumes from the last one");
@@ -486,27 +558,25 @@ async fn finish_outputs(
     Ok(f.consistent())
 }
 
-/// The records of `batch` in `range` have their outputs written: offsets may move past them
-/// (with snapshots, once the state covering them is stored).
+/// The records before `next` (per partition) have their outputs in every sink: offsets may
+/// move past them (with snapshots, once the state covering them is stored).
 fn mark_processed(
-    batch: &crate::event::RecordBatch,
-    range: std::ops::Range<usize>,
+    next: &std::collections::BTreeMap<i32, i64>,
     snapshots: Option<&mut Snapshots>,
     committer: Option<&crate::sources::kafka::KafkaCommitter>,
 ) -> anyhow::Result<()> {
     match (snapshots, committer) {
-        (Some(s), _) => s.processed(batch, range),
-        (None, Some(c)) => c.commit(batch, range)?,
+        (Some(s), _) => s.processed(next),
+        (None, Some(c)) => c.commit(next)?,
         (None, None) => {}
     }
     Ok(())
 }
 
 /// `rtscore_hot_emission_delay_seconds`: from the start of the batch in which the watermark
-/// passed a window's end to its hot list being written to every sink (Redis included). An upper
-/// bound: the watermark passes the end somewhere inside the batch.
-fn record_emission_delay(out: &[crate::output::Output], started: std::time::Instant) {
-    let hot = out.iter().filter(|o| matches!(o, crate::output::Output::Hot(_))).count();
+/// passed a window's end to its `hot` lists being in every sink (Redis acknowledged them). An
+/// upper bound: the watermark passes the end somewhere inside the batch.
+fn record_emission_delay(hot: usize, started: std::time::Instant) {
     if hot > 0 {
         let delay = started.elapsed().as_secs_f64();
         let h = metrics::histogram!("rtscore_hot_emission_delay_seconds");

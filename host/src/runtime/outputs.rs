@@ -36,7 +36,15 @@ impl Outputs {
             #[cfg(feature = "redis")]
             Some(url) => {
                 let ttl = crate::sinks::redis::RedisTtl::default().with_overrides(&settings.redis_ttl);
-                Some(RedisSink::connect(url, ttl).await?.with_keys(settings.redis_keys.clone()).with_reachability(health.sinks_ok_flag()))
+                // Results go out behind the pipeline (the runtime marks records processed once
+                // Redis acknowledged their outputs: `written_through`, `settle`).
+                Some(
+                    RedisSink::connect(url, ttl)
+                        .await?
+                        .with_keys(settings.redis_keys.clone())
+                        .with_reachability(health.sinks_ok_flag())
+                        .with_background_writer(),
+                )
             }
             #[cfg(not(feature = "redis"))]
             Some(url) => {
@@ -85,6 +93,36 @@ impl Outputs {
             l.record(out);
         }
         Ok(())
+    }
+
+    /// A number for the outputs written so far: the outputs of every [`Self::write`] that
+    /// returned are in every sink once [`Self::written_through`] reaches it.
+    pub fn written(&self) -> u64 {
+        self.redis.as_ref().map_or(0, RedisSink::queued)
+    }
+
+    /// How far the outputs are in every sink (see [`Self::written`]): JSON lines are written
+    /// when `write` returns, Redis's when it acknowledged them.
+    pub fn written_through(&self) -> u64 {
+        self.redis.as_ref().map_or(0, RedisSink::acked)
+    }
+
+    /// Waits until every output written is in every sink.
+    pub async fn settle(&mut self) -> anyhow::Result<()> {
+        match &mut self.redis {
+            Some(r) => r.settle().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Completes when the sinks hold more of the outputs written (see [`Self::written_through`]);
+    /// never, when every sink holds them as they are written. An error when the Redis writer
+    /// stopped.
+    pub async fn acked_changed(&mut self) -> anyhow::Result<()> {
+        match &mut self.redis {
+            Some(r) => r.acked_changed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// The Redis connection, when results go to Redis (snapshots share it).

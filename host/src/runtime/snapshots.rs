@@ -129,8 +129,9 @@ impl Snapshots {
     }
 
     /// The outputs of the batch's records in `range` are written: they count as processed.
-    pub fn processed(&mut self, batch: &RecordBatch, range: std::ops::Range<usize>) {
-        for (p, next) in batch.next_offsets_in(range) {
+    /// Records before `next` (per partition) are processed and their outputs written.
+    pub fn processed(&mut self, next: &BTreeMap<i32, i64>) {
+        for (&p, &next) in next {
             let e = self.processed.entry(p).or_insert(next);
             *e = (*e).max(next);
             self.restored_to.remove(&p);

@@ -31,6 +31,7 @@ impl JsonlSink {
                 // The hot list is the hottest path: serialize it without an intermediate Value.
                 Output::Hot(h) => serde_json::to_writer(&mut self.out, &HotRecord::from(h))?,
                 Output::Profile(p) => serde_json::to_writer(&mut self.out, &ProfileRecord::from(p))?,
+                Output::EncodedProfile(p) => self.out.write_all(p.jsonl_line())?,
                 Output::Shadow(sh) => serde_json::to_writer(&mut self.out, &ShadowRecord::from(sh))?,
                 other => serde_json::to_writer(&mut self.out, &other.to_json())?,
             }

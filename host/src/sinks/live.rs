@@ -119,7 +119,7 @@ impl LiveView {
                         s.shadow = None;
                     }
                 }
-                Output::Profile(_) | Output::Metrics(_) => continue,
+                Output::Profile(_) | Output::EncodedProfile(_) | Output::Metrics(_) => continue,
             }
             any = true;
         }

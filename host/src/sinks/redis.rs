@@ -1,17 +1,28 @@
 //! Redis sink: the DESIGN §6 keys. Each scenario's hot list is replaced atomically (one
 //! MULTI/EXEC with the meta hash), every output of a step goes out in one pipelined round trip,
 //! and keys carry TTLs. Writes are idempotent: the same outputs leave the same values.
+//!
+//! With a background writer ([`RedisSink::with_background_writer`], the runtime's sink), a
+//! write only encodes its commands and queues them: one task sends the queued pipelines in
+//! order, retrying as a direct write does, so Redis works through them while the pipeline
+//! thread computes the next records. The caller learns what is in Redis from
+//! [`RedisSink::acked`] and waits for it with [`RedisSink::settle`] (before marking records
+//! processed, before a snapshot, before reading profiles back).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use anyhow::Context;
 use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::ScenarioKey;
 use crate::config::redis_keys::{self as keys, KeyLayout, TtlOverrides};
 use crate::output::stored_profile::{profile_fields, profile_ttl_ms};
-use crate::output::{MetricsWindow, Output, UserProfile};
+use crate::output::{EncodedProfile, MetricsWindow, Output, UserProfile};
 
 /// Key lifetimes, so abandoned scenarios clean themselves up.
 #[derive(Debug, Clone, Copy)]
@@ -52,9 +63,25 @@ pub struct RedisSink {
     keys: KeyLayout,
     url: String,
     /// Cleared while Redis is unreachable, so readiness reports the outage.
-    reachable: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    reachable: Option<Arc<AtomicBool>>,
     /// Outages survived; Redis may have restarted empty in one (snapshots are stored again).
-    outages: u64,
+    outages: Arc<AtomicU64>,
+    /// Queued writes, when they go out behind the caller.
+    writer: Option<Writer>,
+}
+
+/// Pipelines queued for the background writer; beyond it a write waits (backpressure).
+const QUEUED_WRITES: usize = 16;
+
+/// The background writer: a queue of numbered pipelines and the number of the last one Redis
+/// acknowledged.
+struct Writer {
+    queue: mpsc::Sender<(u64, redis::Pipeline)>,
+    acked: watch::Receiver<u64>,
+    /// Number of the last write queued.
+    queued: u64,
+    /// Why the writer stopped (a Redis error other than an outage).
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RedisSink {
@@ -64,7 +91,63 @@ impl RedisSink {
             .await
             .map_err(|_| anyhow::anyhow!("Redis at {url} did not answer within 10 s"))?
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { conn, ttl, keys: KeyLayout::default(), url: url.to_string(), reachable: None, outages: 0 })
+        Ok(Self { conn, ttl, keys: KeyLayout::default(), url: url.to_string(), reachable: None, outages: Arc::default(), writer: None })
+    }
+
+    /// Writes go out behind the caller, in order, through one background task (see the module
+    /// doc): [`Self::write`] returns once its commands are queued. Needs a Tokio runtime.
+    pub fn with_background_writer(mut self) -> Self {
+        let (queue, mut rx) = mpsc::channel::<(u64, redis::Pipeline)>(QUEUED_WRITES);
+        let (acked_tx, acked) = watch::channel(0u64);
+        let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let mut direct = self.background();
+        direct.reachable = self.reachable.clone();
+        let failure = failed.clone();
+        tokio::spawn(async move {
+            while let Some((n, pipe)) = rx.recv().await {
+                if let Err(e) = direct.query::<()>(&pipe, "write results").await {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+                    return;
+                }
+                acked_tx.send_replace(n);
+            }
+        });
+        self.writer = Some(Writer { queue, acked, queued: 0, failed });
+        self
+    }
+
+    /// Number of the last write queued (0 before any, and always without a background writer).
+    pub fn queued(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.queued)
+    }
+
+    /// Number of the last write Redis acknowledged: every write up to it is in Redis. Without a
+    /// background writer every write is when it returns, so this equals [`Self::queued`].
+    pub fn acked(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| *w.acked.borrow())
+    }
+
+    /// Completes when Redis acknowledged more writes ([`Self::acked`] moved); never without a
+    /// background writer. An error when the writer stopped.
+    pub async fn acked_changed(&mut self) -> anyhow::Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => match w.acked.changed().await {
+                Ok(()) => Ok(()),
+                Err(_) => Err(w.failure()),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits until every queued write is in Redis (outages are retried as always), or returns
+    /// the error that stopped the writer.
+    pub async fn settle(&mut self) -> anyhow::Result<()> {
+        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let target = w.queued;
+        if w.acked.wait_for(|&n| n >= target).await.is_err() {
+            return Err(w.failure());
+        }
+        Ok(())
     }
 
     /// Writes under `keys` instead of the default `rt:` layout.
@@ -74,7 +157,7 @@ impl RedisSink {
     }
 
     /// Reports reachability through `flag` (readiness).
-    pub fn with_reachability(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+    pub fn with_reachability(mut self, flag: Arc<AtomicBool>) -> Self {
         self.reachable = Some(flag);
         self
     }
@@ -104,20 +187,30 @@ impl RedisSink {
             .collect())
     }
 
-    /// How many times Redis was unreachable and came back.
+    /// How many times Redis was unreachable and came back (the background writer's outages
+    /// included).
     pub fn outages(&self) -> u64 {
-        self.outages
+        self.outages.load(Ordering::Relaxed)
     }
 
     /// A second handle on the same connection for work off the runtime's loop (snapshots):
-    /// its own retries and outage count, no reachability reporting.
+    /// its own retries, no reachability reporting, writes awaited. Its outages count as this
+    /// sink's.
     pub fn background(&self) -> Self {
-        Self { conn: self.conn.clone(), ttl: self.ttl, keys: self.keys.clone(), url: self.url.clone(), reachable: None, outages: 0 }
+        Self {
+            conn: self.conn.clone(),
+            ttl: self.ttl,
+            keys: self.keys.clone(),
+            url: self.url.clone(),
+            reachable: None,
+            outages: self.outages.clone(),
+            writer: None,
+        }
     }
 
     fn set_reachable(&self, ok: bool) {
         if let Some(f) = &self.reachable {
-            f.store(ok, std::sync::atomic::Ordering::Relaxed);
+            f.store(ok, Ordering::Relaxed);
         }
     }
 
@@ -174,6 +267,27 @@ impl RedisSink {
         pipe.pexpire(&key, profile_ttl_ms(p.interest_decay_days, self.ttl.profile).min(i64::MAX as u64) as i64).ignore();
     }
 
+    /// [`Self::add_profile`] for a profile encoded by the job: the same commands and bytes,
+    /// each command built at its final size (one allocation, no regrowth).
+    fn add_encoded_profile(&self, pipe: &mut redis::Pipeline, p: &EncodedProfile) {
+        let key = self.keys.profile(&p.key, p.user_id());
+        let fields = p.redis_fields();
+        let mut del = redis::Cmd::with_capacity(2, 3 + key.len());
+        del.arg("DEL").arg(&key);
+        pipe.add_command(del).ignore();
+        let bytes: usize = fields.iter().map(|(f, v)| f.len() + v.len()).sum();
+        let mut hset = redis::Cmd::with_capacity(2 + 2 * fields.len(), 5 + key.len() + bytes);
+        hset.arg("HMSET").arg(&key);
+        for (f, v) in fields {
+            hset.arg(f).arg(v);
+        }
+        pipe.add_command(hset).ignore();
+        let ttl = profile_ttl_ms(p.interest_decay_days, self.ttl.profile).min(i64::MAX as u64) as i64;
+        let mut pexpire = redis::Cmd::with_capacity(3, 7 + key.len() + 20);
+        pexpire.arg("PEXPIRE").arg(&key).arg(ttl);
+        pipe.add_command(pexpire).ignore();
+    }
+
     fn add_metrics(&self, pipe: &mut redis::Pipeline, m: &MetricsWindow) {
         let key = self.keys.metrics(&m.key, m.window_start);
         let mut fields: Vec<(String, String)> = vec![
@@ -220,13 +334,34 @@ impl RedisSink {
     }
 
     /// Writes one step's outputs. Transient failures are retried with backoff until they
-    /// succeed: the caller waits (backpressure) rather than dropping results.
+    /// succeed: the caller waits (backpressure) rather than dropping results. With a background
+    /// writer the commands are queued (the caller waits only while the queue is full) and go
+    /// out in order; [`Self::acked`] tells when they are in Redis.
     pub async fn write(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
         if outputs.is_empty() {
             return Ok(());
         }
+        let pipe = self.pipeline(outputs);
+        match self.writer.as_mut() {
+            Some(w) => {
+                if let Some(why) = w.failed() {
+                    anyhow::bail!("{why}");
+                }
+                w.queued += 1;
+                if w.queue.send((w.queued, pipe)).await.is_err() {
+                    return Err(w.failure());
+                }
+                Ok(())
+            }
+            None => self.query(&pipe, "write results").await,
+        }
+    }
+
+    /// The commands of one step's outputs, in one pipeline.
+    fn pipeline(&self, outputs: &[Output]) -> redis::Pipeline {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut pipe = redis::pipe();
+        // Three commands a profile, most outputs' count.
+        let mut pipe = redis::Pipeline::with_capacity(3 * outputs.len());
         for o in outputs {
             match o {
                 Output::Hot(h) => self.add_hot(&mut pipe, h, now_ms),
@@ -236,10 +371,11 @@ impl RedisSink {
                     pipe.del(&[keys::meta(&shadow), shadow]).ignore();
                 }
                 Output::Profile(p) => self.add_profile(&mut pipe, p),
+                Output::EncodedProfile(p) => self.add_encoded_profile(&mut pipe, p),
                 Output::Metrics(m) => self.add_metrics(&mut pipe, m),
             }
         }
-        self.query(&pipe, "write results").await
+        pipe
     }
 
     /// Replaces a scenario's status hash.
@@ -261,7 +397,7 @@ impl RedisSink {
                     if attempt > 0 {
                         tracing::info!(url = %self.url, attempts = attempt + 1, "Redis is back");
                         self.set_reachable(true);
-                        self.outages += 1;
+                        self.outages.fetch_add(1, Ordering::Relaxed);
                     }
                     return Ok(v);
                 }
@@ -278,6 +414,17 @@ impl RedisSink {
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("Redis refused to {what}"))),
             }
         }
+    }
+}
+
+impl Writer {
+    fn failed(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The error the writer stopped with.
+    fn failure(&self) -> anyhow::Error {
+        anyhow::anyhow!(self.failed().unwrap_or_else(|| "the Redis writer stopped".into()))
     }
 }
 

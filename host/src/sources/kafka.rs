@@ -83,14 +83,13 @@ pub struct KafkaCommitter {
 }
 
 impl KafkaCommitter {
-    /// Marks every message of `batch` in `range` (and before it) as processed; the consumer's
+    /// Marks every message before `next` (per partition) as processed; the consumer's
     /// auto-commit sends the marks to Kafka.
-    pub fn commit(&self, batch: &RecordBatch, range: std::ops::Range<usize>) -> anyhow::Result<()> {
-        let next = batch.next_offsets_in(range);
+    pub fn commit(&self, next: &BTreeMap<i32, i64>) -> anyhow::Result<()> {
         if next.is_empty() {
             return Ok(());
         }
-        match self.consumer.store_offsets(&self.offset_list(&next)?) {
+        match self.consumer.store_offsets(&self.offset_list(next)?) {
             Ok(()) => Ok(()),
             // A partition revoked by a rebalance cannot be stored any more; its new owner
             // re-reads from the last commit, so nothing is lost.

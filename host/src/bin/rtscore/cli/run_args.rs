@@ -364,6 +364,8 @@ impl TryFrom<RunArgs> for Settings {
             max_event_skew_ms: if matches!(source, SourceSettings::Generator(_)) { None } else { a.max_event_skew.0 },
             dead_letter_dropped: a.dead_letter_all,
             profile_max_users: a.profile_max_users,
+            // The sinks write profiles as encoded bytes: no structured copy per write.
+            encode_profiles: true,
             ..PipelineOptions::default()
         };
         let limits = ApiLimits {
