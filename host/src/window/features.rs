@@ -139,7 +139,9 @@ impl FeatureMinute {
                 }
                 (FeatureOp::Max, Input::Number(x)) => {
                     let agg = &mut self.aggs[at];
-                    if agg.b == 0 || x > f64::from_bits(agg.a) {
+                    // The total order (+0 above -0): with `>` the first of two zeros would stay,
+                    // and the column would depend on the events' order.
+                    if agg.b == 0 || x.total_cmp(&f64::from_bits(agg.a)).is_gt() {
                         *agg = Agg { a: x.to_bits(), b: 1 };
                     }
                 }
@@ -347,7 +349,8 @@ impl<'m> BatchFeatures<'m> {
                 Acc::Max(v) => {
                     for (k, agg) in aggs.filter(|(_, agg)| agg.b != 0) {
                         let x = f64::from_bits(agg.a);
-                        v[k] = Some(v[k].map_or(x, |m| m.max(x)));
+                        // As per event: the total order, so -0 and +0 merge the same either way.
+                        v[k] = Some(v[k].map_or(x, |m| if x.total_cmp(&m).is_gt() { x } else { m }));
                     }
                 }
                 Acc::Distinct(d) => {
@@ -481,6 +484,20 @@ mod tests {
         // A later window without the first minute.
         let cols = columns(&mut w, T0 + 11 * MIN, g);
         assert_eq!(row(&cols, "a"), ["watch=0.2", "peak=9", "users=3", "cat=z"]);
+    }
+
+    #[test]
+    fn max_of_signed_zeros_does_not_depend_on_order() {
+        let g = WindowGeometry::from_minutes(10, 5);
+        let neg = |ts| ev("a", "view", ts, "u", r#","props":{"dur":-0.0}"#);
+        let pos = |ts| ev("a", "view", ts, "u", r#","props":{"dur":0.0}"#);
+        // Within a minute (the per-event update) and across minutes (the window's merge).
+        for events in [[neg(T0), pos(T0 + 1)], [pos(T0), neg(T0 + 1)], [neg(T0), pos(T0 + MIN)], [pos(T0), neg(T0 + MIN)]] {
+            let mut w = HotWindows::default();
+            w.set_features(&[def("peak", FeatureOp::Max, prop("dur"), None)]);
+            add_all(&mut w, &events, g);
+            assert_eq!(row(&columns(&mut w, T0 + 10 * MIN, g), "a"), ["peak=0"], "{events:?}");
+        }
     }
 
     #[test]
