@@ -36,6 +36,22 @@ pub mod redis {
         pub async fn read_hashes(&self, _keys: &[String]) -> anyhow::Result<Vec<std::collections::HashMap<String, String>>> {
             match *self {}
         }
+
+        pub fn queued(&self) -> u64 {
+            match *self {}
+        }
+
+        pub fn acked(&self) -> u64 {
+            match *self {}
+        }
+
+        pub async fn acked_changed(&mut self) -> anyhow::Result<()> {
+            match *self {}
+        }
+
+        pub async fn settle(&mut self) -> anyhow::Result<()> {
+            match *self {}
+        }
     }
 
     /// `rtscore status` reads the hosts' status hashes from Redis: not in this build.
