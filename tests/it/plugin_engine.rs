@@ -18,6 +18,12 @@ fn engine() -> PluginEngine {
     PluginEngine::new(test_limits(), Default::default()).expect("engine")
 }
 
+/// The test limits with a CPU budget no run reaches: for tests of the memory caps, which a
+/// 100 ms budget could end first on a loaded machine (growing 32 MiB page by page is slow then).
+fn memory_test_limits() -> SandboxLimits {
+    SandboxLimits { call_budget: Duration::from_secs(30), ..test_limits() }
+}
+
 fn compile(engine: &PluginEngine, crate_name: &str) -> Arc<CompiledPlugin> {
     engine.compile(&module(crate_name)).unwrap_or_else(|e| panic!("compile {crate_name}: {e}"))
 }
@@ -198,7 +204,7 @@ fn spinning_plugin_exhausts_its_budget() {
 
 #[test]
 fn allocating_plugin_hits_the_memory_cap() {
-    let engine = engine();
+    let engine = PluginEngine::new(memory_test_limits(), Default::default()).expect("engine");
     let mut inst = instance(&engine, "test-oom", json!(null));
     let err = score(&mut inst, &simple_batch(2)).unwrap_err();
     assert_eq!(err, PluginError::MemoryExhausted { cap_bytes: 32 << 20 });
@@ -207,11 +213,11 @@ fn allocating_plugin_hits_the_memory_cap() {
 #[test]
 fn a_tenants_instances_share_one_memory_pool() {
     use rtscore::plugin::memory::TenantMemory;
-    let engine = engine();
+    let engine = PluginEngine::new(memory_test_limits(), Default::default()).expect("engine");
     let compiled = compile(&engine, "test-oom");
     let pooled = |pool: &Arc<TenantMemory>| {
         engine
-            .instantiate_for_tenant(compiled.clone(), "test-oom@0.1.0", &json!(null), test_limits(), Some(pool.clone()))
+            .instantiate_for_tenant(compiled.clone(), "test-oom@0.1.0", &json!(null), memory_test_limits(), Some(pool.clone()))
             .expect("instantiate")
     };
     // 24 MiB for the tenant, 32 MiB per instance: the pool is reached first.
