@@ -33,6 +33,9 @@ place() {
 up_to_date() { [ -f "$1" ] && [ -f "$(dirname "$1")/.$(basename "$1").inputs" ] && [ "$(cat "$(dirname "$1")/.$(basename "$1").inputs")" = "$2" ]; }
 stamp() { printf '%s\n' "$2" > "$(dirname "$1")/.$(basename "$1").inputs"; }
 
+# A component whose inputs did not change: its name, size and sha256, as the Rust plugins print.
+report_unchanged() { printf '%-28s %8s bytes  %s  (unchanged)\n' "$(basename "$1" .wasm)" "$(stat -c %s "$1")" "$(sha256sum "$1" | cut -d' ' -f1)"; }
+
 version_of() { sed -n 's/^version *= *"\(.*\)"/\1/p' "$1/Cargo.toml" | head -n 1; }
 
 # --- Python (componentize-py) ------------------------------------------------------------------
@@ -47,7 +50,7 @@ if [ -e "${py_dirs[0]}" ]; then
       dest="$out/$name@$(version_of "$crate").wasm"
       digest="$(inputs_digest "componentize-py $COMPONENTIZE_PY_VERSION" "$dir" guest-sdk-py/rtscore_guest wit/scoring.wit)"
       if up_to_date "$dest" "$digest"; then
-        printf '%-28s %8s bytes  %s  (unchanged)\n' "$(basename "$dest" .wasm)" "$(stat -c %s "$dest")" "$(sha256sum "$dest" | cut -d' ' -f1)"
+        report_unchanged "$dest"
         continue
       fi
       log "building $name with componentize-py $COMPONENTIZE_PY_VERSION (tens of seconds) ..."
@@ -73,7 +76,7 @@ if [ -e "${js_dirs[0]}" ]; then
       dest="$out/$name@$(version_of "$crate").wasm"
       digest="$(inputs_digest "componentize-js $COMPONENTIZE_JS_VERSION" "$dir" guest-sdk-js/src wit/scoring.wit)"
       if up_to_date "$dest" "$digest"; then
-        printf '%-28s %8s bytes  %s  (unchanged)\n' "$(basename "$dest" .wasm)" "$(stat -c %s "$dest")" "$(sha256sum "$dest" | cut -d' ' -f1)"
+        report_unchanged "$dest"
         continue
       fi
       log "building $name with componentize-js $COMPONENTIZE_JS_VERSION (tens of seconds) ..."

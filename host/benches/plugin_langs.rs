@@ -28,16 +28,7 @@ const ROWS_PER_ITEM: usize = 3;
 /// A window of `items` items with [`ROWS_PER_ITEM`] rows each and the two features watch-heat
 /// reads, with the window context the pipeline gives a 0.2.0 plugin.
 fn batch(items: usize) -> WindowBatch {
-    let end = 1_767_225_600_000_i64;
-    let actions: Vec<String> = ["impression", "view", "click", "like"].iter().map(|s| s.to_string()).collect();
-    let mut b = WindowBatch::new(end - 3_600_000, end, actions, vec![0.5, 1.0, 2.0, 3.0], 0.1);
-    for k in 0..items {
-        for r in 0..ROWS_PER_ITEM {
-            b.push_row(((k + r) % 4) as u16, 1 + (k % 7) as u32, ((k * 7 + r * 13) % 3_600) as f64 * 1_000.0, 1.0e8);
-        }
-        b.finish_item();
-    }
-    let mut b = plugins::with_context(b);
+    let mut b = plugins::fixed_batch(items, ROWS_PER_ITEM);
     let watch = (0..items).map(|k| (k % 50) as f64 * 1_000.0).collect();
     let duration = (0..items).map(|k| 20_000.0 + (k % 9) as f64 * 5_000.0).collect();
     b.features = vec![

@@ -21,17 +21,8 @@ const ROWS_PER_ITEM: usize = 3;
 
 /// A batch of `items` items with exactly [`ROWS_PER_ITEM`] rows each.
 fn batch(items: usize) -> WindowBatch {
-    let end = 1_767_225_600_000_i64;
-    let actions: Vec<String> = ["impression", "view", "click", "like"].iter().map(|s| s.to_string()).collect();
-    let mut b = WindowBatch::new(end - 3_600_000, end, actions, vec![0.5, 1.0, 2.0, 3.0], 0.1);
-    for k in 0..items {
-        for r in 0..ROWS_PER_ITEM {
-            b.push_row(((k + r) % 4) as u16, 1 + (k % 7) as u32, ((k * 7 + r * 13) % 3_600) as f64 * 1_000.0, 1.0e8);
-        }
-        b.finish_item();
-    }
     // As the pipeline hands it to a 0.2.0 plugin: with the window context and item ids.
-    plugins::with_context(b)
+    plugins::fixed_batch(items, ROWS_PER_ITEM)
 }
 
 /// Median ns per item over repeated runs of `f`, about `budget` of wall time in total.

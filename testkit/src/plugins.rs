@@ -132,6 +132,21 @@ pub fn v010_fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// A window of `items` items with `rows_per_item` rows each, in the window context a 0.2.0
+/// plugin reads ([`with_context`]): the benches' fixed workload (deterministic, no features).
+pub fn fixed_batch(items: usize, rows_per_item: usize) -> WindowBatch {
+    let end = 1_767_225_600_000_i64;
+    let actions: Vec<String> = ["impression", "view", "click", "like"].iter().map(|s| s.to_string()).collect();
+    let mut b = WindowBatch::new(end - 3_600_000, end, actions, vec![0.5, 1.0, 2.0, 3.0], 0.1);
+    for k in 0..items {
+        for r in 0..rows_per_item {
+            b.push_row(((k + r) % 4) as u16, 1 + (k % 7) as u32, ((k * 7 + r * 13) % 3_600) as f64 * 1_000.0, 1.0e8);
+        }
+        b.finish_item();
+    }
+    with_context(b)
+}
+
 /// `b` with the window context a WIT 0.2.0 plugin reads, as the pipeline fills it: item ids
 /// `item-<k>`, a one-minute slide, `top_n` 50, tenant `t`, scenario `s` (no features).
 pub fn with_context(mut b: WindowBatch) -> WindowBatch {
