@@ -13,7 +13,10 @@
 #     file, `cargo bench --bench parse_path`;
 #   - the cost of a platform's own event shape (`--event-field`), scripts/bench-event-shapes.sh;
 #   - one partition's snapshot (copy, encode, chunked store, load, import) at 1M and 10M
-#     (item, minute) pairs, `cargo bench --bench checkpoint`.
+#     (item, minute) pairs, `cargo bench --bench checkpoint`;
+#   - scaling (issue 20): 1, 2, 3 host processes of 1 and 2 pipelines (--threads), on a topic
+#     keyed by scenario and (--repartition) on one keyed by user, `cargo bench --bench scale_out`
+#     (RTSCORE_BENCH_ONLY=threads: the table without the kill-and-recover row).
 # RTSCORE_BENCH_EVENTS sets the event count of each (default 2,000,000).
 # About 8 minutes on the 2-core dev machine once built.
 set -euo pipefail
@@ -27,3 +30,4 @@ cargo bench -p rtscore --bench e2e_kafka
 cargo bench -p rtscore --bench parse_path
 bash scripts/bench-event-shapes.sh
 cargo bench -p rtscore --bench checkpoint
+RTSCORE_BENCH_ONLY=threads RTSCORE_BENCH_EVENTS=1000000 cargo bench -p rtscore --bench scale_out

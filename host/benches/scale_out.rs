@@ -1,12 +1,14 @@
 //! `cargo bench -p rtscore --bench scale_out`: a fleet on this machine. N events
 //! (`RTSCORE_BENCH_EVENTS`, default 2,000,000) over six scenarios go to a fresh 6-partition
-//! topic keyed by scenario (not timed). Then, each with a fresh consumer group, 1, 2 and 3 host
-//! processes (release): events/s from the moment every host owns partitions (`/status`) until
-//! together they have consumed every event — the first host starts consuming alone while the
-//! others join, so that part is left out — and the wall time from start to done. Finally 3
-//! hosts, one killed with SIGKILL at 40% and a replacement started at once: seconds from the
-//! kill until the group's committed offsets reach the end of every partition (caught up, with
-//! snapshots every second).
+//! topic keyed by scenario, and the same events to one keyed by user (not timed). Then, each
+//! with a fresh consumer group, 1, 2 and 3 host processes (release) of 1 and 2 pipelines each
+//! (`--threads`), on the scenario-keyed topic and (`--repartition`) on the user-keyed one:
+//! events/s from the moment every pipeline owns partitions (`/status`) until together they
+//! have consumed every event — the first host starts consuming alone while the others join, so
+//! that part is left out — and the wall time from start to done. Finally 3 hosts, one killed
+//! with SIGKILL at 40% and a replacement started at once: seconds from the kill until the
+//! group's committed offsets reach the end of every partition (caught up, with snapshots every
+//! second). `RTSCORE_BENCH_ONLY=threads` runs the table alone.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,8 +29,18 @@ const PARTITIONS: i32 = 6;
 struct Bench {
     stack: Stack,
     topic: String,
+    /// The same events keyed by user (`--repartition` reads it).
+    by_user: String,
     scenarios: PathBuf,
     n: u64,
+}
+
+/// How the hosts of one row run.
+#[derive(Clone, Copy)]
+struct Layout {
+    hosts: usize,
+    threads: usize,
+    repartition: bool,
 }
 
 struct Host {
@@ -38,18 +50,24 @@ struct Host {
 
 impl Bench {
     fn start_host(&self, group: &str) -> Host {
+        self.start_host_as(group, Layout { hosts: 1, threads: 1, repartition: false })
+    }
+
+    fn start_host_as(&self, group: &str, layout: Layout) -> Host {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = rtscore_testkit::Host::run()
-            .kafka(&self.stack, &self.topic, group)
+        let topic = if layout.repartition { &self.by_user } else { &self.topic };
+        let mut host = rtscore_testkit::Host::run()
+            .kafka(&self.stack, topic, group)
             .scenarios_dir(&self.scenarios)
             .redis(&self.stack)
             .view_off()
             .snapshot_interval_ms(1000)
             .http(port)
-            .command()
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rtscore");
+            .arg("--threads", layout.threads.to_string());
+        if layout.repartition {
+            host = host.repartition();
+        }
+        let child = host.command().stderr(Stdio::null()).spawn().expect("start rtscore");
         Host { child, port }
     }
 
@@ -61,17 +79,19 @@ impl Bench {
         Self::statuses(hosts).iter().filter_map(|v| v["stats"]["events_in"].as_u64()).sum()
     }
 
-    /// Every host answers and owns at least one partition.
+    /// Every host answers and each of its pipelines owns at least one partition.
     fn settled(hosts: &[Host]) -> bool {
         let s = Self::statuses(hosts);
-        s.len() == hosts.len() && s.iter().all(|v| v["partitions"].as_array().is_some_and(|p| !p.is_empty()))
+        let owns = |v: &serde_json::Value| v["partitions"].as_array().is_some_and(|p| !p.is_empty());
+        s.len() == hosts.len() && s.iter().all(|v| owns(v) && v["pipelines"].as_array().is_none_or(|p| p.iter().all(owns)))
     }
 
-    /// (events/s once every host owns partitions, seconds from start to done).
-    fn throughput(&self, hosts: usize) -> (f64, f64) {
-        let group = format!("bench-scale-{}-{hosts}", std::process::id());
+    /// (events/s once every pipeline owns partitions, seconds from start to done).
+    fn throughput(&self, layout: Layout) -> (f64, f64) {
+        let Layout { hosts, threads, repartition } = layout;
+        let group = format!("bench-scale-{}-{hosts}-{threads}-{repartition}", std::process::id());
         let started = Instant::now();
-        let mut running: Vec<Host> = (0..hosts).map(|_| self.start_host(&group)).collect();
+        let mut running: Vec<Host> = (0..hosts).map(|_| self.start_host_as(&group, layout)).collect();
         let mut settled: Option<(Instant, u64)> = None;
         loop {
             let seen = Self::events_in(&running);
@@ -134,7 +154,9 @@ fn stop(h: &mut Host) {
     let _ = h.child.wait();
 }
 
-fn produce(kafka: &str, topic: &str, n: u64, keys: &[ScenarioKey]) {
+/// `n` events over `keys` to `topic`, each on its scenario's partition, and the same events to
+/// `by_user` on their user's.
+fn produce(kafka: &str, topic: &str, by_user: &str, n: u64, keys: &[ScenarioKey]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka)
         .set("linger.ms", "20")
@@ -148,20 +170,34 @@ fn produce(kafka: &str, topic: &str, n: u64, keys: &[ScenarioKey]) {
     for i in 0..n {
         let s = (i % keys.len() as u64) as usize;
         let line = makers[s].next_event(t0 + (i as i64) * 6 * 3_600_000 / n as i64).to_vec();
-        let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&line[..]).partition(s as i32 % PARTITIONS);
-        while let Err((_, back)) = producer.send(rec) {
-            producer.poll(Duration::from_millis(5));
-            rec = back;
+        let user = user_partition(&line);
+        for (to, partition) in [(topic, s as i32 % PARTITIONS), (by_user, user)] {
+            let mut rec: BaseRecord<'_, (), [u8]> = BaseRecord::to(to).payload(&line[..]).partition(partition);
+            while let Err((_, back)) = producer.send(rec) {
+                producer.poll(Duration::from_millis(5));
+                rec = back;
+            }
         }
     }
     producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// The partition of an event's `user_id` (FNV-1a of its value), as a producer keying by user
+/// would pick.
+fn user_partition(line: &[u8]) -> i32 {
+    let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+    let user = v["user_id"].as_str().unwrap_or_default();
+    let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    (hash % PARTITIONS as u64) as i32
 }
 
 fn main() {
     let stack = Stack::ensure();
     let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
     let topic = format!("bench-scale-{}", std::process::id());
+    let by_user = format!("bench-scale-user-{}", std::process::id());
     stack_cmd(&["topic-create", &topic, &PARTITIONS.to_string()]);
+    stack_cmd(&["topic-create", &by_user, &PARTITIONS.to_string()]);
     let keys: Vec<ScenarioKey> = (0..6).map(|i| ScenarioKey::new("bench", &format!("s{i}"))).collect();
     let scenarios = std::env::temp_dir().join(format!("rtscore-scale-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scenarios).unwrap();
@@ -170,19 +206,30 @@ fn main() {
             "window_size_minutes": 60, "window_slide_minutes": 15, "decay_lambda": 0.1}}}});
         std::fs::write(scenarios.join(format!("{}.json", k.scenario_id)), serde_json::to_vec(&doc).unwrap()).unwrap();
     }
-    eprintln!("producing {n} events to {topic} ...");
-    produce(&stack.kafka, &topic, n, &keys);
-    let bench = Bench { stack, topic, scenarios, n };
+    eprintln!("producing {n} events to {topic} and to {by_user} ...");
+    produce(&stack.kafka, &topic, &by_user, n, &keys);
+    let bench = Bench { stack, topic, by_user, scenarios, n };
+    let only_threads = std::env::var("RTSCORE_BENCH_ONLY").is_ok_and(|v| v == "threads");
 
-    println!("\n| hosts (processes, one group) | events | events/s once every host owns partitions | seconds, start to done |");
-    println!("|---:|---:|---:|---:|");
-    for hosts in 1..=3 {
-        let (rate, secs) = bench.throughput(hosts);
-        println!("| {hosts} | {n} | {rate:.0} | {secs:.2} |");
+    println!(
+        "\n| topic keyed by | hosts (processes, one group) | pipelines per host (`--threads`) | events | events/s once every pipeline owns partitions | per pipeline | seconds, start to done |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for repartition in [false, true] {
+        for threads in [1, 2] {
+            for hosts in 1..=3 {
+                let (rate, secs) = bench.throughput(Layout { hosts, threads, repartition });
+                let keyed = if repartition { "user (`--repartition`)" } else { "scenario" };
+                let per = rate / (hosts * threads) as f64;
+                println!("| {keyed} | {hosts} | {threads} | {n} | {rate:.0} | {per:.0} | {secs:.2} |");
+            }
+        }
     }
-    let secs = bench.recovery();
-    println!("\n| recovery: 3 hosts, one SIGKILLed at 40% and replaced | seconds from kill to committed offsets at the end |");
-    println!("|---|---:|");
-    println!("| {n} events, snapshots every 1 s, session timeout 10 s | {secs:.1} |");
+    if !only_threads {
+        let secs = bench.recovery();
+        println!("\n| recovery: 3 hosts, one SIGKILLed at 40% and replaced | seconds from kill to committed offsets at the end |");
+        println!("|---|---:|");
+        println!("| {n} events, snapshots every 1 s, session timeout 10 s | {secs:.1} |");
+    }
     let _ = std::fs::remove_dir_all(&bench.scenarios);
 }

@@ -18,8 +18,16 @@ use crate::admin::{AdminState, Scope};
 use crate::health::Health;
 
 /// Installs the global Prometheus recorder (once per process).
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new().install_recorder().context("installing the Prometheus metrics recorder")
+/// Installs the Prometheus recorder; with `per_pipeline` (`--threads` > 1) what a pipeline
+/// records carries its `pipeline` label (`crate::metrics_label`).
+pub fn install_metrics(per_pipeline: bool) -> anyhow::Result<PrometheusHandle> {
+    if !per_pipeline {
+        return PrometheusBuilder::new().install_recorder().context("installing the Prometheus metrics recorder");
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(crate::metrics_label::labelled(recorder)).context("installing the Prometheus metrics recorder")?;
+    Ok(handle)
 }
 
 #[derive(Clone)]

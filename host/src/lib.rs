@@ -14,6 +14,7 @@ pub mod event;
 pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod metrics_label;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;

@@ -68,6 +68,12 @@ pub struct KafkaSettings {
     pub repartition: Option<RepartitionSettings>,
     /// `--instance-id`: this host's stable name in the fleet (see [`instance_id_or_default`]).
     pub instance_id: Option<String>,
+    /// `--threads`: pipelines in this process, each its own member of the consumer group
+    /// owning its share of the partitions (docs/operations.md, "Every core of a host").
+    pub threads: usize,
+    /// Which of the `threads` pipelines this is (`None`: the only one): tags its Kafka client
+    /// id, instance id and shuffle transactional id, which must differ between members.
+    pub member: Option<usize>,
 }
 
 /// `--repartition` (docs/operations.md, "Running a fleet").
@@ -106,6 +112,11 @@ pub fn hostname() -> String {
 }
 
 impl KafkaSettings {
+    /// What tells this pipeline's Kafka ids from its siblings' (`-t<i>`; empty for the only one).
+    pub fn member_tag(&self) -> String {
+        self.member.map(|i| format!("-t{i}")).unwrap_or_default()
+    }
+
     /// The topic the pipeline reads (its snapshots and profile offsets are keyed by it): the
     /// internal `<group>.by-scenario` topic when repartitioning, else `topic`.
     pub fn input_topic(&self) -> String {
@@ -238,6 +249,29 @@ impl Settings {
             "this rtscore was built without some services: {} (rebuild with the default features, e.g. `cargo build --release -p rtscore`)",
             missing.join(", ")
         )
+    }
+
+    /// Pipelines of this run: `--threads` for Kafka, else 1 (a file or the generator is one
+    /// ordered stream).
+    pub fn threads(&self) -> usize {
+        self.kafka().map_or(1, |k| k.threads.max(1))
+    }
+
+    /// The settings of pipeline `i` of a run of several ([`Self::threads`]): its own Kafka
+    /// ids; no terminal view (each would draw over the others: `/status`, `/metrics` and the
+    /// console show them all) and no HTTP server of its own (the run serves one for all).
+    pub fn for_member(&self, i: usize) -> anyhow::Result<Settings> {
+        let mut s = self.clone();
+        if let SourceSettings::Kafka(k) = &mut s.source {
+            k.member = Some(i);
+            if let Some(id) = &mut k.instance_id {
+                id.push_str(&format!("-t{i}"));
+                anyhow::ensure!(valid_instance_id(id), "--instance-id with --threads: {id} is longer than 200 characters");
+            }
+        }
+        s.outputs.view = ViewMode::Off;
+        s.http = None;
+        Ok(s)
     }
 
     /// The Kafka source, if events come from Kafka.

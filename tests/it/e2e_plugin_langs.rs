@@ -186,7 +186,8 @@ fn python_and_javascript_plugins_score_like_the_rust_ones_on_the_real_stack_and_
     let mut redis = stack.redis();
     let meta: BTreeMap<String, String> = redis.hgetall(format!("rt:{tenant}:port:hot:meta")).unwrap();
     assert_eq!(meta.get("plugin").map(String::as_str), Some("watch-heat-js@0.1.0"), "{meta:?}");
-    assert!(running.stop().success());
+    let exit = running.stop();
+    assert!(exit.success(), "the host did not stop cleanly: {exit:?}\n{}", tail(&running.log(), 60));
 
     // A restart reads the compiled components back instead of compiling them.
     let mut again = host().start();
@@ -196,5 +197,12 @@ fn python_and_javascript_plugins_score_like_the_rust_ones_on_the_real_stack_and_
             .all(|n| log.lines().any(|l| l.contains("compiled plugin component") && l.contains(&sha[n]) && l.contains("disk cache")))
     };
     assert!(wait_until(Duration::from_secs(60), || from_disk(again.log())), "the restart compiled again\n{}", again.log());
-    assert!(again.stop().success());
+    let exit = again.stop();
+    assert!(exit.success(), "the restarted host did not stop cleanly: {exit:?}\n{}", tail(&again.log(), 60));
+}
+
+/// The last `n` lines of a log: what a CI report that cuts long output still shows.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

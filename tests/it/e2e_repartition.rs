@@ -228,6 +228,69 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
     }
 }
 
+/// Issue 20 item 2: one host with `--threads 2` on a user-keyed topic runs two pipelines, each
+/// a member of the group owning its share of the internal partitions; SIGKILLed mid-stream and
+/// restarted, its windows equal one pipeline's on a scenario-keyed topic. `/status` shows both
+/// pipelines and the host's merged counts, `/metrics` each pipeline's under its label.
+#[test]
+fn one_host_with_two_pipelines_on_a_user_keyed_topic_killed_matches_one_pipeline() {
+    let stack = Stack::ensure();
+    let evs = user_events();
+    let want = reference(&stack, &evs);
+    let mut run = Run::new(&stack, "threads", Some(0));
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let args = [("--threads", "2"), ("--http-addr", http.as_str())];
+    let mut host = run.start_host_args(&stack, &args);
+    let status = |h: &HostProcess| -> serde_json::Value {
+        let body = http_get(port, "/status").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_else(|_| serde_json::json!({"unreadable": body, "log": h.log()}))
+    };
+    let both_own = |h: &HostProcess| {
+        let s = status(h);
+        s["pipelines"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["partitions"].as_array().is_some_and(|a| !a.is_empty())))
+    };
+    assert!(wait_until(Duration::from_secs(60), || both_own(&host)), "the two pipelines did not share the partitions: {}", status(&host));
+    let a = evs.len() / 2;
+    run.produce(&stack, &evs[..a], Keying::User);
+    assert!(
+        wait_until(Duration::from_secs(90), || !read_hot_sink(&run.sinks[0]).1.is_empty()),
+        "no window
+{}",
+        host.log()
+    );
+    let s = status(&host);
+    let per_pipeline: u64 = s["pipelines"].as_array().into_iter().flatten().filter_map(|p| p["stats"]["events_in"].as_u64()).sum();
+    assert!(per_pipeline > 0 && s["stats"]["events_in"].as_u64() >= Some(per_pipeline), "{s}");
+    // Killed once each pipeline stored a partition's snapshot: the restart must restore them.
+    let both_saved = |h: &HostProcess| {
+        let keys: Vec<String> =
+            redis::Commands::keys(&mut stack.redis(), format!("rtscore:snapshot:{}:{}.by-scenario:*", run.group, run.group)).unwrap();
+        let saved: BTreeSet<i64> = keys.iter().filter_map(|k| k.rsplit(':').next()?.parse().ok()).collect();
+        let owns_saved = |p: &serde_json::Value| {
+            p["partitions"].as_array().is_some_and(|a| a.iter().any(|x| x.as_i64().is_some_and(|x| saved.contains(&x))))
+        };
+        status(h)["pipelines"].as_array().is_some_and(|p| p.len() == 2 && p.iter().all(owns_saved))
+    };
+    assert!(wait_until(Duration::from_secs(60), || both_saved(&host)), "no snapshot stored by both pipelines: {}", status(&host));
+    let metrics = http_get(port, "/metrics").unwrap_or_default();
+    for p in ["0", "1"] {
+        assert!(metrics.contains(&format!("rtscore_events_in_total{{pipeline=\"{p}\"}}")), "pipeline {p} not in /metrics:\n{metrics}");
+    }
+    host.kill();
+    run.produce(&stack, &evs[a..], Keying::User);
+    let mut host = run.start_host_args(&stack, &args);
+    let want_keys: BTreeSet<_> = want.keys().cloned().collect();
+    run.wait_complete(&want_keys, Duration::from_secs(240), &|| host.log());
+    let (got, conflicts) = run.windows();
+    assert!(conflicts.is_empty(), "a window re-emitted after the restart differs: {:?}", &conflicts[..conflicts.len().min(3)]);
+    assert_close(&want, &got);
+    assert!(host.log().contains("restored partition state from its snapshot"), "{}", host.log());
+    assert!(host.stop().success(), "{}", host.log());
+}
+
 /// One host on a round-robin topic into an internal topic of another partition count: the
 /// windows equal the reference, a record without routing fields is forwarded and
 /// dead-lettered with the reason it always had and where it was written in the source topic,

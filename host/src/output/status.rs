@@ -165,7 +165,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 /// One tenant's figures on this host (`/status` `tenants`, `rtscore_tenant_*`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TenantStatusRow {
     pub tenant_id: String,
     pub events: u64,

@@ -7,6 +7,7 @@
 mod admin_state;
 mod config_feed;
 mod in_flight;
+mod members;
 mod outputs;
 mod plugins;
 mod profile_loader;
@@ -39,9 +40,14 @@ use snapshots::Snapshots;
 use source::Source;
 use status::StatusPage;
 
-/// Builds a runtime from `settings` and runs it until its input ends or `shutdown`.
+/// Builds a runtime from `settings` and runs it until its input ends or `shutdown`: one
+/// pipeline, or with `--threads N` N of them side by side ([`members`]).
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    match Runtime::build(settings, shutdown.clone()).await? {
+    let Some(mut pipelines) = Runtime::build_all(settings, shutdown.clone()).await? else { return Ok(()) };
+    if pipelines.len() > 1 {
+        return members::run(pipelines, shutdown).await;
+    }
+    match pipelines.pop() {
         Some(rt) => rt.run(shutdown).await,
         None => Ok(()),
     }
@@ -55,7 +61,7 @@ pub struct Runtime {
     health: HealthReporter,
     config: mpsc::Receiver<ConfigFeed>,
     /// Keeps the scenario directory watched.
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<Arc<notify::RecommendedWatcher>>,
     store_error: Option<String>,
     plugins: PluginCoordinator,
     outputs: Outputs,
@@ -63,17 +69,29 @@ pub struct Runtime {
     stop_inputs: watch::Sender<bool>,
     /// `--repartition`: the shuffle's configuration, the internal topic created.
     repartition: Option<source::Repartition>,
+    /// With `--threads`: which pipeline this is, and where the pipelines meet for `/status`.
+    member: Option<members::Member>,
 }
 
 impl Runtime {
     /// Connects the stores (one MongoDB client for the config feed, the plugin registry and the
     /// admin API), serves HTTP, applies the first complete set of scenario documents, loads
     /// every plugin they reference and opens the sinks. `None` when `shutdown` came first
-    /// (MongoDB may be waited for).
+    /// (MongoDB may be waited for). One pipeline: `--threads` is for [`run`].
     pub async fn build(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Runtime>> {
+        anyhow::ensure!(settings.threads() == 1, "Runtime::build makes one pipeline; runtime::run runs --threads {}", settings.threads());
+        Ok(Self::build_all(settings, shutdown).await?.and_then(|mut v| v.pop()))
+    }
+
+    /// [`Self::build`] for every pipeline of `--threads`: they share the stores' clients, the
+    /// HTTP server, the config feed, the plugin registry and compiled modules (and the tenants'
+    /// plugin CPU and memory accounts), and the `--jsonl-out` file; each has its own Kafka
+    /// consumer, pipeline state, snapshots, Redis connection and plugin instances.
+    async fn build_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Vec<Runtime>>> {
         settings.check_build()?;
         #[cfg(not(feature = "mongodb"))]
         let _ = &shutdown;
+        let n = settings.threads();
         let mongo = match &settings.store.source {
             #[cfg(feature = "mongodb")]
             ConfigSource::Mongo(url) => {
@@ -91,12 +109,12 @@ impl Runtime {
             }
             _ => None,
         };
-        let repartition = prepare_repartition(&settings).await?;
-        let (health, health_view) = crate::health::channel();
+        let topology = prepare_repartition(&settings).await?;
+        let (reporters, health_view) = crate::health::members(n);
         let live = settings.http.as_ref().map(|_| LiveView::new());
         #[cfg(feature = "http")]
         if let (Some(h), Some(live)) = (&settings.http, &live) {
-            let metrics = http::install_metrics()?;
+            let metrics = http::install_metrics(n > 1)?;
             let admin = admin_state::open(&settings, mongo.clone(), live.clone())?;
             http::serve(h.addr, health_view, Some(metrics), Some(admin)).await?;
         }
@@ -104,54 +122,77 @@ impl Runtime {
         drop(health_view);
         let (stop_inputs, stop_rx) = watch::channel(false);
         let (tx, config) = mpsc::channel::<ConfigFeed>(16);
-        let _watcher = match (&settings.store.source, &mongo) {
+        let watcher = match (&settings.store.source, &mongo) {
             #[cfg(feature = "mongodb")]
             (ConfigSource::Mongo(_), Some(m)) => {
                 let intervals = config_feed::PollIntervals { poll: settings.store.poll, resync: settings.store.resync };
                 config_feed::start_mongo(m.clone(), intervals, tx, stop_rx).await?;
                 None
             }
-            (ConfigSource::Dir(dir), _) => Some(config_feed::start_dir(dir.clone(), tx)?),
+            (ConfigSource::Dir(dir), _) => Some(Arc::new(config_feed::start_dir(dir.clone(), tx)?)),
             (ConfigSource::Mongo(url), _) => {
                 drop(stop_rx);
                 anyhow::bail!("no MongoDB client for {url}")
             }
         };
+        let feeds = if n == 1 { vec![config] } else { members::fan_out(config, n) };
         let plugins = PluginCoordinator::start(&settings.plugins_dir, settings.plugin_cache_dir.as_deref(), mongo.as_ref()).await?;
-        let outputs = Outputs::open(&settings.outputs, &health).await?.with_live(live);
-        let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
-        let mut pipeline = Pipeline::new(settings.pipeline.clone());
-        // Durable profiles need positions to guard replays and Redis to read from: Kafka with
-        // Redis. File and generator runs keep profiles in memory only (DESIGN §4).
-        if let (Some(k), Some(_)) = (settings.kafka(), &settings.outputs.redis_url) {
-            pipeline.enable_profile_read_back(&k.input_topic());
+        let jsonl = settings.outputs.jsonl_out.as_deref().map(crate::sinks::jsonl::JsonlSink::create).transpose()?;
+        if n > 1 && settings.outputs.view != crate::settings::ViewMode::Off {
+            tracing::info!(
+                threads = n,
+                "the terminal view follows one pipeline, so it is off with --threads; /status, /metrics and the console show every pipeline"
+            );
         }
-        let mut rt = Runtime {
-            pipeline,
-            settings,
-            registry,
-            health,
-            config,
-            _watcher,
-            store_error: None,
-            plugins,
-            outputs,
-            stop_inputs,
-            repartition,
-        };
-        // Tenant quotas come first, then the first full set of scenarios: applied, with every
-        // plugin they reference loaded, before any event is processed.
-        while let Some(feed) = rt.config.recv().await {
-            let full = matches!(feed, ConfigFeed::FullSet { .. });
-            config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
-            if full {
-                break;
+        let board = members::Board::new(n);
+        let mut coordinators: Vec<PluginCoordinator> = (1..n).map(|_| plugins.sibling()).collect();
+        coordinators.push(plugins);
+        let mut built = Vec::with_capacity(n);
+        let mut stop_first = Some(stop_inputs);
+        for (i, ((config, health), plugins)) in feeds.into_iter().zip(reporters).zip(coordinators).enumerate() {
+            let settings = if n == 1 { settings.clone() } else { settings.for_member(i)? };
+            // The config poller stops with the first pipeline; the others have their own stop.
+            let stop_inputs = stop_first.take().unwrap_or_else(|| watch::channel(false).0);
+            let repartition = topology.map(|t| source::repartition(&settings, t)).transpose()?;
+            let outputs = Outputs::open(&settings.outputs, &health, jsonl.clone()).await?.with_live(live.clone());
+            let registry = ScenarioRegistry::requiring_status_active(settings.store.require_status_active);
+            let mut pipeline = Pipeline::new(settings.pipeline.clone());
+            // Durable profiles need positions to guard replays and Redis to read from: Kafka with
+            // Redis. File and generator runs keep profiles in memory only (DESIGN §4).
+            if let (Some(k), Some(_)) = (settings.kafka(), &settings.outputs.redis_url) {
+                pipeline.enable_profile_read_back(&k.input_topic());
             }
+            let member = (n > 1).then(|| members::Member::new(i, board.clone()));
+            built.push(Runtime {
+                pipeline,
+                settings,
+                registry,
+                health,
+                config,
+                _watcher: watcher.clone(),
+                store_error: None,
+                plugins,
+                outputs,
+                stop_inputs,
+                repartition,
+                member,
+            });
         }
-        rt.plugins.set_tenants(rt.registry.tenants());
-        rt.pipeline.set_tenant_quotas(rt.registry.tenants().clone());
-        rt.plugins.sync(&mut rt.pipeline, true).await;
-        Ok(Some(rt))
+        for rt in &mut built {
+            // Tenant quotas come first, then the first full set of scenarios: applied, with every
+            // plugin they reference loaded, before any event is processed.
+            while let Some(feed) = rt.config.recv().await {
+                let full = matches!(feed, ConfigFeed::FullSet { .. });
+                config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
+                if full {
+                    break;
+                }
+            }
+            rt.plugins.set_tenants(rt.registry.tenants());
+            rt.pipeline.set_tenant_quotas(rt.registry.tenants().clone());
+            rt.plugins.sync(&mut rt.pipeline, true).await;
+        }
+        Ok(Some(built))
     }
 
     /// Reads events until the input ends or `shutdown`; then writes what is pending, stores a
@@ -205,19 +246,23 @@ impl Runtime {
 /// `--repartition`: creates the internal topic (idempotently; every host of a fleet does) and
 /// reads both topics' partition counts, before anything is consumed.
 #[cfg(feature = "kafka")]
-async fn prepare_repartition(settings: &Settings) -> anyhow::Result<Option<source::Repartition>> {
+async fn prepare_repartition(settings: &Settings) -> anyhow::Result<Option<crate::repartition::Topology>> {
     let Some(k) = settings.kafka().filter(|k| k.repartition.is_some()) else { return Ok(None) };
     let shuffle = source::shuffle_config(k, settings.event_mapping.clone(), settings.pipeline.max_event_skew_ms);
     let partitions = k.repartition.as_ref().and_then(|r| r.partitions);
     let topology = crate::sources::shuffle::prepare(&shuffle, partitions).await?;
     tracing::info!(source = %k.topic, sources = topology.sources, internal = %shuffle.internal_topic, partitions = topology.partitions, "repartitioning");
-    Ok(Some(source::Repartition { shuffle, topology }))
+    Ok(Some(topology))
 }
 
 #[cfg(not(feature = "kafka"))]
-async fn prepare_repartition(_: &Settings) -> anyhow::Result<Option<source::Repartition>> {
+async fn prepare_repartition(_: &Settings) -> anyhow::Result<Option<crate::repartition::Topology>> {
     Ok(None)
 }
+
+/// Status rows, tenant rows and counts: a pipeline's or the host's.
+type Rows =
+    (Vec<crate::output::status::ScenarioStatusRow>, Vec<crate::output::status::TenantStatusRow>, crate::output::status::PipelineStats);
 
 /// A runtime reading events: the loop's state besides the runtime.
 struct Running {
@@ -271,8 +316,7 @@ impl Running {
             _ => None,
         };
         rt.health.set_ready(true);
-        let status =
-            StatusPage::new(rt.health.clone(), source.lag.clone(), Arc::clone(&source.backlog)).with_shuffle(source.shuffle_stats());
+        let status = StatusPage::new(source.lag.clone(), Arc::clone(&source.backlog)).with_shuffle(source.shuffle_stats());
         // A quarter of a second: `/status` stays well within a second old, even with a turn
         // or a snapshot store in between.
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -294,8 +338,23 @@ impl Running {
         })
     }
 
-    fn publish_status(&self) -> (Vec<crate::output::status::ScenarioStatusRow>, Vec<crate::output::status::TenantStatusRow>) {
-        self.status.publish(&self.rt.registry, &self.rt.pipeline, &self.rt.store_error, self.snapshots.as_ref())
+    /// Publishes `/status` and returns this pipeline's rows (its metrics are its own) and the
+    /// host's: with `--threads`, every pipeline's merged (what Redis, the console and the
+    /// terminal show).
+    fn publish_status(&self) -> (Rows, Rows) {
+        let (rows, tenants, doc) = self.status.publish(&self.rt.registry, &self.rt.pipeline, &self.rt.store_error, self.snapshots.as_ref());
+        let stats = self.rt.pipeline.stats().clone();
+        match &self.rt.member {
+            None => {
+                self.rt.health.set_status(doc);
+                ((rows.clone(), tenants.clone(), stats.clone()), (rows, tenants, stats))
+            }
+            Some(m) => {
+                let host = m.publish(members::Report { doc, stats: stats.clone(), rows: rows.clone(), tenants: tenants.clone() });
+                self.rt.health.set_status(host.doc);
+                ((rows, tenants, stats), (host.rows, host.tenants, host.stats))
+            }
+        }
     }
 
     /// Marks processed the records whose outputs every sink holds by now (without waiting);
@@ -367,8 +426,7 @@ impl Running {
         if let Some(age) = self.snapshots.as_ref().and_then(Snapshots::age_seconds) {
             metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
         }
-        let (rows, tenants) = self.publish_status();
-        let stats = self.rt.pipeline.stats();
+        let ((rows, _, stats), (host_rows, host_tenants, host_stats)) = self.publish_status();
         if !self.warned_cross_partition && stats.cross_partition > 0 {
             self.warned_cross_partition = true;
             tracing::warn!(
@@ -377,14 +435,14 @@ impl Running {
                  or run every host of the group with --repartition (docs/operations.md, \"Running a fleet\")"
             );
         }
-        status::export_metrics(stats, &rows);
+        status::export_metrics(&stats, &rows);
         profile_loader::export_metrics(&self.rt.pipeline);
-        self.rt.outputs.status(&rows).await?;
+        self.rt.outputs.status(&host_rows).await?;
         // The terminal view and the console redraw once a second: faster, the console's
         // fragments would be replaced under the operator's cursor.
         if self.last_view.elapsed() >= Duration::from_secs(1) {
             self.last_view = std::time::Instant::now();
-            self.rt.outputs.tick(self.rt.pipeline.stats(), &rows, &tenants, self.source.backlog.input_progress());
+            self.rt.outputs.tick(&host_stats, &host_rows, &host_tenants, self.source.backlog.input_progress());
             if let (Some(live), Some(shuffle)) = (self.rt.outputs.live(), self.source.shuffle_stats()) {
                 live.set_shuffle(Some(shuffle.status(wall_ms())));
             }
@@ -500,10 +558,10 @@ impl Running {
         if let (Some(s), Some(c), Some(redis), true) =
             (&mut self.snapshots, &self.source.committer, self.rt.outputs.redis_mut(), consistent)
         {
-            s.save(&self.rt.pipeline, redis, c, true).await?;
+            s.save(&mut self.rt.pipeline, redis, c, true).await?;
         }
-        let rows = status::rows(&self.rt.registry, &self.rt.pipeline);
-        self.rt.outputs.status(&rows).await?;
+        let ((rows, _, _), (host_rows, _, _)) = self.publish_status();
+        self.rt.outputs.status(&host_rows).await?;
         self.rt.outputs.close().await?;
         let plugin_problems = if self.rt.settings.require_plugins_scored {
             status::plugin_problems(&status::plugin_lanes(&rows, &self.rt.pipeline))

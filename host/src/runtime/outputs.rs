@@ -30,8 +30,9 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub async fn open(settings: &OutputSettings, health: &HealthReporter) -> anyhow::Result<Self> {
-        let jsonl = settings.jsonl_out.as_deref().map(JsonlSink::create).transpose()?;
+    /// Opens the sinks of `settings`; `jsonl` is the `--jsonl-out` file, opened once for every
+    /// pipeline of the host ([`JsonlSink::create`]).
+    pub async fn open(settings: &OutputSettings, health: &HealthReporter, jsonl: Option<JsonlSink>) -> anyhow::Result<Self> {
         let redis = match &settings.redis_url {
             #[cfg(feature = "redis")]
             Some(url) => {

@@ -201,6 +201,15 @@ impl PluginCoordinator {
         Ok(Self { loader, wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes })
     }
 
+    /// Another pipeline's coordinator (`--threads`) over the same loader: the same registry,
+    /// compiled modules and tenants' plugin CPU and memory accounts (a tenant's bound holds for
+    /// the host, not per pipeline); its own instances.
+    pub fn sibling(&self) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(64);
+        let changes = self.loader.subscribe();
+        Self { loader: self.loader.clone(), wanted: HashMap::new(), tenants: TenantTable::default(), done_tx, done_rx, changes }
+    }
+
     /// Takes new tenant quotas: the instances of tenants whose quotas changed are prepared
     /// again at the next [`Self::sync`].
     pub fn set_tenants(&mut self, tenants: &TenantTable) {

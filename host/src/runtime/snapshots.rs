@@ -162,10 +162,12 @@ impl Snapshots {
     }
 
     /// Stores the state of every partition with unsaved progress and commits their offsets,
-    /// waiting for it (shutdown); a background save in progress completes first.
+    /// waiting for it (shutdown); a background save in progress completes first. `pipeline`
+    /// is only read, but held across awaits: `&mut` keeps the future `Send` (a pipeline is
+    /// `Send`, not `Sync`), so a pipeline can run on a task of its own (`--threads`).
     pub async fn save(
         &mut self,
-        pipeline: &Pipeline,
+        pipeline: &mut Pipeline,
         redis: &mut RedisSink,
         committer: &KafkaCommitter,
         at_shutdown: bool,

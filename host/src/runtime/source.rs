@@ -78,11 +78,24 @@ pub fn shuffle_config(
         // transaction at once. Without one, unique per process (host, pid, start time), and a
         // killed host's open transaction is aborted by the broker after the transaction timeout.
         instance_id: k.instance_id.clone(),
-        process_tag: format!("{host}.{}.{started}", std::process::id()),
+        process_tag: format!("{host}.{}.{started}{}", std::process::id(), k.member_tag()),
         options: k.options.clone(),
         mapping,
         max_event_skew_ms,
     }
+}
+
+/// A repartitioning pipeline's shuffle (`settings` of that pipeline: its own ids) over the
+/// topics `prepare_repartition` read.
+#[cfg(feature = "kafka")]
+pub fn repartition(settings: &crate::settings::Settings, topology: crate::repartition::Topology) -> anyhow::Result<Repartition> {
+    let k = settings.kafka().ok_or_else(|| anyhow::anyhow!("--repartition applies to Kafka events"))?;
+    Ok(Repartition { shuffle: shuffle_config(k, settings.event_mapping.clone(), settings.pipeline.max_event_skew_ms), topology })
+}
+
+#[cfg(not(feature = "kafka"))]
+pub fn repartition(_: &crate::settings::Settings, _: crate::repartition::Topology) -> anyhow::Result<Repartition> {
+    anyhow::bail!("--repartition applies to Kafka events: this rtscore was built without the `kafka` feature")
 }
 
 impl Source {
@@ -132,7 +145,7 @@ impl Source {
                     brokers: k.brokers.clone(),
                     topic: k.input_topic(),
                     group_id: k.group_id.clone(),
-                    client_id: format!("rtscore-{}", std::process::id()),
+                    client_id: format!("rtscore-{}{}", std::process::id(), k.member_tag()),
                     reachable: health.source_ok_flag(),
                     options: k.options.clone(),
                     repartitioned: shuffle.is_some(),

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::snapshots::Snapshots;
 use crate::config::{Candidate, ScenarioRegistry};
-use crate::health::HealthReporter;
 use crate::output::status::{JobLaneStatus, PipelineStats, ScenarioStatusRow, TenantStatusRow};
 use crate::pipeline::job_plugins::JobPlugins;
 use crate::pipeline::{Pipeline, scorer_state};
@@ -357,7 +356,6 @@ impl BacklogStatus {
 /// What `/status` is made of besides the registry, the pipeline and the snapshots: fixed once
 /// the source runs.
 pub struct StatusPage {
-    health: HealthReporter,
     kafka_lag: Option<Arc<AtomicI64>>,
     backlog: Arc<Backlog>,
     /// `--repartition`: the shuffle stage's counters.
@@ -365,8 +363,8 @@ pub struct StatusPage {
 }
 
 impl StatusPage {
-    pub fn new(health: HealthReporter, kafka_lag: Option<Arc<AtomicI64>>, backlog: Arc<Backlog>) -> Self {
-        Self { health, kafka_lag, backlog, shuffle: None }
+    pub fn new(kafka_lag: Option<Arc<AtomicI64>>, backlog: Arc<Backlog>) -> Self {
+        Self { kafka_lag, backlog, shuffle: None }
     }
 
     /// Shows the shuffle stage's counters (`shuffle`) on `/status`.
@@ -382,7 +380,7 @@ impl StatusPage {
         pipeline: &Pipeline,
         store_error: &Option<String>,
         snapshots: Option<&Snapshots>,
-    ) -> (Vec<ScenarioStatusRow>, Vec<TenantStatusRow>) {
+    ) -> (Vec<ScenarioStatusRow>, Vec<TenantStatusRow>, serde_json::Value) {
         let kafka_lag = self.kafka_lag.as_deref().map(|l| l.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l >= 0);
         let rows = rows(registry, pipeline);
         let tenants = tenant_rows(&rows, pipeline);
@@ -392,7 +390,7 @@ impl StatusPage {
         let watermark = pipeline.watermark(now);
         let backlog = BacklogStatus::read(&self.backlog, kafka_lag, watermark, now);
         backlog.export_metrics();
-        self.health.set_status(serde_json::json!({
+        let doc = serde_json::json!({
             "updated_at_ms": now,
             "scenarios": &rows,
             "tenants": &tenants,
@@ -407,8 +405,8 @@ impl StatusPage {
                        "unknown_scenario": stats.unknown_scenario, "duplicates": stats.duplicates, "filtered": stats.filtered,
                        "over_quota": stats.over_quota,
                        "cross_partition": stats.cross_partition },
-        }));
-        (rows, tenants)
+        });
+        (rows, tenants, doc)
     }
 }
 

@@ -1,15 +1,18 @@
 //! JSON-lines sink (`--jsonl-out`): every emitted result, one object per line, in the DESIGN §6
-//! shape. `-` writes to standard output.
+//! shape. `-` writes to standard output. Clones write to the same file (the pipelines of a
+//! host, `--threads`), each call's lines together.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
 use crate::output::{HotRecord, Output, ProfileRecord, ShadowRecord};
 
+#[derive(Clone)]
 pub struct JsonlSink {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>,
 }
 
 impl JsonlSink {
@@ -22,23 +25,26 @@ impl JsonlSink {
             }
             Box::new(std::fs::File::create(path).with_context(|| format!("cannot create --jsonl-out {}", path.display()))?)
         };
-        Ok(Self { out: BufWriter::with_capacity(1 << 16, w) })
+        Ok(Self { out: Arc::new(Mutex::new(BufWriter::with_capacity(1 << 16, w))) })
     }
 
     pub fn write(&mut self, outputs: &[Output]) -> anyhow::Result<()> {
+        // Uncontended with one pipeline; with several, held for one output chunk, never per event.
+        // A writer that panicked left whole lines at worst: the file is still usable.
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         for o in outputs {
             match o {
                 // The hot list is the hottest path: serialize it without an intermediate Value.
-                Output::Hot(h) => serde_json::to_writer(&mut self.out, &HotRecord::from(h))?,
-                Output::Profile(p) => serde_json::to_writer(&mut self.out, &ProfileRecord::from(p))?,
-                Output::EncodedProfile(p) => self.out.write_all(p.jsonl_line())?,
-                Output::Shadow(sh) => serde_json::to_writer(&mut self.out, &ShadowRecord::from(sh))?,
-                other => serde_json::to_writer(&mut self.out, &other.to_json())?,
+                Output::Hot(h) => serde_json::to_writer(&mut *out, &HotRecord::from(h))?,
+                Output::Profile(p) => serde_json::to_writer(&mut *out, &ProfileRecord::from(p))?,
+                Output::EncodedProfile(p) => out.write_all(p.jsonl_line())?,
+                Output::Shadow(sh) => serde_json::to_writer(&mut *out, &ShadowRecord::from(sh))?,
+                other => serde_json::to_writer(&mut *out, &other.to_json())?,
             }
-            self.out.write_all(b"\n")?;
+            out.write_all(b"\n")?;
         }
         // Each call is one pipeline step: make it visible to readers (tail -f, tests) now.
-        self.out.flush()?;
+        out.flush()?;
         Ok(())
     }
 }

@@ -17,7 +17,14 @@ fn main() -> std::process::ExitCode {
     // At least four workers, whatever the cores: the pipeline's turns and a source's batch
     // building are long CPU-bound polls, and the spare workers keep the HTTP server, the config
     // watcher and the sinks answering meanwhile (docs/operations.md, "Control under load").
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    // With --threads N, a worker more per extra pipeline, so pipelines never queue for a
+    // worker behind each other.
+    let pipelines = match &cli.command {
+        Some(Command::Run(args)) => usize::from(args.threads),
+        None => usize::from(cli.run.threads),
+        _ => 1,
+    };
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4)) + pipelines - 1;
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -19,8 +19,8 @@ use crate::config::{ConfigChange, ScenarioRegistry, dir_store};
 use crate::pipeline::Pipeline;
 use crate::text::cap_error;
 
-/// What the feed hands the runtime.
-#[derive(Debug)]
+/// What the feed hands the runtime (each pipeline of a host a copy).
+#[derive(Debug, Clone)]
 // Changes and outages come from MongoDB only; a directory is always read whole.
 #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 pub enum ConfigFeed {

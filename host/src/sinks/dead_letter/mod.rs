@@ -144,9 +144,11 @@ impl DeadLetterFile {
         if let Some(cause) = topic_refused {
             rec["dead_letter_topic_error"] = cause.into();
         }
-        let w = self.writer()?;
-        serde_json::to_writer(&mut *w, &rec)?;
-        w.write_all(b"\n")?;
+        // One `write_all` per whole line on a file opened to append: the pipelines of a host
+        // (`--threads`) append to one file, and no line of one splits another's.
+        let mut line = serde_json::to_vec(&rec)?;
+        line.push(b'\n');
+        self.writer()?.write_all(&line)?;
         Ok(())
     }
 

@@ -108,6 +108,14 @@ pub struct RunArgs {
     /// [default: <hostname>-<port> of --http-addr; without --http-addr, none: a per-process id]
     #[arg(long, value_name = "ID", env = "RTSCORE_INSTANCE_ID", value_parser = parse_instance_id, help_heading = "Events")]
     pub instance_id: Option<String>,
+    /// Pipelines in this process: each runs on its own thread as its own member of the consumer
+    /// group, owning its share of the topic's partitions (of the internal topic's with
+    /// --repartition), with its own state, snapshots and plugin instances; results equal one
+    /// pipeline's. More than the topic's partitions leaves some idle. Kafka only
+    /// (docs/operations.md, "Every core of a host")
+    #[arg(long, value_name = "N", env = "RTSCORE_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Events")]
+    pub threads: u16,
     /// Write rejected events (original bytes + reason) to this JSONL file. Without it, and
     /// outside Kafka mode, rejects are logged.
     #[arg(long, value_name = "PATH", help_heading = "Events")]
@@ -315,6 +323,11 @@ impl TryFrom<RunArgs> for Settings {
         if a.repartition && (a.events_file.is_some() || a.kafka_servers.is_none()) {
             bail!("--repartition applies to Kafka events (--kafka-servers without --events-file)");
         }
+        if a.threads > 1 && (a.events_file.is_some() || a.kafka_servers.is_none()) {
+            bail!(
+                "--threads applies to Kafka events (--kafka-servers without --events-file): a file or the generator is one ordered stream"
+            );
+        }
         let repartition = a.repartition.then_some(RepartitionSettings { partitions: a.repartition_partitions });
         let source = match (a.events_file, a.kafka_servers) {
             (Some(path), _) => SourceSettings::File(path),
@@ -330,6 +343,8 @@ impl TryFrom<RunArgs> for Settings {
                     &rtscore::settings::hostname(),
                     a.http_addr.map(|h| h.port()),
                 ),
+                threads: a.threads.into(),
+                member: None,
             }),
             (None, None) => SourceSettings::Generator(GeneratorSettings {
                 events_per_second: a.generate_rate,
@@ -476,6 +491,28 @@ mod tests {
         assert!(matches!(&s.source, SourceSettings::File(p) if p.as_os_str() == "e.jsonl"));
         assert_eq!(s.outputs.dead_letters, DeadLetterSettings::Log);
         assert_eq!(s.pipeline.max_event_skew_ms, Some(600_000), "a replay keeps the skew rule");
+    }
+
+    #[test]
+    fn threads_are_kafka_pipelines_each_with_its_own_ids_and_no_view() {
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "3", "--instance-id", "box-1", "--view", "log"]))
+            .unwrap();
+        assert_eq!(s.threads(), 3);
+        let second = s.for_member(1).unwrap();
+        let k = second.kafka().unwrap();
+        assert_eq!((k.member, k.instance_id.as_deref(), k.member_tag().as_str()), (Some(1), Some("box-1-t1"), "-t1"));
+        assert_eq!(second.outputs.view, ViewMode::Off, "each pipeline's view would draw over the others'");
+        assert!(second.http.is_none(), "the run serves HTTP once for every pipeline");
+        assert_eq!(Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap().threads(), 1);
+        let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--threads", "2"])).unwrap_err();
+        assert!(err.to_string().contains("--threads applies to Kafka"), "{err}");
+        let err = Settings::try_from(run_args(&["--threads", "2"])).unwrap_err();
+        assert!(err.to_string().contains("--threads applies to Kafka"), "the generator is one stream too: {err}");
+        let zero = <crate::cli::Cli as clap::Parser>::try_parse_from(["rtscore", "run", "--threads", "0"]);
+        assert!(zero.is_err(), "at least one pipeline");
+        let long = "x".repeat(199);
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "2", "--instance-id", &long])).unwrap();
+        assert!(s.for_member(1).unwrap_err().to_string().contains("longer than 200"));
     }
 
     #[test]
