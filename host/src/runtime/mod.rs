@@ -77,7 +77,8 @@ impl Runtime {
     /// Connects the stores (one MongoDB client for the config feed, the plugin registry and the
     /// admin API), serves HTTP, applies the first complete set of scenario documents, loads
     /// every plugin they reference and opens the sinks. `None` when `shutdown` came first
-    /// (MongoDB may be waited for). One pipeline: `--threads` is for [`run`].
+    /// (MongoDB may be waited for, and plugins take a while to load). One pipeline:
+    /// `--threads` is for [`run`].
     pub async fn build(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Runtime>> {
         anyhow::ensure!(settings.threads() == 1, "Runtime::build makes one pipeline; runtime::run runs --threads {}", settings.threads());
         Ok(Self::build_all(settings, shutdown).await?.and_then(|mut v| v.pop()))
@@ -89,8 +90,6 @@ impl Runtime {
     /// consumer, pipeline state, snapshots, Redis connection and plugin instances.
     async fn build_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Vec<Runtime>>> {
         settings.check_build()?;
-        #[cfg(not(feature = "mongodb"))]
-        let _ = &shutdown;
         let n = settings.threads();
         let mongo = match &settings.store.source {
             #[cfg(feature = "mongodb")]
@@ -178,19 +177,32 @@ impl Runtime {
                 member,
             });
         }
-        for rt in &mut built {
-            // Tenant quotas come first, then the first full set of scenarios: applied, with every
-            // plugin they reference loaded, before any event is processed.
-            while let Some(feed) = rt.config.recv().await {
-                let full = matches!(feed, ConfigFeed::FullSet { .. });
-                config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
-                if full {
-                    break;
+        let first_configs = async {
+            for rt in &mut built {
+                // Tenant quotas come first, then the first full set of scenarios: applied, with
+                // every plugin they reference loaded, before any event is processed.
+                while let Some(feed) = rt.config.recv().await {
+                    let full = matches!(feed, ConfigFeed::FullSet { .. });
+                    config_feed::apply(feed, &mut rt.registry, &mut rt.pipeline, &mut rt.store_error);
+                    if full {
+                        break;
+                    }
                 }
+                rt.plugins.set_tenants(rt.registry.tenants());
+                rt.pipeline.set_tenant_quotas(rt.registry.tenants().clone());
+                rt.plugins.sync(&mut rt.pipeline, true).await;
             }
-            rt.plugins.set_tenants(rt.registry.tenants());
-            rt.pipeline.set_tenant_quotas(rt.registry.tenants().clone());
-            rt.plugins.sync(&mut rt.pipeline, true).await;
+        };
+        // Loading plugins can take a while (an interpreter's component compiles for seconds the
+        // first time): a stop meanwhile ends the run at once, before anything was consumed.
+        let mut stop = shutdown.clone();
+        tokio::select! {
+            biased;
+            () = stop.wait() => {
+                tracing::info!("stopped while starting: nothing was consumed");
+                return Ok(None);
+            }
+            () = first_configs => {}
         }
         Ok(Some(built))
     }
@@ -644,4 +656,28 @@ fn record_emission_delay(hot: usize, started: std::time::Instant) {
 
 fn wall_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_while_starting_ends_the_run_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenarios = dir.path().join("scenarios");
+        std::fs::create_dir_all(&scenarios).unwrap();
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "config": {"realtime_compute": {"hot_score": {}}}});
+        std::fs::write(scenarios.join("s.json"), doc.to_string()).unwrap();
+        let events = dir.path().join("events.jsonl");
+        std::fs::write(&events, "").unwrap();
+        let mut settings = Settings::replay(&events, &scenarios, dir.path().join("out.jsonl"));
+        settings.plugin_cache_dir = None;
+        settings.plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&settings.plugins_dir).unwrap();
+        let (tx, shutdown) = Shutdown::manual();
+        tx.send(true).unwrap();
+        let built = tokio::time::timeout(Duration::from_secs(30), Runtime::build(settings, shutdown)).await.unwrap().unwrap();
+        assert!(built.is_none(), "a stop requested while starting must end the run");
+    }
 }
