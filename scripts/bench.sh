@@ -30,4 +30,4 @@ cargo bench -p rtscore --bench e2e_kafka
 cargo bench -p rtscore --bench parse_path
 bash scripts/bench-event-shapes.sh
 cargo bench -p rtscore --bench checkpoint
-RTSCORE_BENCH_ONLY=threads RTSCORE_BENCH_EVENTS=1000000 cargo bench -p rtscore --bench scale_out
+RTSCORE_BENCH_ONLY=threads RTSCORE_BENCH_EVENTS=4000000 cargo bench -p rtscore --bench scale_out

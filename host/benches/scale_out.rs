@@ -1,6 +1,7 @@
 //! `cargo bench -p rtscore --bench scale_out`: a fleet on this machine. N events
 //! (`RTSCORE_BENCH_EVENTS`, default 2,000,000) over six scenarios go to a fresh 6-partition
-//! topic keyed by scenario, and the same events to one keyed by user (not timed). Then, each
+//! topic keyed by scenario, and the same events to one keyed by user; N events of one hot
+//! scenario go to two more topics the same way (not timed). Then, for each workload and each
 //! with a fresh consumer group, 1, 2 and 3 host processes (release) of 1 and 2 pipelines each
 //! (`--threads`), on the scenario-keyed topic and (`--repartition`) on the user-keyed one:
 //! events/s from the moment every pipeline owns partitions (`/status`) until together they
@@ -28,9 +29,9 @@ const PARTITIONS: i32 = 6;
 
 struct Bench {
     stack: Stack,
-    topic: String,
-    /// The same events keyed by user (`--repartition` reads it).
-    by_user: String,
+    /// Per workload (six scenarios, one hot scenario): the topic keyed by scenario and the same
+    /// events keyed by user (`--repartition` reads it).
+    topics: [(String, String); 2],
     scenarios: PathBuf,
     n: u64,
 }
@@ -41,6 +42,8 @@ struct Layout {
     hosts: usize,
     threads: usize,
     repartition: bool,
+    /// The one-hot-scenario workload rather than six scenarios.
+    one_scenario: bool,
 }
 
 struct Host {
@@ -50,12 +53,13 @@ struct Host {
 
 impl Bench {
     fn start_host(&self, group: &str) -> Host {
-        self.start_host_as(group, Layout { hosts: 1, threads: 1, repartition: false })
+        self.start_host_as(group, Layout { hosts: 1, threads: 1, repartition: false, one_scenario: false })
     }
 
     fn start_host_as(&self, group: &str, layout: Layout) -> Host {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let topic = if layout.repartition { &self.by_user } else { &self.topic };
+        let (by_scenario, by_user) = &self.topics[usize::from(layout.one_scenario)];
+        let topic = if layout.repartition { by_user } else { by_scenario };
         let mut host = rtscore_testkit::Host::run()
             .kafka(&self.stack, topic, group)
             .scenarios_dir(&self.scenarios)
@@ -87,9 +91,11 @@ impl Bench {
     }
 
     /// (events/s once every pipeline owns partitions, seconds from start to done).
-    fn throughput(&self, layout: Layout) -> (f64, f64) {
-        let Layout { hosts, threads, repartition } = layout;
-        let group = format!("bench-scale-{}-{hosts}-{threads}-{repartition}", std::process::id());
+    /// `None` for the rate when every event was consumed before every pipeline owned
+    /// partitions (too few events for the layout: raise `RTSCORE_BENCH_EVENTS`).
+    fn throughput(&self, layout: Layout) -> (Option<f64>, f64) {
+        let Layout { hosts, threads, repartition, one_scenario } = layout;
+        let group = format!("bench-scale-{}-{hosts}-{threads}-{repartition}-{one_scenario}", std::process::id());
         let started = Instant::now();
         let mut running: Vec<Host> = (0..hosts).map(|_| self.start_host_as(&group, layout)).collect();
         let mut settled: Option<(Instant, u64)> = None;
@@ -105,8 +111,7 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(50));
         }
         let total = started.elapsed().as_secs_f64();
-        let (at, seen) = settled.expect("the group settled before the end");
-        let rate = (self.n - seen) as f64 / at.elapsed().as_secs_f64();
+        let rate = settled.filter(|(_, seen)| *seen < self.n).map(|(at, seen)| (self.n - seen) as f64 / at.elapsed().as_secs_f64());
         running.iter_mut().for_each(stop);
         (rate, total)
     }
@@ -116,11 +121,11 @@ impl Bench {
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.stack.kafka).set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition(&self.topic, p);
+            tpl.add_partition(&self.topics[0].0, p);
         }
         let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
         (0..PARTITIONS).all(
-            |p| matches!(committed.find_partition(&self.topic, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= ends[p as usize]),
+            |p| matches!(committed.find_partition(&self.topics[0].0, p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= ends[p as usize]),
         )
     }
 
@@ -128,7 +133,7 @@ impl Bench {
     fn recovery(&self) -> f64 {
         let group = format!("bench-scale-{}-kill", std::process::id());
         let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &self.stack.kafka).create().unwrap();
-        let ends: Vec<i64> = (0..PARTITIONS).map(|p| c.fetch_watermarks(&self.topic, p, Duration::from_secs(5)).unwrap().1).collect();
+        let ends: Vec<i64> = (0..PARTITIONS).map(|p| c.fetch_watermarks(&self.topics[0].0, p, Duration::from_secs(5)).unwrap().1).collect();
         let mut hosts: Vec<Host> = (0..3).map(|_| self.start_host(&group)).collect();
         let started = Instant::now();
         while Self::events_in(&hosts) < self.n * 4 / 10 {
@@ -194,10 +199,13 @@ fn user_partition(line: &[u8]) -> i32 {
 fn main() {
     let stack = Stack::ensure();
     let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let topic = format!("bench-scale-{}", std::process::id());
-    let by_user = format!("bench-scale-user-{}", std::process::id());
-    stack_cmd(&["topic-create", &topic, &PARTITIONS.to_string()]);
-    stack_cmd(&["topic-create", &by_user, &PARTITIONS.to_string()]);
+    let topic_pair = |tag: &str| {
+        let pair = (format!("bench-scale-{tag}{}", std::process::id()), format!("bench-scale-{tag}user-{}", std::process::id()));
+        stack_cmd(&["topic-create", &pair.0, &PARTITIONS.to_string()]);
+        stack_cmd(&["topic-create", &pair.1, &PARTITIONS.to_string()]);
+        pair
+    };
+    let topics = [topic_pair(""), topic_pair("one-")];
     let keys: Vec<ScenarioKey> = (0..6).map(|i| ScenarioKey::new("bench", &format!("s{i}"))).collect();
     let scenarios = std::env::temp_dir().join(format!("rtscore-scale-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scenarios).unwrap();
@@ -206,22 +214,30 @@ fn main() {
             "window_size_minutes": 60, "window_slide_minutes": 15, "decay_lambda": 0.1}}}});
         std::fs::write(scenarios.join(format!("{}.json", k.scenario_id)), serde_json::to_vec(&doc).unwrap()).unwrap();
     }
-    eprintln!("producing {n} events to {topic} and to {by_user} ...");
-    produce(&stack.kafka, &topic, &by_user, n, &keys);
-    let bench = Bench { stack, topic, by_user, scenarios, n };
+    for ((by_scenario, by_user), keys) in topics.iter().zip([&keys[..], &keys[..1]]) {
+        eprintln!("producing {n} events of {} scenario(s) to {by_scenario} and to {by_user} ...", keys.len());
+        produce(&stack.kafka, by_scenario, by_user, n, keys);
+    }
+    let bench = Bench { stack, topics, scenarios, n };
     let only_threads = std::env::var("RTSCORE_BENCH_ONLY").is_ok_and(|v| v == "threads");
 
     println!(
-        "\n| topic keyed by | hosts (processes, one group) | pipelines per host (`--threads`) | events | events/s once every pipeline owns partitions | per pipeline | seconds, start to done |"
+        "\n| events of | topic keyed by | hosts (processes, one group) | pipelines per host (`--threads`) | events | events/s once every pipeline owns partitions | per pipeline | seconds, start to done |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for repartition in [false, true] {
-        for threads in [1, 2] {
-            for hosts in 1..=3 {
-                let (rate, secs) = bench.throughput(Layout { hosts, threads, repartition });
-                let keyed = if repartition { "user (`--repartition`)" } else { "scenario" };
-                let per = rate / (hosts * threads) as f64;
-                println!("| {keyed} | {hosts} | {threads} | {n} | {rate:.0} | {per:.0} | {secs:.2} |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for one_scenario in [false, true] {
+        for repartition in [false, true] {
+            for threads in [1, 2] {
+                for hosts in 1..=3 {
+                    let (rate, secs) = bench.throughput(Layout { hosts, threads, repartition, one_scenario });
+                    let of = if one_scenario { "one scenario" } else { "six scenarios" };
+                    let keyed = if repartition { "user (`--repartition`)" } else { "scenario" };
+                    let (rate, per) = match rate {
+                        Some(r) => (format!("{r:.0}"), format!("{:.0}", r / (hosts * threads) as f64)),
+                        None => ("done before the group settled".to_string(), String::new()),
+                    };
+                    println!("| {of} | {keyed} | {hosts} | {threads} | {n} | {rate} | {per} | {secs:.2} |");
+                }
             }
         }
     }
