@@ -69,8 +69,9 @@ pub struct KafkaSettings {
     /// `--instance-id`: this host's stable name in the fleet (see [`instance_id_or_default`]).
     pub instance_id: Option<String>,
     /// `--threads`: pipelines in this process, each its own member of the consumer group
-    /// owning its share of the partitions (docs/operations.md, "Every core of a host").
-    pub threads: usize,
+    /// owning its share of the partitions (docs/operations.md, "Every core of a host");
+    /// `None` (`auto`): as many as the cores this process may use, at most one per partition.
+    pub threads: Option<usize>,
     /// Which of the `threads` pipelines this is (`None`: the only one): tags its Kafka client
     /// id, instance id and shuffle transactional id, which must differ between members.
     pub member: Option<usize>,
@@ -251,19 +252,23 @@ impl Settings {
         )
     }
 
-    /// Pipelines of this run: `--threads` for Kafka, else 1 (a file or the generator is one
-    /// ordered stream).
-    pub fn threads(&self) -> usize {
-        self.kafka().map_or(1, |k| k.threads.max(1))
+    /// Pipelines of this run: `--threads` for Kafka (`None`: `auto`, decided once the topic's
+    /// partitions are known), else 1 (a file or the generator is one ordered stream).
+    pub fn threads(&self) -> Option<usize> {
+        match self.kafka() {
+            Some(k) => k.threads.map(|n| n.max(1)),
+            None => Some(1),
+        }
     }
 
     /// The settings of pipeline `i` of a run of several ([`Self::threads`]): its own Kafka
     /// ids; no terminal view (each would draw over the others: `/status`, `/metrics` and the
     /// console show them all) and no HTTP server of its own (the run serves one for all).
-    pub fn for_member(&self, i: usize) -> anyhow::Result<Settings> {
+    pub fn for_member(&self, i: usize, of: usize) -> anyhow::Result<Settings> {
         let mut s = self.clone();
         if let SourceSettings::Kafka(k) = &mut s.source {
             k.member = Some(i);
+            k.threads = Some(of);
             if let Some(id) = &mut k.instance_id {
                 id.push_str(&format!("-t{i}"));
                 anyhow::ensure!(valid_instance_id(id), "--instance-id with --threads: {id} is longer than 200 characters");

@@ -80,7 +80,7 @@ impl Runtime {
     /// (MongoDB may be waited for, and plugins take a while to load). One pipeline:
     /// `--threads` is for [`run`].
     pub async fn build(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Runtime>> {
-        anyhow::ensure!(settings.threads() == 1, "Runtime::build makes one pipeline; runtime::run runs --threads {}", settings.threads());
+        anyhow::ensure!(settings.threads() == Some(1), "Runtime::build makes one pipeline; runtime::run runs --threads");
         Ok(Self::build_all(settings, shutdown).await?.and_then(|mut v| v.pop()))
     }
 
@@ -90,7 +90,6 @@ impl Runtime {
     /// consumer, pipeline state, snapshots, Redis connection and plugin instances.
     async fn build_all(settings: Settings, shutdown: Shutdown) -> anyhow::Result<Option<Vec<Runtime>>> {
         settings.check_build()?;
-        let n = settings.threads();
         let mongo = match &settings.store.source {
             #[cfg(feature = "mongodb")]
             ConfigSource::Mongo(url) => {
@@ -109,6 +108,17 @@ impl Runtime {
             _ => None,
         };
         let topology = prepare_repartition(&settings).await?;
+        let n = match settings.threads() {
+            Some(n) => n,
+            None => auto_threads(&settings, topology).await,
+        };
+        if n > 1 && topology.is_none() {
+            tracing::warn!(
+                pipelines = n,
+                "the pipelines split the topic's partitions between them: exact when the topic is keyed by tenant_id/scenario_id; \
+                 a topic keyed any other way needs --repartition (docs/operations.md, \"Every core of a host\")"
+            );
+        }
         let (reporters, health_view) = crate::health::members(n);
         let live = settings.http.as_ref().map(|_| LiveView::new());
         #[cfg(feature = "http")]
@@ -149,7 +159,7 @@ impl Runtime {
         let mut built = Vec::with_capacity(n);
         let mut stop_first = Some(stop_inputs);
         for (i, ((config, health), plugins)) in feeds.into_iter().zip(reporters).zip(coordinators).enumerate() {
-            let settings = if n == 1 { settings.clone() } else { settings.for_member(i)? };
+            let settings = if n == 1 { settings.clone() } else { settings.for_member(i, n)? };
             // The config poller stops with the first pipeline; the others have their own stop.
             let stop_inputs = stop_first.take().unwrap_or_else(|| watch::channel(false).0);
             let repartition = topology.map(|t| source::repartition(&settings, t)).transpose()?;
@@ -253,6 +263,36 @@ impl Runtime {
         }
         r.stop().await
     }
+}
+
+/// `--threads auto`: one pipeline per core this process may use, at most one per partition of
+/// the topic the pipelines read (more would idle). 1 when the partitions cannot be read.
+#[cfg(feature = "kafka")]
+async fn auto_threads(settings: &Settings, topology: Option<crate::repartition::Topology>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let Some(k) = settings.kafka() else { return 1 };
+    let partitions = match topology {
+        Some(t) => Ok(Some(t.partitions)),
+        None => crate::sources::shuffle::topic_partitions(&k.brokers, &k.options, &k.topic).await,
+    };
+    let n = match &partitions {
+        Ok(Some(p)) => cores.min(usize::try_from(*p).unwrap_or(1)).max(1),
+        Ok(None) => {
+            tracing::warn!(topic = %k.input_topic(), "--threads auto: the topic does not exist yet; running 1 pipeline (set --threads)");
+            1
+        }
+        Err(e) => {
+            tracing::warn!(topic = %k.input_topic(), error = %format!("{e:#}"), "--threads auto: cannot read the topic's partitions; running 1 pipeline (set --threads)");
+            1
+        }
+    };
+    tracing::info!(pipelines = n, cores, partitions = ?partitions.ok().flatten(), "--threads auto");
+    n
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn auto_threads(_: &Settings, _: Option<crate::repartition::Topology>) -> usize {
+    1
 }
 
 /// `--repartition`: creates the internal topic (idempotently; every host of a fleet does) and

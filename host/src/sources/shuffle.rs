@@ -133,6 +133,14 @@ pub async fn prepare(cfg: &ShuffleConfig, partitions: Option<i32>) -> anyhow::Re
     Ok(Topology { sources, partitions })
 }
 
+/// `topic`'s partition count on `brokers` (with the consumer's client `options`), `None` if it
+/// does not exist: how many pipelines `--threads auto` can keep busy.
+pub async fn topic_partitions(brokers: &str, options: &[(String, String)], topic: &str) -> anyhow::Result<Option<i32>> {
+    let admin: Arc<AdminClient<DefaultClientContext>> =
+        Arc::new(client(brokers, options).create().with_context(|| format!("cannot create a Kafka admin client for {brokers}"))?);
+    partition_count(&admin, topic).await
+}
+
 /// A topic's partition count, `None` if it does not exist (a blocking metadata call, off the
 /// async workers).
 async fn partition_count(admin: &Arc<AdminClient<DefaultClientContext>>, topic: &str) -> anyhow::Result<Option<i32>> {

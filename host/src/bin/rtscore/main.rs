@@ -20,8 +20,8 @@ fn main() -> std::process::ExitCode {
     // With --threads N, a worker more per extra pipeline, so pipelines never queue for a
     // worker behind each other.
     let pipelines = match &cli.command {
-        Some(Command::Run(args)) => usize::from(args.threads),
-        None => usize::from(cli.run.threads),
+        Some(Command::Run(args)) => cli::run_args::Threads::upper_bound(args.threads),
+        None => cli::run_args::Threads::upper_bound(cli.run.threads),
         _ => 1,
     };
     let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4)) + pipelines - 1;

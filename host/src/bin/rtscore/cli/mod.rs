@@ -28,8 +28,8 @@ Examples:
   rtscore run --job all --kafka-servers 127.0.0.1:19092 \\
       --mongodb-url mongodb://127.0.0.1:27018 --redis-url redis://127.0.0.1:16379
 
-  # Every core: 4 pipelines in one process, on a topic keyed any way (user_id, none)
-  rtscore run --job all --threads 4 --repartition --kafka-servers ... --mongodb-url ... --redis-url ...
+  # A topic keyed any way (user_id, none), one pipeline per core of this host
+  rtscore run --job all --threads auto --repartition --kafka-servers ... --mongodb-url ... --redis-url ...
 
   # Isolated instance for one important scenario (its own consumer group)
   rtscore run --tenant-id shop --scenario-id home --kafka-servers ... --mongodb-url ...

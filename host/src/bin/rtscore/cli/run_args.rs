@@ -111,11 +111,13 @@ pub struct RunArgs {
     /// Pipelines in this process: each runs on its own thread as its own member of the consumer
     /// group, owning its share of the topic's partitions (of the internal topic's with
     /// --repartition), with its own state, snapshots and plugin instances; results equal one
-    /// pipeline's. More than the topic's partitions leaves some idle. Kafka only
-    /// (docs/operations.md, "Every core of a host")
-    #[arg(long, value_name = "N", env = "RTSCORE_THREADS", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Events")]
-    pub threads: u16,
+    /// pipeline's when the topic is keyed by tenant_id/scenario_id or with --repartition (else a
+    /// scenario's events would be split between pipelines, as between hosts). `auto`: one per
+    /// core this process may use, at most one per partition. Kafka only (docs/operations.md,
+    /// "Every core of a host") [default: 1]
+    #[arg(long, value_name = "N|auto", env = "RTSCORE_THREADS", value_parser = parse_threads, overrides_with = "threads",
+          help_heading = "Events")]
+    pub threads: Option<Threads>,
     /// Write rejected events (original bytes + reason) to this JSONL file. Without it, and
     /// outside Kafka mode, rejects are logged.
     #[arg(long, value_name = "PATH", help_heading = "Events")]
@@ -323,7 +325,7 @@ impl TryFrom<RunArgs> for Settings {
         if a.repartition && (a.events_file.is_some() || a.kafka_servers.is_none()) {
             bail!("--repartition applies to Kafka events (--kafka-servers without --events-file)");
         }
-        if a.threads > 1 && (a.events_file.is_some() || a.kafka_servers.is_none()) {
+        if matches!(a.threads, Some(Threads(Some(n))) if n > 1) && (a.events_file.is_some() || a.kafka_servers.is_none()) {
             bail!(
                 "--threads applies to Kafka events (--kafka-servers without --events-file): a file or the generator is one ordered stream"
             );
@@ -343,7 +345,10 @@ impl TryFrom<RunArgs> for Settings {
                     &rtscore::settings::hostname(),
                     a.http_addr.map(|h| h.port()),
                 ),
-                threads: a.threads.into(),
+                threads: match a.threads {
+                    None => Some(1),
+                    Some(Threads(n)) => n.map(usize::from),
+                },
                 member: None,
             }),
             (None, None) => SourceSettings::Generator(GeneratorSettings {
@@ -423,6 +428,32 @@ impl TryFrom<RunArgs> for Settings {
     }
 }
 
+/// `--threads`: a count, or `None` for `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads(pub Option<u16>);
+
+impl Threads {
+    /// Pipelines the runtime's worker pool is sized for: the count (1 when not given), or for
+    /// `auto` the cores (`auto` never runs more).
+    pub fn upper_bound(threads: Option<Threads>) -> usize {
+        match threads {
+            None => 1,
+            Some(Threads(Some(n))) => usize::from(n),
+            Some(Threads(None)) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+fn parse_threads(s: &str) -> Result<Threads, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Threads(None));
+    }
+    match s.trim().parse::<u16>() {
+        Ok(n @ 1..=256) => Ok(Threads(Some(n))),
+        _ => Err(format!("expected `auto` or a count of pipelines from 1 to 256, got `{s}`")),
+    }
+}
+
 /// `--max-event-skew`: milliseconds, or `None` for no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxEventSkew(pub Option<i64>);
@@ -497,13 +528,20 @@ mod tests {
     fn threads_are_kafka_pipelines_each_with_its_own_ids_and_no_view() {
         let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "3", "--instance-id", "box-1", "--view", "log"]))
             .unwrap();
-        assert_eq!(s.threads(), 3);
-        let second = s.for_member(1).unwrap();
+        assert_eq!(s.threads(), Some(3));
+        let second = s.for_member(1, 3).unwrap();
         let k = second.kafka().unwrap();
         assert_eq!((k.member, k.instance_id.as_deref(), k.member_tag().as_str()), (Some(1), Some("box-1-t1"), "-t1"));
+        assert_eq!(second.threads(), Some(3));
         assert_eq!(second.outputs.view, ViewMode::Off, "each pipeline's view would draw over the others'");
         assert!(second.http.is_none(), "the run serves HTTP once for every pipeline");
-        assert_eq!(Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap().threads(), 1);
+        assert_eq!(Settings::try_from(run_args(&["--kafka-servers", "k:9092"])).unwrap().threads(), Some(1), "one by default");
+        let auto = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "auto"])).unwrap();
+        assert_eq!(auto.threads(), None, "decided once the partitions are known");
+        let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "auto", "--threads", "2"])).unwrap();
+        assert_eq!(s.threads(), Some(2), "the last --threads wins (scripts append theirs)");
+        assert_eq!(Settings::try_from(run_args(&["--events-file", "e.jsonl"])).unwrap().threads(), Some(1), "a file is one stream");
+        assert_eq!(Settings::try_from(run_args(&["--events-file", "e.jsonl", "--threads", "auto"])).unwrap().threads(), Some(1));
         let err = Settings::try_from(run_args(&["--events-file", "e.jsonl", "--threads", "2"])).unwrap_err();
         assert!(err.to_string().contains("--threads applies to Kafka"), "{err}");
         let err = Settings::try_from(run_args(&["--threads", "2"])).unwrap_err();
@@ -512,7 +550,7 @@ mod tests {
         assert!(zero.is_err(), "at least one pipeline");
         let long = "x".repeat(199);
         let s = Settings::try_from(run_args(&["--kafka-servers", "k:9092", "--threads", "2", "--instance-id", &long])).unwrap();
-        assert!(s.for_member(1).unwrap_err().to_string().contains("longer than 200"));
+        assert!(s.for_member(1, 2).unwrap_err().to_string().contains("longer than 200"));
     }
 
     #[test]
