@@ -128,11 +128,8 @@ impl Run {
         assert!(done, "{} of {} windows missing, e.g. {missing:?}\n{}", missing.len(), want.len(), logs());
     }
 
-    /// `group`'s committed offsets on `topic` have reached the end of its `partitions`, less
-    /// `slack` (a transactionally written partition ends with control records that consumers
-    /// skip and no committed offset needs to pass: the last commit marker, and the abort
-    /// marker of a killed host's transaction when the broker aborts it after the rest).
-    fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32, slack: i64) -> bool {
+    /// `group`'s committed offsets on `topic` have reached the end of its `partitions`.
+    fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
         let mut tpl = rdkafka::TopicPartitionList::new();
@@ -142,7 +139,46 @@ impl Run {
         let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
         (0..partitions).all(|p| {
             let end = c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
-            matches!(committed.find_partition(topic, p).map(|e| e.offset()), Some(rdkafka::Offset::Offset(o)) if o >= end - slack)
+            matches!(committed.find_partition(topic, p).map(|e| e.offset()), Some(rdkafka::Offset::Offset(o)) if o >= end)
+        })
+    }
+
+    /// `group`'s committed offsets on the transactionally written `topic` are past every record
+    /// a `read_committed` consumer sees: what is left after them, if anything, are control
+    /// records (one commit or abort marker per producer's last transaction there: as many as
+    /// the shuffles that wrote to it, so no fixed slack fits every fleet).
+    fn committed_past_every_record(&self, stack: &Stack, group: &str, topic: &str, partitions: i32) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+        (0..partitions).all(|p| {
+            let end = c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
+            let Some(rdkafka::Offset::Offset(at)) = committed.find_partition(topic, p).map(|e| e.offset()) else { return false };
+            if at >= end {
+                return true;
+            }
+            let reader: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &stack.kafka)
+                .set("group.id", unique("peek"))
+                .set("isolation.level", "read_committed")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            let mut from = rdkafka::TopicPartitionList::new();
+            from.add_partition_offset(topic, p, rdkafka::Offset::Offset(at)).unwrap();
+            reader.assign(&from).unwrap();
+            let until = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < until {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(_)) => return false,
+                    Some(Err(_)) | None => {}
+                }
+            }
+            true
         })
     }
 }
@@ -173,6 +209,17 @@ fn reference(stack: &Stack, evs: &[Ev]) -> Windows {
 
 #[test]
 fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
+    three_hosts_with_one_killed_match_one_host("1");
+}
+
+/// The same fleet with two pipelines per host (`--threads 2`): six members of each group, a
+/// process of two killed mid-stream and restarted.
+#[test]
+fn three_hosts_of_two_pipelines_with_one_killed_match_one_host() {
+    three_hosts_with_one_killed_match_one_host("2");
+}
+
+fn three_hosts_with_one_killed_match_one_host(threads: &str) {
     let stack = Stack::ensure();
     let evs = user_events();
     let want = reference(&stack, &evs);
@@ -180,12 +227,22 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
 
     let mut run = Run::new(&stack, "byuser", Some(0));
     let (a, b) = (evs.len() * 4 / 10, evs.len() * 7 / 10);
-    let mut hosts: Vec<HostProcess> = (0..3).map(|_| run.start_host(&stack)).collect();
+    let args = [("--threads", threads)];
+    let mut hosts: Vec<HostProcess> = (0..3).map(|_| run.start_host_args(&stack, &args)).collect();
     let owning = wait_until(Duration::from_secs(60), || hosts.iter().all(|h| owns_partitions(&h.log())));
     assert!(owning, "the group did not spread the internal partitions over three hosts\n{}", hosts[0].log());
     run.produce(&stack, &evs[..a], Keying::User);
-    let busy = wait_until(Duration::from_secs(90), || run.sinks.iter().filter(|p| !read_hot_sink(p).1.is_empty()).count() >= 2);
-    assert!(busy, "hosts did not emit windows\n{}", hosts[0].log());
+    // Every internal partition's snapshot stored before the kill (markers reach each one), so
+    // the killed host's partitions are taken over from a snapshot however loaded the machine.
+    let snapshots = || -> usize {
+        let keys: Vec<String> =
+            redis::Commands::keys(&mut stack.redis(), format!("rtscore:snapshot:{}:{}.by-scenario:*", run.group, run.group)).unwrap();
+        keys.len()
+    };
+    let busy = wait_until(Duration::from_secs(90), || {
+        run.sinks.iter().filter(|p| !read_hot_sink(p).1.is_empty()).count() >= 2 && snapshots() == PARTITIONS as usize
+    });
+    assert!(busy, "hosts did not emit windows and store every partition's snapshot\n{}", hosts[0].log());
     // Killed while the next part streams in: its shuffle dies mid-transaction (it commits
     // every 100 ms, up to every second while catching up), its pipeline between snapshots.
     let producing = {
@@ -198,7 +255,7 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
     hosts[0].kill();
     producing.join().unwrap();
     run.produce(&stack, &evs[b..], Keying::User);
-    hosts.push(run.start_host(&stack));
+    hosts.push(run.start_host_args(&stack, &args));
     let want_keys: BTreeSet<_> = want.keys().cloned().collect();
     run.wait_complete(&want_keys, Duration::from_secs(240), &|| {
         hosts.iter().skip(1).map(HostProcess::log).collect::<Vec<_>>().join("\n----\n")
@@ -216,11 +273,11 @@ fn three_hosts_on_a_user_keyed_topic_with_one_killed_match_one_host() {
     let shuffle_group = format!("{}.shuffle", run.group);
     let internal = format!("{}.by-scenario", run.group);
     assert!(
-        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS)),
         "the shuffle's offsets did not reach the end of the source topic"
     );
     assert!(
-        wait_until(Duration::from_secs(30), || run.committed_to_end(&stack, &run.group, &internal, PARTITIONS, 2)),
+        wait_until(Duration::from_secs(30), || run.committed_past_every_record(&stack, &run.group, &internal, PARTITIONS)),
         "the pipeline's offsets did not reach the end of the internal topic"
     );
     for h in hosts.iter_mut().skip(1) {
@@ -396,7 +453,7 @@ fn a_host_killed_mid_transaction_leaves_every_event_forwarded_exactly_once() {
     let mut next = run.start_host(&stack);
     let shuffle_group = format!("{}.shuffle", run.group);
     assert!(
-        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS)),
         "the shuffle did not finish forwarding\n{}",
         next.log()
     );
@@ -446,7 +503,7 @@ fn a_host_restarted_with_its_instance_id_forwards_at_once() {
     assert!(after < Duration::from_secs(8), "the restart waited {after:?}, as long as the transaction timeout\n{}", next.log());
     assert!(next.log().contains(&format!("{shuffle_group}.{id}")), "the stable transactional id is not in the log\n{}", next.log());
     assert!(
-        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS, 0)),
+        wait_until(Duration::from_secs(120), || run.committed_to_end(&stack, &shuffle_group, &run.topic, PARTITIONS)),
         "the shuffle did not finish forwarding\n{}",
         next.log()
     );
@@ -551,10 +608,10 @@ fn measure_catch_up_with_and_without_repartition() {
         let mut host = host.start();
         let internal = format!("{group}.by-scenario");
         let done = wait_until(Duration::from_secs(600), || match repartition {
-            false => run.committed_to_end(&stack, &group, &run.topic, PARTITIONS, 0),
+            false => run.committed_to_end(&stack, &group, &run.topic, PARTITIONS),
             true => {
-                run.committed_to_end(&stack, &format!("{group}.shuffle"), &run.topic, PARTITIONS, 0)
-                    && run.committed_to_end(&stack, &group, &internal, PARTITIONS, 2)
+                run.committed_to_end(&stack, &format!("{group}.shuffle"), &run.topic, PARTITIONS)
+                    && run.committed_past_every_record(&stack, &group, &internal, PARTITIONS)
             }
         });
         let secs = started.elapsed().as_secs_f64();
