@@ -173,9 +173,8 @@ impl Run {
             reader.assign(&from).unwrap();
             let until = Instant::now() + Duration::from_millis(1500);
             while Instant::now() < until {
-                match reader.poll(Duration::from_millis(100)) {
-                    Some(Ok(_)) => return false,
-                    Some(Err(_)) | None => {}
+                if let Some(Ok(_)) = reader.poll(Duration::from_millis(100)) {
+                    return false;
                 }
             }
             true
