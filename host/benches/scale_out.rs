@@ -155,8 +155,18 @@ impl Bench {
 }
 
 fn stop(h: &mut Host) {
-    let _ = Command::new("kill").arg("-TERM").arg(h.child.id().to_string()).status();
-    let _ = h.child.wait();
+    // Only a child not yet reaped: its pid cannot have been reused.
+    if matches!(h.child.try_wait(), Ok(None)) {
+        let _ = Command::new("kill").arg("-TERM").arg(h.child.id().to_string()).status();
+        let _ = h.child.wait();
+    }
+}
+
+/// A failed assertion unwinds past the rows' own `stop`: no host outlives the bench.
+impl Drop for Host {
+    fn drop(&mut self) {
+        stop(self);
+    }
 }
 
 /// `n` events over `keys` to `topic`, each on its scenario's partition, and the same events to
