@@ -128,19 +128,26 @@ impl Run {
         assert!(done, "{} of {} windows missing, e.g. {missing:?}\n{}", missing.len(), want.len(), logs());
     }
 
-    /// `group`'s committed offsets on `topic` have reached the end of its `partitions`.
-    fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32) -> bool {
+    /// Per partition of `topic`, `group`'s committed offset (if any) and the partition's end;
+    /// `None` when the group's offsets cannot be read.
+    fn committed_and_ends(stack: &Stack, group: &str, topic: &str, partitions: i32) -> Option<Vec<(Option<i64>, i64)>> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition(topic, p);
         }
-        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
-        (0..partitions).all(|p| {
-            let end = c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
-            matches!(committed.find_partition(topic, p).map(|e| e.offset()), Some(rdkafka::Offset::Offset(o)) if o >= end)
-        })
+        let committed = c.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
+        let at = |p: i32| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        Some((0..partitions).map(|p| (at(p), c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1))).collect())
+    }
+
+    /// `group`'s committed offsets on `topic` have reached the end of its `partitions`.
+    fn committed_to_end(&self, stack: &Stack, group: &str, topic: &str, partitions: i32) -> bool {
+        Self::committed_and_ends(stack, group, topic, partitions).is_some_and(|v| v.iter().all(|(at, end)| at.is_some_and(|o| o >= *end)))
     }
 
     /// `group`'s committed offsets on the transactionally written `topic` are past every record
@@ -149,15 +156,9 @@ impl Run {
     /// the shuffles that wrote to it, so no fixed slack fits every fleet).
     fn committed_past_every_record(&self, stack: &Stack, group: &str, topic: &str, partitions: i32) -> bool {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &stack.kafka).set("group.id", group).create().unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
-        (0..partitions).all(|p| {
-            let end = c.fetch_watermarks(topic, p, Duration::from_secs(5)).map_or(i64::MAX, |w| w.1);
-            let Some(rdkafka::Offset::Offset(at)) = committed.find_partition(topic, p).map(|e| e.offset()) else { return false };
+        let Some(offsets) = Self::committed_and_ends(stack, group, topic, partitions) else { return false };
+        offsets.into_iter().zip(0..).all(|((at, end), p)| {
+            let Some(at) = at else { return false };
             if at >= end {
                 return true;
             }

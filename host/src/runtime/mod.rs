@@ -390,21 +390,21 @@ impl Running {
         })
     }
 
-    /// Publishes `/status` and returns this pipeline's rows (its metrics are its own) and the
-    /// host's: with `--threads`, every pipeline's merged (what Redis, the console and the
-    /// terminal show).
-    fn publish_status(&self) -> (Rows, Rows) {
+    /// Publishes `/status` and returns this pipeline's rows (its metrics are its own) and, with
+    /// `--threads`, the host's: every pipeline's merged (what Redis, the console and the
+    /// terminal show); `None` when this pipeline is the host.
+    fn publish_status(&self) -> (Rows, Option<Rows>) {
         let (rows, tenants, doc) = self.status.publish(&self.rt.registry, &self.rt.pipeline, &self.rt.store_error, self.snapshots.as_ref());
         let stats = self.rt.pipeline.stats().clone();
         match &self.rt.member {
             None => {
                 self.rt.health.set_status(doc);
-                ((rows.clone(), tenants.clone(), stats.clone()), (rows, tenants, stats))
+                ((rows, tenants, stats), None)
             }
             Some(m) => {
                 let host = m.publish(members::Report { doc, stats: stats.clone(), rows: rows.clone(), tenants: tenants.clone() });
                 self.rt.health.set_status(host.doc);
-                ((rows, tenants, stats), (host.rows, host.tenants, host.stats))
+                ((rows, tenants, stats), Some((host.rows, host.tenants, host.stats)))
             }
         }
     }
@@ -478,7 +478,9 @@ impl Running {
         if let Some(age) = self.snapshots.as_ref().and_then(Snapshots::age_seconds) {
             metrics::gauge!("rtscore_snapshot_age_seconds").set(age);
         }
-        let ((rows, _, stats), (host_rows, host_tenants, host_stats)) = self.publish_status();
+        let (own, host) = self.publish_status();
+        let (rows, _, stats) = &own;
+        let (host_rows, host_tenants, host_stats) = host.as_ref().unwrap_or(&own);
         if !self.warned_cross_partition && stats.cross_partition > 0 {
             self.warned_cross_partition = true;
             tracing::warn!(
@@ -487,14 +489,14 @@ impl Running {
                  or run every host of the group with --repartition (docs/operations.md, \"Running a fleet\")"
             );
         }
-        status::export_metrics(&stats, &rows);
+        status::export_metrics(stats, rows);
         profile_loader::export_metrics(&self.rt.pipeline);
-        self.rt.outputs.status(&host_rows).await?;
+        self.rt.outputs.status(host_rows).await?;
         // The terminal view and the console redraw once a second: faster, the console's
         // fragments would be replaced under the operator's cursor.
         if self.last_view.elapsed() >= Duration::from_secs(1) {
             self.last_view = std::time::Instant::now();
-            self.rt.outputs.tick(&host_stats, &host_rows, &host_tenants, self.source.backlog.input_progress());
+            self.rt.outputs.tick(host_stats, host_rows, host_tenants, self.source.backlog.input_progress());
             if let (Some(live), Some(shuffle)) = (self.rt.outputs.live(), self.source.shuffle_stats()) {
                 live.set_shuffle(Some(shuffle.status(wall_ms())));
             }
@@ -612,8 +614,9 @@ impl Running {
         {
             s.save(&mut self.rt.pipeline, redis, c, true).await?;
         }
-        let ((rows, _, _), (host_rows, _, _)) = self.publish_status();
-        self.rt.outputs.status(&host_rows).await?;
+        let ((rows, _, _), host) = self.publish_status();
+        let host_rows = host.map(|h| h.0);
+        self.rt.outputs.status(host_rows.as_ref().unwrap_or(&rows)).await?;
         self.rt.outputs.close().await?;
         let plugin_problems = if self.rt.settings.require_plugins_scored {
             status::plugin_problems(&status::plugin_lanes(&rows, &self.rt.pipeline))
