@@ -14,8 +14,6 @@ use super::distinct::{DistinctCounts, DistinctSet, hash};
 /// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
 /// (±9.2e12 units); sums are i128, so they never overflow.
 const SUM_SCALE: f64 = 1e6;
-/// No feature row for this cell (not an item's head cell, or no contributing event yet).
-const NO_ROW: u32 = u32::MAX;
 /// Marks an `Agg` of `distinct` whose hashes are in the minute's set arena.
 const IN_ARENA: u64 = u64::MAX;
 
@@ -58,9 +56,9 @@ impl FeatureSet {
 /// The feature aggregates of one minute's items.
 #[derive(Debug, Clone, Default)]
 pub struct FeatureMinute {
-    /// Row of each cell of the minute (by cell index), [`NO_ROW`] for none.
-    row_of_cell: Vec<u32>,
-    /// `features` aggregates per row.
+    /// `features` aggregates per row; an item's row is its head cell's index in the minute, so
+    /// an event finds it without a lookup (rows of other cells stay empty). Rows past the last
+    /// head an event fed are not allocated. An all-empty row reads as no aggregates.
     aggs: Vec<Agg>,
     /// Distinct sets past two values.
     sets: Vec<DistinctSet>,
@@ -97,28 +95,23 @@ fn span(b: u64) -> (usize, usize) {
 }
 
 impl FeatureMinute {
-    /// Row of head cell `head`, created empty for `n` features if missing.
+    /// Row of head cell `head` for `n` features, allocated (empty) if past the end.
     fn row(&mut self, head: u32, n: usize) -> usize {
-        let h = head as usize;
-        if self.row_of_cell.len() <= h {
-            self.row_of_cell.resize(h + 1, NO_ROW);
+        let end = (head as usize + 1) * n;
+        if self.aggs.len() < end {
+            self.aggs.resize(end, Agg::default());
         }
-        if self.row_of_cell[h] == NO_ROW {
-            self.row_of_cell[h] = (self.aggs.len() / n.max(1)) as u32;
-            self.aggs.resize(self.aggs.len() + n, Agg::default());
-        }
-        self.row_of_cell[h] as usize
+        head as usize
     }
 
-    /// The row of head cell `head`, if it has one.
-    pub fn row_of(&self, head: usize) -> Option<u32> {
-        self.row_of_cell.get(head).copied().filter(|&r| r != NO_ROW)
+    /// Whether cell `cell`'s row is allocated, for `n` features (its aggregates may be empty).
+    pub fn has_row(&self, cell: usize, n: usize) -> bool {
+        (cell + 1) * n <= self.aggs.len()
     }
 
-    /// The aggregates of head cell `head`, if it has a row.
+    /// The aggregates of head cell `head`, if its row is allocated.
     pub fn aggs_of(&self, head: usize, n: usize) -> Option<&[Agg]> {
-        let r = *self.row_of_cell.get(head)?;
-        (r != NO_ROW).then(|| &self.aggs[r as usize * n..(r as usize + 1) * n])
+        self.aggs.get(head * n..(head + 1) * n)
     }
 
     /// Adds event `ev` of the item whose head cell here is `head` to the features in `mask`.
@@ -161,7 +154,8 @@ impl FeatureMinute {
         } else if agg.b == 0 || agg.b == h {
             agg.b = h;
         } else {
-            let mut s = DistinctSet::default();
+            // Room for a few more without regrowing: a set past two values usually keeps growing.
+            let mut s = DistinctSet::Exact(Vec::with_capacity(8));
             [agg.a, agg.b, h].into_iter().for_each(|x| s.insert(x));
             *agg = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
             self.sets.push(s);
@@ -219,13 +213,11 @@ impl FeatureMinute {
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.row_of_cell.shrink_to_fit();
         self.aggs.shrink_to_fit();
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.row_of_cell.capacity() * 4
-            + self.aggs.capacity() * std::mem::size_of::<Agg>()
+        self.aggs.capacity() * std::mem::size_of::<Agg>()
             + self.sets.iter().map(|s| s.heap_bytes() + std::mem::size_of::<DistinctSet>()).sum::<usize>()
             + self.text.capacity()
     }

@@ -305,6 +305,7 @@ impl HotWindows {
         // Pass 2: each cell to its item's next row, and with declared features, each minute's
         // items merged into the columns (the pairs gathered in the same sweep over the cells).
         let mut features = self.features.as_deref().map(|set| (set, BatchFeatures::new(set, s.order.len())));
+        let n_features = self.features.as_ref().map_or(0, |f| f.defs.len());
         for (&minute, m) in self.minutes.range(lo..hi) {
             let bucket_start = minute * BUCKET_MS;
             let fm = m.features.as_deref().filter(|_| features.is_some());
@@ -312,9 +313,9 @@ impl HotWindows {
             for (i, c) in m.cells.iter().enumerate() {
                 let k = s.mark[c.item as usize] as usize - 1;
                 if let (Some(fm), true) = (fm, c.head)
-                    && let Some(r) = fm.row_of(i)
+                    && fm.has_row(i, n_features)
                 {
-                    s.heads.push((k as u32, r));
+                    s.heads.push((k as u32, i as u32));
                 }
                 let row = s.rows[k] as usize;
                 s.rows[k] += 1;
