@@ -41,8 +41,8 @@ impl<'a> Event<'a> {
 pub type Tags<'a> = SmallVec<[Cow<'a, str>; 2]>;
 
 /// `tags` read as serde reads a list (so its errors are a list's), kept inline when short.
-fn tags_as_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<SmallVec<[Text<'a>; 2]>>, D::Error> {
-    Ok(Option::<Vec<Text<'a>>>::deserialize(d)?.map(SmallVec::from_vec))
+fn tags_as_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Tags<'a>>, D::Error> {
+    Ok(Option::<Vec<Text<'a>>>::deserialize(d)?.map(|v| v.into_iter().map(|t| t.0).collect()))
 }
 
 /// `Option<Cow<str>>` never borrows under serde; a newtype around the `Cow` does.
@@ -68,7 +68,7 @@ pub(super) struct RawEvent<'a> {
     #[serde(borrow)]
     pub(super) category: Option<Text<'a>>,
     #[serde(borrow, default, deserialize_with = "tags_as_list")]
-    pub(super) tags: Option<SmallVec<[Text<'a>; 2]>>,
+    pub(super) tags: Option<Tags<'a>>,
     pub(super) watch_time_ms: Option<f64>,
     #[serde(borrow)]
     pub(super) event_id: Option<Text<'a>>,
@@ -238,7 +238,7 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
         }
         c => c,
     };
-    let tags: Tags<'_> = raw.tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
+    let tags = raw.tags.unwrap_or_default();
     if tags.len() > MAX_TAGS {
         return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "must hold at most 64 tags" });
     }
@@ -294,7 +294,7 @@ fn raw_from_value<'a>(doc: &Value, m: &EventMapping) -> Result<RawEvent<'a>, Rej
         Some(Value::Array(items)) => Some(
             items
                 .iter()
-                .map(|t| t.as_str().map(|s| Text(Cow::Owned(s.to_string()))).ok_or_else(|| wrong(F::Tags, "a list of strings")))
+                .map(|t| t.as_str().map(|s| Cow::Owned(s.to_string())).ok_or_else(|| wrong(F::Tags, "a list of strings")))
                 .collect::<Result<SmallVec<_>, _>>()?,
         ),
         Some(_) => return Err(wrong(F::Tags, "a list of strings")),

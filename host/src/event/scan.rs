@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use smallvec::SmallVec;
 
-use super::parse::{RawEvent, RawTs, Text};
+use super::parse::{RawEvent, RawTs, Tags, Text};
 
 /// Bytes that end the fast read of a string: the closing quote, an escape, or a control
 /// character (which JSON forbids unescaped, so serde_json's error must speak for it).
@@ -132,19 +132,50 @@ fn plain_uint(tok: &[u8]) -> Option<u64> {
     }
 }
 
+/// `"key":` as a 16-byte little-endian word and a mask of its length, so the key a producer
+/// writes next is compared in one load instead of a `memcmp` call per field.
+struct Pattern {
+    word: u128,
+    mask: u128,
+    bytes: &'static [u8],
+    bit: u16,
+}
+
+const fn pattern(bytes: &'static [u8], bit: u16) -> Pattern {
+    assert!(bytes.len() <= 16, "a pattern fits one 16-byte word");
+    let mut word = [0u8; 16];
+    let mut i = 0;
+    while i < bytes.len() {
+        word[i] = bytes[i];
+        i += 1;
+    }
+    let mask = if bytes.len() == 16 { u128::MAX } else { (1u128 << (8 * bytes.len())) - 1 };
+    Pattern { word: u128::from_le_bytes(word), mask, bytes, bit }
+}
+
+impl Pattern {
+    #[inline(always)]
+    fn starts(&self, rest: &[u8]) -> bool {
+        match rest.first_chunk::<16>() {
+            Some(head) => (u128::from_le_bytes(*head) ^ self.word) & self.mask == 0,
+            None => rest.starts_with(self.bytes),
+        }
+    }
+}
+
 /// The canonical fields in the order the generator and most producers write them, each as
 /// `"key":`.
-const IN_ORDER: [(&[u8], u16); 10] = [
-    (b"\"tenant_id\":", TENANT),
-    (b"\"scenario_id\":", SCENARIO),
-    (b"\"user_id\":", USER),
-    (b"\"item_id\":", ITEM),
-    (b"\"action\":", ACTION),
-    (b"\"ts\":", TS),
-    (b"\"category\":", CATEGORY),
-    (b"\"tags\":", TAGS),
-    (b"\"watch_time_ms\":", WATCH),
-    (b"\"event_id\":", EVENT_ID),
+const IN_ORDER: [Pattern; 10] = [
+    pattern(b"\"tenant_id\":", TENANT),
+    pattern(b"\"scenario_id\":", SCENARIO),
+    pattern(b"\"user_id\":", USER),
+    pattern(b"\"item_id\":", ITEM),
+    pattern(b"\"action\":", ACTION),
+    pattern(b"\"ts\":", TS),
+    pattern(b"\"category\":", CATEGORY),
+    pattern(b"\"tags\":", TAGS),
+    pattern(b"\"watch_time_ms\":", WATCH),
+    pattern(b"\"event_id\":", EVENT_ID),
 ];
 
 /// A key's bit (0: a field serde ignores); `None` for `props`, which serde_json reads.
@@ -180,19 +211,19 @@ pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
         loop {
             // Producers write the fields in one order: the key after the previous one is tried
             // first as a whole (`"key":`), before reading a key and matching it.
-            let bit = if let Some((pattern, bit)) = IN_ORDER.get(next)
-                && c.b[c.i..].starts_with(pattern)
+            let bit = if let Some(p) = IN_ORDER.get(next)
+                && p.starts(&c.b[c.i..])
             {
-                c.i += pattern.len();
+                c.i += p.bytes.len();
                 next += 1;
                 c.ws();
-                *bit
+                p.bit
             } else {
                 let bit = key_bit(c.string()?)?;
                 c.ws();
                 c.eat(b':')?;
                 c.ws();
-                next = IN_ORDER.iter().position(|(_, b)| *b == bit).map_or(next, |p| p + 1);
+                next = IN_ORDER.iter().position(|p| p.bit == bit).map_or(next, |p| p + 1);
                 bit
             };
             if seen & bit != 0 {
@@ -245,7 +276,7 @@ pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
 
 /// `["a","b",...]` of plain strings.
 #[inline(always)]
-fn tags<'a>(c: &mut Cursor<'a>) -> Option<SmallVec<[Text<'a>; 2]>> {
+fn tags<'a>(c: &mut Cursor<'a>) -> Option<Tags<'a>> {
     c.eat(b'[')?;
     c.ws();
     let mut out = SmallVec::new();
@@ -253,7 +284,7 @@ fn tags<'a>(c: &mut Cursor<'a>) -> Option<SmallVec<[Text<'a>; 2]>> {
         return Some(out);
     }
     loop {
-        out.push(Text(Cow::Borrowed(c.string()?)));
+        out.push(Cow::Borrowed(c.string()?));
         c.ws();
         match c.peek()? {
             b',' => {
