@@ -199,7 +199,7 @@ fn key_bit(key: &str) -> Option<u16> {
 
 /// Reads `bytes` as the common event, or `None` for serde_json to read it.
 pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
-    let text = std::str::from_utf8(bytes).ok()?;
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let mut c = Cursor { text, b: bytes, i: 0 };
     let mut raw = RawEvent::default();
     let mut seen = 0u16;
