@@ -154,7 +154,7 @@ impl FeatureMinute {
         } else if agg.b == 0 || agg.b == h {
             agg.b = h;
         } else {
-            // Room for a few more without regrowing: a set past two values usually keeps growing.
+            // Room for a few more hashes before the first regrowth.
             let mut s = DistinctSet::Exact(Vec::with_capacity(8));
             [agg.a, agg.b, h].into_iter().for_each(|x| s.insert(x));
             *agg = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
