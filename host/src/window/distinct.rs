@@ -137,124 +137,149 @@ fn estimate(s: &[u8; REGISTERS]) -> f64 {
 /// merging [`DistinctSet`]s one part at a time gives, without a set per counted item. An item
 /// with one part (most items of a window: seen in one minute) is counted from that part as it
 /// is. Other items' parts are kept flat: inline hashes as (item, hash) pairs grouped by a
-/// counting sort, exact sets and sketches borrowed (nothing is copied to read them). An item's
-/// union is then counted with a small table that stops at [`EXACT_BOUND`] distinct hashes, so
-/// an item heading for a sketch (a popular item over a long window) is never sorted. A window's
-/// merge costs no allocation per item and no sorted insert per hash.
-#[derive(Debug)]
-pub struct DistinctCounts<'s> {
-    first: Vec<Part<'s>>,
+/// counting sort, exact sets and sketches by reference into their arenas (nothing is copied to
+/// read them). An item's union is then counted with a small table that stops at
+/// [`EXACT_BOUND`] distinct hashes, so an item heading for a sketch (a popular item over a long
+/// window) is never sorted. Reused from window to window ([`Self::reset`]), so a window's merge
+/// costs no allocation once the arrays have grown, and no sorted insert per hash.
+#[derive(Debug, Default)]
+pub struct DistinctCounts {
+    first: Vec<Part>,
     pairs: Vec<(u32, u64)>,
-    /// The exact set parts of items with several parts.
-    sets: Vec<(u32, &'s [u64])>,
-    /// The sketch parts of items with several parts.
-    sketches: Vec<(u32, &'s [u8; REGISTERS])>,
+    /// The set parts (exact or sketch) of items with several parts: (item, [`SetRef`]).
+    sets: Vec<(u32, u64)>,
+    /// Counting-sort scratch: the pairs' hashes grouped by item, and each item's range.
+    starts: Vec<u32>,
+    next: Vec<u32>,
+    hashes: Vec<u64>,
+    seen: SeenTable,
 }
 
-/// An item's only part so far, or `Spilled` once it has several (they are then in the pairs).
-#[derive(Debug, Clone, Copy, Default)]
-enum Part<'s> {
-    #[default]
-    None,
-    /// Up to two hashes (0: none).
-    Inline(u64, u64),
-    Set(&'s DistinctSet),
-    Spilled,
+/// Set `index` of arena `arena`, packed as `arena << 32 | index` (never `u64::MAX`).
+fn set_ref(arena: u32, index: u32) -> u64 {
+    (u64::from(arena) << 32) | u64::from(index)
 }
 
-impl<'s> DistinctCounts<'s> {
-    /// Counts for items `0..items`; parts of items beyond are ignored.
-    pub fn new(items: usize) -> Self {
-        Self { first: vec![Part::None; items], pairs: Vec::new(), sets: Vec::new(), sketches: Vec::new() }
+fn resolve<'a>(arenas: &[&'a [DistinctSet]], r: u64) -> Option<&'a DistinctSet> {
+    arenas.get((r >> 32) as usize)?.get((r & 0xffff_ffff) as usize)
+}
+
+/// An item's only part so far, in 16 bytes: no hashes (`0, 0`), up to two hashes inline (0:
+/// none; a hash is never 0 or `u64::MAX`), a set (`MARK`, its [`set_ref`]), or several parts
+/// (`MARK, MARK`: they are then in the pairs and sets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Part {
+    a: u64,
+    b: u64,
+}
+
+const MARK: u64 = u64::MAX;
+const SPILLED: Part = Part { a: MARK, b: MARK };
+
+impl DistinctCounts {
+    /// Starts counting for items `0..items` (parts of items beyond are ignored), keeping the
+    /// arrays' capacity.
+    pub fn reset(&mut self, items: usize) {
+        self.first.clear();
+        self.first.resize(items, Part::default());
+        self.pairs.clear();
+        self.sets.clear();
     }
 
     /// Adds up to two hashes (0: none) to item `k`'s set.
     #[inline]
     pub fn add_inline(&mut self, k: u32, a: u64, b: u64) {
-        self.add_part(k, Part::Inline(a, b));
+        self.add_part(k, Part { a, b });
     }
 
-    /// Adds every hash of `part` to item `k`'s set.
-    pub fn add_set(&mut self, k: u32, part: &'s DistinctSet) {
-        self.add_part(k, Part::Set(part));
+    /// Adds every hash of set `index` of arena `arena` (as passed to [`Self::counts_into`]) to
+    /// item `k`'s set.
+    pub fn add_set(&mut self, k: u32, arena: u32, index: u32) {
+        self.add_part(k, Part { a: MARK, b: set_ref(arena, index) });
     }
 
     #[inline]
-    fn add_part(&mut self, k: u32, part: Part<'s>) {
+    fn add_part(&mut self, k: u32, part: Part) {
         let Some(held) = self.first.get_mut(k as usize) else { return };
-        match *held {
-            Part::None => *held = part,
-            Part::Spilled => self.spill(k, part),
-            only => {
-                *held = Part::Spilled;
-                self.spill(k, only);
-                self.spill(k, part);
-            }
+        if *held == Part::default() {
+            *held = part;
+        } else if *held == SPILLED {
+            self.spill(k, part);
+        } else {
+            let only = std::mem::replace(held, SPILLED);
+            self.spill(k, only);
+            self.spill(k, part);
         }
     }
 
-    fn spill(&mut self, k: u32, part: Part<'s>) {
-        match part {
-            Part::Inline(a, b) => {
-                if a != 0 {
-                    self.pairs.push((k, a));
-                }
-                if b != 0 {
-                    self.pairs.push((k, b));
-                }
-            }
-            Part::Set(DistinctSet::Exact(v)) if !v.is_empty() => self.sets.push((k, v)),
-            Part::Set(DistinctSet::Sketch(s)) => self.sketches.push((k, s)),
-            Part::Set(_) | Part::None | Part::Spilled => {}
+    fn spill(&mut self, k: u32, part: Part) {
+        if part.a == MARK {
+            self.sets.push((k, part.b));
+            return;
+        }
+        if part.a != 0 {
+            self.pairs.push((k, part.a));
+        }
+        if part.b != 0 {
+            self.pairs.push((k, part.b));
         }
     }
 
-    /// Each item's count (0 for an item without hashes): exact up to [`EXACT_BOUND`], else the
-    /// sketch estimate, as [`DistinctSet::count`] of the union.
-    pub fn counts(mut self) -> Vec<f64> {
+    /// Each item's count (0 for an item without hashes) into `out`: exact up to
+    /// [`EXACT_BOUND`], else the sketch estimate, as [`DistinctSet::count`] of the union. Set
+    /// parts are looked up in `arenas`; one that is not there counts as empty.
+    pub fn counts_into(&mut self, arenas: &[&[DistinctSet]], out: &mut Vec<f64>) {
         let items = self.first.len();
         // Group the spilled hashes by item with a counting sort (linear).
-        let mut starts = vec![0u32; items + 1];
+        let starts = &mut self.starts;
+        starts.clear();
+        starts.resize(items + 1, 0);
         for &(k, _) in &self.pairs {
             starts[k as usize + 1] += 1;
         }
         for k in 0..items {
             starts[k + 1] += starts[k];
         }
-        let mut next = starts.clone();
-        let mut hashes = vec![0u64; self.pairs.len()];
+        self.next.clone_from(starts);
+        self.hashes.clear();
+        self.hashes.resize(self.pairs.len(), 0);
         for &(k, h) in &self.pairs {
-            hashes[next[k as usize] as usize] = h;
-            next[k as usize] += 1;
+            self.hashes[self.next[k as usize] as usize] = h;
+            self.next[k as usize] += 1;
         }
-        self.sets.sort_unstable_by_key(|(k, _)| *k);
-        self.sketches.sort_unstable_by_key(|(k, _)| *k);
-        // The borrowed sets lie scattered over the minutes' arenas, and the union count below
-        // waits on each one's first load in turn. Touching them all first, in a loop whose
-        // loads do not depend on each other, lets those misses overlap.
-        std::hint::black_box(self.sets.iter().fold(0u64, |acc, (_, v)| acc ^ v.first().copied().unwrap_or(0)));
+        self.sets.sort_unstable();
+        // The sets lie scattered over the minutes' arenas, and the union count below waits on
+        // each one's first load in turn. Touching them all first, in a loop whose loads do not
+        // depend on each other, lets those misses overlap.
+        std::hint::black_box(self.sets.iter().fold(0u64, |acc, &(_, r)| match resolve(arenas, r) {
+            Some(DistinctSet::Exact(v)) => acc ^ v.first().copied().unwrap_or(0),
+            _ => acc,
+        }));
         let mut sets = self.sets.chunk_by(|a, b| a.0 == b.0).peekable();
-        let mut sketches = self.sketches.chunk_by(|a, b| a.0 == b.0).peekable();
-        let mut seen = SeenTable::default();
-        (0..items)
-            .map(|k| match self.first[k] {
-                Part::None | Part::Spilled => {
-                    let own = &hashes[starts[k] as usize..starts[k + 1] as usize];
-                    let sets = sets.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
-                    let sketches = sketches.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
-                    count_union(own, sets, sketches, &mut seen)
-                }
-                Part::Inline(a, b) => f64::from(u8::from(a != 0) + u8::from(b != 0 && b != a)),
-                Part::Set(DistinctSet::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
-                Part::Set(DistinctSet::Exact(v)) => estimate(&sketch_of(v)).round(),
-                Part::Set(DistinctSet::Sketch(s)) => estimate(s).round(),
-            })
-            .collect()
+        out.clear();
+        out.extend((0..items).map(|k| {
+            let part = self.first[k];
+            if part.a != MARK {
+                return f64::from(u8::from(part.a != 0) + u8::from(part.b != 0 && part.b != part.a));
+            }
+            if part != SPILLED {
+                return match resolve(arenas, part.b) {
+                    Some(DistinctSet::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
+                    Some(DistinctSet::Exact(v)) => estimate(&sketch_of(v)).round(),
+                    Some(DistinctSet::Sketch(s)) => estimate(s).round(),
+                    None => 0.0,
+                };
+            }
+            let own = &self.hashes[starts[k] as usize..starts[k + 1] as usize];
+            let sets = sets.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
+            count_union(own, sets.iter().filter_map(|&(_, r)| resolve(arenas, r)), &mut self.seen)
+        }));
     }
 }
 
 /// Open-addressing set of hashes that counts up to one past [`EXACT_BOUND`] distinct ones: at
 /// most a quarter full, so a probe is short. Reused for every item of a window.
+#[derive(Debug)]
 struct SeenTable {
     slots: Box<[u64; SEEN_SLOTS]>,
     /// Slots written since the last clear, to clear only those.
@@ -295,12 +320,12 @@ impl SeenTable {
     }
 }
 
-/// The count of the union of `own` hashes (any order, repeats allowed), exact `sets` and
-/// `sketches`.
-fn count_union(own: &[u64], sets: &[(u32, &[u64])], sketches: &[(u32, &[u8; REGISTERS])], seen: &mut SeenTable) -> f64 {
-    let all = || own.iter().chain(sets.iter().flat_map(|(_, v)| v.iter()));
-    if sketches.is_empty() {
-        if own.is_empty() && sets.is_empty() {
+/// The count of the union of `own` hashes (any order, repeats allowed) and the `sets`.
+fn count_union<'s>(own: &[u64], sets: impl Iterator<Item = &'s DistinctSet> + Clone, seen: &mut SeenTable) -> f64 {
+    let exact = || sets.clone().filter_map(|s| if let DistinctSet::Exact(v) = s { Some(v.as_slice()) } else { None });
+    let all = || own.iter().chain(exact().flatten());
+    if !sets.clone().any(|s| matches!(s, DistinctSet::Sketch(_))) {
+        if own.is_empty() && exact().all(<[u64]>::is_empty) {
             return 0.0;
         }
         if let Some(distinct) = seen.distinct_within_bound(all()) {
@@ -308,7 +333,11 @@ fn count_union(own: &[u64], sets: &[(u32, &[u64])], sketches: &[(u32, &[u8; REGI
         }
     }
     let mut s = Box::new([0u8; REGISTERS]);
-    sketches.iter().for_each(|(_, p)| s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x)));
+    for p in sets.clone() {
+        if let DistinctSet::Sketch(p) = p {
+            s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x));
+        }
+    }
     all().for_each(|&h| register(&mut s, h));
     estimate(&s).round()
 }
@@ -383,18 +412,31 @@ mod tests {
         ) {
             let parts: Vec<(u32, DistinctSet, bool)> =
                 parts.into_iter().map(|(k, n, base, as_set)| (k, set_of((0..n as u64).map(|i| format!("u{}", base + i))), as_set)).collect();
-            let mut flat = DistinctCounts::new(6);
+            // Reused: a first round over other parts must leave nothing behind.
+            let mut flat = DistinctCounts::default();
+            flat.reset(3);
+            flat.add_inline(1, 5, 6);
+            flat.add_inline(1, 7, 0);
+            flat.counts_into(&[], &mut Vec::new());
+            flat.reset(6);
+            // The set parts, split over two arenas as over two minutes.
+            let arenas: Vec<Vec<DistinctSet>> = vec![
+                parts.iter().step_by(2).map(|(_, p, _)| p.clone()).collect(),
+                parts.iter().skip(1).step_by(2).map(|(_, p, _)| p.clone()).collect(),
+            ];
             let mut sets = vec![DistinctSet::default(); 6];
-            for (k, part, as_set) in &parts {
+            for (i, (k, part, as_set)) in parts.iter().enumerate() {
                 match part {
                     // Up to two hashes at a time, as an (item, minute) holds them inline.
                     DistinctSet::Exact(v) if !as_set => v.chunks(2).for_each(|c| flat.add_inline(*k, c[0], c.get(1).copied().unwrap_or(0))),
-                    _ => flat.add_set(*k, part),
+                    _ => flat.add_set(*k, (i % 2) as u32, (i / 2) as u32),
                 }
                 sets[*k as usize].merge(part);
             }
             let want: Vec<f64> = sets.iter().map(DistinctSet::count).collect();
-            prop_assert_eq!(flat.counts(), want);
+            let mut got = Vec::new();
+            flat.counts_into(&[&arenas[0], &arenas[1]], &mut got);
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -301,38 +301,73 @@ pub enum PortableAgg {
 }
 
 /// One feature's merge of a window's minutes, per batch item.
-enum Acc<'m> {
+#[derive(Debug)]
+enum Acc {
     Sum(Vec<i128>),
     Max(Vec<Option<f64>>),
-    Distinct(DistinctCounts<'m>),
-    Last(Vec<Option<(i64, &'m str)>>),
+    Distinct(DistinctCounts),
+    /// The greatest `(ts, value)` so far: its event time, its minute (an index into the
+    /// window's feature minutes) and its span there (0: none).
+    Last(Vec<(i64, u32, u64)>),
+}
+
+impl Acc {
+    fn new(op: FeatureOp) -> Self {
+        match op {
+            FeatureOp::Sum => Acc::Sum(Vec::new()),
+            FeatureOp::Max => Acc::Max(Vec::new()),
+            FeatureOp::Distinct => Acc::Distinct(DistinctCounts::default()),
+            FeatureOp::Last => Acc::Last(Vec::new()),
+        }
+    }
+
+    fn op(&self) -> FeatureOp {
+        match self {
+            Acc::Sum(_) => FeatureOp::Sum,
+            Acc::Max(_) => FeatureOp::Max,
+            Acc::Distinct(_) => FeatureOp::Distinct,
+            Acc::Last(_) => FeatureOp::Last,
+        }
+    }
+
+    fn reset(&mut self, items: usize) {
+        match self {
+            Acc::Sum(v) => refill(v, items, 0),
+            Acc::Max(v) => refill(v, items, None),
+            Acc::Distinct(d) => d.reset(items),
+            Acc::Last(v) => refill(v, items, (0, 0, 0)),
+        }
+    }
+}
+
+fn refill<T: Clone>(v: &mut Vec<T>, items: usize, empty: T) {
+    v.clear();
+    v.resize(items, empty);
 }
 
 /// The window's feature columns, built by merging each batch item's (item, minute) aggregates.
-pub struct BatchFeatures<'m> {
-    accs: Vec<Acc<'m>>,
+/// Reused from window to window: once its arrays have grown, a window allocates only the
+/// columns it hands over.
+#[derive(Debug, Default)]
+pub struct BatchFeatures {
+    accs: Vec<Acc>,
 }
 
-impl<'m> BatchFeatures<'m> {
-    pub fn new(set: &FeatureSet, items: usize) -> Self {
-        let accs = set
-            .defs
-            .iter()
-            .map(|d| match d.op {
-                FeatureOp::Sum => Acc::Sum(vec![0; items]),
-                FeatureOp::Max => Acc::Max(vec![None; items]),
-                FeatureOp::Distinct => Acc::Distinct(DistinctCounts::new(items)),
-                FeatureOp::Last => Acc::Last(vec![None; items]),
-            })
-            .collect();
-        Self { accs }
+impl BatchFeatures {
+    /// Starts a window of `items` batch items under `set`.
+    pub fn reset(&mut self, set: &FeatureSet, items: usize) {
+        if !self.accs.iter().map(Acc::op).eq(set.defs.iter().map(|d| d.op)) {
+            self.accs = set.defs.iter().map(|d| Acc::new(d.op)).collect();
+        }
+        self.accs.iter_mut().for_each(|a| a.reset(items));
     }
 
-    /// Merges one minute's aggregates: `heads` pairs each batch item with its row in `fm`
-    /// ([`FeatureMinute::row_of`]). A column at a time: the accumulators are indexed by batch
-    /// item, so each access may miss the cache, and a short loop per column keeps many of those
-    /// misses in flight at once where one loop over every feature would wait on each in turn.
-    pub fn merge_minute(&mut self, fm: &'m FeatureMinute, heads: &[(u32, u32)]) {
+    /// Merges one minute's aggregates: `minutes[minute]` is the minute, `heads` pairs each batch
+    /// item with its row there. A column at a time: the accumulators are indexed by batch item,
+    /// so each access may miss the cache, and a short loop per column keeps many of those misses
+    /// in flight at once where one loop over every feature would wait on each in turn.
+    pub fn merge_minute(&mut self, minutes: &[&FeatureMinute], minute: u32, heads: &[(u32, u32)]) {
+        let Some(fm) = minutes.get(minute as usize) else { return };
         let n = self.accs.len();
         for (i, acc) in self.accs.iter_mut().enumerate() {
             let aggs = heads.iter().filter_map(|&(k, r)| Some((k as usize, fm.aggs.get(r as usize * n + i)?)));
@@ -349,17 +384,17 @@ impl<'m> BatchFeatures<'m> {
                     for (k, agg) in aggs {
                         if agg.a != IN_ARENA {
                             d.add_inline(k as u32, agg.a, agg.b);
-                        } else if let Some(s) = fm.sets.get(agg.b as usize) {
-                            d.add_set(k as u32, s);
+                        } else {
+                            d.add_set(k as u32, minute, agg.b as u32);
                         }
                     }
                 }
                 Acc::Last(v) => {
                     for (k, agg) in aggs.filter(|(_, agg)| agg.b != 0) {
-                        let (start, len) = span(agg.b);
-                        let cand = (agg.a as i64, &fm.text[start..start + len]);
-                        if v[k].is_none_or(|held| cand > held) {
-                            v[k] = Some(cand);
+                        let (held_ts, held_minute, held_span) = v[k];
+                        let cand = (agg.a as i64, text_of(fm, agg.b));
+                        if held_span == 0 || cand > (held_ts, minutes.get(held_minute as usize).map_or("", |m| text_of(m, held_span))) {
+                            v[k] = (cand.0, minute, agg.b);
                         }
                     }
                 }
@@ -367,22 +402,43 @@ impl<'m> BatchFeatures<'m> {
         }
     }
 
-    /// The columns, in declaration order.
-    pub fn columns(self, set: &FeatureSet) -> Vec<FeatureColumn> {
+    /// The columns, in declaration order; `minutes` as passed to [`Self::merge_minute`].
+    pub fn columns(&mut self, set: &FeatureSet, minutes: &[&FeatureMinute]) -> Vec<FeatureColumn> {
+        let arenas: Vec<&[DistinctSet]> = minutes.iter().map(|m| m.sets.as_slice()).collect();
         self.accs
-            .into_iter()
+            .iter_mut()
             .zip(&set.defs)
             .map(|(acc, def)| {
                 let values = match acc {
-                    Acc::Sum(v) => FeatureValues::Number(v.into_iter().map(|s| s as f64 / SUM_SCALE).collect()),
-                    Acc::Max(v) => FeatureValues::Number(v.into_iter().map(|m| m.unwrap_or(0.0)).collect()),
-                    Acc::Distinct(d) => FeatureValues::Number(d.counts()),
-                    Acc::Last(v) => FeatureValues::Text(v.into_iter().map(|l| l.map_or(String::new(), |(_, t)| t.to_string())).collect()),
+                    // Through i64 where the sum fits (the same rounding, without a 128-bit
+                    // conversion call per item).
+                    Acc::Sum(v) => {
+                        FeatureValues::Number(v.iter().map(|&s| i64::try_from(s).map_or(s as f64, |s| s as f64) / SUM_SCALE).collect())
+                    }
+                    Acc::Max(v) => FeatureValues::Number(v.iter().map(|m| m.unwrap_or(0.0)).collect()),
+                    Acc::Distinct(d) => {
+                        let mut counts = Vec::new();
+                        d.counts_into(&arenas, &mut counts);
+                        FeatureValues::Number(counts)
+                    }
+                    Acc::Last(v) => FeatureValues::Text(
+                        v.iter()
+                            .map(|&(_, m, span)| {
+                                if span == 0 { String::new() } else { minutes.get(m as usize).map_or("", |m| text_of(m, span)).to_string() }
+                            })
+                            .collect(),
+                    ),
                 };
                 FeatureColumn { name: def.name.clone(), values }
             })
             .collect()
     }
+}
+
+/// The `last` value at span `b` of minute `fm`.
+fn text_of(fm: &FeatureMinute, b: u64) -> &str {
+    let (start, len) = span(b);
+    fm.text.get(start..start + len).unwrap_or("")
 }
 
 /// For each new definition, the index of the same definition among `old`, if any.

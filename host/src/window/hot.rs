@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::buckets::{BUCKET_MS, age_moments};
-use super::features::{BatchFeatures, FeatureSet, retained};
+use super::features::{BatchFeatures, FeatureMinute, FeatureSet, retained};
 use super::item_ids::ItemIds;
 use super::minute_cells::{CellRow, MinuteCells};
 use crate::config::{FeatureDef, WindowGeometry};
@@ -56,6 +56,8 @@ struct BatchScratch {
     /// One minute's (batch item, feature row) pairs, merged into the feature columns a column
     /// at a time.
     heads: Vec<(u32, u32)>,
+    /// The feature columns' accumulators.
+    features: BatchFeatures,
 }
 
 impl Clone for BatchScratch {
@@ -304,11 +306,17 @@ impl HotWindows {
         batch.row_age_var_ms2.resize(total, 0.0);
         // Pass 2: each cell to its item's next row, and with declared features, each minute's
         // items merged into the columns (the pairs gathered in the same sweep over the cells).
-        let mut features = self.features.as_deref().map(|set| (set, BatchFeatures::new(set, s.order.len())));
-        let n_features = self.features.as_ref().map_or(0, |f| f.defs.len());
+        let set = self.features.as_deref();
+        let n_features = set.map_or(0, |f| f.defs.len());
+        let feature_minutes: Vec<&FeatureMinute> =
+            if set.is_some() { self.minutes.range(lo..hi).filter_map(|(_, m)| m.features.as_deref()).collect() } else { Vec::new() };
+        if let Some(set) = set {
+            s.features.reset(set, s.order.len());
+        }
+        let mut feature_minute = 0u32;
         for (&minute, m) in self.minutes.range(lo..hi) {
             let bucket_start = minute * BUCKET_MS;
-            let fm = m.features.as_deref().filter(|_| features.is_some());
+            let fm = m.features.as_deref().filter(|_| set.is_some());
             s.heads.clear();
             for (i, c) in m.cells.iter().enumerate() {
                 let k = s.mark[c.item as usize] as usize - 1;
@@ -325,12 +333,13 @@ impl HotWindows {
                 batch.row_age_mean_ms[row] = mean;
                 batch.row_age_var_ms2[row] = var;
             }
-            if let (Some((_, acc)), Some(fm)) = (&mut features, fm) {
-                acc.merge_minute(fm, &s.heads);
+            if fm.is_some() {
+                s.features.merge_minute(&feature_minutes, feature_minute, &s.heads);
+                feature_minute += 1;
             }
         }
-        if let Some((set, acc)) = features {
-            batch.features = acc.columns(set);
+        if let Some(set) = set {
+            batch.features = s.features.columns(set, &feature_minutes);
         }
         for &id in &s.order {
             s.mark[id as usize] = 0;
