@@ -121,17 +121,19 @@ fn parse_ts(raw: RawTs<'_>) -> Result<i64, RejectReason> {
 
 /// Parses and validates one event.
 pub fn parse_event(bytes: &[u8]) -> Result<Event<'_>, RejectReason> {
-    validate(read_raw(bytes)?, &Canonical)
+    let mut raw = RawEvent::default();
+    read_raw(bytes, &mut raw)?;
+    validate(&mut raw, &Canonical)
 }
 
-/// The canonical fields of `bytes`: by the checked scanner when it is sure, else by serde_json,
-/// whose errors are the `json` reasons.
+/// The canonical fields of `bytes` into `raw` (default on entry): by the checked scanner when
+/// it is sure, else by serde_json, whose errors are the `json` reasons.
 #[inline(always)]
-fn read_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
-    match super::scan::scan(bytes) {
-        Some(raw) => Ok(raw),
-        None => serde_raw(bytes),
+fn read_raw<'a>(bytes: &'a [u8], raw: &mut RawEvent<'a>) -> Result<(), RejectReason> {
+    if super::scan::scan_into(bytes, raw).is_none() {
+        *raw = serde_raw(bytes)?;
     }
+    Ok(())
 }
 
 /// The canonical fields of `bytes` as serde_json reads them.
@@ -145,13 +147,15 @@ pub(super) fn serde_raw(bytes: &[u8]) -> Result<RawEvent<'_>, RejectReason> {
 /// a mapping that only changes the `ts` unit keeps the zero-copy path.
 pub fn parse_event_mapped<'a>(bytes: &'a [u8], m: &EventMapping) -> Result<Event<'a>, RejectReason> {
     if !m.renames() {
-        return validate(read_raw(bytes)?, m);
+        let mut raw = RawEvent::default();
+        read_raw(bytes, &mut raw)?;
+        return validate(&mut raw, m);
     }
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::Json(e.to_string()))?;
     if !doc.is_object() {
         return Err(RejectReason::Json("an event must be a JSON object".into()));
     }
-    validate(raw_from_value(&doc, m)?, m)
+    validate(&mut raw_from_value(&doc, m)?, m)
 }
 
 /// How reasons name the fields and how `ts` is read: the canonical shape (zero-sized, so the
@@ -222,23 +226,25 @@ impl Shape for EventMapping {
 
 /// The rules of DESIGN §2 on a raw event, whichever shape it was read from.
 #[inline(always)]
-fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, RejectReason> {
+/// The event `raw` holds, checked (its fields are taken: by reference, so the raw event is
+/// not copied per event).
+fn validate<'a, S: Shape>(raw: &mut RawEvent<'a>, shape: &S) -> Result<Event<'a>, RejectReason> {
     use EventField as F;
     const ID_RULE: &str = "must match [A-Za-z0-9_-]{1,64}";
     const OPAQUE_RULE: &str = "must be 1..128 bytes without control characters";
-    let tenant_id = check(shape.name(F::TenantId), raw.tenant_id, is_valid_id, ID_RULE)?;
-    let scenario_id = check(shape.name(F::ScenarioId), raw.scenario_id, is_valid_id, ID_RULE)?;
-    let user_id = check(shape.name(F::UserId), raw.user_id, opaque_id_ok, OPAQUE_RULE)?;
-    let item_id = check(shape.name(F::ItemId), raw.item_id, opaque_id_ok, OPAQUE_RULE)?;
-    let action = check(shape.name(F::Action), raw.action, is_valid_action, "must match [a-z_]{1,32}")?;
-    let ts = shape.ts(raw.ts.ok_or(RejectReason::Missing(shape.name(F::Ts)))?)?;
-    let category = match raw.category.map(|t| t.0) {
+    let tenant_id = check(shape.name(F::TenantId), raw.tenant_id.take(), is_valid_id, ID_RULE)?;
+    let scenario_id = check(shape.name(F::ScenarioId), raw.scenario_id.take(), is_valid_id, ID_RULE)?;
+    let user_id = check(shape.name(F::UserId), raw.user_id.take(), opaque_id_ok, OPAQUE_RULE)?;
+    let item_id = check(shape.name(F::ItemId), raw.item_id.take(), opaque_id_ok, OPAQUE_RULE)?;
+    let action = check(shape.name(F::Action), raw.action.take(), is_valid_action, "must match [a-z_]{1,32}")?;
+    let ts = shape.ts(raw.ts.take().ok_or(RejectReason::Missing(shape.name(F::Ts)))?)?;
+    let category = match raw.category.take().map(|t| t.0) {
         Some(c) if !opaque_id_ok(&c) => {
             return Err(RejectReason::Invalid { field: shape.name(F::Category), rule: OPAQUE_RULE });
         }
         c => c,
     };
-    let tags = raw.tags.unwrap_or_default();
+    let tags = raw.tags.take().unwrap_or_default();
     if tags.len() > MAX_TAGS {
         return Err(RejectReason::Invalid { field: shape.name(F::Tags), rule: "must hold at most 64 tags" });
     }
@@ -250,14 +256,14 @@ fn validate<'a, S: Shape>(raw: RawEvent<'a>, shape: &S) -> Result<Event<'a>, Rej
     {
         return Err(RejectReason::Invalid { field: shape.name(F::WatchTimeMs), rule: "must be a finite number >= 0" });
     }
-    let event_id = match raw.event_id.map(|t| t.0) {
+    let event_id = match raw.event_id.take().map(|t| t.0) {
         Some(e) if !opaque_id_ok(&e) => {
             return Err(RejectReason::Invalid { field: shape.name(F::EventId), rule: OPAQUE_RULE });
         }
         e => e,
     };
     // Checked last, so an event that also breaks an older rule keeps that rule's reason.
-    let props = props::validate(raw.props, shape.name(F::Props))?;
+    let props = props::validate(raw.props.take(), shape.name(F::Props))?;
     Ok(Event { tenant_id, scenario_id, user_id, item_id, action, ts, category, tags, watch_time_ms: raw.watch_time_ms, event_id, props })
 }
 

@@ -198,10 +198,18 @@ fn key_bit(key: &str) -> Option<u16> {
 }
 
 /// Reads `bytes` as the common event, or `None` for serde_json to read it.
-pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
+#[cfg(test)]
+pub(super) fn scan(bytes: &[u8]) -> Option<RawEvent<'_>> {
+    let mut raw = RawEvent::default();
+    scan_into(bytes, &mut raw).map(|()| raw)
+}
+
+/// Reads `bytes` as the common event into `raw` (default on entry), or `None` for serde_json to
+/// read it (`raw` then holds what was read so far). The caller's `raw` is filled in place: the
+/// ~300-byte value is not copied out per event.
+pub(super) fn scan_into<'a>(bytes: &'a [u8], raw: &mut RawEvent<'a>) -> Option<()> {
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let mut c = Cursor { text, b: bytes, i: 0 };
-    let mut raw = RawEvent::default();
     let mut seen = 0u16;
     let mut next = 0usize;
     c.ws();
@@ -271,7 +279,7 @@ pub(super) fn scan<'a>(bytes: &'a [u8]) -> Option<RawEvent<'a>> {
         }
     }
     c.ws();
-    (c.i == bytes.len()).then_some(raw)
+    (c.i == bytes.len()).then_some(())
 }
 
 /// `["a","b",...]` of plain strings.

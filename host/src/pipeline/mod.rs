@@ -341,8 +341,10 @@ impl Pipeline {
                 }
             };
             self.stats.events_in += 1;
-            let ev = match batch.event(index) {
-                Ok(ev) => ev,
+            // Read in place: moving the ~270-byte event out of the result was a copy per event.
+            let parsed = batch.event(index);
+            let ev = match parsed {
+                Ok(ref ev) => ev,
                 Err(reason) => {
                     self.stats.rejected += 1;
                     rejects.push(Reject { index, reason });
@@ -364,9 +366,9 @@ impl Pipeline {
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
-                let hot = self.hot.on_event(&ev, &mut self.stats);
-                let profile = self.profiles.on_event(&ev, batch.position(index));
-                let metrics = self.metrics.on_event(&ev);
+                let hot = self.hot.on_event(ev, &mut self.stats);
+                let profile = self.profiles.on_event(ev, batch.position(index));
+                let metrics = self.metrics.on_event(ev);
                 let dedicated_elsewhere =
                     || self.elsewhere.iter().any(|k| *k.tenant_id == *ev.tenant_id && *k.scenario_id == *ev.scenario_id);
                 if [hot, profile, metrics] == [Routed::NotHere; 3] && dedicated_elsewhere() {
