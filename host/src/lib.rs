@@ -18,6 +18,7 @@ pub mod metrics_label;
 pub mod output;
 pub mod pipeline;
 pub mod plugin;
+pub mod prefetch;
 pub mod repartition;
 pub mod runtime;
 pub mod scoring;

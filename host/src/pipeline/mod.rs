@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::config::tenant::TenantTable;
 use crate::config::{ScenarioConfig, ScenarioKey};
-use crate::event::{Origin, RecordBatch};
+use crate::event::{Event, Origin, RecordBatch};
 use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
 use crate::output::status::PipelineStats;
@@ -133,6 +133,9 @@ impl Default for PipelineOptions {
 /// Default of `--profile-max-users`: about 0.2-0.5 GB per scenario at its fullest
 /// (docs/operations.md, "Sizing profiles").
 pub const DEFAULT_PROFILE_MAX_USERS: usize = 200_000;
+
+/// How many events ahead [`Pipeline::process_range`] parses (see there).
+const LOOK_AHEAD: usize = 2;
 
 /// Parses, routes and computes. Owns every job's state.
 pub struct Pipeline {
@@ -325,7 +328,30 @@ impl Pipeline {
         rejects: &mut Vec<Reject>,
     ) {
         let mut wall_checked = false;
-        for index in range.start..range.end.min(batch.len()) {
+        let end = range.end.min(batch.len());
+        // Events are parsed LOOK_AHEAD events before they are processed, so the state they
+        // will touch can be prefetched in two stages (a user's slot, then what it points to)
+        // while the events before them are processed.
+        let parse = |i: usize| (!matches!(batch.origin(i), Some(Origin::Marker))).then(|| batch.event(i));
+        let mut ahead: [Option<Result<Event<'_>, RejectReason>>; LOOK_AHEAD + 1] = std::array::from_fn(|_| None);
+        for i in range.start..(range.start + LOOK_AHEAD).min(end) {
+            ahead[i % (LOOK_AHEAD + 1)] = parse(i);
+            if let Some(Ok(ev)) = &ahead[i % (LOOK_AHEAD + 1)] {
+                self.profiles.prefetch_user(ev);
+            }
+        }
+        for index in range.start..end {
+            let far = index + LOOK_AHEAD;
+            if far < end {
+                ahead[far % (LOOK_AHEAD + 1)] = parse(far);
+                if let Some(Ok(ev)) = &ahead[far % (LOOK_AHEAD + 1)] {
+                    self.profiles.prefetch_user(ev);
+                }
+            }
+            if let Some(Some(Ok(ev))) = ahead.get((index + 1) % (LOOK_AHEAD + 1)).filter(|_| index + 1 < end) {
+                self.profiles.prefetch_recent(ev);
+            }
+            let parsed = ahead[index % (LOOK_AHEAD + 1)].take();
             // Repartitioned input (`--repartition`): events carry their source partition, and
             // the shuffle's progress markers move event time without being events.
             let source = match batch.origin(index) {
@@ -342,10 +368,10 @@ impl Pipeline {
             };
             self.stats.events_in += 1;
             // Read in place: moving the ~270-byte event out of the result was a copy per event.
-            let parsed = batch.event(index);
             let ev = match parsed {
-                Ok(ref ev) => ev,
-                Err(reason) => {
+                Some(Ok(ref ev)) => ev,
+                None => continue, // a marker, handled above
+                Some(Err(reason)) => {
                     self.stats.rejected += 1;
                     rejects.push(Reject { index, reason });
                     continue;

@@ -45,6 +45,7 @@ use crate::event::{Event, QuotaKind};
 use crate::output::{EncodedProfile, Interest, Output, RecentItem, UserProfile};
 use crate::plugin::profile::InterestInput;
 use crate::plugin::{JobPlugin, PluginError, PluginWorld, ProfileEventInput, ProfileInput, ProfileInterests, UserInput};
+use crate::prefetch::{prefetch, prefetch_slice};
 
 /// Interests kept per user; the weakest is dropped beyond this, bounding state per user. A
 /// profile plugin may return as many (the same bound, checked on its result).
@@ -564,6 +565,31 @@ impl Users {
         self.find(name).is_some()
     }
 
+    /// Starts loading the slot of the user most likely named `name` (the first id under its
+    /// hash), without comparing names: that would wait for the slot.
+    fn prefetch_slot(&self, name: &str) {
+        if let Some(&id) = self.table.iter_hash(self.hasher.hash_one(name)).next()
+            && let Some(slot) = self.slots.get(id as usize)
+        {
+            prefetch(slot);
+        }
+    }
+
+    /// Starts loading user `id`'s slot.
+    fn prefetch_id(&self, id: u32) {
+        if let Some(slot) = self.slots.get(id as usize) {
+            prefetch(slot);
+        }
+    }
+
+    /// Starts loading the newest recent item of user `name`, whose slot should be cached by
+    /// now ([`Self::prefetch_slot`]): the event's insertion starts there.
+    fn prefetch_recent(&self, name: &str) {
+        if let Some(recent) = self.find(name).and_then(|id| self.state(id)).and_then(|s| s.recent.front()) {
+            prefetch(recent);
+        }
+    }
+
     fn state(&self, id: u32) -> Option<&UserState> {
         self.slots.get(id as usize)?.as_ref().map(|(_, s)| s)
     }
@@ -852,15 +878,6 @@ impl ScenarioProfiles {
 
     /// Writes the `due` users, each as of its time.
     fn write_due(&mut self, due: &[(u32, i64)], source: &Arc<str>, out: &mut Vec<Output>, update: &mut UpdateFn<'_>) {
-        // Users written now were last touched many events ago, mostly out of the cache. One
-        // light pass reads each user's slot and its recent items first: the loads of different
-        // users are independent, so the processor overlaps their misses, which the encoding
-        // loop below (long per user) cannot.
-        let touched = due
-            .iter()
-            .filter_map(|&(id, _)| self.users.state(id))
-            .fold(0i64, |acc, s| acc ^ s.recent.front().map_or(0, |r| r.ts) ^ s.recent.back().map_or(0, |r| r.ts) ^ s.as_of);
-        std::hint::black_box(touched);
         let from_plugin = self.apply_plugin(due, update);
         let cfg = self.config.clone();
         let half_life = cfg.user_profile.interest_decay_days;
@@ -868,6 +885,17 @@ impl ScenarioProfiles {
         let keep_inputs = self.plugins.any_referenced();
         out.reserve(due.len());
         for (k, &(id, at)) in due.iter().enumerate() {
+            // Users written now were last touched many events ago, mostly out of the cache:
+            // the slots of the users written a few steps later, then (once those are cached)
+            // their recent items, are loaded while this one is encoded.
+            if let Some(&(later, _)) = due.get(k + 4) {
+                self.users.prefetch_id(later);
+            }
+            if let Some(state) = due.get(k + 2).and_then(|&(next, _)| self.users.state(next)) {
+                let (front, back) = state.recent.as_slices();
+                prefetch_slice(front, 8);
+                prefetch_slice(back, 8);
+            }
             let Some((user, state)) = self.users.slot(id) else { continue };
             out.push(if self.encode {
                 Output::EncodedProfile(state.encode(&cfg.key, &self.prefix, user, at, half_life, cfg.revision, source, &mut self.scratch))
@@ -1197,6 +1225,20 @@ impl ProfileJob {
     }
 
     /// Adds one event to its user's profile; `pos` is its input position (Kafka), if any.
+    /// First look-ahead stage for an event a few events ahead: its user's slot.
+    pub fn prefetch_user(&self, ev: &Event<'_>) {
+        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
+            s.users.prefetch_slot(&ev.user_id);
+        }
+    }
+
+    /// Second look-ahead stage, for the next event: its user's recent items.
+    pub fn prefetch_recent(&self, ev: &Event<'_>) {
+        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
+            s.users.prefetch_recent(&ev.user_id);
+        }
+    }
+
     pub fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
         match self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) {
             Some(s) => s.on_event(ev, pos),
