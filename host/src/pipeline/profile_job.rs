@@ -864,12 +864,24 @@ impl ScenarioProfiles {
                 break;
             }
             self.timers.pop();
+            due.push((id, t));
+        }
+        // A timer stands only if its user is still due then. Checking reads each user's slot,
+        // mostly out of the cache: the slots a few timers later are loaded meanwhile.
+        let mut kept = 0;
+        for k in 0..due.len() {
+            if let Some(&(later, _)) = due.get(k + 4) {
+                self.users.prefetch_id(later);
+            }
+            let (id, t) = due[k];
             if let Some(state) = self.users.state(id)
                 && state.due == Some(t)
             {
-                due.push((id, t.max(state.last_event)));
+                due[kept] = (id, t.max(state.last_event));
+                kept += 1;
             }
         }
+        due.truncate(kept);
         if !due.is_empty() {
             self.write_due(&due, source, out, update);
         }
