@@ -334,9 +334,10 @@ impl Pipeline {
         // while the events before them are processed.
         let parse = |i: usize| (!matches!(batch.origin(i), Some(Origin::Marker))).then(|| batch.event(i));
         let mut ahead: [Option<Result<Event<'_>, RejectReason>>; LOOK_AHEAD + 1] = std::array::from_fn(|_| None);
+        let prefetch = !self.profiles.is_empty();
         for i in range.start..(range.start + LOOK_AHEAD).min(end) {
             ahead[i % (LOOK_AHEAD + 1)] = parse(i);
-            if let Some(Ok(ev)) = &ahead[i % (LOOK_AHEAD + 1)] {
+            if let Some(Ok(ev)) = ahead[i % (LOOK_AHEAD + 1)].as_ref().filter(|_| prefetch) {
                 self.profiles.prefetch_user(ev);
             }
         }
@@ -344,14 +345,14 @@ impl Pipeline {
             let far = index + LOOK_AHEAD;
             if far < end {
                 ahead[far % (LOOK_AHEAD + 1)] = parse(far);
-                if let Some(Ok(ev)) = &ahead[far % (LOOK_AHEAD + 1)] {
+                if let Some(Ok(ev)) = ahead[far % (LOOK_AHEAD + 1)].as_ref().filter(|_| prefetch) {
                     self.profiles.prefetch_user(ev);
                 }
             }
-            if let Some(Some(Ok(ev))) = ahead.get((index + 1) % (LOOK_AHEAD + 1)).filter(|_| index + 1 < end) {
+            if let Some(Some(Ok(ev))) = ahead.get((index + 1) % (LOOK_AHEAD + 1)).filter(|_| prefetch && index + 1 < end) {
                 self.profiles.prefetch_recent(ev);
             }
-            let parsed = ahead[index % (LOOK_AHEAD + 1)].take();
+            let parsed = &ahead[index % (LOOK_AHEAD + 1)];
             // Repartitioned input (`--repartition`): events carry their source partition, and
             // the shuffle's progress markers move event time without being events.
             let source = match batch.origin(index) {
@@ -369,11 +370,11 @@ impl Pipeline {
             self.stats.events_in += 1;
             // Read in place: moving the ~270-byte event out of the result was a copy per event.
             let ev = match parsed {
-                Some(Ok(ref ev)) => ev,
+                Some(Ok(ev)) => ev,
                 None => continue, // a marker, handled above
                 Some(Err(reason)) => {
                     self.stats.rejected += 1;
-                    rejects.push(Reject { index, reason });
+                    rejects.push(Reject { index, reason: reason.clone() });
                     continue;
                 }
             };

@@ -1274,6 +1274,11 @@ impl ProfileJob {
         self.scenarios.has_tenant(tenant)
     }
 
+    /// Whether any scenario keeps profiles here (else there is nothing to prefetch).
+    pub fn is_empty(&self) -> bool {
+        self.scenarios.is_empty()
+    }
+
     /// Writes every user of `tenant` whose timer its watermark has passed.
     pub fn advance(&mut self, tenant: &str, watermark: i64, out: &mut Vec<Output>) {
         for s in self.scenarios.tenant_values_mut(tenant) {

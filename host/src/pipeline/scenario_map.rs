@@ -20,6 +20,10 @@ impl<T> Default for ScenarioMap<T> {
 }
 
 impl<T> ScenarioMap<T> {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
         self.map.get(tenant)?.get(scenario)
     }
