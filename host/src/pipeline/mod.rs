@@ -954,6 +954,44 @@ mod tests {
     }
 
     #[test]
+    fn bad_events_anywhere_in_a_range_are_rejected_at_their_index_whatever_the_split() {
+        // Events are parsed a few ahead of where they are processed (the look-ahead that
+        // prefetches profile state): a bad line at a range's first, last or any index in
+        // between must be rejected at its own index, and the good ones' output stay the same.
+        let doc = serde_json::json!({"tenant_id": "t", "scenario_id": "s", "revision": 1, "config": {"realtime_compute": {
+            "hot_score": {"window_size_minutes": 10, "window_slide_minutes": 5}, "user_profile": {}}}});
+        let cfg = Arc::new(parse_scenario(&doc).unwrap());
+        let mut lines: Vec<String> = lines_of(&traffic(40))
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| l.replace(r#""user_id":"u""#, &format!(r#""user_id":"u{}""#, i % 5)))
+            .collect();
+        let bad = [0, 1, 17, 41, 42];
+        for &at in &bad {
+            lines.insert(at, format!(r#"{{"tenant_id":"t","scenario_id":"s","user_id":"u","item_id":"i","action":"click","ts":"x{at}"}}"#));
+        }
+        let mut batch = RecordBatch::default();
+        lines.iter().for_each(|l| batch.push(l.as_bytes()));
+        let run = |step: usize| {
+            let mut p = Pipeline::new(PipelineOptions { jobs: JobSelection::All, ..PipelineOptions::default() });
+            p.apply_config(&cfg.key, Some(cfg.clone()));
+            let (mut out, mut rejects) = (Vec::new(), Vec::new());
+            for start in (0..batch.len()).step_by(step) {
+                p.process_range(&batch, start..(start + step).min(batch.len()), 0, &mut out, &mut rejects);
+            }
+            p.finish(&mut out);
+            let rejects: Vec<(usize, &'static str)> = rejects.iter().map(|r| (r.index, r.reason.kind())).collect();
+            (out, rejects)
+        };
+        let (whole, rejects) = run(batch.len());
+        assert_eq!(rejects.iter().map(|r| r.0).collect::<Vec<_>>(), bad);
+        assert!(whole.iter().any(|o| matches!(o, Output::Hot(_))) && whole.iter().any(|o| !matches!(o, Output::Hot(_))), "{whole:?}");
+        for step in [1, 2, 3, 5] {
+            assert_eq!(run(step), (whole.clone(), rejects.clone()), "ranges of {step}");
+        }
+    }
+
+    #[test]
     fn a_tenant_over_its_state_bytes_keeps_its_keys_and_is_refused_new_ones() {
         let cfg = scenario(10, 5, 0.0, 10);
         let (quotas, _) = TenantTable::from_documents(&[serde_json::json!({"tenant_id": "t", "quotas": {"max_state_bytes": 1}})]);

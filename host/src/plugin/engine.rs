@@ -121,6 +121,9 @@ struct EngineInner {
     disk: Option<DiskCache>,
 }
 
+/// Set to `1`, compiled plugin code is listed in `/tmp/perf-PID.map` for `perf`.
+pub const PERFMAP_ENV: &str = "RTSCORE_PLUGIN_PERFMAP";
+
 impl PluginEngine {
     /// An engine whose instances get `limits` and the capabilities in `grants` (none by
     /// default). With [`BudgetMode::Epoch`] this starts the epoch ticker thread, which stops
@@ -141,6 +144,11 @@ impl PluginEngine {
         config.concurrency_support(false);
         config.cranelift_opt_level(OptLevel::Speed);
         config.max_wasm_stack(1 << 20);
+        // For plugin authors and for us: `perf report` then names the guest's functions instead
+        // of bare JIT addresses (docs/plugins.md, "Profiling a plugin").
+        if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         match limits.budget_mode {
             BudgetMode::Epoch { .. } => {
                 config.epoch_interruption(true);
