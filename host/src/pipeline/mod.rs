@@ -135,7 +135,7 @@ impl Default for PipelineOptions {
 pub const DEFAULT_PROFILE_MAX_USERS: usize = 200_000;
 
 /// How many events ahead [`Pipeline::process_range`] parses (see there).
-const LOOK_AHEAD: usize = 2;
+const LOOK_AHEAD: usize = 3;
 
 /// Parses, routes and computes. Owns every job's state.
 pub struct Pipeline {
@@ -330,29 +330,34 @@ impl Pipeline {
         let mut wall_checked = false;
         let end = range.end.min(batch.len());
         // Events are parsed LOOK_AHEAD events before they are processed, so the state they
-        // will touch can be prefetched in two stages (a user's slot, then what it points to)
-        // while the events before them are processed.
+        // will touch can be prefetched in stages, each load's address known from the one
+        // before (a user's hint, then its slot, then what the slot points to), while the
+        // events before them are processed.
         let parse = |i: usize| (!matches!(batch.origin(i), Some(Origin::Marker))).then(|| batch.event(i));
         let mut ahead: [Option<Result<Event<'_>, RejectReason>>; LOOK_AHEAD + 1] = std::array::from_fn(|_| None);
         let prefetch = !self.profiles.is_empty();
+        let slot = |i: usize| i % (LOOK_AHEAD + 1);
         for i in range.start..(range.start + LOOK_AHEAD).min(end) {
-            ahead[i % (LOOK_AHEAD + 1)] = parse(i);
-            if let Some(Ok(ev)) = ahead[i % (LOOK_AHEAD + 1)].as_ref().filter(|_| prefetch) {
-                self.profiles.prefetch_user(ev);
-            }
+            ahead[slot(i)] = parse(i);
         }
         for index in range.start..end {
             let far = index + LOOK_AHEAD;
             if far < end {
-                ahead[far % (LOOK_AHEAD + 1)] = parse(far);
-                if let Some(Ok(ev)) = ahead[far % (LOOK_AHEAD + 1)].as_ref().filter(|_| prefetch) {
+                ahead[slot(far)] = parse(far);
+            }
+            if prefetch {
+                let at = |k: usize| ahead[slot(index + k)].as_ref().filter(|_| index + k < end).and_then(|r| r.as_ref().ok());
+                if let Some(ev) = at(3) {
+                    self.profiles.prefetch_hint(ev);
+                }
+                if let Some(ev) = at(2) {
                     self.profiles.prefetch_user(ev);
                 }
+                if let Some(ev) = at(1) {
+                    self.profiles.prefetch_recent(ev);
+                }
             }
-            if let Some(Some(Ok(ev))) = ahead.get((index + 1) % (LOOK_AHEAD + 1)).filter(|_| prefetch && index + 1 < end) {
-                self.profiles.prefetch_recent(ev);
-            }
-            let parsed = &ahead[index % (LOOK_AHEAD + 1)];
+            let parsed = &ahead[slot(index)];
             // Repartitioned input (`--repartition`): events carry their source partition, and
             // the shuffle's progress markers move event time without being events.
             let source = match batch.origin(index) {

@@ -537,7 +537,17 @@ struct Users {
     slots: Vec<Option<(CompactString, UserState)>>,
     free: Vec<u32>,
     hasher: ahash::RandomState,
+    /// Direct-mapped hints: the id of the user last seen whose name's hash has these top bits
+    /// ([`NO_HINT`]: none), at least [`HINTS_PER_USER`] per user. An event's hint is loaded
+    /// by its address alone, so the look-ahead can prefetch it a stage before the slot; the
+    /// table's probe, whose control bytes missed the cache for most events, runs only when
+    /// the hinted slot holds another name. A hint is always checked against the slot's name,
+    /// so a stale or colliding one costs that probe and nothing else.
+    hints: Vec<u32>,
 }
+
+const NO_HINT: u32 = u32::MAX;
+const HINTS_PER_USER: usize = 4;
 
 impl Users {
     fn from_map(map: HashMap<Box<str>, UserState, ahash::RandomState>) -> Self {
@@ -557,21 +567,82 @@ impl Users {
     }
 
     fn find(&self, name: &str) -> Option<u32> {
+        self.find_hashed(name, self.hasher.hash_one(name))
+    }
+
+    fn find_hashed(&self, name: &str, hash: u64) -> Option<u32> {
         let slots = &self.slots;
-        self.table.find(self.hasher.hash_one(name), |&i| slots[i as usize].as_ref().is_some_and(|(n, _)| n.as_str() == name)).copied()
+        let named = |i: u32| slots.get(i as usize).is_some_and(|s| s.as_ref().is_some_and(|(n, _)| n.as_str() == name));
+        if let Some(&id) = self.hint_at(hash)
+            && named(id)
+        {
+            return Some(id);
+        }
+        self.table.find(hash, |&i| named(i)).copied()
+    }
+
+    /// [`Self::find`], pointing the name's hint at the user found.
+    fn find_and_hint(&mut self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        let id = self.find_hashed(name, hash)?;
+        self.set_hint(hash, id);
+        Some(id)
+    }
+
+    fn hint_index(&self, hash: u64) -> Option<usize> {
+        // The length is a power of two; the top bits pick the hint (the table uses the low ones).
+        let bits = self.hints.len().trailing_zeros();
+        (!self.hints.is_empty() && bits > 0).then(|| (hash >> (64 - bits)) as usize)
+    }
+
+    fn hint_at(&self, hash: u64) -> Option<&u32> {
+        self.hints.get(self.hint_index(hash)?)
+    }
+
+    fn set_hint(&mut self, hash: u64, id: u32) {
+        if let Some(h) = self.hint_index(hash).and_then(|i| self.hints.get_mut(i)) {
+            *h = id;
+        }
+    }
+
+    /// Keeps [`HINTS_PER_USER`] hints per slot: past that, twice as many, refilled from the
+    /// slots.
+    fn grow_hints(&mut self) {
+        let want = (self.slots.len() * HINTS_PER_USER).next_power_of_two().max(1024);
+        if self.hints.len() >= want {
+            return;
+        }
+        self.hints = vec![NO_HINT; want];
+        for id in 0..self.slots.len() {
+            if let Some((name, _)) = &self.slots[id] {
+                let hash = self.hasher.hash_one(name.as_str());
+                self.set_hint(hash, id as u32);
+            }
+        }
     }
 
     fn contains_key(&self, name: &str) -> bool {
         self.find(name).is_some()
     }
 
-    /// Starts loading the slot of the user most likely named `name` (the first id under its
-    /// hash), without comparing names: that would wait for the slot.
+    /// Starts loading the slot of the user most likely named `name` (its hint, else the first
+    /// id under its hash), without comparing names: that would wait for the slot.
     fn prefetch_slot(&self, name: &str) {
-        if let Some(&id) = self.table.iter_hash(self.hasher.hash_one(name)).next()
-            && let Some(slot) = self.slots.get(id as usize)
-        {
+        let hash = self.hasher.hash_one(name);
+        let id = match self.hint_at(hash) {
+            Some(&id) if id != NO_HINT => Some(id),
+            _ => self.table.iter_hash(hash).next().copied(),
+        };
+        if let Some(slot) = id.and_then(|id| self.slots.get(id as usize)) {
             prefetch(slot);
+        }
+    }
+
+    /// Starts loading the hint of user `name`: the first look-ahead stage, an address from the
+    /// name's hash alone.
+    fn prefetch_hint(&self, name: &str) {
+        if let Some(hint) = self.hint_at(self.hasher.hash_one(name)) {
+            prefetch(hint);
         }
     }
 
@@ -618,14 +689,20 @@ impl Users {
         };
         let Self { table, slots, hasher, .. } = self;
         table.insert_unique(hash, id, |&i| slots[i as usize].as_ref().map_or(0, |(n, _)| hasher.hash_one(n.as_str())));
+        self.grow_hints();
+        self.set_hint(hash, id);
         id
     }
 
     /// Forgets user `id`; returns its name and state.
     fn remove(&mut self, id: u32) -> Option<(CompactString, UserState)> {
         let (name, state) = self.slots.get_mut(id as usize)?.take()?;
-        if let Ok(entry) = self.table.find_entry(self.hasher.hash_one(name.as_str()), |&i| i == id) {
+        let hash = self.hasher.hash_one(name.as_str());
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == id) {
             entry.remove();
+        }
+        if self.hint_at(hash) == Some(&id) {
+            self.set_hint(hash, NO_HINT);
         }
         self.free.push(id);
         Some((name, state))
@@ -781,7 +858,7 @@ impl ScenarioProfiles {
 
     fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
         let referenced = self.plugins.any_referenced();
-        let id = match self.users.find(&ev.user_id) {
+        let id = match self.users.find_and_hint(&ev.user_id) {
             Some(id) => id,
             None => {
                 let (max_users, quota) = self.limits.bound(QuotaKind::Users);
@@ -1236,21 +1313,29 @@ impl ProfileJob {
         }
     }
 
-    /// Adds one event to its user's profile; `pos` is its input position (Kafka), if any.
-    /// First look-ahead stage for an event a few events ahead: its user's slot.
+    /// Second look-ahead stage, two events ahead: its user's slot (found through the hint the
+    /// first stage loaded).
     pub fn prefetch_user(&self, ev: &Event<'_>) {
         if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
             s.users.prefetch_slot(&ev.user_id);
         }
     }
 
-    /// Second look-ahead stage, for the next event: its user's recent items.
+    /// First look-ahead stage: the event's user hint (see `Users::hints`).
+    pub fn prefetch_hint(&self, ev: &Event<'_>) {
+        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
+            s.users.prefetch_hint(&ev.user_id);
+        }
+    }
+
+    /// Third look-ahead stage, for the next event: its user's recent items.
     pub fn prefetch_recent(&self, ev: &Event<'_>) {
         if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
             s.users.prefetch_recent(&ev.user_id);
         }
     }
 
+    /// Adds one event to its user's profile; `pos` is its input position (Kafka), if any.
     pub fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
         match self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) {
             Some(s) => s.on_event(ev, pos),
@@ -1377,6 +1462,42 @@ mod tests {
         let mut j = ProfileJob::new(30 * DAY);
         j.apply_config(&cfg.key, Some(cfg.clone()));
         (j, cfg)
+    }
+
+    #[test]
+    fn users_are_found_by_name_whatever_their_hints_hold() {
+        // Direct-mapped hints collide, go stale when users are forgotten and their ids reused,
+        // and are rebuilt as the users grow: a find must still give exactly the named user.
+        let mut users = Users::default();
+        let mut held: HashMap<String, u32> = HashMap::new();
+        for round in 0..4u32 {
+            for k in 0..3000u32 {
+                let name = format!("u{}", k * 7 + round);
+                if !held.contains_key(&name) {
+                    held.insert(name.clone(), users.insert(&name, UserState::default()));
+                }
+            }
+            // Forget every third held user (their ids are reused next round).
+            let gone: Vec<String> = held.keys().filter(|n| n.len() % 3 == round as usize % 3).cloned().collect();
+            for name in &gone {
+                let id = held.remove(name).unwrap();
+                assert_eq!(users.remove(id).unwrap().0.as_str(), name);
+                assert_eq!(users.find(name), None, "{name} forgotten");
+            }
+            // Every hint can also be pointed at the wrong user: finds still check the name.
+            let first = *held.values().next().unwrap();
+            let saved = std::mem::replace(&mut users.hints, vec![first; 1024]);
+            for (name, &id) in &held {
+                assert_eq!(users.find(name), Some(id));
+            }
+            users.hints = saved;
+            for (name, &id) in &held {
+                assert_eq!(users.find_and_hint(name), Some(id));
+                assert_eq!(users.find(name), Some(id));
+            }
+            assert_eq!(users.find("nobody"), None);
+            assert!(users.hints.len() >= HINTS_PER_USER * users.slots.len());
+        }
     }
 
     fn line(user: &str, item: &str, action: &str, ts: i64, extra: &str) -> String {
