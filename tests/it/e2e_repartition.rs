@@ -318,9 +318,13 @@ fn one_host_with_two_pipelines_on_a_user_keyed_topic_killed_matches_one_pipeline
 {}",
         host.log()
     );
-    let s = status(&host);
-    let per_pipeline: u64 = s["pipelines"].as_array().into_iter().flatten().filter_map(|p| p["stats"]["events_in"].as_u64()).sum();
-    assert!(per_pipeline > 0 && s["stats"]["events_in"].as_u64() >= Some(per_pipeline), "{s}");
+    // The host's `events_in` is live; each pipeline's row is refreshed at its tick (once a
+    // second), so a window can reach the sink before the rows count its events.
+    let counted = |s: &serde_json::Value| {
+        let per_pipeline: u64 = s["pipelines"].as_array().into_iter().flatten().filter_map(|p| p["stats"]["events_in"].as_u64()).sum();
+        per_pipeline > 0 && s["stats"]["events_in"].as_u64() >= Some(per_pipeline)
+    };
+    assert!(wait_until(Duration::from_secs(10), || counted(&status(&host))), "{}", status(&host));
     // Killed once each pipeline stored a partition's snapshot: the restart must restore them.
     let both_saved = |h: &HostProcess| {
         let keys: Vec<String> =
