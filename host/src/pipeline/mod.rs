@@ -34,6 +34,7 @@ use crate::event::{Event, Origin, RecordBatch};
 use crate::event::{QuotaKind, RejectReason};
 use crate::output::Output;
 use crate::output::status::PipelineStats;
+use profile_job::LookAhead;
 use quota::MemoryLimits;
 
 /// Which computations a host runs (`--job`).
@@ -135,7 +136,7 @@ impl Default for PipelineOptions {
 pub const DEFAULT_PROFILE_MAX_USERS: usize = 200_000;
 
 /// How many events ahead [`Pipeline::process_range`] parses (see there).
-const LOOK_AHEAD: usize = 3;
+const LOOK_AHEAD: usize = LookAhead::DEPTH;
 
 /// Parses, routes and computes. Owns every job's state.
 pub struct Pipeline {
@@ -346,15 +347,11 @@ impl Pipeline {
                 ahead[slot(far)] = parse(far);
             }
             if prefetch {
-                let at = |k: usize| ahead[slot(index + k)].as_ref().filter(|_| index + k < end).and_then(|r| r.as_ref().ok());
-                if let Some(ev) = at(3) {
-                    self.profiles.prefetch_hint(ev);
-                }
-                if let Some(ev) = at(2) {
-                    self.profiles.prefetch_user(ev);
-                }
-                if let Some(ev) = at(1) {
-                    self.profiles.prefetch_recent(ev);
+                for stage in LookAhead::STAGES {
+                    let k = index + stage.distance();
+                    if let Some(Some(Ok(ev))) = ahead.get(slot(k)).filter(|_| k < end) {
+                        self.profiles.prefetch(ev, stage);
+                    }
                 }
             }
             let parsed = &ahead[slot(index)];

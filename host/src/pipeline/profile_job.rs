@@ -531,6 +531,32 @@ impl Interner {
 /// A scenario's users: each in a slot with a dense id, found by name through a hash table of
 /// ids. Ids of forgotten users are reused. Names of up to 24 bytes sit in the slot, beside the
 /// state, so finding a user does not miss the cache once more for its name.
+/// The stages in which [`ProfileJob::prefetch`] loads an event's user state ahead of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookAhead {
+    /// The user's hint (`Users::hints`): an address from the name's hash alone.
+    Hint,
+    /// The slot the hint names (else the first under the hash).
+    Slot,
+    /// The slot's newest recent item, where the event's insertion starts.
+    Recent,
+}
+
+impl LookAhead {
+    pub const STAGES: [LookAhead; 3] = [LookAhead::Hint, LookAhead::Slot, LookAhead::Recent];
+    /// How many events ahead the first stage runs.
+    pub const DEPTH: usize = 3;
+
+    /// How many events before its event is processed the stage runs.
+    pub fn distance(self) -> usize {
+        match self {
+            LookAhead::Hint => Self::DEPTH,
+            LookAhead::Slot => 2,
+            LookAhead::Recent => 1,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Users {
     table: HashTable<u32>,
@@ -1313,25 +1339,14 @@ impl ProfileJob {
         }
     }
 
-    /// Second look-ahead stage, two events ahead: its user's slot (found through the hint the
-    /// first stage loaded).
-    pub fn prefetch_user(&self, ev: &Event<'_>) {
-        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
-            s.users.prefetch_slot(&ev.user_id);
-        }
-    }
-
-    /// First look-ahead stage: the event's user hint (see `Users::hints`).
-    pub fn prefetch_hint(&self, ev: &Event<'_>) {
-        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
-            s.users.prefetch_hint(&ev.user_id);
-        }
-    }
-
-    /// Third look-ahead stage, for the next event: its user's recent items.
-    pub fn prefetch_recent(&self, ev: &Event<'_>) {
-        if let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) {
-            s.users.prefetch_recent(&ev.user_id);
+    /// One look-ahead stage for event `ev`, [`LookAhead::distance`] events before it is
+    /// processed: each stage loads what the one before made cheap to find.
+    pub fn prefetch(&self, ev: &Event<'_>, stage: LookAhead) {
+        let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) else { return };
+        match stage {
+            LookAhead::Hint => s.users.prefetch_hint(&ev.user_id),
+            LookAhead::Slot => s.users.prefetch_slot(&ev.user_id),
+            LookAhead::Recent => s.users.prefetch_recent(&ev.user_id),
         }
     }
 
