@@ -1,77 +1,199 @@
-//! Per-scenario state of a job, indexed by tenant then scenario so an event is routed by its
-//! `&str` ids without building a key. Ordered maps: scenarios emit in the same order in every
-//! run, so a replay's output is identical byte for byte (scenario counts are small, so the
-//! ordered lookup costs next to nothing).
+//! Per-scenario state of a job, found by an event's `&str` tenant and scenario ids without
+//! building a key. The states are kept in key order (tenant, then scenario), so scenarios emit in
+//! the same order in every run and a replay's output is identical byte for byte; an event finds
+//! its scenario through a hash index over them: one probe and one comparison of each id, where
+//! two nested ordered maps compared strings at every level of their descent. `--job all` looks
+//! an event up about six times (three jobs and the profile look-ahead), and spent ~2 % less CPU
+//! with the index (docs/benchmarks.md, "`--job all`").
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use crate::config::ScenarioKey;
 
 #[derive(Debug)]
 pub struct ScenarioMap<T> {
-    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, T>>,
+    /// Every scenario's state, sorted by (tenant, scenario).
+    entries: Vec<Entry<T>>,
+    /// Positions in `entries` by the hash of their key, rebuilt when a scenario comes or goes
+    /// (a config change, never per event).
+    index: HashTable<u32>,
+    hasher: ahash::RandomState,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    tenant: Arc<str>,
+    scenario: Arc<str>,
+    value: T,
+}
+
+impl<T> Entry<T> {
+    fn is(&self, tenant: &str, scenario: &str) -> bool {
+        &*self.tenant == tenant && &*self.scenario == scenario
+    }
 }
 
 impl<T> Default for ScenarioMap<T> {
     fn default() -> Self {
-        Self { map: BTreeMap::new() }
+        Self { entries: Vec::new(), index: HashTable::new(), hasher: ahash::RandomState::new() }
     }
 }
 
 impl<T> ScenarioMap<T> {
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
+    }
+
+    fn hash(hasher: &ahash::RandomState, tenant: &str, scenario: &str) -> u64 {
+        hasher.hash_one((tenant, scenario))
+    }
+
+    fn position(&self, tenant: &str, scenario: &str) -> Option<usize> {
+        let hash = Self::hash(&self.hasher, tenant, scenario);
+        let entries = &self.entries;
+        self.index.find(hash, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
     }
 
     pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
-        self.map.get(tenant)?.get(scenario)
+        self.position(tenant, scenario).map(|i| &self.entries[i].value)
     }
 
     pub fn get_mut(&mut self, tenant: &str, scenario: &str) -> Option<&mut T> {
-        self.map.get_mut(tenant)?.get_mut(scenario)
+        self.position(tenant, scenario).map(|i| &mut self.entries[i].value)
     }
 
     /// Updates the scenario's state in place, or creates it.
     pub fn upsert(&mut self, key: &ScenarioKey, update: impl FnOnce(&mut T), create: impl FnOnce() -> T) {
-        let tenant = self.map.entry(key.tenant_id.clone()).or_default();
-        match tenant.get_mut(&*key.scenario_id) {
-            Some(existing) => update(existing),
-            None => {
-                tenant.insert(key.scenario_id.clone(), create());
-            }
+        if let Some(i) = self.position(&key.tenant_id, &key.scenario_id) {
+            update(&mut self.entries[i].value);
+            return;
         }
+        let wanted = (&*key.tenant_id, &*key.scenario_id);
+        let at = self.entries.partition_point(|e| (&*e.tenant, &*e.scenario) < wanted);
+        let entry = Entry { tenant: key.tenant_id.clone(), scenario: key.scenario_id.clone(), value: create() };
+        self.entries.insert(at, entry);
+        self.reindex();
     }
 
     /// Drops the scenario's state (its memory is freed).
     pub fn remove(&mut self, key: &ScenarioKey) {
-        if let Some(t) = self.map.get_mut(&*key.tenant_id) {
-            t.remove(&*key.scenario_id);
-            if t.is_empty() {
-                self.map.remove(&*key.tenant_id);
-            }
+        if let Some(i) = self.position(&key.tenant_id, &key.scenario_id) {
+            self.entries.remove(i);
+            self.reindex();
+        }
+    }
+
+    /// Rebuilds the index after `entries` moved.
+    fn reindex(&mut self) {
+        let Self { entries, index, hasher } = self;
+        index.clear();
+        for (i, e) in entries.iter().enumerate() {
+            let rehash = |&j: &u32| entries.get(j as usize).map_or(0, |e| Self::hash(hasher, &e.tenant, &e.scenario));
+            // Scenario counts are far below u32::MAX (config::limits bounds them).
+            index.insert_unique(Self::hash(hasher, &e.tenant, &e.scenario), i as u32, rehash);
         }
     }
 
     /// Every scenario with its key parts, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &T)> {
-        self.map.iter().flat_map(|(t, m)| m.iter().map(move |(s, v)| (t, s, v)))
+        self.entries.iter().map(|e| (&e.tenant, &e.scenario, &e.value))
     }
 
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.map.values().flat_map(|t| t.values())
+        self.entries.iter().map(|e| &e.value)
+    }
+
+    /// The positions of one tenant's scenarios (contiguous: the entries are sorted by tenant).
+    fn tenant_range(&self, tenant: &str) -> std::ops::Range<usize> {
+        let start = self.entries.partition_point(|e| &*e.tenant < tenant);
+        let end = start + self.entries[start..].partition_point(|e| &*e.tenant == tenant);
+        start..end
     }
 
     pub fn has_tenant(&self, tenant: &str) -> bool {
-        self.map.contains_key(tenant)
+        !self.tenant_range(tenant).is_empty()
     }
 
     /// One tenant's scenarios, in key order.
     pub fn tenant_values_mut(&mut self, tenant: &str) -> impl Iterator<Item = &mut T> {
-        self.map.get_mut(tenant).into_iter().flat_map(|t| t.values_mut())
+        let range = self.tenant_range(tenant);
+        self.entries[range].iter_mut().map(|e| &mut e.value)
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.map.values_mut().flat_map(|t| t.values_mut())
+        self.entries.iter_mut().map(|e| &mut e.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(t: &str, s: &str) -> ScenarioKey {
+        ScenarioKey::new(t, s)
+    }
+
+    #[test]
+    fn scenarios_iterate_in_key_order_and_are_found_by_their_ids() {
+        let mut m = ScenarioMap::default();
+        for (t, s, v) in [("b", "x", 1), ("a", "z", 2), ("a", "y", 3), ("c", "a", 4), ("b", "a", 5)] {
+            m.upsert(&key(t, s), |_| unreachable!("new"), || v);
+        }
+        let order: Vec<(String, String, i32)> = m.iter().map(|(t, s, v)| (t.to_string(), s.to_string(), *v)).collect();
+        let want = [("a", "y", 3), ("a", "z", 2), ("b", "a", 5), ("b", "x", 1), ("c", "a", 4)];
+        assert_eq!(order, want.map(|(t, s, v)| (t.to_string(), s.to_string(), v)));
+        assert_eq!(m.get("b", "x"), Some(&1));
+        assert_eq!(m.get("b", "z"), None);
+        assert_eq!(m.get("bx", ""), None, "the ids are compared whole, not concatenated");
+        m.upsert(&key("b", "x"), |v| *v += 10, || unreachable!("exists"));
+        assert_eq!(m.get("b", "x"), Some(&11));
+        assert_eq!(m.tenant_values_mut("b").map(|v| *v).collect::<Vec<_>>(), [5, 11]);
+        assert!(m.has_tenant("c") && !m.has_tenant("d") && !m.has_tenant(""));
+        m.remove(&key("c", "a"));
+        assert!(!m.has_tenant("c"));
+        assert_eq!(m.get("a", "z"), Some(&2), "the index follows the entries that moved");
+    }
+
+    proptest! {
+        /// Any sequence of upserts and removals leaves the same contents, order and lookups as
+        /// the two nested ordered maps the index replaced.
+        #[test]
+        fn behaves_as_nested_ordered_maps(ops in prop::collection::vec((0u8..4, 0u8..5, any::<bool>(), 0i32..100), 0..60)) {
+            let mut m = ScenarioMap::default();
+            let mut want: BTreeMap<String, BTreeMap<String, i32>> = BTreeMap::new();
+            for (t, s, insert, v) in ops {
+                let (t, s) = (format!("t{t}"), format!("s{s}"));
+                if insert {
+                    m.upsert(&key(&t, &s), |x| *x = v, || v);
+                    want.entry(t).or_default().insert(s, v);
+                } else {
+                    m.remove(&key(&t, &s));
+                    if let Some(inner) = want.get_mut(&t) {
+                        inner.remove(&s);
+                        if inner.is_empty() {
+                            want.remove(&t);
+                        }
+                    }
+                }
+            }
+            let got: Vec<(String, String, i32)> = m.iter().map(|(t, s, v)| (t.to_string(), s.to_string(), *v)).collect();
+            let expected: Vec<(String, String, i32)> =
+                want.iter().flat_map(|(t, inner)| inner.iter().map(move |(s, v)| (t.clone(), s.clone(), *v))).collect();
+            prop_assert_eq!(got, expected);
+            for t in 0..4 {
+                let t = format!("t{t}");
+                prop_assert_eq!(m.has_tenant(&t), want.contains_key(&t));
+                for s in 0..5 {
+                    let s = format!("s{s}");
+                    prop_assert_eq!(m.get(&t, &s), want.get(&t).and_then(|inner| inner.get(&s)));
+                }
+            }
+        }
     }
 }
