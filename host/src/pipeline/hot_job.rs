@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::quota::MemoryLimits;
-use super::scenario_map::ScenarioMap;
+use super::scenario_map::{Route, ScenarioMap};
 use super::shadow::{self, ShadowLane};
 use super::stats::{Routed, ScenarioCounters};
 use crate::config::{Candidate, ScenarioConfig, ScenarioKey, ScenarioStatus};
@@ -330,8 +330,8 @@ impl HotScoreJob {
     }
 
     /// Adds one event to its scenario's windows.
-    pub fn on_event(&mut self, ev: &Event<'_>, stats: &mut PipelineStats) -> Routed {
-        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
+    pub fn on_event(&mut self, ev: &Event<'_>, route: Route, stats: &mut PipelineStats) -> Routed {
+        let Some(s) = self.scenarios.get_mut_routed(route, &ev.tenant_id, &ev.scenario_id) else {
             return Routed::NotHere;
         };
         if let Some(id) = &ev.event_id {

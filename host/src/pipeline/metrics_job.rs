@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::item_metrics::{ItemCell, MAX_ITEM_CELLS, WindowItems};
 
 use super::job_plugins::JobPlugins;
-use super::scenario_map::ScenarioMap;
+use super::scenario_map::{Route, ScenarioMap};
 use super::stats::Routed;
 use crate::config::model::{MetricKind, RatioActions};
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus, WindowGeometry};
@@ -284,8 +284,8 @@ impl MetricsJob {
     }
 
     /// Adds one event to its scenario's open minute.
-    pub fn on_event(&mut self, ev: &Event<'_>) -> Routed {
-        let Some(s) = self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) else {
+    pub fn on_event(&mut self, ev: &Event<'_>, route: Route) -> Routed {
+        let Some(s) = self.scenarios.get_mut_routed(route, &ev.tenant_id, &ev.scenario_id) else {
             return Routed::NotHere;
         };
         s.on_event(ev);
@@ -374,7 +374,7 @@ mod tests {
     fn run(job: &mut MetricsJob, lines: &[String], out: &mut Vec<Output>) {
         for l in lines {
             let ev = parse_event(l.as_bytes()).unwrap();
-            job.on_event(&ev);
+            job.on_event(&ev, Route::of(&ev.tenant_id, &ev.scenario_id));
             job.advance("t", ev.ts, out);
         }
     }

@@ -36,6 +36,7 @@ use crate::output::Output;
 use crate::output::status::PipelineStats;
 use profile_job::LookAhead;
 use quota::MemoryLimits;
+use scenario_map::Route;
 
 /// Which computations a host runs (`--job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,25 +337,36 @@ impl Pipeline {
         // events before them are processed.
         let parse = |i: usize| (!matches!(batch.origin(i), Some(Origin::Marker))).then(|| batch.event(i));
         let mut ahead: [Option<Result<Event<'_>, RejectReason>>; LOOK_AHEAD + 1] = std::array::from_fn(|_| None);
+        // Each parsed event's scenario key, hashed once for the lookups of every job.
+        let mut routes = [Route::default(); LOOK_AHEAD + 1];
         let prefetch = !self.profiles.is_empty();
         let slot = |i: usize| i % (LOOK_AHEAD + 1);
+        let read = |i: usize| {
+            let parsed = parse(i);
+            let route = match &parsed {
+                Some(Ok(ev)) => Route::of(&ev.tenant_id, &ev.scenario_id),
+                _ => Route::default(),
+            };
+            (parsed, route)
+        };
         for i in range.start..(range.start + LOOK_AHEAD).min(end) {
-            ahead[slot(i)] = parse(i);
+            (ahead[slot(i)], routes[slot(i)]) = read(i);
         }
         for index in range.start..end {
             let far = index + LOOK_AHEAD;
             if far < end {
-                ahead[slot(far)] = parse(far);
+                (ahead[slot(far)], routes[slot(far)]) = read(far);
             }
             if prefetch {
                 for stage in LookAhead::STAGES {
                     let k = index + stage.distance();
                     if let Some(Some(Ok(ev))) = ahead.get(slot(k)).filter(|_| k < end) {
-                        self.profiles.prefetch(ev, stage);
+                        self.profiles.prefetch(ev, routes[slot(k)], stage);
                     }
                 }
             }
             let parsed = &ahead[slot(index)];
+            let route = routes[slot(index)];
             // Repartitioned input (`--repartition`): events carry their source partition, and
             // the shuffle's progress markers move event time without being events.
             let source = match batch.origin(index) {
@@ -395,9 +407,9 @@ impl Pipeline {
             if !self.opts.filter.admits(&ev.tenant_id, &ev.scenario_id) {
                 self.stats.filtered += 1;
             } else {
-                let hot = self.hot.on_event(ev, &mut self.stats);
-                let profile = self.profiles.on_event(ev, batch.position(index));
-                let metrics = self.metrics.on_event(ev);
+                let hot = self.hot.on_event(ev, route, &mut self.stats);
+                let profile = self.profiles.on_routed_event(ev, route, batch.position(index));
+                let metrics = self.metrics.on_event(ev, route);
                 let dedicated_elsewhere =
                     || self.elsewhere.iter().any(|k| *k.tenant_id == *ev.tenant_id && *k.scenario_id == *ev.scenario_id);
                 if [hot, profile, metrics] == [Routed::NotHere; 3] && dedicated_elsewhere() {

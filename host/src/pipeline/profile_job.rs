@@ -38,7 +38,7 @@ use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_p
 
 use super::job_plugins::JobPlugins;
 use super::quota::MemoryLimits;
-use super::scenario_map::ScenarioMap;
+use super::scenario_map::{Route, ScenarioMap};
 use super::stats::Routed;
 use crate::config::{ScenarioConfig, ScenarioKey, ScenarioStatus};
 use crate::event::{Event, QuotaKind};
@@ -1341,8 +1341,8 @@ impl ProfileJob {
 
     /// One look-ahead stage for event `ev`, [`LookAhead::distance`] events before it is
     /// processed: each stage loads what the one before made cheap to find.
-    pub fn prefetch(&self, ev: &Event<'_>, stage: LookAhead) {
-        let Some(s) = self.scenarios.get(&ev.tenant_id, &ev.scenario_id) else { return };
+    pub fn prefetch(&self, ev: &Event<'_>, route: Route, stage: LookAhead) {
+        let Some(s) = self.scenarios.get_routed(route, &ev.tenant_id, &ev.scenario_id) else { return };
         match stage {
             LookAhead::Hint => s.users.prefetch_hint(&ev.user_id),
             LookAhead::Slot => s.users.prefetch_slot(&ev.user_id),
@@ -1352,7 +1352,12 @@ impl ProfileJob {
 
     /// Adds one event to its user's profile; `pos` is its input position (Kafka), if any.
     pub fn on_event(&mut self, ev: &Event<'_>, pos: Option<Position>) -> Routed {
-        match self.scenarios.get_mut(&ev.tenant_id, &ev.scenario_id) {
+        self.on_routed_event(ev, Route::of(&ev.tenant_id, &ev.scenario_id), pos)
+    }
+
+    /// [`Self::on_event`] with the event's [`Route`] computed once for every job.
+    pub fn on_routed_event(&mut self, ev: &Event<'_>, route: Route, pos: Option<Position>) -> Routed {
+        match self.scenarios.get_mut_routed(route, &ev.tenant_id, &ev.scenario_id) {
             Some(s) => s.on_event(ev, pos),
             None => Routed::NotHere,
         }

@@ -3,14 +3,28 @@
 //! the same order in every run and a replay's output is identical byte for byte; an event finds
 //! its scenario through a hash index over them: one probe and one comparison of each id, where
 //! two nested ordered maps compared strings at every level of their descent. `--job all` looks
-//! an event up about six times (three jobs and the profile look-ahead), and spent ~2 % less CPU
-//! with the index (docs/benchmarks.md, "`--job all`").
+//! an event up about six times (three jobs and the profile look-ahead), so the pipeline hashes
+//! its key once ([`Route`]) for all of them (docs/benchmarks.md, "`--job all`").
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
 use crate::config::ScenarioKey;
+
+/// An event's scenario key, hashed once for the lookups of every job (the pipeline computes it
+/// as it parses the event; [`ScenarioMap::get_routed`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Route(u64);
+
+impl Route {
+    pub fn of(tenant: &str, scenario: &str) -> Self {
+        // One hasher per process, so a route fits every map; seeded at random, so ids a
+        // tenant picks cannot be aimed at another's bucket.
+        static HASHER: OnceLock<ahash::RandomState> = OnceLock::new();
+        Self(HASHER.get_or_init(ahash::RandomState::new).hash_one((tenant, scenario)))
+    }
+}
 
 #[derive(Debug)]
 pub struct ScenarioMap<T> {
@@ -19,7 +33,6 @@ pub struct ScenarioMap<T> {
     /// Positions in `entries` by the hash of their key, rebuilt when a scenario comes or goes
     /// (a config change, never per event).
     index: HashTable<u32>,
-    hasher: ahash::RandomState,
 }
 
 #[derive(Debug)]
@@ -37,7 +50,7 @@ impl<T> Entry<T> {
 
 impl<T> Default for ScenarioMap<T> {
     fn default() -> Self {
-        Self { entries: Vec::new(), index: HashTable::new(), hasher: ahash::RandomState::new() }
+        Self { entries: Vec::new(), index: HashTable::new() }
     }
 }
 
@@ -46,27 +59,43 @@ impl<T> ScenarioMap<T> {
         self.entries.is_empty()
     }
 
-    fn hash(hasher: &ahash::RandomState, tenant: &str, scenario: &str) -> u64 {
-        hasher.hash_one((tenant, scenario))
-    }
-
-    fn position(&self, tenant: &str, scenario: &str) -> Option<usize> {
-        let hash = Self::hash(&self.hasher, tenant, scenario);
+    /// The position of a scenario's state; `route` is [`Route::of`] its ids.
+    fn position(&self, route: Route, tenant: &str, scenario: &str) -> Option<usize> {
+        // Jobs a host does not run hold no scenario: no hash to probe for their lookups.
+        if self.entries.is_empty() {
+            return None;
+        }
         let entries = &self.entries;
-        self.index.find(hash, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
+        self.index.find(route.0, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
     }
 
     pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
-        self.position(tenant, scenario).map(|i| &self.entries[i].value)
+        if self.is_empty() {
+            return None;
+        }
+        self.get_routed(Route::of(tenant, scenario), tenant, scenario)
     }
 
     pub fn get_mut(&mut self, tenant: &str, scenario: &str) -> Option<&mut T> {
-        self.position(tenant, scenario).map(|i| &mut self.entries[i].value)
+        if self.is_empty() {
+            return None;
+        }
+        self.get_mut_routed(Route::of(tenant, scenario), tenant, scenario)
+    }
+
+    /// [`Self::get`] with the ids' [`Route`] computed once for several lookups.
+    pub fn get_routed(&self, route: Route, tenant: &str, scenario: &str) -> Option<&T> {
+        self.position(route, tenant, scenario).map(|i| &self.entries[i].value)
+    }
+
+    /// [`Self::get_mut`] with the ids' [`Route`] computed once for several lookups.
+    pub fn get_mut_routed(&mut self, route: Route, tenant: &str, scenario: &str) -> Option<&mut T> {
+        self.position(route, tenant, scenario).map(|i| &mut self.entries[i].value)
     }
 
     /// Updates the scenario's state in place, or creates it.
     pub fn upsert(&mut self, key: &ScenarioKey, update: impl FnOnce(&mut T), create: impl FnOnce() -> T) {
-        if let Some(i) = self.position(&key.tenant_id, &key.scenario_id) {
+        if let Some(i) = self.position(Route::of(&key.tenant_id, &key.scenario_id), &key.tenant_id, &key.scenario_id) {
             update(&mut self.entries[i].value);
             return;
         }
@@ -79,7 +108,7 @@ impl<T> ScenarioMap<T> {
 
     /// Drops the scenario's state (its memory is freed).
     pub fn remove(&mut self, key: &ScenarioKey) {
-        if let Some(i) = self.position(&key.tenant_id, &key.scenario_id) {
+        if let Some(i) = self.position(Route::of(&key.tenant_id, &key.scenario_id), &key.tenant_id, &key.scenario_id) {
             self.entries.remove(i);
             self.reindex();
         }
@@ -87,12 +116,12 @@ impl<T> ScenarioMap<T> {
 
     /// Rebuilds the index after `entries` moved.
     fn reindex(&mut self) {
-        let Self { entries, index, hasher } = self;
+        let Self { entries, index } = self;
         index.clear();
+        let route = |e: &Entry<T>| Route::of(&e.tenant, &e.scenario).0;
         for (i, e) in entries.iter().enumerate() {
-            let rehash = |&j: &u32| entries.get(j as usize).map_or(0, |e| Self::hash(hasher, &e.tenant, &e.scenario));
             // Scenario counts are far below u32::MAX (config::limits bounds them).
-            index.insert_unique(Self::hash(hasher, &e.tenant, &e.scenario), i as u32, rehash);
+            index.insert_unique(route(e), i as u32, |&j| entries.get(j as usize).map_or(0, route));
         }
     }
 
