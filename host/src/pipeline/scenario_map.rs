@@ -60,11 +60,16 @@ impl<T> ScenarioMap<T> {
     }
 
     /// The position of a scenario's state; `route` is [`Route::of`] its ids.
+    #[inline]
     fn position(&self, route: Route, tenant: &str, scenario: &str) -> Option<usize> {
-        // Jobs a host does not run hold no scenario: no hash to probe for their lookups.
+        // Jobs a host does not run hold no scenario: their lookups end here, in the caller.
         if self.entries.is_empty() {
             return None;
         }
+        self.probe(route, tenant, scenario)
+    }
+
+    fn probe(&self, route: Route, tenant: &str, scenario: &str) -> Option<usize> {
         let entries = &self.entries;
         self.index.find(route.0, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
     }
@@ -84,11 +89,13 @@ impl<T> ScenarioMap<T> {
     }
 
     /// [`Self::get`] with the ids' [`Route`] computed once for several lookups.
+    #[inline]
     pub fn get_routed(&self, route: Route, tenant: &str, scenario: &str) -> Option<&T> {
         self.position(route, tenant, scenario).map(|i| &self.entries[i].value)
     }
 
     /// [`Self::get_mut`] with the ids' [`Route`] computed once for several lookups.
+    #[inline]
     pub fn get_mut_routed(&mut self, route: Route, tenant: &str, scenario: &str) -> Option<&mut T> {
         self.position(route, tenant, scenario).map(|i| &mut self.entries[i].value)
     }
