@@ -137,7 +137,15 @@ fn a_second_concurrent_compile_of_a_tenant_is_refused_with_429() {
     // refused at once, whatever it carries.
     let wasm = plugins::module("gravity");
     let token = acme.clone();
+    let compiles = || metric(port, "rtscore_plugin_compiles_total", &[]);
+    let before = compiles();
     let slow = std::thread::spawn(move || upload(port, "acme", &token, "slow", &wasm));
+    // Probe once the slow upload's compile has begun: a probe's own failing compile holds the
+    // tenant's one slot for a moment, and could otherwise be what refuses the slow upload.
+    let waited = std::time::Instant::now();
+    while compiles() == before && !slow.is_finished() && waited.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut refused = None;
     for n in 0..200 {
         if slow.is_finished() {
