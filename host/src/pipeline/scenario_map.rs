@@ -70,6 +70,7 @@ impl<T> ScenarioMap<T> {
     }
 
     fn probe(&self, route: Route, tenant: &str, scenario: &str) -> Option<usize> {
+        debug_assert_eq!(route, Route::of(tenant, scenario), "the route of other ids");
         let entries = &self.entries;
         self.index.find(route.0, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
     }
