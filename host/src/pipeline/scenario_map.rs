@@ -30,8 +30,8 @@ impl Route {
 pub struct ScenarioMap<T> {
     /// Every scenario's state, sorted by (tenant, scenario).
     entries: Vec<Entry<T>>,
-    /// Positions in `entries` by the hash of their key, rebuilt when a scenario comes or goes
-    /// (a config change, never per event).
+    /// Positions in `entries` by the hash of their key, kept in step when a scenario comes or
+    /// goes (a config change, never per event).
     index: HashTable<u32>,
 }
 
@@ -75,18 +75,20 @@ impl<T> ScenarioMap<T> {
         self.index.find(route.0, |&i| entries.get(i as usize).is_some_and(|e| e.is(tenant, scenario))).map(|&i| i as usize)
     }
 
-    pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
-        if self.is_empty() {
+    /// The position of a scenario's state by its ids (hashed here unless the map is empty).
+    fn find(&self, tenant: &str, scenario: &str) -> Option<usize> {
+        if self.entries.is_empty() {
             return None;
         }
-        self.get_routed(Route::of(tenant, scenario), tenant, scenario)
+        self.probe(Route::of(tenant, scenario), tenant, scenario)
+    }
+
+    pub fn get(&self, tenant: &str, scenario: &str) -> Option<&T> {
+        self.find(tenant, scenario).map(|i| &self.entries[i].value)
     }
 
     pub fn get_mut(&mut self, tenant: &str, scenario: &str) -> Option<&mut T> {
-        if self.is_empty() {
-            return None;
-        }
-        self.get_mut_routed(Route::of(tenant, scenario), tenant, scenario)
+        self.find(tenant, scenario).map(|i| &mut self.entries[i].value)
     }
 
     /// [`Self::get`] with the ids' [`Route`] computed once for several lookups.
@@ -103,34 +105,34 @@ impl<T> ScenarioMap<T> {
 
     /// Updates the scenario's state in place, or creates it.
     pub fn upsert(&mut self, key: &ScenarioKey, update: impl FnOnce(&mut T), create: impl FnOnce() -> T) {
-        if let Some(i) = self.position(Route::of(&key.tenant_id, &key.scenario_id), &key.tenant_id, &key.scenario_id) {
+        let (tenant, scenario) = (&*key.tenant_id, &*key.scenario_id);
+        if let Some(i) = self.find(tenant, scenario) {
             update(&mut self.entries[i].value);
             return;
         }
-        let wanted = (&*key.tenant_id, &*key.scenario_id);
-        let at = self.entries.partition_point(|e| (&*e.tenant, &*e.scenario) < wanted);
+        let at = self.entries.partition_point(|e| (&*e.tenant, &*e.scenario) < (tenant, scenario));
         let entry = Entry { tenant: key.tenant_id.clone(), scenario: key.scenario_id.clone(), value: create() };
         self.entries.insert(at, entry);
-        self.reindex();
+        // The entries after `at` moved up one: shift their positions rather than rehash every
+        // key, so loading many scenarios stays cheap. Scenario counts are far below u32::MAX
+        // (config::limits bounds them).
+        let at = at as u32;
+        self.index.iter_mut().filter(|p| **p >= at).for_each(|p| *p += 1);
+        let Self { entries, index } = self;
+        let route = |e: &Entry<T>| Route::of(&e.tenant, &e.scenario).0;
+        index.insert_unique(Route::of(tenant, scenario).0, at, |&j| entries.get(j as usize).map_or(0, route));
     }
 
     /// Drops the scenario's state (its memory is freed).
     pub fn remove(&mut self, key: &ScenarioKey) {
-        if let Some(i) = self.position(Route::of(&key.tenant_id, &key.scenario_id), &key.tenant_id, &key.scenario_id) {
-            self.entries.remove(i);
-            self.reindex();
+        let (tenant, scenario) = (&*key.tenant_id, &*key.scenario_id);
+        let Some(i) = self.find(tenant, scenario) else { return };
+        if let Ok(found) = self.index.find_entry(Route::of(tenant, scenario).0, |&p| p as usize == i) {
+            found.remove();
         }
-    }
-
-    /// Rebuilds the index after `entries` moved.
-    fn reindex(&mut self) {
-        let Self { entries, index } = self;
-        index.clear();
-        let route = |e: &Entry<T>| Route::of(&e.tenant, &e.scenario).0;
-        for (i, e) in entries.iter().enumerate() {
-            // Scenario counts are far below u32::MAX (config::limits bounds them).
-            index.insert_unique(route(e), i as u32, |&j| entries.get(j as usize).map_or(0, route));
-        }
+        self.entries.remove(i);
+        // The entries after `i` moved down one.
+        self.index.iter_mut().filter(|p| **p as usize > i).for_each(|p| *p -= 1);
     }
 
     /// Every scenario with its key parts, in key order.
