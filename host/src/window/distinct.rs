@@ -13,7 +13,7 @@ pub const REGISTERS: usize = 1 << P;
 
 /// The stable hash of a value: FNV-1a over its bytes, then a 64-bit finalizer (the FNV state
 /// alone leaves the high bits, which pick HLL registers, poorly mixed). Never 0 or `u64::MAX`:
-/// those mark empty and arena slots in `features::Agg`.
+/// those mark empty and spilled aggregates in `features::Agg`.
 pub fn hash(value: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in value.as_bytes() {
@@ -28,7 +28,9 @@ pub fn hash(value: &str) -> u64 {
     h.clamp(1, u64::MAX - 1)
 }
 
-/// A set of hashes: exact while small, then a sketch.
+/// A set of hashes: exact while small, then a sketch. The reference model the flat forms
+/// (`features::FeatureMinute`'s spilled runs, [`DistinctCounts`]) are tested against.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DistinctSet {
     /// Sorted, no duplicates, at most [`EXACT_BOUND`].
@@ -36,13 +38,15 @@ pub enum DistinctSet {
     Sketch(Box<[u8; REGISTERS]>),
 }
 
+#[cfg(test)]
 impl Default for DistinctSet {
     fn default() -> Self {
         DistinctSet::Exact(Vec::new())
     }
 }
 
-fn register(sketch: &mut [u8; REGISTERS], h: u64) {
+/// Adds hash `h` to a sketch.
+pub fn register(sketch: &mut [u8; REGISTERS], h: u64) {
     let idx = (h >> (64 - P)) as usize;
     // Leading zeros of the remaining bits, plus one; the marker bit caps it at 64 - P + 1.
     let rho = ((h << P) | (1 << (P - 1))).leading_zeros() as u8 + 1;
@@ -51,7 +55,8 @@ fn register(sketch: &mut [u8; REGISTERS], h: u64) {
     }
 }
 
-fn sketch_of(hashes: &[u64]) -> Box<[u8; REGISTERS]> {
+/// The sketch of `hashes`.
+pub fn sketch_of(hashes: &[u64]) -> Box<[u8; REGISTERS]> {
     let mut s = Box::new([0u8; REGISTERS]);
     for &h in hashes {
         register(&mut s, h);
@@ -59,7 +64,24 @@ fn sketch_of(hashes: &[u64]) -> Box<[u8; REGISTERS]> {
     s
 }
 
+/// A borrowed set of hashes, as [`DistinctCounts::counts_into`] reads its set parts: exact
+/// (sorted, no repeats, at most [`EXACT_BOUND`]) or a sketch.
+#[derive(Debug, Clone, Copy)]
+pub enum SetView<'a> {
+    Exact(&'a [u64]),
+    Sketch(&'a [u8; REGISTERS]),
+}
+
+#[cfg(test)]
 impl DistinctSet {
+    /// The set as a [`SetView`].
+    pub fn view(&self) -> SetView<'_> {
+        match self {
+            DistinctSet::Exact(v) => SetView::Exact(v),
+            DistinctSet::Sketch(s) => SetView::Sketch(s),
+        }
+    }
+
     pub fn insert(&mut self, h: u64) {
         match self {
             DistinctSet::Exact(v) => {
@@ -74,8 +96,7 @@ impl DistinctSet {
         }
     }
 
-    /// Adds every hash of `other`: the reference [`DistinctCounts`] is tested against.
-    #[cfg(test)]
+    /// Adds every hash of `other`.
     pub fn merge(&mut self, other: &DistinctSet) {
         match other {
             DistinctSet::Exact(v) => v.iter().for_each(|&h| self.insert(h)),
@@ -92,20 +113,11 @@ impl DistinctSet {
         }
     }
 
-    /// The exact count, or the sketch's estimate rounded to a whole number (the reference
-    /// [`DistinctCounts::counts`] is tested against).
-    #[cfg(test)]
+    /// The exact count, or the sketch's estimate rounded to a whole number.
     pub fn count(&self) -> f64 {
         match self {
             DistinctSet::Exact(v) => v.len() as f64,
             DistinctSet::Sketch(s) => estimate(s).round(),
-        }
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        match self {
-            DistinctSet::Exact(v) => v.capacity() * 8,
-            DistinctSet::Sketch(_) => REGISTERS,
         }
     }
 }
@@ -146,7 +158,7 @@ fn estimate(s: &[u8; REGISTERS]) -> f64 {
 pub struct DistinctCounts {
     first: Vec<Part>,
     pairs: Vec<(u32, u64)>,
-    /// The set parts (exact or sketch) of items with several parts: (item, [`SetRef`]).
+    /// The set parts (exact or sketch) of items with several parts: (item, its reference).
     sets: Vec<(u32, u64)>,
     /// Counting-sort scratch: the pairs' hashes grouped by item, and each item's range.
     starts: Vec<u32>,
@@ -155,13 +167,15 @@ pub struct DistinctCounts {
     seen: SeenTable,
 }
 
-/// Set `index` of arena `arena`, packed as `arena << 32 | index` (never `u64::MAX`).
-fn set_ref(arena: u32, index: u32) -> u64 {
+/// Set `index` of arena `arena`, packed as `arena << 32 | index` (never `u64::MAX`): how
+/// [`DistinctCounts::counts_into`]'s resolver is asked for a set part.
+pub fn set_ref(arena: u32, index: u32) -> u64 {
     (u64::from(arena) << 32) | u64::from(index)
 }
 
-fn resolve<'a>(arenas: &[&'a [DistinctSet]], r: u64) -> Option<&'a DistinctSet> {
-    arenas.get((r >> 32) as usize)?.get((r & 0xffff_ffff) as usize)
+/// The (arena, index) of a [`set_ref`].
+pub fn set_ref_parts(r: u64) -> (usize, usize) {
+    ((r >> 32) as usize, (r & 0xffff_ffff) as usize)
 }
 
 /// An item's only part so far, in 16 bytes: no hashes (`0, 0`), up to two hashes inline (0:
@@ -192,8 +206,8 @@ impl DistinctCounts {
         self.add_part(k, Part { a, b });
     }
 
-    /// Adds every hash of set `index` of arena `arena` (as passed to [`Self::counts_into`]) to
-    /// item `k`'s set.
+    /// Adds every hash of set `index` of arena `arena` (as resolved by [`Self::counts_into`])
+    /// to item `k`'s set.
     pub fn add_set(&mut self, k: u32, arena: u32, index: u32) {
         self.add_part(k, Part { a: MARK, b: set_ref(arena, index) });
     }
@@ -227,8 +241,9 @@ impl DistinctCounts {
 
     /// Each item's count (0 for an item without hashes) into `out`: exact up to
     /// [`EXACT_BOUND`], else the sketch estimate, as [`DistinctSet::count`] of the union. Set
-    /// parts are looked up in `arenas`; one that is not there counts as empty.
-    pub fn counts_into(&mut self, arenas: &[&[DistinctSet]], out: &mut Vec<f64>) {
+    /// parts are looked up by `resolve` from their [`set_ref`]; one it does not find counts as
+    /// empty.
+    pub fn counts_into<'a>(&mut self, resolve: impl Fn(u64) -> Option<SetView<'a>>, out: &mut Vec<f64>) {
         let items = self.first.len();
         // Group the spilled hashes by item with a counting sort (linear).
         let starts = &mut self.starts;
@@ -251,8 +266,8 @@ impl DistinctCounts {
         // The sets lie scattered over the minutes' arenas, and the union count below waits on
         // each one's first load in turn. Touching them all first, in a loop whose loads do not
         // depend on each other, lets those misses overlap.
-        std::hint::black_box(self.sets.iter().fold(0u64, |acc, &(_, r)| match resolve(arenas, r) {
-            Some(DistinctSet::Exact(v)) => acc ^ v.first().copied().unwrap_or(0),
+        std::hint::black_box(self.sets.iter().fold(0u64, |acc, &(_, r)| match resolve(r) {
+            Some(SetView::Exact(v)) => acc ^ v.first().copied().unwrap_or(0),
             _ => acc,
         }));
         let mut sets = self.sets.chunk_by(|a, b| a.0 == b.0).peekable();
@@ -263,16 +278,16 @@ impl DistinctCounts {
                 return f64::from(u8::from(part.a != 0) + u8::from(part.b != 0 && part.b != part.a));
             }
             if part != SPILLED {
-                return match resolve(arenas, part.b) {
-                    Some(DistinctSet::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
-                    Some(DistinctSet::Exact(v)) => estimate(&sketch_of(v)).round(),
-                    Some(DistinctSet::Sketch(s)) => estimate(s).round(),
+                return match resolve(part.b) {
+                    Some(SetView::Exact(v)) if v.len() <= EXACT_BOUND => v.len() as f64,
+                    Some(SetView::Exact(v)) => estimate(&sketch_of(v)).round(),
+                    Some(SetView::Sketch(s)) => estimate(s).round(),
                     None => 0.0,
                 };
             }
             let own = &self.hashes[starts[k] as usize..starts[k + 1] as usize];
             let sets = sets.next_if(|c| c[0].0 as usize == k).unwrap_or_default();
-            count_union(own, sets.iter().filter_map(|&(_, r)| resolve(arenas, r)), &mut self.seen)
+            count_union(own, sets.iter().filter_map(|&(_, r)| resolve(r)), &mut self.seen)
         }));
     }
 }
@@ -321,10 +336,10 @@ impl SeenTable {
 }
 
 /// The count of the union of `own` hashes (any order, repeats allowed) and the `sets`.
-fn count_union<'s>(own: &[u64], sets: impl Iterator<Item = &'s DistinctSet> + Clone, seen: &mut SeenTable) -> f64 {
-    let exact = || sets.clone().filter_map(|s| if let DistinctSet::Exact(v) = s { Some(v.as_slice()) } else { None });
+fn count_union<'s>(own: &[u64], sets: impl Iterator<Item = SetView<'s>> + Clone, seen: &mut SeenTable) -> f64 {
+    let exact = || sets.clone().filter_map(|s| if let SetView::Exact(v) = s { Some(v) } else { None });
     let all = || own.iter().chain(exact().flatten());
-    if !sets.clone().any(|s| matches!(s, DistinctSet::Sketch(_))) {
+    if !sets.clone().any(|s| matches!(s, SetView::Sketch(_))) {
         if own.is_empty() && exact().all(<[u64]>::is_empty) {
             return 0.0;
         }
@@ -334,7 +349,7 @@ fn count_union<'s>(own: &[u64], sets: impl Iterator<Item = &'s DistinctSet> + Cl
     }
     let mut s = Box::new([0u8; REGISTERS]);
     for p in sets.clone() {
-        if let DistinctSet::Sketch(p) = p {
+        if let SetView::Sketch(p) = p {
             s.iter_mut().zip(p.iter()).for_each(|(r, &x)| *r = (*r).max(x));
         }
     }
@@ -417,7 +432,7 @@ mod tests {
             flat.reset(3);
             flat.add_inline(1, 5, 6);
             flat.add_inline(1, 7, 0);
-            flat.counts_into(&[], &mut Vec::new());
+            flat.counts_into(|_| None, &mut Vec::new());
             flat.reset(6);
             // The set parts, split over two arenas as over two minutes.
             let arenas: Vec<Vec<DistinctSet>> = vec![
@@ -435,7 +450,13 @@ mod tests {
             }
             let want: Vec<f64> = sets.iter().map(DistinctSet::count).collect();
             let mut got = Vec::new();
-            flat.counts_into(&[&arenas[0], &arenas[1]], &mut got);
+            flat.counts_into(
+                |r| {
+                    let (arena, index) = set_ref_parts(r);
+                    Some(arenas.get(arena)?.get(index)?.view())
+                },
+                &mut got,
+            );
             prop_assert_eq!(got, want);
         }
     }

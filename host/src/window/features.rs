@@ -9,18 +9,26 @@ use crate::config::{FeatureDef, FeatureField, FeatureOp};
 use crate::event::{Event, PropValue};
 use crate::scoring::{FeatureColumn, FeatureValues};
 
-use super::distinct::{DistinctCounts, DistinctSet, hash};
+use super::distinct::{DistinctCounts, EXACT_BOUND, REGISTERS, SetView, hash, register, set_ref_parts, sketch_of};
 
 /// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
 /// (±9.2e12 units); sums are i128, so they never overflow.
 const SUM_SCALE: f64 = 1e6;
-/// Marks an `Agg` of `distinct` whose hashes are in the minute's set arena.
-const IN_ARENA: u64 = u64::MAX;
+/// Marks an `Agg` of `distinct` past its two inline hashes: its hashes are then in the minute's
+/// spilled hashes or its sketch.
+const SPILLED: u64 = u64::MAX;
+/// In the `b` of a [`SPILLED`] aggregate: the rest is the index of its sketch.
+const SKETCH: u64 = 1 << 63;
+/// Spilled hashes that arrive before a fold sorts them in: at least this many, or as many as
+/// are folded (so each is sorted O(log n) times over a minute's life, and repeats of one value
+/// hold at most about half the arrays).
+const FOLD_AT: usize = 4096;
 
 /// One feature's aggregate for one (item, minute): 16 bytes, read per op.
 /// - `sum`: the i128 sum of micro-units, low word in `a`.
 /// - `max`: `a` the f64 bits, `b` 1 when set.
-/// - `distinct`: up to two hashes inline (0: none), or `a` = [`IN_ARENA`], `b` the set's index.
+/// - `distinct`: up to two hashes inline (0: none), or `a` = [`SPILLED`] and `b` its run in the
+///   folded hashes (start << 32 | len) or [`SKETCH`] | its sketch's index.
 /// - `last`: `a` the i64 event time, `b` the value's span in the minute's text (start << 32 |
 ///   len + 1; 0: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,17 +62,43 @@ impl FeatureSet {
 }
 
 /// The feature aggregates of one minute's items.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct FeatureMinute {
     /// `features` aggregates per row; an item's row is its head cell's index in the minute, so
     /// an event finds it without a lookup (rows of other cells stay empty). Rows past the last
     /// head an event fed are not allocated. An all-empty row reads as no aggregates.
     aggs: Vec<Agg>,
-    /// Distinct sets past two values.
-    sets: Vec<DistinctSet>,
+    /// The hashes of spilled `distinct` aggregates: `spill_hash[j]` belongs to aggregate
+    /// `spill_at[j]`. The first `folded` are sorted by (aggregate, hash) without repeats, each
+    /// aggregate's run recorded in its `b`; the rest arrived since, in any order, repeats
+    /// allowed, and are sorted in before the minute is read ([`Self::fold`]). One pair of flat
+    /// arrays for the minute: an event appends, with no set to allocate or sorted insert.
+    spill_at: Vec<u32>,
+    spill_hash: Vec<u64>,
+    folded: usize,
+    /// Spilled aggregates past [`EXACT_BOUND`] distinct hashes.
+    sketches: Vec<Box<[u8; REGISTERS]>>,
     /// `last` values, back to back; replaced values are garbage until compaction.
     text: String,
     garbage: usize,
+}
+
+/// A clone is folded: states are exported (snapshots, repartition) through clones, which then
+/// read as fast as the live state.
+impl Clone for FeatureMinute {
+    fn clone(&self) -> Self {
+        let mut c = Self {
+            aggs: self.aggs.clone(),
+            spill_at: self.spill_at.clone(),
+            spill_hash: self.spill_hash.clone(),
+            folded: self.folded,
+            sketches: self.sketches.clone(),
+            text: self.text.clone(),
+            garbage: self.garbage,
+        };
+        c.fold();
+        c
+    }
 }
 
 /// A value an event gives a feature.
@@ -109,11 +143,6 @@ impl FeatureMinute {
         (cell + 1) * n <= self.aggs.len()
     }
 
-    /// The aggregates of head cell `head`, if its row is allocated.
-    pub fn aggs_of(&self, head: usize, n: usize) -> Option<&[Agg]> {
-        self.aggs.get(head * n..(head + 1) * n)
-    }
-
     /// Adds event `ev` of the item whose head cell here is `head` to the features in `mask`.
     pub fn add(&mut self, head: u32, mask: u8, set: &FeatureSet, ev: &Event<'_>) {
         let n = set.defs.len();
@@ -147,19 +176,78 @@ impl FeatureMinute {
 
     fn add_distinct(&mut self, at: usize, h: u64) {
         let agg = &mut self.aggs[at];
-        if agg.a == IN_ARENA {
-            self.sets[agg.b as usize].insert(h);
+        if agg.a == SPILLED {
+            if agg.b & SKETCH != 0 {
+                register(&mut self.sketches[(agg.b & !SKETCH) as usize], h);
+            } else {
+                self.spill(at, h);
+            }
         } else if agg.a == 0 || agg.a == h {
             agg.a = h;
         } else if agg.b == 0 || agg.b == h {
             agg.b = h;
         } else {
-            // Room for a few more hashes before the first regrowth.
-            let mut s = DistinctSet::Exact(Vec::with_capacity(8));
-            [agg.a, agg.b, h].into_iter().for_each(|x| s.insert(x));
-            *agg = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
-            self.sets.push(s);
+            let (a, b) = (agg.a, agg.b);
+            // No run until the next fold finds its hashes.
+            *agg = Agg { a: SPILLED, b: 0 };
+            [a, b, h].into_iter().for_each(|x| self.spill(at, x));
         }
+    }
+
+    fn spill(&mut self, at: usize, h: u64) {
+        self.spill_at.push(at as u32);
+        self.spill_hash.push(h);
+        if self.spill_at.len() - self.folded > FOLD_AT.max(self.folded) {
+            self.fold();
+        }
+    }
+
+    /// Sorts the spilled hashes that arrived since the last fold in, drops repeats, records each
+    /// spilled aggregate's run, and moves a run past [`EXACT_BOUND`] to a sketch: what every
+    /// read of the minute's `distinct` aggregates expects. Cheap when nothing arrived.
+    pub fn fold(&mut self) {
+        if self.folded == self.spill_at.len() {
+            return;
+        }
+        let mut fresh: Vec<(u32, u64)> =
+            self.spill_at[self.folded..].iter().copied().zip(self.spill_hash[self.folded..].iter().copied()).collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        let old = self.spill_at[..self.folded].iter().copied().zip(self.spill_hash[..self.folded].iter().copied());
+        let merged = merge_sorted(old, fresh.into_iter());
+        let (mut at_out, mut hash_out) = (Vec::with_capacity(merged.len()), Vec::with_capacity(merged.len()));
+        for run in merged.chunk_by(|x, y| x.0 == y.0) {
+            let at = run[0].0 as usize;
+            let Some(agg) = self.aggs.get_mut(at) else { continue };
+            if agg.b & SKETCH != 0 {
+                // Only a restored sketch can meet spilled hashes of its own here.
+                run.iter().for_each(|&(_, h)| register(&mut self.sketches[(agg.b & !SKETCH) as usize], h));
+            } else if run.len() > EXACT_BOUND {
+                let hashes: Vec<u64> = run.iter().map(|&(_, h)| h).collect();
+                *agg = Agg { a: SPILLED, b: SKETCH | self.sketches.len() as u64 };
+                self.sketches.push(sketch_of(&hashes));
+            } else {
+                *agg = Agg { a: SPILLED, b: ((at_out.len() as u64) << 32) | run.len() as u64 };
+                at_out.extend(run.iter().map(|&(a, _)| a));
+                hash_out.extend(run.iter().map(|&(_, h)| h));
+            }
+        }
+        self.folded = at_out.len();
+        (self.spill_at, self.spill_hash) = (at_out, hash_out);
+    }
+
+    /// A `distinct` aggregate's hashes past its inline two, the minute folded.
+    fn spilled(&self, agg: &Agg) -> Option<SetView<'_>> {
+        if agg.b & SKETCH != 0 {
+            return self.sketches.get((agg.b & !SKETCH) as usize).map(|s| SetView::Sketch(s));
+        }
+        let (start, len) = ((agg.b >> 32) as usize, (agg.b & 0xffff_ffff) as usize);
+        self.spill_hash.get(start..start + len).map(SetView::Exact)
+    }
+
+    /// The set part at `at` for [`DistinctCounts`], the minute folded.
+    fn set_part(&self, at: usize) -> Option<SetView<'_>> {
+        self.spilled(self.aggs.get(at)?)
     }
 
     fn add_last(&mut self, at: usize, ts: i64, value: &str, set: &FeatureSet) {
@@ -204,55 +292,104 @@ impl FeatureMinute {
     /// Keeps the aggregates of retained features after a redefinition: new feature `i` takes
     /// old feature `keep[i]`'s values, or starts empty.
     pub fn remap(&mut self, old_n: usize, keep: &[Option<usize>]) {
-        let rows = self.aggs.len() / old_n.max(1);
-        let mut aggs = Vec::with_capacity(rows * keep.len());
+        self.fold();
+        let (old_n, new_n) = (old_n.max(1), keep.len());
+        let rows = self.aggs.len() / old_n;
+        let mut aggs = Vec::with_capacity(rows * new_n);
+        let mut sketches = Vec::new();
+        // A kept aggregate's spilled hashes move with it, re-sorted under its new index.
+        let mut spilled: Vec<(u32, u64)> = Vec::new();
         for r in 0..rows {
-            aggs.extend(keep.iter().map(|k| k.map_or(Agg::default(), |o| self.aggs[r * old_n + o])));
+            for (i, k) in keep.iter().enumerate() {
+                let Some(o) = *k else {
+                    aggs.push(Agg::default());
+                    continue;
+                };
+                let agg = self.aggs[r * old_n + o];
+                let at = (r * new_n + i) as u32;
+                match (agg.a == SPILLED).then(|| self.spilled(&agg)).flatten() {
+                    Some(SetView::Sketch(s)) => {
+                        aggs.push(Agg { a: SPILLED, b: SKETCH | sketches.len() as u64 });
+                        sketches.push(Box::new(*s));
+                    }
+                    Some(SetView::Exact(v)) => {
+                        aggs.push(Agg { a: SPILLED, b: 0 });
+                        spilled.extend(v.iter().map(|&h| (at, h)));
+                    }
+                    None => aggs.push(agg),
+                }
+            }
         }
         self.aggs = aggs;
+        self.sketches = sketches;
+        self.spill_at = spilled.iter().map(|&(a, _)| a).collect();
+        self.spill_hash = spilled.iter().map(|&(_, h)| h).collect();
+        self.folded = 0;
+        self.fold();
     }
 
     pub fn shrink_to_fit(&mut self) {
+        self.fold();
         self.aggs.shrink_to_fit();
+        self.spill_at.shrink_to_fit();
+        self.spill_hash.shrink_to_fit();
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.aggs.capacity() * std::mem::size_of::<Agg>()
-            + self.sets.iter().map(|s| s.heap_bytes() + std::mem::size_of::<DistinctSet>()).sum::<usize>()
+            + self.spill_at.capacity() * 4
+            + self.spill_hash.capacity() * 8
+            + self.sketches.len() * (REGISTERS + std::mem::size_of::<Box<[u8; REGISTERS]>>())
             + self.text.capacity()
     }
 
-    /// One aggregate in its portable form.
-    pub fn portable(&self, agg: &Agg, op: FeatureOp) -> PortableAgg {
-        match op {
+    /// Aggregate `at` (of head `h`, feature `i`: `h * n + i`) in its portable form; `None`
+    /// past the allocated rows.
+    pub fn portable(&self, at: usize, op: FeatureOp) -> Option<PortableAgg> {
+        let agg = self.aggs.get(at)?;
+        Some(match op {
             // A zero sum reads as none: a row that only events without the field touched
             // then writes what no row does.
             FeatureOp::Sum if sum_of(agg) == 0 => PortableAgg::Empty,
             FeatureOp::Sum => PortableAgg::Sum(sum_of(agg)),
             FeatureOp::Max if agg.b == 0 => PortableAgg::Empty,
             FeatureOp::Max => PortableAgg::Max(f64::from_bits(agg.a)),
-            FeatureOp::Distinct => match self.distinct_of(agg) {
-                Some(DistinctSet::Exact(v)) if v.is_empty() => PortableAgg::Empty,
-                Some(DistinctSet::Exact(v)) => PortableAgg::Exact(v),
-                Some(DistinctSet::Sketch(s)) => PortableAgg::Sketch(s.to_vec()),
-                None => PortableAgg::Empty,
-            },
+            FeatureOp::Distinct => self.distinct_of(at, agg),
             FeatureOp::Last if agg.b == 0 => PortableAgg::Empty,
             FeatureOp::Last => {
                 let (start, len) = span(agg.b);
                 PortableAgg::Last(agg.a as i64, self.text[start..start + len].to_string())
             }
-        }
+        })
     }
 
-    /// A `distinct` aggregate as a set (`None`: empty).
-    fn distinct_of(&self, agg: &Agg) -> Option<DistinctSet> {
-        if agg.a == IN_ARENA {
-            return self.sets.get(agg.b as usize).cloned();
+    /// `distinct` aggregate `at` as a canonical set, whether or not its minute is folded (a
+    /// state read in place rather than through a clone, which folds).
+    fn distinct_of(&self, at: usize, agg: &Agg) -> PortableAgg {
+        if agg.a != SPILLED {
+            let mut v: Vec<u64> = [agg.a, agg.b].into_iter().filter(|&h| h != 0).collect();
+            v.sort_unstable();
+            return if v.is_empty() { PortableAgg::Empty } else { PortableAgg::Exact(v) };
         }
-        let mut v: Vec<u64> = [agg.a, agg.b].into_iter().filter(|&h| h != 0).collect();
+        let mut v = match self.spilled(agg) {
+            Some(SetView::Sketch(s)) => {
+                let mut s = Box::new(*s);
+                self.unfolded(at).for_each(|h| register(&mut s, h));
+                return PortableAgg::Sketch(s.to_vec());
+            }
+            Some(SetView::Exact(v)) => v.to_vec(),
+            None => Vec::new(),
+        };
+        v.extend(self.unfolded(at));
         v.sort_unstable();
-        Some(DistinctSet::Exact(v))
+        v.dedup();
+        if v.len() > EXACT_BOUND { PortableAgg::Sketch(sketch_of(&v).to_vec()) } else { PortableAgg::Exact(v) }
+    }
+
+    /// Spilled hashes of aggregate `at` not folded yet.
+    fn unfolded(&self, at: usize) -> impl Iterator<Item = u64> + '_ {
+        let tail = self.spill_at[self.folded..].iter().zip(&self.spill_hash[self.folded..]);
+        tail.filter(move |&(&a, _)| a as usize == at).map(|(_, &h)| h)
     }
 
     /// Restores one portable aggregate into head cell `head`'s row, feature `i` of `set`.
@@ -263,24 +400,46 @@ impl FeatureMinute {
             (_, PortableAgg::Empty) => {}
             (FeatureOp::Sum, PortableAgg::Sum(s)) => self.aggs[at] = Agg { a: *s as u64, b: (*s >> 64) as u64 },
             (FeatureOp::Max, PortableAgg::Max(x)) if x.is_finite() => self.aggs[at] = Agg { a: x.to_bits(), b: 1 },
-            (FeatureOp::Distinct, PortableAgg::Exact(v)) if v.len() <= super::distinct::EXACT_BOUND => {
+            (FeatureOp::Distinct, PortableAgg::Exact(v)) if v.len() <= EXACT_BOUND => {
                 for &h in v {
-                    if h == 0 || h == IN_ARENA {
+                    if h == 0 || h == SPILLED {
                         return Err("a distinct hash out of range".into());
                     }
                     self.add_distinct(at, h);
                 }
             }
             (FeatureOp::Distinct, PortableAgg::Sketch(regs)) => {
-                let regs: Box<[u8; super::distinct::REGISTERS]> =
+                let regs: Box<[u8; REGISTERS]> =
                     regs.clone().into_boxed_slice().try_into().map_err(|_| "a sketch of the wrong size".to_string())?;
-                self.aggs[at] = Agg { a: IN_ARENA, b: self.sets.len() as u64 };
-                self.sets.push(DistinctSet::Sketch(regs));
+                self.aggs[at] = Agg { a: SPILLED, b: SKETCH | self.sketches.len() as u64 };
+                self.sketches.push(regs);
             }
             (FeatureOp::Last, PortableAgg::Last(ts, v)) if v.len() <= crate::event::MAX_PROP_TEXT_BYTES => self.add_last(at, *ts, v, set),
             (op, p) => return Err(format!("a {p:?} aggregate for a `{}` feature", op.name())),
         }
         Ok(())
+    }
+}
+
+/// The sorted union of two sorted runs without repeats of their own.
+fn merge_sorted(a: impl Iterator<Item = (u32, u64)>, b: impl Iterator<Item = (u32, u64)>) -> Vec<(u32, u64)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut out = Vec::with_capacity(a.size_hint().0 + b.size_hint().0);
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x < y => a.next(),
+            (Some(x), Some(y)) if x > y => b.next(),
+            (Some(_), Some(_)) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(x) => out.push(x),
+            None => return out,
+        }
     }
 }
 
@@ -381,11 +540,12 @@ impl BatchFeatures {
                     }
                 }
                 Acc::Distinct(d) => {
-                    for (k, agg) in aggs {
-                        if agg.a != IN_ARENA {
-                            d.add_inline(k as u32, agg.a, agg.b);
-                        } else {
-                            d.add_set(k as u32, minute, agg.b as u32);
+                    for &(k, r) in heads {
+                        let at = r as usize * n + i;
+                        match fm.aggs.get(at) {
+                            Some(agg) if agg.a != SPILLED => d.add_inline(k, agg.a, agg.b),
+                            Some(_) => d.add_set(k, minute, at as u32),
+                            None => {}
                         }
                     }
                 }
@@ -404,7 +564,10 @@ impl BatchFeatures {
 
     /// The columns, in declaration order; `minutes` as passed to [`Self::merge_minute`].
     pub fn columns(&mut self, set: &FeatureSet, minutes: &[&FeatureMinute]) -> Vec<FeatureColumn> {
-        let arenas: Vec<&[DistinctSet]> = minutes.iter().map(|m| m.sets.as_slice()).collect();
+        let resolve = |r| {
+            let (minute, at) = set_ref_parts(r);
+            minutes.get(minute)?.set_part(at)
+        };
         self.accs
             .iter_mut()
             .zip(&set.defs)
@@ -418,7 +581,7 @@ impl BatchFeatures {
                     Acc::Max(v) => FeatureValues::Number(v.iter().map(|m| m.unwrap_or(0.0)).collect()),
                     Acc::Distinct(d) => {
                         let mut counts = Vec::new();
-                        d.counts_into(&arenas, &mut counts);
+                        d.counts_into(resolve, &mut counts);
                         FeatureValues::Number(counts)
                     }
                     Acc::Last(v) => FeatureValues::Text(
@@ -596,6 +759,27 @@ mod tests {
     }
 
     #[test]
+    fn a_redefinition_keeps_spilled_and_sketched_distinct_sets() {
+        let g = WindowGeometry::from_minutes(10, 10);
+        let mut w = HotWindows::default();
+        let users = def("users", FeatureOp::Distinct, FeatureField::UserId, None);
+        let watch = def("watch", FeatureOp::Sum, FeatureField::WatchTimeMs, None);
+        w.set_features(&[watch.clone(), users.clone()]);
+        // Item a spills past its two inline hashes; item b passes the exact bound.
+        let mut events: Vec<String> = (0..5).map(|i| ev("a", "view", T0 + i, &format!("u{i}"), "")).collect();
+        events.extend((0..300).map(|i| ev("b", "view", T0 + i, &format!("u{i}"), "")));
+        add_all(&mut w, &events, g);
+        let before = columns(&mut w, T0 + 10 * MIN, g);
+        // Reordered and one dropped: the kept sets move to their new index.
+        w.set_features(std::slice::from_ref(&users));
+        add_all(&mut w, &[ev("a", "view", T0 + 9, "u9", "")], g);
+        let after = columns(&mut w, T0 + 10 * MIN, g);
+        assert_eq!(row(&before, "a"), ["watch=0", "users=5"]);
+        assert_eq!(row(&after, "a"), ["users=6"]);
+        assert_eq!(row(&after, "b")[0], row(&before, "b")[1]);
+    }
+
+    #[test]
     fn no_features_no_feature_state() {
         let g = WindowGeometry::from_minutes(10, 10);
         let mut w = HotWindows::default();
@@ -629,8 +813,61 @@ mod tests {
         })
     }
 
+    use crate::window::distinct::DistinctSet;
+
+    /// The portable form of a reference set.
+    fn canonical(s: &DistinctSet) -> PortableAgg {
+        match s {
+            DistinctSet::Exact(v) if v.is_empty() => PortableAgg::Empty,
+            DistinctSet::Exact(v) => PortableAgg::Exact(v.clone()),
+            DistinctSet::Sketch(s) => PortableAgg::Sketch(s.to_vec()),
+        }
+    }
+
+    #[test]
+    fn repeats_of_spilled_values_keep_the_arrays_small() {
+        let mut fm = FeatureMinute::default();
+        fm.aggs.resize(1, Agg::default());
+        for i in 0..200_000u64 {
+            fm.add_distinct(0, hash(&format!("u{}", i % 10)));
+        }
+        // Folded as they come: the unsorted tail never passes FOLD_AT, the folded part holds 10.
+        assert!(fm.spill_hash.len() <= FOLD_AT + 11, "{}", fm.spill_hash.len());
+        assert_eq!(
+            fm.portable(0, FeatureOp::Distinct).unwrap(),
+            canonical(&(0..10).fold(DistinctSet::default(), |mut s, i| {
+                s.insert(hash(&format!("u{i}")));
+                s
+            }))
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// However spilled hashes were folded (at any points, or not yet), and through a clone,
+        /// each aggregate reads as the reference set of its hashes: exact to the bound, then
+        /// that set's sketch.
+        #[test]
+        fn spilled_hashes_read_as_the_reference_set(values in proptest::collection::vec((0usize..3, 0u64..700), 0..1500), fold_every in 1usize..2000) {
+            let mut fm = FeatureMinute::default();
+            fm.aggs.resize(3, Agg::default());
+            let mut want = vec![DistinctSet::default(); 3];
+            for (j, &(at, v)) in values.iter().enumerate() {
+                let h = hash(&format!("u{v}"));
+                fm.add_distinct(at, h);
+                want[at].insert(h);
+                if j % fold_every == fold_every - 1 {
+                    fm.fold();
+                }
+            }
+            let clone = fm.clone();
+            prop_assert_eq!(clone.folded, clone.spill_at.len());
+            for (at, want) in want.iter().enumerate() {
+                prop_assert_eq!(fm.portable(at, FeatureOp::Distinct), Some(canonical(want)), "in place, aggregate {}", at);
+                prop_assert_eq!(clone.portable(at, FeatureOp::Distinct), Some(canonical(want)), "cloned, aggregate {}", at);
+            }
+        }
+
         /// Any order of the same events gives the same columns in every window.
         #[test]
         fn columns_do_not_depend_on_event_order(events in events(), seed in any::<u64>()) {

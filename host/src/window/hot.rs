@@ -307,6 +307,9 @@ impl HotWindows {
         // Pass 2: each cell to its item's next row, and with declared features, each minute's
         // items merged into the columns (the pairs gathered in the same sweep over the cells).
         let set = self.features.as_deref();
+        if set.is_some() {
+            self.minutes.range_mut(lo..hi).filter_map(|(_, m)| m.features.as_deref_mut()).for_each(FeatureMinute::fold);
+        }
         let n_features = set.map_or(0, |f| f.defs.len());
         let feature_minutes: Vec<&FeatureMinute> =
             if set.is_some() { self.minutes.range(lo..hi).filter_map(|(_, m)| m.features.as_deref()).collect() } else { Vec::new() };

@@ -100,10 +100,11 @@ impl BucketRef<'_> {
     /// state came to be (a row created then emptied by a redefinition writes what no row does).
     fn features(&self, defs: &[FeatureDef]) -> Vec<PortableAgg> {
         let n = defs.len();
-        let Some((fm, aggs)) = self.cells.features.as_deref().and_then(|fm| Some((fm, fm.aggs_of(self.head as usize, n)?))) else {
+        let Some(fm) = self.cells.features.as_deref() else { return Vec::new() };
+        let row = self.head as usize * n;
+        let Some(out) = defs.iter().enumerate().map(|(i, d)| fm.portable(row + i, d.op)).collect::<Option<Vec<PortableAgg>>>() else {
             return Vec::new();
         };
-        let out: Vec<PortableAgg> = aggs.iter().zip(defs).map(|(a, d)| fm.portable(a, d.op)).collect();
         if out.iter().all(|p| *p == PortableAgg::Empty) { Vec::new() } else { out }
     }
 }
