@@ -122,27 +122,34 @@ impl DistinctSet {
     }
 }
 
-/// `2^-r` for every register value (at most `64 - P + 1`): exact powers of two, so the sum is
-/// bit for bit what `exp2` gives, without a libm call per register.
-const NEG_POW2: [f64; 66] = {
-    let mut t = [0.0f64; 66];
-    let mut r = 0;
-    while r < 66 {
-        // The exponent field of 2^-r (r <= 65 stays a normal number).
-        t[r] = f64::from_bits((1023 - r as u64) << 52);
-        r += 1;
-    }
-    t
-};
+/// The largest register value: `register` caps it with its marker bit.
+const RHO_MAX: u8 = (64 - P + 1) as u8;
+
+/// Whether every register of a sketch is one `register` could have written: a check for
+/// sketches read back from outside (snapshots).
+pub fn valid_sketch(s: &[u8]) -> bool {
+    s.len() == REGISTERS && s.iter().all(|&r| r <= RHO_MAX)
+}
 
 /// The HyperLogLog estimate, with linear counting for small cardinalities (no large-range
 /// correction is needed with 64-bit hashes).
 fn estimate(s: &[u8; REGISTERS]) -> f64 {
     let m = REGISTERS as f64;
     let alpha = 0.7213 / (1.0 + 1.079 / m);
-    let (sum, zeros) = s.iter().fold((0.0f64, 0usize), |(sum, z), &r| (sum + NEG_POW2[usize::from(r)], z + usize::from(r == 0)));
-    let raw = alpha * m * m / sum;
+    let zeros = s.iter().filter(|&&r| r == 0).count();
+    let raw = alpha * m * m / sum_of_inverse_powers(s);
     if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw }
+}
+
+/// `Σ 2^-r` over the registers, summed exactly in units of `2^-RHO_MAX` and rounded once: the
+/// sum a float loop gives whenever its partial sums are exact (every register below 42, so
+/// always in practice), without a chain of dependent float adds. A quarter of the registers
+/// sums within a u64 (at most 1024 · 2^53 = 2^63).
+fn sum_of_inverse_powers(s: &[u8; REGISTERS]) -> f64 {
+    let units: u128 =
+        s.chunks(REGISTERS / 4).map(|quarter| u128::from(quarter.iter().map(|&r| 1u64 << (RHO_MAX - r.min(RHO_MAX))).sum::<u64>())).sum();
+    // Scaling by a power of two is exact.
+    units as f64 / (1u64 << RHO_MAX) as f64
 }
 
 /// The distinct counts of many sets at once, each the union of parts added in any order: what
@@ -412,9 +419,25 @@ mod tests {
     }
 
     #[test]
-    fn the_power_table_is_exp2() {
-        for r in 0..=(64 - P + 1) as u8 {
-            assert_eq!(NEG_POW2[usize::from(r)].to_bits(), (-(f64::from(r))).exp2().to_bits(), "r = {r}");
+    fn registers_stay_within_their_bound() {
+        let mut s = Box::new([0u8; REGISTERS]);
+        // Nothing past the register bits: only the marker bit stops the count.
+        register(&mut s, 1 << 63);
+        assert_eq!(s[REGISTERS / 2], RHO_MAX);
+        assert!(valid_sketch(&s[..]));
+        s[7] = RHO_MAX + 1;
+        assert!(!valid_sketch(&s[..]));
+        assert!(!valid_sketch(&s[..100]));
+    }
+
+    proptest! {
+        /// The exact sum is the float loop's sum (exp2 of each register, added in order)
+        /// whenever that loop's partial sums are exact, which holds for registers below 42.
+        #[test]
+        fn the_register_sum_is_the_float_loops(regs in prop::collection::vec(prop_oneof![8 => 0u8..6, 2 => 0u8..42], REGISTERS)) {
+            let s: Box<[u8; REGISTERS]> = regs.into_boxed_slice().try_into().unwrap();
+            let float = s.iter().fold(0.0f64, |sum, &r| sum + (-f64::from(r)).exp2());
+            prop_assert_eq!(sum_of_inverse_powers(&s).to_bits(), float.to_bits());
         }
     }
 

@@ -9,7 +9,7 @@ use crate::config::{FeatureDef, FeatureField, FeatureOp};
 use crate::event::{Event, PropValue};
 use crate::scoring::{FeatureColumn, FeatureValues};
 
-use super::distinct::{DistinctCounts, EXACT_BOUND, REGISTERS, SetView, hash, register, set_ref_parts, sketch_of};
+use super::distinct::{DistinctCounts, EXACT_BOUND, REGISTERS, SetView, hash, register, set_ref_parts, sketch_of, valid_sketch};
 
 /// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
 /// (±9.2e12 units); sums are i128, so they never overflow.
@@ -51,7 +51,16 @@ impl FeatureSet {
     }
 
     /// The features an event of action `code` feeds; `actions` names the codes.
+    #[inline]
     pub fn mask(&mut self, code: u16, actions: &[String]) -> u8 {
+        match self.mask_by_action.get(code as usize) {
+            Some(&m) => m,
+            None => self.mask_of_new(code, actions),
+        }
+    }
+
+    #[cold]
+    fn mask_of_new(&mut self, code: u16, actions: &[String]) -> u8 {
         while self.mask_by_action.len() <= code as usize {
             let action = &actions[self.mask_by_action.len()];
             let m = self.defs.iter().enumerate().filter(|(_, d)| d.admits(action)).fold(0u8, |m, (i, _)| m | (1 << i));
@@ -144,6 +153,7 @@ impl FeatureMinute {
     }
 
     /// Adds event `ev` of the item whose head cell here is `head` to the features in `mask`.
+    #[inline]
     pub fn add(&mut self, head: u32, mask: u8, set: &FeatureSet, ev: &Event<'_>) {
         let n = set.defs.len();
         let row = self.row(head, n);
@@ -156,7 +166,7 @@ impl FeatureMinute {
             match (def.op, v) {
                 (FeatureOp::Sum, Input::Number(x)) => {
                     let agg = &mut self.aggs[at];
-                    let sum = sum_of(agg) + i128::from((x * SUM_SCALE).round() as i64);
+                    let sum = sum_of(agg) + i128::from(round_to_i64(x * SUM_SCALE));
                     *agg = Agg { a: sum as u64, b: (sum >> 64) as u64 };
                 }
                 (FeatureOp::Max, Input::Number(x)) => {
@@ -409,6 +419,9 @@ impl FeatureMinute {
                 }
             }
             (FeatureOp::Distinct, PortableAgg::Sketch(regs)) => {
+                if !valid_sketch(regs) {
+                    return Err("a sketch of the wrong size or with a register out of range".into());
+                }
                 let regs: Box<[u8; REGISTERS]> =
                     regs.clone().into_boxed_slice().try_into().map_err(|_| "a sketch of the wrong size".to_string())?;
                 self.aggs[at] = Agg { a: SPILLED, b: SKETCH | self.sketches.len() as u64 };
@@ -441,6 +454,32 @@ fn merge_sorted(a: impl Iterator<Item = (u32, u64)>, b: impl Iterator<Item = (u3
             None => return out,
         }
     }
+}
+
+/// `x.round() as i64` (half away from zero, saturating, NaN to 0) without a call to `round`:
+/// the truncation is one instruction, and the rest of `x` is exact below 2^52 (above it `x` is
+/// whole).
+fn round_to_i64(x: f64) -> i64 {
+    let t = x as i64;
+    let rest = x - t as f64;
+    if rest >= 0.5 {
+        t.saturating_add(1)
+    } else if rest <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
+/// `s as f64`, through i64 where it fits: the same rounding, without a call to the 128-bit
+/// conversion per item.
+fn sum_to_f64(s: i128) -> f64 {
+    if let Ok(s) = i64::try_from(s) { s as f64 } else { wide_to_f64(s) }
+}
+
+#[cold]
+fn wide_to_f64(s: i128) -> f64 {
+    s as f64
 }
 
 fn sum_of(agg: &Agg) -> i128 {
@@ -575,9 +614,7 @@ impl BatchFeatures {
                 let values = match acc {
                     // Through i64 where the sum fits (the same rounding, without a 128-bit
                     // conversion call per item).
-                    Acc::Sum(v) => {
-                        FeatureValues::Number(v.iter().map(|&s| i64::try_from(s).map_or(s as f64, |s| s as f64) / SUM_SCALE).collect())
-                    }
+                    Acc::Sum(v) => FeatureValues::Number(v.iter().map(|&s| sum_to_f64(s) / SUM_SCALE).collect()),
                     Acc::Max(v) => FeatureValues::Number(v.iter().map(|m| m.unwrap_or(0.0)).collect()),
                     Acc::Distinct(d) => {
                         let mut counts = Vec::new();
@@ -666,6 +703,44 @@ mod tests {
 
     fn row(cols: &BTreeMap<String, Vec<String>>, item: &str) -> Vec<String> {
         cols[item].clone()
+    }
+
+    proptest! {
+        #[test]
+        fn rounding_is_std_rounding(x in prop_oneof![any::<f64>(), -1e7f64..1e7, (-1000i64..1000).prop_map(|k| k as f64 / 2.0)]) {
+            prop_assert_eq!(round_to_i64(x), x.round() as i64);
+        }
+    }
+
+    #[test]
+    fn a_restored_sketch_is_checked() {
+        let set = FeatureSet::new(vec![def("users", FeatureOp::Distinct, FeatureField::UserId, None)]);
+        let mut fm = FeatureMinute::default();
+        let mut regs = vec![3u8; REGISTERS];
+        assert!(fm.restore(0, 0, &set, &PortableAgg::Sketch(regs.clone())).is_ok());
+        regs[9] = 200;
+        assert!(fm.restore(1, 0, &set, &PortableAgg::Sketch(regs)).unwrap_err().contains("out of range"));
+        assert!(fm.restore(1, 0, &set, &PortableAgg::Sketch(vec![1; 10])).is_err());
+    }
+
+    #[test]
+    fn rounding_edges_are_std_rounding() {
+        for x in [
+            0.49999999999999994,
+            -0.49999999999999994,
+            2.5,
+            -2.5,
+            4503599627370495.5,
+            9.3e18,
+            -9.3e18,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -0.0,
+        ] {
+            assert_eq!(round_to_i64(x), x.round() as i64, "{x}");
+        }
     }
 
     #[test]
