@@ -219,31 +219,61 @@ impl FeatureMinute {
         if self.folded == self.spill_at.len() {
             return;
         }
-        let mut fresh: Vec<(u32, u64)> =
-            self.spill_at[self.folded..].iter().copied().zip(self.spill_hash[self.folded..].iter().copied()).collect();
-        fresh.sort_unstable();
-        fresh.dedup();
-        let old = self.spill_at[..self.folded].iter().copied().zip(self.spill_hash[..self.folded].iter().copied());
-        let merged = merge_sorted(old, fresh.into_iter());
-        let (mut at_out, mut hash_out) = (Vec::with_capacity(merged.len()), Vec::with_capacity(merged.len()));
-        for run in merged.chunk_by(|x, y| x.0 == y.0) {
-            let at = run[0].0 as usize;
-            let Some(agg) = self.aggs.get_mut(at) else { continue };
-            if agg.b & SKETCH != 0 {
-                // Only a restored sketch can meet spilled hashes of its own here.
-                run.iter().for_each(|&(_, h)| register(&mut self.sketches[(agg.b & !SKETCH) as usize], h));
-            } else if run.len() > EXACT_BOUND {
-                let hashes: Vec<u64> = run.iter().map(|&(_, h)| h).collect();
-                *agg = Agg { a: SPILLED, b: SKETCH | self.sketches.len() as u64 };
-                self.sketches.push(sketch_of(&hashes));
-            } else {
-                *agg = Agg { a: SPILLED, b: ((at_out.len() as u64) << 32) | run.len() as u64 };
-                at_out.extend(run.iter().map(|&(a, _)| a));
-                hash_out.extend(run.iter().map(|&(_, h)| h));
+        // Group every spilled hash by aggregate with a counting sort (linear: no comparison
+        // sort over the whole minute), then sort each aggregate's few hashes.
+        let aggs = self.aggs.len();
+        let mut ends = vec![0u32; aggs + 1];
+        for &at in &self.spill_at {
+            if let Some(c) = ends.get_mut(at as usize + 1) {
+                *c += 1;
             }
         }
-        self.folded = at_out.len();
-        (self.spill_at, self.spill_hash) = (at_out, hash_out);
+        for at in 0..aggs {
+            ends[at + 1] += ends[at];
+        }
+        let mut hashes = vec![0u64; ends[aggs] as usize];
+        for (&at, &h) in self.spill_at.iter().zip(&self.spill_hash) {
+            if let Some(next) = ends.get_mut(at as usize).filter(|_| (at as usize) < aggs) {
+                hashes[*next as usize] = h;
+                *next += 1;
+            }
+        }
+        // `ends[at]` now ends aggregate `at`'s group. Runs are kept in place, compacted left.
+        let mut at_out = Vec::with_capacity(hashes.len());
+        let (mut begin, mut kept) = (0usize, 0usize);
+        for (at, &end) in ends[..aggs].iter().enumerate() {
+            let end = end as usize;
+            if end == begin {
+                continue;
+            }
+            let run = &mut hashes[begin..end];
+            begin = end;
+            run.sort_unstable();
+            let mut len = 1;
+            for j in 1..run.len() {
+                if run[j] != run[len - 1] {
+                    run[len] = run[j];
+                    len += 1;
+                }
+            }
+            let agg = &mut self.aggs[at];
+            let start = end - run.len();
+            if agg.b & SKETCH != 0 {
+                // Only a restored sketch can meet spilled hashes of its own here.
+                run[..len].iter().for_each(|&h| register(&mut self.sketches[(agg.b & !SKETCH) as usize], h));
+            } else if len > EXACT_BOUND {
+                *agg = Agg { a: SPILLED, b: SKETCH | self.sketches.len() as u64 };
+                self.sketches.push(sketch_of(&run[..len]));
+            } else {
+                *agg = Agg { a: SPILLED, b: ((kept as u64) << 32) | len as u64 };
+                hashes.copy_within(start..start + len, kept);
+                at_out.extend(std::iter::repeat_n(at as u32, len));
+                kept += len;
+            }
+        }
+        hashes.truncate(kept);
+        self.folded = kept;
+        (self.spill_at, self.spill_hash) = (at_out, hashes);
     }
 
     /// A `distinct` aggregate's hashes past its inline two, the minute folded.
@@ -431,28 +461,6 @@ impl FeatureMinute {
             (op, p) => return Err(format!("a {p:?} aggregate for a `{}` feature", op.name())),
         }
         Ok(())
-    }
-}
-
-/// The sorted union of two sorted runs without repeats of their own.
-fn merge_sorted(a: impl Iterator<Item = (u32, u64)>, b: impl Iterator<Item = (u32, u64)>) -> Vec<(u32, u64)> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    let mut out = Vec::with_capacity(a.size_hint().0 + b.size_hint().0);
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if x < y => a.next(),
-            (Some(x), Some(y)) if x > y => b.next(),
-            (Some(_), Some(_)) => {
-                b.next();
-                a.next()
-            }
-            (Some(_), None) => a.next(),
-            (None, _) => b.next(),
-        };
-        match next {
-            Some(x) => out.push(x),
-            None => return out,
-        }
     }
 }
 
