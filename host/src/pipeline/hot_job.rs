@@ -201,6 +201,7 @@ impl ScenarioHot {
         let g = cfg.window;
         let start = end - g.size_ms;
         // The batch's vectors are reused from window to window: no allocation once warm.
+        self.windows.recycle_features(&mut self.batch);
         self.batch.clear();
         (self.batch.window_start_ms, self.batch.window_end_ms, self.batch.decay_lambda) = (start, end, cfg.decay_lambda);
         self.batch.actions.extend_from_slice(self.windows.actions());

@@ -557,6 +557,8 @@ fn refill<T: Clone>(v: &mut Vec<T>, items: usize, empty: T) {
 #[derive(Debug, Default)]
 pub struct BatchFeatures {
     accs: Vec<Acc>,
+    /// Number columns handed back by [`Self::recycle`], refilled by the next window.
+    spare: Vec<Vec<f64>>,
 }
 
 impl BatchFeatures {
@@ -609,12 +611,26 @@ impl BatchFeatures {
         }
     }
 
+    /// Takes back a window's columns once scored: their vectors (an item's worth of numbers
+    /// each) are refilled by the next window instead of allocated, zeroed by the kernel and
+    /// freed again.
+    pub fn recycle(&mut self, columns: Vec<FeatureColumn>) {
+        for c in columns {
+            if let FeatureValues::Number(v) = c.values
+                && self.spare.len() < self.accs.len()
+            {
+                self.spare.push(v);
+            }
+        }
+    }
+
     /// The columns, in declaration order; `minutes` as passed to [`Self::merge_minute`].
     pub fn columns(&mut self, set: &FeatureSet, minutes: &[&FeatureMinute]) -> Vec<FeatureColumn> {
         let resolve = |r| {
             let (minute, at) = set_ref_parts(r);
             minutes.get(minute)?.set_part(at)
         };
+        let spare = &mut self.spare;
         self.accs
             .iter_mut()
             .zip(&set.defs)
@@ -622,10 +638,10 @@ impl BatchFeatures {
                 let values = match acc {
                     // Through i64 where the sum fits (the same rounding, without a 128-bit
                     // conversion call per item).
-                    Acc::Sum(v) => FeatureValues::Number(v.iter().map(|&s| sum_to_f64(s) / SUM_SCALE).collect()),
-                    Acc::Max(v) => FeatureValues::Number(v.iter().map(|m| m.unwrap_or(0.0)).collect()),
+                    Acc::Sum(v) => numbers(spare, v.iter().map(|&s| sum_to_f64(s) / SUM_SCALE)),
+                    Acc::Max(v) => numbers(spare, v.iter().map(|m| m.unwrap_or(0.0))),
                     Acc::Distinct(d) => {
-                        let mut counts = Vec::new();
+                        let mut counts = spare.pop().unwrap_or_default();
                         d.counts_into(resolve, &mut counts);
                         FeatureValues::Number(counts)
                     }
@@ -641,6 +657,14 @@ impl BatchFeatures {
             })
             .collect()
     }
+}
+
+/// A number column of `values`, in a spare vector if there is one.
+fn numbers(spare: &mut Vec<Vec<f64>>, values: impl Iterator<Item = f64>) -> FeatureValues {
+    let mut v = spare.pop().unwrap_or_default();
+    v.clear();
+    v.extend(values);
+    FeatureValues::Number(v)
 }
 
 /// The `last` value at span `b` of minute `fm`.
@@ -778,6 +802,34 @@ mod tests {
         // A later window without the first minute.
         let cols = columns(&mut w, T0 + 11 * MIN, g);
         assert_eq!(row(&cols, "a"), ["watch=0.2", "peak=9", "users=3", "cat=z"]);
+    }
+
+    #[test]
+    fn recycled_columns_read_as_fresh_ones() {
+        let g = WindowGeometry::from_minutes(10, 5);
+        let mut w = HotWindows::default();
+        w.set_features(&all_ops());
+        let events: Vec<String> = (0..400)
+            .map(|i| {
+                ev(
+                    &format!("i{}", i % 7),
+                    "view",
+                    T0 + i * 3_000,
+                    &format!("u{}", i % 13),
+                    &format!(r#","watch_time_ms":{i},"props":{{"x":{i},"s":"v{}"}}"#, i % 3),
+                )
+            })
+            .collect();
+        add_all(&mut w, &events, g);
+        let mut reused = WindowBatch::default();
+        for end in (1..=4).map(|k| T0 + k * 5 * MIN) {
+            w.recycle_features(&mut reused);
+            reused.clear();
+            w.build_batch(end, g, &mut reused);
+            let mut fresh = WindowBatch::default();
+            w.build_batch(end, g, &mut fresh);
+            assert_eq!(reused.features, fresh.features, "window ending {end}");
+        }
     }
 
     #[test]

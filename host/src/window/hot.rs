@@ -349,6 +349,12 @@ impl HotWindows {
         }
     }
 
+    /// Takes back the feature columns of a batch this built, once scored, for the next
+    /// window to refill (see [`BatchFeatures::recycle`]).
+    pub fn recycle_features(&mut self, batch: &mut WindowBatch) {
+        self.scratch.features.recycle(std::mem::take(&mut batch.features));
+    }
+
     /// The id of item `k` of the last built batch.
     pub fn batch_item(&self, k: usize) -> &str {
         self.ids.name(self.scratch.order[k])
