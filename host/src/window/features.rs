@@ -20,7 +20,7 @@ const SPILLED: u64 = u64::MAX;
 /// In the `b` of a [`SPILLED`] aggregate: the rest is the index of its sketch.
 const SKETCH: u64 = 1 << 63;
 /// Spilled hashes that arrive before a fold sorts them in: at least this many, or as many as
-/// are folded (so each is sorted O(log n) times over a minute's life, and repeats of one value
+/// are folded (so each is regrouped O(log n) times over a minute's life, and repeats of one value
 /// hold at most about half the arrays).
 const FOLD_AT: usize = 4096;
 
