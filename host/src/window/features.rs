@@ -329,9 +329,9 @@ impl FeatureMinute {
         self.garbage = 0;
     }
 
-    /// Keeps the aggregates of retained features after a redefinition: new feature `i` takes
-    /// old feature `keep[i]`'s values, or starts empty.
-    pub fn remap(&mut self, old_n: usize, keep: &[Option<usize>]) {
+    /// Keeps the aggregates of retained features after a redefinition to `defs`: new feature
+    /// `i` takes old feature `keep[i]`'s values, or starts empty.
+    pub fn remap(&mut self, old_n: usize, keep: &[Option<usize>], defs: &[FeatureDef]) {
         self.fold();
         let (old_n, new_n) = (old_n.max(1), keep.len());
         let rows = self.aggs.len() / old_n;
@@ -347,7 +347,9 @@ impl FeatureMinute {
                 };
                 let agg = self.aggs[r * old_n + o];
                 let at = (r * new_n + i) as u32;
-                match (agg.a == SPILLED).then(|| self.spilled(&agg)).flatten() {
+                // Only a `distinct` aggregate's words are markers (a sum's may be anything).
+                let is_spilled = defs.get(i).is_some_and(|d| d.op == FeatureOp::Distinct) && agg.a == SPILLED;
+                match is_spilled.then(|| self.spilled(&agg)).flatten() {
                     Some(SetView::Sketch(s)) => {
                         aggs.push(Agg { a: SPILLED, b: SKETCH | sketches.len() as u64 });
                         sketches.push(Box::new(*s));
@@ -912,6 +914,19 @@ mod tests {
         assert_eq!(row(&before, "a"), ["watch=0", "users=5"]);
         assert_eq!(row(&after, "a"), ["users=6"]);
         assert_eq!(row(&after, "b")[0], row(&before, "b")[1]);
+    }
+
+    #[test]
+    fn a_redefinition_keeps_a_sum_whose_words_look_like_markers() {
+        let g = WindowGeometry::from_minutes(10, 10);
+        let mut w = HotWindows::default();
+        let users = def("users", FeatureOp::Distinct, FeatureField::UserId, None);
+        let score = def("score", FeatureOp::Sum, prop("x"), None);
+        w.set_features(&[score.clone(), users.clone()]);
+        // -1 micro-unit: both words of the sum are all ones, a spilled distinct's marker.
+        add_all(&mut w, &[ev("a", "view", T0, "u1", r#","props":{"x":-0.000001}"#)], g);
+        w.set_features(&[users, score]);
+        assert_eq!(row(&columns(&mut w, T0 + 10 * MIN, g), "a"), ["users=1", "score=-0.000001"]);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl HotWindows {
             if keep.iter().all(Option::is_none) {
                 m.features = None;
             } else if let Some(fm) = &mut m.features {
-                fm.remap(old_n, &keep);
+                fm.remap(old_n, &keep, defs);
             }
         }
         tracing::debug!(kept = keep.iter().flatten().count(), declared = defs.len(), "declared features changed");
