@@ -174,6 +174,33 @@ pub struct DistinctCounts {
     seen: SeenTable,
 }
 
+/// Groups `(key, hash)` pairs by key with a counting sort (linear): afterwards key `k`'s hashes
+/// are `out[starts[k]..starts[k + 1]]`, in the pairs' order. Pairs whose key is `keys` or more
+/// are dropped; `cursor` is scratch. The arrays keep their capacity for the next call.
+pub fn group_by_key(
+    pairs: impl Iterator<Item = (u32, u64)> + Clone,
+    keys: usize,
+    starts: &mut Vec<u32>,
+    cursor: &mut Vec<u32>,
+    out: &mut Vec<u64>,
+) {
+    starts.clear();
+    starts.resize(keys + 1, 0);
+    for (k, _) in pairs.clone().filter(|&(k, _)| (k as usize) < keys) {
+        starts[k as usize + 1] += 1;
+    }
+    for k in 0..keys {
+        starts[k + 1] += starts[k];
+    }
+    cursor.clone_from(starts);
+    out.clear();
+    out.resize(starts[keys] as usize, 0);
+    for (k, h) in pairs.filter(|&(k, _)| (k as usize) < keys) {
+        out[cursor[k as usize] as usize] = h;
+        cursor[k as usize] += 1;
+    }
+}
+
 /// Set `index` of arena `arena`, packed as `arena << 32 | index` (never `u64::MAX`): how
 /// [`DistinctCounts::counts_into`]'s resolver is asked for a set part.
 pub fn set_ref(arena: u32, index: u32) -> u64 {
@@ -252,23 +279,8 @@ impl DistinctCounts {
     /// empty.
     pub fn counts_into<'a>(&mut self, resolve: impl Fn(u64) -> Option<SetView<'a>>, out: &mut Vec<f64>) {
         let items = self.first.len();
-        // Group the spilled hashes by item with a counting sort (linear).
-        let starts = &mut self.starts;
-        starts.clear();
-        starts.resize(items + 1, 0);
-        for &(k, _) in &self.pairs {
-            starts[k as usize + 1] += 1;
-        }
-        for k in 0..items {
-            starts[k + 1] += starts[k];
-        }
-        self.next.clone_from(starts);
-        self.hashes.clear();
-        self.hashes.resize(self.pairs.len(), 0);
-        for &(k, h) in &self.pairs {
-            self.hashes[self.next[k as usize] as usize] = h;
-            self.next[k as usize] += 1;
-        }
+        group_by_key(self.pairs.iter().copied(), items, &mut self.starts, &mut self.next, &mut self.hashes);
+        let starts = &self.starts;
         self.sets.sort_unstable();
         // The sets lie scattered over the minutes' arenas, and the union count below waits on
         // each one's first load in turn. Touching them all first, in a loop whose loads do not

@@ -9,7 +9,9 @@ use crate::config::{FeatureDef, FeatureField, FeatureOp};
 use crate::event::{Event, PropValue};
 use crate::scoring::{FeatureColumn, FeatureValues};
 
-use super::distinct::{DistinctCounts, EXACT_BOUND, REGISTERS, SetView, hash, register, set_ref_parts, sketch_of, valid_sketch};
+use super::distinct::{
+    DistinctCounts, EXACT_BOUND, REGISTERS, SetView, group_by_key, hash, register, set_ref_parts, sketch_of, valid_sketch,
+};
 
 /// Fixed-point scale of `sum`: micro-units. A value's scaled form saturates at the i64 range
 /// (±9.2e12 units); sums are i128, so they never overflow.
@@ -220,34 +222,20 @@ impl FeatureMinute {
             return;
         }
         // Group every spilled hash by aggregate with a counting sort (linear: no comparison
-        // sort over the whole minute), then sort each aggregate's few hashes.
+        // sort over the whole minute), then sort each aggregate's few hashes. Runs are kept in
+        // place, compacted left.
         let aggs = self.aggs.len();
-        let mut ends = vec![0u32; aggs + 1];
-        for &at in &self.spill_at {
-            if let Some(c) = ends.get_mut(at as usize + 1) {
-                *c += 1;
-            }
-        }
-        for at in 0..aggs {
-            ends[at + 1] += ends[at];
-        }
-        let mut hashes = vec![0u64; ends[aggs] as usize];
-        for (&at, &h) in self.spill_at.iter().zip(&self.spill_hash) {
-            if let Some(next) = ends.get_mut(at as usize).filter(|_| (at as usize) < aggs) {
-                hashes[*next as usize] = h;
-                *next += 1;
-            }
-        }
-        // `ends[at]` now ends aggregate `at`'s group. Runs are kept in place, compacted left.
+        let (mut starts, mut cursor, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+        let pairs = self.spill_at.iter().copied().zip(self.spill_hash.iter().copied());
+        group_by_key(pairs, aggs, &mut starts, &mut cursor, &mut hashes);
         let mut at_out = Vec::with_capacity(hashes.len());
-        let (mut begin, mut kept) = (0usize, 0usize);
-        for (at, &end) in ends[..aggs].iter().enumerate() {
-            let end = end as usize;
-            if end == begin {
+        let mut kept = 0usize;
+        for at in 0..aggs {
+            let (start, end) = (starts[at] as usize, starts[at + 1] as usize);
+            if end == start {
                 continue;
             }
-            let run = &mut hashes[begin..end];
-            begin = end;
+            let run = &mut hashes[start..end];
             run.sort_unstable();
             let mut len = 1;
             for j in 1..run.len() {
@@ -257,7 +245,6 @@ impl FeatureMinute {
                 }
             }
             let agg = &mut self.aggs[at];
-            let start = end - run.len();
             if agg.b & SKETCH != 0 {
                 // Only a restored sketch can meet spilled hashes of its own here.
                 run[..len].iter().for_each(|&h| register(&mut self.sketches[(agg.b & !SKETCH) as usize], h));
