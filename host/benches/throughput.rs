@@ -11,9 +11,10 @@
 //! popularity over 1M items, the eight seed actions, up to 3 s of disorder.
 //! `RTSCORE_BENCH_EVENTS` sets the event count (default 2,000,000).
 //!
-//! Compared rows run side by side in lockstep: two pipelines take each batch in turn, each
-//! timed on its own, `RTSCORE_BENCH_ROUNDS` times (default 5); medians and the median of the
-//! per-round ratios are printed. Pairs: built-in and features, built-in and plugin, and the
+//! Compared rows run side by side in lockstep: two pipelines take each batch in turn (each
+//! from its own copy of the events, so neither finds the batch in the cache the other just
+//! filled), each timed on its own, `RTSCORE_BENCH_ROUNDS` times (default 5); medians and the
+//! median of the per-round ratios are printed. Pairs: built-in and features, built-in and plugin, and the
 //! profile job without and with its plugin.
 //!
 //! `RTSCORE_BENCH_ONLY` runs the ceiling and one comparison, `features`, `profile` or `langs`
