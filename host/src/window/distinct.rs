@@ -203,7 +203,7 @@ pub fn group_by_key(
 
 /// Set `index` of arena `arena`, packed as `arena << 32 | index` (never `u64::MAX`): how
 /// [`DistinctCounts::counts_into`]'s resolver is asked for a set part.
-pub fn set_ref(arena: u32, index: u32) -> u64 {
+fn set_ref(arena: u32, index: u32) -> u64 {
     (u64::from(arena) << 32) | u64::from(index)
 }
 

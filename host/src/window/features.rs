@@ -351,8 +351,7 @@ impl FeatureMinute {
         }
         self.aggs = aggs;
         self.sketches = sketches;
-        self.spill_at = spilled.iter().map(|&(a, _)| a).collect();
-        self.spill_hash = spilled.iter().map(|&(_, h)| h).collect();
+        (self.spill_at, self.spill_hash) = spilled.into_iter().unzip();
         self.folded = 0;
         self.fold();
     }
