@@ -3,7 +3,9 @@
 //! (`interests`, `recent_items`, `counts`, `updated_at` and `config_revision` are the same
 //! bytes in both sinks). The profile job writes this straight from a user's state, without
 //! building a [`super::UserProfile`] per write (its vectors, map and shared-name clones) and
-//! without serializing it again per sink.
+//! without serializing it again per sink. The profiles of one flush share one buffer
+//! ([`ProfileEncoder::new`] appends to it; [`EncodedProfile::new`] takes a profile's part of it
+//! once it is frozen): one allocation per flush, not per profile, written in order.
 //!
 //! Every value goes through `serde_json`'s own serializer (string escapes, `ryu` floats, `null`
 //! for non-finite ones, `itoa` integers), so the bytes equal those of the structured form:
@@ -12,6 +14,7 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use serde::Serializer as _;
 
 use crate::config::ScenarioKey;
@@ -24,9 +27,22 @@ pub struct EncodedProfile {
     pub config_revision: i64,
     /// The scenario's half-life, from which the Redis key's lifetime follows.
     pub interest_decay_days: f64,
-    /// The JSONL record, then `resume`'s JSON, then the user id as it is (for the Redis key).
-    bytes: Vec<u8>,
+    /// The JSONL record, then `resume`'s JSON, then the user id as it is (for the Redis key):
+    /// this profile's part of its flush's buffer.
+    bytes: Bytes,
     spans: Spans,
+}
+
+/// Where an encoded profile lies in its flush's buffer, and its values
+/// ([`ProfileEncoder::finish`]); [`EncodedProfile::new`] makes it a profile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncodedSpan {
+    start: usize,
+    end: usize,
+    spans: Spans,
+    pub updated_at: i64,
+    pub config_revision: i64,
+    pub interest_decay_days: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +62,18 @@ fn range((a, b): (u32, u32)) -> Range<usize> {
 }
 
 impl EncodedProfile {
+    /// The profile `span` of `buffer`, the buffer its encoder wrote (frozen: shared, not copied).
+    pub fn new(key: ScenarioKey, buffer: &Bytes, span: EncodedSpan) -> Self {
+        EncodedProfile {
+            key,
+            updated_at: span.updated_at,
+            config_revision: span.config_revision,
+            interest_decay_days: span.interest_decay_days,
+            bytes: buffer.slice(span.start.min(buffer.len())..span.end.min(buffer.len())),
+            spans: span.spans,
+        }
+    }
+
     /// The JSONL record (DESIGN §6), without its newline.
     pub fn jsonl_line(&self) -> &[u8] {
         &self.bytes[..self.spans.line_end as usize]
@@ -70,17 +98,18 @@ impl EncodedProfile {
         ]
     }
 
-    /// Bytes held (the buffer's capacity).
+    /// Bytes of the buffer this profile takes.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
+        self.bytes.len()
     }
 }
 
-/// Writes one profile's JSON, part after part, in the order of the JSONL record. Each part
-/// method must be called once, in order: [`Self::new`], `interests`, `recent_items`, `counts`,
-/// then [`Self::finish`].
-pub struct ProfileEncoder {
-    bytes: Vec<u8>,
+/// Writes one profile's JSON at the end of a buffer, part after part, in the order of the
+/// JSONL record. Each part method must be called once, in order: [`Self::new`], `interests`,
+/// `recent_items`, `counts`, then [`Self::finish`]. Spans are kept from the profile's start.
+pub struct ProfileEncoder<'a> {
+    bytes: &'a mut Vec<u8>,
+    start: usize,
     spans: Spans,
 }
 
@@ -121,8 +150,9 @@ fn put_u64(buf: &mut Vec<u8>, v: u64) {
     let _ = ser(buf).serialize_u64(v);
 }
 
-fn pos(buf: &[u8]) -> u32 {
-    u32::try_from(buf.len()).unwrap_or(u32::MAX)
+/// Where the buffer ends, from the profile's start.
+fn pos(buf: &[u8], start: usize) -> u32 {
+    u32::try_from(buf.len() - start).unwrap_or(u32::MAX)
 }
 
 /// `[{"name":..,"score":..},...]`, the serialization of `[Interest]`.
@@ -141,7 +171,7 @@ fn put_interests<'a>(buf: &mut Vec<u8>, interests: impl IntoIterator<Item = (&'a
     buf.push(b']');
 }
 
-impl ProfileEncoder {
+impl<'a> ProfileEncoder<'a> {
     /// What every record of `key` starts with, up to the user id ([`Self::new`] takes it).
     pub fn prefix(key: &ScenarioKey) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(64 + key.tenant_id.len() + key.scenario_id.len());
@@ -153,28 +183,28 @@ impl ProfileEncoder {
         bytes
     }
 
-    /// Starts the record of `user_id` after `prefix` (its scenario's [`Self::prefix`]), with
-    /// room for about `capacity` bytes.
-    pub fn new(prefix: &[u8], user_id: &str, capacity: usize) -> Self {
-        let mut bytes = Vec::with_capacity(capacity.max(prefix.len() + 256));
+    /// Starts the record of `user_id` at the end of `bytes`, after `prefix` (its scenario's
+    /// [`Self::prefix`]).
+    pub fn new(bytes: &'a mut Vec<u8>, prefix: &[u8], user_id: &str) -> Self {
+        let start = bytes.len();
         bytes.extend_from_slice(prefix);
-        put_str(&mut bytes, user_id);
+        put_str(bytes, user_id);
         bytes.extend_from_slice(b",\"interests\":");
-        Self { bytes, spans: Spans::default() }
+        Self { bytes, start, spans: Spans::default() }
     }
 
     /// The written interests, strongest first.
-    pub fn interests<'a>(&mut self, interests: impl IntoIterator<Item = (&'a str, f64)>) {
-        let start = pos(&self.bytes);
-        put_interests(&mut self.bytes, interests);
-        self.spans.interests = (start, pos(&self.bytes));
+    pub fn interests<'n>(&mut self, interests: impl IntoIterator<Item = (&'n str, f64)>) {
+        let start = pos(self.bytes, self.start);
+        put_interests(self.bytes, interests);
+        self.spans.interests = (start, pos(self.bytes, self.start));
         self.bytes.extend_from_slice(b",\"recent_items\":");
     }
 
     /// The recent items, most recent first: `(item_id, action, ts)`.
-    pub fn recent_items<'a>(&mut self, items: impl IntoIterator<Item = (&'a str, &'a str, i64)>) {
-        let start = pos(&self.bytes);
-        let b = &mut self.bytes;
+    pub fn recent_items<'n>(&mut self, items: impl IntoIterator<Item = (&'n str, &'n str, i64)>) {
+        let start = pos(self.bytes, self.start);
+        let b = &mut *self.bytes;
         b.push(b'[');
         for (k, (item, action, ts)) in items.into_iter().enumerate() {
             if k > 0 {
@@ -189,14 +219,14 @@ impl ProfileEncoder {
             b.push(b'}');
         }
         b.push(b']');
-        self.spans.recent_items = (start, pos(&self.bytes));
+        self.spans.recent_items = (start, pos(self.bytes, self.start));
         self.bytes.extend_from_slice(b",\"counts\":");
     }
 
     /// The counts per action, in action name order (a map's order).
-    pub fn counts<'a>(&mut self, counts: impl IntoIterator<Item = (&'a str, u64)>) {
-        let start = pos(&self.bytes);
-        let b = &mut self.bytes;
+    pub fn counts<'n>(&mut self, counts: impl IntoIterator<Item = (&'n str, u64)>) {
+        let start = pos(self.bytes, self.start);
+        let b = &mut *self.bytes;
         b.push(b'{');
         for (k, (action, n)) in counts.into_iter().enumerate() {
             if k > 0 {
@@ -207,35 +237,34 @@ impl ProfileEncoder {
             put_u64(b, n);
         }
         b.push(b'}');
-        self.spans.counts = (start, pos(&self.bytes));
+        self.spans.counts = (start, pos(self.bytes, self.start));
     }
 
     /// Closes the record with its times and appends `resume` (the interests beyond the written
     /// ones, the input the offsets belong to, and the offsets) and the raw user id.
     #[allow(clippy::too_many_arguments, reason = "the record's last fields, each its own value")]
-    pub fn finish<'a>(
+    pub fn finish<'n>(
         mut self,
-        key: ScenarioKey,
         user_id: &str,
         updated_at: i64,
         config_revision: i64,
-        more_interests: impl IntoIterator<Item = (&'a str, f64)>,
+        more_interests: impl IntoIterator<Item = (&'n str, f64)>,
         source: &str,
         offsets: &[(i32, i64)],
         interest_decay_days: f64,
-    ) -> EncodedProfile {
-        let b = &mut self.bytes;
+    ) -> EncodedSpan {
+        let (b, at) = (&mut *self.bytes, self.start);
         b.extend_from_slice(b",\"updated_at\":");
-        let start = pos(b);
+        let start = pos(b, at);
         put_i64(b, updated_at);
-        self.spans.updated_at = (start, pos(b));
+        self.spans.updated_at = (start, pos(b, at));
         b.extend_from_slice(b",\"config_revision\":");
-        let start = pos(b);
+        let start = pos(b, at);
         put_i64(b, config_revision);
-        self.spans.config_revision = (start, pos(b));
+        self.spans.config_revision = (start, pos(b, at));
         b.push(b'}');
-        self.spans.line_end = pos(b);
-        let start = pos(b);
+        self.spans.line_end = pos(b, at);
+        let start = pos(b, at);
         b.extend_from_slice(b"{\"more_interests\":");
         put_interests(b, more_interests);
         b.extend_from_slice(b",\"source\":");
@@ -252,11 +281,11 @@ impl ProfileEncoder {
             b.push(b']');
         }
         b.extend_from_slice(b"]}");
-        self.spans.resume = (start, pos(b));
-        let start = pos(b);
+        self.spans.resume = (start, pos(b, at));
+        let start = pos(b, at);
         b.extend_from_slice(user_id.as_bytes());
-        self.spans.user_id = (start, pos(b));
-        EncodedProfile { key, updated_at, config_revision, interest_decay_days, bytes: self.bytes, spans: self.spans }
+        self.spans.user_id = (start, pos(b, at));
+        EncodedSpan { start: at, end: b.len(), spans: self.spans, updated_at, config_revision, interest_decay_days }
     }
 }
 
@@ -267,13 +296,13 @@ mod tests {
     use crate::output::{Interest, ProfileRecord, RecentItem, UserProfile};
     use std::collections::BTreeMap;
 
-    fn encode(p: &UserProfile) -> EncodedProfile {
-        let mut e = ProfileEncoder::new(&ProfileEncoder::prefix(&p.key), &p.user_id, 16);
+    /// `p` encoded at the end of `buf`.
+    fn encode_into(buf: &mut Vec<u8>, p: &UserProfile) -> EncodedSpan {
+        let mut e = ProfileEncoder::new(buf, &ProfileEncoder::prefix(&p.key), &p.user_id);
         e.interests(p.interests.iter().map(|i| (&*i.name, i.score)));
         e.recent_items(p.recent_items.iter().map(|r| (&*r.item_id, &*r.action, r.ts)));
         e.counts(p.counts.iter().map(|(a, n)| (&**a, *n)));
         e.finish(
-            p.key.clone(),
             &p.user_id,
             p.updated_at,
             p.config_revision,
@@ -284,8 +313,18 @@ mod tests {
         )
     }
 
+    fn encode(p: &UserProfile) -> EncodedProfile {
+        let mut buf = Vec::new();
+        let span = encode_into(&mut buf, p);
+        EncodedProfile::new(p.key.clone(), &Bytes::from(buf), span)
+    }
+
     fn check(p: &UserProfile) {
         let e = encode(p);
+        check_encoded(&e, p);
+    }
+
+    fn check_encoded(e: &EncodedProfile, p: &UserProfile) {
         assert_eq!(
             String::from_utf8_lossy(e.jsonl_line()),
             serde_json::to_string(&ProfileRecord::from(p)).unwrap(),
@@ -333,7 +372,6 @@ mod tests {
         assert!(plain("é😀\u{7f}\u{2028}"));
     }
 
-    #[test]
     fn the_encoded_bytes_equal_the_structured_forms_serialized() {
         check(&profile("u1", &[], &[]));
         check(&profile("u\"2\\", &["shoes"], &[1.0 / 3.0]));
@@ -353,6 +391,26 @@ mod tests {
         ) {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             check(&profile(&user, &names, &scores));
+        }
+
+        /// A flush's profiles share one buffer: each reads back as it would alone.
+        #[test]
+        fn profiles_sharing_a_buffer_each_read_as_their_own(
+            users in proptest::collection::vec((".{0,12}", proptest::collection::vec(".{0,10}", 0..6)), 1..5),
+            scores in proptest::collection::vec(proptest::num::f64::ANY, 6),
+        ) {
+            let profiles: Vec<UserProfile> = users
+                .iter()
+                .map(|(user, names)| profile(user, &names.iter().map(String::as_str).collect::<Vec<_>>(), &scores))
+                .collect();
+            let mut buf = b"not a profile".to_vec();
+            let spans: Vec<EncodedSpan> = profiles.iter().map(|p| encode_into(&mut buf, p)).collect();
+            let shared = Bytes::from(buf);
+            for (p, span) in profiles.iter().zip(spans) {
+                let e = EncodedProfile::new(p.key.clone(), &shared, span);
+                check_encoded(&e, p);
+                proptest::prop_assert_eq!(e, encode(p));
+            }
         }
     }
 }

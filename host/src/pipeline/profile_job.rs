@@ -33,8 +33,9 @@ use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::event::Position;
-use crate::output::encoded_profile::ProfileEncoder;
+use crate::output::encoded_profile::{EncodedSpan, ProfileEncoder};
 use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_profile};
+use bytes::Bytes;
 
 use super::job_plugins::JobPlugins;
 use super::quota::MemoryLimits;
@@ -240,6 +241,21 @@ impl SinceWrite {
 struct WriteScratch {
     /// (index into the user's interests, score decayed to the write time), strongest first.
     interests: Vec<(u32, f64)>,
+    /// Encoded profiles, in write order, until their buffer is frozen.
+    spans: Vec<EncodedSpan>,
+}
+
+/// Size of the buffers profiles are encoded into: below the allocator's threshold for mapping
+/// fresh pages (128 KiB), so a buffer reuses freed memory instead of faulting its pages in.
+const SHARED_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Outputs of the profiles `spans` of `buf`, which is frozen and shared by them.
+fn freeze_profiles(buf: Vec<u8>, spans: &mut Vec<EncodedSpan>, key: &ScenarioKey, out: &mut Vec<Output>) {
+    if spans.is_empty() {
+        return;
+    }
+    let shared = Bytes::from(buf);
+    out.extend(spans.drain(..).map(|span| Output::EncodedProfile(EncodedProfile::new(key.clone(), &shared, span))));
 }
 
 impl UserState {
@@ -461,11 +477,12 @@ impl UserState {
         }
     }
 
-    /// [`Self::profile`], encoded as the sinks write it: the same bytes, without the copy.
+    /// [`Self::profile`], encoded as the sinks write it (the same bytes, without the copy) at
+    /// the end of `buf`, the flush's buffer.
     #[allow(clippy::too_many_arguments, reason = "the profile's context, as for `profile`")]
     fn encode(
         &self,
-        key: &ScenarioKey,
+        buf: &mut Vec<u8>,
         prefix: &[u8],
         user: &str,
         at: i64,
@@ -473,26 +490,16 @@ impl UserState {
         revision: i64,
         source: &str,
         scratch: &mut WriteScratch,
-    ) -> EncodedProfile {
+    ) -> EncodedSpan {
         self.order_for_write(at, half_life_days, scratch);
-        let n = scratch.interests.len();
-        let written = n.min(WRITTEN_INTERESTS);
-        let capacity = 256
-            + prefix.len()
-            + 2 * user.len()
-            + 40 * n
-            + self.interests.iter().map(|(name, _)| name.len()).sum::<usize>()
-            + self.recent.iter().map(|r| 48 + r.item_id.len() + r.action.len()).sum::<usize>()
-            + self.counts.iter().map(|(a, _)| 24 + a.len()).sum::<usize>()
-            + source.len()
-            + 32 * self.covered.len();
+        let written = scratch.interests.len().min(WRITTEN_INTERESTS);
         let name = |&(i, s): &(u32, f64)| (&*self.interests[i as usize].0, s);
-        let mut e = ProfileEncoder::new(prefix, user, capacity);
+        let mut e = ProfileEncoder::new(buf, prefix, user);
         e.interests(scratch.interests[..written].iter().map(name));
         e.recent_items(self.recent.iter().map(|r| (r.item_id.as_str(), &*r.action, r.ts)));
         // Counts are kept in action name order (`count`), the order of the written map.
         e.counts(self.counts.iter().map(|(a, n)| (&**a, *n)));
-        e.finish(key.clone(), user, at, revision, scratch.interests[written..].iter().map(name), source, &self.covered, half_life_days)
+        e.finish(user, at, revision, scratch.interests[written..].iter().map(name), source, &self.covered, half_life_days)
     }
 
     /// Approximate bytes held, for the state-size gauge and benchmarks.
@@ -999,6 +1006,10 @@ impl ScenarioProfiles {
         let referenced = self.plugins.in_force().is_some();
         let keep_inputs = self.plugins.any_referenced();
         out.reserve(due.len());
+        // Profiles are encoded one after the other into a buffer, shared by their outputs once
+        // frozen: an allocation per [`SHARED_BUFFER_BYTES`], not per profile.
+        let mut buf = Vec::new();
+        self.scratch.spans.clear();
         for (k, &(id, at)) in due.iter().enumerate() {
             // Users written now were last touched many events ago, mostly out of the cache:
             // the slots of the users written a few steps later, then (once those are cached)
@@ -1012,11 +1023,18 @@ impl ScenarioProfiles {
                 prefetch_slice(back, 8);
             }
             let Some((user, state)) = self.users.slot(id) else { continue };
-            out.push(if self.encode {
-                Output::EncodedProfile(state.encode(&cfg.key, &self.prefix, user, at, half_life, cfg.revision, source, &mut self.scratch))
+            if self.encode {
+                if buf.capacity() == 0 {
+                    buf.reserve(SHARED_BUFFER_BYTES);
+                }
+                let span = state.encode(&mut buf, &self.prefix, user, at, half_life, cfg.revision, source, &mut self.scratch);
+                self.scratch.spans.push(span);
+                if buf.len() >= SHARED_BUFFER_BYTES - 2048 {
+                    freeze_profiles(std::mem::take(&mut buf), &mut self.scratch.spans, &cfg.key, out);
+                }
             } else {
-                Output::Profile(state.profile(&cfg.key, user, at, half_life, cfg.revision, source))
-            });
+                out.push(Output::Profile(state.profile(&cfg.key, user, at, half_life, cfg.revision, source)));
+            }
             let Some(state) = self.users.state_mut(id) else { continue };
             state.last_write = Some(at);
             state.due = None;
@@ -1037,6 +1055,7 @@ impl ScenarioProfiles {
             };
             add_bytes(&mut self.bytes, change);
         }
+        freeze_profiles(buf, &mut self.scratch.spans, &cfg.key, out);
     }
 
     /// With a profile plugin in force, replaces the interests of the due users whose input is
