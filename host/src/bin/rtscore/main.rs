@@ -7,8 +7,9 @@ use cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's malloc: per-event state (recent items, spilled lists, encoded
-/// profiles) is many small blocks, and side by side it cut the CPU time of `rtscore run` by
-/// 14-18% (docs/benchmarks.md, "The allocator"), for a resident size 64-100 MB larger.
+/// profiles) is many small blocks, and side by side it cut the CPU time of `rtscore run --job
+/// all` by about 14% (docs/benchmarks.md, "`--job all`: shared buffers and the allocator"), for
+/// a resident size 64-100 MB larger.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
