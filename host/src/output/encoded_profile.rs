@@ -3,9 +3,9 @@
 //! (`interests`, `recent_items`, `counts`, `updated_at` and `config_revision` are the same
 //! bytes in both sinks). The profile job writes this straight from a user's state, without
 //! building a [`super::UserProfile`] per write (its vectors, map and shared-name clones) and
-//! without serializing it again per sink. The profiles of one flush share one buffer
-//! ([`ProfileEncoder::new`] appends to it; [`EncodedProfile::new`] takes a profile's part of it
-//! once it is frozen): one allocation per flush, not per profile, written in order.
+//! without serializing it again per sink. Profiles are written one after the other into a shared
+//! buffer ([`ProfileEncoder::new`] appends to it; [`EncodedProfile::new`] takes a profile's part
+//! of it once it is frozen): an allocation per buffer, not per profile.
 //!
 //! Every value goes through `serde_json`'s own serializer (string escapes, `ryu` floats, `null`
 //! for non-finite ones, `itoa` integers), so the bytes equal those of the structured form:
@@ -28,12 +28,12 @@ pub struct EncodedProfile {
     /// The scenario's half-life, from which the Redis key's lifetime follows.
     pub interest_decay_days: f64,
     /// The JSONL record, then `resume`'s JSON, then the user id as it is (for the Redis key):
-    /// this profile's part of its flush's buffer.
+    /// this profile's part of its shared buffer.
     bytes: Bytes,
     spans: Spans,
 }
 
-/// Where an encoded profile lies in its flush's buffer, and its values
+/// Where an encoded profile lies in its buffer, and its values
 /// ([`ProfileEncoder::finish`]); [`EncodedProfile::new`] makes it a profile.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EncodedSpan {

@@ -28,6 +28,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use compact_str::CompactString;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
@@ -35,7 +36,6 @@ use smallvec::SmallVec;
 use crate::event::Position;
 use crate::output::encoded_profile::{EncodedSpan, ProfileEncoder};
 use crate::output::stored_profile::{ProfileResume, StoredProfile, parse_stored_profile};
-use bytes::Bytes;
 
 use super::job_plugins::JobPlugins;
 use super::quota::MemoryLimits;
@@ -245,9 +245,13 @@ struct WriteScratch {
     spans: Vec<EncodedSpan>,
 }
 
-/// Size of the buffers profiles are encoded into: below the allocator's threshold for mapping
-/// fresh pages (128 KiB), so a buffer reuses freed memory instead of faulting its pages in.
+/// Size of the buffers profiles are encoded into: below glibc's threshold for mapping fresh
+/// pages (128 KiB), so a buffer reuses freed memory instead of faulting its pages in (one
+/// buffer per flush faulted in four times the pages).
 const SHARED_BUFFER_BYTES: usize = 64 * 1024;
+/// A buffer is frozen once it has less room than this left: more than most profiles take, so
+/// the next one rarely grows (reallocates) it.
+const SHARED_BUFFER_SLACK: usize = 2048;
 
 /// Outputs of the profiles `spans` of `buf`, which is frozen and shared by them.
 fn freeze_profiles(buf: Vec<u8>, spans: &mut Vec<EncodedSpan>, key: &ScenarioKey, out: &mut Vec<Output>) {
@@ -478,7 +482,7 @@ impl UserState {
     }
 
     /// [`Self::profile`], encoded as the sinks write it (the same bytes, without the copy) at
-    /// the end of `buf`, the flush's buffer.
+    /// the end of `buf`, a buffer shared by the profiles of a flush.
     #[allow(clippy::too_many_arguments, reason = "the profile's context, as for `profile`")]
     fn encode(
         &self,
@@ -1029,7 +1033,7 @@ impl ScenarioProfiles {
                 }
                 let span = state.encode(&mut buf, &self.prefix, user, at, half_life, cfg.revision, source, &mut self.scratch);
                 self.scratch.spans.push(span);
-                if buf.len() >= SHARED_BUFFER_BYTES - 2048 {
+                if buf.len() + SHARED_BUFFER_SLACK >= SHARED_BUFFER_BYTES {
                     freeze_profiles(std::mem::take(&mut buf), &mut self.scratch.spans, &cfg.key, out);
                 }
             } else {
