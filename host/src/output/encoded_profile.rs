@@ -97,11 +97,6 @@ impl EncodedProfile {
             (super::stored_profile::RESUME_FIELD, &self.bytes[range(s.resume)]),
         ]
     }
-
-    /// Bytes of the buffer this profile takes.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.len()
-    }
 }
 
 /// Writes one profile's JSON at the end of a buffer, part after part, in the order of the
