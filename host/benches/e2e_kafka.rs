@@ -6,6 +6,10 @@
 //! first consumed events to the last, read from the host's live `/status` counter) is set
 //! against the parse-only ceiling measured on the same events in the same run. Starts the local
 //! stack if needed.
+//!
+//! `RTSCORE_BASELINE_BIN=path` swaps the plugin row for the built-in run by another build (say,
+//! the commit before a change), alternated with this one on the same topic: before/after in one
+//! run, with the ratio of their medians. `RTSCORE_BENCH_ROUNDS` sets the runs per row (5).
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,9 +23,6 @@ use rtscore::config::ScenarioKey;
 use rtscore::event::parse_event;
 use rtscore::sources::generator::EventMaker;
 use rtscore_testkit::{Host, Stack, http_get, repo_root, stack_cmd};
-
-/// Alternated runs of the built-in and plugin hosts.
-const ROUNDS: usize = 5;
 
 fn main() {
     let stack = Stack::ensure();
@@ -77,25 +78,35 @@ fn main() {
     producer.flush(Duration::from_secs(60)).unwrap();
 
     println!(
-        "\n| path | events | seconds (incl. host start) | events/s (incl. start) | start to first event (s) | events/s once consuming | vs ceiling | emission delay p50 / p99 (ms) |"
+        "\n| path | events | seconds (incl. host start) | events/s (incl. start) | start to first event (s) | events/s once consuming | vs ceiling | emission delay p50 / p99 (ms) | host CPU per event (µs, median) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    println!("| parse + validate only (ceiling), same events, one core | {n} | | | | {ceiling:.0} | 100% | |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| parse + validate only (ceiling), same events, one core | {n} | | | | {ceiling:.0} | 100% | | |");
     // Built-in and plugin hosts alternate, ROUNDS runs each, medians reported: on a shared
     // 2-core machine the broker, the host and Redis contend, and single runs swing by ~10%.
+    let rounds: usize = std::env::var("RTSCORE_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let baseline = std::env::var_os("RTSCORE_BASELINE_BIN").map(std::path::PathBuf::from);
+    // (row name, scenario set, binary: None for this build's).
+    let variants: [(&str, &str, Option<&std::path::Path>); 2] = match &baseline {
+        None => [("builtin", "builtin", None), ("plugin", "plugin", None)],
+        Some(b) => [("builtin", "builtin", None), ("builtin, RTSCORE_BASELINE_BIN", "builtin", Some(b))],
+    };
     let mut runs: Vec<Vec<HostRun>> = vec![Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        for (v, variant) in ["builtin", "plugin"].into_iter().enumerate() {
-            runs[v].push(run_host(&stack, &topic, &dir.join(variant), &plugins_dir, n, variant == "plugin"));
+    for _ in 0..rounds {
+        for (v, (_, set, bin)) in variants.iter().enumerate() {
+            runs[v].push(run_host(&stack, &topic, &dir.join(set), &plugins_dir, n, *set == "plugin", *bin));
         }
     }
-    let mut rates = Vec::new();
-    for (variant, mut rs) in ["builtin", "plugin"].into_iter().zip(runs) {
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
+    for ((variant, ..), mut rs) in variants.iter().zip(runs) {
+        let mut cpu: Vec<f64> = rs.iter().map(|r| r.cpu_us_per_event).collect();
+        cpu.sort_by(f64::total_cmp);
+        let cpu = cpu[cpu.len() / 2];
         rs.sort_by(|a, b| a.steady.total_cmp(&b.steady));
         let spread = format!("{:.0}–{:.0}", rs[0].steady, rs[rs.len() - 1].steady);
         let run = rs.swap_remove(rs.len() / 2);
         println!(
-            "| Kafka (3 partitions) -> host (release) -> Redis, item_hot_score, {variant} (median of {ROUNDS}) | {n} | {:.2} | {:.0} | {:.2} | {:.0} ({spread}) | {:.0}% | {} / {} |",
+            "| Kafka (3 partitions) -> host (release) -> Redis, item_hot_score, {variant} (median of {rounds}) | {n} | {:.2} | {:.0} | {:.2} | {:.0} ({spread}) | {:.0}% | {} / {} | {cpu:.2} |",
             run.elapsed.as_secs_f64(),
             n as f64 / run.elapsed.as_secs_f64(),
             run.startup.as_secs_f64(),
@@ -105,9 +116,28 @@ fn main() {
             run.p99
         );
         rates.push(run.steady);
+        cpus.push(cpu);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("\nplugin / built-in end to end (once consuming): {:.0}%; emission delay target p99 <= 200 ms", 100.0 * rates[1] / rates[0]);
+    match baseline {
+        None => println!(
+            "\nplugin / built-in end to end (once consuming): {:.0}%; emission delay target p99 <= 200 ms",
+            100.0 * rates[1] / rates[0]
+        ),
+        Some(_) => println!(
+            "\nthis build / RTSCORE_BASELINE_BIN: events/s once consuming {:.3}, host CPU per event {:.3}",
+            rates[0] / rates[1],
+            cpus[0] / cpus[1]
+        ),
+    }
+}
+
+/// User + system CPU seconds of process `pid` so far (`/proc/PID/stat`, at 100 ticks a second).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum::<f64>() / 100.0
 }
 
 struct HostRun {
@@ -116,22 +146,36 @@ struct HostRun {
     startup: Duration,
     /// Events/s from the first consumed events to the last.
     steady: f64,
+    /// The host process's CPU time (every thread, start-up included) per event consumed: less
+    /// swayed than the rate by what else the two cores run (the broker, Redis).
+    cpu_us_per_event: f64,
     p50: String,
     p99: String,
 }
 
 /// Starts a host in a fresh consumer group on `topic` and times it until it has consumed `n`
 /// events; reads its emission-delay summary from `/metrics` before stopping it.
-fn run_host(stack: &Stack, topic: &str, scenarios: &std::path::Path, plugins: &std::path::Path, n: u64, plugins_used: bool) -> HostRun {
+fn run_host(
+    stack: &Stack,
+    topic: &str,
+    scenarios: &std::path::Path,
+    plugins: &std::path::Path,
+    n: u64,
+    plugins_used: bool,
+    bin: Option<&std::path::Path>,
+) -> HostRun {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let started = Instant::now();
     // A fresh group per run: a reused one would resume from the previous run's commits.
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let group = format!("bench-{}-{}-{run}", std::process::id(), scenarios.file_name().unwrap().to_string_lossy());
+    let mut host = Host::run();
+    if let Some(bin) = bin {
+        host = host.binary(bin);
+    }
     let host = KillOnDrop(
-        Host::run()
-            .kafka(stack, topic, &group)
+        host.kafka(stack, topic, &group)
             .scenarios_dir(scenarios)
             .plugins_dir(plugins)
             .redis(stack)
@@ -144,6 +188,7 @@ fn run_host(stack: &Stack, topic: &str, scenarios: &std::path::Path, plugins: &s
     );
     // (time, events) at the first poll that saw events: the steady rate is measured from there.
     let mut first: Option<(Instant, u64)> = None;
+    let cpu_s: f64;
     let elapsed = loop {
         let status = http_get(port, "/status").and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()).unwrap_or_default();
         let seen = status["stats"]["events_in"].as_u64().unwrap_or(0);
@@ -151,6 +196,7 @@ fn run_host(stack: &Stack, topic: &str, scenarios: &std::path::Path, plugins: &s
             first = Some((Instant::now(), seen));
         }
         if seen >= n {
+            cpu_s = process_cpu_seconds(host.0.id());
             // A plugin that fell back would make the plugin row the built-in's in disguise.
             let states: Vec<&str> =
                 status["scenarios"].as_array().into_iter().flatten().filter_map(|r| r["plugin_state"].as_str()).collect();
@@ -179,7 +225,7 @@ fn run_host(stack: &Stack, topic: &str, scenarios: &std::path::Path, plugins: &s
     };
     let (p50, p99) = (quantile("0.5"), quantile("0.99"));
     drop(host);
-    HostRun { elapsed, startup, steady, p50, p99 }
+    HostRun { elapsed, startup, steady, cpu_us_per_event: cpu_s * 1e6 / n as f64, p50, p99 }
 }
 
 /// The host process, killed when the run ends or a check fails (a leaked host would keep
