@@ -9,30 +9,33 @@
 # The workload is the parse_path bench's, kept in RTSCORE_BENCH_WORKLOAD_DIR (events.jsonl and
 # scenarios/): `RTSCORE_BENCH_WORKLOAD_DIR=DIR cargo bench -p rtscore --bench parse_path` writes
 # it. RTSCORE_BENCH_ROUNDS sets the rounds (6), RTSCORE_BENCH_JOB the job (`all`).
+# RTSCORE_BENCH_NEW_SCENARIOS=DIR gives NEW other scenario documents (OLD keeps the workload's):
+# with one binary twice, the cost of a config, say declared features.
 set -euo pipefail
 if [ $# -ne 2 ]; then
-  sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
   exit 2
 fi
 old="$1" new="$2"
 dir="${RTSCORE_BENCH_WORKLOAD_DIR:?set RTSCORE_BENCH_WORKLOAD_DIR to the parse_path workload (see --help)}"
 rounds="${RTSCORE_BENCH_ROUNDS:-6}" job="${RTSCORE_BENCH_JOB:-all}"
-for f in "$dir/events.jsonl" "$dir/scenarios" "$old" "$new"; do
+old_scenarios="$dir/scenarios" new_scenarios="${RTSCORE_BENCH_NEW_SCENARIOS:-$dir/scenarios}"
+for f in "$dir/events.jsonl" "$old_scenarios" "$new_scenarios" "$old" "$new"; do
   [ -e "$f" ] || { echo "bench-pair: $f does not exist" >&2; exit 2; }
 done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# CPU seconds of one replay on core $2, into file $3.
+# CPU seconds of one replay by binary $1 of scenarios $4 on core $2, into file $3.
 replay() {
   local TIMEFORMAT='%U %S'
   { time env -u MONGODB_URL -u REDIS_URL -u KAFKA_SERVERS taskset -c "$2" "$1" run --job "$job" \
-      --events-file "$dir/events.jsonl" --scenarios-dir "$dir/scenarios" --jsonl-out /dev/null --view off \
+      --events-file "$dir/events.jsonl" --scenarios-dir "$4" --jsonl-out /dev/null --view off \
       >/dev/null 2>&1; } 2> "$3"
 }
 printf '%-6s %10s %10s %8s\n' round old_cpu_s new_cpu_s new/old
 for r in $(seq "$rounds"); do
   a=$(( r % 2 )) b=$(( (r + 1) % 2 ))
-  replay "$old" "$a" "$work/old" & replay "$new" "$b" "$work/new" & wait
+  replay "$old" "$a" "$work/old" "$old_scenarios" & replay "$new" "$b" "$work/new" "$new_scenarios" & wait
   o=$(awk '{print $1 + $2}' "$work/old") n=$(awk '{print $1 + $2}' "$work/new")
   echo "$o $n" >> "$work/rows"
   printf '%-6s %10s %10s %8s\n' "$r" "$o" "$n" "$(python3 -c "print(f'{$n / $o:.3f}')")"
