@@ -412,12 +412,19 @@ impl UserState {
         }
         let item = Recent { item_id: CompactString::new(&ev.item_id), action: action.clone(), ts: ev.ts };
         let mut change = recent_bytes(&item) as isize;
-        self.recent.insert(pos, item);
-        while self.recent.len() > MAX_RECENT_ITEMS {
+        // The oldest goes before the newcomer comes in, and the list grows by doubling but
+        // never past the bound: inserting a 21st item first made every full list hold 32
+        // slots (1.5 KB) for 20.
+        while self.recent.len() >= MAX_RECENT_ITEMS {
             if let Some(r) = self.recent.pop_back() {
                 change -= recent_bytes(&r) as isize;
             }
         }
+        let len = self.recent.len();
+        if len == self.recent.capacity() {
+            self.recent.reserve_exact(len.max(4).min(MAX_RECENT_ITEMS - len));
+        }
+        self.recent.insert(pos, item);
         change
     }
 
@@ -1613,6 +1620,8 @@ mod tests {
         assert_eq!(&*last.recent_items[0].item_id, "i99");
         assert!(last.interests.len() <= WRITTEN_INTERESTS);
         assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.interests.len() <= MAX_INTERESTS));
+        // A full list holds no spare slots.
+        assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.recent.capacity() == MAX_RECENT_ITEMS));
     }
 
     #[test]
