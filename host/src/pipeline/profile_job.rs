@@ -387,6 +387,14 @@ impl UserState {
         }
         let w = weight * Self::decay_factor(self.as_of - ev.ts, half_life_days);
         let mut change = 0isize;
+        // New names are pushed before the weakest beyond the bound go, so a full list briefly
+        // holds more than it keeps: grown to exactly that (doubling up to the bound) rather than
+        // to the next power of two, which held 64 slots (1.5 KB) for 32 interests.
+        let (len, incoming) = (self.interests.len(), usize::from(ev.category.is_some()) + ev.tags.len());
+        if len + incoming > self.interests.capacity() {
+            let doubled = (2 * self.interests.capacity()).min(MAX_INTERESTS);
+            self.interests.reserve_exact(doubled.max(len + incoming) - len);
+        }
         for name in ev.category.iter().chain(ev.tags.iter()) {
             match self.interests.iter_mut().find(|(n, _)| **n == **name) {
                 Some((_, s)) => *s += w,
@@ -1620,8 +1628,10 @@ mod tests {
         assert_eq!(&*last.recent_items[0].item_id, "i99");
         assert!(last.interests.len() <= WRITTEN_INTERESTS);
         assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.interests.len() <= MAX_INTERESTS));
-        // A full list holds no spare slots.
-        assert!(j.scenario(&ScenarioKey::new("t", "s")).unwrap().users.values().all(|u| u.recent.capacity() == MAX_RECENT_ITEMS));
+        // Full lists hold no spare slots beyond an event's worth (one category here).
+        let users = &j.scenario(&ScenarioKey::new("t", "s")).unwrap().users;
+        assert!(users.values().all(|u| u.recent.capacity() == MAX_RECENT_ITEMS));
+        assert!(users.values().all(|u| u.interests.capacity() == MAX_INTERESTS + 1));
     }
 
     #[test]
