@@ -82,7 +82,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!("| parse + validate only (ceiling), same events, one core | {n} | | | | {ceiling:.0} | 100% | | |");
-    // Built-in and plugin hosts alternate, ROUNDS runs each, medians reported: on a shared
+    // The two rows' hosts alternate, `rounds` runs each, medians reported: on a shared
     // 2-core machine the broker, the host and Redis contend, and single runs swing by ~10%.
     let rounds: usize = std::env::var("RTSCORE_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
     let baseline = std::env::var_os("RTSCORE_BASELINE_BIN").map(std::path::PathBuf::from);
