@@ -38,13 +38,13 @@ use rtscore::event::parse_event;
 use rtscore::output::Output;
 use rtscore::pipeline::{JobSelection, Pipeline, PipelineOptions, Reject};
 use rtscore::plugin::PluginEngine;
+use rtscore::sinks::jsonl::JsonlSink;
+use rtscore::sources::generator::EventMaker;
+use rtscore_testkit::plugins;
 
 /// The allocator the `rtscore` binary runs with, so the in-memory rows measure the same code.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use rtscore::sinks::jsonl::JsonlSink;
-use rtscore::sources::generator::EventMaker;
-use rtscore_testkit::plugins;
 
 const T0: i64 = 1_767_225_600_000;
 const ITEMS: u64 = 1_000_000;

@@ -245,9 +245,9 @@ struct WriteScratch {
     spans: Vec<EncodedSpan>,
 }
 
-/// Size of the buffers profiles are encoded into: below glibc's threshold for mapping fresh
-/// pages (128 KiB), so a buffer reuses freed memory instead of faulting its pages in (one
-/// buffer per flush faulted in four times the pages).
+/// Size of the buffers profiles are encoded into: small enough that the allocator serves a
+/// buffer from memory freed by earlier ones instead of mapping fresh pages (one buffer per
+/// flush, a few MB, faulted in four times the pages).
 const SHARED_BUFFER_BYTES: usize = 64 * 1024;
 /// A buffer is frozen once it has less room than this left: more than most profiles take, so
 /// the next one rarely grows (reallocates) it.
