@@ -201,6 +201,13 @@ fn since_bytes(s: &Option<Box<SinceWrite>>) -> usize {
     s.as_ref().map_or(0, |s| s.heap_bytes())
 }
 
+/// The capacity a bounded list of `capacity` slots grows to when it must hold `needed`: double
+/// (at least 4), but not past `bound` unless `needed` is, so a list at its bound holds no more
+/// slots than it briefly needs (a power-of-two growth held up to twice the bound).
+fn bounded_growth(capacity: usize, needed: usize, bound: usize) -> usize {
+    (2 * capacity).max(4).min(bound).max(needed)
+}
+
 /// A change of a byte count, signed.
 fn delta(before: usize, after: usize) -> isize {
     after as isize - before as isize
@@ -388,12 +395,11 @@ impl UserState {
         let w = weight * Self::decay_factor(self.as_of - ev.ts, half_life_days);
         let mut change = 0isize;
         // New names are pushed before the weakest beyond the bound go, so a full list briefly
-        // holds more than it keeps: grown to exactly that (doubling up to the bound) rather than
-        // to the next power of two, which held 64 slots (1.5 KB) for 32 interests.
-        let (len, incoming) = (self.interests.len(), usize::from(ev.category.is_some()) + ev.tags.len());
-        if len + incoming > self.interests.capacity() {
-            let doubled = (2 * self.interests.capacity()).min(MAX_INTERESTS);
-            self.interests.reserve_exact(doubled.max(len + incoming) - len);
+        // holds more than it keeps: grown to exactly that rather than to the next power of two,
+        // which held 64 slots (1.5 KB) for 32 interests.
+        let (len, needed) = (self.interests.len(), self.interests.len() + usize::from(ev.category.is_some()) + ev.tags.len());
+        if needed > self.interests.capacity() {
+            self.interests.reserve_exact(bounded_growth(self.interests.capacity(), needed, MAX_INTERESTS) - len);
         }
         for name in ev.category.iter().chain(ev.tags.iter()) {
             match self.interests.iter_mut().find(|(n, _)| **n == **name) {
@@ -420,9 +426,8 @@ impl UserState {
         }
         let item = Recent { item_id: CompactString::new(&ev.item_id), action: action.clone(), ts: ev.ts };
         let mut change = recent_bytes(&item) as isize;
-        // The oldest goes before the newcomer comes in, and the list grows by doubling but
-        // never past the bound: inserting a 21st item first made every full list hold 32
-        // slots (1.5 KB) for 20.
+        // The oldest goes before the newcomer comes in, and the list never grows past the
+        // bound: inserting a 21st item first made every full list hold 32 slots (1.5 KB) for 20.
         while self.recent.len() >= MAX_RECENT_ITEMS {
             if let Some(r) = self.recent.pop_back() {
                 change -= recent_bytes(&r) as isize;
@@ -430,7 +435,7 @@ impl UserState {
         }
         let len = self.recent.len();
         if len == self.recent.capacity() {
-            self.recent.reserve_exact(len.max(4).min(MAX_RECENT_ITEMS - len));
+            self.recent.reserve_exact(bounded_growth(len, len + 1, MAX_RECENT_ITEMS) - len);
         }
         self.recent.insert(pos, item);
         change
