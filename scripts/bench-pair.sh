@@ -2,7 +2,8 @@
 # Two builds of rtscore side by side on the path users run (docs/benchmarks.md, "`--job all`:
 # shared buffers and the allocator"): both replay the same file at once, one per core (cores
 # swapped every round), so a noisy neighbour slows both alike; prints each run's CPU seconds
-# (user + sys) and the ratio NEW/OLD per round, then the median ratio.
+# (user + sys) and the ratio NEW/OLD per round, then the median ratio and the median over
+# pairs of rounds (each pair runs NEW once on either core, so a slower core cancels out).
 #
 #   scripts/bench-pair.sh OLD_BIN NEW_BIN
 #
@@ -13,7 +14,7 @@
 # with one binary twice, the cost of a config, say declared features.
 set -euo pipefail
 if [ $# -ne 2 ]; then
-  sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+  sed -n '2,14s/^# \{0,1\}//p' "$0" >&2
   exit 2
 fi
 old="$1" new="$2"
@@ -43,5 +44,11 @@ done
 python3 - "$work/rows" <<'PY'
 import statistics, sys
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
-print(f"median new/old: {statistics.median(n / o for o, n in rows):.3f} over {len(rows)} rounds")
+ratios = [n / o for o, n in rows]
+print(f"median new/old: {statistics.median(ratios):.3f} over {len(rows)} rounds")
+# One core of this VM can run steadily slower than the other, so odd and even rounds (NEW on
+# core 0, then on core 1) lean opposite ways; each pair's geometric mean cancels that.
+pairs = [(ratios[i] * ratios[i + 1]) ** 0.5 for i in range(0, len(ratios) - 1, 2)]
+if pairs:
+    print(f"median of round pairs (cores swapped within each): {statistics.median(pairs):.3f} over {len(pairs)} pairs")
 PY
