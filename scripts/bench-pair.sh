@@ -46,8 +46,8 @@ import statistics, sys
 rows = [tuple(map(float, l.split())) for l in open(sys.argv[1])]
 ratios = [n / o for o, n in rows]
 print(f"median new/old: {statistics.median(ratios):.3f} over {len(rows)} rounds")
-# One core of this VM can run steadily slower than the other, so odd and even rounds (NEW on
-# core 0, then on core 1) lean opposite ways; each pair's geometric mean cancels that.
+# Odd rounds run NEW on core 0, even ones on core 1: a pair's geometric mean cancels a core
+# that is slower than the other for the whole set.
 pairs = [(ratios[i] * ratios[i + 1]) ** 0.5 for i in range(0, len(ratios) - 1, 2)]
 if pairs:
     print(f"median of round pairs (cores swapped within each): {statistics.median(pairs):.3f} over {len(pairs)} pairs")
