@@ -20,7 +20,7 @@
 //! `RTSCORE_BENCH_ONLY` runs the ceiling and one comparison, `features`, `profile` or `langs`
 //! (the built-in formula against `decay-weighted` as a Rust, Python and JavaScript module, issue
 //! 22), `sizes` (the built-in row for catalogues of 10k, 1M and 10M items and for 1, 10 and 100
-//! scenarios: events/s and bytes per (item, bucket), to size a host; issue 21), or one row (`builtin`, `plugin`, `shadow`, `all`), for profiling. `RTSCORE_BENCH_ALONE=1` with
+//! scenarios: events/s, bytes per (item, bucket) and the longest batch, to size a host; issue 21), or one row (`builtin`, `plugin`, `shadow`, `all`), for profiling. `RTSCORE_BENCH_ALONE=1` with
 //! `features` or `profile` runs only the second side, once (for `perf record`).
 
 // Test code: a failed unwrap is a failed test, with its message.
@@ -274,6 +274,8 @@ struct Run<'c> {
     bytes_at_max: usize,
     secs: f64,
     cpu_secs: f64,
+    /// The longest single batch, in seconds: how long the pipeline can stop on one step.
+    longest_step: f64,
     plugin_calls: u64,
 }
 
@@ -342,6 +344,7 @@ impl<'c> Run<'c> {
             bytes_at_max: 0,
             secs: 0.0,
             cpu_secs: 0.0,
+            longest_step: 0.0,
             plugin_calls: 0,
         }
     }
@@ -354,7 +357,9 @@ impl<'c> Run<'c> {
         self.profiles += self.out.iter().filter(|o| matches!(o, Output::Profile(_) | Output::EncodedProfile(_))).count();
         self.sink.write(&self.out).expect("write sink");
         self.out.clear();
-        self.secs += started.elapsed().as_secs_f64();
+        let took = started.elapsed().as_secs_f64();
+        self.secs += took;
+        self.longest_step = self.longest_step.max(took);
         self.cpu_secs += thread_cpu_s() - cpu_started;
         self.plugin_calls += profile_plugin_calls() - calls;
         self.rejects.clear();
@@ -594,9 +599,9 @@ fn many_scenarios(n: usize) -> Vec<Arc<ScenarioConfig>> {
 fn sizes(n: usize) {
     let uniform_n: usize = std::env::var("RTSCORE_BENCH_UNIFORM_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000_000);
     println!(
-        "\n| catalogue (items) | popularity | scenarios | events | distinct items seen | events/s (1 core) | events per CPU-s | peak (item, bucket) pairs | bytes per pair |"
+        "\n| catalogue (items) | popularity | scenarios | events | distinct items seen | events/s (1 core) | events per CPU-s | peak (item, bucket) pairs | bytes per pair | longest batch (ms) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let grid = [
         (10_000u64, 6usize, n, false),
         (1_000_000, 6, n, false),
@@ -614,14 +619,15 @@ fn sizes(n: usize) {
         for b in &batches {
             run.step(b);
         }
-        let (pairs, bytes) = (run.max_buckets, run.bytes_at_max);
+        let (pairs, bytes, longest) = (run.max_buckets, run.bytes_at_max, run.longest_step);
         let row = run.finish();
         let popularity = if uniform { "uniform" } else { "Zipf 1.1" };
         println!(
-            "| {items} | {popularity} | {count} | {events} | {seen} | {:.0} | {:.0} | {pairs} | {:.0} |",
+            "| {items} | {popularity} | {count} | {events} | {seen} | {:.0} | {:.0} | {pairs} | {:.0} | {:.0} |",
             row.events_per_s,
             row.events_per_cpu_s,
-            bytes as f64 / pairs.max(1) as f64
+            bytes as f64 / pairs.max(1) as f64,
+            longest * 1e3
         );
     }
 }
