@@ -26,7 +26,7 @@ use rtscore_testkit::{Host, Stack, http_get, repo_root, stack_cmd};
 
 fn main() {
     let stack = Stack::ensure();
-    let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let n: u64 = rtscore_testkit::env_number("RTSCORE_BENCH_EVENTS", 2_000_000);
     let topic = format!("bench-e2e-{}", std::process::id());
     stack_cmd(&["topic-create", &topic, "3"]);
 
@@ -84,7 +84,7 @@ fn main() {
     println!("| parse + validate only (ceiling), same events, one core | {n} | | | | {ceiling:.0} | 100% | | |");
     // The two rows' hosts alternate, `rounds` runs each, medians reported: on a shared
     // 2-core machine the broker, the host and Redis contend, and single runs swing by ~10%.
-    let rounds: usize = std::env::var("RTSCORE_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let rounds: usize = rtscore_testkit::env_number("RTSCORE_BENCH_ROUNDS", 5).max(1);
     let baseline = std::env::var_os("RTSCORE_BASELINE_BIN").map(std::path::PathBuf::from);
     // (row name, scenario set, binary: None for this build's).
     let variants: [(&str, &str, Option<&std::path::Path>); 2] = match &baseline {

@@ -175,8 +175,8 @@ fn redis_row(bin: &Path, events: &Path, scenarios: &Path, n: usize, url: &str) -
 }
 
 fn main() {
-    let n: usize = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let runs: usize = std::env::var("RTSCORE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let n: usize = rtscore_testkit::env_number("RTSCORE_BENCH_EVENTS", 2_000_000);
+    let runs: usize = rtscore_testkit::env_number("RTSCORE_BENCH_RUNS", 5).max(1);
     // `all`: only the two user-path rows, hot score alone and `--job all` (and the Redis row).
     let only_all = std::env::var("RTSCORE_BENCH_ONLY").is_ok_and(|v| v == "all");
     let bin = binary();

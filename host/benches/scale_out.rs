@@ -208,7 +208,7 @@ fn user_partition(line: &[u8]) -> i32 {
 
 fn main() {
     let stack = Stack::ensure();
-    let n: u64 = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let n: u64 = rtscore_testkit::env_number("RTSCORE_BENCH_EVENTS", 2_000_000);
     let topic_pair = |tag: &str| {
         let pair = (format!("bench-scale-{tag}{}", std::process::id()), format!("bench-scale-{tag}user-{}", std::process::id()));
         stack_cmd(&["topic-create", &pair.0, &PARTITIONS.to_string()]);

@@ -444,7 +444,7 @@ fn full(batches: &[RecordBatch], cfgs: &[Arc<ScenarioConfig>], jobs: JobSelectio
 
 /// Alternated runs per compared row (`RTSCORE_BENCH_ROUNDS`, default 5).
 fn rounds() -> usize {
-    std::env::var("RTSCORE_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1)
+    rtscore_testkit::env_number("RTSCORE_BENCH_ROUNDS", 5).max(1)
 }
 
 fn median_of(mut v: Vec<f64>) -> f64 {
@@ -597,7 +597,7 @@ fn many_scenarios(n: usize) -> Vec<Arc<ScenarioConfig>> {
 /// the last: `RTSCORE_BENCH_UNIFORM_EVENTS` (default 20M) events over 10M equally popular
 /// items, so that the state holds the whole catalogue (a Zipf tail is never all seen).
 fn sizes(n: usize) {
-    let uniform_n: usize = std::env::var("RTSCORE_BENCH_UNIFORM_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000_000);
+    let uniform_n: usize = rtscore_testkit::env_number("RTSCORE_BENCH_UNIFORM_EVENTS", 20_000_000);
     println!(
         "\n| catalogue (items) | popularity | scenarios | events | distinct items seen | events/s (1 core) | events per CPU-s | peak (item, bucket) pairs | bytes per pair | longest batch (ms) |"
     );
@@ -686,7 +686,7 @@ fn compare_profile(batches: &[RecordBatch], ceiling: &Row) {
 
 fn main() {
     // `cargo bench` passes --bench; this binary takes no flags.
-    let n: usize = std::env::var("RTSCORE_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
+    let n: usize = rtscore_testkit::env_number("RTSCORE_BENCH_EVENTS", 2_000_000);
     let cfgs = scenarios();
     let keys: Vec<ScenarioKey> = cfgs.iter().map(|c| c.key.clone()).collect();
     eprintln!("generating {n} events ...");

@@ -36,6 +36,12 @@ pub use sinks::{SinkWindows, check_against_reference, hot_differences, read_hot_
 pub use stack::{Stack, stack_cmd};
 pub use web::http_get;
 
+/// A bench's numeric knob: environment variable `name` if set to a number, else `default`
+/// (an unparsable value falls back too, as the benches always did).
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// The repository's root (this crate lives in `testkit/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit/ has a parent").to_path_buf()
