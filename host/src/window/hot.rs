@@ -15,6 +15,18 @@ use crate::scoring::WindowBatch;
 /// `TooManyActions` rather than growing state without bound.
 pub const MAX_ACTIONS: usize = 1024;
 
+/// How many cells ahead a sweep over a window's cells starts loading the per-item state it
+/// will touch.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Starts loading `values[i]`, if there is one.
+#[inline(always)]
+fn prefetch_at<T>(values: &[T], i: usize) {
+    if let Some(v) = values.get(i) {
+        crate::prefetch::prefetch(v);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddOutcome {
     Accepted,
@@ -279,7 +291,12 @@ impl HotWindows {
         s.mark.resize(self.ids.id_bound(), 0);
         // Pass 1: number the window's items and count their rows.
         for (_, m) in self.minutes.range(lo..hi) {
-            for c in &m.cells {
+            for (i, c) in m.cells.iter().enumerate() {
+                // A window over more items than the caches hold misses on `mark` per cell:
+                // start the loads a few cells ahead.
+                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
+                    prefetch_at(&s.mark, ahead.item as usize);
+                }
                 let k = &mut s.mark[c.item as usize];
                 if *k == 0 {
                     s.order.push(c.item);
@@ -322,6 +339,13 @@ impl HotWindows {
             let fm = m.features.as_deref().filter(|_| set.is_some());
             s.heads.clear();
             for (i, c) in m.cells.iter().enumerate() {
+                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
+                    prefetch_at(&s.mark, ahead.item as usize);
+                }
+                if let Some(near) = m.cells.get(i + PREFETCH_AHEAD / 2) {
+                    let k = s.mark[near.item as usize] as usize;
+                    prefetch_at(&s.rows, k.wrapping_sub(1));
+                }
                 let k = s.mark[c.item as usize] as usize - 1;
                 if let (Some(fm), true) = (fm, c.head)
                     && fm.has_row(i, n_features)
@@ -384,11 +408,19 @@ impl HotWindows {
         }
         let kept = self.minutes.split_off(&first_kept_minute);
         let gone = std::mem::replace(&mut self.minutes, kept);
-        for c in gone.values().flat_map(|m| &m.cells).filter(|c| c.head) {
-            let slot = self.ids.get_mut(c.item);
-            slot.held -= 1;
-            if slot.held == 0 {
-                self.ids.release(c.item);
+        for m in gone.values() {
+            for (i, c) in m.cells.iter().enumerate() {
+                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
+                    self.ids.prefetch(ahead.item);
+                }
+                if !c.head {
+                    continue;
+                }
+                let slot = self.ids.get_mut(c.item);
+                slot.held -= 1;
+                if slot.held == 0 {
+                    self.ids.release(c.item);
+                }
             }
         }
     }

@@ -80,6 +80,14 @@ impl<T: Default> ItemIds<T> {
         &self.entries[id as usize].name
     }
 
+    /// Starts loading the entry of `id` (a hint: no effect on what is computed).
+    #[inline(always)]
+    pub fn prefetch(&self, id: u32) {
+        if let Some(e) = self.entries.get(id as usize) {
+            crate::prefetch::prefetch(e);
+        }
+    }
+
     pub fn get_mut(&mut self, id: u32) -> &mut T {
         &mut self.entries[id as usize].value
     }
