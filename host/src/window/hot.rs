@@ -342,6 +342,7 @@ impl HotWindows {
                 if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
                     prefetch_at(&s.mark, ahead.item as usize);
                 }
+                // `rows` by batch item: the `mark` entry prefetched eight cells ago names it.
                 if let Some(near) = m.cells.get(i + PREFETCH_AHEAD / 2) {
                     let k = s.mark[near.item as usize] as usize;
                     prefetch_at(&s.rows, k.wrapping_sub(1));
@@ -410,6 +411,7 @@ impl HotWindows {
         let gone = std::mem::replace(&mut self.minutes, kept);
         for m in gone.values() {
             for (i, c) in m.cells.iter().enumerate() {
+                // As in `build_batch`: with millions of live items each entry is a miss.
                 if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
                     self.ids.prefetch(ahead.item);
                 }
