@@ -19,6 +19,10 @@ pub const MAX_ACTIONS: usize = 1024;
 /// will touch.
 const PREFETCH_AHEAD: usize = 16;
 
+/// Sweeps prefetch only in a scenario with more ids than this: below it the per-id arrays
+/// (4 bytes an id) stay in the caches, and the hints would only add work.
+const PREFETCH_FROM_IDS: usize = 1 << 18;
+
 /// Starts loading `values[i]`, if there is one.
 #[inline(always)]
 fn prefetch_at<T>(values: &[T], i: usize) {
@@ -289,13 +293,16 @@ impl HotWindows {
         s.order.clear();
         s.rows.clear();
         s.mark.resize(self.ids.id_bound(), 0);
+        let ahead = if s.mark.len() > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 };
         // Pass 1: number the window's items and count their rows.
         for (_, m) in self.minutes.range(lo..hi) {
             for (i, c) in m.cells.iter().enumerate() {
                 // A window over more items than the caches hold misses on `mark` per cell:
                 // start the loads a few cells ahead.
-                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
-                    prefetch_at(&s.mark, ahead.item as usize);
+                if ahead > 0
+                    && let Some(next) = m.cells.get(i + ahead)
+                {
+                    prefetch_at(&s.mark, next.item as usize);
                 }
                 let k = &mut s.mark[c.item as usize];
                 if *k == 0 {
@@ -339,13 +346,15 @@ impl HotWindows {
             let fm = m.features.as_deref().filter(|_| set.is_some());
             s.heads.clear();
             for (i, c) in m.cells.iter().enumerate() {
-                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
-                    prefetch_at(&s.mark, ahead.item as usize);
-                }
-                // `rows` by batch item: the `mark` entry prefetched eight cells ago names it.
-                if let Some(near) = m.cells.get(i + PREFETCH_AHEAD / 2) {
-                    let k = s.mark[near.item as usize] as usize;
-                    prefetch_at(&s.rows, k.wrapping_sub(1));
+                if ahead > 0 {
+                    if let Some(next) = m.cells.get(i + ahead) {
+                        prefetch_at(&s.mark, next.item as usize);
+                    }
+                    // `rows` by batch item: the `mark` entry prefetched eight cells ago names it.
+                    if let Some(near) = m.cells.get(i + ahead / 2) {
+                        let k = s.mark[near.item as usize] as usize;
+                        prefetch_at(&s.rows, k.wrapping_sub(1));
+                    }
                 }
                 let k = s.mark[c.item as usize] as usize - 1;
                 if let (Some(fm), true) = (fm, c.head)
@@ -409,11 +418,14 @@ impl HotWindows {
         }
         let kept = self.minutes.split_off(&first_kept_minute);
         let gone = std::mem::replace(&mut self.minutes, kept);
+        // As in `build_batch`: with millions of live items each entry is a miss.
+        let ahead = if self.ids.id_bound() > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 };
         for m in gone.values() {
             for (i, c) in m.cells.iter().enumerate() {
-                // As in `build_batch`: with millions of live items each entry is a miss.
-                if let Some(ahead) = m.cells.get(i + PREFETCH_AHEAD) {
-                    self.ids.prefetch(ahead.item);
+                if ahead > 0
+                    && let Some(next) = m.cells.get(i + ahead)
+                {
+                    self.ids.prefetch(next.item);
                 }
                 if !c.head {
                     continue;
@@ -599,6 +611,34 @@ mod tests {
             assert!(rows.insert(id.to_string(), r).is_none(), "item {id} twice in one batch");
         }
         rows
+    }
+
+    /// Past [`PREFETCH_FROM_IDS`] the sweeps prefetch: the same rows, and closing still
+    /// releases every id.
+    #[test]
+    fn a_window_over_more_ids_than_the_prefetch_bound_holds_the_same_rows() {
+        let g = geom(2, 1);
+        let mut w = HotWindows::default();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let n = PREFETCH_FROM_IDS as u32 + 1_000;
+        for item in 0..n {
+            // Every third item in both minutes and with a second action.
+            let (action, ts) = ((item % 2) as u16, i64::from(item % 60_000));
+            let names = ["click", "view"];
+            w.add(&format!("i{item}"), names[action as usize], ts, g);
+            accepted.push((item, action, ts));
+            if item % 3 == 0 {
+                w.add(&format!("i{item}"), names[1 - action as usize], MIN + ts, g);
+                accepted.push((item, 1 - action, MIN + ts));
+            }
+        }
+        let mut batch = WindowBatch::default();
+        w.build_batch(2 * MIN, g, &mut batch);
+        assert_eq!(batch.item_count(), n as usize);
+        assert_eq!(batch_rows(&w, &batch), reference_rows(&accepted, 2 * MIN, g));
+        w.close_through(3 * MIN, g);
+        assert!(w.is_empty());
+        assert_eq!(w.item_count(), 0);
     }
 
     proptest::proptest! {
