@@ -620,11 +620,10 @@ mod tests {
         let g = geom(2, 1);
         let mut w = HotWindows::default();
         let mut accepted: Vec<Accepted> = Vec::new();
-        let n = PREFETCH_FROM_IDS as u32 + 1_000;
+        let (n, names) = (PREFETCH_FROM_IDS as u32 + 1_000, ["click", "view"]);
         for item in 0..n {
             // Every third item in both minutes and with a second action.
             let (action, ts) = ((item % 2) as u16, i64::from(item % 60_000));
-            let names = ["click", "view"];
             w.add(&format!("i{item}"), names[action as usize], ts, g);
             accepted.push((item, action, ts));
             if item % 3 == 0 {
