@@ -13,6 +13,14 @@ pub fn prefetch<T>(value: &T) {
     prefetch_bytes(std::ptr::from_ref(value).cast::<i8>(), std::mem::size_of::<T>());
 }
 
+/// [`prefetch`] of `values[i]`, if there is one.
+#[inline(always)]
+pub fn prefetch_at<T>(values: &[T], i: usize) {
+    if let Some(v) = values.get(i) {
+        prefetch(v);
+    }
+}
+
 /// [`prefetch`] for the first `max_lines` cache lines of `values`.
 #[inline(always)]
 pub fn prefetch_slice<T>(values: &[T], max_lines: usize) {

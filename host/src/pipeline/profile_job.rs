@@ -46,7 +46,7 @@ use crate::event::{Event, QuotaKind};
 use crate::output::{EncodedProfile, Interest, Output, RecentItem, UserProfile};
 use crate::plugin::profile::InterestInput;
 use crate::plugin::{JobPlugin, PluginError, PluginWorld, ProfileEventInput, ProfileInput, ProfileInterests, UserInput};
-use crate::prefetch::{prefetch, prefetch_slice};
+use crate::prefetch::{prefetch, prefetch_at, prefetch_slice};
 
 /// Interests kept per user; the weakest is dropped beyond this, bounding state per user. A
 /// profile plugin may return as many (the same bound, checked on its result).
@@ -705,9 +705,7 @@ impl Users {
 
     /// Starts loading user `id`'s slot.
     fn prefetch_id(&self, id: u32) {
-        if let Some(slot) = self.slots.get(id as usize) {
-            prefetch(slot);
-        }
+        prefetch_at(&self.slots, id as usize);
     }
 
     /// Starts loading the newest recent item of user `name`, whose slot should be cached by

@@ -9,6 +9,7 @@ use super::item_ids::ItemIds;
 use super::minute_cells::{CellRow, MinuteCells};
 use crate::config::{FeatureDef, WindowGeometry};
 use crate::event::Event;
+use crate::prefetch::prefetch_at;
 use crate::scoring::WindowBatch;
 
 /// Most distinct action names one scenario tracks; beyond it events are rejected as
@@ -23,12 +24,9 @@ const PREFETCH_AHEAD: usize = 16;
 /// (4 bytes an id) stay in the caches, and the hints would only add work.
 const PREFETCH_FROM_IDS: usize = 1 << 18;
 
-/// Starts loading `values[i]`, if there is one.
-#[inline(always)]
-fn prefetch_at<T>(values: &[T], i: usize) {
-    if let Some(v) = values.get(i) {
-        crate::prefetch::prefetch(v);
-    }
+/// How far ahead a sweep over the cells of a scenario with `ids` ids prefetches; 0: not at all.
+fn prefetch_distance(ids: usize) -> usize {
+    if ids > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +291,7 @@ impl HotWindows {
         s.order.clear();
         s.rows.clear();
         s.mark.resize(self.ids.id_bound(), 0);
-        let ahead = if s.mark.len() > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 };
+        let ahead = prefetch_distance(s.mark.len());
         // Pass 1: number the window's items and count their rows.
         for (_, m) in self.minutes.range(lo..hi) {
             for (i, c) in m.cells.iter().enumerate() {
@@ -419,7 +417,7 @@ impl HotWindows {
         let kept = self.minutes.split_off(&first_kept_minute);
         let gone = std::mem::replace(&mut self.minutes, kept);
         // As in `build_batch`: with millions of live items each entry is a miss.
-        let ahead = if self.ids.id_bound() > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 };
+        let ahead = prefetch_distance(self.ids.id_bound());
         for m in gone.values() {
             for (i, c) in m.cells.iter().enumerate() {
                 if ahead > 0

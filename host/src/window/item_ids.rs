@@ -83,9 +83,7 @@ impl<T: Default> ItemIds<T> {
     /// Starts loading the entry of `id` (a hint: no effect on what is computed).
     #[inline(always)]
     pub fn prefetch(&self, id: u32) {
-        if let Some(e) = self.entries.get(id as usize) {
-            crate::prefetch::prefetch(e);
-        }
+        crate::prefetch::prefetch_at(&self.entries, id as usize);
     }
 
     pub fn get_mut(&mut self, id: u32) -> &mut T {
