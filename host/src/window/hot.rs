@@ -29,6 +29,16 @@ fn prefetch_distance(ids: usize) -> usize {
     if ids > PREFETCH_FROM_IDS { PREFETCH_AHEAD } else { 0 }
 }
 
+/// The item of the cell `ahead` past cell `i`, for a sweep to prefetch its state: `None` when
+/// the sweep does not prefetch (`ahead` is 0) or the minute ends first.
+#[inline(always)]
+fn item_ahead(cells: &[CellRow], i: usize, ahead: usize) -> Option<u32> {
+    if ahead == 0 {
+        return None;
+    }
+    cells.get(i + ahead).map(|c| c.item)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddOutcome {
     Accepted,
@@ -297,10 +307,8 @@ impl HotWindows {
             for (i, c) in m.cells.iter().enumerate() {
                 // A window over more items than the caches hold misses on `mark` per cell:
                 // start the loads a few cells ahead.
-                if ahead > 0
-                    && let Some(next) = m.cells.get(i + ahead)
-                {
-                    prefetch_at(&s.mark, next.item as usize);
+                if let Some(item) = item_ahead(&m.cells, i, ahead) {
+                    prefetch_at(&s.mark, item as usize);
                 }
                 let k = &mut s.mark[c.item as usize];
                 if *k == 0 {
@@ -344,15 +352,13 @@ impl HotWindows {
             let fm = m.features.as_deref().filter(|_| set.is_some());
             s.heads.clear();
             for (i, c) in m.cells.iter().enumerate() {
-                if ahead > 0 {
-                    if let Some(next) = m.cells.get(i + ahead) {
-                        prefetch_at(&s.mark, next.item as usize);
-                    }
-                    // `rows` by batch item: the `mark` entry prefetched eight cells ago names it.
-                    if let Some(near) = m.cells.get(i + ahead / 2) {
-                        let k = s.mark[near.item as usize] as usize;
-                        prefetch_at(&s.rows, k.wrapping_sub(1));
-                    }
+                if let Some(item) = item_ahead(&m.cells, i, ahead) {
+                    prefetch_at(&s.mark, item as usize);
+                }
+                // `rows` by batch item: the `mark` entry prefetched half the distance back names it.
+                if let Some(item) = item_ahead(&m.cells, i, ahead / 2) {
+                    let k = s.mark[item as usize] as usize;
+                    prefetch_at(&s.rows, k.wrapping_sub(1));
                 }
                 let k = s.mark[c.item as usize] as usize - 1;
                 if let (Some(fm), true) = (fm, c.head)
@@ -420,10 +426,8 @@ impl HotWindows {
         let ahead = prefetch_distance(self.ids.id_bound());
         for m in gone.values() {
             for (i, c) in m.cells.iter().enumerate() {
-                if ahead > 0
-                    && let Some(next) = m.cells.get(i + ahead)
-                {
-                    self.ids.prefetch(next.item);
+                if let Some(item) = item_ahead(&m.cells, i, ahead) {
+                    self.ids.prefetch(item);
                 }
                 if !c.head {
                     continue;
